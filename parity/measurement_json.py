@@ -1,0 +1,293 @@
+"""Versioned JSON (de)serialisation of Measurements (format ``parity-measurement``, version 1).
+
+The schema is ``parity/schemas/measurement.schema.json``. Reading validates against it, so a bad file fails
+with one line naming the file and the field (``BadInput``). Writing is atomic (temporary file + rename):
+an interrupted write never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from parity.errors import BadInput
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    Latency,
+    LatencyDistribution,
+    LatencyKind,
+    LatencySummary,
+    Measurement,
+    RequestTemplate,
+    Source,
+    SourceKind,
+    Timeline,
+    Window,
+)
+from parity.sketch import LatencySketch
+
+__all__ = ["FORMAT", "VERSION", "dumps", "from_dict", "looks_like_measurement", "read", "to_dict", "write"]
+
+FORMAT = "parity-measurement"
+VERSION = 1
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    text = resources.files("parity").joinpath("schemas/measurement.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)  # type: ignore[no-any-return]
+
+
+def looks_like_measurement(data: object) -> bool:
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _latency_to_dict(latency: Latency | None) -> dict[str, Any] | None:
+    if latency is None:
+        return None
+    if isinstance(latency, LatencySummary):
+        return {
+            "kind": "summary",
+            "avg_ms": latency.avg_ms,
+            "max_ms": latency.max_ms,
+            "p50_ms": latency.p50_ms,
+            "p75_ms": latency.p75_ms,
+            "p90_ms": latency.p90_ms,
+            "p95_ms": latency.p95_ms,
+            "p99_ms": latency.p99_ms,
+        }
+    return {"kind": "ddsketch", **latency.sketch.to_dict()}
+
+
+def _round_list(values: tuple[float | None, ...] | None) -> list[float | None] | None:
+    if values is None:
+        return None
+    return [None if v is None else round(v, 3) for v in values]
+
+
+def _timeline_to_dict(t: Timeline | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "start_s": t.start_s,
+        "interval_s": t.interval_s,
+        "counts": list(t.counts),
+        "errors": None if t.errors is None else list(t.errors),
+        "avg_ms": _round_list(t.avg_ms),
+        "p95_ms": _round_list(t.p95_ms),
+        "max_ms": _round_list(t.max_ms),
+    }
+
+
+def _request_to_dict(r: RequestTemplate | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "path": r.path,
+        "query": dict(r.query),
+        "params": {k: list(v) for k, v in r.params.items()},
+        "body": r.body,
+        "headers": dict(r.headers),
+    }
+
+
+def to_dict(m: Measurement) -> dict[str, Any]:
+    """The JSON-ready form of ``m`` (round-trips through :func:`from_dict`)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "source": {
+            "kind": m.source.kind.value,
+            "description": m.source.description,
+            "service": m.source.service,
+            "env": m.source.env,
+            "target": m.source.target,
+        },
+        "window": {"start": _iso(m.window.start), "end": _iso(m.window.end)},
+        "latency_kind": m.latency_kind.value,
+        "rate_scale": m.rate_scale,
+        "pair_id": m.pair_id,
+        "labels": dict(m.labels),
+        "endpoints": [
+            {
+                "endpoint": e.endpoint.key,
+                "resource": e.resource,
+                "count": e.count,
+                "errors": e.errors,
+                "latency": _latency_to_dict(e.latency),
+                "timeline": _timeline_to_dict(e.timeline),
+                "request": _request_to_dict(e.request),
+            }
+            for e in m.endpoints
+        ],
+    }
+
+
+def dumps(m: Measurement) -> str:
+    return json.dumps(to_dict(m), indent=1, allow_nan=False) + "\n"
+
+
+def write(m: Measurement, path: str | os.PathLike[str]) -> Path:
+    """Write ``m`` to ``path`` atomically; returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = dumps(m)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return path.lstrip(".") or "(top level)"
+
+
+def _parse_time(text: str, where: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not an ISO-8601 time: {text!r}") from exc
+    if t.tzinfo is None:
+        raise ValueError(f"{where}: time {text!r} has no time zone (use Z or +00:00)")
+    return t
+
+
+def _latency_from_dict(d: dict[str, Any] | None) -> Latency | None:
+    if d is None:
+        return None
+    if d["kind"] == "summary":
+        return LatencySummary(**{k: (None if v is None else float(v)) for k, v in d.items() if k != "kind"})
+    return LatencyDistribution(LatencySketch.from_dict(d))
+
+
+def _tuple(values: list[Any] | None) -> tuple[Any, ...] | None:
+    return None if values is None else tuple(values)
+
+
+def _timeline_from_dict(d: dict[str, Any] | None) -> Timeline | None:
+    if d is None:
+        return None
+    return Timeline(
+        start_s=float(d["start_s"]),
+        interval_s=float(d["interval_s"]),
+        counts=tuple(d["counts"]),
+        errors=_tuple(d.get("errors")),
+        avg_ms=_tuple(d.get("avg_ms")),
+        p95_ms=_tuple(d.get("p95_ms")),
+        max_ms=_tuple(d.get("max_ms")),
+    )
+
+
+def _request_from_dict(d: dict[str, Any] | None) -> RequestTemplate | None:
+    if d is None:
+        return None
+    return RequestTemplate(
+        path=d["path"],
+        query=dict(d.get("query", {})),
+        params={k: tuple(v) for k, v in d.get("params", {}).items()},
+        body=d.get("body"),
+        headers=dict(d.get("headers", {})),
+    )
+
+
+def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
+    return EndpointStats(
+        endpoint=Endpoint.parse(d["endpoint"]),
+        count=int(d["count"]),
+        errors=d.get("errors"),
+        latency=_latency_from_dict(d.get("latency")),
+        timeline=_timeline_from_dict(d.get("timeline")),
+        request=_request_from_dict(d.get("request")),
+        resource=d.get("resource"),
+    )
+
+
+def from_dict(data: Any, name: str = "<data>") -> Measurement:
+    """Validate and build a Measurement; raises BadInput naming ``name`` and the offending field."""
+    if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") != VERSION:
+        raise BadInput(f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)")
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise BadInput(f"{name}: {_field_path(error)}: {error.message}")
+    field = "endpoints"
+    try:
+        field = "window"
+        window = Window(
+            _parse_time(data["window"]["start"], "start"), _parse_time(data["window"]["end"], "end")
+        )
+        endpoints = []
+        for i, e in enumerate(data["endpoints"]):
+            field = f"endpoints[{i}]"
+            endpoints.append(_endpoint_from_dict(e))
+        field = "endpoints"
+        src = data["source"]
+        return Measurement(
+            source=Source(
+                kind=SourceKind(src["kind"]),
+                description=src.get("description", ""),
+                service=src.get("service"),
+                env=src.get("env"),
+                target=src.get("target"),
+            ),
+            window=window,
+            endpoints=tuple(endpoints),
+            latency_kind=LatencyKind(data["latency_kind"]),
+            rate_scale=float(data.get("rate_scale", 1.0)),
+            pair_id=data.get("pair_id"),
+            labels=dict(data.get("labels", {})),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{name}: {field}: {exc}") from exc
+
+
+def read(path: str | os.PathLike[str]) -> Measurement:
+    """Read a Measurement file; raises BadInput (one line naming the file and field) when it is unusable."""
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{p}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise BadInput(f"{p}: not valid JSON: {exc}") from None
+    return from_dict(data, str(p))
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """None for missing, NaN or infinite values (JSON has no NaN)."""
+    return None if x is None or not math.isfinite(x) else x

@@ -1,0 +1,287 @@
+"""The Measurement model: what one side of a comparison knows about a service over a time window.
+
+Every source (Datadog pull, access logs, Locust replay, Locust request CSV) produces a ``Measurement``;
+the replay planner, the judge and the renderers only read it. Times are milliseconds, rates are requests
+per second, timestamps are UTC. Missing data is ``None`` — never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from parity.sketch import LatencySketch
+
+__all__ = [
+    "SUMMARY_QUANTILES",
+    "Endpoint",
+    "EndpointStats",
+    "LatencyDistribution",
+    "LatencyKind",
+    "LatencySummary",
+    "Measurement",
+    "RequestTemplate",
+    "Source",
+    "SourceKind",
+    "Timeline",
+    "Window",
+]
+
+#: Quantiles an APM summary can carry (Datadog's distribution aggregators p50…p99).
+SUMMARY_QUANTILES = (0.50, 0.75, 0.90, 0.95, 0.99)
+
+
+class SourceKind(Enum):
+    """Where a Measurement came from."""
+
+    DATADOG = "datadog"
+    ACCESS_LOG = "access-log"
+    LOCUST_REPLAY = "locust-replay"
+    LOCUST_CSV = "locust-csv"
+    SYNTHETIC = "synthetic"
+
+
+class LatencyKind(Enum):
+    """What a latency number measures."""
+
+    SERVER = "server"  # server-side span duration (APM, access-log target time)
+    SERVICE_TIME = "service-time"  # client: from the actual send to the last response byte
+    INTENDED = "intended"  # client: from the planned send time (corrects coordinated omission)
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """Endpoint identity: HTTP method + route template, e.g. ``GET /api/employees/{id}``.
+
+    An APM resource that no route map could resolve keeps its raw name as ``route`` and an empty method.
+    """
+
+    method: str
+    route: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.route}" if self.method else self.route
+
+    @property
+    def mapped(self) -> bool:
+        """True when the endpoint is a method + route (replayable), not a bare resource name."""
+        return bool(self.method)
+
+    @classmethod
+    def parse(cls, key: str) -> Endpoint:
+        """Inverse of :attr:`key`: ``"GET /x"`` → (GET, /x); a key without a method stays a bare name."""
+        method, sep, route = key.partition(" ")
+        if sep and method.isupper() and method.isalpha() and route:
+            return cls(method, route)
+        return cls("", key)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Summary statistics in ms, as an APM backend reports them; any may be None (not reported)."""
+
+    avg_ms: float | None = None
+    max_ms: float | None = None
+    p50_ms: float | None = None
+    p75_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+    def quantile(self, q: float) -> float | None:
+        """The reported ``q`` quantile in ms (q in SUMMARY_QUANTILES, or 1.0 for max); else None."""
+        reported = {
+            0.50: self.p50_ms,
+            0.75: self.p75_ms,
+            0.90: self.p90_ms,
+            0.95: self.p95_ms,
+            0.99: self.p99_ms,
+            1.0: self.max_ms,
+        }
+        return reported.get(q)
+
+    @property
+    def mean(self) -> float | None:
+        return self.avg_ms
+
+    @property
+    def maximum(self) -> float | None:
+        return self.max_ms
+
+
+@dataclass(frozen=True)
+class LatencyDistribution:
+    """Latency in ms of individually seen requests, as a mergeable sketch (read-only once built)."""
+
+    sketch: LatencySketch = field(compare=False, repr=False)
+
+    @property
+    def samples(self) -> int:
+        return int(self.sketch.count)
+
+    def quantile(self, q: float) -> float | None:
+        """Any quantile in ms (±1% relative); None when the sketch is empty."""
+        return self.sketch.quantile(q)
+
+    @property
+    def mean(self) -> float | None:
+        return float(self.sketch.avg) if self.sketch.count else None
+
+    @property
+    def maximum(self) -> float | None:
+        return self.sketch.max if self.sketch.count else None
+
+
+Latency = LatencySummary | LatencyDistribution
+
+
+def _same_length(name: str, column: tuple[Any, ...] | None, length: int) -> None:
+    if column is not None and len(column) != length:
+        raise ValueError(f"timeline.{name} has {len(column)} points, counts has {length}")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-interval figures: interval ``i`` covers ``[start_s + i*interval_s, start_s + (i+1)*interval_s)``.
+
+    ``start_s`` is a Unix time in seconds. Columns other than ``counts`` are optional (None = not
+    recorded); inside a column None marks an interval with no data, which is not the same as zero.
+    """
+
+    start_s: float
+    interval_s: float
+    counts: tuple[int | None, ...]
+    errors: tuple[int | None, ...] | None = None
+    avg_ms: tuple[float | None, ...] | None = None
+    p95_ms: tuple[float | None, ...] | None = None
+    max_ms: tuple[float | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s > 0 and math.isfinite(self.interval_s)):
+            raise ValueError(f"timeline.interval_s must be > 0, got {self.interval_s}")
+        for name in ("errors", "avg_ms", "p95_ms", "max_ms"):
+            _same_length(name, getattr(self, name), len(self.counts))
+
+    @property
+    def duration_s(self) -> float:
+        return self.interval_s * len(self.counts)
+
+    @property
+    def total(self) -> int:
+        """Requests over the intervals that have data."""
+        return sum(c for c in self.counts if c is not None)
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    """How to send one endpoint's requests during a replay.
+
+    ``path`` and ``query`` values may hold ``{name}`` placeholders, filled from ``params`` (a pool of
+    values per name, drawn uniformly). ``body`` is JSON; string values inside it may hold placeholders.
+    """
+
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """What is known about one endpoint over the window.
+
+    ``errors`` None means the source does not know the error count. ``latency`` None means no latency
+    was observed (e.g. every request failed without a response).
+    """
+
+    endpoint: Endpoint
+    count: int
+    errors: int | None = None
+    latency: Latency | None = None
+    timeline: Timeline | None = None
+    request: RequestTemplate | None = None
+    resource: str | None = None  # APM resource name the endpoint came from, when known
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError(f"count must be >= 0, got {self.count}")
+        if self.errors is not None and not 0 <= self.errors <= self.count:
+            raise ValueError(f"errors must be between 0 and count ({self.count}), got {self.errors}")
+
+    @property
+    def error_rate(self) -> float | None:
+        if self.errors is None or self.count == 0:
+            return None
+        return self.errors / self.count
+
+
+@dataclass(frozen=True)
+class Source:
+    """Provenance of a Measurement."""
+
+    kind: SourceKind
+    description: str = ""
+    service: str | None = None
+    env: str | None = None
+    target: str | None = None  # base URL a replay was sent to
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measured time span (UTC, end exclusive)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window start and end must carry a time zone")
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One side of a comparison.
+
+    ``rate_scale`` is the load relative to the traffic it reproduces (1.0 for observed production traffic;
+    a replay at half the baseline's rate has 0.5), so throughputs compare as ``rps / rate_scale``.
+    Two Measurements recorded at the same time against two targets share a ``pair_id`` (concurrent A/B).
+    """
+
+    source: Source
+    window: Window
+    endpoints: tuple[EndpointStats, ...]
+    latency_kind: LatencyKind = LatencyKind.SERVER
+    rate_scale: float = 1.0
+    pair_id: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (self.rate_scale > 0 and math.isfinite(self.rate_scale)):
+            raise ValueError(f"rate_scale must be > 0, got {self.rate_scale}")
+        seen: set[str] = set()
+        for stats in self.endpoints:
+            if stats.endpoint.key in seen:
+                raise ValueError(f"endpoint {stats.endpoint.key!r} appears twice")
+            seen.add(stats.endpoint.key)
+
+    @property
+    def total_count(self) -> int:
+        return sum(e.count for e in self.endpoints)
+
+    def by_key(self) -> dict[str, EndpointStats]:
+        return {e.endpoint.key: e for e in self.endpoints}

@@ -1,0 +1,111 @@
+"""Mergeable latency sketches (DDSketch) and their JSON form.
+
+Latency is recorded in milliseconds into a DDSketch (Datadog's relative-error quantile sketch): every
+quantile it returns is within ``RELATIVE_ACCURACY`` of the true sample quantile, and two sketches built
+with the same accuracy merge exactly (Locust workers, time intervals). Count, sum, min and max are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ddsketch.ddsketch import BaseDDSketch
+from ddsketch.mapping import LogarithmicMapping
+from ddsketch.store import DenseStore
+
+__all__ = ["RELATIVE_ACCURACY", "LatencySketch"]
+
+#: Relative accuracy of every quantile the harness reports (1%).
+RELATIVE_ACCURACY = 0.01
+
+
+class LatencySketch(BaseDDSketch):  # type: ignore[misc]
+    """A DDSketch of latencies in milliseconds with an exact JSON round trip.
+
+    Negative values are clamped to 0 ms (clock steps); values that small land in the zero bucket.
+    """
+
+    def __init__(self, relative_accuracy: float = RELATIVE_ACCURACY) -> None:
+        super().__init__(
+            mapping=LogarithmicMapping(relative_accuracy),
+            store=DenseStore(),
+            negative_store=DenseStore(),
+            zero_count=0.0,
+        )
+
+    @property
+    def relative_accuracy(self) -> float:
+        return float(self._relative_accuracy)
+
+    def add(self, val: float, weight: float = 1.0) -> None:
+        super().add(max(float(val), 0.0), weight)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile in ms (0 ≤ q ≤ 1), or None for an empty sketch."""
+        if self.count == 0:
+            return None
+        value = self.get_quantile_value(q)
+        return None if value is None else min(max(float(value), self.min), self.max)
+
+    @property
+    def min(self) -> float:
+        return float(self._min)
+
+    @property
+    def max(self) -> float:
+        return float(self._max)
+
+    def merged(self, other: LatencySketch) -> LatencySketch:
+        """A new sketch holding both; neither input changes."""
+        out = LatencySketch(self.relative_accuracy)
+        out.merge(self)
+        out.merge(other)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: dense positive bins from ``offset`` plus exact count/sum/min/max."""
+        store = self._store
+        if store.count:
+            lo, hi = store.min_key - store.offset, store.max_key - store.offset
+            bins = [_compact(c) for c in store.bins[lo : hi + 1]]
+            offset = store.min_key
+        else:
+            bins, offset = [], 0
+        empty = self.count == 0
+        return {
+            "relative_accuracy": self.relative_accuracy,
+            "count": _compact(self.count),
+            "sum": self.sum,
+            "min": None if empty else self.min,
+            "max": None if empty else self.max,
+            "zero_count": _compact(self._zero_count),
+            "offset": offset,
+            "bins": bins,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencySketch:
+        """Inverse of :meth:`to_dict`; raises ValueError when the parts disagree."""
+        sketch = cls(float(data["relative_accuracy"]))
+        offset = int(data["offset"])
+        for i, weight in enumerate(data["bins"]):
+            if weight:
+                sketch._store.add(offset + i, float(weight))
+        zero = float(data["zero_count"])
+        sketch._zero_count = zero
+        total = sketch._store.count + zero
+        if not math.isclose(total, float(data["count"]), rel_tol=1e-9, abs_tol=1e-9):
+            raise ValueError(f"count {data['count']} differs from the sum of the bins {total:g}")
+        sketch._count = total
+        sketch._sum = float(data["sum"])
+        if total:
+            if data["min"] is None or data["max"] is None:
+                raise ValueError("min and max are required when count > 0")
+            sketch._min, sketch._max = float(data["min"]), float(data["max"])
+        return sketch
+
+
+def _compact(x: float) -> float | int:
+    """Whole weights as ints so the JSON stays small and exact."""
+    return int(x) if float(x).is_integer() else float(x)
