@@ -39,6 +39,8 @@ from parity.sketch import LatencySketch
 __all__ = ["FORMAT", "VERSION", "dumps", "from_dict", "looks_like_measurement", "read", "to_dict", "write"]
 
 FORMAT = "parity-measurement"
+#: Permissions of written files (mkstemp's default 0600 would hide them from other users).
+_FILE_MODE = 0o644
 VERSION = 1
 
 
@@ -47,7 +49,8 @@ def _validator() -> jsonschema.protocols.Validator:
     text = resources.files("parity").joinpath("schemas/measurement.schema.json").read_text("utf-8")
     schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)  # type: ignore[no-any-return]
+    validator: jsonschema.protocols.Validator = cls(schema)
+    return validator
 
 
 def looks_like_measurement(data: object) -> bool:
@@ -142,8 +145,23 @@ def to_dict(m: Measurement) -> dict[str, Any]:
     }
 
 
+def _layout(value: Any, indent: str = "") -> str:
+    """Indented JSON whose lists of scalars stay on one line (timelines and sketch bins stay readable)."""
+    inner = indent + " "
+    if isinstance(value, dict) and value:
+        items = ",\n".join(f"{inner}{json.dumps(k)}: {_layout(v, inner)}" for k, v in value.items())
+        return "{\n" + items + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        items = ",\n".join(inner + _layout(v, inner) for v in value)
+        return "[\n" + items + "\n" + indent + "]"
+    return json.dumps(
+        value, allow_nan=False, ensure_ascii=False, separators=(",", ":") if isinstance(value, list) else None
+    )
+
+
 def dumps(m: Measurement) -> str:
-    return json.dumps(to_dict(m), indent=1, allow_nan=False) + "\n"
+    """The file text of ``m``: indented JSON, lists of numbers on one line, trailing newline."""
+    return _layout(to_dict(m)) + "\n"
 
 
 def write(m: Measurement, path: str | os.PathLike[str]) -> Path:
@@ -153,6 +171,7 @@ def write(m: Measurement, path: str | os.PathLike[str]) -> Path:
     text = dumps(m)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         Path(tmp).replace(target)
@@ -233,7 +252,9 @@ def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
 def from_dict(data: Any, name: str = "<data>") -> Measurement:
     """Validate and build a Measurement; raises BadInput naming ``name`` and the offending field."""
     if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") != VERSION:
-        raise BadInput(f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)")
+        raise BadInput(
+            f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)"
+        )
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
         raise BadInput(f"{name}: {_field_path(error)}: {error.message}")

@@ -20,7 +20,7 @@ __all__ = ["RELATIVE_ACCURACY", "LatencySketch"]
 RELATIVE_ACCURACY = 0.01
 
 
-class LatencySketch(BaseDDSketch):  # type: ignore[misc]
+class LatencySketch(BaseDDSketch):
     """A DDSketch of latencies in milliseconds with an exact JSON round trip.
 
     Negative values are clamped to 0 ms (clock steps); values that small land in the zero bucket.

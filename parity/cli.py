@@ -1,0 +1,173 @@
+"""Command line: parse arguments into options, call the core, map its result to an exit code.
+
+Exit codes (everywhere): 0 parity holds, 1 regression found, 2 bad input / usage / unreachable dependency,
+3 inconclusive, 4 run aborted by a safety rail; 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from parity import version
+from parity.config import find_config, load_config
+from parity.errors import BadInput
+from parity.judge.compare import compare
+from parity.judge.result import ParityResult, Verdict
+from parity.report.context import RunMeta
+from parity.report.terminal import terminal_summary
+from parity.report.write import write_reports
+from parity.sources import load_measurement
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REGRESSION", "main"]
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_BAD_INPUT = 2
+EXIT_INCONCLUSIVE = 3
+EXIT_ABORTED = 4
+EXIT_INTERRUPTED = 130
+
+_VERDICT_EXIT = {
+    Verdict.PASS: EXIT_OK,
+    Verdict.MARGINAL: EXIT_OK,
+    Verdict.FAIL: EXIT_REGRESSION,
+    Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE,
+}
+
+
+def exit_code(verdict: Verdict) -> int:
+    """The process exit code for a run verdict."""
+    return _VERDICT_EXIT[verdict]
+
+
+def _commit() -> str | None:
+    """The harness's git commit when it runs from a checkout, else None."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _meta(config_path: Path | None, argv: Sequence[str]) -> RunMeta:
+    return RunMeta(
+        harness_version=version(),
+        commit=_commit(),
+        generated_at=datetime.now(UTC),
+        config=None if config_path is None else str(config_path),
+        command=shlex.join(["parity", *argv]),
+    )
+
+
+def _report(result: ParityResult, out: Path, meta: RunMeta) -> None:
+    try:
+        paths = write_reports(result, out, meta)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot write the reports: {exc.strerror or exc}") from None
+    print(terminal_summary(result, paths.index_html))
+
+
+def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    config = load_config(args.config if args.config is not None else find_config(Path.cwd()))
+    baseline = load_measurement(args.baseline)
+    candidate = load_measurement(args.candidate)
+    result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
+    _report(result, args.out, _meta(config.path, argv))
+    return exit_code(result.verdict)
+
+
+def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.demo.runner import DemoOptions, run_demo  # starts processes: imported only when used
+
+    if not args.duration > 0:
+        raise BadInput(f"--duration must be > 0 seconds, got {args.duration:g}")
+    if not args.rate_scale > 0:
+        raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
+    config = load_config(args.config if args.config is not None else find_config(Path.cwd()))
+    options = DemoOptions(
+        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out
+    )
+    try:
+        outcome = run_demo(
+            options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True)
+        )
+    except RuntimeError as exc:
+        raise BadInput(f"demo: {exc}") from None
+    _report(outcome.result, args.out, _meta(config.path, argv))
+    print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from parity.demo.runner import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
+
+    parser = argparse.ArgumentParser(
+        prog="parity",
+        description="Replay production traffic and judge whether a new environment is as fast as the old one.",
+        epilog="Exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive, 4 aborted by a safety rail.",
+    )
+    parser.add_argument("--version", action="version", version=f"parity {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cmp = sub.add_parser(
+        "compare",
+        help="judge a candidate against a baseline and write the reports",
+        description="Judge CANDIDATE against BASELINE per endpoint and metric. Each is a Measurement file "
+        "(JSON) or a Locust request CSV (locust.contrib.csv_request_logger). Writes DIR/index.html, "
+        "DIR/parity.json, DIR/junit.xml and DIR/summary.md.",
+    )
+    cmp.add_argument("baseline", type=Path, help="the reference side (e.g. the old environment)")
+    cmp.add_argument("candidate", type=Path, help="the side being judged (e.g. the new environment)")
+    cmp.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the reports")
+    cmp.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+    demo = sub.add_parser(
+        "demo",
+        help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
+        description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
+        "against both at the same time, compare new against old and write the reports. Exits 0 when the "
+        "demo completed (its verdict is in the report: the new profile has two planted bottlenecks).",
+    )
+    demo.add_argument(
+        "--duration", type=float, default=DEFAULT_DURATION_S, help="replay seconds (default %(default)g)"
+    )
+    demo.add_argument(
+        "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, help="load vs. baseline (default %(default)g)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory"
+    )
+    demo.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_list)
+    handlers = {"compare": _cmd_compare, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args, args_list)
+    except BadInput as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

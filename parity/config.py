@@ -1,0 +1,75 @@
+"""Configuration: one TOML file (``parity.toml``, or ``[tool.parity]`` in a pyproject.toml).
+
+Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table.
+Without ``--config`` the harness looks for ``parity.toml`` in the working directory, then for a
+``[tool.parity]`` table in ``pyproject.toml``; with neither it uses the defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.errors import BadInput
+from parity.judge.policy import Policy, policy_from_mapping
+
+__all__ = ["Config", "find_config", "load_config"]
+
+_SECTIONS = frozenset({"compare"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings from the config file; ``path`` None means built-in defaults."""
+
+    policy: Policy = field(default_factory=Policy)
+    path: Path | None = None
+
+
+def find_config(cwd: Path) -> Path | None:
+    """``parity.toml`` in ``cwd``, else a ``pyproject.toml`` there that has ``[tool.parity]``, else None."""
+    candidate = cwd / "parity.toml"
+    if candidate.is_file():
+        return candidate
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        if "parity" in data.get("tool", {}):
+            return pyproject
+    return None
+
+
+def _table(path: Path) -> Mapping[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        table: Mapping[str, Any] = data.get("tool", {}).get("parity", {})
+        return table
+    return data
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the config at ``path`` (None → defaults); BadInput names the file and the bad key."""
+    if path is None:
+        return Config()
+    data = _table(path)
+    for key in data:
+        if key not in _SECTIONS:
+            raise BadInput(f"{path}: {key}: unknown section (known: {', '.join(sorted(_SECTIONS))})")
+    try:
+        policy = policy_from_mapping(data.get("compare", {}))
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    return Config(policy=policy, path=path)

@@ -1,0 +1,227 @@
+"""The demo HR/payroll service: its endpoints, their cost models, and the two deployment profiles.
+
+The demo server (``parity.demo.server``) serves these endpoints; the bundled baseline
+(``baselines/demo.json``, made by ``parity.demo.baseline``) describes their production traffic. Both read
+this one catalogue, so the baseline and the service cannot drift apart.
+
+Cost of a request = app time + ``queries`` DB round trips, each a wait whose size is a deterministic
+function of the request (same request → same cost, like a real database), times a small random jitter.
+The ``old`` (EC2) and ``new`` (EKS) profiles differ only in the two mechanisms named in ``NEW``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["CATALOG", "NEW", "OLD", "PROFILES", "CostModel", "DemoEndpoint", "Profile", "payroll_day_factor"]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """How long one request of an endpoint takes, in ms, before any queueing.
+
+    ``app_ms`` and ``query_ms`` are medians; per-request costs are lognormal with spread ``sigma`` (the
+    same request always draws the same cost). ``slow_share`` of requests take a slow path ``slow_factor``
+    times longer (cold cache, big employee record). ``cpu_rows`` > 0 renders that many CSV rows with real
+    CPU work instead of waiting. Queries go through connection pool ``pool``. ``error_rate`` is the share
+    of requests that fail with HTTP 500 (deadlocks, upstream timeouts).
+    """
+
+    app_ms: float
+    queries: int = 0
+    query_ms: float = 0.0
+    sigma: float = 0.35
+    slow_share: float = 0.01
+    slow_factor: float = 5.0
+    cpu_rows: int = 0
+    pool: str = "primary"
+    error_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class DemoEndpoint:
+    """One endpoint of the demo service and its share of production traffic.
+
+    ``share`` is its share of requests outside the payroll run; during the payroll run its rate is
+    multiplied by ``payroll_factor``. ``params`` are the value pools replay draws ``{placeholders}`` from.
+    """
+
+    resource: str  # the Rails resource name Datadog APM would report
+    method: str
+    route: str
+    share: float
+    cost: CostModel
+    query: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    body: Any = None
+    payroll_factor: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.route}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A deployment of the demo service.
+
+    ``pools``: connection pool sizes per pool name (checkout waits up to ``checkout_timeout_s``, then 500).
+    ``db_capacity``: queries the shared database runs at once. ``web_concurrency``: requests served at once.
+    ``export_cpu_quota``: CPU share (of one core) the report-export worker may use per 100 ms period, as a
+    Kubernetes CPU limit enforces with CFS bandwidth control; None = unlimited.
+    """
+
+    name: str
+    description: str
+    pools: Mapping[str, int]
+    db_capacity: int = 64
+    web_concurrency: int = 256
+    checkout_timeout_s: float = 5.0
+    export_cpu_quota: float | None = None
+
+
+def _ids(prefix: str, n: int, start: int = 1, step: int = 1) -> tuple[str, ...]:
+    return tuple(f"{prefix}{start + i * step}" for i in range(n))
+
+
+_EMPLOYEE_IDS = _ids("", 400, start=1001, step=7)
+_MONTHS = tuple(f"2026-{m:02d}" for m in range(1, 12))
+_COMPANIES = _ids("", 40, start=11, step=3)
+
+CATALOG: tuple[DemoEndpoint, ...] = (
+    DemoEndpoint(
+        "HealthController#show",
+        "GET",
+        "/health",
+        share=0.08,
+        cost=CostModel(app_ms=0.3, sigma=0.1, slow_share=0.0),
+    ),
+    DemoEndpoint(
+        "SessionsController#create",
+        "POST",
+        "/api/session",
+        share=0.05,
+        payroll_factor=1.6,
+        cost=CostModel(app_ms=55.0, queries=2, query_ms=2.0, sigma=0.15, error_rate=0.001),
+        params={"email": tuple(f"user{i}@acme.example" for i in range(200))},
+        body={"email": "{email}", "password": "correct-horse"},
+    ),
+    DemoEndpoint(
+        "EmployeesController#index",
+        "GET",
+        "/api/employees",
+        share=0.14,
+        cost=CostModel(app_ms=9.0, queries=4, query_ms=5.0, sigma=0.35, error_rate=0.0005),
+        query={"page": "{page}", "per_page": "50"},
+        params={"page": tuple(str(p) for p in range(1, 41))},
+    ),
+    DemoEndpoint(
+        "EmployeesController#show",
+        "GET",
+        "/api/employees/{id}",
+        share=0.20,
+        cost=CostModel(app_ms=4.0, queries=2, query_ms=3.0, sigma=0.3, error_rate=0.0005),
+        params={"id": _EMPLOYEE_IDS},
+    ),
+    DemoEndpoint(
+        "EmployeesController#update",
+        "PATCH",
+        "/api/employees/{id}",
+        share=0.04,
+        cost=CostModel(app_ms=8.0, queries=5, query_ms=4.0, sigma=0.3, error_rate=0.003),
+        params={"id": _EMPLOYEE_IDS, "phone": tuple(f"+81-3-5550-{i:04d}" for i in range(50))},
+        body={"employee": {"phone": "{phone}"}},
+    ),
+    DemoEndpoint(
+        "AttendanceController#index",
+        "GET",
+        "/api/employees/{id}/attendance",
+        share=0.12,
+        cost=CostModel(app_ms=6.0, queries=3, query_ms=6.0, sigma=0.4, error_rate=0.0005),
+        query={"month": "{month}"},
+        params={"id": _EMPLOYEE_IDS, "month": _MONTHS},
+    ),
+    DemoEndpoint(
+        "ClockEventsController#create",
+        "POST",
+        "/api/attendance/clock-in",
+        share=0.10,
+        cost=CostModel(app_ms=3.0, queries=2, query_ms=3.5, sigma=0.25, error_rate=0.001),
+        params={"id": _EMPLOYEE_IDS},
+        body={"employee_id": "{id}"},
+    ),
+    DemoEndpoint(
+        "LeaveRequestsController#index",
+        "GET",
+        "/api/leave-requests",
+        share=0.07,
+        cost=CostModel(app_ms=5.0, queries=3, query_ms=4.0, sigma=0.3, error_rate=0.0005),
+        query={"employee_id": "{id}"},
+        params={"id": _EMPLOYEE_IDS},
+    ),
+    DemoEndpoint(
+        "DepartmentsController#index",
+        "GET",
+        "/api/departments",
+        share=0.05,
+        cost=CostModel(app_ms=2.0, queries=1, query_ms=2.0, sigma=0.2),
+    ),
+    DemoEndpoint(
+        "PayslipsController#show",
+        "GET",
+        "/api/payslips/{id}",
+        share=0.08,
+        payroll_factor=3.0,
+        cost=CostModel(app_ms=10.0, queries=4, query_ms=6.0, sigma=0.35, error_rate=0.001),
+        params={"id": _ids("", 600, start=50001, step=13)},
+    ),
+    DemoEndpoint(
+        "PayrollCalculationsController#create",
+        "POST",
+        "/api/payroll/calculations",
+        share=0.004,
+        payroll_factor=30.0,
+        cost=CostModel(app_ms=20.0, queries=8, query_ms=25.0, sigma=0.3, pool="payroll", error_rate=0.002),
+        params={"company": _COMPANIES, "period": _MONTHS},
+        body={"company_id": "{company}", "period": "{period}"},
+    ),
+    DemoEndpoint(
+        "ReportsController#export",
+        "GET",
+        "/api/reports/employees.csv",
+        share=0.016,
+        cost=CostModel(app_ms=2.0, queries=2, query_ms=8.0, sigma=0.2, cpu_rows=5000, error_rate=0.001),
+        query={"department": "{department}"},
+        params={"department": tuple(f"d{i}" for i in range(1, 25))},
+    ),
+)
+
+OLD = Profile(
+    name="old",
+    description="EC2 deployment: payroll pool of 16 connections, report export on unthrottled CPU",
+    pools={"primary": 40, "payroll": 16},
+)
+
+NEW = replace(
+    OLD,
+    name="new",
+    description=(
+        "EKS deployment: pgbouncer pool for the payroll database sized at 3 (queues under the payroll-run "
+        "burst), report-export worker under a 0.2-CPU limit (CFS throttling)"
+    ),
+    pools={"primary": 40, "payroll": 3},
+    export_cpu_quota=0.2,
+)
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW)}
+
+#: The payroll run of the bundled day, in hours UTC: [start, end).
+PAYROLL_RUN_HOURS = (10.0, 12.0)
+
+
+def payroll_day_factor(endpoint: DemoEndpoint, hour: float) -> float:
+    """Multiplier of the endpoint's normal rate at ``hour`` (0–24 UTC) of the payroll day."""
+    start, end = PAYROLL_RUN_HOURS
+    return endpoint.payroll_factor if start <= hour < end else 1.0

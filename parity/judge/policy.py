@@ -1,0 +1,162 @@
+"""Judgement rules: per metric a direction, a practical tolerance, an absolute floor and a minimum sample count.
+
+A metric is worse only when it moved the bad way by more than ``tolerance`` (relative) *and* more than
+``min_delta`` (absolute, in the metric's unit) — a 20% change of a 2 ms endpoint is noise, not a
+regression. With fewer than ``min_samples`` on either side the metric is not judged (inconclusive).
+For percentiles the default minimum keeps at least ``TAIL_SAMPLES`` requests beyond the percentile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+from parity.judge.result import Direction
+
+__all__ = [
+    "DEFAULT_RULES",
+    "METRICS",
+    "TAIL_SAMPLES",
+    "Gate",
+    "MetricRule",
+    "MetricSpec",
+    "Policy",
+    "policy_from_mapping",
+]
+
+#: Requests that must lie beyond a percentile before it is judged (p95 → 100 samples, p99 → 500).
+TAIL_SAMPLES = 5
+
+
+class Gate(Enum):
+    """What a metric beyond tolerance does to the verdict."""
+
+    FAIL = "fail"  # beyond tolerance → fail
+    WARN = "warn"  # beyond tolerance → marginal (for noisy metrics such as max)
+    OFF = "off"  # reported, not judged
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A judged metric: its name in parity.json, unit, direction and, for percentiles, the quantile."""
+
+    name: str
+    unit: str
+    direction: Direction
+    quantile: float | None = None
+    label: str = ""
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("avg_ms", "ms", Direction.LOWER_IS_BETTER, label="avg"),
+    MetricSpec("p50_ms", "ms", Direction.LOWER_IS_BETTER, 0.50, "p50"),
+    MetricSpec("p95_ms", "ms", Direction.LOWER_IS_BETTER, 0.95, "p95"),
+    MetricSpec("p99_ms", "ms", Direction.LOWER_IS_BETTER, 0.99, "p99"),
+    MetricSpec("max_ms", "ms", Direction.LOWER_IS_BETTER, 1.0, "max"),
+    MetricSpec("error_rate", "ratio", Direction.LOWER_IS_BETTER, label="error rate"),
+    MetricSpec("rps", "req/s", Direction.HIGHER_IS_BETTER, label="throughput"),
+)
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """How one metric is judged (see module docstring)."""
+
+    tolerance: float
+    min_delta: float
+    min_samples: int
+    gate: Gate = Gate.FAIL
+
+
+DEFAULT_RULES: Mapping[str, MetricRule] = {
+    "avg_ms": MetricRule(tolerance=0.15, min_delta=3.0, min_samples=30),
+    "p50_ms": MetricRule(tolerance=0.15, min_delta=3.0, min_samples=30),
+    "p95_ms": MetricRule(tolerance=0.20, min_delta=5.0, min_samples=round(TAIL_SAMPLES / 0.05)),
+    "p99_ms": MetricRule(tolerance=0.30, min_delta=10.0, min_samples=round(TAIL_SAMPLES / 0.01)),
+    "max_ms": MetricRule(tolerance=1.00, min_delta=100.0, min_samples=30, gate=Gate.WARN),
+    "error_rate": MetricRule(tolerance=0.50, min_delta=0.01, min_samples=100),
+    "rps": MetricRule(tolerance=0.10, min_delta=0.0, min_samples=30),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """All judgement settings; every field has a documented default.
+
+    ``min_samples``: requests an endpoint needs on each side to be judged at all.
+    ``max_inconclusive_share``: share of baseline traffic that may sit on unjudged endpoints before the
+    whole run is inconclusive. ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
+    """
+
+    min_samples: int = 30
+    max_inconclusive_share: float = 0.05
+    rules: Mapping[str, MetricRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+
+    def rule(self, metric: str) -> MetricRule:
+        return self.rules.get(metric, DEFAULT_RULES[metric])
+
+
+def _number(value: Any, where: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{where}: expected {kind} >= {minimum:g}, got {value!r}")
+    return value
+
+
+def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Policy:
+    """Build a Policy from the ``[compare]`` table of parity.toml; unknown keys raise ValueError naming them.
+
+    Example::
+
+        [compare]
+        min_samples = 30
+        max_inconclusive_share = 0.05
+        [compare.metrics.p95_ms]
+        tolerance = 0.2      # 20 %
+        min_delta = 5.0      # ms
+        min_samples = 100
+        gate = "fail"        # fail | warn | off
+    """
+    known = {"min_samples", "max_inconclusive_share", "metrics"}
+    for key in data:
+        if key not in known:
+            raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+    policy = Policy()
+    if "min_samples" in data:
+        policy = replace(
+            policy, min_samples=_number(data["min_samples"], f"{where}.min_samples", integer=True)
+        )
+    if "max_inconclusive_share" in data:
+        share = _number(data["max_inconclusive_share"], f"{where}.max_inconclusive_share")
+        if share > 1:
+            raise ValueError(f"{where}.max_inconclusive_share: must be between 0 and 1, got {share}")
+        policy = replace(policy, max_inconclusive_share=float(share))
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{where}.metrics: expected a table")
+    rules = dict(DEFAULT_RULES)
+    names = {m.name for m in METRICS}
+    rule_keys = {f.name for f in fields(MetricRule)}
+    for name, table in metrics.items():
+        at = f"{where}.metrics.{name}"
+        if name not in names:
+            raise ValueError(f"{at}: unknown metric (known: {', '.join(m.name for m in METRICS)})")
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{at}: expected a table")
+        rule = rules[name]
+        for key, value in table.items():
+            if key not in rule_keys:
+                raise ValueError(f"{at}.{key}: unknown key (known: {', '.join(sorted(rule_keys))})")
+            if key == "gate":
+                try:
+                    rule = replace(rule, gate=Gate(value))
+                except ValueError:
+                    raise ValueError(f"{at}.gate: expected fail, warn or off, got {value!r}") from None
+            else:
+                parsed = _number(value, f"{at}.{key}", integer=key == "min_samples")
+                rule = replace(rule, **{key: parsed})
+        rules[name] = rule
+    return replace(policy, rules=rules)

@@ -1,0 +1,161 @@
+"""What a comparison concludes: verdicts per metric, endpoint and run, with the figures behind them.
+
+Pure data (frozen dataclasses and enums). Renderers (HTML, JSON, JUnit, Markdown) read these and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from parity.model import Endpoint
+
+__all__ = [
+    "Bottleneck",
+    "Change",
+    "ComparisonMode",
+    "Direction",
+    "EndpointResult",
+    "MetricResult",
+    "ParityResult",
+    "SideInfo",
+    "Verdict",
+]
+
+
+class Verdict(Enum):
+    """Outcome of a judgement. ``INCONCLUSIVE`` means not enough data to decide — never a pass."""
+
+    PASS = "pass"
+    MARGINAL = "marginal"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+    @property
+    def severity(self) -> int:
+        """Ordering for "worst first": fail > inconclusive > marginal > pass."""
+        return {"pass": 0, "marginal": 1, "inconclusive": 2, "fail": 3}[self.value]
+
+
+class Direction(Enum):
+    """Which way a metric gets worse."""
+
+    LOWER_IS_BETTER = "lower-is-better"  # latency, error rate
+    HIGHER_IS_BETTER = "higher-is-better"  # throughput
+
+
+class Change(Enum):
+    """How the candidate moved relative to the baseline, beyond the practical tolerance or not."""
+
+    WORSE = "worse"
+    BETTER = "better"
+    SAME = "same"  # within tolerance
+    UNKNOWN = "unknown"  # one side missing or too few samples
+
+
+class ComparisonMode(Enum):
+    """How the two sides were measured."""
+
+    CONCURRENT = "concurrent-a/b"  # same load, same time, two targets: the fairest comparison
+    BEFORE_AFTER = "before/after"  # different times (and loads): less certain
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric of one endpoint, both sides and the rule that judged it.
+
+    ``ratio`` = candidate / baseline (None when either is missing or the baseline is 0). ``delta`` =
+    candidate − baseline in the metric's unit. ``samples`` = (baseline, candidate) sample counts.
+    """
+
+    metric: str
+    unit: str
+    direction: Direction
+    baseline: float | None
+    candidate: float | None
+    ratio: float | None
+    delta: float | None
+    change: Change
+    verdict: Verdict
+    reason: str
+    tolerance: float
+    min_delta: float
+    min_samples: int
+    samples: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """The verdict for one endpoint and why. ``traffic_share`` is its share of baseline requests."""
+
+    endpoint: Endpoint
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    metrics: tuple[MetricResult, ...]
+    baseline_count: int | None
+    candidate_count: int | None
+    traffic_share: float | None
+
+    def metric(self, name: str) -> MetricResult | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """A regressed endpoint ranked by what it costs at baseline traffic.
+
+    ``extra_ms_per_min`` = (candidate avg − baseline avg) ms × baseline requests per minute: the extra
+    server time the regression adds each minute. ``extra_errors_per_min`` likewise for errors.
+    """
+
+    rank: int
+    endpoint: Endpoint
+    extra_ms_per_min: float
+    extra_errors_per_min: float
+    baseline_rpm: float
+    avg_ratio: float | None
+    p95_ratio: float | None
+    failed_metrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """Provenance of one side, for the report's metadata."""
+
+    name: str  # file it came from
+    source_kind: str
+    description: str
+    service: str | None
+    env: str | None
+    target: str | None
+    window_start: datetime
+    window_end: datetime
+    duration_s: float
+    requests: int
+    errors: int | None
+    endpoints: int
+    latency_kind: str
+    rate_scale: float
+    pair_id: str | None
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """The whole comparison: run verdict, per-endpoint results (worst first), bottlenecks, provenance."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    mode: ComparisonMode
+    endpoints: tuple[EndpointResult, ...]
+    bottlenecks: tuple[Bottleneck, ...]
+    baseline: SideInfo
+    candidate: SideInfo
+    notes: tuple[str, ...]
+
+    def counts(self) -> dict[Verdict, int]:
+        """Endpoints per verdict (every verdict present, zeros included)."""
+        out = dict.fromkeys(Verdict, 0)
+        for e in self.endpoints:
+            out[e.verdict] += 1
+        return out

@@ -1,0 +1,390 @@
+"""Locust glue for replaying a baseline: options, the pacing user, the shape, and the recorder's events.
+
+Run it through ``loadtests/replay.py``::
+
+    locust -f loadtests/replay.py --headless --host http://127.0.0.1:8080 \\
+        --baseline baselines/demo.json -t 60s --parity-out reports/run.json [--processes 2]
+
+How it works:
+- The baseline's whole window (e.g. one day) is compressed into the run time (``-t``); requests follow
+  the baseline's per-endpoint rate over the window times ``--rate-scale`` (see ``parity.replay.schedule``).
+- One pacing user per Locust process (the ``ReplayShape`` asks for one user per worker) sends each request
+  at its scheduled time from a pool of sender greenlets, whatever the target's response time (up to
+  ``--max-in-flight`` requests in flight). With N workers, worker k sends the arrivals numbered k mod N:
+  the same requests as a single process, split without overlap.
+- Each process records latency per endpoint into sketches; workers ship them to the master with their
+  reports, the master merges them and writes the Measurement (``--parity-out``) when Locust quits — also
+  after Ctrl-C, with what was recorded so far.
+- After its last send a user waits for its requests in flight (at most ``--request-timeout``), ships its
+  remaining data and stops; the run ends when every lane has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Pool
+from locust import FastHttpUser, LoadTestShape, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+from locust.user.task import LOCUST_STATE_STOPPING
+
+from parity import measurement_json, version
+from parity.errors import BadInput
+from parity.replay.plan import ReplayPlan, build_plan
+from parity.replay.recorder import Recorder, source_for_replay, timeline_interval
+from parity.replay.schedule import Arrival, iter_arrivals
+
+__all__ = ["ReplayShape", "ReplayUser"]
+
+log = logging.getLogger("parity.replay")
+
+#: Extra seconds past run time + request timeout after which the shape ends the run regardless.
+GRACE_S = 15.0
+#: A send this many seconds behind its schedule counts as late.
+LATE_S = 0.1
+
+
+@dataclass
+class _Replay:
+    """Process-wide replay state (Locust loads a locustfile once per process)."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    plan: ReplayPlan | None = None
+    recorder: Recorder = field(default_factory=Recorder)
+    lane: int = 0
+    lanes: int = 1
+    ready: Event = field(default_factory=Event)
+    done_lanes: set[int] = field(default_factory=set)
+    sent: int = 0
+    late: int = 0
+    finished_at: float | None = None
+    written: Path | None = None
+
+
+state = _Replay()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("parity replay", "Replay a baseline Measurement (see parity README)")
+    group.add_argument("--baseline", default="", help="Baseline Measurement file to replay (JSON).")
+    group.add_argument(
+        "--rate-scale", type=float, default=1.0, help="Multiply the baseline's request rate (default 1.0)."
+    )
+    group.add_argument("--seed", type=int, default=1, help="Seed of the arrival schedule (default 1).")
+    group.add_argument("--parity-out", default="", help="Write the recorded Measurement to this path.")
+    group.add_argument(
+        "--max-in-flight", type=int, default=256, help="Requests in flight per process at most (default 256)."
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="Seconds before a request is abandoned (default 30).",
+    )
+    group.add_argument(
+        "--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run."
+    )
+    group.add_argument("--target-env", default="", help="Name of the target environment, for the report.")
+    group.add_argument("--service", default="", help="Service name, for the report.")
+
+
+def _fail(message: str) -> None:
+    """Bad input: one line, exit code 2 (the master's atexit hook stops forked workers)."""
+    log.error("parity: error: %s", message)
+    raise SystemExit(2)
+
+
+def _config_from_options(options: Any) -> dict[str, Any]:
+    if not options.baseline:
+        _fail("--baseline is required (a Measurement file to replay)")
+    if not options.run_time:
+        _fail("replay needs a run time (-t/--run-time): the baseline window is compressed into it")
+    if not options.rate_scale > 0:
+        _fail(f"--rate-scale must be > 0, got {options.rate_scale}")
+    if options.max_in_flight < 1:
+        _fail(f"--max-in-flight must be >= 1, got {options.max_in_flight}")
+    if not options.request_timeout > 0:
+        _fail(f"--request-timeout must be > 0, got {options.request_timeout}")
+    return {
+        "baseline": options.baseline,
+        "rate_scale": float(options.rate_scale),
+        "seed": int(options.seed),
+        "run_time_s": float(options.run_time),
+        "max_in_flight": int(options.max_in_flight),
+        "request_timeout_s": float(options.request_timeout),
+        "parity_out": options.parity_out,
+        "pair_id": options.pair_id or None,
+        "target_env": options.target_env or None,
+        "service": options.service or None,
+    }
+
+
+def _configure(config: dict[str, Any]) -> None:
+    """Load the baseline and size the user; raises BadInput for an unusable baseline."""
+    baseline = measurement_json.read(config["baseline"])
+    plan = build_plan(baseline)
+    if not plan.endpoints:
+        raise BadInput(
+            f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)"
+        )
+    state.config, state.plan = config, plan
+    state.recorder = Recorder(timeline_interval(config["run_time_s"]))
+    ReplayUser.concurrency = config["max_in_flight"]
+    ReplayUser.network_timeout = config["request_timeout_s"]
+    ReplayUser.connection_timeout = config["request_timeout_s"]
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.register_message("parity_lane", _on_lane_message)
+        return
+    if environment.parsed_options is None:
+        return  # library mode: the caller configures the replay
+    config = _config_from_options(environment.parsed_options)
+    try:
+        _configure(config)
+    except BadInput as exc:
+        _fail(str(exc))
+    assert state.plan is not None
+    expected = state.plan.expected_requests(config["run_time_s"], config["rate_scale"])
+    log.info(
+        "parity: replaying %d endpoints of %s compressed into %gs at rate scale %g (~%d requests)",
+        len(state.plan.endpoints),
+        config["baseline"],
+        config["run_time_s"],
+        config["rate_scale"],
+        expected,
+    )
+    for skipped in state.plan.skipped:
+        log.warning(
+            "parity: not replayed: %s (%.1f%% of traffic): %s",
+            skipped.endpoint,
+            skipped.share * 100,
+            skipped.reason,
+        )
+    if state.plan.skipped:
+        log.warning("parity: %.1f%% of baseline traffic cannot be replayed", state.plan.skipped_share * 100)
+    environment.stop_timeout = max(environment.stop_timeout or 0.0, config["request_timeout_s"] + 1.0)
+    if isinstance(runner, MasterRunner):
+        runner.register_message("parity_lane_done", _on_lane_done)
+
+
+def _lane_count(environment: Environment) -> int:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return len(runner.clients.ready + runner.clients.running + runner.clients.spawning)
+    return 1
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return
+    start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
+    state.config["start_at"] = start_at
+    if isinstance(runner, MasterRunner):
+        workers = sorted(
+            runner.clients.ready + runner.clients.running + runner.clients.spawning,
+            key=lambda c: runner.get_worker_index(c.id),
+        )
+        state.lanes = len(workers)
+        for lane, client in enumerate(workers):
+            runner.send_message(
+                "parity_lane", {**state.config, "lane": lane, "lanes": state.lanes}, client.id
+            )
+    else:
+        state.lane, state.lanes = 0, 1
+        state.ready.set()
+
+
+def _on_lane_message(environment: Environment, msg: Any) -> None:
+    """Worker: the master assigned this process its lane and sent the replay settings."""
+    config = dict(msg.data)
+    try:
+        _configure(config)
+    except BadInput as exc:
+        log.error("parity: error: %s", exc)
+        return
+    state.config = config
+    state.lane, state.lanes = int(config["lane"]), int(config["lanes"])
+    state.ready.set()
+
+
+def _on_lane_done(environment: Environment, msg: Any) -> None:
+    """Master: a worker finished its lane and sent what it recorded since its last report."""
+    state.recorder.merge_delta(msg.data["delta"])
+    state.sent += int(msg.data["sent"])
+    state.late += int(msg.data["late"])
+    state.done_lanes.add(int(msg.data["lane"]))
+    if len(state.done_lanes) == state.lanes:
+        state.finished_at = time.time()
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["parity"] = state.recorder.take_delta()
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    if "parity" in data:
+        state.recorder.merge_delta(data["parity"])
+
+
+@events.request.add_listener
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response: Any,
+    exception: BaseException | None,
+    start_time: float | None = None,
+    **_: Any,
+) -> None:
+    status = getattr(response, "status_code", 0) or 0
+    latency = response_time if status > 0 else None
+    sent_at = start_time if start_time is not None else time.time() - response_time / 1000.0
+    state.recorder.record(request_type, name, sent_at, latency, exception is not None)
+
+
+class ReplayUser(FastHttpUser):
+    """Sends the lane's scheduled requests on time (open model), then drains and stops."""
+
+    concurrency = 256
+
+    @task
+    def replay(self) -> None:
+        if not state.ready.wait(timeout=30):
+            log.error("parity: error: no replay settings arrived from the master within 30 s")
+            raise StopUser
+        assert state.plan is not None
+        config = state.config
+        start_at = max(float(config["start_at"]), time.time())
+        gevent.sleep(max(0.0, start_at - time.time()))
+        pool = Pool(config["max_in_flight"])
+        arrivals = iter_arrivals(
+            state.plan,
+            config["run_time_s"],
+            rate_scale=config["rate_scale"],
+            seed=config["seed"],
+            lane=state.lane,
+            lanes=state.lanes,
+        )
+        sent = late = 0
+        for arrival in arrivals:
+            if self._state == LOCUST_STATE_STOPPING:
+                break
+            delay = start_at + arrival.at_s - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            elif delay < -LATE_S:
+                late += 1
+            pool.spawn(self._send, arrival)
+            sent += 1
+        pool.join(timeout=config["request_timeout_s"] + 1.0)
+        pool.kill(block=True, timeout=1.0)
+        self._finish_lane(sent, late)
+        raise StopUser
+
+    def _send(self, arrival: Arrival) -> None:
+        with self.client.request(
+            arrival.method,
+            arrival.url,
+            name=arrival.name,
+            data=arrival.body,
+            headers=dict(arrival.headers),
+            catch_response=True,
+        ) as response:
+            code = response.status_code or 0
+            if 0 < code < 500:
+                response.success()
+            else:
+                response.failure(f"HTTP {code}" if code else f"no response: {response.error!r}")
+
+    def _finish_lane(self, sent: int, late: int) -> None:
+        runner = self.environment.runner
+        if isinstance(runner, WorkerRunner):
+            data = {"lane": state.lane, "sent": sent, "late": late, "delta": state.recorder.take_delta()}
+            runner.send_message("parity_lane_done", data)
+        else:
+            state.sent, state.late = sent, late
+            state.done_lanes.add(0)
+            state.finished_at = time.time()
+        if late:
+            log.warning(
+                "parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S
+            )
+
+
+class ReplayShape(LoadTestShape):
+    """One pacing user per Locust process; ends the run when every lane has finished."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        config = state.config
+        if not config:
+            return None
+        lanes = _lane_count(self.runner.environment) if self.runner is not None else 1
+        if state.finished_at is not None and len(state.done_lanes) >= max(state.lanes, 1):
+            return None
+        if self.get_run_time() > config["run_time_s"] + config["request_timeout_s"] + GRACE_S:
+            log.warning("parity: lanes did not all finish in time; ending the run")
+            return None
+        return lanes, float(lanes)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) or not state.config.get("parity_out"):
+        return
+    config = state.config
+    start = float(config.get("start_at", time.time()))
+    planned_end = start + config["run_time_s"]
+    complete = state.finished_at is not None
+    end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
+    labels = {
+        "harness_version": version(),
+        "baseline": str(config["baseline"]),
+        "seed": str(config["seed"]),
+        "run_time_s": f"{config['run_time_s']:g}",
+        "lanes": str(state.lanes),
+        "sent": str(state.sent),
+        "late_sends": str(state.late),
+        "complete": "yes" if complete else "no",
+    }
+    measurement = state.recorder.to_measurement(
+        source=source_for_replay(
+            environment.host,
+            f"Locust replay of {Path(config['baseline']).name}",
+            config.get("service"),
+            config.get("target_env"),
+        ),
+        start=datetime.fromtimestamp(start, UTC),
+        end=datetime.fromtimestamp(end, UTC),
+        rate_scale=config["rate_scale"],
+        pair_id=config.get("pair_id") or None,
+        labels=labels,
+    )
+    state.written = measurement_json.write(measurement, config["parity_out"])
+    log.info(
+        "parity: recorded %d requests on %d endpoints -> %s%s",
+        measurement.total_count,
+        len(measurement.endpoints),
+        state.written,
+        "" if complete else " (partial: the run was stopped early)",
+    )
+    environment.process_exit_code = 0
