@@ -97,13 +97,9 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not args.rate_scale > 0:
         raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
     config = load_config(args.config if args.config is not None else find_config(Path.cwd()))
-    options = DemoOptions(
-        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out
-    )
+    options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
     try:
-        outcome = run_demo(
-            options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True)
-        )
+        outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
     _report(outcome.result, args.out, _meta(config.path, argv))
@@ -141,16 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "against both at the same time, compare new against old and write the reports. Exits 0 when the "
         "demo completed (its verdict is in the report: the new profile has two planted bottlenecks).",
     )
-    demo.add_argument(
-        "--duration", type=float, default=DEFAULT_DURATION_S, help="replay seconds (default %(default)g)"
-    )
+    demo.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="replay seconds (default %(default)g)")
     demo.add_argument(
         "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, help="load vs. baseline (default %(default)g)"
     )
     demo.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
-    demo.add_argument(
-        "--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory"
-    )
+    demo.add_argument("--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory")
     demo.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
     return parser
 

@@ -252,18 +252,14 @@ def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
 def from_dict(data: Any, name: str = "<data>") -> Measurement:
     """Validate and build a Measurement; raises BadInput naming ``name`` and the offending field."""
     if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") != VERSION:
-        raise BadInput(
-            f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)"
-        )
+        raise BadInput(f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
         raise BadInput(f"{name}: {_field_path(error)}: {error.message}")
     field = "endpoints"
     try:
         field = "window"
-        window = Window(
-            _parse_time(data["window"]["start"], "start"), _parse_time(data["window"]["end"], "end")
-        )
+        window = Window(_parse_time(data["window"]["start"], "start"), _parse_time(data["window"]["end"], "end"))
         endpoints = []
         for i, e in enumerate(data["endpoints"]):
             field = f"endpoints[{i}]"

@@ -48,7 +48,7 @@ HOURLY_SHAPE = (
 #: Server overhead per request (routing, JSON), ms, added to the cost model's time.
 OVERHEAD_MS = 0.8
 #: Nominal CPU time of one exported CSV row on the reference machine, ms.
-CPU_MS_PER_ROW = 0.016
+CPU_MS_PER_ROW = 0.008
 #: Latency samples drawn per endpoint to compute its summary statistics.
 SAMPLES = 200_000
 SEED = 20261125

@@ -182,7 +182,7 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "POST",
         "/api/payroll/calculations",
         share=0.004,
-        payroll_factor=30.0,
+        payroll_factor=20.0,
         cost=CostModel(app_ms=20.0, queries=8, query_ms=25.0, sigma=0.3, pool="payroll", error_rate=0.002),
         params={"company": _COMPANIES, "period": _MONTHS},
         body={"company_id": "{company}", "period": "{period}"},
@@ -191,7 +191,7 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "ReportsController#export",
         "GET",
         "/api/reports/employees.csv",
-        share=0.016,
+        share=0.008,
         cost=CostModel(app_ms=2.0, queries=2, query_ms=8.0, sigma=0.2, cpu_rows=5000, error_rate=0.001),
         query={"department": "{department}"},
         params={"department": tuple(f"d{i}" for i in range(1, 25))},
@@ -209,10 +209,10 @@ NEW = replace(
     name="new",
     description=(
         "EKS deployment: pgbouncer pool for the payroll database sized at 3 (queues under the payroll-run "
-        "burst), report-export worker under a 0.2-CPU limit (CFS throttling)"
+        "burst), report-export worker under a 0.25-CPU limit (CFS throttling)"
     ),
     pools={"primary": 40, "payroll": 3},
-    export_cpu_quota=0.2,
+    export_cpu_quota=0.25,
 )
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW)}

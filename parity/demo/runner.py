@@ -142,9 +142,7 @@ def run_demo(
             try:
                 code = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
             except subprocess.TimeoutExpired:
-                raise RuntimeError(
-                    f"the {env} replay did not finish in time; see {out}/locust-{env}.log"
-                ) from None
+                raise RuntimeError(f"the {env} replay did not finish in time; see {out}/locust-{env}.log") from None
             if code != 0:
                 log = out / f"locust-{env}.log"
                 raise RuntimeError(f"the {env} replay failed (exit {code}): {_tail(log)} (log: {log})")

@@ -131,9 +131,7 @@ def _judge_endpoint(
     policy: Policy,
     share: float | None,
 ) -> EndpointResult:
-    def result(
-        verdict: Verdict, reasons: list[str], metrics: tuple[MetricResult, ...] = ()
-    ) -> EndpointResult:
+    def result(verdict: Verdict, reasons: list[str], metrics: tuple[MetricResult, ...] = ()) -> EndpointResult:
         return EndpointResult(
             endpoint=endpoint,
             verdict=verdict,
@@ -147,9 +145,7 @@ def _judge_endpoint(
     if base is None:
         return result(Verdict.INCONCLUSIVE, ["not in the baseline: nothing to compare against"])
     if cand is None:
-        return result(
-            Verdict.INCONCLUSIVE, ["no candidate requests: endpoint was not replayed or not recorded"]
-        )
+        return result(Verdict.INCONCLUSIVE, ["no candidate requests: endpoint was not replayed or not recorded"])
     metrics = []
     for spec in METRICS:
         b_value, b_n = _metric_value(spec, base, baseline)
@@ -169,9 +165,7 @@ def _judge_endpoint(
     failed = [m for m in gated if m.verdict is Verdict.FAIL]
     marginal = [m for m in gated if m.verdict is Verdict.MARGINAL]
     unjudged = [m.reason for m in gated if m.verdict is Verdict.INCONCLUSIVE]
-    latency_judged = any(
-        m.metric in _LATENCY_METRICS and m.verdict is not Verdict.INCONCLUSIVE for m in gated
-    )
+    latency_judged = any(m.metric in _LATENCY_METRICS and m.verdict is not Verdict.INCONCLUSIVE for m in gated)
     if failed:
         return result(Verdict.FAIL, [m.reason for m in failed + marginal], judged)
     if marginal:
@@ -273,8 +267,7 @@ def _run_verdict(results: list[EndpointResult], policy: Policy) -> tuple[Verdict
         names = ", ".join(r.endpoint.key for r in by[Verdict.FAIL][:5])
         more = len(by[Verdict.FAIL]) - 5
         return Verdict.FAIL, [
-            f"{len(by[Verdict.FAIL])} endpoint(s) regressed: {names}"
-            + (f" and {more} more" if more > 0 else "")
+            f"{len(by[Verdict.FAIL])} endpoint(s) regressed: {names}" + (f" and {more} more" if more > 0 else "")
         ]
     if not by[Verdict.PASS] and not by[Verdict.MARGINAL]:
         return Verdict.INCONCLUSIVE, ["no endpoint had enough data to be judged"]
@@ -285,9 +278,7 @@ def _run_verdict(results: list[EndpointResult], policy: Policy) -> tuple[Verdict
         ]
     judged = len(by[Verdict.PASS]) + len(by[Verdict.MARGINAL])
     if by[Verdict.MARGINAL]:
-        return Verdict.MARGINAL, [
-            f"{len(by[Verdict.MARGINAL])} endpoint(s) marginal, none regressed ({judged} judged)"
-        ]
+        return Verdict.MARGINAL, [f"{len(by[Verdict.MARGINAL])} endpoint(s) marginal, none regressed ({judged} judged)"]
     reasons = [f"all {judged} judged endpoint(s) within tolerance"]
     if by[Verdict.INCONCLUSIVE]:
         reasons.append(

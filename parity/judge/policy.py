@@ -126,9 +126,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
             raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
     policy = Policy()
     if "min_samples" in data:
-        policy = replace(
-            policy, min_samples=_number(data["min_samples"], f"{where}.min_samples", integer=True)
-        )
+        policy = replace(policy, min_samples=_number(data["min_samples"], f"{where}.min_samples", integer=True))
     if "max_inconclusive_share" in data:
         share = _number(data["max_inconclusive_share"], f"{where}.max_inconclusive_share")
         if share > 1:

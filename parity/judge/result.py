@@ -106,11 +106,13 @@ class Bottleneck:
     """A regressed endpoint ranked by what it costs at baseline traffic.
 
     ``extra_ms_per_min`` = (candidate avg − baseline avg) ms × baseline requests per minute: the extra
-    server time the regression adds each minute. ``extra_errors_per_min`` likewise for errors.
+    server time the regression adds each minute (0 unless a latency metric got worse beyond tolerance).
+    ``extra_errors_per_min`` likewise for errors (0 unless the error rate got worse beyond tolerance).
     """
 
     rank: int
     endpoint: Endpoint
+    verdict: Verdict
     extra_ms_per_min: float
     extra_errors_per_min: float
     baseline_rpm: float

@@ -91,9 +91,7 @@ def _add_arguments(parser: Any) -> None:
         default=30.0,
         help="Seconds before a request is abandoned (default 30).",
     )
-    group.add_argument(
-        "--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run."
-    )
+    group.add_argument("--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run.")
     group.add_argument("--target-env", default="", help="Name of the target environment, for the report.")
     group.add_argument("--service", default="", help="Service name, for the report.")
 
@@ -134,9 +132,7 @@ def _configure(config: dict[str, Any]) -> None:
     baseline = measurement_json.read(config["baseline"])
     plan = build_plan(baseline)
     if not plan.endpoints:
-        raise BadInput(
-            f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)"
-        )
+        raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
     state.config, state.plan = config, plan
     state.recorder = Recorder(timeline_interval(config["run_time_s"]))
     ReplayUser.concurrency = config["max_in_flight"]
@@ -202,9 +198,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         )
         state.lanes = len(workers)
         for lane, client in enumerate(workers):
-            runner.send_message(
-                "parity_lane", {**state.config, "lane": lane, "lanes": state.lanes}, client.id
-            )
+            runner.send_message("parity_lane", {**state.config, "lane": lane, "lanes": state.lanes}, client.id)
     else:
         state.lane, state.lanes = 0, 1
         state.ready.set()
@@ -324,9 +318,7 @@ class ReplayUser(FastHttpUser):
             state.done_lanes.add(0)
             state.finished_at = time.time()
         if late:
-            log.warning(
-                "parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S
-            )
+            log.warning("parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S)
 
 
 class ReplayShape(LoadTestShape):

@@ -87,9 +87,7 @@ def _request_for(stats: EndpointStats) -> tuple[RequestTemplate | None, str]:
     return template, ""
 
 
-def _grid_counts(
-    timeline: Timeline, grid_start: float, interval: float, cells: int
-) -> npt.NDArray[np.float64]:
+def _grid_counts(timeline: Timeline, grid_start: float, interval: float, cells: int) -> npt.NDArray[np.float64]:
     """Spread a timeline's counts over the grid by overlap; missing points take the mean of known ones."""
     known = [c for c in timeline.counts if c is not None]
     fill = float(np.mean(known)) if known else 0.0

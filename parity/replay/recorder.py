@@ -120,9 +120,7 @@ class Recorder:
     def merge_delta(self, delta: dict[str, Any]) -> None:
         """Fold in a worker's delta (from :meth:`take_delta`)."""
         if float(delta["interval_s"]) != self.interval_s:
-            raise ValueError(
-                f"worker timeline interval {delta['interval_s']} s differs from {self.interval_s} s"
-            )
+            raise ValueError(f"worker timeline interval {delta['interval_s']} s differs from {self.interval_s} s")
         for item in delta["endpoints"]:
             rec = self._records[(item["method"], item["name"])]
             rec.total.merge(_Cell.from_dict(item["total"]))

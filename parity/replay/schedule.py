@@ -89,10 +89,7 @@ def iter_arrivals(
             planned = plan.endpoints[int(picks[k])]
             request = planned.request
             pools = request.params
-            values = {
-                name: pools[name][int(draws[k, j] * len(pools[name]))]
-                for j, name in enumerate(names[picks[k]])
-            }
+            values = {name: pools[name][int(draws[k, j] * len(pools[name]))] for j, name in enumerate(names[picks[k]])}
             url = fill(request.path, values, url=True)
             if request.query:
                 url += "?" + urlencode({q: fill(v, values) for q, v in request.query.items()})

@@ -25,10 +25,8 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
     counts = result.counts()
     lines = [
         f"parity: {result.verdict.value.upper()} - {'; '.join(result.reasons)}",
-        f"  comparison: {result.mode.value}; endpoints: "
-        + ", ".join(f"{counts[v]} {v.value}" for v in Verdict),
-        f"  baseline:  {result.baseline.name} ({result.baseline.requests} requests, "
-        f"{result.baseline.duration_s:g} s)",
+        f"  comparison: {result.mode.value}; endpoints: " + ", ".join(f"{counts[v]} {v.value}" for v in Verdict),
+        f"  baseline:  {result.baseline.name} ({result.baseline.requests} requests, {result.baseline.duration_s:g} s)",
         f"  candidate: {result.candidate.name} ({result.candidate.requests} requests, "
         f"{result.candidate.duration_s:g} s)",
     ]

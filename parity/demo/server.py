@@ -1,0 +1,838 @@
+"""The demo HR/payroll service as a real HTTP server, one process per deployment profile.
+
+``python -m parity.demo.server --profile old|new [--host 127.0.0.1] [--port 0] [--seed 1]`` binds a
+loopback address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
+``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit code 0). Non-loopback hosts are refused
+(exit code 2).
+
+Each request costs what its ``CostModel`` says: app time, then ``queries`` database round trips on one
+connection checked out of the profile's pool ``cost.pool`` (each query also holds one slot of the shared
+database), all scaled by a per-request factor that is a deterministic function of the request times a
+small random jitter. The report export renders its CSV rows with real CPU work, throttled by
+``CpuQuota`` when the profile sets ``export_cpu_quota`` (a Kubernetes CPU limit). Waits use gevent
+primitives in one OS thread; nothing is monkey-patched.
+
+``GET /__demo/stats`` returns the requests received per catalogue endpoint key, counted on arrival, so a
+test can check a load generator's counts against what the server saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import functools
+import hashlib
+import io
+import ipaddress
+import json
+import math
+import random
+import re
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from statistics import NormalDist
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.pool
+import gevent.queue
+from gevent.pywsgi import WSGIServer
+
+from parity.demo.catalog import CATALOG, PROFILES, CostModel, DemoEndpoint, Profile
+
+__all__ = [
+    "CFS_PERIOD_S",
+    "EXPORT_CHUNK_ROWS",
+    "INJECTED_ERROR",
+    "POOL_TIMEOUT_ERROR",
+    "STATS_PATH",
+    "CpuQuota",
+    "DemoService",
+    "RequestCost",
+    "Route",
+    "Router",
+    "is_loopback",
+    "main",
+    "render_export_rows",
+    "request_cost",
+]
+
+#: Length of one CFS bandwidth-control period, in seconds (the Kubernetes default, 100 ms).
+CFS_PERIOD_S = 0.100
+#: CSV rows the export renders between two yields to other requests.
+EXPORT_CHUNK_ROWS = 100
+#: Spread (sigma of the log) of the random per-request jitter multiplied onto the deterministic factor.
+JITTER_SIGMA = 0.05
+#: Spread (sigma of the log) of the deterministic variation between the queries of one request.
+QUERY_SIGMA = 0.10
+#: Largest request body accepted, in bytes; larger bodies get HTTP 413.
+MAX_BODY_BYTES = 1 << 20
+#: Seconds in-flight requests get to finish after SIGTERM/SIGINT before they are cancelled.
+STOP_TIMEOUT_S = 2.0
+#: The statistics endpoint (not part of the catalogue, not counted).
+STATS_PATH = "/__demo/stats"
+#: Error a request gets when no pool connection frees up within ``Profile.checkout_timeout_s``.
+POOL_TIMEOUT_ERROR = "ActiveRecord::ConnectionTimeoutError"
+#: Error a request gets when it draws one of its endpoint's ``error_rate`` failures.
+INJECTED_ERROR = "ActiveRecord::Deadlocked"
+
+_NORMAL = NormalDist()
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+Payload = dict[str, Any]
+Response = tuple[int, Payload]
+
+
+# --------------------------------------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True)
+class Route:
+    """A catalogue endpoint with its route template compiled to a regex (``{name}`` → ``[^/]+``)."""
+
+    endpoint: DemoEndpoint
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def compile(cls, endpoint: DemoEndpoint) -> Route:
+        """Compile ``endpoint.route``; literal parts are matched verbatim."""
+        parts: list[str] = []
+        last = 0
+        for match in _PLACEHOLDER.finditer(endpoint.route):
+            parts.append(re.escape(endpoint.route[last : match.start()]))
+            parts.append(f"(?P<{match.group(1)}>[^/]+)")
+            last = match.end()
+        parts.append(re.escape(endpoint.route[last:]))
+        return cls(endpoint, re.compile("".join(parts)))
+
+
+@dataclass(frozen=True)
+class Router:
+    """Maps (method, path) to a catalogue endpoint and its path parameters."""
+
+    routes: tuple[Route, ...]
+
+    @classmethod
+    def from_catalog(cls, catalog: Iterable[DemoEndpoint] = CATALOG) -> Router:
+        """A router over ``catalog`` (by default the demo service's)."""
+        return cls(tuple(Route.compile(endpoint) for endpoint in catalog))
+
+    def resolve(self, method: str, path: str) -> tuple[DemoEndpoint, dict[str, str]] | list[str] | None:
+        """The endpoint and path parameters for ``method path``.
+
+        Returns the list of allowed methods when the path is known but the method is not (HTTP 405), and
+        None for an unknown path (HTTP 404).
+        """
+        allowed: list[str] = []
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.endpoint.method == method:
+                return route.endpoint, match.groupdict()
+            allowed.append(route.endpoint.method)
+        return allowed or None
+
+
+# ------------------------------------------------------------------------------------------------ cost
+
+
+def _uniforms(digest: bytes) -> list[float]:
+    """Uniforms in the open interval (0, 1), one per 8 bytes of ``digest``."""
+    return [(int.from_bytes(digest[i : i + 8], "big") + 0.5) / 2.0**64 for i in range(0, len(digest), 8)]
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """The deterministic cost of one request, before jitter.
+
+    ``factor`` multiplies the endpoint's median ``app_ms`` and ``query_ms`` (lognormal with spread
+    ``sigma``, times ``slow_factor`` on the slow path); ``query_factors`` vary the queries of the request
+    a little around it (one per query, median 1).
+    """
+
+    factor: float
+    slow: bool
+    query_factors: tuple[float, ...]
+
+
+def request_cost(endpoint: DemoEndpoint, path: str, query_string: str, body: bytes) -> RequestCost:
+    """The cost of a request, from a stable hash of (resource, path, sorted query string, raw body).
+
+    The same request always gets the same cost, like a real database answering the same query.
+    """
+    query = urlencode(sorted(parse_qsl(query_string, keep_blank_values=True)))
+    key = b"\0".join((endpoint.resource.encode(), path.encode(), query.encode(), body))
+    digest = hashlib.blake2b(key, digest_size=16).digest()
+    u1, u2 = _uniforms(digest)
+    cost = endpoint.cost
+    factor = math.exp(cost.sigma * _NORMAL.inv_cdf(u1))
+    slow = u2 < cost.slow_share
+    if slow:
+        factor *= cost.slow_factor
+    query_factors = tuple(
+        math.exp(
+            QUERY_SIGMA * _NORMAL.inv_cdf(_uniforms(hashlib.blake2b(digest + bytes([i]), digest_size=8).digest())[0])
+        )
+        for i in range(cost.queries)
+    )
+    return RequestCost(factor=factor, slow=slow, query_factors=query_factors)
+
+
+@dataclass(eq=False)
+class CpuQuota:
+    """A Kubernetes CPU limit as CFS bandwidth control enforces it, for the exports of one process.
+
+    Every ``period_s`` (100 ms) the exports together may use ``share × period_s`` seconds of CPU. Each
+    export charges the CPU time of every chunk it renders; once the period's quota is used up, the export
+    sleeps until the next period boundary. CPU used beyond the quota (a chunk that overran it) is a debt
+    paid from the next period's quota, as the kernel does. ``share`` None means no limit. ``clock``
+    (seconds) and ``sleep`` are injectable for tests.
+    """
+
+    share: float | None
+    period_s: float = CFS_PERIOD_S
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = gevent.sleep
+    _period: int = field(default=-1, init=False)
+    _used_s: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.share is not None and not self.share > 0:
+            msg = f"CPU share must be positive or None, got {self.share}"
+            raise ValueError(msg)
+        if not self.period_s > 0:
+            msg = f"period must be positive, got {self.period_s} s"
+            raise ValueError(msg)
+
+    @property
+    def quota_s(self) -> float | None:
+        """CPU seconds allowed per period, or None without a limit."""
+        return None if self.share is None else self.share * self.period_s
+
+    def charge(self, cpu_s: float) -> float:
+        """Charge ``cpu_s`` seconds of CPU; sleep while the quota is used up. Returns the seconds slept."""
+        quota_s = self.quota_s
+        if quota_s is None:
+            return 0.0
+        self._refill()
+        self._used_s += cpu_s
+        slept = 0.0
+        while self._used_s >= quota_s:
+            now = self.clock()
+            wait_s = (math.floor(now / self.period_s) + 1) * self.period_s - now
+            self.sleep(wait_s)
+            slept += wait_s
+            self._refill()
+        return slept
+
+    def _refill(self) -> None:
+        """Start a new period's quota when the clock has crossed one or more period boundaries."""
+        quota_s = self.quota_s
+        assert quota_s is not None
+        period = math.floor(self.clock() / self.period_s)
+        if period > self._period:
+            elapsed = period - self._period if self._period >= 0 else 1
+            self._used_s = max(0.0, self._used_s - quota_s * elapsed)
+            self._period = period
+
+
+class CpuWorker:
+    """The export worker: one greenlet that runs CPU-bound chunks one at a time under a ``CpuQuota``.
+
+    Exports hand it their chunks (:meth:`run`) and wait; concurrent exports share it chunk by chunk, like
+    processes sharing one CPU. Between two chunks the event loop runs every pending timer, I/O and
+    callback (``gevent.idle``), so however many exports are in progress, a web request is held up by at
+    most one chunk. When the quota is used up the worker sleeps until the next period: every export waits,
+    as a throttled container's processes do.
+    """
+
+    def __init__(self, quota: CpuQuota) -> None:
+        self.quota = quota
+        self._jobs: gevent.queue.Queue[tuple[Callable[[], str], gevent.event.AsyncResult]] = gevent.queue.Queue()
+        self._greenlet = gevent.spawn(self._serve)
+
+    def run(self, chunk: Callable[[], str]) -> str:
+        """Run ``chunk`` on the worker and return its result (re-raising its exception)."""
+        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._jobs.put((chunk, result))
+        value: str = result.get()
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            chunk, result = self._jobs.get()
+            began = time.thread_time()
+            try:
+                result.set(chunk())
+            except Exception as exc:  # handed to the waiting export
+                result.set_exception(exc)
+            self.quota.charge(time.thread_time() - began)
+            gevent.idle()
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+_YEN = Decimal(1)
+_SEN = Decimal("0.01")
+_HEALTH_RATE = Decimal("0.04985")
+_PENSION_RATE = Decimal("0.0915")
+_EMPLOYMENT_RATE = Decimal("0.006")
+_OVERTIME_PREMIUM = Decimal("1.25")
+_MONTHLY_HOURS = Decimal(160)
+_RESIDENT_TAX_RATE = Decimal("0.10")
+_MONTHS_PER_YEAR = Decimal(12)
+#: Monthly withholding brackets: (upper bound of taxable pay in yen, rate, deduction in yen).
+_TAX_BRACKETS = (
+    (Decimal(162_500), Decimal("0.05"), Decimal(0)),
+    (Decimal(275_000), Decimal("0.10"), Decimal(8_125)),
+    (Decimal(579_166), Decimal("0.20"), Decimal(35_625)),
+    (Decimal(750_000), Decimal("0.23"), Decimal(53_000)),
+    (Decimal(1_500_000), Decimal("0.33"), Decimal(128_000)),
+)
+_TOP_BRACKET = (Decimal("0.40"), Decimal(203_000))
+EXPORT_HEADER = (
+    "employee_id,name,department,base_pay,overtime_hours,overtime_pay,commute_allowance,gross_pay,"
+    "health_insurance,pension,employment_insurance,income_tax,resident_tax,net_pay\n"
+)
+
+
+def _income_tax(taxable: Decimal) -> Decimal:
+    """Monthly income-tax withholding in whole yen for ``taxable`` yen."""
+    rate, deduction = _TOP_BRACKET
+    for upper, bracket_rate, bracket_deduction in _TAX_BRACKETS:
+        if taxable <= upper:
+            rate, deduction = bracket_rate, bracket_deduction
+            break
+    return max(Decimal(0), taxable * rate - deduction).quantize(_YEN, ROUND_DOWN)
+
+
+def render_export_rows(department: str, start: int, stop: int) -> str:
+    """CSV rows ``start``…``stop - 1`` of the payroll export of ``department`` (real CPU work).
+
+    Pay figures are computed with ``Decimal`` in whole yen, deterministically from the department and row.
+    """
+    seed = _stable_int(department)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in range(start, stop):
+        employee_id = 1001 + 7 * row
+        base = Decimal(200_000 + (seed * 7919 + row * 104_729) % 450_000)
+        overtime_hours = Decimal((seed + row * 37) % 4000) / 100
+        hourly = (base / _MONTHLY_HOURS).quantize(_SEN, ROUND_HALF_UP)
+        overtime = (hourly * _OVERTIME_PREMIUM * overtime_hours).quantize(_YEN, ROUND_HALF_UP)
+        commute = Decimal(5000 + (row * 131) % 25_000)
+        gross = base + overtime + commute
+        health = (gross * _HEALTH_RATE).quantize(_YEN, ROUND_HALF_UP)
+        pension = (gross * _PENSION_RATE).quantize(_YEN, ROUND_HALF_UP)
+        employment = (gross * _EMPLOYMENT_RATE).quantize(_YEN, ROUND_HALF_UP)
+        taxable = gross - commute - health - pension - employment
+        income_tax = _income_tax(taxable)
+        resident_tax = (taxable * _RESIDENT_TAX_RATE / _MONTHS_PER_YEAR).quantize(_YEN, ROUND_DOWN)
+        net = gross - health - pension - employment - income_tax - resident_tax
+        writer.writerow(
+            (
+                employee_id,
+                _employee_name(employee_id),
+                department,
+                base,
+                overtime_hours,
+                overtime,
+                commute,
+                gross,
+                health,
+                pension,
+                employment,
+                income_tax,
+                resident_tax,
+                net,
+            )
+        )
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------- response bodies
+
+_FIRST_NAMES = ("Aiko", "Daiki", "Emi", "Haruto", "Kenji", "Mei", "Ren", "Sakura", "Sota", "Yui", "Yuto")
+_LAST_NAMES = ("Abe", "Fujita", "Ito", "Kato", "Kobayashi", "Mori", "Sato", "Suzuki", "Tanaka", "Yamada")
+_DEPARTMENTS = (
+    "Engineering",
+    "Sales",
+    "Marketing",
+    "Finance",
+    "Human Resources",
+    "Legal",
+    "Support",
+    "Operations",
+)
+_DEPARTMENT_COUNT = 24
+_EMPLOYEE_COUNT = 2800
+_LEAVE_KINDS = ("paid", "sick", "special")
+
+
+class _NotFoundError(Exception):
+    """The request names a record that does not exist (HTTP 404)."""
+
+
+class _UnprocessableError(Exception):
+    """The request body lacks a required field (HTTP 422)."""
+
+
+def _stable_int(text: str) -> int:
+    """A stable 32-bit integer for ``text`` (the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
+
+
+def _record_id(value: str | None) -> int:
+    if value is None or not value.isdigit():
+        raise _NotFoundError
+    return int(value)
+
+
+def _employee_name(employee_id: int) -> str:
+    return f"{_FIRST_NAMES[employee_id % len(_FIRST_NAMES)]} {_LAST_NAMES[employee_id // 7 % len(_LAST_NAMES)]}"
+
+
+def _department(number: int) -> Payload:
+    return {"id": f"d{number}", "name": f"{_DEPARTMENTS[(number - 1) % len(_DEPARTMENTS)]} {number}"}
+
+
+def _employee_summary(employee_id: int) -> Payload:
+    return {
+        "id": employee_id,
+        "name": _employee_name(employee_id),
+        "department_id": f"d{employee_id % _DEPARTMENT_COUNT + 1}",
+    }
+
+
+def _employee(employee_id: int, phone: str | None = None) -> Payload:
+    name = _employee_name(employee_id)
+    return {
+        **_employee_summary(employee_id),
+        "email": f"{name.lower().replace(' ', '.')}.{employee_id}@acme.example",
+        "phone": phone or f"+81-3-5550-{employee_id % 10_000:04d}",
+        "title": ("Associate", "Specialist", "Manager", "Director")[employee_id % 4],
+        "hired_on": f"{2010 + employee_id % 15}-{employee_id % 12 + 1:02d}-01",
+        "employment_type": "full_time" if employee_id % 9 else "part_time",
+    }
+
+
+def _month(value: str | None) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d{4})-(\d{2})", value or "")
+    if match is None or not 1 <= int(match.group(2)) <= 12:
+        raise _UnprocessableError("month must be YYYY-MM")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _yen(value: Decimal) -> int:
+    return int(value.quantize(_YEN, ROUND_HALF_UP))
+
+
+def _health(_params: Mapping[str, str], _query: Mapping[str, str], _body: Any) -> Response:
+    return 200, {"status": "ok"}
+
+
+def _session(_params: Mapping[str, str], _query: Mapping[str, str], body: Any) -> Response:
+    email = _body_field(body, "email")
+    token = hashlib.blake2b(f"{email}:{time.time_ns()}".encode(), digest_size=16).hexdigest()
+    return 201, {"token": token, "token_type": "Bearer", "expires_in": 3600, "user": {"email": email}}
+
+
+def _employees(_params: Mapping[str, str], query: Mapping[str, str], _body: Any) -> Response:
+    try:
+        page = max(1, int(query.get("page", "1")))
+        per_page = min(100, max(1, int(query.get("per_page", "50"))))
+    except ValueError as exc:
+        raise _UnprocessableError("page and per_page must be integers") from exc
+    first = (page - 1) * per_page
+    ids = [1001 + 7 * i for i in range(first, min(first + per_page, _EMPLOYEE_COUNT))]
+    return 200, {
+        "page": page,
+        "per_page": per_page,
+        "total": _EMPLOYEE_COUNT,
+        "employees": [_employee_summary(employee_id) for employee_id in ids],
+    }
+
+
+def _employee_show(params: Mapping[str, str], _query: Mapping[str, str], _body: Any) -> Response:
+    return 200, _employee(_record_id(params.get("id")))
+
+
+def _employee_update(params: Mapping[str, str], _query: Mapping[str, str], body: Any) -> Response:
+    employee_id = _record_id(params.get("id"))
+    phone = _body_field(_body_field(body, "employee"), "phone")
+    return 200, _employee(employee_id, phone=str(phone))
+
+
+def _attendance(params: Mapping[str, str], query: Mapping[str, str], _body: Any) -> Response:
+    employee_id = _record_id(params.get("id"))
+    year, month = _month(query.get("month"))
+    days = []
+    for day in range(1, 29):
+        if (day + month) % 7 in (0, 1):  # weekend
+            continue
+        seed = employee_id + day * 31 + month
+        clock_in = 8 * 60 + 30 + seed % 60
+        clock_out = clock_in + 8 * 60 + seed % 120
+        days.append(
+            {
+                "date": f"{year}-{month:02d}-{day:02d}",
+                "clock_in": f"{clock_in // 60:02d}:{clock_in % 60:02d}",
+                "clock_out": f"{clock_out // 60:02d}:{clock_out % 60:02d}",
+                "hours": round((clock_out - clock_in - 60) / 60, 2),
+            }
+        )
+    return 200, {"employee_id": employee_id, "month": f"{year}-{month:02d}", "days": days}
+
+
+def _clock_in(_params: Mapping[str, str], _query: Mapping[str, str], body: Any) -> Response:
+    employee_id = _record_id(str(_body_field(body, "employee_id")))
+    now = time.gmtime()
+    return 201, {
+        "id": time.time_ns() // 1000,
+        "employee_id": employee_id,
+        "kind": "clock_in",
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
+    }
+
+
+def _leave_requests(_params: Mapping[str, str], query: Mapping[str, str], _body: Any) -> Response:
+    employee_id = _record_id(query.get("employee_id"))
+    requests = [
+        {
+            "id": employee_id * 10 + i,
+            "kind": _LEAVE_KINDS[(employee_id + i) % len(_LEAVE_KINDS)],
+            "starts_on": f"2026-{(employee_id + 3 * i) % 12 + 1:02d}-{(employee_id + i) % 20 + 1:02d}",
+            "days": 1 + (employee_id + i) % 3,
+            "status": ("approved", "pending", "rejected")[(employee_id * i) % 3],
+        }
+        for i in range(1 + employee_id % 3)
+    ]
+    return 200, {"employee_id": employee_id, "leave_requests": requests}
+
+
+def _departments(_params: Mapping[str, str], _query: Mapping[str, str], _body: Any) -> Response:
+    departments = [{**_department(n), "headcount": 40 + n * 17 % 120} for n in range(1, _DEPARTMENT_COUNT + 1)]
+    return 200, {"departments": departments}
+
+
+def _payslip(params: Mapping[str, str], _query: Mapping[str, str], _body: Any) -> Response:
+    payslip_id = _record_id(params.get("id"))
+    gross = Decimal(220_000 + payslip_id * 7919 % 480_000)
+    health = (gross * _HEALTH_RATE).quantize(_YEN, ROUND_HALF_UP)
+    pension = (gross * _PENSION_RATE).quantize(_YEN, ROUND_HALF_UP)
+    employment = (gross * _EMPLOYMENT_RATE).quantize(_YEN, ROUND_HALF_UP)
+    income_tax = _income_tax(gross - health - pension - employment)
+    net = gross - health - pension - employment - income_tax
+    return 200, {
+        "id": payslip_id,
+        "employee_id": 1001 + 7 * (payslip_id % 400),
+        "period": f"2026-{payslip_id % 11 + 1:02d}",
+        "currency": "JPY",
+        "gross_pay": _yen(gross),
+        "deductions": {
+            "health_insurance": _yen(health),
+            "pension": _yen(pension),
+            "employment_insurance": _yen(employment),
+            "income_tax": _yen(income_tax),
+        },
+        "net_pay": _yen(net),
+    }
+
+
+def _payroll_calculation(_params: Mapping[str, str], _query: Mapping[str, str], body: Any) -> Response:
+    company = str(_body_field(body, "company_id"))
+    year, month = _month(str(_body_field(body, "period")))
+    seed = _stable_int(f"{company}:{year}-{month}")
+    employees = 80 + seed % 900
+    gross = Decimal(employees) * Decimal(310_000 + seed % 90_000)
+    deductions = (gross * Decimal("0.2315")).quantize(_YEN, ROUND_HALF_UP)
+    return 201, {
+        "id": seed,
+        "company_id": company,
+        "period": f"{year}-{month:02d}",
+        "status": "completed",
+        "employees": employees,
+        "gross_total": _yen(gross),
+        "deductions_total": _yen(deductions),
+        "net_total": _yen(gross - deductions),
+    }
+
+
+def _body_field(body: Any, name: str) -> Any:
+    if not isinstance(body, dict) or body.get(name) in (None, ""):
+        raise _UnprocessableError(f"missing field {name!r}")
+    return body[name]
+
+
+_HANDLERS: Mapping[str, Callable[[Mapping[str, str], Mapping[str, str], Any], Response]] = {
+    "HealthController#show": _health,
+    "SessionsController#create": _session,
+    "EmployeesController#index": _employees,
+    "EmployeesController#show": _employee_show,
+    "EmployeesController#update": _employee_update,
+    "AttendanceController#index": _attendance,
+    "ClockEventsController#create": _clock_in,
+    "LeaveRequestsController#index": _leave_requests,
+    "DepartmentsController#index": _departments,
+    "PayslipsController#show": _payslip,
+    "PayrollCalculationsController#create": _payroll_calculation,
+}
+_EXPORT_RESOURCE = "ReportsController#export"
+
+
+# --------------------------------------------------------------------------------------------- service
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json_reply(status: int, payload: Payload, headers: tuple[tuple[str, str], ...] = ()) -> _Reply:
+    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode(), headers=headers)
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+}
+
+
+@dataclass(eq=False)
+class DemoService:
+    """The WSGI application of one profile: routing, request costs, pools, the CPU quota and statistics.
+
+    ``seed`` seeds the per-process random jitter and injected errors. Not thread-safe: run it under
+    gevent in one OS thread.
+    """
+
+    profile: Profile
+    seed: int = 1
+    router: Router = field(default_factory=Router.from_catalog)
+    rng: random.Random = field(init=False)
+    pools: dict[str, Any] = field(init=False)
+    database: Any = field(init=False)
+    cpu_quota: CpuQuota = field(init=False)
+    export_worker: CpuWorker = field(init=False)
+    counts: Counter[str] = field(init=False, default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.pools = {name: gevent.lock.BoundedSemaphore(size) for name, size in self.profile.pools.items()}
+        self.database = gevent.lock.BoundedSemaphore(self.profile.db_capacity)
+        self.cpu_quota = CpuQuota(self.profile.export_cpu_quota)
+        self.export_worker = CpuWorker(self.cpu_quota)
+        for route in self.router.routes:
+            cost = route.endpoint.cost
+            if cost.queries > 0 and cost.pool not in self.pools:
+                msg = f"profile {self.profile.name!r} has no pool {cost.pool!r} for {route.endpoint.key}"
+                raise ValueError(msg)
+
+    def stats(self) -> Payload:
+        """Requests received per catalogue endpoint key, counted on arrival."""
+        return {"profile": self.profile.name, "total": sum(self.counts.values()), "requests": dict(self.counts)}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request (WSGI)."""
+        try:
+            reply = self._handle(environ)
+        except Exception:  # a bug in a handler: answer like Rails would, keep the traceback
+            traceback.print_exc(file=sys.stderr)
+            reply = _json_reply(500, {"error": "internal server error"})
+        headers = [
+            ("Content-Type", reply.content_type),
+            ("Content-Length", str(len(reply.body))),
+            *reply.headers,
+        ]
+        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}".rstrip(), headers)
+        return [reply.body]
+
+    def _handle(self, environ: WSGIEnvironment) -> _Reply:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", "")) or "/"
+        if path == STATS_PATH:
+            if method != "GET":
+                return _json_reply(405, {"error": "method not allowed"}, (("Allow", "GET"),))
+            return _json_reply(200, self.stats())
+        resolved = self.router.resolve(method, path)
+        if resolved is None:
+            return _json_reply(404, {"error": "not found", "path": path})
+        if isinstance(resolved, list):
+            allow = ", ".join(sorted(set(resolved)))
+            return _json_reply(405, {"error": "method not allowed", "allow": allow}, (("Allow", allow),))
+        endpoint, params = resolved
+        self.counts[endpoint.key] += 1
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _json_reply(400, {"error": "invalid Content-Length"})
+        if length > MAX_BODY_BYTES:
+            return _json_reply(413, {"error": "request body too large", "limit_bytes": MAX_BODY_BYTES})
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        body: Any = None
+        if method in ("POST", "PATCH", "PUT"):
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError:
+                return _json_reply(400, {"error": "request body is not valid JSON"})
+        query_string = str(environ.get("QUERY_STRING", ""))
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
+        cost = request_cost(endpoint, path, query_string, raw)
+        factor = cost.factor * self.rng.lognormvariate(0.0, JITTER_SIGMA)
+        if not self._spend(endpoint.cost, factor, cost.query_factors):
+            return _json_reply(500, {"error": POOL_TIMEOUT_ERROR})
+        if endpoint.resource == _EXPORT_RESOURCE:
+            reply = self._export(endpoint.cost, query.get("department", "all"))
+        else:
+            try:
+                status, payload = _HANDLERS[endpoint.resource](params, query, body)
+                reply = _json_reply(status, payload)
+            except _NotFoundError:
+                reply = _json_reply(404, {"error": "record not found", "path": path})
+            except _UnprocessableError as exc:
+                reply = _json_reply(422, {"error": str(exc)})
+        if self.rng.random() < endpoint.cost.error_rate:
+            return _json_reply(500, {"error": INJECTED_ERROR})
+        return reply
+
+    def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float]) -> bool:
+        """Wait out the app time and the queries; False when no pool connection freed up in time."""
+        gevent.sleep(cost.app_ms * factor / 1000.0)
+        if cost.queries <= 0:
+            return True
+        pool = self.pools[cost.pool]
+        if not pool.acquire(timeout=self.profile.checkout_timeout_s):
+            return False
+        try:
+            for query_factor in query_factors:
+                with self.database:
+                    gevent.sleep(cost.query_ms * factor * query_factor / 1000.0)
+        finally:
+            pool.release()
+        return True
+
+    def _export(self, cost: CostModel, department: str) -> _Reply:
+        """Render ``cost.cpu_rows`` CSV rows in chunks on the export worker (which charges the CPU quota)."""
+        chunks = [EXPORT_HEADER]
+        for start in range(0, cost.cpu_rows, EXPORT_CHUNK_ROWS):
+            stop = min(start + EXPORT_CHUNK_ROWS, cost.cpu_rows)
+            chunks.append(self.export_worker.run(functools.partial(render_export_rows, department, start, stop)))
+        safe = department if re.fullmatch(r"[\w-]{1,64}", department) else "export"
+        filename = f"employees-{safe}.csv"
+        return _Reply(
+            200,
+            "".join(chunks).encode(),
+            content_type="text/csv; charset=utf-8",
+            headers=(("Content-Disposition", f'attachment; filename="{filename}"'),),
+        )
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _disable_nagle(server: Any) -> None:
+    """Send every response without waiting (TCP_NODELAY on each accepted connection).
+
+    pywsgi writes the headers and the body in two sends; with Nagle's algorithm the body of a keep-alive
+    response then waits for the client's delayed ACK, adding ~40 ms to every request after the first.
+    """
+    handle = server.handle
+
+    def handle_without_nagle(sock: Any, address: Any) -> None:
+        with contextlib.suppress(OSError):  # the client may already be gone
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        handle(sock, address)
+
+    server.set_handle(handle_without_nagle)
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        msg = f"port must be 0..65535, got {port}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m parity.demo.server", description="Serve the demo HR/payroll service."
+    )
+    parser.add_argument("--profile", required=True, choices=sorted(PROFILES), help="deployment profile")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=0, help="TCP port; 0 picks a free one (default 0)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the random jitter and errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the process exit code (0, or 2 on bad usage)."""
+    args = _parser().parse_args(argv)
+    host = str(args.host).strip("[]")
+    if not is_loopback(host):
+        print(f"error: refusing to bind {args.host!r}: only loopback hosts are allowed", file=sys.stderr)
+        return 2
+    stop = gevent.event.Event()
+    watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
+    service = DemoService(PROFILES[args.profile], seed=args.seed)
+    server = WSGIServer(
+        (host, args.port),
+        service,
+        spawn=gevent.pool.Pool(service.profile.web_concurrency),
+        log=None,
+        error_log="default",
+    )
+    _disable_nagle(server)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    bound_host, bound_port = server.address[:2]
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    print(f"listening on http://{shown}:{bound_port}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(timeout=STOP_TIMEOUT_S)
+        for watcher in watchers:
+            watcher.cancel()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

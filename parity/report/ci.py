@@ -1,0 +1,273 @@
+"""Machine- and CI-facing renderers: ``parity.json``, JUnit XML and a Markdown step summary. Pure: no I/O.
+
+- :func:`parity_json` follows the user-facing contract in the GUIDE (format ``parity-result``, version 1):
+  JSON-safe (non-finite numbers become ``null``), enums as their values, times ISO-8601 UTC with ``Z``.
+- :func:`junit_xml`: one ``<testcase>`` per endpoint; fail → ``<failure>``, inconclusive → ``<skipped>``,
+  marginal → passes with its reasons in ``<system-out>``.
+- :func:`summary_md`: GitHub-flavoured Markdown for a job step summary or a PR comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from parity.judge.compare import format_value
+from parity.judge.result import EndpointResult, MetricResult, ParityResult, Verdict
+from parity.model import Endpoint
+from parity.report.context import (
+    VERDICT_ORDER,
+    RunMeta,
+    format_extra_errors,
+    format_extra_time,
+    format_ratio,
+    iso_utc,
+    mode_label,
+    verdict_label,
+)
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SUMMARY_MAX_ROWS",
+    "junit_xml",
+    "parity_json",
+    "summary_md",
+]
+
+#: ``format`` and ``version`` fields of parity.json.
+FORMAT = "parity-result"
+FORMAT_VERSION = 1
+
+#: Rows of the regressions table in summary.md (the rest is counted, not listed).
+SUMMARY_MAX_ROWS = 10
+
+#: Inconclusive endpoints named in summary.md before "and N more".
+SUMMARY_MAX_INCONCLUSIVE = 5
+
+
+# --- parity.json -----------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    """JSON-safe form of a result field: enums → values, datetimes → ISO Z, endpoints → keys,
+    tuples → lists, dataclasses → dicts, NaN/inf → None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, Endpoint):
+        return value.key
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _metric_json(m: MetricResult) -> dict[str, Any]:
+    return {
+        "baseline": _json_value(m.baseline),
+        "candidate": _json_value(m.candidate),
+        "ratio": _json_value(m.ratio),
+        "delta": _json_value(m.delta),
+        "unit": m.unit,
+        "direction": m.direction.value,
+        "change": m.change.value,
+        "verdict": m.verdict.value,
+        "reason": m.reason,
+        "tolerance": _json_value(m.tolerance),
+        "min_delta": _json_value(m.min_delta),
+        "min_samples": m.min_samples,
+        "samples": {"baseline": m.samples[0], "candidate": m.samples[1]},
+    }
+
+
+def _endpoint_json(e: EndpointResult) -> dict[str, Any]:
+    return {
+        "endpoint": e.endpoint.key,
+        "method": e.endpoint.method,
+        "route": e.endpoint.route,
+        "verdict": e.verdict.value,
+        "reasons": list(e.reasons),
+        "baseline_count": e.baseline_count,
+        "candidate_count": e.candidate_count,
+        "traffic_share": _json_value(e.traffic_share),
+        "metrics": {m.metric: _metric_json(m) for m in e.metrics},
+    }
+
+
+def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
+    """The ``parity.json`` document (see the GUIDE's user-facing contract).
+
+    Top level: ``format``, ``version``, ``verdict``, ``reasons``, ``mode``, ``notes``, ``counts`` (every
+    verdict, zeros included), ``endpoints`` (worst first, each with its ``metrics`` keyed by metric name),
+    ``bottlenecks`` (ranked), ``baseline``/``candidate`` (provenance) and ``meta`` (the harness run).
+    Missing figures are ``null``, never 0. Serialises with ``json.dumps(..., allow_nan=False)``.
+    """
+    counts = result.counts()
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "verdict": result.verdict.value,
+        "reasons": list(result.reasons),
+        "mode": result.mode.value,
+        "notes": list(result.notes),
+        "counts": {v.value: counts[v] for v in Verdict},
+        "endpoints": [_endpoint_json(e) for e in result.endpoints],
+        "bottlenecks": [_json_value(b) for b in result.bottlenecks],
+        "baseline": _json_value(result.baseline),
+        "candidate": _json_value(result.candidate),
+        "meta": _json_value(meta),
+    }
+
+
+# --- JUnit XML -------------------------------------------------------------------------------------
+
+# Characters XML 1.0 cannot carry at all (ElementTree would write them and produce an unparsable file).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _classname(result: ParityResult) -> str:
+    service = result.baseline.service or result.candidate.service
+    return f"parity.{service or 'endpoints'}"
+
+
+def junit_xml(result: ParityResult) -> str:
+    """JUnit XML: ``<testsuites>`` holding one ``<testsuite name="parity">``, one testcase per endpoint.
+
+    A failed endpoint carries ``<failure message="first reason" type="regression">`` with every reason,
+    one per line; an inconclusive one ``<skipped>``; a marginal one passes with its reasons in
+    ``<system-out>``. The run verdict, its reasons and the mode go in the suite's ``<properties>``.
+    """
+    counts = result.counts()
+    totals = {
+        "tests": str(len(result.endpoints)),
+        "failures": str(counts[Verdict.FAIL]),
+        "errors": "0",
+        "skipped": str(counts[Verdict.INCONCLUSIVE]),
+        "time": "0",
+    }
+    root = ET.Element("testsuites", {"name": "parity", **totals})
+    suite = ET.SubElement(root, "testsuite", {"name": "parity", **totals})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("verdict", result.verdict.value),
+        ("mode", result.mode.value),
+        ("reasons", "\n".join(result.reasons)),
+        ("baseline", result.baseline.name),
+        ("candidate", result.candidate.name),
+    ):
+        ET.SubElement(properties, "property", {"name": name, "value": _xml(value)})
+    classname = _xml(_classname(result))
+    for e in result.endpoints:
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _xml(e.endpoint.key), "time": "0"})
+        reasons = _xml("\n".join(e.reasons))
+        first = _xml(e.reasons[0]) if e.reasons else e.verdict.value
+        if e.verdict is Verdict.FAIL:
+            ET.SubElement(case, "failure", {"message": first, "type": "regression"}).text = reasons
+        elif e.verdict is Verdict.INCONCLUSIVE:
+            ET.SubElement(case, "skipped", {"message": first}).text = reasons
+        elif e.verdict is Verdict.MARGINAL:
+            ET.SubElement(case, "system-out").text = reasons
+    ET.indent(root)
+    # The declaration is written by hand: ElementTree's own names the locale's encoding for str output.
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# --- Markdown summary ------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+
+
+def _md(text: str) -> str:
+    """Inline Markdown text that renders as itself: HTML markup as entities, Markdown punctuation and
+    table pipes backslash-escaped, line breaks as spaces."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return " ".join(text.splitlines())
+
+
+def _md_link(target: str) -> str:
+    return target.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
+
+
+def _impact(extra_ms_per_min: float, extra_errors_per_min: float) -> str:
+    parts = []
+    if extra_ms_per_min > 0:
+        parts.append(format_extra_time(extra_ms_per_min))
+    if extra_errors_per_min > 0:
+        parts.append(format_extra_errors(extra_errors_per_min))
+    return ", ".join(parts) or "—"
+
+
+def _p95(e: EndpointResult | None) -> tuple[str, str]:
+    m = None if e is None else e.metric("p95_ms")
+    if m is None:
+        return "n/a", "n/a"
+    return f"{format_value(m.baseline, m.unit)} → {format_value(m.candidate, m.unit)}", format_ratio(m.ratio)
+
+
+def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = None) -> str:
+    """A short Markdown summary: verdict heading with a plain **FAIL**-style marker, reasons, mode,
+    endpoint counts, the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
+    candidate, p95 ratio, impact at baseline traffic), the inconclusive endpoints and the report link."""
+    counts = result.counts()
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+    lines = [f"## Performance parity: **{verdict_label(result.verdict)}**", ""]
+    lines += [f"- {_md(r)}" for r in result.reasons]
+    lines.append("")
+    lines.append(
+        f"**Mode:** {mode_label(result.mode)} · **baseline** {_md(result.baseline.name)} · "
+        f"**candidate** {_md(result.candidate.name)}"
+    )
+    lines.append("")
+    count_text = " · ".join(f"{counts[v]} {v.value}" for v in VERDICT_ORDER)
+    lines.append(f"**Endpoints:** {len(result.endpoints)} ({count_text})")
+    for note in result.notes:
+        lines += ["", f"> Note: {_md(note)}"]
+    if result.bottlenecks:
+        lines += [
+            "",
+            "### Top regressions",
+            "",
+            "| # | Endpoint | Verdict | p95 baseline → candidate | p95 ratio | Impact at baseline traffic |",
+            "|---:|---|---|---|---:|---|",
+        ]
+        for b in result.bottlenecks[:SUMMARY_MAX_ROWS]:
+            e = by_key.get(b.endpoint.key)
+            p95, ratio = _p95(e)
+            verdict = verdict_label(b.verdict)
+            impact = _impact(b.extra_ms_per_min, b.extra_errors_per_min)
+            lines.append(f"| {b.rank} | {_md(b.endpoint.key)} | {verdict} | {p95} | {ratio} | {impact} |")
+        more = len(result.bottlenecks) - SUMMARY_MAX_ROWS
+        if more > 0:
+            lines += ["", f"…and {more} more regressed endpoint(s) in the full report."]
+    inconclusive = [e.endpoint.key for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE]
+    if inconclusive:
+        shown = ", ".join(_md(k) for k in inconclusive[:SUMMARY_MAX_INCONCLUSIVE])
+        rest = len(inconclusive) - SUMMARY_MAX_INCONCLUSIVE
+        lines += [
+            "",
+            f"**Not judged ({len(inconclusive)}):** {shown}" + (f" and {rest} more" if rest > 0 else ""),
+        ]
+    if report_link:
+        lines += ["", f"[Full HTML report]({_md_link(report_link)})"]
+    lines += [
+        "",
+        f"<sub>parity {_md(meta.harness_version)}" + (f" · {_md(meta.commit)}" if meta.commit else "") + "</sub>",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,221 @@
+"""Known-answer tests of the tolerance judge, its policy parsing and the bottleneck ranking."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from parity.config import load_config
+from parity.errors import BadInput
+from parity.judge.compare import compare, judge_metric
+from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, MetricRule, Policy, policy_from_mapping
+from parity.judge.result import Change, ComparisonMode, MetricResult, Verdict
+from parity.model import Endpoint, EndpointStats, LatencySummary, Measurement, Window
+from tests.conftest import T0, lognormal_side
+
+SPEC = {m.name: m for m in METRICS}
+
+
+def test_identical_sides_pass() -> None:
+    side = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150})
+    result = compare(side, side)
+    assert result.verdict is Verdict.PASS
+    assert {e.verdict for e in result.endpoints} == {Verdict.PASS}
+    assert result.bottlenecks == ()
+    for e in result.endpoints:
+        assert {m.metric for m in e.metrics} == set(SPEC)
+        assert all(m.ratio == pytest.approx(1.0) for m in e.metrics if m.baseline)
+        assert all(m.delta == 0 for m in e.metrics)
+
+
+def test_independent_samples_of_the_same_distribution_pass() -> None:
+    a = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150}, seed=1)
+    b = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150}, seed=2)
+    assert compare(a, b).verdict is Verdict.PASS
+
+
+def test_planted_regression_fails_only_where_planted() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150}, seed=1)
+    cand = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 240}, seed=2)
+    result = compare(base, cand)
+    assert result.verdict is Verdict.FAIL
+    verdicts = {e.endpoint.key: e.verdict for e in result.endpoints}
+    assert verdicts == {"POST /c": Verdict.FAIL, "GET /a": Verdict.PASS, "GET /b": Verdict.PASS}
+    assert result.endpoints[0].endpoint.key == "POST /c"  # regressions first
+    failed = result.endpoints[0]
+    p50 = failed.metric("p50_ms")
+    assert p50 is not None
+    assert p50.change is Change.WORSE
+    assert p50.ratio == pytest.approx(1.6, rel=0.05)
+    assert any("p50 worse" in r for r in failed.reasons)
+    assert [b.endpoint.key for b in result.bottlenecks] == ["POST /c"]
+
+
+def _judge(
+    metric: str, base: float | None, cand: float | None, n: tuple[int, int] = (1000, 1000), **rule: object
+) -> MetricResult:
+    return judge_metric(SPEC[metric], replace(DEFAULT_RULES[metric], **rule), base, cand, n)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("metric", "base", "cand", "verdict", "change"),
+    [
+        ("p95_ms", 100.0, 119.0, Verdict.PASS, Change.SAME),  # +19% < 20%
+        ("p95_ms", 100.0, 121.0, Verdict.FAIL, Change.WORSE),  # +21% and +21 ms
+        ("p95_ms", 10.0, 14.0, Verdict.PASS, Change.SAME),  # +40% but only +4 ms < 5 ms floor
+        ("p95_ms", 100.0, 60.0, Verdict.PASS, Change.BETTER),
+        ("p50_ms", 0.0, 10.0, Verdict.FAIL, Change.WORSE),  # zero baseline: the absolute floor decides
+        ("max_ms", 100.0, 250.0, Verdict.MARGINAL, Change.WORSE),  # warn gate
+        ("max_ms", 100.0, 190.0, Verdict.PASS, Change.SAME),
+        ("error_rate", 0.0, 0.02, Verdict.FAIL, Change.WORSE),  # errors over a zero-error baseline
+        ("error_rate", 0.0, 0.005, Verdict.PASS, Change.SAME),  # below the 1 pp floor
+        ("error_rate", 0.10, 0.14, Verdict.PASS, Change.SAME),  # +40% < 50%
+        ("rps", 10.0, 8.5, Verdict.FAIL, Change.WORSE),  # throughput down is bad
+        ("rps", 10.0, 12.0, Verdict.PASS, Change.BETTER),  # throughput up is good
+        ("avg_ms", None, 10.0, Verdict.INCONCLUSIVE, Change.UNKNOWN),  # missing is never a pass
+    ],
+)
+def test_metric_rules(metric: str, base: float | None, cand: float | None, verdict: Verdict, change: Change) -> None:
+    result = _judge(metric, base, cand)
+    assert (result.verdict, result.change) == (verdict, change)
+
+
+def test_metric_needs_enough_samples_and_gate_off_is_not_judged() -> None:
+    few = _judge("p99_ms", 100.0, 500.0, n=(499, 2000))
+    assert few.verdict is Verdict.INCONCLUSIVE
+    assert "499 samples < 500" in few.reason
+    off = _judge("p95_ms", 100.0, 500.0, gate=Gate.OFF)
+    assert off.verdict is Verdict.INCONCLUSIVE
+    assert off.change is Change.WORSE
+    assert "gate off" in off.reason
+
+
+def test_too_few_requests_is_inconclusive_not_pass() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /rare": 20}, n=20)
+    result = compare(base, base)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert all(e.verdict is Verdict.INCONCLUSIVE for e in result.endpoints)
+    assert "too few requests" in result.endpoints[0].reasons[0]
+
+
+def test_inconclusive_share_decides_the_run() -> None:
+    big = lognormal_side({"GET /a": 20}, n=2000)
+    rare = lognormal_side({"GET /rare": 20}, n=20, seed=3)
+    merged = replace(big, endpoints=big.endpoints + rare.endpoints)  # /rare is 1% of traffic
+    assert compare(merged, merged).verdict is Verdict.PASS
+    strict = Policy(max_inconclusive_share=0.005)
+    result = compare(merged, merged, strict)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "1.0% of baseline traffic" in result.reasons[0]
+
+
+def test_endpoint_missing_on_one_side() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /gone": 20})
+    cand = lognormal_side({"GET /a": 20, "GET /new": 20})
+    result = compare(base, cand)
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+    assert by_key["GET /gone"].verdict is Verdict.INCONCLUSIVE
+    assert "no candidate requests" in by_key["GET /gone"].reasons[0]
+    assert by_key["GET /new"].verdict is Verdict.INCONCLUSIVE
+    assert by_key["GET /new"].traffic_share is None
+    assert result.verdict is Verdict.INCONCLUSIVE  # half the baseline traffic was not judged
+
+
+def test_error_burst_over_zero_error_baseline_fails() -> None:
+    base = lognormal_side({"GET /a": 20})
+    cand = lognormal_side({"GET /a": 20}, errors={"GET /a": 100}, seed=2)
+    result = compare(base, cand)
+    assert result.verdict is Verdict.FAIL
+    err = result.endpoints[0].metric("error_rate")
+    assert err is not None
+    assert err.verdict is Verdict.FAIL
+    assert result.bottlenecks[0].extra_errors_per_min == pytest.approx(0.05 * 2000)
+    assert result.bottlenecks[0].extra_ms_per_min == 0.0  # latency did not get worse
+
+
+def test_throughput_is_compared_per_unit_of_offered_load() -> None:
+    base = lognormal_side({"GET /a": 20}, duration_s=60)
+    half = replace(lognormal_side({"GET /a": 20}, seed=2, duration_s=120), rate_scale=0.5)
+    rps = compare(base, half).endpoints[0].metric("rps")
+    assert rps is not None
+    assert rps.candidate == pytest.approx(rps.baseline)  # 2000/120/0.5 == 2000/60
+    assert rps.verdict is Verdict.PASS
+
+
+def test_summary_baseline_against_sketch_candidate_is_before_after() -> None:
+    summary = EndpointStats(
+        Endpoint("GET", "/a"), count=5000, errors=0, latency=LatencySummary(avg_ms=20.9, p50_ms=20.0, p95_ms=32.5)
+    )
+    base = Measurement(
+        source=lognormal_side({}).source, window=Window(T0, T0 + timedelta(days=1)), endpoints=(summary,)
+    )
+    cand = lognormal_side({"GET /a": 20}, pair_id="x")
+    result = compare(base, cand)
+    assert result.mode is ComparisonMode.BEFORE_AFTER
+    assert any("before/after" in n for n in result.notes)
+    assert any("latency kinds differ" in n for n in result.notes)
+    e = result.endpoints[0]
+    assert e.verdict is Verdict.PASS
+    p99 = e.metric("p99_ms")
+    assert p99 is not None
+    assert p99.verdict is Verdict.INCONCLUSIVE  # the summary did not report p99
+
+
+def test_concurrent_mode_needs_a_shared_pair_id() -> None:
+    a = lognormal_side({"GET /a": 20}, pair_id="p1")
+    assert compare(a, a).mode is ComparisonMode.CONCURRENT
+    assert compare(a, replace(a, pair_id="p2")).mode is ComparisonMode.BEFORE_AFTER
+
+
+def test_bottlenecks_rank_by_extra_time_at_baseline_traffic() -> None:
+    base = lognormal_side({"GET /busy": 20, "GET /slow": 200, "GET /ok": 10}, seed=1)
+    cand = lognormal_side({"GET /busy": 30, "GET /slow": 400, "GET /ok": 10}, seed=2)
+    # /busy: +10 ms on 3x the traffic of /slow (+200 ms): /slow costs more per minute.
+    busy = replace(base.endpoints[0], count=6000)
+    base = replace(base, endpoints=(busy, *base.endpoints[1:]))
+    result = compare(base, cand)
+    assert [b.endpoint.key for b in result.bottlenecks] == ["GET /slow", "GET /busy"]
+    slow = result.bottlenecks[0]
+    assert slow.rank == 1
+    assert slow.baseline_rpm == pytest.approx(2000.0)
+    assert slow.extra_ms_per_min == pytest.approx(200 * 2000, rel=0.1)
+
+
+def test_policy_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "parity.toml"
+    path.write_text(
+        "[compare]\nmin_samples = 10\nmax_inconclusive_share = 0.1\n"
+        '[compare.metrics.p95_ms]\ntolerance = 0.5\nmin_delta = 1\ngate = "warn"\n'
+    )
+    policy = load_config(path).policy
+    assert policy.min_samples == 10
+    assert policy.max_inconclusive_share == 0.1
+    assert policy.rule("p95_ms") == MetricRule(tolerance=0.5, min_delta=1, min_samples=100, gate=Gate.WARN)
+    assert policy.rule("p50_ms") == DEFAULT_RULES["p50_ms"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[compare]\nmin_sample = 3\n", "compare.min_sample: unknown key"),
+        ("[compare.metrics.p42_ms]\ntolerance = 1\n", "compare.metrics.p42_ms: unknown metric"),
+        ("[compare.metrics.p95_ms]\ntolerance = -1\n", "compare.metrics.p95_ms.tolerance: expected a number >= 0"),
+        ('[compare.metrics.p95_ms]\ngate = "loud"\n', "compare.metrics.p95_ms.gate: expected fail, warn or off"),
+        ("[judge]\n", "judge: unknown section"),
+        ("[compare\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "parity.toml"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=r"parity\.toml") as err:
+        load_config(path)
+    assert message in str(err.value)
+
+
+def test_policy_rejects_bad_share() -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        policy_from_mapping({"max_inconclusive_share": 2})

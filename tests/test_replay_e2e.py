@@ -1,0 +1,121 @@
+"""End to end: real Locust replays of the bundled baseline against a real demo server on loopback.
+
+The demo server counts what it receives (/__demo/stats), so the recorded counts can be checked against
+the requests that really arrived — with one Locust process and with two workers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from parity import measurement_json
+from parity.demo.processes import fetch_stats, running_server
+from parity.model import LatencyDistribution, Measurement
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = ROOT / "baselines" / "demo.json"
+RUN_S = 6
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with running_server("old", seed=1) as url:
+        yield url
+
+
+def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless", "--only-summary",
+         *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
+    )  # fmt: skip
+
+
+def replay(url: str, out: Path, *extra: str) -> Measurement:
+    before = fetch_stats(url)["requests"]
+    done = locust("--host", url, "--baseline", str(BASELINE), "-t", f"{RUN_S}s", "--parity-out", str(out), *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = fetch_stats(url)["requests"]
+    received = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    m = measurement_json.read(out)
+    recorded = {e.endpoint.key: e.count for e in m.endpoints}
+    assert recorded == {k: v for k, v in received.items() if v}, "recorded counts differ from what the server got"
+    assert m.labels["sent"] == str(m.total_count)
+    assert m.labels["complete"] == "yes"
+    return m
+
+
+def test_single_process_replay_records_what_the_server_received(server: str, tmp_path: Path) -> None:
+    m = replay(server, tmp_path / "one.json", "--seed", "3")
+    assert m.source.target == server
+    assert m.window.duration_s == pytest.approx(RUN_S)
+    assert len(m.endpoints) == 12
+    # the bundled day averages ~78 req/s at production rate
+    assert 0.75 * 78 * RUN_S < m.total_count < 1.25 * 78 * RUN_S
+    health = m.by_key()["GET /health"]
+    assert isinstance(health.latency, LatencyDistribution)
+    assert health.latency.samples == health.count
+    assert (health.latency.quantile(0.5) or 0) < 20
+
+
+def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path: Path) -> None:
+    one = replay(server, tmp_path / "one.json", "--seed", "5", "--rate-scale", "0.5")
+    two = replay(server, tmp_path / "two.json", "--seed", "5", "--rate-scale", "0.5", "--processes", "2")
+    assert two.labels["lanes"] == "2"
+    assert {e.endpoint.key: e.count for e in two.endpoints} == {e.endpoint.key: e.count for e in one.endpoints}
+    assert two.rate_scale == 0.5
+
+
+def test_bad_options_exit_2_with_one_line(server: str, tmp_path: Path) -> None:
+    missing = locust("--host", server, "--baseline", str(tmp_path / "nope.json"), "-t", "2s")
+    assert missing.returncode == 2
+    assert f"parity: error: {tmp_path / 'nope.json'}: no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    no_time = locust("--host", server, "--baseline", str(BASELINE))
+    assert no_time.returncode == 2
+    assert "needs a run time" in no_time.stderr
+
+
+def test_csv_request_log_from_locust_is_accepted(server: str, tmp_path: Path) -> None:
+    locustfile = tmp_path / "csvlog.py"
+    log = tmp_path / "requests.csv"
+    locustfile.write_text(
+        "from locust import FastHttpUser, constant, events, task\n"
+        "from locust.contrib.csv_request_logger import CsvRequestLogger\n"
+        f"logger = CsvRequestLogger({str(log)!r})\n"
+        "@events.init.add_listener\n"
+        "def _init(environment, **kw):\n"
+        "    logger.register(environment)\n"
+        "class U(FastHttpUser):\n"
+        "    wait_time = constant(0.05)\n"
+        "    @task\n"
+        "    def health(self):\n"
+        "        self.client.get('/health')\n"
+        "        self.client.get('/api/departments')\n"
+    )
+    before = fetch_stats(server)["total"]
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--only-summary", "--host", server,
+         "-u", "2", "-r", "10", "-t", "3s"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent = fetch_stats(server)["total"] - before
+    out = tmp_path / "report"
+    compared = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "compare", str(log), str(log), "--out", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    from parity.sources import load_measurement
+
+    m = load_measurement(log)
+    assert m.total_count == sent
+    assert set(m.by_key()) == {"GET /health", "GET /api/departments"}

@@ -1,0 +1,735 @@
+"""Renderers: HTML report, parity.json, JUnit XML, Markdown summary, atomic writer.
+
+Results come from the real ``compare()`` on small made-up Measurements. Latencies are lognormal draws from
+``random.Random(seed)`` (whose ``random()`` stream Python keeps stable across versions) turned into
+quantiles with ``statistics.NormalDist``, so the golden files are deterministic.
+
+Regenerate the golden files after an intended output change with::
+
+    PARITY_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_report.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import pytest
+
+from parity.judge.compare import compare
+from parity.judge.policy import METRICS
+from parity.judge.result import Bottleneck, ParityResult, SideInfo, Verdict
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    LatencyDistribution,
+    LatencyKind,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+)
+from parity.report.ci import SUMMARY_MAX_ROWS, junit_xml, parity_json, summary_md
+from parity.report.context import (
+    RunMeta,
+    build_context,
+    format_delta,
+    format_extra_time,
+    format_ratio,
+)
+from parity.report.html import render_html
+from parity.report.write import _write_atomic, write_reports
+from parity.sketch import LatencySketch
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+UPDATE_GOLDEN = os.environ.get("PARITY_UPDATE_GOLDEN") == "1"
+
+META = RunMeta(
+    harness_version="0.1.0-test",
+    commit="0123abc",
+    generated_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    config="parity.toml",
+    command="parity compare baseline.json candidate.csv --out reports/test",
+)
+START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+SCRIPT = "GET /x<script>alert(1)</script>"
+PIPE = "GET /search|legacy"
+ORDERS = "GET /api/orders/{id}"
+CREATE = "POST /api/orders"
+HEALTH = "GET /health"
+REPORTS = "GET /api/reports/{id}"
+DELETE = "DELETE /api/orders/{id}"
+
+
+# --- building results ------------------------------------------------------------------------------
+
+
+def _sketch(seed: int, median_ms: float, n: int, extra: tuple[float, ...] = ()) -> LatencySketch:
+    """``n`` lognormal latencies (median ``median_ms``, sigma 0.3) from a fixed seed, plus ``extra``."""
+    rng, normal = random.Random(seed), NormalDist()
+    sketch = LatencySketch()
+    for _ in range(n):
+        u = min(max(rng.random(), 1e-9), 1 - 1e-9)
+        sketch.add(median_ms * math.exp(0.3 * normal.inv_cdf(u)))
+    for value in extra:
+        sketch.add(value)
+    return sketch
+
+
+def _stats(
+    key: str, seed: int, median_ms: float, n: int, errors: int, *, extra: tuple[float, ...] = ()
+) -> EndpointStats:
+    latency = LatencyDistribution(_sketch(seed, median_ms, n, extra))
+    return EndpointStats(Endpoint.parse(key), n, errors, latency)
+
+
+def _measurement(
+    endpoints: tuple[EndpointStats, ...],
+    *,
+    env: str,
+    target: str,
+    pair_id: str | None,
+    start: datetime = START,
+    kind: SourceKind = SourceKind.SYNTHETIC,
+) -> Measurement:
+    return Measurement(
+        Source(kind, f"{env} environment", service="orders-api", env=env, target=target),
+        Window(start, start + timedelta(minutes=10)),
+        endpoints,
+        latency_kind=LatencyKind.SERVER,
+        pair_id=pair_id,
+    )
+
+
+@cache
+def mixed_result() -> ParityResult:
+    """Every verdict: two latency/error failures, a script-named failure, a marginal max, passes and two
+    inconclusive endpoints (too few requests; candidate only). Concurrent A/B."""
+    baseline = (
+        _stats(ORDERS, 1, 100.0, 2000, 2),
+        _stats(CREATE, 2, 40.0, 1000, 2),
+        _stats(SCRIPT, 3, 20.0, 800, 0),
+        _stats(PIPE, 4, 30.0, 1500, 0),
+        _stats(HEALTH, 5, 2.0, 3000, 0),
+        _stats(REPORTS, 6, 50.0, 12, 0),
+    )
+    candidate = (
+        _stats(ORDERS, 11, 150.0, 2000, 2),  # latency regression
+        _stats(CREATE, 12, 40.0, 1000, 80),  # error-rate regression
+        _stats(SCRIPT, 13, 30.0, 800, 0),  # latency regression, hostile name
+        _stats(PIPE, 14, 30.0, 1500, 0, extra=(2500.0,)),  # one outlier: max (warn gate) → marginal
+        _stats(HEALTH, 15, 2.0, 3000, 0),
+        _stats(REPORTS, 16, 50.0, 12, 0),  # too few requests
+        _stats(DELETE, 17, 30.0, 200, 0),  # not in the baseline
+    )
+    return compare(
+        _measurement(baseline, env="old", target="http://old.internal:8080", pair_id="run-42"),
+        _measurement(
+            candidate,
+            env="new",
+            target="https://new.example.com",
+            pair_id="run-42",
+            kind=SourceKind.LOCUST_CSV,
+        ),
+        names=("baseline.json", "candidate.csv"),
+    )
+
+
+@cache
+def pass_result() -> ParityResult:
+    """Identical sides measured at different times: a before/after PASS."""
+    side = (_stats(ORDERS, 21, 80.0, 1000, 1), _stats(HEALTH, 22, 3.0, 1000, 0))
+    return compare(
+        _measurement(side, env="old", target="http://old", pair_id=None),
+        _measurement(side, env="new", target="http://new", pair_id=None, start=START + timedelta(days=1)),
+    )
+
+
+@cache
+def inconclusive_result() -> ParityResult:
+    """Far too few requests everywhere: INCONCLUSIVE."""
+    base = (_stats(ORDERS, 31, 80.0, 5, 0), _stats(HEALTH, 32, 3.0, 7, 0))
+    cand = (_stats(ORDERS, 33, 80.0, 6, 0), _stats(HEALTH, 34, 3.0, 4, 0))
+    return compare(
+        _measurement(base, env="old", target="http://old", pair_id="p"),
+        _measurement(cand, env="new", target="http://new", pair_id="p"),
+    )
+
+
+@cache
+def empty_result() -> ParityResult:
+    return compare(
+        _measurement((), env="old", target="http://old", pair_id=None),
+        _measurement((), env="new", target="http://new", pair_id=None),
+    )
+
+
+@cache
+def many_regressions_result() -> ParityResult:
+    """Twelve regressed endpoints: more than the summary's table shows."""
+    base = tuple(_stats(f"GET /r{i:02d}", 100 + i, 50.0, 300, 0) for i in range(12))
+    cand = tuple(_stats(f"GET /r{i:02d}", 200 + i, 50.0 + 10 * (i + 1), 300, 0) for i in range(12))
+    return compare(
+        _measurement(base, env="old", target="http://old", pair_id=None),
+        _measurement(cand, env="new", target="http://new", pair_id=None),
+    )
+
+
+def _by_key(result: ParityResult) -> dict[str, Verdict]:
+    return {e.endpoint.key: e.verdict for e in result.endpoints}
+
+
+def test_scenario_has_every_verdict() -> None:
+    """Guards the fixtures themselves: the renderer tests below rely on these verdicts."""
+    result = mixed_result()
+    assert result.verdict is Verdict.FAIL
+    assert _by_key(result) == {
+        ORDERS: Verdict.FAIL,
+        CREATE: Verdict.FAIL,
+        SCRIPT: Verdict.FAIL,
+        PIPE: Verdict.MARGINAL,
+        HEALTH: Verdict.PASS,
+        REPORTS: Verdict.INCONCLUSIVE,
+        DELETE: Verdict.INCONCLUSIVE,
+    }
+    assert {b.endpoint.key for b in result.bottlenecks} == {ORDERS, CREATE, SCRIPT, PIPE}
+    assert pass_result().verdict is Verdict.PASS
+    assert inconclusive_result().verdict is Verdict.INCONCLUSIVE
+    assert empty_result().endpoints == ()
+    assert all(e.verdict is Verdict.FAIL for e in many_regressions_result().endpoints)
+
+
+def _check_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8", newline="\n")
+    if not path.exists():
+        pytest.fail(f"missing golden file {path}; create it with PARITY_UPDATE_GOLDEN=1")
+    expected = path.read_text(encoding="utf-8")
+    assert actual == expected, f"{name} differs from {path}; if intended, regenerate with PARITY_UPDATE_GOLDEN=1"
+
+
+# --- context / formatting ---------------------------------------------------------------------------
+
+
+def test_formatting_helpers() -> None:
+    assert format_ratio(1.2345) == "x1.23"
+    assert format_ratio(None) == "n/a"
+    assert format_ratio(math.inf) == "n/a"
+    assert format_delta(12.34, "ms") == "+12.3 ms"
+    assert format_delta(-0.04, "ms") == "+0.0 ms"  # no "-0.0"
+    assert format_delta(-0.004, "ratio") == "-0.40 pp"
+    assert format_delta(0.078, "ratio") == "+7.80 pp"
+    assert format_delta(-1.5, "req/s") == "-1.50 req/s"
+    assert format_delta(None, "ms") == "n/a"
+    assert format_delta(math.nan, "ms") == "n/a"
+    assert format_extra_time(850.0) == "+850 ms/min"
+    assert format_extra_time(3200.0) == "+3.2 s/min"
+
+
+def test_run_meta_needs_a_time_zone() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        RunMeta("1", None, datetime(2026, 1, 1), None, None)
+
+
+def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
+    result = mixed_result()
+    ctx = build_context(result, META)
+    assert [e["key"] for e in ctx["endpoints"]] == [e.endpoint.key for e in result.endpoints]
+    assert ctx["verdict"] == {
+        "value": "fail",
+        "label": "FAIL",
+        "css": "verdict-fail",
+        "reasons": list(result.reasons),
+    }
+    assert ctx["mode"]["label"] == "concurrent A/B"
+    assert {c["value"]: c["count"] for c in ctx["counts"]} == {
+        "fail": 3,
+        "inconclusive": 2,
+        "marginal": 1,
+        "pass": 1,
+    }
+    for row, e in zip(ctx["endpoints"], result.endpoints, strict=True):
+        assert row["verdict"]["css"] == f"verdict-{e.verdict.value}"
+    orders = next(e for e in ctx["endpoints"] if e["key"] == ORDERS)
+    cells = {m["name"]: m for m in orders["metrics"]}
+    assert [m["name"] for m in orders["metrics"]] == [m.name for m in METRICS]
+    p95 = mixed_result().endpoints[[e.endpoint.key for e in result.endpoints].index(ORDERS)].metric("p95_ms")
+    assert p95 is not None
+    assert p95.ratio is not None
+    assert p95.delta is not None
+    assert cells["p95_ms"]["ratio"] == f"x{p95.ratio:.2f}"
+    assert cells["p95_ms"]["delta"] == f"+{p95.delta:.1f} ms"
+    assert cells["p95_ms"]["css"] == "verdict-fail change-worse"
+    assert cells["rps"]["css"].startswith("verdict-pass")
+    create = next(e for e in ctx["endpoints"] if e["key"] == CREATE)
+    error_cell = next(m for m in create["metrics"] if m["name"] == "error_rate")
+    assert error_cell["delta"] == "+7.80 pp"  # 0.20% → 8.00%
+    assert error_cell["baseline"] == "0.20%"
+    assert error_cell["css"].startswith("verdict-fail")
+    # Every leaf of the view-model is already a string, number or bool: the template formats nothing.
+    leaves: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        else:
+            leaves.append(node)
+
+    walk(ctx)
+    assert all(isinstance(x, str | int | bool) for x in leaves), {type(x) for x in leaves}
+
+
+def test_context_labels_before_after_mode() -> None:
+    ctx = build_context(pass_result(), META)
+    assert ctx["mode"]["label"] == "before/after"
+    assert ctx["verdict"]["label"] == "PASS"
+
+
+# --- HTML ------------------------------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
+    """Collects what the HTML tests look at: every attribute, script bodies, endpoint row groups."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.attributes: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.tags: list[str] = []
+        self.scripts: list[str] = []
+        self.rows: list[dict[str, str]] = []  # attributes of each endpoint <tbody>
+        self.cells: list[list[str]] = []  # classes of the metric cells of each endpoint
+        self._script: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = {k: v or "" for k, v in attrs}
+        self.attributes += [(tag, k, v) for k, v in values.items()]
+        if tag == "script":
+            self._script = []
+        if tag == "tbody" and "data-endpoint" in values:
+            self.rows.append(values)
+            self.cells.append([])
+        if tag == "td" and "metric" in values.get("class", "").split() and self.cells:
+            self.cells[-1].append(values["class"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._script is not None:
+            self.scripts.append("".join(self._script))
+            self._script = None
+
+    def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self._script.append(data)
+
+
+def _page(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def _banner_text(html: str) -> tuple[str, str]:
+    """(class attribute, visible text) of the verdict banner."""
+    match = re.search(r'<section class="([^"]*)" id="verdict"[^>]*>(.*?)</section>', html, re.S)
+    assert match, "no verdict banner"
+    text = re.sub(r"<[^>]+>", " ", match.group(2))
+    return match.group(1), " ".join(unescape(text).split())
+
+
+def test_html_is_self_contained() -> None:
+    html = render_html(mixed_result(), META)
+    page = _page(html)
+    resource_attrs = {
+        "src",
+        "href",
+        "srcset",
+        "action",
+        "formaction",
+        "poster",
+        "data",
+        "xlink:href",
+        "background",
+    }
+    external = [
+        (tag, name, value)
+        for tag, name, value in page.attributes
+        if name in resource_attrs and re.match(r"\s*(?:[a-z][a-z0-9+.-]*:|//)", value, re.I)
+    ]
+    assert external == []
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?\s*(?:https?:)?//", html, re.I)
+    assert "link" not in page.tags
+    assert "img" not in page.tags
+    assert "iframe" not in page.tags
+    assert "@import" not in html
+    assert "url(" not in html
+    assert all(tag != "script" or name != "src" for tag, name, _ in page.attributes)
+    # Target URLs are shown as text, not as links or resources.
+    assert "https://new.example.com" in html
+    assert "http://old.internal:8080" in html
+
+
+def test_html_escapes_endpoint_names() -> None:
+    html = render_html(mixed_result(), META)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)" not in html
+    page = _page(html)
+    assert len(page.scripts) == 1  # only the page's own sorting script
+    assert "alert" not in page.scripts[0]
+    # The name survives as data (attribute values decode back to the original text).
+    assert SCRIPT in [row["data-endpoint"] for row in page.rows]
+
+
+def test_html_lists_regressions_first_and_marks_cells() -> None:
+    result = mixed_result()
+    html = render_html(result, META)
+    page = _page(html)
+    keys = [row["data-endpoint"] for row in page.rows]
+    assert keys == [e.endpoint.key for e in result.endpoints]
+    severities = [int(row["data-verdict"]) for row in page.rows]
+    assert severities == sorted(severities, reverse=True)
+    verdicts = _by_key(result)
+    assert verdicts[keys[0]] is Verdict.FAIL
+    assert verdicts[keys[-1]] is not Verdict.FAIL
+    assert keys.index(ORDERS) < keys.index(HEALTH)
+    assert keys.index(SCRIPT) < keys.index(HEALTH)
+    for row in page.rows:
+        assert f"verdict-{verdicts[row['data-endpoint']].value}" in row["class"].split()
+    # each metric cell carries its own verdict
+    orders_cells = page.cells[keys.index(ORDERS)]
+    assert len(orders_cells) == len(METRICS)
+    by_metric = dict(zip((m.name for m in METRICS), orders_cells, strict=True))
+    assert "verdict-fail" in by_metric["p95_ms"].split()
+    assert "verdict-pass" in by_metric["rps"].split()
+    pipe_cells = dict(zip((m.name for m in METRICS), page.cells[keys.index(PIPE)], strict=True))
+    assert "verdict-marginal" in pipe_cells["max_ms"].split()
+    # bottlenecks section precedes the table and names the costliest endpoint first
+    assert html.index('id="bottlenecks"') < html.index('id="endpoints"')
+    first = result.bottlenecks[0]
+    assert first.endpoint.key == ORDERS
+    assert re.search(r"\+\d+(\.\d)? s/min", html)
+
+
+@pytest.mark.parametrize(
+    ("result", "label", "mode"),
+    [
+        (mixed_result, "FAIL", "concurrent A/B"),
+        (pass_result, "PASS", "before/after"),
+        (inconclusive_result, "INCONCLUSIVE", "concurrent A/B"),
+        (empty_result, "INCONCLUSIVE", "before/after"),
+    ],
+)
+def test_html_banner(result: Any, label: str, mode: str) -> None:
+    r: ParityResult = result()
+    html = render_html(r, META)
+    css, text = _banner_text(html)
+    assert css == f"banner verdict-{r.verdict.value}"
+    assert text.startswith(label)
+    assert f"Mode: {mode}" in text
+    for reason in r.reasons:
+        assert reason in text
+    counts = r.counts()
+    for verdict in Verdict:
+        assert f"{counts[verdict]} {verdict.value.upper()}" in text
+
+
+def test_html_shows_reasons_notes_and_metadata() -> None:
+    result = pass_result()
+    html = render_html(result, META)
+    for note in result.notes:
+        assert note in html
+    for e in result.endpoints:
+        for reason in e.reasons:
+            assert reason in html
+        for m in e.metrics:
+            assert m.reason in html
+    for text in (
+        "2026-03-01 10:00:00 UTC",
+        "2026-03-02 10:00:00 UTC",
+        "10 min 00 s",
+        "0123abc",
+        "parity.toml",
+    ):
+        assert text in html
+    assert "parity compare baseline.json candidate.csv --out reports/test" in html
+
+
+# --- parity.json -----------------------------------------------------------------------------------
+
+_METRIC_KEYS = {
+    "baseline",
+    "candidate",
+    "ratio",
+    "delta",
+    "unit",
+    "direction",
+    "change",
+    "verdict",
+    "reason",
+    "tolerance",
+    "min_delta",
+    "min_samples",
+    "samples",
+}
+_NUMBER_OR_NULL = (int, float, type(None))
+
+
+def test_parity_json_contract() -> None:
+    result = mixed_result()
+    doc = parity_json(result, META)
+    text = json.dumps(doc, allow_nan=False)
+    assert json.loads(text) == doc
+    assert {
+        "format",
+        "version",
+        "verdict",
+        "reasons",
+        "mode",
+        "notes",
+        "counts",
+        "endpoints",
+        "bottlenecks",
+        "baseline",
+        "candidate",
+        "meta",
+    } <= set(doc)
+    assert doc["format"] == "parity-result"
+    assert doc["version"] == 1
+    assert doc["verdict"] == "fail"
+    assert doc["mode"] == "concurrent-a/b"
+    assert doc["reasons"] == list(result.reasons)
+    assert doc["counts"] == {"pass": 1, "marginal": 1, "fail": 3, "inconclusive": 2}
+    assert [e["endpoint"] for e in doc["endpoints"]] == [e.endpoint.key for e in result.endpoints]
+    for e in doc["endpoints"]:
+        assert set(e) >= {"endpoint", "method", "route", "verdict", "reasons", "metrics"}
+        assert e["verdict"] in {v.value for v in Verdict}
+        assert isinstance(e["reasons"], list)
+        assert all(isinstance(r, str) for r in e["reasons"])
+        assert e["endpoint"] == Endpoint(e["method"], e["route"]).key
+        for name, m in e["metrics"].items():
+            assert name in {s.name for s in METRICS}
+            assert set(m) == _METRIC_KEYS
+            for key in ("baseline", "candidate", "ratio", "delta", "tolerance", "min_delta"):
+                assert isinstance(m[key], _NUMBER_OR_NULL), (name, key)
+            assert m["direction"] in {"lower-is-better", "higher-is-better"}
+            assert m["change"] in {"worse", "better", "same", "unknown"}
+            assert isinstance(m["samples"], dict)
+            assert set(m["samples"]) == {"baseline", "candidate"}
+    orders = next(e for e in doc["endpoints"] if e["endpoint"] == ORDERS)
+    assert set(orders["metrics"]) == {s.name for s in METRICS}
+    p95 = orders["metrics"]["p95_ms"]
+    assert p95["verdict"] == "fail"
+    assert p95["unit"] == "ms"
+    assert p95["samples"] == {"baseline": 2000, "candidate": 2000}
+    assert p95["ratio"] == pytest.approx(p95["candidate"] / p95["baseline"])
+    new_only = next(e for e in doc["endpoints"] if e["endpoint"] == DELETE)
+    assert new_only["baseline_count"] is None
+    assert new_only["traffic_share"] is None
+    assert new_only["metrics"] == {}
+    bottleneck_fields = {f.name for f in dataclasses.fields(Bottleneck)}
+    assert [b["rank"] for b in doc["bottlenecks"]] == list(range(1, len(result.bottlenecks) + 1))
+    for b, original in zip(doc["bottlenecks"], result.bottlenecks, strict=True):
+        assert set(b) == bottleneck_fields
+        assert b["endpoint"] == original.endpoint.key
+        assert b["failed_metrics"] == list(original.failed_metrics)
+    side_fields = {f.name for f in dataclasses.fields(SideInfo)}
+    assert set(doc["baseline"]) == side_fields == set(doc["candidate"])
+    assert doc["baseline"]["window_start"] == "2026-03-01T10:00:00Z"
+    assert doc["candidate"]["window_end"] == "2026-03-01T10:10:00Z"
+    assert doc["candidate"]["target"] == "https://new.example.com"
+    assert doc["meta"] == {
+        "harness_version": "0.1.0-test",
+        "commit": "0123abc",
+        "generated_at": "2026-03-01T12:00:00Z",
+        "config": "parity.toml",
+        "command": "parity compare baseline.json candidate.csv --out reports/test",
+    }
+
+
+def test_parity_json_replaces_non_finite_numbers() -> None:
+    result = mixed_result()
+    first = result.endpoints[0]
+    bad_metric = dataclasses.replace(first.metrics[0], ratio=math.inf, delta=math.nan)
+    bad = dataclasses.replace(
+        result,
+        endpoints=(
+            dataclasses.replace(first, metrics=(bad_metric, *first.metrics[1:])),
+            *result.endpoints[1:],
+        ),
+        bottlenecks=(
+            dataclasses.replace(result.bottlenecks[0], avg_ratio=-math.inf),
+            *result.bottlenecks[1:],
+        ),
+    )
+    doc = parity_json(bad, META)
+    json.dumps(doc, allow_nan=False)  # raises on NaN/inf
+    metric = doc["endpoints"][0]["metrics"][bad_metric.metric]
+    assert metric["ratio"] is None
+    assert metric["delta"] is None
+    assert doc["bottlenecks"][0]["avg_ratio"] is None
+
+
+# --- JUnit -----------------------------------------------------------------------------------------
+
+
+def test_junit_golden() -> None:
+    _check_golden("junit.xml", junit_xml(mixed_result()))
+
+
+@pytest.mark.parametrize("result", [mixed_result, pass_result, inconclusive_result, empty_result])
+def test_junit_parses_and_counts_match(result: Any) -> None:
+    r: ParityResult = result()
+    text = junit_xml(r)
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert len(suites) == 1
+    assert suites[0].get("name") == "parity"
+    suite = suites[0]
+    cases = suite.findall("testcase")
+    counts = r.counts()
+    failures = [c for c in cases if c.find("failure") is not None]
+    skipped = [c for c in cases if c.find("skipped") is not None]
+    for element in (root, suite):
+        assert element.get("tests") == str(len(cases)) == str(len(r.endpoints))
+        assert element.get("failures") == str(len(failures)) == str(counts[Verdict.FAIL])
+        assert element.get("skipped") == str(len(skipped)) == str(counts[Verdict.INCONCLUSIVE])
+        assert element.get("errors") == "0"
+    assert [c.get("name") for c in cases] == [e.endpoint.key for e in r.endpoints]
+    for case, e in zip(cases, r.endpoints, strict=True):
+        assert case.get("classname") == "parity.orders-api"
+        assert case.get("time") == "0"
+        failure, skip, out = case.find("failure"), case.find("skipped"), case.find("system-out")
+        if e.verdict is Verdict.FAIL:
+            assert failure is not None
+            assert skip is None
+            assert failure.get("type") == "regression"
+            assert failure.get("message") == e.reasons[0]
+            assert (failure.text or "").split("\n") == list(e.reasons)
+        elif e.verdict is Verdict.INCONCLUSIVE:
+            assert skip is not None
+            assert failure is None
+            assert skip.get("message") == e.reasons[0]
+        elif e.verdict is Verdict.MARGINAL:
+            assert failure is None
+            assert skip is None
+            assert out is not None
+            assert (out.text or "").split("\n") == list(e.reasons)
+        else:
+            assert len(case) == 0
+
+
+def test_junit_survives_hostile_names() -> None:
+    result = mixed_result()
+    first = result.endpoints[0]
+    odd = dataclasses.replace(first, endpoint=Endpoint("GET", '/a"&<b>\x01'))
+    text = junit_xml(dataclasses.replace(result, endpoints=(odd, *result.endpoints[1:])))
+    names = [c.get("name") for c in ET.fromstring(text).iter("testcase")]
+    assert names[0] == 'GET /a"&<b>\ufffd'
+    assert SCRIPT in names
+
+
+# --- Markdown summary ------------------------------------------------------------------------------
+
+
+def test_summary_golden() -> None:
+    _check_golden("summary.md", summary_md(mixed_result(), META, report_link="index.html"))
+
+
+def _table_rows(md: str) -> list[str]:
+    return [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
+
+
+def test_summary_content_and_escaping() -> None:
+    result = mixed_result()
+    md = summary_md(result, META, report_link="reports/run 1/index.html")
+    assert md.startswith("## Performance parity: **FAIL**\n")
+    assert "concurrent A/B" in md
+    assert "3 fail · 2 inconclusive · 1 marginal · 1 pass" in md
+    rows = _table_rows(md)
+    assert len(rows) == len(result.bottlenecks)
+    assert rows[0].startswith(f"| 1 | {ORDERS} | FAIL |")
+    # one table row has exactly 7 unescaped pipes (6 cells), even with a pipe in the name
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)\|", row)) == 7, row
+    assert "GET /search\\|legacy" in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "<script>" not in md
+    assert "s/min" in rows[0]
+    assert "errors/min" in next(r for r in rows if "POST /api/orders" in r)
+    assert "**Not judged (2):**" in md
+    assert "DELETE /api/orders/{id}" in md
+    assert "[Full HTML report](reports/run%201/index.html)" in md
+
+
+def test_summary_caps_the_table_and_omits_missing_link() -> None:
+    result = many_regressions_result()
+    md = summary_md(result, META)
+    assert len(result.bottlenecks) == 12
+    assert len(_table_rows(md)) == SUMMARY_MAX_ROWS
+    assert "…and 2 more regressed endpoint(s)" in md
+    assert "Full HTML report" not in md
+
+
+def test_summary_without_regressions() -> None:
+    md = summary_md(pass_result(), META)
+    assert md.startswith("## Performance parity: **PASS**\n")
+    assert "before/after" in md
+    assert "Top regressions" not in md
+    assert "Not judged" not in md
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def test_write_reports(tmp_path: Path) -> None:
+    out = tmp_path / "nested" / "out"
+    result = mixed_result()
+    paths = write_reports(result, out, META)
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "junit.xml", "parity.json", "summary.md"]
+    assert (paths.index_html, paths.parity_json, paths.junit_xml, paths.summary_md) == (
+        out / "index.html",
+        out / "parity.json",
+        out / "junit.xml",
+        out / "summary.md",
+    )
+    assert json.loads(paths.parity_json.read_text(encoding="utf-8")) == parity_json(result, META)
+    assert paths.junit_xml.read_text(encoding="utf-8") == junit_xml(result)
+    assert paths.index_html.read_text(encoding="utf-8") == render_html(result, META)
+    assert "[Full HTML report](index.html)" in paths.summary_md.read_text(encoding="utf-8")
+    # a second run replaces the files in place
+    write_reports(pass_result(), out, META)
+    assert json.loads(paths.parity_json.read_text(encoding="utf-8"))["verdict"] == "pass"
+    assert len(list(out.iterdir())) == 4
+
+
+def test_write_is_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "parity.json"
+    target.write_text("previous", encoding="utf-8")
+    with pytest.raises(UnicodeEncodeError):
+        _write_atomic(target, "half written \ud800 never lands")  # a lone surrogate fails mid-write
+    assert target.read_text(encoding="utf-8") == "previous"
+    assert list(tmp_path.iterdir()) == [target]
+    _write_atomic(target, "new")
+    assert target.read_text(encoding="utf-8") == "new"
+    assert list(tmp_path.iterdir()) == [target]

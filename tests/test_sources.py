@@ -1,0 +1,83 @@
+"""Locust request CSV source and the content-sniffing loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parity import measurement_json
+from parity.errors import BadInput
+from parity.model import LatencyDistribution, LatencyKind, SourceKind
+from parity.sources import load_measurement
+from parity.sources.locust_csv import COLUMNS, read_locust_csv
+from tests.conftest import lognormal_side
+
+HEADER = ",".join(COLUMNS)
+
+
+def _write(tmp_path: Path, rows: list[str], name: str = "requests.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_locust_csv_counts_errors_and_latency(tmp_path: Path) -> None:
+    rows = []
+    for i in range(100):
+        t = 1_800_000_000 + i * 0.5
+        rows.append(f"{t},GET,/api/employees/[id],{10 + i % 10},120,200,")
+    rows.append(f"{1_800_000_000 + 10.2},GET,/api/employees/[id],999,0,0,ConnectionRefusedError(111)")
+    rows.append(f"{1_800_000_000 + 11.0},POST,/api/login,55.5,10,500,\"HTTPError('500 Server Error')\"")
+    rows.append(f"{1_800_000_000 + 12.0},POST,/api/login,45.5,10,401,")
+    m = read_locust_csv(_write(tmp_path, rows))
+    assert m.source.kind is SourceKind.LOCUST_CSV
+    assert m.latency_kind is LatencyKind.SERVICE_TIME
+    by = m.by_key()
+    get = by["GET /api/employees/[id]"]
+    assert (get.count, get.errors) == (101, 1)
+    assert isinstance(get.latency, LatencyDistribution)
+    assert get.latency.samples == 100  # the request without a response has no latency
+    assert get.latency.mean == pytest.approx(14.5)
+    assert get.latency.maximum == 19
+    login = by["POST /api/login"]
+    assert (login.count, login.errors) == (2, 1)  # 401 without an exception is not an error
+    assert m.window.duration_s == pytest.approx(49.5 + 0.001)
+    assert get.timeline is not None
+    assert get.timeline.total == 101
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["1800000000,GET,/a,abc,1,200,"], "line 2: response_time_ms: expected a non-negative number, got 'abc'"),
+        (["1800000000,GET,/a,1,1,200,", "x,GET,/a,1,1,200,"], "line 3: timestamp"),
+        (["1800000000,GET,,1,1,200,"], "line 2: name: empty"),
+        ([], "no requests in the log"),
+    ],
+)
+def test_bad_csv_rows_name_the_line_and_column(tmp_path: Path, rows: list[str], message: str) -> None:
+    path = _write(tmp_path, rows)
+    with pytest.raises(BadInput) as err:
+        read_locust_csv(path)
+    assert str(err.value).startswith(str(path))
+    assert message in str(err.value)
+
+
+def test_loader_sniffs_the_format(tmp_path: Path) -> None:
+    json_path = measurement_json.write(lognormal_side({"GET /a": 5}), tmp_path / "m.json")
+    assert load_measurement(json_path).total_count == 2000
+    csv_path = _write(tmp_path, ["1800000000,GET,/a,1,1,200,"])
+    assert load_measurement(csv_path).total_count == 1
+    other = tmp_path / "other.txt"
+    other.write_text("hello\n")
+    with pytest.raises(BadInput, match="not a Measurement file"):
+        load_measurement(other)
+    with pytest.raises(BadInput, match="no such file"):
+        load_measurement(tmp_path / "nope.json")
+    with pytest.raises(BadInput, match="is a directory"):
+        load_measurement(tmp_path)
+    wrong_header = tmp_path / "wrong.csv"
+    wrong_header.write_text("a,b\n1,2\n")
+    with pytest.raises(BadInput, match="not a Measurement file"):
+        load_measurement(wrong_header)
