@@ -84,9 +84,9 @@ def test_metric_rules(metric: str, base: float | None, cand: float | None, verdi
 
 
 def test_metric_needs_enough_samples_and_gate_off_is_not_judged() -> None:
-    few = _judge("p99_ms", 100.0, 500.0, n=(499, 2000))
+    few = _judge("p99_ms", 100.0, 500.0, n=(999, 2000))
     assert few.verdict is Verdict.INCONCLUSIVE
-    assert "499 samples < 500" in few.reason
+    assert "999 samples < 1000" in few.reason
     off = _judge("p95_ms", 100.0, 500.0, gate=Gate.OFF)
     assert off.verdict is Verdict.INCONCLUSIVE
     assert off.change is Change.WORSE
@@ -193,7 +193,7 @@ def test_policy_from_toml(tmp_path: Path) -> None:
     policy = load_config(path).policy
     assert policy.min_samples == 10
     assert policy.max_inconclusive_share == 0.1
-    assert policy.rule("p95_ms") == MetricRule(tolerance=0.5, min_delta=1, min_samples=100, gate=Gate.WARN)
+    assert policy.rule("p95_ms") == MetricRule(tolerance=0.5, min_delta=1, min_samples=200, gate=Gate.WARN)
     assert policy.rule("p50_ms") == DEFAULT_RULES["p50_ms"]
 
 

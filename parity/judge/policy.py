@@ -26,8 +26,8 @@ __all__ = [
     "policy_from_mapping",
 ]
 
-#: Requests that must lie beyond a percentile before it is judged (p95 → 100 samples, p99 → 500).
-TAIL_SAMPLES = 5
+#: Requests that must lie beyond a percentile before it is judged (p95 → 200 samples, p99 → 1000).
+TAIL_SAMPLES = 10
 
 
 class Gate(Enum):
@@ -117,7 +117,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         [compare.metrics.p95_ms]
         tolerance = 0.2      # 20 %
         min_delta = 5.0      # ms
-        min_samples = 100
+        min_samples = 200
         gate = "fail"        # fail | warn | off
     """
     known = {"min_samples", "max_inconclusive_share", "metrics"}
