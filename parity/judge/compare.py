@@ -214,7 +214,7 @@ def _notes(baseline: Measurement, candidate: Measurement, mode: ComparisonMode) 
                 else ""
             )
         )
-    if baseline.rate_scale != 1.0 or candidate.rate_scale != 1.0:
+    if baseline.rate_scale != candidate.rate_scale:
         notes.append(
             f"throughput compared per unit of offered load: baseline rate scale {baseline.rate_scale:g}, "
             f"candidate rate scale {candidate.rate_scale:g}"

@@ -191,6 +191,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
     state.config["start_at"] = start_at
+    # A new test (e.g. restarted from the web UI) starts from an empty record.
+    state.recorder = Recorder(state.recorder.interval_s)
+    state.done_lanes.clear()
+    state.sent = state.late = 0
+    state.finished_at = None
     if isinstance(runner, MasterRunner):
         workers = sorted(
             runner.clients.ready + runner.clients.running + runner.clients.spawning,
