@@ -148,7 +148,7 @@ def test_recorder_worker_deltas_merge_to_the_same_result() -> None:
     errors = rng.random(3000) < 0.05
     single = Recorder(1.0)
     master = Recorder(1.0)
-    workers = [Recorder(1.0), Recorder(1.0)]
+    workers = [Recorder(1.0, track_delta=True), Recorder(1.0, track_delta=True)]
     for i in range(3000):
         no_response = i % 97 == 0
         args = ("GET", str(names[i]), float(sent[i]), None if no_response else float(latency[i]), bool(errors[i]))
@@ -186,5 +186,6 @@ def test_recorder_worker_deltas_merge_to_the_same_result() -> None:
     no_latency = sum(1 for i in range(3000) if i % 97 == 0)
     samples = [e.latency.samples for e in a.endpoints if isinstance(e.latency, LatencyDistribution)]
     assert sum(samples) == 3000 - no_latency
+    assert single.take_delta()["endpoints"] == []  # not tracking: no second copy kept
     with pytest.raises(ValueError, match="interval"):
-        Recorder(2.0).merge_delta(single.take_delta())
+        Recorder(2.0).merge_delta(workers[0].take_delta())

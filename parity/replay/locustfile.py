@@ -127,14 +127,16 @@ def _config_from_options(options: Any) -> dict[str, Any]:
     }
 
 
-def _configure(config: dict[str, Any]) -> None:
-    """Load the baseline and size the user; raises BadInput for an unusable baseline."""
+def _configure(config: dict[str, Any], *, worker: bool = False) -> None:
+    """Load the baseline and size the user; raises BadInput for an unusable baseline.
+
+    A worker's recorder keeps deltas for its reports to the master."""
     baseline = measurement_json.read(config["baseline"])
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
     state.config, state.plan = config, plan
-    state.recorder = Recorder(timeline_interval(config["run_time_s"]))
+    state.recorder = Recorder(timeline_interval(config["run_time_s"]), track_delta=worker)
     ReplayUser.concurrency = config["max_in_flight"]
     ReplayUser.network_timeout = config["request_timeout_s"]
     ReplayUser.connection_timeout = config["request_timeout_s"]
@@ -213,7 +215,7 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
     """Worker: the master assigned this process its lane and sent the replay settings."""
     config = dict(msg.data)
     try:
-        _configure(config)
+        _configure(config, worker=True)
     except BadInput as exc:
         log.error("parity: error: %s", exc)
         return

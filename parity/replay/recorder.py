@@ -83,15 +83,18 @@ class _EndpointRecord:
 class Recorder:
     """Collects request results (ms) per endpoint; see module docstring."""
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 1.0, *, track_delta: bool = False) -> None:
+        """``track_delta``: also keep what was recorded since the last :meth:`take_delta` (Locust workers);
+        off, the recorder keeps one copy only and hands out empty deltas."""
         self.interval_s = interval_s
         self._records: dict[tuple[str, str], _EndpointRecord] = defaultdict(_EndpointRecord)
         self._pending: dict[tuple[str, str], _EndpointRecord] = defaultdict(_EndpointRecord)
+        self._stores = (self._records, self._pending) if track_delta else (self._records,)
 
     def record(self, method: str, name: str, sent_at_s: float, latency_ms: float | None, error: bool) -> None:
         """One finished request: Unix send time in s, latency in ms (None = no response)."""
         bucket = math.floor(sent_at_s / self.interval_s)
-        for store in (self._records, self._pending):
+        for store in self._stores:
             rec = store[(method, name)]
             rec.total.add(latency_ms, error)
             rec.buckets[bucket].add(latency_ms, error)
@@ -114,7 +117,7 @@ class Recorder:
                 for (method, name), rec in self._pending.items()
             ],
         }
-        self._pending = defaultdict(_EndpointRecord)
+        self._pending.clear()
         return delta
 
     def merge_delta(self, delta: dict[str, Any]) -> None:

@@ -1,0 +1,552 @@
+"""Source: HTTP access logs (AWS ALB, nginx) → a baseline Measurement with request templates.
+
+One log line is one request. Its endpoint is method + route template: the route map's template when
+one is given and matches, else a template guessed from the path (:func:`parity.sources.routes.template_path`).
+Requests are recorded with :class:`parity.replay.recorder.Recorder` (per-endpoint DDSketch of latency in
+ms, per-interval timeline), and every endpoint gets a :class:`RequestTemplate` whose parameter pools hold
+the placeholder values seen in the log, so the baseline replays without ``--params``.
+
+Formats (``fmt``):
+
+``alb``
+    AWS Application Load Balancer access logs (space separated, quoted fields; fields AWS appended after
+    the ones we read are ignored). Time: the ``time`` field (when the ALB sent the response), ISO 8601
+    UTC. Latency: ``target_processing_time`` (s → ms). A ``-1`` in any of the three processing times
+    means the request was not dispatched to a target, or the target or client closed the connection:
+    it counts as an error with no latency. Error: not dispatched, or ``elb_status_code`` ≥ 500, or
+    ``target_status_code`` ≥ 500. Lines the ALB answered itself without forwarding
+    (``actions_executed`` without ``forward``, e.g. HTTP→HTTPS redirects or fixed responses, status
+    < 500) and WebSocket (``ws``/``wss``) connections are skipped: they are not requests the service saw.
+``nginx``
+    ``combined`` (``$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+    "$http_referer" "$http_user_agent"``) followed by extra fields. Latency: the extra field number
+    ``timing_field`` (0-based; negative counts from the end; default -1 = last), in seconds such as
+    ``$request_time`` or ``$upstream_response_time``; ``name=value`` fields are read as their value;
+    several upstream times (``0.010, 0.020`` or ``0.010 : 0.020``) are summed; ``-`` or a missing field
+    means the latency is unknown (the request is counted, without latency). Time: ``$time_local`` with
+    its offset (or ISO 8601), converted to UTC. Error: status ≥ 500, or 499 (nginx: the client closed
+    the connection before the response) — no response was delivered, which is what the replay counts as
+    an error (a request without response), and a 499 has no latency either (its time is when the client
+    gave up, a lower bound). nginx's ``\\xHH`` escapes in the request line are read as the bytes they
+    stand for (percent-encoded in paths).
+
+Lines that cannot be parsed (too few fields, bad time, bad number) are *malformed*: counted, the first
+few kept as ``file:line: why``; more than ``max_malformed_share`` of all non-blank lines raises BadInput.
+Lines that parse but carry no usable request (``- - -`` request line, see above) are *skipped* and counted.
+Files are plain text or gzip (recognised by their magic bytes, not their name).
+
+The window runs from the first request time to just after the last one (``WINDOW_TAIL_S``). The timeline
+has per-minute points up to ``MAX_TIMELINE_POINTS`` (4 days); longer windows use the smallest coarser
+interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits. Parsed requests are buffered
+compactly (about 21 bytes each) until the window is known, then recorded in time order; the Recorder
+then holds one sketch per endpoint and timeline interval that saw traffic (a few kB each).
+
+Paths: scheme, host, port, query string and fragment are dropped; the rest is kept as the server got it
+(percent-escapes are not decoded; raw non-ASCII bytes are percent-encoded). Parameter pools hold decoded
+values, because the replay percent-encodes them when it fills a path (values whose bytes are not UTF-8
+cannot be reproduced that way and are left out of the pool).
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import io
+import math
+import re
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+
+from parity.errors import BadInput
+from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind
+from parity.replay.recorder import Recorder
+from parity.sources.routes import RouteMap, encode_path, template_path_values
+
+__all__ = [
+    "DEFAULT_MAX_MALFORMED_SHARE",
+    "DEFAULT_POOL_LIMIT",
+    "FORMATS",
+    "AccessLogResult",
+    "read_access_logs",
+    "timeline_interval_for",
+]
+
+#: Log formats :func:`read_access_logs` reads.
+FORMATS = ("alb", "nginx")
+#: Share of malformed lines (of all non-blank lines) tolerated before the logs are refused.
+DEFAULT_MAX_MALFORMED_SHARE = 0.01
+#: Distinct values kept per placeholder for replay (the first seen).
+DEFAULT_POOL_LIMIT = 500
+#: Examples of malformed / skipped lines / unmatched endpoints kept for the user.
+MAX_EXAMPLES = 5
+#: Added to the last request time to close the window (s), so a one-request log has a non-empty window.
+WINDOW_TAIL_S = 0.001
+#: Timeline intervals (s), all multiples of 60: the smallest keeping at most MAX_TIMELINE_POINTS points.
+TIMELINE_INTERVALS_S = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+#: 4 days of per-minute points.
+MAX_TIMELINE_POINTS = 5760
+#: After this many lines, refuse early if every one was malformed (wrong ``fmt`` or file), unless
+#: ``max_malformed_share`` is 1.
+EARLY_REFUSAL_LINES = 1000
+#: nginx status for "client closed the connection before the response".
+NGINX_CLIENT_CLOSED = 499
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ALB_NOT_DISPATCHED = -1.0
+_ALB_WEBSOCKET = frozenset({"ws", "wss"})
+_ALB_ACTIONS_FIELD = 9  # actions_executed, counted from the field after "request"
+_FORMAT_NAMES = {"alb": "AWS ALB", "nginx": "nginx"}
+
+# One parsed line: (Unix time s, method, path as received, latency ms or None, error).
+_Request = tuple[float, str, str, float | None, bool]
+
+
+class _Malformed(Exception):
+    """A line that cannot be parsed; the message says why."""
+
+
+@dataclass(frozen=True)
+class AccessLogResult:
+    """A Measurement read from access logs, with what was left out and why.
+
+    ``lines``: non-blank lines read. ``malformed``: lines that could not be parsed (``malformed_examples``:
+    the first few as ``file:line: why``). ``skipped``: parsed lines that are not requests to the service
+    (see the module docstring). ``no_latency``: recorded requests without a latency (not dispatched, 499,
+    timing ``-`` or missing). ``unmatched``: recorded requests a given route map did not match, templated
+    from their path instead (``unmatched_examples``: a few of the endpoints that produced).
+    """
+
+    measurement: Measurement
+    lines: int
+    malformed: int
+    malformed_examples: tuple[str, ...] = ()
+    skipped: int = 0
+    skipped_examples: tuple[str, ...] = ()
+    no_latency: int = 0
+    unmatched: int = 0
+    unmatched_examples: tuple[str, ...] = ()
+
+    @property
+    def requests(self) -> int:
+        return self.measurement.total_count
+
+
+def timeline_interval_for(window_s: float) -> float:
+    """Timeline interval (s) for a window of ``window_s`` seconds: 60 s up to 4 days, then coarser."""
+    for interval in TIMELINE_INTERVALS_S:
+        if window_s / interval <= MAX_TIMELINE_POINTS:
+            return float(interval)
+    return float(TIMELINE_INTERVALS_S[-1])
+
+
+# --- line parsers ---------------------------------------------------------------------------------------
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def _request_line(request: str) -> tuple[str, str] | None:
+    """``GET http://host:80/a/b?x=1 HTTP/1.1`` → (``GET``, ``/a/b``); None when it is not a request line."""
+    parts = request.split(" ")
+    if len(parts) not in (2, 3):
+        return None
+    method, target = parts[0], parts[1]
+    if not (method.isascii() and method.isalpha() and method.isupper()):
+        return None
+    scheme_end = target.find("://")
+    if scheme_end > 0 and not target.startswith("/"):
+        slash = target.find("/", scheme_end + 3)
+        target = target[slash:] if slash >= 0 else "/"
+    if not target.startswith("/"):
+        return None
+    return method, target.split("?", 1)[0].split("#", 1)[0]
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _Malformed(f"{name}: not a number: {_short(value)}") from None
+    if not math.isfinite(seconds) or (seconds < 0 and seconds != _ALB_NOT_DISPATCHED):
+        raise _Malformed(f"{name}: not a duration: {_short(value)}")
+    return seconds
+
+
+def _status(value: str, name: str) -> int | None:
+    if value == "-":
+        return None
+    if len(value) != 3 or not value.isdigit():
+        raise _Malformed(f"{name}: not a status code: {_short(value)}")
+    return int(value)
+
+
+def _iso_time(value: str, name: str) -> float:
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Malformed(f"{name}: not an ISO 8601 time: {_short(value)}") from None
+    if t.tzinfo is None:
+        raise _Malformed(f"{name}: time without a time zone: {_short(value)}")
+    return t.timestamp()
+
+
+_ALB_FIELD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
+
+
+def _alb_answered_itself(after_request: str, elb_status: int | None) -> bool:
+    """True when ``actions_executed`` shows the ALB answered without forwarding (redirect, fixed response)."""
+    if elb_status is not None and elb_status >= 500:
+        return False
+    fields = _ALB_FIELD.findall(after_request)
+    if len(fields) <= _ALB_ACTIONS_FIELD:
+        return False
+    actions = fields[_ALB_ACTIONS_FIELD].strip('"')
+    return actions not in ("", "-") and "forward" not in actions.split(",")
+
+
+def _parse_alb(line: str) -> _Request | str:
+    parts = line.split(" ", 12)
+    if len(parts) < 13:
+        raise _Malformed(f"{len(parts)} fields, an ALB line has at least 13")
+    kind, when, _lb, _client, _target, req_s, target_s, resp_s, elb_code, target_code, _in, _out, rest = parts
+    t = _iso_time(when, "time")
+    times = (
+        _seconds(req_s, "request_processing_time"),
+        _seconds(target_s, "target_processing_time"),
+        _seconds(resp_s, "response_processing_time"),
+    )
+    elb_status = _status(elb_code, "elb_status_code")
+    target_status = _status(target_code, "target_status_code")
+    end = rest.find('"', 1)
+    if not rest.startswith('"') or end < 0:
+        raise _Malformed(f"request: expected a quoted field, got {_short(rest)}")
+    if kind in _ALB_WEBSOCKET:
+        return "WebSocket connection"
+    not_dispatched = _ALB_NOT_DISPATCHED in times
+    if not_dispatched and _alb_answered_itself(rest[end + 1 :], elb_status):
+        return "answered by the load balancer itself (redirect or fixed response)"
+    request = _request_line(rest[1:end])
+    if request is None:
+        return f"no usable request line: {_short(rest[1:end])}"
+    latency = None if not_dispatched else times[1] * 1000.0
+    error = not_dispatched or any(s is not None and s >= 500 for s in (elb_status, target_status))
+    return t, request[0], request[1], latency, error
+
+
+_NGINX = re.compile(
+    r'\S+ \S+ \S+ \[([^\]]*)\] "((?:[^"\\]|\\.)*)" (\d{3}) (?:\d+|-) "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"(.*)'
+)
+_NGINX_TIME = re.compile(r"(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})")
+_NGINX_EXTRA = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+_NGINX_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_MONTH_ABBREVIATIONS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {m: i for i, m in enumerate(_MONTH_ABBREVIATIONS, 1)}  # English whatever the locale, as nginx writes
+
+
+def _nginx_time(value: str) -> float:
+    m = _NGINX_TIME.fullmatch(value)
+    if m is None:
+        return _iso_time(value, "time_local")
+    day, month, year, hh, mm, ss, sign, oh, om = m.groups()
+    if month not in _MONTHS:
+        raise _Malformed(f"time_local: unknown month: {_short(value)}")
+    try:
+        local = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss))
+    except ValueError:
+        raise _Malformed(f"time_local: not a time: {_short(value)}") from None
+    offset_s = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
+    return calendar.timegm(local.timetuple()) - offset_s
+
+
+def _nginx_extras(text: str) -> list[str]:
+    """Extra fields after the user agent; ``0.1, 0.2`` and ``0.1 : 0.2`` (several upstreams) stay one field."""
+    fields: list[str] = []
+    joining = False
+    for m in _NGINX_EXTRA.finditer(text):
+        quoted, bare = m.group(1), m.group(2)
+        if quoted is not None:
+            fields.append(quoted)
+            joining = False
+        elif fields and (joining or bare == ":"):
+            fields[-1] += " " + bare
+            joining = bare == ":" or bare.endswith(",")
+        else:
+            fields.append(bare)
+            joining = bare.endswith(",")
+    return fields
+
+
+def _nginx_latency(field: str) -> float | None:
+    """Seconds in a timing field → ms; the sum of several upstream times; None for ``-``."""
+    value = field.split("=", 1)[1] if "=" in field else field
+    total, known = 0.0, False
+    for raw in re.split(r"[,:]", value):
+        part = raw.strip()
+        if part in ("", "-"):
+            continue
+        seconds = _seconds(part, "timing field")
+        if seconds < 0:
+            raise _Malformed(f"timing field: negative: {_short(value)}")
+        total += seconds
+        known = True
+    return total * 1000.0 if known else None
+
+
+def _nginx_parser(timing_field: int) -> Callable[[str], _Request | str]:
+    def parse(line: str) -> _Request | str:
+        m = _NGINX.match(line)
+        if m is None:
+            raise _Malformed("not an nginx combined log line")
+        time_local, request_text, status_text, extra = m.groups()
+        t = _nginx_time(time_local)
+        status = int(status_text)
+        extras = _nginx_extras(extra)
+        try:
+            timing = extras[timing_field]
+        except IndexError:
+            timing = "-"
+        latency = _nginx_latency(timing)
+        if "\\x" in request_text:
+            request_text = _NGINX_ESCAPE.sub(lambda e: "%" + e.group(1).upper(), request_text)
+        request = _request_line(request_text)
+        if request is None:
+            return f"no usable request line: {_short(request_text)}"
+        if status == NGINX_CLIENT_CLOSED:
+            latency = None
+        return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
+
+    return parse
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a plain or gzip file; BadInput when it cannot be read to the end."""
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, expected an access log file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    n = 0
+    with fh:
+        compressed = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        raw = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
+        try:
+            for n, line in enumerate(text, 1):
+                yield n, line.rstrip("\r\n")
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise BadInput(f"{path}: gzip data broken after line {n} (truncated file?): {exc}") from None
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read after line {n}: {exc.strerror or exc}") from None
+
+
+class _Collector:
+    """Parsed requests of all files, buffered until the window (and so the timeline interval) is known."""
+
+    def __init__(self, route_map: RouteMap | None, pool_limit: int, max_malformed_share: float) -> None:
+        self.route_map = route_map
+        self.pool_limit = pool_limit
+        self.max_malformed_share = max_malformed_share
+        self.lines = self.malformed = self.skipped = self.no_latency = self.unmatched = 0
+        self.malformed_examples: list[str] = []
+        self.skipped_examples: list[str] = []
+        self.unmatched_examples: list[str] = []
+        self.index: dict[tuple[str, str], int] = {}  # (method, route) → endpoint number
+        self.resources: list[str | None] = []
+        self.pools: list[dict[str, dict[str, None]]] = []  # per endpoint: name → ordered distinct values
+        self.endpoint_of = array("I")
+        self.times = array("d")
+        self.latencies = array("d")  # NaN: no latency
+        self.errors = array("B")
+
+    def bad(self, where: str, why: str) -> None:
+        self.malformed += 1
+        if len(self.malformed_examples) < MAX_EXAMPLES:
+            self.malformed_examples.append(f"{where}: {why}")
+
+    def skip(self, where: str, why: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_examples) < MAX_EXAMPLES:
+            self.skipped_examples.append(f"{where}: {why}")
+
+    def _endpoint(self, method: str, path: str) -> tuple[int, dict[str, str]]:
+        found = self.route_map.match(method, path) if self.route_map is not None else None
+        if found is not None:
+            route, values, resource = found.endpoint.route, dict(found.params), found.resource
+            method = found.endpoint.method
+        else:
+            route, values = template_path_values(path)
+            resource = None
+        key = (method, route)
+        number = self.index.get(key)
+        if number is None:
+            number = self.index[key] = len(self.resources)
+            self.resources.append(resource)
+            self.pools.append({name: {} for name in values})
+            if found is None and self.route_map is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
+                self.unmatched_examples.append(f"{method} {route}")
+        if found is None and self.route_map is not None:
+            self.unmatched += 1
+        return number, values
+
+    def add(self, request: _Request) -> None:
+        t, method, path, latency, error = request
+        number, values = self._endpoint(method, encode_path(path))
+        pools = self.pools[number]
+        for name, raw in values.items():
+            pool = pools.setdefault(name, {})
+            if len(pool) < self.pool_limit:
+                value = _pool_value(raw)
+                if value is not None:
+                    pool.setdefault(value, None)
+        self.endpoint_of.append(number)
+        self.times.append(t)
+        self.latencies.append(math.nan if latency is None else latency)
+        self.errors.append(error)
+        self.no_latency += latency is None
+
+    def read(self, path: Path, parse: Callable[[str], _Request | str]) -> None:
+        for n, line in _lines(path):
+            if not line.strip():
+                continue
+            self.lines += 1
+            try:
+                parsed = parse(line)
+            except _Malformed as exc:
+                self.bad(f"{path}:{n}", str(exc))
+                if self.malformed == self.lines == EARLY_REFUSAL_LINES and self.max_malformed_share < 1.0:
+                    raise BadInput(
+                        f"{path}: the first {self.lines} lines are all malformed; first: {self.malformed_examples[0]}"
+                    ) from None
+                continue
+            if isinstance(parsed, str):
+                self.skip(f"{path}:{n}", parsed)
+            else:
+                self.add(parsed)
+
+
+def _pool_value(raw: str) -> str | None:
+    """A path segment as the replay needs it: decoded, since the replay percent-encodes pool values.
+
+    Decoding is exact (UTF-8, strict), so re-encoding sends the server the same characters it got;
+    a segment whose bytes are not UTF-8 cannot be reproduced that way and is left out (None).
+    """
+    if "%" not in raw:
+        return raw
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
+def _check_options(fmt: str, max_malformed_share: float, pool_limit: int) -> None:
+    if fmt not in FORMATS:
+        raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if not 0.0 <= max_malformed_share <= 1.0:
+        raise BadInput(f"--max-malformed: {max_malformed_share} is not a share between 0 and 1")
+    if pool_limit < 1:
+        raise BadInput(f"pool_limit: {pool_limit} is not a positive number")
+
+
+def _describe(fmt: str, files: list[Path]) -> str:
+    more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+    return f"{_FORMAT_NAMES[fmt]} access logs: {files[0].name}{more}"
+
+
+def _measurement(c: _Collector, fmt: str, files: list[Path], labels: dict[str, str]) -> Measurement:
+    times = np.frombuffer(c.times, dtype=np.float64)
+    first, last = float(times.min()), float(times.max())
+    recorder = Recorder(timeline_interval_for(last + WINDOW_TAIL_S - first))
+    keys = list(c.index)
+    order = np.argsort(times, kind="stable")
+    for i in order.tolist():
+        method, route = keys[c.endpoint_of[i]]
+        latency = c.latencies[i]
+        recorder.record(method, route, c.times[i], None if math.isnan(latency) else latency, bool(c.errors[i]))
+    measured = recorder.to_measurement(
+        source=Source(SourceKind.ACCESS_LOG, description=_describe(fmt, files)),
+        start=datetime.fromtimestamp(first, UTC),
+        end=datetime.fromtimestamp(last + WINDOW_TAIL_S, UTC),
+        latency_kind=LatencyKind.SERVER,
+        labels=labels,
+    )
+    number = {key: i for i, key in enumerate(keys)}
+    return replace(measured, endpoints=tuple(_with_request(e, c, number) for e in measured.endpoints))
+
+
+def _with_request(stats: EndpointStats, c: _Collector, number: dict[tuple[str, str], int]) -> EndpointStats:
+    i = number[(stats.endpoint.method, stats.endpoint.route)]
+    params = {name: tuple(pool) for name, pool in c.pools[i].items() if pool}
+    return replace(stats, request=RequestTemplate(path=stats.endpoint.route, params=params), resource=c.resources[i])
+
+
+def read_access_logs(
+    paths: str | Path | Iterable[str | Path],
+    fmt: str,
+    *,
+    route_map: RouteMap | None = None,
+    timing_field: int = -1,
+    max_malformed_share: float = DEFAULT_MAX_MALFORMED_SHARE,
+    pool_limit: int = DEFAULT_POOL_LIMIT,
+) -> AccessLogResult:
+    """Read access log files (plain or gzip) of format ``fmt`` (``alb`` | ``nginx``) into a baseline.
+
+    ``route_map`` turns paths into route templates (unmatched paths are templated heuristically and
+    counted in ``unmatched``). ``timing_field`` picks the nginx extra field holding the latency in seconds
+    (0-based, negative from the end; ignored for ALB). ``max_malformed_share``: refuse the logs (BadInput
+    with the counts and the first example) when more than this share of non-blank lines is malformed.
+    ``pool_limit``: distinct values kept per placeholder (the first seen). Latency kind SERVER, source
+    ACCESS_LOG; see the module docstring for latency, errors, skipped lines and the timeline.
+    BadInput also when a file is missing or broken, or when no line holds a request.
+    """
+    _check_options(fmt, max_malformed_share, pool_limit)
+    files = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    if not files:
+        raise BadInput("no access log files given")
+    parse = _parse_alb if fmt == "alb" else _nginx_parser(timing_field)
+    collector = _Collector(route_map, pool_limit, max_malformed_share)
+    for path in files:
+        collector.read(path, parse)
+    named = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
+    if collector.lines == 0:
+        raise BadInput(f"{named}: no log lines")
+    share = collector.malformed / collector.lines
+    if share > max_malformed_share:
+        raise BadInput(
+            f"{named}: {collector.malformed} of {collector.lines} lines ({share:.2%}) are malformed, more than "
+            f"the {max_malformed_share:.2%} allowed; first: {collector.malformed_examples[0]}"
+        )
+    if not collector.times:
+        raise BadInput(
+            f"{named}: no requests in {collector.lines} lines ({collector.malformed} malformed, "
+            f"{collector.skipped} skipped)"
+        )
+    labels = {"format": fmt, "files": str(len(files)), "lines": str(collector.lines)}
+    labels |= {"malformed": str(collector.malformed), "skipped": str(collector.skipped)}
+    if fmt == "nginx":
+        labels["timing_field"] = str(timing_field)
+    return AccessLogResult(
+        measurement=_measurement(collector, fmt, files, labels),
+        lines=collector.lines,
+        malformed=collector.malformed,
+        malformed_examples=tuple(collector.malformed_examples),
+        skipped=collector.skipped,
+        skipped_examples=tuple(collector.skipped_examples),
+        no_latency=collector.no_latency,
+        unmatched=collector.unmatched,
+        unmatched_examples=tuple(collector.unmatched_examples),
+    )
