@@ -11,14 +11,17 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parity import version
+from parity import measurement_json, version
 from parity.config import find_config, load_config
 from parity.errors import BadInput
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
+from parity.model import Measurement
+from parity.replay.plan import build_plan
 from parity.report.context import RunMeta
 from parity.report.terminal import terminal_summary
 from parity.report.write import write_reports
@@ -107,6 +110,66 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text}")
+    return value
+
+
+def _print_unreplayable(m: Measurement) -> None:
+    """List endpoints a replay could not send, with their share of traffic."""
+    plan = build_plan(m)
+    for skipped in plan.skipped:
+        print(f"  not replayable: {skipped.endpoint.key} ({skipped.share:.1%} of traffic): {skipped.reason}")
+    if plan.skipped:
+        print(f"  replay would not send {plan.skipped_share:.1%} of this baseline's traffic")
+
+
+def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.sources.access_log import read_access_logs
+    from parity.sources.routes import read_route_map
+
+    route_map = read_route_map(args.routes) if args.routes is not None else None
+    result = read_access_logs(
+        args.files,
+        args.format,
+        route_map=route_map,
+        timing_field=args.timing_field,
+        max_malformed_share=args.max_malformed,
+    )
+    m = result.measurement
+    if args.service or args.env:
+        m = replace(m, source=replace(m.source, service=args.service or None, env=args.env or None))
+    path = _write_measurement(m, args.output)
+    print(
+        f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints, "
+        f"{m.window.start.isoformat()} to {m.window.end.isoformat()}"
+    )
+    print(
+        f"  lines {result.lines}, malformed {result.malformed}, skipped {result.skipped} "
+        f"(not requests to the service), without latency {result.no_latency}"
+    )
+    for example in result.malformed_examples:
+        print(f"  malformed: {example}")
+    if route_map is not None and result.unmatched:
+        print(f"  {result.unmatched} requests matched no route of {args.routes}; templated from their paths, e.g.")
+        for example in result.unmatched_examples:
+            print(f"    {example}")
+    _print_unreplayable(m)
+    return EXIT_OK
+
+
+def _write_measurement(m: Measurement, path: Path) -> Path:
+    try:
+        return measurement_json.write(m, path)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from parity.demo.runner import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
 
@@ -144,15 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory")
     demo.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+    baseline = sub.add_parser("baseline", help="make a baseline Measurement from Datadog APM or access logs")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="SOURCE")
+    logs = baseline_sub.add_parser(
+        "from-logs",
+        help="baseline from AWS ALB or nginx access logs",
+        description="Read access logs (plain or gzip) into a baseline: per endpoint (method + route template) "
+        "counts, errors, latency sketches, a per-minute timeline and parameter pools for replay. Paths become "
+        "route templates through --routes when given, else numeric ids, UUIDs and hashes become {id}.",
+    )
+    logs.add_argument("files", type=Path, nargs="+", metavar="FILE", help="access log files (.gz or plain)")
+    logs.add_argument("--format", required=True, choices=("alb", "nginx"), help="log format")
+    logs.add_argument("-o", "--output", type=Path, required=True, metavar="PATH", help="baseline file to write")
+    logs.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
+    logs.add_argument(
+        "--timing-field",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="nginx: position of $request_time among the fields after the combined format "
+        "(0 = first; negative counts from the end; default -1 = last)",
+    )
+    logs.add_argument(
+        "--max-malformed",
+        type=_share,
+        default=0.01,
+        metavar="SHARE",
+        help="fail (exit 2) when more than this share of lines is malformed (default 0.01)",
+    )
+    logs.add_argument("--service", default="", help="service name to record in the baseline")
+    logs.add_argument("--env", default="", help="environment name to record in the baseline")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
-    handlers = {"compare": _cmd_compare, "demo": _cmd_demo}
+    handlers = {"compare": _cmd_compare, "demo": _cmd_demo, "from-logs": _cmd_from_logs}
+    command = args.baseline_command if args.command == "baseline" else args.command
     try:
-        return handlers[args.command](args, args_list)
+        return handlers[command](args, args_list)
     except BadInput as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
