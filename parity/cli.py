@@ -7,6 +7,7 @@ Exit codes (everywhere): 0 parity holds, 1 regression found, 2 bad input / usage
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -163,6 +164,71 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _utc_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time such as 2026-11-01T00:00:00Z, got {text!r}"
+        ) from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z or +00:00")
+    return t.astimezone(UTC)
+
+
+def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.datadog import connect
+    from parity.progress import QueryProgressBar
+    from parity.sources.datadog_apm import pull_baseline
+    from parity.sources.routes import read_param_pools, read_route_map
+
+    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
+    missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+    if missing:
+        raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
+    start, end = getattr(args, "from"), args.to
+    if end <= start:
+        raise BadInput(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
+    if end > datetime.now(UTC):
+        raise BadInput(f"--to {end.isoformat()} is in the future: minutes not yet measured would read as zero")
+    route_map = read_route_map(args.routes) if args.routes is not None else None
+    params = read_param_pools(args.params) if args.params is not None else None
+    output = args.output or Path("baselines") / f"{args.service}-{args.env}.json"
+    bar = QueryProgressBar(sys.stderr)
+    try:
+        with connect(
+            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
+        ) as client:
+            pulled = pull_baseline(
+                client,
+                service=args.service,
+                env=args.env,
+                start=start,
+                end=end,
+                span=args.span,
+                resolve=None if route_map is None else route_map.resolve,
+                params=params,
+                progress=bar,
+            )
+    finally:
+        bar.close()
+    m = pulled.measurement
+    path = _write_measurement(m, output)
+    print(
+        f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints ({args.service}, {args.env})"
+    )
+    if pulled.unmapped:
+        print(
+            f"  {len(pulled.unmapped)} APM resource(s) not mapped to a route ({pulled.unmapped_share:.1%} of traffic):"
+        )
+        for resource, share in pulled.unmapped[:20]:
+            print(f"    {resource}  {share:.1%}")
+        if len(pulled.unmapped) > 20:
+            print(f"    ... and {len(pulled.unmapped) - 20} more")
+    _print_unreplayable(m)
+    return EXIT_OK
+
+
 def _write_measurement(m: Measurement, path: Path) -> Path:
     try:
         return measurement_json.write(m, path)
@@ -210,6 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline = sub.add_parser("baseline", help="make a baseline Measurement from Datadog APM or access logs")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="SOURCE")
+    pull = baseline_sub.add_parser(
+        "pull",
+        help="baseline from Datadog APM (keys from DD_API_KEY / DD_APP_KEY, site from DD_SITE)",
+        description="Pull per-resource hits, errors, latency (avg, max, p50-p99) and the per-minute traffic of "
+        "an APM service over a window into a baseline. Resources map to method + route through --routes; "
+        "unmapped ones are kept and listed. The keys are read from DD_API_KEY and DD_APP_KEY and are never "
+        "printed or written.",
+    )
+    pull.add_argument("--service", required=True, help="APM service name")
+    pull.add_argument("--env", required=True, help="APM env tag (e.g. ec2)")
+    pull.add_argument("--from", required=True, type=_utc_time, metavar="TIME", help="window start, ISO-8601 with zone")
+    pull.add_argument("--to", required=True, type=_utc_time, metavar="TIME", help="window end (exclusive)")
+    pull.add_argument("--span", default="rack.request", help="root span name (default %(default)s)")
+    pull.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
+    pull.add_argument("--params", type=Path, metavar="DIR", help="parameter pools: one <param>.csv per parameter")
+    pull.add_argument("--site", default="", help="Datadog site (default: DD_SITE, else datadoghq.com)")
+    pull.add_argument("--dd-url", default=None, metavar="URL", help="send every API call to this base URL (proxy)")
+    pull.add_argument(
+        "-o", "--output", type=Path, metavar="PATH", help="baseline file (default baselines/SERVICE-ENV.json)"
+    )
+
     logs = baseline_sub.add_parser(
         "from-logs",
         help="baseline from AWS ALB or nginx access logs",
@@ -244,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
-    handlers = {"compare": _cmd_compare, "demo": _cmd_demo, "from-logs": _cmd_from_logs}
+    handlers = {"compare": _cmd_compare, "demo": _cmd_demo, "from-logs": _cmd_from_logs, "pull": _cmd_pull}
     command = args.baseline_command if args.command == "baseline" else args.command
     try:
         return handlers[command](args, args_list)

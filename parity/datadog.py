@@ -1,0 +1,749 @@
+"""Datadog API access: client setup, the APM baseline pull, retries. The only module that imports
+``datadog_api_client``.
+
+What a pull asks for, per APM resource (``by {resource_name}``, tag filter ``env:<env>,service:<service>``):
+
+- **Per-minute hits and errors** (v1 ``MetricsApi.query_metrics``, ``GET /api/v1/query``)::
+
+      sum:trace.<span>.hits{env:E,service:S} by {resource_name}.as_count().rollup(sum, 60)
+      sum:trace.<span>.errors{env:E,service:S} by {resource_name}.as_count().rollup(sum, 60)
+
+  One series holds at most 1500 points, so the window is asked for in chunks of :data:`CHUNK_MINUTES`
+  minutes (a 7-day window is 7 queries per metric). The totals over the window are the sums of the minutes:
+  exact for COUNT metrics, and one pass instead of a second query.
+- **Latency over the whole window** (v2 ``MetricsApi.query_scalar_data``, ``POST /api/v2/query/scalar``) of
+  the ``trace.<span>`` distribution (seconds; converted to ms here): ``max`` (time aggregator max),
+  ``p50`` … ``p99`` (time aggregator ``percentile``: the percentile of the merged distribution over the
+  window), and the mean as ``sum / count`` of the distribution (both summed over the window), which is exact
+  whatever the series' interval. Why v2 here: a percentile over a window cannot be rebuilt from the
+  per-interval percentiles a v1 series returns, and a v1 ``.rollup(<window seconds>)`` buckets on fixed
+  time boundaries, not on the window, so it may split the window in two; the scalar endpoint reduces over
+  exactly ``[from, to)`` (aggregator ``percentile`` is what Datadog's own query-value widgets send for
+  ``pNN:`` distribution queries).
+
+Missing data stays missing: a null point is None. A minute with no point at all in an answer counts 0 (APM
+writes no point for a minute without spans, and the replay planner would otherwise fill quiet minutes with
+the mean rate). Errors are only known for minutes whose hits are known.
+
+Faults become :class:`DatadogError` (a ``BadInput``: one line, exit code 2), never naming a key's value:
+401 → the API key was refused; 403 → the application key was refused or lacks ``timeseries_query``;
+429 → wait ``X-RateLimit-Reset`` seconds and retry; 5xx, time-outs and connection errors → retry with
+exponential backoff; every wait is reported through the progress callback. Retries are ours (the client's
+``enable_retry`` sleeps inside urllib3, where a wait can neither be reported nor injected in tests).
+Environment variables are not read here: the caller passes keys and site explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import urllib3
+from datadog_api_client import ApiClient, Configuration
+from datadog_api_client.exceptions import (
+    ApiException,
+    ForbiddenException,
+    OpenApiException,
+    UnauthorizedException,
+)
+from datadog_api_client.v1.api.metrics_api import MetricsApi as MetricsApiV1
+from datadog_api_client.v2.api.metrics_api import MetricsApi as MetricsApiV2
+from datadog_api_client.v2.model.formula_limit import FormulaLimit
+from datadog_api_client.v2.model.metrics_aggregator import MetricsAggregator
+from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
+from datadog_api_client.v2.model.metrics_scalar_query import MetricsScalarQuery
+from datadog_api_client.v2.model.query_formula import QueryFormula
+from datadog_api_client.v2.model.query_sort_order import QuerySortOrder
+from datadog_api_client.v2.model.scalar_formula_query_request import ScalarFormulaQueryRequest
+from datadog_api_client.v2.model.scalar_formula_request import ScalarFormulaRequest
+from datadog_api_client.v2.model.scalar_formula_request_attributes import (
+    ScalarFormulaRequestAttributes,
+)
+from datadog_api_client.v2.model.scalar_formula_request_queries import ScalarFormulaRequestQueries
+from datadog_api_client.v2.model.scalar_formula_request_type import ScalarFormulaRequestType
+
+from parity.errors import BadInput
+from parity.model import LatencySummary
+
+__all__ = [
+    "CHUNK_MINUTES",
+    "DEFAULT_SPAN",
+    "GROUP_TAG",
+    "LATENCY_QUERIES",
+    "MAX_POINTS",
+    "MAX_RETRIES",
+    "SITES",
+    "TIMELINE_INTERVAL_S",
+    "ApmPull",
+    "DatadogClient",
+    "DatadogError",
+    "LatencyQuery",
+    "ProgressFn",
+    "PullProgress",
+    "ResourcePull",
+    "Series",
+    "connect",
+    "errors_query",
+    "hits_query",
+    "latency_query",
+    "tag_filter",
+    "timeline_chunks",
+]
+
+#: Root span of a Rails (Rack) service: metrics ``trace.rack.request.*``.
+DEFAULT_SPAN = "rack.request"
+#: The tag every query groups by.
+GROUP_TAG = "resource_name"
+#: Resolution of the pulled timelines (s).
+TIMELINE_INTERVAL_S = 60
+#: Most points Datadog returns in one series.
+MAX_POINTS = 1500
+#: Minutes per timeline query: one day, so a chunk is ≤ 1441 points even with its end bucket.
+CHUNK_MINUTES = 1440
+#: Retries of one query after a 429, a 5xx, a time-out or a connection error.
+MAX_RETRIES = 5
+#: First backoff wait after a 5xx / connection error (s); doubles per retry, at most BACKOFF_MAX_S.
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 60.0
+#: Wait after a 429 without a usable ``X-RateLimit-Reset`` header, and the shortest wait after any 429 (s).
+RATE_LIMIT_FALLBACK_S = 10.0
+RATE_LIMIT_MIN_WAIT_S = 1.0
+#: Give up on a query rather than wait past this much time since its first attempt (s).
+MAX_QUERY_TIME_S = 900.0
+#: Seconds before one HTTP request is abandoned (then retried).
+REQUEST_TIMEOUT_S = 60.0
+#: Fewest groups a scalar query asks for (the API cuts the answer at the formula's limit).
+SCALAR_MIN_GROUPS = 1000
+#: Datadog sites the client knows (``--site``).
+SITES: Final = (
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "uk1.datadoghq.com",
+    "datadoghq.eu",
+    "ddog-gov.com",
+    "us2.ddog-gov.com",
+)
+#: Characters allowed in a service, env or span name put into a query.
+_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
+_SECONDS_TO_MS = 1000.0
+_AGGREGATORS: Final = {
+    "sum": MetricsAggregator.SUM,
+    "max": MetricsAggregator.MAX,
+    "avg": MetricsAggregator.AVG,
+    "percentile": MetricsAggregator.PERCENTILE,
+}
+
+T = TypeVar("T")
+
+
+class DatadogError(BadInput):
+    """Datadog refused, failed or returned nothing for a query. One line; never contains a key."""
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """Where a pull is: ``done`` of ``total`` queries finished, ``query`` the one running (or last run).
+
+    ``wait_s`` > 0 means the pull is about to sleep that long before retry number ``attempt`` of ``query``,
+    for ``reason`` (e.g. ``rate limited (HTTP 429)``). No key ever appears in these fields.
+    """
+
+    done: int
+    total: int
+    query: str
+    wait_s: float = 0.0
+    reason: str = ""
+    attempt: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.wait_s > 0
+
+
+ProgressFn = Callable[[PullProgress], None]
+
+
+def _no_progress(_: PullProgress) -> None:
+    return None
+
+
+# -- queries --------------------------------------------------------------------------------------
+
+
+def _checked_name(what: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise DatadogError(f"{what} {value!r}: expected letters, digits and _ . : / - only")
+    return value
+
+
+def tag_filter(env: str, service: str) -> str:
+    """``env:<env>,service:<service>`` (BadInput when a name would break the query)."""
+    return f"env:{_checked_name('env', env)},service:{_checked_name('service', service)}"
+
+
+def hits_query(span: str, tags: str) -> str:
+    """Per-minute request counts per resource."""
+    return f"sum:trace.{span}.hits{{{tags}}} by {{{GROUP_TAG}}}.as_count().rollup(sum, {TIMELINE_INTERVAL_S})"
+
+
+def errors_query(span: str, tags: str) -> str:
+    """Per-minute error counts per resource."""
+    return f"sum:trace.{span}.errors{{{tags}}} by {{{GROUP_TAG}}}.as_count().rollup(sum, {TIMELINE_INTERVAL_S})"
+
+
+@dataclass(frozen=True)
+class LatencyQuery:
+    """One window-level statistic of the ``trace.<span>`` distribution: space and time aggregators."""
+
+    name: str  # sum | count | max | p50 | p75 | p90 | p95 | p99
+    space: str  # the query's aggregator (``p99:trace...``)
+    time: str  # the scalar reducer over the window (MetricsAggregator)
+
+
+#: The scalar queries of a pull. ``sum`` / ``count`` give the exact mean; the rest are reported as is.
+LATENCY_QUERIES: Final = (
+    LatencyQuery("sum", "sum", "sum"),
+    LatencyQuery("count", "count", "sum"),
+    LatencyQuery("max", "max", "max"),
+    LatencyQuery("p50", "p50", "percentile"),
+    LatencyQuery("p75", "p75", "percentile"),
+    LatencyQuery("p90", "p90", "percentile"),
+    LatencyQuery("p95", "p95", "percentile"),
+    LatencyQuery("p99", "p99", "percentile"),
+)
+
+
+def latency_query(span: str, tags: str, stat: LatencyQuery) -> str:
+    return f"{stat.space}:trace.{span}{{{tags}}} by {{{GROUP_TAG}}}"
+
+
+def _epoch_s(t: datetime, what: str) -> int:
+    if t.tzinfo is None:
+        raise DatadogError(f"{what} {t.isoformat()}: no time zone (use Z or +00:00)")
+    seconds = t.timestamp()
+    if seconds % TIMELINE_INTERVAL_S:
+        raise DatadogError(f"{what} {t.isoformat()}: not on a whole minute (the timeline is per minute)")
+    return int(seconds)
+
+
+def timeline_chunks(start_s: int, end_s: int, minutes: int = CHUNK_MINUTES) -> tuple[tuple[int, int], ...]:
+    """``[start_s, end_s)`` cut into consecutive spans of at most ``minutes`` minutes (Unix s)."""
+    step = minutes * TIMELINE_INTERVAL_S
+    return tuple((a, min(a + step, end_s)) for a in range(start_s, end_s, step))
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One group of a v1 answer: the ``resource_name`` value, the point interval (s), points (Unix s, value)."""
+
+    group: str
+    interval_s: int
+    points: tuple[tuple[int, float | None], ...]
+
+
+@dataclass(frozen=True)
+class ResourcePull:
+    """What a pull found for one APM resource (tag value, e.g. ``employeescontroller_show``).
+
+    ``hits`` / ``errors``: per minute from the window start; None = not known (a null point).
+    ``latency``: over the whole window, in ms; a statistic the resource had no value for is None.
+    """
+
+    resource: str
+    hits: tuple[int | None, ...]
+    errors: tuple[int | None, ...]
+    latency: LatencySummary
+
+    @property
+    def count(self) -> int:
+        """Requests over the minutes whose hits are known."""
+        return sum(h for h in self.hits if h is not None)
+
+    @property
+    def error_count(self) -> int:
+        """Errors over the minutes whose hits are known."""
+        return sum(e for e in self.errors if e is not None)
+
+
+@dataclass(frozen=True)
+class ApmPull:
+    """The raw result of :meth:`DatadogClient.pull_apm`: resources sorted by name, timelines per minute."""
+
+    service: str
+    env: str
+    span: str
+    start: datetime
+    end: datetime
+    resources: tuple[ResourcePull, ...]
+    queries: tuple[str, ...] = ()  # every distinct query text sent, in order
+    interval_s: int = TIMELINE_INTERVAL_S
+
+    @property
+    def tag_filter(self) -> str:
+        return tag_filter(self.env, self.service)
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+def _first_line(text: object, limit: int = 200) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _body_message(exc: ApiException) -> str:
+    """The ``errors`` Datadog put in an error body, on one line (bodies never echo keys)."""
+    body = exc.body
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            return _first_line("; ".join(str(e) for e in errors))
+        if body.get("error"):
+            return _first_line(body["error"])
+    return _first_line(exc.reason or "")
+
+
+def _connection_reason(exc: urllib3.exceptions.HTTPError, timeout_s: float) -> str:
+    reason: BaseException = exc
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        reason = exc.reason
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # (a ConnectTimeoutError subclass)
+        return "cannot connect"
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(reason, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(reason, urllib3.exceptions.ProtocolError):
+        return "connection dropped"
+    return f"connection error ({type(reason).__name__})"
+
+
+@dataclass(frozen=True)
+class DatadogClient:
+    """A configured connection to one Datadog site (or ``dd_url``). Build it with :func:`connect`.
+
+    ``sleep`` and ``clock`` are injectable (tests pass a recorder and never wait). Close it when done
+    (it is a context manager).
+    """
+
+    api: ApiClient = field(repr=False)
+    host: str
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    max_retries: int = MAX_RETRIES
+    timeout_s: float = REQUEST_TIMEOUT_S
+
+    def __enter__(self) -> DatadogClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- errors and retries --
+
+    def _secrets(self) -> list[str]:
+        keys: dict[str, str] = self.api.configuration.api_key
+        return [v for v in keys.values() if isinstance(v, str) and len(v) >= 4]
+
+    def _error(self, message: str) -> DatadogError:
+        """A DatadogError whose text is scrubbed of key values (defence in depth: we never put them in)."""
+        for secret in self._secrets():
+            message = message.replace(secret, "[redacted]")
+        return DatadogError(message)
+
+    def _call(self, query: str, request: Callable[[], T], on_wait: Callable[[float, str, int], None]) -> T:
+        """Run ``request`` (one API call for ``query``), retrying 429 / 5xx / connection faults."""
+        deadline = self.clock() + MAX_QUERY_TIME_S
+        attempt = 0
+        while True:
+            try:
+                return request()
+            except UnauthorizedException:
+                raise self._error(
+                    f"Datadog refused the API key (HTTP 401) at {self.host}: check DD_API_KEY and the site"
+                ) from None
+            except ForbiddenException:
+                raise self._error(
+                    f"Datadog refused the application key (HTTP 403) at {self.host}: DD_APP_KEY is invalid, "
+                    "or lacks the timeseries_query permission, or belongs to another org than DD_API_KEY"
+                ) from None
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                if status == 429:
+                    reason = "rate limited (HTTP 429)"
+                    wait = self._rate_limit_wait(exc, query)
+                elif status >= 500:
+                    reason = f"HTTP {status}"
+                    wait = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
+                elif status == 0:
+                    raise self._error(f"cannot talk to Datadog at {self.host}: {_first_line(exc.reason)}") from None
+                elif status == 404:
+                    raise self._error(f"no Datadog API at {self.host} (HTTP 404): check the site or URL") from None
+                else:
+                    raise self._error(f"Datadog rejected {query} (HTTP {status}): {_body_message(exc)}") from None
+            except urllib3.exceptions.HTTPError as exc:
+                reason = _connection_reason(exc, self.timeout_s)
+                wait = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
+            except OpenApiException as exc:  # the answer did not match the API's model
+                raise self._error(f"unexpected answer from Datadog to {query}: {_first_line(exc)}") from None
+            attempt += 1
+            if attempt > self.max_retries or self.clock() + wait > deadline:
+                raise self._error(
+                    f"Datadog query failed after {attempt} attempts (last: {reason}) at {self.host}: {query}"
+                ) from None
+            on_wait(wait, reason, attempt)
+            self.sleep(wait)
+
+    def _rate_limit_wait(self, exc: ApiException, query: str) -> float:
+        text = _header(exc.headers, "X-RateLimit-Reset")
+        try:
+            wait = float(text) if text is not None else RATE_LIMIT_FALLBACK_S
+        except ValueError:
+            wait = RATE_LIMIT_FALLBACK_S
+        if not math.isfinite(wait) or wait > MAX_QUERY_TIME_S:
+            raise self._error(f"Datadog rate limit resets in {text} s, too long to wait: {query}")
+        return max(wait, RATE_LIMIT_MIN_WAIT_S)
+
+    # -- single queries --
+
+    def timeseries(
+        self, query: str, start_s: int, end_s: int, on_wait: Callable[[float, str, int], None] | None = None
+    ) -> tuple[Series, ...]:
+        """A v1 timeseries query over ``[start_s, end_s]`` (Unix s); one :class:`Series` per group.
+
+        Points are (Unix s, value) with None for a null point. Series without the group tag are dropped.
+        """
+        api = MetricsApiV1(self.api)  # type: ignore[no-untyped-call]
+        answer = _plain(
+            self._call(query, lambda: api.query_metrics(_from=start_s, to=end_s, query=query), on_wait or _ignore_wait)
+        )
+        if answer.get("status", "ok") == "error":
+            raise self._error(f"Datadog rejected {query}: {_first_line(answer.get('error', ''))}")
+        try:
+            return tuple(s for s in (_series(raw) for raw in answer.get("series") or []) if s is not None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
+
+    def scalar(
+        self,
+        query: str,
+        aggregator: str,
+        start_s: int,
+        end_s: int,
+        *,
+        groups: int = SCALAR_MIN_GROUPS,
+        on_wait: Callable[[float, str, int], None] | None = None,
+    ) -> dict[str, float | None]:
+        """A v2 scalar query reduced over ``[start_s, end_s)``: group tag value → value (None if null).
+
+        ``groups`` is the most groups the answer may hold (the formula's limit).
+        """
+        body = ScalarFormulaQueryRequest(
+            data=ScalarFormulaRequest(
+                attributes=ScalarFormulaRequestAttributes(
+                    _from=start_s * 1000,
+                    to=end_s * 1000,
+                    queries=ScalarFormulaRequestQueries(  # type: ignore[no-untyped-call]
+                        [
+                            MetricsScalarQuery(
+                                aggregator=_AGGREGATORS[aggregator],
+                                data_source=MetricsDataSource.METRICS,
+                                name="a",
+                                query=query,
+                            )
+                        ]
+                    ),
+                    formulas=[QueryFormula(formula="a", limit=FormulaLimit(count=groups, order=QuerySortOrder.DESC))],
+                ),
+                type=ScalarFormulaRequestType.SCALAR_REQUEST,
+            )
+        )
+        api = MetricsApiV2(self.api)  # type: ignore[no-untyped-call]
+        answer = _plain(self._call(query, lambda: api.query_scalar_data(body=body), on_wait or _ignore_wait))
+        if answer.get("errors"):
+            raise self._error(f"Datadog rejected {query}: {_first_line(answer['errors'])}")
+        columns = ((answer.get("data") or {}).get("attributes") or {}).get("columns") or []
+        try:
+            return _scalar_rows(list(columns), query, self._error)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
+
+    # -- the APM pull --
+
+    def pull_apm(
+        self,
+        *,
+        service: str,
+        env: str,
+        start: datetime,
+        end: datetime,
+        span: str = DEFAULT_SPAN,
+        progress: ProgressFn | None = None,
+    ) -> ApmPull:
+        """Pull per-resource hits/errors per minute and window latency for ``service`` in ``env``.
+
+        The window ``[start, end)`` must be whole minutes (UTC-aware). Raises DatadogError when a query
+        fails or when the hits queries return no series at all (naming the query and the tag filter).
+        """
+        report = progress or _no_progress
+        start_s, end_s = _epoch_s(start, "window start"), _epoch_s(end, "window end")
+        if end_s <= start_s:
+            raise DatadogError(f"window end {end.isoformat()} is not after start {start.isoformat()}")
+        tags = tag_filter(env, service)
+        _checked_name("span", span)
+        chunks = timeline_chunks(start_s, end_s)
+        total = 2 * len(chunks) + len(LATENCY_QUERIES)
+        state = _Progress(report, total)
+        hits_q, errors_q = hits_query(span, tags), errors_query(span, tags)
+        minutes = (end_s - start_s) // TIMELINE_INTERVAL_S
+
+        hits = self._minute_grid(hits_q, chunks, start_s, minutes, state)
+        if not hits:
+            raise DatadogError(
+                f"Datadog returned no series for {hits_q} (tag filter {tags}) between {start.isoformat()} and "
+                f"{end.isoformat()}: check the service, env and span names and the window"
+            )
+        errors = self._minute_grid(errors_q, chunks, start_s, minutes, state)
+        stats: dict[str, dict[str, float | None]] = {}
+        for stat in LATENCY_QUERIES:
+            q = latency_query(span, tags, stat)
+            state.start(q)
+            groups = max(SCALAR_MIN_GROUPS, len(hits))
+            stats[stat.name] = self.scalar(q, stat.time, start_s, end_s, groups=groups, on_wait=state.wait)
+            state.finish()
+        resources = []
+        for name in sorted(hits):
+            counts = _finish_counts(hits[name])
+            resources.append(
+                ResourcePull(
+                    resource=name,
+                    hits=counts,
+                    errors=_finish_errors(errors.get(name), counts),
+                    latency=_latency_ms(name, stats),
+                )
+            )
+        queries = (hits_q, errors_q, *(latency_query(span, tags, s) for s in LATENCY_QUERIES))
+        return ApmPull(service, env, span, start, end, tuple(resources), queries)
+
+    def _minute_grid(
+        self, query: str, chunks: Sequence[tuple[int, int]], start_s: int, minutes: int, state: _Progress
+    ) -> dict[str, list[float | _Absent | None]]:
+        """Per group, one slot per minute of the window: a value, None (null point) or ABSENT (no point)."""
+        grid: dict[str, list[float | _Absent | None]] = {}
+        for a, b in chunks:
+            state.start(query)
+            for series in self.timeseries(query, a, b, on_wait=state.wait):
+                if series.interval_s != TIMELINE_INTERVAL_S:
+                    raise self._error(
+                        f"Datadog answered {query} with {series.interval_s} s points instead of "
+                        f"{TIMELINE_INTERVAL_S} s (more than {MAX_POINTS} points asked for?)"
+                    )
+                slots = grid.setdefault(series.group, [ABSENT] * minutes)
+                for ts, value in series.points:
+                    if a <= ts < b:  # the answer may include the bucket starting at ``to``
+                        i = (ts - start_s) // TIMELINE_INTERVAL_S
+                        slots[i] = value if slots[i] is ABSENT or value is not None else slots[i]
+            state.finish()
+        return grid
+
+
+class _Absent:
+    """No point in the answer for that minute (as opposed to a null point)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+
+def _ignore_wait(_wait_s: float, _reason: str, _attempt: int) -> None:
+    return None
+
+
+@dataclass
+class _Progress:
+    """Counts finished queries of a pull and forwards progress and waits to the caller's callback."""
+
+    report: ProgressFn
+    total: int
+    done: int = 0
+    query: str = ""
+
+    def start(self, query: str) -> None:
+        self.query = query
+        self.report(PullProgress(self.done, self.total, query))
+
+    def wait(self, wait_s: float, reason: str, attempt: int) -> None:
+        self.report(PullProgress(self.done, self.total, self.query, wait_s=wait_s, reason=reason, attempt=attempt))
+
+    def finish(self) -> None:
+        self.done += 1
+        if self.done == self.total:
+            self.report(PullProgress(self.done, self.total, self.query))
+
+
+def _group_value(tag_set: Sequence[str]) -> str | None:
+    prefix = GROUP_TAG + ":"
+    for tag in tag_set:
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return None
+
+
+def _plain(answer: Any) -> dict[str, Any]:
+    """A client answer as plain JSON data (the client leaves nested objects as dicts or models)."""
+    data = answer.to_dict() if hasattr(answer, "to_dict") else answer
+    if not isinstance(data, dict):
+        raise DatadogError(f"unexpected answer from Datadog: {type(answer).__name__}")
+    return data
+
+
+def _series(raw: Mapping[str, Any]) -> Series | None:
+    """One v1 series as a :class:`Series`; None when it lacks the group tag."""
+    group = _group_value(raw.get("tag_set") or [])
+    if group is None:
+        return None
+    points = []
+    for p in raw.get("pointlist") or []:
+        ts_ms, value = getattr(p, "value", p)
+        points.append((round(float(ts_ms) / 1000.0), None if value is None else float(value)))
+    return Series(group, int(raw["interval"]), tuple(points))
+
+
+def _scalar_rows(
+    columns: Sequence[Mapping[str, Any]], query: str, error: Callable[[str], DatadogError]
+) -> dict[str, float | None]:
+    """Rows of a scalar answer: the ``resource_name`` group column zipped with the (single) number column."""
+    groups = [c for c in columns if c.get("type") == "group"]
+    numbers = [c for c in columns if c.get("type") == "number"]
+    if not numbers:
+        return {}
+    values = list(numbers[0].get("values") or [])
+    if not groups:
+        if values:
+            raise error(f"Datadog answered {query} without its {GROUP_TAG} groups")
+        return {}
+    names = list(groups[0].get("values") or [])
+    if len(names) != len(values):
+        raise error(f"Datadog answered {query} with {len(names)} groups but {len(values)} values")
+    out: dict[str, float | None] = {}
+    for name, value in zip(names, values, strict=True):
+        key = str(name[0]) if isinstance(name, list | tuple) and name else str(name)
+        key = key.removeprefix(GROUP_TAG + ":")
+        number = None if value is None else float(value)
+        out[key] = number if number is not None and math.isfinite(number) else None
+    return out
+
+
+def _finish_counts(slots: Sequence[float | _Absent | None]) -> tuple[int | None, ...]:
+    """Minute counts: ABSENT → 0 (no spans that minute), null → None."""
+    out: list[int | None] = []
+    for v in slots:
+        out.append(0 if isinstance(v, _Absent) else None if v is None else round(v))
+    return tuple(out)
+
+
+def _finish_errors(
+    slots: Sequence[float | _Absent | None] | None, hits: Sequence[int | None]
+) -> tuple[int | None, ...]:
+    """Minute errors, known only where hits are known; absent → 0; never more than the minute's hits."""
+    out: list[int | None] = []
+    for i, h in enumerate(hits):
+        v = ABSENT if slots is None else slots[i]
+        if h is None or v is None:
+            out.append(None)
+        elif isinstance(v, _Absent):
+            out.append(0)
+        else:
+            out.append(min(round(v), h))
+    return tuple(out)
+
+
+def _latency_ms(resource: str, stats: Mapping[str, Mapping[str, float | None]]) -> LatencySummary:
+    def ms(name: str) -> float | None:
+        value = stats.get(name, {}).get(resource)
+        return None if value is None else value * _SECONDS_TO_MS
+
+    total_s, count = stats.get("sum", {}).get(resource), stats.get("count", {}).get(resource)
+    avg = total_s / count * _SECONDS_TO_MS if total_s is not None and count else None
+    return LatencySummary(
+        avg_ms=avg,
+        max_ms=ms("max"),
+        p50_ms=ms("p50"),
+        p75_ms=ms("p75"),
+        p90_ms=ms("p90"),
+        p95_ms=ms("p95"),
+        p99_ms=ms("p99"),
+    )
+
+
+# -- setup ----------------------------------------------------------------------------------------
+
+
+def connect(
+    *,
+    api_key: str,
+    app_key: str,
+    site: str | None = None,
+    dd_url: str | None = None,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+    max_retries: int = MAX_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DatadogClient:
+    """A client for ``site`` (default ``datadoghq.com``), or for every call to go to ``dd_url``.
+
+    Keys come from the caller (the CLI reads ``DD_API_KEY`` / ``DD_APP_KEY`` / ``DD_SITE``); nothing here
+    reads the environment, and the client's own environment defaults are overridden. Raises DatadogError
+    for a missing key, an unknown site or a malformed URL.
+    """
+    if not api_key:
+        raise DatadogError("no Datadog API key given (set DD_API_KEY)")
+    if not app_key:
+        raise DatadogError("no Datadog application key given (set DD_APP_KEY)")
+    if dd_url is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", dd_url):
+        raise DatadogError(f"Datadog URL {dd_url!r}: expected http(s)://host[:port]")
+    site = site or SITES[0]
+    if dd_url is None and site not in SITES:
+        raise DatadogError(f"Datadog site {site!r}: expected one of {', '.join(SITES)}")
+    # check_return_type=False: the client still builds its models, but skips per-value type checks that cost
+    # ~0.1 s per day-long series (minutes of CPU for a week of a large service); we check what we read.
+    config = Configuration(  # type: ignore[no-untyped-call]
+        host=dd_url.rstrip("/") if dd_url else None, request_timeout=timeout_s, check_return_type=False
+    )
+    config.api_key = {"apiKeyAuth": api_key, "appKeyAuth": app_key}
+    config.server_variables = {"site": site}
+    # No retries inside urllib3 (not even its default 3 on connection errors): _call retries, and reports.
+    config.retry_policy = urllib3.util.Retry(total=0, redirect=0, raise_on_status=False)
+    config.enable_retry = False
+    api = ApiClient(config)
+    host = str(config.host)
+    return DatadogClient(api, host, sleep=sleep, clock=clock, max_retries=max_retries, timeout_s=timeout_s)

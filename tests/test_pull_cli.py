@@ -1,0 +1,168 @@
+"""`parity baseline pull` through the CLI, against the fake Datadog server on loopback.
+
+The real datadog-api-client is used end to end through --dd-url; keys come from the environment and must
+never show up in stdout, stderr or the written baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from parity import measurement_json
+from parity.demo.processes import running_server
+from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, fake_datadog
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+APP_KEY = "0f9e8d7c6b5a49382716a5b4c3d2e1f00f9e8d7c"
+START = datetime(2026, 11, 2, tzinfo=UTC)
+MINUTES = 6 * 60
+ROUTES = """\
+           Prefix Verb  URI Pattern                     Controller#Action
+           health GET   /health(.:format)               health#show
+    api_employees GET   /api/employees(.:format)        api/employees#index
+     api_employee GET   /api/employees/:id(.:format)    api/employees#show
+"""
+
+
+def dataset() -> FakeDataset:
+    latency = {"avg": 0.012, "max": 0.2, "p50": 0.011, "p75": 0.013, "p90": 0.016, "p95": 0.018, "p99": 0.03}
+    return FakeDataset(
+        start_s=int(START.timestamp()),
+        resources={
+            "healthcontroller_show": FakeResource(hits=[60] * MINUTES, latency_s={**latency, "avg": 0.001}),
+            "api::employeescontroller_show": FakeResource(
+                hits=[120 + (i % 7) for i in range(MINUTES)], errors=[1 if i % 60 == 0 else 0 for i in range(MINUTES)],
+                latency_s=latency,
+            ),
+            "api::employeescontroller_index": FakeResource(hits=[30] * MINUTES, latency_s=latency),
+            "legacycontroller_ping": FakeResource(hits=[6] * MINUTES, latency_s=latency),
+        },
+    )  # fmt: skip
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDatadog]:
+    with fake_datadog(dataset(), api_key=API_KEY, app_key=APP_KEY) as server:
+        yield server
+
+
+def pull(
+    fake: FakeDatadog, tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "routes.txt").write_text(ROUTES)
+    params = tmp_path / "params"
+    params.mkdir(exist_ok=True)
+    (params / "id.csv").write_text("id\n1001\n1008\n1015\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
+    environ.update({"DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY} if env is None else env)
+    args = [
+        "baseline", "pull", "--service", "web", "--env", "ec2", "--from", START.isoformat(),
+        "--to", (START + timedelta(minutes=MINUTES)).isoformat(), "--dd-url", fake.url,
+        "--routes", str(tmp_path / "routes.txt"), "--params", str(params), "-o", str(tmp_path / "web-ec2.json"), *extra,
+    ]  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "parity.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+def assert_no_key(*texts: str) -> None:
+    for text in texts:
+        assert API_KEY not in text
+        assert APP_KEY not in text
+
+
+def test_pull_writes_the_baseline_and_lists_unmapped_resources(fake: FakeDatadog, tmp_path: Path) -> None:
+    done = pull(fake, tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "web-ec2.json"
+    m = measurement_json.read(out)
+    counts = {e.endpoint.key: e.count for e in m.endpoints}
+    assert counts == {
+        "GET /health": 60 * MINUTES,
+        "GET /api/employees/{id}": sum(120 + (i % 7) for i in range(MINUTES)),
+        "GET /api/employees": 30 * MINUTES,
+        "legacycontroller_ping": 6 * MINUTES,
+    }
+    show = m.by_key()["GET /api/employees/{id}"]
+    assert show.errors == MINUTES // 60
+    assert show.latency is not None
+    assert show.latency.quantile(0.95) == pytest.approx(18.0)  # seconds → ms
+    assert show.request is not None
+    assert show.request.params == {"id": ("1001", "1008", "1015")}
+    assert "legacycontroller_ping" in done.stdout
+    assert "not mapped to a route" in done.stdout
+    assert "pull: " in done.stderr  # the progress over the queries
+    assert_no_key(done.stdout, done.stderr, out.read_text())
+    assert all(r.headers.get("dd-api-key") == API_KEY for r in fake.recorded())
+
+
+def test_refused_key_exits_2_naming_the_key_not_its_value(fake: FakeDatadog, tmp_path: Path) -> None:
+    fake.fail(401, times=None)
+    done = pull(fake, tmp_path)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("parity: error: ")
+    assert "API key" in last
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "web-ec2.json").exists()
+    assert_no_key(done.stdout, done.stderr)
+
+
+def test_rate_limit_wait_is_visible(fake: FakeDatadog, tmp_path: Path) -> None:
+    fake.rate_limit(times=1, reset_s=1)
+    done = pull(fake, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "waiting 1 s" in done.stderr
+
+
+def test_missing_keys_and_bad_windows_exit_2(fake: FakeDatadog, tmp_path: Path) -> None:
+    no_keys = pull(fake, tmp_path, env={})
+    assert no_keys.returncode == 2
+    assert (
+        no_keys.stderr
+        == "parity: error: DD_API_KEY and DD_APP_KEY not set: export the Datadog key(s) in the environment\n"
+    )
+    future = pull(fake, tmp_path, "--to", (datetime.now(UTC) + timedelta(days=1)).isoformat())
+    assert future.returncode == 2
+    assert "in the future" in future.stderr
+    assert fake.recorded() == []
+
+
+@pytest.mark.e2e
+def test_pulled_baseline_drives_replay_and_compare(fake: FakeDatadog, tmp_path: Path) -> None:
+    assert pull(fake, tmp_path).returncode == 0
+    baseline = tmp_path / "web-ec2.json"
+    run = tmp_path / "run.json"
+    with running_server("old") as url:
+        replay = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless",
+             "--only-summary", "--host", url, "--baseline", str(baseline), "-t", "4s", "--rate-scale", "5",
+             "--parity-out", str(run)],
+            capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert "legacycontroller_ping" in replay.stderr  # announced as not replayable, with its share
+    m = measurement_json.read(run)
+    assert set(m.by_key()) == {"GET /health", "GET /api/employees/{id}", "GET /api/employees"}
+    done = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "compare", str(baseline), str(run), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode in (0, 1, 3), done.stderr
+    result = json.loads((tmp_path / "r" / "parity.json").read_text())
+    by = {e["endpoint"]: e for e in result["endpoints"]}
+    assert "no candidate requests" in by["legacycontroller_ping"]["reasons"][0]
