@@ -23,8 +23,8 @@ from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, f
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 APP_KEY = "0f9e8d7c6b5a49382716a5b4c3d2e1f00f9e8d7c"
-START = datetime(2026, 11, 2, tzinfo=UTC)
-MINUTES = 6 * 60
+START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+MINUTES = 7 * 1440  # a week: the per-minute timeline needs several queries
 ROUTES = """\
            Prefix Verb  URI Pattern                     Controller#Action
            health GET   /health(.:format)               health#show
@@ -106,6 +106,9 @@ def test_pull_writes_the_baseline_and_lists_unmapped_resources(fake: FakeDatadog
     assert "legacycontroller_ping" in done.stdout
     assert "not mapped to a route" in done.stdout
     assert "pull: " in done.stderr  # the progress over the queries
+    assert show.timeline is not None
+    assert show.timeline.counts == tuple(120 + (i % 7) for i in range(MINUTES))  # per minute, whole week
+    assert len(fake.queries()) >= 2 * 7  # hits and errors in day-sized chunks
     assert_no_key(done.stdout, done.stderr, out.read_text())
     assert all(r.headers.get("dd-api-key") == API_KEY for r in fake.recorded())
 
