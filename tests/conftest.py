@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,35 @@ from parity.model import (
 from parity.sketch import LatencySketch
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+REPLAY_LOCUSTFILE = ROOT / "loadtests" / "replay.py"
+
+
+def run_parity(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real ``parity`` command line in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "parity.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        check=False,
+    )
+
+
+def run_replay(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """``locust -f loadtests/replay.py --headless --only-summary ARGS`` as the README shows it."""
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(REPLAY_LOCUSTFILE), "--headless", "--only-summary", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def sketch_of(values: np.ndarray | list[float]) -> LatencySketch:

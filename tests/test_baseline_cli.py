@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,14 +11,7 @@ import pytest
 
 from parity import measurement_json
 from parity.demo.processes import running_server
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def parity(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "parity.cli", *args], capture_output=True, text=True, timeout=120, check=False
-    )
+from tests.conftest import run_parity, run_replay
 
 
 def alb_line(t: datetime, method: str, path: str, seconds: float, status: int = 200) -> str:
@@ -57,7 +48,7 @@ def test_from_logs_writes_a_baseline_with_the_right_mix(tmp_path: Path) -> None:
     log = tmp_path / "alb.log"
     truth = make_log(log)
     out = tmp_path / "logs.json"
-    done = parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--service", "web")
+    done = run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--service", "web")
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 1200 requests on 3 endpoints" in done.stdout
     m = measurement_json.read(out)
@@ -75,15 +66,15 @@ def test_from_logs_refuses_too_many_malformed_lines_and_writes_nothing(tmp_path:
     log = tmp_path / "alb.log"
     make_log(log, n=300, malformed=10)
     out = tmp_path / "logs.json"
-    done = parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out))
+    done = run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out))
     assert done.returncode == 2
     assert done.stderr.startswith(f"parity: error: {log}: 10 of 310 lines")
     assert done.stderr.count("\n") == 1
     assert not out.exists()
-    ok = parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--max-malformed", "0.05")
+    ok = run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--max-malformed", "0.05")
     assert ok.returncode == 0, ok.stderr
     assert "malformed 10" in ok.stdout
-    bad_share = parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--max-malformed", "2")
+    bad_share = run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--max-malformed", "2")
     assert bad_share.returncode == 2
 
 
@@ -92,20 +83,17 @@ def test_log_baseline_drives_replay_and_compare(tmp_path: Path) -> None:
     log = tmp_path / "alb.log"
     make_log(log)
     baseline = tmp_path / "logs.json"
-    assert parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(baseline)).returncode == 0
+    assert run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(baseline)).returncode == 0
     run = tmp_path / "run.json"
     with running_server("old") as url:
-        replay = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless",
-             "--only-summary", "--host", url, "--baseline", str(baseline), "-t", "4s", "--rate-scale", "20",
-             "--parity-out", str(run)],
-            capture_output=True, text=True, timeout=90, check=False,
-        )  # fmt: skip
+        replay = run_replay(
+            "--host", url, "--baseline", str(baseline), "-t", "4s", "--rate-scale", "20", "--parity-out", str(run)
+        )
     assert replay.returncode == 0, replay.stderr[-2000:]
     m = measurement_json.read(run)
     assert set(m.by_key()) == {"GET /api/employees/{id}", "GET /health", "GET /api/departments"}
     assert all(e.errors == 0 for e in m.endpoints)  # the pooled ids exist on the demo service
-    done = parity("compare", str(baseline), str(run), "--out", str(tmp_path / "report"))
+    done = run_parity("compare", str(baseline), str(run), "--out", str(tmp_path / "report"))
     assert done.returncode in (0, 1, 3), done.stderr
     result = json.loads((tmp_path / "report" / "parity.json").read_text())
     assert result["mode"] == "before/after"

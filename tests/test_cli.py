@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from parity import measurement_json
-from tests.conftest import lognormal_side
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "parity.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
-    )
+from tests.conftest import lognormal_side, run_parity
 
 
 @pytest.fixture
@@ -33,7 +25,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_compare_a_file_with_itself_exits_0_and_writes_four_reports(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    done = run("compare", str(files["base"]), str(files["base"]), "--out", str(out))
+    done = run_parity("compare", str(files["base"]), str(files["base"]), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "junit.xml", "parity.json", "summary.md"]
     assert json.loads((out / "parity.json").read_text())["verdict"] == "pass"
@@ -42,11 +34,11 @@ def test_compare_a_file_with_itself_exits_0_and_writes_four_reports(files: dict[
 
 
 def test_independent_runs_of_the_same_service_exit_0(files: dict[str, Path], tmp_path: Path) -> None:
-    assert run("compare", str(files["base"]), str(files["same"]), "--out", str(tmp_path / "r")).returncode == 0
+    assert run_parity("compare", str(files["base"]), str(files["same"]), "--out", str(tmp_path / "r")).returncode == 0
 
 
 def test_planted_regression_exits_1(files: dict[str, Path], tmp_path: Path) -> None:
-    done = run("compare", str(files["base"]), str(files["slow"]), "--out", str(tmp_path / "r"))
+    done = run_parity("compare", str(files["base"]), str(files["slow"]), "--out", str(tmp_path / "r"))
     assert done.returncode == 1, done.stderr
     result = json.loads((tmp_path / "r" / "parity.json").read_text())
     assert result["verdict"] == "fail"
@@ -56,14 +48,14 @@ def test_planted_regression_exits_1(files: dict[str, Path], tmp_path: Path) -> N
 
 
 def test_not_enough_data_exits_3(files: dict[str, Path], tmp_path: Path) -> None:
-    done = run("compare", str(files["tiny"]), str(files["tiny"]), "--out", str(tmp_path / "r"))
+    done = run_parity("compare", str(files["tiny"]), str(files["tiny"]), "--out", str(tmp_path / "r"))
     assert done.returncode == 3
     assert json.loads((tmp_path / "r" / "parity.json").read_text())["verdict"] == "inconclusive"
 
 
 def test_missing_file_exits_2_with_one_line(files: dict[str, Path], tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
-    done = run("compare", str(files["base"]), str(missing), "--out", str(tmp_path / "r"))
+    done = run_parity("compare", str(files["base"]), str(missing), "--out", str(tmp_path / "r"))
     assert done.returncode == 2
     assert done.stderr == f"parity: error: {missing}: no such file\n"
     assert not (tmp_path / "r").exists()
@@ -74,7 +66,7 @@ def test_malformed_file_exits_2_naming_file_and_field(files: dict[str, Path], tm
     data["endpoints"][1]["errors"] = -1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    done = run("compare", str(bad), str(files["base"]), "--out", str(tmp_path / "r"))
+    done = run_parity("compare", str(bad), str(files["base"]), "--out", str(tmp_path / "r"))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith(f"parity: error: {bad}: endpoints[1].errors: ")
@@ -84,7 +76,9 @@ def test_malformed_file_exits_2_naming_file_and_field(files: dict[str, Path], tm
 def test_bad_config_exits_2(files: dict[str, Path], tmp_path: Path) -> None:
     config = tmp_path / "parity.toml"
     config.write_text("[compare]\ntolerance = 1\n")
-    done = run("compare", str(files["base"]), str(files["base"]), "--out", str(tmp_path / "r"), "--config", str(config))
+    done = run_parity(
+        "compare", str(files["base"]), str(files["base"]), "--out", str(tmp_path / "r"), "--config", str(config)
+    )
     assert done.returncode == 2
     known = "max_inconclusive_share, metrics, min_samples"
     assert done.stderr == f"parity: error: {config}: compare.tolerance: unknown key (known: {known})\n"
@@ -96,15 +90,15 @@ def test_config_is_found_in_the_working_directory(files: dict[str, Path], tmp_pa
         "tolerance = 2.0\n[compare.metrics.p95_ms]\ntolerance = 2.0\n"
         "[compare.metrics.p99_ms]\ntolerance = 2.0\n"
     )
-    done = run("compare", str(files["base"]), str(files["slow"]), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    done = run_parity("compare", str(files["base"]), str(files["slow"]), "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert done.returncode == 0, done.stdout  # x2 is within a +200% tolerance
     meta = json.loads((tmp_path / "r" / "parity.json").read_text())["meta"]
     assert meta["config"].endswith("parity.toml")
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    assert run("compare", "only-one").returncode == 2
-    assert run("frobnicate").returncode == 2
-    done = run("demo", "--duration", "0")
+    assert run_parity("compare", "only-one").returncode == 2
+    assert run_parity("frobnicate").returncode == 2
+    done = run_parity("demo", "--duration", "0")
     assert done.returncode == 2
     assert done.stderr == "parity: error: --duration must be > 0 seconds, got 0\n"

@@ -12,6 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import run_parity
+
 pytestmark = pytest.mark.e2e
 
 PLANTED = {"POST /api/payroll/calculations", "GET /api/reports/employees.csv"}
@@ -25,10 +27,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
         "[compare]\nmin_samples = 10\n"
         "[compare.metrics.avg_ms]\nmin_samples = 10\n[compare.metrics.p50_ms]\nmin_samples = 10\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "parity.cli", "demo", "--duration", "20", "--out", str(out), "--config", str(config)],
-        capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+    done = run_parity("demo", "--duration", "20", "--out", str(out), "--config", str(config), timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("index.html", "parity.json", "junit.xml", "summary.md", "old.measurement.json",
                  "new.measurement.json"):  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 
 from parity import measurement_json
 from parity.demo.processes import running_server
+from tests.conftest import run_parity, run_replay
 from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, fake_datadog
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 APP_KEY = "0f9e8d7c6b5a49382716a5b4c3d2e1f00f9e8d7c"
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
@@ -69,14 +68,7 @@ def pull(
         "--to", (START + timedelta(minutes=MINUTES)).isoformat(), "--dd-url", fake.url,
         "--routes", str(tmp_path / "routes.txt"), "--params", str(params), "-o", str(tmp_path / "web-ec2.json"), *extra,
     ]  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", "parity.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environ,
-        check=False,
-    )
+    return run_parity(*args, env=environ)
 
 
 def assert_no_key(*texts: str) -> None:
@@ -125,6 +117,34 @@ def test_refused_key_exits_2_naming_the_key_not_its_value(fake: FakeDatadog, tmp
     assert_no_key(done.stdout, done.stderr)
 
 
+def test_forbidden_app_key_exits_2(fake: FakeDatadog, tmp_path: Path) -> None:
+    fake.fail(403, times=None)
+    done = pull(fake, tmp_path)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "application key" in last
+    assert not (tmp_path / "web-ec2.json").exists()
+    assert_no_key(done.stdout, done.stderr)
+
+
+def test_empty_answer_exits_2_naming_query_and_filter_and_writes_nothing(fake: FakeDatadog, tmp_path: Path) -> None:
+    fake.empty = True
+    done = pull(fake, tmp_path)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "trace.rack.request.hits" in last
+    assert "env:ec2,service:web" in last
+    assert not (tmp_path / "web-ec2.json").exists()
+
+
+def test_transient_server_errors_are_retried_visibly(fake: FakeDatadog, tmp_path: Path) -> None:
+    fake.fail(500, times=1)  # one retry after the first back-off (2 s)
+    done = pull(fake, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "HTTP 500" in done.stderr
+    assert "waiting 2 s before retry 1" in done.stderr
+
+
 def test_rate_limit_wait_is_visible(fake: FakeDatadog, tmp_path: Path) -> None:
     fake.rate_limit(times=1, reset_s=1)
     done = pull(fake, tmp_path)
@@ -151,20 +171,14 @@ def test_pulled_baseline_drives_replay_and_compare(fake: FakeDatadog, tmp_path: 
     baseline = tmp_path / "web-ec2.json"
     run = tmp_path / "run.json"
     with running_server("old") as url:
-        replay = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless",
-             "--only-summary", "--host", url, "--baseline", str(baseline), "-t", "4s", "--rate-scale", "5",
-             "--parity-out", str(run)],
-            capture_output=True, text=True, timeout=90, check=False,
-        )  # fmt: skip
+        replay = run_replay(
+            "--host", url, "--baseline", str(baseline), "-t", "4s", "--rate-scale", "5", "--parity-out", str(run)
+        )
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert "legacycontroller_ping" in replay.stderr  # announced as not replayable, with its share
     m = measurement_json.read(run)
     assert set(m.by_key()) == {"GET /health", "GET /api/employees/{id}", "GET /api/employees"}
-    done = subprocess.run(
-        [sys.executable, "-m", "parity.cli", "compare", str(baseline), str(run), "--out", str(tmp_path / "r")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_parity("compare", str(baseline), str(run), "--out", str(tmp_path / "r"))
     assert done.returncode in (0, 1, 3), done.stderr
     result = json.loads((tmp_path / "r" / "parity.json").read_text())
     by = {e["endpoint"]: e for e in result["endpoints"]}

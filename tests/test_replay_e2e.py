@@ -16,8 +16,8 @@ import pytest
 from parity import measurement_json
 from parity.demo.processes import fetch_stats, running_server
 from parity.model import LatencyDistribution, Measurement
+from tests.conftest import ROOT, run_parity, run_replay
 
-ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "baselines" / "demo.json"
 RUN_S = 6
 
@@ -30,17 +30,9 @@ def server() -> Iterator[str]:
         yield url
 
 
-def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless", "--only-summary",
-         *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
-    )  # fmt: skip
-
-
 def replay(url: str, out: Path, *extra: str) -> Measurement:
     before = fetch_stats(url)["requests"]
-    done = locust("--host", url, "--baseline", str(BASELINE), "-t", f"{RUN_S}s", "--parity-out", str(out), *extra)
+    done = run_replay("--host", url, "--baseline", str(BASELINE), "-t", f"{RUN_S}s", "--parity-out", str(out), *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     after = fetch_stats(url)["requests"]
     received = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -74,11 +66,11 @@ def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path
 
 
 def test_bad_options_exit_2_with_one_line(server: str, tmp_path: Path) -> None:
-    missing = locust("--host", server, "--baseline", str(tmp_path / "nope.json"), "-t", "2s")
+    missing = run_replay("--host", server, "--baseline", str(tmp_path / "nope.json"), "-t", "2s")
     assert missing.returncode == 2
     assert f"parity: error: {tmp_path / 'nope.json'}: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
-    no_time = locust("--host", server, "--baseline", str(BASELINE))
+    no_time = run_replay("--host", server, "--baseline", str(BASELINE))
     assert no_time.returncode == 2
     assert "needs a run time" in no_time.stderr
 
@@ -109,10 +101,7 @@ def test_csv_request_log_from_locust_is_accepted(server: str, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-2000:]
     sent = fetch_stats(server)["total"] - before
     out = tmp_path / "report"
-    compared = subprocess.run(
-        [sys.executable, "-m", "parity.cli", "compare", str(log), str(log), "--out", str(out)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    compared = run_parity("compare", str(log), str(log), "--out", str(out))
     assert compared.returncode == 0, compared.stdout + compared.stderr
     from parity.sources import load_measurement
 
