@@ -1,6 +1,7 @@
 """Configuration: one TOML file (``parity.toml``, or ``[tool.parity]`` in a pyproject.toml).
 
-Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table.
+Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table and
+``parity.replay.rails.rails_from_mapping`` for ``[replay]`` (target allow-list, rate cap, abort rules).
 Without ``--config`` the harness looks for ``parity.toml`` in the working directory, then for a
 ``[tool.parity]`` table in ``pyproject.toml``; with neither it uses the defaults.
 """
@@ -15,10 +16,11 @@ from typing import Any
 
 from parity.errors import BadInput
 from parity.judge.policy import Policy, policy_from_mapping
+from parity.replay.rails import Rails, rails_from_mapping
 
 __all__ = ["Config", "find_config", "load_config"]
 
-_SECTIONS = frozenset({"compare"})
+_SECTIONS = frozenset({"compare", "replay"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Config:
     """Settings from the config file; ``path`` None means built-in defaults."""
 
     policy: Policy = field(default_factory=Policy)
+    rails: Rails = field(default_factory=Rails)
     path: Path | None = None
 
 
@@ -70,6 +73,7 @@ def load_config(path: Path | None) -> Config:
             raise BadInput(f"{path}: {key}: unknown section (known: {', '.join(sorted(_SECTIONS))})")
     try:
         policy = policy_from_mapping(data.get("compare", {}))
+        rails = rails_from_mapping(data.get("replay", {}))
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
-    return Config(policy=policy, path=path)
+    return Config(policy=policy, rails=rails, path=path)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
+from parity.config import find_config, load_config
 from parity.errors import BadInput
 from parity.replay.plan import ReplayPlan, build_plan
+from parity.replay.rails import Rails, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import Recorder, source_for_replay, timeline_interval
 from parity.replay.schedule import Arrival, iter_arrivals
 
@@ -51,6 +53,28 @@ log = logging.getLogger("parity.replay")
 GRACE_S = 15.0
 #: A send this many seconds behind its schedule counts as late.
 LATE_S = 0.1
+#: Exit code of a run a safety rail refused or aborted.
+EXIT_ABORTED = 4
+
+
+class RateCap:
+    """Token bucket: at most ``rps`` sends per second, bursts of at most one second's worth (or one send)."""
+
+    def __init__(self, rps: float) -> None:
+        self.rps = rps
+        self._capacity = max(rps, 1.0)
+        self._tokens = self._capacity
+        self._at: float | None = None
+
+    def take(self, now_s: float) -> bool:
+        """Spend a token for a send at monotonic time ``now_s``; False when the cap is reached."""
+        if self._at is not None:
+            self._tokens = min(self._capacity, self._tokens + (now_s - self._at) * self.rps)
+        self._at = now_s
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 @dataclass
@@ -68,6 +92,9 @@ class _Replay:
     late: int = 0
     finished_at: float | None = None
     written: Path | None = None
+    rails: Rails = field(default_factory=Rails)
+    aborted: str | None = None
+    dropped: int = 0
 
 
 state = _Replay()
@@ -94,12 +121,60 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run.")
     group.add_argument("--target-env", default="", help="Name of the target environment, for the report.")
     group.add_argument("--service", default="", help="Service name, for the report.")
+    group.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Allow this target host besides loopback (repeatable; *.example.com for subdomains).",
+    )
+    group.add_argument("--max-rps", type=float, default=None, help="Never send more requests per second than this.")
+    group.add_argument(
+        "--abort-error-ratio", type=float, default=None, help="Abort when the error ratio over the window exceeds this."
+    )
+    group.add_argument(
+        "--abort-p99-ms", type=float, default=None, help="Abort when p99 over the window exceeds this many ms."
+    )
+    group.add_argument("--abort-window", type=float, default=None, help="Seconds the abort rules look back (30).")
 
 
 def _fail(message: str) -> None:
     """Bad input: one line, exit code 2 (the master's atexit hook stops forked workers)."""
     log.error("parity: error: %s", message)
     raise SystemExit(2)
+
+
+def _refuse(message: str) -> None:
+    """A safety rail refused the run before any request: one line, exit code 4."""
+    log.error("parity: refused: %s", message)
+    raise SystemExit(4)
+
+
+def _rails(options: Any) -> Rails:
+    """Rails from parity.toml ([replay], found in the working directory) overridden by the options."""
+    try:
+        rails = load_config(find_config(Path.cwd())).rails
+    except BadInput as exc:
+        _fail(str(exc))
+    checks = (
+        ("--max-rps", options.max_rps, None),
+        ("--abort-error-ratio", options.abort_error_ratio, 1.0),
+        ("--abort-p99-ms", options.abort_p99_ms, None),
+        ("--abort-window", options.abort_window, None),
+    )
+    for name, value, upper in checks:
+        if value is not None and not (value > 0 and (upper is None or value <= upper)):
+            _fail(f"{name} must be > 0{'' if upper is None else f' and <= {upper:g}'}, got {value:g}")
+    return replace(
+        rails,
+        allow_hosts=rails.allow_hosts + tuple(options.allow_host or ()),
+        max_rps=options.max_rps if options.max_rps is not None else rails.max_rps,
+        abort_error_ratio=(
+            options.abort_error_ratio if options.abort_error_ratio is not None else rails.abort_error_ratio
+        ),
+        abort_p99_ms=options.abort_p99_ms if options.abort_p99_ms is not None else rails.abort_p99_ms,
+        abort_window_s=options.abort_window if options.abort_window is not None else rails.abort_window_s,
+    )
 
 
 def _config_from_options(options: Any) -> dict[str, Any]:
@@ -124,6 +199,7 @@ def _config_from_options(options: Any) -> dict[str, Any]:
         "pair_id": options.pair_id or None,
         "target_env": options.target_env or None,
         "service": options.service or None,
+        "max_rps": None,
     }
 
 
@@ -151,6 +227,16 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:
         return  # library mode: the caller configures the replay
     config = _config_from_options(environment.parsed_options)
+    state.rails = _rails(environment.parsed_options)
+    config["max_rps"] = state.rails.max_rps
+    host = environment.host or ""
+    if not host:
+        _fail("--host is required: the base URL of the environment to replay against")
+    if not host_allowed(host, state.rails.allow_hosts):
+        _refuse(
+            f"target {host} is not allow-listed: only loopback unless --allow-host or [replay] allow_hosts "
+            "in parity.toml names it"
+        )
     try:
         _configure(config)
     except BadInput as exc:
@@ -196,8 +282,9 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     # A new test (e.g. restarted from the web UI) starts from an empty record.
     state.recorder = Recorder(state.recorder.interval_s)
     state.done_lanes.clear()
-    state.sent = state.late = 0
+    state.sent = state.late = state.dropped = 0
     state.finished_at = None
+    state.aborted = None
     if isinstance(runner, MasterRunner):
         workers = sorted(
             runner.clients.ready + runner.clients.running + runner.clients.spawning,
@@ -229,6 +316,7 @@ def _on_lane_done(environment: Environment, msg: Any) -> None:
     state.recorder.merge_delta(msg.data["delta"])
     state.sent += int(msg.data["sent"])
     state.late += int(msg.data["late"])
+    state.dropped += int(msg.data["dropped"])
     state.done_lanes.add(int(msg.data["lane"]))
     if len(state.done_lanes) == state.lanes:
         state.finished_at = time.time()
@@ -284,7 +372,8 @@ class ReplayUser(FastHttpUser):
             lane=state.lane,
             lanes=state.lanes,
         )
-        sent = late = 0
+        cap = None if config.get("max_rps") is None else RateCap(float(config["max_rps"]) / state.lanes)
+        sent = late = dropped = 0
         for arrival in arrivals:
             if self._state == LOCUST_STATE_STOPPING:
                 break
@@ -293,11 +382,14 @@ class ReplayUser(FastHttpUser):
                 gevent.sleep(delay)
             elif delay < -LATE_S:
                 late += 1
+            if cap is not None and not cap.take(time.monotonic()):
+                dropped += 1
+                continue
             pool.spawn(self._send, arrival)
             sent += 1
         pool.join(timeout=config["request_timeout_s"] + 1.0)
         pool.kill(block=True, timeout=1.0)
-        self._finish_lane(sent, late)
+        self._finish_lane(sent, late, dropped)
         raise StopUser
 
     def _send(self, arrival: Arrival) -> None:
@@ -315,17 +407,25 @@ class ReplayUser(FastHttpUser):
             else:
                 response.failure(f"HTTP {code}" if code else f"no response: {response.error!r}")
 
-    def _finish_lane(self, sent: int, late: int) -> None:
+    def _finish_lane(self, sent: int, late: int, dropped: int) -> None:
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            data = {"lane": state.lane, "sent": sent, "late": late, "delta": state.recorder.take_delta()}
+            data = {
+                "lane": state.lane,
+                "sent": sent,
+                "late": late,
+                "dropped": dropped,
+                "delta": state.recorder.take_delta(),
+            }
             runner.send_message("parity_lane_done", data)
         else:
-            state.sent, state.late = sent, late
+            state.sent, state.late, state.dropped = sent, late, dropped
             state.done_lanes.add(0)
             state.finished_at = time.time()
         if late:
             log.warning("parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S)
+        if dropped:
+            log.warning("parity: lane %d dropped %d requests over the --max-rps cap", state.lane, dropped)
 
 
 class ReplayShape(LoadTestShape):
@@ -340,6 +440,13 @@ class ReplayShape(LoadTestShape):
         lanes = _lane_count(self.runner.environment) if self.runner is not None else 1
         if state.finished_at is not None and len(state.done_lanes) >= max(state.lanes, 1):
             return None
+        if state.aborted is None:
+            requests, errors, p99 = state.recorder.totals_since(time.time() - state.rails.abort_window_s)
+            state.aborted = abort_reason(WindowStats(requests, errors, p99), state.rails)
+            if state.aborted is not None:
+                log.error("parity: aborting the run: %s", state.aborted)
+        if state.aborted is not None:
+            return None
         if self.get_run_time() > config["run_time_s"] + config["request_timeout_s"] + GRACE_S:
             log.warning("parity: lanes did not all finish in time; ending the run")
             return None
@@ -353,7 +460,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     config = state.config
     start = float(config.get("start_at", time.time()))
     planned_end = start + config["run_time_s"]
-    complete = state.finished_at is not None
+    complete = state.finished_at is not None and state.aborted is None
     end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
     labels = {
         "harness_version": version(),
@@ -363,8 +470,11 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         "lanes": str(state.lanes),
         "sent": str(state.sent),
         "late_sends": str(state.late),
+        "dropped_over_cap": str(state.dropped),
         "complete": "yes" if complete else "no",
     }
+    if state.aborted is not None:
+        labels["aborted"] = state.aborted
     measurement = state.recorder.to_measurement(
         source=source_for_replay(
             environment.host,
@@ -386,4 +496,4 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         state.written,
         "" if complete else " (partial: the run was stopped early)",
     )
-    environment.process_exit_code = 0
+    environment.process_exit_code = EXIT_ABORTED if state.aborted is not None else 0

@@ -103,6 +103,17 @@ class Recorder:
     def count(self) -> int:
         return sum(r.total.count for r in self._records.values())
 
+    def totals_since(self, since_s: float) -> tuple[int, int, float | None]:
+        """Requests, errors and p99 (ms; None without latencies) over all endpoints, from the timeline
+        buckets that start at or after Unix time ``since_s``."""
+        first = math.floor(since_s / self.interval_s)
+        total = _Cell()
+        for rec in self._records.values():
+            for bucket, cell in rec.buckets.items():
+                if bucket >= first:
+                    total.merge(cell)
+        return total.count, total.errors, total.sketch.quantile(0.99)
+
     def take_delta(self) -> dict[str, Any]:
         """What was recorded since the last call, JSON-safe, for a Locust worker's report."""
         delta = {
