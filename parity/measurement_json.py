@@ -137,6 +137,7 @@ def to_dict(m: Measurement) -> dict[str, Any]:
                 "count": e.count,
                 "errors": e.errors,
                 "latency": _latency_to_dict(e.latency),
+                "intended_latency": _latency_to_dict(e.intended),
                 "timeline": _timeline_to_dict(e.timeline),
                 "request": _request_to_dict(e.request),
             }
@@ -243,6 +244,7 @@ def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
         count=int(d["count"]),
         errors=d.get("errors"),
         latency=_latency_from_dict(d.get("latency")),
+        intended=_latency_from_dict(d.get("intended_latency")),
         timeline=_timeline_from_dict(d.get("timeline")),
         request=_request_from_dict(d.get("request")),
         resource=d.get("resource"),

@@ -200,13 +200,17 @@ class EndpointStats:
     """What is known about one endpoint over the window.
 
     ``errors`` None means the source does not know the error count. ``latency`` None means no latency
-    was observed (e.g. every request failed without a response).
+    was observed (e.g. every request failed without a response); its kind is the Measurement's
+    ``latency_kind``. ``intended`` is latency measured from each request's *planned* send time (an
+    open-model replay records it: it includes the time a request waited to be sent, so a target that
+    slows the sender down cannot hide it); None when not recorded.
     """
 
     endpoint: Endpoint
     count: int
     errors: int | None = None
     latency: Latency | None = None
+    intended: Latency | None = None
     timeline: Timeline | None = None
     request: RequestTemplate | None = None
     resource: str | None = None  # APM resource name the endpoint came from, when known

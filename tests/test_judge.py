@@ -11,7 +11,7 @@ import pytest
 from parity.config import load_config
 from parity.errors import BadInput
 from parity.judge.compare import compare, judge_metric
-from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, MetricRule, Policy, policy_from_mapping
+from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, LatencyBasis, MetricRule, Policy, policy_from_mapping
 from parity.judge.result import Change, ComparisonMode, MetricResult, Verdict
 from parity.model import Endpoint, EndpointStats, LatencySummary, Measurement, Window
 from tests.conftest import T0, lognormal_side
@@ -219,3 +219,39 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_policy_rejects_bad_share() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         policy_from_mapping({"max_inconclusive_share": 2})
+
+
+def _with_intended(m: Measurement, factor: float) -> Measurement:
+    """``m`` with an intended-time latency per endpoint: the measured sketch's values times ``factor``."""
+    from parity.model import LatencyDistribution
+    from tests.conftest import sketch_of
+
+    endpoints = []
+    for e in m.endpoints:
+        assert isinstance(e.latency, LatencyDistribution)
+        n = e.latency.samples
+        values = [float(e.latency.quantile((i + 0.5) / n) or 0.0) * factor for i in range(n)]
+        endpoints.append(replace(e, intended=LatencyDistribution(sketch_of(values))))
+    return replace(m, endpoints=tuple(endpoints))
+
+
+def test_latency_basis_auto_prefers_intended_when_both_sides_have_it() -> None:
+    base = lognormal_side({"GET /a": 20}, seed=1)
+    cand = lognormal_side({"GET /a": 20}, seed=2)
+    # the candidate's service time is unchanged, but requests waited to be sent (coordinated omission)
+    base_i, cand_i = _with_intended(base, 1.0), _with_intended(cand, 3.0)
+    auto = compare(base_i, cand_i)
+    assert auto.verdict is Verdict.FAIL
+    assert auto.endpoints[0].latency_basis == "intended"
+    assert any("planned send time on 1 endpoint" in n for n in auto.notes)
+    measured = compare(base_i, cand_i, Policy(latency=LatencyBasis.MEASURED))
+    assert measured.verdict is Verdict.PASS
+    assert measured.endpoints[0].latency_basis == "service-time"
+    one_sided = compare(base, cand_i)  # only one side has it: auto falls back to the measured latency
+    assert one_sided.endpoints[0].latency_basis == "service-time"
+    strict = compare(base, cand_i, Policy(latency=LatencyBasis.INTENDED))
+    assert strict.endpoints[0].verdict is Verdict.INCONCLUSIVE
+    assert "no latency metric could be judged" in strict.endpoints[0].reasons[0]
+    assert policy_from_mapping({"latency": "measured"}).latency is LatencyBasis.MEASURED
+    with pytest.raises(ValueError, match="expected auto, measured or intended"):
+        policy_from_mapping({"latency": "fast"})

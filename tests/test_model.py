@@ -155,3 +155,19 @@ def test_bundled_baseline_is_what_the_generator_makes() -> None:
 
     bundled = Path(__file__).resolve().parent.parent / "baselines" / "demo.json"
     assert bundled.read_text("utf-8") == measurement_json.dumps(build_baseline())
+
+
+def test_analysis_code_does_not_import_locust() -> None:
+    """Importing Locust monkey-patches the process with gevent; the judge, reports, sources, rails and the
+    CLI must stay usable without it (and the test process must not get patched by a test's import)."""
+    import subprocess
+    import sys
+
+    modules = [
+        "parity", "parity.cli", "parity.judge.compare", "parity.report.write", "parity.sources",
+        "parity.sources.access_log", "parity.sources.datadog_apm", "parity.replay.rails",
+        "parity.replay.recorder", "parity.replay.plan", "parity.replay.schedule", "parity.demo.runner",
+    ]  # fmt: skip
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('locust' in sys.modules, 'gevent' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -10,8 +10,7 @@ from parity import measurement_json
 from parity.config import load_config
 from parity.demo.processes import fetch_stats, running_server
 from parity.errors import BadInput
-from parity.replay.locustfile import RateCap
-from parity.replay.rails import Rails, WindowStats, abort_reason, host_allowed, rails_from_mapping
+from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed, rails_from_mapping
 from parity.replay.recorder import Recorder
 from tests.conftest import ROOT, run_replay
 

@@ -189,3 +189,20 @@ def test_recorder_worker_deltas_merge_to_the_same_result() -> None:
     assert single.take_delta()["endpoints"] == []  # not tracking: no second copy kept
     with pytest.raises(ValueError, match="interval"):
         Recorder(2.0).merge_delta(workers[0].take_delta())
+
+
+def test_recorder_keeps_intended_time_latency() -> None:
+    rec = Recorder(1.0, track_delta=True)
+    for i in range(50):
+        rec.record("GET", "/a", 1000.0 + i, 10.0, False, intended_ms=10.0 + i * 20)
+    rec.record("GET", "/a", 1060.0, None, True)  # no response: neither latency
+    master = Recorder(1.0)
+    master.merge_delta(json.loads(json.dumps(rec.take_delta())))
+    start = datetime.fromtimestamp(1000, UTC)
+    m = master.to_measurement(source=Source(SourceKind.LOCUST_REPLAY), start=start, end=start + timedelta(seconds=61))
+    a = m.endpoints[0]
+    assert isinstance(a.latency, LatencyDistribution)
+    assert isinstance(a.intended, LatencyDistribution)
+    assert (a.count, a.latency.samples, a.intended.samples) == (51, 50, 50)
+    assert a.latency.maximum == 10.0
+    assert a.intended.maximum == 990.0

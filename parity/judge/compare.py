@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from parity.judge.bottlenecks import rank_bottlenecks
-from parity.judge.policy import METRICS, Gate, MetricRule, MetricSpec, Policy
+from parity.judge.policy import METRICS, Gate, LatencyBasis, MetricRule, MetricSpec, Policy
 from parity.judge.result import (
     Change,
     ComparisonMode,
@@ -30,6 +30,8 @@ from parity.model import Endpoint, EndpointStats, LatencyDistribution, LatencyKi
 __all__ = ["compare", "format_value", "judge_metric", "side_info"]
 
 _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
+#: ``latency_basis`` of endpoints judged on latency from the planned send time.
+INTENDED = "intended"
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -43,13 +45,22 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.1f} {unit}"
 
 
-def _metric_value(spec: MetricSpec, stats: EndpointStats, m: Measurement) -> tuple[float | None, int]:
+def _latency_basis(base: EndpointStats, cand: EndpointStats, b: Measurement, c: Measurement, p: Policy) -> str:
+    """``intended`` when the policy and both sides allow it, else the measured kinds (``server/service-time``)."""
+    both_intended = base.intended is not None and cand.intended is not None
+    if p.latency is LatencyBasis.INTENDED or (p.latency is LatencyBasis.AUTO and both_intended):
+        return INTENDED
+    kinds = (b.latency_kind.value, c.latency_kind.value)
+    return kinds[0] if kinds[0] == kinds[1] else "/".join(kinds)
+
+
+def _metric_value(spec: MetricSpec, stats: EndpointStats, m: Measurement, basis: str) -> tuple[float | None, int]:
     """(value, samples) of ``spec`` for one side; value None when the side does not know it."""
     if spec.name == "error_rate":
         return stats.error_rate, stats.count
     if spec.name == "rps":
         return stats.count / m.window.duration_s / m.rate_scale, stats.count
-    latency = stats.latency
+    latency = stats.intended if basis == INTENDED else stats.latency
     if latency is None:
         return None, 0
     samples = latency.samples if isinstance(latency, LatencyDistribution) else stats.count
@@ -131,6 +142,8 @@ def _judge_endpoint(
     policy: Policy,
     share: float | None,
 ) -> EndpointResult:
+    basis = "" if base is None or cand is None else _latency_basis(base, cand, baseline, candidate, policy)
+
     def result(verdict: Verdict, reasons: list[str], metrics: tuple[MetricResult, ...] = ()) -> EndpointResult:
         return EndpointResult(
             endpoint=endpoint,
@@ -140,6 +153,7 @@ def _judge_endpoint(
             baseline_count=None if base is None else base.count,
             candidate_count=None if cand is None else cand.count,
             traffic_share=share,
+            latency_basis=basis,
         )
 
     if base is None:
@@ -148,8 +162,8 @@ def _judge_endpoint(
         return result(Verdict.INCONCLUSIVE, ["no candidate requests: endpoint was not replayed or not recorded"])
     metrics = []
     for spec in METRICS:
-        b_value, b_n = _metric_value(spec, base, baseline)
-        c_value, c_n = _metric_value(spec, cand, candidate)
+        b_value, b_n = _metric_value(spec, base, baseline, basis)
+        c_value, c_n = _metric_value(spec, cand, candidate, basis)
         metrics.append(judge_metric(spec, policy.rule(spec.name), b_value, c_value, (b_n, c_n)))
     judged = tuple(metrics)
     if min(base.count, cand.count) < policy.min_samples:
@@ -248,6 +262,13 @@ def compare(
         else ComparisonMode.BEFORE_AFTER
     )
     verdict, reasons = _run_verdict(results, policy)
+    notes = _notes(baseline, candidate, mode)
+    intended = sum(1 for r in results if r.latency_basis == INTENDED)
+    if intended:
+        notes.append(
+            f"latency judged from each request's planned send time on {intended} endpoint(s) "
+            "(open-model replays on both sides: includes time a request waited to be sent)"
+        )
     return ParityResult(
         verdict=verdict,
         reasons=tuple(reasons),
@@ -256,7 +277,7 @@ def compare(
         bottlenecks=rank_bottlenecks(results, baseline),
         baseline=side_info(baseline, names[0]),
         candidate=side_info(candidate, names[1]),
-        notes=tuple(_notes(baseline, candidate, mode)),
+        notes=tuple(notes),
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "METRICS",
     "TAIL_SAMPLES",
     "Gate",
+    "LatencyBasis",
     "MetricRule",
     "MetricSpec",
     "Policy",
@@ -28,6 +29,20 @@ __all__ = [
 
 #: Requests that must lie beyond a percentile before it is judged (p95 → 200 samples, p99 → 1000).
 TAIL_SAMPLES = 10
+
+
+class LatencyBasis(Enum):
+    """Which latency the latency metrics judge.
+
+    ``auto``: the latency from the planned send time when both sides recorded it (open-model replays:
+    immune to coordinated omission), else the latency as measured. ``measured``: always as measured.
+    ``intended``: only the planned-send-time latency; endpoints without it on both sides get no latency
+    verdict.
+    """
+
+    AUTO = "auto"
+    MEASURED = "measured"
+    INTENDED = "intended"
 
 
 class Gate(Enum):
@@ -87,11 +102,13 @@ class Policy:
 
     ``min_samples``: requests an endpoint needs on each side to be judged at all.
     ``max_inconclusive_share``: share of baseline traffic that may sit on unjudged endpoints before the
-    whole run is inconclusive. ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
+    whole run is inconclusive. ``latency``: which latency the latency metrics judge (``LatencyBasis``).
+    ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
     """
 
     min_samples: int = 30
     max_inconclusive_share: float = 0.05
+    latency: LatencyBasis = LatencyBasis.AUTO
     rules: Mapping[str, MetricRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
 
     def rule(self, metric: str) -> MetricRule:
@@ -114,13 +131,14 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         [compare]
         min_samples = 30
         max_inconclusive_share = 0.05
+        latency = "auto"     # auto | measured | intended
         [compare.metrics.p95_ms]
         tolerance = 0.2      # 20 %
         min_delta = 5.0      # ms
         min_samples = 200
         gate = "fail"        # fail | warn | off
     """
-    known = {"min_samples", "max_inconclusive_share", "metrics"}
+    known = {"min_samples", "max_inconclusive_share", "latency", "metrics"}
     for key in data:
         if key not in known:
             raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -132,29 +150,36 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         if share > 1:
             raise ValueError(f"{where}.max_inconclusive_share: must be between 0 and 1, got {share}")
         policy = replace(policy, max_inconclusive_share=float(share))
+    if "latency" in data:
+        try:
+            policy = replace(policy, latency=LatencyBasis(data["latency"]))
+        except ValueError:
+            raise ValueError(f"{where}.latency: expected auto, measured or intended, got {data['latency']!r}") from None
     metrics = data.get("metrics", {})
     if not isinstance(metrics, Mapping):
         raise ValueError(f"{where}.metrics: expected a table")
     rules = dict(DEFAULT_RULES)
     names = {m.name for m in METRICS}
-    rule_keys = {f.name for f in fields(MetricRule)}
     for name, table in metrics.items():
-        at = f"{where}.metrics.{name}"
         if name not in names:
-            raise ValueError(f"{at}: unknown metric (known: {', '.join(m.name for m in METRICS)})")
-        if not isinstance(table, Mapping):
-            raise ValueError(f"{at}: expected a table")
-        rule = rules[name]
-        for key, value in table.items():
-            if key not in rule_keys:
-                raise ValueError(f"{at}.{key}: unknown key (known: {', '.join(sorted(rule_keys))})")
-            if key == "gate":
-                try:
-                    rule = replace(rule, gate=Gate(value))
-                except ValueError:
-                    raise ValueError(f"{at}.gate: expected fail, warn or off, got {value!r}") from None
-            else:
-                parsed = _number(value, f"{at}.{key}", integer=key == "min_samples")
-                rule = replace(rule, **{key: parsed})
-        rules[name] = rule
+            raise ValueError(f"{where}.metrics.{name}: unknown metric (known: {', '.join(m.name for m in METRICS)})")
+        rules[name] = _rule_from_mapping(rules[name], table, f"{where}.metrics.{name}")
     return replace(policy, rules=rules)
+
+
+def _rule_from_mapping(rule: MetricRule, table: Any, at: str) -> MetricRule:
+    """``rule`` with the keys of one ``[compare.metrics.NAME]`` table applied."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{at}: expected a table")
+    rule_keys = {f.name for f in fields(MetricRule)}
+    for key, value in table.items():
+        if key not in rule_keys:
+            raise ValueError(f"{at}.{key}: unknown key (known: {', '.join(sorted(rule_keys))})")
+        if key == "gate":
+            try:
+                rule = replace(rule, gate=Gate(value))
+            except ValueError:
+                raise ValueError(f"{at}.gate: expected fail, warn or off, got {value!r}") from None
+        else:
+            rule = replace(rule, **{key: _number(value, f"{at}.{key}", integer=key == "min_samples")})
+    return rule

@@ -87,7 +87,11 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class EndpointResult:
-    """The verdict for one endpoint and why. ``traffic_share`` is its share of baseline requests."""
+    """The verdict for one endpoint and why. ``traffic_share`` is its share of baseline requests.
+
+    ``latency_basis`` says which latency the latency metrics judged: ``intended`` (from the planned send
+    time, both sides) or the sides' latency kinds as measured, e.g. ``server/service-time``.
+    """
 
     endpoint: Endpoint
     verdict: Verdict
@@ -96,6 +100,7 @@ class EndpointResult:
     baseline_count: int | None
     candidate_count: int | None
     traffic_share: float | None
+    latency_basis: str = ""
 
     def metric(self, name: str) -> MetricResult | None:
         return next((m for m in self.metrics if m.metric == name), None)

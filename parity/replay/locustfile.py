@@ -41,7 +41,7 @@ from parity import measurement_json, version
 from parity.config import find_config, load_config
 from parity.errors import BadInput
 from parity.replay.plan import ReplayPlan, build_plan
-from parity.replay.rails import Rails, WindowStats, abort_reason, host_allowed
+from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import Recorder, source_for_replay, timeline_interval
 from parity.replay.schedule import Arrival, iter_arrivals
 
@@ -55,26 +55,8 @@ GRACE_S = 15.0
 LATE_S = 0.1
 #: Exit code of a run a safety rail refused or aborted.
 EXIT_ABORTED = 4
-
-
-class RateCap:
-    """Token bucket: at most ``rps`` sends per second, bursts of at most one second's worth (or one send)."""
-
-    def __init__(self, rps: float) -> None:
-        self.rps = rps
-        self._capacity = max(rps, 1.0)
-        self._tokens = self._capacity
-        self._at: float | None = None
-
-    def take(self, now_s: float) -> bool:
-        """Spend a token for a send at monotonic time ``now_s``; False when the cap is reached."""
-        if self._at is not None:
-            self._tokens = min(self._capacity, self._tokens + (now_s - self._at) * self.rps)
-        self._at = now_s
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+#: Request-context key holding a request's planned send time (Unix s), for intended-time latency.
+INTENDED_AT = "parity_intended_at"
 
 
 @dataclass
@@ -341,12 +323,17 @@ def _on_request(
     response: Any,
     exception: BaseException | None,
     start_time: float | None = None,
+    context: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
     status = getattr(response, "status_code", 0) or 0
     latency = response_time if status > 0 else None
     sent_at = start_time if start_time is not None else time.time() - response_time / 1000.0
-    state.recorder.record(request_type, name, sent_at, latency, exception is not None)
+    intended = None
+    planned_at = (context or {}).get(INTENDED_AT)
+    if latency is not None and planned_at is not None:
+        intended = max(latency, (sent_at - float(planned_at)) * 1000.0 + latency)
+    state.recorder.record(request_type, name, sent_at, latency, exception is not None, intended)
 
 
 class ReplayUser(FastHttpUser):
@@ -385,14 +372,14 @@ class ReplayUser(FastHttpUser):
             if cap is not None and not cap.take(time.monotonic()):
                 dropped += 1
                 continue
-            pool.spawn(self._send, arrival)
+            pool.spawn(self._send, arrival, start_at + arrival.at_s)
             sent += 1
         pool.join(timeout=config["request_timeout_s"] + 1.0)
         pool.kill(block=True, timeout=1.0)
         self._finish_lane(sent, late, dropped)
         raise StopUser
 
-    def _send(self, arrival: Arrival) -> None:
+    def _send(self, arrival: Arrival, planned_at: float) -> None:
         with self.client.request(
             arrival.method,
             arrival.url,
@@ -400,6 +387,7 @@ class ReplayUser(FastHttpUser):
             data=arrival.body,
             headers=dict(arrival.headers),
             catch_response=True,
+            context={INTENDED_AT: planned_at},
         ) as response:
             code = response.status_code or 0
             if 0 < code < 500:

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ABORT_MIN_REQUESTS", "Rails", "WindowStats", "abort_reason", "host_allowed", "rails_from_mapping"]
+__all__ = [
+    "ABORT_MIN_REQUESTS",
+    "Rails",
+    "RateCap",
+    "WindowStats",
+    "abort_reason",
+    "host_allowed",
+    "rails_from_mapping",
+]
 
 #: Requests a window needs before an abort rule may fire.
 ABORT_MIN_REQUESTS = 20
@@ -45,6 +53,26 @@ class WindowStats:
     requests: int
     errors: int
     p99_ms: float | None
+
+
+class RateCap:
+    """Token bucket: at most ``rps`` sends per second, bursts of at most one second's worth (or one send)."""
+
+    def __init__(self, rps: float) -> None:
+        self.rps = rps
+        self._capacity = max(rps, 1.0)
+        self._tokens = self._capacity
+        self._at: float | None = None
+
+    def take(self, now_s: float) -> bool:
+        """Spend a token for a send at monotonic time ``now_s``; False when the cap is reached."""
+        if self._at is not None:
+            self._tokens = min(self._capacity, self._tokens + (now_s - self._at) * self.rps)
+        self._at = now_s
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 def _is_loopback(host: str) -> bool:

@@ -54,24 +54,38 @@ class _Cell:
     count: int = 0
     errors: int = 0
     sketch: LatencySketch = field(default_factory=LatencySketch)
+    intended: LatencySketch = field(default_factory=LatencySketch)
 
-    def add(self, latency_ms: float | None, error: bool) -> None:
+    def add(self, latency_ms: float | None, error: bool, intended_ms: float | None = None) -> None:
         self.count += 1
         self.errors += error
         if latency_ms is not None:
             self.sketch.add(latency_ms)
+        if intended_ms is not None:
+            self.intended.add(intended_ms)
 
     def merge(self, other: _Cell) -> None:
         self.count += other.count
         self.errors += other.errors
         self.sketch.merge(other.sketch)
+        self.intended.merge(other.intended)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "errors": self.errors, "sketch": self.sketch.to_dict()}
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "sketch": self.sketch.to_dict(),
+            "intended": self.intended.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _Cell:
-        return cls(int(d["count"]), int(d["errors"]), LatencySketch.from_dict(d["sketch"]))
+        return cls(
+            int(d["count"]),
+            int(d["errors"]),
+            LatencySketch.from_dict(d["sketch"]),
+            LatencySketch.from_dict(d["intended"]),
+        )
 
 
 @dataclass
@@ -91,13 +105,22 @@ class Recorder:
         self._pending: dict[tuple[str, str], _EndpointRecord] = defaultdict(_EndpointRecord)
         self._stores = (self._records, self._pending) if track_delta else (self._records,)
 
-    def record(self, method: str, name: str, sent_at_s: float, latency_ms: float | None, error: bool) -> None:
-        """One finished request: Unix send time in s, latency in ms (None = no response)."""
+    def record(
+        self,
+        method: str,
+        name: str,
+        sent_at_s: float,
+        latency_ms: float | None,
+        error: bool,
+        intended_ms: float | None = None,
+    ) -> None:
+        """One finished request: Unix send time in s, latency in ms (None = no response), and the latency
+        from its planned send time in ms when an open-model replay knows it."""
         bucket = math.floor(sent_at_s / self.interval_s)
         for store in self._stores:
             rec = store[(method, name)]
-            rec.total.add(latency_ms, error)
-            rec.buckets[bucket].add(latency_ms, error)
+            rec.total.add(latency_ms, error, intended_ms)
+            rec.buckets[bucket].add(latency_ms, error, intended_ms)
 
     @property
     def count(self) -> int:
@@ -177,6 +200,7 @@ class Recorder:
                 count=rec.total.count,
                 errors=rec.total.errors,
                 latency=LatencyDistribution(rec.total.sketch) if rec.total.sketch.count else None,
+                intended=LatencyDistribution(rec.total.intended) if rec.total.intended.count else None,
                 timeline=self._timeline(rec, first, last),
             )
             for (method, name), rec in sorted(self._records.items())

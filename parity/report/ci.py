@@ -102,6 +102,7 @@ def _endpoint_json(e: EndpointResult) -> dict[str, Any]:
         "baseline_count": e.baseline_count,
         "candidate_count": e.candidate_count,
         "traffic_share": _json_value(e.traffic_share),
+        "latency_basis": e.latency_basis,
         "metrics": {m.metric: _metric_json(m) for m in e.metrics},
     }
 

@@ -1,0 +1,81 @@
+"""Open-model pacing end to end: a target that stalls for a second. The replay keeps its schedule, so
+requests queue behind the stall; latency from the planned send time shows the stall, service time hides it
+(coordinated omission)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from parity import measurement_json
+from parity.model import Endpoint, EndpointStats, LatencyDistribution, Measurement, Source, SourceKind, Window
+from tests.conftest import T0, run_replay
+
+pytestmark = pytest.mark.e2e
+
+#: Seconds after the target's first request when it stalls, and for how long.
+STALL_AT_S, STALL_S = 1.5, 1.0
+
+SERVER = f"""
+import socket, sys, time
+import gevent
+from gevent.pywsgi import WSGIServer
+first = []
+def app(environ, start_response):
+    now = time.monotonic()
+    first.append(now) if not first else None
+    stall_from = first[0] + {STALL_AT_S}
+    if stall_from <= now < stall_from + {STALL_S}:
+        gevent.sleep(stall_from + {STALL_S} - now)
+    gevent.sleep(0.002)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+class Server(WSGIServer):
+    def handle(self, sock, address):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().handle(sock, address)
+server = Server(("127.0.0.1", 0), app, log=None)
+server.start()
+print(f"listening on http://127.0.0.1:{{server.server_port}}", flush=True)
+gevent.sleep(60)
+"""
+
+
+@pytest.fixture
+def stalling_target() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_intended_time_latency_shows_a_stall_that_service_time_hides(stalling_target: str, tmp_path: Path) -> None:
+    baseline = Measurement(
+        source=Source(SourceKind.SYNTHETIC),
+        window=Window(T0, T0 + timedelta(seconds=60)),
+        endpoints=(EndpointStats(Endpoint("GET", "/x"), count=6000, errors=0),),  # 100 req/s, no timeline
+    )
+    path = measurement_json.write(baseline, tmp_path / "baseline.json")
+    out = tmp_path / "run.json"
+    done = run_replay("--host", stalling_target, "--baseline", str(path), "-t", "5s", "--max-in-flight", "2",
+                      "--parity-out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    e = measurement_json.read(out).endpoints[0]
+    assert isinstance(e.latency, LatencyDistribution)
+    assert isinstance(e.intended, LatencyDistribution)
+    assert e.count > 300
+    service_p99, intended_p99 = e.latency.quantile(0.99) or 0, e.intended.quantile(0.99) or 0
+    # two requests hang in the stall; the ~100 queued behind them are served fast once it ends
+    assert service_p99 < 200
+    assert intended_p99 > 600
+    assert (e.intended.quantile(0.5) or 0) >= (e.latency.quantile(0.5) or 0)
