@@ -17,8 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from parity import measurement_json, version
-from parity.config import find_config, load_config
-from parity.errors import BadInput
+from parity.config import Config, find_config, load_config
+from parity.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    BadInput,
+)
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
@@ -28,14 +35,8 @@ from parity.report.terminal import terminal_summary
 from parity.report.write import write_reports
 from parity.sources import load_measurement
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INCONCLUSIVE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REGRESSION", "main"]
+__all__ = ["build_parser", "exit_code", "main"]
 
-EXIT_OK = 0
-EXIT_REGRESSION = 1
-EXIT_BAD_INPUT = 2
-EXIT_INCONCLUSIVE = 3
-EXIT_ABORTED = 4
-EXIT_INTERRUPTED = 130
 
 _VERDICT_EXIT = {
     Verdict.PASS: EXIT_OK,
@@ -84,8 +85,13 @@ def _report(result: ParityResult, out: Path, meta: RunMeta) -> None:
     print(terminal_summary(result, paths.index_html))
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """The --config file, else the one found in the working directory, else the defaults."""
+    return load_config(args.config if args.config is not None else find_config(Path.cwd()))
+
+
 def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    config = load_config(args.config if args.config is not None else find_config(Path.cwd()))
+    config = _config(args)
     baseline = load_measurement(args.baseline)
     candidate = load_measurement(args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
@@ -100,7 +106,7 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise BadInput(f"--duration must be > 0 seconds, got {args.duration:g}")
     if not args.rate_scale > 0:
         raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
-    config = load_config(args.config if args.config is not None else find_config(Path.cwd()))
+    config = _config(args)
     options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
     try:
         outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))

@@ -8,7 +8,6 @@ an interrupted write never leaves half a file behind.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -305,8 +304,3 @@ def read(path: str | os.PathLike[str]) -> Measurement:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed")
-
-
-def finite_or_none(x: float | None) -> float | None:
-    """None for missing, NaN or infinite values (JSON has no NaN)."""
-    return None if x is None or not math.isfinite(x) else x

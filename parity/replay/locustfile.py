@@ -39,10 +39,11 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
 from parity.config import find_config, load_config
-from parity.errors import BadInput
+from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_OK, BadInput
+from parity.model import Source, SourceKind
 from parity.replay.plan import ReplayPlan, build_plan
 from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
-from parity.replay.recorder import Recorder, source_for_replay, timeline_interval
+from parity.replay.recorder import Recorder, timeline_interval
 from parity.replay.schedule import Arrival, iter_arrivals
 
 __all__ = ["ReplayShape", "ReplayUser"]
@@ -53,8 +54,6 @@ log = logging.getLogger("parity.replay")
 GRACE_S = 15.0
 #: A send this many seconds behind its schedule counts as late.
 LATE_S = 0.1
-#: Exit code of a run a safety rail refused or aborted.
-EXIT_ABORTED = 4
 #: Request-context key holding a request's planned send time (Unix s), for intended-time latency.
 INTENDED_AT = "parity_intended_at"
 
@@ -123,13 +122,13 @@ def _add_arguments(parser: Any) -> None:
 def _fail(message: str) -> None:
     """Bad input: one line, exit code 2 (the master's atexit hook stops forked workers)."""
     log.error("parity: error: %s", message)
-    raise SystemExit(2)
+    raise SystemExit(EXIT_BAD_INPUT)
 
 
 def _refuse(message: str) -> None:
     """A safety rail refused the run before any request: one line, exit code 4."""
     log.error("parity: refused: %s", message)
-    raise SystemExit(4)
+    raise SystemExit(EXIT_ABORTED)
 
 
 def _rails(options: Any) -> Rails:
@@ -247,11 +246,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message("parity_lane_done", _on_lane_done)
 
 
+def _workers(runner: MasterRunner) -> list[Any]:
+    """The workers a test starts on (those the master dispatches users to)."""
+    return list(runner.clients.ready + runner.clients.running + runner.clients.spawning)
+
+
 def _lane_count(environment: Environment) -> int:
     runner = environment.runner
-    if isinstance(runner, MasterRunner):
-        return len(runner.clients.ready + runner.clients.running + runner.clients.spawning)
-    return 1
+    return len(_workers(runner)) if isinstance(runner, MasterRunner) else 1
 
 
 @events.test_start.add_listener
@@ -268,10 +270,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.finished_at = None
     state.aborted = None
     if isinstance(runner, MasterRunner):
-        workers = sorted(
-            runner.clients.ready + runner.clients.running + runner.clients.spawning,
-            key=lambda c: runner.get_worker_index(c.id),
-        )
+        workers = sorted(_workers(runner), key=lambda c: runner.get_worker_index(c.id))
         state.lanes = len(workers)
         for lane, client in enumerate(workers):
             runner.send_message("parity_lane", {**state.config, "lane": lane, "lanes": state.lanes}, client.id)
@@ -464,11 +463,12 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     if state.aborted is not None:
         labels["aborted"] = state.aborted
     measurement = state.recorder.to_measurement(
-        source=source_for_replay(
-            environment.host,
-            f"Locust replay of {Path(config['baseline']).name}",
-            config.get("service"),
-            config.get("target_env"),
+        source=Source(
+            SourceKind.LOCUST_REPLAY,
+            description=f"Locust replay of {Path(config['baseline']).name}",
+            service=config.get("service"),
+            env=config.get("target_env"),
+            target=environment.host,
         ),
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
@@ -484,4 +484,4 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         state.written,
         "" if complete else " (partial: the run was stopped early)",
     )
-    environment.process_exit_code = EXIT_ABORTED if state.aborted is not None else 0
+    environment.process_exit_code = EXIT_ABORTED if state.aborted is not None else EXIT_OK

@@ -26,7 +26,6 @@ from parity.model import (
     LatencyKind,
     Measurement,
     Source,
-    SourceKind,
     Timeline,
     Window,
 )
@@ -214,8 +213,3 @@ class Recorder:
             pair_id=pair_id,
             labels=labels or {},
         )
-
-
-def source_for_replay(target: str | None, description: str, service: str | None, env: str | None) -> Source:
-    """Source of a Measurement recorded by a Locust replay."""
-    return Source(SourceKind.LOCUST_REPLAY, description=description, service=service, env=env, target=target)

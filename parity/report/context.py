@@ -243,6 +243,7 @@ def _endpoint_row(index: int, e: EndpointResult) -> dict[str, Any]:
         "verdict": _verdict(e.verdict),
         "reasons": list(e.reasons),
         "checks": [m.reason for m in e.metrics],
+        "latency_basis": e.latency_basis,
         "open": e.verdict is not Verdict.PASS,
         "baseline_count": format_count(e.baseline_count),
         "candidate_count": format_count(e.candidate_count),
