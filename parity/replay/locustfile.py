@@ -21,7 +21,10 @@ How it works:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,10 +44,12 @@ from parity import measurement_json, version
 from parity.config import find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_OK, BadInput
 from parity.model import Source, SourceKind
+from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
 from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import Recorder, timeline_interval
 from parity.replay.schedule import Arrival, iter_arrivals
+from parity.replay.shapes import ShapedPlan, ShapeKind
 
 __all__ = ["ReplayShape", "ReplayUser"]
 
@@ -64,6 +69,7 @@ class _Replay:
 
     config: dict[str, Any] = field(default_factory=dict)
     plan: ReplayPlan | None = None
+    shaped: ShapedPlan | None = None
     recorder: Recorder = field(default_factory=Recorder)
     lane: int = 0
     lanes: int = 1
@@ -117,6 +123,21 @@ def _add_arguments(parser: Any) -> None:
         "--abort-p99-ms", type=float, default=None, help="Abort when p99 over the window exceeds this many ms."
     )
     group.add_argument("--abort-window", type=float, default=None, help="Seconds the abort rules look back (30).")
+    group.add_argument(
+        "--shape",
+        choices=[k.value for k in ShapeKind],
+        default="replay",
+        help="replay (baseline window compressed into -t), steady (--rps), ramp (--steps, --step-duration) "
+        "or burst (--burst-multiplier, --burst-start, --burst-duration).",
+    )
+    group.add_argument("--rps", type=float, default=None, help="steady: total requests per second.")
+    group.add_argument(
+        "--steps", default="1,5,10,50,100", help="ramp: percentages of the baseline's peak rate (1,5,10,50,100)."
+    )
+    group.add_argument("--step-duration", type=float, default=None, help="ramp: seconds per step.")
+    group.add_argument("--burst-multiplier", type=float, default=3.0, help="burst: rate multiplier (3).")
+    group.add_argument("--burst-start", type=float, default=None, help="burst: seconds into the run it starts.")
+    group.add_argument("--burst-duration", type=float, default=None, help="burst: seconds it lasts.")
 
 
 def _fail(message: str) -> None:
@@ -158,9 +179,38 @@ def _rails(options: Any) -> Rails:
     )
 
 
+def _shape_options(options: Any) -> dict[str, Any]:
+    """The shape's settings from the options; the ramp's run time is its steps × step duration."""
+    shape = ShapeKind(options.shape)
+    out: dict[str, Any] = {"kind": shape.value}
+    if shape is ShapeKind.STEADY:
+        if options.rps is None:
+            _fail("--shape steady needs --rps")
+        out["rps"] = float(options.rps)
+    elif shape is ShapeKind.RAMP:
+        try:
+            out["steps"] = [float(p) for p in str(options.steps).split(",") if p.strip()]
+        except ValueError:
+            _fail(f"--steps: expected comma-separated percentages such as 1,5,10,50,100, got {options.steps!r}")
+        if options.step_duration is None:
+            _fail("--shape ramp needs --step-duration (seconds per step)")
+        out["step_s"] = float(options.step_duration)
+    elif shape is ShapeKind.BURST:
+        if options.burst_start is None or options.burst_duration is None:
+            _fail("--shape burst needs --burst-start and --burst-duration (seconds into the run)")
+        out.update(multiplier=options.burst_multiplier, start_s=options.burst_start, duration_s=options.burst_duration)
+    return out
+
+
 def _config_from_options(options: Any) -> dict[str, Any]:
     if not options.baseline:
         _fail("--baseline is required (a Measurement file to replay)")
+    shape = _shape_options(options)
+    if shape["kind"] == ShapeKind.RAMP.value:
+        ramp_s = shape["step_s"] * len(shape["steps"])
+        if options.run_time and abs(options.run_time - ramp_s) > 1:
+            _fail(f"-t {options.run_time}s differs from the ramp's {ramp_s:g} s (steps x step duration): drop -t")
+        options.run_time = options.run_time or math.ceil(ramp_s)
     if not options.run_time:
         _fail("replay needs a run time (-t/--run-time): the baseline window is compressed into it")
     if not options.rate_scale > 0:
@@ -181,7 +231,28 @@ def _config_from_options(options: Any) -> dict[str, Any]:
         "target_env": options.target_env or None,
         "service": options.service or None,
         "max_rps": None,
+        "shape": shape,
     }
+
+
+def _shape(plan: ReplayPlan, config: dict[str, Any]) -> ShapedPlan:
+    """The plan shaped as ``config["shape"]`` says; ValueError for impossible settings."""
+    shape, run_time_s, scale = config["shape"], config["run_time_s"], config["rate_scale"]
+    kind = ShapeKind(shape["kind"])
+    if kind is ShapeKind.STEADY:
+        return shapes.steady(plan, run_time_s, shape["rps"])
+    if kind is ShapeKind.RAMP:
+        return shapes.ramp(plan, tuple(shape["steps"]), shape["step_s"])
+    if kind is ShapeKind.BURST:
+        return shapes.burst(
+            plan,
+            run_time_s,
+            rate_scale=scale,
+            multiplier=shape["multiplier"],
+            start_s=shape["start_s"],
+            duration_s=shape["duration_s"],
+        )
+    return shapes.replay(plan, run_time_s, scale)
 
 
 def _configure(config: dict[str, Any], *, worker: bool = False) -> None:
@@ -192,7 +263,12 @@ def _configure(config: dict[str, Any], *, worker: bool = False) -> None:
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
-    state.config, state.plan = config, plan
+    try:
+        shaped = _shape(plan, config)
+    except ValueError as exc:
+        raise BadInput(f"--shape {config['shape']['kind']}: {exc}") from None
+    config["run_time_s"] = shaped.run_time_s
+    state.config, state.plan, state.shaped = config, plan, shaped
     state.recorder = Recorder(timeline_interval(config["run_time_s"]), track_delta=worker)
     ReplayUser.concurrency = config["max_in_flight"]
     ReplayUser.network_timeout = config["request_timeout_s"]
@@ -223,14 +299,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except BadInput as exc:
         _fail(str(exc))
     assert state.plan is not None
-    expected = state.plan.expected_requests(config["run_time_s"], config["rate_scale"])
+    assert state.shaped is not None
     log.info(
-        "parity: replaying %d endpoints of %s compressed into %gs at rate scale %g (~%d requests)",
+        "parity: %s shape over %d endpoints of %s for %gs (~%d requests): %s",
+        config["shape"]["kind"],
         len(state.plan.endpoints),
         config["baseline"],
         config["run_time_s"],
-        config["rate_scale"],
-        expected,
+        state.shaped.plan.expected_requests(config["run_time_s"], 1.0),
+        ", ".join(f"{s.name} {s.target_rps:.1f} req/s" for s in state.shaped.stages),
     )
     for skipped in state.plan.skipped:
         log.warning(
@@ -345,15 +422,15 @@ class ReplayUser(FastHttpUser):
         if not state.ready.wait(timeout=30):
             log.error("parity: error: no replay settings arrived from the master within 30 s")
             raise StopUser
-        assert state.plan is not None
+        assert state.shaped is not None
         config = state.config
         start_at = max(float(config["start_at"]), time.time())
         gevent.sleep(max(0.0, start_at - time.time()))
         pool = Pool(config["max_in_flight"])
         arrivals = iter_arrivals(
-            state.plan,
+            state.shaped.plan,
             config["run_time_s"],
-            rate_scale=config["rate_scale"],
+            rate_scale=1.0,
             seed=config["seed"],
             lane=state.lane,
             lanes=state.lanes,
@@ -458,6 +535,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         "sent": str(state.sent),
         "late_sends": str(state.late),
         "dropped_over_cap": str(state.dropped),
+        "shape": config["shape"]["kind"],
+        "stages": json.dumps([dataclasses.asdict(s) for s in state.shaped.stages] if state.shaped else []),
         "complete": "yes" if complete else "no",
     }
     if state.aborted is not None:
@@ -472,7 +551,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         ),
         start=datetime.fromtimestamp(start, UTC),
         end=datetime.fromtimestamp(end, UTC),
-        rate_scale=config["rate_scale"],
+        rate_scale=state.shaped.rate_scale if state.shaped else config["rate_scale"],
         pair_id=config.get("pair_id") or None,
         labels=labels,
     )

@@ -1,0 +1,127 @@
+"""Load shapes of a migration: what rate to send over the run. Pure: ReplayPlan in, ShapedPlan out.
+
+- ``replay``: the baseline's window compressed into the run, at ``rate_scale`` × its rate (default).
+- ``steady``: a constant ``rps`` with the baseline's overall endpoint mix.
+- ``ramp``: staged percentages of the baseline's *peak* total rate (e.g. 1, 5, 10, 50, 100 %), each for
+  ``step_s`` seconds, with the overall mix — a cutover's staged ramp.
+- ``burst``: the replay with its rate multiplied by ``multiplier`` from ``start_s`` for ``duration_s``
+  seconds of the run — a payroll-day spike on top of normal traffic.
+
+A shaped plan's rates are final (requests/s of run time, no further scaling): its grid of cells is
+spread evenly over ``run_time_s``, which is what ``iter_arrivals`` does with any plan. Stages name spans of
+the run (seconds from its start) so results can be read against load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from parity.replay.plan import ReplayPlan
+
+__all__ = ["MAX_BURST_CELL_S", "ShapeKind", "ShapedPlan", "Stage", "burst", "ramp", "replay", "steady"]
+
+#: Longest cell of a burst-shaped grid, seconds: finer grids put the burst's edges where they belong.
+MAX_BURST_CELL_S = 0.5
+
+
+class ShapeKind(Enum):
+    REPLAY = "replay"
+    STEADY = "steady"
+    RAMP = "ramp"
+    BURST = "burst"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A span of the run, seconds from its start; ``target_rps`` is the planned mean total rate in it."""
+
+    name: str
+    start_s: float
+    end_s: float
+    target_rps: float
+
+
+@dataclass(frozen=True)
+class ShapedPlan:
+    """Rates (requests/s of run time) to play over ``run_time_s``, its stages, and the load relative to
+    the baseline's mean rate (``rate_scale``, for throughput comparisons)."""
+
+    plan: ReplayPlan
+    run_time_s: float
+    stages: tuple[Stage, ...]
+    rate_scale: float
+
+
+def _mix(plan: ReplayPlan) -> npt.NDArray[np.float64]:
+    """Each endpoint's share of all the baseline's planned requests."""
+    totals = plan.rates.sum(axis=1)
+    mix: npt.NDArray[np.float64] = totals / totals.sum()
+    return mix
+
+
+def _shaped(plan: ReplayPlan, rates: npt.NDArray[np.float64], run_time_s: float, stages: list[Stage]) -> ShapedPlan:
+    cell_s = run_time_s / rates.shape[1]
+    shaped = replace(plan, rates=rates, interval_s=cell_s)
+    base = plan.mean_rate()
+    return ShapedPlan(shaped, run_time_s, tuple(stages), shaped.mean_rate() / base if base else 1.0)
+
+
+def replay(plan: ReplayPlan, run_time_s: float, rate_scale: float = 1.0) -> ShapedPlan:
+    """The baseline window compressed into the run at ``rate_scale``."""
+    rates = plan.rates * rate_scale
+    return _shaped(plan, rates, run_time_s, [Stage("replay", 0.0, run_time_s, float(rates.sum(axis=0).mean()))])
+
+
+def steady(plan: ReplayPlan, run_time_s: float, rps: float) -> ShapedPlan:
+    """A constant ``rps`` total with the baseline's overall mix."""
+    if not rps > 0:
+        raise ValueError(f"steady rate must be > 0 req/s, got {rps}")
+    rates = (_mix(plan) * rps)[:, None]
+    return _shaped(plan, rates, run_time_s, [Stage(f"steady {rps:g} rps", 0.0, run_time_s, rps)])
+
+
+def ramp(plan: ReplayPlan, steps_percent: tuple[float, ...], step_s: float) -> ShapedPlan:
+    """Each step at that percentage of the baseline's peak total rate, ``step_s`` seconds each."""
+    if not steps_percent or any(not p > 0 for p in steps_percent):
+        raise ValueError(f"ramp steps must be percentages > 0, got {list(steps_percent)}")
+    if not step_s > 0:
+        raise ValueError(f"step duration must be > 0 s, got {step_s}")
+    peak = float(plan.rates.sum(axis=0).max())
+    targets = [peak * p / 100.0 for p in steps_percent]
+    rates = _mix(plan)[:, None] * np.asarray(targets)[None, :]
+    stages = [
+        Stage(f"{p:g}%", i * step_s, (i + 1) * step_s, t)
+        for i, (p, t) in enumerate(zip(steps_percent, targets, strict=True))
+    ]
+    return _shaped(plan, rates, step_s * len(steps_percent), stages)
+
+
+def burst(
+    plan: ReplayPlan, run_time_s: float, *, rate_scale: float, multiplier: float, start_s: float, duration_s: float
+) -> ShapedPlan:
+    """The replay at ``rate_scale``, times ``multiplier`` during ``[start_s, start_s + duration_s)`` of the run."""
+    if not multiplier > 0:
+        raise ValueError(f"burst multiplier must be > 0, got {multiplier}")
+    end_s = start_s + duration_s
+    if not (0 <= start_s < end_s <= run_time_s):
+        raise ValueError(f"burst [{start_s:g} s, {end_s:g} s) must lie within the {run_time_s:g} s run")
+    cells = plan.rates.shape[1]
+    repeat = max(1, math.ceil(run_time_s / cells / MAX_BURST_CELL_S))
+    rates = np.repeat(plan.rates, repeat, axis=1) * rate_scale
+    cell_s = run_time_s / rates.shape[1]
+    mids = (np.arange(rates.shape[1]) + 0.5) * cell_s
+    inside = (mids >= start_s) & (mids < end_s)
+    rates[:, inside] *= multiplier
+    totals = rates.sum(axis=0)
+    spans = [("before", 0.0, start_s), ("burst", start_s, end_s), ("after", end_s, run_time_s)]
+    stages = []
+    for name, lo, hi in spans:
+        cells_in = (mids >= lo) & (mids < hi)
+        if hi > lo and cells_in.any():
+            stages.append(Stage(name, lo, hi, float(totals[cells_in].mean())))
+    return _shaped(plan, rates, run_time_s, stages)
