@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.errors import BadInput
+from parity.errors import BadInput, reading
 from parity.judge.policy import Policy, policy_from_mapping
 from parity.replay.rails import Rails, rails_from_mapping
 
@@ -49,12 +49,10 @@ def find_config(cwd: Path) -> Path | None:
 
 
 def _table(path: Path) -> Mapping[str, Any]:
+    with reading(path, "a TOML config file"):
+        text = path.read_text("utf-8")
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path}: not valid TOML: {exc}") from None
     if path.name == "pyproject.toml":

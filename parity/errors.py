@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 __all__ = [
     "EXIT_ABORTED",
     "EXIT_BAD_INPUT",
@@ -10,6 +14,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REGRESSION",
     "BadInput",
+    "reading",
 ]
 
 #: Exit codes of every command (README "Exit codes").
@@ -26,3 +31,21 @@ class BadInput(Exception):
 
     The message is one line that names the file and, where there is one, the field.
     """
+
+
+@contextmanager
+def reading(path: Path, expected: str) -> Iterator[None]:
+    """Turn an OS error raised while the block reads ``path`` into a one-line BadInput.
+
+    ``expected`` names what the file should be (for "is a directory, expected ...").
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, expected {expected}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None

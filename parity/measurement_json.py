@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 
-from parity.errors import BadInput
+from parity.errors import BadInput, reading
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -289,12 +289,8 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
 def read(path: str | os.PathLike[str]) -> Measurement:
     """Read a Measurement file; raises BadInput (one line naming the file and field) when it is unusable."""
     p = Path(path)
-    try:
+    with reading(p, "a Measurement file"):
         text = p.read_text("utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{p}: cannot read: {exc}") from None
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from parity import measurement_json
-from parity.errors import BadInput
+from parity.errors import BadInput, reading
 from parity.model import Measurement
 from parity.sources.locust_csv import looks_like_locust_csv, read_locust_csv
 
@@ -15,15 +15,8 @@ __all__ = ["load_measurement"]
 def load_measurement(path: str | Path) -> Measurement:
     """A Measurement file (JSON) or a Locust request CSV, recognised by content; BadInput otherwise."""
     p = Path(path)
-    try:
-        with p.open(encoding="utf-8", errors="replace") as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        raise BadInput(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{p}: is a directory, expected a Measurement file or a Locust request CSV") from None
-    except OSError as exc:
-        raise BadInput(f"{p}: cannot read: {exc.strerror}") from None
+    with reading(p, "a Measurement file or a Locust request CSV"), p.open(encoding="utf-8", errors="replace") as fh:
+        head = fh.read(4096)
     if head.lstrip().startswith("{"):
         return measurement_json.read(p)
     if looks_like_locust_csv(head.splitlines()[0] if head else ""):

@@ -64,7 +64,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from parity.errors import BadInput
+from parity.errors import BadInput, reading
 from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind
 from parity.replay.recorder import Recorder
 from parity.sources.routes import RouteMap, encode_path, template_path_values
@@ -331,14 +331,8 @@ def _nginx_parser(timing_field: int) -> Callable[[str], _Request | str]:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a plain or gzip file; BadInput when it cannot be read to the end."""
-    try:
+    with reading(path, "an access log file"):
         fh = path.open("rb")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, expected an access log file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
     n = 0
     with fh:
         compressed = fh.read(2) == _GZIP_MAGIC

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from parity.errors import BadInput
+from parity.errors import BadInput, reading
 from parity.model import Endpoint
 
 __all__ = [
@@ -366,16 +366,8 @@ class _Builder:
 
 
 def _read_text(path: Path) -> str:
-    try:
+    with reading(path, "a route map file"):
         return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, expected a route map file") from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
 
 
 # --- bin/rails routes -----------------------------------------------------------------------------------
