@@ -25,9 +25,9 @@ __all__ = ["PlannedEndpoint", "ReplayPlan", "SkippedEndpoint", "build_plan", "pl
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 
-def placeholders(text: str) -> set[str]:
-    """Names of ``{name}`` placeholders in ``text``."""
-    return set(_PLACEHOLDER.findall(text))
+def placeholders(text: str) -> tuple[str, ...]:
+    """Names of ``{name}`` placeholders in ``text``, each once, in order of appearance."""
+    return tuple(dict.fromkeys(_PLACEHOLDER.findall(text)))
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ def _request_for(stats: EndpointStats) -> tuple[RequestTemplate | None, str]:
     if not stats.endpoint.mapped:
         return None, "unmapped resource: no method and route (add it to the route map)"
     template = stats.request or RequestTemplate(path=stats.endpoint.route)
-    needed = placeholders(template.path)
+    needed = set(placeholders(template.path))
     for value in template.query.values():
-        needed |= placeholders(value)
+        needed |= set(placeholders(value))
     missing = sorted(needed - set(template.params))
     if missing:
         return None, f"no parameter pool for {', '.join('{' + m + '}' for m in missing)}"

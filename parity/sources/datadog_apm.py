@@ -22,7 +22,6 @@ time, under another load, than the replay it is compared with.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,10 +39,10 @@ from parity.model import (
     Timeline,
     Window,
 )
+from parity.replay.plan import placeholders
 
 __all__ = ["PulledBaseline", "build_baseline", "describe_source", "pull_baseline", "request_template"]
 
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 Resolve = Callable[[str], Endpoint | None]
 
@@ -93,7 +92,7 @@ def describe_source(pull: ApmPull) -> str:
 def request_template(endpoint: Endpoint, params: Mapping[str, Sequence[str]] | None) -> RequestTemplate:
     """Path = the route template; params = the pools ``params`` has for the route's ``{placeholders}``."""
     pools = params or {}
-    names = dict.fromkeys(_PLACEHOLDER.findall(endpoint.route))
+    names = placeholders(endpoint.route)
     return RequestTemplate(path=endpoint.route, params={n: tuple(pools[n]) for n in names if n in pools})
 
 
