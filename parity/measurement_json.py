@@ -22,10 +22,12 @@ from parity.errors import BadInput, reading
 from parity.model import (
     Endpoint,
     EndpointStats,
+    GeneratorHealth,
     Latency,
     LatencyDistribution,
     LatencyKind,
     LatencySummary,
+    LoadStage,
     Measurement,
     RequestTemplate,
     Source,
@@ -112,9 +114,49 @@ def _request_to_dict(r: RequestTemplate | None) -> dict[str, Any] | None:
     }
 
 
+def _endpoint_to_dict(e: EndpointStats) -> dict[str, Any]:
+    return {
+        "endpoint": e.endpoint.key,
+        "resource": e.resource,
+        "count": e.count,
+        "errors": e.errors,
+        "latency": _latency_to_dict(e.latency),
+        "intended_latency": _latency_to_dict(e.intended),
+        "timeline": _timeline_to_dict(e.timeline),
+        "request": _request_to_dict(e.request),
+    }
+
+
+def _stage_to_dict(s: LoadStage) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "start_s": s.start_s,
+        "end_s": s.end_s,
+        "target_rps": round(s.target_rps, 6),
+        "endpoints": [_endpoint_to_dict(e) for e in s.endpoints],
+    }
+
+
+def _generator_to_dict(g: GeneratorHealth | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "start_s": g.start_s,
+        "interval_s": g.interval_s,
+        "cpu_percent": [None if c is None else round(c, 1) for c in g.cpu_percent],
+        "late": list(g.late),
+        "processes": g.processes,
+        "sent": g.sent,
+        "late_sends": g.late_sends,
+        "dropped": g.dropped,
+        "late_after_ms": g.late_after_ms,
+        "saturation_percent": g.saturation_percent,
+    }
+
+
 def to_dict(m: Measurement) -> dict[str, Any]:
     """The JSON-ready form of ``m`` (round-trips through :func:`from_dict`)."""
-    return {
+    out = {
         "format": FORMAT,
         "version": VERSION,
         "source": {
@@ -129,20 +171,13 @@ def to_dict(m: Measurement) -> dict[str, Any]:
         "rate_scale": m.rate_scale,
         "pair_id": m.pair_id,
         "labels": dict(m.labels),
-        "endpoints": [
-            {
-                "endpoint": e.endpoint.key,
-                "resource": e.resource,
-                "count": e.count,
-                "errors": e.errors,
-                "latency": _latency_to_dict(e.latency),
-                "intended_latency": _latency_to_dict(e.intended),
-                "timeline": _timeline_to_dict(e.timeline),
-                "request": _request_to_dict(e.request),
-            }
-            for e in m.endpoints
-        ],
+        "endpoints": [_endpoint_to_dict(e) for e in m.endpoints],
     }
+    if m.stages:
+        out["stages"] = [_stage_to_dict(s) for s in m.stages]
+    if m.generator is not None:
+        out["generator"] = _generator_to_dict(m.generator)
+    return out
 
 
 def _layout(value: Any, indent: str = "") -> str:
@@ -250,6 +285,34 @@ def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
     )
 
 
+def _stage_from_dict(d: dict[str, Any]) -> LoadStage:
+    return LoadStage(
+        name=d["name"],
+        start_s=float(d["start_s"]),
+        end_s=float(d["end_s"]),
+        target_rps=float(d["target_rps"]),
+        endpoints=tuple(_endpoint_from_dict(e) for e in d["endpoints"]),
+    )
+
+
+def _generator_from_dict(d: dict[str, Any] | None) -> GeneratorHealth | None:
+    if d is None:
+        return None
+    defaults = GeneratorHealth(0.0, 1.0, (), ())
+    return GeneratorHealth(
+        start_s=float(d["start_s"]),
+        interval_s=float(d["interval_s"]),
+        cpu_percent=tuple(None if c is None else float(c) for c in d["cpu_percent"]),
+        late=tuple(int(n) for n in d["late"]),
+        processes=int(d.get("processes", defaults.processes)),
+        sent=int(d.get("sent", defaults.sent)),
+        late_sends=int(d.get("late_sends", defaults.late_sends)),
+        dropped=int(d.get("dropped", defaults.dropped)),
+        late_after_ms=float(d.get("late_after_ms", defaults.late_after_ms)),
+        saturation_percent=float(d.get("saturation_percent", defaults.saturation_percent)),
+    )
+
+
 def from_dict(data: Any, name: str = "<data>") -> Measurement:
     """Validate and build a Measurement; raises BadInput naming ``name`` and the offending field."""
     if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") != VERSION:
@@ -265,6 +328,12 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
         for i, e in enumerate(data["endpoints"]):
             field = f"endpoints[{i}]"
             endpoints.append(_endpoint_from_dict(e))
+        stages = []
+        for i, st in enumerate(data.get("stages", [])):
+            field = f"stages[{i}]"
+            stages.append(_stage_from_dict(st))
+        field = "generator"
+        generator = _generator_from_dict(data.get("generator"))
         field = "endpoints"
         src = data["source"]
         return Measurement(
@@ -281,6 +350,8 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
             rate_scale=float(data.get("rate_scale", 1.0)),
             pair_id=data.get("pair_id"),
             labels=dict(data.get("labels", {})),
+            stages=tuple(stages),
+            generator=generator,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{name}: {field}: {exc}") from exc

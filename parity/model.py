@@ -17,12 +17,15 @@ from typing import Any
 from parity.sketch import LatencySketch
 
 __all__ = [
+    "SATURATED_CPU_PERCENT",
     "SUMMARY_QUANTILES",
     "Endpoint",
     "EndpointStats",
+    "GeneratorHealth",
     "LatencyDistribution",
     "LatencyKind",
     "LatencySummary",
+    "LoadStage",
     "Measurement",
     "RequestTemplate",
     "Source",
@@ -33,6 +36,9 @@ __all__ = [
 
 #: Quantiles an APM summary can carry (Datadog's distribution aggregators p50…p99).
 SUMMARY_QUANTILES = (0.50, 0.75, 0.90, 0.95, 0.99)
+#: CPU of one load-generator process, % of one core, above which it counts as saturated: its own
+#: queueing then inflates the latency it measures.
+SATURATED_CPU_PERCENT = 90.0
 
 
 class SourceKind(Enum):
@@ -258,12 +264,95 @@ class Window:
 
 
 @dataclass(frozen=True)
+class LoadStage:
+    """A span of a shaped replay (one ramp step, a burst, ...) and what each endpoint did in it.
+
+    ``start_s``/``end_s`` are Unix seconds (end exclusive); ``target_rps`` is the planned mean total rate in
+    req/s. ``endpoints`` hold the counts, errors and latency of the requests *sent* during the span (no
+    timelines); an endpoint that sent nothing in the span is absent.
+    """
+
+    name: str
+    start_s: float
+    end_s: float
+    target_rps: float
+    endpoints: tuple[EndpointStats, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.end_s > self.start_s:
+            raise ValueError(f"stage {self.name!r} ends at {self.end_s} s, not after its start {self.start_s} s")
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def achieved_rps(self) -> float:
+        """Requests sent per second during the stage, all endpoints."""
+        return sum(e.count for e in self.endpoints) / self.duration_s
+
+
+@dataclass(frozen=True)
+class GeneratorHealth:
+    """How the load generator itself fared during a replay, per interval of ``interval_s`` seconds from
+    Unix time ``start_s``.
+
+    ``cpu_percent[i]`` is the CPU of the busiest generator process over interval ``i`` in % of one core
+    (None: not sampled). ``late[i]`` counts sends that started more than ``late_after_ms`` after their
+    planned time (the generator or its concurrency limit could not keep up). Totals: ``processes`` that
+    sent, requests ``sent``, ``late_sends``, and ``dropped`` (not sent: over the max-RPS cap).
+    """
+
+    start_s: float
+    interval_s: float
+    cpu_percent: tuple[float | None, ...]
+    late: tuple[int, ...]
+    processes: int = 1
+    sent: int = 0
+    late_sends: int = 0
+    dropped: int = 0
+    late_after_ms: float = 100.0
+    saturation_percent: float = SATURATED_CPU_PERCENT
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s > 0 and math.isfinite(self.interval_s)):
+            raise ValueError(f"generator.interval_s must be > 0, got {self.interval_s}")
+        _same_length("late", self.late, len(self.cpu_percent))
+
+    @property
+    def saturated(self) -> tuple[bool, ...]:
+        """Per interval: was the busiest process above ``saturation_percent``? (False when not sampled.)"""
+        return tuple(c is not None and c > self.saturation_percent for c in self.cpu_percent)
+
+    def saturated_share(self, start_s: float | None = None, end_s: float | None = None) -> float | None:
+        """Share of the sampled intervals overlapping ``[start_s, end_s)`` (Unix s; default: all) that were
+        saturated; None when no interval there was sampled."""
+        lo = -math.inf if start_s is None else start_s
+        hi = math.inf if end_s is None else end_s
+        sampled = saturated = 0
+        for i, cpu in enumerate(self.cpu_percent):
+            t0 = self.start_s + i * self.interval_s
+            if cpu is None or t0 + self.interval_s <= lo or t0 >= hi:
+                continue
+            sampled += 1
+            saturated += cpu > self.saturation_percent
+        return saturated / sampled if sampled else None
+
+    @property
+    def peak_cpu_percent(self) -> float | None:
+        sampled = [c for c in self.cpu_percent if c is not None]
+        return max(sampled) if sampled else None
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One side of a comparison.
 
     ``rate_scale`` is the load relative to the traffic it reproduces (1.0 for observed production traffic;
     a replay at half the baseline's rate has 0.5), so throughputs compare as ``rps / rate_scale``.
     Two Measurements recorded at the same time against two targets share a ``pair_id`` (concurrent A/B).
+    A shaped replay keeps per-stage results (``stages``, in time order) and its generator's health
+    (``generator``; None for sources that had no generator of ours).
     """
 
     source: Source
@@ -273,6 +362,8 @@ class Measurement:
     rate_scale: float = 1.0
     pair_id: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    stages: tuple[LoadStage, ...] = ()
+    generator: GeneratorHealth | None = None
 
     def __post_init__(self) -> None:
         if not (self.rate_scale > 0 and math.isfinite(self.rate_scale)):

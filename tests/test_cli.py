@@ -80,7 +80,7 @@ def test_bad_config_exits_2(files: dict[str, Path], tmp_path: Path) -> None:
         "compare", str(files["base"]), str(files["base"]), "--out", str(tmp_path / "r"), "--config", str(config)
     )
     assert done.returncode == 2
-    known = "latency, max_inconclusive_share, metrics, min_samples"
+    known = "latency, max_generator_saturated_share, max_inconclusive_share, metrics, min_samples"
     assert done.stderr == f"parity: error: {config}: compare.tolerance: unknown key (known: {known})\n"
 
 

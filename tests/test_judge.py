@@ -13,7 +13,7 @@ from parity.errors import BadInput
 from parity.judge.compare import compare, judge_metric
 from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, LatencyBasis, MetricRule, Policy, policy_from_mapping
 from parity.judge.result import Change, ComparisonMode, MetricResult, Verdict
-from parity.model import Endpoint, EndpointStats, LatencySummary, Measurement, Window
+from parity.model import Endpoint, EndpointStats, GeneratorHealth, LatencySummary, Measurement, Window
 from tests.conftest import T0, lognormal_side
 
 SPEC = {m.name: m for m in METRICS}
@@ -255,3 +255,40 @@ def test_latency_basis_auto_prefers_intended_when_both_sides_have_it() -> None:
     assert policy_from_mapping({"latency": "measured"}).latency is LatencyBasis.MEASURED
     with pytest.raises(ValueError, match="expected auto, measured or intended"):
         policy_from_mapping({"latency": "fast"})
+
+
+def _with_generator(m: Measurement, cpu: tuple[float | None, ...]) -> Measurement:
+    start = m.window.start.timestamp()
+    interval = m.window.duration_s / len(cpu)
+    return replace(m, generator=GeneratorHealth(start, interval, cpu, (0,) * len(cpu), sent=m.total_count))
+
+
+def test_a_saturated_generator_is_not_blamed_on_the_target() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /b": 20}, seed=1)
+    cand = lognormal_side({"GET /a": 40, "GET /b": 20}, errors={"GET /b": 100}, seed=2)
+    healthy = compare(_with_generator(base, (40.0,) * 20), _with_generator(cand, (50.0,) * 19 + (95.0,)))
+    assert healthy.candidate.generator is not None
+    assert healthy.candidate.generator.saturated_share == pytest.approx(0.05)  # at the limit: still judged
+    assert not healthy.candidate.generator.blamed_generator
+    assert {e.endpoint.key: e.verdict for e in healthy.endpoints} == {"GET /a": Verdict.FAIL, "GET /b": Verdict.FAIL}
+
+    busy = compare(_with_generator(base, (40.0,) * 20), _with_generator(cand, (50.0,) * 17 + (95.0, None, 97.0)))
+    gen = busy.candidate.generator
+    assert gen is not None
+    assert gen.blamed_generator
+    assert gen.saturated_share == pytest.approx(2 / 19)  # the unsampled interval does not count
+    by_key = {e.endpoint.key: e for e in busy.endpoints}
+    slow = by_key["GET /a"]
+    assert slow.verdict is Verdict.INCONCLUSIVE  # latency doubled, but the generator was saturated
+    assert any("candidate's load generator was CPU-saturated" in r for r in slow.reasons)
+    for m in slow.metrics:
+        if m.unit == "ms":
+            assert m.verdict is Verdict.INCONCLUSIVE
+    assert by_key["GET /b"].verdict is Verdict.FAIL  # errors are still the target's
+    assert busy.verdict is Verdict.FAIL
+    assert any(n.startswith("latency not judged: the candidate's load generator") for n in busy.notes)
+    assert busy.baseline.generator is not None
+    assert not busy.baseline.generator.blamed_generator
+    lenient = compare(base, _with_generator(cand, (95.0,) * 20), Policy(max_generator_saturated_share=1.0))
+    assert {e.verdict for e in lenient.endpoints} == {Verdict.FAIL}
+    assert compare(base, cand).candidate.generator is None  # no generator data: nothing to say

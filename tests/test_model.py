@@ -14,7 +14,9 @@ from parity.errors import BadInput
 from parity.model import (
     Endpoint,
     EndpointStats,
+    GeneratorHealth,
     LatencySummary,
+    LoadStage,
     Measurement,
     RequestTemplate,
     Source,
@@ -77,11 +79,17 @@ def _full_measurement() -> Measurement:
         request=RequestTemplate(path="/users/{id}", params={"id": ("1", "2")}, body={"x": "{id}"}),
         resource="UsersController#show",
     )
+    t0 = side.window.start.timestamp()
     return Measurement(
         source=Source(SourceKind.DATADOG, "pull", service="web", env="ec2"),
         window=side.window,
         endpoints=(*side.endpoints, summary),
         labels={"k": "v"},
+        stages=(
+            LoadStage("10%", t0, t0 + 30, 1.5, endpoints=side.endpoints),
+            LoadStage("100%", t0 + 30, t0 + 60, 15.0),
+        ),
+        generator=GeneratorHealth(t0, 30.0, cpu_percent=(12.5, None), late=(0, 3), processes=2, sent=60, late_sends=3),
     )
 
 
@@ -94,6 +102,24 @@ def test_measurement_round_trip(tmp_path: Path) -> None:
     assert back.endpoints[1].timeline.counts == (4, None, 6)  # missing stays missing, not zero
     assert back.endpoints[1].latency == LatencySummary(avg_ms=5.0, max_ms=40.0)
     assert not list(tmp_path.glob("sub/.m.json.*"))  # no temporary file left behind
+    assert [st.name for st in back.stages] == ["10%", "100%"]
+    assert back.stages[0].endpoints[0].count == m.stages[0].endpoints[0].count
+    assert back.generator == m.generator
+
+
+def test_generator_health_marks_saturated_intervals() -> None:
+    g = GeneratorHealth(1000.0, 10.0, cpu_percent=(50.0, 95.0, None, 91.0), late=(0, 0, 0, 4))
+    assert g.saturated == (False, True, False, True)
+    assert g.saturated_share() == pytest.approx(2 / 3)  # the unsampled interval is not counted
+    assert g.saturated_share(1000.0, 1010.0) == 0.0
+    assert g.saturated_share(1005.0, 1015.0) == pytest.approx(0.5)  # overlaps intervals 0 and 1
+    assert g.saturated_share(1020.0, 1030.0) is None
+    assert g.peak_cpu_percent == 95.0
+    assert GeneratorHealth(0.0, 1.0, (), ()).peak_cpu_percent is None
+    with pytest.raises(ValueError, match="late has 1 points"):
+        GeneratorHealth(0.0, 1.0, (1.0, 2.0), (0,))
+    with pytest.raises(ValueError, match="not after its start"):
+        LoadStage("x", 10.0, 10.0, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +133,8 @@ def test_measurement_round_trip(tmp_path: Path) -> None:
         (lambda d: d["endpoints"][1]["timeline"].update(errors=[1]), "endpoints[1]: timeline.errors has 1 points"),
         (lambda d: d["endpoints"].append(dict(d["endpoints"][0])), "appears twice"),
         (lambda d: d["endpoints"][0].update(colour="red"), "Additional properties are not allowed"),
+        (lambda d: d["generator"].update(cpu_percent=[-1, None]), "generator.cpu_percent[0]: -1 is less than"),
+        (lambda d: d["stages"][1].update(end_s=0), "stages[1]: stage '100%' ends at 0.0 s"),
     ],
 )
 def test_bad_files_fail_with_one_line_naming_file_and_field(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]

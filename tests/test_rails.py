@@ -123,4 +123,6 @@ def test_max_rps_caps_what_is_sent(tmp_path: Path) -> None:
     m = measurement_json.read(out)
     assert m.total_count == received
     assert received <= 5 * 4 + 5  # one second's burst, then 5 per second
-    assert int(m.labels["dropped_over_cap"]) > 100
+    assert m.generator is not None
+    assert m.generator.dropped > 100
+    assert m.generator.sent == m.total_count

@@ -39,8 +39,14 @@ def replay(url: str, out: Path, *extra: str) -> Measurement:
     m = measurement_json.read(out)
     recorded = {e.endpoint.key: e.count for e in m.endpoints}
     assert recorded == {k: v for k, v in received.items() if v}, "recorded counts differ from what the server got"
-    assert m.labels["sent"] == str(m.total_count)
+    assert m.generator is not None
+    assert m.generator.sent == m.total_count
     assert m.labels["complete"] == "yes"
+    # the generator's CPU was sampled in (nearly) every second of the run, and it was not saturated
+    sampled = [c for c in m.generator.cpu_percent if c is not None]
+    assert len(sampled) >= RUN_S - 1
+    assert 0 < max(sampled) < 90
+    assert m.generator.saturated_share() == 0
     return m
 
 
@@ -60,7 +66,8 @@ def test_single_process_replay_records_what_the_server_received(server: str, tmp
 def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path: Path) -> None:
     one = replay(server, tmp_path / "one.json", "--seed", "5", "--rate-scale", "0.5")
     two = replay(server, tmp_path / "two.json", "--seed", "5", "--rate-scale", "0.5", "--processes", "2")
-    assert two.labels["lanes"] == "2"
+    assert two.generator is not None
+    assert two.generator.processes == 2
     assert {e.endpoint.key: e.count for e in two.endpoints} == {e.endpoint.key: e.count for e in one.endpoints}
     assert two.rate_scale == 0.5
 

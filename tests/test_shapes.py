@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from parity import measurement_json
 from parity.demo.processes import fetch_stats, running_server
+from parity.model import LatencyDistribution
 from parity.replay import shapes
 from parity.replay.plan import build_plan
 from parity.replay.schedule import iter_arrivals
@@ -80,19 +80,21 @@ def test_ramp_run_records_its_stages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     m = measurement_json.read(out)
     assert m.labels["shape"] == "ramp"
-    stages = json.loads(m.labels["stages"])
-    assert [s["name"] for s in stages] == ["10%", "40%"]
+    assert [s.name for s in m.stages] == ["10%", "40%"]
     assert m.window.duration_s == pytest.approx(10.0)
     assert m.total_count == received
-    # rate per stage from the timeline buckets that lie wholly inside it (buckets are whole Unix seconds)
     start = m.window.start.timestamp()
-    counts: Counter[int] = Counter()
+    assert [(s.start_s - start, s.end_s - start) for s in m.stages] == [
+        pytest.approx((0, 5), abs=1e-3),
+        pytest.approx((5, 10), abs=1e-3),
+    ]
+    # every request is in exactly one stage, per endpoint, with its latency
     for e in m.endpoints:
-        assert e.timeline is not None
-        for i, c in enumerate(e.timeline.counts):
-            counts[round(e.timeline.start_s + i * e.timeline.interval_s)] += c or 0
-    for stage in stages:
-        inside = [t for t in counts if stage["start_s"] <= t - start and t + 1 - start <= stage["end_s"]]
-        assert inside
-        rate = sum(counts[t] for t in inside) / len(inside)
-        assert rate == pytest.approx(stage["target_rps"], rel=0.35)
+        in_stages = [x for s in m.stages for x in s.endpoints if x.endpoint == e.endpoint]
+        assert sum(x.count for x in in_stages) == e.count
+        samples = sum(x.latency.samples for x in in_stages if isinstance(x.latency, LatencyDistribution))
+        assert samples == (e.latency.samples if isinstance(e.latency, LatencyDistribution) else 0)
+    low, high = m.stages
+    assert high.target_rps == pytest.approx(4 * low.target_rps)
+    for stage in m.stages:
+        assert stage.achieved_rps == pytest.approx(stage.target_rps, rel=0.35)

@@ -6,12 +6,18 @@ when any metric fails; it passes only when at least one latency metric was judge
 otherwise it is inconclusive. The run fails when any endpoint fails, and is inconclusive when nothing
 could be judged or when unjudged endpoints carry more than ``max_inconclusive_share`` of baseline traffic.
 
+Generator health: when a replay's load generator was CPU-saturated in more than
+``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
+measured, so no latency metric is judged (they become inconclusive with that reason; errors and
+throughput are still judged) — the harness never blames the target for the generator's load.
+
 This judge applies practical tolerances only; it makes no significance test.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from parity.judge.bottlenecks import rank_bottlenecks
 from parity.judge.policy import METRICS, Gate, LatencyBasis, MetricRule, MetricSpec, Policy
@@ -20,6 +26,7 @@ from parity.judge.result import (
     ComparisonMode,
     Direction,
     EndpointResult,
+    GeneratorInfo,
     MetricResult,
     ParityResult,
     SideInfo,
@@ -27,7 +34,7 @@ from parity.judge.result import (
 )
 from parity.model import Endpoint, EndpointStats, LatencyDistribution, LatencyKind, Measurement
 
-__all__ = ["compare", "format_value", "judge_metric", "side_info"]
+__all__ = ["compare", "format_value", "generator_info", "judge_metric", "side_info"]
 
 _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
 #: ``latency_basis`` of endpoints judged on latency from the planned send time.
@@ -141,7 +148,9 @@ def _judge_endpoint(
     candidate: Measurement,
     policy: Policy,
     share: float | None,
+    saturated: tuple[str, ...] = (),
 ) -> EndpointResult:
+    """``saturated``: reasons why latency cannot be judged (a side's load generator was saturated)."""
     basis = "" if base is None or cand is None else _latency_basis(base, cand, baseline, candidate, policy)
 
     def result(verdict: Verdict, reasons: list[str], metrics: tuple[MetricResult, ...] = ()) -> EndpointResult:
@@ -164,7 +173,14 @@ def _judge_endpoint(
     for spec in METRICS:
         b_value, b_n = _metric_value(spec, base, baseline, basis)
         c_value, c_n = _metric_value(spec, cand, candidate, basis)
-        metrics.append(judge_metric(spec, policy.rule(spec.name), b_value, c_value, (b_n, c_n)))
+        judged_metric = judge_metric(spec, policy.rule(spec.name), b_value, c_value, (b_n, c_n))
+        if saturated and spec.name in _LATENCY_METRICS and judged_metric.verdict is not Verdict.INCONCLUSIVE:
+            judged_metric = replace(
+                judged_metric,
+                verdict=Verdict.INCONCLUSIVE,
+                reason=f"{judged_metric.reason}; not judged: {'; '.join(saturated)}",
+            )
+        metrics.append(judged_metric)
     judged = tuple(metrics)
     if min(base.count, cand.count) < policy.min_samples:
         return result(
@@ -185,11 +201,40 @@ def _judge_endpoint(
     if marginal:
         return result(Verdict.MARGINAL, [m.reason for m in marginal] + unjudged, judged)
     if not latency_judged:
-        return result(Verdict.INCONCLUSIVE, ["no latency metric could be judged", *unjudged], judged)
+        why = [*saturated] if saturated else []
+        return result(Verdict.INCONCLUSIVE, ["no latency metric could be judged", *why, *unjudged], judged)
     return result(Verdict.PASS, ["every judged metric within tolerance", *unjudged], judged)
 
 
-def side_info(m: Measurement, name: str) -> SideInfo:
+def generator_info(m: Measurement, policy: Policy) -> GeneratorInfo | None:
+    """How the side's load generator fared, and whether its saturation rules out judging latency."""
+    g = m.generator
+    if g is None:
+        return None
+    share = g.saturated_share()
+    return GeneratorInfo(
+        processes=g.processes,
+        peak_cpu_percent=g.peak_cpu_percent,
+        saturated_share=share,
+        saturation_percent=g.saturation_percent,
+        sent=g.sent,
+        late_sends=g.late_sends,
+        dropped=g.dropped,
+        blamed_generator=share is not None and share > policy.max_generator_saturated_share,
+    )
+
+
+def _saturation_reason(side: str, info: GeneratorInfo | None) -> list[str]:
+    if info is None or not info.blamed_generator:
+        return []
+    return [
+        f"the {side}'s load generator was CPU-saturated (> {info.saturation_percent:g}%) in "
+        f"{info.saturated_share or 0:.0%} of the run: its own queueing inflates latency "
+        "(add generator processes or lower the rate)"
+    ]
+
+
+def side_info(m: Measurement, name: str, policy: Policy | None = None) -> SideInfo:
     """Provenance of one side for reports."""
     errors = [e.errors for e in m.endpoints]
     return SideInfo(
@@ -208,6 +253,7 @@ def side_info(m: Measurement, name: str) -> SideInfo:
         latency_kind=m.latency_kind.value,
         rate_scale=m.rate_scale,
         pair_id=m.pair_id,
+        generator=generator_info(m, policy or Policy()),
     )
 
 
@@ -245,6 +291,12 @@ def compare(
 ) -> ParityResult:
     """Judge ``candidate`` against ``baseline``; see the module docstring for the rules."""
     policy = policy or Policy()
+    sides = (side_info(baseline, names[0], policy), side_info(candidate, names[1], policy))
+    saturated = tuple(
+        r
+        for role, side in zip(("baseline", "candidate"), sides, strict=True)
+        for r in _saturation_reason(role, side.generator)
+    )
     base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
     total = baseline.total_count
     keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]
@@ -253,7 +305,7 @@ def compare(
         base, cand = base_by_key.get(key), cand_by_key.get(key)
         share = base.count / total if base is not None and total else None
         endpoint = (base or cand).endpoint  # type: ignore[union-attr]
-        results.append(_judge_endpoint(endpoint, base, cand, baseline, candidate, policy, share))
+        results.append(_judge_endpoint(endpoint, base, cand, baseline, candidate, policy, share, saturated))
     results.sort(key=lambda r: (-r.verdict.severity, -(r.traffic_share or 0.0), r.endpoint.key))
 
     mode = (
@@ -262,7 +314,7 @@ def compare(
         else ComparisonMode.BEFORE_AFTER
     )
     verdict, reasons = _run_verdict(results, policy)
-    notes = _notes(baseline, candidate, mode)
+    notes = [*_notes(baseline, candidate, mode), *(f"latency not judged: {s}" for s in saturated)]
     intended = sum(1 for r in results if r.latency_basis == INTENDED)
     if intended:
         notes.append(
@@ -275,8 +327,8 @@ def compare(
         mode=mode,
         endpoints=tuple(results),
         bottlenecks=rank_bottlenecks(results, baseline),
-        baseline=side_info(baseline, names[0]),
-        candidate=side_info(candidate, names[1]),
+        baseline=sides[0],
+        candidate=sides[1],
         notes=tuple(notes),
     )
 

@@ -103,12 +103,15 @@ class Policy:
     ``min_samples``: requests an endpoint needs on each side to be judged at all.
     ``max_inconclusive_share``: share of baseline traffic that may sit on unjudged endpoints before the
     whole run is inconclusive. ``latency``: which latency the latency metrics judge (``LatencyBasis``).
+    ``max_generator_saturated_share``: share of a replay's sampled intervals in which its load generator
+    may be CPU-saturated before latency regressions on that run are no longer blamed on the target.
     ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
     """
 
     min_samples: int = 30
     max_inconclusive_share: float = 0.05
     latency: LatencyBasis = LatencyBasis.AUTO
+    max_generator_saturated_share: float = 0.05
     rules: Mapping[str, MetricRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
 
     def rule(self, metric: str) -> MetricRule:
@@ -123,6 +126,13 @@ def _number(value: Any, where: str, *, minimum: float = 0.0, integer: bool = Fal
     return value
 
 
+def _share(value: Any, where: str) -> float:
+    share = _number(value, where)
+    if share > 1:
+        raise ValueError(f"{where}: must be between 0 and 1, got {share}")
+    return float(share)
+
+
 def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Policy:
     """Build a Policy from the ``[compare]`` table of parity.toml; unknown keys raise ValueError naming them.
 
@@ -132,13 +142,14 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         min_samples = 30
         max_inconclusive_share = 0.05
         latency = "auto"     # auto | measured | intended
+        max_generator_saturated_share = 0.05
         [compare.metrics.p95_ms]
         tolerance = 0.2      # 20 %
         min_delta = 5.0      # ms
         min_samples = 200
         gate = "fail"        # fail | warn | off
     """
-    known = {"min_samples", "max_inconclusive_share", "latency", "metrics"}
+    known = {"min_samples", "max_inconclusive_share", "max_generator_saturated_share", "latency", "metrics"}
     for key in data:
         if key not in known:
             raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -146,10 +157,12 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
     if "min_samples" in data:
         policy = replace(policy, min_samples=_number(data["min_samples"], f"{where}.min_samples", integer=True))
     if "max_inconclusive_share" in data:
-        share = _number(data["max_inconclusive_share"], f"{where}.max_inconclusive_share")
-        if share > 1:
-            raise ValueError(f"{where}.max_inconclusive_share: must be between 0 and 1, got {share}")
-        policy = replace(policy, max_inconclusive_share=float(share))
+        policy = replace(
+            policy, max_inconclusive_share=_share(data["max_inconclusive_share"], f"{where}.max_inconclusive_share")
+        )
+    if "max_generator_saturated_share" in data:
+        share = _share(data["max_generator_saturated_share"], f"{where}.max_generator_saturated_share")
+        policy = replace(policy, max_generator_saturated_share=share)
     if "latency" in data:
         try:
             policy = replace(policy, latency=LatencyBasis(data["latency"]))

@@ -17,6 +17,7 @@ __all__ = [
     "ComparisonMode",
     "Direction",
     "EndpointResult",
+    "GeneratorInfo",
     "MetricResult",
     "ParityResult",
     "SideInfo",
@@ -127,6 +128,22 @@ class Bottleneck:
 
 
 @dataclass(frozen=True)
+class GeneratorInfo:
+    """How one side's load generator fared (replays only): peak CPU of its busiest process (% of one core),
+    the share of sampled intervals above the saturation threshold, late sends, and whether latency
+    regressions on this side were therefore not blamed on the target (``blamed_generator``)."""
+
+    processes: int
+    peak_cpu_percent: float | None
+    saturated_share: float | None
+    saturation_percent: float
+    sent: int
+    late_sends: int
+    dropped: int
+    blamed_generator: bool
+
+
+@dataclass(frozen=True)
 class SideInfo:
     """Provenance of one side, for the report's metadata."""
 
@@ -145,6 +162,7 @@ class SideInfo:
     latency_kind: str
     rate_scale: float
     pair_id: str | None
+    generator: GeneratorInfo | None = None
 
 
 @dataclass(frozen=True)

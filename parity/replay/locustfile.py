@@ -21,8 +21,6 @@ How it works:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import time
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import psutil
 from gevent.event import Event
 from gevent.pool import Pool
 from locust import FastHttpUser, LoadTestShape, events, task
@@ -47,7 +46,7 @@ from parity.model import Source, SourceKind
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
 from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
-from parity.replay.recorder import Recorder, timeline_interval
+from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.schedule import Arrival, iter_arrivals
 from parity.replay.shapes import ShapedPlan, ShapeKind
 
@@ -255,6 +254,46 @@ def _shape(plan: ReplayPlan, config: dict[str, Any]) -> ShapedPlan:
     return shapes.replay(plan, run_time_s, scale)
 
 
+def _stage_spans(start_at: float) -> list[StageSpan]:
+    """The shaped plan's stages as Unix-time spans of a run starting at ``start_at``."""
+    stages = state.shaped.stages if state.shaped else ()
+    return [StageSpan(s.name, start_at + s.start_s, start_at + s.end_s, s.target_rps) for s in stages]
+
+
+class _CpuSampler:
+    """Samples this process's CPU (% of one core) once per timeline interval into the recorder.
+
+    Each sample covers the span since the previous one and is filed under the interval holding the span's
+    midpoint; a saturated process wakes late, but its sample still covers the real elapsed time."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._process = psutil.Process()
+        self._last = self._now()
+        self._greenlet = gevent.spawn(self._run)
+
+    def _now(self) -> tuple[float, float]:
+        times = self._process.cpu_times()
+        return time.time(), times.user + times.system
+
+    def _sample(self) -> None:
+        (t0, cpu0), (t1, cpu1) = self._last, self._now()
+        if t1 - t0 > 0.05:
+            self._recorder.record_cpu((t0 + t1) / 2, max(0.0, (cpu1 - cpu0) / (t1 - t0) * 100.0))
+            self._last = (t1, cpu1)
+
+    def _run(self) -> None:
+        interval = self._recorder.interval_s
+        while True:
+            gevent.sleep(interval - time.time() % interval + 0.001)
+            self._sample()
+
+    def stop(self) -> None:
+        """Stop sampling, filing the last partial interval."""
+        self._greenlet.kill(block=True, timeout=1.0)
+        self._sample()
+
+
 def _configure(config: dict[str, Any], *, worker: bool = False) -> None:
     """Load the baseline and size the user; raises BadInput for an unusable baseline.
 
@@ -342,6 +381,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.config["start_at"] = start_at
     # A new test (e.g. restarted from the web UI) starts from an empty record.
     state.recorder = Recorder(state.recorder.interval_s)
+    state.recorder.set_stages(_stage_spans(start_at))
     state.done_lanes.clear()
     state.sent = state.late = state.dropped = 0
     state.finished_at = None
@@ -366,6 +406,7 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
         return
     state.config = config
     state.lane, state.lanes = int(config["lane"]), int(config["lanes"])
+    state.recorder.set_stages(_stage_spans(float(config["start_at"])))
     state.ready.set()
 
 
@@ -436,6 +477,7 @@ class ReplayUser(FastHttpUser):
             lanes=state.lanes,
         )
         cap = None if config.get("max_rps") is None else RateCap(float(config["max_rps"]) / state.lanes)
+        sampler = _CpuSampler(state.recorder)
         sent = late = dropped = 0
         for arrival in arrivals:
             if self._state == LOCUST_STATE_STOPPING:
@@ -445,6 +487,7 @@ class ReplayUser(FastHttpUser):
                 gevent.sleep(delay)
             elif delay < -LATE_S:
                 late += 1
+                state.recorder.record_late(start_at + arrival.at_s)
             if cap is not None and not cap.take(time.monotonic()):
                 dropped += 1
                 continue
@@ -452,6 +495,7 @@ class ReplayUser(FastHttpUser):
             sent += 1
         pool.join(timeout=config["request_timeout_s"] + 1.0)
         pool.kill(block=True, timeout=1.0)
+        sampler.stop()
         self._finish_lane(sent, late, dropped)
         raise StopUser
 
@@ -531,12 +575,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         "baseline": str(config["baseline"]),
         "seed": str(config["seed"]),
         "run_time_s": f"{config['run_time_s']:g}",
-        "lanes": str(state.lanes),
-        "sent": str(state.sent),
-        "late_sends": str(state.late),
-        "dropped_over_cap": str(state.dropped),
         "shape": config["shape"]["kind"],
-        "stages": json.dumps([dataclasses.asdict(s) for s in state.shaped.stages] if state.shaped else []),
         "complete": "yes" if complete else "no",
     }
     if state.aborted is not None:
@@ -554,6 +593,13 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         rate_scale=state.shaped.rate_scale if state.shaped else config["rate_scale"],
         pair_id=config.get("pair_id") or None,
         labels=labels,
+        generator=GeneratorTotals(
+            processes=state.lanes,
+            sent=state.sent,
+            late_sends=state.late,
+            dropped=state.dropped,
+            late_after_ms=LATE_S * 1000.0,
+        ),
     )
     state.written = measurement_json.write(measurement, config["parity_out"])
     log.info(

@@ -1,4 +1,4 @@
-"""Run recorder: per-request results → per-endpoint sketches and timelines → a Measurement.
+"""Run recorder: per-request results → per-endpoint sketches, timelines and stages → a Measurement.
 
 Pure (no Locust import): the locustfile feeds it from ``events.request``. On Locust workers the recorder
 hands out what it collected since the last hand-out (:meth:`Recorder.take_delta`, a JSON-safe dict sent
@@ -8,22 +8,38 @@ exactly, so the master's totals equal the sum over workers — nothing is counte
 Errors: a request is an error when Locust reports an exception for it (the replay marks no-response and
 5xx as failures, 4xx as successes, like APM). Latency is recorded only for requests that got a response;
 a request without one counts as an error with no latency. Timeline buckets are aligned on absolute
-Unix time (``floor(send_time / interval_s)``), so buckets from different workers line up.
+Unix time (``floor(send_time / interval_s)``), so buckets from different workers line up. A request
+belongs to the stage (:meth:`Recorder.set_stages`) its send time falls in; sends after the last stage
+count in the last one.
+
+Speed: :meth:`Recorder.record` only appends to a buffer (about a microsecond); the buffer is folded into
+the sketches in vectorised batches whenever something reads the recorder or the buffer reaches
+``FLUSH_EVERY`` requests, so recording costs the load generator little CPU.
+
+Generator health: :meth:`Recorder.record_cpu` and :meth:`Recorder.record_late` keep, per timeline
+bucket, the busiest process's CPU (% of one core) and the count of late sends; they travel in the deltas
+and merge as max and sum.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from parity.model import (
     Endpoint,
     EndpointStats,
+    GeneratorHealth,
     LatencyDistribution,
     LatencyKind,
+    LoadStage,
     Measurement,
     Source,
     Timeline,
@@ -31,11 +47,13 @@ from parity.model import (
 )
 from parity.sketch import LatencySketch
 
-__all__ = ["NICE_INTERVALS_S", "Recorder", "timeline_interval"]
+__all__ = ["FLUSH_EVERY", "NICE_INTERVALS_S", "GeneratorTotals", "Recorder", "StageSpan", "timeline_interval"]
 
 #: Timeline interval candidates, seconds; the recorder picks the smallest giving at most MAX_POINTS.
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 MAX_POINTS = 240
+#: Buffered requests that trigger a flush into the sketches.
+FLUSH_EVERY = 4096
 
 
 def timeline_interval(run_time_s: float) -> float:
@@ -46,22 +64,44 @@ def timeline_interval(run_time_s: float) -> float:
     return float(NICE_INTERVALS_S[-1])
 
 
+@dataclass(frozen=True)
+class StageSpan:
+    """A stage to record separately: Unix seconds ``[start_s, end_s)``, planned total req/s."""
+
+    name: str
+    start_s: float
+    end_s: float
+    target_rps: float
+
+
+@dataclass(frozen=True)
+class GeneratorTotals:
+    """Run totals of the load generator for :meth:`Recorder.to_measurement` (see ``GeneratorHealth``)."""
+
+    processes: int
+    sent: int
+    late_sends: int
+    dropped: int
+    late_after_ms: float
+
+
 @dataclass
 class _Cell:
-    """Counts and latency of one endpoint (over the run, or in one timeline bucket)."""
+    """Counts and latency of one endpoint (over the run, in one timeline bucket or in one stage)."""
 
     count: int = 0
     errors: int = 0
     sketch: LatencySketch = field(default_factory=LatencySketch)
     intended: LatencySketch = field(default_factory=LatencySketch)
 
-    def add(self, latency_ms: float | None, error: bool, intended_ms: float | None = None) -> None:
-        self.count += 1
-        self.errors += error
-        if latency_ms is not None:
-            self.sketch.add(latency_ms)
-        if intended_ms is not None:
-            self.intended.add(intended_ms)
+    def add_batch(
+        self, latency_ms: npt.NDArray[np.float64], errors: npt.NDArray[np.bool_], intended_ms: npt.NDArray[np.float64]
+    ) -> None:
+        """Requests with their latencies (NaN = none) and error flags."""
+        self.count += len(latency_ms)
+        self.errors += int(errors.sum())
+        self.sketch.add_many(latency_ms[~np.isnan(latency_ms)])
+        self.intended.add_many(intended_ms[~np.isnan(intended_ms)])
 
     def merge(self, other: _Cell) -> None:
         self.count += other.count
@@ -86,11 +126,46 @@ class _Cell:
             LatencySketch.from_dict(d["intended"]),
         )
 
+    def stats(self, endpoint: Endpoint, timeline: Timeline | None = None) -> EndpointStats:
+        return EndpointStats(
+            endpoint=endpoint,
+            count=self.count,
+            errors=self.errors,
+            latency=LatencyDistribution(self.sketch) if self.sketch.count else None,
+            intended=LatencyDistribution(self.intended) if self.intended.count else None,
+            timeline=timeline,
+        )
+
 
 @dataclass
 class _EndpointRecord:
     total: _Cell = field(default_factory=_Cell)
     buckets: dict[int, _Cell] = field(default_factory=lambda: defaultdict(_Cell))
+    stages: dict[int, _Cell] = field(default_factory=lambda: defaultdict(_Cell))
+
+    def merge_dict(self, item: dict[str, Any]) -> None:
+        self.total.merge(_Cell.from_dict(item["total"]))
+        for b, cell in item["buckets"].items():
+            self.buckets[int(b)].merge(_Cell.from_dict(cell))
+        for s, cell in item.get("stages", {}).items():
+            self.stages[int(s)].merge(_Cell.from_dict(cell))
+
+
+@dataclass
+class _Store:
+    """Everything recorded (or, for deltas, recorded since the last hand-out)."""
+
+    endpoints: dict[tuple[str, str], _EndpointRecord] = field(default_factory=lambda: defaultdict(_EndpointRecord))
+    cpu: dict[int, float] = field(default_factory=dict)  # bucket → busiest process's CPU %
+    late: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # bucket → late sends
+
+    def add_cpu(self, bucket: int, percent: float) -> None:
+        self.cpu[bucket] = max(self.cpu.get(bucket, 0.0), percent)
+
+    def clear(self) -> None:
+        self.endpoints.clear()
+        self.cpu.clear()
+        self.late.clear()
 
 
 class Recorder:
@@ -100,9 +175,24 @@ class Recorder:
         """``track_delta``: also keep what was recorded since the last :meth:`take_delta` (Locust workers);
         off, the recorder keeps one copy only and hands out empty deltas."""
         self.interval_s = interval_s
-        self._records: dict[tuple[str, str], _EndpointRecord] = defaultdict(_EndpointRecord)
-        self._pending: dict[tuple[str, str], _EndpointRecord] = defaultdict(_EndpointRecord)
-        self._stores = (self._records, self._pending) if track_delta else (self._records,)
+        self._all = _Store()
+        self._pending = _Store()
+        self._stores = (self._all, self._pending) if track_delta else (self._all,)
+        self._stages: tuple[StageSpan, ...] = ()
+        self._stage_starts: list[float] = []
+        self._names: dict[tuple[str, str], int] = {}
+        self._keys: list[tuple[str, str]] = []
+        self._buf_endpoint: list[int] = []
+        self._buf_sent: list[float] = []
+        self._buf_latency: list[float] = []
+        self._buf_error: list[bool] = []
+        self._buf_intended: list[float] = []
+
+    def set_stages(self, stages: Sequence[StageSpan]) -> None:
+        """Record requests per stage from now on (stages in time order)."""
+        self._flush()
+        self._stages = tuple(stages)
+        self._stage_starts = [s.start_s for s in self._stages]
 
     def record(
         self,
@@ -115,22 +205,76 @@ class Recorder:
     ) -> None:
         """One finished request: Unix send time in s, latency in ms (None = no response), and the latency
         from its planned send time in ms when an open-model replay knows it."""
-        bucket = math.floor(sent_at_s / self.interval_s)
+        key = (method, name)
+        index = self._names.get(key)
+        if index is None:
+            index = self._names[key] = len(self._keys)
+            self._keys.append(key)
+        self._buf_endpoint.append(index)
+        self._buf_sent.append(sent_at_s)
+        self._buf_latency.append(math.nan if latency_ms is None else latency_ms)
+        self._buf_error.append(error)
+        self._buf_intended.append(math.nan if intended_ms is None else intended_ms)
+        if len(self._buf_sent) >= FLUSH_EVERY:
+            self._flush()
+
+    def record_cpu(self, at_s: float, percent: float) -> None:
+        """This process's CPU (% of one core) over the timeline interval holding Unix time ``at_s``."""
+        bucket = math.floor(at_s / self.interval_s)
         for store in self._stores:
-            rec = store[(method, name)]
-            rec.total.add(latency_ms, error, intended_ms)
-            rec.buckets[bucket].add(latency_ms, error, intended_ms)
+            store.add_cpu(bucket, percent)
+
+    def record_late(self, at_s: float, count: int = 1) -> None:
+        """``count`` sends that started late, at Unix time ``at_s``."""
+        bucket = math.floor(at_s / self.interval_s)
+        for store in self._stores:
+            store.late[bucket] += count
+
+    def _flush(self) -> None:
+        """Fold the buffered requests into the sketches, grouped by endpoint × bucket and endpoint × stage."""
+        if not self._buf_sent:
+            return
+        endpoint = np.asarray(self._buf_endpoint, dtype=np.int64)
+        sent = np.asarray(self._buf_sent, dtype=np.float64)
+        latency = np.asarray(self._buf_latency, dtype=np.float64)
+        error = np.asarray(self._buf_error, dtype=np.bool_)
+        intended = np.asarray(self._buf_intended, dtype=np.float64)
+        for buf in (self._buf_endpoint, self._buf_sent, self._buf_latency, self._buf_error, self._buf_intended):
+            buf.clear()
+        buckets = np.floor(sent / self.interval_s).astype(np.int64)
+        groupings: list[tuple[str, npt.NDArray[np.int64]]] = [("buckets", buckets)]
+        if self._stages:
+            stage = np.searchsorted(np.asarray(self._stage_starts), sent, side="right") - 1
+            groupings.append(("stages", np.clip(stage, 0, len(self._stages) - 1).astype(np.int64)))
+        for ep in np.unique(endpoint).tolist():
+            rows = endpoint == ep
+            lat, err, intd = latency[rows], error[rows], intended[rows]
+            records = [store.endpoints[self._keys[ep]] for store in self._stores]
+            for rec in records:
+                rec.total.add_batch(lat, err, intd)
+            for attr, ids in groupings:
+                sub = ids[rows]
+                order = np.argsort(sub, kind="stable")
+                sub_sorted = sub[order]
+                uniques, starts = np.unique(sub_sorted, return_index=True)
+                ends = [*starts[1:].tolist(), len(sub_sorted)]
+                for group, lo, hi in zip(uniques.tolist(), starts.tolist(), ends, strict=True):
+                    pick = order[lo:hi]
+                    for rec in records:
+                        getattr(rec, attr)[group].add_batch(lat[pick], err[pick], intd[pick])
 
     @property
     def count(self) -> int:
-        return sum(r.total.count for r in self._records.values())
+        self._flush()
+        return sum(r.total.count for r in self._all.endpoints.values())
 
     def totals_since(self, since_s: float) -> tuple[int, int, float | None]:
         """Requests, errors and p99 (ms; None without latencies) over all endpoints, from the timeline
         buckets that start at or after Unix time ``since_s``."""
+        self._flush()
         first = math.floor(since_s / self.interval_s)
         total = _Cell()
-        for rec in self._records.values():
+        for rec in self._all.endpoints.values():
             for bucket, cell in rec.buckets.items():
                 if bucket >= first:
                     total.merge(cell)
@@ -138,6 +282,8 @@ class Recorder:
 
     def take_delta(self) -> dict[str, Any]:
         """What was recorded since the last call, JSON-safe, for a Locust worker's report."""
+        self._flush()
+        pending = self._pending
         delta = {
             "interval_s": self.interval_s,
             "endpoints": [
@@ -146,11 +292,14 @@ class Recorder:
                     "name": name,
                     "total": rec.total.to_dict(),
                     "buckets": {str(b): cell.to_dict() for b, cell in rec.buckets.items()},
+                    "stages": {str(s): cell.to_dict() for s, cell in rec.stages.items()},
                 }
-                for (method, name), rec in self._pending.items()
+                for (method, name), rec in pending.endpoints.items()
             ],
+            "cpu": {str(b): pct for b, pct in pending.cpu.items()},
+            "late": {str(b): n for b, n in pending.late.items()},
         }
-        self._pending.clear()
+        pending.clear()
         return delta
 
     def merge_delta(self, delta: dict[str, Any]) -> None:
@@ -158,10 +307,11 @@ class Recorder:
         if float(delta["interval_s"]) != self.interval_s:
             raise ValueError(f"worker timeline interval {delta['interval_s']} s differs from {self.interval_s} s")
         for item in delta["endpoints"]:
-            rec = self._records[(item["method"], item["name"])]
-            rec.total.merge(_Cell.from_dict(item["total"]))
-            for b, cell in item["buckets"].items():
-                rec.buckets[int(b)].merge(_Cell.from_dict(cell))
+            self._all.endpoints[(item["method"], item["name"])].merge_dict(item)
+        for b, pct in delta.get("cpu", {}).items():
+            self._all.add_cpu(int(b), float(pct))
+        for b, n in delta.get("late", {}).items():
+            self._all.late[int(b)] += int(n)
 
     def _timeline(self, rec: _EndpointRecord, first: int, last: int) -> Timeline:
         cells = [rec.buckets.get(b) for b in range(first, last + 1)]
@@ -177,6 +327,20 @@ class Recorder:
             max_ms=tuple(c.sketch.max if c.sketch.count else None for c in filled),
         )
 
+    def _generator(self, totals: GeneratorTotals, first: int, last: int) -> GeneratorHealth:
+        cpu, late = self._all.cpu, self._all.late
+        return GeneratorHealth(
+            start_s=first * self.interval_s,
+            interval_s=self.interval_s,
+            cpu_percent=tuple(cpu.get(b) for b in range(first, last + 1)),
+            late=tuple(late.get(b, 0) for b in range(first, last + 1)),
+            processes=totals.processes,
+            sent=totals.sent,
+            late_sends=totals.late_sends,
+            dropped=totals.dropped,
+            late_after_ms=totals.late_after_ms,
+        )
+
     def to_measurement(
         self,
         *,
@@ -187,22 +351,31 @@ class Recorder:
         rate_scale: float = 1.0,
         pair_id: str | None = None,
         labels: dict[str, str] | None = None,
+        generator: GeneratorTotals | None = None,
     ) -> Measurement:
-        """Everything recorded so far as a Measurement over ``[start, end)`` (UTC)."""
+        """Everything recorded so far as a Measurement over ``[start, end)`` (UTC); with ``generator``, the
+        load generator's health per interval too."""
+        self._flush()
+        records = self._all.endpoints
         start_b = math.floor(start.timestamp() / self.interval_s)
         end_b = math.ceil(end.timestamp() / self.interval_s) - 1
-        seen = [b for rec in self._records.values() for b in rec.buckets]
+        seen = [b for rec in records.values() for b in rec.buckets]
         first, last = min([start_b, *seen]), max([end_b, *seen])
+        ordered = sorted(records.items())
         endpoints = tuple(
-            EndpointStats(
-                endpoint=Endpoint(method, name),
-                count=rec.total.count,
-                errors=rec.total.errors,
-                latency=LatencyDistribution(rec.total.sketch) if rec.total.sketch.count else None,
-                intended=LatencyDistribution(rec.total.intended) if rec.total.intended.count else None,
-                timeline=self._timeline(rec, first, last),
+            rec.total.stats(Endpoint(method, name), self._timeline(rec, first, last)) for (method, name), rec in ordered
+        )
+        stages = tuple(
+            LoadStage(
+                name=span.name,
+                start_s=span.start_s,
+                end_s=span.end_s,
+                target_rps=span.target_rps,
+                endpoints=tuple(
+                    rec.stages[i].stats(Endpoint(method, name)) for (method, name), rec in ordered if i in rec.stages
+                ),
             )
-            for (method, name), rec in sorted(self._records.items())
+            for i, span in enumerate(self._stages)
         )
         return Measurement(
             source=source,
@@ -212,4 +385,6 @@ class Recorder:
             rate_scale=rate_scale,
             pair_id=pair_id,
             labels=labels or {},
+            stages=stages,
+            generator=None if generator is None else self._generator(generator, first, last),
         )

@@ -23,6 +23,7 @@ from parity.judge.result import (
     ComparisonMode,
     Direction,
     EndpointResult,
+    GeneratorInfo,
     MetricResult,
     ParityResult,
     SideInfo,
@@ -267,6 +268,21 @@ def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
     }
 
 
+def _generator_text(g: GeneratorInfo | None) -> str | None:
+    """One line on the load generator's health: processes, peak CPU, saturation, late and dropped sends."""
+    if g is None:
+        return None
+    cpu = "CPU not sampled" if g.peak_cpu_percent is None else f"peak CPU {g.peak_cpu_percent:.0f}%"
+    parts = [f"{g.processes} process{'es' if g.processes != 1 else ''}", cpu]
+    if g.saturated_share is not None:
+        parts.append(f"saturated (> {g.saturation_percent:g}%) in {g.saturated_share:.0%} of intervals")
+    parts.append(f"{g.late_sends:,} of {g.sent:,} sends late")
+    if g.dropped:
+        parts.append(f"{g.dropped:,} dropped over the rate cap")
+    text = ", ".join(parts)
+    return f"{text} — latency not judged" if g.blamed_generator else text
+
+
 def _side(title: str, s: SideInfo) -> dict[str, Any]:
     rows = [
         ("File", s.name),
@@ -283,6 +299,7 @@ def _side(title: str, s: SideInfo) -> dict[str, Any]:
         ("Latency kind", s.latency_kind),
         ("Rate scale", f"{s.rate_scale:g}"),
         ("Pair id", s.pair_id),
+        ("Load generator", _generator_text(s.generator)),
     ]
     return {"title": title, "rows": [{"label": k, "value": _text(v)} for k, v in rows]}
 

@@ -1,0 +1,96 @@
+"""Run recorder: batched sketch adds, per-stage results and generator health through worker deltas."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from parity.model import LatencyDistribution, Source, SourceKind
+from parity.replay.recorder import FLUSH_EVERY, GeneratorTotals, Recorder, StageSpan
+from parity.sketch import LatencySketch
+
+T0 = 1_800_000_000.0
+SOURCE = Source(SourceKind.LOCUST_REPLAY)
+
+
+def test_batched_adds_build_the_same_sketch_as_single_adds() -> None:
+    rng = np.random.default_rng(8)
+    values = np.concatenate([rng.lognormal(3, 1.2, 20_000), [0.0, 1e-12, -3.0, 5e4]])
+    one, many = LatencySketch(), LatencySketch()
+    for v in values:
+        one.add(float(v))
+    many.add_many(values[:7])
+    many.add_many(values[7:])
+    many.add_many([])
+    a, b = one.to_dict(), many.to_dict()
+    assert a.pop("sum") == pytest.approx(b.pop("sum"))
+    assert a == b  # same bins, counts, zero count, min (negative clamped to 0) and max
+
+
+def _spans() -> list[StageSpan]:
+    return [StageSpan("1%", T0, T0 + 10, 2.0), StageSpan("5%", T0 + 10, T0 + 20, 10.0)]
+
+
+def test_stages_split_requests_by_send_time_and_merge_across_workers() -> None:
+    rng = np.random.default_rng(9)
+    n = 2 * FLUSH_EVERY + 123  # crosses automatic flushes
+    sent = T0 + rng.uniform(0, 21, n)  # a few sends after the last stage: they count in it
+    latency = np.where(sent < T0 + 10, 5.0, 50.0)
+    single, master = Recorder(1.0), Recorder(1.0)
+    workers = [Recorder(1.0, track_delta=True) for _ in range(2)]
+    for rec in (single, master, *workers):
+        rec.set_stages(_spans())
+    for i in range(n):
+        args = ("GET", "/a" if i % 3 else "/b", float(sent[i]), float(latency[i]), i % 50 == 0, float(latency[i]) + 1)
+        single.record(*args)
+        workers[i % 2].record(*args)
+        if i % 1000 == 999:
+            master.merge_delta(json.loads(json.dumps(workers[i % 2].take_delta())))
+    for w in workers:
+        master.merge_delta(json.loads(json.dumps(w.take_delta())))
+    start = datetime.fromtimestamp(T0, UTC)
+    for rec in (single, master):
+        m = rec.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=20))
+        low, high = m.stages
+        assert (low.name, low.target_rps, high.name) == ("1%", 2.0, "5%")
+        assert sum(e.count for e in low.endpoints) == int((sent < T0 + 10).sum())
+        assert sum(e.count for s in m.stages for e in s.endpoints) == n
+        for e in low.endpoints:
+            assert isinstance(e.latency, LatencyDistribution)
+            assert isinstance(e.intended, LatencyDistribution)
+            assert e.latency.maximum == 5.0
+            assert e.intended.maximum == 6.0
+            assert e.timeline is None
+        for e in high.endpoints:
+            assert isinstance(e.latency, LatencyDistribution)
+            assert e.latency.quantile(0.01) == pytest.approx(50.0, rel=0.01)
+        errors = sum(e.errors or 0 for s in m.stages for e in s.endpoints)
+        assert errors == sum(e.errors or 0 for e in m.endpoints) == len(range(0, n, 50))
+        assert low.achieved_rps == pytest.approx(sum(e.count for e in low.endpoints) / 10)
+
+
+def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() -> None:
+    workers = [Recorder(1.0, track_delta=True) for _ in range(2)]
+    master = Recorder(1.0)
+    workers[0].record_cpu(T0 + 0.5, 40.0)
+    workers[1].record_cpu(T0 + 0.7, 95.0)
+    workers[0].record_cpu(T0 + 2.2, 30.0)
+    workers[0].record_late(T0 + 2.9)
+    workers[1].record_late(T0 + 2.1, count=3)
+    for w in workers:
+        master.merge_delta(json.loads(json.dumps(w.take_delta())))
+        assert w.take_delta()["cpu"] == {}
+    start = datetime.fromtimestamp(T0, UTC)
+    totals = GeneratorTotals(processes=2, sent=10, late_sends=4, dropped=1, late_after_ms=100.0)
+    m = master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4), generator=totals)
+    g = m.generator
+    assert g is not None
+    assert g.start_s == T0
+    assert g.cpu_percent == (95.0, None, 30.0, None)  # the busiest process per second; unsampled stays None
+    assert g.late == (0, 0, 4, 0)
+    assert g.saturated == (True, False, False, False)
+    assert (g.processes, g.sent, g.late_sends, g.dropped) == (2, 10, 4, 1)
+    assert master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4)).generator is None
