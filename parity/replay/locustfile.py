@@ -41,7 +41,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
 from parity.config import find_config, load_config
-from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_OK, BadInput
+from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
 from parity.model import Source, SourceKind
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
@@ -81,6 +81,8 @@ class _Replay:
     rails: Rails = field(default_factory=Rails)
     aborted: str | None = None
     dropped: int = 0
+    failed: str | None = None  # a worker could not run its lane
+    baseline_text: str = ""  # the master sends it to workers, which need no copy of the file
 
 
 state = _Replay()
@@ -294,11 +296,15 @@ class _CpuSampler:
         self._sample()
 
 
-def _configure(config: dict[str, Any], *, worker: bool = False) -> None:
-    """Load the baseline and size the user; raises BadInput for an unusable baseline.
-
-    A worker's recorder keeps deltas for its reports to the master."""
-    baseline = measurement_json.read(config["baseline"])
+def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: str | None = None) -> None:
+    """Load the baseline (from its file, or from the text the master sent) and size the user; raises
+    BadInput for an unusable baseline. A worker's recorder keeps deltas for its reports to the master."""
+    if baseline_text is None:
+        path = Path(config["baseline"])
+        with reading(path, "a Measurement file"):
+            baseline_text = path.read_text("utf-8")
+    baseline = measurement_json.loads(baseline_text, str(config["baseline"]))
+    state.baseline_text = baseline_text
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
@@ -360,6 +366,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     environment.stop_timeout = max(environment.stop_timeout or 0.0, config["request_timeout_s"] + 1.0)
     if isinstance(runner, MasterRunner):
         runner.register_message("parity_lane_done", _on_lane_done)
+        runner.register_message("parity_lane_failed", _on_lane_failed)
 
 
 def _workers(runner: MasterRunner) -> list[Any]:
@@ -385,29 +392,42 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.done_lanes.clear()
     state.sent = state.late = state.dropped = 0
     state.finished_at = None
-    state.aborted = None
+    state.aborted = state.failed = None
     if isinstance(runner, MasterRunner):
         workers = sorted(_workers(runner), key=lambda c: runner.get_worker_index(c.id))
         state.lanes = len(workers)
         for lane, client in enumerate(workers):
-            runner.send_message("parity_lane", {**state.config, "lane": lane, "lanes": state.lanes}, client.id)
+            # The start travels as a delay, not a clock reading: worker clocks may differ from the master's.
+            lane_config = {**state.config, "lane": lane, "lanes": state.lanes, "start_in_s": start_at - time.time()}
+            message = {"config": lane_config, "baseline_text": state.baseline_text}
+            runner.send_message("parity_lane", message, client.id)
     else:
         state.lane, state.lanes = 0, 1
         state.ready.set()
 
 
 def _on_lane_message(environment: Environment, msg: Any) -> None:
-    """Worker: the master assigned this process its lane and sent the replay settings."""
-    config = dict(msg.data)
+    """Worker: the master assigned this process its lane and sent the replay settings and the baseline."""
+    config = dict(msg.data["config"])
+    config["start_at"] = time.time() + max(0.0, float(config.pop("start_in_s")))
     try:
-        _configure(config, worker=True)
+        _configure(config, worker=True, baseline_text=msg.data["baseline_text"])
     except BadInput as exc:
         log.error("parity: error: %s", exc)
+        runner = environment.runner
+        if isinstance(runner, WorkerRunner):
+            runner.send_message("parity_lane_failed", {"lane": config.get("lane"), "error": str(exc)})
         return
     state.config = config
     state.lane, state.lanes = int(config["lane"]), int(config["lanes"])
     state.recorder.set_stages(_stage_spans(float(config["start_at"])))
     state.ready.set()
+
+
+def _on_lane_failed(environment: Environment, msg: Any) -> None:
+    """Master: a worker could not start its lane; the run ends and the replay exits 2."""
+    state.failed = f"worker lane {msg.data['lane']} could not start: {msg.data['error']}"
+    log.error("parity: error: %s", state.failed)
 
 
 def _on_lane_done(environment: Environment, msg: Any) -> None:
@@ -553,7 +573,7 @@ class ReplayShape(LoadTestShape):
             state.aborted = abort_reason(WindowStats(requests, errors, p99), state.rails)
             if state.aborted is not None:
                 log.error("parity: aborting the run: %s", state.aborted)
-        if state.aborted is not None:
+        if state.aborted is not None or state.failed is not None:
             return None
         if self.get_run_time() > config["run_time_s"] + config["request_timeout_s"] + GRACE_S:
             log.warning("parity: lanes did not all finish in time; ending the run")
@@ -580,6 +600,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     }
     if state.aborted is not None:
         labels["aborted"] = state.aborted
+    if state.failed is not None:
+        labels["failed"] = state.failed
     measurement = state.recorder.to_measurement(
         source=Source(
             SourceKind.LOCUST_REPLAY,
@@ -609,4 +631,9 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         state.written,
         "" if complete else " (partial: the run was stopped early)",
     )
-    environment.process_exit_code = EXIT_ABORTED if state.aborted is not None else EXIT_OK
+    if state.failed is not None:
+        environment.process_exit_code = EXIT_BAD_INPUT
+    elif state.aborted is not None:
+        environment.process_exit_code = EXIT_ABORTED
+    else:
+        environment.process_exit_code = EXIT_OK if complete else EXIT_INCONCLUSIVE

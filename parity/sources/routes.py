@@ -20,7 +20,6 @@ appear raw in a URL path (non-ASCII, controls, space, braces) are percent-encode
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+import yaml
 
 from parity.errors import BadInput, reading
 from parity.model import Endpoint
@@ -536,13 +537,6 @@ def _load_openapi_document(path: Path, text: str) -> Any:
         except json.JSONDecodeError as exc:
             raise BadInput(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
     try:
-        yaml: Any = importlib.import_module("yaml")
-    except ImportError:
-        raise BadInput(
-            f"{path}: looks like a YAML OpenAPI document; reading YAML needs PyYAML, which is not installed "
-            "(convert the file to JSON)"
-        ) from None
-    try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BadInput(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
@@ -609,7 +603,7 @@ def _openapi_from_text(path: Path, text: str) -> RouteMap:
 
 
 def read_openapi(path: str | Path) -> RouteMap:
-    """Read an OpenAPI 3 document (JSON; YAML only when PyYAML is importable, else BadInput says so).
+    """Read an OpenAPI 3 document (JSON or YAML).
 
     Every operation becomes ``Endpoint(METHOD, path)`` with OpenAPI's ``{name}`` templates kept as they
     are, prefixed by the servers' common base path (``servers: [{url: https://x/v1}]`` → ``/v1/...``;
