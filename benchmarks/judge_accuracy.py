@@ -1,0 +1,400 @@
+"""Benchmark: does the statistical judge (parity.judge.stats) cry wolf, and does it catch planted regressions?
+
+A simulation with known truths. Every run judges 50 endpoints the way a nightly comparison would: for
+each endpoint the six latency comparisons of ``latency_evidence`` (rank shift, avg, p50, p95, p99, max),
+the error-rate and the throughput comparison; Holm's adjustment over every test of the run
+(``judge_family``, alpha ``ALPHA``); and the two gates (significant after adjustment *and* beyond the
+tolerances of ``TOLERANCES``). An endpoint *fails* when a metric with a fail gate is WORSE (``max_ms`` has
+a warn gate: it can only make an endpoint marginal).
+
+Latency distributions (ms, before a per-endpoint scale factor drawn log-uniformly from 0.5–4):
+  lognormal   median 40, sigma 0.5 (p95/p50 = 2.3)
+  bimodal     75% lognormal(median 20, sigma 0.25) + 25% lognormal(median 150, sigma 0.3) (cache hit/miss)
+  heavy       95% lognormal(median 40, sigma 0.4) + 5% Pareto(x_m 80, alpha 1.5) (infinite variance)
+
+Planted changes on the candidate (monotone maps of each sample, so the true quantiles are known exactly;
+``m`` is the true median, ``Q95`` the true p95 of the distribution, ``s`` the size 0.05/0.10/0.20):
+  mean      x -> (1 + s) x: every quantile and the mean x(1 + s)
+  p95 only  x -> x below m, m (x/m)^k above, k = 1 + ln(1 + s) / ln(Q95/m): the true p95 is x(1 + s),
+            the median and the whole lower half unchanged (the upper tail stretched)
+  spread    x -> m (x/m)^(1 + s): log-spread around the unchanged median x(1 + s) (lower half faster,
+            upper half slower; the mean barely moves)
+  errors    baseline 0 errors; candidate errors ~ Binomial(n, r) for r = 0.5%, 1%, 2%; latency unchanged
+
+A/A runs: 50 endpoints, distribution cycling through the three, requests per side ~ Poisson(n) with n
+log-uniform in 200–20,000, half the endpoints with a background error rate (log-uniform 0.01%–1%, same
+on both sides). A/B runs: 25 planted endpoints (5 each at n = 200, 500, 2,000, 5,000, 20,000) and 25
+unchanged ones as in A/A. Power = share of planted endpoints that fail.
+
+The last table puts the hardest case in perspective: the z a *perfect* p95 comparison would reach
+(asymptotic, from the true density: ln(1 + s) / sqrt(2 q(1 - q) / n) * g(ln Q95)) and its power after Holm.
+
+Usage: python benchmarks/judge_accuracy.py [--aa-runs 240] [--ab-runs 30] [--seed 1]
+Not part of `make test`; about 4–5 minutes on one core with the defaults (most of it building sketches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import optimize, special
+from scipy import stats as st
+
+from parity.judge import stats
+from parity.model import LatencyDistribution
+from parity.sketch import LatencySketch
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Practical tolerances of the benchmark judge: (relative, absolute in the metric's unit).
+TOLERANCES: dict[str, stats.Tolerance] = {
+    "shift": stats.Tolerance(0.05, 1.0),
+    "avg_ms": stats.Tolerance(0.05, 1.0),
+    "p50_ms": stats.Tolerance(0.05, 1.0),
+    "p95_ms": stats.Tolerance(0.05, 2.0),
+    "p99_ms": stats.Tolerance(0.10, 5.0),
+    "max_ms": stats.Tolerance(1.00, 100.0),
+    "error_rate": stats.Tolerance(0.50, 0.001),
+    "rps": stats.Tolerance(0.10, 0.0),
+}
+WARN_ONLY = frozenset({"max_ms"})
+ENDPOINTS = 50
+PLANTED_SIZES = (200, 500, 2_000, 5_000, 20_000)
+PLANTED_PER_SIZE = 5
+SIZES = (0.05, 0.10, 0.20)
+ERROR_RATES = (0.005, 0.01, 0.02)
+WINDOW_S = 600.0
+
+
+# --- distributions -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """A mixture of lognormals (weight, median ms, sigma) and at most one Pareto tail (weight, x_m, alpha)."""
+
+    name: str
+    lognormals: tuple[tuple[float, float, float], ...]
+    pareto: tuple[float, float, float] | None = None
+
+    def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        weights = [w for w, _, _ in self.lognormals] + ([self.pareto[0]] if self.pareto else [])
+        which = rng.choice(len(weights), size=n, p=np.asarray(weights) / sum(weights))
+        out = np.empty(n)
+        for i, (_, median, sigma) in enumerate(self.lognormals):
+            idx = which == i
+            out[idx] = rng.lognormal(math.log(median), sigma, int(idx.sum()))
+        if self.pareto:
+            idx = which == len(self.lognormals)
+            _, x_m, alpha = self.pareto
+            out[idx] = x_m * rng.random(int(idx.sum())) ** (-1.0 / alpha)
+        return out
+
+    def cdf(self, x: float) -> float:
+        total = float(sum(w * special.ndtr((math.log(x) - math.log(m)) / s) for w, m, s in self.lognormals))
+        if self.pareto:
+            w, x_m, alpha = self.pareto
+            total += w * (1.0 - (x_m / x) ** alpha if x > x_m else 0.0)
+        return float(total)
+
+    def pdf(self, x: float) -> float:
+        total = float(sum(w * st.lognorm.pdf(x, s, scale=m) for w, m, s in self.lognormals))
+        if self.pareto:
+            w, x_m, alpha = self.pareto
+            total += w * (alpha * x_m**alpha / x ** (alpha + 1) if x > x_m else 0.0)
+        return float(total)
+
+    def quantile(self, q: float) -> float:
+        return float(optimize.brentq(lambda x: self.cdf(x) - q, 1e-6, 1e9, xtol=1e-12, rtol=1e-12))
+
+
+FAMILIES = (
+    Family("lognormal", ((1.0, 40.0, 0.5),)),
+    Family("bimodal", ((0.75, 20.0, 0.25), (0.25, 150.0, 0.3))),
+    Family("heavy", ((0.95, 40.0, 0.4),), (0.05, 80.0, 1.5)),
+)
+
+
+def change(kind: str, size: float, family: Family) -> Callable[[FloatArray], FloatArray]:
+    """The monotone map that plants a change (see the module docstring); applied before scaling."""
+    m, q95 = family.quantile(0.5), family.quantile(0.95)
+    if kind == "mean":
+        return lambda x: x * (1 + size)
+    if kind == "p95":
+        k = 1 + math.log(1 + size) / math.log(q95 / m)
+        return lambda x: np.where(x <= m, x, m * (x / m) ** k)
+    if kind == "spread":
+        return lambda x: m * (x / m) ** (1 + size)
+    return lambda x: x
+
+
+# --- one run -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    family: Family
+    n: int
+    scale: float
+    error_rate: float
+    kind: str = "none"  # planted change: none | mean | p95 | spread | errors
+    size: float = 0.0
+
+
+def sketch(values: FloatArray) -> LatencySketch:
+    s = LatencySketch()
+    s.add_many(values)
+    return s
+
+
+def simulate(ep: Endpoint, rng: np.random.Generator) -> tuple[tuple[int, int, LatencySketch], ...]:
+    """(requests, errors, latency sketch) for the baseline and the candidate of one endpoint."""
+    sides = []
+    for candidate in (False, True):
+        n = max(int(rng.poisson(ep.n)), 1)
+        x = ep.family.sample(rng, n)
+        if candidate and ep.kind in ("mean", "p95", "spread"):
+            x = change(ep.kind, ep.size, ep.family)(x)
+        rate = ep.size if candidate and ep.kind == "errors" else (0.0 if ep.kind == "errors" else ep.error_rate)
+        errors = int(rng.binomial(n, rate)) if rate else 0
+        sides.append((n, errors, sketch(x * ep.scale)))
+    return tuple(sides)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One judged run: per endpoint the fail-gated metrics found WORSE and whether max made it marginal;
+    the same for each alpha of ``SENSITIVITY_ALPHAS`` (failed sets only); the family size; seconds taken."""
+
+    failed: list[set[str]]
+    marginal: list[bool]
+    failed_at: dict[float, list[bool]]
+    family_size: int
+    seconds: float
+
+
+#: Other family-wise alphas tried on the same data, to show what relaxing the false-alarm target buys.
+SENSITIVITY_ALPHAS = (0.05, 0.20)
+
+
+def judge_run(data: list[tuple[tuple[int, int, LatencySketch], ...]]) -> Judged:
+    """Judge one run at ``stats.ALPHA`` (timed) and at each of ``SENSITIVITY_ALPHAS``."""
+    t0 = time.perf_counter()
+    items: list[tuple[str, stats.Evidence, stats.Tolerance]] = []
+    owners: list[int] = []
+    for i, ((nb, eb, sb), (nc, ec, sc)) in enumerate(data):
+        evidence = stats.latency_evidence(LatencyDistribution(sb), LatencyDistribution(sc), (nb, nc))
+        evidence["error_rate"] = stats.error_rate_evidence(eb, nb, ec, nc)
+        evidence["rps"] = stats.throughput_evidence(nb, WINDOW_S, nc, WINDOW_S)
+        for metric, e in evidence.items():
+            items.append((metric, e, TOLERANCES[metric]))
+            owners.append(i)
+    decisions = stats.judge_family(items)
+    elapsed = time.perf_counter() - t0
+    failed: list[set[str]] = [set() for _ in data]
+    marginal = [False] * len(data)
+    for owner, d in zip(owners, decisions, strict=True):
+        if d.outcome is stats.Outcome.WORSE:
+            if d.label in WARN_ONLY:
+                marginal[owner] = True
+            else:
+                failed[owner].add(d.label)
+    failed_at = {}
+    for alpha in SENSITIVITY_ALPHAS:
+        flags = [False] * len(data)
+        for owner, d in zip(owners, stats.judge_family(items, alpha), strict=True):
+            flags[owner] |= d.outcome is stats.Outcome.WORSE and d.label not in WARN_ONLY
+        failed_at[alpha] = flags
+    return Judged(failed, marginal, failed_at, decisions[0].family_size, elapsed)
+
+
+def background(rng: np.random.Generator, i: int) -> Endpoint:
+    n = round(math.exp(rng.uniform(math.log(200), math.log(20_000))))
+    rate = 0.0 if rng.random() < 0.5 else math.exp(rng.uniform(math.log(1e-4), math.log(1e-2)))
+    return Endpoint(FAMILIES[i % 3], n, math.exp(rng.uniform(math.log(0.5), math.log(4))), rate)
+
+
+def run_rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+# --- reports -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Counts gathered over the runs, for the tables."""
+
+    times: list[float] = field(default_factory=list)
+    family_sizes: list[int] = field(default_factory=list)
+    aa_false_at: dict[float, int] = field(default_factory=dict)
+    aa_runs: int = 0
+    #: (scenario, distribution, n, alpha) -> planted endpoints that failed
+    caught_at: dict[tuple[str, str, int, float], int] = field(default_factory=dict)
+    trials: int = 0
+
+    def add(self, judged: Judged) -> None:
+        self.times.append(judged.seconds)
+        self.family_sizes.append(judged.family_size)
+
+
+def aa(runs: int, seed: int, tally: Tally) -> None:
+    false_runs = marginal_runs = flagged = 0
+    by_metric: dict[str, int] = {}
+    for r in range(runs):
+        rng = run_rng(seed, 0, r)
+        eps = [background(rng, i) for i in range(ENDPOINTS)]
+        judged = judge_run([simulate(ep, rng) for ep in eps])
+        tally.add(judged)
+        false_runs += any(judged.failed)
+        marginal_runs += any(judged.marginal)
+        flagged += sum(bool(f) for f in judged.failed)
+        for f in judged.failed:
+            for metric in f:
+                by_metric[metric] = by_metric.get(metric, 0) + 1
+        for alpha, flags in judged.failed_at.items():
+            tally.aa_false_at[alpha] = tally.aa_false_at.get(alpha, 0) + any(flags)
+    tally.aa_false_at[stats.ALPHA] = false_runs
+    tally.aa_runs = runs
+    lo, hi = clopper_pearson(false_runs, runs)
+    print(f"A/A: {runs} runs x {ENDPOINTS} endpoints (n 200-20,000 per side, three distributions)")
+    print(
+        f"  run-level false alarms: {false_runs}/{runs} = {false_runs / runs:.2%} "
+        f"(95% CI {lo:.2%}-{hi:.2%}; target <= 1%)"
+    )
+    print(f"  endpoints falsely failed: {flagged}/{runs * ENDPOINTS}; by metric: {by_metric or 'none'}")
+    print(f"  runs with a marginal (max_ms, warn gate): {marginal_runs}/{runs}")
+    print(f"  tests per run in the Holm family: {min(tally.family_sizes)}-{max(tally.family_sizes)}")
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    lo = 0.0 if k == 0 else float(st.beta.ppf(0.025, k, n - k + 1))
+    hi = 1.0 if k == n else float(st.beta.ppf(0.975, k + 1, n - k))
+    return lo, hi
+
+
+def scenarios() -> list[tuple[str, Family, str, float]]:
+    out = [
+        (f"{kind} +{size:.0%}", fam, kind, size)
+        for kind in ("mean", "p95", "spread")
+        for fam in FAMILIES
+        for size in SIZES
+    ]
+    return out + [(f"errors {rate:.1%} over 0", FAMILIES[0], "errors", rate) for rate in ERROR_RATES]
+
+
+def ab(runs: int, seed: int, tally: Tally) -> None:
+    header = f"{'scenario':<22}{'distribution':<11}" + "".join(f"{'n=' + format(n, ','):>9}" for n in PLANTED_SIZES)
+    print(f"\nA/B power: share of planted endpoints that fail ({runs * PLANTED_PER_SIZE} per cell)")
+    print(header + "   caught by (n >= 2,000)          unchanged endpoints failed")
+    tally.trials = runs * PLANTED_PER_SIZE
+    for s_index, (label, fam, kind, size) in enumerate(scenarios()):
+        caught = dict.fromkeys(PLANTED_SIZES, 0)
+        via: dict[str, int] = {}
+        false_eps = 0
+        for r in range(runs):
+            rng = run_rng(seed, 1, s_index, r)
+            planted = [
+                Endpoint(fam, n, math.exp(rng.uniform(math.log(0.5), math.log(4))), 0.0, kind, size)
+                for n in PLANTED_SIZES
+                for _ in range(PLANTED_PER_SIZE)
+            ]
+            eps = planted + [background(rng, i) for i in range(ENDPOINTS - len(planted))]
+            judged = judge_run([simulate(ep, rng) for ep in eps])
+            tally.add(judged)
+            for j, (ep, f) in enumerate(zip(eps, judged.failed, strict=True)):
+                if ep.kind == "none":
+                    false_eps += bool(f)
+                    continue
+                caught[ep.n] += bool(f)
+                key = (label, fam.name, ep.n)
+                tally.caught_at[(*key, stats.ALPHA)] = tally.caught_at.get((*key, stats.ALPHA), 0) + bool(f)
+                for alpha, flags in judged.failed_at.items():
+                    tally.caught_at[(*key, alpha)] = tally.caught_at.get((*key, alpha), 0) + flags[j]
+                if f and ep.n >= 2_000:
+                    for metric in f:
+                        via[metric] = via.get(metric, 0) + 1
+        top = sorted(via.items(), key=lambda kv: -kv[1])[:3]
+        big = sum(caught[n] for n in PLANTED_SIZES if n >= 2_000) or 1
+        via_text = ", ".join(f"{m} {c / big:.0%}" for m, c in top)
+        cells = "".join(f"{caught[n] / tally.trials:>9.0%}" for n in PLANTED_SIZES)
+        dist = fam.name if kind != "errors" else "any"
+        print(f"{label:<22}{dist:<11}{cells}   {via_text:<32} {false_eps}/{runs * (ENDPOINTS - 25)}")
+
+
+def sensitivity(tally: Tally) -> None:
+    """What a looser run-level alpha buys: A/A false alarms and power at n = 2,000 for the +10% changes."""
+    alphas = (stats.ALPHA, *SENSITIVITY_ALPHAS)
+    print("\nAlpha sensitivity (same data): run-level false alarms, and power at n = 2,000 for +10% changes")
+    print(f"{'':<33}" + "".join(f"{'alpha ' + format(a, 'g'):>12}" for a in alphas))
+    print(
+        f"{'A/A run-level false alarms':<33}"
+        + "".join(f"{tally.aa_false_at[a] / tally.aa_runs:>12.1%}" for a in alphas)
+    )
+    for label, fam, kind, size in scenarios():
+        if size != (0.01 if kind == "errors" else 0.10):
+            continue
+        cells = "".join(f"{tally.caught_at[(label, fam.name, 2_000, a)] / tally.trials:>12.0%}" for a in alphas)
+        print(f"{label + ' ' + fam.name:<33}{cells}")
+
+
+def oracle(family_size: int) -> None:
+    """The z and power of a perfect p95 comparison (true density, no binning) for the p95-only change."""
+    z_holm = float(special.ndtri(1 - stats.ALPHA / family_size))
+    print(
+        f"\nCeiling for 'p95 only': a perfect p95 comparison, first Holm threshold z = {z_holm:.2f} "
+        f"(alpha {stats.ALPHA} over ~{family_size} tests); cells: ideal z / its power"
+    )
+    print(f"{'change':<12}{'distribution':<11}" + "".join(f"{'n=' + format(n, ','):>14}" for n in PLANTED_SIZES))
+    q = 0.95
+    for size in SIZES:
+        for fam in FAMILIES:
+            x = fam.quantile(q)
+            g = x * fam.pdf(x)  # density of ln X at ln Q95
+            cells = ""
+            for n in PLANTED_SIZES:
+                z = math.log(1 + size) / (math.sqrt(2 * q * (1 - q) / n) / g)
+                cells += f"{z:>7.1f} /{special.ndtr(z - z_holm):>5.0%}"
+            print(f"{'p95 +' + format(size, '.0%'):<12}{fam.name:<11}{cells}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--aa-runs", type=int, default=240)
+    parser.add_argument("--ab-runs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # tables show as they are done, also when piped
+    t0 = time.perf_counter()
+    print(
+        f"judge: Holm over every test of a run, alpha = {stats.ALPHA}; tolerances (relative/absolute): "
+        + ", ".join(f"{m} {t.relative:.0%}/{t.absolute:g}" for m, t in TOLERANCES.items())
+    )
+    tally = Tally()
+    aa(args.aa_runs, args.seed, tally)
+    ab(args.ab_runs, args.seed, tally)
+    sensitivity(tally)
+    oracle(family_size=round(float(np.mean(tally.family_sizes))))
+    per_run = float(np.mean(tally.times))
+    print(
+        f"\njudging time: {per_run * 1000:.0f} ms per run of {ENDPOINTS} endpoints (mean n ~ 5,000 per side), "
+        f"{per_run / ENDPOINTS * 1000:.1f} ms per endpoint"
+    )
+    rng = run_rng(args.seed, 2)
+    big = [simulate(background(rng, i), rng) for i in range(1000)]
+    print(f"one run of 1,000 endpoints (n 200-20,000 per side): {judge_run(big).seconds:.2f} s")
+    print(f"benchmark wall time: {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1292 @@
+"""The judge's statistics: tests and intervals on sketch bins, error proportions and request rates; the
+multiple-comparison adjustment across a run; the two-gate decision. Pure (numpy/scipy): no I/O, no
+randomness — the same input always gives the same output.
+
+Every comparison returns an :class:`Evidence`: the value on each side, an effect (the ratio
+candidate / baseline, or for error rates the difference candidate − baseline), its two-sided
+``CONFIDENCE`` interval, a one-sided p-value for *candidate worse*, and plain words saying what was
+compared and why a test was or was not possible. :func:`judge_family` adjusts the p-values of a whole
+run (Holm) and :func:`decide` applies the two gates to each: *significant after adjustment* **and**
+*beyond a practical tolerance* (relative and absolute), in the metric's bad direction.
+
+Methods, per metric (latency in ms, from DDSketch bins at 1% relative accuracy; the bins are treated
+as tied groups — samples are never expanded):
+
+==============  =========================================================================================
+``shift``       Mann–Whitney U with tie correction from the two binned histograms (a rank test of "the
+                candidate's requests are slower"); effect: Hodges–Lehmann ratio with Moses' interval,
+                from the distribution of pairwise bin-key differences. Most powerful for a shift of the
+                whole distribution; blind to tail- or spread-only changes (Kayenta #780), hence:
+``pNN_ms``      Fisher's exact test at the pooled q-quantile (Mood's median test generalised to any
+                quantile: requests above the pooled quantile, candidate vs baseline); effect: ratio of the
+                interpolated quantiles with an order-statistic (Woodruff / Price–Bonett) interval on the
+                log scale. Catches a p95/p99 shift with an unchanged median, and spread-only changes.
+``avg_ms``      Welch's test on the log ratio of means (exact sums and counts, variance from the bins,
+                delta method, Welch–Satterthwaite degrees of freedom).
+``max_ms``      Rosenbaum's exceedance test: how many candidate requests were slower than the slowest
+                baseline request (exact under exchangeability).
+``error_rate``  Fisher's exact test (one-sided) on errors / requests; effect: rate difference with
+                Newcombe's hybrid-score interval (fine with zero errors).
+``rps``         Exact conditional binomial test of two Poisson rates per unit of offered load
+                (Przyborowski & Wilenski); effect: rate ratio with a Clopper–Pearson based interval.
+==============  =========================================================================================
+
+Why no bootstrap: after adjusting for hundreds of tests per run the per-test threshold is around 1e-5,
+which a bootstrap cannot resolve without millions of resamples; the methods above are exact or
+asymptotic, need no random numbers, and cost about 2 ms per endpoint for all of them.
+
+Limits (see ``benchmarks/judge_accuracy.py``): the p-values test "no change"; with large samples a
+real but tiny change is significant, and only the tolerance gate keeps it from failing — so tolerances
+should sit above the environment's own A/A noise (measure it). Power for a tail-only change is bounded
+by the information in the tail: a +10% p95 at 2,000 requests per side is beyond any test at a 1%
+run-level false-alarm rate (z ≈ 3 for a perfect p95 comparison, ≈ 4 needed after Holm).
+
+Missing data is never zero and never a pass: a side without data, or with too few samples for the
+method (``MIN_SAMPLES``, ``MIN_TAIL_SAMPLES``), gives ``Status.INSUFFICIENT`` and the decision
+``Outcome.INCONCLUSIVE``. When a side only has an APM summary (no distribution), see
+:func:`latency_evidence`: the comparison is before/after and, at best, approximate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal, special
+from scipy import stats as st
+
+from parity.judge.result import Direction
+from parity.model import LatencyDistribution, LatencySummary
+from parity.sketch import LatencySketch
+
+__all__ = [
+    "ALPHA",
+    "CONFIDENCE",
+    "LATENCY_QUANTILES",
+    "MIN_SAMPLES",
+    "MIN_TAIL_SAMPLES",
+    "REFERENCE_MIN_RATIO",
+    "SUMMARY_RELATIVE_ACCURACY",
+    "Decision",
+    "EstimateKind",
+    "Evidence",
+    "Outcome",
+    "Status",
+    "Tolerance",
+    "decide",
+    "error_rate_evidence",
+    "holm",
+    "judge_family",
+    "latency_evidence",
+    "max_exceedance",
+    "mean_ratio",
+    "mean_vs_reference",
+    "quantile_ratio",
+    "quantile_vs_reference",
+    "rank_shift",
+    "summary_change",
+    "throughput_evidence",
+]
+
+#: Family-wise error rate of a whole run: the chance that a run with no real change fails anywhere.
+ALPHA = 0.01
+#: Two-sided confidence level of every interval (per metric, not simultaneous).
+CONFIDENCE = 0.95
+#: Samples each side needs for a sample-level latency test (rank, mean, max).
+MIN_SAMPLES = 10
+#: Samples each side needs beyond (and below) a quantile before that quantile is tested.
+MIN_TAIL_SAMPLES = 10
+#: An APM summary's figures are treated as exact only when its side saw this many times more requests
+#: than the sketch side (its own sampling error is then negligible next to the sketch side's).
+REFERENCE_MIN_RATIO = 10.0
+#: Relative accuracy assumed for an APM summary's percentiles (Datadog computes them from sketches).
+SUMMARY_RELATIVE_ACCURACY = 0.02
+#: Latency quantiles judged, by metric name.
+LATENCY_QUANTILES: Mapping[str, float] = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
+
+FloatArray = npt.NDArray[np.float64]
+#: Two-sided normal quantile of ``CONFIDENCE``.
+_Z = float(special.ndtri(0.5 + CONFIDENCE / 2))
+
+
+class Status(Enum):
+    """Whether a comparison could be tested."""
+
+    TESTED = "tested"  # a p-value and (usually) an interval
+    UNTESTED = "untested"  # both values known, but no test is possible (summary statistics only)
+    INSUFFICIENT = "insufficient"  # not enough data: a side is missing or has too few samples
+
+
+class EstimateKind(Enum):
+    """What ``Evidence.estimate`` is."""
+
+    RATIO = "ratio"  # candidate / baseline
+    DIFFERENCE = "difference"  # candidate − baseline, in the metric's unit
+
+
+class Outcome(Enum):
+    """The two-gate decision for one metric."""
+
+    WORSE = "worse"  # significant after adjustment and beyond tolerance, the bad way
+    BETTER = "better"  # beyond tolerance the good way, interval entirely on the good side
+    SAME = "same"  # within tolerance (significant or not), or better within noise
+    NOT_SIGNIFICANT = "changed, not significant"  # beyond tolerance the bad way, not significant
+    UNTESTED = "changed, untested"  # beyond tolerance the bad way, no test possible (summaries)
+    INCONCLUSIVE = "inconclusive"  # not enough data: never a pass
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one comparison found, in plain words and figures.
+
+    ``baseline``/``candidate``: the metric on each side in ``unit`` (None = unknown). ``estimate``: the
+    effect, a ratio candidate / baseline or a difference candidate − baseline (``estimate_kind``), with
+    its two-sided ``confidence`` ``interval``. ``p_value``: one-sided, alternative "candidate worse"
+    (slower, more errors, lower throughput); None when no test was possible. ``min_p``: the smallest
+    p-value the test could have given with these margins (discrete tests); a test whose ``min_p``
+    exceeds the run's alpha can never be significant and is left out of the adjustment (Tarone, 1990).
+    ``samples``: (baseline, candidate) counts the method used. ``details``: the statistics behind the
+    p-value (U, z, counts above a threshold, ...), for reports.
+    """
+
+    method: str
+    status: Status
+    direction: Direction
+    unit: str
+    baseline: float | None
+    candidate: float | None
+    estimate: float | None
+    estimate_kind: EstimateKind
+    interval: tuple[float, float] | None
+    p_value: float | None
+    samples: tuple[int, int]
+    reason: str
+    min_p: float = 0.0
+    confidence: float = CONFIDENCE
+    details: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Practical gate: worse only when beyond ``relative`` (0.05 = 5%) *and* ``absolute`` (metric unit)."""
+
+    relative: float
+    absolute: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The two-gate outcome of one metric, with the adjusted p-value and the reason in plain words.
+
+    ``adjusted_p``: Holm-adjusted over ``family_size`` tests (None when untested; 1.0 when the test was
+    left out of the family because it could not reach ``alpha``).
+    """
+
+    label: str
+    outcome: Outcome
+    evidence: Evidence
+    tolerance: Tolerance
+    adjusted_p: float | None
+    alpha: float
+    family_size: int
+    reason: str
+
+
+# --- sketch bins -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """A sketch as a histogram: positive keys with a count, the zero bucket, exact moments.
+
+    Bin ``k`` holds values in ``(exp(log_hi[k] − log_gamma), exp(log_hi[k])]``; its representative value
+    is ``exp(log_value[k])``. ``c`` fixes the key ↔ value map: ``log_hi(k) = c + k · log_gamma``.
+    """
+
+    keys: npt.NDArray[np.int64]
+    counts: FloatArray
+    zero: float
+    n: float
+    total: float
+    lo: float
+    hi: float
+    log_gamma: float
+    c: float
+    cum: FloatArray  # cumulative counts over ``keys``
+    edge_lo: FloatArray  # ln of each bin's edges, clamped to the exact min and max (for interpolation)
+    edge_hi: FloatArray
+
+    @property
+    def log_hi(self) -> FloatArray:
+        return self.c + self.keys.astype(np.float64) * self.log_gamma
+
+    @property
+    def log_value(self) -> FloatArray:
+        # DDSketch's representative value: upper edge × 2 / (1 + gamma)
+        gamma = math.exp(self.log_gamma)
+        return self.log_hi + math.log(2.0 / (1.0 + gamma))
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+
+def _bins(sketch: LatencySketch) -> _Bins:
+    """The sketch's bins (read only). Negative values never occur: LatencySketch clamps them to 0."""
+    store, mapping = sketch._store, sketch._mapping
+    counts = np.asarray(store.bins, dtype=np.float64)
+    keys = store.offset + np.arange(counts.size, dtype=np.int64)
+    keep = counts > 0
+    gamma = float(mapping.gamma)
+    log_gamma = math.log(gamma)
+    k0 = int(keys[keep][0]) if keep.any() else 0
+    # upper edge of key k0 = value(k0) · (1 + gamma) / 2
+    c = math.log(float(mapping.value(k0)) * (1.0 + gamma) / 2.0) - k0 * log_gamma
+    n = float(sketch.count)
+    lo, hi = (sketch.min, sketch.max) if n else (0.0, 0.0)
+    return _make_bins(keys[keep], counts[keep], float(sketch._zero_count), n, float(sketch.sum), lo, hi, log_gamma, c)
+
+
+def _make_bins(
+    keys: npt.NDArray[np.int64],
+    counts: FloatArray,
+    zero: float,
+    n: float,
+    total: float,
+    lo: float,
+    hi: float,
+    log_gamma: float,
+    c: float,
+) -> _Bins:
+    edge_hi = c + keys.astype(np.float64) * log_gamma
+    edge_lo = edge_hi - log_gamma
+    if counts.size:
+        if lo > 0:
+            edge_lo = np.maximum(edge_lo, math.log(lo))
+        edge_hi = np.minimum(edge_hi, math.log(hi))
+        edge_lo = np.minimum(edge_lo, edge_hi)
+    return _Bins(keys, counts, zero, n, total, lo, hi, log_gamma, c, np.cumsum(counts), edge_lo, edge_hi)
+
+
+def _rekey(b: _Bins, onto: _Bins) -> _Bins:
+    """``b`` with its bins moved onto ``onto``'s key grid (needed only when the sketches' accuracies differ)."""
+    if math.isclose(b.log_gamma, onto.log_gamma, rel_tol=1e-12) and math.isclose(b.c, onto.c, abs_tol=1e-9):
+        return b
+    keys = np.ceil((b.log_value - onto.c) / onto.log_gamma - 1e-9).astype(np.int64)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse, weights=b.counts).astype(np.float64)
+    return _make_bins(uniq, counts, b.zero, b.n, b.total, b.lo, b.hi, onto.log_gamma, onto.c)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Two histograms on one grid: position 0 is the zero bucket, position ``i ≥ 1`` is key ``k0 + i − 1``."""
+
+    base: FloatArray
+    cand: FloatArray
+    log_lo: FloatArray  # lower edge per position (−inf for the zero bucket)
+    log_hi: FloatArray
+    log_gamma: float
+
+
+def _pair(b: _Bins, c: _Bins) -> _Pair:
+    """Both histograms on the coarser side's key grid (moving a coarse bin onto a finer grid would put all
+    of it on one side of a fine edge: a bias; moving fine bins onto a coarse grid only loses resolution)."""
+    if b.log_gamma < c.log_gamma * (1 - 1e-9):
+        b = _rekey(b, c)
+    else:
+        c = _rekey(c, b)
+    keys = np.concatenate([b.keys, c.keys])
+    k0 = int(keys.min()) if keys.size else 0
+    length = (int(keys.max()) - k0 + 2) if keys.size else 1
+    base, cand = np.zeros(length), np.zeros(length)
+    base[0], cand[0] = b.zero, c.zero
+    np.add.at(base, b.keys - k0 + 1, b.counts)
+    np.add.at(cand, c.keys - k0 + 1, c.counts)
+    log_hi = b.c + (k0 - 1 + np.arange(length, dtype=np.float64)) * b.log_gamma
+    log_lo = log_hi - b.log_gamma
+    log_hi[0] = log_lo[0] = -np.inf
+    return _Pair(base, cand, log_lo, log_hi, b.log_gamma)
+
+
+def _log_quantile(b: _Bins, p: FloatArray | float) -> FloatArray:
+    """ln of the ``p``-quantile(s), interpolating log-linearly inside bins (−inf inside the zero bucket).
+
+    Rank convention: the ``p``-quantile sits at rank ``p · n`` of the piecewise-linear histogram CDF;
+    bin edges are clamped to the exact min and max, so a single value comes back exactly.
+    """
+    ranks = np.atleast_1d(np.asarray(p, dtype=np.float64)) * b.n - b.zero
+    out = np.full(ranks.shape, -np.inf)
+    if not b.counts.size:
+        return out
+    cum = b.cum
+    positive = ranks > 0
+    r = np.clip(ranks[positive], 0.0, cum[-1])
+    j = np.minimum(np.searchsorted(cum, r, side="left"), cum.size - 1)
+    frac = (r - (cum[j] - b.counts[j])) / b.counts[j]
+    out[positive] = b.edge_lo[j] + np.clip(frac, 0.0, 1.0) * (b.edge_hi[j] - b.edge_lo[j])
+    return out
+
+
+def _quantile(b: _Bins, q: float) -> float:
+    return float(np.exp(_log_quantile(b, q)[0]))
+
+
+def _quantile_se(b: _Bins, q: float) -> tuple[float, float]:
+    """The ``q``-quantile (ms) and the standard error of its logarithm.
+
+    The standard error is the order-statistic (Woodruff 1952) interval's width over the binomial spread:
+    ``(ln Q(q + h) − ln Q(q − h)) / (2h) · sqrt(q(1 − q)/n)`` with ``h = z · sqrt(q(1 − q)/n)`` — the
+    distribution-free interval of Price & Bonett (2002) expressed as a standard error on the log scale
+    (inf when the interval reaches into the zero bucket).
+    """
+    spread = math.sqrt(q * (1.0 - q) / b.n)
+    h = _Z * spread
+    lo_p, hi_p = max(q - h, 0.0), min(q + h, 1.0)
+    lq = _log_quantile(b, np.array([q, lo_p, hi_p]))
+    value = float(np.exp(lq[0]))
+    if not np.all(np.isfinite(lq[1:])) or hi_p <= lo_p:
+        return value, math.inf
+    return value, float((lq[2] - lq[1]) / (hi_p - lo_p) * spread)
+
+
+def _variance(b: _Bins) -> float:
+    """Sample variance (ms²) from the bins' representative values (zero bucket = 0 ms)."""
+    if b.n < 2:
+        return 0.0
+    values = np.exp(b.log_value)
+    mean = float((values * b.counts).sum()) / b.n
+    ss = float((b.counts * (values - mean) ** 2).sum()) + b.zero * mean**2
+    return max(ss / (b.n - 1.0), 0.0)
+
+
+def _interp_rank(lo: FloatArray, hi: FloatArray, weights: FloatArray, rank: float) -> float:
+    """Value at ``rank`` of a histogram with bins ``[lo, hi]``, uniform inside each bin."""
+    cum = np.cumsum(weights)
+    r = min(max(rank, 0.0), float(cum[-1]))
+    j = int(np.searchsorted(cum, r, side="left"))
+    j = min(j, cum.size - 1)
+    while weights[j] <= 0 and j + 1 < cum.size:
+        j += 1
+    frac = (r - (cum[j] - weights[j])) / weights[j] if weights[j] > 0 else 0.0
+    return float(lo[j] + min(max(frac, 0.0), 1.0) * (hi[j] - lo[j]))
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _p(x: float) -> float:
+    """A p-value clamped into [0, 1] (floating-point noise)."""
+    return float(min(max(x, 0.0), 1.0))
+
+
+def _log_comb(n: float, k: float) -> float:
+    return float(special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1))
+
+
+def _hypergeom_max_p(big_n: int, marked: int, drawn: int) -> float:
+    """P(X = min(marked, drawn)) for X ~ Hypergeometric(big_n, marked, drawn): the most extreme upper tail,
+    i.e. the smallest one-sided p-value the table's margins allow."""
+    k = min(marked, drawn)
+    return _p(math.exp(_log_comb(marked, k) + _log_comb(big_n - marked, drawn - k) - _log_comb(big_n, drawn)))
+
+
+def _ratio(b: float | None, c: float | None) -> float | None:
+    if b is None or c is None:
+        return None
+    if b == 0:
+        return 1.0 if c == 0 else math.inf
+    return c / b
+
+
+def _insufficient(
+    method: str,
+    reason: str,
+    *,
+    unit: str = "ms",
+    direction: Direction = Direction.LOWER_IS_BETTER,
+    baseline: float | None = None,
+    candidate: float | None = None,
+    samples: tuple[int, int] = (0, 0),
+    kind: EstimateKind = EstimateKind.RATIO,
+) -> Evidence:
+    estimate = _ratio(baseline, candidate) if kind is EstimateKind.RATIO else None
+    return Evidence(
+        method=method,
+        status=Status.INSUFFICIENT,
+        direction=direction,
+        unit=unit,
+        baseline=baseline,
+        candidate=candidate,
+        estimate=estimate,
+        estimate_kind=kind,
+        interval=None,
+        p_value=None,
+        samples=samples,
+        reason=reason,
+        min_p=1.0,
+    )
+
+
+def _too_few(b: _Bins, c: _Bins, need: float, what: str) -> str | None:
+    """Why the sides cannot be tested (fewer than ``need`` samples), or None."""
+    for side, x in (("baseline", b), ("candidate", c)):
+        if x.n == 0:
+            return f"no latency samples on the {side} side"
+        if x.n < need:
+            return f"{what}: {x.n:g} samples on the {side} side, {need:g} needed"
+    return None
+
+
+def _samples(b: _Bins, c: _Bins) -> tuple[int, int]:
+    return round(b.n), round(c.n)
+
+
+def _fmt_ratio_ci(estimate: float | None, interval: tuple[float, float] | None) -> str:
+    if estimate is None:
+        return "n/a"
+    text = f"x{estimate:.3f}"
+    if interval is not None:
+        text += f" ({CONFIDENCE:.0%} CI {interval[0]:.3f}–{interval[1]:.3f})"
+    return text
+
+
+# --- latency: sample-level tests on two sketches ---------------------------------------------------------
+
+RANK_METHOD = "Mann–Whitney U on the sketch bins (tie-corrected); Hodges–Lehmann ratio, Moses interval"
+
+
+def rank_shift(baseline: LatencySketch, candidate: LatencySketch) -> Evidence:
+    """Is the candidate's typical request slower? Mann–Whitney U from the binned histograms.
+
+    Each bin is a group of tied values (at most 1% apart), so U and its tie-corrected variance come
+    straight from the two count vectors (Lehmann, *Nonparametrics*, 1975, ch. 1): midrank of each bin ×
+    candidate count, continuity-corrected normal approximation, one-sided (candidate larger). Effect:
+    the Hodges–Lehmann estimate of the ratio candidate / baseline (median of all pairwise ratios) with
+    Moses' distribution-free interval, read off the distribution of pairwise bin-key differences (a
+    cross-correlation of the two count vectors; resolution ~1%, interpolated). ``baseline`` and
+    ``candidate`` are the baseline's median and that median × the ratio (ms). Zero-ms values rank
+    lowest and count one bin below the lowest key for the ratio. Insufficient below ``MIN_SAMPLES`` per
+    side. A rank test does not see tail- or spread-only changes: judge quantiles too.
+    """
+    return _rank_shift(_bins(baseline), _bins(candidate))
+
+
+def _rank_shift(b: _Bins, c: _Bins, pair: _Pair | None = None) -> Evidence:
+    why = _too_few(b, c, MIN_SAMPLES, "rank test")
+    if why:
+        return _insufficient(RANK_METHOD, why, samples=_samples(b, c))
+    pair = pair or _pair(b, c)
+    nb, nc = b.n, c.n
+    big_n = nb + nc
+    t = pair.base + pair.cand
+    cum = np.cumsum(t)
+    midrank = cum - (t - 1.0) / 2.0
+    u = float((pair.cand * midrank).sum()) - nc * (nc + 1.0) / 2.0
+    ties = float((t**3 - t).sum())
+    var = nb * nc / 12.0 * ((big_n + 1.0) - ties / (big_n * (big_n - 1.0)))
+    mean_u = nb * nc / 2.0
+    median_b = _quantile(b, 0.5)
+    superiority = u / (nb * nc)
+    details = {"u": u, "prob_candidate_slower": superiority}
+    if var <= 0:  # every request of both sides in one bin
+        return Evidence(
+            method=RANK_METHOD,
+            status=Status.TESTED,
+            direction=Direction.LOWER_IS_BETTER,
+            unit="ms",
+            baseline=median_b,
+            candidate=median_b,
+            estimate=1.0,
+            estimate_kind=EstimateKind.RATIO,
+            interval=(1.0, 1.0),
+            p_value=1.0,
+            samples=_samples(b, c),
+            reason="every request of both sides falls in one 1% bin: no difference to rank",
+            min_p=1.0,
+            details=details,
+        )
+    sd = math.sqrt(var)
+    z = (u - mean_u - 0.5) / sd
+    p = _p(float(special.ndtr(-z)))
+    min_p = _p(float(special.ndtr(-(nb * nc - mean_u - 0.5) / sd)))
+    # Hodges–Lehmann and Moses: distribution of key differences (candidate − baseline) over all pairs.
+    w = np.clip(signal.fftconvolve(pair.cand, pair.base[::-1]), 0.0, None)
+    d = np.arange(w.size, dtype=np.float64) - (pair.base.size - 1)
+    lo, hi = d - 0.5, d + 0.5
+    pairs = nb * nc
+    k = max(mean_u - _Z * sd, 0.0)
+    hl = math.exp(_interp_rank(lo, hi, w, pairs / 2.0) * pair.log_gamma)
+    interval = (
+        math.exp(_interp_rank(lo, hi, w, k) * pair.log_gamma),
+        math.exp(_interp_rank(lo, hi, w, pairs - k) * pair.log_gamma),
+    )
+    details |= {"z": z}
+    reason = (
+        f"typical request {_fmt_ratio_ci(hl, interval)}; a candidate request is slower than a baseline "
+        f"request in {superiority:.1%} of pairs (ties count half; 50% = no shift)"
+    )
+    return Evidence(
+        method=RANK_METHOD,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=median_b,
+        candidate=median_b * hl,
+        estimate=hl,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=_samples(b, c),
+        reason=reason,
+        min_p=min_p,
+        details=details,
+    )
+
+
+MEAN_METHOD = "Welch test on the log ratio of means (exact sums, variance from the bins)"
+
+
+def mean_ratio(baseline: LatencySketch, candidate: LatencySketch) -> Evidence:
+    """Is the candidate's mean latency higher? Welch's test on ln(mean_c / mean_b).
+
+    Means are exact (the sketch keeps sum and count); variances come from the bins' representative
+    values. Delta method: ``se² = s_b² / (n_b m_b²) + s_c² / (n_c m_c²)``; Student's t with
+    Welch–Satterthwaite degrees of freedom, one-sided (candidate larger); interval ``exp(ln r ± t·se)``.
+    With no spread on either side the difference is exact: p = 0 when the candidate is slower, else 1.
+    Heavy tails make this test weak (their variance is huge), never falsely confident. Insufficient below
+    ``MIN_SAMPLES`` per side or with a 0 ms mean.
+    """
+    return _mean_ratio(_bins(baseline), _bins(candidate))
+
+
+def _mean_ratio(b: _Bins, c: _Bins) -> Evidence:
+    why = _too_few(b, c, MIN_SAMPLES, "mean test")
+    if why:
+        return _insufficient(MEAN_METHOD, why, samples=_samples(b, c))
+    mb, mc = b.mean, c.mean
+    if mb <= 0 or mc <= 0:
+        return _insufficient(MEAN_METHOD, "mean latency is 0 ms on a side: no ratio", baseline=mb, candidate=mc)
+    ratio = mc / mb
+    vb = _variance(b) / (b.n * mb**2)
+    vc = _variance(c) / (c.n * mc**2)
+    se = math.sqrt(vb + vc)
+    if se == 0:
+        return Evidence(
+            method=MEAN_METHOD,
+            status=Status.TESTED,
+            direction=Direction.LOWER_IS_BETTER,
+            unit="ms",
+            baseline=mb,
+            candidate=mc,
+            estimate=ratio,
+            estimate_kind=EstimateKind.RATIO,
+            interval=(ratio, ratio),
+            p_value=0.0 if ratio > 1 else 1.0,
+            samples=_samples(b, c),
+            reason=f"no spread on either side: the means differ exactly by {_fmt_ratio_ci(ratio, None)}",
+            min_p=0.0,
+        )
+    df = (vb + vc) ** 2 / (vb**2 / (b.n - 1.0) + vc**2 / (c.n - 1.0))
+    t = math.log(ratio) / se
+    p = _p(float(special.stdtr(df, -t)))
+    half = float(special.stdtrit(df, 0.5 + CONFIDENCE / 2)) * se
+    interval = (ratio * math.exp(-half), ratio * math.exp(half))
+    return Evidence(
+        method=MEAN_METHOD,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=mb,
+        candidate=mc,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=_samples(b, c),
+        reason=f"mean {mc:.2f} ms vs {mb:.2f} ms, {_fmt_ratio_ci(ratio, interval)}",
+        min_p=0.0,
+        details={"t": t, "df": df},
+    )
+
+
+QUANTILE_METHOD = "Fisher exact test at the pooled quantile; order-statistic interval of the quantile ratio"
+
+
+def _tail_shortfall(b: _Bins, c: _Bins, q: float) -> str | None:
+    for side, x in (("baseline", b), ("candidate", c)):
+        if x.n == 0:
+            return f"no latency samples on the {side} side"
+        beyond = x.n * min(q, 1.0 - q)
+        if beyond < MIN_TAIL_SAMPLES:
+            need = math.ceil(MIN_TAIL_SAMPLES / min(q, 1.0 - q))
+            return f"p{q * 100:g} needs {need} samples per side, the {side} has {x.n:g}"
+    return None
+
+
+def quantile_ratio(baseline: LatencySketch, candidate: LatencySketch, q: float) -> Evidence:
+    """Is the candidate's ``q``-quantile (e.g. 0.95) higher? Exact test plus a ratio interval.
+
+    Test: pool both histograms, split them at the bin edge nearest the pooled ``q``-quantile, and count
+    each side's requests above it; Fisher's exact test (one-sided: candidate has more above) on that 2×2
+    table. The split depends only on the pooled data, so the test is exact under "same distribution"
+    whatever the binning (Mood's median test, generalised to any quantile). Effect: ratio of the
+    interpolated quantiles (log-linear inside bins, so finer than the 1% bins); interval on the log
+    scale from each side's order-statistic standard error (:func:`_quantile_se`, Woodruff 1952,
+    Price & Bonett 2002). The p-value and the interval are separate approximations of the same question
+    and can disagree near the boundary. Insufficient with fewer than ``MIN_TAIL_SAMPLES`` requests
+    beyond the quantile on a side (p95: 200 samples, p99: 1,000).
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
+    return _quantile_ratio(_bins(baseline), _bins(candidate), q)
+
+
+def _quantile_ratio(b: _Bins, c: _Bins, q: float, pair: _Pair | None = None) -> Evidence:
+    method = QUANTILE_METHOD
+    why = _tail_shortfall(b, c, q)
+    if why:
+        qb = _quantile(b, q) if b.n else None
+        qc = _quantile(c, q) if c.n else None
+        return _insufficient(method, why, baseline=qb, candidate=qc, samples=_samples(b, c))
+    pair = pair or _pair(b, c)
+    (qb, se_b), (qc, se_c) = _quantile_se(b, q), _quantile_se(c, q)
+    ratio = _ratio(qb, qc)
+    se = math.hypot(se_b, se_c)
+    interval = None
+    if ratio is not None and 0 < ratio < math.inf and math.isfinite(se):
+        half = _Z * se
+        interval = (ratio * math.exp(-half), ratio * math.exp(half))
+    base_n, cand_n = round(b.n), round(c.n)
+    big_n = base_n + cand_n
+    pooled = np.cumsum(np.rint(pair.base + pair.cand))
+    cand_cum = np.cumsum(np.rint(pair.cand))
+    j = int(np.searchsorted(pooled, q * big_n, side="left"))
+    cuts = sorted(
+        (k for k in (j, j + 1) if 0 < k <= pooled.size and 0 < pooled[k - 1] < big_n),
+        key=lambda k: abs(pooled[k - 1] / big_n - q),
+    )
+    if not cuts:
+        return Evidence(
+            method=method,
+            status=Status.TESTED,
+            direction=Direction.LOWER_IS_BETTER,
+            unit="ms",
+            baseline=qb,
+            candidate=qc,
+            estimate=ratio,
+            estimate_kind=EstimateKind.RATIO,
+            interval=interval,
+            p_value=1.0,
+            samples=(base_n, cand_n),
+            reason="every request of both sides falls in one 1% bin around this quantile: nothing to split",
+            min_p=1.0,
+        )
+    k = cuts[0]
+    above = big_n - int(pooled[k - 1])
+    cand_above = cand_n - int(cand_cum[k - 1])
+    p = _p(float(st.hypergeom.sf(cand_above - 1, big_n, above, cand_n)))
+    min_p = _hypergeom_max_p(big_n, above, cand_n)
+    threshold = float(np.exp(pair.log_hi[k - 1])) if k > 1 else 0.0
+    label = f"p{q * 100:g}"
+    reason = (
+        f"{label} {qc:.1f} ms vs {qb:.1f} ms, {_fmt_ratio_ci(ratio, interval)}; above {threshold:.1f} ms: "
+        f"{cand_above / cand_n:.2%} of candidate vs {(above - cand_above) / base_n:.2%} of baseline requests"
+    )
+    return Evidence(
+        method=method,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=qb,
+        candidate=qc,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=(base_n, cand_n),
+        reason=reason,
+        min_p=min_p,
+        details={
+            "threshold_ms": threshold,
+            "candidate_above": float(cand_above),
+            "baseline_above": float(above - cand_above),
+            "pooled_share_below": float(pooled[k - 1]) / big_n,
+        },
+    )
+
+
+MAX_METHOD = "Rosenbaum exceedance test (candidate requests slower than the slowest baseline request)"
+
+
+def max_exceedance(baseline: LatencySketch, candidate: LatencySketch) -> Evidence:
+    """Is the candidate's maximum a real change? Rosenbaum's (1954) exceedance test.
+
+    ``k`` = candidate requests certainly slower than the baseline's exact maximum (bins whose lower edge
+    is at or above it; the bin holding the maximum is not counted, so the test is conservative). Under
+    "same distribution" P(K ≥ k) = C(n_c, k) / C(N, k) exactly. Effect: ratio of the maxima (a single
+    request each: noisy by nature, no interval). Insufficient below ``MIN_SAMPLES`` per side.
+    """
+    return _max_exceedance(_bins(baseline), _bins(candidate))
+
+
+def _max_exceedance(b: _Bins, c: _Bins) -> Evidence:
+    why = _too_few(b, c, MIN_SAMPLES, "exceedance test")
+    if why:
+        return _insufficient(MAX_METHOD, why, samples=_samples(b, c))
+    nb, nc = round(b.n), round(c.n)
+    log_lo = c.log_hi - c.log_gamma
+    k = round(float(c.counts[log_lo >= math.log(b.hi) - 1e-12].sum())) if b.hi > 0 else round(c.n - c.zero)
+
+    def tail(k: int) -> float:
+        # C(nc, k) / C(N, k) = nc! (N − k)! / ((nc − k)! N!)
+        log_p = special.gammaln(nc + 1) - special.gammaln(nc - k + 1)
+        log_p += special.gammaln(nb + nc - k + 1) - special.gammaln(nb + nc + 1)
+        return _p(math.exp(float(log_p)))
+
+    ratio = _ratio(b.hi, c.hi)
+    return Evidence(
+        method=MAX_METHOD,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=b.hi,
+        candidate=c.hi,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=None,
+        p_value=tail(k),
+        samples=(nb, nc),
+        reason=f"max {c.hi:.1f} ms vs {b.hi:.1f} ms; {k} candidate request(s) slower than the slowest baseline one",
+        min_p=tail(nc),
+        details={"exceedances": float(k)},
+    )
+
+
+# --- latency: when a side only has an APM summary ---------------------------------------------------------
+
+SUMMARY_METHOD = "before/after summary figures (no distribution): ratio only, no test"
+
+
+def summary_change(
+    baseline: float | None,
+    candidate: float | None,
+    samples: tuple[int, int],
+    *,
+    what: str = "",
+    unit: str = "ms",
+    direction: Direction = Direction.LOWER_IS_BETTER,
+) -> Evidence:
+    """Compare two reported figures (APM summaries): the ratio, no p-value, ``Status.UNTESTED``.
+
+    Without the distributions no sample-level test is possible, and summaries usually come from
+    different times and loads (before/after), so the decision rests on the tolerance alone and is
+    labelled as such. A figure missing on a side gives ``Status.INSUFFICIENT``.
+    """
+    label = f"{what} " if what else ""
+    if baseline is None or candidate is None:
+        side = "baseline" if baseline is None else "candidate"
+        return _insufficient(
+            SUMMARY_METHOD,
+            f"{label}not reported on the {side} side",
+            unit=unit,
+            direction=direction,
+            baseline=baseline,
+            candidate=candidate,
+            samples=samples,
+        )
+    ratio = _ratio(baseline, candidate)
+    return Evidence(
+        method=SUMMARY_METHOD,
+        status=Status.UNTESTED,
+        direction=direction,
+        unit=unit,
+        baseline=baseline,
+        candidate=candidate,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=None,
+        p_value=None,
+        samples=samples,
+        reason=f"{label}{_fmt_ratio_ci(ratio, None)} from summary figures: before/after, less certain, untested",
+        min_p=1.0,
+    )
+
+
+REFERENCE_METHOD = "binomial test against the other side's APM figure, taken as exact (approximate, before/after)"
+
+
+def _reference_ok(n: float, reference_count: int) -> bool:
+    return reference_count >= REFERENCE_MIN_RATIO * n
+
+
+def quantile_vs_reference(
+    sketch: LatencySketch,
+    reference_ms: float | None,
+    q: float,
+    *,
+    sketch_is_candidate: bool,
+    reference_count: int,
+) -> Evidence:
+    """One side has a sketch, the other only an APM figure for the ``q``-quantile: an approximate test.
+
+    When the summary side saw at least ``REFERENCE_MIN_RATIO`` times as many requests, its figure is
+    taken as exact up to ``SUMMARY_RELATIVE_ACCURACY``, and the sketch side is tested against it with an
+    exact one-sample binomial test (candidate sketch: requests certainly above ``ref × (1 + acc)`` vs
+    ``Binomial(n, 1 − q)``; baseline sketch: requests certainly below ``ref / (1 + acc)`` vs
+    ``Binomial(n, q)``). The interval carries only the sketch side's order-statistic error. The p-value
+    does not cover the load or time differences of a before/after comparison: said so in the reason.
+    Otherwise falls back to :func:`summary_change` (untested).
+    """
+    b = _bins(sketch)
+    value, se = _quantile_se(b, q) if b.n else (None, math.inf)
+    base, cand = (reference_ms, value) if sketch_is_candidate else (value, reference_ms)
+    samples = (reference_count, round(b.n)) if sketch_is_candidate else (round(b.n), reference_count)
+    label = f"p{q * 100:g}"
+    side = "candidate" if sketch_is_candidate else "baseline"
+    if reference_ms is None or value is None:
+        return summary_change(base, cand, samples, what=label)
+    if b.n * min(q, 1 - q) < MIN_TAIL_SAMPLES:
+        return _insufficient(
+            REFERENCE_METHOD,
+            f"{label} needs {math.ceil(MIN_TAIL_SAMPLES / min(q, 1 - q))} samples on the {side} side, it has {b.n:g}",
+            baseline=base,
+            candidate=cand,
+            samples=samples,
+        )
+    if not _reference_ok(b.n, reference_count) or reference_ms <= 0:
+        return summary_change(base, cand, samples, what=label)
+    n = round(b.n)
+    log_lo, log_hi = b.log_hi - b.log_gamma, b.log_hi
+    if sketch_is_candidate:
+        threshold = reference_ms * (1 + SUMMARY_RELATIVE_ACCURACY)
+        x = round(float(b.counts[log_lo >= math.log(threshold)].sum()))
+        p_share = 1.0 - q
+    else:
+        threshold = reference_ms / (1 + SUMMARY_RELATIVE_ACCURACY)
+        x = round(float(b.counts[log_hi <= math.log(threshold)].sum()) + b.zero)
+        p_share = q
+    p = 1.0 if x <= 0 else _p(float(special.bdtrc(x - 1, n, p_share)))  # P(X ≥ x), X ~ Binomial(n, p_share)
+    ratio = _ratio(base, cand)
+    interval = None
+    if ratio is not None and 0 < ratio < math.inf and math.isfinite(se):
+        half = _Z * se
+        interval = (ratio * math.exp(-half), ratio * math.exp(half))
+    where = "above" if sketch_is_candidate else "below"
+    reason = (
+        f"{label} {_fmt_ratio_ci(ratio, interval)} against the {'baseline' if sketch_is_candidate else 'candidate'}'s "
+        f"APM figure {reference_ms:.1f} ms ({reference_count} requests, taken as exact ±"
+        f"{SUMMARY_RELATIVE_ACCURACY:.0%}); {x} of {n} {side} requests {where} {threshold:.1f} ms; "
+        "before/after: load and time differences are not in the p-value"
+    )
+    return Evidence(
+        method=REFERENCE_METHOD,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=base,
+        candidate=cand,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=samples,
+        reason=reason,
+        min_p=_p(p_share**n),
+        details={"threshold_ms": threshold, "count": float(x)},
+    )
+
+
+MEAN_REFERENCE_METHOD = "one-sample t test against the other side's APM average, taken as exact (approximate)"
+
+
+def mean_vs_reference(
+    sketch: LatencySketch,
+    reference_ms: float | None,
+    *,
+    sketch_is_candidate: bool,
+    reference_count: int,
+) -> Evidence:
+    """One side has a sketch, the other only an APM average: one-sample t test on the log ratio.
+
+    As :func:`quantile_vs_reference`: used only when the summary side saw ``REFERENCE_MIN_RATIO`` times
+    as many requests (its average is then near-exact; an APM average is a true mean, so no accuracy
+    margin); else untested. Before/after: the p-value does not cover load or time differences.
+    """
+    b = _bins(sketch)
+    value = b.mean if b.n else None
+    base, cand = (reference_ms, value) if sketch_is_candidate else (value, reference_ms)
+    samples = (reference_count, round(b.n)) if sketch_is_candidate else (round(b.n), reference_count)
+    if reference_ms is None or value is None:
+        return summary_change(base, cand, samples, what="avg")
+    if b.n < MIN_SAMPLES:
+        side = "candidate" if sketch_is_candidate else "baseline"
+        return _insufficient(
+            MEAN_REFERENCE_METHOD,
+            f"mean test: {b.n:g} samples on the {side} side, {MIN_SAMPLES} needed",
+            baseline=base,
+            candidate=cand,
+            samples=samples,
+        )
+    if not _reference_ok(b.n, reference_count) or reference_ms <= 0 or value <= 0:
+        return summary_change(base, cand, samples, what="avg")
+    assert base is not None
+    assert cand is not None
+    ratio = cand / base
+    se = math.sqrt(_variance(b) / b.n) / value
+    df = b.n - 1.0
+    if se == 0:
+        p, interval = (0.0 if ratio > 1 else 1.0), (ratio, ratio)
+    else:
+        p = _p(float(special.stdtr(df, -math.log(ratio) / se)))
+        half = float(special.stdtrit(df, 0.5 + CONFIDENCE / 2)) * se
+        interval = (ratio * math.exp(-half), ratio * math.exp(half))
+    reason = (
+        f"avg {_fmt_ratio_ci(ratio, interval)} against an APM average of {reference_ms:.2f} ms "
+        f"({reference_count} requests, taken as exact); before/after: load and time differences are not in "
+        "the p-value"
+    )
+    return Evidence(
+        method=MEAN_REFERENCE_METHOD,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=base,
+        candidate=cand,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=samples,
+        reason=reason,
+    )
+
+
+def _summary_value(s: LatencySummary, metric: str) -> float | None:
+    if metric == "avg_ms":
+        return s.avg_ms
+    if metric == "max_ms":
+        return s.max_ms
+    return s.quantile(LATENCY_QUANTILES[metric])
+
+
+def latency_evidence(
+    baseline: LatencyDistribution | LatencySummary | None,
+    candidate: LatencyDistribution | LatencySummary | None,
+    counts: tuple[int, int],
+) -> dict[str, Evidence]:
+    """Evidence for every latency metric of one endpoint: ``shift``, ``avg_ms``, ``p50_ms``, ``p95_ms``,
+    ``p99_ms``, ``max_ms`` (in that order).
+
+    ``counts``: (baseline, candidate) request counts (an APM summary carries none of its own).
+    Both sides distributions: the sample-level tests of this module. One side a summary: approximate
+    tests against the summary's figures (:func:`quantile_vs_reference`, :func:`mean_vs_reference`) when
+    that side saw ``REFERENCE_MIN_RATIO`` × more requests, else ratios only (untested); ``shift`` needs
+    both distributions (insufficient). Both summaries: ratios only. A missing side: insufficient.
+    """
+    names = ("shift", "avg_ms", *LATENCY_QUANTILES, "max_ms")
+    if baseline is None or candidate is None:
+        side = "baseline" if baseline is None else "candidate"
+        return {m: _insufficient("none", f"no latency on the {side} side", samples=counts) for m in names}
+    if isinstance(baseline, LatencyDistribution) and isinstance(candidate, LatencyDistribution):
+        b, c = _bins(baseline.sketch), _bins(candidate.sketch)
+        pair = _pair(b, c) if b.n and c.n else None
+        out = {"shift": _rank_shift(b, c, pair), "avg_ms": _mean_ratio(b, c)}
+        out |= {m: _quantile_ratio(b, c, q, pair) for m, q in LATENCY_QUANTILES.items()}
+        out["max_ms"] = _max_exceedance(b, c)
+        return out
+    if isinstance(baseline, LatencySummary) and isinstance(candidate, LatencySummary):
+        out = {"shift": _insufficient(RANK_METHOD, "rank test needs both distributions; only summaries")}
+        for m in names[1:]:
+            what = m.removesuffix("_ms")
+            out[m] = summary_change(_summary_value(baseline, m), _summary_value(candidate, m), counts, what=what)
+        return out
+    sketch_is_candidate = isinstance(candidate, LatencyDistribution)
+    dist = candidate if sketch_is_candidate else baseline
+    summary = baseline if sketch_is_candidate else candidate
+    assert isinstance(dist, LatencyDistribution)
+    assert isinstance(summary, LatencySummary)
+    ref_count = counts[0] if sketch_is_candidate else counts[1]
+    summary_side = "baseline" if sketch_is_candidate else "candidate"
+    out = {
+        "shift": _insufficient(RANK_METHOD, f"rank test needs both distributions; the {summary_side} has a summary"),
+        "avg_ms": mean_vs_reference(
+            dist.sketch, summary.avg_ms, sketch_is_candidate=sketch_is_candidate, reference_count=ref_count
+        ),
+    }
+    for m, q in LATENCY_QUANTILES.items():
+        out[m] = quantile_vs_reference(
+            dist.sketch, summary.quantile(q), q, sketch_is_candidate=sketch_is_candidate, reference_count=ref_count
+        )
+    mx = dist.maximum
+    maxima = (summary.max_ms, mx) if sketch_is_candidate else (mx, summary.max_ms)
+    out["max_ms"] = summary_change(*maxima, counts, what="max")
+    return out
+
+
+# --- errors and throughput --------------------------------------------------------------------------------
+
+ERROR_METHOD = "Fisher exact test (one-sided) on errors / requests; Newcombe interval of the rate difference"
+
+
+def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
+    p = x / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def error_rate_evidence(
+    baseline_errors: int | None,
+    baseline_requests: int,
+    candidate_errors: int | None,
+    candidate_requests: int,
+) -> Evidence:
+    """Does the candidate fail a larger share of requests? Errors as proportions.
+
+    Fisher's exact test, one-sided (candidate's error share larger), from the hypergeometric tail
+    conditional on the total errors (valid at any count, including a zero-error baseline: a candidate
+    with 20 errors over 2,000 requests against 0 of 2,000 gives p ≈ 1e-6). Effect: difference of rates
+    (candidate − baseline, a share of requests) with Newcombe's (1998, method 10) hybrid-score interval
+    from Wilson intervals. Zero errors on both sides: p = 1 and ``min_p`` = 1 (nothing to test, not a
+    failure). Unknown error counts or no requests on a side: insufficient (never zero).
+    """
+    method = ERROR_METHOD
+
+    def insufficient(reason: str) -> Evidence:
+        samples = (baseline_requests, candidate_requests)
+        return _insufficient(method, reason, unit="ratio", kind=EstimateKind.DIFFERENCE, samples=samples)
+
+    if baseline_errors is None or candidate_errors is None:
+        side = "baseline" if baseline_errors is None else "candidate"
+        return insufficient(f"error count not known on the {side} side")
+    if baseline_requests <= 0 or candidate_requests <= 0:
+        return insufficient(f"no requests on the {'baseline' if baseline_requests <= 0 else 'candidate'} side")
+    nb, nc, xb, xc = baseline_requests, candidate_requests, baseline_errors, candidate_errors
+    rb, rc = xb / nb, xc / nc
+    total = xb + xc
+    p = _p(float(st.hypergeom.sf(xc - 1, nb + nc, total, nc)))
+    min_p = _hypergeom_max_p(nb + nc, total, nc)
+    z = _Z
+    lc, uc = _wilson(xc, nc, z)
+    lb, ub = _wilson(xb, nb, z)
+    diff = rc - rb
+    interval = (diff - math.hypot(rc - lc, ub - rb), diff + math.hypot(uc - rc, rb - lb))
+    reason = (
+        f"errors {xc}/{nc} ({rc:.2%}) vs {xb}/{nb} ({rb:.2%}): {diff * 100:+.2f} pp "
+        f"({CONFIDENCE:.0%} CI {interval[0] * 100:+.2f} to {interval[1] * 100:+.2f} pp)"
+    )
+    return Evidence(
+        method=method,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ratio",
+        baseline=rb,
+        candidate=rc,
+        estimate=diff,
+        estimate_kind=EstimateKind.DIFFERENCE,
+        interval=interval,
+        p_value=p,
+        samples=(nb, nc),
+        reason=reason,
+        min_p=min_p,
+    )
+
+
+RATE_METHOD = "exact conditional binomial test of two Poisson rates per unit of offered load"
+
+
+def throughput_evidence(
+    baseline_requests: int,
+    baseline_exposure_s: float,
+    candidate_requests: int,
+    candidate_exposure_s: float,
+) -> Evidence:
+    """Did the candidate serve fewer requests per unit of offered load? Two Poisson rates.
+
+    ``exposure_s`` = window duration (s) × rate scale, so rates are req/s at the baseline's load.
+    Given the total ``K``, the candidate's count is Binomial(K, E_c / (E_b + E_c)) when the rates are
+    equal (Przyborowski & Wilenski, 1940): one-sided p for "candidate lower". Effect: rate ratio with
+    an interval from the Clopper–Pearson interval of that binomial share. Caveats: an open-model replay
+    sends a fixed schedule (less variable than Poisson: conservative); production traffic is burstier
+    than Poisson (optimistic p-values before/after: the tolerance gate carries the decision there).
+    No requests on both sides, or a non-positive exposure: insufficient.
+    """
+    method = RATE_METHOD
+    samples = (baseline_requests, candidate_requests)
+    if baseline_exposure_s <= 0 or candidate_exposure_s <= 0:
+        return _insufficient(
+            method, "no measured window on a side", unit="req/s", direction=Direction.HIGHER_IS_BETTER, samples=samples
+        )
+    rb, rc = baseline_requests / baseline_exposure_s, candidate_requests / candidate_exposure_s
+    total = baseline_requests + candidate_requests
+    if total == 0:
+        return _insufficient(
+            method,
+            "no requests on either side",
+            unit="req/s",
+            direction=Direction.HIGHER_IS_BETTER,
+            baseline=rb,
+            candidate=rc,
+            samples=samples,
+        )
+    share0 = candidate_exposure_s / (baseline_exposure_s + candidate_exposure_s)
+    p = _p(float(special.bdtr(candidate_requests, total, share0)))  # P(X ≤ x_c), X ~ Binomial(K, share0)
+    min_p = _p(math.exp(total * math.log1p(-share0)))
+    alpha = 1 - CONFIDENCE
+    x = candidate_requests
+    lo = 0.0 if x == 0 else float(special.betaincinv(x, total - x + 1, alpha / 2))
+    hi = 1.0 if x == total else float(special.betaincinv(x + 1, total - x, 1 - alpha / 2))
+    scale = baseline_exposure_s / candidate_exposure_s
+
+    def to_ratio(share: float) -> float:
+        return math.inf if share >= 1 else share / (1 - share) * scale
+
+    ratio = _ratio(rb, rc)
+    interval = (to_ratio(lo), to_ratio(hi))
+    reason = f"{rc:.2f} vs {rb:.2f} req/s per unit of offered load, {_fmt_ratio_ci(ratio, interval)}"
+    return Evidence(
+        method=method,
+        status=Status.TESTED,
+        direction=Direction.HIGHER_IS_BETTER,
+        unit="req/s",
+        baseline=rb,
+        candidate=rc,
+        estimate=ratio,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p,
+        samples=(baseline_requests, candidate_requests),
+        reason=reason,
+        min_p=min_p,
+    )
+
+
+# --- many comparisons and the two gates -------------------------------------------------------------------
+
+
+def holm(p_values: Sequence[float]) -> tuple[float, ...]:
+    """Holm's (1979) step-down adjusted p-values: reject ``i`` at family-wise level α iff ``adj[i] ≤ α``.
+
+    ``adj_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j))`` over the ascending p-values. Empty in, empty out.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return ()
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return tuple(float(x) for x in out)
+
+
+def _fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "req/s":
+        return f"{value:.2f} req/s"
+    return f"{value:.1f} {unit}"
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+def decide(
+    evidence: Evidence,
+    tolerance: Tolerance,
+    adjusted_p: float | None,
+    *,
+    label: str = "",
+    alpha: float = ALPHA,
+    family_size: int = 1,
+) -> Decision:
+    """The two gates for one metric: worse only when significant (``adjusted_p ≤ alpha``) *and* beyond
+    the tolerance (relative and absolute, from the two sides' values) in the metric's bad direction.
+
+    Outcomes: ``WORSE``; ``NOT_SIGNIFICANT`` (beyond tolerance the bad way, not significant);
+    ``UNTESTED`` (beyond tolerance the bad way, no test possible: summaries); ``BETTER`` (beyond
+    tolerance the good way and the interval entirely on the good side); ``SAME``; ``INCONCLUSIVE`` (not
+    enough data, or a value missing — never a pass). A zero baseline counts as an infinite relative
+    change (a candidate with errors over a zero-error baseline is beyond any relative tolerance).
+    """
+    e = evidence
+    label = label or e.method
+
+    def out(outcome: Outcome, reason: str) -> Decision:
+        return Decision(label, outcome, e, tolerance, adjusted_p, alpha, family_size, reason)
+
+    if e.status is Status.INSUFFICIENT or e.baseline is None or e.candidate is None:
+        return out(Outcome.INCONCLUSIVE, f"{label}: not judged, {e.reason}")
+    delta = e.candidate - e.baseline
+    worse_by = delta if e.direction is Direction.LOWER_IS_BETTER else -delta
+    relative = worse_by / abs(e.baseline) if e.baseline else math.copysign(math.inf, worse_by) if worse_by else 0.0
+    worse = worse_by > tolerance.absolute and relative > tolerance.relative
+    better = -worse_by > tolerance.absolute and -relative > tolerance.relative
+    bounds = f"{tolerance.relative:+.0%} and {_fmt_value(tolerance.absolute, e.unit)}"
+    figures = f"{_fmt_value(e.candidate, e.unit)} vs {_fmt_value(e.baseline, e.unit)}"
+    stats = e.reason
+    if e.p_value is not None:
+        stats += f"; p = {_fmt_p(e.p_value)}"
+        if e.min_p > alpha:
+            stats += f" (these counts cannot reach α = {alpha:g}: left out of the adjustment)"
+        elif adjusted_p is not None:
+            stats += f", Holm-adjusted over {family_size} tests {_fmt_p(adjusted_p)} (α = {alpha:g})"
+    if e.status is Status.UNTESTED:
+        if worse:
+            return out(Outcome.UNTESTED, f"{label} worse beyond {bounds}, untested: {stats}")
+        return out(Outcome.SAME, f"{label} within {bounds} or better (untested): {figures}")
+    significant = adjusted_p is not None and adjusted_p <= alpha
+    if worse and significant:
+        return out(Outcome.WORSE, f"{label} worse: {figures}, beyond {bounds}; {stats}")
+    if worse:
+        return out(Outcome.NOT_SIGNIFICANT, f"{label} worse by more than {bounds} but not significant: {stats}")
+    if better and e.interval is not None:
+        good_side = e.interval[1] < (1.0 if e.estimate_kind is EstimateKind.RATIO else 0.0)
+        if e.direction is Direction.HIGHER_IS_BETTER:
+            good_side = e.interval[0] > (1.0 if e.estimate_kind is EstimateKind.RATIO else 0.0)
+        if good_side:
+            return out(Outcome.BETTER, f"{label} better: {figures}; {stats}")
+    note = "; significant but within tolerance" if significant else ""
+    return out(Outcome.SAME, f"{label} within {bounds}: {figures}{note}")
+
+
+def judge_family(
+    items: Sequence[tuple[str, Evidence, Tolerance]],
+    alpha: float = ALPHA,
+) -> tuple[Decision, ...]:
+    """Decide every (label, evidence, tolerance) of a run, adjusting for multiplicity with Holm.
+
+    Why Holm: the acceptance is a *run-level* false-alarm rate — the chance that a run with no real
+    change fails anywhere — which is the family-wise error rate. Holm controls it at ``alpha`` under
+    any dependence between the tests (the metrics of one endpoint are strongly correlated) and is
+    uniformly more powerful than Bonferroni. Benjamini–Hochberg controls the false discovery rate
+    instead: equal to the family-wise rate only when nothing changed, and when many endpoints really do
+    change by a little (common in a migration), its thresholds loosen for every other endpoint too, so
+    noise on unchanged endpoints fails runs. The family is every tested p-value of the run whose
+    ``min_p`` could reach ``alpha`` (Tarone: a test that cannot be significant, e.g. zero errors on both
+    sides, cannot raise a false alarm and would only cost power). Decisions keep the input order.
+    """
+    eligible = [
+        i
+        for i, (_, e, _) in enumerate(items)
+        if e.status is Status.TESTED and e.p_value is not None and e.min_p <= alpha
+    ]
+    adjusted = holm([items[i][1].p_value or 0.0 for i in eligible])
+    by_index = dict(zip(eligible, adjusted, strict=True))
+    m = len(eligible)
+    decisions = []
+    for i, (label, e, tol) in enumerate(items):
+        adj = by_index.get(i)
+        if adj is None and e.status is Status.TESTED and e.p_value is not None:
+            adj = 1.0  # left out: it could not have reached alpha
+        decisions.append(decide(e, tol, adj, label=label, alpha=alpha, family_size=m))
+    return tuple(decisions)
