@@ -25,8 +25,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# The replay benchmarks need nginx (a fast loopback target); replay_support.py is their shared module.
 bench: $(STAMP)
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit $$?; done
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx; }
+	@for script in benchmarks/*.py; do \
+		case $$script in *_support.py) continue;; esac; \
+		echo "== $$script"; $(BIN)/python $$script || exit $$?; \
+	done
 
 clean:
 	rm -rf $(VENV) reports/demo .pytest_cache .mypy_cache .ruff_cache

@@ -159,6 +159,7 @@ def _generator_to_dict(g: GeneratorHealth | None) -> dict[str, Any] | None:
         "sent": g.sent,
         "late_sends": g.late_sends,
         "dropped": g.dropped,
+        "unsent": g.unsent,
         "late_after_ms": g.late_after_ms,
         "saturation_percent": g.saturation_percent,
     }
@@ -318,6 +319,7 @@ def _generator_from_dict(d: dict[str, Any] | None) -> GeneratorHealth | None:
         sent=int(d.get("sent", defaults.sent)),
         late_sends=int(d.get("late_sends", defaults.late_sends)),
         dropped=int(d.get("dropped", defaults.dropped)),
+        unsent=int(d.get("unsent", defaults.unsent)),
         late_after_ms=float(d.get("late_after_ms", defaults.late_after_ms)),
         saturation_percent=float(d.get("saturation_percent", defaults.saturation_percent)),
     )

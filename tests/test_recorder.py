@@ -78,13 +78,14 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     workers[0].record_cpu(T0 + 0.5, 40.0)
     workers[1].record_cpu(T0 + 0.7, 95.0)
     workers[0].record_cpu(T0 + 2.2, 30.0)
-    workers[0].record_late(T0 + 2.9)
-    workers[1].record_late(T0 + 2.1, count=3)
+    workers[0].count_sends(T0 + 2.9, sent=5, late=1)
+    workers[1].count_sends(T0 + 2.1, sent=5, late=3, dropped=1)
+    workers[1].count_sends(T0 + 3.5, unsent=7)
     for w in workers:
         master.merge_delta(json.loads(json.dumps(w.take_delta())))
         assert w.take_delta()["cpu"] == {}
     start = datetime.fromtimestamp(T0, UTC)
-    totals = GeneratorTotals(processes=2, sent=10, late_sends=4, dropped=1, late_after_ms=100.0)
+    totals = GeneratorTotals(processes=2, late_after_ms=100.0)
     m = master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4), generator=totals)
     g = m.generator
     assert g is not None
@@ -92,5 +93,6 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     assert g.cpu_percent == (95.0, None, 30.0, None)  # the busiest process per second; unsampled stays None
     assert g.late == (0, 0, 4, 0)
     assert g.saturated == (True, False, False, False)
-    assert (g.processes, g.sent, g.late_sends, g.dropped) == (2, 10, 4, 1)
+    assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent) == (2, 10, 4, 1, 7)
+    assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7}
     assert master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4)).generator is None

@@ -32,7 +32,7 @@ from typing import Any
 import gevent
 import psutil
 from gevent.event import Event
-from gevent.pool import Pool
+from gevent.queue import Queue
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -58,6 +58,12 @@ log = logging.getLogger("parity.replay")
 GRACE_S = 15.0
 #: A send this many seconds behind its schedule counts as late.
 LATE_S = 0.1
+#: The dispatcher wakes this much before a send is due (the event loop wakes sleepers ~1 ms late).
+WAKE_EARLY_S = 0.001
+#: Arrivals still not handed to a sender this long after the run's end are not sent (counted unsent).
+UNSENT_AFTER_S = 1.0
+#: Sends are counted in batches of at most this many (and whenever the dispatcher waits).
+COUNT_EVERY = 256
 #: Request-context key holding a request's planned send time (Unix s), for intended-time latency.
 INTENDED_AT = "parity_intended_at"
 
@@ -74,13 +80,11 @@ class _Replay:
     lanes: int = 1
     ready: Event = field(default_factory=Event)
     done_lanes: set[int] = field(default_factory=set)
-    sent: int = 0
-    late: int = 0
+    unfinished_lanes: set[int] = field(default_factory=set)
     finished_at: float | None = None
     written: Path | None = None
     rails: Rails = field(default_factory=Rails)
     aborted: str | None = None
-    dropped: int = 0
     failed: str | None = None  # a worker could not run its lane
     baseline_text: str = ""  # the master sends it to workers, which need no copy of the file
 
@@ -390,7 +394,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.recorder = Recorder(state.recorder.interval_s)
     state.recorder.set_stages(_stage_spans(start_at))
     state.done_lanes.clear()
-    state.sent = state.late = state.dropped = 0
+    state.unfinished_lanes.clear()
     state.finished_at = None
     state.aborted = state.failed = None
     if isinstance(runner, MasterRunner):
@@ -430,15 +434,19 @@ def _on_lane_failed(environment: Environment, msg: Any) -> None:
     log.error("parity: error: %s", state.failed)
 
 
+def _lane_done(lane: int, finished: bool) -> None:
+    """A lane stopped; ``finished``: it went through its whole schedule (not stopped early)."""
+    state.done_lanes.add(lane)
+    if not finished:
+        state.unfinished_lanes.add(lane)
+    if len(state.done_lanes) >= state.lanes:
+        state.finished_at = time.time()
+
+
 def _on_lane_done(environment: Environment, msg: Any) -> None:
     """Master: a worker finished its lane and sent what it recorded since its last report."""
     state.recorder.merge_delta(msg.data["delta"])
-    state.sent += int(msg.data["sent"])
-    state.late += int(msg.data["late"])
-    state.dropped += int(msg.data["dropped"])
-    state.done_lanes.add(int(msg.data["lane"]))
-    if len(state.done_lanes) == state.lanes:
-        state.finished_at = time.time()
+    _lane_done(int(msg.data["lane"]), bool(msg.data["finished"]))
 
 
 @events.report_to_master.add_listener
@@ -474,7 +482,12 @@ def _on_request(
 
 
 class ReplayUser(FastHttpUser):
-    """Sends the lane's scheduled requests on time (open model), then drains and stops."""
+    """Sends the lane's scheduled requests on time (open model), then drains and stops.
+
+    A dispatcher walks the schedule and hands each arrival, when it is due, to a queue served by
+    ``--max-in-flight`` long-lived sender greenlets (no greenlet per request: that alone cost about 30%
+    of the generator's CPU). A send that starts more than ``LATE_S`` after its planned time is late;
+    arrivals not handed out by the end of the run (plus ``UNSENT_AFTER_S``) are not sent but counted."""
 
     concurrency = 256
 
@@ -487,7 +500,23 @@ class ReplayUser(FastHttpUser):
         config = state.config
         start_at = max(float(config["start_at"]), time.time())
         gevent.sleep(max(0.0, start_at - time.time()))
-        pool = Pool(config["max_in_flight"])
+        sampler = _CpuSampler(state.recorder)
+        queue: Queue[tuple[Arrival, float] | None] = Queue(maxsize=config["max_in_flight"])
+        senders = [gevent.spawn(self._sender, queue) for _ in range(config["max_in_flight"])]
+        finished = self._dispatch(queue, start_at)
+        for _ in senders:
+            queue.put(None)
+        gevent.joinall(senders, timeout=config["request_timeout_s"] + 1.0)
+        gevent.killall(senders, block=True, timeout=1.0)
+        sampler.stop()
+        self._finish_lane(finished)
+        raise StopUser
+
+    def _dispatch(self, queue: Queue[tuple[Arrival, float] | None], start_at: float) -> bool:
+        """Hand each arrival to the senders when it is due; True when the whole schedule was handed out
+        (or counted as unsent after the run's end), False when Locust stopped the user first."""
+        config = state.config
+        assert state.shaped is not None
         arrivals = iter_arrivals(
             state.shaped.plan,
             config["run_time_s"],
@@ -497,63 +526,71 @@ class ReplayUser(FastHttpUser):
             lanes=state.lanes,
         )
         cap = None if config.get("max_rps") is None else RateCap(float(config["max_rps"]) / state.lanes)
-        sampler = _CpuSampler(state.recorder)
-        sent = late = dropped = 0
-        for arrival in arrivals:
-            if self._state == LOCUST_STATE_STOPPING:
-                break
-            delay = start_at + arrival.at_s - time.time()
-            if delay > 0:
-                gevent.sleep(delay)
-            elif delay < -LATE_S:
-                late += 1
-                state.recorder.record_late(start_at + arrival.at_s)
-            if cap is not None and not cap.take(time.monotonic()):
-                dropped += 1
-                continue
-            pool.spawn(self._send, arrival, start_at + arrival.at_s)
-            sent += 1
-        pool.join(timeout=config["request_timeout_s"] + 1.0)
-        pool.kill(block=True, timeout=1.0)
-        sampler.stop()
-        self._finish_lane(sent, late, dropped)
-        raise StopUser
+        deadline = start_at + config["run_time_s"] + UNSENT_AFTER_S
+        recorder = state.recorder
+        handed = 0  # handed to the senders since the last count (counted in batches: cheaper per request)
+        try:
+            for arrival in arrivals:
+                if self._state == LOCUST_STATE_STOPPING:
+                    return False
+                planned = start_at + arrival.at_s
+                now = time.time()
+                if planned - now > WAKE_EARLY_S:
+                    recorder.count_sends(now, sent=handed)
+                    handed = 0
+                    gevent.sleep(planned - now - WAKE_EARLY_S)
+                elif now > deadline:
+                    unsent = 1 + sum(1 for _ in arrivals)
+                    recorder.count_sends(now, unsent=unsent)
+                    log.warning("parity: lane %d could not send %d requests before the run ended", state.lane, unsent)
+                    return True
+                if cap is not None and not cap.take(time.monotonic()):
+                    recorder.count_sends(planned, dropped=1)
+                    continue
+                queue.put((arrival, planned))
+                handed += 1
+                if handed >= COUNT_EVERY:
+                    recorder.count_sends(now, sent=handed)
+                    handed = 0
+            return True
+        finally:
+            recorder.count_sends(time.time(), sent=handed)
 
-    def _send(self, arrival: Arrival, planned_at: float) -> None:
-        with self.client.request(
-            arrival.method,
-            arrival.url,
-            name=arrival.name,
-            data=arrival.body,
-            headers=dict(arrival.headers),
-            catch_response=True,
-            context={INTENDED_AT: planned_at},
-        ) as response:
-            code = response.status_code or 0
-            if 0 < code < 500:
-                response.success()
-            else:
-                response.failure(f"HTTP {code}" if code else f"no response: {response.error!r}")
+    def _sender(self, queue: Queue[tuple[Arrival, float] | None]) -> None:
+        recorder = state.recorder
+        while (item := queue.get()) is not None:
+            arrival, planned = item
+            now = time.time()
+            if now - planned > LATE_S:
+                recorder.count_sends(now, late=1)
+            with self.client.request(
+                arrival.method,
+                arrival.url,
+                name=arrival.name,
+                data=arrival.body,
+                headers=arrival.headers,  # a fresh dict per arrival: the client may add to it
+                catch_response=True,
+                context={INTENDED_AT: planned},
+            ) as response:
+                code = response.status_code or 0
+                if 0 < code < 500:
+                    response.success()
+                else:
+                    response.failure(f"HTTP {code}" if code else f"no response: {response.error!r}")
 
-    def _finish_lane(self, sent: int, late: int, dropped: int) -> None:
+    def _finish_lane(self, finished: bool) -> None:
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            data = {
-                "lane": state.lane,
-                "sent": sent,
-                "late": late,
-                "dropped": dropped,
-                "delta": state.recorder.take_delta(),
-            }
+            data = {"lane": state.lane, "finished": finished, "delta": state.recorder.take_delta()}
             runner.send_message("parity_lane_done", data)
         else:
-            state.sent, state.late, state.dropped = sent, late, dropped
-            state.done_lanes.add(0)
-            state.finished_at = time.time()
-        if late:
+            _lane_done(0, finished)
+        sends = state.recorder.sends
+        if sends["late"]:
+            late, sent = sends["late"], sends["sent"]
             log.warning("parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S)
-        if dropped:
-            log.warning("parity: lane %d dropped %d requests over the --max-rps cap", state.lane, dropped)
+        if sends["dropped"]:
+            log.warning("parity: lane %d dropped %d requests over the --max-rps cap", state.lane, sends["dropped"])
 
 
 class ReplayShape(LoadTestShape):
@@ -568,7 +605,7 @@ class ReplayShape(LoadTestShape):
         lanes = _lane_count(self.runner.environment) if self.runner is not None else 1
         if state.finished_at is not None and len(state.done_lanes) >= max(state.lanes, 1):
             return None
-        if state.aborted is None:
+        if state.aborted is None and state.rails.watches:
             requests, errors, p99 = state.recorder.totals_since(time.time() - state.rails.abort_window_s)
             state.aborted = abort_reason(WindowStats(requests, errors, p99), state.rails)
             if state.aborted is not None:
@@ -588,7 +625,9 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     config = state.config
     start = float(config.get("start_at", time.time()))
     planned_end = start + config["run_time_s"]
-    complete = state.finished_at is not None and state.aborted is None
+    complete = (
+        state.finished_at is not None and not state.unfinished_lanes and state.aborted is None and state.failed is None
+    )
     end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
     labels = {
         "harness_version": version(),
@@ -615,13 +654,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         rate_scale=state.shaped.rate_scale if state.shaped else config["rate_scale"],
         pair_id=config.get("pair_id") or None,
         labels=labels,
-        generator=GeneratorTotals(
-            processes=state.lanes,
-            sent=state.sent,
-            late_sends=state.late,
-            dropped=state.dropped,
-            late_after_ms=LATE_S * 1000.0,
-        ),
+        generator=GeneratorTotals(processes=state.lanes, late_after_ms=LATE_S * 1000.0),
     )
     state.written = measurement_json.write(measurement, config["parity_out"])
     log.info(

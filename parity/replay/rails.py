@@ -45,6 +45,11 @@ class Rails:
     abort_p99_ms: float | None = None
     abort_window_s: float = ABORT_WINDOW_S
 
+    @property
+    def watches(self) -> bool:
+        """True when an abort rule is set (the run must be watched while it goes)."""
+        return self.abort_error_ratio is not None or self.abort_p99_ms is not None
+
 
 @dataclass(frozen=True)
 class WindowStats:

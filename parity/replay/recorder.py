@@ -16,9 +16,11 @@ Speed: :meth:`Recorder.record` only appends to a buffer (about a microsecond); t
 the sketches in vectorised batches whenever something reads the recorder or the buffer reaches
 ``FLUSH_EVERY`` requests, so recording costs the load generator little CPU.
 
-Generator health: :meth:`Recorder.record_cpu` and :meth:`Recorder.record_late` keep, per timeline
-bucket, the busiest process's CPU (% of one core) and the count of late sends; they travel in the deltas
-and merge as max and sum.
+Generator health: :meth:`Recorder.record_cpu` and :meth:`Recorder.count_sends` keep, per timeline
+bucket, the busiest process's CPU (% of one core) and the count of late sends, plus run totals of sent,
+late, dropped (over a rate cap) and unsent (could not start before the run ended) requests; they travel
+in the deltas and merge as max and sums — so a worker's counts reach the master even when the run is cut
+short.
 """
 
 from __future__ import annotations
@@ -76,13 +78,15 @@ class StageSpan:
 
 @dataclass(frozen=True)
 class GeneratorTotals:
-    """Run totals of the load generator for :meth:`Recorder.to_measurement` (see ``GeneratorHealth``)."""
+    """What :meth:`Recorder.to_measurement` needs besides the recorded counts to describe the load
+    generator (see ``GeneratorHealth``): how many processes sent, and the lateness threshold in ms."""
 
     processes: int
-    sent: int
-    late_sends: int
-    dropped: int
     late_after_ms: float
+
+
+#: Send counters kept per recorder (see :meth:`Recorder.count_sends`).
+SEND_COUNTERS = ("sent", "late", "dropped", "unsent")
 
 
 @dataclass
@@ -156,16 +160,20 @@ class _Store:
     """Everything recorded (or, for deltas, recorded since the last hand-out)."""
 
     endpoints: dict[tuple[str, str], _EndpointRecord] = field(default_factory=lambda: defaultdict(_EndpointRecord))
+    everything: dict[int, _Cell] = field(default_factory=lambda: defaultdict(_Cell))  # bucket → all endpoints
     cpu: dict[int, float] = field(default_factory=dict)  # bucket → busiest process's CPU %
     late: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # bucket → late sends
+    sends: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEND_COUNTERS, 0))
 
     def add_cpu(self, bucket: int, percent: float) -> None:
         self.cpu[bucket] = max(self.cpu.get(bucket, 0.0), percent)
 
     def clear(self) -> None:
         self.endpoints.clear()
+        self.everything.clear()
         self.cpu.clear()
         self.late.clear()
+        self.sends = dict.fromkeys(SEND_COUNTERS, 0)
 
 
 class Recorder:
@@ -224,11 +232,23 @@ class Recorder:
         for store in self._stores:
             store.add_cpu(bucket, percent)
 
-    def record_late(self, at_s: float, count: int = 1) -> None:
-        """``count`` sends that started late, at Unix time ``at_s``."""
+    def count_sends(self, at_s: float, *, sent: int = 0, late: int = 0, dropped: int = 0, unsent: int = 0) -> None:
+        """The load generator's sends at Unix time ``at_s``: requests sent, of which ``late`` started late;
+        ``dropped`` (not sent: over a rate cap) and ``unsent`` (not started before the run ended)."""
         bucket = math.floor(at_s / self.interval_s)
         for store in self._stores:
-            store.late[bucket] += count
+            counts = store.sends
+            counts["sent"] += sent
+            counts["late"] += late
+            counts["dropped"] += dropped
+            counts["unsent"] += unsent
+            if late:
+                store.late[bucket] += late
+
+    @property
+    def sends(self) -> dict[str, int]:
+        """Run totals of the send counters (see :meth:`count_sends`)."""
+        return dict(self._all.sends)
 
     def _flush(self) -> None:
         """Fold the buffered requests into the sketches, grouped by endpoint × bucket and endpoint × stage."""
@@ -242,6 +262,12 @@ class Recorder:
         for buf in (self._buf_endpoint, self._buf_sent, self._buf_latency, self._buf_error, self._buf_intended):
             buf.clear()
         buckets = np.floor(sent / self.interval_s).astype(np.int64)
+        order = np.argsort(buckets, kind="stable")
+        uniques, starts = np.unique(buckets[order], return_index=True)
+        for bucket, lo, hi in zip(uniques.tolist(), starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
+            pick = order[lo:hi]
+            for store in self._stores:
+                store.everything[bucket].add_batch(latency[pick], error[pick], intended[pick])
         groupings: list[tuple[str, npt.NDArray[np.int64]]] = [("buckets", buckets)]
         if self._stages:
             stage = np.searchsorted(np.asarray(self._stage_starts), sent, side="right") - 1
@@ -274,10 +300,9 @@ class Recorder:
         self._flush()
         first = math.floor(since_s / self.interval_s)
         total = _Cell()
-        for rec in self._all.endpoints.values():
-            for bucket, cell in rec.buckets.items():
-                if bucket >= first:
-                    total.merge(cell)
+        for bucket, cell in self._all.everything.items():
+            if bucket >= first:
+                total.merge(cell)
         return total.count, total.errors, total.sketch.quantile(0.99)
 
     def take_delta(self) -> dict[str, Any]:
@@ -296,6 +321,8 @@ class Recorder:
                 }
                 for (method, name), rec in pending.endpoints.items()
             ],
+            "everything": {str(b): cell.to_dict() for b, cell in pending.everything.items()},
+            "sends": dict(pending.sends),
             "cpu": {str(b): pct for b, pct in pending.cpu.items()},
             "late": {str(b): n for b, n in pending.late.items()},
         }
@@ -312,6 +339,10 @@ class Recorder:
             self._all.add_cpu(int(b), float(pct))
         for b, n in delta.get("late", {}).items():
             self._all.late[int(b)] += int(n)
+        for b, cell in delta.get("everything", {}).items():
+            self._all.everything[int(b)].merge(_Cell.from_dict(cell))
+        for name, n in delta.get("sends", {}).items():
+            self._all.sends[name] = self._all.sends.get(name, 0) + int(n)
 
     def _timeline(self, rec: _EndpointRecord, first: int, last: int) -> Timeline:
         cells = [rec.buckets.get(b) for b in range(first, last + 1)]
@@ -335,9 +366,10 @@ class Recorder:
             cpu_percent=tuple(cpu.get(b) for b in range(first, last + 1)),
             late=tuple(late.get(b, 0) for b in range(first, last + 1)),
             processes=totals.processes,
-            sent=totals.sent,
-            late_sends=totals.late_sends,
-            dropped=totals.dropped,
+            sent=self._all.sends["sent"],
+            late_sends=self._all.sends["late"],
+            dropped=self._all.sends["dropped"],
+            unsent=self._all.sends["unsent"],
             late_after_ms=totals.late_after_ms,
         )
 
