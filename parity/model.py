@@ -300,8 +300,9 @@ class GeneratorHealth:
     ``cpu_percent[i]`` is the CPU of the busiest generator process over interval ``i`` in % of one core
     (None: not sampled). ``late[i]`` counts sends that started more than ``late_after_ms`` after their
     planned time (the generator or its concurrency limit could not keep up). Totals: ``processes`` that
-    sent, requests ``sent``, ``late_sends``, ``dropped`` (not sent: over the max-RPS cap) and ``unsent``
-    (planned, but not started before the run ended: the generator or the target could not keep up).
+    sent, requests ``sent`` (handed to a sender), ``late_sends``, ``dropped`` (not sent: over the max-RPS
+    cap) and ``unsent`` (planned, but not started before the run ended: the generator or the target could
+    not keep up).
     """
 
     start_s: float

@@ -8,9 +8,10 @@ Run it through ``loadtests/replay.py``::
 How it works:
 - The baseline's whole window (e.g. one day) is compressed into the run time (``-t``); requests follow
   the baseline's per-endpoint rate over the window times ``--rate-scale`` (see ``parity.replay.schedule``).
-- One pacing user per Locust process (the ``ReplayShape`` asks for one user per worker) sends each request
-  at its scheduled time from a pool of sender greenlets, whatever the target's response time (up to
-  ``--max-in-flight`` requests in flight). With N workers, worker k sends the arrivals numbered k mod N:
+- One pacing user per Locust process (the ``ReplayShape`` asks for one user per worker) hands each request,
+  at its scheduled time, to ``--max-in-flight`` long-lived sender greenlets, whatever the target's response
+  time (see ``ReplayUser``); the process samples its own CPU per interval (generator health).
+  With N workers, worker k sends the arrivals numbered k mod N:
   the same requests as a single process, split without overlap.
 - Each process records latency per endpoint into sketches; workers ship them to the master with their
   reports, the master merges them and writes the Measurement (``--parity-out``) when Locust quits — also
