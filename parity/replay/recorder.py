@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,15 @@ def timeline_interval(run_time_s: float) -> float:
         if run_time_s / interval <= MAX_POINTS:
             return float(interval)
     return float(NICE_INTERVALS_S[-1])
+
+
+def _groups(ids: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+    """(id, positions of that id in ``ids``) for each distinct id, in ascending order."""
+    order = np.argsort(ids, kind="stable")
+    uniques, starts = np.unique(ids[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(order)]
+    for group, lo, hi in zip(uniques.tolist(), starts.tolist(), ends, strict=True):
+        yield group, order[lo:hi]
 
 
 @dataclass(frozen=True)
@@ -262,30 +271,20 @@ class Recorder:
         for buf in (self._buf_endpoint, self._buf_sent, self._buf_latency, self._buf_error, self._buf_intended):
             buf.clear()
         buckets = np.floor(sent / self.interval_s).astype(np.int64)
-        order = np.argsort(buckets, kind="stable")
-        uniques, starts = np.unique(buckets[order], return_index=True)
-        for bucket, lo, hi in zip(uniques.tolist(), starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True):
-            pick = order[lo:hi]
+        for bucket, pick in _groups(buckets):
             for store in self._stores:
                 store.everything[bucket].add_batch(latency[pick], error[pick], intended[pick])
         groupings: list[tuple[str, npt.NDArray[np.int64]]] = [("buckets", buckets)]
         if self._stages:
             stage = np.searchsorted(np.asarray(self._stage_starts), sent, side="right") - 1
             groupings.append(("stages", np.clip(stage, 0, len(self._stages) - 1).astype(np.int64)))
-        for ep in np.unique(endpoint).tolist():
-            rows = endpoint == ep
+        for ep, rows in _groups(endpoint):
             lat, err, intd = latency[rows], error[rows], intended[rows]
             records = [store.endpoints[self._keys[ep]] for store in self._stores]
             for rec in records:
                 rec.total.add_batch(lat, err, intd)
             for attr, ids in groupings:
-                sub = ids[rows]
-                order = np.argsort(sub, kind="stable")
-                sub_sorted = sub[order]
-                uniques, starts = np.unique(sub_sorted, return_index=True)
-                ends = [*starts[1:].tolist(), len(sub_sorted)]
-                for group, lo, hi in zip(uniques.tolist(), starts.tolist(), ends, strict=True):
-                    pick = order[lo:hi]
+                for group, pick in _groups(ids[rows]):
                     for rec in records:
                         getattr(rec, attr)[group].add_batch(lat[pick], err[pick], intd[pick])
 
