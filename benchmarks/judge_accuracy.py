@@ -1,11 +1,11 @@
 """Benchmark: does the statistical judge (parity.judge.stats) cry wolf, and does it catch planted regressions?
 
-A simulation with known truths. Every run judges 50 endpoints the way a nightly comparison would: for
-each endpoint the six latency comparisons of ``latency_evidence`` (rank shift, avg, p50, p95, p99, max),
-the error-rate and the throughput comparison; Holm's adjustment over every test of the run
-(``judge_family``, alpha ``ALPHA``); and the two gates (significant after adjustment *and* beyond the
-tolerances of ``TOLERANCES``). An endpoint *fails* when a metric with a fail gate is WORSE (``max_ms`` has
-a warn gate: it can only make an endpoint marginal).
+A simulation with known truths. Every run judges 50 endpoints with the product's judge,
+``parity.judge.compare.compare`` and the default ``Policy`` (its tolerances are printed first): for each
+endpoint the six latency comparisons (rank shift, avg, p50, p95, p99, max), the error-rate and the
+throughput comparison; Holm's adjustment over every test of the run at the policy's alpha; and the two
+gates (significant after adjustment *and* beyond tolerance). An endpoint *fails* when a metric with a fail
+gate fails (``max_ms`` has a warn gate: it can only make an endpoint marginal).
 
 Latency distributions (ms, before a per-endpoint scale factor drawn log-uniformly from 0.5–4):
   lognormal   median 40, sigma 0.5 (p95/p50 = 2.3)
@@ -41,31 +41,27 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 from scipy import stats as st
 
-from parity.judge import stats
-from parity.model import LatencyDistribution
+from parity.judge.compare import compare
+from parity.judge.policy import DEFAULT_RULES, Policy
+from parity.judge.result import Verdict
+from parity.model import Endpoint as ModelEndpoint
+from parity.model import EndpointStats, LatencyDistribution, Measurement, Source, SourceKind, Window
 from parity.sketch import LatencySketch
+
+#: The judge under test: the product's defaults (tolerances in ``parity.judge.policy.DEFAULT_RULES``).
+POLICY = Policy()
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Practical tolerances of the benchmark judge: (relative, absolute in the metric's unit).
-TOLERANCES: dict[str, stats.Tolerance] = {
-    "shift": stats.Tolerance(0.05, 1.0),
-    "avg_ms": stats.Tolerance(0.05, 1.0),
-    "p50_ms": stats.Tolerance(0.05, 1.0),
-    "p95_ms": stats.Tolerance(0.05, 2.0),
-    "p99_ms": stats.Tolerance(0.10, 5.0),
-    "max_ms": stats.Tolerance(1.00, 100.0),
-    "error_rate": stats.Tolerance(0.50, 0.001),
-    "rps": stats.Tolerance(0.10, 0.0),
-}
-WARN_ONLY = frozenset({"max_ms"})
 ENDPOINTS = 50
 PLANTED_SIZES = (200, 500, 2_000, 5_000, 20_000)
 PLANTED_PER_SIZE = 5
@@ -171,49 +167,59 @@ def simulate(ep: Endpoint, rng: np.random.Generator) -> tuple[tuple[int, int, La
 
 @dataclass(frozen=True)
 class Judged:
-    """One judged run: per endpoint the fail-gated metrics found WORSE and whether max made it marginal;
-    the same for each alpha of ``SENSITIVITY_ALPHAS`` (failed sets only); the family size; seconds taken."""
+    """One judged run (``compare`` with the default ``Policy``): per endpoint the metrics that failed, its
+    verdict; the run's verdict; per alpha of ``SENSITIVITY_ALPHAS`` whether each endpoint failed; the
+    family size; seconds taken."""
 
     failed: list[set[str]]
-    marginal: list[bool]
+    verdicts: list[Verdict]
+    run: Verdict
     failed_at: dict[float, list[bool]]
     family_size: int
     seconds: float
+
+    @property
+    def marginal(self) -> list[bool]:
+        return [v is Verdict.MARGINAL for v in self.verdicts]
 
 
 #: Other family-wise alphas tried on the same data, to show what relaxing the false-alarm target buys.
 SENSITIVITY_ALPHAS = (0.05, 0.20)
 
 
+def measurements(data: list[tuple[tuple[int, int, LatencySketch], ...]]) -> tuple[Measurement, Measurement]:
+    """The baseline and candidate Measurements of one simulated run (endpoint ``GET /e<i>``)."""
+    window = Window(T0, T0 + timedelta(seconds=WINDOW_S))
+    sides = []
+    for side in (0, 1):
+        endpoints = tuple(
+            EndpointStats(ModelEndpoint("GET", f"/e{i}"), count=n, errors=e, latency=LatencyDistribution(sk))
+            for i, pair in enumerate(data)
+            for n, e, sk in (pair[side],)
+        )
+        sides.append(Measurement(Source(SourceKind.SYNTHETIC, "judge_accuracy"), window, endpoints))
+    return sides[0], sides[1]
+
+
 def judge_run(data: list[tuple[tuple[int, int, LatencySketch], ...]]) -> Judged:
-    """Judge one run at ``stats.ALPHA`` (timed) and at each of ``SENSITIVITY_ALPHAS``."""
+    """Judge one run with the default policy (timed) and at each of ``SENSITIVITY_ALPHAS``."""
+    base, cand = measurements(data)
     t0 = time.perf_counter()
-    items: list[tuple[str, stats.Evidence, stats.Tolerance]] = []
-    owners: list[int] = []
-    for i, ((nb, eb, sb), (nc, ec, sc)) in enumerate(data):
-        evidence = stats.latency_evidence(LatencyDistribution(sb), LatencyDistribution(sc), (nb, nc))
-        evidence["error_rate"] = stats.error_rate_evidence(eb, nb, ec, nc)
-        evidence["rps"] = stats.throughput_evidence(nb, WINDOW_S, nc, WINDOW_S)
-        for metric, e in evidence.items():
-            items.append((metric, e, TOLERANCES[metric]))
-            owners.append(i)
-    decisions = stats.judge_family(items)
+    result = compare(base, cand, POLICY)
     elapsed = time.perf_counter() - t0
-    failed: list[set[str]] = [set() for _ in data]
-    marginal = [False] * len(data)
-    for owner, d in zip(owners, decisions, strict=True):
-        if d.outcome is stats.Outcome.WORSE:
-            if d.label in WARN_ONLY:
-                marginal[owner] = True
-            else:
-                failed[owner].add(d.label)
+    by_key = {r.endpoint.key: r for r in result.endpoints}
+    ordered = [by_key[f"GET /e{i}"] for i in range(len(data))]
+    failed = [{m.metric for m in r.metrics if m.verdict is Verdict.FAIL} for r in ordered]
     failed_at = {}
     for alpha in SENSITIVITY_ALPHAS:
-        flags = [False] * len(data)
-        for owner, d in zip(owners, stats.judge_family(items, alpha), strict=True):
-            flags[owner] |= d.outcome is stats.Outcome.WORSE and d.label not in WARN_ONLY
-        failed_at[alpha] = flags
-    return Judged(failed, marginal, failed_at, decisions[0].family_size, elapsed)
+        other = {
+            r.endpoint.key: r.verdict
+            for r in compare(
+                base, cand, replace(POLICY, alpha=alpha, marginal_alpha=max(alpha, POLICY.marginal_alpha))
+            ).endpoints
+        }
+        failed_at[alpha] = [other[f"GET /e{i}"] is Verdict.FAIL for i in range(len(data))]
+    return Judged(failed, [r.verdict for r in ordered], result.verdict, failed_at, result.tests, elapsed)
 
 
 def background(rng: np.random.Generator, i: int) -> Endpoint:
@@ -249,6 +255,8 @@ class Tally:
 def aa(runs: int, seed: int, tally: Tally) -> None:
     false_runs = marginal_runs = flagged = 0
     by_metric: dict[str, int] = {}
+    run_verdicts = dict.fromkeys(Verdict, 0)
+    endpoint_verdicts = dict.fromkeys(Verdict, 0)
     for r in range(runs):
         rng = run_rng(seed, 0, r)
         eps = [background(rng, i) for i in range(ENDPOINTS)]
@@ -256,13 +264,16 @@ def aa(runs: int, seed: int, tally: Tally) -> None:
         tally.add(judged)
         false_runs += any(judged.failed)
         marginal_runs += any(judged.marginal)
+        run_verdicts[judged.run] += 1
+        for v in judged.verdicts:
+            endpoint_verdicts[v] += 1
         flagged += sum(bool(f) for f in judged.failed)
         for f in judged.failed:
             for metric in f:
                 by_metric[metric] = by_metric.get(metric, 0) + 1
         for alpha, flags in judged.failed_at.items():
             tally.aa_false_at[alpha] = tally.aa_false_at.get(alpha, 0) + any(flags)
-    tally.aa_false_at[stats.ALPHA] = false_runs
+    tally.aa_false_at[POLICY.alpha] = false_runs
     tally.aa_runs = runs
     lo, hi = clopper_pearson(false_runs, runs)
     print(f"A/A: {runs} runs x {ENDPOINTS} endpoints (n 200-20,000 per side, three distributions)")
@@ -271,7 +282,9 @@ def aa(runs: int, seed: int, tally: Tally) -> None:
         f"(95% CI {lo:.2%}-{hi:.2%}; target <= 1%)"
     )
     print(f"  endpoints falsely failed: {flagged}/{runs * ENDPOINTS}; by metric: {by_metric or 'none'}")
-    print(f"  runs with a marginal (max_ms, warn gate): {marginal_runs}/{runs}")
+    print(f"  runs with a marginal endpoint: {marginal_runs}/{runs}")
+    print("  run verdicts: " + ", ".join(f"{v.value} {c}" for v, c in run_verdicts.items()))
+    print("  endpoint verdicts: " + ", ".join(f"{v.value} {c}" for v, c in endpoint_verdicts.items()))
     print(f"  tests per run in the Holm family: {min(tally.family_sizes)}-{max(tally.family_sizes)}")
 
 
@@ -316,7 +329,7 @@ def ab(runs: int, seed: int, tally: Tally) -> None:
                     continue
                 caught[ep.n] += bool(f)
                 key = (label, fam.name, ep.n)
-                tally.caught_at[(*key, stats.ALPHA)] = tally.caught_at.get((*key, stats.ALPHA), 0) + bool(f)
+                tally.caught_at[(*key, POLICY.alpha)] = tally.caught_at.get((*key, POLICY.alpha), 0) + bool(f)
                 for alpha, flags in judged.failed_at.items():
                     tally.caught_at[(*key, alpha)] = tally.caught_at.get((*key, alpha), 0) + flags[j]
                 if f and ep.n >= 2_000:
@@ -332,7 +345,7 @@ def ab(runs: int, seed: int, tally: Tally) -> None:
 
 def sensitivity(tally: Tally) -> None:
     """What a looser run-level alpha buys: A/A false alarms and power at n = 2,000 for the +10% changes."""
-    alphas = (stats.ALPHA, *SENSITIVITY_ALPHAS)
+    alphas = (POLICY.alpha, *SENSITIVITY_ALPHAS)
     print("\nAlpha sensitivity (same data): run-level false alarms, and power at n = 2,000 for +10% changes")
     print(f"{'':<33}" + "".join(f"{'alpha ' + format(a, 'g'):>12}" for a in alphas))
     print(
@@ -348,10 +361,10 @@ def sensitivity(tally: Tally) -> None:
 
 def oracle(family_size: int) -> None:
     """The z and power of a perfect p95 comparison (true density, no binning) for the p95-only change."""
-    z_holm = float(special.ndtri(1 - stats.ALPHA / family_size))
+    z_holm = float(special.ndtri(1 - POLICY.alpha / family_size))
     print(
         f"\nCeiling for 'p95 only': a perfect p95 comparison, first Holm threshold z = {z_holm:.2f} "
-        f"(alpha {stats.ALPHA} over ~{family_size} tests); cells: ideal z / its power"
+        f"(alpha {POLICY.alpha} over ~{family_size} tests); cells: ideal z / its power"
     )
     print(f"{'change':<12}{'distribution':<11}" + "".join(f"{'n=' + format(n, ','):>14}" for n in PLANTED_SIZES))
     q = 0.95
@@ -376,8 +389,9 @@ def main() -> int:
         sys.stdout.reconfigure(line_buffering=True)  # tables show as they are done, also when piped
     t0 = time.perf_counter()
     print(
-        f"judge: Holm over every test of a run, alpha = {stats.ALPHA}; tolerances (relative/absolute): "
-        + ", ".join(f"{m} {t.relative:.0%}/{t.absolute:g}" for m, t in TOLERANCES.items())
+        f"judge: compare() with the default policy: Holm over every test of a run, alpha = {POLICY.alpha}; "
+        "tolerances (relative/absolute): "
+        + ", ".join(f"{m} {r.tolerance:.0%}/{r.min_delta:g}" for m, r in DEFAULT_RULES.items())
     )
     tally = Tally()
     aa(args.aa_runs, args.seed, tally)

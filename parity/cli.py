@@ -7,6 +7,7 @@ Exit codes (everywhere): 0 parity holds, 1 regression found, 2 bad input / usage
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from parity import measurement_json, version
-from parity.config import Config, find_config, load_config
+from parity.config import Config, find_config, load_config, write_metric_rules
 from parity.errors import (
     EXIT_BAD_INPUT,
     EXIT_INCONCLUSIVE,
@@ -31,7 +32,7 @@ from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.replay.plan import build_plan
 from parity.report.context import RunMeta
-from parity.report.terminal import terminal_summary
+from parity.report.terminal import calibration_summary, terminal_summary
 from parity.report.write import write_reports
 from parity.sources import load_measurement
 
@@ -97,6 +98,36 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
     _report(result, args.out, _meta(config.path, argv))
     return exit_code(result.verdict)
+
+
+def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.judge.calibrate import calibrate
+    from parity.report.ci import json_value
+
+    if len(args.runs) < 2:
+        raise BadInput(f"calibrate needs at least 2 runs against the same target, got {len(args.runs)}")
+    config = _config(args)
+    runs = [load_measurement(path) for path in args.runs]
+    calibration = calibrate(runs, config.policy)
+    print(calibration_summary(calibration))
+    if args.out is not None:
+        text = json.dumps(json_value(calibration), indent=2, allow_nan=False) + "\n"
+        try:
+            args.out.write_text(text, "utf-8")
+        except OSError as exc:
+            raise BadInput(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+        print(f"  written: {args.out}")
+    if args.write:
+        changed = {f.metric: f.suggested for f in calibration.floors if f.suggested != f.current}
+        target = config.path or Path("parity.toml")
+        if changed:
+            write_metric_rules(target, changed)
+            print(f"  suggested tolerances written to {target}: {', '.join(changed)}")
+        else:
+            print(f"  nothing to write: every current tolerance stands ({target} unchanged)")
+    if not any(f.observations for f in calibration.floors):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -265,6 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the reports")
     cmp.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
 
+    cal = sub.add_parser(
+        "calibrate",
+        help="A/A calibration: noise floor, false-alarm rate and suggested tolerances from repeated runs",
+        description="Compare every pair of RUNs - repeated runs against the same, unchanged target (Measurement "
+        "files or Locust request CSVs) - with the current policy: every failed pair is a false alarm. Prints "
+        "per metric the run-to-run noise, the largest change the tests called significant, and tolerances that "
+        "sit above it. Exits 0, or 3 when no metric had enough samples to calibrate.",
+    )
+    cal.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="two or more runs against the same target")
+    cal.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    cal.add_argument(
+        "--write",
+        action="store_true",
+        help="write the suggested tolerances into the config (./parity.toml when there is none)",
+    )
+    cal.add_argument("--out", type=Path, metavar="FILE", help="also write the calibration as JSON")
+
     demo = sub.add_parser(
         "demo",
         help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
@@ -337,7 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
-    handlers = {"compare": _cmd_compare, "demo": _cmd_demo, "from-logs": _cmd_from_logs, "pull": _cmd_pull}
+    handlers = {
+        "calibrate": _cmd_calibrate,
+        "compare": _cmd_compare,
+        "demo": _cmd_demo,
+        "from-logs": _cmd_from_logs,
+        "pull": _cmd_pull,
+    }
     command = args.baseline_command if args.command == "baseline" else args.command
     try:
         return handlers[command](args, args_list)

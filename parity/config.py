@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomlkit
+import tomlkit.exceptions
+
 from parity.errors import BadInput, reading
-from parity.judge.policy import Policy, policy_from_mapping
+from parity.judge.policy import MetricRule, Policy, policy_from_mapping
 from parity.replay.rails import Rails, rails_from_mapping
 
-__all__ = ["Config", "find_config", "load_config"]
+__all__ = ["Config", "find_config", "load_config", "write_metric_rules"]
 
 _SECTIONS = frozenset({"compare", "replay"})
 
@@ -75,3 +78,40 @@ def load_config(path: Path | None) -> Config:
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
     return Config(policy=policy, rails=rails, path=path)
+
+
+def write_metric_rules(path: Path, rules: Mapping[str, MetricRule]) -> None:
+    """Set ``tolerance`` and ``min_delta`` of each metric in ``rules`` in the config at ``path``: the
+    ``[compare.metrics.NAME]`` tables (under ``[tool.parity]`` in a pyproject.toml). Creates the file when
+    missing; keeps every other key, comment and the layout (tomlkit). BadInput when it cannot be read or
+    written."""
+    text = ""
+    if path.exists():
+        with reading(path, "a TOML config file"):
+            text = path.read_text("utf-8")
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}") from None
+    root: Any = doc
+    if path.name == "pyproject.toml":
+        root = _subtable(_subtable(doc, "tool"), "parity")
+    metrics = _subtable(_subtable(root, "compare"), "metrics")
+    for name, rule in rules.items():
+        table = _subtable(metrics, name)
+        table["tolerance"] = rule.tolerance
+        table["min_delta"] = rule.min_delta
+    try:
+        path.write_text(tomlkit.dumps(doc), "utf-8")
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _subtable(parent: Any, key: str) -> Any:
+    """``parent[key]``, created as a (super) table when missing; BadInput when it is not a table."""
+    if key not in parent:
+        parent[key] = tomlkit.table(is_super_table=True)
+    value = parent[key]
+    if not isinstance(value, Mapping):
+        raise BadInput(f"{key}: expected a table in the config, found {type(value).__name__}")
+    return value

@@ -80,7 +80,10 @@ def test_bad_config_exits_2(files: dict[str, Path], tmp_path: Path) -> None:
         "compare", str(files["base"]), str(files["base"]), "--out", str(tmp_path / "r"), "--config", str(config)
     )
     assert done.returncode == 2
-    known = "latency, max_generator_saturated_share, max_inconclusive_share, metrics, min_samples"
+    known = (
+        "alpha, endpoints, fail_on, latency, marginal_alpha, max_generator_saturated_share, "
+        "max_inconclusive_share, metrics, min_samples, slo_p95_ms"
+    )
     assert done.stderr == f"parity: error: {config}: compare.tolerance: unknown key (known: {known})\n"
 
 
@@ -88,7 +91,7 @@ def test_config_is_found_in_the_working_directory(files: dict[str, Path], tmp_pa
     (tmp_path / "parity.toml").write_text(
         "[compare.metrics.p50_ms]\ntolerance = 2.0\n[compare.metrics.avg_ms]\n"
         "tolerance = 2.0\n[compare.metrics.p95_ms]\ntolerance = 2.0\n"
-        "[compare.metrics.p99_ms]\ntolerance = 2.0\n"
+        "[compare.metrics.p99_ms]\ntolerance = 2.0\n[compare.metrics.shift]\ntolerance = 2.0\n"
     )
     done = run_parity("compare", str(files["base"]), str(files["slow"]), "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert done.returncode == 0, done.stdout  # x2 is within a +200% tolerance

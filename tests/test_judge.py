@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parity.config import load_config
 from parity.errors import BadInput
-from parity.judge.compare import compare, judge_metric
+from parity.judge.compare import compare
 from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, LatencyBasis, MetricRule, Policy, policy_from_mapping
 from parity.judge.result import Change, ComparisonMode, MetricResult, Verdict
 from parity.model import Endpoint, EndpointStats, GeneratorHealth, LatencySummary, Measurement, Window
@@ -28,7 +30,7 @@ def test_identical_sides_pass() -> None:
     for e in result.endpoints:
         assert {m.metric for m in e.metrics} == set(SPEC)
         assert all(m.ratio == pytest.approx(1.0) for m in e.metrics if m.baseline)
-        assert all(m.delta == 0 for m in e.metrics)
+        assert all(m.delta == pytest.approx(0, abs=1e-9) for m in e.metrics)
 
 
 def test_independent_samples_of_the_same_distribution_pass() -> None:
@@ -54,26 +56,52 @@ def test_planted_regression_fails_only_where_planted() -> None:
     assert [b.endpoint.key for b in result.bottlenecks] == ["POST /c"]
 
 
-def _judge(
-    metric: str, base: float | None, cand: float | None, n: tuple[int, int] = (1000, 1000), **rule: object
-) -> MetricResult:
-    return judge_metric(SPEC[metric], replace(DEFAULT_RULES[metric], **rule), base, cand, n)  # type: ignore[arg-type]
+def _summary_side(metric: str, value: float | None, *, count: int = 2000, errors: int = 0) -> Measurement:
+    """One endpoint known only by an APM-style summary where ``metric`` is ``value`` (others fixed)."""
+    figures = {"avg_ms": 50.0, "p50_ms": 40.0, "p95_ms": 100.0, "p99_ms": 150.0, "max_ms": 400.0}
+    if metric in figures:
+        figures[metric] = value  # type: ignore[assignment]
+    summary = LatencySummary(**figures)  # type: ignore[arg-type]
+    stats = EndpointStats(Endpoint("GET", "/a"), count=count, errors=errors, latency=summary)
+    return Measurement(
+        source=lognormal_side({}).source, window=Window(T0, T0 + timedelta(minutes=1)), endpoints=(stats,)
+    )
+
+
+def _judge(metric: str, base: float | None, cand: float | None) -> MetricResult:
+    """``metric`` judged on two summaries (latency: untested, tolerance alone) or counts (errors, rps)."""
+    if metric == "error_rate":
+        assert base is not None
+        assert cand is not None
+        sides = (
+            _summary_side(metric, None, errors=round(base * 2000)),
+            _summary_side(metric, None, errors=round(cand * 2000)),
+        )
+    elif metric == "rps":
+        assert base is not None
+        assert cand is not None
+        sides = _summary_side(metric, None, count=round(base * 60)), _summary_side(metric, None, count=round(cand * 60))
+    else:
+        sides = _summary_side(metric, base), _summary_side(metric, cand)
+    result = compare(*sides).endpoints[0].metric(metric)
+    assert result is not None
+    return result
 
 
 @pytest.mark.parametrize(
     ("metric", "base", "cand", "verdict", "change"),
     [
-        ("p95_ms", 100.0, 119.0, Verdict.PASS, Change.SAME),  # +19% < 20%
-        ("p95_ms", 100.0, 121.0, Verdict.FAIL, Change.WORSE),  # +21% and +21 ms
-        ("p95_ms", 10.0, 14.0, Verdict.PASS, Change.SAME),  # +40% but only +4 ms < 5 ms floor
-        ("p95_ms", 100.0, 60.0, Verdict.PASS, Change.BETTER),
+        ("p95_ms", 100.0, 104.0, Verdict.PASS, Change.SAME),  # +4% < 5%
+        ("p95_ms", 100.0, 106.0, Verdict.FAIL, Change.WORSE),  # +6% and +6 ms: untested, the tolerance decides
+        ("p95_ms", 10.0, 11.5, Verdict.PASS, Change.SAME),  # +15% but only +1.5 ms < 2 ms floor
+        ("p95_ms", 100.0, 60.0, Verdict.PASS, Change.SAME),  # better, but untested: not claimed as better
         ("p50_ms", 0.0, 10.0, Verdict.FAIL, Change.WORSE),  # zero baseline: the absolute floor decides
         ("max_ms", 100.0, 250.0, Verdict.MARGINAL, Change.WORSE),  # warn gate
         ("max_ms", 100.0, 190.0, Verdict.PASS, Change.SAME),
-        ("error_rate", 0.0, 0.02, Verdict.FAIL, Change.WORSE),  # errors over a zero-error baseline
-        ("error_rate", 0.0, 0.005, Verdict.PASS, Change.SAME),  # below the 1 pp floor
-        ("error_rate", 0.10, 0.14, Verdict.PASS, Change.SAME),  # +40% < 50%
-        ("rps", 10.0, 8.5, Verdict.FAIL, Change.WORSE),  # throughput down is bad
+        ("error_rate", 0.0, 0.02, Verdict.FAIL, Change.WORSE),  # 40 errors over a zero-error baseline
+        ("error_rate", 0.0, 0.0005, Verdict.PASS, Change.SAME),  # 1 error: below the 0.1 pp floor
+        ("error_rate", 0.10, 0.14, Verdict.PASS, Change.SAME),  # +40% < 50%, though significant
+        ("rps", 10.0, 8.5, Verdict.FAIL, Change.WORSE),  # throughput down is bad (510 vs 600 requests)
         ("rps", 10.0, 12.0, Verdict.PASS, Change.BETTER),  # throughput up is good
         ("avg_ms", None, 10.0, Verdict.INCONCLUSIVE, Change.UNKNOWN),  # missing is never a pass
     ],
@@ -81,16 +109,40 @@ def _judge(
 def test_metric_rules(metric: str, base: float | None, cand: float | None, verdict: Verdict, change: Change) -> None:
     result = _judge(metric, base, cand)
     assert (result.verdict, result.change) == (verdict, change)
+    if metric.endswith("_ms") and base is not None:
+        assert result.statistics is not None
+        assert not result.statistics.tested  # summaries: no test, labelled so
+        assert "untested" in result.reason or "within" in result.reason
+
+
+def test_errors_and_rps_carry_their_tests() -> None:
+    err = _judge("error_rate", 0.0, 0.02)
+    assert err.statistics is not None
+    assert err.statistics.tested
+    assert err.statistics.p_value is not None
+    assert err.statistics.p_value < 1e-10
+    assert err.statistics.adjusted_p is not None
+    assert err.statistics.adjusted_p <= 0.01
+    assert err.statistics.interval is not None
+    assert err.statistics.interval[0] > 0  # the rate difference is surely positive
 
 
 def test_metric_needs_enough_samples_and_gate_off_is_not_judged() -> None:
-    few = _judge("p99_ms", 100.0, 500.0, n=(999, 2000))
+    base = lognormal_side({"GET /a": 20}, n=999, seed=1)
+    cand = lognormal_side({"GET /a": 100}, n=2000, seed=2)
+    few = compare(base, cand).endpoints[0].metric("p99_ms")
+    assert few is not None
     assert few.verdict is Verdict.INCONCLUSIVE
     assert "999 samples < 1000" in few.reason
-    off = _judge("p95_ms", 100.0, 500.0, gate=Gate.OFF)
-    assert off.verdict is Verdict.INCONCLUSIVE
-    assert off.change is Change.WORSE
-    assert "gate off" in off.reason
+    off_policy = policy_from_mapping(
+        {"metrics": {name: {"gate": "off"} for name, spec in SPEC.items() if spec.unit == "ms"}}
+    )
+    off = compare(base, cand, off_policy).endpoints[0]
+    p95 = off.metric("p95_ms")
+    assert p95 is not None
+    assert p95.verdict is Verdict.INCONCLUSIVE
+    assert "reported only (gate off)" in p95.reason
+    assert off.verdict is Verdict.INCONCLUSIVE  # no latency metric judged
 
 
 def test_too_few_requests_is_inconclusive_not_pass() -> None:
@@ -292,3 +344,186 @@ def test_a_saturated_generator_is_not_blamed_on_the_target() -> None:
     lenient = compare(base, _with_generator(cand, (95.0,) * 20), Policy(max_generator_saturated_share=1.0))
     assert {e.verdict for e in lenient.endpoints} == {Verdict.FAIL}
     assert compare(base, cand).candidate.generator is None  # no generator data: nothing to say
+
+
+def test_tail_only_change_with_an_unchanged_median_fails() -> None:
+    rng = np.random.default_rng(7)
+    base_values = rng.lognormal(np.log(40), 0.5, 20_000)
+    cand_values = rng.lognormal(np.log(40), 0.5, 20_000)
+    median = 40.0
+    cand_values = np.where(cand_values > median, median * (cand_values / median) ** 1.25, cand_values)  # tail x~1.2
+    base = replace(lognormal_side({}), endpoints=(_dist_stats("GET /t", base_values),))
+    cand = replace(lognormal_side({}), endpoints=(_dist_stats("GET /t", cand_values),))
+    e = compare(base, cand).endpoints[0]
+    assert e.verdict is Verdict.FAIL
+    verdicts = {m.metric: m.verdict for m in e.metrics}
+    assert verdicts["p50_ms"] is Verdict.PASS  # the median did not move
+    assert verdicts["p95_ms"] is Verdict.FAIL
+    assert verdicts["p99_ms"] is Verdict.FAIL
+
+
+def _dist_stats(key: str, values: np.ndarray, errors: int = 0) -> EndpointStats:
+    from parity.model import LatencyDistribution
+    from tests.conftest import sketch_of
+
+    return EndpointStats(
+        Endpoint.parse(key), count=len(values), errors=errors, latency=LatencyDistribution(sketch_of(values))
+    )
+
+
+def test_changed_but_not_significant_is_marginal_or_within_noise_never_fail() -> None:
+    # 80 requests a side, +15% typical latency: beyond the 5% tolerance, but not provable at alpha 0.01
+    outcomes = {}
+    for seed in (3, 6):
+        base = lognormal_side({"GET /a": 20}, n=80, seed=seed, sigma=0.5)
+        cand = lognormal_side({"GET /a": 23}, n=80, seed=seed + 100, sigma=0.5)
+        e = compare(base, cand).endpoints[0]
+        shift = e.metric("shift")
+        assert shift is not None
+        assert shift.change is Change.WORSE
+        assert shift.statistics is not None
+        assert shift.statistics.adjusted_p is not None
+        assert shift.statistics.adjusted_p > 0.01
+        assert "not significant" in shift.reason
+        outcomes[seed] = (e.verdict, shift.verdict, shift.statistics.adjusted_p)
+    verdict, metric, adjusted = outcomes[3]  # adjusted p 0.06 <= marginal_alpha 0.1: marginal
+    assert (verdict, metric) == (Verdict.MARGINAL, Verdict.MARGINAL)
+    assert adjusted <= 0.1
+    verdict, metric, adjusted = outcomes[6]  # adjusted p 0.9: within noise, not judged; p50 within tolerance
+    assert metric is Verdict.INCONCLUSIVE
+    assert adjusted > 0.1
+    assert verdict is Verdict.PASS
+
+
+def test_every_test_of_the_run_is_adjusted_together() -> None:
+    side = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=1)
+    other = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=2)
+    result = compare(side, other)
+    tested = [m.statistics for e in result.endpoints for m in e.metrics if m.statistics and m.statistics.tested]
+    # 10 endpoints x (6 latency tests + throughput); zero errors on both sides cannot be significant (left out)
+    assert result.tests == 70
+    assert len(tested) == 80
+    assert {s.family_size for s in tested} == {result.tests}
+    assert all(s.adjusted_p is not None and s.p_value is not None and s.adjusted_p >= s.p_value for s in tested)
+    assert any(n.startswith(f"significance: {result.tests} tests adjusted together (Holm)") for n in result.notes)
+
+
+def _critical_sides() -> tuple[Measurement, Measurement]:
+    base = lognormal_side({"POST /payroll/run": 50, "GET /health": 2, "GET /reports": 30}, seed=1)
+    cand = lognormal_side({"POST /payroll/run": 50, "GET /health": 2, "GET /reports": 60}, seed=2)
+    return base, cand
+
+
+def test_critical_endpoints_and_fail_on_critical() -> None:
+    base, cand = _critical_sides()
+    assert compare(base, cand).verdict is Verdict.FAIL  # fail_on = any
+    policy = policy_from_mapping({"fail_on": "critical", "endpoints": {"POST /payroll/*": {"critical": True}}})
+    result = compare(base, cand, policy)
+    assert result.verdict is Verdict.MARGINAL  # only a non-critical endpoint regressed
+    assert "1 non-critical endpoint(s) regressed: GET /reports" in result.reasons[0]
+    assert [e.endpoint.key for e in result.endpoints if e.critical] == ["POST /payroll/run"]
+    critical_reports = policy_from_mapping({"fail_on": "critical", "endpoints": {"GET /rep*": {"critical": True}}})
+    failed = compare(base, cand, critical_reports)
+    assert failed.verdict is Verdict.FAIL
+    assert failed.reasons[0] == "1 endpoint(s) regressed (1 critical): GET /reports"
+
+
+def test_a_critical_endpoint_that_cannot_be_judged_makes_the_run_inconclusive() -> None:
+    base, cand = _critical_sides()
+    missing = replace(cand, endpoints=tuple(e for e in cand.endpoints if e.endpoint.key != "POST /payroll/run"))
+    same_reports = replace(missing, endpoints=tuple(e for e in base.endpoints if e.endpoint.key == "GET /health"))
+    policy = policy_from_mapping({"endpoints": {"POST /payroll/run": {"critical": True}}})
+    result = compare(base, same_reports, policy)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert result.reasons[0] == "critical endpoint(s) could not be judged: POST /payroll/run"
+    typo = policy_from_mapping({"endpoints": {"POST /payrol/run": {"critical": True}}})
+    result = compare(base, base, typo)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "critical endpoint pattern 'POST /payrol/run' matches no endpoint" in result.reasons
+    assert "config: endpoint pattern 'POST /payrol/run' matches no endpoint of either side" in result.notes
+
+
+def test_per_endpoint_overrides_apply_in_order() -> None:
+    base, cand = _critical_sides()  # /reports doubled
+    loose = {"metrics": {m: {"tolerance": 1.5} for m in ("shift", "avg_ms", "p50_ms", "p95_ms", "p99_ms")}}
+    policy = policy_from_mapping(
+        {"endpoints": {"GET /*": loose, "GET /health": {"metrics": {"p95_ms": {"gate": "warn"}}}}}
+    )
+    result = compare(base, cand, policy)
+    assert result.verdict is Verdict.PASS  # x2 is within +150%
+    health = policy.for_endpoint("GET /health")
+    assert health.rule("p95_ms") == MetricRule(tolerance=1.5, min_delta=2.0, min_samples=200, gate=Gate.WARN)
+    assert policy.for_endpoint("POST /payroll/run").rule("p95_ms") == DEFAULT_RULES["p95_ms"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"endpoints": {"GET /a": {"critcal": True}}}, "compare.endpoints.'GET /a'.critcal: unknown key"),
+        ({"endpoints": {"GET /a": {"critical": "yes"}}}, "compare.endpoints.'GET /a'.critical: expected true or false"),
+        ({"endpoints": {"GET /a": {"metrics": {"p42": {}}}}}, "compare.endpoints.'GET /a'.metrics.p42: unknown metric"),
+        ({"fail_on": "some"}, "compare.fail_on: expected any or critical, got 'some'"),
+        ({"alpha": 0}, "compare.alpha: must be above 0"),
+        ({"alpha": 0.2, "marginal_alpha": 0.1}, "compare.marginal_alpha: must be at least alpha"),
+    ],
+)
+def test_bad_endpoint_and_run_settings_are_named(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        policy_from_mapping(table)
+
+
+def _staged(p95_by_stage: dict[float, float], *, saturated_from: float | None = None, n: int = 400) -> Measurement:
+    """A ramp replay of ``GET /r``: per stage load (req/s) a lognormal latency whose p95 is the value given."""
+    from parity.model import LoadStage
+
+    rng = np.random.default_rng(5)
+    stages, start = [], T0.timestamp()
+    for i, (load, p95) in enumerate(p95_by_stage.items()):
+        median = p95 / np.exp(1.645 * 0.3)
+        values = rng.lognormal(np.log(median), 0.3, n)
+        stages.append(
+            LoadStage(f"step {i + 1}", start + 10 * i, start + 10 * (i + 1), load, (_dist_stats("GET /r", values),))
+        )
+    cpu = tuple(95.0 if saturated_from is not None and load >= saturated_from else 40.0 for load in p95_by_stage)
+    side = lognormal_side({"GET /r": 20}, seed=3)
+    generator = GeneratorHealth(start, 10.0, cpu, (0,) * len(cpu), sent=n * len(cpu))
+    return replace(side, stages=tuple(stages), generator=generator)
+
+
+def test_saturation_knee_where_p95_grows_faster_than_linearly() -> None:
+    from parity.judge.bottlenecks import saturation_knees
+
+    flat_then_jump = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 80.0, 1000: 300.0})
+    (knee,) = saturation_knees(flat_then_jump, "candidate", Policy())
+    assert (knee.stage, knee.load_rps) == ("step 4", 500)
+    assert "faster than linearly" in knee.reason
+    assert [p.load_rps for p in knee.points] == [10, 50, 100, 500, 1000]
+    linear = _staged({10: 20.0, 50: 24.0, 100: 29.0, 500: 69.0, 1000: 119.0})  # +0.1 ms per req/s: no knee
+    (none,) = saturation_knees(linear, "baseline", Policy())
+    assert none.stage is None
+    assert none.reason.startswith("no knee up to 1000 req/s")
+    (slo,) = saturation_knees(linear, "baseline", Policy(slo_p95_ms=50.0))
+    assert (slo.stage, slo.load_rps) == ("step 4", 500)
+    assert "above the SLO of 50 ms" in slo.reason
+
+
+def test_no_knee_is_blamed_on_a_saturated_generator() -> None:
+    from parity.judge.bottlenecks import saturation_knees
+
+    busy = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 80.0, 1000: 300.0}, saturated_from=500)
+    (knee,) = saturation_knees(busy, "candidate", Policy())
+    assert knee.stage is None
+    assert "load generator saturated from stage 'step 4' (500 req/s)" in knee.reason
+    assert [p.generator_saturated for p in knee.points] == [False, False, False, True, True]
+    few = _staged({10: 20.0, 50: 21.0, 100: 200.0}, n=50)  # 50 requests a stage: p95 not judged
+    (unknown,) = saturation_knees(few, "candidate", Policy())
+    assert unknown.stage is None
+    assert "0 stage(s) with enough requests" in unknown.reason
+    assert saturation_knees(lognormal_side({"GET /r": 20}), "baseline", Policy()) == ()  # no stages
+
+
+def test_knees_reach_the_result_for_both_sides() -> None:
+    base = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 23.0, 1000: 24.0})
+    cand = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 80.0, 1000: 300.0})
+    result = compare(base, cand)
+    assert [(k.side, k.stage) for k in result.knees] == [("baseline", None), ("candidate", "step 4")]

@@ -116,13 +116,14 @@ def _measurement(
 
 @cache
 def mixed_result() -> ParityResult:
-    """Every verdict: two latency/error failures, a script-named failure, a marginal max, passes and two
+    """Every verdict: two latency/error failures, a script-named failure, a marginal max (20 requests slower
+    than any of the baseline's), passes and two
     inconclusive endpoints (too few requests; candidate only). Concurrent A/B."""
     baseline = (
         _stats(ORDERS, 1, 100.0, 2000, 2),
         _stats(CREATE, 2, 40.0, 1000, 2),
         _stats(SCRIPT, 3, 20.0, 800, 0),
-        _stats(PIPE, 4, 30.0, 1500, 0),
+        _stats(PIPE, 4, 30.0, 20000, 0),
         _stats(HEALTH, 5, 2.0, 3000, 0),
         _stats(REPORTS, 6, 50.0, 12, 0),
     )
@@ -130,7 +131,7 @@ def mixed_result() -> ParityResult:
         _stats(ORDERS, 11, 150.0, 2000, 2),  # latency regression
         _stats(CREATE, 12, 40.0, 1000, 80),  # error-rate regression
         _stats(SCRIPT, 13, 30.0, 800, 0),  # latency regression, hostile name
-        _stats(PIPE, 14, 30.0, 1500, 0, extra=(2500.0,)),  # one outlier: max (warn gate) → marginal
+        _stats(PIPE, 14, 30.0, 20000, 0, extra=(400.0,) * 20),  # 0.1% outliers: max (warn gate) → marginal
         _stats(HEALTH, 15, 2.0, 3000, 0),
         _stats(REPORTS, 16, 50.0, 12, 0),  # too few requests
         _stats(DELETE, 17, 30.0, 200, 0),  # not in the baseline
@@ -489,6 +490,20 @@ _METRIC_KEYS = {
     "min_delta",
     "min_samples",
     "samples",
+    "statistics",
+}
+_STATISTICS_KEYS = {
+    "method",
+    "tested",
+    "estimate",
+    "estimate_kind",
+    "interval",
+    "confidence",
+    "p_value",
+    "adjusted_p",
+    "alpha",
+    "family_size",
+    "details",
 }
 _NUMBER_OR_NULL = (int, float, type(None))
 
@@ -508,10 +523,14 @@ def test_parity_json_contract() -> None:
         "counts",
         "endpoints",
         "bottlenecks",
+        "knees",
+        "statistics",
         "baseline",
         "candidate",
         "meta",
     } <= set(doc)
+    assert doc["statistics"]["alpha"] == 0.01
+    assert doc["statistics"]["tests"] == result.tests > 0
     assert doc["format"] == "parity-result"
     assert doc["version"] == 1
     assert doc["verdict"] == "fail"
@@ -534,6 +553,9 @@ def test_parity_json_contract() -> None:
             assert m["change"] in {"worse", "better", "same", "unknown"}
             assert isinstance(m["samples"], dict)
             assert set(m["samples"]) == {"baseline", "candidate"}
+            if m["statistics"] is not None:
+                assert set(m["statistics"]) == _STATISTICS_KEYS
+                assert m["statistics"]["estimate_kind"] in {"ratio", "difference"}
     orders = next(e for e in doc["endpoints"] if e["endpoint"] == ORDERS)
     assert set(orders["metrics"]) == {s.name for s in METRICS}
     p95 = orders["metrics"]["p95_ms"]
@@ -541,6 +563,14 @@ def test_parity_json_contract() -> None:
     assert p95["unit"] == "ms"
     assert p95["samples"] == {"baseline": 2000, "candidate": 2000}
     assert p95["ratio"] == pytest.approx(p95["candidate"] / p95["baseline"])
+    p95_test = p95["statistics"]
+    assert p95_test["tested"] is True
+    assert "Fisher" in p95_test["method"]
+    assert p95_test["p_value"] < p95_test["adjusted_p"] <= 0.01  # significant after Holm
+    assert p95_test["family_size"] == result.tests
+    low, high = p95_test["interval"]
+    assert low < p95_test["estimate"] < high
+    assert low > 1.05  # the whole interval is beyond the 5% tolerance
     new_only = next(e for e in doc["endpoints"] if e["endpoint"] == DELETE)
     assert new_only["baseline_count"] is None
     assert new_only["traffic_share"] is None

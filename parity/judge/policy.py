@@ -1,13 +1,21 @@
-"""Judgement rules: per metric a direction, a practical tolerance, an absolute floor and a minimum sample count.
+"""Judgement rules: per metric a direction, a practical tolerance, an absolute floor and a minimum sample count;
+per run the false-alarm rate; per endpoint (by name pattern) overrides and critical endpoints.
 
 A metric is worse only when it moved the bad way by more than ``tolerance`` (relative) *and* more than
-``min_delta`` (absolute, in the metric's unit) — a 20% change of a 2 ms endpoint is noise, not a
-regression. With fewer than ``min_samples`` on either side the metric is not judged (inconclusive).
-For percentiles the default minimum keeps at least ``TAIL_SAMPLES`` requests beyond the percentile.
+``min_delta`` (absolute, in the metric's unit) — a 10% change of a 2 ms endpoint is noise, not a
+regression — *and* the change is statistically significant at the run's ``alpha`` after adjusting for
+every test of the run (``parity.judge.stats``). With fewer than ``min_samples`` on either side the metric
+is not judged (inconclusive). For percentiles the default minimum keeps at least ``TAIL_SAMPLES``
+requests beyond the percentile.
+
+The default tolerances are those ``benchmarks/judge_accuracy.py`` measures (run-level false alarms and
+power): tight enough to catch a 10% regression with a few thousand requests per endpoint. An
+environment noisier than that needs wider ones: measure its noise with ``parity calibrate``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -16,9 +24,14 @@ from typing import Any
 from parity.judge.result import Direction
 
 __all__ = [
+    "ALPHA",
     "DEFAULT_RULES",
+    "MARGINAL_ALPHA",
     "METRICS",
     "TAIL_SAMPLES",
+    "EndpointPolicy",
+    "EndpointRules",
+    "FailOn",
     "Gate",
     "LatencyBasis",
     "MetricRule",
@@ -26,6 +39,12 @@ __all__ = [
     "Policy",
     "policy_from_mapping",
 ]
+
+#: Run-level false-alarm rate: the chance that a run with no real change fails anywhere (family-wise).
+ALPHA = 0.01
+#: Run-level rate at which "beyond tolerance, not significant" is reported as marginal rather than as
+#: within noise (inconclusive for that metric).
+MARGINAL_ALPHA = 0.10
 
 #: Requests that must lie beyond a percentile before it is judged (p95 → 200 samples, p99 → 1000).
 TAIL_SAMPLES = 10
@@ -43,6 +62,14 @@ class LatencyBasis(Enum):
     AUTO = "auto"
     MEASURED = "measured"
     INTENDED = "intended"
+
+
+class FailOn(Enum):
+    """Which failed endpoints fail the run. ``any``: every failure. ``critical``: only endpoints named
+    critical in the config; failures elsewhere make the run marginal."""
+
+    ANY = "any"
+    CRITICAL = "critical"
 
 
 class Gate(Enum):
@@ -65,6 +92,7 @@ class MetricSpec:
 
 
 METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("shift", "ms", Direction.LOWER_IS_BETTER, label="typical latency (rank shift)"),
     MetricSpec("avg_ms", "ms", Direction.LOWER_IS_BETTER, label="avg"),
     MetricSpec("p50_ms", "ms", Direction.LOWER_IS_BETTER, 0.50, "p50"),
     MetricSpec("p95_ms", "ms", Direction.LOWER_IS_BETTER, 0.95, "p95"),
@@ -86,14 +114,42 @@ class MetricRule:
 
 
 DEFAULT_RULES: Mapping[str, MetricRule] = {
-    "avg_ms": MetricRule(tolerance=0.15, min_delta=3.0, min_samples=30),
-    "p50_ms": MetricRule(tolerance=0.15, min_delta=3.0, min_samples=30),
-    "p95_ms": MetricRule(tolerance=0.20, min_delta=5.0, min_samples=round(TAIL_SAMPLES / 0.05)),
-    "p99_ms": MetricRule(tolerance=0.30, min_delta=10.0, min_samples=round(TAIL_SAMPLES / 0.01)),
+    "shift": MetricRule(tolerance=0.05, min_delta=1.0, min_samples=30),
+    "avg_ms": MetricRule(tolerance=0.05, min_delta=1.0, min_samples=30),
+    "p50_ms": MetricRule(tolerance=0.05, min_delta=1.0, min_samples=30),
+    "p95_ms": MetricRule(tolerance=0.05, min_delta=2.0, min_samples=round(TAIL_SAMPLES / 0.05)),
+    "p99_ms": MetricRule(tolerance=0.10, min_delta=5.0, min_samples=round(TAIL_SAMPLES / 0.01)),
     "max_ms": MetricRule(tolerance=1.00, min_delta=100.0, min_samples=30, gate=Gate.WARN),
-    "error_rate": MetricRule(tolerance=0.50, min_delta=0.01, min_samples=100),
+    "error_rate": MetricRule(tolerance=0.50, min_delta=0.001, min_samples=30),
     "rps": MetricRule(tolerance=0.10, min_delta=0.0, min_samples=30),
 }
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    """Settings for the endpoints whose key (``"GET /users/:id"``) matches ``pattern`` (an exact key or a
+    shell-style glob, ``"POST /payroll/*"``). ``critical``/``slo_p95_ms`` None: unchanged. ``metrics``: per
+    metric, the rule keys to override (``{"p95_ms": {"tolerance": 0.1}}``)."""
+
+    pattern: str
+    critical: bool | None = None
+    slo_p95_ms: float | None = None
+    metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def matches(self, key: str) -> bool:
+        return key == self.pattern or fnmatch.fnmatchcase(key, self.pattern)
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """The settings that apply to one endpoint once every matching ``EndpointRules`` is applied."""
+
+    rules: Mapping[str, MetricRule]
+    critical: bool
+    slo_p95_ms: float | None
+
+    def rule(self, metric: str) -> MetricRule:
+        return self.rules[metric]
 
 
 @dataclass(frozen=True)
@@ -105,17 +161,41 @@ class Policy:
     whole run is inconclusive. ``latency``: which latency the latency metrics judge (``LatencyBasis``).
     ``max_generator_saturated_share``: share of a replay's sampled intervals in which its load generator
     may be CPU-saturated before latency regressions on that run are no longer blamed on the target.
-    ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
+    ``alpha``: run-level false-alarm rate (Holm over every test of the run). ``marginal_alpha``: a change
+    beyond tolerance whose adjusted p-value is above ``alpha`` but at most this is marginal; above it, the
+    metric is within noise (inconclusive). ``fail_on``: which failures fail the run (``FailOn``).
+    ``slo_p95_ms``: the p95 (ms) above which a load stage counts as saturated (None: only the growth of
+    p95 with load finds the knee). ``rules``: per-metric rules (missing metrics use ``DEFAULT_RULES``).
+    ``endpoints``: per-endpoint overrides and critical endpoints, applied in order (later wins).
     """
 
     min_samples: int = 30
     max_inconclusive_share: float = 0.05
     latency: LatencyBasis = LatencyBasis.AUTO
     max_generator_saturated_share: float = 0.05
+    alpha: float = ALPHA
+    marginal_alpha: float = MARGINAL_ALPHA
+    fail_on: FailOn = FailOn.ANY
+    slo_p95_ms: float | None = None
     rules: Mapping[str, MetricRule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    endpoints: tuple[EndpointRules, ...] = ()
 
     def rule(self, metric: str) -> MetricRule:
         return self.rules.get(metric, DEFAULT_RULES[metric])
+
+    def for_endpoint(self, key: str) -> EndpointPolicy:
+        """The rules, criticality and SLO of the endpoint ``key`` (run-level settings, then every matching
+        ``endpoints`` entry in order)."""
+        rules = {m.name: self.rule(m.name) for m in METRICS}
+        critical, slo = False, self.slo_p95_ms
+        for entry in self.endpoints:
+            if not entry.matches(key):
+                continue
+            critical = critical if entry.critical is None else entry.critical
+            slo = slo if entry.slo_p95_ms is None else entry.slo_p95_ms
+            for metric, overrides in entry.metrics.items():
+                rules[metric] = _apply_rule_keys(rules[metric], overrides)
+        return EndpointPolicy(rules=rules, critical=critical, slo_p95_ms=slo)
 
 
 def _number(value: Any, where: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
@@ -133,6 +213,17 @@ def _share(value: Any, where: str) -> float:
     return float(share)
 
 
+_SHARES = ("max_inconclusive_share", "max_generator_saturated_share")
+_PROBABILITIES = ("alpha", "marginal_alpha")
+
+
+def _probability(value: Any, where: str) -> float:
+    p = _share(value, where)
+    if p == 0:
+        raise ValueError(f"{where}: must be above 0, got {value!r}")
+    return p
+
+
 def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Policy:
     """Build a Policy from the ``[compare]`` table of parity.toml; unknown keys raise ValueError naming them.
 
@@ -143,56 +234,120 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         max_inconclusive_share = 0.05
         latency = "auto"     # auto | measured | intended
         max_generator_saturated_share = 0.05
+        alpha = 0.01         # run-level false-alarm rate
+        marginal_alpha = 0.1
+        fail_on = "any"      # any | critical
+        slo_p95_ms = 500     # saturation knee: stages with p95 above this are saturated
         [compare.metrics.p95_ms]
-        tolerance = 0.2      # 20 %
-        min_delta = 5.0      # ms
+        tolerance = 0.05     # 5 %
+        min_delta = 2.0      # ms
         min_samples = 200
         gate = "fail"        # fail | warn | off
+        [compare.endpoints."POST /payroll/*"]
+        critical = true
+        slo_p95_ms = 800
+        [compare.endpoints."POST /payroll/*".metrics.p95_ms]
+        tolerance = 0.10
     """
-    known = {"min_samples", "max_inconclusive_share", "max_generator_saturated_share", "latency", "metrics"}
+    known = {
+        "alpha",
+        "endpoints",
+        "fail_on",
+        "latency",
+        "marginal_alpha",
+        "max_generator_saturated_share",
+        "max_inconclusive_share",
+        "metrics",
+        "min_samples",
+        "slo_p95_ms",
+    }
     for key in data:
         if key not in known:
             raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
     policy = Policy()
     if "min_samples" in data:
         policy = replace(policy, min_samples=_number(data["min_samples"], f"{where}.min_samples", integer=True))
-    if "max_inconclusive_share" in data:
-        policy = replace(
-            policy, max_inconclusive_share=_share(data["max_inconclusive_share"], f"{where}.max_inconclusive_share")
+    shares: dict[str, Any] = {k: _share(data[k], f"{where}.{k}") for k in _SHARES if k in data}
+    shares |= {k: _probability(data[k], f"{where}.{k}") for k in _PROBABILITIES if k in data}
+    policy = replace(policy, **shares)
+    if policy.marginal_alpha < policy.alpha:
+        raise ValueError(
+            f"{where}.marginal_alpha: must be at least alpha ({policy.alpha:g}), got {policy.marginal_alpha:g}"
         )
-    if "max_generator_saturated_share" in data:
-        share = _share(data["max_generator_saturated_share"], f"{where}.max_generator_saturated_share")
-        policy = replace(policy, max_generator_saturated_share=share)
+    if "slo_p95_ms" in data:
+        policy = replace(policy, slo_p95_ms=float(_number(data["slo_p95_ms"], f"{where}.slo_p95_ms")))
     if "latency" in data:
-        try:
-            policy = replace(policy, latency=LatencyBasis(data["latency"]))
-        except ValueError:
-            raise ValueError(f"{where}.latency: expected auto, measured or intended, got {data['latency']!r}") from None
-    metrics = data.get("metrics", {})
-    if not isinstance(metrics, Mapping):
-        raise ValueError(f"{where}.metrics: expected a table")
+        policy = replace(policy, latency=_enum(LatencyBasis, data["latency"], f"{where}.latency"))
+    if "fail_on" in data:
+        policy = replace(policy, fail_on=_enum(FailOn, data["fail_on"], f"{where}.fail_on"))
     rules = dict(DEFAULT_RULES)
+    for name, keys in _metric_tables(data.get("metrics", {}), f"{where}.metrics").items():
+        rules[name] = _apply_rule_keys(rules[name], keys)
+    endpoints = data.get("endpoints", {})
+    if not isinstance(endpoints, Mapping):
+        raise ValueError(f"{where}.endpoints: expected a table of endpoint patterns")
+    entries = tuple(
+        _endpoint_rules(pattern, table, f"{where}.endpoints.{pattern!r}") for pattern, table in endpoints.items()
+    )
+    return replace(policy, rules=rules, endpoints=entries)
+
+
+def _enum(kind: type[Any], value: Any, where: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        values = [str(member.value) for member in kind]
+        choices = f"{', '.join(values[:-1])} or {values[-1]}"
+        raise ValueError(f"{where}: expected {choices}, got {value!r}") from None
+
+
+def _metric_tables(metrics: Any, at: str) -> dict[str, dict[str, Any]]:
+    """The validated rule keys of every ``[...metrics.NAME]`` table under ``at``."""
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{at}: expected a table")
     names = {m.name for m in METRICS}
+    out = {}
     for name, table in metrics.items():
         if name not in names:
-            raise ValueError(f"{where}.metrics.{name}: unknown metric (known: {', '.join(m.name for m in METRICS)})")
-        rules[name] = _rule_from_mapping(rules[name], table, f"{where}.metrics.{name}")
-    return replace(policy, rules=rules)
+            raise ValueError(f"{at}.{name}: unknown metric (known: {', '.join(m.name for m in METRICS)})")
+        out[name] = _rule_keys(table, f"{at}.{name}")
+    return out
 
 
-def _rule_from_mapping(rule: MetricRule, table: Any, at: str) -> MetricRule:
-    """``rule`` with the keys of one ``[compare.metrics.NAME]`` table applied."""
+def _endpoint_rules(pattern: str, table: Any, at: str) -> EndpointRules:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{at}: expected a table")
+    known = {"critical", "metrics", "slo_p95_ms"}
+    for key in table:
+        if key not in known:
+            raise ValueError(f"{at}.{key}: unknown key (known: {', '.join(sorted(known))})")
+    critical = table.get("critical")
+    if critical is not None and not isinstance(critical, bool):
+        raise ValueError(f"{at}.critical: expected true or false, got {critical!r}")
+    slo = table.get("slo_p95_ms")
+    return EndpointRules(
+        pattern=pattern,
+        critical=critical,
+        slo_p95_ms=None if slo is None else float(_number(slo, f"{at}.slo_p95_ms")),
+        metrics=_metric_tables(table.get("metrics", {}), f"{at}.metrics"),
+    )
+
+
+def _rule_keys(table: Any, at: str) -> dict[str, Any]:
+    """The keys of one ``[...metrics.NAME]`` table, validated (``gate`` as a ``Gate``)."""
     if not isinstance(table, Mapping):
         raise ValueError(f"{at}: expected a table")
     rule_keys = {f.name for f in fields(MetricRule)}
+    out: dict[str, Any] = {}
     for key, value in table.items():
         if key not in rule_keys:
             raise ValueError(f"{at}.{key}: unknown key (known: {', '.join(sorted(rule_keys))})")
         if key == "gate":
-            try:
-                rule = replace(rule, gate=Gate(value))
-            except ValueError:
-                raise ValueError(f"{at}.gate: expected fail, warn or off, got {value!r}") from None
+            out[key] = _enum(Gate, value, f"{at}.gate")
         else:
-            rule = replace(rule, **{key: _number(value, f"{at}.{key}", integer=key == "min_samples")})
-    return rule
+            out[key] = _number(value, f"{at}.{key}", integer=key == "min_samples")
+    return out
+
+
+def _apply_rule_keys(rule: MetricRule, keys: Mapping[str, Any]) -> MetricRule:
+    return replace(rule, **keys)

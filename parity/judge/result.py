@@ -17,10 +17,14 @@ __all__ = [
     "ComparisonMode",
     "Direction",
     "EndpointResult",
+    "EstimateKind",
     "GeneratorInfo",
     "MetricResult",
     "ParityResult",
+    "SaturationKnee",
     "SideInfo",
+    "StagePoint",
+    "Statistics",
     "Verdict",
 ]
 
@@ -55,6 +59,13 @@ class Change(Enum):
     UNKNOWN = "unknown"  # one side missing or too few samples
 
 
+class EstimateKind(Enum):
+    """What an effect estimate is."""
+
+    RATIO = "ratio"  # candidate / baseline
+    DIFFERENCE = "difference"  # candidate − baseline, in the metric's unit
+
+
 class ComparisonMode(Enum):
     """How the two sides were measured."""
 
@@ -63,11 +74,39 @@ class ComparisonMode(Enum):
 
 
 @dataclass(frozen=True)
+class Statistics:
+    """The test behind a metric's verdict (``parity.judge.stats``), for people and for parity.json.
+
+    ``method``: the test in words. ``tested``: False when no test was possible (summary figures only:
+    the verdict rests on the tolerance alone). ``estimate``: the effect (``estimate_kind``: a ratio
+    candidate / baseline, or a difference candidate − baseline in the metric's unit) with its two-sided
+    ``confidence`` ``interval`` (None: not computable). ``p_value``: one-sided, for "candidate worse";
+    ``adjusted_p``: Holm-adjusted over the ``family_size`` tests of the run (1.0 when the test could not
+    reach ``alpha`` and was left out of the family; None when untested). ``details``: the statistics
+    behind the p-value (U, z, counts above a threshold ...).
+    """
+
+    method: str
+    tested: bool
+    estimate: float | None
+    estimate_kind: EstimateKind
+    interval: tuple[float, float] | None
+    confidence: float
+    p_value: float | None
+    adjusted_p: float | None
+    alpha: float
+    family_size: int
+    details: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class MetricResult:
-    """One metric of one endpoint, both sides and the rule that judged it.
+    """One metric of one endpoint, both sides and the rules that judged it.
 
     ``ratio`` = candidate / baseline (None when either is missing or the baseline is 0). ``delta`` =
     candidate − baseline in the metric's unit. ``samples`` = (baseline, candidate) sample counts.
+    ``statistics``: the significance test behind the verdict (None when the metric was not judged: a
+    side missing, too few samples, or a saturated generator).
     """
 
     metric: str
@@ -84,6 +123,7 @@ class MetricResult:
     min_delta: float
     min_samples: int
     samples: tuple[int, int]
+    statistics: Statistics | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +131,8 @@ class EndpointResult:
     """The verdict for one endpoint and why. ``traffic_share`` is its share of baseline requests.
 
     ``latency_basis`` says which latency the latency metrics judged: ``intended`` (from the planned send
-    time, both sides) or the sides' latency kinds as measured, e.g. ``server/service-time``.
+    time, both sides) or the sides' latency kinds as measured, e.g. ``server/service-time``. ``critical``:
+    named critical in the config (its failure, or its not being judged, decides the run).
     """
 
     endpoint: Endpoint
@@ -102,6 +143,7 @@ class EndpointResult:
     candidate_count: int | None
     traffic_share: float | None
     latency_basis: str = ""
+    critical: bool = False
 
     def metric(self, name: str) -> MetricResult | None:
         return next((m for m in self.metrics if m.metric == name), None)
@@ -125,6 +167,37 @@ class Bottleneck:
     avg_ratio: float | None
     p95_ratio: float | None
     failed_metrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StagePoint:
+    """One endpoint in one load stage: the stage's planned total load (req/s), the endpoint's own
+    achieved rate (req/s), its p95 (ms; None with too few samples) and whether the load generator was
+    saturated during the stage (its latency then says nothing about the target)."""
+
+    stage: str
+    load_rps: float
+    endpoint_rps: float
+    samples: int
+    p95_ms: float | None
+    generator_saturated: bool
+
+
+@dataclass(frozen=True)
+class SaturationKnee:
+    """Where one endpoint saturates on one side of a staged (ramp/burst) replay.
+
+    ``stage``/``load_rps``: the first stage whose p95 crossed the SLO or grew faster than linearly with
+    load (None: no knee within the stages judged). ``reason`` says which, or why no knee could be found
+    (too few samples, generator saturated). ``points``: the latency-vs-load curve, every stage in order.
+    """
+
+    endpoint: Endpoint
+    side: str  # "baseline" | "candidate"
+    stage: str | None
+    load_rps: float | None
+    reason: str
+    points: tuple[StagePoint, ...]
 
 
 @dataclass(frozen=True)
@@ -167,7 +240,9 @@ class SideInfo:
 
 @dataclass(frozen=True)
 class ParityResult:
-    """The whole comparison: run verdict, per-endpoint results (worst first), bottlenecks, provenance."""
+    """The whole comparison: run verdict, per-endpoint results (worst first), bottlenecks, saturation
+    knees (staged replays only), provenance. ``alpha``: the run-level false-alarm rate the tests were
+    adjusted to (Holm over ``tests`` p-values)."""
 
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -177,6 +252,9 @@ class ParityResult:
     baseline: SideInfo
     candidate: SideInfo
     notes: tuple[str, ...]
+    knees: tuple[SaturationKnee, ...] = ()
+    alpha: float = 0.01
+    tests: int = 0
 
     def counts(self) -> dict[Verdict, int]:
         """Endpoints per verdict (every verdict present, zeros included)."""

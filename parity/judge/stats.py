@@ -59,7 +59,7 @@ import numpy.typing as npt
 from scipy import signal, special
 from scipy import stats as st
 
-from parity.judge.result import Direction
+from parity.judge.result import Direction, EstimateKind
 from parity.model import LatencyDistribution, LatencySummary
 from parity.sketch import LatencySketch
 
@@ -119,13 +119,6 @@ class Status(Enum):
     TESTED = "tested"  # a p-value and (usually) an interval
     UNTESTED = "untested"  # both values known, but no test is possible (summary statistics only)
     INSUFFICIENT = "insufficient"  # not enough data: a side is missing or has too few samples
-
-
-class EstimateKind(Enum):
-    """What ``Evidence.estimate`` is."""
-
-    RATIO = "ratio"  # candidate / baseline
-    DIFFERENCE = "difference"  # candidate − baseline, in the metric's unit
 
 
 class Outcome(Enum):

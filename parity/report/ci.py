@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any
 
 from parity.judge.compare import format_value
-from parity.judge.result import EndpointResult, MetricResult, ParityResult, Verdict
+from parity.judge.result import EndpointResult, MetricResult, ParityResult, Statistics, Verdict
 from parity.model import Endpoint
 from parity.report.context import (
     VERDICT_ORDER,
@@ -35,6 +35,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "SUMMARY_MAX_ROWS",
+    "json_value",
     "junit_xml",
     "parity_json",
     "summary_md",
@@ -54,7 +55,7 @@ SUMMARY_MAX_INCONCLUSIVE = 5
 # --- parity.json -----------------------------------------------------------------------------------
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """JSON-safe form of a result field: enums → values, datetimes → ISO Z, endpoints → keys,
     tuples → lists, dataclasses → dicts, NaN/inf → None."""
     if isinstance(value, float):
@@ -66,29 +67,46 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, Endpoint):
         return value.key
     if isinstance(value, tuple | list):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value
 
 
 def _metric_json(m: MetricResult) -> dict[str, Any]:
     return {
-        "baseline": _json_value(m.baseline),
-        "candidate": _json_value(m.candidate),
-        "ratio": _json_value(m.ratio),
-        "delta": _json_value(m.delta),
+        "baseline": json_value(m.baseline),
+        "candidate": json_value(m.candidate),
+        "ratio": json_value(m.ratio),
+        "delta": json_value(m.delta),
         "unit": m.unit,
         "direction": m.direction.value,
         "change": m.change.value,
         "verdict": m.verdict.value,
         "reason": m.reason,
-        "tolerance": _json_value(m.tolerance),
-        "min_delta": _json_value(m.min_delta),
+        "tolerance": json_value(m.tolerance),
+        "min_delta": json_value(m.min_delta),
         "min_samples": m.min_samples,
         "samples": {"baseline": m.samples[0], "candidate": m.samples[1]},
+        "statistics": None if m.statistics is None else _statistics_json(m.statistics),
+    }
+
+
+def _statistics_json(s: Statistics) -> dict[str, Any]:
+    return {
+        "method": s.method,
+        "tested": s.tested,
+        "estimate": json_value(s.estimate),
+        "estimate_kind": s.estimate_kind.value,
+        "interval": None if s.interval is None else [json_value(x) for x in s.interval],
+        "confidence": s.confidence,
+        "p_value": json_value(s.p_value),
+        "adjusted_p": json_value(s.adjusted_p),
+        "alpha": s.alpha,
+        "family_size": s.family_size,
+        "details": {k: json_value(v) for k, v in s.details},
     }
 
 
@@ -101,8 +119,9 @@ def _endpoint_json(e: EndpointResult) -> dict[str, Any]:
         "reasons": list(e.reasons),
         "baseline_count": e.baseline_count,
         "candidate_count": e.candidate_count,
-        "traffic_share": _json_value(e.traffic_share),
+        "traffic_share": json_value(e.traffic_share),
         "latency_basis": e.latency_basis,
+        "critical": e.critical,
         "metrics": {m.metric: _metric_json(m) for m in e.metrics},
     }
 
@@ -112,7 +131,9 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
 
     Top level: ``format``, ``version``, ``verdict``, ``reasons``, ``mode``, ``notes``, ``counts`` (every
     verdict, zeros included), ``endpoints`` (worst first, each with its ``metrics`` keyed by metric name),
-    ``bottlenecks`` (ranked), ``baseline``/``candidate`` (provenance) and ``meta`` (the harness run).
+    ``bottlenecks`` (ranked), ``knees`` (saturation knees of staged replays), ``statistics`` (the run's
+    false-alarm rate and the number of tests adjusted together), ``baseline``/``candidate`` (provenance)
+    and ``meta`` (the harness run). Each metric carries the test behind its verdict under ``statistics``.
     Missing figures are ``null``, never 0. Serialises with ``json.dumps(..., allow_nan=False)``.
     """
     counts = result.counts()
@@ -125,10 +146,16 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
         "notes": list(result.notes),
         "counts": {v.value: counts[v] for v in Verdict},
         "endpoints": [_endpoint_json(e) for e in result.endpoints],
-        "bottlenecks": [_json_value(b) for b in result.bottlenecks],
-        "baseline": _json_value(result.baseline),
-        "candidate": _json_value(result.candidate),
-        "meta": _json_value(meta),
+        "bottlenecks": [json_value(b) for b in result.bottlenecks],
+        "knees": [json_value(k) for k in result.knees],
+        "statistics": {
+            "alpha": result.alpha,
+            "tests": result.tests,
+            "adjustment": "Holm (family-wise error rate over every test of the run)",
+        },
+        "baseline": json_value(result.baseline),
+        "candidate": json_value(result.candidate),
+        "meta": json_value(meta),
     }
 
 

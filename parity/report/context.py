@@ -26,6 +26,7 @@ from parity.judge.result import (
     GeneratorInfo,
     MetricResult,
     ParityResult,
+    SaturationKnee,
     SideInfo,
     Verdict,
 )
@@ -243,7 +244,8 @@ def _endpoint_row(index: int, e: EndpointResult) -> dict[str, Any]:
         "key": e.endpoint.key,
         "verdict": _verdict(e.verdict),
         "reasons": list(e.reasons),
-        "checks": [m.reason for m in e.metrics],
+        "checks": [_check(m) for m in e.metrics],
+        "critical": e.critical,
         "latency_basis": e.latency_basis,
         "open": e.verdict is not Verdict.PASS,
         "baseline_count": format_count(e.baseline_count),
@@ -252,6 +254,46 @@ def _endpoint_row(index: int, e: EndpointResult) -> dict[str, Any]:
         "metrics": cells,
         "sort": sort,
     }
+
+
+def _check(m: MetricResult) -> str:
+    """A metric's reason, followed by the method behind it when a test (or a figure comparison) was made."""
+    if m.statistics is None:
+        return m.reason
+    return f"{m.reason} [{m.statistics.method}]"
+
+
+def _knee_text(k: SaturationKnee | None) -> str:
+    if k is None:
+        return MISSING
+    if k.stage is None or k.load_rps is None:
+        return "none found"
+    return f"{k.load_rps:,.0f} req/s ({k.stage})"
+
+
+def _knee_rows(knees: tuple[SaturationKnee, ...]) -> list[dict[str, Any]]:
+    """One row per endpoint with a knee on either side (endpoints in first-seen order)."""
+    by_key: dict[str, dict[str, SaturationKnee]] = {}
+    for k in knees:
+        by_key.setdefault(k.endpoint.key, {})[k.side] = k
+    rows = []
+    for key, sides in by_key.items():
+        base, cand = sides.get("baseline"), sides.get("candidate")
+        earlier = (
+            cand is not None
+            and cand.load_rps is not None
+            and (base is None or base.load_rps is None or cand.load_rps < base.load_rps)
+        )
+        rows.append(
+            {
+                "key": key,
+                "baseline": _knee_text(base),
+                "candidate": _knee_text(cand),
+                "css": "verdict-fail" if earlier else "",
+                "reasons": [f"{side}: {k.reason}" for side, k in sides.items()],
+            }
+        )
+    return rows
 
 
 def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
@@ -332,6 +374,7 @@ def build_context(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
         "metric_columns": [{"name": m.name, "label": METRIC_LABELS[m.name], "unit": m.unit} for m in METRICS],
         "endpoints": [_endpoint_row(i, e) for i, e in enumerate(result.endpoints, start=1)],
         "bottlenecks": [_bottleneck_row(b) for b in result.bottlenecks],
+        "knees": _knee_rows(result.knees),
         "sides": [_side("Baseline", result.baseline), _side("Candidate", result.candidate)],
         "run": [
             {"label": "Harness version", "value": _text(meta.harness_version)},

@@ -1,12 +1,14 @@
-"""Short terminal summary of a ParityResult (what ``parity compare`` and ``parity demo`` print)."""
+"""Short terminal summaries: a ParityResult (what ``parity compare`` and ``parity demo`` print) and a
+Calibration (``parity calibrate``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from parity.judge.calibrate import Calibration
 from parity.judge.result import ParityResult, Verdict
 
-__all__ = ["terminal_summary"]
+__all__ = ["calibration_summary", "terminal_summary"]
 
 #: Bottlenecks and regressions listed in the terminal at most.
 MAX_ROWS = 8
@@ -45,4 +47,49 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
         lines.append(f"  note: {note}")
     if report is not None:
         lines.append(f"  report: {report}")
+    return "\n".join(lines)
+
+
+def _rule(tolerance: float, min_delta: float, unit: str) -> str:
+    floor = f"{min_delta * 100:g} pp" if unit == "ratio" else f"{min_delta:g} {unit}"
+    return f"{tolerance:.0%} / {floor}"
+
+
+def _noise(relative: float | None, absolute: float | None, unit: str) -> str:
+    if relative is None or absolute is None:
+        return "n/a"
+    rel = "inf" if relative == float("inf") else f"{relative:.1%}"
+    floor = f"{absolute * 100:.2f} pp" if unit == "ratio" else f"{absolute:.2f} {unit}"
+    return f"{rel} / {floor}"
+
+
+def calibration_summary(cal: Calibration) -> str:
+    """The calibration as a table: per metric the A/A noise, the significant changes, current and
+    suggested tolerances; the false-alarm rate before and after."""
+    failed = f": {', '.join(cal.false_alarm_endpoints[:MAX_ROWS])}" if cal.false_alarm_endpoints else ""
+    more = len(cal.false_alarm_endpoints) - MAX_ROWS
+    lines = [
+        f"parity calibrate: {cal.runs} A/A runs, {cal.pairs} pairs compared with the current policy",
+        f"  false alarms: {cal.false_alarms}/{cal.pairs} pairs failed ({cal.false_alarm_rate:.1%})"
+        + failed
+        + (f" and {more} more" if more > 0 else ""),
+        f"  {'metric':<11}{'obs':>6}  {'median':>7}  {'noise p99 rel / abs':<22}{'signif.':>7}  "
+        f"{'largest significant':<22}{'current':<16}suggested",
+    ]
+    for f in cal.floors:
+        median = "n/a" if f.median_relative is None else f"{f.median_relative:.1%}"
+        largest = _noise(f.max_significant_relative, f.max_significant_absolute, f.unit) if f.significant else "-"
+        current = _rule(f.current.tolerance, f.current.min_delta, f.unit)
+        suggested = _rule(f.suggested.tolerance, f.suggested.min_delta, f.unit)
+        changed = suggested if f.suggested != f.current else "(keep)"
+        lines.append(
+            f"  {f.metric:<11}{f.observations:>6}  {median:>7}  {_noise(f.relative, f.absolute, f.unit):<22}"
+            f"{f.significant:>7}  {largest:<22}{current:<16}{changed}"
+        )
+    lines.append(
+        f"  with the suggested tolerances: {cal.suggested_false_alarms}/{cal.pairs} pairs fail "
+        f"({cal.suggested_false_alarm_rate:.1%}; measured on the same runs: confirm with fresh A/A runs)"
+    )
+    if cal.inconclusive_pairs:
+        lines.append(f"  {cal.inconclusive_pairs} pair(s) inconclusive: too few requests to judge enough traffic")
     return "\n".join(lines)
