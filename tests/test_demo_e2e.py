@@ -22,12 +22,13 @@ PLANTED = {"POST /api/payroll/calculations", "GET /api/reports/employees.csv"}
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     config = tmp_path / "parity.toml"
-    # A 20 s run sees ~25 exports; judge endpoints from 10 requests so the rare export is judged too.
+    # A 45 s run sees ~55 exports (0.8% of traffic): enough for the slower export to be significant after
+    # adjusting for every test of the run; judge endpoints from 10 requests so the rare export is judged.
     config.write_text(
         "[compare]\nmin_samples = 10\n"
         "[compare.metrics.avg_ms]\nmin_samples = 10\n[compare.metrics.p50_ms]\nmin_samples = 10\n"
     )
-    done = run_parity("demo", "--duration", "20", "--out", str(out), "--config", str(config), timeout=240)
+    done = run_parity("demo", "--duration", "45", "--out", str(out), "--config", str(config), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("index.html", "parity.json", "junit.xml", "summary.md", "old.measurement.json",
                  "new.measurement.json"):  # fmt: skip
@@ -39,11 +40,11 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert len(verdicts) == 12
     assert all(verdicts[k] == "fail" for k in PLANTED)
     assert {b["endpoint"] for b in result["bottlenecks"][:2]} == PLANTED
-    # Whether every unchanged endpoint passes in a 20 s run depends on machine noise (measured over
-    # repeated full demo runs, not here); their central latency must not regress, though.
+    # Whether every unchanged endpoint passes in a short run depends on machine noise (measured over
+    # repeated full demo runs, not here); none may fail, though.
     for e in result["endpoints"]:
         if e["endpoint"] not in PLANTED:
-            assert e["metrics"]["p50_ms"]["verdict"] == "pass", e
+            assert e["verdict"] != "fail", e
     assert "parity: FAIL" in done.stdout
     assert f"report: {out / 'index.html'}" in done.stdout
     old = json.loads((out / "old.measurement.json").read_text())

@@ -58,10 +58,16 @@ def test_planted_regression_fails_only_where_planted() -> None:
 
 def _summary_side(metric: str, value: float | None, *, count: int = 2000, errors: int = 0) -> Measurement:
     """One endpoint known only by an APM-style summary where ``metric`` is ``value`` (others fixed)."""
-    figures = {"avg_ms": 50.0, "p50_ms": 40.0, "p95_ms": 100.0, "p99_ms": 150.0, "max_ms": 400.0}
+    figures: dict[str, float | None] = {
+        "avg_ms": 50.0,
+        "p50_ms": 40.0,
+        "p95_ms": 100.0,
+        "p99_ms": 150.0,
+        "max_ms": 400.0,
+    }
     if metric in figures:
-        figures[metric] = value  # type: ignore[assignment]
-    summary = LatencySummary(**figures)  # type: ignore[arg-type]
+        figures[metric] = value
+    summary = LatencySummary(**figures)
     stats = EndpointStats(Endpoint("GET", "/a"), count=count, errors=errors, latency=summary)
     return Measurement(
         source=lognormal_side({}).source, window=Window(T0, T0 + timedelta(minutes=1)), endpoints=(stats,)

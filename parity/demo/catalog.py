@@ -191,7 +191,7 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "ReportsController#export",
         "GET",
         "/api/reports/employees.csv",
-        share=0.008,
+        share=0.02,
         cost=CostModel(app_ms=2.0, queries=2, query_ms=8.0, sigma=0.2, cpu_rows=5000, error_rate=0.001),
         query={"department": "{department}"},
         params={"department": tuple(f"d{i}" for i in range(1, 25))},
