@@ -174,7 +174,7 @@ def _metric_result(
     both = e.baseline is not None and e.candidate is not None
     return MetricResult(
         metric=spec.name,
-        unit=e.unit if spec.name != "shift" else spec.unit,
+        unit=spec.unit,
         direction=spec.direction,
         baseline=e.baseline,
         candidate=e.candidate,
