@@ -52,11 +52,18 @@ class LatencySketch(BaseDDSketch):
         mapping = self._mapping
         positive = v[v > mapping.min_possible]
         if positive.size:
-            keys = np.ceil(np.log(positive) / math.log(2) * mapping._multiplier) + mapping._offset
-            unique, counts = np.unique(keys.astype(np.int64), return_counts=True)
+            keys = (np.ceil(np.log(positive) / math.log(2) * mapping._multiplier) + mapping._offset).astype(np.int64)
+            lo, hi = int(keys.min()), int(keys.max())
+            counts = np.bincount(keys - lo)
+            # One resize for the whole batch (adding key by key grows the store once per new key, which made
+            # this the recorder's slowest step), then the counts added to the bins' slice at once.
             store = self._store
-            for key, count in zip(unique.tolist(), counts.tolist(), strict=True):
-                store.add(key, float(count))
+            store._extend_range(lo, hi)
+            first = lo - store.offset
+            store.bins[first : first + len(counts)] = (
+                np.asarray(store.bins[first : first + len(counts)]) + counts
+            ).tolist()
+            store.count += float(positive.size)
         self._zero_count += float(v.size - positive.size)
         self._count += float(v.size)
         self._sum += float(v.sum())

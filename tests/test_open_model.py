@@ -79,3 +79,70 @@ def test_intended_time_latency_shows_a_stall_that_service_time_hides(stalling_ta
     assert service_p99 < 200
     assert intended_p99 > 600
     assert (e.intended.quantile(0.5) or 0) >= (e.latency.quantile(0.5) or 0)
+
+
+ROUTING_SERVER = """
+import gevent
+from gevent.pywsgi import WSGIServer
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/base/ok":
+        status, headers = "200 OK", []
+    elif path == "/base/fail":
+        status, headers = "503 Service Unavailable", []
+    elif path == "/base/moved":
+        status, headers = "302 Found", [("Location", "/elsewhere")]
+    else:  # the prefix was dropped, or a redirect was followed
+        status, headers = "500 Internal Server Error", []
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", "2"), *headers])
+    return [b"ok"]
+server = WSGIServer(("127.0.0.1", 0), app, log=None)
+server.start()
+print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
+gevent.sleep(60)
+"""
+
+
+@pytest.fixture
+def routing_target() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-c", ROUTING_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _three_endpoints(tmp_path: Path) -> Path:
+    endpoints = tuple(
+        EndpointStats(Endpoint("GET", f"/{name}"), count=1200, errors=0) for name in ("ok", "fail", "moved")
+    )
+    baseline = Measurement(Source(SourceKind.SYNTHETIC), Window(T0, T0 + timedelta(seconds=60)), endpoints)
+    return measurement_json.write(baseline, tmp_path / "baseline.json")
+
+
+def test_sends_keep_the_base_path_count_5xx_as_errors_and_do_not_follow_redirects(
+    routing_target: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    done = run_replay("--host", f"{routing_target}/base/", "--baseline", str(_three_endpoints(tmp_path)), "-t", "2s",
+                      "--parity-out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    by = measurement_json.read(out).by_key()
+    assert by["GET /ok"].count > 20  # 20 req/s each
+    assert by["GET /ok"].errors == 0  # sent under /base/: anything else answers 500
+    assert by["GET /fail"].errors == by["GET /fail"].count > 20  # 503 is an error
+    assert by["GET /moved"].errors == 0  # the 302 is the answer: /elsewhere (500) was never asked
+
+
+def test_a_refused_connection_is_an_error_for_every_request(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    done = run_replay("--host", "http://127.0.0.1:9", "--baseline", str(_three_endpoints(tmp_path)), "-t", "2s",
+                      "--parity-out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = measurement_json.read(out)
+    assert m.total_count > 60
+    assert all(e.errors == e.count for e in m.endpoints)

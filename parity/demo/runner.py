@@ -9,15 +9,12 @@ Servers and Locust processes are stopped on every exit path, Ctrl-C included.
 
 from __future__ import annotations
 
-import importlib.util
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from parity.demo.processes import running_server
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult
+from parity.replay.process import locust_process, locustfile_path, log_tail
 
 __all__ = [
     "DEFAULT_DURATION_S",
@@ -44,8 +42,6 @@ DEFAULT_DURATION_S = 75.0
 DEFAULT_RATE_SCALE = 1.5
 #: Seconds to wait for a replay beyond its run time (start-up, drain, report) before giving up.
 LOCUST_SLACK_S = 90.0
-#: Seconds a Locust process gets to exit after SIGINT before it is killed.
-STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,44 +66,6 @@ def bundled_baseline() -> Path | None:
     return path if path.is_file() else None
 
 
-@contextmanager
-def _locust(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A Locust subprocess, interrupted (SIGINT, then kill) if still running when the block exits."""
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "locust", *args],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log_file.close()
-
-
-def _locustfile() -> str:
-    """Path of the replay locustfile, found without importing it (importing Locust patches the process)."""
-    spec = importlib.util.find_spec("parity.replay.locustfile")
-    assert spec is not None
-    assert spec.origin is not None
-    return spec.origin
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text("utf-8", errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def run_demo(
     options: DemoOptions, policy: Policy | None = None, progress: Callable[[str], None] = lambda _: None
 ) -> DemoOutcome:
@@ -130,13 +88,13 @@ def run_demo(
         procs = {}
         for env, url in (("old", old_url), ("new", new_url)):
             args = [
-                "-f", _locustfile(), "--headless", "--only-summary", "--host", url,
+                "-f", locustfile_path(), "--headless", "--only-summary", "--host", url,
                 "--baseline", str(baseline), "-t", f"{options.duration_s:g}s",
                 "--rate-scale", f"{options.rate_scale:g}", "--seed", str(options.seed),
                 "--parity-out", str(out / f"{env}.measurement.json"), "--pair-id", pair_id,
                 "--target-env", env, "--service", "hr-payroll",
             ]  # fmt: skip
-            procs[env] = stack.enter_context(_locust(args, out / f"locust-{env}.log"))
+            procs[env] = stack.enter_context(locust_process(args, out / f"locust-{env}.log"))
         deadline = time.monotonic() + options.duration_s + LOCUST_SLACK_S
         for env, proc in procs.items():
             try:
@@ -145,7 +103,7 @@ def run_demo(
                 raise RuntimeError(f"the {env} replay did not finish in time; see {out}/locust-{env}.log") from None
             if code != 0:
                 log = out / f"locust-{env}.log"
-                raise RuntimeError(f"the {env} replay failed (exit {code}): {_tail(log)} (log: {log})")
+                raise RuntimeError(f"the {env} replay failed (exit {code}): {log_tail(log)} (log: {log})")
     progress("comparing new against old")
     old_path, new_path = out / "old.measurement.json", out / "new.measurement.json"
     old, new = measurement_json.read(old_path), measurement_json.read(new_path)
