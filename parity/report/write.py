@@ -1,4 +1,5 @@
-"""``write_reports(result, out_dir, meta)``: the one function of ``parity.report`` that touches the disk.
+"""``write_reports(result, out_dir, meta, measurements=None)``: the one function of ``parity.report`` that
+touches the disk.
 
 Writes ``index.html``, ``parity.json``, ``junit.xml`` and ``summary.md`` into ``out_dir`` (created if
 needed). Everything is rendered before anything is written, and each file is written atomically — to a
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parity.judge.result import ParityResult
+from parity.model import Measurement
 from parity.report.ci import junit_xml, parity_json, summary_md
 from parity.report.context import RunMeta
 from parity.report.html import render_html
@@ -52,10 +54,18 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(result: ParityResult, out_dir: Path, meta: RunMeta) -> ReportPaths:
+def write_reports(
+    result: ParityResult,
+    out_dir: Path,
+    meta: RunMeta,
+    *,
+    measurements: tuple[Measurement, Measurement] | None = None,
+) -> ReportPaths:
     """Render every report for ``result`` and write them into ``out_dir``; returns their paths.
 
-    The Markdown summary links to ``index.html`` next to it.
+    ``measurements`` = (baseline, candidate), the Measurements ``result`` compared: with them the HTML
+    report also charts each endpoint's latency distribution and its latency and request rate over time
+    (without them it renders all the rest). The Markdown summary links to ``index.html`` next to it.
     """
     paths = ReportPaths(
         index_html=out_dir / "index.html",
@@ -64,7 +74,7 @@ def write_reports(result: ParityResult, out_dir: Path, meta: RunMeta) -> ReportP
         summary_md=out_dir / "summary.md",
     )
     rendered = {
-        paths.index_html: render_html(result, meta),
+        paths.index_html: render_html(result, meta, measurements),
         paths.parity_json: json.dumps(parity_json(result, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n",
         paths.junit_xml: junit_xml(result),
         paths.summary_md: summary_md(result, meta, report_link=paths.index_html.name),

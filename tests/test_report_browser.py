@@ -1,0 +1,388 @@
+"""The HTML report in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright.
+
+The report is built from made-up Measurements (fixed seeds, timelines, load stages, a hostile endpoint name)
+and opened from disk (``file://``). Checked: no console message of level error and no page error; not one
+network request besides the document itself; sorting, text and verdict filtering change the visible rows;
+opening an endpoint draws its charts (canvases with pixels on them); names holding markup or script render as
+inert text. A full-page screenshot is kept in ``reports/artifacts/report.png`` (git-ignored).
+
+Chromium is ``$PARITY_CHROMIUM``, else ``chromium`` on the PATH, else ``/usr/bin/chromium`` (``make test``
+installs Debian's package when it is missing). Playwright's own browser downloads are never used. The tests
+skip, saying why, only when that browser cannot be started.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import NormalDist
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Request, Route, sync_playwright
+
+from parity.judge.compare import compare
+from parity.judge.result import EndpointResult, ParityResult, Verdict
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    GeneratorHealth,
+    LatencyDistribution,
+    LatencyKind,
+    LoadStage,
+    Measurement,
+    Source,
+    SourceKind,
+    Timeline,
+    Window,
+)
+from parity.report.context import RunMeta
+from parity.report.write import write_reports
+from parity.sketch import LatencySketch
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "artifacts"
+META = RunMeta("0.1.0-test", "0123abc", datetime(2026, 3, 1, 12, 0, tzinfo=UTC), "parity.toml", "parity compare a b")
+START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+MINUTES = 10
+INTERVAL_S = 10.0
+
+HOSTILE = "GET /x<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
+ORDERS = "GET /api/orders/{id}"
+CREATE = "POST /api/orders"
+USERS = "GET /api/users"
+SEARCH = "GET /search"
+HEALTH = "GET /health"
+RARE = "GET /api/rare"
+
+#: (key, baseline median ms, candidate median ms, requests, candidate errors)
+ENDPOINTS = (
+    (ORDERS, 100.0, 180.0, 3000, 3),
+    (CREATE, 40.0, 40.0, 1500, 120),
+    (HOSTILE, 20.0, 30.0, 1200, 0),
+    (USERS, 30.0, 30.0, 2500, 0),
+    (SEARCH, 60.0, 58.0, 2000, 0),
+    (HEALTH, 2.0, 2.0, 3000, 0),
+    (RARE, 50.0, 50.0, 12, 0),
+)
+#: Load stages of both replays (name, planned total req/s); ORDERS saturates early on the candidate.
+STAGES = (("ramp-1", 50.0), ("ramp-2", 100.0), ("ramp-3", 150.0), ("ramp-4", 200.0))
+
+
+def _draws(rng: random.Random, median_ms: float, n: int) -> list[float]:
+    normal = NormalDist()
+    return [median_ms * math.exp(0.3 * normal.inv_cdf(min(max(rng.random(), 1e-9), 1 - 1e-9))) for _ in range(n)]
+
+
+def _stats(key: str, rng: random.Random, median_ms: float, n: int, errors: int, *, timeline: bool) -> EndpointStats:
+    values = _draws(rng, median_ms, n)
+    sketch = LatencySketch()
+    for v in values:
+        sketch.add(v)
+    line = None
+    if timeline:
+        points = MINUTES * 60 // int(INTERVAL_S)
+        per = [values[i::points] for i in range(points)]
+        line = Timeline(
+            start_s=START.timestamp(),
+            interval_s=INTERVAL_S,
+            counts=tuple(len(p) for p in per),
+            avg_ms=tuple(sum(p) / len(p) if p else None for p in per),
+            p95_ms=tuple(sorted(p)[int(0.95 * (len(p) - 1))] if p else None for p in per),
+        )
+    return EndpointStats(Endpoint.parse(key), n, errors, LatencyDistribution(sketch), timeline=line)
+
+
+def _side(seed: int, candidate: bool) -> Measurement:
+    rng = random.Random(seed)
+    endpoints = tuple(
+        _stats(key, rng, cand if candidate else base, n, errors if candidate else 0, timeline=True)
+        for key, base, cand, n, errors in ENDPOINTS
+    )
+    t0 = START.timestamp()
+    stages = []
+    for i, (name, load) in enumerate(STAGES):
+        growth = 1.0 + (0.8 * i * i if candidate else 0.1 * i)  # the candidate's p95 bends upward
+        stage_stats = (_stats(ORDERS, rng, 100.0 * growth, 300, 0, timeline=False),)
+        stages.append(LoadStage(name, t0 + 150 * i, t0 + 150 * (i + 1), load, stage_stats))
+    return Measurement(
+        Source(SourceKind.SYNTHETIC, "made up", service="orders-api", env="new" if candidate else "old"),
+        Window(START, START + timedelta(minutes=MINUTES)),
+        endpoints,
+        latency_kind=LatencyKind.SERVER,
+        pair_id="run-7",
+        stages=tuple(stages),
+        # the candidate's generator ran hot in the last stage (1 interval of 24: below the share that voids latency)
+        generator=GeneratorHealth(t0, 25.0, (40.0,) * 20 + (60.0, 70.0, 80.0, 95.0), (0,) * 22 + (2, 9), 2, 13_212, 11)
+        if candidate
+        else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def sides() -> tuple[Measurement, Measurement]:
+    return _side(1, candidate=False), _side(2, candidate=True)
+
+
+@pytest.fixture(scope="module")
+def result(sides: tuple[Measurement, Measurement]) -> ParityResult:
+    return compare(*sides, names=("old.json", "new.json"))
+
+
+@pytest.fixture(scope="module")
+def report(
+    tmp_path_factory: pytest.TempPathFactory, result: ParityResult, sides: tuple[Measurement, Measurement]
+) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    return write_reports(result, out, META, measurements=sides).index_html
+
+
+def _chromium() -> str:
+    return os.environ.get("PARITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=_chromium(), headless=True)
+        except Error as exc:
+            pytest.skip(f"chromium ({_chromium()}) cannot start: {str(exc).splitlines()[0]}")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Visit:
+    """A page on the report with everything it logged and requested."""
+
+    def __init__(self, page: Page, document: str = "") -> None:
+        self.page = page
+        self.document = document
+        self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.routed: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("request", self._request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning", "assert"):
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def _request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def route(self, route: Route) -> None:
+        """Lets the report's own file through; records and refuses anything else."""
+        if route.request.url == self.document:
+            route.continue_()
+        else:
+            self.routed.append(route.request.url)
+            route.abort()
+
+    def visible_keys(self) -> list[str]:
+        keys: list[str] = self.page.eval_on_selector_all(
+            "#endpoints tbody tr.row:not([hidden]) button.open", "bs => bs.map(b => b.textContent)"
+        )
+        return keys
+
+
+@pytest.fixture(scope="module")
+def tab(browser: Browser, report: Path) -> Iterator[Visit]:
+    """One browser tab for the module's tests (a new context per test costs ~0.4 s)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    v = Visit(context.new_page(), report.as_uri())
+    context.route("**/*", v.route)  # any other request (http, https, file, data) lands here and is refused
+    try:
+        yield v
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def visit(tab: Visit) -> Visit:
+    """The report freshly loaded in the shared tab, with nothing logged or requested yet."""
+    tab.problems.clear()
+    tab.requests.clear()
+    tab.routed.clear()
+    tab.page.goto(tab.document)
+    return tab
+
+
+def _order(result: ParityResult) -> list[str]:
+    return [e.endpoint.key for e in result.endpoints]
+
+
+def test_loads_cleanly_without_any_network_request(visit: Visit, report: Path, result: ParityResult) -> None:
+    assert visit.visible_keys() == _order(result)
+    assert not visit.page.locator("#more").is_visible()  # every row fits the first page
+    assert visit.page.inner_text("#shown") == f"{len(result.endpoints)} of {len(result.endpoints)} endpoint(s) match"
+    visit.page.locator("#endpoints button.open").first.click()  # drawing charts must not fetch anything either
+    visit.page.wait_for_selector("tr.detail canvas")
+    assert visit.problems == []
+    assert visit.requests == [report.as_uri()]
+    assert visit.routed == []
+
+
+def test_sorting_reorders_rows(visit: Visit, result: ParityResult) -> None:
+    page = visit.page
+    page.click("#endpoints th[data-sort=endpoint]")
+    assert visit.visible_keys() == sorted(_order(result))
+    assert page.get_attribute("#endpoints th[data-sort=endpoint]", "aria-sort") == "ascending"
+    page.click("#endpoints th[data-sort=endpoint]")
+    assert visit.visible_keys() == sorted(_order(result), reverse=True)
+    # p95: worst ratio first, endpoints without a p95 last
+    page.click("#endpoints th[data-sort=p95_ms]")
+    ratios = {e.endpoint.key: (m.ratio if (m := e.metric("p95_ms")) else None) for e in result.endpoints}
+    keys = visit.visible_keys()
+    known = [k for k in keys if ratios[k] is not None]
+    assert keys[: len(known)] == sorted(known, key=lambda k: -(ratios[k] or 0))
+    assert keys[0] == ORDERS
+    page.click("#endpoints th[data-sort=order]")
+    assert visit.visible_keys() == _order(result)
+    assert visit.problems == []
+
+
+def test_filtering_by_text_and_verdict(visit: Visit, result: ParityResult) -> None:
+    page = visit.page
+    page.fill("#filter", "ORDERS")  # case-insensitive substring of the endpoint
+    assert visit.visible_keys() == [k for k in _order(result) if "orders" in k.lower()]
+    assert page.inner_text("#shown").startswith("2 of ")
+    page.fill("#filter", "")
+    verdicts = {e.endpoint.key: e.verdict for e in result.endpoints}
+    page.click("button.toggle[data-verdict=pass]")
+    assert page.get_attribute("button.toggle[data-verdict=pass]", "aria-pressed") == "false"
+    assert visit.visible_keys() == [k for k in _order(result) if verdicts[k] is not Verdict.PASS]
+    page.click("button.toggle[data-verdict=fail]")
+    expected = [k for k in _order(result) if verdicts[k] not in (Verdict.PASS, Verdict.FAIL)]
+    assert expected  # the fixture has marginal or inconclusive endpoints
+    assert visit.visible_keys() == expected
+    page.fill("#filter", "rare")
+    assert visit.visible_keys() == [k for k in expected if "rare" in k]
+    page.fill("#filter", "")
+    page.click("button.toggle[data-verdict=pass]")
+    page.click("button.toggle[data-verdict=fail]")
+    assert visit.visible_keys() == _order(result)
+    assert visit.problems == []
+
+
+_CANVAS_INKED = """c => {
+  const ctx = c.getContext('2d');
+  const px = ctx.getImageData(0, 0, c.width, c.height).data;
+  let inked = 0;
+  for (let i = 3; i < px.length; i += 4) { if (px[i] !== 0) { inked += 1; } }
+  return {w: c.width, h: c.height, inked: inked};
+}"""
+
+
+def test_opening_an_endpoint_draws_its_charts(visit: Visit) -> None:
+    page = visit.page
+    row = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=ORDERS))
+    row.locator("button.open").click()
+    detail = page.locator("tr.detail")
+    assert detail.count() == 1
+    titles = detail.locator(".chart h4").all_inner_texts()
+    assert titles == [
+        "Percentiles (ms), baseline vs candidate",
+        "Latency distribution (CDF)",
+        "Latency over time (p95, ms)",
+        "Request rate over time (req/s)",
+        "Latency vs load (p95 per load stage)",
+    ]
+    canvases = detail.locator("canvas")
+    assert canvases.count() == 5
+    for i in range(5):
+        figures = canvases.nth(i).evaluate(_CANVAS_INKED)
+        assert figures["w"] > 100, figures
+        assert figures["h"] > 100, figures
+        assert figures["inked"] > 500, (titles[i], figures)
+    text = detail.inner_text()
+    assert "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance → FAIL" in text
+    assert "Fisher exact test" in text  # the methods behind the figures
+    # closing removes the detail and its charts; reopening draws them again
+    row.locator("button.open").click()
+    assert page.locator("tr.detail").count() == 0
+    row.locator("button.open").click()
+    assert page.locator("tr.detail canvas").count() == 5
+    assert visit.problems == []
+
+
+def test_hostile_names_render_as_inert_text(visit: Visit) -> None:
+    page = visit.page
+    assert HOSTILE in visit.visible_keys()
+    assert page.locator("#endpoints button.open", has_text=HOSTILE).is_visible()
+    assert page.locator("table.bottlenecks td.endpoint", has_text=HOSTILE).is_visible()
+    page.locator("#endpoints button.open", has_text=HOSTILE).click()
+    page.wait_for_selector("tr.detail canvas")
+    page.fill("#filter", "<script>")
+    assert visit.visible_keys() == [HOSTILE]
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("img").count() == 0
+    assert page.evaluate("document.scripts.length") == 3  # data, Chart.js, the page's own script
+    assert visit.problems == []
+
+
+def test_screenshot_shows_the_banner_and_the_table(visit: Visit) -> None:
+    page = visit.page
+    assert page.locator("#verdict").is_visible()
+    assert page.inner_text("#verdict .banner-verdict") == "FAIL"
+    assert page.locator("#endpoints tbody tr.row").first.is_visible()
+    page.locator("#endpoints button.open").first.click()
+    page.wait_for_selector("tr.detail canvas")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 50_000
+    assert visit.problems == []
+
+
+def test_report_without_measurements_still_renders(browser: Browser, tmp_path: Path, result: ParityResult) -> None:
+    index = write_reports(result, tmp_path, META).index_html
+    page = browser.new_page()
+    try:
+        v = Visit(page)
+        page.goto(index.as_uri())
+        page.locator("#endpoints button.open").first.click()
+        detail = page.locator("tr.detail")
+        assert detail.locator("canvas").count() == 2  # percentiles and latency vs load: from the result alone
+        assert "not in this report" in detail.inner_text()
+        assert v.problems == []
+        assert v.requests == [index.as_uri()]
+    finally:
+        page.close()
+
+
+def test_long_tables_come_in_pages(browser: Browser, tmp_path: Path, result: ParityResult) -> None:
+    """Past 200 rows the table shows a page at a time (layout of 1,000 rows takes seconds); sorting and
+    filtering still cover every endpoint."""
+    keys = [f"GET /api/items{i:03d}" for i in range(230)]
+    many = replace(
+        result,
+        endpoints=tuple(EndpointResult(Endpoint.parse(k), Verdict.PASS, (), (), 40, 40, None) for k in keys),
+        bottlenecks=(),
+        knees=(),
+    )
+    index = write_reports(many, tmp_path, META).index_html
+    page = browser.new_page()
+    try:
+        v = Visit(page)
+        page.goto(index.as_uri())
+        assert len(v.visible_keys()) == 200
+        assert page.inner_text("#more .count") == "Showing 200 of 230 matching endpoints."
+        page.click("#endpoints th[data-sort=endpoint]")
+        page.click("#endpoints th[data-sort=endpoint]")  # descending: the last keys come first
+        assert v.visible_keys()[:2] == ["GET /api/items229", "GET /api/items228"]
+        page.click("#more button.next")
+        assert len(v.visible_keys()) == 230
+        assert not page.locator("#more").is_visible()
+        page.fill("#filter", "items00")
+        assert v.visible_keys() == [f"GET /api/items00{i}" for i in range(9, -1, -1)]
+        assert v.problems == []
+    finally:
+        page.close()
