@@ -31,16 +31,24 @@ Faults become :class:`DatadogError` (a ``BadInput``: one line, exit code 2), nev
 exponential backoff; every wait is reported through the progress callback. Retries are ours (the client's
 ``enable_retry`` sleeps inside urllib3, where a wait can neither be reported nor injected in tests).
 Environment variables are not read here: the caller passes keys and site explicitly.
+
+**Pushing results back** (``--push-datadog``, :func:`push_result` / :func:`push_parity`): per-endpoint parity
+gauges through v2 ``MetricsApi.submit_metrics`` (``POST /api/v2/series``, API key only, batches of at most
+:data:`MAX_SERIES_PAYLOAD_BYTES` of JSON: the intake takes 512,000 bytes) and one event through v1
+``EventsApi.create_event`` (``POST /api/v1/events``): see :func:`parity_series` and :func:`parity_event`.
+Points carry the push time in Unix seconds. Faults are retried and reported as for queries.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -52,9 +60,16 @@ from datadog_api_client.exceptions import (
     OpenApiException,
     UnauthorizedException,
 )
+from datadog_api_client.v1.api.events_api import EventsApi
 from datadog_api_client.v1.api.metrics_api import MetricsApi as MetricsApiV1
+from datadog_api_client.v1.model.event_alert_type import EventAlertType
+from datadog_api_client.v1.model.event_create_request import EventCreateRequest
 from datadog_api_client.v2.api.metrics_api import MetricsApi as MetricsApiV2
 from datadog_api_client.v2.model.formula_limit import FormulaLimit
+from datadog_api_client.v2.model.metric_intake_type import MetricIntakeType
+from datadog_api_client.v2.model.metric_payload import MetricPayload
+from datadog_api_client.v2.model.metric_point import MetricPoint
+from datadog_api_client.v2.model.metric_series import MetricSeries
 from datadog_api_client.v2.model.metrics_aggregator import MetricsAggregator
 from datadog_api_client.v2.model.metrics_data_source import MetricsDataSource
 from datadog_api_client.v2.model.metrics_scalar_query import MetricsScalarQuery
@@ -69,6 +84,7 @@ from datadog_api_client.v2.model.scalar_formula_request_queries import ScalarFor
 from datadog_api_client.v2.model.scalar_formula_request_type import ScalarFormulaRequestType
 
 from parity.errors import BadInput
+from parity.judge.result import ParityResult, Verdict
 from parity.model import LatencySummary
 
 __all__ = [
@@ -78,20 +94,30 @@ __all__ = [
     "LATENCY_QUERIES",
     "MAX_POINTS",
     "MAX_RETRIES",
+    "MAX_SERIES_PAYLOAD_BYTES",
     "SITES",
     "TIMELINE_INTERVAL_S",
     "ApmPull",
     "DatadogClient",
     "DatadogError",
     "LatencyQuery",
+    "ParityEvent",
     "ProgressFn",
     "PullProgress",
+    "PushOutcome",
     "ResourcePull",
     "Series",
     "connect",
+    "connect_intake",
+    "datadog_tag",
     "errors_query",
     "hits_query",
     "latency_query",
+    "parity_event",
+    "parity_series",
+    "push_parity",
+    "push_result",
+    "series_batches",
     "tag_filter",
     "timeline_chunks",
 ]
@@ -747,3 +773,303 @@ def connect(
     api = ApiClient(config)
     host = str(config.host)
     return DatadogClient(api, host, sleep=sleep, clock=clock, max_retries=max_retries, timeout_s=timeout_s)
+
+
+# -- pushing results back (``--push-datadog``) --------------------------------------------------------
+
+#: Most bytes of JSON in one ``POST /api/v2/series`` (the API takes at most 512,000; kept below it).
+MAX_SERIES_PAYLOAD_BYTES = 500_000
+#: Datadog's limits on an event (v1 ``EventCreateRequest``) and on one tag (key:value), in characters.
+MAX_EVENT_TITLE = 100
+MAX_EVENT_TEXT = 4000
+MAX_TAG_LENGTH = 200
+#: Regressions (bottlenecks, worst first) listed in the event.
+EVENT_TOP_REGRESSIONS = 5
+#: Metric names pushed per endpoint, by the judged metric's unit.
+_PUSHED_BY_UNIT: Final = {"ms": "parity.latency.ratio", "req/s": "parity.throughput.ratio"}
+_GAUGE: Final = 3  # MetricIntakeType.GAUGE on the wire
+_ALERT_TYPES: Final = {
+    Verdict.PASS: EventAlertType.SUCCESS,
+    Verdict.MARGINAL: EventAlertType.WARNING,
+    Verdict.INCONCLUSIVE: EventAlertType.WARNING,
+    Verdict.FAIL: EventAlertType.ERROR,
+}
+_TAG_BAD = re.compile(r"[^a-z0-9_\-:./]")
+
+
+def datadog_tag(key: str, value: str) -> str:
+    """``key:value`` normalised as Datadog stores tags: lower case; characters other than letters, digits,
+    ``_ - : . /`` become ``_`` (runs of ``_`` collapse, trailing ones go); at most 200 characters. Two
+    endpoints that differ only in such characters share a tag value."""
+    text = _TAG_BAD.sub("_", f"{key}:{value}".lower())
+    text = re.sub(r"_{2,}", "_", text).rstrip("_")
+    return text[:MAX_TAG_LENGTH]
+
+
+def _run_tags(result: ParityResult, tags: Sequence[str]) -> list[str]:
+    """Tags on every series and the event: the candidate's service and env, the baseline's env, the mode,
+    then the caller's ``tags`` (kept as given; Datadog normalises them)."""
+    out = []
+    if result.candidate.service:
+        out.append(datadog_tag("service", result.candidate.service))
+    if result.candidate.env:
+        out.append(datadog_tag("env", result.candidate.env))
+    if result.baseline.env:
+        out.append(datadog_tag("baseline_env", result.baseline.env))
+    out.append(datadog_tag("mode", result.mode.value))
+    return [*out, *(t for t in tags if t not in out)]
+
+
+def _gauge(metric: str, at_s: int, value: float, tags: list[str]) -> dict[str, Any]:
+    return {"metric": metric, "type": _GAUGE, "points": [{"timestamp": at_s, "value": value}], "tags": tags}
+
+
+def parity_series(result: ParityResult, *, at_s: int, tags: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The gauges a run pushes, as v2 series JSON (one point each at ``at_s``, Unix **seconds**). Pure.
+
+    - ``parity.run.verdict``: the run's verdict as 0 pass, 1 marginal, 2 inconclusive, 3 fail.
+    - ``parity.endpoints`` per ``verdict:`` tag: how many endpoints got each verdict (zeros included).
+    - per endpoint (tag ``endpoint:``, :func:`datadog_tag`): ``parity.endpoint.verdict`` (0–3 as above);
+      ``parity.latency.ratio`` per latency metric (tag ``metric:`` p50_ms, p95_ms, avg_ms …) and
+      ``parity.throughput.ratio`` (``metric:rps``): candidate / baseline; ``parity.error_rate.delta``:
+      candidate − baseline error rate (a fraction: 0.01 = 1 percentage point).
+
+    A figure that is missing (a side absent, a baseline of 0) is not pushed — never as 0. Every series
+    carries the run tags (service, env, baseline_env, mode and ``tags``).
+    """
+    base = _run_tags(result, tags)
+    out = [_gauge("parity.run.verdict", at_s, float(result.verdict.severity), base)]
+    for verdict, count in result.counts().items():
+        out.append(_gauge("parity.endpoints", at_s, float(count), [*base, f"verdict:{verdict.value}"]))
+    for e in result.endpoints:
+        endpoint_tags = [*base, datadog_tag("endpoint", e.endpoint.key)]
+        out.append(_gauge("parity.endpoint.verdict", at_s, float(e.verdict.severity), endpoint_tags))
+        for m in e.metrics:
+            name = _PUSHED_BY_UNIT.get(m.unit)
+            value = m.ratio if name else m.delta if m.metric == "error_rate" else None
+            if value is None or not math.isfinite(value):
+                continue
+            out.append(_gauge(name or "parity.error_rate.delta", at_s, value, [*endpoint_tags, f"metric:{m.metric}"]))
+    return out
+
+
+def series_batches(
+    series: Sequence[dict[str, Any]], max_bytes: int = MAX_SERIES_PAYLOAD_BYTES
+) -> list[list[dict[str, Any]]]:
+    """``series`` cut into consecutive batches whose ``{"series": [...]}`` JSON (as the client sends it,
+    ``json.dumps`` defaults) is at most ``max_bytes``. A single series larger than that is an error."""
+    envelope = len(json.dumps({"series": []}))
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = envelope
+    for s in series:
+        own = len(json.dumps(s))  # ASCII (json.dumps escapes the rest): characters are bytes
+        if envelope + own > max_bytes:
+            raise DatadogError(f"series {s['metric']} alone is larger than {max_bytes} bytes")
+        extra = own + (2 if current else 0)  # ", " between items
+        if current and size + extra > max_bytes:
+            batches.append(current)
+            current, size, extra = [], envelope, own
+        current.append(s)
+        size += extra
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass(frozen=True)
+class ParityEvent:
+    """The event a run pushes: title (≤ 100 characters), text (≤ 4000), alert type, tags, aggregation key."""
+
+    title: str
+    text: str
+    alert_type: str  # error | warning | success
+    tags: tuple[str, ...]
+    aggregation_key: str
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parity_event(result: ParityResult, *, report_url: str | None, tags: Sequence[str] = ()) -> ParityEvent:
+    """The run's event: verdict, counts, reasons, the top :data:`EVENT_TOP_REGRESSIONS` regressions
+    (bottlenecks: ratios and the extra time per minute) and where the report is. Plain text. Pure."""
+    service = result.candidate.service or "service"
+    sides = f"{result.candidate.env or result.candidate.name} vs {result.baseline.env or result.baseline.name}"
+    title = _cut(f"Parity {result.verdict.value.upper()}: {service} {sides}", MAX_EVENT_TITLE)
+    counts = result.counts()
+    lines = [
+        f"Verdict: {result.verdict.value.upper()} ({result.mode.value}, {len(result.endpoints)} endpoints: "
+        + ", ".join(f"{counts[v]} {v.value}" for v in sorted(Verdict, key=lambda v: -v.severity) if counts[v])
+        + ")",
+    ]
+    lines += [f"- {r}" for r in result.reasons[:3]]
+    if result.bottlenecks:
+        lines.append("Top regressions:")
+        for b in result.bottlenecks[:EVENT_TOP_REGRESSIONS]:
+            ratios = ", ".join(
+                f"{label} x{value:.2f}" for label, value in (("avg", b.avg_ratio), ("p95", b.p95_ratio)) if value
+            )
+            extra = f"+{b.extra_ms_per_min:,.0f} ms/min" if b.extra_ms_per_min else ""
+            errors = f"+{b.extra_errors_per_min:.1f} errors/min" if b.extra_errors_per_min else ""
+            detail = "; ".join(x for x in (ratios, extra, errors, ", ".join(b.failed_metrics)) if x)
+            lines.append(f"{b.rank}. {_cut(b.endpoint.key, 200)} ({b.verdict.value}): {detail}")
+    lines.append(f"Report: {report_url}" if report_url else "Report: not published")
+    report_line = lines.pop()
+    text = _cut("\n".join(lines), MAX_EVENT_TEXT - len(report_line) - 1) + "\n" + report_line
+    return ParityEvent(
+        title=title,
+        text=text,
+        alert_type=_ALERT_TYPES[result.verdict].value,
+        tags=tuple(_run_tags(result, tags)),
+        aggregation_key=_cut(datadog_tag("parity", service), 100),
+    )
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What a push sent: ``series`` gauges in ``batches`` requests (``batch_bytes`` each, JSON size) and
+    the event's id and URL as Datadog answered (None when it gave none)."""
+
+    series: int
+    batches: int
+    batch_bytes: tuple[int, ...]
+    event_id: int | None
+    event_url: str | None
+
+
+def push_parity(
+    client: DatadogClient,
+    result: ParityResult,
+    *,
+    at: datetime,
+    report_url: str | None,
+    tags: Sequence[str] = (),
+    max_bytes: int = MAX_SERIES_PAYLOAD_BYTES,
+) -> PushOutcome:
+    """Submit the run's gauges (:func:`parity_series`, v2 ``MetricsApi.submit_metrics``, in batches of at
+    most ``max_bytes``) and then its event (:func:`parity_event`, v1 ``EventsApi.create_event``).
+
+    ``at``: the points' time (Datadog accepts points up to an hour old: pass the push time). Faults are
+    retried like queries (429, 5xx, connection errors); a fault that stays raises DatadogError (one line,
+    never a key) saying how many batches were accepted before it. Nothing is written locally.
+    """
+    at_s = int(_utc_seconds(at))
+    batches = series_batches(parity_series(result, at_s=at_s, tags=tags), max_bytes)
+    metrics_api = MetricsApiV2(client.api)  # type: ignore[no-untyped-call]
+    sizes = []
+    for i, batch in enumerate(batches, start=1):
+        what = f"POST /api/v2/series (batch {i} of {len(batches)}, {len(batch):,} series)"
+        body = MetricPayload(
+            series=[
+                MetricSeries(
+                    metric=s["metric"],
+                    type=MetricIntakeType.GAUGE,
+                    points=[MetricPoint(timestamp=p["timestamp"], value=p["value"]) for p in s["points"]],
+                    tags=s["tags"],
+                )
+                for s in batch
+            ]
+        )
+        try:
+            answer = _plain(
+                client._call(what, _intake(client, partial(metrics_api.submit_metrics, body=body)), _ignore_wait)
+            )
+        except DatadogError as exc:
+            raise client._error(f"{exc} ({i - 1} of {len(batches)} metric batches accepted before)") from None
+        if answer.get("errors"):
+            raise client._error(f"Datadog rejected {what}: {_first_line('; '.join(map(str, answer['errors'])))}")
+        sizes.append(len(json.dumps({"series": batch})))
+    event = parity_event(result, report_url=report_url, tags=tags)
+    events_api = EventsApi(client.api)  # type: ignore[no-untyped-call]
+    request = EventCreateRequest(
+        title=event.title,
+        text=event.text,
+        alert_type=_ALERT_TYPES[result.verdict],
+        tags=list(event.tags),
+        aggregation_key=event.aggregation_key,
+        date_happened=at_s,
+    )
+    what = "POST /api/v1/events"
+    try:
+        answer = _plain(
+            client._call(what, _intake(client, partial(events_api.create_event, body=request)), _ignore_wait)
+        )
+    except DatadogError as exc:
+        raise client._error(f"{exc} (all {len(batches)} metric batches were accepted; the event was not)") from None
+    posted = answer.get("event") or {}
+    event_id = posted.get("id")
+    return PushOutcome(
+        series=sum(len(b) for b in batches),
+        batches=len(batches),
+        batch_bytes=tuple(sizes),
+        event_id=int(event_id) if isinstance(event_id, int) else None,
+        event_url=str(posted["url"]) if posted.get("url") else None,
+    )
+
+
+def _utc_seconds(t: datetime) -> float:
+    if t.tzinfo is None:
+        raise DatadogError(f"push time {t.isoformat()}: no time zone")
+    return t.timestamp()
+
+
+def _intake(client: DatadogClient, request: Callable[[], T]) -> Callable[[], T]:
+    """``request`` with intake's 403 explained: on intake endpoints it means the API key was refused."""
+
+    def call() -> T:
+        try:
+            return request()
+        except ForbiddenException:
+            raise client._error(
+                f"Datadog refused the API key (HTTP 403) at {client.host}: check DD_API_KEY and the site"
+            ) from None
+
+    return call
+
+
+def connect_intake(
+    *,
+    api_key: str,
+    site: str | None = None,
+    dd_url: str | None = None,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+    max_retries: int = MAX_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DatadogClient:
+    """A client that can only submit (metrics, events): like :func:`connect`, with the API key alone."""
+    if not api_key:
+        raise DatadogError("no Datadog API key given (set DD_API_KEY)")
+    if dd_url is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", dd_url):
+        raise DatadogError(f"Datadog URL {dd_url!r}: expected http(s)://host[:port]")
+    site = site or SITES[0]
+    if dd_url is None and site not in SITES:
+        raise DatadogError(f"Datadog site {site!r}: expected one of {', '.join(SITES)}")
+    config = Configuration(  # type: ignore[no-untyped-call]
+        host=dd_url.rstrip("/") if dd_url else None, request_timeout=timeout_s, check_return_type=False
+    )
+    config.api_key = {"apiKeyAuth": api_key}
+    config.server_variables = {"site": site}
+    config.retry_policy = urllib3.util.Retry(total=0, redirect=0, raise_on_status=False)
+    config.enable_retry = False
+    api = ApiClient(config)
+    return DatadogClient(api, str(config.host), sleep=sleep, clock=clock, max_retries=max_retries, timeout_s=timeout_s)
+
+
+def push_result(
+    result: ParityResult,
+    *,
+    api_key: str,
+    site: str | None = None,
+    dd_url: str | None = None,
+    report_url: str | None = None,
+    tags: Sequence[str] = (),
+    at: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PushOutcome:
+    """``--push-datadog``: connect with the API key alone (:func:`connect_intake`; ``dd_url`` sends every
+    call to that base URL) and :func:`push_parity` the run at ``at`` (default: now, UTC)."""
+    with connect_intake(api_key=api_key, site=site, dd_url=dd_url, sleep=sleep) as client:
+        return push_parity(client, result, at=at or datetime.now(UTC), report_url=report_url, tags=tags)

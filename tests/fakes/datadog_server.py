@@ -17,7 +17,9 @@ Endpoints (shapes as in ``/work/shared/reference/datadog.md`` and the client's m
   statistics: ``count``/``sum`` (aggregator ``sum``), ``avg`` (``avg``), ``max`` (``max``), ``pNN``
   (``percentile``, anything else → 400). Latency is stationary in the dataset (one distribution per
   resource), so a window statistic is the resource's value whatever the window.
-- ``POST /api/v2/series`` (API key only; gzip/deflate bodies) → 202 ``{"errors": []}``.
+- ``POST /api/v2/series`` (API key only; gzip/deflate bodies) → 202 ``{"errors": []}``; a body over
+  :data:`MAX_SERIES_BYTES` as sent (or :data:`MAX_SERIES_DECODED_BYTES` decompressed) → 413, as the real
+  intake documents. ``RecordedRequest.size`` is the body's size as sent.
 - ``POST /api/v1/events`` (API key only) → 202 ``{"status": "ok", "event": {...}}``.
 
 Keys: a wrong or missing ``DD-API-KEY`` → 401; a wrong or missing ``DD-APPLICATION-KEY`` on a query → 403
@@ -49,6 +51,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "MAX_POINTS",
+    "MAX_SERIES_BYTES",
+    "MAX_SERIES_DECODED_BYTES",
     "NICE_INTERVALS",
     "FakeDatadog",
     "FakeDataset",
@@ -58,6 +62,9 @@ __all__ = [
 ]
 
 MAX_POINTS = 1500
+#: ``POST /api/v2/series`` limits (the client's docstring): 512,000 bytes as sent, 5 MiB decompressed → 413.
+MAX_SERIES_BYTES = 512_000
+MAX_SERIES_DECODED_BYTES = 5_242_880
 NICE_INTERVALS = (60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
 #: Groups a scalar formula returns when the request sets no limit (an assumption about the real API).
 DEFAULT_SCALAR_LIMIT = 10
@@ -101,6 +108,7 @@ class RecordedRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # names lower-cased
     body: Any = None
+    size: int = 0  # bytes of the body as sent (compressed, if it was)
 
 
 @dataclass
@@ -109,6 +117,7 @@ class _Fault:
     remaining: int | None  # None: always
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
+    path: str | None = None  # only requests to this path (None: any)
 
 
 class _BadQuery(Exception):
@@ -167,11 +176,19 @@ class FakeDatadog:
 
     # -- switches --
 
-    def fail(self, status: int, times: int | None = 1, *, headers: Mapping[str, str] | None = None) -> None:
-        """Answer the next ``times`` requests (None: every request) with ``status``."""
+    def fail(
+        self,
+        status: int,
+        times: int | None = 1,
+        *,
+        headers: Mapping[str, str] | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests (None: every request) with ``status``; with ``path``, only
+        requests to that path (e.g. ``/api/v1/events``) count and fail."""
         body = {"errors": [{401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal Server Error")]}
         with self._lock:
-            self._faults.append(_Fault(status, times, dict(headers or {}), body))
+            self._faults.append(_Fault(status, times, dict(headers or {}), body, path))
 
     def rate_limit(self, times: int, reset_s: int, *, name: str = "query") -> None:
         """Answer the next ``times`` requests 429 with ``X-RateLimit-Reset: reset_s``, then normally."""
@@ -212,11 +229,13 @@ class FakeDatadog:
 
     # -- serving (called from the handler threads) --
 
-    def _next_fault(self) -> _Fault | None:
+    def _next_fault(self, path: str = "") -> _Fault | None:
         with self._lock:
             if not self._faults:
                 return None
             fault = self._faults[0]
+            if fault.path is not None and fault.path != path:
+                return None
             if fault.remaining is not None:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
@@ -474,15 +493,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
-    def _body(self) -> Any:
+    def _body(self) -> tuple[Any, int, int]:
+        """The decoded body, its size as sent and its size decompressed (bytes)."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        sent = len(raw)
         encoding = (self.headers.get("Content-Encoding") or "").lower()
         if encoding == "gzip":
             raw = gzip.decompress(raw)
         elif encoding == "deflate":
             raw = zlib.decompress(raw)
-        return json.loads(raw) if raw else None
+        return (json.loads(raw) if raw else None), sent, len(raw)
 
     def _serve(self, method: str) -> None:
         fake = self.server.fake
@@ -490,15 +511,18 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            body = self._body() if method == "POST" else None
+            body, size, decoded = self._body() if method == "POST" else (None, 0, 0)
         except (ValueError, OSError, zlib.error):
             self._send(400, {"errors": ["malformed body"]})
             return
-        serial = fake._record(RecordedRequest(method, split.path, query, headers, body))
+        serial = fake._record(RecordedRequest(method, split.path, query, headers, body, size))
+        if split.path == "/api/v2/series" and (size > MAX_SERIES_BYTES or decoded > MAX_SERIES_DECODED_BYTES):
+            self._send(413, {"errors": ["Payload too large"]})
+            return
         delay = fake._next_delay()
         if delay:
             time.sleep(delay)
-        fault = fake._next_fault()
+        fault = fake._next_fault(split.path)
         if fault is not None:
             self._send(fault.status, fault.body, fault.headers)
             return
