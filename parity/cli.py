@@ -27,6 +27,7 @@ from parity.errors import (
     EXIT_REGRESSION,
     BadInput,
 )
+from parity.history.command import add_history_parser
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
@@ -78,9 +79,11 @@ def _meta(config_path: Path | None, argv: Sequence[str]) -> RunMeta:
     )
 
 
-def _report(result: ParityResult, out: Path, meta: RunMeta) -> None:
+def _report(
+    result: ParityResult, out: Path, meta: RunMeta, measurements: tuple[Measurement, Measurement] | None = None
+) -> None:
     try:
-        paths = write_reports(result, out, meta)
+        paths = write_reports(result, out, meta, measurements=measurements)
     except OSError as exc:
         raise BadInput(f"{out}: cannot write the reports: {exc.strerror or exc}") from None
     print(terminal_summary(result, paths.index_html))
@@ -96,7 +99,7 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     baseline = load_measurement(args.baseline)
     candidate = load_measurement(args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
-    _report(result, args.out, _meta(config.path, argv))
+    _report(result, args.out, _meta(config.path, argv), (baseline, candidate))
     return exit_code(result.verdict)
 
 
@@ -130,6 +133,37 @@ def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.nightly.job import DatadogKeys, run_nightly
+
+    config = _config(args)
+    if config.nightly is None:
+        where = config.path or "the working directory (no parity.toml)"
+        raise BadInput(f"{where}: no [nightly] table: say what to replay and against which target")
+    settings = config.nightly if args.out is None else replace(config.nightly, out=args.out)
+    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
+    keys = DatadogKeys(api_key, app_key, os.environ.get("DD_SITE") or None) if api_key or app_key else None
+    outcome = run_nightly(
+        settings,
+        config,
+        _meta(config.path, argv),
+        now=datetime.now(UTC),
+        keys=keys,
+        push=args.push_datadog,
+        progress=lambda line: print(f"parity nightly: {line}", flush=True),
+    )
+    print(terminal_summary(outcome.result, outcome.out_dir / "index.html"))
+    for note in outcome.notes:
+        print(f"  note: {note}")
+    return outcome.exit_code
+
+
+def _cmd_history(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.history.command import run_history
+
+    return run_history(args)
+
+
 def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.demo.runner import DemoOptions, run_demo  # starts processes: imported only when used
 
@@ -143,7 +177,8 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
-    _report(outcome.result, args.out, _meta(config.path, argv))
+    sides = (measurement_json.read(outcome.old_measurement), measurement_json.read(outcome.new_measurement))
+    _report(outcome.result, args.out, _meta(config.path, argv), sides)
     print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
     return EXIT_OK
 
@@ -313,6 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--out", type=Path, metavar="FILE", help="also write the calibration as JSON")
 
+    night = sub.add_parser(
+        "nightly",
+        help="the nightly parity job: refresh the baseline, replay, compare, report, record, push",
+        description="Run one night of the parity job configured in the [nightly] table of parity.toml: refresh "
+        "the baseline from Datadog APM when it is older than max_baseline_age_days, replay it against the "
+        "target, pull the candidate's APM for the test window when configured, compare, write the reports to "
+        "OUT/<night>/, append the night to the history store and push the results to Datadog when asked. "
+        "Keys from DD_API_KEY / DD_APP_KEY (never written). Exit codes as for compare; 4 when a safety rail "
+        "aborted the replay.",
+    )
+    night.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    night.add_argument("--out", type=Path, metavar="DIR", help="reports root (default: [nightly] out)")
+    night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
+
+    add_history_parser(sub)
+
     demo = sub.add_parser(
         "demo",
         help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
@@ -390,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": _cmd_compare,
         "demo": _cmd_demo,
         "from-logs": _cmd_from_logs,
+        "history": _cmd_history,
+        "nightly": _cmd_nightly,
         "pull": _cmd_pull,
     }
     command = args.baseline_command if args.command == "baseline" else args.command

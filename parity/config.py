@@ -1,7 +1,8 @@
 """Configuration: one TOML file (``parity.toml``, or ``[tool.parity]`` in a pyproject.toml).
 
-Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table and
-``parity.replay.rails.rails_from_mapping`` for ``[replay]`` (target allow-list, rate cap, abort rules).
+Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table,
+``parity.replay.rails.rails_from_mapping`` for ``[replay]`` (target allow-list, rate cap, abort rules) and
+``parity.nightly.settings`` for ``[nightly]`` (the nightly job).
 Without ``--config`` the harness looks for ``parity.toml`` in the working directory, then for a
 ``[tool.parity]`` table in ``pyproject.toml``; with neither it uses the defaults.
 """
@@ -19,11 +20,12 @@ import tomlkit.exceptions
 
 from parity.errors import BadInput, reading
 from parity.judge.policy import MetricRule, Policy, policy_from_mapping
+from parity.nightly.settings import NightlySettings, nightly_from_mapping
 from parity.replay.rails import Rails, rails_from_mapping
 
 __all__ = ["Config", "find_config", "load_config", "write_metric_rules"]
 
-_SECTIONS = frozenset({"compare", "replay"})
+_SECTIONS = frozenset({"compare", "nightly", "replay"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     rails: Rails = field(default_factory=Rails)
     path: Path | None = None
+    nightly: NightlySettings | None = None
 
 
 def find_config(cwd: Path) -> Path | None:
@@ -75,9 +78,10 @@ def load_config(path: Path | None) -> Config:
     try:
         policy = policy_from_mapping(data.get("compare", {}))
         rails = rails_from_mapping(data.get("replay", {}))
+        nightly = nightly_from_mapping(data["nightly"]) if "nightly" in data else None
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
-    return Config(policy=policy, rails=rails, path=path)
+    return Config(policy=policy, rails=rails, path=path, nightly=nightly)
 
 
 def write_metric_rules(path: Path, rules: Mapping[str, MetricRule]) -> None:

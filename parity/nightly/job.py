@@ -1,0 +1,325 @@
+"""``parity nightly``: the nightly parity job in one command. I/O orchestration (the judge stays pure).
+
+Steps, each reported through ``progress``:
+
+1. **Baseline.** Read ``[nightly] baseline``. When it is missing, or its window ended more than
+   ``max_baseline_age_days`` ago, pull a fresh one from Datadog APM (``[nightly.pull]``: the last
+   ``window_hours`` up to the night's last whole minute) and write it in place (atomically: a failed pull
+   leaves the old file). Stale without ``[nightly.pull]``: used as is, with a note; missing: bad input.
+2. **Replay** the baseline against ``target`` with the replay locustfile in a child process (headless,
+   ``duration_s``, ``rate_scale``, ``shape``, the ``[replay]`` safety rails), into
+   ``<out>/<night>/candidate.measurement.json``. A run aborted by a safety rail is still judged and
+   reported (what was recorded), and the job exits 4.
+3. **Candidate APM** (``[nightly.candidate_apm]``): after ``delay_s``, pull the candidate's server-side APM
+   for the replay's window and judge it against the baseline too (server-side against server-side), into
+   ``<out>/<night>/server-side/``.
+4. **Compare** baseline → replay and **render** the reports into ``<out>/<night>/``.
+5. **History:** append the night's results to the history store (``parity history`` draws the trends).
+6. **Datadog:** with ``push_datadog`` (or ``--push-datadog``), submit the per-endpoint parity metrics and an
+   event with the verdict and the report's location.
+
+Exit code (``NightlyOutcome.exit_code``): 4 when a safety rail aborted the replay, else the worst verdict of
+the comparisons (fail 1 > inconclusive 3 > pass/marginal 0). Bad input anywhere: BadInput (exit 2).
+Keys come from the caller (the CLI reads the environment) and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from parity import measurement_json
+from parity.config import Config
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
+from parity.judge.compare import compare
+from parity.judge.result import ParityResult, Verdict
+from parity.model import Measurement
+from parity.nightly.settings import ApmSource, NightlySettings
+from parity.replay.process import locust_process, locustfile_path, log_tail
+from parity.report.context import RunMeta
+from parity.report.write import write_reports
+
+__all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "night_id", "run_nightly"]
+
+#: Seconds a replay may run beyond its duration (start-up, drain, writing the Measurement) before it is stopped.
+REPLAY_SLACK_S = 120.0
+#: Exit codes of the replay locustfile that still leave a Measurement to judge.
+_REPLAY_JUDGED = {0: "complete", 3: "incomplete", 4: "aborted by a safety rail"}
+
+
+@dataclass(frozen=True)
+class DatadogKeys:
+    """Datadog keys from the environment; never printed (``repr`` hides them) nor written."""
+
+    api_key: str = field(repr=False)
+    app_key: str = field(repr=False)
+    site: str | None = None
+
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    """What one night did: its directory, the comparisons, and what happened along the way."""
+
+    night: str
+    out_dir: Path
+    result: ParityResult
+    server_side: ParityResult | None
+    baseline_refreshed: bool
+    replay_status: str
+    aborted: bool
+    history_run: int | None
+    pushed: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.aborted:
+            return EXIT_ABORTED
+        verdicts = [self.result.verdict] + ([self.server_side.verdict] if self.server_side else [])
+        if Verdict.FAIL in verdicts:
+            return EXIT_REGRESSION
+        if Verdict.INCONCLUSIVE in verdicts:
+            return EXIT_INCONCLUSIVE
+        return EXIT_OK
+
+
+def night_id(now: datetime) -> str:
+    """The night's directory name: ``20261127T030000Z`` (UTC, to the second)."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _floor_minute(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _ceil_minute(t: datetime) -> datetime:
+    floor = _floor_minute(t)
+    return floor if floor == t else floor + timedelta(minutes=1)
+
+
+def _pull(
+    source: ApmSource, keys: DatadogKeys | None, start: datetime, end: datetime, dd_url: str | None
+) -> Measurement:
+    """Pull ``source`` over ``[start, end)`` (whole minutes) from Datadog APM."""
+    from parity.datadog import connect  # imports the Datadog client: only when a pull is configured
+    from parity.sources.datadog_apm import pull_baseline
+    from parity.sources.routes import read_param_pools, read_route_map
+
+    if keys is None or not keys.api_key or not keys.app_key:
+        raise BadInput("DD_API_KEY and DD_APP_KEY must be set to pull from Datadog (export them in the environment)")
+    route_map = read_route_map(source.routes) if source.routes is not None else None
+    params = read_param_pools(source.params) if source.params is not None else None
+    with connect(api_key=keys.api_key, app_key=keys.app_key, site=source.site or keys.site, dd_url=dd_url) as client:
+        pulled = pull_baseline(
+            client,
+            service=source.service,
+            env=source.env,
+            start=start,
+            end=end,
+            span=source.span,
+            resolve=None if route_map is None else route_map.resolve,
+            params=params,
+        )
+    return pulled.measurement
+
+
+def _baseline(
+    settings: NightlySettings, keys: DatadogKeys | None, now: datetime, progress: Callable[[str], None]
+) -> tuple[Measurement, bool, list[str]]:
+    """The baseline to replay, refreshed when stale; (baseline, refreshed, notes)."""
+    path = settings.baseline
+    current = measurement_json.read(path) if path.exists() else None
+    max_age = settings.max_baseline_age_days
+    age_days = None if current is None else (now - current.window.end).total_seconds() / 86400.0
+    stale = current is None or (max_age is not None and age_days is not None and age_days > max_age)
+    if not stale and current is not None:
+        progress(f"baseline {path} ({age_days:.1f} days old)")
+        return current, False, []
+    if settings.pull is None:
+        if current is None:
+            raise BadInput(f"{path}: no such file, and no [nightly.pull] to make one from Datadog")
+        note = (
+            f"baseline {path} is {age_days:.1f} days old (over {max_age:g}); no [nightly.pull] configured: used as is"
+        )
+        progress(note)
+        return current, False, [note]
+    end = _floor_minute(now)
+    start = end - timedelta(hours=settings.pull.window_hours)
+    why = "missing" if current is None else f"{age_days:.1f} days old"
+    progress(f"baseline {path} is {why}: pulling {settings.pull.service}/{settings.pull.env} from Datadog APM")
+    fresh = _pull(settings.pull, keys, start, end, settings.dd_url)
+    measurement_json.write(fresh, path)
+    return fresh, True, [f"baseline refreshed from Datadog APM ({start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC)"]
+
+
+def _replay_args(settings: NightlySettings, config: Config, baseline: Path, out: Path) -> list[str]:
+    rails = config.rails
+    args = [
+        "-f", locustfile_path(), "--headless", "--only-summary", "--host", settings.target,
+        "--baseline", str(baseline), "-t", f"{settings.duration_s:g}s", "--rate-scale", f"{settings.rate_scale:g}",
+        "--seed", str(settings.seed), "--parity-out", str(out), "--target-env", settings.target_env,
+        "--shape", settings.shape,
+    ]  # fmt: skip
+    if settings.service:
+        args += ["--service", settings.service]
+    if settings.processes > 1:
+        args += ["--processes", str(settings.processes)]
+    for host in rails.allow_hosts:
+        args += ["--allow-host", host]
+    for flag, value in (
+        ("--max-rps", rails.max_rps),
+        ("--abort-error-ratio", rails.abort_error_ratio),
+        ("--abort-p99-ms", rails.abort_p99_ms),
+    ):
+        if value is not None:
+            args += [flag, f"{value:g}"]
+    if rails.watches:
+        args += ["--abort-window", f"{rails.abort_window_s:g}"]
+    return args + list(settings.locust_args)
+
+
+def _replay(
+    settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
+) -> tuple[Measurement, str]:
+    """Run the replay; (the recorded Measurement, its status). BadInput when nothing can be judged."""
+    out = out_dir / "candidate.measurement.json"
+    log = out_dir / "locust.log"
+    progress(
+        f"replaying {baseline.name} against {settings.target}: {settings.duration_s:g} s, {settings.shape}, "
+        f"rate scale {settings.rate_scale:g}"
+    )
+    with locust_process(_replay_args(settings, config, baseline, out), log) as proc:
+        try:
+            code = proc.wait(timeout=settings.duration_s + REPLAY_SLACK_S)
+        except subprocess.TimeoutExpired:
+            raise BadInput(f"the replay did not finish in time; see {log}") from None
+    if code not in _REPLAY_JUDGED or not out.is_file():
+        raise BadInput(f"the replay failed (exit {code}): {log_tail(log)} (log: {log})")
+    return measurement_json.read(out), _REPLAY_JUDGED[code]
+
+
+def _write_summary(outcome: NightlyOutcome) -> None:
+    doc = {
+        "night": outcome.night,
+        "verdict": outcome.result.verdict.value,
+        "server_side_verdict": None if outcome.server_side is None else outcome.server_side.verdict.value,
+        "exit_code": outcome.exit_code,
+        "baseline_refreshed": outcome.baseline_refreshed,
+        "replay": outcome.replay_status,
+        "history_run": outcome.history_run,
+        "pushed_to_datadog": outcome.pushed,
+        "notes": list(outcome.notes),
+    }
+    (outcome.out_dir / "nightly.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+
+
+def run_nightly(
+    settings: NightlySettings,
+    config: Config,
+    meta: RunMeta,
+    *,
+    now: datetime,
+    keys: DatadogKeys | None = None,
+    push: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> NightlyOutcome:
+    """Run one night (see the module docstring). ``now`` names the night and dates the baseline's age."""
+    night = night_id(now)
+    out_dir = settings.out / night
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{out_dir}: cannot create the night's directory: {exc.strerror or exc}") from None
+    baseline, refreshed, notes = _baseline(settings, keys, now, progress)
+    candidate, status = _replay(settings, config, settings.baseline, out_dir, progress)
+    if status != "complete":
+        notes.append(f"replay {status}: judged on what was recorded")
+    progress("comparing the candidate against the baseline")
+    names = (str(settings.baseline), f"{settings.target_env} replay ({settings.target})")
+    result = compare(baseline, candidate, config.policy, names=names)
+    write_reports(result, out_dir, meta, measurements=(baseline, candidate))
+    server_side = None
+    if settings.candidate_apm is not None:
+        server_side = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
+        progress(f"server-side comparison: {server_side.verdict.value}")
+    report = settings.report_url.format(night=night) if settings.report_url else str(out_dir / "index.html")
+    history_run = _record(settings.history, result, meta, report, progress)
+    pushed = False
+    if push or settings.push_datadog:
+        _push(keys, result, report, settings, progress)
+        pushed = True
+    outcome = NightlyOutcome(
+        night=night,
+        out_dir=out_dir,
+        result=result,
+        server_side=server_side,
+        baseline_refreshed=refreshed,
+        replay_status=status,
+        aborted=status == _REPLAY_JUDGED[4],
+        history_run=history_run,
+        pushed=pushed,
+        notes=tuple(notes),
+    )
+    _write_summary(outcome)
+    return outcome
+
+
+def _server_side(
+    settings: NightlySettings,
+    keys: DatadogKeys | None,
+    baseline: Measurement,
+    candidate: Measurement,
+    config: Config,
+    out_dir: Path,
+    meta: RunMeta,
+    sleep: Callable[[float], None],
+) -> ParityResult:
+    """Pull the candidate's APM for the replay's window and judge it against the baseline."""
+    source = settings.candidate_apm
+    assert source is not None
+    start, end = _floor_minute(candidate.window.start), _ceil_minute(candidate.window.end)
+    wait = max((end - datetime.now(UTC)).total_seconds(), 0.0) + source.delay_s
+    if wait > 0:
+        sleep(math.ceil(wait))
+    apm = _pull(source, keys, start, end, settings.dd_url)
+    measurement_json.write(apm, out_dir / "candidate-apm.measurement.json")
+    result = compare(baseline, apm, config.policy, names=("baseline", f"{source.service}/{source.env} APM"))
+    write_reports(result, out_dir / "server-side", meta, measurements=(baseline, apm))
+    return result
+
+
+def _record(store: Path, result: ParityResult, meta: RunMeta, report: str, progress: Callable[[str], None]) -> int:
+    from parity.history.command import record_run
+
+    run = record_run(store, result, meta, report)
+    progress(f"history: night recorded in {store} (run {run})")
+    return run
+
+
+def _push(
+    keys: DatadogKeys | None,
+    result: ParityResult,
+    report: str,
+    settings: NightlySettings,
+    progress: Callable[[str], None],
+) -> None:
+    from parity.datadog import push_result
+
+    if keys is None or not keys.api_key:
+        raise BadInput("DD_API_KEY must be set to push results to Datadog (export it in the environment)")
+    push_result(
+        result,
+        api_key=keys.api_key,
+        site=keys.site,
+        dd_url=settings.dd_url,
+        report_url=report,
+        tags=settings.datadog_tags,
+    )
+    progress("pushed the parity metrics and an event to Datadog")

@@ -1,0 +1,182 @@
+"""The ``[nightly]`` table of parity.toml: what ``parity nightly`` replays, against what, and where results go.
+
+Every key but ``baseline`` and ``target`` is optional; relative paths are relative to the working directory.
+
+Example::
+
+    [nightly]
+    baseline = "baselines/web-ec2.json"   # refreshed from Datadog when older than max_baseline_age_days
+    target = "http://web-eks.internal:8080"  # must be allow-listed ([replay] allow_hosts) unless loopback
+    max_baseline_age_days = 7
+    duration_s = 600                       # replay length
+    rate_scale = 1.0                       # load vs. the baseline's production rate
+    shape = "replay"                       # replay | steady | ramp | burst
+    locust_args = ["--steps", "1,5,10,50,100", "--step-duration", "60"]  # more replay options
+    processes = 1
+    seed = 1
+    service = "web"
+    target_env = "eks"
+    out = "reports/nightly"                # one directory per night below it
+    history = "reports/history/parity-history.sqlite"
+    push_datadog = false                   # or --push-datadog
+    datadog_tags = ["team:payroll"]
+    report_url = "https://ci.example.com/artifacts/{night}/index.html"  # where the report will be published
+    dd_url = ""                            # send every Datadog call here (a proxy); default: the site's API
+
+    [nightly.pull]                         # how to refresh the baseline (Datadog APM of the old environment)
+    service = "web"
+    env = "ec2"
+    span = "rack.request"
+    window_hours = 24
+    routes = "config/routes.txt"
+    params = "baselines/params"
+    site = "datadoghq.eu"                  # default: DD_SITE, else datadoghq.com
+
+    [nightly.candidate_apm]                # pull the candidate's server-side APM for the test window
+    service = "web"
+    env = "eks"
+    delay_s = 120                          # wait for Datadog to ingest the last minutes first
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SHAPES", "ApmSource", "NightlySettings", "nightly_from_mapping"]
+
+SHAPES = ("replay", "steady", "ramp", "burst")
+
+
+@dataclass(frozen=True)
+class ApmSource:
+    """A Datadog APM service to pull: ``window_hours`` back from the night (baseline refresh only);
+    ``delay_s`` seconds to wait after a replay before pulling its window (candidate APM only)."""
+
+    service: str
+    env: str
+    span: str = "rack.request"
+    window_hours: float = 24.0
+    routes: Path | None = None
+    params: Path | None = None
+    site: str | None = None
+    delay_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class NightlySettings:
+    """See the module docstring for every key and its default."""
+
+    baseline: Path
+    target: str
+    max_baseline_age_days: float | None = 7.0
+    duration_s: float = 300.0
+    rate_scale: float = 1.0
+    shape: str = "replay"
+    locust_args: tuple[str, ...] = ()
+    processes: int = 1
+    seed: int = 1
+    service: str = ""
+    target_env: str = "candidate"
+    out: Path = Path("reports/nightly")
+    history: Path = Path("reports/history/parity-history.sqlite")
+    push_datadog: bool = False
+    datadog_tags: tuple[str, ...] = ()
+    report_url: str | None = None
+    dd_url: str | None = None
+    pull: ApmSource | None = None
+    candidate_apm: ApmSource | None = None
+
+
+_KEYS = {
+    "baseline": "path",
+    "target": "str",
+    "max_baseline_age_days": "positive",
+    "duration_s": "positive",
+    "rate_scale": "positive",
+    "shape": "shape",
+    "locust_args": "strings",
+    "processes": "count",
+    "seed": "int",
+    "service": "str",
+    "target_env": "str",
+    "out": "path",
+    "history": "path",
+    "push_datadog": "bool",
+    "datadog_tags": "strings",
+    "report_url": "str",
+    "dd_url": "str",
+    "pull": "apm",
+    "candidate_apm": "apm",
+}
+_APM_KEYS = {
+    "service": "str",
+    "env": "str",
+    "span": "str",
+    "window_hours": "positive",
+    "routes": "path",
+    "params": "path",
+    "site": "str",
+    "delay_s": "non-negative",
+}
+
+
+def _value(kind: str, value: Any, where: str) -> Any:
+    """``value`` checked and converted for a key of ``kind``; ValueError naming ``where`` otherwise."""
+    if kind in ("str", "path"):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: expected a non-empty string, got {value!r}")
+        return Path(value) if kind == "path" else value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if kind == "strings":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if kind == "shape":
+        if value not in SHAPES:
+            raise ValueError(f"{where}: expected one of {', '.join(SHAPES)}, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if kind in ("int", "count") and not isinstance(value, int):
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if kind in ("positive", "count") and value <= 0:
+        raise ValueError(f"{where}: expected a number > 0, got {value!r}")
+    if kind == "non-negative" and value < 0:
+        raise ValueError(f"{where}: expected a number >= 0, got {value!r}")
+    return float(value) if kind in ("positive", "non-negative") else value
+
+
+def _apm(table: Any, where: str) -> ApmSource:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: expected a table")
+    values = _checked(table, _APM_KEYS, where)
+    for key in ("service", "env"):
+        if key not in values:
+            raise ValueError(f"{where}.{key}: required")
+    return ApmSource(**values)
+
+
+def _checked(table: Mapping[str, Any], kinds: Mapping[str, str], where: str) -> dict[str, Any]:
+    out = {}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(kinds))})")
+        out[key] = _apm(value, f"{where}.{key}") if kinds[key] == "apm" else _value(kinds[key], value, f"{where}.{key}")
+    return out
+
+
+def nightly_from_mapping(data: Mapping[str, Any], where: str = "nightly") -> NightlySettings:
+    """Build NightlySettings from the ``[nightly]`` table; ValueError naming the key when it is wrong."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a table")
+    values = _checked(data, _KEYS, where)
+    for key in ("baseline", "target"):
+        if key not in values:
+            raise ValueError(f"{where}.{key}: required")
+    return NightlySettings(**values)

@@ -1,0 +1,210 @@
+"""``parity nightly``: settings, and three nights end to end against the demo target and the fake Datadog server."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from parity import measurement_json
+from parity.config import load_config
+from parity.demo.processes import running_server
+from parity.errors import BadInput
+from parity.history.store import load as load_history
+from parity.nightly.settings import nightly_from_mapping
+from tests.conftest import run_parity
+from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, fake_datadog
+
+API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+APP_KEY = "0f9e8d7c6b5a49382716a5b4c3d2e1f00f9e8d7c"
+MINUTES = 180
+ROUTES = """\
+           Prefix Verb  URI Pattern                     Controller#Action
+           health GET   /health(.:format)               health#show
+    api_employees GET   /api/employees(.:format)        api/employees#index
+     api_employee GET   /api/employees/:id(.:format)    api/employees#show
+"""
+
+
+def test_settings_defaults_and_errors() -> None:
+    s = nightly_from_mapping({"baseline": "b.json", "target": "http://127.0.0.1:8080"})
+    assert (s.baseline, s.target, s.max_baseline_age_days, s.shape) == (
+        Path("b.json"),
+        "http://127.0.0.1:8080",
+        7.0,
+        "replay",
+    )
+    assert s.pull is None
+    full = nightly_from_mapping(
+        {
+            "baseline": "b.json",
+            "target": "http://t",
+            "locust_args": ["--steps", "1,5"],
+            "pull": {"service": "web", "env": "ec2", "window_hours": 2},
+        }
+    )
+    assert full.locust_args == ("--steps", "1,5")
+    assert full.pull is not None
+    assert (full.pull.service, full.pull.window_hours, full.pull.span) == ("web", 2.0, "rack.request")
+    for table, message in (
+        ({"target": "http://t"}, "nightly.baseline: required"),
+        ({"baseline": "b", "target": "http://t", "duration_s": 0}, "nightly.duration_s: expected a number > 0"),
+        ({"baseline": "b", "target": "http://t", "shape": "wave"}, "nightly.shape: expected one of replay"),
+        ({"baseline": "b", "target": "http://t", "pull": {"service": "web"}}, "nightly.pull.env: required"),
+        (
+            {"baseline": "b", "target": "http://t", "pull": {"service": "w", "env": "e", "x": 1}},
+            "nightly.pull.x: unknown",
+        ),
+        ({"baseline": "b", "target": "http://t", "processes": 1.5}, "nightly.processes: expected an integer"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            nightly_from_mapping(table)
+
+
+def test_config_without_nightly_table_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "parity.toml"
+    config.write_text("[compare]\nalpha = 0.01\n")
+    done = run_parity("nightly", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr == f"parity: error: {config}: no [nightly] table: say what to replay and against which target\n"
+    config.write_text('[nightly]\ntarget = "http://127.0.0.1:1"\n')
+    with pytest.raises(BadInput, match=r"nightly\.baseline: required"):
+        load_config(config)
+
+
+def _dataset(now: datetime) -> FakeDataset:
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
+    latency = {"avg": 0.012, "max": 0.2, "p50": 0.011, "p75": 0.013, "p90": 0.016, "p95": 0.018, "p99": 0.03}
+    return FakeDataset(
+        start_s=int(start.timestamp()),
+        resources={
+            "healthcontroller_show": FakeResource(hits=[60] * MINUTES, latency_s={**latency, "avg": 0.001}),
+            "api::employeescontroller_show": FakeResource(hits=[120] * MINUTES, latency_s=latency),
+            "api::employeescontroller_index": FakeResource(hits=[30] * MINUTES, latency_s=latency),
+        },
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDatadog]:
+    with fake_datadog(_dataset(datetime.now(UTC)), api_key=API_KEY, app_key=APP_KEY) as server:
+        yield server
+
+
+def _config(tmp_path: Path, fake: FakeDatadog, target: str, *, pull: bool = True) -> Path:
+    (tmp_path / "routes.txt").write_text(ROUTES)
+    params = tmp_path / "params"
+    params.mkdir(exist_ok=True)
+    (params / "id.csv").write_text("id\n1001\n1008\n1015\n")
+    pull_table = (
+        f'[nightly.pull]\nservice = "web"\nenv = "ec2"\nwindow_hours = 1\nroutes = "{tmp_path / "routes.txt"}"\n'
+        f'params = "{params}"\n'
+        if pull
+        else ""
+    )
+    config = tmp_path / "parity.toml"
+    config.write_text(
+        "[nightly]\n"
+        f'baseline = "{tmp_path / "baselines" / "web-ec2.json"}"\n'
+        f'target = "{target}"\n'
+        "duration_s = 4\nrate_scale = 20\n"
+        'service = "web"\ntarget_env = "eks"\n'
+        f'out = "{tmp_path / "nightly"}"\n'
+        f'history = "{tmp_path / "history" / "parity-history.sqlite"}"\n'
+        f'dd_url = "{fake.url}"\n'
+        "push_datadog = true\n"
+        'datadog_tags = ["team:payroll"]\n' + pull_table
+    )
+    return config
+
+
+def _env() -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
+    return environ | {"DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY}
+
+
+@pytest.mark.e2e
+def test_three_nights_end_to_end(fake: FakeDatadog, tmp_path: Path) -> None:
+    with running_server("new") as url:
+        config = _config(tmp_path, fake, url)
+        runs = [run_parity("nightly", "--config", str(config), env=_env(), timeout=240) for _ in range(3)]
+    for done in runs:
+        assert done.returncode in (0, 1, 3), done.stdout + done.stderr
+        assert API_KEY not in done.stdout + done.stderr
+        assert APP_KEY not in done.stdout + done.stderr
+    assert "pulling web/ec2 from Datadog APM" in runs[0].stdout  # no baseline yet: pulled
+    assert all("pulling" not in done.stdout for done in runs[1:])  # fresh: not pulled again
+    baseline = measurement_json.read(tmp_path / "baselines" / "web-ec2.json")
+    assert set(baseline.by_key()) == {"GET /health", "GET /api/employees/{id}", "GET /api/employees"}
+    nights = sorted((tmp_path / "nightly").iterdir())
+    assert len(nights) == 3
+    for night in nights:
+        for name in (
+            "index.html",
+            "parity.json",
+            "junit.xml",
+            "summary.md",
+            "nightly.json",
+            "candidate.measurement.json",
+        ):
+            assert (night / name).is_file(), (night, name)
+        summary = json.loads((night / "nightly.json").read_text())
+        assert summary["replay"] == "complete"
+        assert summary["pushed_to_datadog"] is True
+    history = load_history(tmp_path / "history" / "parity-history.sqlite")
+    assert len(history.runs) == 3
+    events = fake.posted("/api/v1/events")
+    assert len(events) == 3
+    assert fake.posted("/api/v2/series")
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert API_KEY.encode() not in data, path
+            assert APP_KEY.encode() not in data, path
+
+
+@pytest.mark.e2e
+def test_stale_baseline_without_pull_is_used_with_a_note_and_missing_one_is_bad_input(
+    fake: FakeDatadog, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, fake, "http://127.0.0.1:9", pull=False)
+    done = run_parity("nightly", "--config", str(config), env=_env())
+    assert done.returncode == 2
+    assert "web-ec2.json: no such file, and no [nightly.pull] to make one from Datadog" in done.stderr
+
+
+def test_example_workflow_runs_real_commands() -> None:
+    import shlex
+
+    import yaml
+
+    from parity.cli import build_parser
+
+    path = (
+        Path(__file__).resolve().parent.parent / "examples" / "github" / ".github" / "workflows" / "nightly-parity.yml"
+    )
+    doc = yaml.safe_load(path.read_text())
+    assert doc[True]["schedule"][0]["cron"] == "0 3 * * *"  # YAML reads the `on:` key as True
+    steps = doc["jobs"]["parity"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("actions/cache/restore@") for u in uses)
+    assert any(u.startswith("actions/cache/save@") for u in uses)
+    assert any(u.startswith("actions/upload-artifact@") for u in uses)
+    commands = [
+        line.strip().removesuffix("|| true").strip()
+        for s in steps
+        for line in s.get("run", "").splitlines()
+        if line.strip().startswith("parity ")
+    ]
+    assert {c.split()[1] for c in commands} == {"nightly", "history"}
+    for command in commands:
+        build_parser().parse_args(shlex.split(command)[1:])  # every option exists
+    summary = next(s for s in steps if s.get("name") == "Step summary")
+    assert "$GITHUB_STEP_SUMMARY" in summary["run"]
+    nightly = next(s for s in steps if s.get("id") == "parity")
+    assert set(nightly["env"]) >= {"DD_API_KEY", "DD_APP_KEY"}
+    assert "secrets.DD_API_KEY" in nightly["env"]["DD_API_KEY"]
