@@ -28,6 +28,7 @@ from statistics import NormalDist
 from typing import Any
 
 import pytest
+import xmlschema
 
 from parity.judge.compare import compare
 from parity.judge.policy import METRICS
@@ -839,6 +840,27 @@ def test_junit_parses_and_counts_match(result: Any) -> None:
             assert (out.text or "").split("\n") == list(e.reasons)
         else:
             assert len(case) == 0
+
+
+@cache
+def _junit_schema() -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(Path(__file__).resolve().parent / "fixtures" / "junit.xsd")
+
+
+@pytest.mark.parametrize(
+    "result", [mixed_result, pass_result, inconclusive_result, empty_result, many_regressions_result]
+)
+def test_junit_validates_against_the_junit_schema(result: Any) -> None:
+    _junit_schema().validate(junit_xml(result()))
+
+
+def test_the_junit_schema_rejects_what_ci_servers_reject() -> None:
+    bad = junit_xml(pass_result()).replace('tests="2"', 'tests="two"', 1)
+    with pytest.raises(xmlschema.XMLSchemaValidationError):
+        _junit_schema().validate(bad)
+    no_name = junit_xml(pass_result()).replace('<testcase classname="parity.orders-api" name=', "<testcase n=", 1)
+    with pytest.raises(xmlschema.XMLSchemaValidationError):
+        _junit_schema().validate(no_name)
 
 
 def test_junit_survives_hostile_names() -> None:
