@@ -41,7 +41,7 @@ from datetime import datetime
 from enum import Enum
 
 import numpy as np
-import scipy.stats
+from scipy import special
 
 from parity.history.store import History, MetricSeries
 from parity.judge.result import Direction
@@ -194,7 +194,7 @@ def _p_two_sided(a: np.ndarray, b: np.ndarray, sigma: float) -> float:
     df = a.size + b.size - 2
     spread = math.sqrt(float(np.sum(residuals**2)) / df)
     se = _MEDIAN_SE * max(sigma, spread) * math.sqrt(1.0 / a.size + 1.0 / b.size)
-    return float(2.0 * scipy.stats.t.sf(abs(mb - ma) / se, df))
+    return float(2.0 * special.stdtr(df, -abs(mb - ma) / se))  # two-sided Student t tail
 
 
 def _large(before: float, after: float, scale: Scale, min_change: float) -> bool:

@@ -7,9 +7,20 @@ from pathlib import Path
 from parity import measurement_json
 from parity.errors import BadInput, reading
 from parity.model import Measurement
-from parity.sources.locust_csv import looks_like_locust_csv, read_locust_csv
 
-__all__ = ["load_measurement"]
+__all__ = ["LOCUST_CSV_COLUMNS", "load_measurement"]
+
+#: The header of a Locust request CSV (``parity.sources.locust_csv`` reads it; that module imports pandas,
+#: so it is loaded only when a CSV is read).
+LOCUST_CSV_COLUMNS = (
+    "timestamp",
+    "request_type",
+    "name",
+    "response_time_ms",
+    "response_length",
+    "status_code",
+    "exception",
+)
 
 
 def load_measurement(path: str | Path) -> Measurement:
@@ -19,6 +30,9 @@ def load_measurement(path: str | Path) -> Measurement:
         head = fh.read(4096)
     if head.lstrip().startswith("{"):
         return measurement_json.read(p)
-    if looks_like_locust_csv(head.splitlines()[0] if head else ""):
+    first = head.splitlines()[0] if head else ""
+    if tuple(c.strip() for c in first.strip().split(",")) == LOCUST_CSV_COLUMNS:
+        from parity.sources.locust_csv import read_locust_csv
+
         return read_locust_csv(p)
     raise BadInput(f"{p}: not a Measurement file (JSON) or a Locust request CSV")

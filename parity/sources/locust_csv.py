@@ -16,24 +16,13 @@ import pandas as pd
 from parity.errors import BadInput
 from parity.model import LatencyKind, Measurement, Source, SourceKind
 from parity.replay.recorder import Recorder, timeline_interval
+from parity.sources import LOCUST_CSV_COLUMNS
 
-__all__ = ["COLUMNS", "looks_like_locust_csv", "read_locust_csv"]
+__all__ = ["COLUMNS", "read_locust_csv"]
 
-COLUMNS = (
-    "timestamp",
-    "request_type",
-    "name",
-    "response_time_ms",
-    "response_length",
-    "status_code",
-    "exception",
-)
+COLUMNS = LOCUST_CSV_COLUMNS
 #: Added to the last send time to close the window (s), so a one-request log has a non-empty window.
 WINDOW_TAIL_S = 0.001
-
-
-def looks_like_locust_csv(first_line: str) -> bool:
-    return tuple(c.strip() for c in first_line.strip().split(",")) == COLUMNS
 
 
 def _numeric(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
