@@ -146,3 +146,25 @@ def test_a_refused_connection_is_an_error_for_every_request(tmp_path: Path) -> N
     m = measurement_json.read(out)
     assert m.total_count > 60
     assert all(e.errors == e.count for e in m.endpoints)
+
+
+def test_over_capacity_the_rest_of_the_schedule_is_counted_unsent(stalling_target: str, tmp_path: Path) -> None:
+    baseline = Measurement(
+        source=Source(SourceKind.SYNTHETIC),
+        window=Window(T0, T0 + timedelta(seconds=60)),
+        endpoints=(EndpointStats(Endpoint("GET", "/x"), count=120_000, errors=0),),  # 2,000 req/s
+    )
+    path = measurement_json.write(baseline, tmp_path / "baseline.json")
+    out = tmp_path / "run.json"
+    # one request in flight against a target that takes >= 2 ms (and stalls 1 s): at most ~500 req/s
+    done = run_replay("--host", stalling_target, "--baseline", str(path), "-t", "3s", "--max-in-flight", "1",
+                      "--parity-out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = measurement_json.read(out)
+    g = m.generator
+    assert g is not None
+    assert g.sent == m.total_count  # every request handed to a sender was recorded
+    assert g.unsent > 2000  # most of the schedule could not start before the run's end
+    planned = g.sent + g.unsent + g.dropped
+    assert abs(planned - 6000) < 4 * 6000**0.5  # the whole schedule is accounted for (Poisson around 6,000)
+    assert "could not send" in done.stderr

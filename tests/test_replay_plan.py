@@ -23,7 +23,7 @@ from parity.model import (
 )
 from parity.replay.plan import build_plan
 from parity.replay.recorder import Recorder, timeline_interval
-from parity.replay.schedule import fill, iter_arrivals
+from parity.replay.schedule import count_arrivals, fill, iter_arrivals
 
 DAY = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -125,6 +125,21 @@ def test_lanes_split_the_schedule_without_overlap(lanes: int) -> None:
     assert all(a.number % lanes == k for k, p in enumerate(parts) for a in p)
     with pytest.raises(ValueError, match="lane 3"):
         next(iter_arrivals(plan, 20.0, lane=3, lanes=3))
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+def test_counting_the_rest_of_a_lane_matches_building_it(lanes: int) -> None:
+    plan = build_plan(_baseline())
+    for lane in range(lanes):
+        arrivals = list(iter_arrivals(plan, 20.0, rate_scale=3.0, seed=5, lane=lane, lanes=lanes))
+        assert len(arrivals) > 100
+        for cut in (0, 1, len(arrivals) // 3, len(arrivals) - 1):
+            rest = count_arrivals(
+                plan, 20.0, rate_scale=3.0, seed=5, lane=lane, lanes=lanes, from_number=arrivals[cut].number
+            )
+            assert rest == len(arrivals) - cut
+        beyond = arrivals[-1].number + 1
+        assert count_arrivals(plan, 20.0, rate_scale=3.0, seed=5, lane=lane, lanes=lanes, from_number=beyond) == 0
 
 
 def test_mix_follows_the_baseline_over_many_requests() -> None:

@@ -52,7 +52,7 @@ from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
 from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
-from parity.replay.schedule import Arrival, iter_arrivals
+from parity.replay.schedule import Arrival, count_arrivals, iter_arrivals
 from parity.replay.shapes import ShapedPlan, ShapeKind
 
 __all__ = ["ReplayShape", "ReplayUser"]
@@ -562,7 +562,14 @@ class ReplayUser(FastHttpUser):
                     handed = 0
                     gevent.sleep(planned - now - WAKE_EARLY_S)
                 elif now > deadline:
-                    unsent = 1 + sum(1 for _ in arrivals)
+                    unsent = count_arrivals(
+                        state.shaped.plan,
+                        config["run_time_s"],
+                        seed=config["seed"],
+                        lane=state.lane,
+                        lanes=state.lanes,
+                        from_number=arrival.number,
+                    )
                     recorder.count_sends(now, unsent=unsent)
                     log.warning("parity: lane %d could not send %d requests before the run ended", state.lane, unsent)
                     return True

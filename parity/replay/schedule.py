@@ -18,11 +18,12 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import numpy as np
+import numpy.typing as npt
 from numpy.random import default_rng
 
 from parity.replay.plan import ReplayPlan
 
-__all__ = ["Arrival", "fill", "iter_arrivals"]
+__all__ = ["Arrival", "count_arrivals", "fill", "iter_arrivals"]
 
 
 class Arrival(NamedTuple):
@@ -55,6 +56,30 @@ def _fill_json(body: Any, values: Mapping[str, str]) -> Any:
     return body
 
 
+def _cells(
+    plan: ReplayPlan, run_time_s: float, rate_scale: float, seed: int
+) -> Iterator[tuple[int, npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+    """Per schedule cell with arrivals, in order: (number of its first arrival, send times in s from the
+    run's start (sorted), endpoint index per arrival, parameter draws per arrival). Every lane and every
+    counter draws the same random numbers in the same order, so they all see the same schedule."""
+    rng = default_rng(seed)  # imported up front: numpy loads np.random lazily, a 20 ms stall at the first send
+    cells = plan.rates.shape[1]
+    cell_s = run_time_s / cells
+    widest = max((len(p.request.params) for p in plan.endpoints), default=0)
+    totals = plan.rates.sum(axis=0)
+    number = 0
+    for i in range(cells):
+        lam = float(totals[i]) * rate_scale * cell_s
+        n = int(rng.poisson(lam)) if lam > 0 else 0
+        if n == 0:
+            continue
+        times = np.sort(rng.uniform(i * cell_s, (i + 1) * cell_s, n))
+        picks = rng.choice(len(plan.endpoints), size=n, p=plan.rates[:, i] / totals[i])
+        draws = rng.random((n, widest))
+        yield number, times, picks, draws
+        number += n
+
+
 def iter_arrivals(
     plan: ReplayPlan,
     run_time_s: float,
@@ -67,25 +92,9 @@ def iter_arrivals(
     """Arrivals of lane ``lane`` of ``lanes`` in time order (lazy; see module docstring)."""
     if not 0 <= lane < lanes:
         raise ValueError(f"lane {lane} is not in 0..{lanes - 1}")
-    rng = default_rng(seed)  # imported up front: numpy loads np.random lazily, a 20 ms stall at the first send
-    cells = plan.rates.shape[1]
-    cell_s = run_time_s / cells
     names = [sorted(p.request.params) for p in plan.endpoints]
-    widest = max((len(n) for n in names), default=0)
-    totals = plan.rates.sum(axis=0)
-    number = 0
-    for i in range(cells):
-        lam = float(totals[i]) * rate_scale * cell_s
-        n = int(rng.poisson(lam)) if lam > 0 else 0
-        if n == 0:
-            continue
-        times = np.sort(rng.uniform(i * cell_s, (i + 1) * cell_s, n))
-        picks = rng.choice(len(plan.endpoints), size=n, p=plan.rates[:, i] / totals[i])
-        draws = rng.random((n, widest))
-        for k in range(n):
-            g = number + k
-            if g % lanes != lane:
-                continue
+    for first, times, picks, draws in _cells(plan, run_time_s, rate_scale, seed):
+        for k in range((lane - first) % lanes, times.size, lanes):  # this lane's arrivals: number % lanes == lane
             planned = plan.endpoints[int(picks[k])]
             request = planned.request
             pools = request.params
@@ -100,11 +109,32 @@ def iter_arrivals(
                 headers.setdefault("Content-Type", "application/json")
             yield Arrival(
                 at_s=float(times[k]),
-                number=g,
+                number=first + k,
                 method=planned.endpoint.method,
                 url=url,
                 name=planned.endpoint.route,
                 body=body,
                 headers=headers,
             )
-        number += n
+
+
+def count_arrivals(
+    plan: ReplayPlan,
+    run_time_s: float,
+    *,
+    rate_scale: float = 1.0,
+    seed: int = 1,
+    lane: int = 0,
+    lanes: int = 1,
+    from_number: int = 0,
+) -> int:
+    """How many arrivals of lane ``lane`` have a number ≥ ``from_number`` — what ``iter_arrivals`` would
+    still yield from there — without building them (a replay over capacity counts its unsent rest this way:
+    building 100,000 arrivals only to count them blocked the event loop for seconds)."""
+    total = 0
+    for first, times, _, _ in _cells(plan, run_time_s, rate_scale, seed):
+        lo = max(first, from_number)
+        hi = first + times.size  # numbers [first, hi)
+        if lo < hi:
+            total += (hi - 1 - lane) // lanes - (lo - 1 - lane) // lanes  # n in [lo, hi) with n % lanes == lane
+    return total
