@@ -755,6 +755,21 @@ def connect(
         raise DatadogError("no Datadog API key given (set DD_API_KEY)")
     if not app_key:
         raise DatadogError("no Datadog application key given (set DD_APP_KEY)")
+    keys = {"apiKeyAuth": api_key, "appKeyAuth": app_key}
+    return _client(keys, site, dd_url, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep, clock=clock)
+
+
+def _client(
+    keys: dict[str, str],
+    site: str | None,
+    dd_url: str | None,
+    *,
+    timeout_s: float,
+    max_retries: int,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> DatadogClient:
+    """The client for ``keys`` (the client's auth names), checking the site and the URL."""
     if dd_url is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", dd_url):
         raise DatadogError(f"Datadog URL {dd_url!r}: expected http(s)://host[:port]")
     site = site or SITES[0]
@@ -765,7 +780,7 @@ def connect(
     config = Configuration(  # type: ignore[no-untyped-call]
         host=dd_url.rstrip("/") if dd_url else None, request_timeout=timeout_s, check_return_type=False
     )
-    config.api_key = {"apiKeyAuth": api_key, "appKeyAuth": app_key}
+    config.api_key = keys
     config.server_variables = {"site": site}
     # No retries inside urllib3 (not even its default 3 on connection errors): _call retries, and reports.
     config.retry_policy = urllib3.util.Retry(total=0, redirect=0, raise_on_status=False)
@@ -1042,20 +1057,8 @@ def connect_intake(
     """A client that can only submit (metrics, events): like :func:`connect`, with the API key alone."""
     if not api_key:
         raise DatadogError("no Datadog API key given (set DD_API_KEY)")
-    if dd_url is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", dd_url):
-        raise DatadogError(f"Datadog URL {dd_url!r}: expected http(s)://host[:port]")
-    site = site or SITES[0]
-    if dd_url is None and site not in SITES:
-        raise DatadogError(f"Datadog site {site!r}: expected one of {', '.join(SITES)}")
-    config = Configuration(  # type: ignore[no-untyped-call]
-        host=dd_url.rstrip("/") if dd_url else None, request_timeout=timeout_s, check_return_type=False
-    )
-    config.api_key = {"apiKeyAuth": api_key}
-    config.server_variables = {"site": site}
-    config.retry_policy = urllib3.util.Retry(total=0, redirect=0, raise_on_status=False)
-    config.enable_retry = False
-    api = ApiClient(config)
-    return DatadogClient(api, str(config.host), sleep=sleep, clock=clock, max_retries=max_retries, timeout_s=timeout_s)
+    keys = {"apiKeyAuth": api_key}
+    return _client(keys, site, dd_url, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep, clock=clock)
 
 
 def push_result(

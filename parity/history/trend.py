@@ -18,8 +18,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -39,6 +37,7 @@ from parity.report.context import (
     verdict_css,
     verdict_label,
 )
+from parity.report.html import load_template
 
 __all__ = ["TEMPLATE", "build_trend", "format_change", "format_level", "render_trend", "report_href"]
 
@@ -241,17 +240,8 @@ def build_trend(
     }
 
 
-@cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    source = files("parity.history").joinpath(TEMPLATE).read_text(encoding="utf-8")
-    return env.from_string(source)
+    return load_template("parity.history", TEMPLATE)
 
 
 def render_trend(context: dict[str, Any], chart_js_source: str | None) -> str:

@@ -29,7 +29,7 @@ from parity.model import Measurement
 from parity.report.charts import chart_data
 from parity.report.context import RunMeta, build_context
 
-__all__ = ["CHART_JS", "TEMPLATE", "json_for_script", "render_html"]
+__all__ = ["CHART_JS", "TEMPLATE", "json_for_script", "load_template", "render_html"]
 
 #: Package-relative path of the report template.
 TEMPLATE = "templates/report.html"
@@ -48,7 +48,8 @@ def json_for_script(value: Any) -> Markup:
 
 
 @cache
-def _template() -> jinja2.Template:
+def load_template(package: str, name: str) -> jinja2.Template:
+    """The Jinja template ``name`` shipped in ``package`` (autoescaped, strict about undefined names)."""
     env = jinja2.Environment(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -56,8 +57,11 @@ def _template() -> jinja2.Template:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    source = files("parity.report").joinpath(TEMPLATE).read_text(encoding="utf-8")
-    return env.from_string(source)
+    return env.from_string(files(package).joinpath(name).read_text(encoding="utf-8"))
+
+
+def _template() -> jinja2.Template:
+    return load_template("parity.report", TEMPLATE)
 
 
 @cache
