@@ -249,10 +249,8 @@ def _utc_time(text: str) -> datetime:
 
 
 def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    from parity.datadog import connect
     from parity.progress import QueryProgressBar
-    from parity.sources.datadog_apm import pull_baseline
-    from parity.sources.routes import read_param_pools, read_route_map
+    from parity.sources.datadog_apm import pull_with_keys
 
     api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
     missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
@@ -263,25 +261,23 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         raise BadInput(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
     if end > datetime.now(UTC):
         raise BadInput(f"--to {end.isoformat()} is in the future: minutes not yet measured would read as zero")
-    route_map = read_route_map(args.routes) if args.routes is not None else None
-    params = read_param_pools(args.params) if args.params is not None else None
     output = args.output or Path("baselines") / f"{args.service}-{args.env}.json"
     bar = QueryProgressBar(sys.stderr)
     try:
-        with connect(
-            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
-        ) as client:
-            pulled = pull_baseline(
-                client,
-                service=args.service,
-                env=args.env,
-                start=start,
-                end=end,
-                span=args.span,
-                resolve=None if route_map is None else route_map.resolve,
-                params=params,
-                progress=bar,
-            )
+        pulled = pull_with_keys(
+            api_key=api_key,
+            app_key=app_key,
+            site=args.site or os.environ.get("DD_SITE") or None,
+            dd_url=args.dd_url,
+            service=args.service,
+            env=args.env,
+            start=start,
+            end=end,
+            span=args.span,
+            routes=args.routes,
+            params=args.params,
+            progress=bar,
+        )
     finally:
         bar.close()
     m = pulled.measurement

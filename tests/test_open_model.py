@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,9 +47,10 @@ gevent.sleep(60)
 """
 
 
-@pytest.fixture
-def stalling_target() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+@contextmanager
+def _serving(code: str) -> Iterator[str]:
+    """A gevent WSGI server from ``code`` in a child process; yields its URL (it prints "listening on URL")."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -57,6 +59,12 @@ def stalling_target() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stalling_target() -> Iterator[str]:
+    with _serving(SERVER) as url:
+        yield url
 
 
 def test_intended_time_latency_shows_a_stall_that_service_time_hides(stalling_target: str, tmp_path: Path) -> None:
@@ -105,15 +113,8 @@ gevent.sleep(60)
 
 @pytest.fixture
 def routing_target() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-c", ROUTING_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with _serving(ROUTING_SERVER) as url:
+        yield url
 
 
 def _three_endpoints(tmp_path: Path) -> Path:

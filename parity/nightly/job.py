@@ -107,25 +107,23 @@ def _pull(
     source: ApmSource, keys: DatadogKeys | None, start: datetime, end: datetime, dd_url: str | None
 ) -> Measurement:
     """Pull ``source`` over ``[start, end)`` (whole minutes) from Datadog APM."""
-    from parity.datadog import connect  # imports the Datadog client: only when a pull is configured
-    from parity.sources.datadog_apm import pull_baseline
-    from parity.sources.routes import read_param_pools, read_route_map
+    from parity.sources.datadog_apm import pull_with_keys  # imports the Datadog client: only when used
 
     if keys is None or not keys.api_key or not keys.app_key:
         raise BadInput("DD_API_KEY and DD_APP_KEY must be set to pull from Datadog (export them in the environment)")
-    route_map = read_route_map(source.routes) if source.routes is not None else None
-    params = read_param_pools(source.params) if source.params is not None else None
-    with connect(api_key=keys.api_key, app_key=keys.app_key, site=source.site or keys.site, dd_url=dd_url) as client:
-        pulled = pull_baseline(
-            client,
-            service=source.service,
-            env=source.env,
-            start=start,
-            end=end,
-            span=source.span,
-            resolve=None if route_map is None else route_map.resolve,
-            params=params,
-        )
+    pulled = pull_with_keys(
+        api_key=keys.api_key,
+        app_key=keys.app_key,
+        site=source.site or keys.site,
+        dd_url=dd_url,
+        service=source.service,
+        env=source.env,
+        start=start,
+        end=end,
+        span=source.span,
+        routes=source.routes,
+        params=source.params,
+    )
     return pulled.measurement
 
 

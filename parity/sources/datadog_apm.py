@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from parity.datadog import DEFAULT_SPAN, ApmPull, DatadogClient, ProgressFn, ResourcePull
+from parity.datadog import DEFAULT_SPAN, ApmPull, DatadogClient, ProgressFn, ResourcePull, connect
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -40,8 +41,9 @@ from parity.model import (
     Window,
 )
 from parity.replay.plan import placeholders
+from parity.sources.routes import read_param_pools, read_route_map
 
-__all__ = ["PulledBaseline", "build_baseline", "describe_source", "pull_baseline", "request_template"]
+__all__ = ["PulledBaseline", "build_baseline", "describe_source", "pull_baseline", "pull_with_keys", "request_template"]
 
 
 Resolve = Callable[[str], Endpoint | None]
@@ -79,6 +81,40 @@ def pull_baseline(
     """
     pull = client.pull_apm(service=service, env=env, start=start, end=end, span=span, progress=progress)
     return build_baseline(pull, resolve=resolve, params=params)
+
+
+def pull_with_keys(
+    *,
+    api_key: str,
+    app_key: str,
+    site: str | None,
+    dd_url: str | None,
+    service: str,
+    env: str,
+    start: datetime,
+    end: datetime,
+    span: str = DEFAULT_SPAN,
+    routes: Path | None = None,
+    params: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> PulledBaseline:
+    """Connect with the keys (:func:`parity.datadog.connect`), read the route map and parameter pools
+    (``routes``: ``bin/rails routes`` output or OpenAPI; ``params``: a directory of ``<param>.csv``) and
+    :func:`pull_baseline`. BadInput (DatadogError) for bad keys, files or answers; nothing is written."""
+    route_map = read_route_map(routes) if routes is not None else None
+    pools = read_param_pools(params) if params is not None else None
+    with connect(api_key=api_key, app_key=app_key, site=site, dd_url=dd_url) as client:
+        return pull_baseline(
+            client,
+            service=service,
+            env=env,
+            start=start,
+            end=end,
+            span=span,
+            resolve=None if route_map is None else route_map.resolve,
+            params=pools,
+            progress=progress,
+        )
 
 
 def describe_source(pull: ApmPull) -> str:
