@@ -57,7 +57,7 @@ from parity.report.context import (
     format_ratio,
 )
 from parity.report.html import json_for_script, render_html
-from parity.report.write import _write_atomic, write_reports
+from parity.report.write import write_atomic, write_reports
 from parity.sketch import LatencySketch
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
@@ -951,9 +951,9 @@ def test_write_is_atomic(tmp_path: Path) -> None:
     target = tmp_path / "parity.json"
     target.write_text("previous", encoding="utf-8")
     with pytest.raises(UnicodeEncodeError):
-        _write_atomic(target, "half written \ud800 never lands")  # a lone surrogate fails mid-write
+        write_atomic(target, "half written \ud800 never lands")  # a lone surrogate fails mid-write
     assert target.read_text(encoding="utf-8") == "previous"
     assert list(tmp_path.iterdir()) == [target]
-    _write_atomic(target, "new")
+    write_atomic(target, "new")
     assert target.read_text(encoding="utf-8") == "new"
     assert list(tmp_path.iterdir()) == [target]

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +36,7 @@ from parity.history.store import DEFAULT_STORE, append, load
 from parity.history.trend import build_trend, render_trend
 from parity.judge.result import ParityResult
 from parity.report.context import RunMeta, iso_utc
+from parity.report.write import write_atomic
 
 __all__ = [
     "CHART_JS_CANDIDATES",
@@ -135,17 +134,6 @@ def _changes_json(changes: Sequence[ChangePoint]) -> list[dict[str, Any]]:
     ]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_trend(
     store: Path,
     out: Path,
@@ -178,8 +166,8 @@ def write_trend(
     page = out / TREND_HTML
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / TREND_JSON, json.dumps(_changes_json(changes), indent=2, allow_nan=False) + "\n")
-        _write_atomic(page, render_trend(context, library))
+        write_atomic(out / TREND_JSON, json.dumps(_changes_json(changes), indent=2, allow_nan=False) + "\n")
+        write_atomic(page, render_trend(context, library))
     except OSError as exc:
         raise BadInput(f"{out}: cannot write the trend page: {exc.strerror or exc}") from None
     return TrendOutcome(page, changes, len(history.runs), bool(context["enough"]), library is not None)

@@ -43,7 +43,7 @@ from parity.model import Measurement
 from parity.nightly.settings import ApmSource, NightlySettings
 from parity.replay.process import locust_process, locustfile_path, log_tail
 from parity.report.context import RunMeta
-from parity.report.write import write_reports
+from parity.report.write import write_atomic, write_reports
 
 __all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "night_id", "run_nightly"]
 
@@ -214,7 +214,7 @@ def _write_summary(outcome: NightlyOutcome) -> None:
         "pushed_to_datadog": outcome.pushed,
         "notes": list(outcome.notes),
     }
-    (outcome.out_dir / "nightly.json").write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    write_atomic(outcome.out_dir / "nightly.json", json.dumps(doc, indent=2) + "\n")
 
 
 def run_nightly(

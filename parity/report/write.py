@@ -21,7 +21,7 @@ from parity.report.ci import junit_xml, parity_json, summary_md
 from parity.report.context import RunMeta
 from parity.report.html import render_html
 
-__all__ = ["FILE_MODE", "ReportPaths", "write_reports"]
+__all__ = ["FILE_MODE", "ReportPaths", "write_atomic", "write_reports"]
 
 #: Permissions of written reports (a temporary file starts as owner-only).
 FILE_MODE = 0o644
@@ -37,7 +37,7 @@ class ReportPaths:
     summary_md: Path
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` via a temporary sibling and a rename; on any error the
     temporary file is removed and ``path`` is left as it was."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -81,5 +81,5 @@ def write_reports(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in rendered.items():
-        _write_atomic(path, text)
+        write_atomic(path, text)
     return paths
