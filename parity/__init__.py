@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 
 from parity.errors import BadInput
+from parity.judge.calibrate import Calibration, calibrate
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult, Verdict
@@ -29,6 +30,7 @@ from parity.model import (
 
 __all__ = [
     "BadInput",
+    "Calibration",
     "Endpoint",
     "EndpointStats",
     "LatencyDistribution",
@@ -43,6 +45,7 @@ __all__ = [
     "Timeline",
     "Verdict",
     "Window",
+    "calibrate",
     "compare",
     "version",
 ]
