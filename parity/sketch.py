@@ -8,6 +8,7 @@ with the same accuracy merge exactly (Locust workers, time intervals). Count, su
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,29 @@ class LatencySketch(BaseDDSketch):
             return None
         value = self.get_quantile_value(q)
         return None if value is None else min(max(float(value), self.min), self.max)
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """Several quantiles in ms at once, each equal to :meth:`quantile` (one cumulative sum of the bins
+        instead of a scan of them per quantile: the report samples ~60 per endpoint and side)."""
+        if self.count == 0:
+            return [None] * len(qs)
+        if self._negative_store.count:  # never for latencies (clamped at 0), but keep the exact answer
+            return [self.quantile(q) for q in qs]
+        ranks = np.asarray(qs, dtype=np.float64) * (self._count - 1) - self._zero_count
+        cumulative = np.cumsum(np.asarray(self._store.bins, dtype=np.float64))
+        index = np.searchsorted(cumulative, ranks, side="right")  # first bin whose running count exceeds it
+        out: list[float | None] = []
+        for q, rank, i in zip(qs, ranks, index, strict=True):
+            if not 0.0 <= q <= 1.0:
+                out.append(None)
+                continue
+            if rank < 0:
+                value = 0.0
+            else:
+                key = int(i) + self._store.offset if i < cumulative.size else self._store.max_key
+                value = float(self._mapping.value(key))
+            out.append(min(max(value, self.min), self.max))
+        return out
 
     @property
     def min(self) -> float:

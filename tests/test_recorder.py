@@ -30,6 +30,19 @@ def test_batched_adds_build_the_same_sketch_as_single_adds() -> None:
     assert a == b  # same bins, counts, zero count, min (negative clamped to 0) and max
 
 
+def test_many_quantiles_at_once_equal_one_at_a_time() -> None:
+    rng = np.random.default_rng(11)
+    qs = [i / 50 for i in range(51)] + [0.001, 0.995, 0.999]
+    for trial in range(60):
+        values = rng.lognormal(rng.uniform(-3, 5), rng.uniform(0.1, 2), int(rng.integers(1, 3000)))
+        if trial % 3 == 0:
+            values[: values.size // 4] = 0.0  # the zero bucket
+        sketch = LatencySketch()
+        sketch.add_many(values)
+        assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
+    assert LatencySketch().quantiles([0.5, 1.0]) == [None, None]
+
+
 def _spans() -> list[StageSpan]:
     return [StageSpan("1%", T0, T0 + 10, 2.0), StageSpan("5%", T0 + 10, T0 + 20, 10.0)]
 

@@ -72,7 +72,7 @@ def _cdf(latency: Latency | None) -> list[Any] | None:
     if isinstance(latency, LatencyDistribution):
         if latency.samples == 0:
             return None
-        return [rounded(latency.quantile(q)) for q in CDF_GRID]
+        return [rounded(v) for v in latency.sketch.quantiles(CDF_GRID)]
     if isinstance(latency, LatencySummary):
         known = [(q, latency.quantile(q)) for q in (*SUMMARY_QUANTILES, 1.0)]
         pairs = [(q, v) for q, v in known if v is not None and math.isfinite(v)]
