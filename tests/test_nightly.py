@@ -60,6 +60,7 @@ def test_settings_defaults_and_errors() -> None:
             "nightly.pull.x: unknown",
         ),
         ({"baseline": "b", "target": "http://t", "processes": 1.5}, "nightly.processes: expected an integer"),
+        ({"baseline": "b", "target": "http://t", "report_url": "https://ci/{run}/x"}, "nightly.report_url: only"),
     ):
         with pytest.raises(ValueError, match=message):
             nightly_from_mapping(table)

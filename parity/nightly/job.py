@@ -30,7 +30,7 @@ import math
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -249,10 +249,6 @@ def run_nightly(
         progress(f"server-side comparison: {server_side.verdict.value}")
     report = settings.report_url.format(night=night) if settings.report_url else str(out_dir / "index.html")
     history_run = _record(settings.history, result, meta, report, progress)
-    pushed = False
-    if push or settings.push_datadog:
-        _push(keys, result, report, settings, progress)
-        pushed = True
     outcome = NightlyOutcome(
         night=night,
         out_dir=out_dir,
@@ -262,10 +258,14 @@ def run_nightly(
         replay_status=status,
         aborted=status == _REPLAY_JUDGED[4],
         history_run=history_run,
-        pushed=pushed,
+        pushed=False,
         notes=tuple(notes),
     )
-    _write_summary(outcome)
+    _write_summary(outcome)  # written before the push: a push that fails leaves the night's record whole
+    if push or settings.push_datadog:
+        _push(keys, result, report, settings, progress)
+        outcome = replace(outcome, pushed=True)
+        _write_summary(outcome)
     return outcome
 
 

@@ -179,4 +179,11 @@ def nightly_from_mapping(data: Mapping[str, Any], where: str = "nightly") -> Nig
     for key in ("baseline", "target"):
         if key not in values:
             raise ValueError(f"{where}.{key}: required")
+    if "report_url" in values:
+        try:
+            values["report_url"].format(night="20260101T000000Z")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"{where}.report_url: only {{night}} may be filled in, got {values['report_url']!r} ({exc!r})"
+            ) from None
     return NightlySettings(**values)
