@@ -209,3 +209,20 @@ def test_example_workflow_runs_real_commands() -> None:
     nightly = next(s for s in steps if s.get("id") == "parity")
     assert set(nightly["env"]) >= {"DD_API_KEY", "DD_APP_KEY"}
     assert "secrets.DD_API_KEY" in nightly["env"]["DD_API_KEY"]
+
+
+@pytest.mark.e2e
+def test_a_failed_push_exits_2_and_keeps_the_night(fake: FakeDatadog, tmp_path: Path) -> None:
+    with running_server("new") as url:
+        config = _config(tmp_path, fake, url)
+        fake.fail(403, None, path="/api/v2/series")  # refused: not retried
+        done = run_parity("nightly", "--config", str(config), env=_env(), timeout=240)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("parity: error: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    (night,) = (tmp_path / "nightly").iterdir()
+    summary = json.loads((night / "nightly.json").read_text())
+    assert summary["pushed_to_datadog"] is False
+    assert (night / "index.html").is_file()
+    assert len(load_history(tmp_path / "history" / "parity-history.sqlite").runs) == 1
+    assert API_KEY not in done.stdout + done.stderr
