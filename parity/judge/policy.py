@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 
 from parity.judge.result import Direction
+from parity.judge.stats import ALPHA  # the run-level false-alarm rate (family-wise), one definition
 
 __all__ = [
     "ALPHA",
@@ -40,8 +41,6 @@ __all__ = [
     "policy_from_mapping",
 ]
 
-#: Run-level false-alarm rate: the chance that a run with no real change fails anywhere (family-wise).
-ALPHA = 0.01
 #: Run-level rate at which "beyond tolerance, not significant" is reported as marginal rather than as
 #: within noise (inconclusive for that metric).
 MARGINAL_ALPHA = 0.10
