@@ -30,12 +30,12 @@ def _runs(drift: tuple[float, ...] = DRIFT, n: int = 20_000) -> list[Measurement
 def test_drift_between_runs_is_found_and_absorbed_by_the_suggested_tolerances() -> None:
     runs = _runs()
     cal = calibrate(runs)
-    assert (cal.runs, cal.pairs) == (4, 6)
+    assert (cal.runs, cal.pairs) == (4, 12)  # ordered pairs
     assert cal.false_alarms > 0  # 0.98 -> 1.07 is +9%: significant and beyond the default 5%
     assert "GET /b" in cal.false_alarm_endpoints
     floors = {f.metric: f for f in cal.floors}
     avg = floors["avg_ms"]
-    assert avg.observations == 6 * 3
+    assert avg.observations == 12 * 3
     assert avg.significant > 0
     assert avg.max_significant_relative == pytest.approx(1.07 / 0.98 - 1, abs=0.02)
     assert avg.suggested.tolerance == pytest.approx(math.ceil(SAFETY * avg.max_significant_relative * 100) / 100)
@@ -65,8 +65,8 @@ def test_calibrate_command_writes_the_suggestions_into_the_config(tmp_path: Path
     out = tmp_path / "calibration.json"
     done = run_parity("calibrate", *map(str, paths), "--config", str(config), "--write", "--out", str(out), timeout=180)
     assert done.returncode == 0, done.stderr
-    assert "parity calibrate: 4 A/A runs, 6 pairs" in done.stdout
-    assert "with the suggested tolerances: 0/6 pairs fail" in done.stdout
+    assert "parity calibrate: 4 A/A runs, 12 pairs" in done.stdout
+    assert "with the suggested tolerances: 0/12 pairs fail" in done.stdout
     text = config.read_text()
     assert "# team settings" in text
     assert "# keep this comment" in text

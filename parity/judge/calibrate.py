@@ -1,12 +1,13 @@
 """A/A calibration: from repeated runs against the same target, the judge's false-alarm rate, the
 environment's noise floor per metric, and tolerances that noise supports. Pure: no I/O.
 
-Every pair of runs (i < j) is compared as baseline/candidate with the given policy: nothing changed
-between them, so every failed pair is a false alarm. Per metric, over every endpoint of every pair whose
-metric was tested with enough samples (the metric's ``min_samples`` on both sides), the change in the
-metric's bad direction (``worse_by`` = candidate − baseline for latency and errors, baseline − candidate
-for throughput; negative changes count as 0): relative (``worse_by / baseline``) and absolute (metric
-unit). The noise floor is the ``NOISE_QUANTILE`` of those changes.
+Every ordered pair of runs is compared as baseline/candidate with the given policy (each run on both sides,
+so drift in either direction shows): nothing changed between them, so every failed pair is a false alarm.
+Per metric, over every endpoint of every pair whose metric was tested with enough samples (the metric's
+``min_samples`` on both sides), the change in the metric's bad direction (``worse_by`` = candidate −
+baseline for latency and errors, baseline − candidate for throughput; negative changes count as 0):
+relative (``worse_by / baseline``) and absolute (metric unit). The noise floor is the ``NOISE_QUANTILE`` of
+those changes.
 
 Why the tolerance, not the test, absorbs this noise: a p-value measures sampling noise within one run.
 Two runs against the same target also differ by run-to-run noise (caches, neighbours, time of day), which
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import combinations
+from itertools import permutations
 
 import numpy as np
 
@@ -184,7 +185,7 @@ def calibrate(runs: Sequence[Measurement], policy: Policy | None = None) -> Cali
     if len(runs) < 2:
         raise ValueError(f"calibration needs at least 2 runs against the same target, got {len(runs)}")
     policy = policy or Policy()
-    pairs = list(combinations(range(len(runs)), 2))
+    pairs = list(permutations(range(len(runs)), 2))  # each run as baseline and as candidate: drift either way
     results = [compare(runs[i], runs[j], policy) for i, j in pairs]
     floors = tuple(_floor(spec, policy, c) for spec, c in zip(METRICS, _collect(results, policy).values(), strict=True))
     calibration = Calibration(
