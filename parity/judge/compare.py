@@ -47,7 +47,7 @@ from parity.judge.result import (
     Statistics,
     Verdict,
 )
-from parity.judge.stats import Decision, Evidence, Outcome, Status, Tolerance
+from parity.judge.stats import Decision, Evidence, Outcome, Status, Tolerance, format_value
 from parity.model import Endpoint, EndpointStats, LatencyKind, Measurement
 
 __all__ = ["compare", "format_value", "generator_info", "side_info"]
@@ -55,17 +55,6 @@ __all__ = ["compare", "format_value", "generator_info", "side_info"]
 _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
 #: ``latency_basis`` of endpoints judged on latency from the planned send time.
 INTENDED = "intended"
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing."""
-    if value is None:
-        return "n/a"
-    if unit == "ratio":
-        return f"{value * 100:.2f}%"
-    if unit == "req/s":
-        return f"{value:.2f} req/s"
-    return f"{value:.1f} {unit}"
 
 
 def _latency_basis(base: EndpointStats, cand: EndpointStats, b: Measurement, c: Measurement, p: Policy) -> str:

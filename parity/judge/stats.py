@@ -78,6 +78,7 @@ __all__ = [
     "Tolerance",
     "decide",
     "error_rate_evidence",
+    "format_value",
     "holm",
     "judge_family",
     "latency_evidence",
@@ -443,6 +444,38 @@ def _insufficient(
     )
 
 
+def _tested_latency(
+    *,
+    method: str,
+    baseline: float | None,
+    candidate: float | None,
+    estimate: float | None,
+    interval: tuple[float, float] | None,
+    p_value: float | None,
+    samples: tuple[int, int],
+    reason: str,
+    min_p: float = 0.0,
+    details: Mapping[str, float] | None = None,
+) -> Evidence:
+    """A tested latency comparison: in ms, lower is better, the effect a ratio candidate / baseline."""
+    return Evidence(
+        method=method,
+        status=Status.TESTED,
+        direction=Direction.LOWER_IS_BETTER,
+        unit="ms",
+        baseline=baseline,
+        candidate=candidate,
+        estimate=estimate,
+        estimate_kind=EstimateKind.RATIO,
+        interval=interval,
+        p_value=p_value,
+        samples=samples,
+        reason=reason,
+        min_p=min_p,
+        details=dict(details or {}),
+    )
+
+
 def _too_few(b: _Bins, c: _Bins, need: float, what: str) -> str | None:
     """Why the sides cannot be tested (fewer than ``need`` samples), or None."""
     for side, x in (("baseline", b), ("candidate", c)):
@@ -505,15 +538,11 @@ def _rank_shift(b: _Bins, c: _Bins, pair: _Pair | None = None) -> Evidence:
     superiority = u / (nb * nc)
     details = {"u": u, "prob_candidate_slower": superiority}
     if var <= 0:  # every request of both sides in one bin
-        return Evidence(
+        return _tested_latency(
             method=RANK_METHOD,
-            status=Status.TESTED,
-            direction=Direction.LOWER_IS_BETTER,
-            unit="ms",
             baseline=median_b,
             candidate=median_b,
             estimate=1.0,
-            estimate_kind=EstimateKind.RATIO,
             interval=(1.0, 1.0),
             p_value=1.0,
             samples=_samples(b, c),
@@ -541,15 +570,11 @@ def _rank_shift(b: _Bins, c: _Bins, pair: _Pair | None = None) -> Evidence:
         f"typical request {_fmt_ratio_ci(hl, interval)}; a candidate request is slower than a baseline "
         f"request in {superiority:.1%} of pairs (ties count half; 50% = no shift)"
     )
-    return Evidence(
+    return _tested_latency(
         method=RANK_METHOD,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=median_b,
         candidate=median_b * hl,
         estimate=hl,
-        estimate_kind=EstimateKind.RATIO,
         interval=interval,
         p_value=p,
         samples=_samples(b, c),
@@ -587,15 +612,11 @@ def _mean_ratio(b: _Bins, c: _Bins) -> Evidence:
     vc = _variance(c) / (c.n * mc**2)
     se = math.sqrt(vb + vc)
     if se == 0:
-        return Evidence(
+        return _tested_latency(
             method=MEAN_METHOD,
-            status=Status.TESTED,
-            direction=Direction.LOWER_IS_BETTER,
-            unit="ms",
             baseline=mb,
             candidate=mc,
             estimate=ratio,
-            estimate_kind=EstimateKind.RATIO,
             interval=(ratio, ratio),
             p_value=0.0 if ratio > 1 else 1.0,
             samples=_samples(b, c),
@@ -607,15 +628,11 @@ def _mean_ratio(b: _Bins, c: _Bins) -> Evidence:
     p = _p(float(special.stdtr(df, -t)))
     half = float(special.stdtrit(df, 0.5 + CONFIDENCE / 2)) * se
     interval = (ratio * math.exp(-half), ratio * math.exp(half))
-    return Evidence(
+    return _tested_latency(
         method=MEAN_METHOD,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=mb,
         candidate=mc,
         estimate=ratio,
-        estimate_kind=EstimateKind.RATIO,
         interval=interval,
         p_value=p,
         samples=_samples(b, c),
@@ -682,15 +699,11 @@ def _quantile_ratio(b: _Bins, c: _Bins, q: float, pair: _Pair | None = None) -> 
         key=lambda k: abs(pooled[k - 1] / big_n - q),
     )
     if not cuts:
-        return Evidence(
+        return _tested_latency(
             method=method,
-            status=Status.TESTED,
-            direction=Direction.LOWER_IS_BETTER,
-            unit="ms",
             baseline=qb,
             candidate=qc,
             estimate=ratio,
-            estimate_kind=EstimateKind.RATIO,
             interval=interval,
             p_value=1.0,
             samples=(base_n, cand_n),
@@ -708,15 +721,11 @@ def _quantile_ratio(b: _Bins, c: _Bins, q: float, pair: _Pair | None = None) -> 
         f"{label} {qc:.1f} ms vs {qb:.1f} ms, {_fmt_ratio_ci(ratio, interval)}; above {threshold:.1f} ms: "
         f"{cand_above / cand_n:.2%} of candidate vs {(above - cand_above) / base_n:.2%} of baseline requests"
     )
-    return Evidence(
+    return _tested_latency(
         method=method,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=qb,
         candidate=qc,
         estimate=ratio,
-        estimate_kind=EstimateKind.RATIO,
         interval=interval,
         p_value=p,
         samples=(base_n, cand_n),
@@ -760,15 +769,11 @@ def _max_exceedance(b: _Bins, c: _Bins) -> Evidence:
         return _p(math.exp(float(log_p)))
 
     ratio = _ratio(b.hi, c.hi)
-    return Evidence(
+    return _tested_latency(
         method=MAX_METHOD,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=b.hi,
         candidate=c.hi,
         estimate=ratio,
-        estimate_kind=EstimateKind.RATIO,
         interval=None,
         p_value=tail(k),
         samples=(nb, nc),
@@ -831,6 +836,16 @@ def summary_change(
 REFERENCE_METHOD = "binomial test against the other side's APM figure, taken as exact (approximate, before/after)"
 
 
+def _oriented(
+    value: float | None, n: int, reference_ms: float | None, reference_count: int, sketch_is_candidate: bool
+) -> tuple[float | None, float | None, tuple[int, int]]:
+    """(baseline, candidate, samples) when one side is the sketch (``value``, ``n``) and the other the APM
+    figure (``reference_ms``, ``reference_count``)."""
+    if sketch_is_candidate:
+        return reference_ms, value, (reference_count, n)
+    return value, reference_ms, (n, reference_count)
+
+
 def _reference_ok(n: float, reference_count: int) -> bool:
     return reference_count >= REFERENCE_MIN_RATIO * n
 
@@ -855,8 +870,7 @@ def quantile_vs_reference(
     """
     b = _bins(sketch)
     value, se = _quantile_se(b, q) if b.n else (None, math.inf)
-    base, cand = (reference_ms, value) if sketch_is_candidate else (value, reference_ms)
-    samples = (reference_count, round(b.n)) if sketch_is_candidate else (round(b.n), reference_count)
+    base, cand, samples = _oriented(value, round(b.n), reference_ms, reference_count, sketch_is_candidate)
     label = f"p{q * 100:g}"
     side = "candidate" if sketch_is_candidate else "baseline"
     if reference_ms is None or value is None:
@@ -894,15 +908,11 @@ def quantile_vs_reference(
         f"{SUMMARY_RELATIVE_ACCURACY:.0%}); {x} of {n} {side} requests {where} {threshold:.1f} ms; "
         "before/after: load and time differences are not in the p-value"
     )
-    return Evidence(
+    return _tested_latency(
         method=REFERENCE_METHOD,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=base,
         candidate=cand,
         estimate=ratio,
-        estimate_kind=EstimateKind.RATIO,
         interval=interval,
         p_value=p,
         samples=samples,
@@ -930,8 +940,7 @@ def mean_vs_reference(
     """
     b = _bins(sketch)
     value = b.mean if b.n else None
-    base, cand = (reference_ms, value) if sketch_is_candidate else (value, reference_ms)
-    samples = (reference_count, round(b.n)) if sketch_is_candidate else (round(b.n), reference_count)
+    base, cand, samples = _oriented(value, round(b.n), reference_ms, reference_count, sketch_is_candidate)
     if reference_ms is None or value is None:
         return summary_change(base, cand, samples, what="avg")
     if b.n < MIN_SAMPLES:
@@ -961,15 +970,11 @@ def mean_vs_reference(
         f"({reference_count} requests, taken as exact); before/after: load and time differences are not in "
         "the p-value"
     )
-    return Evidence(
+    return _tested_latency(
         method=MEAN_REFERENCE_METHOD,
-        status=Status.TESTED,
-        direction=Direction.LOWER_IS_BETTER,
-        unit="ms",
         baseline=base,
         candidate=cand,
         estimate=ratio,
-        estimate_kind=EstimateKind.RATIO,
         interval=interval,
         p_value=p,
         samples=samples,
@@ -1197,7 +1202,8 @@ def holm(p_values: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(x) for x in out)
 
 
-def _fmt_value(value: float | None, unit: str) -> str:
+def format_value(value: float | None, unit: str) -> str:
+    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing."""
     if value is None:
         return "n/a"
     if unit == "ratio":
@@ -1242,8 +1248,8 @@ def decide(
     relative = worse_by / abs(e.baseline) if e.baseline else math.copysign(math.inf, worse_by) if worse_by else 0.0
     worse = worse_by > tolerance.absolute and relative > tolerance.relative
     better = -worse_by > tolerance.absolute and -relative > tolerance.relative
-    bounds = f"{tolerance.relative:+.0%} and {_fmt_value(tolerance.absolute, e.unit)}"
-    figures = f"{_fmt_value(e.candidate, e.unit)} vs {_fmt_value(e.baseline, e.unit)}"
+    bounds = f"{tolerance.relative:+.0%} and {format_value(tolerance.absolute, e.unit)}"
+    figures = f"{format_value(e.candidate, e.unit)} vs {format_value(e.baseline, e.unit)}"
     stats = e.reason
     if e.p_value is not None:
         stats += f"; p = {_fmt_p(e.p_value)}"
