@@ -18,16 +18,9 @@ from parity.history.store import load as load_history
 from parity.nightly.settings import nightly_from_mapping
 from tests.conftest import run_parity
 from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, fake_datadog
+from tests.test_pull_cli import API_KEY, APP_KEY, ROUTES
 
-API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
-APP_KEY = "0f9e8d7c6b5a49382716a5b4c3d2e1f00f9e8d7c"
 MINUTES = 180
-ROUTES = """\
-           Prefix Verb  URI Pattern                     Controller#Action
-           health GET   /health(.:format)               health#show
-    api_employees GET   /api/employees(.:format)        api/employees#index
-     api_employee GET   /api/employees/:id(.:format)    api/employees#show
-"""
 
 
 def test_settings_defaults_and_errors() -> None:

@@ -33,7 +33,6 @@ from typing import Any, Final
 from parity.errors import EXIT_INCONCLUSIVE, EXIT_OK, BadInput
 from parity.history.changepoints import MIN_SEGMENT, ChangePoint, change_points
 from parity.history.store import DEFAULT_STORE, append, load
-from parity.history.trend import build_trend, render_trend
 from parity.judge.result import ParityResult
 from parity.report.context import RunMeta, iso_utc
 from parity.report.write import write_atomic
@@ -146,6 +145,8 @@ def write_trend(
     """Read ``store``, find change points over the last ``last`` nights (all: None) and write
     ``out/trend.html`` and ``out/changepoints.json``. ``chart_js``: the library to inline (default:
     :func:`load_chart_js`). Raises BadInput for an unusable store, bad options or an unwritable ``out``."""
+    from parity.history.trend import build_trend, render_trend  # jinja2: only when a page is drawn, not at CLI start
+
     if min_segment < 1:
         raise BadInput(f"--min-segment must be at least 1 night, got {min_segment}")
     if last is not None and last < 1:
