@@ -72,10 +72,14 @@ class NightlyOutcome:
     server_side: ParityResult | None
     baseline_refreshed: bool
     replay_status: str
-    aborted: bool
     history_run: int | None
     pushed: bool
     notes: tuple[str, ...] = ()
+
+    @property
+    def aborted(self) -> bool:
+        """A safety rail ended the replay early (it was judged on what was recorded)."""
+        return self.replay_status == _REPLAY_JUDGED[4]
 
     @property
     def exit_code(self) -> int:
@@ -256,7 +260,6 @@ def run_nightly(
         server_side=server_side,
         baseline_refreshed=refreshed,
         replay_status=status,
-        aborted=status == _REPLAY_JUDGED[4],
         history_run=history_run,
         pushed=False,
         notes=tuple(notes),
