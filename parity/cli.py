@@ -177,8 +177,7 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
-    sides = (measurement_json.read(outcome.old_measurement), measurement_json.read(outcome.new_measurement))
-    _report(outcome.result, args.out, _meta(config.path, argv), sides)
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
     print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
     return EXIT_OK
 

@@ -25,6 +25,7 @@ from parity.demo.processes import running_server
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult
+from parity.model import Measurement
 from parity.replay.process import locust_process, locustfile_path, log_tail
 
 __all__ = [
@@ -58,6 +59,7 @@ class DemoOutcome:
     result: ParityResult
     old_measurement: Path
     new_measurement: Path
+    sides: tuple[Measurement, Measurement]  # (old, new) as read from those files
 
 
 def bundled_baseline() -> Path | None:
@@ -108,4 +110,4 @@ def run_demo(
     old_path, new_path = out / "old.measurement.json", out / "new.measurement.json"
     old, new = measurement_json.read(old_path), measurement_json.read(new_path)
     result = compare(old, new, policy, names=(f"old ({old_path.name})", f"new ({new_path.name})"))
-    return DemoOutcome(result, old_path, new_path)
+    return DemoOutcome(result, old_path, new_path, (old, new))
