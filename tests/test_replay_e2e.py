@@ -135,7 +135,7 @@ def test_csv_request_log_from_locust_is_accepted(server: str, tmp_path: Path) ->
     before = fetch_stats(server)["total"]
     done = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--only-summary", "--host", server,
-         "-u", "2", "-r", "10", "-t", "3s"],
+         "-u", "2", "-r", "10", "-t", "3s", "--stop-timeout", "5"],  # in-flight requests finish and are logged
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
