@@ -134,6 +134,7 @@ def _endpoint_to_dict(e: EndpointStats) -> dict[str, Any]:
         "intended_latency": _latency_to_dict(e.intended),
         "timeline": _timeline_to_dict(e.timeline),
         "request": _request_to_dict(e.request),
+        **({"load_factor": e.load_factor} if e.load_factor != 1.0 else {}),
     }
 
 
@@ -293,6 +294,7 @@ def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
         timeline=_timeline_from_dict(d.get("timeline")),
         request=_request_from_dict(d.get("request")),
         resource=d.get("resource"),
+        load_factor=float(d.get("load_factor", 1.0)),
     )
 
 

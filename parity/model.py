@@ -7,6 +7,7 @@ per second, timestamps are UTC. Missing data is ``None`` — never zero.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 from parity.sketch import LatencySketch
 
 __all__ = [
+    "LABEL_REPLAY_OF",
+    "LABEL_SCHEDULE",
     "SATURATED_CPU_PERCENT",
     "SUMMARY_QUANTILES",
     "Endpoint",
@@ -32,6 +35,7 @@ __all__ = [
     "SourceKind",
     "Timeline",
     "Window",
+    "fingerprint",
 ]
 
 #: Quantiles an APM summary can carry (Datadog's distribution aggregators p50…p99).
@@ -39,6 +43,12 @@ SUMMARY_QUANTILES = (0.50, 0.75, 0.90, 0.95, 0.99)
 #: CPU of one load-generator process, % of one core, above which it counts as saturated: its own
 #: queueing then inflates the latency it measures.
 SATURATED_CPU_PERCENT = 90.0
+#: Label of a Measurement whose traffic replays another one: the :func:`fingerprint` of that baseline. A replay
+#: sets it; a server-side Measurement taken over a replay's window (APM, access log) copies it.
+LABEL_REPLAY_OF = "replay_of"
+#: Label identifying the open-model arrival schedule a replay sent (baseline fingerprint, seed, shape, run time,
+#: rate scale, oversampling): two Measurements with the same value saw the same offered load.
+LABEL_SCHEDULE = "schedule"
 
 
 class SourceKind(Enum):
@@ -50,6 +60,12 @@ class SourceKind(Enum):
     LOCUST_CSV = "locust-csv"
     SYNTHETIC = "synthetic"
 
+    @property
+    def closed_loop(self) -> bool:
+        """True for a closed-loop load (a locustfile's users wait for each response before the next request):
+        its throughput follows its latency, so per-endpoint throughput says nothing about the target."""
+        return self is SourceKind.LOCUST_CSV
+
 
 class LatencyKind(Enum):
     """What a latency number measures."""
@@ -57,6 +73,12 @@ class LatencyKind(Enum):
     SERVER = "server"  # server-side span duration (APM, access-log target time)
     SERVICE_TIME = "service-time"  # client: from the actual send to the last response byte
     INTENDED = "intended"  # client: from the planned send time (corrects coordinated omission)
+
+    @property
+    def client_side(self) -> bool:
+        """True for latency measured by the client (includes the network, TLS and queueing in the client);
+        False for server-side latency. Only latencies on the same side are comparable."""
+        return self is not LatencyKind.SERVER
 
 
 @dataclass(frozen=True, order=True)
@@ -209,7 +231,9 @@ class EndpointStats:
     was observed (e.g. every request failed without a response); its kind is the Measurement's
     ``latency_kind``. ``intended`` is latency measured from each request's *planned* send time (an
     open-model replay records it: it includes the time a request waited to be sent, so a target that
-    slows the sender down cannot hide it); None when not recorded.
+    slows the sender down cannot hide it); None when not recorded. ``load_factor``: this endpoint's requests
+    were sent at ``load_factor`` × the Measurement's ``rate_scale`` (a rare endpoint oversampled by a replay so
+    that it can be judged; 1.0 otherwise): its throughput compares per unit of that load.
     """
 
     endpoint: Endpoint
@@ -220,8 +244,11 @@ class EndpointStats:
     timeline: Timeline | None = None
     request: RequestTemplate | None = None
     resource: str | None = None  # APM resource name the endpoint came from, when known
+    load_factor: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (self.load_factor > 0 and math.isfinite(self.load_factor)):
+            raise ValueError(f"load_factor must be > 0, got {self.load_factor}")
         if self.count < 0:
             raise ValueError(f"count must be >= 0, got {self.count}")
         if self.errors is not None and not 0 <= self.errors <= self.count:
@@ -383,3 +410,12 @@ class Measurement:
 
     def by_key(self) -> dict[str, EndpointStats]:
         return {e.endpoint.key: e for e in self.endpoints}
+
+
+def fingerprint(m: Measurement) -> str:
+    """A short, stable identity of a Measurement's traffic: source kind, window and per-endpoint counts and
+    errors (16 hex digits of SHA-256). It survives a JSON round trip; a replay labels its Measurement with
+    its baseline's fingerprint (``LABEL_REPLAY_OF``) so the judge knows which traffic it reproduced."""
+    parts = [m.source.kind.value, m.window.start.isoformat(), m.window.end.isoformat(), repr(m.rate_scale)]
+    parts += [f"{e.endpoint.key}\t{e.count}\t{e.errors}" for e in sorted(m.endpoints, key=lambda e: e.endpoint.key)]
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]

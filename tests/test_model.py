@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from parity.model import (
     Endpoint,
     EndpointStats,
     GeneratorHealth,
+    LatencyKind,
     LatencySummary,
     LoadStage,
     Measurement,
@@ -23,6 +25,7 @@ from parity.model import (
     SourceKind,
     Timeline,
     Window,
+    fingerprint,
 )
 from parity.sketch import LatencySketch
 from tests.conftest import T0, lognormal_side, sketch_of
@@ -105,6 +108,35 @@ def test_measurement_round_trip(tmp_path: Path) -> None:
     assert [st.name for st in back.stages] == ["10%", "100%"]
     assert back.stages[0].endpoints[0].count == m.stages[0].endpoints[0].count
     assert back.generator == m.generator
+
+
+def test_load_factor_round_trips_and_defaults_to_one(tmp_path: Path) -> None:
+    m = _full_measurement()
+    oversampled = replace(m, endpoints=(replace(m.endpoints[0], load_factor=4.0), *m.endpoints[1:]))
+    back = measurement_json.read(measurement_json.write(oversampled, tmp_path / "m.json"))
+    assert back.endpoints[0].load_factor == 4.0
+    assert back.endpoints[1].load_factor == 1.0
+    assert "load_factor" not in measurement_json.to_dict(m)["endpoints"][0]  # files without it stay as they were
+    with pytest.raises(ValueError, match="load_factor"):
+        replace(m.endpoints[0], load_factor=0.0)
+
+
+def test_fingerprint_names_the_traffic_not_the_file(tmp_path: Path) -> None:
+    m = _full_measurement()
+    back = measurement_json.read(measurement_json.write(m, tmp_path / "m.json"))
+    assert fingerprint(back) == fingerprint(m)
+    assert len(fingerprint(m)) == 16
+    one_more = replace(m, endpoints=(replace(m.endpoints[0], count=m.endpoints[0].count + 1), *m.endpoints[1:]))
+    assert fingerprint(one_more) != fingerprint(m)
+    assert fingerprint(replace(m, labels={"x": "y"})) == fingerprint(m)  # labels are not traffic
+
+
+def test_latency_kinds_and_load_models() -> None:
+    assert not LatencyKind.SERVER.client_side
+    assert LatencyKind.SERVICE_TIME.client_side
+    assert LatencyKind.INTENDED.client_side
+    assert SourceKind.LOCUST_CSV.closed_loop
+    assert not any(k.closed_loop for k in SourceKind if k is not SourceKind.LOCUST_CSV)
 
 
 def test_generator_health_marks_saturated_intervals() -> None:
