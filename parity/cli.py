@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -182,6 +184,46 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _timespan(text: str) -> float:
+    """Seconds from a Locust-style time span: ``75``, ``75s``, ``10m``, ``1h30m``."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"expected a time span such as 90s, 10m or 1h30m, got {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if not total > 0:
+        raise argparse.ArgumentTypeError(f"the time span must be > 0, got {text!r}")
+    return total
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _cmd_plan(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.replay import shapes
+    from parity.replay.sample_plan import replay_sample_plan
+    from parity.report.terminal import sample_plan_summary
+
+    config = _config(args)
+    baseline = load_measurement(args.baseline)
+    plan = build_plan(baseline)
+    if not plan.endpoints:
+        raise BadInput(f"{args.baseline}: no replayable endpoint (see `parity baseline` for route maps and pools)")
+    shaped = shapes.replay(plan, args.run_time, args.rate_scale)
+    sample_plan = replay_sample_plan(baseline, shaped, config.policy)
+    what = f"{args.baseline} replayed for {args.run_time:g} s at rate scale {args.rate_scale:g}"
+    print(sample_plan_summary(sample_plan, what, rate_scale=args.rate_scale))
+    _print_unreplayable(baseline)
+    return EXIT_OK
+
+
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -303,6 +345,24 @@ def _write_measurement(m: Measurement, path: Path) -> Path:
         raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="sample-size plan: will a replay send each endpoint enough requests for a verdict?",
+        description="Before a replay: per endpoint of BASELINE, the requests a replay of -t DURATION at "
+        "--rate-scale X will send, against the requests per side each gated metric needs to catch a change of "
+        "its tolerance (80%% power at the run's alpha, after adjusting for every test of the run), and the -t, "
+        "--rate-scale or --min-endpoint-rps (oversampling rare endpoints) that would make every endpoint with "
+        "meaningful traffic judgeable. Example: parity plan baselines/web-ec2.json -t 10m --rate-scale 0.5",
+    )
+    plan.add_argument("baseline", type=Path, help="the baseline Measurement to replay")
+    plan.add_argument(
+        "-t", "--run-time", type=_timespan, required=True, metavar="DURATION", help="replay length (90s, 10m, 1h30m)"
+    )
+    plan.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
+    plan.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from parity.demo.runner import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
 
@@ -358,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
 
     add_history_parser(sub)
+
+    _add_plan_parser(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -438,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "from-logs": _cmd_from_logs,
         "history": _cmd_history,
         "nightly": _cmd_nightly,
+        "plan": _cmd_plan,
         "pull": _cmd_pull,
     }
     command = args.baseline_command if args.command == "baseline" else args.command

@@ -105,3 +105,37 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     done = run_parity("demo", "--duration", "0")
     assert done.returncode == 2
     assert done.stderr == "parity: error: --duration must be > 0 seconds, got 0\n"
+
+
+def test_plan_shows_what_each_endpoint_gets_and_needs(tmp_path: Path) -> None:
+    done = run_parity(
+        "plan", "baselines/demo.json", "-t", "75s", "--rate-scale", "1.5", cwd=Path(__file__).parent.parent
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert (
+        lines[0]
+        == "parity plan: baselines/demo.json replayed for 75 s at rate scale 1.5: ~8,731 requests on 12 endpoints"
+    )
+    row = next(line for line in lines if line.strip().startswith("GET /health"))
+    assert row.split()[2:4] == ["8.0%", "700"]  # share, planned requests
+    assert row.rstrip().endswith("ok")
+    assert any(line.strip().startswith("POST /api/payroll/calculations") and "rare" in line for line in lines)
+    advice = lines[-1]
+    assert advice.startswith("  to judge them all: -t ")
+    assert "--rate-scale" in advice
+    assert "--min-endpoint-rps" in advice
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-t", "soon"], "expected a time span such as 90s"),
+        (["-t", "60s", "--rate-scale", "0"], "expected a number > 0"),
+    ],
+)
+def test_plan_rejects_bad_options_in_one_line(args: list[str], message: str) -> None:
+    done = run_parity("plan", "baselines/demo.json", *args, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

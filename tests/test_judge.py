@@ -15,7 +15,19 @@ from parity.errors import BadInput
 from parity.judge.compare import compare
 from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, LatencyBasis, MetricRule, Policy, policy_from_mapping
 from parity.judge.result import Change, ComparisonMode, MetricResult, Verdict
-from parity.model import Endpoint, EndpointStats, GeneratorHealth, LatencySummary, Measurement, Window
+from parity.model import (
+    LABEL_REPLAY_OF,
+    Endpoint,
+    EndpointStats,
+    GeneratorHealth,
+    LatencyKind,
+    LatencySummary,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+    fingerprint,
+)
 from tests.conftest import T0, lognormal_side
 
 SPEC = {m.name: m for m in METRICS}
@@ -83,10 +95,13 @@ def _judge(metric: str, base: float | None, cand: float | None) -> MetricResult:
             _summary_side(metric, None, errors=round(base * 2000)),
             _summary_side(metric, None, errors=round(cand * 2000)),
         )
-    elif metric == "rps":
+    elif metric == "rps":  # a concurrent pair: the same offered load, so throughput is judged
         assert base is not None
         assert cand is not None
-        sides = _summary_side(metric, None, count=round(base * 60)), _summary_side(metric, None, count=round(cand * 60))
+        sides = (
+            replace(_summary_side(metric, None, count=round(base * 60)), pair_id="ab"),
+            replace(_summary_side(metric, None, count=round(cand * 60)), pair_id="ab"),
+        )
     else:
         sides = _summary_side(metric, base), _summary_side(metric, cand)
     result = compare(*sides).endpoints[0].metric(metric)
@@ -133,13 +148,18 @@ def test_errors_and_rps_carry_their_tests() -> None:
     assert err.statistics.interval[0] > 0  # the rate difference is surely positive
 
 
-def test_metric_needs_enough_samples_and_gate_off_is_not_judged() -> None:
+def test_a_clear_regression_fails_below_the_pass_minimum_and_gate_off_is_not_judged() -> None:
     base = lognormal_side({"GET /a": 20}, n=999, seed=1)
     cand = lognormal_side({"GET /a": 100}, n=2000, seed=2)
     few = compare(base, cand).endpoints[0].metric("p99_ms")
     assert few is not None
-    assert few.verdict is Verdict.INCONCLUSIVE
-    assert "999 samples < 1000" in few.reason
+    assert few.verdict is Verdict.FAIL  # x5 on 999 requests is decided: no fixed cut-off for a failure
+    assert "decided with 999 requests per side" in few.reason
+    same = compare(base, lognormal_side({"GET /a": 20}, n=2000, seed=2)).endpoints[0].metric("p99_ms")
+    assert same is not None
+    assert same.verdict is Verdict.INCONCLUSIVE  # within tolerance, but 999 < 1000 samples to pass on a p99
+    assert "too few samples to pass: 999 < 1000" in same.reason
+    assert same.needs == 1000
     off_policy = policy_from_mapping(
         {"metrics": {name: {"gate": "off"} for name, spec in SPEC.items() if spec.unit == "ms"}}
     )
@@ -147,6 +167,7 @@ def test_metric_needs_enough_samples_and_gate_off_is_not_judged() -> None:
     p95 = off.metric("p95_ms")
     assert p95 is not None
     assert p95.verdict is Verdict.INCONCLUSIVE
+    assert not p95.gated
     assert "reported only (gate off)" in p95.reason
     assert off.verdict is Verdict.INCONCLUSIVE  # no latency metric judged
 
@@ -156,7 +177,41 @@ def test_too_few_requests_is_inconclusive_not_pass() -> None:
     result = compare(base, base)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert all(e.verdict is Verdict.INCONCLUSIVE for e in result.endpoints)
-    assert "too few requests" in result.endpoints[0].reasons[0]
+    assert "too few requests to pass" in result.endpoints[0].reasons[0]
+
+
+def test_a_huge_change_on_few_requests_is_decided() -> None:
+    base = lognormal_side({"GET /a": 20, "POST /rare": 200}, n=25, seed=1)
+    cand = lognormal_side({"GET /a": 20, "POST /rare": 1600}, n=25, seed=2)
+    result = compare(base, cand)
+    rare = {e.endpoint.key: e for e in result.endpoints}["POST /rare"]
+    assert rare.verdict is Verdict.FAIL  # x8 on 25 vs 25 requests: below min_samples, still decided
+    assert result.verdict is Verdict.FAIL
+
+
+def test_an_unjudged_endpoint_that_looks_worse_keeps_the_run_from_passing() -> None:
+    base = lognormal_side({"GET /a": 20}, n=3000, seed=1)
+    rare_b = lognormal_side({"POST /rare": 200}, n=12, seed=3)
+    rare_c = lognormal_side({"POST /rare": 300}, n=12, seed=4)  # x1.5 on 12 requests: not decidable
+    cand = lognormal_side({"GET /a": 20}, n=3000, seed=2)
+    result = compare(
+        replace(base, endpoints=base.endpoints + rare_b.endpoints),
+        replace(cand, endpoints=cand.endpoints + rare_c.endpoints),
+    )
+    rare = {e.endpoint.key: e for e in result.endpoints}["POST /rare"]
+    assert rare.verdict is Verdict.INCONCLUSIVE
+    assert rare.looks_worse
+    assert result.verdict is Verdict.INCONCLUSIVE  # 0.4% of traffic, but it looks x1.5 slower: no green
+    assert "POST /rare looks x1." in result.reasons[0]
+    assert "more requests per side" in result.reasons[0]
+    assert rare.needs is not None
+    assert rare.needs > 12
+    unchanged = lognormal_side({"POST /rare": 200}, n=12, seed=3)
+    same = compare(
+        replace(base, endpoints=base.endpoints + rare_b.endpoints),
+        replace(cand, endpoints=cand.endpoints + unchanged.endpoints),
+    )
+    assert same.verdict is Verdict.PASS  # unjudged but not looking worse, and under max_inconclusive_share
 
 
 def test_inconclusive_share_decides_the_run() -> None:
@@ -197,24 +252,100 @@ def test_error_burst_over_zero_error_baseline_fails() -> None:
 def test_throughput_is_compared_per_unit_of_offered_load() -> None:
     base = lognormal_side({"GET /a": 20}, duration_s=60)
     half = replace(lognormal_side({"GET /a": 20}, seed=2, duration_s=120), rate_scale=0.5)
-    rps = compare(base, half).endpoints[0].metric("rps")
+    replayed = replace(half, labels={LABEL_REPLAY_OF: fingerprint(base)})  # a replay of the baseline at half rate
+    rps = compare(base, replayed).endpoints[0].metric("rps")
     assert rps is not None
     assert rps.candidate == pytest.approx(rps.baseline)  # 2000/120/0.5 == 2000/60
     assert rps.verdict is Verdict.PASS
+    assert rps.gated
+    oversampled = replace(replayed, endpoints=(replace(replayed.endpoints[0], count=8000, load_factor=4.0),))
+    rps = compare(base, oversampled).endpoints[0].metric("rps")
+    assert rps is not None
+    assert rps.candidate == pytest.approx(rps.baseline)  # sent at 4x its share: compared per unit of its own load
+    assert any("oversampled endpoints" in n and "GET /a x4" in n for n in compare(base, oversampled).notes)
 
 
-def test_summary_baseline_against_sketch_candidate_is_before_after() -> None:
+def test_throughput_is_judged_only_under_the_same_offered_load() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /b": 30}, seed=1)
+    fewer = lognormal_side({"GET /a": 20, "GET /b": 30}, n=1600, seed=2)  # 20% fewer requests everywhere
+    before_after = compare(base, fewer)
+    rps = before_after.endpoints[0].metric("rps")
+    assert rps is not None
+    assert not rps.gated
+    assert rps.verdict is Verdict.INCONCLUSIVE
+    assert "not driven by the same offered load" in rps.reason
+    assert not before_after.throughput_gated
+    assert before_after.verdict is Verdict.PASS  # shown, not judged: the rest passes
+    paired = compare(replace(base, pair_id="ab"), replace(fewer, pair_id="ab"))
+    assert paired.verdict is Verdict.FAIL  # the same schedule sent to both: 20% fewer served is a regression
+    same_traffic = {LABEL_REPLAY_OF: "f00d"}  # two replays of one baseline (or server-side figures of them)
+    assert compare(replace(base, labels=same_traffic), replace(fewer, labels=same_traffic)).verdict is Verdict.FAIL
+
+
+def test_closed_loop_request_logs_judge_latency_not_throughput() -> None:
+    """A user's own locustfile (CsvRequestLogger): one endpoint x1.5 slower and every endpoint 20% fewer
+    requests (users waited longer) — exactly the slower endpoint fails."""
+    keys = {"GET /a": 20, "GET /b": 30, "POST /c": 50}
+    base = replace(lognormal_side(keys, n=3000, seed=1), source=Source(SourceKind.LOCUST_CSV, "requests.csv"))
+    slower = {**keys, "GET /b": 45}
+    cand = replace(lognormal_side(slower, n=2400, seed=2), source=Source(SourceKind.LOCUST_CSV, "requests.csv"))
+    result = compare(base, cand)
+    assert {e.endpoint.key: e.verdict for e in result.endpoints} == {
+        "GET /b": Verdict.FAIL,
+        "GET /a": Verdict.PASS,
+        "POST /c": Verdict.PASS,
+    }
+    assert "closed-loop load" in result.throughput_note
+    assert any(n.startswith("throughput shown, not judged: closed-loop") for n in result.notes)
+
+
+def test_server_side_baseline_against_a_client_side_replay_is_incomparable() -> None:
     summary = EndpointStats(
         Endpoint("GET", "/a"), count=5000, errors=0, latency=LatencySummary(avg_ms=20.9, p50_ms=20.0, p95_ms=32.5)
     )
     base = Measurement(
-        source=lognormal_side({}).source, window=Window(T0, T0 + timedelta(days=1)), endpoints=(summary,)
+        source=Source(SourceKind.ACCESS_LOG, "access.log"),
+        window=Window(T0, T0 + timedelta(days=1)),
+        endpoints=(summary,),
+        labels={"format": "nginx"},
     )
-    cand = lognormal_side({"GET /a": 20}, pair_id="x")
+    cand = replace(
+        lognormal_side({"GET /a": 26}),  # x1.3 slower client-side: the network, not the target
+        source=Source(SourceKind.LOCUST_REPLAY, "replay", service="web", env="eks", target="http://new:8080"),
+        labels={"run_time_s": "60", "seed": "3"},
+    )
+    result = compare(base, cand, names=("base.json", "new.json"))
+    assert result.verdict is Verdict.INCONCLUSIVE  # never a FAIL (exit 1) for a difference of kinds
+    assert result.incomparable is not None
+    assert result.incomparable.baseline_kind == "server"
+    assert result.reasons[0].startswith("latency not comparable: the baseline's latency is server-side (access log)")
+    assert result.reasons[1] == f"for a latency verdict: {result.incomparable.remedies[0]}"
+    assert result.incomparable.remedies[0].startswith("parity ab base.json --old OLD_URL --new http://new:8080")
+    assert "from-logs --format nginx ACCESS_LOGS --window-of new.json" in result.incomparable.remedies[1]
+    assert "--baseline base.json -t 60s --rate-scale 1 --seed 3" in result.incomparable.remedies[2]
+    e = result.endpoints[0]
+    assert e.verdict is Verdict.INCONCLUSIVE
+    for name in ("shift", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        m = e.metric(name)
+        assert m is not None
+        assert (m.verdict, m.comparable, m.gated, m.looks_worse) == (Verdict.INCONCLUSIVE, False, False, False)
+        assert m.reason.split(": ", 1)[1].startswith("not judged, incomparable")
+    errors_now = replace(cand, endpoints=(replace(cand.endpoints[0], errors=200),))
+    assert compare(base, errors_now).verdict is Verdict.FAIL  # errors are still judged across kinds
+
+
+def test_summary_baseline_against_a_server_side_sketch_is_before_after() -> None:
+    summary = EndpointStats(
+        Endpoint("GET", "/a"), count=50000, errors=0, latency=LatencySummary(avg_ms=20.9, p50_ms=20.0, p95_ms=32.5)
+    )
+    base = Measurement(
+        source=Source(SourceKind.DATADOG, "apm"), window=Window(T0, T0 + timedelta(days=1)), endpoints=(summary,)
+    )
+    cand = replace(lognormal_side({"GET /a": 20}), latency_kind=LatencyKind.SERVER)  # e.g. access log of the window
     result = compare(base, cand)
     assert result.mode is ComparisonMode.BEFORE_AFTER
+    assert result.incomparable is None
     assert any("before/after" in n for n in result.notes)
-    assert any("latency kinds differ" in n for n in result.notes)
     e = result.endpoints[0]
     assert e.verdict is Verdict.PASS
     p99 = e.metric("p99_ms")
@@ -402,8 +533,8 @@ def test_changed_but_not_significant_is_marginal_or_within_noise_never_fail() ->
 
 
 def test_every_test_of_the_run_is_adjusted_together() -> None:
-    side = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=1)
-    other = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=2)
+    side = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=1, pair_id="ab")
+    other = lognormal_side({f"GET /e{i}": 20 for i in range(10)}, n=2000, seed=2, pair_id="ab")
     result = compare(side, other)
     tested = [m.statistics for e in result.endpoints for m in e.metrics if m.statistics and m.statistics.tested]
     # 10 endpoints x (6 latency tests + throughput); zero errors on both sides cannot be significant (left out)

@@ -175,13 +175,74 @@ def test_a_spread_only_change_is_caught_by_the_tail_quantiles() -> None:
     assert d["shift"].outcome is not Outcome.WORSE
 
 
-def test_quantiles_need_enough_samples_beyond_them() -> None:
-    e = stats.quantile_ratio(sketch(lognormal(1, 500)), sketch(lognormal(2, 500)), 0.99)
+def test_quantiles_are_tested_from_ten_requests_per_side() -> None:
+    e = stats.quantile_ratio(sketch(lognormal(1, 9)), sketch(lognormal(2, 500)), 0.99)
     assert e.status is Status.INSUFFICIENT
-    assert "1000 samples" in e.reason
-    assert stats.quantile_ratio(sketch(lognormal(1, 1000)), sketch(lognormal(2, 1000)), 0.99).status is Status.TESTED
+    assert "10 needed" in e.reason
+    small = stats.quantile_ratio(sketch(lognormal(1, 500)), sketch(lognormal(2, 500)), 0.99)
+    assert small.status is Status.TESTED  # exact at any n: with 10 requests beyond the pooled p99 it is weak,
+    assert small.min_p > stats.ALPHA / 50  # and cannot reach alpha after adjusting for a 50-test run
     with pytest.raises(ValueError, match="strictly between"):
         stats.quantile_ratio(sketch([1.0]), sketch([1.0]), 1.0)
+
+
+def test_an_eightfold_p95_on_165_requests_per_side_is_decided() -> None:
+    """The issue's case: the payroll endpoint's p95 x8 on 165 vs 165 requests must be decided, after Holm over
+    a run-sized family, not left grey for want of 200 samples."""
+    base = lognormal(21, 165, 220.0, 0.3)
+    cand = lognormal(22, 165, 220.0, 0.3) * 8.0
+    e = stats.quantile_ratio(sketch(base), sketch(cand), 0.95)
+    assert e.status is Status.TESTED
+    assert e.p_value is not None
+    assert e.p_value < stats.ALPHA / 300  # significant at the first Holm step of a 300-test run
+    assert e.interval is not None
+    assert e.interval[0] > 1.05  # the exact interval excludes "within tolerance"
+    assert e.estimate == pytest.approx(8.0, rel=0.15)
+
+
+@pytest.mark.parametrize("n", [40, 165])
+def test_small_sample_quantile_interval_covers_at_least_the_stated_rate(n: int) -> None:
+    """With few requests beyond p95 the interval is the exact order-statistic one: conservative, never short."""
+    covered = 0
+    for seed in range(200):
+        e = stats.quantile_ratio(sketch(lognormal(seed, n)), sketch(lognormal(seed + 10_000, n) * 1.5), 0.95)
+        assert e.interval is not None
+        covered += e.interval[0] <= 1.5 <= e.interval[1]
+    assert covered / 200 >= 0.95
+
+
+def test_small_sample_quantile_test_keeps_its_false_positive_rate() -> None:
+    p_values = [
+        stats.quantile_ratio(sketch(lognormal(s, 60)), sketch(lognormal(s + 10_000, 60)), 0.95).p_value
+        for s in range(300)
+    ]
+    assert sum(p is not None and p <= 0.05 for p in p_values) / 300 <= 0.07
+
+
+def test_requests_to_decide_scales_the_observed_z() -> None:
+    e = Evidence(
+        method="m", status=Status.TESTED, direction=Direction.LOWER_IS_BETTER, unit="ms", baseline=10.0,
+        candidate=12.0, estimate=1.2, estimate_kind=EstimateKind.RATIO, interval=(0.9, 1.6),
+        p_value=float(st.norm.sf(2.0)), samples=(100, 120), reason="",
+    )  # fmt: skip
+    need = (st.norm.isf(0.01 / 50) + st.norm.isf(0.2)) / 2.0
+    assert stats.requests_to_decide(e, 0.01, 50) == math.ceil(100 * need**2)
+    assert stats.requests_to_decide(replace(e, p_value=0.7), 0.01, 50) is None  # not worse: nothing to decide
+    assert stats.requests_to_decide(replace(e, p_value=None), 0.01, 50) is None
+
+
+def test_shown_within_is_an_equivalence_check_on_the_interval() -> None:
+    e = Evidence(
+        method="m", status=Status.TESTED, direction=Direction.LOWER_IS_BETTER, unit="ms", baseline=100.0,
+        candidate=101.0, estimate=1.01, estimate_kind=EstimateKind.RATIO, interval=(0.97, 1.04),
+        p_value=0.3, samples=(100, 100), reason="",
+    )  # fmt: skip
+    assert stats.shown_within(e, Tolerance(0.05, 1.0))
+    assert not stats.shown_within(replace(e, interval=(0.97, 1.08)), Tolerance(0.05, 1.0))
+    assert stats.shown_within(replace(e, interval=(0.97, 1.08)), Tolerance(0.05, 10.0))  # +8 ms < 10 ms floor
+    assert not stats.shown_within(replace(e, interval=None), Tolerance(0.05, 1.0))
+    assert stats.looks_worse(replace(e, candidate=120.0), Tolerance(0.05, 1.0))
+    assert not stats.looks_worse(e, Tolerance(0.05, 1.0))
 
 
 # --- max ----------------------------------------------------------------------------------------------------

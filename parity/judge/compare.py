@@ -7,20 +7,37 @@ together (Holm, at the policy's run-level ``alpha``). A metric is then judged by
 *and* beyond its practical tolerance (relative and absolute) in its bad direction:
 
 =======================================================  ==================================================
-significant and beyond tolerance                         fail (marginal for a ``warn`` gate)
+significant and beyond tolerance                         fail (marginal for a ``warn`` gate), at any n
 beyond tolerance, adjusted p ≤ ``marginal_alpha``        marginal: changed, not significant
 beyond tolerance, adjusted p above that                  inconclusive: within noise, more requests needed
 beyond tolerance, no test possible (summaries only)      fail, labelled untested (tolerance alone)
-within tolerance, or better                              pass
+within tolerance, or better                              pass — with fewer than the metric's ``min_samples``
+                                                         only when the interval shows it within tolerance
 a side missing, too few samples, generator saturated     inconclusive (never a pass; missing is never zero)
 =======================================================  ==================================================
 
-An endpoint fails when any gated metric fails, is marginal when any is marginal, is inconclusive when no
-latency metric with a fail gate could be judged (pass or fail: a metric within noise is not judged), and
-passes otherwise, listing the metrics it could not judge. The run fails when an endpoint fails
-(only a *critical* one with ``fail_on = "critical"``: the others make it marginal); it is inconclusive
-when nothing could be judged, when a critical endpoint could not be judged, or when unjudged endpoints
-carry more than ``max_inconclusive_share`` of baseline traffic.
+No fixed sample-count cut-off keeps a clear regression from failing: the tests are exact or valid at small
+n (the percentile interval is the exact order-statistic one when few requests lie beyond it), so ×8 on 165
+requests fails. ``min_samples`` (per metric, and per endpoint) is what a *pass* needs: with fewer
+requests an unchanged-looking metric is inconclusive, with ``needs`` saying how many requests would decide it.
+
+**Like with like.** Latency is compared only between the same kind: server-side (APM, access log) with
+server-side, client-side (a replay's service time or intended time, a Locust request log) with
+client-side. When the kinds differ the latency metrics are *incomparable*: neither passed nor failed, the
+run is inconclusive (unless errors fail it) and ``ParityResult.incomparable`` carries the commands that get a
+comparable side. **Throughput** is gated only when both sides saw the same offered load (a concurrent A/B
+pair, or records of the same reproduced traffic: see :func:`_throughput_note`); otherwise it is shown,
+not judged — closed-loop sources (a user's locustfile) never gate it, since there throughput follows latency.
+Oversampled endpoints (``EndpointStats.load_factor``) compare per unit of their own load.
+
+An endpoint fails when any gated metric fails, is marginal when any is marginal, is inconclusive when its
+latency is incomparable, when it has fewer than ``min_samples`` requests on a side, or when no latency
+metric with a fail gate could be judged (pass or fail: a metric within noise is not judged), and passes
+otherwise, listing the metrics it could not judge. The run fails when an endpoint fails (only a *critical*
+one with ``fail_on = "critical"``: the others make it marginal); it is inconclusive when latency is
+incomparable, when nothing could be judged, when a critical endpoint could not be judged, when an
+endpoint that could not be judged *looks* worse beyond its tolerance (point estimates: no green on missing
+evidence), or when unjudged endpoints carry more than ``max_inconclusive_share`` of baseline traffic.
 
 Generator health: when a replay's load generator was CPU-saturated in more than
 ``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
@@ -41,6 +58,7 @@ from parity.judge.result import (
     ComparisonMode,
     EndpointResult,
     GeneratorInfo,
+    Incomparability,
     MetricResult,
     ParityResult,
     SideInfo,
@@ -48,9 +66,17 @@ from parity.judge.result import (
     Verdict,
 )
 from parity.judge.stats import Decision, Evidence, Outcome, Status, Tolerance, format_value
-from parity.model import Endpoint, EndpointStats, LatencyKind, Measurement
+from parity.model import (
+    LABEL_REPLAY_OF,
+    Endpoint,
+    EndpointStats,
+    LatencyKind,
+    Measurement,
+    SourceKind,
+    fingerprint,
+)
 
-__all__ = ["compare", "format_value", "generator_info", "side_info"]
+__all__ = ["compare", "describe_looks_worse", "format_value", "generator_info", "side_info"]
 
 _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
 #: ``latency_basis`` of endpoints judged on latency from the planned send time.
@@ -78,7 +104,10 @@ def _evidence(
     )
     evidence["error_rate"] = stats.error_rate_evidence(base.errors, base.count, cand.errors, cand.count)
     evidence["rps"] = stats.throughput_evidence(
-        base.count, b.window.duration_s * b.rate_scale, cand.count, c.window.duration_s * c.rate_scale
+        base.count,
+        b.window.duration_s * b.rate_scale * base.load_factor,
+        cand.count,
+        c.window.duration_s * c.rate_scale * cand.load_factor,
     )
     return evidence
 
@@ -95,21 +124,51 @@ class _Pending:
     settings: EndpointPolicy
     evidence: Mapping[str, Evidence]
 
-    def why_not_judged(self, spec: MetricSpec, saturated: Sequence[str], min_samples: int) -> str | None:
-        """Why ``spec`` is left out of the run's tests (None: it is tested)."""
+    def left_out(self, spec: MetricSpec, run: _RunContext) -> _LeftOut | None:
+        """Why ``spec`` is left out of the run's tests, and whether it still counts (None: it is tested)."""
+        rule = self.settings.rule(spec.name)
+        if rule.gate is Gate.OFF:
+            return _LeftOut("reported only (gate off)", gated=False)
+        if spec.name in _LATENCY_METRICS and run.incomparable is not None:
+            return _LeftOut(f"incomparable: {run.incomparable.reason}", gated=False, comparable=False)
+        if spec.name == "rps" and run.throughput_note:
+            return _LeftOut(run.throughput_note, gated=False, verb="shown, not judged")
+        if spec.name in _LATENCY_METRICS and run.saturated:
+            return _LeftOut("; ".join(run.saturated))
+        return None
+
+    def too_few(self, spec: MetricSpec, samples: tuple[int, int], policy: Policy) -> str | None:
+        """Why the metric cannot *pass* on its point estimate (a significant regression fails at any n)."""
         assert self.base is not None
         assert self.cand is not None
-        rule = self.settings.rule(spec.name)
-        samples = self.evidence[spec.name].samples
-        if min(self.base.count, self.cand.count) < min_samples:
-            return f"too few requests ({min_samples} needed on each side)"
-        if rule.gate is Gate.OFF:
-            return "reported only (gate off)"
-        if spec.name in _LATENCY_METRICS and saturated:
-            return "; ".join(saturated)
-        if min(samples) < rule.min_samples:
-            return f"{min(samples)} samples < {rule.min_samples} needed on each side"
+        counts = min(self.base.count, self.cand.count)
+        if counts < policy.min_samples:
+            return f"too few requests to pass: {counts} < {policy.min_samples} on a side"
+        need = self.settings.rule(spec.name).min_samples
+        if min(samples) < need:
+            return f"too few samples to pass: {min(samples)} < {need} on a side"
         return None
+
+
+@dataclass(frozen=True)
+class _LeftOut:
+    """A metric kept out of the run's tests: why, whether it still counts towards the endpoint's verdict
+    (``gated``: a saturated generator leaves latency unjudged but owed), whether the sides' kinds match, and
+    the words for it (``verb``: throughput under unequal load is "shown, not judged")."""
+
+    why: str
+    gated: bool = True
+    comparable: bool = True
+    verb: str = "not judged"
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """Run-wide facts that decide which metrics can be judged at all."""
+
+    saturated: tuple[str, ...]
+    incomparable: Incomparability | None
+    throughput_note: str
 
 
 def _statistics(d: Decision) -> Statistics:
@@ -129,16 +188,28 @@ def _statistics(d: Decision) -> Statistics:
     )
 
 
-def _verdict(d: Decision, gate: Gate, policy: Policy) -> tuple[Verdict, Change, str]:
-    """The metric's verdict from its two-gate outcome (table in the module docstring)."""
+def _verdict(d: Decision, gate: Gate, policy: Policy, too_few: str | None) -> tuple[Verdict, Change, str]:
+    """The metric's verdict from its two-gate outcome (table in the module docstring). ``too_few``: why the
+    metric cannot pass on its point estimate alone — it then passes only when its interval shows it within
+    tolerance, while a significant regression beyond tolerance fails whatever the sample size."""
     worse = Verdict.FAIL if gate is Gate.FAIL else Verdict.MARGINAL
     match d.outcome:
-        case Outcome.WORSE | Outcome.UNTESTED:
+        case Outcome.WORSE:
+            decided = f" (decided with {min(d.evidence.samples)} requests per side)" if too_few else ""
+            return worse, Change.WORSE, d.reason + decided
+        case Outcome.UNTESTED if too_few:
+            return Verdict.INCONCLUSIVE, Change.WORSE, f"{d.reason}; {too_few}"
+        case Outcome.UNTESTED:
             return worse, Change.WORSE, d.reason
+        case Outcome.NOT_SIGNIFICANT if too_few:
+            return Verdict.INCONCLUSIVE, Change.WORSE, f"{d.reason}; {too_few}: more requests needed to tell"
         case Outcome.NOT_SIGNIFICANT if d.adjusted_p is not None and d.adjusted_p <= policy.marginal_alpha:
             return Verdict.MARGINAL, Change.WORSE, d.reason
         case Outcome.NOT_SIGNIFICANT:
             return Verdict.INCONCLUSIVE, Change.WORSE, f"{d.reason}; within noise: more requests needed to tell"
+        case Outcome.BETTER | Outcome.SAME if too_few and not stats.shown_within(d.evidence, d.tolerance):
+            change = Change.BETTER if d.outcome is Outcome.BETTER else Change.SAME
+            return Verdict.INCONCLUSIVE, change, f"{d.reason}; {too_few}"
         case Outcome.BETTER:
             return Verdict.PASS, Change.BETTER, d.reason
         case Outcome.SAME:
@@ -146,21 +217,43 @@ def _verdict(d: Decision, gate: Gate, policy: Policy) -> tuple[Verdict, Change, 
     return Verdict.INCONCLUSIVE, Change.UNKNOWN, d.reason
 
 
+def _needs(d: Decision, verdict: Verdict, too_few: str | None, floor: int) -> int | None:
+    """Requests per side that would decide an undecided metric: enough to make the change seen significant
+    when it looks worse, else the minimum to pass on the point estimate (``floor``)."""
+    if verdict is not Verdict.INCONCLUSIVE:
+        return None
+    if stats.looks_worse(d.evidence, d.tolerance):
+        to_decide = stats.requests_to_decide(d.evidence, d.alpha, max(d.family_size, 1))
+        if to_decide is not None:
+            return max(to_decide, min(d.evidence.samples) + 1)
+    if too_few or d.evidence.status is Status.INSUFFICIENT:
+        return max(floor, stats.MIN_SAMPLES)
+    return None
+
+
 def _metric_result(
-    spec: MetricSpec, p: _Pending, d: Decision, policy: Policy, not_judged: str | None = None
+    spec: MetricSpec,
+    p: _Pending,
+    d: Decision,
+    policy: Policy,
+    left_out: _LeftOut | None = None,
 ) -> MetricResult:
     rule = p.settings.rule(spec.name)
     e = d.evidence
-    if not_judged is None:
-        verdict, change, reason = _verdict(d, rule.gate, policy)
+    needs = None
+    if left_out is None:
+        too_few = p.too_few(spec, e.samples, policy)
+        verdict, change, reason = _verdict(d, rule.gate, policy, too_few)
+        needs = _needs(d, verdict, too_few, max(rule.min_samples, policy.min_samples))
     else:
         figures = f"{format_value(e.candidate, e.unit)} vs {format_value(e.baseline, e.unit)}"
         verdict, change, reason = (
             Verdict.INCONCLUSIVE,
             Change.UNKNOWN,
-            f"{d.label}: not judged, {not_judged}: {figures}",
+            f"{d.label}: {left_out.verb}, {left_out.why}: {figures}",
         )
     both = e.baseline is not None and e.candidate is not None
+    comparable = left_out is None or left_out.comparable
     return MetricResult(
         metric=spec.name,
         unit=spec.unit,
@@ -176,7 +269,11 @@ def _metric_result(
         min_delta=rule.min_delta,
         min_samples=rule.min_samples,
         samples=e.samples,
-        statistics=None if e.status is Status.INSUFFICIENT else _statistics(d),
+        statistics=None if e.status is Status.INSUFFICIENT or left_out is not None else _statistics(d),
+        gated=left_out is None or left_out.gated,
+        comparable=comparable,
+        looks_worse=comparable and stats.looks_worse(e, d.tolerance),
+        needs=needs,
     )
 
 
@@ -196,18 +293,16 @@ def _pending(
     return _Pending(endpoint, base, cand, share, basis, policy.for_endpoint(endpoint.key), evidence)
 
 
-def _judge_run(
-    pending: Sequence[_Pending], policy: Policy, saturated: Sequence[str]
-) -> tuple[list[EndpointResult], int]:
+def _judge_run(pending: Sequence[_Pending], policy: Policy, run: _RunContext) -> tuple[list[EndpointResult], int]:
     """Every endpoint's result, the run's p-values adjusted together; also the number of tests adjusted."""
     items: list[tuple[str, Evidence, Tolerance]] = []
     slots: list[tuple[int, MetricSpec]] = []
-    left_out: dict[tuple[int, str], str] = {}
+    left_out: dict[tuple[int, str], _LeftOut] = {}
     for i, p in enumerate(pending):
         if p.base is None or p.cand is None:
             continue
         for spec in METRICS:
-            why = p.why_not_judged(spec, saturated, policy.min_samples)
+            why = p.left_out(spec, run)
             if why is not None:
                 left_out[i, spec.name] = why
             rule = p.settings.rule(spec.name)
@@ -220,18 +315,15 @@ def _judge_run(
     metrics: dict[int, list[MetricResult]] = {}
     for n, (i, spec) in enumerate(slots):
         label, evidence, tolerance = items[n]
-        why = left_out.get((i, spec.name))
         d = decisions.get(n) or stats.decide(
             evidence, tolerance, None, label=label, alpha=policy.alpha, family_size=tests
         )
-        metrics.setdefault(i, []).append(_metric_result(spec, pending[i], d, policy, why))
-    results = [_endpoint_result(p, tuple(metrics.get(i, ())), policy, saturated) for i, p in enumerate(pending)]
+        metrics.setdefault(i, []).append(_metric_result(spec, pending[i], d, policy, left_out.get((i, spec.name))))
+    results = [_endpoint_result(p, tuple(metrics.get(i, ())), policy, run) for i, p in enumerate(pending)]
     return results, tests
 
 
-def _endpoint_result(
-    p: _Pending, judged: tuple[MetricResult, ...], policy: Policy, saturated: Sequence[str]
-) -> EndpointResult:
+def _endpoint_result(p: _Pending, judged: tuple[MetricResult, ...], policy: Policy, run: _RunContext) -> EndpointResult:
     def result(verdict: Verdict, reasons: Sequence[str]) -> EndpointResult:
         return EndpointResult(
             endpoint=p.endpoint,
@@ -249,15 +341,7 @@ def _endpoint_result(
         return result(Verdict.INCONCLUSIVE, ["not in the baseline: nothing to compare against"])
     if p.cand is None:
         return result(Verdict.INCONCLUSIVE, ["no candidate requests: endpoint was not replayed or not recorded"])
-    if min(p.base.count, p.cand.count) < policy.min_samples:
-        return result(
-            Verdict.INCONCLUSIVE,
-            [
-                f"too few requests: {p.base.count} baseline, {p.cand.count} candidate "
-                f"({policy.min_samples} needed on each side)"
-            ],
-        )
-    gated = [m for m in judged if p.settings.rule(m.metric).gate is not Gate.OFF]
+    gated = [m for m in judged if m.gated]
     failed = [m for m in gated if m.verdict is Verdict.FAIL]
     marginal = [m for m in gated if m.verdict is Verdict.MARGINAL]
     unjudged = [m.reason for m in gated if m.verdict is Verdict.INCONCLUSIVE]
@@ -267,8 +351,20 @@ def _endpoint_result(
         return result(Verdict.FAIL, [m.reason for m in failed + marginal])
     if marginal:
         return result(Verdict.MARGINAL, [m.reason for m in marginal] + unjudged)
+    if run.incomparable is not None:
+        return result(Verdict.INCONCLUSIVE, [f"latency not compared: {run.incomparable.reason}", *unjudged])
+    counts = min(p.base.count, p.cand.count)
+    if counts < policy.min_samples:
+        return result(
+            Verdict.INCONCLUSIVE,
+            [
+                f"too few requests to pass: {p.base.count} baseline, {p.cand.count} candidate "
+                f"({policy.min_samples} needed on each side)",
+                *unjudged,
+            ],
+        )
     if not latency_judged:
-        return result(Verdict.INCONCLUSIVE, ["no latency metric could be judged", *saturated, *unjudged])
+        return result(Verdict.INCONCLUSIVE, ["no latency metric could be judged", *run.saturated, *unjudged])
     return result(Verdict.PASS, ["every judged metric within tolerance", *unjudged])
 
 
@@ -330,22 +426,120 @@ def _notes(baseline: Measurement, candidate: Measurement, mode: ComparisonMode) 
             "before/after comparison: the sides were measured at different times and loads, "
             "so differences may come from the load as well as the environment"
         )
-    if baseline.latency_kind is not candidate.latency_kind:
-        notes.append(
-            f"latency kinds differ: baseline is {baseline.latency_kind.value}, candidate is "
-            f"{candidate.latency_kind.value}"
-            + (
-                " (client-side times include the network)"
-                if LatencyKind.SERVER in (baseline.latency_kind, candidate.latency_kind)
-                else ""
-            )
-        )
     if baseline.rate_scale != candidate.rate_scale:
         notes.append(
             f"throughput compared per unit of offered load: baseline rate scale {baseline.rate_scale:g}, "
             f"candidate rate scale {candidate.rate_scale:g}"
         )
+    oversampled = [e for m in (baseline, candidate) for e in m.endpoints if e.load_factor != 1.0]
+    if oversampled:
+        listed = ", ".join(sorted({f"{e.endpoint.key} x{e.load_factor:.3g}" for e in oversampled}))
+        notes.append(
+            f"oversampled endpoints (sent above their share of traffic so they can be judged; the mix differs "
+            f"from production, throughput is compared per unit of each endpoint's load): {listed}"
+        )
     return notes
+
+
+_KIND_WORDS = {
+    LatencyKind.SERVER: "server-side",
+    LatencyKind.SERVICE_TIME: "client-side (service time)",
+    LatencyKind.INTENDED: "client-side (from the planned send time)",
+}
+_SOURCE_WORDS = {
+    SourceKind.DATADOG: "Datadog APM",
+    SourceKind.ACCESS_LOG: "access log",
+    SourceKind.LOCUST_REPLAY: "replay",
+    SourceKind.LOCUST_CSV: "Locust request log",
+    SourceKind.SYNTHETIC: "synthetic",
+}
+
+
+def _remedies(baseline: Measurement, candidate: Measurement, names: tuple[str, str]) -> tuple[str, ...]:
+    """Commands that give a side comparable with the other (placeholders in capitals), best first."""
+    base_name, cand_name = names
+    server, client = (baseline, candidate) if not baseline.latency_kind.client_side else (candidate, baseline)
+    server_name, client_name = (base_name, cand_name) if server is baseline else (cand_name, base_name)
+    service = client.source.service or server.source.service or "SERVICE"
+    new_url = candidate.source.target or "NEW_URL"
+    remedies = [
+        f"parity ab {base_name} --old OLD_URL --new {new_url} --out DIR   "
+        "(replay old and new at once: client-side on both sides, same load, same time)"
+    ]
+    if client.source.kind is SourceKind.LOCUST_REPLAY:
+        env = client.source.env or "ENV"
+        if server.source.kind is SourceKind.ACCESS_LOG:
+            fmt = server.labels.get("format", "alb|nginx")
+            pull = f"parity baseline from-logs --format {fmt} ACCESS_LOGS --window-of {client_name} -o server-side.json"
+        else:
+            pull = f"parity baseline pull --service {service} --env {env} --window-of {client_name} -o server-side.json"
+        remedies.append(
+            f"{pull} && parity compare {server_name} server-side.json --out DIR   "
+            "(the replayed environment's own server-side figures for the replay's window)"
+        )
+        run_time, seed = client.labels.get("run_time_s", "DURATION"), client.labels.get("seed", "1")
+        remedies.append(
+            f"locust -f loadtests/replay.py --headless --host OLD_URL --baseline {server_name} -t {run_time}s "
+            f"--rate-scale {client.rate_scale:g} --seed {seed} --parity-out old.json && "
+            f"parity compare old.json {client_name} --out DIR   (replay the old environment too: client against client)"
+        )
+    return tuple(remedies)
+
+
+def _comparability(baseline: Measurement, candidate: Measurement, names: tuple[str, str]) -> Incomparability | None:
+    """None when the latencies are of the same side (server with server, client with client)."""
+    b, c = baseline.latency_kind, candidate.latency_kind
+    if b.client_side == c.client_side:
+        return None
+    reason = (
+        f"the baseline's latency is {_KIND_WORDS[b]} ({_SOURCE_WORDS[baseline.source.kind]}), the candidate's "
+        f"{_KIND_WORDS[c]} ({_SOURCE_WORDS[candidate.source.kind]}): client-side times include the network, "
+        "TLS and the client's own queueing, so the difference would be a verdict on the measurement, not the target"
+    )
+    return Incomparability(b.value, c.value, reason, _remedies(baseline, candidate, names))
+
+
+def _throughput_note(baseline: Measurement, candidate: Measurement, mode: ComparisonMode) -> str:
+    """Why per-endpoint throughput is only shown (empty: both sides saw the same offered load, so it is gated).
+
+    Gated for a concurrent A/B pair, for two records of the same reproduced traffic (replays, or server-side
+    figures over a replay's window, of the same baseline) and for a record of a baseline's replay against that
+    baseline. Never for closed-loop sources, whose throughput follows their latency."""
+    closed = [name for name, m in (("baseline", baseline), ("candidate", candidate)) if m.source.kind.closed_loop]
+    if closed:
+        return (
+            f"closed-loop load on the {' and '.join(closed)} side (users wait for each response before the next "
+            "request): when one endpoint slows down every endpoint's rate falls, so throughput follows latency"
+        )
+    if mode is ComparisonMode.CONCURRENT:
+        return ""
+    replay_b, replay_c = baseline.labels.get(LABEL_REPLAY_OF), candidate.labels.get(LABEL_REPLAY_OF)
+    if (replay_b and replay_b == replay_c) or replay_c == fingerprint(baseline) or replay_b == fingerprint(candidate):
+        return ""
+    return (
+        "the sides were not driven by the same offered load (different traffic at different times), "
+        "so their request rates say nothing about the target"
+    )
+
+
+def describe_looks_worse(result: EndpointResult, limit: int = 2) -> str:
+    """An unjudged endpoint that looks worse, in words: ``looks x1.90 slower (p95), +0.40 pp errors: needs ~120
+    more requests per side``; empty when it does not."""
+    looks = []
+    for m in result.looks_worse[:limit]:
+        label = m.metric.removesuffix("_ms") if m.unit == "ms" else m.metric.replace("_", " ")
+        if m.unit == "ratio" and m.delta is not None:
+            looks.append(f"{m.delta * 100:+.2f} pp {label}")
+        elif m.ratio is not None:
+            slower = "slower" if m.unit == "ms" else "lower"
+            looks.append(f"x{m.ratio:.2f} {slower} ({label})")
+    if not looks:
+        return ""
+    text = "looks " + ", ".join(looks)
+    have = min(result.baseline_count or 0, result.candidate_count or 0)
+    if result.needs is not None and result.needs > have:
+        text += f": needs ~{result.needs - have} more requests per side"
+    return text
 
 
 def _pattern_notes(policy: Policy, keys: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -375,24 +569,31 @@ def compare(
         for role, side in zip(("baseline", "candidate"), sides, strict=True)
         for r in _saturation_reason(role, side.generator)
     )
-    base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
-    keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]
-    pending = [_pending(base_by_key.get(k), cand_by_key.get(k), baseline, candidate, policy) for k in keys]
-    results, tests = _judge_run(pending, policy, saturated)
-    results.sort(key=lambda r: (-r.verdict.severity, not r.critical, -(r.traffic_share or 0.0), r.endpoint.key))
-
     mode = (
         ComparisonMode.CONCURRENT
         if baseline.pair_id is not None and baseline.pair_id == candidate.pair_id
         else ComparisonMode.BEFORE_AFTER
     )
+    run = _RunContext(
+        saturated=saturated,
+        incomparable=_comparability(baseline, candidate, names),
+        throughput_note=_throughput_note(baseline, candidate, mode),
+    )
+    base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
+    keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]
+    pending = [_pending(base_by_key.get(k), cand_by_key.get(k), baseline, candidate, policy) for k in keys]
+    results, tests = _judge_run(pending, policy, run)
+    results.sort(key=lambda r: (-r.verdict.severity, not r.critical, -(r.traffic_share or 0.0), r.endpoint.key))
+
     pattern_notes, missing_critical = _pattern_notes(policy, [p.endpoint.key for p in pending])
-    verdict, reasons = _run_verdict(results, policy, missing_critical)
+    verdict, reasons = _run_verdict(results, policy, missing_critical, run.incomparable)
     notes = [*_notes(baseline, candidate, mode), *(f"latency not judged: {s}" for s in saturated), *pattern_notes]
-    intended = sum(1 for r in results if r.latency_basis == INTENDED)
-    if intended:
+    if run.throughput_note:
+        notes.append(f"throughput shown, not judged: {run.throughput_note}")
+    on_intended = sum(1 for r in results if r.latency_basis == INTENDED)
+    if on_intended and run.incomparable is None:
         notes.append(
-            f"latency judged from each request's planned send time on {intended} endpoint(s) "
+            f"latency judged from each request's planned send time on {on_intended} endpoint(s) "
             "(open-model replays on both sides: includes time a request waited to be sent)"
         )
     notes.append(
@@ -412,6 +613,9 @@ def compare(
         knees=knees,
         alpha=policy.alpha,
         tests=tests,
+        incomparable=run.incomparable,
+        throughput_gated=not run.throughput_note,
+        throughput_note=run.throughput_note,
     )
 
 
@@ -422,7 +626,10 @@ def _names(results: Sequence[EndpointResult], limit: int = 5) -> str:
 
 
 def _run_verdict(
-    results: list[EndpointResult], policy: Policy, missing_critical: Sequence[str] = ()
+    results: list[EndpointResult],
+    policy: Policy,
+    missing_critical: Sequence[str] = (),
+    incomparable: Incomparability | None = None,
 ) -> tuple[Verdict, list[str]]:
     by = {v: [r for r in results if r.verdict is v] for v in Verdict}
     failed = by[Verdict.FAIL]
@@ -431,6 +638,11 @@ def _run_verdict(
         critical = sum(r.critical for r in blocking)
         which = f" ({critical} critical)" if critical else ""
         return Verdict.FAIL, [f"{len(blocking)} endpoint(s) regressed{which}: {_names(blocking)}"]
+    if incomparable is not None:
+        return Verdict.INCONCLUSIVE, [
+            f"latency not comparable: {incomparable.reason}",
+            f"for a latency verdict: {incomparable.remedies[0]}",
+        ]
     unjudged_critical = [r for r in by[Verdict.INCONCLUSIVE] if r.critical]
     if unjudged_critical or missing_critical:
         reasons = (
@@ -441,11 +653,22 @@ def _run_verdict(
     unjudged_share = sum(r.traffic_share or 0.0 for r in by[Verdict.INCONCLUSIVE])
     if not by[Verdict.PASS] and not by[Verdict.MARGINAL] and not failed:
         return Verdict.INCONCLUSIVE, ["no endpoint had enough data to be judged"]
+    reasons = []
+    looking_worse = [r for r in by[Verdict.INCONCLUSIVE] if r.looks_worse]
+    if looking_worse:
+        listed = "; ".join(f"{r.endpoint.key} {describe_looks_worse(r)}" for r in looking_worse[:3])
+        more = len(looking_worse) - 3
+        reasons.append(
+            f"{len(looking_worse)} endpoint(s) not judged look worse beyond tolerance: {listed}"
+            + (f"; and {more} more" if more > 0 else "")
+        )
     if unjudged_share > policy.max_inconclusive_share:
-        return Verdict.INCONCLUSIVE, [
+        reasons.append(
             f"{unjudged_share:.1%} of baseline traffic is on endpoints that could not be judged "
             f"(more than the {policy.max_inconclusive_share:.0%} allowed)"
-        ]
+        )
+    if reasons:
+        return Verdict.INCONCLUSIVE, reasons
     judged = len(by[Verdict.PASS]) + len(by[Verdict.MARGINAL]) + len(failed)
     if failed:
         return Verdict.MARGINAL, [

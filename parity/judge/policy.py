@@ -4,9 +4,10 @@ per run the false-alarm rate; per endpoint (by name pattern) overrides and criti
 A metric is worse only when it moved the bad way by more than ``tolerance`` (relative) *and* more than
 ``min_delta`` (absolute, in the metric's unit) — a 10% change of a 2 ms endpoint is noise, not a
 regression — *and* the change is statistically significant at the run's ``alpha`` after adjusting for
-every test of the run (``parity.judge.stats``). With fewer than ``min_samples`` on either side the metric
-is not judged (inconclusive). For percentiles the default minimum keeps at least ``TAIL_SAMPLES``
-requests beyond the percentile.
+every test of the run (``parity.judge.stats``); that can happen at any sample size. ``min_samples`` is what a
+metric needs on each side to *pass* on its point estimate (with fewer, it passes only when its interval
+shows it within tolerance, else it is inconclusive). For percentiles the default minimum keeps at least
+``TAIL_SAMPLES`` requests beyond the percentile.
 
 The default tolerances are those ``benchmarks/judge_accuracy.py`` measures (run-level false alarms and
 power): tight enough to catch a 10% regression with a few thousand requests per endpoint. An
@@ -155,7 +156,7 @@ class EndpointPolicy:
 class Policy:
     """All judgement settings; every field has a documented default.
 
-    ``min_samples``: requests an endpoint needs on each side to be judged at all.
+    ``min_samples``: requests an endpoint needs on each side to pass (a clear regression fails with fewer).
     ``max_inconclusive_share``: share of baseline traffic that may sit on unjudged endpoints before the
     whole run is inconclusive. ``latency``: which latency the latency metrics judge (``LatencyBasis``).
     ``max_generator_saturated_share``: share of a replay's sampled intervals in which its load generator

@@ -19,6 +19,7 @@ __all__ = [
     "EndpointResult",
     "EstimateKind",
     "GeneratorInfo",
+    "Incomparability",
     "MetricResult",
     "ParityResult",
     "SaturationKnee",
@@ -107,6 +108,13 @@ class MetricResult:
     candidate − baseline in the metric's unit. ``samples`` = (baseline, candidate) sample counts.
     ``statistics``: the significance test behind the verdict (None when the metric was not judged: a
     side missing, too few samples, or a saturated generator).
+
+    ``gated``: the metric counts towards the endpoint's verdict (False: its gate is off, its latency kind is
+    not comparable with the other side's, or throughput under unequal offered load — shown, not judged).
+    ``comparable``: False when the two sides measured different kinds of latency (server vs client side).
+    ``looks_worse``: the point estimates put the candidate beyond the tolerance the bad way, whatever the
+    evidence (what an undecided metric looks like). ``needs``: requests per side that would decide an
+    undecided metric (None: decided, or nothing to go on).
     """
 
     metric: str
@@ -124,6 +132,10 @@ class MetricResult:
     min_samples: int
     samples: tuple[int, int]
     statistics: Statistics | None = None
+    gated: bool = True
+    comparable: bool = True
+    looks_worse: bool = False
+    needs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,21 @@ class EndpointResult:
 
     def metric(self, name: str) -> MetricResult | None:
         return next((m for m in self.metrics if m.metric == name), None)
+
+    @property
+    def looks_worse(self) -> tuple[MetricResult, ...]:
+        """Undecided gated metrics whose point estimates are beyond tolerance the bad way (an endpoint that
+        could not be judged but looks worse: never hidden behind a green run)."""
+        if self.verdict is not Verdict.INCONCLUSIVE:
+            return ()
+        return tuple(m for m in self.metrics if m.gated and m.verdict is Verdict.INCONCLUSIVE and m.looks_worse)
+
+    @property
+    def needs(self) -> int | None:
+        """Requests per side that would decide this endpoint's undecided gated metrics (the most any needs;
+        None when nothing is undecided or nothing is known)."""
+        needed = [m.needs for m in self.metrics if m.gated and m.verdict is Verdict.INCONCLUSIVE and m.needs]
+        return max(needed) if needed else None
 
 
 @dataclass(frozen=True)
@@ -239,10 +266,28 @@ class SideInfo:
 
 
 @dataclass(frozen=True)
+class Incomparability:
+    """Why the two sides' latencies cannot be compared, and the commands that would give a comparable side.
+
+    ``baseline_kind`` / ``candidate_kind``: the latency kinds (``server``, ``service-time``, ``intended``).
+    ``reason``: one line for people. ``remedies``: command lines (with placeholders in capitals where the
+    harness cannot know the value, e.g. ``OLD_URL``), best first.
+    """
+
+    baseline_kind: str
+    candidate_kind: str
+    reason: str
+    remedies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ParityResult:
     """The whole comparison: run verdict, per-endpoint results (worst first), bottlenecks, saturation
     knees (staged replays only), provenance. ``alpha``: the run-level false-alarm rate the tests were
-    adjusted to (Holm over ``tests`` p-values)."""
+    adjusted to (Holm over ``tests`` p-values). ``incomparable``: set when the sides' latency kinds differ
+    (server vs client side): latency is then neither passed nor failed. ``throughput_gated``: per-endpoint
+    throughput counted towards verdicts (both sides saw the same offered load); else ``throughput_note``
+    says why it is only shown."""
 
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -255,6 +300,14 @@ class ParityResult:
     knees: tuple[SaturationKnee, ...] = ()
     alpha: float = 0.01
     tests: int = 0
+    incomparable: Incomparability | None = None
+    throughput_gated: bool = True
+    throughput_note: str = ""
+
+    @property
+    def unjudged_looking_worse(self) -> tuple[EndpointResult, ...]:
+        """Endpoints that could not be judged but look worse beyond tolerance (most traffic first)."""
+        return tuple(e for e in self.endpoints if e.looks_worse)
 
     def counts(self) -> dict[Verdict, int]:
         """Endpoints per verdict (every verdict present, zeros included)."""

@@ -3,12 +3,14 @@ Calibration (``parity calibrate``)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from parity.judge.calibrate import Calibration
+from parity.judge.planning import EndpointNeeds, SamplePlan
 from parity.judge.result import ParityResult, Verdict
 
-__all__ = ["calibration_summary", "terminal_summary"]
+__all__ = ["calibration_summary", "sample_plan_summary", "terminal_summary"]
 
 #: Bottlenecks and regressions listed in the terminal at most.
 MAX_ROWS = 8
@@ -92,4 +94,69 @@ def calibration_summary(cal: Calibration) -> str:
     )
     if cal.inconclusive_pairs:
         lines.append(f"  {cal.inconclusive_pairs} pair(s) inconclusive: too few requests to judge enough traffic")
+    return "\n".join(lines)
+
+
+def _count(n: float | int | None) -> str:
+    return "?" if n is None else f"{round(n):,}"
+
+
+def _need(e: EndpointNeeds, metric: str) -> str:
+    need = e.need(metric)
+    return "-" if need is None else _count(need.requests)
+
+
+def sample_plan_summary(plan: SamplePlan, what: str, *, rate_scale: float = 1.0, rows: int | None = None) -> str:
+    """The sample-size plan as a table: per endpoint its share, the requests the run plans to send, and the
+    requests per side a verdict needs (typical latency, p95, p99, error rate, throughput); then which
+    endpoints with meaningful traffic the run cannot judge and the -t / --rate-scale / --min-endpoint-rps that
+    would. ``what`` names the run (e.g. ``baselines/web.json replayed for 600 s at rate scale 1``);
+    ``rate_scale`` is the run's (for the suggested one); ``rows``: the busiest endpoints shown at most."""
+    total = sum(e.planned for e in plan.endpoints)
+    sent = sum(1 for e in plan.endpoints if e.planned > 0)
+    lines = [
+        f"parity plan: {what}: ~{_count(total)} requests on {sent} endpoints",
+        f"  requests per side that catch a change of each metric's tolerance with {plan.power:.0%} power at "
+        f"alpha {plan.alpha:g} over ~{plan.tests} tests ('verdict': typical latency, what a pass or a fail needs)",
+    ]
+    shown = (
+        sorted(plan.endpoints, key=lambda e: -e.share)[:rows]
+        if rows
+        else sorted(plan.endpoints, key=lambda e: -e.share)
+    )
+    width = max([len(e.endpoint.key) for e in shown] + [8])
+    lines.append(
+        f"  {'endpoint':<{width}}  {'share':>6}  {'planned':>9}  {'verdict':>8}  {'p95':>8}  {'p99':>8}  "
+        f"{'errors':>8}  {'rps':>7}"
+    )
+    for e in shown:
+        mark = "ok" if e.judgeable else ("short" if e.endpoint.key in plan.meaningful else "rare: may go unjudged")
+        oversampled = f"  (x{e.load_factor:.3g} oversampled)" if e.load_factor != 1.0 else ""
+        lines.append(
+            f"  {e.endpoint.key:<{width}}  {e.share:>6.1%}  {_count(e.planned):>9}  {_count(e.verdict_requests):>8}  "
+            f"{_need(e, 'p95_ms'):>8}  {_need(e, 'p99_ms'):>8}  {_need(e, 'error_rate'):>8}  {_need(e, 'rps'):>7}  "
+            f"{mark}{oversampled}"
+        )
+    if rows and len(plan.endpoints) > rows:
+        lines.append(f"  ... and {len(plan.endpoints) - rows} more endpoints")
+    short = plan.unjudgeable
+    if not short:
+        lines.append(
+            "  every endpoint with meaningful traffic gets enough requests for a verdict on its typical latency"
+        )
+        return "\n".join(lines)
+    share = sum(e.share for e in short)
+    lines.append(
+        f"  {len(short)} endpoint(s) with {share:.1%} of the traffic will get fewer requests than it takes to catch "
+        "a change of their tolerance: "
+        + ", ".join(f"{e.endpoint.key} ({_count(e.planned)} of {_count(e.verdict_requests)})" for e in short[:4])
+        + (f" and {len(short) - 4} more" if len(short) > 4 else "")
+    )
+    if plan.scale is not None:
+        options = [f"-t {math.ceil(plan.run_time_s * plan.scale)}s", f"--rate-scale {rate_scale * plan.scale:.3g}"]
+        if plan.min_endpoint_rps is not None:
+            options.append(
+                f"--min-endpoint-rps {math.ceil(plan.min_endpoint_rps * 10) / 10:g} (oversamples the rare ones)"
+            )
+        lines.append("  to judge them all: " + ", or ".join(options))
     return "\n".join(lines)
