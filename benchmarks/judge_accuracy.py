@@ -29,7 +29,11 @@ unchanged ones as in A/A. Power = share of planted endpoints that fail.
 The last table puts the hardest case in perspective: the z a *perfect* p95 comparison would reach
 (asymptotic, from the true density: ln(1 + s) / sqrt(2 q(1 - q) / n) * g(ln Q95)) and its power after Holm.
 
-Usage: python benchmarks/judge_accuracy.py [--aa-runs 240] [--ab-runs 30] [--seed 1]
+Small samples (issue 11): A/A runs with every endpoint at n 20-300, and x2/x4/x8 changes of the tail (p95-only
+map) or of everything on 100, 200 and 300 requests per side: failed, and "not green" (failed, or the run kept
+from passing because the endpoint looks worse while undecided).
+
+Usage: python benchmarks/judge_accuracy.py [--aa-runs 240] [--ab-runs 30] [--small-runs 40] [--seed 1]
 Not part of `make test`; about 4–5 minutes on one core with the defaults (most of it building sketches).
 """
 
@@ -197,7 +201,9 @@ def measurements(data: list[tuple[tuple[int, int, LatencySketch], ...]]) -> tupl
             for i, pair in enumerate(data)
             for n, e, sk in (pair[side],)
         )
-        sides.append(Measurement(Source(SourceKind.SYNTHETIC, "judge_accuracy"), window, endpoints))
+        # A concurrent pair: both sides under the same offered load, so throughput is judged too (the per-side
+        # Poisson counts below are noisier than one schedule sent to both, which makes the rps test's job harder).
+        sides.append(Measurement(Source(SourceKind.SYNTHETIC, "judge_accuracy"), window, endpoints, pair_id="sim"))
     return sides[0], sides[1]
 
 
@@ -222,8 +228,8 @@ def judge_run(data: list[tuple[tuple[int, int, LatencySketch], ...]]) -> Judged:
     return Judged(failed, [r.verdict for r in ordered], result.verdict, failed_at, result.tests, elapsed)
 
 
-def background(rng: np.random.Generator, i: int) -> Endpoint:
-    n = round(math.exp(rng.uniform(math.log(200), math.log(20_000))))
+def background(rng: np.random.Generator, i: int, lo: int = 200, hi: int = 20_000) -> Endpoint:
+    n = round(math.exp(rng.uniform(math.log(lo), math.log(hi))))
     rate = 0.0 if rng.random() < 0.5 else math.exp(rng.uniform(math.log(1e-4), math.log(1e-2)))
     return Endpoint(FAMILIES[i % 3], n, math.exp(rng.uniform(math.log(0.5), math.log(4))), rate)
 
@@ -343,6 +349,52 @@ def ab(runs: int, seed: int, tally: Tally) -> None:
         print(f"{label:<22}{dist:<11}{cells}   {via_text:<32} {false_eps}/{runs * (ENDPOINTS - 25)}")
 
 
+SMALL_SIZES = (100, 200, 300)
+SMALL_FACTORS = (2.0, 4.0, 8.0)
+
+
+def small_samples(runs: int, seed: int) -> None:
+    """Few requests per side: A/A false alarms with every endpoint at n 20-300, and how often a x2-x8 tail change
+    (the p95-only map: p95 x k, median unchanged) or a x2-x8 shift of everything is failed on 100-300 requests.
+    'not green' counts the planted endpoints that failed *or* kept the run from passing (inconclusive, looks
+    worse): what the old fixed cut-offs (p95 needed 200 samples) let through as a pass."""
+    print(f"\nSmall samples: A/A with every endpoint at n 20-300 per side ({runs} runs x {ENDPOINTS} endpoints)")
+    false_runs = 0
+    verdicts = dict.fromkeys(Verdict, 0)
+    for r in range(runs):
+        rng = run_rng(seed, 3, r)
+        judged = judge_run([simulate(background(rng, i, 20, 300), rng) for i in range(ENDPOINTS)])
+        false_runs += any(judged.failed)
+        verdicts[judged.run] += 1
+    lo, hi = clopper_pearson(false_runs, runs)
+    print(f"  run-level false alarms: {false_runs}/{runs} = {false_runs / runs:.2%} (95% CI {lo:.2%}-{hi:.2%})")
+    print("  run verdicts: " + ", ".join(f"{v.value} {c}" for v, c in verdicts.items()))
+    trials = runs * PLANTED_PER_SIZE
+    print(f"  planted on {PLANTED_PER_SIZE} endpoints per n ({trials} per cell): failed / not green")
+    print(f"  {'change':<14}{'distribution':<11}" + "".join(f"{'n=' + str(n):>14}" for n in SMALL_SIZES))
+    for k_index, (kind, factor) in enumerate((kind, f) for kind in ("p95", "mean") for f in SMALL_FACTORS):
+        for f_index, fam in enumerate(FAMILIES):
+            failed = dict.fromkeys(SMALL_SIZES, 0)
+            not_green = dict.fromkeys(SMALL_SIZES, 0)
+            for r in range(runs):
+                rng = run_rng(seed, 4, k_index, f_index, r)
+                planted = [
+                    Endpoint(fam, n, math.exp(rng.uniform(math.log(0.5), math.log(4))), 0.0, kind, factor - 1)
+                    for n in SMALL_SIZES
+                    for _ in range(PLANTED_PER_SIZE)
+                ]
+                eps = planted + [background(rng, i) for i in range(ENDPOINTS - len(planted))]
+                judged = judge_run([simulate(ep, rng) for ep in eps])
+                for ep, f, v in zip(eps, judged.failed, judged.verdicts, strict=True):
+                    if ep.kind == "none":
+                        continue
+                    failed[ep.n] += bool(f)
+                    not_green[ep.n] += bool(f) or (v is Verdict.INCONCLUSIVE and judged.run is not Verdict.PASS)
+            label = f"{'p95' if kind == 'p95' else 'all'} x{factor:g}"
+            cells = "".join(f"{failed[n] / trials:>7.0%} /{not_green[n] / trials:>5.0%}" for n in SMALL_SIZES)
+            print(f"  {label:<14}{fam.name:<11}{cells}")
+
+
 def sensitivity(tally: Tally) -> None:
     """What a looser run-level alpha buys: A/A false alarms and power at n = 2,000 for the +10% changes."""
     alphas = (POLICY.alpha, *SENSITIVITY_ALPHAS)
@@ -383,6 +435,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--aa-runs", type=int, default=240)
     parser.add_argument("--ab-runs", type=int, default=30)
+    parser.add_argument("--small-runs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -396,6 +449,7 @@ def main() -> int:
     tally = Tally()
     aa(args.aa_runs, args.seed, tally)
     ab(args.ab_runs, args.seed, tally)
+    small_samples(args.small_runs, args.seed)
     sensitivity(tally)
     oracle(family_size=round(float(np.mean(tally.family_sizes))))
     per_run = float(np.mean(tally.times))

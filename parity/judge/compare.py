@@ -36,8 +36,8 @@ metric with a fail gate could be judged (pass or fail: a metric within noise is 
 otherwise, listing the metrics it could not judge. The run fails when an endpoint fails (only a *critical*
 one with ``fail_on = "critical"``: the others make it marginal); it is inconclusive when latency is
 incomparable, when nothing could be judged, when a critical endpoint could not be judged, when an
-endpoint that could not be judged *looks* worse beyond its tolerance (point estimates: no green on missing
-evidence), or when unjudged endpoints carry more than ``max_inconclusive_share`` of baseline traffic.
+endpoint that could not be judged *looks* worse beyond its tolerance (point estimates, read from
+``stats.MIN_SAMPLES`` requests per side: no green on missing evidence), or when unjudged endpoints carry more than ``max_inconclusive_share`` of baseline traffic.
 
 Generator health: when a replay's load generator was CPU-saturated in more than
 ``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
@@ -272,7 +272,9 @@ def _metric_result(
         statistics=None if e.status is Status.INSUFFICIENT or left_out is not None else _statistics(d),
         gated=left_out is None or left_out.gated,
         comparable=comparable,
-        looks_worse=comparable and stats.looks_worse(e, d.tolerance),
+        # Below the tests' own minimum (stats.MIN_SAMPLES per side) nothing is read into the figures: such an
+        # endpoint counts towards max_inconclusive_share, not as looking worse.
+        looks_worse=comparable and e.status is not Status.INSUFFICIENT and stats.looks_worse(e, d.tolerance),
         needs=needs,
     )
 
