@@ -37,7 +37,8 @@ otherwise, listing the metrics it could not judge. The run fails when an endpoin
 one with ``fail_on = "critical"``: the others make it marginal); it is inconclusive when latency is
 incomparable, when nothing could be judged, when a critical endpoint could not be judged, when an
 endpoint that could not be judged *looks* worse beyond its tolerance (point estimates, read from
-``stats.MIN_SAMPLES`` requests per side: no green on missing evidence), or when unjudged endpoints carry more than ``max_inconclusive_share`` of baseline traffic.
+``stats.MIN_SAMPLES`` requests per side: no green on missing evidence), or when unjudged endpoints carry
+more than ``max_inconclusive_share`` of baseline traffic.
 
 Generator health: when a replay's load generator was CPU-saturated in more than
 ``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
