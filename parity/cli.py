@@ -244,9 +244,14 @@ def _print_unreplayable(m: Measurement) -> None:
 
 
 def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    from parity.sources.access_log import read_access_logs
+    from parity.sources.access_log import WINDOW_SLACK_S, read_access_logs
+    from parity.sources.replay_window import read_replay, server_side_of
     from parity.sources.routes import read_route_map
 
+    if args.window_slack is not None and args.window_of is None:
+        raise BadInput("--window-slack applies to --window-of REPLAY.json only")
+    slack = WINDOW_SLACK_S if args.window_slack is None else args.window_slack
+    replay = read_replay(args.window_of) if args.window_of is not None else None
     route_map = read_route_map(args.routes) if args.routes is not None else None
     result = read_access_logs(
         args.files,
@@ -254,26 +259,39 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         route_map=route_map,
         timing_field=args.timing_field,
         max_malformed_share=args.max_malformed,
+        window=None if replay is None else replay.window,
+        window_slack_s=slack,
     )
     m = result.measurement
     if args.service or args.env:
         m = replace(m, source=replace(m.source, service=args.service or None, env=args.env or None))
+    if replay is not None:
+        m = server_side_of(m, replay)
     path = _write_measurement(m, args.output)
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints, "
         f"{m.window.start.isoformat()} to {m.window.end.isoformat()}"
+        + ("" if replay is None else f" (the window of {args.window_of}, rate scale {m.rate_scale:g})")
     )
     print(
         f"  lines {result.lines}, malformed {result.malformed}, skipped {result.skipped} "
         f"(not requests to the service), without latency {result.no_latency}"
     )
+    if replay is not None:
+        print(
+            f"  outside the replay's window (± {slack:g} s): {result.outside_window} requests dropped "
+            f"({result.before_window} before, {result.after_window} after)"
+        )
     for example in result.malformed_examples:
         print(f"  malformed: {example}")
     if route_map is not None and result.unmatched:
         print(f"  {result.unmatched} requests matched no route of {args.routes}; templated from their paths, e.g.")
         for example in result.unmatched_examples:
             print(f"    {example}")
-    _print_unreplayable(m)
+    if replay is None:
+        _print_unreplayable(m)
+    else:
+        print(f"  judge it against a server-side baseline: parity compare BASELINE {path} --out DIR")
     return EXIT_OK
 
 
@@ -289,20 +307,68 @@ def _utc_time(text: str) -> datetime:
     return t.astimezone(UTC)
 
 
+def _wait_for_ingestion(replay: Measurement, path: Path, delay_s: float) -> None:
+    """Sleep until Datadog has ingested the last minute of ``replay``'s window (saying so on stderr); BadInput
+    when the window ends in the future."""
+    from parity.sources.replay_window import apm_window, seconds_until_ingested
+
+    now = datetime.now(UTC)
+    end = replay.window.end
+    if end > now:
+        raise BadInput(
+            f"{path}: the replay's window ends at {end.isoformat()}, in the future: is the replay still running, "
+            "or is this machine's clock off?"
+        )
+    wait = seconds_until_ingested(replay, now, delay_s)
+    if wait > 0:
+        import time
+
+        print(
+            f"parity: the replay ended {(now - end).total_seconds():.0f} s ago; Datadog ingests with a delay: "
+            f"waiting {wait:.0f} s, until {apm_window(replay)[1]:%H:%M:%S} UTC + --ingest-delay {delay_s:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(wait)
+
+
+def _pull_window(args: argparse.Namespace) -> tuple[datetime, datetime, Measurement | None, Path]:
+    """(start, end, the replay of --window-of or None, output path) of a pull. With --window-of: the whole
+    minutes around the replay's window, after waiting for Datadog to ingest the last one."""
+    from parity.sources.replay_window import INGEST_DELAY_S, apm_window, read_replay
+
+    start, end = getattr(args, "from"), args.to
+    if args.window_of is None:
+        if start is None or end is None:
+            raise BadInput("give the window: --from and --to, or --window-of REPLAY.json")
+        if args.ingest_delay is not None:
+            raise BadInput("--ingest-delay applies to --window-of REPLAY.json only")
+        if end <= start:
+            raise BadInput(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
+        if end > datetime.now(UTC):
+            raise BadInput(f"--to {end.isoformat()} is in the future: minutes not yet measured would read as zero")
+        return start, end, None, args.output or Path("baselines") / f"{args.service}-{args.env}.json"
+    if start is not None or end is not None:
+        raise BadInput("--window-of replaces --from and --to: give one or the other")
+    delay_s = INGEST_DELAY_S if args.ingest_delay is None else args.ingest_delay
+    if not 0.0 <= delay_s < float("inf"):
+        raise BadInput(f"--ingest-delay must be a number of seconds >= 0, got {delay_s:g}")
+    replay = read_replay(args.window_of)
+    start, end = apm_window(replay)
+    _wait_for_ingestion(replay, args.window_of, delay_s)
+    return start, end, replay, args.output or args.window_of.with_name(f"{args.window_of.stem}.apm.json")
+
+
 def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.progress import QueryProgressBar
     from parity.sources.datadog_apm import pull_with_keys
+    from parity.sources.replay_window import server_side_of
 
     api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
     missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
     if missing:
         raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
-    start, end = getattr(args, "from"), args.to
-    if end <= start:
-        raise BadInput(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
-    if end > datetime.now(UTC):
-        raise BadInput(f"--to {end.isoformat()} is in the future: minutes not yet measured would read as zero")
-    output = args.output or Path("baselines") / f"{args.service}-{args.env}.json"
+    start, end, replay, output = _pull_window(args)
     bar = QueryProgressBar(sys.stderr)
     try:
         pulled = pull_with_keys(
@@ -321,11 +387,21 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         )
     finally:
         bar.close()
-    m = pulled.measurement
+    m = pulled.measurement if replay is None else server_side_of(pulled.measurement, replay)
     path = _write_measurement(m, output)
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints ({args.service}, {args.env})"
     )
+    if replay is not None:
+        print(
+            f"  over the window of {args.window_of}: {m.window.start.isoformat()} to {m.window.end.isoformat()}, "
+            f"rate scale {m.rate_scale:g}; APM minutes {start:%H:%M} to {end:%H:%M} UTC"
+            + (
+                " (the counts include any other traffic of the partial first and last minute)"
+                if (start, end) != (m.window.start, m.window.end)
+                else ""
+            )
+        )
     if pulled.unmapped:
         print(
             f"  {len(pulled.unmapped)} APM resource(s) not mapped to a route ({pulled.unmapped_share:.1%} of traffic):"
@@ -334,7 +410,10 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
             print(f"    {resource}  {share:.1%}")
         if len(pulled.unmapped) > 20:
             print(f"    ... and {len(pulled.unmapped) - 20} more")
-    _print_unreplayable(m)
+    if replay is None:
+        _print_unreplayable(m)
+    else:
+        print(f"  judge it against the server-side baseline: parity compare BASELINE {path} --out DIR")
     return EXIT_OK
 
 
@@ -361,6 +440,119 @@ def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     plan.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
     plan.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+
+def _add_pull_parser(baseline_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``parity baseline pull``."""
+    pull = baseline_sub.add_parser(
+        "pull",
+        help="baseline from Datadog APM (keys from DD_API_KEY / DD_APP_KEY, site from DD_SITE)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Pull per-resource hits, errors, latency (avg, max, p50-p99) and the per-minute traffic of an APM
+service over a window (--from/--to) into a baseline. Resources map to method + route through
+--routes; unmapped ones are kept and listed. The keys are read from DD_API_KEY and DD_APP_KEY and
+are never printed or written.
+
+Server-side figures for a replay's window: with --window-of REPLAY.json instead of --from/--to, it
+pulls the candidate's own APM over the replay's window (the whole UTC minutes around it, after
+waiting until Datadog has ingested the last one) and labels it as that replay's server-side record
+(the replay's window and rate scale), to judge against a server-side baseline. The counts include
+any other traffic the candidate got in the partial first and last minute.""",
+        epilog="""\
+example:
+  parity baseline pull --service web --env eks --window-of reports/run.json -o reports/run.apm.json
+  parity compare baselines/web-ec2.json reports/run.apm.json --out reports/server-side""",
+    )
+    pull.add_argument("--service", required=True, help="APM service name")
+    pull.add_argument("--env", required=True, help="APM env tag (e.g. ec2)")
+    pull.add_argument("--from", type=_utc_time, metavar="TIME", help="window start, ISO-8601 with zone")
+    pull.add_argument("--to", type=_utc_time, metavar="TIME", help="window end (exclusive)")
+    pull.add_argument(
+        "--window-of",
+        type=Path,
+        metavar="REPLAY",
+        help="instead of --from/--to: the window of this replay's Measurement (--parity-out); writes the "
+        "candidate's server-side record of the replay (default output: REPLAY's name with .apm.json)",
+    )
+    pull.add_argument(
+        "--ingest-delay",
+        type=float,
+        metavar="SECONDS",
+        help="with --window-of: seconds Datadog needs after a minute ends before it is complete; when the "
+        "replay ended more recently, the pull waits (default 120)",
+    )
+    pull.add_argument("--span", default="rack.request", help="root span name (default %(default)s)")
+    pull.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
+    pull.add_argument("--params", type=Path, metavar="DIR", help="parameter pools: one <param>.csv per parameter")
+    pull.add_argument("--site", default="", help="Datadog site (default: DD_SITE, else datadoghq.com)")
+    pull.add_argument("--dd-url", default=None, metavar="URL", help="send every API call to this base URL (proxy)")
+    pull.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="baseline file (default baselines/SERVICE-ENV.json; with --window-of see there)",
+    )
+
+
+def _add_from_logs_parser(baseline_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``parity baseline from-logs``."""
+    logs = baseline_sub.add_parser(
+        "from-logs",
+        help="baseline from AWS ALB or nginx access logs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Read access logs (plain or gzip) into a baseline: per endpoint (method + route template) counts,
+errors, latency sketches, a per-minute timeline and parameter pools for replay. Paths become route
+templates through --routes when given, else numeric ids, UUIDs and hashes become {id}.
+
+Server-side figures for a replay's window: with --window-of REPLAY.json, it keeps only the requests
+that arrived during the replay's window and labels the result as that replay's server-side record
+(the replay's window and rate scale), to judge the candidate's own access log against a server-side
+baseline. Arrival: ALB request_creation_time (`time` is the response's); nginx $time_local (the end
+of the request, whole seconds) minus the timing field ($request_time). Requests up to --window-slack
+seconds outside still count; the others are counted and dropped; none inside is bad input.""",
+        epilog="""\
+example:
+  parity baseline from-logs --format nginx access.log --window-of reports/run.json -o reports/run.log.json
+  parity compare baselines/web-logs.json reports/run.log.json --out reports/server-side""",
+    )
+    logs.add_argument("files", type=Path, nargs="+", metavar="FILE", help="access log files (.gz or plain)")
+    logs.add_argument("--format", required=True, choices=("alb", "nginx"), help="log format")
+    logs.add_argument("-o", "--output", type=Path, required=True, metavar="PATH", help="baseline file to write")
+    logs.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
+    logs.add_argument(
+        "--timing-field",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="nginx: position of $request_time among the fields after the combined format "
+        "(0 = first; negative counts from the end; default -1 = last)",
+    )
+    logs.add_argument(
+        "--max-malformed",
+        type=_share,
+        default=0.01,
+        metavar="SHARE",
+        help="fail (exit 2) when more than this share of lines is malformed (default 0.01)",
+    )
+    logs.add_argument("--service", default="", help="service name to record in the baseline")
+    logs.add_argument("--env", default="", help="environment name to record in the baseline")
+    logs.add_argument(
+        "--window-of",
+        type=Path,
+        metavar="REPLAY",
+        help="keep only the requests that arrived during this replay's window (its Measurement, --parity-out) and "
+        "write the candidate's server-side record of the replay",
+    )
+    logs.add_argument(
+        "--window-slack",
+        type=float,
+        metavar="SECONDS",
+        help="with --window-of: also keep requests that arrived up to this many seconds before or after the "
+        "window (nginx's whole-second times, clock differences; default 1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,55 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline = sub.add_parser("baseline", help="make a baseline Measurement from Datadog APM or access logs")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="SOURCE")
-    pull = baseline_sub.add_parser(
-        "pull",
-        help="baseline from Datadog APM (keys from DD_API_KEY / DD_APP_KEY, site from DD_SITE)",
-        description="Pull per-resource hits, errors, latency (avg, max, p50-p99) and the per-minute traffic of "
-        "an APM service over a window into a baseline. Resources map to method + route through --routes; "
-        "unmapped ones are kept and listed. The keys are read from DD_API_KEY and DD_APP_KEY and are never "
-        "printed or written.",
-    )
-    pull.add_argument("--service", required=True, help="APM service name")
-    pull.add_argument("--env", required=True, help="APM env tag (e.g. ec2)")
-    pull.add_argument("--from", required=True, type=_utc_time, metavar="TIME", help="window start, ISO-8601 with zone")
-    pull.add_argument("--to", required=True, type=_utc_time, metavar="TIME", help="window end (exclusive)")
-    pull.add_argument("--span", default="rack.request", help="root span name (default %(default)s)")
-    pull.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
-    pull.add_argument("--params", type=Path, metavar="DIR", help="parameter pools: one <param>.csv per parameter")
-    pull.add_argument("--site", default="", help="Datadog site (default: DD_SITE, else datadoghq.com)")
-    pull.add_argument("--dd-url", default=None, metavar="URL", help="send every API call to this base URL (proxy)")
-    pull.add_argument(
-        "-o", "--output", type=Path, metavar="PATH", help="baseline file (default baselines/SERVICE-ENV.json)"
-    )
-
-    logs = baseline_sub.add_parser(
-        "from-logs",
-        help="baseline from AWS ALB or nginx access logs",
-        description="Read access logs (plain or gzip) into a baseline: per endpoint (method + route template) "
-        "counts, errors, latency sketches, a per-minute timeline and parameter pools for replay. Paths become "
-        "route templates through --routes when given, else numeric ids, UUIDs and hashes become {id}.",
-    )
-    logs.add_argument("files", type=Path, nargs="+", metavar="FILE", help="access log files (.gz or plain)")
-    logs.add_argument("--format", required=True, choices=("alb", "nginx"), help="log format")
-    logs.add_argument("-o", "--output", type=Path, required=True, metavar="PATH", help="baseline file to write")
-    logs.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
-    logs.add_argument(
-        "--timing-field",
-        type=int,
-        default=-1,
-        metavar="N",
-        help="nginx: position of $request_time among the fields after the combined format "
-        "(0 = first; negative counts from the end; default -1 = last)",
-    )
-    logs.add_argument(
-        "--max-malformed",
-        type=_share,
-        default=0.01,
-        metavar="SHARE",
-        help="fail (exit 2) when more than this share of lines is malformed (default 0.01)",
-    )
-    logs.add_argument("--service", default="", help="service name to record in the baseline")
-    logs.add_argument("--env", default="", help="environment name to record in the baseline")
+    _add_pull_parser(baseline_sub)
+    _add_from_logs_parser(baseline_sub)
     return parser
 
 

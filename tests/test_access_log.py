@@ -14,7 +14,7 @@ import pytest
 
 from parity import measurement_json
 from parity.errors import BadInput
-from parity.model import EndpointStats, LatencyDistribution, LatencyKind, SourceKind
+from parity.model import EndpointStats, LatencyDistribution, LatencyKind, SourceKind, Window
 from parity.replay.plan import build_plan
 from parity.replay.schedule import fill
 from parity.sources.access_log import read_access_logs, timeline_interval_for
@@ -41,10 +41,13 @@ def alb_line(
     kind: str = "https",
     actions: str = "forward",
     extra: str = "",
+    created: datetime | str | None = None,
 ) -> str:
-    """One ALB access log line (the reference's field order); ``target_s`` None → not dispatched (-1)."""
+    """One ALB access log line (the reference's field order); ``target_s`` None → not dispatched (-1).
+    ``t`` is the response's time; ``created`` the request's (``request_creation_time``; default ``t``)."""
     times = "-1 -1 -1" if target_s is None else f"0.000 {target_s:.3f} 0.000"
     ts = _alb_time(t)
+    creation = ts if created is None else created if isinstance(created, str) else _alb_time(created)
     return (
         f"{kind} {ts} app/my-lb/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80 {times} {elb} {target} 34 366 "
         f'"{method} https://hr.example.com:443{path} HTTP/1.1" "Mozilla/5.0 (X11; Linux)" '
@@ -52,7 +55,7 @@ def alb_line(
         "arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/my-targets/73e2d6bc24d8a067 "
         '"Root=1-58337262-36d228ad5d99923122bbe354" "hr.example.com" '
         '"arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234" 0 '
-        f'{ts} "{actions}" "-" "-" "10.0.0.1:80" "{target}" "-" "-" TID_1234abcd5678ef90{extra}'
+        f'{creation} "{actions}" "-" "-" "10.0.0.1:80" "{target}" "-" "-" TID_1234abcd5678ef90{extra}'
     )
 
 
@@ -360,3 +363,81 @@ def test_nginx_special_lines(tmp_path: Path) -> None:
     assert isinstance(export0.latency, LatencyDistribution)
     assert export0.latency.samples == 3  # 503, 30 ms, 2 ms (the 499 has none, the bare line none)
     assert "GET /api/employees/%E5%B1%B1%E7%94%B0" in last.measurement.by_key()  # \xHH escapes → bytes
+
+
+# --- a replay's window ------------------------------------------------------------------------------------
+
+W0 = T0 + timedelta(seconds=10.5)  # half a second into a minute
+WINDOW = Window(W0, W0 + timedelta(seconds=60))
+
+
+def _at(seconds: float) -> datetime:
+    return W0 + timedelta(seconds=seconds)
+
+
+def test_alb_window_keeps_requests_created_in_it(tmp_path: Path) -> None:
+    """ALB: a request belongs to the window by ``request_creation_time``, not by ``time`` (its response)."""
+    lines = [alb_line(_at(i + 0.1), "GET", f"/api/v1/employees/{1000 + i}", 0.05, created=_at(i)) for i in range(20)]
+    lines += [
+        alb_line(_at(62.0), "GET", "/api/v1/employees/7", 2.0, created=_at(59.9)),  # answered after the end: in
+        alb_line(_at(0.2), "GET", "/api/v1/employees/8", 0.4, created=_at(-0.5)),  # 0.5 s early: in (slack 1 s)
+        alb_line(_at(30.0), "GET", "/healthz", 0.001, created="-"),  # no creation time: its `time` (in)
+        alb_line(_at(0.5), "POST", "/api/v1/payroll/calculate", 5.0, created=_at(-5.0)),  # began before: out
+        alb_line(_at(61.6), "POST", "/api/v1/payroll/calculate", 0.1, created=_at(61.5)),  # after end + slack: out
+    ]
+    lines += [alb_line(_at(-3600 + i), "GET", "/healthz", 0.001) for i in range(10)]  # an hour earlier
+    lines += [alb_line(_at(3600 + i), "GET", "/healthz", 0.001) for i in range(5)]  # an hour later
+    lines += [alb_line(_at(1), "GET", "/", None, elb="301", target="-", actions="redirect")]  # skipped, as ever
+    path = _write(tmp_path / "alb.log", lines)
+
+    result = read_access_logs(path, "alb", window=WINDOW)
+    m = result.measurement
+    assert {k: s.count for k, s in m.by_key().items()} == {"GET /api/v1/employees/{id}": 22, "GET /healthz": 1}
+    assert (result.before_window, result.after_window, result.outside_window) == (11, 6, 17)
+    assert (result.lines, result.skipped) == (41, 1)
+    assert m.window == WINDOW
+    assert m.labels["outside_window"] == "17"
+    timeline = m.by_key()["GET /api/v1/employees/{id}"].timeline
+    assert timeline is not None
+    assert (timeline.start_s, timeline.counts) == (T0.timestamp(), (21, 1))  # by creation time: 59.9 s is 09:01:10
+
+    strict = read_access_logs(path, "alb", window=WINDOW, window_slack_s=0.0)
+    assert strict.measurement.by_key()["GET /api/v1/employees/{id}"].count == 21
+    assert (strict.before_window, strict.after_window) == (12, 6)
+    whole = read_access_logs(path, "alb")  # no window: every request, timed by `time` as before
+    assert whole.measurement.total_count == 40
+    assert whole.outside_window == 0
+
+
+def test_nginx_window_times_a_request_by_its_end_minus_its_duration(tmp_path: Path) -> None:
+    """nginx: ``$time_local`` is the request's end, to the second; its arrival is estimated as that minus
+    ``$request_time`` (the timing field), so the estimate can be up to 1 s early: the slack keeps it."""
+    lines = [nginx_line(_at(i + 0.3), "GET /api/departments HTTP/1.1", 200, "0.200") for i in range(1, 31)]
+    lines += [
+        nginx_line(_at(1.0), "POST /api/payroll/calculate HTTP/1.1", 200, "4.000"),  # began 3 s early: out
+        nginx_line(_at(61.5), "POST /api/payroll/calculate HTTP/1.1", 200, "2.000"),  # began at 59.5 s: in
+        nginx_line(_at(0.3), "GET /api/departments HTTP/1.1", 200, "0.100"),  # began 0.2 s in, logged 10:00: in
+        nginx_line(_at(20.0), "GET /api/reports/export HTTP/1.1", 499, "30.000"),  # no latency: at its log time, in
+        nginx_line(_at(62.0), "GET /api/departments HTTP/1.1", 200, "-"),  # no latency, logged after: out
+    ]
+    lines += [nginx_line(_at(7200 + i), "GET /api/departments HTTP/1.1", 200, "0.010") for i in range(8)]
+    path = _write(tmp_path / "access.log", lines)
+
+    result = read_access_logs(path, "nginx", window=WINDOW)
+    counts = {k: s.count for k, s in result.measurement.by_key().items()}
+    assert counts == {"GET /api/departments": 31, "POST /api/payroll/calculate": 1, "GET /api/reports/export": 1}
+    assert (result.before_window, result.after_window) == (1, 9)
+    assert result.measurement.window == WINDOW
+    strict = read_access_logs(path, "nginx", window=WINDOW, window_slack_s=0.0)
+    assert strict.measurement.by_key()["GET /api/departments"].count == 30  # the whole-second estimate: 0.3 s early
+
+
+def test_a_window_without_requests_is_bad_input(tmp_path: Path) -> None:
+    lines = [alb_line(_at(-3600 + i), "GET", "/healthz", 0.001) for i in range(3)]
+    path = _write(tmp_path / "alb.log", lines)
+    with pytest.raises(BadInput, match=r"alb\.log: no request in the window 2026-11-25T09:00:10\.500000\+00:00 to "):
+        read_access_logs(path, "alb", window=WINDOW)
+    with pytest.raises(BadInput, match=r"its 3 requests arrived from 2026-11-25T08:00:10\.500000\+00:00 .*\(3 before"):
+        read_access_logs(path, "alb", window=WINDOW)
+    with pytest.raises(BadInput, match="--window-slack"):
+        read_access_logs(path, "alb", window=WINDOW, window_slack_s=-1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -98,3 +99,88 @@ def test_log_baseline_drives_replay_and_compare(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "report" / "parity.json").read_text())
     assert result["mode"] == "before/after"
     assert {e["endpoint"] for e in result["endpoints"]} == set(m.by_key())
+
+
+# --- from-logs --window-of: the candidate's own access log over a replay's window --------------------------
+
+LOG_START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # make_log: one request a second from here, 20 minutes
+
+
+def _replay_file(tmp_path: Path, start: datetime, duration_s: float) -> Path:
+    from tests.test_replay_window import replay_measurement
+
+    replay = replay_measurement(
+        start,
+        duration_s,
+        counts={"GET /api/employees/{id}": 100, "GET /health": 5},
+        rate_scale=2.5,
+        load_factors={"GET /health": 3.0},
+    )
+    return measurement_json.write(replay, tmp_path / "run.json")
+
+
+def test_from_logs_window_of_keeps_the_replays_window_and_labels_it(tmp_path: Path) -> None:
+    from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, LatencyKind, SourceKind, fingerprint
+    from parity.sources.replay_window import LABEL_WINDOW_OF
+
+    log = tmp_path / "alb.log"
+    make_log(log)  # request i created at LOG_START + i s, i = 0..1199, endpoints cycling employee/health/departments
+    replay_path = _replay_file(tmp_path, LOG_START + timedelta(seconds=300.25), 120.0)  # 300.25 s to 420.25 s
+    out = tmp_path / "run.log.json"
+    done = run_parity(
+        "baseline", "from-logs", "--format", "alb", str(log), "--window-of", str(replay_path), "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    # kept: created from 299.25 s to 421.25 s (± 1 s slack) → requests 300 … 421 = 122 of 1200
+    assert "wrote" in done.stdout
+    assert f"{out}: 122 requests on 3 endpoints" in done.stdout
+    assert "outside the replay's window (± 1 s): 1078 requests dropped (300 before, 778 after)" in done.stdout
+    assert "not replayable" not in done.stdout
+    m = measurement_json.read(out)
+    replay = measurement_json.read(replay_path)
+    counts = {e.endpoint.key: e.count for e in m.endpoints}
+    assert counts == {"GET /api/employees/{id}": 41, "GET /health": 41, "GET /api/departments": 40}
+    assert m.window == replay.window
+    assert m.rate_scale == 2.5
+    assert (m.latency_kind, m.source.kind) == (LatencyKind.SERVER, SourceKind.ACCESS_LOG)
+    assert m.labels[LABEL_REPLAY_OF] == replay.labels[LABEL_REPLAY_OF]
+    assert m.labels[LABEL_SCHEDULE] == replay.labels[LABEL_SCHEDULE]
+    assert m.labels[LABEL_WINDOW_OF] == fingerprint(replay)
+    assert m.labels["outside_window"] == "1078"
+    assert m.by_key()["GET /health"].load_factor == 3.0
+    assert m.by_key()["GET /api/departments"].load_factor == 1.0
+    assert (m.source.service, m.source.env) == ("web", "eks")  # from the replay: the logs name none
+
+
+def _one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("parity: error: ")
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+def test_from_logs_window_of_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "alb.log"
+    make_log(log, n=30)
+    out = tmp_path / "out.json"
+
+    def from_logs(*extra: str) -> subprocess.CompletedProcess[str]:
+        return run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), *extra)
+
+    _one_line_error(from_logs("--window-of", str(tmp_path / "missing.json")), "missing.json: no such file")
+    (tmp_path / "broken.json").write_text('{"format": "parity-measurement"')
+    _one_line_error(from_logs("--window-of", str(tmp_path / "broken.json")), "broken.json: not valid JSON")
+    baseline = tmp_path / "baseline.json"
+    assert from_logs().returncode == 0
+    out.rename(baseline)
+    _one_line_error(from_logs("--window-of", str(baseline)), "baseline.json: not a replay (source kind access-log)")
+    later = _replay_file(tmp_path, LOG_START + timedelta(hours=2), 60.0)
+    _one_line_error(
+        from_logs("--window-of", str(later)),
+        "alb.log: no request in the window 2026-11-01T11:00:00+00:00 to 2026-11-01T11:01:00+00:00 (± 1 s)",
+        "(30 before, 0 after)",
+    )
+    _one_line_error(from_logs("--window-slack", "2"), "--window-slack applies to --window-of")
+    assert not out.exists()

@@ -219,3 +219,87 @@ def test_a_failed_push_exits_2_and_keeps_the_night(fake: FakeDatadog, tmp_path: 
     assert (night / "index.html").is_file()
     assert len(load_history(tmp_path / "history" / "parity-history.sqlite").runs) == 1
     assert API_KEY not in done.stdout + done.stderr
+
+
+RESOURCE_OF = {
+    "GET /health": "healthcontroller_show",
+    "GET /api/employees/{id}": "api::employeescontroller_show",
+    "GET /api/employees": "api::employeescontroller_index",
+}
+
+
+@pytest.mark.e2e
+def test_candidate_apm_is_the_replays_server_side_record_and_compares_per_unit_of_its_load(tmp_path: Path) -> None:
+    """The candidate's APM is judged per unit of the replay's offered load: with a fake Datadog that reports
+    exactly the requests the replay sent, its throughput equals the replay's own (it used to be divided by
+    the pulled whole minutes at rate scale 1)."""
+    from dataclasses import replace
+
+    from parity import version
+    from parity.model import fingerprint
+    from parity.nightly.job import DatadogKeys, run_nightly
+    from parity.report.context import RunMeta
+    from parity.sources.replay_window import LABEL_WINDOW_OF, apm_window
+
+    now = datetime.now(UTC)
+    data = _dataset(now)
+    data = replace(
+        data,
+        resources={
+            name: replace(r, hits=list(r.hits) + [r.hits[0]] * 30)  # minutes to come, for the replay's window
+            for name, r in data.resources.items()
+        },
+    )
+    slept: list[float] = []
+    with fake_datadog(data, api_key=API_KEY, app_key=APP_KEY) as fake, running_server("new") as url:
+        config_path = _config(tmp_path, fake, url)
+        text = config_path.read_text().replace("push_datadog = true\n", "")
+        config_path.write_text(
+            text + f'[nightly.candidate_apm]\nservice = "web"\nenv = "ec2"\nroutes = "{tmp_path / "routes.txt"}"\n'
+        )  # delay_s: the default 120 s, so the job always waits (here: serve_what_the_replay_sent)
+
+        def serve_what_the_replay_sent(seconds: float) -> None:
+            """Instead of waiting for ingestion: the fake's minutes of the replay's window hold its requests."""
+            slept.append(seconds)
+            (night,) = (tmp_path / "nightly").iterdir()
+            replay = measurement_json.read(night / "candidate.measurement.json")
+            start, end = apm_window(replay)
+            first = int(start.timestamp() - data.start_s) // 60
+            minutes = range(first, first + int((end - start).total_seconds()) // 60)
+            sent = replay.by_key()
+            resources = {}
+            for key, name in RESOURCE_OF.items():
+                hits, errors = list(data.resources[name].hits), [0] * len(data.resources[name].hits)
+                for i in minutes:
+                    hits[i] = 0
+                hits[first], errors[first] = sent[key].count, sent[key].errors or 0
+                resources[name] = replace(data.resources[name], hits=hits, errors=errors)
+            fake.dataset = replace(data, resources=resources)
+
+        config = load_config(config_path)
+        assert config.nightly is not None
+        meta = RunMeta(harness_version=version(), commit=None, generated_at=now, config=None, command="parity nightly")
+        outcome = run_nightly(
+            config.nightly,
+            config,
+            meta,
+            now=now,
+            keys=DatadogKeys(API_KEY, APP_KEY),
+            sleep=serve_what_the_replay_sent,
+        )
+    assert outcome.server_side is not None
+    assert len(slept) == 1  # waited for the replay's last minute to be ingested (here: served it)
+    client = json.loads((outcome.out_dir / "parity.json").read_text())
+    server = json.loads((outcome.out_dir / "server-side" / "parity.json").read_text())
+    client_rps = {e["endpoint"]: e["metrics"]["rps"] for e in client["endpoints"]}
+    server_rps = {e["endpoint"]: e["metrics"]["rps"] for e in server["endpoints"]}
+    assert set(server_rps) == set(RESOURCE_OF)
+    for key, rps in server_rps.items():
+        assert rps["candidate"] == client_rps[key]["candidate"], key  # same requests, same offered load
+        assert rps["baseline"] == client_rps[key]["baseline"], key
+    replay = measurement_json.read(outcome.out_dir / "candidate.measurement.json")
+    apm = measurement_json.read(outcome.out_dir / "candidate-apm.measurement.json")
+    assert apm.window == replay.window
+    assert apm.rate_scale == replay.rate_scale == 20.0
+    assert apm.labels[LABEL_WINDOW_OF] == fingerprint(replay)
+    assert {e.endpoint.key: e.count for e in apm.endpoints} == {e.endpoint.key: e.count for e in replay.endpoints}

@@ -7,6 +7,7 @@ never show up in stdout, stderr or the written baseline.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from collections.abc import Iterator
@@ -183,3 +184,121 @@ def test_pulled_baseline_drives_replay_and_compare(fake: FakeDatadog, tmp_path: 
     result = json.loads((tmp_path / "r" / "parity.json").read_text())
     by = {e["endpoint"]: e for e in result["endpoints"]}
     assert "no candidate requests" in by["legacycontroller_ping"]["reasons"][0]
+
+
+# --- pull --window-of: the candidate's own APM over a replay's window --------------------------------------
+
+REPLAY_START = START + timedelta(days=2, hours=10, seconds=30.5)  # minute 3480 of the dataset, 30.5 s in
+REPLAY_S = 200.0  # to 10:03:50.5: the APM minutes 10:00 … 10:03
+
+
+def write_replay(tmp_path: Path, start: datetime = REPLAY_START, duration_s: float = REPLAY_S) -> Path:
+    from tests.test_replay_window import replay_measurement
+
+    replay = replay_measurement(
+        start,
+        duration_s,
+        counts={"GET /api/employees/{id}": 900, "GET /health": 400, "GET /api/employees": 200},
+        rate_scale=3.0,
+        load_factors={"GET /api/employees": 5.0},
+    )
+    return measurement_json.write(replay, tmp_path / "run.json")
+
+
+def pull_window(fake: FakeDatadog, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "routes.txt").write_text(ROUTES)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DD_")}
+    environ.update({"DD_API_KEY": API_KEY, "DD_APP_KEY": APP_KEY})
+    return run_parity(
+        "baseline", "pull", "--service", "web", "--env", "ec2", "--dd-url", fake.url,
+        "--routes", str(tmp_path / "routes.txt"), *args, env=environ,
+    )  # fmt: skip
+
+
+def test_pull_window_of_writes_the_replays_server_side_record(fake: FakeDatadog, tmp_path: Path) -> None:
+    from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, LatencyKind, SourceKind, fingerprint
+    from parity.sources.replay_window import LABEL_WINDOW_OF
+
+    replay_path = write_replay(tmp_path)
+    done = pull_window(fake, tmp_path, "--window-of", str(replay_path))  # default output: beside the replay
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run.apm.json"
+    assert f"wrote {out}: " in done.stdout
+    assert "APM minutes 10:00 to 10:04 UTC (the counts include any other traffic" in done.stdout
+    assert "waiting" not in done.stderr  # ingested long ago
+    m = measurement_json.read(out)
+    replay = measurement_json.read(replay_path)
+    minutes = range(3480, 3484)  # [10:00, 10:04) of the third day
+    counts = {e.endpoint.key: e.count for e in m.endpoints}
+    assert counts == {
+        "GET /health": 60 * 4,
+        "GET /api/employees/{id}": sum(120 + (i % 7) for i in minutes),
+        "GET /api/employees": 30 * 4,
+        "legacycontroller_ping": 6 * 4,
+    }
+    show = m.by_key()["GET /api/employees/{id}"]
+    assert show.errors == 1  # minute 3480 is a whole hour
+    assert show.timeline is not None
+    assert show.timeline.counts == tuple(120 + (i % 7) for i in minutes)
+    assert show.timeline.start_s == (START + timedelta(minutes=3480)).timestamp()
+    assert show.latency is not None
+    assert show.latency.quantile(0.95) == pytest.approx(18.0)
+    assert m.window == replay.window  # exact: the counts are per the replay's window
+    assert m.rate_scale == 3.0
+    assert (m.latency_kind, m.source.kind, m.source.env) == (LatencyKind.SERVER, SourceKind.DATADOG, "ec2")
+    assert m.labels[LABEL_REPLAY_OF] == replay.labels[LABEL_REPLAY_OF]
+    assert m.labels[LABEL_SCHEDULE] == replay.labels[LABEL_SCHEDULE]
+    assert m.labels[LABEL_WINDOW_OF] == fingerprint(replay)
+    assert m.by_key()["GET /api/employees"].load_factor == 5.0
+    assert show.load_factor == 1.0
+    froms = {r.query.get("from") for r in fake.recorded("/api/v1/query")}
+    assert froms == {str(int((START + timedelta(minutes=3480)).timestamp()))}  # the whole minutes, nothing before
+    assert_no_key(done.stdout, done.stderr, out.read_text(), replay_path.read_text())
+
+
+def test_pull_window_of_bad_input_exits_2_with_one_line_and_no_query(fake: FakeDatadog, tmp_path: Path) -> None:
+    replay = write_replay(tmp_path)
+    baseline = tmp_path / "web-ec2.json"
+    assert pull(fake, tmp_path).returncode == 0
+    queried = len(fake.recorded())
+    future = write_replay(tmp_path / "future", datetime.now(UTC) + timedelta(minutes=5), 60.0)
+    (tmp_path / "broken.json").write_text("[]")
+    cases = [
+        (("--window-of", str(replay), "--from", START.isoformat()), "--window-of replaces --from and --to"),
+        (("--from", START.isoformat()), "give the window: --from and --to, or --window-of REPLAY.json"),
+        (("--window-of", str(tmp_path / "missing.json")), "missing.json: no such file"),
+        (("--window-of", str(tmp_path / "broken.json")), "broken.json: "),
+        (("--window-of", str(baseline)), "web-ec2.json: not a replay (source kind datadog)"),
+        (("--window-of", str(future)), "in the future: is the replay still running"),
+        (("--window-of", str(replay), "--ingest-delay", "-1"), "--ingest-delay must be"),
+        (("--from", START.isoformat(), "--to", START.isoformat(), "--ingest-delay", "5"), "--ingest-delay applies"),
+    ]
+    for args, message in cases:
+        done = pull_window(fake, tmp_path, *args, "-o", str(tmp_path / "out.json"))
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("parity: error: "), args
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert message in done.stderr, (message, done.stderr)
+    assert len(fake.recorded()) == queried  # refused before asking Datadog
+    assert not (tmp_path / "out.json").exists()
+
+
+RECENT_MARGIN_S = 10  # seconds of ingestion delay left when the command starts (it only needs to start in time)
+
+
+@pytest.mark.e2e
+def test_pull_window_of_a_recent_replay_waits_for_ingestion(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0)
+    data = FakeDataset(
+        start_s=int((minute - timedelta(minutes=10)).timestamp()),
+        resources={"healthcontroller_show": FakeResource(hits=[60] * 20, latency_s={"avg": 0.001})},
+    )
+    replay = write_replay(tmp_path, minute - timedelta(seconds=90), 90.0)  # ended on the current minute
+    delay = math.ceil((now - minute).total_seconds()) + RECENT_MARGIN_S
+    with fake_datadog(data, api_key=API_KEY, app_key=APP_KEY) as recent:
+        done = pull_window(recent, tmp_path, "--window-of", str(replay), "--ingest-delay", str(delay))
+    assert done.returncode == 0, done.stderr
+    assert "Datadog ingests with a delay: waiting" in done.stderr
+    m = measurement_json.read(tmp_path / "run.apm.json")
+    assert m.by_key()["GET /health"].count == 60 * 2  # the two whole minutes before the replay's end

@@ -282,14 +282,19 @@ def _server_side(
     meta: RunMeta,
     sleep: Callable[[float], None],
 ) -> ParityResult:
-    """Pull the candidate's APM for the replay's window and judge it against the baseline."""
+    """Pull the candidate's APM over the replay's window (the whole minutes around it, once ``delay_s`` has
+    passed after the last one) and judge it, as the replay's server-side record
+    (:func:`parity.sources.replay_window.server_side_of`: the replay's window and rate scale), against the
+    baseline."""
+    from parity.sources.replay_window import apm_window, seconds_until_ingested, server_side_of
+
     source = settings.candidate_apm
     assert source is not None
-    start, end = _floor_minute(candidate.window.start), _ceil_minute(candidate.window.end)
-    wait = max((end - datetime.now(UTC)).total_seconds(), 0.0) + source.delay_s
+    start, end = apm_window(candidate)
+    wait = seconds_until_ingested(candidate, datetime.now(UTC), source.delay_s)
     if wait > 0:
         sleep(math.ceil(wait))
-    apm = _pull(source, keys, start, end, settings.dd_url)
+    apm = server_side_of(_pull(source, keys, start, end, settings.dd_url), candidate)
     measurement_json.write(apm, out_dir / "candidate-apm.measurement.json")
     result = compare(baseline, apm, config.policy, names=("baseline", f"{source.service}/{source.env} APM"))
     write_reports(result, out_dir / "server-side", meta, measurements=(baseline, apm))

@@ -35,6 +35,22 @@ few kept as ``file:line: why``; more than ``max_malformed_share`` of all non-bla
 Lines that parse but carry no usable request (``- - -`` request line, see above) are *skipped* and counted.
 Files are plain text or gzip (recognised by their magic bytes, not their name).
 
+**A replay's window** (``window``, for ``parity baseline from-logs --window-of``): only the requests that
+reached the server during the window are kept, timed by when they *arrived* (a replay records each request at
+its send time), and the Measurement's window is the given one. Arrival per format:
+
+- ``alb``: ``request_creation_time`` (when the ALB received the request; ``time`` is when it sent the
+  response); a line without it (``-`` or too few fields) falls back to ``time``;
+- ``nginx``: ``$time_local`` is when the request *ended*, to the whole second: the arrival is estimated as
+  ``$time_local`` minus the latency of the timing field (``$request_time``: the whole request); without a
+  latency (``-``, 499) as ``$time_local`` itself. The estimate can be up to 1 s early.
+
+A request whose arrival lies up to ``window_slack_s`` (default ``WINDOW_SLACK_S``, 1 s) before the start or
+after the end is kept too: it covers nginx's whole seconds and small clock differences between the load
+generator and the server (other traffic in those seconds is counted as well). Requests further out are
+counted (before / after the window) and dropped; none in the window is bad input. Outside a window, requests
+are timed as before: ALB ``time``, nginx ``$time_local``.
+
 The window runs from the first request time to just after the last one (``WINDOW_TAIL_S``). The timeline
 has per-minute points up to ``MAX_TIMELINE_POINTS`` (4 days); longer windows use the smallest coarser
 interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits. Parsed requests are buffered
@@ -65,7 +81,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from parity.errors import BadInput, reading
-from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind
+from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind, Window
 from parity.replay.recorder import Recorder
 from parity.sources.routes import RouteMap, encode_path, template_path_values
 
@@ -73,6 +89,7 @@ __all__ = [
     "DEFAULT_MAX_MALFORMED_SHARE",
     "DEFAULT_POOL_LIMIT",
     "FORMATS",
+    "WINDOW_SLACK_S",
     "AccessLogResult",
     "read_access_logs",
     "timeline_interval_for",
@@ -95,6 +112,9 @@ MAX_TIMELINE_POINTS = 5760
 #: After this many lines, refuse early if every one was malformed (wrong ``fmt`` or file), unless
 #: ``max_malformed_share`` is 1.
 EARLY_REFUSAL_LINES = 1000
+#: Seconds before a given window's start and after its end within which a request still counts as in the
+#: window (nginx's whole-second times, clock differences between the load generator and the server).
+WINDOW_SLACK_S = 1.0
 #: nginx status for "client closed the connection before the response".
 NGINX_CLIENT_CLOSED = 499
 
@@ -102,9 +122,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ALB_NOT_DISPATCHED = -1.0
 _ALB_WEBSOCKET = frozenset({"ws", "wss"})
 _ALB_ACTIONS_FIELD = 9  # actions_executed, counted from the field after "request"
+_ALB_CREATION_FIELD = 8  # request_creation_time, counted the same way
 _FORMAT_NAMES = {"alb": "AWS ALB", "nginx": "nginx"}
 
-# One parsed line: (Unix time s, method, path as received, latency ms or None, error).
+# One parsed line: (Unix time s, method, path as received, latency ms or None, error). The time is the log's
+# (ALB ``time``, nginx ``$time_local``), or the request's arrival when a parser is asked for it.
 _Request = tuple[float, str, str, float | None, bool]
 
 
@@ -132,10 +154,17 @@ class AccessLogResult:
     no_latency: int = 0
     unmatched: int = 0
     unmatched_examples: tuple[str, ...] = ()
+    before_window: int = 0
+    after_window: int = 0
 
     @property
     def requests(self) -> int:
         return self.measurement.total_count
+
+    @property
+    def outside_window(self) -> int:
+        """Requests dropped because they arrived outside the given window (0 without a window)."""
+        return self.before_window + self.after_window
 
 
 def timeline_interval_for(window_s: float) -> float:
@@ -210,6 +239,30 @@ def _alb_answered_itself(after_request: str, elb_status: int | None) -> bool:
         return False
     actions = fields[_ALB_ACTIONS_FIELD].strip('"')
     return actions not in ("", "-") and "forward" not in actions.split(",")
+
+
+def _alb_arrival(after_request: str, response_t: float) -> float:
+    """``request_creation_time`` as Unix s; ``response_t`` (the ``time`` field) when the line has none."""
+    fields = _ALB_FIELD.findall(after_request)
+    if len(fields) <= _ALB_CREATION_FIELD or fields[_ALB_CREATION_FIELD] in ("-", '"-"'):
+        return response_t
+    return _iso_time(fields[_ALB_CREATION_FIELD], "request_creation_time")
+
+
+def _alb_parser(arrival: bool) -> Callable[[str], _Request | str]:
+    """ALB lines timed by ``time`` or, with ``arrival``, by ``request_creation_time``."""
+    if not arrival:
+        return _parse_alb
+
+    def parse(line: str) -> _Request | str:
+        parsed = _parse_alb(line)
+        if isinstance(parsed, str):
+            return parsed
+        rest = line.split(" ", 12)[12]
+        after_request = rest[rest.find('"', 1) + 1 :]
+        return (_alb_arrival(after_request, parsed[0]), *parsed[1:])
+
+    return parse
 
 
 def _parse_alb(line: str) -> _Request | str:
@@ -300,7 +353,9 @@ def _nginx_latency(field: str) -> float | None:
     return total * 1000.0 if known else None
 
 
-def _nginx_parser(timing_field: int) -> Callable[[str], _Request | str]:
+def _nginx_parser(timing_field: int, arrival: bool = False) -> Callable[[str], _Request | str]:
+    """nginx lines timed by ``$time_local`` or, with ``arrival``, by ``$time_local`` minus the latency."""
+
     def parse(line: str) -> _Request | str:
         m = _NGINX.match(line)
         if m is None:
@@ -321,6 +376,8 @@ def _nginx_parser(timing_field: int) -> Callable[[str], _Request | str]:
             return f"no usable request line: {_short(request_text)}"
         if status == NGINX_CLIENT_CLOSED:
             latency = None
+        if arrival and latency is not None:
+            t -= latency / 1000.0
         return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
 
     return parse
@@ -351,8 +408,18 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 class _Collector:
     """Parsed requests of all files, buffered until the window (and so the timeline interval) is known."""
 
-    def __init__(self, route_map: RouteMap | None, pool_limit: int, max_malformed_share: float) -> None:
+    def __init__(
+        self,
+        route_map: RouteMap | None,
+        pool_limit: int,
+        max_malformed_share: float,
+        keep: tuple[float, float] | None = None,
+    ) -> None:
         self.route_map = route_map
+        self.keep = keep  # [lo, hi) Unix s: requests timed outside are counted and dropped
+        self.before = self.after = 0
+        self.outside_first = math.inf
+        self.outside_last = -math.inf
         self.pool_limit = pool_limit
         self.max_malformed_share = max_malformed_share
         self.lines = self.malformed = self.skipped = self.no_latency = self.unmatched = 0
@@ -429,8 +496,20 @@ class _Collector:
                 continue
             if isinstance(parsed, str):
                 self.skip(f"{path}:{n}", parsed)
-            else:
+            elif self.keep is None or self.keep[0] <= parsed[0] < self.keep[1]:
                 self.add(parsed)
+            else:
+                self.drop(parsed[0])
+
+    def drop(self, t: float) -> None:
+        """A request outside the kept span: counted, not recorded."""
+        assert self.keep is not None
+        if t < self.keep[0]:
+            self.before += 1
+        else:
+            self.after += 1
+        self.outside_first = min(self.outside_first, t)
+        self.outside_last = max(self.outside_last, t)
 
 
 def _pool_value(raw: str) -> str | None:
@@ -461,10 +540,16 @@ def _describe(fmt: str, files: list[Path]) -> str:
     return f"{_FORMAT_NAMES[fmt]} access logs: {files[0].name}{more}"
 
 
-def _measurement(c: _Collector, fmt: str, files: list[Path], labels: dict[str, str]) -> Measurement:
+def _measurement(
+    c: _Collector, fmt: str, files: list[Path], labels: dict[str, str], window: Window | None
+) -> Measurement:
     times = np.frombuffer(c.times, dtype=np.float64)
     first, last = float(times.min()), float(times.max())
-    recorder = Recorder(timeline_interval_for(last + WINDOW_TAIL_S - first))
+    if window is None:
+        start, end = datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last + WINDOW_TAIL_S, UTC)
+    else:
+        start, end = window.start, window.end
+    recorder = Recorder(timeline_interval_for((end - start).total_seconds()))
     keys = list(c.index)
     order = np.argsort(times, kind="stable")
     for i in order.tolist():
@@ -473,8 +558,8 @@ def _measurement(c: _Collector, fmt: str, files: list[Path], labels: dict[str, s
         recorder.record(method, route, c.times[i], None if math.isnan(latency) else latency, bool(c.errors[i]))
     measured = recorder.to_measurement(
         source=Source(SourceKind.ACCESS_LOG, description=_describe(fmt, files)),
-        start=datetime.fromtimestamp(first, UTC),
-        end=datetime.fromtimestamp(last + WINDOW_TAIL_S, UTC),
+        start=start,
+        end=end,
         latency_kind=LatencyKind.SERVER,
         labels=labels,
     )
@@ -496,6 +581,8 @@ def read_access_logs(
     timing_field: int = -1,
     max_malformed_share: float = DEFAULT_MAX_MALFORMED_SHARE,
     pool_limit: int = DEFAULT_POOL_LIMIT,
+    window: Window | None = None,
+    window_slack_s: float = WINDOW_SLACK_S,
 ) -> AccessLogResult:
     """Read access log files (plain or gzip) of format ``fmt`` (``alb`` | ``nginx``) into a baseline.
 
@@ -503,16 +590,25 @@ def read_access_logs(
     counted in ``unmatched``). ``timing_field`` picks the nginx extra field holding the latency in seconds
     (0-based, negative from the end; ignored for ALB). ``max_malformed_share``: refuse the logs (BadInput
     with the counts and the first example) when more than this share of non-blank lines is malformed.
-    ``pool_limit``: distinct values kept per placeholder (the first seen). Latency kind SERVER, source
-    ACCESS_LOG; see the module docstring for latency, errors, skipped lines and the timeline.
-    BadInput also when a file is missing or broken, or when no line holds a request.
+    ``pool_limit``: distinct values kept per placeholder (the first seen). ``window`` (e.g. a replay's): keep
+    only the requests that arrived in it, ± ``window_slack_s`` seconds; the Measurement's window is then
+    ``window`` and the dropped requests are counted in ``before_window`` / ``after_window``. Latency kind
+    SERVER, source ACCESS_LOG; see the module docstring for arrival times, latency, errors, skipped lines and
+    the timeline. BadInput also when a file is missing or broken, or when no line holds a request (in the
+    window, when one is given).
     """
     _check_options(fmt, max_malformed_share, pool_limit)
+    if not (window_slack_s >= 0 and math.isfinite(window_slack_s)):
+        raise BadInput(f"--window-slack: {window_slack_s:g} is not a number of seconds >= 0")
     files = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     if not files:
         raise BadInput("no access log files given")
-    parse = _parse_alb if fmt == "alb" else _nginx_parser(timing_field)
-    collector = _Collector(route_map, pool_limit, max_malformed_share)
+    arrival = window is not None
+    parse = _alb_parser(arrival) if fmt == "alb" else _nginx_parser(timing_field, arrival)
+    keep = None
+    if window is not None:
+        keep = (window.start.timestamp() - window_slack_s, window.end.timestamp() + window_slack_s)
+    collector = _Collector(route_map, pool_limit, max_malformed_share, keep)
     for path in files:
         collector.read(path, parse)
     named = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
@@ -524,6 +620,8 @@ def read_access_logs(
             f"{named}: {collector.malformed} of {collector.lines} lines ({share:.2%}) are malformed, more than "
             f"the {max_malformed_share:.2%} allowed; first: {collector.malformed_examples[0]}"
         )
+    if not collector.times and window is not None and collector.before + collector.after:
+        raise BadInput(_none_in_window(named, collector, window, window_slack_s))
     if not collector.times:
         raise BadInput(
             f"{named}: no requests in {collector.lines} lines ({collector.malformed} malformed, "
@@ -533,8 +631,10 @@ def read_access_logs(
     labels |= {"malformed": str(collector.malformed), "skipped": str(collector.skipped)}
     if fmt == "nginx":
         labels["timing_field"] = str(timing_field)
+    if window is not None:
+        labels |= {"outside_window": str(collector.before + collector.after), "window_slack_s": f"{window_slack_s:g}"}
     return AccessLogResult(
-        measurement=_measurement(collector, fmt, files, labels),
+        measurement=_measurement(collector, fmt, files, labels, window),
         lines=collector.lines,
         malformed=collector.malformed,
         malformed_examples=tuple(collector.malformed_examples),
@@ -543,4 +643,18 @@ def read_access_logs(
         no_latency=collector.no_latency,
         unmatched=collector.unmatched,
         unmatched_examples=tuple(collector.unmatched_examples),
+        before_window=collector.before,
+        after_window=collector.after,
+    )
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+def _none_in_window(named: object, c: _Collector, window: Window, slack_s: float) -> str:
+    return (
+        f"{named}: no request in the window {window.start.isoformat()} to {window.end.isoformat()} "
+        f"(± {slack_s:g} s): its {c.before + c.after} requests arrived from {_utc(c.outside_first)} to "
+        f"{_utc(c.outside_last)} ({c.before} before, {c.after} after)"
     )
