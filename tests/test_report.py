@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import xmlschema
 
-from parity.judge.compare import compare
+from parity.judge.compare import compare, describe_looks_worse
 from parity.judge.policy import METRICS
 from parity.judge.result import Bottleneck, ParityResult, SideInfo, Verdict
 from parity.model import (
@@ -255,7 +255,7 @@ def test_run_meta_needs_a_time_zone() -> None:
 
 
 #: Positions inside a metric cell of the page data (see build_context).
-BASELINE, CANDIDATE, RATIO, DELTA, VERDICT, CHANGE, SORT, SAMPLES, REASON, WORDS, RULE, METHOD = range(12)
+BASELINE, CANDIDATE, RATIO, DELTA, VERDICT, CHANGE, SORT, SAMPLES, REASON, WORDS, RULE, METHOD, GATE, NEEDS = range(14)
 
 
 def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
@@ -299,9 +299,17 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     assert cells["p95_ms"][WORDS] + rule == explain(p95, result.alpha)
     assert rule.endswith("beyond the 5% / 2 ms tolerance → FAIL")
     assert ctx["data"]["methods"][cells["p95_ms"][METHOD]].startswith("Fisher exact test")
-    assert cells["rps"][VERDICT] == "pass"
-    assert cells["rps"][REASON] is None  # a passing metric's reason is not one of the endpoint's: words only
+    assert cells["p95_ms"][GATE] is None  # it counts towards the endpoint's verdict
+    assert cells["p95_ms"][NEEDS] is None  # decided
+    assert cells["max_ms"][REASON] is None  # a passing metric's reason is not one of the endpoint's: words only
+    # the candidate is a Locust request log (closed loop): throughput is shown, not judged, and labelled so
+    assert cells["rps"][VERDICT] == "inconclusive"
+    assert cells["rps"][GATE] == "shown"
+    assert cells["rps"][REASON].startswith("throughput: shown, not judged, closed-loop load on the candidate side")
+    assert cells["rps"][WORDS] is None
+    assert cells["rps"][NEEDS] is None  # not owed: nothing would "decide" it
     assert cells["rps"][SORT] == pytest.approx(1.0)  # higher-is-better: inverted, larger = worse
+    assert ctx["data"]["gates"]["shown"]["title"] == f"throughput shown, not judged: {result.throughput_note}"
     percentiles = [result.endpoints[0].metric(n) for n in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
     assert orders["pct"] == [
         [rounded(m.baseline) for m in percentiles if m is not None],
@@ -478,7 +486,7 @@ def test_html_lists_regressions_first_and_marks_cells() -> None:
     names = [m.name for m in METRICS]
     orders_cells = dict(zip(names, data["rows"][keys.index(ORDERS)]["m"], strict=True))
     assert orders_cells["p95_ms"][VERDICT] == "fail"
-    assert orders_cells["rps"][VERDICT] == "pass"
+    assert orders_cells["rps"][GATE] == "shown"  # closed-loop candidate: not a grey inconclusive
     pipe_cells = dict(zip(names, data["rows"][keys.index(PIPE)]["m"], strict=True))
     assert pipe_cells["max_ms"][VERDICT] == "marginal"
     # the table's headings: one sortable column per metric, plus the filter controls
@@ -563,12 +571,15 @@ def test_explain_in_plain_words() -> None:
     assert words(CREATE, "error_rate").startswith("error rate is 7.80 pp higher (95% CI 6.19–9.65 pp), p = 1.5e-22")
     assert words(CREATE, "p95_ms").startswith("p95 is 0.4% higher (95% CI −4.4% to +5.3%), p = 0.46")
     assert "not significant at the run's 1% false-alarm rate, and within" in words(CREATE, "p95_ms")
-    assert words(CREATE, "rps").startswith("throughput is unchanged")
     assert "p < 1e-300, Holm-adjusted < 1e-300 over 35 tests" in words(ORDERS, "avg_ms")
-    # not judged: the judge's own reason
-    p99 = by_key[SCRIPT].metric("p99_ms")
-    assert p99 is not None
-    assert explain(p99, result.alpha) == p99.reason
+    # 800 requests are fewer than a p99 needs to pass, but a significant regression is decided all the same
+    assert words(SCRIPT, "p99_ms").startswith("p99 is 49% higher (95% CI 14–104%), p = 2.9e-5")
+    assert words(SCRIPT, "p99_ms").endswith("beyond the 10% / 5 ms tolerance → FAIL")
+    # not judged (throughput of a closed-loop run is shown only): the judge's own reason
+    rps = by_key[CREATE].metric("rps")
+    assert rps is not None
+    assert explain(rps, result.alpha) == rps.reason
+    assert rps.reason.startswith("throughput: shown, not judged, closed-loop load")
 
 
 def _timeline_side(n_intervals: int) -> Measurement:
@@ -664,6 +675,10 @@ _METRIC_KEYS = {
     "min_samples",
     "samples",
     "statistics",
+    "gated",
+    "comparable",
+    "looks_worse",
+    "needs",
 }
 _STATISTICS_KEYS = {
     "method",
@@ -832,7 +847,8 @@ def test_junit_parses_and_counts_match(result: Any) -> None:
         elif e.verdict is Verdict.INCONCLUSIVE:
             assert skip is not None
             assert failure is None
-            assert skip.get("message") == e.reasons[0]
+            looks = describe_looks_worse(e)  # an endpoint not judged that looks worse leads with the words
+            assert skip.get("message") == (f"{looks}; {e.reasons[0]}" if looks else e.reasons[0])
         elif e.verdict is Verdict.MARGINAL:
             assert failure is None
             assert skip is None
