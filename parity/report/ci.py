@@ -25,6 +25,7 @@ from parity.judge.compare import describe_looks_worse, format_value
 from parity.judge.result import EndpointResult, MetricResult, ParityResult, Statistics, Verdict
 from parity.model import Endpoint
 from parity.report.context import (
+    GATE_INCOMPARABLE,
     VERDICT_ORDER,
     RunMeta,
     format_count,
@@ -311,10 +312,13 @@ def _impact(extra_ms_per_min: float, extra_errors_per_min: float) -> str:
 
 
 def _p95(e: EndpointResult | None) -> tuple[str, str]:
+    """(baseline → candidate, ratio) of the endpoint's p95; the ratio reads ``incomparable`` when the sides
+    measured different kinds of latency."""
     m = None if e is None else e.metric("p95_ms")
     if m is None:
         return "n/a", "n/a"
-    return f"{format_value(m.baseline, m.unit)} → {format_value(m.candidate, m.unit)}", format_ratio(m.ratio)
+    ratio = format_ratio(m.ratio) if m.comparable else GATE_INCOMPARABLE
+    return f"{format_value(m.baseline, m.unit)} → {format_value(m.candidate, m.unit)}", ratio
 
 
 def _incomparable_md(result: ParityResult) -> list[str]:

@@ -652,7 +652,9 @@ def _knee_rows(knees: tuple[SaturationKnee, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
+def _bottleneck_row(b: Bottleneck, comparable: bool) -> dict[str, Any]:
+    """One ranked bottleneck; its latency ratios read ``incomparable`` when the sides' latency kinds differ."""
+    ratio = format_ratio if comparable else (lambda _: GATE_INCOMPARABLE)
     return {
         "rank": b.rank,
         "key": b.endpoint.key,
@@ -660,8 +662,8 @@ def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
         "extra_time": format_extra_time(b.extra_ms_per_min) if b.extra_ms_per_min > 0 else "—",
         "extra_errors": format_extra_errors(b.extra_errors_per_min) if b.extra_errors_per_min > 0 else "—",
         "baseline_rpm": f"{b.baseline_rpm:,.1f} req/min",
-        "avg_ratio": format_ratio(b.avg_ratio),
-        "p95_ratio": format_ratio(b.p95_ratio),
+        "avg_ratio": ratio(b.avg_ratio),
+        "p95_ratio": ratio(b.p95_ratio),
         "failed_metrics": ", ".join(METRIC_LABELS.get(n, n) for n in b.failed_metrics) or "—",
     }
 
@@ -846,7 +848,7 @@ def build_context(
         "throughput": _throughput_text(result),
         "generators": _generator_rows(result),
         "metric_columns": [{"name": m.name, "label": METRIC_LABELS[m.name], "unit": m.unit} for m in METRICS],
-        "bottlenecks": [_bottleneck_row(b) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
+        "bottlenecks": [_bottleneck_row(b, result.incomparable is None) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
         "more_bottlenecks": max(len(result.bottlenecks) - TOP_BOTTLENECKS, 0),
         "knees": _knee_rows(result.knees),
         "sides": [_side(title, side, latency_judged(result)) for title, side in sides],

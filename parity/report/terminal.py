@@ -61,13 +61,15 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
         f"{result.candidate.duration_s:g} s)",
     ]
     if result.bottlenecks:
-        lines.append("  bottlenecks (extra server time at baseline traffic):")
+        lines.append(f"  bottlenecks ({'extra server time' if inc is None else 'extra errors'} at baseline traffic):")
         width = max(len(b.endpoint.key) for b in result.bottlenecks[:MAX_ROWS])
         for b in result.bottlenecks[:MAX_ROWS]:
-            lines.append(
-                f"    {b.rank}. {b.endpoint.key:<{width}}  {_per_minute(b.extra_ms_per_min):>14}  "
-                f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
-            )
+            if inc is None:
+                impact = _per_minute(b.extra_ms_per_min)
+                ratios = f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
+            else:  # latency of different kinds: only the errors say anything
+                impact, ratios = f"+{b.extra_errors_per_min:.1f} errors/min", "latency incomparable"
+            lines.append(f"    {b.rank}. {b.endpoint.key:<{width}}  {impact:>14}  {ratios}")
     lines += _not_judged(result)
     for note in result.notes:
         lines.append(f"  note: {note}")
