@@ -1393,6 +1393,7 @@ def test_html_incomparability_callout() -> None:
     rows = ctx["data"]["rows"]
     for row in rows:
         assert row["s"] == "latency not comparable (server vs service-time): see the callout at the top"
+        assert row["lb"] == "none (server vs service-time: not comparable)"  # the detail's "latency judged"
         cells = dict(zip((m.name for m in METRICS), row["m"], strict=True))
         assert cells["p95_ms"][GATE] == "incomparable"
         assert cells["p95_ms"][NEEDS] is None  # nothing more requests could decide

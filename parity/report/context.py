@@ -595,7 +595,9 @@ def _endpoint_row(
     }
     if e.critical:
         row["crit"] = True
-    if e.latency_basis:
+    if e.latency_basis and any(not m.comparable for m in e.metrics):
+        row["lb"] = f"none ({e.latency_basis.replace('/', ' vs ')}: not comparable)"
+    elif e.latency_basis:
         row["lb"] = e.latency_basis
     if summary := _summary(e, run.incomparable):
         row["s"] = summary
@@ -802,7 +804,8 @@ def build_context(
     for the page's script, which builds the rows, sorts, filters and draws charts): ``data["rows"]`` keeps the
     result's order (worst first), one dict per endpoint with short keys — ``i`` position, ``k`` endpoint, ``v``
     verdict, ``crit`` critical, ``n`` formatted counts (baseline, candidate), ``ns`` raw counts (for sorting),
-    ``sh`` traffic share, ``lb`` latency basis, ``s`` headline of the first reason, ``lw`` the looks-worse words
+    ``sh`` traffic share, ``lb`` latency basis (``none (server vs service-time: not comparable)`` when the kinds
+    differ), ``s`` headline of the first reason, ``lw`` the looks-worse words
     of an endpoint not judged, ``nd`` the requests that would decide its undecided metrics in words, ``os``
     ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``r`` reasons (an int is the
     index of the metric whose reason it is), ``m`` one cell per :data:`~parity.judge.policy.METRICS` entry
