@@ -1158,6 +1158,7 @@ def test_helpers_for_remedies_needs_and_oversampling() -> None:
     assert needs_text(1200, None) == "about 1,200 requests per side would decide it"
     assert needs_text(10, 12) == "about 10 requests per side would decide it"
     assert needs_text(None, 12) is None
+    assert needs_text(10**28, 200) == "more than 10,000,000 requests per side: the change seen is within noise"
     assert oversampled_text((4.0, 4.0)) == "oversampled ×4"
     assert oversampled_text((1.0, 4.0)) == "oversampled ×4 (candidate)"
     assert oversampled_text((2.0, 2.5)) == "oversampled ×2 baseline, ×2.5 candidate"
@@ -1433,11 +1434,9 @@ def test_html_section_for_unjudged_endpoints_that_look_worse() -> None:
     shift = rare.metric("shift")
     assert shift is not None
     assert shift.needs is not None
-    decides = [f"{METRIC_LABELS[m.metric]}: {needs_text(m.needs, 12)}" for m in rare.looks_worse]
-    assert entry["decides"] == decides  # each metric that looks worse, with what would decide it
-    assert (
-        decides[0] == f"typical latency (rank shift): about {shift.needs - 12} more requests per side would decide it"
-    )
+    decides = [f"{METRIC_LABELS[m.metric]}: ~{(m.needs or 0) - 12:,} more" for m in rare.looks_worse]
+    assert entry["decides"] == decides  # each metric that looks worse, with the requests that would decide it
+    assert decides[0] == f"typical latency (rank shift): ~{shift.needs - 12} more"
     # when deciding everything still open takes more than deciding what looks worse, that is said too
     only_shift = dataclasses.replace(
         result,
@@ -1450,7 +1449,7 @@ def test_html_section_for_unjudged_endpoints_that_look_worse() -> None:
     )
     assert build_context(only_shift, META)["looks_worse"][0]["decides"] == [
         decides[0],
-        f"every metric still open: about {(rare.needs or 0) - 12} more requests per side would decide it",
+        f"everything still open: ~{(rare.needs or 0) - 12:,} more",
     ]
     row = next(r for r in ctx["data"]["rows"] if r["k"] == RARE)
     assert row["lw"] == f"not judged, {describe_looks_worse(rare)}"

@@ -49,6 +49,7 @@ __all__ = [
     "GATE_SHOWN",
     "METRIC_LABELS",
     "MISSING",
+    "NEEDS_QUOTED_MAX",
     "THROUGHPUT_METRIC",
     "TOP_BOTTLENECKS",
     "VERDICT_ORDER",
@@ -279,12 +280,21 @@ def gate_title(label: str, result: ParityResult) -> str:
     return "reported only: this metric's gate is off in the config"
 
 
+#: Requests per side above which :func:`needs_text` stops quoting the estimate: a change that small against its
+#: noise is not going to be decided by running longer (the estimate grows without bound as the change seen
+#: shrinks towards nothing).
+NEEDS_QUOTED_MAX = 10_000_000
+
+
 def needs_text(needs: int | None, have: int | None) -> str | None:
     """``about 180 more requests per side would decide it`` from the requests per side that would decide an
     undecided metric or endpoint (``needs``, in total) and the requests the smaller side has (``have``; None:
-    unknown, the total is given instead); None when nothing is known."""
+    unknown, the total is given instead); None when nothing is known. Above :data:`NEEDS_QUOTED_MAX` it says
+    so instead of quoting a number no run will reach."""
     if needs is None:
         return None
+    if needs > NEEDS_QUOTED_MAX:
+        return f"more than {NEEDS_QUOTED_MAX:,} requests per side: the change seen is within noise"
     if have is not None and needs > have:
         return f"about {needs - have:,} more requests per side would decide it"
     return f"about {needs:,} requests per side would decide it"
@@ -752,18 +762,30 @@ def _incomparable(result: ParityResult) -> dict[str, Any]:
     }
 
 
+def _more(needs: int | None, have: int | None) -> str | None:
+    """``~2,785 more`` requests per side (``~N in all`` when ``have`` is unknown or already as many; ``over
+    10,000,000: within noise`` past :data:`NEEDS_QUOTED_MAX`); None when unknown."""
+    if needs is None:
+        return None
+    if needs > NEEDS_QUOTED_MAX:
+        return f"over {NEEDS_QUOTED_MAX:,}: within noise"
+    if have is not None and needs > have:
+        return f"~{needs - have:,} more"
+    return f"~{needs:,} in all"
+
+
 def _decides(e: EndpointResult) -> list[str]:
-    """What would decide an endpoint that looks worse: per metric that looks worse, then (when more) every
-    metric still open, e.g. ``p95: about 120 more requests per side would decide it``."""
+    """The requests per side that would decide an endpoint that looks worse: per metric that looks worse, then
+    (when more) every metric still open, e.g. ``p95: ~120 more``."""
     have = _have(e)
     lines = [
         f"{METRIC_LABELS.get(m.metric, m.metric)}: {text}"
         for m in e.looks_worse
-        if (text := needs_text(m.needs, have)) is not None
+        if (text := _more(m.needs, have)) is not None
     ]
     most = max((m.needs or 0 for m in e.looks_worse), default=0)
-    if e.needs is not None and e.needs > most and (text := needs_text(e.needs, have)) is not None:
-        lines.append(f"every metric still open: {text}")
+    if e.needs is not None and e.needs > most and (text := _more(e.needs, have)) is not None:
+        lines.append(f"everything still open: {text}")
     return lines or ["unknown: nothing to estimate it from"]
 
 
