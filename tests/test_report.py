@@ -20,7 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from html import unescape
+from html import escape, unescape
 from html.parser import HTMLParser
 from importlib.resources import files
 from pathlib import Path
@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import xmlschema
 
-from parity.judge.compare import compare
-from parity.judge.policy import METRICS
-from parity.judge.result import Bottleneck, ParityResult, SideInfo, Verdict
+from parity.judge.compare import compare, describe_looks_worse
+from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, MetricRule, Policy
+from parity.judge.result import Bottleneck, EndpointResult, ParityResult, SideInfo, Verdict
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -46,8 +46,10 @@ from parity.model import (
     Window,
 )
 from parity.report.charts import CDF_GRID, TIMELINE_POINTS, chart_data, rounded
-from parity.report.ci import SUMMARY_MAX_ROWS, junit_xml, parity_json, summary_md
+from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summary_md
 from parity.report.context import (
+    INCOMPARABLE_POINTER,
+    METRIC_LABELS,
     RunMeta,
     build_context,
     explain,
@@ -55,8 +57,15 @@ from parity.report.context import (
     format_delta,
     format_extra_time,
     format_ratio,
+    gate_label,
+    latency_recorded,
+    load_factors,
+    needs_text,
+    oversampled_text,
+    split_remedy,
 )
 from parity.report.html import json_for_script, render_html
+from parity.report.terminal import terminal_summary
 from parity.report.write import write_atomic, write_reports
 from parity.sketch import LatencySketch
 
@@ -196,8 +205,117 @@ def many_regressions_result() -> ParityResult:
     )
 
 
+RARE = "GET /api/rare"
+PAYROLL = "POST /api/payroll/calculations"
+
+
+def _side(
+    endpoints: tuple[EndpointStats, ...],
+    *,
+    env: str,
+    kind: SourceKind,
+    latency: LatencyKind,
+    pair_id: str | None = None,
+    target: str = "http://old.internal:8080",
+    labels: dict[str, str] | None = None,
+) -> Measurement:
+    """A side of any source and latency kind (``_measurement`` makes server-side ones)."""
+    return Measurement(
+        Source(kind, f"{env} environment", service="orders-api", env=env, target=target),
+        Window(START, START + timedelta(minutes=10)),
+        endpoints,
+        latency_kind=latency,
+        pair_id=pair_id,
+        labels=labels or {},
+    )
+
+
+@cache
+def incomparable_sides(candidate_errors: int = 2) -> tuple[Measurement, Measurement]:
+    """An nginx access-log baseline (server-side latency) against a replay of it (client-side service time):
+    latency is not comparable. The replay is ~10% slower everywhere, which must not become a verdict;
+    ``candidate_errors`` on POST /api/orders (of 1000) can still fail the run."""
+    base = (
+        _stats(ORDERS, 41, 100.0, 2000, 2),
+        _stats(HEALTH, 42, 2.0, 3000, 0),
+        _stats(CREATE, 43, 40.0, 1000, 2),
+        _stats(SCRIPT, 44, 20.0, 800, 0),
+    )
+    cand = (
+        _stats(ORDERS, 51, 110.0, 2000, 2),
+        _stats(HEALTH, 52, 2.2, 3000, 0),
+        _stats(CREATE, 53, 44.0, 1000, candidate_errors),
+        _stats(SCRIPT, 54, 22.0, 800, 0),
+    )
+    return (
+        _side(base, env="old", kind=SourceKind.ACCESS_LOG, latency=LatencyKind.SERVER, labels={"format": "nginx"}),
+        _side(
+            cand,
+            env="new",
+            kind=SourceKind.LOCUST_REPLAY,
+            latency=LatencyKind.SERVICE_TIME,
+            target="https://new.example.com",
+            labels={"run_time_s": "600", "seed": "7"},
+        ),
+    )
+
+
+@cache
+def incomparable_result(candidate_errors: int = 2) -> ParityResult:
+    return compare(*incomparable_sides(candidate_errors), names=("access.json", "replay.json"))
+
+
+@cache
+def looks_worse_sides() -> tuple[Measurement, Measurement]:
+    """A concurrent A/B where two busy endpoints are unchanged and a rare one is x1.5 slower on 12 requests
+    per side: too few to decide, but it looks worse, so the run cannot pass."""
+    base = (_stats(ORDERS, 61, 100.0, 2000, 2), _stats(HEALTH, 62, 2.0, 3000, 0), _stats(RARE, 63, 50.0, 12, 0))
+    cand = (_stats(ORDERS, 71, 100.0, 2000, 2), _stats(HEALTH, 72, 2.0, 3000, 0), _stats(RARE, 73, 75.0, 12, 0))
+    return (
+        _side(base, env="old", kind=SourceKind.SYNTHETIC, latency=LatencyKind.SERVER, pair_id="ab-9"),
+        _side(cand, env="new", kind=SourceKind.SYNTHETIC, latency=LatencyKind.SERVER, pair_id="ab-9"),
+    )
+
+
+@cache
+def looks_worse_result() -> ParityResult:
+    return compare(*looks_worse_sides())
+
+
+def _intended(stats: EndpointStats, seed: int, median_ms: float) -> EndpointStats:
+    """``stats`` with latency from the planned send time too (a little above its service time)."""
+    return dataclasses.replace(stats, intended=LatencyDistribution(_sketch(seed, median_ms, stats.count)))
+
+
+@cache
+def oversampled_sides() -> tuple[Measurement, Measurement]:
+    """A concurrent A/B of two open-model replays (service time and intended time recorded) that sent the rare
+    payroll endpoint at 4x its share of traffic; nothing changed."""
+
+    def side(env: str, seed: int) -> Measurement:
+        endpoints = (
+            _intended(_stats(ORDERS, seed, 100.0, 2000, 2), seed + 1, 104.0),
+            _intended(_stats(HEALTH, seed + 2, 2.0, 3000, 0), seed + 3, 2.2),
+            dataclasses.replace(_intended(_stats(PAYROLL, seed + 4, 300.0, 400, 0), seed + 5, 310.0), load_factor=4.0),
+        )
+        return _side(
+            endpoints, env=env, kind=SourceKind.LOCUST_REPLAY, latency=LatencyKind.SERVICE_TIME, pair_id="ab-4"
+        )
+
+    return side("old", 81), side("new", 91)
+
+
+@cache
+def oversampled_result() -> ParityResult:
+    return compare(*oversampled_sides())
+
+
 def _by_key(result: ParityResult) -> dict[str, Verdict]:
     return {e.endpoint.key: e.verdict for e in result.endpoints}
+
+
+def _endpoint(result: ParityResult, key: str) -> EndpointResult:
+    return next(e for e in result.endpoints if e.endpoint.key == key)
 
 
 def test_scenario_has_every_verdict() -> None:
@@ -218,6 +336,31 @@ def test_scenario_has_every_verdict() -> None:
     assert inconclusive_result().verdict is Verdict.INCONCLUSIVE
     assert empty_result().endpoints == ()
     assert all(e.verdict is Verdict.FAIL for e in many_regressions_result().endpoints)
+
+
+def test_scenarios_for_what_a_verdict_cannot_rest_on() -> None:
+    """Guards the fixtures of the incomparability, looks-worse and oversampling tests."""
+    inc = incomparable_result()
+    assert inc.verdict is Verdict.INCONCLUSIVE  # ~10% slower, but server vs client side: no verdict on latency
+    assert inc.incomparable is not None
+    assert (inc.incomparable.baseline_kind, inc.incomparable.candidate_kind) == ("server", "service-time")
+    assert inc.incomparable.remedies[0].startswith("parity ab access.json --old OLD_URL --new https://new.example.com")
+    assert len(inc.incomparable.remedies) == 3
+    assert set(_by_key(inc).values()) == {Verdict.INCONCLUSIVE}
+    assert inc.reasons[0] == f"latency not comparable: {inc.incomparable.reason}"
+    assert not inc.throughput_gated
+    failing = incomparable_result(candidate_errors=80)
+    assert failing.verdict is Verdict.FAIL  # errors still fail a run whose latency does not compare
+    assert failing.incomparable is not None
+    looks = looks_worse_result()
+    assert looks.verdict is Verdict.INCONCLUSIVE
+    assert [e.endpoint.key for e in looks.unjudged_looking_worse] == [RARE]
+    assert _by_key(looks) == {ORDERS: Verdict.PASS, HEALTH: Verdict.PASS, RARE: Verdict.INCONCLUSIVE}
+    assert looks.throughput_gated
+    over = oversampled_result()
+    assert over.verdict is Verdict.PASS
+    assert {e.latency_basis for e in over.endpoints} == {"intended"}
+    assert any(n.startswith("oversampled endpoints") and f"{PAYROLL} x4" in n for n in over.notes)
 
 
 def _check_golden(name: str, actual: str) -> None:
@@ -255,7 +398,7 @@ def test_run_meta_needs_a_time_zone() -> None:
 
 
 #: Positions inside a metric cell of the page data (see build_context).
-BASELINE, CANDIDATE, RATIO, DELTA, VERDICT, CHANGE, SORT, SAMPLES, REASON, WORDS, RULE, METHOD = range(12)
+BASELINE, CANDIDATE, RATIO, DELTA, VERDICT, CHANGE, SORT, SAMPLES, REASON, WORDS, RULE, METHOD, GATE, NEEDS = range(14)
 
 
 def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
@@ -299,9 +442,17 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     assert cells["p95_ms"][WORDS] + rule == explain(p95, result.alpha)
     assert rule.endswith("beyond the 5% / 2 ms tolerance → FAIL")
     assert ctx["data"]["methods"][cells["p95_ms"][METHOD]].startswith("Fisher exact test")
-    assert cells["rps"][VERDICT] == "pass"
-    assert cells["rps"][REASON] is None  # a passing metric's reason is not one of the endpoint's: words only
+    assert cells["p95_ms"][GATE] is None  # it counts towards the endpoint's verdict
+    assert cells["p95_ms"][NEEDS] is None  # decided
+    assert cells["max_ms"][REASON] is None  # a passing metric's reason is not one of the endpoint's: words only
+    # the candidate is a Locust request log (closed loop): throughput is shown, not judged, and labelled so
+    assert cells["rps"][VERDICT] == "inconclusive"
+    assert cells["rps"][GATE] == "shown"
+    assert cells["rps"][REASON].startswith("throughput: shown, not judged, closed-loop load on the candidate side")
+    assert cells["rps"][WORDS] is None
+    assert cells["rps"][NEEDS] is None  # not owed: nothing would "decide" it
     assert cells["rps"][SORT] == pytest.approx(1.0)  # higher-is-better: inverted, larger = worse
+    assert ctx["data"]["gates"]["shown"]["title"] == f"throughput shown, not judged: {result.throughput_note}"
     percentiles = [result.endpoints[0].metric(n) for n in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
     assert orders["pct"] == [
         [rounded(m.baseline) for m in percentiles if m is not None],
@@ -319,7 +470,11 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     assert new_only["r"] == ["not in the baseline: nothing to compare against"]
     assert "ch" not in new_only  # rendered without Measurements: no chart series
     assert ctx["data"]["charts"] is False
-    # The template's part of the view-model is strings, numbers and booleans only: it formats nothing.
+    _assert_formats_nothing(ctx)
+
+
+def _assert_formats_nothing(ctx: dict[str, Any]) -> None:
+    """The template's part of the view-model is strings, numbers and booleans only: it formats nothing."""
     leaves: list[Any] = []
 
     def walk(node: Any) -> None:
@@ -478,7 +633,7 @@ def test_html_lists_regressions_first_and_marks_cells() -> None:
     names = [m.name for m in METRICS]
     orders_cells = dict(zip(names, data["rows"][keys.index(ORDERS)]["m"], strict=True))
     assert orders_cells["p95_ms"][VERDICT] == "fail"
-    assert orders_cells["rps"][VERDICT] == "pass"
+    assert orders_cells["rps"][GATE] == "shown"  # closed-loop candidate: not a grey inconclusive
     pipe_cells = dict(zip(names, data["rows"][keys.index(PIPE)]["m"], strict=True))
     assert pipe_cells["max_ms"][VERDICT] == "marginal"
     # the table's headings: one sortable column per metric, plus the filter controls
@@ -502,6 +657,8 @@ def test_html_lists_regressions_first_and_marks_cells() -> None:
         (pass_result, "PASS", "before/after"),
         (inconclusive_result, "INCONCLUSIVE", "concurrent A/B"),
         (empty_result, "INCONCLUSIVE", "before/after"),
+        (incomparable_result, "INCONCLUSIVE", "before/after"),
+        (looks_worse_result, "INCONCLUSIVE", "concurrent A/B"),
     ],
 )
 def test_html_banner(result: Any, label: str, mode: str) -> None:
@@ -512,7 +669,7 @@ def test_html_banner(result: Any, label: str, mode: str) -> None:
     assert text.startswith(label)
     assert f"Mode: {mode}" in text
     for reason in r.reasons:
-        assert reason in text
+        assert " ".join(reason.split()) in text  # HTML collapses runs of spaces
     counts = r.counts()
     for verdict in Verdict:
         assert f"{counts[verdict]} {verdict.value.upper()}" in text
@@ -563,12 +720,15 @@ def test_explain_in_plain_words() -> None:
     assert words(CREATE, "error_rate").startswith("error rate is 7.80 pp higher (95% CI 6.19–9.65 pp), p = 1.5e-22")
     assert words(CREATE, "p95_ms").startswith("p95 is 0.4% higher (95% CI −4.4% to +5.3%), p = 0.46")
     assert "not significant at the run's 1% false-alarm rate, and within" in words(CREATE, "p95_ms")
-    assert words(CREATE, "rps").startswith("throughput is unchanged")
     assert "p < 1e-300, Holm-adjusted < 1e-300 over 35 tests" in words(ORDERS, "avg_ms")
-    # not judged: the judge's own reason
-    p99 = by_key[SCRIPT].metric("p99_ms")
-    assert p99 is not None
-    assert explain(p99, result.alpha) == p99.reason
+    # 800 requests are fewer than a p99 needs to pass, but a significant regression is decided all the same
+    assert words(SCRIPT, "p99_ms").startswith("p99 is 49% higher (95% CI 14–104%), p = 2.9e-5")
+    assert words(SCRIPT, "p99_ms").endswith("beyond the 10% / 5 ms tolerance → FAIL")
+    # not judged (throughput of a closed-loop run is shown only): the judge's own reason
+    rps = by_key[CREATE].metric("rps")
+    assert rps is not None
+    assert explain(rps, result.alpha) == rps.reason
+    assert rps.reason.startswith("throughput: shown, not judged, closed-loop load")
 
 
 def _timeline_side(n_intervals: int) -> Measurement:
@@ -664,6 +824,10 @@ _METRIC_KEYS = {
     "min_samples",
     "samples",
     "statistics",
+    "gated",
+    "comparable",
+    "looks_worse",
+    "needs",
 }
 _STATISTICS_KEYS = {
     "method",
@@ -798,7 +962,9 @@ def test_junit_golden() -> None:
     _check_golden("junit.xml", junit_xml(mixed_result()))
 
 
-@pytest.mark.parametrize("result", [mixed_result, pass_result, inconclusive_result, empty_result])
+@pytest.mark.parametrize(
+    "result", [mixed_result, pass_result, inconclusive_result, empty_result, incomparable_result, looks_worse_result]
+)
 def test_junit_parses_and_counts_match(result: Any) -> None:
     r: ParityResult = result()
     text = junit_xml(r)
@@ -832,7 +998,11 @@ def test_junit_parses_and_counts_match(result: Any) -> None:
         elif e.verdict is Verdict.INCONCLUSIVE:
             assert skip is not None
             assert failure is None
-            assert skip.get("message") == e.reasons[0]
+            looks = describe_looks_worse(e)  # an endpoint not judged that looks worse leads with the words
+            first = e.reasons[0]
+            if r.incomparable is not None and any(not m.comparable for m in e.metrics):
+                first = f"latency incomparable: {r.incomparable.reason}"
+            assert skip.get("message") == (f"{looks}; {first}" if looks else first)
         elif e.verdict is Verdict.MARGINAL:
             assert failure is None
             assert skip is None
@@ -848,7 +1018,17 @@ def _junit_schema() -> xmlschema.XMLSchema:
 
 
 @pytest.mark.parametrize(
-    "result", [mixed_result, pass_result, inconclusive_result, empty_result, many_regressions_result]
+    "result",
+    [
+        mixed_result,
+        pass_result,
+        inconclusive_result,
+        empty_result,
+        many_regressions_result,
+        incomparable_result,
+        looks_worse_result,
+        oversampled_result,
+    ],
 )
 def test_junit_validates_against_the_junit_schema(result: Any) -> None:
     _junit_schema().validate(junit_xml(result()))
@@ -957,3 +1137,379 @@ def test_write_is_atomic(tmp_path: Path) -> None:
     write_atomic(target, "new")
     assert target.read_text(encoding="utf-8") == "new"
     assert list(tmp_path.iterdir()) == [target]
+
+
+# --- what a verdict cannot rest on, in every renderer -------------------------------------------------
+
+
+def test_helpers_for_remedies_needs_and_oversampling() -> None:
+    assert split_remedy(
+        "parity ab a.json --old OLD_URL --new N --out DIR   (replay old and new at once: same load)"
+    ) == (
+        "parity ab a.json --old OLD_URL --new N --out DIR",
+        "replay old and new at once: same load",
+    )
+    assert split_remedy("parity compare a b --out DIR") == ("parity compare a b --out DIR", "")
+    assert split_remedy("cmd --name x (one space: part of the command)") == (
+        "cmd --name x (one space: part of the command)",
+        "",
+    )
+    assert needs_text(200, 12) == "about 188 more requests per side would decide it"
+    assert needs_text(1200, None) == "about 1,200 requests per side would decide it"
+    assert needs_text(10, 12) == "about 10 requests per side would decide it"
+    assert needs_text(None, 12) is None
+    assert needs_text(10**28, 200) == "more than 10,000,000 requests per side: the change seen is within noise"
+    assert oversampled_text((4.0, 4.0)) == "oversampled ×4"
+    assert oversampled_text((1.0, 4.0)) == "oversampled ×4 (candidate)"
+    assert oversampled_text((2.0, 2.5)) == "oversampled ×2 baseline, ×2.5 candidate"
+    assert oversampled_text((1.0, 1.0)) is None
+    assert oversampled_text(None) is None
+    assert load_factors(None) == {}
+    assert load_factors(oversampled_sides()) == {PAYROLL: (4.0, 4.0)}
+    assert latency_recorded("service-time") == "service-time (client-side)"
+    assert latency_recorded("server") == "server (server-side)"
+
+
+def test_gate_labels_name_why_a_metric_does_not_count() -> None:
+    inc = incomparable_result()
+    orders = _endpoint(inc, ORDERS)
+    labels = {m.metric: gate_label(m, inc.throughput_gated) for m in orders.metrics}
+    assert labels == {
+        **{m.name: "incomparable" for m in METRICS if m.unit == "ms"},
+        "error_rate": None,  # judged: errors compare whatever the latency kind
+        "rps": "shown",
+    }
+    off = Policy(rules={**DEFAULT_RULES, "max_ms": MetricRule(1.0, 100.0, 30, gate=Gate.OFF)})
+    result = compare(*looks_worse_sides(), off)
+    health = _endpoint(result, HEALTH)
+    assert {m.metric: gate_label(m, result.throughput_gated) for m in health.metrics if not m.gated} == {
+        "max_ms": "off"
+    }
+    row = next(r for r in build_context(result, META)["data"]["rows"] if r["k"] == HEALTH)
+    cells = dict(zip((m.name for m in METRICS), row["m"], strict=True))
+    assert cells["max_ms"][GATE] == "off"
+    assert cells["p95_ms"][GATE] is None
+    assert build_context(result, META)["data"]["gates"]["off"] == {
+        "label": "off",
+        "title": "reported only: this metric's gate is off in the config",
+    }
+
+
+def test_parity_json_says_latency_is_incomparable_and_throughput_only_shown() -> None:
+    result = incomparable_result()
+    assert result.incomparable is not None
+    doc = parity_json(result, META)
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+    assert doc["version"] == 1
+    assert doc["verdict"] == "inconclusive"
+    assert doc["reasons"][0] == f"latency not comparable: {result.incomparable.reason}"
+    assert doc["incomparable"] == {
+        "baseline_kind": "server",
+        "candidate_kind": "service-time",
+        "reason": result.incomparable.reason,
+        "remedies": list(result.incomparable.remedies),
+    }
+    assert doc["throughput"] == {"gated": False, "note": result.throughput_note}
+    assert "not driven by the same offered load" in doc["throughput"]["note"]
+    assert doc["unjudged_looking_worse"] == []
+    for e in doc["endpoints"]:
+        assert e["looks_worse"] is None
+        for name, m in e["metrics"].items():
+            assert set(m) == _METRIC_KEYS
+            latency = name not in ("error_rate", "rps")
+            assert m["comparable"] is not latency, name
+            assert m["gated"] is (name == "error_rate"), name
+            assert m["looks_worse"] is False  # an incomparable latency never "looks" anything
+    # a run whose latencies compare
+    mixed = parity_json(mixed_result(), META)
+    assert mixed["incomparable"] is None
+    assert mixed["throughput"]["gated"] is False
+    assert mixed["throughput"]["note"].startswith("closed-loop load on the candidate side")
+    assert parity_json(pass_result(), META)["throughput"]["note"].startswith("the sides were not driven")
+    assert parity_json(looks_worse_result(), META)["throughput"] == {"gated": True, "note": ""}
+
+
+def test_parity_json_lists_unjudged_endpoints_that_look_worse() -> None:
+    result = looks_worse_result()
+    rare = _endpoint(result, RARE)
+    words = describe_looks_worse(rare)
+    assert re.fullmatch(
+        r"looks x1\.\d\d slower \(shift\), x1\.\d\d slower \(avg\): needs ~\d+ more requests per side", words
+    )
+    doc = parity_json(result, META)
+    assert doc["unjudged_looking_worse"] == [{"endpoint": RARE, "looks": words, "needs": rare.needs}]
+    assert rare.needs is not None
+    assert rare.needs > 12
+    entry = next(e for e in doc["endpoints"] if e["endpoint"] == RARE)
+    assert entry["looks_worse"] == words
+    assert entry["needs"] == rare.needs
+    shift = entry["metrics"]["shift"]
+    assert shift["verdict"] == "inconclusive"
+    assert (shift["gated"], shift["comparable"], shift["looks_worse"]) == (True, True, True)
+    assert isinstance(shift["needs"], int)
+    assert 12 < shift["needs"] <= rare.needs
+    orders = next(e for e in doc["endpoints"] if e["endpoint"] == ORDERS)
+    assert (orders["looks_worse"], orders["needs"]) == (None, None)
+    assert all(m["needs"] is None and m["looks_worse"] is False for m in orders["metrics"].values())
+
+
+def _skipped_by_name(text: str) -> dict[str, ET.Element]:
+    return {
+        c.get("name") or "": s for c in ET.fromstring(text).iter("testcase") if (s := c.find("skipped")) is not None
+    }
+
+
+def _properties(text: str) -> dict[str, str]:
+    return {p.get("name") or "": p.get("value") or "" for p in ET.fromstring(text).iter("property")}
+
+
+def test_junit_skips_incomparable_latency_and_leads_with_looks_worse() -> None:
+    result = incomparable_result()
+    assert result.incomparable is not None
+    text = junit_xml(result)
+    skipped = _skipped_by_name(text)
+    assert sorted(skipped) == sorted(e.endpoint.key for e in result.endpoints)
+    for skip in skipped.values():
+        assert skip.get("message") == f"latency incomparable: {result.incomparable.reason}"
+        assert (skip.text or "").splitlines()[-1] == f"for a latency verdict: {result.incomparable.remedies[0]}"
+    props = _properties(text)
+    assert props["incomparable"] == result.incomparable.reason
+    assert props["remedies"].split("\n") == list(result.incomparable.remedies)
+    assert props["throughput"] == f"shown, not judged: {result.throughput_note}"
+    looks = looks_worse_result()
+    text = junit_xml(looks)
+    rare = _endpoint(looks, RARE)
+    message = _skipped_by_name(text)[RARE].get("message") or ""
+    assert message == f"{describe_looks_worse(rare)}; {rare.reasons[0]}"
+    assert message.startswith("looks x1.")
+    assert "incomparable" not in _properties(text)
+    assert "throughput" not in _properties(text)  # gated: nothing to say
+    for document in (junit_xml(result), text):
+        _junit_schema().validate(document)
+
+
+def test_summary_leads_with_the_incomparability() -> None:
+    result = incomparable_result()
+    assert result.incomparable is not None
+    md = summary_md(result, META, report_link="index.html")
+    _check_golden("summary_incomparable.md", md)
+    lines = md.splitlines()
+    assert lines[0] == "## Performance parity: **INCONCLUSIVE**"
+    assert lines[2] == (
+        f"**Latency not comparable** (baseline server, candidate service-time): {result.incomparable.reason}. "
+        "Latency was neither passed nor failed; for a latency verdict, run one of (best first):"
+    )
+    remedies = [line for line in lines if re.match(r"\d\. `", line)]
+    assert remedies[0] == (
+        "1. `parity ab access.json --old OLD_URL --new https://new.example.com --out DIR` — replay old and new at "
+        "once: client-side on both sides, same load, same time"
+    )
+    assert len(remedies) == len(result.incomparable.remedies) == 3
+    assert remedies[1].startswith("2. `parity baseline from-logs --format nginx ACCESS_LOGS --window-of replay.json")
+    assert "- latency not comparable" not in md  # said once, in the block, not again as a reason
+    assert "- for a latency verdict" not in md
+    assert md.index("**Latency not comparable**") < md.index("**Mode:**")
+    assert f"> Note: throughput shown, not judged: {result.throughput_note}" in md
+    # when errors fail the run, its reason comes first and the incomparability right after
+    failing = summary_md(incomparable_result(candidate_errors=80), META)
+    lines = failing.splitlines()
+    assert lines[2] == "- 1 endpoint(s) regressed: POST /api/orders"
+    assert lines[4].startswith("**Latency not comparable**")
+    assert "| 1 | POST /api/orders | FAIL |" in failing
+    assert "| incomparable |" in failing  # the p95 ratio of different kinds of latency is no figure to read
+
+
+def test_summary_lists_unjudged_endpoints_that_look_worse() -> None:
+    result = looks_worse_result()
+    md = summary_md(result, META, report_link="index.html")
+    _check_golden("summary_looks_worse.md", md)
+    rare = _endpoint(result, RARE)
+    words = _md(describe_looks_worse(rare))
+    assert "**Not judged, looks worse (1):**" in md
+    assert f"- {RARE}: {words} (12 / 12 requests)" in md
+    assert md.index("**Not judged, looks worse (1):**") < md.index("**Mode:**")
+    assert "Latency not comparable" not in md
+    assert "Not judged, looks worse" not in summary_md(mixed_result(), META)
+
+
+def test_summary_notes_oversampling_and_throughput_shown() -> None:
+    md = summary_md(oversampled_result(), META)
+    assert "> Note: oversampled endpoints (sent above their share of traffic" in md
+    assert f"{_md(PAYROLL)} x4" in md
+    assert "> Note: throughput shown, not judged: closed-loop load on the candidate side" in summary_md(
+        mixed_result(), META
+    )
+
+
+def test_terminal_summary_incomparability_and_looks_worse() -> None:
+    result = incomparable_result()
+    assert result.incomparable is not None
+    lines = terminal_summary(result).splitlines()
+    assert lines[0] == f"parity: INCONCLUSIVE - latency not comparable: {result.incomparable.reason}"
+    assert lines[1] == "  for a latency verdict, run one of (capitals are placeholders):"
+    assert lines[2:5] == [f"    {i}. {r}" for i, r in enumerate(result.incomparable.remedies, start=1)]
+    assert "\n".join(lines).count(result.incomparable.reason) == 1  # not once per endpoint
+    assert "  not judged: 4 endpoint(s): latency not comparable (see above)" in lines
+    assert len(lines) <= 15
+    failing = incomparable_result(candidate_errors=80)
+    lines = terminal_summary(failing).splitlines()
+    assert lines[0] == "parity: FAIL - 1 endpoint(s) regressed: POST /api/orders"
+    assert lines[1] == f"  latency not comparable: {result.incomparable.reason}"
+    assert lines[2].startswith("  for a latency verdict")
+    assert "    1. POST /api/orders  +7.8 errors/min  latency incomparable" in lines
+    # not judged: those that look worse first, with the requests that would decide them
+    unsure = inconclusive_result()
+    not_judged = [line for line in terminal_summary(unsure).splitlines() if line.startswith("  not judged")]
+    assert not_judged == [f"  not judged, {describe_looks_worse(e)}: {e.endpoint.key}" for e in unsure.endpoints]
+    looks = looks_worse_result()
+    lines = terminal_summary(looks).splitlines()
+    first = next(line for line in lines if line.startswith("  not judged"))
+    assert re.fullmatch(
+        r"  not judged, looks x1\.\d\d slower \(shift\).*: needs ~\d+ more requests per side: GET /api/rare", first
+    )
+
+
+def test_html_incomparability_callout() -> None:
+    result = incomparable_result()
+    assert result.incomparable is not None
+    ctx = build_context(result, META, measurements=incomparable_sides())
+    _assert_formats_nothing(ctx)
+    callout = ctx["incomparable"]
+    assert callout["reason"] == result.incomparable.reason
+    assert callout["kinds"] == "baseline server (server-side) vs candidate service-time (client-side)"
+    assert callout["remedies"][0] == {
+        "command": "parity ab access.json --old OLD_URL --new https://new.example.com --out DIR",
+        "why": "replay old and new at once: client-side on both sides, same load, same time",
+    }
+    assert [split_remedy(r) for r in result.incomparable.remedies] == [
+        (r["command"], r["why"]) for r in callout["remedies"]
+    ]
+    assert ctx["latency_judged"] == (
+        "none: server (server-side) on the baseline, service-time (client-side) on the candidate are not comparable"
+    )
+    assert ctx["throughput"] == f"shown, not judged: {result.throughput_note}"
+    for side in ctx["sides"]:
+        latency = next(r["value"] for r in side["rows"] if r["label"] == "Latency")
+        assert latency.endswith(f"recorded; judged: {ctx['latency_judged']}")
+    rows = ctx["data"]["rows"]
+    for row in rows:
+        assert row["s"] == "latency not comparable (server vs service-time): see the callout at the top"
+        assert row["lb"] == "none (server vs service-time: not comparable)"  # the detail's "latency judged"
+        cells = dict(zip((m.name for m in METRICS), row["m"], strict=True))
+        assert cells["p95_ms"][GATE] == "incomparable"
+        assert cells["p95_ms"][NEEDS] is None  # nothing more requests could decide
+        assert INCOMPARABLE_POINTER in cells["p95_ms"][REASON]
+        assert result.incomparable.reason not in cells["p95_ms"][REASON]  # said once, in the callout
+        assert cells["rps"][GATE] == "shown"
+        assert cells["error_rate"][GATE] is None
+    assert ctx["data"]["gates"]["incomparable"]["title"].endswith(result.incomparable.reason)
+    html = render_html(result, META, incomparable_sides())
+    assert html.index('id="verdict"') < html.index('id="incomparable"') < html.index('id="bottlenecks"')
+    section = html[html.index('id="incomparable"') : html.index("</section>", html.index('id="incomparable"'))]
+    for remedy in callout["remedies"]:
+        assert f"<code>{escape(remedy['command'])}</code>" in section
+    assert section.count('class="copy"') == 3
+    assert "Latency judged: none: server (server-side)" in html
+    assert 'id="incomparable"' not in render_html(mixed_result(), META)
+    assert build_context(mixed_result(), META)["incomparable"] == {}
+
+
+def test_html_incomparable_bottlenecks_show_no_latency_ratio() -> None:
+    ctx = build_context(incomparable_result(candidate_errors=80), META)
+    (row,) = ctx["bottlenecks"]
+    assert row["key"] == CREATE
+    assert (row["avg_ratio"], row["p95_ratio"]) == ("incomparable", "incomparable")
+    assert row["extra_errors"] == "+7.8 errors/min"
+
+
+def test_html_section_for_unjudged_endpoints_that_look_worse() -> None:
+    result = looks_worse_result()
+    rare = _endpoint(result, RARE)
+    ctx = build_context(result, META)
+    _assert_formats_nothing(ctx)
+    (entry,) = ctx["looks_worse"]
+    assert entry["key"] == RARE
+    assert entry["looks"] == describe_looks_worse(rare)
+    assert entry["requests"] == "12 / 12"
+    shift = rare.metric("shift")
+    assert shift is not None
+    assert shift.needs is not None
+    decides = [f"{METRIC_LABELS[m.metric]}: ~{(m.needs or 0) - 12:,} more" for m in rare.looks_worse]
+    assert entry["decides"] == decides  # each metric that looks worse, with the requests that would decide it
+    assert decides[0] == f"typical latency (rank shift): ~{shift.needs - 12} more"
+    # when deciding everything still open takes more than deciding what looks worse, that is said too
+    only_shift = dataclasses.replace(
+        result,
+        endpoints=tuple(
+            dataclasses.replace(
+                e, metrics=tuple(dataclasses.replace(m, looks_worse=m.metric == "shift") for m in e.metrics)
+            )
+            for e in result.endpoints
+        ),
+    )
+    assert build_context(only_shift, META)["looks_worse"][0]["decides"] == [
+        decides[0],
+        f"everything still open: ~{(rare.needs or 0) - 12:,} more",
+    ]
+    row = next(r for r in ctx["data"]["rows"] if r["k"] == RARE)
+    assert row["lw"] == f"not judged, {describe_looks_worse(rare)}"
+    assert row["nd"] == f"Not decided yet: about {(rare.needs or 0) - 12} more requests per side would decide it."
+    cells = dict(zip((m.name for m in METRICS), row["m"], strict=True))
+    assert cells["shift"][NEEDS] == f"about {shift.needs - 12} more requests per side would decide it"
+    assert cells["shift"][GATE] is None  # it counts and lacks data: a grey inconclusive, rightly
+    assert cells["shift"][VERDICT] == "inconclusive"
+    orders = next(r for r in ctx["data"]["rows"] if r["k"] == ORDERS)
+    assert "lw" not in orders
+    assert "nd" not in orders
+    html = render_html(result, META)
+    assert html.index('id="verdict"') < html.index('id="looks-worse"') < html.index('id="bottlenecks"')
+    section = html[html.index('id="looks-worse"') : html.index("</section>", html.index('id="looks-worse"'))]
+    assert escape(RARE) in section
+    assert escape(entry["looks"]) in section
+    assert "Not judged, but looks worse (1)" in section
+    assert 'id="looks-worse"' not in render_html(mixed_result(), META)
+
+
+def test_html_marks_oversampled_endpoints() -> None:
+    result = oversampled_result()
+    rows = build_context(result, META, measurements=oversampled_sides())["data"]["rows"]
+    payroll = next(r for r in rows if r["k"] == PAYROLL)
+    assert payroll["os"][0] == "oversampled ×4"
+    assert "baseline ×4 / candidate ×4" in payroll["os"][1]
+    assert "the replayed mix differs from production" in payroll["os"][1]
+    assert all("os" not in r for r in rows if r["k"] != PAYROLL)
+    assert all("os" not in r for r in build_context(result, META)["data"]["rows"])  # without the Measurements
+    data = _data(render_html(result, META, oversampled_sides()))
+    assert next(r for r in data["rows"] if r["k"] == PAYROLL)["os"][0] == "oversampled ×4"
+    # one side oversampled: the badge says which
+    base, cand = oversampled_sides()
+    plain = Measurement(
+        base.source,
+        base.window,
+        tuple(dataclasses.replace(e, load_factor=1.0) for e in base.endpoints),
+        latency_kind=base.latency_kind,
+        pair_id=base.pair_id,
+    )
+    one = build_context(compare(plain, cand), META, measurements=(plain, cand))["data"]["rows"]
+    assert next(r for r in one if r["k"] == PAYROLL)["os"][0] == "oversampled ×4 (candidate)"
+
+
+def test_html_latency_line_matches_the_notes() -> None:
+    """Replays record service time, but the judge used intended time: the metadata says what was judged."""
+    result = oversampled_result()
+    note = next(n for n in result.notes if n.startswith("latency judged from each request's planned send time"))
+    assert "on 3 endpoint(s)" in note
+    ctx = build_context(result, META, measurements=oversampled_sides())
+    assert ctx["latency_judged"] == "intended (from each request's planned send time) on 3 endpoint(s)"
+    for side in ctx["sides"]:
+        rows = {r["label"]: r["value"] for r in side["rows"]}
+        assert "Latency kind" not in rows
+        assert rows["Latency"] == (
+            "service-time (client-side) recorded; judged: intended (from each request's planned send time) on 3 "
+            "endpoint(s)"
+        )
+    assert {"label": "Latency judged", "value": ctx["latency_judged"]} in ctx["run"]
+    html = render_html(result, META)
+    assert "Latency kind" not in html
+    assert "Latency judged: intended (from each request&#39;s planned send time) on 3 endpoint(s)." in html
+    assert build_context(looks_worse_result(), META)["latency_judged"] == "server on 3 endpoint(s)"

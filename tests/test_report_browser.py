@@ -4,7 +4,8 @@ The report is built from made-up Measurements (fixed seeds, timelines, load stag
 and opened from disk (``file://``). Checked: no console message of level error and no page error; not one
 network request besides the document itself; sorting, text and verdict filtering change the visible rows;
 opening an endpoint draws its charts (canvases with pixels on them); names holding markup or script render as
-inert text. A full-page screenshot is kept in ``reports/artifacts/report.png`` (git-ignored).
+inert text; the incomparability callout (copyable commands), the "not judged, but looks worse" section and the
+oversampled badge render. Full-page screenshots are kept in ``reports/artifacts/`` (git-ignored).
 
 Chromium is ``$PARITY_CHROMIUM``, else ``chromium`` on the PATH, else ``/usr/bin/chromium`` (``make test``
 installs Debian's package when it is missing). Playwright's own browser downloads are never used. The tests
@@ -16,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +43,7 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.context import RunMeta
+from parity.report.context import RunMeta, split_remedy
 from parity.report.write import write_reports
 from parity.sketch import LatencySketch
 
@@ -386,3 +388,163 @@ def test_long_tables_come_in_pages(browser: Browser, tmp_path: Path, result: Par
         assert v.problems == []
     finally:
         page.close()
+
+
+# --- what a verdict cannot rest on: the incomparability callout, endpoints that look worse, oversampling ---
+
+RARE_SLOW = "GET /api/reports/{id}/export"
+PAYROLL = "POST /api/payroll/calculations"
+#: A file name that is markup: it reaches the page inside the remedies' commands.
+HOSTILE_FILE = "access<img src=x onerror=window.__pwned=3>.json"
+
+
+def _plain_side(
+    endpoints: tuple[EndpointStats, ...], *, candidate: bool, kind: SourceKind, latency: LatencyKind, pair: str | None
+) -> Measurement:
+    return Measurement(
+        Source(kind, "made up", service="orders-api", env="new" if candidate else "old", target="https://new.example"),
+        Window(START, START + timedelta(minutes=MINUTES)),
+        endpoints,
+        latency_kind=latency,
+        pair_id=pair,
+        labels={"format": "nginx"} if kind is SourceKind.ACCESS_LOG else {"run_time_s": "600", "seed": "3"},
+    )
+
+
+@pytest.fixture(scope="module")
+def incomparable_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ParityResult]:
+    """An access-log baseline (server-side latency) against a replay (client-side): latency not comparable."""
+    rng = random.Random(11)
+    rows = ((ORDERS, 100.0, 110.0, 2000), (USERS, 30.0, 33.0, 2500), (HOSTILE, 20.0, 22.0, 1200))
+    base = tuple(_stats(k, rng, b, n, 0, timeline=True) for k, b, _, n in rows)
+    cand = tuple(_stats(k, rng, c, n, 0, timeline=True) for k, _, c, n in rows)
+    sides = (
+        _plain_side(base, candidate=False, kind=SourceKind.ACCESS_LOG, latency=LatencyKind.SERVER, pair=None),
+        _plain_side(cand, candidate=True, kind=SourceKind.LOCUST_REPLAY, latency=LatencyKind.SERVICE_TIME, pair=None),
+    )
+    result = compare(*sides, names=(HOSTILE_FILE, "replay.json"))
+    assert result.incomparable is not None
+    out = tmp_path_factory.mktemp("incomparable")
+    return write_reports(result, out, META, measurements=sides).index_html, result
+
+
+@pytest.fixture(scope="module")
+def looks_worse_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ParityResult]:
+    """A concurrent A/B: a rare endpoint x1.5 slower on 12 requests (not judged, looks worse) and a payroll
+    endpoint the replay oversampled x4."""
+    rng = random.Random(12)
+
+    def side(candidate: bool) -> Measurement:
+        endpoints = (
+            _stats(ORDERS, rng, 100.0, 2000, 0, timeline=True),
+            _stats(USERS, rng, 30.0, 2500, 0, timeline=True),
+            _stats(RARE_SLOW, rng, 75.0 if candidate else 50.0, 12, 0, timeline=True),
+            replace(_stats(PAYROLL, rng, 300.0, 400, 0, timeline=True), load_factor=4.0),
+        )
+        return _plain_side(
+            endpoints, candidate=candidate, kind=SourceKind.SYNTHETIC, latency=LatencyKind.SERVER, pair="ab-12"
+        )
+
+    sides = (side(False), side(True))
+    result = compare(*sides)
+    assert [e.endpoint.key for e in result.unjudged_looking_worse] == [RARE_SLOW]
+    out = tmp_path_factory.mktemp("looks-worse")
+    return write_reports(result, out, META, measurements=sides).index_html, result
+
+
+@pytest.fixture
+def isolated(browser: Browser) -> Iterator[Callable[[Path], Visit]]:
+    """Opens a report in a fresh context whose every other request is refused and recorded."""
+    contexts = []
+
+    def open_report(index: Path) -> Visit:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        contexts.append(context)
+        v = Visit(context.new_page(), index.as_uri())
+        context.route("**/*", v.route)
+        v.page.goto(v.document)
+        return v
+
+    try:
+        yield open_report
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_incomparability_callout_renders(
+    isolated: Callable[[Path], Visit], incomparable_report: tuple[Path, ParityResult]
+) -> None:
+    index, result = incomparable_report
+    assert result.incomparable is not None
+    visit = isolated(index)
+    page = visit.page
+    callout = page.locator("#incomparable")
+    assert callout.is_visible()
+    assert page.inner_text("#incomparable .callout-title") == "Latency not comparable: neither passed nor failed"
+    # above the fold: right under the verdict banner
+    assert (callout.bounding_box() or {"y": 1e9})["y"] < 900
+    commands = page.locator("#incomparable ol.remedies code").all_inner_texts()
+    assert commands == [split_remedy(r)[0] for r in result.incomparable.remedies]
+    assert HOSTILE_FILE in commands[0]  # a file name that is markup stays text
+    assert page.locator("#incomparable button.copy").count() == len(commands)
+    page.locator("#incomparable button.copy").first.click()
+    page.wait_for_function("document.querySelector('#incomparable button.copy').textContent !== 'Copy'")
+    assert page.inner_text("#incomparable button.copy >> nth=0") in ("Copied", "Selected")
+    assert page.evaluate("window.getSelection().toString()") == commands[0]  # selected either way
+    # metric cells of latency say "incomparable", throughput "shown": not a grey inconclusive
+    first_row = page.locator("#endpoints tr.row").first
+    assert first_row.locator("td.metric.gate-incomparable .gate").first.inner_text().lower() == "incomparable"
+    assert first_row.locator("td.metric.gate-shown .gate").inner_text().lower() == "shown"
+    assert first_row.locator("td.metric.verdict-inconclusive").count() == 0
+    first_row.locator("button.open").click()
+    detail = page.locator("tr.detail")
+    detail.locator("canvas").first.wait_for()
+    assert detail.locator(".stats .badge.ungated", has_text="incomparable").count() == 6
+    assert "the two sides measured different kinds of latency (see the callout at the top)" in detail.inner_text()
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("img").count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-incomparable.png"), full_page=True)
+    assert visit.problems == []
+    assert visit.requests == [index.as_uri()]
+    assert visit.routed == []
+
+
+def test_looks_worse_section_and_oversampled_badge_render(
+    isolated: Callable[[Path], Visit], looks_worse_report: tuple[Path, ParityResult]
+) -> None:
+    index, result = looks_worse_report
+    visit = isolated(index)
+    page = visit.page
+    assert page.inner_text("#verdict .banner-verdict") == "INCONCLUSIVE"
+    section = page.locator("#looks-worse")
+    assert section.is_visible()
+    top = (section.bounding_box() or {"y": 1e9})["y"]
+    assert top < (page.locator("#bottlenecks").bounding_box() or {"y": 0})["y"]
+    assert page.inner_text("#looks-worse h2") == "Not judged, but looks worse (1)"
+    row = section.locator("tbody tr")
+    assert row.count() == len(result.unjudged_looking_worse) == 1
+    assert row.locator("td.endpoint").inner_text() == RARE_SLOW
+    assert row.locator("td.looks").inner_text().startswith("looks x1.")
+    assert re.search(r"typical latency \(rank shift\): ~\d+ more", row.inner_text())
+    table_row = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=RARE_SLOW))
+    assert table_row.locator(".why.looks").inner_text().startswith("not judged, looks x1.")
+    table_row.locator("button.open").click()
+    detail = page.locator("tr.detail")
+    detail.locator("canvas").first.wait_for()
+    assert detail.locator("p.looks").inner_text().startswith("not judged, looks x1.")
+    assert detail.locator("p.needs").inner_text().startswith("Not decided yet: about ")
+    assert detail.locator(".stats .needs").first.is_visible()
+    payroll = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=PAYROLL))
+    badge = payroll.locator(".tag.oversampled")
+    assert badge.inner_text() == "oversampled ×4"
+    assert "the replayed mix differs from production" in (badge.get_attribute("title") or "")
+    table_row.locator("button.open").click()  # close, open the payroll detail: the badge is there too
+    payroll.locator("button.open").click()
+    assert page.locator("tr.detail .tag.oversampled").inner_text() == "oversampled ×4"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-looks-worse.png"), full_page=True)
+    assert visit.problems == []
+    assert visit.requests == [index.as_uri()]
+    assert visit.routed == []

@@ -5,6 +5,10 @@
 - :func:`junit_xml`: one ``<testcase>`` per endpoint; fail → ``<failure>``, inconclusive → ``<skipped>``,
   marginal → passes with its reasons in ``<system-out>``.
 - :func:`summary_md`: GitHub-flavoured Markdown for a job step summary or a PR comment.
+
+Each leads with what keeps a verdict from being trusted: latency that is not comparable (server vs client side,
+with the commands that get a comparable side), endpoints not judged that look worse (with the requests that
+would decide them), throughput shown rather than judged.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from parity.judge.compare import format_value
+from parity.judge.compare import describe_looks_worse, format_value
 from parity.judge.result import EndpointResult, MetricResult, ParityResult, Statistics, Verdict
 from parity.model import Endpoint
 from parity.report.context import (
+    GATE_INCOMPARABLE,
     VERDICT_ORDER,
     RunMeta,
+    format_count,
     format_extra_errors,
     format_extra_time,
     format_ratio,
     iso_utc,
     mode_label,
+    other_reasons,
+    split_remedy,
     verdict_label,
 )
 
@@ -91,6 +99,10 @@ def _metric_json(m: MetricResult) -> dict[str, Any]:
         "min_samples": m.min_samples,
         "samples": {"baseline": m.samples[0], "candidate": m.samples[1]},
         "statistics": None if m.statistics is None else _statistics_json(m.statistics),
+        "gated": m.gated,
+        "comparable": m.comparable,
+        "looks_worse": m.looks_worse,
+        "needs": m.needs,
     }
 
 
@@ -122,6 +134,8 @@ def _endpoint_json(e: EndpointResult) -> dict[str, Any]:
         "traffic_share": json_value(e.traffic_share),
         "latency_basis": e.latency_basis,
         "critical": e.critical,
+        "needs": e.needs,
+        "looks_worse": describe_looks_worse(e) or None,
         "metrics": {m.metric: _metric_json(m) for m in e.metrics},
     }
 
@@ -135,6 +149,17 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
     false-alarm rate and the number of tests adjusted together), ``baseline``/``candidate`` (provenance)
     and ``meta`` (the harness run). Each metric carries the test behind its verdict under ``statistics``.
     Missing figures are ``null``, never 0. Serialises with ``json.dumps(..., allow_nan=False)``.
+
+    What a verdict cannot rest on (additive to version 1): ``incomparable`` — ``null``, or ``{baseline_kind,
+    candidate_kind, reason, remedies}`` when the sides measured different kinds of latency (remedies: command
+    lines, best first, placeholders in capitals); ``throughput`` — ``{gated, note}`` (``note``: why per-endpoint
+    throughput is only shown); ``unjudged_looking_worse`` — ``[{endpoint, looks, needs}]``, the endpoints not
+    judged whose point estimates look worse beyond tolerance (``looks``: in words; ``needs``: requests per side,
+    in total, that would decide what is still open, or ``null``). Per endpoint ``needs`` (likewise) and
+    ``looks_worse`` (the words, or ``null``); per metric ``gated`` (counts towards the endpoint's verdict),
+    ``comparable`` (False: latency of a different kind than the other side's), ``looks_worse`` (point estimate
+    beyond tolerance the bad way) and ``needs`` (requests per side that would decide it; ``null``: decided or
+    unknown).
     """
     counts = result.counts()
     return {
@@ -146,6 +171,12 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
         "notes": list(result.notes),
         "counts": {v.value: counts[v] for v in Verdict},
         "endpoints": [_endpoint_json(e) for e in result.endpoints],
+        "incomparable": json_value(result.incomparable),
+        "throughput": {"gated": result.throughput_gated, "note": result.throughput_note},
+        "unjudged_looking_worse": [
+            {"endpoint": e.endpoint.key, "looks": describe_looks_worse(e), "needs": e.needs}
+            for e in result.unjudged_looking_worse
+        ],
         "bottlenecks": [json_value(b) for b in result.bottlenecks],
         "knees": [json_value(k) for k in result.knees],
         "statistics": {
@@ -174,12 +205,33 @@ def _classname(result: ParityResult) -> str:
     return f"parity.{service or 'endpoints'}"
 
 
+def _skipped(e: EndpointResult, result: ParityResult) -> tuple[str, str]:
+    """(message, text) of an inconclusive endpoint's ``<skipped>``: the message leads with the looks-worse
+    words of an endpoint that looks worse, then says ``latency incomparable: …`` when the sides' latencies do
+    not compare, else gives the first reason; the text holds every reason, one per line (and the best remedy
+    for a latency verdict)."""
+    inc = result.incomparable
+    incomparable = inc is not None and any(not m.comparable for m in e.metrics)
+    first = f"latency incomparable: {inc.reason}" if incomparable and inc is not None else None
+    first = first or (e.reasons[0] if e.reasons else e.verdict.value)
+    looks = describe_looks_worse(e)
+    message = f"{looks}; {first}" if looks else first
+    lines = list(e.reasons)
+    if incomparable and inc is not None and inc.remedies:
+        lines.append(f"for a latency verdict: {inc.remedies[0]}")  # every remedy: the suite's "remedies" property
+    return message, "\n".join(lines)
+
+
 def junit_xml(result: ParityResult) -> str:
     """JUnit XML: ``<testsuites>`` holding one ``<testsuite name="parity">``, one testcase per endpoint.
 
     A failed endpoint carries ``<failure message="first reason" type="regression">`` with every reason,
-    one per line; an inconclusive one ``<skipped>``; a marginal one passes with its reasons in
-    ``<system-out>``. The run verdict, its reasons and the mode go in the suite's ``<properties>``.
+    one per line; an inconclusive one ``<skipped>`` (its message leads with ``looks x1.90 slower (p95): needs
+    ~120 more requests per side`` when it looks worse, and says ``latency incomparable: …`` when the sides'
+    latencies do not compare; see :func:`_skipped`); a marginal one passes with its reasons in
+    ``<system-out>``. The run verdict, its reasons and the mode go in the suite's ``<properties>``, with
+    ``incomparable`` and ``remedies`` (one per line) when latency was not comparable and ``throughput`` when
+    it was shown, not judged.
     """
     counts = result.counts()
     totals = {
@@ -198,6 +250,12 @@ def junit_xml(result: ParityResult) -> str:
         ("reasons", "\n".join(result.reasons)),
         ("baseline", result.baseline.name),
         ("candidate", result.candidate.name),
+        *(
+            ()
+            if result.incomparable is None
+            else (("incomparable", result.incomparable.reason), ("remedies", "\n".join(result.incomparable.remedies)))
+        ),
+        *(() if result.throughput_gated else (("throughput", f"shown, not judged: {result.throughput_note}"),)),
     ):
         ET.SubElement(properties, "property", {"name": name, "value": _xml(value)})
     classname = _xml(_classname(result))
@@ -208,7 +266,8 @@ def junit_xml(result: ParityResult) -> str:
         if e.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", {"message": first, "type": "regression"}).text = reasons
         elif e.verdict is Verdict.INCONCLUSIVE:
-            ET.SubElement(case, "skipped", {"message": first}).text = reasons
+            message, text = _skipped(e, result)
+            ET.SubElement(case, "skipped", {"message": _xml(message)}).text = _xml(text)
         elif e.verdict is Verdict.MARGINAL:
             ET.SubElement(case, "system-out").text = reasons
     ET.indent(root)
@@ -229,6 +288,16 @@ def _md(text: str) -> str:
     return " ".join(text.splitlines())
 
 
+def _code(text: str) -> str:
+    """An inline code span that shows ``text`` as it is (a fence longer than any run of backticks inside;
+    line breaks as spaces)."""
+    text = " ".join(text.splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _md_link(target: str) -> str:
     return target.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("<", "%3C").replace(">", "%3E")
 
@@ -243,21 +312,62 @@ def _impact(extra_ms_per_min: float, extra_errors_per_min: float) -> str:
 
 
 def _p95(e: EndpointResult | None) -> tuple[str, str]:
+    """(baseline → candidate, ratio) of the endpoint's p95; the ratio reads ``incomparable`` when the sides
+    measured different kinds of latency."""
     m = None if e is None else e.metric("p95_ms")
     if m is None:
         return "n/a", "n/a"
-    return f"{format_value(m.baseline, m.unit)} → {format_value(m.candidate, m.unit)}", format_ratio(m.ratio)
+    ratio = format_ratio(m.ratio) if m.comparable else GATE_INCOMPARABLE
+    return f"{format_value(m.baseline, m.unit)} → {format_value(m.candidate, m.unit)}", ratio
+
+
+def _incomparable_md(result: ParityResult) -> list[str]:
+    """The incomparability in one line, then its remedies as a numbered list of code spans (best first)."""
+    inc = result.incomparable
+    if inc is None:
+        return []
+    lines = [
+        f"**Latency not comparable** (baseline {_md(inc.baseline_kind)}, candidate {_md(inc.candidate_kind)}): "
+        f"{_md(inc.reason)}. Latency was neither passed nor failed; for a latency verdict, run one of (best first):",
+        "",
+    ]
+    for i, remedy in enumerate(inc.remedies, start=1):
+        command, why = split_remedy(remedy)
+        lines.append(f"{i}. {_code(command)}" + (f" — {_md(why)}" if why else ""))
+    return [*lines, ""]
+
+
+def _looks_worse_md(result: ParityResult) -> list[str]:
+    """The endpoints not judged that look worse, one bullet each with the words and their requests."""
+    looking = result.unjudged_looking_worse
+    if not looking:
+        return []
+    lines = [f"**Not judged, looks worse ({len(looking)}):**", ""]
+    for e in looking[:SUMMARY_MAX_ROWS]:
+        requests = f"{format_count(e.baseline_count)} / {format_count(e.candidate_count)} requests"
+        lines.append(f"- {_md(e.endpoint.key)}: {_md(describe_looks_worse(e))} ({requests})")
+    more = len(looking) - SUMMARY_MAX_ROWS
+    if more > 0:
+        lines.append(f"- …and {more} more in the full report")
+    return [*lines, ""]
 
 
 def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = None) -> str:
-    """A short Markdown summary: verdict heading with a plain **FAIL**-style marker, reasons, mode,
-    endpoint counts, the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
-    candidate, p95 ratio, impact at baseline traffic), the inconclusive endpoints and the report link."""
+    """A short Markdown summary: verdict heading with a plain **FAIL**-style marker, reasons, the
+    incomparability of latency with its remedies as code spans (when the sides' latencies do not compare),
+    the endpoints not judged that look worse, mode, endpoint counts, notes (throughput shown not judged,
+    oversampled endpoints …), the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
+    candidate, p95 ratio, impact at baseline traffic), the inconclusive endpoints and the report link.
+    The run reasons the incomparability block says in full are not repeated above it."""
     counts = result.counts()
     by_key = {e.endpoint.key: e for e in result.endpoints}
     lines = [f"## Performance parity: **{verdict_label(result.verdict)}**", ""]
-    lines += [f"- {_md(r)}" for r in result.reasons]
-    lines.append("")
+    reasons = other_reasons(result)
+    if reasons:
+        lines += [f"- {_md(r)}" for r in reasons]
+        lines.append("")
+    lines += _incomparable_md(result)
+    lines += _looks_worse_md(result)
     lines.append(
         f"**Mode:** {mode_label(result.mode)} · **baseline** {_md(result.baseline.name)} · "
         f"**candidate** {_md(result.candidate.name)}"

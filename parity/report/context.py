@@ -1,4 +1,4 @@
-"""``build_context(result, meta, charts)``: the view-model the HTML report renders. Pure: no I/O.
+"""``build_context(result, meta, charts, measurements=...)``: the view-model the HTML report renders. Pure: no I/O.
 
 Like Locust's ``html.py``, every figure is formatted here; the template only loops and prints strings, and
 the page's script only places the strings of ``data`` (the endpoint table, as JSON) and charts its numbers.
@@ -7,6 +7,8 @@ Numbers use :func:`parity.judge.compare.format_value`; ratios read ``x1.23``; de
 metric's unit (``+12.3 ms``, ``-0.20 req/s``), error-rate deltas in percentage points (``+0.40 pp``).
 A missing figure prints as ``n/a`` (never as zero). Verdicts carry a CSS class derived from the
 :class:`~parity.judge.result.Verdict` value (``verdict-fail``…); colours live in the template's CSS.
+A metric that does not count towards its endpoint's verdict (``MetricResult.gated`` False) is labelled by why
+(:func:`gate_label`: ``shown``, ``incomparable`` or ``off``) instead of looking like a grey inconclusive one.
 
 The formatting helpers are shared with :mod:`parity.report.ci` so every renderer prints the same figures.
 """
@@ -14,12 +16,13 @@ The formatting helpers are shared with :mod:`parity.report.ci` so every renderer
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from parity.judge.compare import format_value
+from parity.judge.compare import INTENDED, describe_looks_worse, format_value
 from parity.judge.policy import METRICS
 from parity.judge.result import (
     Bottleneck,
@@ -29,6 +32,7 @@ from parity.judge.result import (
     EndpointResult,
     EstimateKind,
     GeneratorInfo,
+    Incomparability,
     MetricResult,
     ParityResult,
     SaturationKnee,
@@ -36,11 +40,17 @@ from parity.judge.result import (
     Statistics,
     Verdict,
 )
+from parity.model import LatencyKind, Measurement
 from parity.report.charts import CDF_GRID, rounded
 
 __all__ = [
+    "GATE_INCOMPARABLE",
+    "GATE_OFF",
+    "GATE_SHOWN",
     "METRIC_LABELS",
     "MISSING",
+    "NEEDS_QUOTED_MAX",
+    "THROUGHPUT_METRIC",
     "TOP_BOTTLENECKS",
     "VERDICT_ORDER",
     "RunMeta",
@@ -54,8 +64,18 @@ __all__ = [
     "format_extra_time",
     "format_ratio",
     "format_time",
+    "gate_label",
+    "gate_title",
+    "incomparability_reasons",
     "iso_utc",
+    "latency_judged",
+    "latency_recorded",
+    "load_factors",
     "mode_label",
+    "needs_text",
+    "other_reasons",
+    "oversampled_text",
+    "split_remedy",
     "verdict_css",
     "verdict_label",
 ]
@@ -196,6 +216,143 @@ def _text(value: object | None) -> str:
     return "—" if value is None or value == "" else str(value)
 
 
+# --- what the judge could not judge, and why (shared by every renderer) ----------------------------
+
+#: Name of the per-endpoint throughput metric (the one the judge only shows under unequal offered load).
+THROUGHPUT_METRIC = "rps"
+#: :func:`gate_label` of throughput shown, not judged (closed-loop load, or different offered loads).
+GATE_SHOWN = "shown"
+#: :func:`gate_label` of latency whose kind differs between the sides (server vs client side).
+GATE_INCOMPARABLE = "incomparable"
+#: :func:`gate_label` of a metric whose gate is off in the config (reported only).
+GATE_OFF = "off"
+
+_REMEDY = re.compile(r"^(?P<command>.*?\S)\s{2,}\((?P<why>[^()]*)\)$", re.S)
+
+
+def split_remedy(remedy: str) -> tuple[str, str]:
+    """``(command, why)`` of one of the judge's remedies (``parity ab … --out DIR   (replay old and new at
+    once: …)``): the command line to copy, and the parenthesised explanation after it (empty when there is
+    none)."""
+    match = _REMEDY.match(remedy.strip())
+    if match is None:
+        return remedy.strip(), ""
+    return match["command"], match["why"]
+
+
+def incomparability_reasons(inc: Incomparability) -> tuple[str, str]:
+    """The two run reasons the judge writes for an incomparable run (``latency not comparable: <reason>`` and
+    ``for a latency verdict: <best remedy>``). Renderers that show the incomparability as a block of its own,
+    with every remedy, leave these two out of the reasons they list."""
+    return f"latency not comparable: {inc.reason}", f"for a latency verdict: {inc.remedies[0] if inc.remedies else ''}"
+
+
+def other_reasons(result: ParityResult) -> list[str]:
+    """The run's reasons without the ones :func:`incomparability_reasons` names (all of them when the latencies
+    are comparable)."""
+    if result.incomparable is None:
+        return list(result.reasons)
+    own = incomparability_reasons(result.incomparable)
+    return [r for r in result.reasons if r not in own]
+
+
+def gate_label(m: MetricResult, throughput_gated: bool) -> str | None:
+    """Why a metric does not count towards its endpoint's verdict: :data:`GATE_INCOMPARABLE` (latency of
+    different kinds), :data:`GATE_SHOWN` (throughput under unequal or closed-loop load: ``throughput_gated`` is
+    the run's :attr:`~parity.judge.result.ParityResult.throughput_gated`), :data:`GATE_OFF` (its gate is off in
+    the config); None for a metric that counts (gated), whatever its verdict."""
+    if m.gated:
+        return None
+    if not m.comparable:
+        return GATE_INCOMPARABLE
+    if m.metric == THROUGHPUT_METRIC and not throughput_gated:
+        return GATE_SHOWN
+    return GATE_OFF
+
+
+def gate_title(label: str, result: ParityResult) -> str:
+    """One sentence on a :func:`gate_label`, for a tooltip or a legend."""
+    if label == GATE_INCOMPARABLE:
+        reason = result.incomparable.reason if result.incomparable is not None else "the sides' latency kinds differ"
+        return f"latency not comparable, neither passed nor failed: {reason}"
+    if label == GATE_SHOWN:
+        return f"throughput shown, not judged: {result.throughput_note or 'the sides saw different offered loads'}"
+    return "reported only: this metric's gate is off in the config"
+
+
+#: Requests per side above which :func:`needs_text` stops quoting the estimate: a change that small against its
+#: noise is not going to be decided by running longer (the estimate grows without bound as the change seen
+#: shrinks towards nothing).
+NEEDS_QUOTED_MAX = 10_000_000
+
+
+def needs_text(needs: int | None, have: int | None) -> str | None:
+    """``about 180 more requests per side would decide it`` from the requests per side that would decide an
+    undecided metric or endpoint (``needs``, in total) and the requests the smaller side has (``have``; None:
+    unknown, the total is given instead); None when nothing is known. Above :data:`NEEDS_QUOTED_MAX` it says
+    so instead of quoting a number no run will reach."""
+    if needs is None:
+        return None
+    if needs > NEEDS_QUOTED_MAX:
+        return f"more than {NEEDS_QUOTED_MAX:,} requests per side: the change seen is within noise"
+    if have is not None and needs > have:
+        return f"about {needs - have:,} more requests per side would decide it"
+    return f"about {needs:,} requests per side would decide it"
+
+
+def load_factors(measurements: tuple[Measurement, Measurement] | None) -> dict[str, tuple[float, float]]:
+    """Endpoint key → (baseline, candidate) ``load_factor`` for the endpoints a replay oversampled on either
+    side (a missing side counts 1.0); empty without the Measurements."""
+    if measurements is None:
+        return {}
+    base, cand = ({e.endpoint.key: e.load_factor for e in m.endpoints} for m in measurements)
+    keys = [k for k in {**base, **cand} if base.get(k, 1.0) != 1.0 or cand.get(k, 1.0) != 1.0]
+    return {k: (base.get(k, 1.0), cand.get(k, 1.0)) for k in keys}
+
+
+def oversampled_text(factors: tuple[float, float] | None) -> str | None:
+    """``oversampled ×4`` (both sides alike), ``oversampled ×4 (candidate)`` or ``oversampled ×2 baseline, ×4
+    candidate``; None when neither side was oversampled."""
+    if factors is None:
+        return None
+    base, cand = factors
+    if base == cand:
+        return None if base == 1.0 else f"oversampled ×{base:.3g}"
+    sides = [(name, f) for name, f in (("baseline", base), ("candidate", cand)) if f != 1.0]
+    if len(sides) == 1:
+        return f"oversampled ×{sides[0][1]:.3g} ({sides[0][0]})"
+    return "oversampled " + ", ".join(f"×{f:.3g} {name}" for name, f in sides)
+
+
+_KIND_SIDE = {kind.value: "client-side" if kind.client_side else "server-side" for kind in LatencyKind}
+
+
+def latency_recorded(kind: str) -> str:
+    """``service-time (client-side)``: a side's latency kind and which side of the wire measured it."""
+    side = _KIND_SIDE.get(kind)
+    return f"{kind} ({side})" if side else kind
+
+
+def latency_judged(result: ParityResult) -> str:
+    """Which latency the verdicts rest on, consistent with the run's notes: none when the kinds are not
+    comparable; else per basis the endpoints judged on it (``intended (from each request's planned send time)
+    on 5 endpoint(s); service-time on 2``)."""
+    if result.incomparable is not None:
+        inc = result.incomparable
+        return (
+            f"none: {latency_recorded(inc.baseline_kind)} on the baseline, {latency_recorded(inc.candidate_kind)} "
+            "on the candidate are not comparable"
+        )
+    bases: dict[str, int] = {}
+    for e in result.endpoints:
+        if e.latency_basis:
+            bases[e.latency_basis] = bases.get(e.latency_basis, 0) + 1
+    if not bases:
+        return "none: no endpoint was measured on both sides"
+    words = {INTENDED: "intended (from each request's planned send time)"}
+    return "; ".join(f"{words.get(b, b)} on {n:,} endpoint(s)" for b, n in sorted(bases.items(), key=lambda x: -x[1]))
+
+
 # --- statistics in plain words ----------------------------------------------------------------------
 
 
@@ -325,16 +482,27 @@ def _sort_key(m: MetricResult) -> float | int | None:
     return rounded(value, 4)
 
 
-def _cell(m: MetricResult, e: EndpointResult, alpha: float, strings: dict[str, dict[str, int]]) -> list[Any]:
+def _have(e: EndpointResult) -> int | None:
+    """Requests on the endpoint's smaller side (None: a side missing)."""
+    if e.baseline_count is None or e.candidate_count is None:
+        return None
+    return min(e.baseline_count, e.candidate_count)
+
+
+def _cell(m: MetricResult, e: EndpointResult, run: _Run, strings: dict[str, dict[str, int]]) -> list[Any]:
     """One metric of one endpoint for the page (positional, see :func:`build_context`). Repeated text is
     interned: ``strings["methods"]`` and ``strings["rules"]`` map each distinct string to its index."""
-    head, tail = explain_parts(m, alpha)
+    head, tail = explain_parts(m, run.alpha)
     method = (
         None if m.statistics is None else strings["methods"].setdefault(m.statistics.method, len(strings["methods"]))
     )
     rule = strings["rules"].setdefault(tail, len(strings["rules"])) if tail else None
     # the judge's own reason travels only where the page shows it: as an endpoint reason, or as the words
     reason = m.reason if (m.reason in e.reasons or not tail) else None
+    if reason is not None and not m.comparable and run.incomparable is not None:
+        # every latency metric of every endpoint repeats the run's incomparability: point to the callout instead
+        reason = reason.replace(run.incomparable.reason, INCOMPARABLE_POINTER)
+    undecided = m.gated and m.verdict is Verdict.INCONCLUSIVE
     return [
         format_value(_finite(m.baseline), m.unit),
         format_value(_finite(m.candidate), m.unit),
@@ -348,8 +516,13 @@ def _cell(m: MetricResult, e: EndpointResult, alpha: float, strings: dict[str, d
         head if tail else None,
         rule,
         method,
+        gate_label(m, run.throughput_gated),
+        needs_text(m.needs, _have(e)) if undecided else None,
     ]
 
+
+#: What a latency metric's words say in place of the run's incomparability (the callout at the top explains it).
+INCOMPARABLE_POINTER = "the two sides measured different kinds of latency (see the callout at the top)"
 
 #: Percentiles of the "percentiles side by side" chart, by metric name.
 _PERCENTILES = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
@@ -373,23 +546,49 @@ def _load_curve(knee: SaturationKnee | None) -> list[list[Any]] | None:
     return [[p.stage, rounded(p.load_rps), rounded(p.p95_ms), p.generator_saturated] for p in knee.points]
 
 
-def _summary(e: EndpointResult) -> str:
-    """The first reason's headline (up to its first ``;``) for an endpoint that did not pass; else empty."""
+def _summary(e: EndpointResult, incomparable: Incomparability | None) -> str:
+    """The first reason's headline (up to its first ``;``) for an endpoint that did not pass; else empty. The
+    run's incomparability, which every endpoint repeats, reads as a short pointer to the callout."""
     if e.verdict is Verdict.PASS or not e.reasons:
         return ""
-    return e.reasons[0].split(";", 1)[0]
+    first = e.reasons[0]
+    if incomparable is not None and first.endswith(incomparable.reason):
+        return (
+            f"latency not comparable ({incomparable.baseline_kind} vs {incomparable.candidate_kind}): "
+            "see the callout at the top"
+        )
+    return first.split(";", 1)[0]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Run-wide facts the endpoint rows need: the run's alpha, whether throughput counted, the incomparability
+    and the oversampled endpoints' (baseline, candidate) load factors."""
+
+    alpha: float
+    throughput_gated: bool
+    incomparable: Incomparability | None
+    factors: dict[str, tuple[float, float]]
+
+
+def _oversampled_title(factors: tuple[float, float]) -> str:
+    return (
+        "sent above its share of production traffic so that it can be judged (load factor "
+        + " / ".join(f"{name} ×{f:.3g}" for name, f in zip(("baseline", "candidate"), factors, strict=True))
+        + "): the replayed mix differs from production; throughput is compared per unit of its load"
+    )
 
 
 def _endpoint_row(
     index: int,
     e: EndpointResult,
-    alpha: float,
+    run: _Run,
     strings: dict[str, dict[str, int]],
     knees: dict[str, dict[str, SaturationKnee]],
     charts: dict[str, Any] | None,
 ) -> dict[str, Any]:
     by_name = {m.metric: m for m in e.metrics}
-    cells = [None if (m := by_name.get(spec.name)) is None else _cell(m, e, alpha, strings) for spec in METRICS]
+    cells = [None if (m := by_name.get(spec.name)) is None else _cell(m, e, run, strings) for spec in METRICS]
     reasons = list(e.reasons)
     cell_reasons = {c[8]: i for i, c in enumerate(cells) if c is not None and c[8] is not None}
     sides = knees.get(e.endpoint.key, {})
@@ -406,10 +605,19 @@ def _endpoint_row(
     }
     if e.critical:
         row["crit"] = True
-    if e.latency_basis:
+    if e.latency_basis and any(not m.comparable for m in e.metrics):
+        row["lb"] = f"none ({e.latency_basis.replace('/', ' vs ')}: not comparable)"
+    elif e.latency_basis:
         row["lb"] = e.latency_basis
-    if summary := _summary(e):
+    if summary := _summary(e, run.incomparable):
         row["s"] = summary
+    if looks := describe_looks_worse(e):
+        row["lw"] = f"not judged, {looks}"
+    if (needs := needs_text(e.needs, _have(e))) is not None:
+        row["nd"] = f"Not decided yet: {needs}."
+    factors = run.factors.get(e.endpoint.key)
+    if (oversampled := oversampled_text(factors)) is not None and factors is not None:
+        row["os"] = [oversampled, _oversampled_title(factors)]
     if (pct := _percentiles(e)) is not None:
         row["pct"] = pct
     if sides:
@@ -456,7 +664,9 @@ def _knee_rows(knees: tuple[SaturationKnee, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
+def _bottleneck_row(b: Bottleneck, comparable: bool) -> dict[str, Any]:
+    """One ranked bottleneck; its latency ratios read ``incomparable`` when the sides' latency kinds differ."""
+    ratio = format_ratio if comparable else (lambda _: GATE_INCOMPARABLE)
     return {
         "rank": b.rank,
         "key": b.endpoint.key,
@@ -464,8 +674,8 @@ def _bottleneck_row(b: Bottleneck) -> dict[str, Any]:
         "extra_time": format_extra_time(b.extra_ms_per_min) if b.extra_ms_per_min > 0 else "—",
         "extra_errors": format_extra_errors(b.extra_errors_per_min) if b.extra_errors_per_min > 0 else "—",
         "baseline_rpm": f"{b.baseline_rpm:,.1f} req/min",
-        "avg_ratio": format_ratio(b.avg_ratio),
-        "p95_ratio": format_ratio(b.p95_ratio),
+        "avg_ratio": ratio(b.avg_ratio),
+        "p95_ratio": ratio(b.p95_ratio),
         "failed_metrics": ", ".join(METRIC_LABELS.get(n, n) for n in b.failed_metrics) or "—",
     }
 
@@ -504,7 +714,9 @@ def _generator_rows(result: ParityResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _side(title: str, s: SideInfo) -> dict[str, Any]:
+def _side(title: str, s: SideInfo, judged: str) -> dict[str, Any]:
+    """One side's provenance rows; ``judged`` is :func:`latency_judged` (what the verdicts rest on, which can
+    differ from the latency the side recorded first: a replay records service time and intended time)."""
     rows = [
         ("File", s.name),
         ("Source", s.source_kind),
@@ -517,7 +729,7 @@ def _side(title: str, s: SideInfo) -> dict[str, Any]:
         ("Requests", format_count(s.requests)),
         ("Errors", format_count(s.errors)),
         ("Endpoints", format_count(s.endpoints)),
-        ("Latency kind", s.latency_kind),
+        ("Latency", f"{latency_recorded(s.latency_kind)} recorded; judged: {judged}"),
         ("Rate scale", f"{s.rate_scale:g}"),
         ("Pair id", s.pair_id),
         ("Load generator", _generator_text(s.generator)),
@@ -537,34 +749,111 @@ def _statistics_text(result: ParityResult) -> str:
     )
 
 
+def _incomparable(result: ParityResult) -> dict[str, Any]:
+    """The incomparability callout: the reason, the two kinds, and each remedy as a command to copy with the
+    explanation beside it (best first); empty when the latencies are comparable."""
+    inc = result.incomparable
+    if inc is None:
+        return {}
+    return {
+        "reason": inc.reason,
+        "kinds": f"baseline {latency_recorded(inc.baseline_kind)} vs candidate {latency_recorded(inc.candidate_kind)}",
+        "remedies": [dict(zip(("command", "why"), split_remedy(r), strict=True)) for r in inc.remedies],
+    }
+
+
+def _more(needs: int | None, have: int | None) -> str | None:
+    """``~2,785 more`` requests per side (``~N in all`` when ``have`` is unknown or already as many; ``over
+    10,000,000: within noise`` past :data:`NEEDS_QUOTED_MAX`); None when unknown."""
+    if needs is None:
+        return None
+    if needs > NEEDS_QUOTED_MAX:
+        return f"over {NEEDS_QUOTED_MAX:,}: within noise"
+    if have is not None and needs > have:
+        return f"~{needs - have:,} more"
+    return f"~{needs:,} in all"
+
+
+def _decides(e: EndpointResult) -> list[str]:
+    """The requests per side that would decide an endpoint that looks worse: per metric that looks worse, then
+    (when more) every metric still open, e.g. ``p95: ~120 more``."""
+    have = _have(e)
+    lines = [
+        f"{METRIC_LABELS.get(m.metric, m.metric)}: {text}"
+        for m in e.looks_worse
+        if (text := _more(m.needs, have)) is not None
+    ]
+    most = max((m.needs or 0 for m in e.looks_worse), default=0)
+    if e.needs is not None and e.needs > most and (text := _more(e.needs, have)) is not None:
+        lines.append(f"everything still open: {text}")
+    return lines or ["unknown: nothing to estimate it from"]
+
+
+def _looks_worse_rows(result: ParityResult) -> list[dict[str, Any]]:
+    """The endpoints that could not be judged but look worse beyond tolerance, in the result's order."""
+    return [
+        {
+            "key": e.endpoint.key,
+            "looks": describe_looks_worse(e),
+            "requests": f"{format_count(e.baseline_count)} / {format_count(e.candidate_count)}",
+            "share": format_share(e.traffic_share),
+            "decides": _decides(e),
+        }
+        for e in result.unjudged_looking_worse
+    ]
+
+
+def _throughput_text(result: ParityResult) -> str:
+    if result.throughput_gated:
+        return "judged: both sides saw the same offered load"
+    return f"shown, not judged: {result.throughput_note}"
+
+
 def build_context(
-    result: ParityResult, meta: RunMeta, charts: Sequence[dict[str, Any] | None] | None = None
+    result: ParityResult,
+    meta: RunMeta,
+    charts: Sequence[dict[str, Any] | None] | None = None,
+    *,
+    measurements: tuple[Measurement, Measurement] | None = None,
 ) -> dict[str, Any]:
     """The HTML report's view-model: nested dicts, lists and pre-formatted strings only (numbers only where
     the page charts or sorts them).
 
-    The overview (banner, counts, generators, top :data:`TOP_BOTTLENECKS` bottlenecks in rank order, knees,
-    metadata) is rendered by the template. The endpoint table is in ``data`` (JSON for the page's script,
-    which builds the rows, sorts, filters and draws charts): ``data["rows"]`` keeps the result's order (worst
-    first), one dict per endpoint with short keys — ``i`` position, ``k`` endpoint, ``v`` verdict, ``crit``
-    critical, ``n`` formatted counts (baseline, candidate), ``ns`` raw counts (for sorting), ``sh`` traffic
-    share, ``lb`` latency basis, ``s`` headline of the first reason, ``r`` reasons (an int is the index of the
-    metric whose reason it is), ``m`` one cell per :data:`~parity.judge.policy.METRICS` entry (None: not
-    reported) as ``[baseline, candidate, ratio, delta, verdict, change, sort key (larger = worse; None:
-    unknown), samples, the judge's reason (None unless it is one of the endpoint's reasons or the metric was
-    not judged), the statistics in plain words as a head (None: not judged) and the index of its tail in
-    ``data["rules"]`` (see :func:`explain_parts`), the test's index in ``data["methods"]``]``, ``pct``
-    p50/p95/p99/max ms per side, ``load`` the latency-vs-load points per side (staged runs), ``ch`` the
-    chart series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given).
+    The overview (banner, the incomparability callout — ``incomparable``: reason, kinds and ``remedies`` as
+    ``{command, why}``, empty when the latencies compare —, ``looks_worse``: the endpoints not judged that look
+    worse, counts, generators, top :data:`TOP_BOTTLENECKS` bottlenecks in rank order, knees, metadata with the
+    latency judged and the throughput rule) is rendered by the template. The endpoint table is in ``data`` (JSON
+    for the page's script, which builds the rows, sorts, filters and draws charts): ``data["rows"]`` keeps the
+    result's order (worst first), one dict per endpoint with short keys — ``i`` position, ``k`` endpoint, ``v``
+    verdict, ``crit`` critical, ``n`` formatted counts (baseline, candidate), ``ns`` raw counts (for sorting),
+    ``sh`` traffic share, ``lb`` latency basis (``none (server vs service-time: not comparable)`` when the kinds
+    differ), ``s`` headline of the first reason, ``lw`` the looks-worse words
+    of an endpoint not judged, ``nd`` the requests that would decide its undecided metrics in words, ``os``
+    ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``r`` reasons (an int is the
+    index of the metric whose reason it is), ``m`` one cell per :data:`~parity.judge.policy.METRICS` entry
+    (None: not reported) as ``[baseline, candidate, ratio, delta, verdict, change, sort key (larger = worse;
+    None: unknown), samples, the judge's reason (None unless it is one of the endpoint's reasons or the metric
+    was not judged), the statistics in plain words as a head (None: not judged) and the index of its tail in
+    ``data["rules"]`` (see :func:`explain_parts`), the test's index in ``data["methods"]``, the
+    :func:`gate_label` of a metric that does not count (None: it counts; ``data["gates"]`` holds each label's
+    text and tooltip), the requests that would decide an undecided metric in words (None: decided)]``, ``pct``
+    p50/p95/p99/max ms per side, ``load`` the latency-vs-load points per side (staged runs), ``ch`` the chart
+    series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given).
+
+    ``measurements`` = (baseline, candidate), the Measurements ``result`` compared: they tell which endpoints
+    a replay oversampled (``EndpointStats.load_factor``).
     """
     counts = result.counts()
+    sides = (("Baseline", result.baseline), ("Candidate", result.candidate))
     strings: dict[str, dict[str, int]] = {"methods": {}, "rules": {}}
     knees = _knees_by_key(result.knees)
+    run = _Run(result.alpha, result.throughput_gated, result.incomparable, load_factors(measurements))
     rows = [
-        _endpoint_row(i, e, result.alpha, strings, knees, None if charts is None else charts[i - 1])
+        _endpoint_row(i, e, run, strings, knees, None if charts is None else charts[i - 1])
         for i, e in enumerate(result.endpoints, start=1)
     ]
     verdicts = {v.value: {**_verdict(v), "severity": v.severity} for v in VERDICT_ORDER}
+    gates = {g: {"label": g, "title": gate_title(g, result)} for g in (GATE_SHOWN, GATE_INCOMPARABLE, GATE_OFF)}
     return {
         "title": _title(result),
         "subtitle": f"{result.baseline.name} (baseline) → {result.candidate.name} (candidate)",
@@ -574,28 +863,35 @@ def build_context(
             "label": mode_label(result.mode),
             "explanation": _MODE_EXPLANATIONS[result.mode],
         },
+        "incomparable": _incomparable(result),
+        "looks_worse": _looks_worse_rows(result),
         "counts": [{**_verdict(v), "count": counts[v]} for v in VERDICT_ORDER],
         "total_endpoints": len(result.endpoints),
         "notes": list(result.notes),
         "statistics": _statistics_text(result),
+        "latency_judged": latency_judged(result),
+        "throughput": _throughput_text(result),
         "generators": _generator_rows(result),
         "metric_columns": [{"name": m.name, "label": METRIC_LABELS[m.name], "unit": m.unit} for m in METRICS],
-        "bottlenecks": [_bottleneck_row(b) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
+        "bottlenecks": [_bottleneck_row(b, result.incomparable is None) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
         "more_bottlenecks": max(len(result.bottlenecks) - TOP_BOTTLENECKS, 0),
         "knees": _knee_rows(result.knees),
-        "sides": [_side("Baseline", result.baseline), _side("Candidate", result.candidate)],
+        "sides": [_side(title, side, latency_judged(result)) for title, side in sides],
         "run": [
             {"label": "Harness version", "value": _text(meta.harness_version)},
             {"label": "Commit", "value": _text(meta.commit)},
             {"label": "Generated at", "value": format_time(meta.generated_at)},
             {"label": "Config", "value": _text(meta.config)},
             {"label": "Command", "value": _text(meta.command)},
+            {"label": "Latency judged", "value": latency_judged(result)},
+            {"label": "Throughput", "value": _throughput_text(result)},
             {"label": "Statistics", "value": _statistics_text(result)},
         ],
         "footer": f"parity {meta.harness_version} · generated {format_time(meta.generated_at)}",
         "data": {
             "columns": [{"name": m.name, "label": METRIC_LABELS[m.name], "unit": m.unit} for m in METRICS],
             "verdicts": verdicts,
+            "gates": gates,
             "methods": list(strings["methods"]),
             "rules": list(strings["rules"]),
             "grid": list(CDF_GRID),

@@ -78,9 +78,10 @@ def render_html(
     result: ParityResult, meta: RunMeta, measurements: tuple[Measurement, Measurement] | None = None
 ) -> str:
     """The report page for ``result`` as one self-contained HTML document; ``measurements`` = (baseline,
-    candidate), the sides ``result`` compares, adds the distribution and over-time charts."""
+    candidate), the sides ``result`` compares, adds the distribution and over-time charts and marks the endpoints
+    a replay oversampled."""
     charts = None if measurements is None else chart_data(result, *measurements)
-    context = build_context(result, meta, charts)
+    context = build_context(result, meta, charts, measurements=measurements)
     context["data_json"] = json_for_script(context.pop("data"))
     context["chart_js"] = _chart_js()
     return _template().render(context)

@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 from parity.judge.calibrate import Calibration
+from parity.judge.compare import describe_looks_worse
 from parity.judge.planning import EndpointNeeds, SamplePlan
 from parity.judge.result import ParityResult, Verdict
+from parity.report.context import other_reasons
 
 __all__ = ["calibration_summary", "sample_plan_summary", "terminal_summary"]
 
@@ -24,27 +26,51 @@ def _ratio(r: float | None) -> str:
     return "n/a" if r is None else f"x{r:.2f}"
 
 
+def _not_judged(result: ParityResult) -> list[str]:
+    """The not-judged lines: endpoints that look worse first (with the requests that would decide them), then
+    the others with their first reason; those whose first reason is the run's incomparability in one line."""
+    lines = [f"  not judged, {describe_looks_worse(e)}: {e.endpoint.key}" for e in result.unjudged_looking_worse]
+    inc = result.incomparable
+    rest = [e for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE and not e.looks_worse]
+    held = [e for e in rest if inc is not None and e.reasons and e.reasons[0].endswith(inc.reason)]
+    lines += [f"  not judged: {e.endpoint.key}: {e.reasons[0]}" for e in rest if e not in held]
+    lines = lines[:MAX_ROWS]
+    if held:
+        lines.append(f"  not judged: {len(held)} endpoint(s): latency not comparable (see above)")
+    return lines
+
+
 def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
-    """A few lines: verdict and why, counts, top bottlenecks, where the report is."""
+    """A few lines: verdict and why; when the sides' latencies do not compare, why and the numbered commands
+    that get a comparable side; counts, top bottlenecks, the endpoints not judged (those that look worse
+    first), notes, where the report is."""
     counts = result.counts()
-    lines = [
-        f"parity: {result.verdict.value.upper()} - {'; '.join(result.reasons)}",
+    inc = result.incomparable
+    reasons = other_reasons(result)
+    why = "; ".join(reasons) if reasons or inc is None else f"latency not comparable: {inc.reason}"
+    lines = [f"parity: {result.verdict.value.upper()} - {why}"]
+    if inc is not None:
+        if reasons:
+            lines.append(f"  latency not comparable: {inc.reason}")
+        lines.append("  for a latency verdict, run one of (capitals are placeholders):")
+        lines += [f"    {i}. {remedy}" for i, remedy in enumerate(inc.remedies, start=1)]
+    lines += [
         f"  comparison: {result.mode.value}; endpoints: " + ", ".join(f"{counts[v]} {v.value}" for v in Verdict),
         f"  baseline:  {result.baseline.name} ({result.baseline.requests} requests, {result.baseline.duration_s:g} s)",
         f"  candidate: {result.candidate.name} ({result.candidate.requests} requests, "
         f"{result.candidate.duration_s:g} s)",
     ]
     if result.bottlenecks:
-        lines.append("  bottlenecks (extra server time at baseline traffic):")
+        lines.append(f"  bottlenecks ({'extra server time' if inc is None else 'extra errors'} at baseline traffic):")
         width = max(len(b.endpoint.key) for b in result.bottlenecks[:MAX_ROWS])
         for b in result.bottlenecks[:MAX_ROWS]:
-            lines.append(
-                f"    {b.rank}. {b.endpoint.key:<{width}}  {_per_minute(b.extra_ms_per_min):>14}  "
-                f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
-            )
-    inconclusive = [e for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE]
-    for e in inconclusive[:MAX_ROWS]:
-        lines.append(f"  not judged: {e.endpoint.key}: {e.reasons[0]}")
+            if inc is None:
+                impact = _per_minute(b.extra_ms_per_min)
+                ratios = f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
+            else:  # latency of different kinds: only the errors say anything
+                impact, ratios = f"+{b.extra_errors_per_min:.1f} errors/min", "latency incomparable"
+            lines.append(f"    {b.rank}. {b.endpoint.key:<{width}}  {impact:>14}  {ratios}")
+    lines += _not_judged(result)
     for note in result.notes:
         lines.append(f"  note: {note}")
     if report is not None:
