@@ -60,8 +60,8 @@ def rank_bottlenecks(results: Sequence[EndpointResult], baseline: Measurement) -
                 extra_ms_per_min=_positive_delta(r, "avg_ms") * rpm if _worse(r, _LATENCY) else 0.0,
                 extra_errors_per_min=_positive_delta(r, "error_rate") * rpm if _worse(r, ("error_rate",)) else 0.0,
                 baseline_rpm=rpm,
-                avg_ratio=None if avg is None else avg.ratio,
-                p95_ratio=None if p95 is None else p95.ratio,
+                avg_ratio=None if avg is None or not avg.comparable else avg.ratio,
+                p95_ratio=None if p95 is None or not p95.comparable else p95.ratio,
                 failed_metrics=tuple(m.metric for m in r.metrics if m.verdict in (Verdict.FAIL, Verdict.MARGINAL)),
             )
         )

@@ -219,16 +219,26 @@ def _verdict(d: Decision, gate: Gate, policy: Policy, too_few: str | None) -> tu
 
 
 def _needs(d: Decision, verdict: Verdict, too_few: str | None, floor: int) -> int | None:
-    """Requests per side that would decide an undecided metric: enough to make the change seen significant
-    when it looks worse, else the minimum to pass on the point estimate (``floor``)."""
+    """Requests per side that would decide an undecided metric. One that looks worse: the fewer of what makes
+    the change seen significant and what resolves a change of the tolerance's size either way. One that does
+    not (it only lacks requests to pass on its point estimate): the minimum to pass (``floor``)."""
     if verdict is not Verdict.INCONCLUSIVE:
         return None
-    if stats.looks_worse(d.evidence, d.tolerance):
-        to_decide = stats.requests_to_decide(d.evidence, d.alpha, max(d.family_size, 1))
-        if to_decide is not None:
-            return max(to_decide, min(d.evidence.samples) + 1)
-    if too_few or d.evidence.status is Status.INSUFFICIENT:
-        return max(floor, stats.MIN_SAMPLES)
+    e, family = d.evidence, max(d.family_size, 1)
+    have = min(e.samples) if e.samples else 0
+    if stats.looks_worse(e, d.tolerance):
+        known = [
+            n
+            for n in (
+                stats.requests_to_decide(e, d.alpha, family),
+                stats.requests_to_detect(e, d.tolerance, d.alpha, family),
+            )
+            if n is not None
+        ]
+        if known:
+            return max(min(known), have + 1)
+    if too_few or e.status is Status.INSUFFICIENT:
+        return max(floor, stats.MIN_SAMPLES, have + 1)
     return None
 
 
@@ -275,7 +285,10 @@ def _metric_result(
         comparable=comparable,
         # Below the tests' own minimum (stats.MIN_SAMPLES per side) nothing is read into the figures: such an
         # endpoint counts towards max_inconclusive_share, not as looking worse.
-        looks_worse=comparable and e.status is not Status.INSUFFICIENT and stats.looks_worse(e, d.tolerance),
+        looks_worse=comparable
+        and e.status is not Status.INSUFFICIENT
+        and min(e.samples, default=0) >= stats.MIN_SAMPLES
+        and stats.looks_worse(e, d.tolerance),
         needs=needs,
     )
 
@@ -526,10 +539,12 @@ def _throughput_note(baseline: Measurement, candidate: Measurement, mode: Compar
 
 
 def describe_looks_worse(result: EndpointResult, limit: int = 2) -> str:
-    """An unjudged endpoint that looks worse, in words: ``looks x1.90 slower (p95), +0.40 pp errors: needs ~120
-    more requests per side``; empty when it does not."""
+    """An unjudged endpoint that looks worse, in words: ``looks x1.90 slower (p95), +0.40 pp errors: needs ~1,200
+    more requests per side`` (the fewest that would decide one of the metrics that look worse); empty when it
+    does not look worse."""
     looks = []
-    for m in result.looks_worse[:limit]:
+    worse = result.looks_worse
+    for m in worse[:limit]:
         label = m.metric.removesuffix("_ms") if m.unit == "ms" else m.metric.replace("_", " ")
         if m.unit == "ratio" and m.delta is not None:
             looks.append(f"{m.delta * 100:+.2f} pp {label}")
@@ -540,8 +555,9 @@ def describe_looks_worse(result: EndpointResult, limit: int = 2) -> str:
         return ""
     text = "looks " + ", ".join(looks)
     have = min(result.baseline_count or 0, result.candidate_count or 0)
-    if result.needs is not None and result.needs > have:
-        text += f": needs ~{result.needs - have} more requests per side"
+    needs = [m.needs for m in worse if m.needs is not None and m.needs > have]
+    if needs:
+        text += f": needs ~{min(needs) - have:,} more requests per side"
     return text
 
 

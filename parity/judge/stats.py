@@ -92,6 +92,7 @@ __all__ = [
     "quantile_vs_reference",
     "rank_shift",
     "requests_to_decide",
+    "requests_to_detect",
     "shown_within",
     "summary_change",
     "throughput_evidence",
@@ -1290,6 +1291,30 @@ def requests_to_decide(evidence: Evidence, alpha: float, family_size: int, *, po
         return None
     need = critical_z(alpha, family_size) + _z(1.0 - power)
     return math.ceil(min(e.samples) * (need / z_obs) ** 2)
+
+
+def requests_to_detect(
+    evidence: Evidence, tolerance: Tolerance, alpha: float, family_size: int, *, power: float = POWER
+) -> int | None:
+    """Requests per side at which a change of the tolerance's size (the larger of the relative and the
+    absolute tolerance) would be significant with ``power``, from the width of the evidence's interval (its
+    standard error shrinks with the square root of the requests). None without a usable interval."""
+    e = evidence
+    if e.interval is None or e.baseline is None or not e.samples or min(e.samples) <= 0:
+        return None
+    lo, hi = e.interval
+    if e.estimate_kind is EstimateKind.RATIO:
+        if not (0 < lo <= hi < math.inf) or e.baseline <= 0:
+            return None
+        se = math.log(hi / lo) / (2 * _Z)
+        effect = math.log1p(max(tolerance.relative, tolerance.absolute / e.baseline))
+    else:
+        se = (hi - lo) / (2 * _Z)
+        effect = max(tolerance.relative * abs(e.baseline), tolerance.absolute)
+    if not (se > 0 and effect > 0 and math.isfinite(se)):
+        return None
+    need = critical_z(alpha, family_size) + _z(1.0 - power)
+    return math.ceil(min(e.samples) * (need * se / effect) ** 2)
 
 
 def holm(p_values: Sequence[float]) -> tuple[float, ...]:
