@@ -356,8 +356,8 @@ SMALL_FACTORS = (2.0, 4.0, 8.0)
 def small_samples(runs: int, seed: int) -> None:
     """Few requests per side: A/A false alarms with every endpoint at n 20-300, and how often a x2-x8 tail change
     (the p95-only map: p95 x k, median unchanged) or a x2-x8 shift of everything is failed on 100-300 requests.
-    'not green' counts the planted endpoints that failed *or* kept the run from passing (inconclusive, looks
-    worse): what the old fixed cut-offs (p95 needed 200 samples) let through as a pass."""
+    'not green' counts the planted endpoints that failed, were marginal, *or* kept the run from passing
+    (inconclusive, looks worse): what the old fixed cut-offs (p95 needed 200 samples) let through as a pass."""
     print(f"\nSmall samples: A/A with every endpoint at n 20-300 per side ({runs} runs x {ENDPOINTS} endpoints)")
     false_runs = 0
     verdicts = dict.fromkeys(Verdict, 0)
@@ -389,7 +389,11 @@ def small_samples(runs: int, seed: int) -> None:
                     if ep.kind == "none":
                         continue
                     failed[ep.n] += bool(f)
-                    not_green[ep.n] += bool(f) or (v is Verdict.INCONCLUSIVE and judged.run is not Verdict.PASS)
+                    not_green[ep.n] += (
+                        bool(f)
+                        or v is Verdict.MARGINAL
+                        or (v is Verdict.INCONCLUSIVE and judged.run is not Verdict.PASS)
+                    )
             label = f"{'p95' if kind == 'p95' else 'all'} x{factor:g}"
             cells = "".join(f"{failed[n] / trials:>7.0%} /{not_green[n] / trials:>5.0%}" for n in SMALL_SIZES)
             print(f"  {label:<14}{fam.name:<11}{cells}")

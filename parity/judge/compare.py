@@ -80,6 +80,8 @@ from parity.model import (
 __all__ = ["compare", "describe_looks_worse", "format_value", "generator_info", "side_info"]
 
 _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
+#: Why an endpoint as a whole cannot pass: fewer requests than the policy's ``min_samples`` on a side.
+_FEW_REQUESTS = "too few requests to pass"
 #: ``latency_basis`` of endpoints judged on latency from the planned send time.
 INTENDED = "intended"
 
@@ -144,7 +146,7 @@ class _Pending:
         assert self.cand is not None
         counts = min(self.base.count, self.cand.count)
         if counts < policy.min_samples:
-            return f"too few requests to pass: {counts} < {policy.min_samples} on a side"
+            return f"{_FEW_REQUESTS}: {counts} < {policy.min_samples} on a side"
         need = self.settings.rule(spec.name).min_samples
         if min(samples) < need:
             return f"too few samples to pass: {min(samples)} < {need} on a side"
@@ -202,7 +204,8 @@ def _verdict(d: Decision, gate: Gate, policy: Policy, too_few: str | None) -> tu
             return Verdict.INCONCLUSIVE, Change.WORSE, f"{d.reason}; {too_few}"
         case Outcome.UNTESTED:
             return worse, Change.WORSE, d.reason
-        case Outcome.NOT_SIGNIFICANT if too_few:
+        case Outcome.NOT_SIGNIFICANT if too_few and too_few.startswith(_FEW_REQUESTS):
+            # the whole endpoint is below the minimum: "changed, not significant" is no verdict, only a question
             return Verdict.INCONCLUSIVE, Change.WORSE, f"{d.reason}; {too_few}: more requests needed to tell"
         case Outcome.NOT_SIGNIFICANT if d.adjusted_p is not None and d.adjusted_p <= policy.marginal_alpha:
             return Verdict.MARGINAL, Change.WORSE, d.reason
