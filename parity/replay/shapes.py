@@ -10,12 +10,16 @@
 A shaped plan's rates are final (requests/s of run time, no further scaling): its grid of cells is
 spread evenly over ``run_time_s``, which is what ``iter_arrivals`` does with any plan. Stages name spans of
 the run (seconds from its start) so results can be read against load.
+
+``oversample`` raises rare endpoints of a shaped plan to a minimum mean rate, so that each gets enough requests
+to be judged; the factor is kept per endpoint (``ShapedPlan.load_factors``) and recorded in the Measurement.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -23,7 +27,17 @@ import numpy.typing as npt
 
 from parity.replay.plan import ReplayPlan
 
-__all__ = ["MAX_BURST_CELL_S", "ShapeKind", "ShapedPlan", "Stage", "burst", "ramp", "replay", "steady"]
+__all__ = [
+    "MAX_BURST_CELL_S",
+    "ShapeKind",
+    "ShapedPlan",
+    "Stage",
+    "burst",
+    "oversample",
+    "ramp",
+    "replay",
+    "steady",
+]
 
 #: Longest cell of a burst-shaped grid, seconds: finer grids put the burst's edges where they belong.
 MAX_BURST_CELL_S = 0.5
@@ -49,12 +63,16 @@ class Stage:
 @dataclass(frozen=True)
 class ShapedPlan:
     """Rates (requests/s of run time) to play over ``run_time_s``, its stages, and the load relative to
-    the baseline's mean rate (``rate_scale``, for throughput comparisons)."""
+    the baseline's mean rate (``rate_scale``, for throughput comparisons).
+
+    ``load_factors`` maps the key of each oversampled endpoint (see :func:`oversample`) to the factor its rates
+    were multiplied by (> 1); ``rate_scale`` leaves them out: it is the load of every other endpoint."""
 
     plan: ReplayPlan
     run_time_s: float
     stages: tuple[Stage, ...]
     rate_scale: float
+    load_factors: Mapping[str, float] = field(default_factory=dict)
 
 
 def _mix(plan: ReplayPlan) -> npt.NDArray[np.float64]:
@@ -125,3 +143,35 @@ def burst(
         if hi > lo and cells_in.any():
             stages.append(Stage(name, lo, hi, float(totals[cells_in].mean())))
     return _shaped(plan, rates, run_time_s, stages)
+
+
+def oversample(shaped: ShapedPlan, min_rps: float) -> ShapedPlan:
+    """``shaped`` with every endpoint whose mean planned rate is below ``min_rps`` (req/s of run time) raised to
+    it: its rate in every cell multiplied by ``min_rps / mean`` (the shape over time is kept). The factors are in
+    ``load_factors`` (endpoints already oversampled multiply theirs); stage target rates are recomputed from
+    the new rates; ``rate_scale`` is unchanged. An endpoint with no planned requests stays at zero (nothing to
+    scale). ValueError when ``min_rps`` is not > 0."""
+    if not (min_rps > 0 and math.isfinite(min_rps)):
+        raise ValueError(f"minimum endpoint rate must be > 0 req/s, got {min_rps}")
+    plan = shaped.plan
+    means = plan.rates.mean(axis=1) if plan.rates.size else np.zeros(len(plan.endpoints))
+    rates = plan.rates.copy()
+    factors = dict(shaped.load_factors)
+    for e, (planned, mean) in enumerate(zip(plan.endpoints, means.tolist(), strict=True)):
+        if 0 < mean < min_rps:
+            factor = min_rps / mean
+            rates[e] *= factor
+            key = planned.endpoint.key
+            factors[key] = factors.get(key, 1.0) * factor
+    if factors == dict(shaped.load_factors):
+        return shaped
+    cells = rates.shape[1]
+    cell_s = shaped.run_time_s / cells
+    mids = (np.arange(cells) + 0.5) * cell_s
+    totals = rates.sum(axis=0)
+    stages = []
+    for stage in shaped.stages:
+        inside = (mids >= stage.start_s) & (mids < stage.end_s)
+        target = float(totals[inside].mean()) if inside.any() else stage.target_rps
+        stages.append(replace(stage, target_rps=target))
+    return replace(shaped, plan=replace(plan, rates=rates), stages=tuple(stages), load_factors=factors)
