@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -43,8 +43,17 @@ READER_JOIN_S = 1.0
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def server_command(profile: str, *, host: str = "127.0.0.1", port: int = 0, seed: int = 1) -> list[str]:
-    """The argv that starts a demo server for ``profile`` with this interpreter."""
+def server_command(
+    profile: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 1,
+    add_latency: Mapping[str, float] | None = None,
+) -> list[str]:
+    """The argv that starts a demo server for ``profile`` with this interpreter; ``add_latency`` maps endpoint
+    keys to ms added to each of their requests (``--add-latency``)."""
+    added = [token for key, ms in (add_latency or {}).items() for token in ("--add-latency", f"{key}={ms:g}")]
     return [
         sys.executable,
         "-m",
@@ -57,6 +66,7 @@ def server_command(profile: str, *, host: str = "127.0.0.1", port: int = 0, seed
         str(port),
         "--seed",
         str(seed),
+        *added,
     ]
 
 
@@ -126,8 +136,15 @@ def _await_listening(proc: subprocess.Popen[str], lines: queue.Queue[str], stder
 
 
 @contextmanager
-def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20.0) -> Iterator[str]:
-    """Run a demo server for ``profile`` on a free loopback port; yields its base URL.
+def running_server(
+    profile: str,
+    *,
+    seed: int = 1,
+    startup_timeout_s: float = 20.0,
+    add_latency: Mapping[str, float] | None = None,
+) -> Iterator[str]:
+    """Run a demo server for ``profile`` on a free loopback port (``add_latency``: see ``server_command``);
+    yields its base URL.
 
     The child is terminated and reaped on every exit path (normal, exception, KeyboardInterrupt).
     Raises RuntimeError, quoting the child's stderr, when it does not announce itself within
@@ -135,7 +152,7 @@ def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20
     """
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            server_command(profile, seed=seed),
+            server_command(profile, seed=seed, add_latency=add_latency),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -158,7 +175,8 @@ def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20
 
 
 def fetch_stats(base_url: str) -> dict[str, Any]:
-    """The server's ``GET /__demo/stats``: profile, total and requests per endpoint key."""
+    """The server's ``GET /__demo/stats``: profile, total and requests per endpoint key, and per endpoint key the
+    server's accounting (``endpoints``: requests, cpu_ms, cpu_throttled_ms, pool_waits, pool_wait_ms)."""
     url = f"{base_url.rstrip('/')}/__demo/stats"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     with opener.open(url, timeout=STATS_TIMEOUT_S) as response:
