@@ -28,9 +28,11 @@ import pytest
 from parity.demo.catalog import CATALOG, DemoEndpoint
 from parity.demo.processes import (
     LISTENING_PREFIX,
+    Service,
     child_env,
     fetch_stats,
     running_server,
+    running_servers,
     server_command,
     stop_process,
 )
@@ -230,18 +232,23 @@ def test_export_body_is_rendered_once_and_filled_per_department() -> None:
 
 
 def test_added_latency_specs() -> None:
-    assert parse_added_latency(["GET /api/employees/{id}=30", "GET /health=2.5", "GET /health=1"]) == {
-        "GET /api/employees/{id}": 30.0,
-        "GET /health": 3.5,
-    }
+    assert parse_added_latency(["GET /api/employees/{id}=30", "GET /health=2.5", "GET /health=1"]) == [
+        {"GET /api/employees/{id}": 30.0, "GET /health": 3.5}
+    ]
+    assert parse_added_latency(["2:GET /health=5", "GET /api/departments=1"], services=3) == [
+        {"GET /api/departments": 1.0},
+        {"GET /health": 5.0, "GET /api/departments": 1.0},
+        {"GET /api/departments": 1.0},
+    ]
     for spec, message in (
         ("GET /nope=3", "no endpoint 'GET /nope'"),
         ("GET /health", "expected 'METHOD ROUTE=MS'"),
         ("GET /health=-1", "milliseconds >= 0"),
         ("GET /health=soon", "milliseconds >= 0"),
+        ("3:GET /health=1", "there is no service 3 (1..2)"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
-            parse_added_latency([spec])
+            parse_added_latency([spec], services=2)
 
 
 def test_request_cost_is_deterministic_and_ignores_query_order() -> None:
@@ -388,16 +395,20 @@ def test_unknown_added_latency_endpoint_is_refused_with_one_line() -> None:
     assert "GET /api/nothing" in done.stderr
 
 
-def test_added_latency_slows_one_endpoint_and_is_reported() -> None:
+def test_one_process_serves_several_services_and_adds_latency_to_one() -> None:
     added = {"GET /api/employees/{id}": 300.0}
-    with running_server("old", add_latency=added) as base_url:
-        slow = send(base_url, "GET", "/api/employees/1008")
-        fast = send(base_url, "GET", "/api/departments")
-        stats = fetch_stats(base_url)
-    assert slow.status == fast.status == 200
+    services = [Service("old"), Service("new"), Service("old", added)]
+    with running_servers(services) as urls:
+        assert len(set(urls)) == 3
+        slow = send(urls[2], "GET", "/api/employees/1008")
+        plain = send(urls[0], "GET", "/api/employees/1008")
+        stats = [fetch_stats(url) for url in urls]
+    assert slow.status == plain.status == 200
     assert slow.elapsed_ms >= 300.0  # a lower bound: holds however busy the machine is
-    assert stats["added_latency_ms"] == added
-    assert stats["endpoints"]["GET /api/employees/{id}"]["requests"] == 1
+    assert [s["profile"] for s in stats] == ["old", "new", "old"]
+    assert [s["added_latency_ms"] for s in stats] == [{}, {}, added]
+    assert [s["total"] for s in stats] == [1, 0, 1]  # each service counts its own requests
+    assert stats[2]["endpoints"]["GET /api/employees/{id}"]["requests"] == 1
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

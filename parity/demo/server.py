@@ -1,9 +1,16 @@
 """The demo HR/payroll service as a real HTTP server, one process per deployment profile.
 
-``python -m parity.demo.server --profile old|new [--host 127.0.0.1] [--port 0] [--seed 1]
-[--add-latency 'METHOD ROUTE=MS' ...]`` binds a loopback address, prints one line ``listening on
+``python -m parity.demo.server --profile old|new [--profile ...] [--host 127.0.0.1] [--port 0] [--seed 1]
+[--add-latency '[N:]METHOD ROUTE=MS' ...]`` binds a loopback address, prints one line ``listening on
 http://HOST:PORT`` and serves every endpoint of ``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit
 code 0). Non-loopback hosts and unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
+
+``--profile`` given N times serves N independent services (pools, CPU worker, statistics, seed ``seed + i``)
+from this one process, one port each (consecutive from ``--port``, or free ones), with one ``listening on``
+line each, in order; ``--add-latency 'N:...'`` applies to the N-th only (1-based; without ``N:`` to all). Old
+and new in one process share its fate: a busy machine that holds the process back delays both alike, where
+two processes can be held back unequally (an A/A comparison of two processes on a loaded 2-core machine differed
+by ×1.5 for seconds at a time).
 
 Each request costs what its ``CostModel`` says: app time, then ``queries`` database round trips on one
 connection checked out of the profile's pool ``cost.pool`` (each query also holds one slot of the shared
@@ -890,28 +897,48 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m parity.demo.server", description="Serve the demo HR/payroll service."
     )
-    parser.add_argument("--profile", required=True, choices=sorted(PROFILES), help="deployment profile")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        action="append",
+        choices=sorted(PROFILES),
+        help="deployment profile; repeat to serve several services from this process, one port each",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=0, help="TCP port; 0 picks a free one (default 0)")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="TCP port (the next ones for more profiles); 0 picks free ones (default)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random jitter and errors")
     parser.add_argument(
         "--add-latency",
         action="append",
         default=[],
-        metavar="'METHOD ROUTE=MS'",
+        metavar="'[N:]METHOD ROUTE=MS'",
         help="add MS milliseconds to every request of one catalogue endpoint, e.g. 'GET /api/employees/{id}=30' "
-        "(repeatable)",
+        "(repeatable; N: only for the N-th --profile)",
     )
     return parser
 
 
-def parse_added_latency(specs: Sequence[str]) -> dict[str, float]:
-    """``['GET /api/employees/{id}=30', ...]`` → ``{'GET /api/employees/{id}': 30.0}``; ValueError naming the bad
-    spec (not ``KEY=MS``, an endpoint the catalogue does not have, or MS not a number >= 0)."""
+_LISTENER_PREFIX = re.compile(r"(\d+):(.*)", re.DOTALL)
+
+
+def parse_added_latency(specs: Sequence[str], services: int = 1) -> list[dict[str, float]]:
+    """Per service (``services`` of them), the ms added to its endpoints: ``'GET /api/employees/{id}=30'`` adds to
+    every service, ``'2:GET /health=5'`` to the second only; repeats add up. ValueError naming the bad spec (not
+    ``[N:]KEY=MS``, no service N, an endpoint the catalogue does not have, or MS not a number >= 0)."""
     known = {endpoint.key for endpoint in CATALOG}
-    added: dict[str, float] = {}
+    added: list[dict[str, float]] = [{} for _ in range(services)]
     for spec in specs:
-        key, sep, value = spec.rpartition("=")
+        targets = range(services)
+        text = spec
+        prefixed = _LISTENER_PREFIX.fullmatch(spec)
+        if prefixed is not None:
+            number = int(prefixed.group(1))
+            if not 1 <= number <= services:
+                raise ValueError(f"--add-latency {spec!r}: there is no service {number} (1..{services})")
+            targets, text = range(number - 1, number), prefixed.group(2)
+        key, sep, value = text.rpartition("=")
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--add-latency {spec!r}: expected 'METHOD ROUTE=MS', e.g. 'GET /health=30'")
@@ -923,7 +950,8 @@ def parse_added_latency(specs: Sequence[str]) -> dict[str, float]:
             ms = math.nan
         if not (ms >= 0 and math.isfinite(ms)):
             raise ValueError(f"--add-latency {spec!r}: expected milliseconds >= 0, got {value!r}")
-        added[key] = added.get(key, 0.0) + ms
+        for i in targets:
+            added[i][key] = added[i].get(key, 0.0) + ms
     return added
 
 
@@ -934,36 +962,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_loopback(host):
         print(f"error: refusing to bind {args.host!r}: only loopback hosts are allowed", file=sys.stderr)
         return 2
+    profiles: list[str] = args.profile
     try:
-        added = parse_added_latency(args.add_latency)
+        added = parse_added_latency(args.add_latency, len(profiles))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.port and args.port + len(profiles) - 1 > 65535:
+        print(f"error: ports {args.port}..{args.port + len(profiles) - 1} are not all valid", file=sys.stderr)
+        return 2
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
-    service = DemoService(PROFILES[args.profile], seed=args.seed, added_latency_ms=added)
-    server = WSGIServer(
-        (host, args.port),
-        service,
-        spawn=gevent.pool.Pool(service.profile.web_concurrency),
-        log=None,
-        error_log="default",
-    )
-    _disable_nagle(server)
+    servers: list[WSGIServer] = []
     try:
-        server.start()
-    except OSError as exc:
-        print(f"error: cannot listen on {host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    bound_host, bound_port = server.address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-    print(f"listening on http://{shown}:{bound_port}", flush=True)
-    try:
+        for i, name in enumerate(profiles):
+            port = args.port + i if args.port else 0
+            service = DemoService(PROFILES[name], seed=args.seed + i, added_latency_ms=added[i])
+            server = WSGIServer(
+                (host, port),
+                service,
+                spawn=gevent.pool.Pool(service.profile.web_concurrency),
+                log=None,
+                error_log="default",
+            )
+            _disable_nagle(server)
+            try:
+                server.start()
+            except OSError as exc:
+                print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
+            servers.append(server)
+        for server in servers:
+            bound_host, bound_port = server.address[:2]
+            shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+            print(f"listening on http://{shown}:{bound_port}", flush=True)
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop(timeout=STOP_TIMEOUT_S)
+        for server in servers:
+            server.stop(timeout=STOP_TIMEOUT_S)
         for watcher in watchers:
             watcher.cancel()
     return 0
