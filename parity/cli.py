@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from parity import measurement_json, version
 from parity.config import Config, find_config, load_config, write_metric_rules
@@ -46,6 +50,31 @@ _VERDICT_EXIT = {
     Verdict.FAIL: EXIT_REGRESSION,
     Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE,
 }
+
+
+#: ``parity ab``'s run time when -t is not given, seconds.
+DEFAULT_AB_DURATION_S = 60.0
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser. One whose ``passthrough`` names a destination (``parity ab``) keeps everything
+    after ``--`` there, unparsed (Locust's own options); argparse alone would reject them after a positional."""
+
+    passthrough: str | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.passthrough is None:
+            return super().parse_known_args(args, namespace)
+        strings = list(sys.argv[1:] if args is None else args)
+        rest: list[Any] = []
+        if "--" in strings:
+            cut = strings.index("--")
+            strings, rest = strings[:cut], strings[cut + 1 :]
+        parsed, unknown = super().parse_known_args(strings, namespace)
+        setattr(parsed, self.passthrough, rest)
+        return parsed, unknown
 
 
 def exit_code(verdict: Verdict) -> int:
@@ -296,6 +325,143 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _url(text: str) -> str:
+    """A target's base URL: http(s)://host[:port][/path]."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected a base URL such as http://web.internal:8080, got {text!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return text
+
+
+def _duration(text: str) -> float:
+    """Locust's run-time spelling: ``90``, ``90s``, ``2m``, ``1h30m`` → seconds (> 0)."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90, 90s, 2m or 1h30m, got {text!r}")
+    hours, minutes, secs = (float(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + secs
+    if not total > 0:
+        raise argparse.ArgumentTypeError(f"duration must be > 0, got {text!r}")
+    return total
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.ab import REFUSED, run_ab
+    from parity.replay.process import ReplayRun
+
+    config = _config(args)
+    measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process starts
+    if args.shape == "ramp" and args.step_duration is None:
+        raise BadInput("--shape ramp needs --step-duration (seconds per step)")
+    run_time_s = None if args.shape == "ramp" else (args.duration or DEFAULT_AB_DURATION_S)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{args.out}: cannot create the report directory: {exc.strerror or exc}") from None
+    run = ReplayRun(
+        baseline=args.baseline,
+        host=args.new,
+        out=args.out / "new.measurement.json",
+        old_host=args.old,
+        old_out=args.out / "old.measurement.json",
+        run_time_s=run_time_s,
+        rate_scale=args.rate_scale,
+        seed=args.seed,
+        target_env=args.new_env,
+        old_env=args.old_env,
+        service=args.service,
+        shape=args.shape,
+        rps=args.rps,
+        steps=args.steps,
+        step_duration_s=args.step_duration,
+        burst_multiplier=args.burst_multiplier,
+        burst_start_s=args.burst_start,
+        burst_duration_s=args.burst_duration,
+        min_endpoint_rps=args.min_endpoint_rps,
+        processes=args.processes,
+        rails=config.rails,
+        extra=tuple(args.locust_args),
+    )
+    length = "the ramp" if run_time_s is None else f"{run_time_s:g} s"
+    print(f"parity ab: replaying {args.baseline} against old {args.old} and new {args.new} at once: {length}, "
+          f"{args.shape} shape, rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
+    outcome = run_ab(run, config.policy, log_path=args.out / "locust.log")
+    if outcome.status == REFUSED or outcome.result is None:
+        print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
+        return outcome.exit_code
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
+    print(f"  measurements: {outcome.old_path}, {outcome.new_path}; Locust log: {outcome.log_path}")
+    if outcome.status != "complete":
+        print(f"  note: the replay was {outcome.status}: judged on what was recorded")
+    return outcome.exit_code
+
+
+def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    ab = sub.add_parser(
+        "ab",
+        help="concurrent A/B: replay a baseline against an old and a new deployment at once and judge new vs old",
+        description="Replay BASELINE against OLD and NEW at the same time - one Locust run, one open-model schedule, "
+        "the same requests sent to both at their planned times - then judge new against old and write the "
+        "reports (DIR/index.html, parity.json, junit.xml, summary.md) plus DIR/old.measurement.json, "
+        "DIR/new.measurement.json and DIR/locust.log. The [replay] safety rails of parity.toml apply to both "
+        "hosts. Arguments after -- go to Locust as they are, e.g. `-- --master --expect-workers 2` (start the "
+        "workers with `locust -f loadtests/replay.py --worker --master-host HOST`). Exit codes: 0 parity, "
+        "1 regression, 2 bad input, 3 inconclusive or incomplete, 4 refused or aborted by a safety rail.",
+    )
+    ab.passthrough = "locust_args"
+    ab.add_argument("baseline", type=Path, help="Measurement to replay (e.g. the old environment's APM baseline)")
+    ab.add_argument("--old", required=True, type=_url, metavar="URL", help="base URL of the old (reference) side")
+    ab.add_argument("--new", required=True, type=_url, metavar="URL", help="base URL of the new (candidate) side")
+    ab.add_argument(
+        "-t", "--duration", type=_duration, metavar="DURATION",
+        help=f"run time (90, 90s, 2m, 1h30m): the baseline's window is compressed into it "
+        f"(default {DEFAULT_AB_DURATION_S:g} s; a ramp's is steps x step duration)",
+    )  # fmt: skip
+    ab.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
+    ab.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
+    ab.add_argument("--shape", choices=("replay", "steady", "ramp", "burst"), default="replay", help="load shape")
+    ab.add_argument("--rps", type=_positive, help="steady: total requests per second")
+    ab.add_argument("--steps", help="ramp: percentages of the baseline's peak rate (default 1,5,10,50,100)")
+    ab.add_argument("--step-duration", type=_positive, metavar="S", help="ramp: seconds per step")
+    ab.add_argument("--burst-multiplier", type=_positive, metavar="M", help="burst: rate multiplier (3)")
+    ab.add_argument("--burst-start", type=float, metavar="S", help="burst: seconds into the run it starts")
+    ab.add_argument("--burst-duration", type=_positive, metavar="S", help="burst: seconds it lasts")
+    ab.add_argument(
+        "--min-endpoint-rps", type=_positive, metavar="R",
+        help="oversample: raise every endpoint planned below R req/s to R (marked as its load_factor)",
+    )  # fmt: skip
+    ab.add_argument("--processes", type=_count, default=1, help="Locust processes sending (default %(default)s)")
+    ab.add_argument("--service", help="service name, for the report")
+    ab.add_argument("--old-env", default="old", help="name of the old environment (default %(default)s)")
+    ab.add_argument("--new-env", default="new", help="name of the new environment (default %(default)s)")
+    ab.add_argument("--out", type=Path, default=Path("reports/ab"), metavar="DIR", help="report directory")
+    ab.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+
 def _write_measurement(m: Measurement, path: Path) -> Path:
     try:
         return measurement_json.write(m, path)
@@ -312,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive, 4 aborted by a safety rail.",
     )
     parser.add_argument("--version", action="version", version=f"parity {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     cmp = sub.add_parser(
         "compare",
@@ -358,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
 
     add_history_parser(sub)
+    _add_ab_parser(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -432,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     handlers = {
+        "ab": _cmd_ab,
         "calibrate": _cmd_calibrate,
         "compare": _cmd_compare,
         "demo": _cmd_demo,

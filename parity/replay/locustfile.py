@@ -91,6 +91,10 @@ WAKE_EARLY_S = 0.002
 UNSENT_AFTER_S = 1.0
 #: Sends are counted in batches of at most this many (and whenever the dispatcher waits).
 COUNT_EVERY = 256
+#: A/B: a dispatcher handing out arrivals that are already due (catching up after the process was held back)
+#: lets the other target's dispatcher, just as far behind, run after this many, so the two backlogs go out
+#: interleaved instead of one target's whole backlog first.
+AB_YIELD_EVERY = 8
 #: Request-context key holding a request's planned send time (Unix s), for intended-time latency.
 INTENDED_AT = "parity_intended_at"
 #: The targets of a concurrent A/B run; a single-target replay has only ``NEW`` (Locust's ``--host``).
@@ -749,6 +753,7 @@ class ReplayUser(FastHttpUser):
         deadline = start_at + config["run_time_s"] + UNSENT_AFTER_S
         recorder = target.recorder
         handed = 0  # handed to the senders since the last count (counted in batches: cheaper per request)
+        in_a_row = 0  # handed out without waiting (A/B: yield to the other target's dispatcher every few)
         try:
             for arrival in arrivals:
                 if self._state == LOCUST_STATE_STOPPING:
@@ -757,10 +762,13 @@ class ReplayUser(FastHttpUser):
                 now = time.time()
                 if planned - now > WAKE_EARLY_S:
                     recorder.count_sends(now, sent=handed)
-                    handed = 0
+                    handed = in_a_row = 0
                     gevent.sleep(planned - now - WAKE_EARLY_S)
                     if count > 1 and arrival.number % count != index:
                         gevent.sleep(0)  # the other target's dispatcher, woken for this arrival too, goes first
+                elif count > 1 and in_a_row >= AB_YIELD_EVERY:
+                    in_a_row = 0
+                    gevent.sleep(0)
                 elif now > deadline:
                     unsent = count_arrivals(
                         state.shaped.plan,
@@ -781,6 +789,7 @@ class ReplayUser(FastHttpUser):
                     continue
                 queue.put((arrival, planned))
                 handed += 1
+                in_a_row += 1
                 if handed >= COUNT_EVERY:
                     recorder.count_sends(now, sent=handed)
                     handed = 0
