@@ -21,16 +21,17 @@ How it works:
 
 Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
 same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
-own dispatcher, sender pool (``--max-in-flight`` each) and HTTP connections, so a slow target cannot delay the
-other's sends, and its own recorder; for half of the arrivals (alternating by arrival number) the old target's
-dispatcher hands the arrival out first, for the other half the new one's. Locust's own stats name the old
-side's requests ``[old] ROUTE``; the recorders key both by the route. The process's CPU samples go to both
-recorders, send counters (sent, late, dropped, unsent) are kept per target, the safety rails apply to both
-hosts (a refused host: exit 4 before any request; an abort rule watches both and names the side). On quit both
-Measurements are written — ``--parity-out`` (new) and ``--old-out`` (default: ``<stem>.old.json`` next to
-``--parity-out``) — with one ``pair_id`` (``--pair-id``, else a generated one), ``env`` from ``--target-env``
-(default ``new``) and ``--old-env`` (default ``old``), and the same complete/partial state. Workers get the old
-host with their lane.
+own dispatcher, sender pool and HTTP connections, so a slow target cannot delay the other's sends, and its own
+recorder. Neither target is systematically first: for half of the arrivals (by arrival number) the old target's
+dispatcher hands the arrival out first, for the other half the new one's, and a dispatcher catching up after the
+process was held back yields to the other every ``AB_YIELD_EVERY`` sends. Locust's own stats name the old side's
+requests ``[old] ROUTE``; the recorders key both by the route. The process's CPU samples go to both recorders;
+send counters (sent, late, dropped, unsent) are kept per target. The safety rails apply to both hosts (a refused
+host: exit 4 before any request; an abort rule watches both and names the side; ``--max-rps`` and
+``--max-in-flight`` apply to each target). On quit both Measurements are written — ``--parity-out`` (new) and
+``--old-out`` (default: ``<stem>.old.json`` next to ``--parity-out``) — with one ``pair_id`` (``--pair-id``, else a
+generated one), ``env`` from ``--target-env`` (default ``new``) and ``--old-env`` (default ``old``), and the same
+complete/partial state. Workers get the old host with their lane.
 
 Every Measurement is labelled with its baseline's fingerprint (``replay_of``) and the schedule's (``schedule``:
 baseline, seed, shape, run time, rate scale, oversampling); ``--min-endpoint-rps R`` raises every endpoint whose
@@ -146,7 +147,10 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--seed", type=int, default=1, help="Seed of the arrival schedule (default 1).")
     group.add_argument("--parity-out", default="", help="Write the recorded Measurement to this path.")
     group.add_argument(
-        "--max-in-flight", type=int, default=256, help="Requests in flight per process at most (default 256)."
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="Requests in flight per process (and per target in an A/B run) at most (default 256).",
     )
     group.add_argument(
         "--request-timeout",
@@ -185,7 +189,12 @@ def _add_arguments(parser: Any) -> None:
         metavar="HOST",
         help="Allow this target host besides loopback (repeatable; *.example.com for subdomains).",
     )
-    group.add_argument("--max-rps", type=float, default=None, help="Never send more requests per second than this.")
+    group.add_argument(
+        "--max-rps",
+        type=float,
+        default=None,
+        help="Never send more requests per second than this (to each target in an A/B run).",
+    )
     group.add_argument(
         "--abort-error-ratio", type=float, default=None, help="Abort when the error ratio over the window exceeds this."
     )
@@ -927,9 +936,9 @@ def _labels(complete: bool) -> dict[str, str]:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or not state.config.get("parity_out"):
-        return
     config = state.config
+    if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
+        return
     start = float(config.get("start_at", time.time()))
     planned_end = start + config["run_time_s"]
     complete = (
