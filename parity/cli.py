@@ -377,7 +377,7 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process starts
     if args.shape == "ramp" and args.step_duration is None:
         raise BadInput("--shape ramp needs --step-duration (seconds per step)")
-    run_time_s = None if args.shape == "ramp" else (args.duration or DEFAULT_AB_DURATION_S)
+    run_time_s = args.duration if args.shape == "ramp" else (args.duration or DEFAULT_AB_DURATION_S)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
