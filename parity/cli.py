@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from parity import measurement_json, version
 from parity.config import Config, find_config, load_config, write_metric_rules
@@ -34,6 +36,7 @@ from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.replay.plan import build_plan
+from parity.replay.shapes import ShapeKind, ShapeSettings
 from parity.report.context import RunMeta
 from parity.report.terminal import calibration_summary, terminal_summary
 from parity.report.write import write_reports
@@ -48,6 +51,31 @@ _VERDICT_EXIT = {
     Verdict.FAIL: EXIT_REGRESSION,
     Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE,
 }
+
+
+#: ``parity ab``'s run time when -t is not given, seconds.
+DEFAULT_AB_DURATION_S = 60.0
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser. One whose ``passthrough`` names a destination (``parity ab``) keeps everything
+    after ``--`` there, unparsed (Locust's own options); argparse alone would reject them after a positional."""
+
+    passthrough: str | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.passthrough is None:
+            return super().parse_known_args(args, namespace)
+        strings = list(sys.argv[1:] if args is None else args)
+        rest: list[Any] = []
+        if "--" in strings:
+            cut = strings.index("--")
+            strings, rest = strings[:cut], strings[cut + 1 :]
+        parsed, unknown = super().parse_known_args(strings, namespace)
+        setattr(parsed, self.passthrough, rest)
+        return parsed, unknown
 
 
 def exit_code(verdict: Verdict) -> int:
@@ -184,42 +212,10 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _timespan(text: str) -> float:
-    """Seconds from a Locust-style time span: ``75``, ``75s``, ``10m``, ``1h30m``."""
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise argparse.ArgumentTypeError(f"expected a time span such as 90s, 10m or 1h30m, got {text!r}")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if not total > 0:
-        raise argparse.ArgumentTypeError(f"the time span must be > 0, got {text!r}")
-    return total
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
 def _cmd_plan(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    from parity.replay import shapes
-    from parity.replay.sample_plan import replay_sample_plan
-    from parity.report.terminal import sample_plan_summary
-
     config = _config(args)
     baseline = load_measurement(args.baseline)
-    plan = build_plan(baseline)
-    if not plan.endpoints:
-        raise BadInput(f"{args.baseline}: no replayable endpoint (see `parity baseline` for route maps and pools)")
-    shaped = shapes.replay(plan, args.run_time, args.rate_scale)
-    sample_plan = replay_sample_plan(baseline, shaped, config.policy)
-    what = f"{args.baseline} replayed for {args.run_time:g} s at rate scale {args.rate_scale:g}"
-    print(sample_plan_summary(sample_plan, what, rate_scale=args.rate_scale))
+    _print_sample_plan(baseline, str(args.baseline), _shape_settings(args), config)
     _print_unreplayable(baseline)
     return EXIT_OK
 
@@ -417,6 +413,199 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _url(text: str) -> str:
+    """A target's base URL: http(s)://host[:port][/path]."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected a base URL such as http://web.internal:8080, got {text!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return text
+
+
+def _duration(text: str) -> float:
+    """Locust's run-time spelling: ``90``, ``90s``, ``2m``, ``1h30m`` → seconds (> 0)."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90, 90s, 2m or 1h30m, got {text!r}")
+    hours, minutes, secs = (float(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + secs
+    if not total > 0:
+        raise argparse.ArgumentTypeError(f"duration must be > 0, got {text!r}")
+    return total
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.ab import REFUSED, run_ab
+    from parity.replay.process import ReplayRun
+
+    config = _config(args)
+    baseline = measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process
+    run_time_s = _run_time(args)
+    _print_sample_plan(baseline, str(args.baseline), _shape_settings(args), config)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{args.out}: cannot create the report directory: {exc.strerror or exc}") from None
+    run = ReplayRun(
+        baseline=args.baseline,
+        host=args.new,
+        out=args.out / "new.measurement.json",
+        old_host=args.old,
+        old_out=args.out / "old.measurement.json",
+        run_time_s=run_time_s,
+        rate_scale=args.rate_scale,
+        seed=args.seed,
+        target_env=args.new_env,
+        old_env=args.old_env,
+        service=args.service,
+        shape=args.shape,
+        rps=args.rps,
+        steps=args.steps,
+        step_duration_s=args.step_duration,
+        burst_multiplier=args.burst_multiplier,
+        burst_start_s=args.burst_start,
+        burst_duration_s=args.burst_duration,
+        min_endpoint_rps=args.min_endpoint_rps,
+        processes=args.processes,
+        rails=config.rails,
+        extra=tuple(args.locust_args),
+    )
+    length = "the ramp" if run_time_s is None else f"{run_time_s:g} s"
+    print(f"parity ab: replaying {args.baseline} against old {args.old} and new {args.new} at once: {length}, "
+          f"{args.shape} shape, rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
+    outcome = run_ab(run, config.policy, log_path=args.out / "locust.log")
+    if outcome.status == REFUSED or outcome.result is None:
+        print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
+        return outcome.exit_code
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
+    print(f"  measurements: {outcome.old_path}, {outcome.new_path}; Locust log: {outcome.log_path}")
+    if outcome.status != "complete":
+        print(f"  note: the replay was {outcome.status}: judged on what was recorded")
+    return outcome.exit_code
+
+
+def _add_shape_options(parser: argparse.ArgumentParser) -> None:
+    """The run time, rate and shape options a replay takes (``parity ab``, ``parity plan``)."""
+    parser.add_argument(
+        "-t", "--duration", type=_duration, metavar="DURATION",
+        help=f"run time (90, 90s, 2m, 1h30m): the baseline's window is compressed into it "
+        f"(default {DEFAULT_AB_DURATION_S:g} s; a ramp's is steps x step duration)",
+    )  # fmt: skip
+    parser.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
+    parser.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
+    parser.add_argument("--shape", choices=("replay", "steady", "ramp", "burst"), default="replay", help="load shape")
+    parser.add_argument("--rps", type=_positive, help="steady: total requests per second")
+    parser.add_argument("--steps", help="ramp: percentages of the baseline's peak rate (default 1,5,10,50,100)")
+    parser.add_argument("--step-duration", type=_positive, metavar="S", help="ramp: seconds per step")
+    parser.add_argument("--burst-multiplier", type=_positive, metavar="M", help="burst: rate multiplier (3)")
+    parser.add_argument("--burst-start", type=float, metavar="S", help="burst: seconds into the run it starts")
+    parser.add_argument("--burst-duration", type=_positive, metavar="S", help="burst: seconds it lasts")
+    parser.add_argument(
+        "--min-endpoint-rps", type=_positive, metavar="R",
+        help="oversample: raise every endpoint planned below R req/s to R (marked as its load_factor)",
+    )  # fmt: skip
+
+
+def _run_time(args: argparse.Namespace) -> float | None:
+    """The run time of ``args``' shape: -t, else the default (None for a ramp: its steps x step duration)."""
+    if args.shape == "ramp" and args.step_duration is None:
+        raise BadInput("--shape ramp needs --step-duration (seconds per step)")
+    return args.duration if args.shape == "ramp" else (args.duration or DEFAULT_AB_DURATION_S)
+
+
+def _shape_settings(args: argparse.Namespace) -> ShapeSettings:
+    """The replay shape ``args`` ask for (see :func:`_add_shape_options`)."""
+    try:
+        steps = tuple(float(p) for p in args.steps.split(",") if p.strip()) if args.steps else ShapeSettings().steps
+    except ValueError:
+        raise BadInput(
+            f"--steps: expected comma-separated percentages such as 1,5,10,50,100, got {args.steps!r}"
+        ) from None
+    return ShapeSettings(
+        kind=ShapeKind(args.shape),
+        run_time_s=_run_time(args),
+        rate_scale=args.rate_scale,
+        rps=args.rps,
+        steps=steps,
+        step_s=args.step_duration,
+        multiplier=args.burst_multiplier or ShapeSettings().multiplier,
+        start_s=args.burst_start,
+        duration_s=args.burst_duration,
+        min_endpoint_rps=args.min_endpoint_rps,
+    )
+
+
+def _print_sample_plan(baseline: Measurement, name: str, settings: ShapeSettings, config: Config) -> None:
+    """Print what a replay of ``baseline`` shaped as ``settings`` will send and what a verdict needs."""
+    from parity.replay import shapes
+    from parity.replay.sample_plan import replay_sample_plan
+    from parity.report.terminal import sample_plan_summary
+
+    plan = build_plan(baseline)
+    if not plan.endpoints:
+        raise BadInput(f"{name}: no replayable endpoint (see `parity baseline` for route maps and pools)")
+    try:
+        shaped = shapes.shape(plan, settings)
+    except ValueError as exc:
+        raise BadInput(f"--shape {settings.kind.value}: {exc}") from None
+    what = (
+        f"{name} replayed for {shaped.run_time_s:g} s, {settings.kind.value} shape, rate scale {settings.rate_scale:g}"
+    )
+    print(
+        sample_plan_summary(
+            replay_sample_plan(baseline, shaped, config.policy), what, rate_scale=settings.rate_scale, rows=20
+        )
+    )
+
+
+def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    ab = sub.add_parser(
+        "ab",
+        help="concurrent A/B: replay a baseline against an old and a new deployment at once and judge new vs old",
+        description="Replay BASELINE against OLD and NEW at the same time - one Locust run, one open-model schedule, "
+        "the same requests sent to both at their planned times - then judge new against old and write the "
+        "reports (DIR/index.html, parity.json, junit.xml, summary.md) plus DIR/old.measurement.json, "
+        "DIR/new.measurement.json and DIR/locust.log. The [replay] safety rails of parity.toml apply to both "
+        "hosts. Arguments after -- go to Locust as they are, e.g. `-- --master --expect-workers 2` (start the "
+        "workers with `locust -f loadtests/replay.py --worker --master-host HOST`). Exit codes: 0 parity, "
+        "1 regression, 2 bad input, 3 inconclusive or incomplete, 4 refused or aborted by a safety rail.",
+    )
+    ab.passthrough = "locust_args"
+    ab.add_argument("baseline", type=Path, help="Measurement to replay (e.g. the old environment's APM baseline)")
+    ab.add_argument("--old", required=True, type=_url, metavar="URL", help="base URL of the old (reference) side")
+    ab.add_argument("--new", required=True, type=_url, metavar="URL", help="base URL of the new (candidate) side")
+    _add_shape_options(ab)
+    ab.add_argument("--processes", type=_count, default=1, help="Locust processes sending (default %(default)s)")
+    ab.add_argument("--service", help="service name, for the report")
+    ab.add_argument("--old-env", default="old", help="name of the old environment (default %(default)s)")
+    ab.add_argument("--new-env", default="new", help="name of the new environment (default %(default)s)")
+    ab.add_argument("--out", type=Path, default=Path("reports/ab"), metavar="DIR", help="report directory")
+    ab.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+
+
 def _write_measurement(m: Measurement, path: Path) -> Path:
     try:
         return measurement_json.write(m, path)
@@ -424,7 +613,7 @@ def _write_measurement(m: Measurement, path: Path) -> Path:
         raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_plan_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     plan = sub.add_parser(
         "plan",
         help="sample-size plan: will a replay send each endpoint enough requests for a verdict?",
@@ -432,17 +621,16 @@ def _add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--rate-scale X will send, against the requests per side each gated metric needs to catch a change of "
         "its tolerance (80%% power at the run's alpha, after adjusting for every test of the run), and the -t, "
         "--rate-scale or --min-endpoint-rps (oversampling rare endpoints) that would make every endpoint with "
-        "meaningful traffic judgeable. Example: parity plan baselines/web-ec2.json -t 10m --rate-scale 0.5",
+        "meaningful traffic judgeable. It takes the shape options of `parity ab` and of the replay locustfile, "
+        "which print the same table when they start. Example: parity plan baselines/web-ec2.json -t 10m "
+        "--rate-scale 0.5 --min-endpoint-rps 2",
     )
     plan.add_argument("baseline", type=Path, help="the baseline Measurement to replay")
-    plan.add_argument(
-        "-t", "--run-time", type=_timespan, required=True, metavar="DURATION", help="replay length (90s, 10m, 1h30m)"
-    )
-    plan.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
+    _add_shape_options(plan)
     plan.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
 
 
-def _add_pull_parser(baseline_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_pull_parser(baseline_sub: argparse._SubParsersAction[_CommandParser]) -> None:
     """``parity baseline pull``."""
     pull = baseline_sub.add_parser(
         "pull",
@@ -496,7 +684,7 @@ example:
     )
 
 
-def _add_from_logs_parser(baseline_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_from_logs_parser(baseline_sub: argparse._SubParsersAction[_CommandParser]) -> None:
     """``parity baseline from-logs``."""
     logs = baseline_sub.add_parser(
         "from-logs",
@@ -564,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive, 4 aborted by a safety rail.",
     )
     parser.add_argument("--version", action="version", version=f"parity {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     cmp = sub.add_parser(
         "compare",
@@ -610,6 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
 
     add_history_parser(sub)
+    _add_ab_parser(sub)
 
     _add_plan_parser(sub)
 
@@ -639,6 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     handlers = {
+        "ab": _cmd_ab,
         "calibrate": _cmd_calibrate,
         "compare": _cmd_compare,
         "demo": _cmd_demo,

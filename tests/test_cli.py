@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -136,6 +137,67 @@ def test_plan_shows_what_each_endpoint_gets_and_needs(tmp_path: Path) -> None:
 )
 def test_plan_rejects_bad_options_in_one_line(args: list[str], message: str) -> None:
     done = run_parity("plan", "baselines/demo.json", *args, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ab_keeps_what_follows_a_double_dash_for_locust() -> None:
+    from parity.cli import build_parser
+
+    parser = build_parser()
+    common = ["ab", "b.json", "--old", "http://old.internal:8080", "--new", "http://new.internal:8080"]
+    args = parser.parse_args([*common, "-t", "1m30s", "--", "--master", "--expect-workers", "2"])
+    assert args.duration == 90.0
+    assert args.locust_args == ["--master", "--expect-workers", "2"]
+    assert parser.parse_args(common).locust_args == []
+    assert parser.parse_args(["compare", "a", "b", "--out", "r"]).candidate == Path("b")  # others unaffected
+
+
+def test_replay_command_line_is_built_in_one_place() -> None:
+    from parity.replay.process import ReplayRun, replay_args
+    from parity.replay.rails import Rails
+
+    run = ReplayRun(
+        baseline=Path("b.json"),
+        host="http://new:8080",
+        out=Path("out/new.json"),
+        old_host="http://old:8080",
+        old_out=Path("out/old.json"),
+        run_time_s=30.0,
+        shape="steady",
+        rps=50.0,
+        min_endpoint_rps=5.0,
+        processes=2,
+        rails=Rails(allow_hosts=("new", "old"), max_rps=100.0, abort_error_ratio=0.2),
+        extra=("--master",),
+    )
+    args = replay_args(run)
+    pairs = dict(itertools.pairwise(args))
+    assert pairs["--host"] == "http://new:8080"
+    assert pairs["--old-host"] == "http://old:8080"
+    assert (pairs["--parity-out"], pairs["--old-out"]) == ("out/new.json", "out/old.json")
+    assert (pairs["-t"], pairs["--shape"], pairs["--rps"], pairs["--min-endpoint-rps"]) == ("30s", "steady", "50", "5")
+    assert (pairs["--max-rps"], pairs["--abort-error-ratio"], pairs["--abort-window"]) == ("100", "0.2", "30")
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--allow-host"] == ["new", "old"]
+    assert pairs["--processes"] == "2"
+    assert args[-1] == "--master"
+    assert "--step-duration" not in args
+    single = replay_args(ReplayRun(baseline=Path("b.json"), host="http://new:8080", out=Path("o.json")))
+    assert "--old-host" not in single
+    assert "-t" not in single  # a ramp's run time is its steps x step duration
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--old", "ftp://old"], "argument --old: expected a base URL"),
+        (["--old", "http://old", "-t", "0"], "argument -t/--duration: duration must be > 0"),
+        (["--old", "http://old", "--rate-scale", "-1"], "argument --rate-scale: expected a number > 0"),
+    ],
+)
+def test_ab_bad_options_exit_2(extra: list[str], message: str, tmp_path: Path) -> None:
+    done = run_parity("ab", "b.json", "--new", "http://new", *extra, "--out", str(tmp_path / "r"))
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr

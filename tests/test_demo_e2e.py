@@ -1,4 +1,5 @@
-"""End to end: `parity demo` — two demo servers, two concurrent Locust replays, compare, reports."""
+"""End to end: `parity demo` — the old and new demo services, ONE Locust run sending every request to both at
+once, compare, reports. Asserts behaviour (which endpoints fail, counts), never a timing ratio."""
 
 from __future__ import annotations
 
@@ -40,25 +41,20 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert len(verdicts) == 12
     assert all(verdicts[k] == "fail" for k in PLANTED)
     assert {b["endpoint"] for b in result["bottlenecks"][:2]} == PLANTED
-    # Unchanged endpoints: on a busy 2-core machine the new profile's CPU-throttled exports (same box) can
-    # slow their neighbours by a few percent, which the default 5% / 1 ms tolerance may call significant;
-    # no unchanged endpoint may regress by more than that, nor on errors or throughput.
-    for e in result["endpoints"]:
-        if e["endpoint"] in PLANTED:
-            continue
-        for name, m in e["metrics"].items():
-            if m["verdict"] == "fail":
-                assert m["unit"] == "ms", (e["endpoint"], name, m["reason"])
-                assert m["ratio"] < 1.15, (e["endpoint"], name, m["reason"])
+    # The planted bottlenecks take no real CPU and both services share one process: nothing else regresses.
+    assert [k for k, v in verdicts.items() if v == "fail" and k not in PLANTED] == [], verdicts
     assert "parity: FAIL" in done.stdout
     assert f"report: {out / 'index.html'}" in done.stdout
     old = json.loads((out / "old.measurement.json").read_text())
     new = json.loads((out / "new.measurement.json").read_text())
     assert old["pair_id"] == new["pair_id"] is not None
-    # same seed, same schedule: both targets were sent the same requests
+    # one schedule, both targets: the same requests
     assert {e["endpoint"]: e["count"] for e in old["endpoints"]} == {
         e["endpoint"]: e["count"] for e in new["endpoints"]
     }
+    assert old["labels"]["schedule"] == new["labels"]["schedule"]
+    assert (old["source"]["env"], new["source"]["env"]) == ("old", "new")
+    assert (out / "locust.log").is_file()
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
@@ -69,12 +65,12 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
     children: list[psutil.Process] = []
-    while time.monotonic() < deadline:  # wait until both servers and both Locust runs are up
+    while time.monotonic() < deadline:  # wait until the server and the Locust run are up
         children = parent.children(recursive=True)
-        if sum("locust" in " ".join(c.cmdline()) for c in children if c.is_running()) >= 2:
+        if sum("locust" in " ".join(c.cmdline()) for c in children if c.is_running()) >= 1:
             break
         time.sleep(0.5)
-    assert len(children) >= 4
+    assert len(children) >= 2
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

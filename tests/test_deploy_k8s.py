@@ -8,8 +8,9 @@ the master's --expect-workers, and bounds on every Job.
 The strongest check runs the example overlay's exact master and worker command lines as local processes: the
 in-cluster paths become a temp dir holding the ConfigMap's files, the master Service becomes 127.0.0.1 on a free
 port, the target a demo server on loopback, the run 4 s with 2 workers. The master must exit 0 and write a
-complete Measurement whose counts are what the demo server received. Locust runs only in child processes:
-importing it here would monkey-patch this process with gevent.
+complete Measurement whose counts are what the demo server received. The A/B overlay (``overlays/example-ab``:
+``components/ab``) runs the same way against an old and a new demo service, and must write both Measurements.
+Locust runs only in child processes: importing it here would monkey-patch this process with gevent.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pytest
 import yaml
 
 from parity import measurement_json
-from parity.demo.processes import child_env, fetch_stats, running_server, stop_process
+from parity.demo.processes import Service, child_env, fetch_stats, running_server, running_servers, stop_process
 from parity.model import Measurement
 from parity.replay.rails import host_allowed
 from tests.conftest import ROOT
@@ -39,8 +40,9 @@ from tests.conftest import ROOT
 DEPLOY = ROOT / "deploy" / "k8s"
 BASE = DEPLOY / "base"
 OVERLAY = DEPLOY / "overlays" / "example"
+OVERLAY_AB = DEPLOY / "overlays" / "example-ab"
 READER = DEPLOY / "results-reader.yaml"
-KUSTOMIZATIONS = {"base": BASE, "overlay": OVERLAY}
+KUSTOMIZATIONS = {"base": BASE, "overlay": OVERLAY, "overlay-ab": OVERLAY_AB}
 
 #: Locust's defaults for options a manifest may leave out.
 LOCUST_PORT = 5557
@@ -379,6 +381,11 @@ def test_the_measurement_lands_on_the_results_volume(kustomization: str) -> None
     mount, rel = found
     assert mount.kind == "persistentVolumeClaim"
     assert rel
+    old_out = option(master.argv, "--old-out")
+    assert (old_out is not None) is (option(master.argv, "--old-host") is not None)
+    if old_out is not None:  # the A/B run's old side lands on the same volume, under another name
+        assert old_out != out
+        assert master.mount_of(old_out) == (mount, old_out[len(mount.path.rstrip("/")) + 1 :])
     claims = [d["metadata"]["name"] for d in r.of_kind("PersistentVolumeClaim")]
     assert claims == [mount.source]
     # The reader pod of README.md mounts the same claim at the same place, and README copies that file.
@@ -430,9 +437,15 @@ def test_only_the_overlay_targets_a_host(kustomization: str) -> None:
     _, master, _ = master_and_worker(kustomization)
     host = option(master.argv, "--host")
     assert host is not None
-    allowed = host_allowed(host, tuple(options(master.argv, "--allow-host")))
-    # The base sends nothing (its placeholder target is refused); the example's target is allow-listed.
-    assert allowed is (kustomization == "overlay"), f"{kustomization}: --host {host} allowed={allowed}"
+    allow = tuple(options(master.argv, "--allow-host"))
+    allowed = host_allowed(host, allow)
+    # The base sends nothing (its placeholder target is refused); the examples' targets are allow-listed.
+    assert allowed is (kustomization != "base"), f"{kustomization}: --host {host} allowed={allowed}"
+    old_host = option(master.argv, "--old-host")
+    assert (old_host is not None) is (kustomization == "overlay-ab"), "only the A/B overlay has an old target"
+    if old_host is not None:  # refused before any request unless allow-listed too
+        assert old_host != host
+        assert host_allowed(old_host, allow), f"--old-host {old_host} is not allow-listed"
 
 
 def test_the_overlay_sets_its_image_and_namespace() -> None:
@@ -611,6 +624,52 @@ def test_example_overlay_runs_distributed_on_loopback(tmp_path: Path, children: 
     assert m.source.target == url
     assert m.source.env == option(master.argv, "--target-env")
     assert elapsed < MASTER_TIMEOUT_S
+
+
+@pytest.mark.e2e
+def test_ab_overlay_runs_distributed_on_loopback(tmp_path: Path, children: list[Child]) -> None:
+    """The A/B overlay's exact command lines: the master sends every request to the old and the new target."""
+    r, master, worker = master_and_worker("overlay-ab")
+    stage = Stage(r, tmp_path / "cluster")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    port = str(free_port())
+    worker_argv = with_option(stage.argv(worker), ["--master-host"], "127.0.0.1")
+    worker_argv = with_option(worker_argv, ["--master-port"], port)
+    out, old_out = option(master.argv, "--parity-out"), option(master.argv, "--old-out")
+    assert out is not None
+    assert old_out is not None
+    with running_servers([Service("old"), Service("new")]) as (old_url, new_url):
+        master_argv = stage.argv(master)
+        for names, value in (
+            (["--host"], new_url),
+            (["--old-host"], old_url),
+            (["-t", "--run-time"], RUN),
+            (["--expect-workers"], str(WORKERS)),
+            (["--expect-workers-max-wait"], "20"),
+            (["--master-bind-port"], port),
+            (["--master-bind-host"], "127.0.0.1"),
+        ):
+            master_argv = with_option(master_argv, names, value)
+        before = {url: fetch_stats(url)["requests"] for url in (old_url, new_url)}
+        main = start(children, "master", master_argv, stage.cwd(master), logs)
+        workers = [start(children, f"worker{i}", worker_argv, stage.cwd(worker), logs) for i in range(WORKERS)]
+        code = wait(main, MASTER_TIMEOUT_S, workers)
+        assert code == 0, "\n".join(c.tail() for c in (main, *workers))
+        for w in workers:
+            assert wait(w, WORKER_TIMEOUT_S) == 0, w.tail()
+        after = {url: fetch_stats(url)["requests"] for url in (old_url, new_url)}
+    new, old = (measurement_json.read(Path(stage.local(master, path))) for path in (out, old_out))
+    assert new.pair_id == old.pair_id is not None
+    assert (old.source.target, new.source.target) == (old_url, new_url)
+    assert old.source.env == option(master.argv, "--old-env")
+    assert new.source.env == option(master.argv, "--target-env")
+    for m, url in ((old, old_url), (new, new_url)):
+        assert m.labels["complete"] == "yes"
+        assert lanes_and_sent(m) == (str(WORKERS), str(m.total_count))
+        received = {k: n - before[url].get(k, 0) for k, n in after[url].items() if n - before[url].get(k, 0)}
+        assert {e.endpoint.key: e.count for e in m.endpoints} == received, f"{url}: recorded counts differ"
+    assert {e.endpoint.key: e.count for e in old.endpoints} == {e.endpoint.key: e.count for e in new.endpoints}
 
 
 @pytest.mark.e2e

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parity import measurement_json
-from parity.demo.catalog import CATALOG, OLD, CostModel, DemoEndpoint, payroll_day_factor
+from parity.demo.catalog import CATALOG, CPU_MS_PER_ROW, OLD, CostModel, DemoEndpoint, payroll_day_factor
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -47,8 +47,6 @@ HOURLY_SHAPE = (
 )  # fmt: skip
 #: Server overhead per request (routing, JSON), ms, added to the cost model's time.
 OVERHEAD_MS = 0.8
-#: Nominal CPU time of one exported CSV row on the reference machine, ms.
-CPU_MS_PER_ROW = 0.008
 #: Latency samples drawn per endpoint to compute its summary statistics.
 SAMPLES = 200_000
 SEED = 20261125

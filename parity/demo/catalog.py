@@ -15,7 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["CATALOG", "NEW", "OLD", "PROFILES", "CostModel", "DemoEndpoint", "Profile", "payroll_day_factor"]
+__all__ = [
+    "CATALOG",
+    "CPU_MS_PER_ROW",
+    "NEW",
+    "OLD",
+    "PROFILES",
+    "CostModel",
+    "DemoEndpoint",
+    "Profile",
+    "payroll_day_factor",
+]
+
+#: CPU time of one exported CSV row, ms (before the request's cost factor). The server charges it as simulated
+#: CPU (it sleeps on the export worker instead of computing: old and new sharing one machine do not slow each
+#: other), and the bundled baseline's export latency includes it.
+CPU_MS_PER_ROW = 0.008
 
 
 @dataclass(frozen=True)
@@ -24,8 +39,9 @@ class CostModel:
 
     ``app_ms`` and ``query_ms`` are medians; per-request costs are lognormal with spread ``sigma`` (the
     same request always draws the same cost). ``slow_share`` of requests take a slow path ``slow_factor``
-    times longer (cold cache, big employee record). ``cpu_rows`` > 0 renders that many CSV rows with real
-    CPU work instead of waiting. Queries go through connection pool ``pool``. ``error_rate`` is the share
+    times longer (cold cache, big employee record). ``cpu_rows`` > 0 renders that many CSV rows, each costing
+    ``CPU_MS_PER_ROW`` ms of CPU (times the request's factor) on the process's single export core, where a
+    profile's CPU limit throttles it. Queries go through connection pool ``pool``. ``error_rate`` is the share
     of requests that fail with HTTP 500 (deadlocks, upstream timeouts).
     """
 

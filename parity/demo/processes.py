@@ -14,16 +14,19 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
     "LISTENING_PREFIX",
+    "Service",
     "child_env",
     "fetch_stats",
     "running_server",
+    "running_servers",
     "server_command",
     "stop_process",
 ]
@@ -43,20 +46,44 @@ READER_JOIN_S = 1.0
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def server_command(profile: str, *, host: str = "127.0.0.1", port: int = 0, seed: int = 1) -> list[str]:
-    """The argv that starts a demo server for ``profile`` with this interpreter."""
+@dataclass(frozen=True)
+class Service:
+    """One demo service of a server process: its profile, and ms added to every request of some endpoints."""
+
+    profile: str
+    add_latency: Mapping[str, float] = field(default_factory=dict)
+
+
+def server_command(
+    profile: str | Sequence[Service],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 1,
+    add_latency: Mapping[str, float] | None = None,
+) -> list[str]:
+    """The argv that starts a demo server with this interpreter: one service of ``profile`` (``add_latency`` maps
+    endpoint keys to ms added to each of their requests), or several ``Service`` s in one process."""
+    services = [Service(profile, add_latency or {})] if isinstance(profile, str) else list(profile)
+    chosen = [token for service in services for token in ("--profile", service.profile)]
+    added = [
+        token
+        for i, service in enumerate(services, start=1)
+        for key, ms in service.add_latency.items()
+        for token in ("--add-latency", f"{i}:{key}={ms:g}")
+    ]
     return [
         sys.executable,
         "-m",
         "parity.demo.server",
-        "--profile",
-        profile,
+        *chosen,
         "--host",
         host,
         "--port",
         str(port),
         "--seed",
         str(seed),
+        *added,
     ]
 
 
@@ -105,10 +132,13 @@ def _tail(stderr: IO[bytes]) -> str:
     return text[-STDERR_TAIL_CHARS:] or "(no stderr output)"
 
 
-def _await_listening(proc: subprocess.Popen[str], lines: queue.Queue[str], stderr: IO[bytes], timeout_s: float) -> str:
-    """The base URL the child announces, or RuntimeError if it exits or stays silent for ``timeout_s``."""
+def _await_listening(
+    proc: subprocess.Popen[str], lines: queue.Queue[str], stderr: IO[bytes], timeout_s: float, count: int = 1
+) -> list[str]:
+    """The ``count`` base URLs the child announces, or RuntimeError if it exits or stays silent for ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    while True:
+    urls: list[str] = []
+    while len(urls) < count:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             msg = f"demo server did not start within {timeout_s:g} s; stderr:\n{_tail(stderr)}"
@@ -118,16 +148,36 @@ def _await_listening(proc: subprocess.Popen[str], lines: queue.Queue[str], stder
         except queue.Empty:
             continue
         if line.startswith(LISTENING_PREFIX):
-            return line[len(LISTENING_PREFIX) :].strip()
+            urls.append(line[len(LISTENING_PREFIX) :].strip())
+            continue
         if line == "":
             code = proc.wait(timeout=TERMINATE_GRACE_S)
             msg = f"demo server exited with code {code} before listening; stderr:\n{_tail(stderr)}"
             raise RuntimeError(msg)
+    return urls
 
 
 @contextmanager
-def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20.0) -> Iterator[str]:
-    """Run a demo server for ``profile`` on a free loopback port; yields its base URL.
+def running_server(
+    profile: str,
+    *,
+    seed: int = 1,
+    startup_timeout_s: float = 20.0,
+    add_latency: Mapping[str, float] | None = None,
+) -> Iterator[str]:
+    """Run a demo server for ``profile`` on a free loopback port (``add_latency``: see ``server_command``);
+    yields its base URL. See ``running_servers``."""
+    with running_servers([Service(profile, add_latency or {})], seed=seed, startup_timeout_s=startup_timeout_s) as urls:
+        yield urls[0]
+
+
+@contextmanager
+def running_servers(
+    services: Sequence[Service], *, seed: int = 1, startup_timeout_s: float = 20.0
+) -> Iterator[list[str]]:
+    """Run ``services`` in ONE demo server process, each on a free loopback port (seeds ``seed``, ``seed + 1``, ...);
+    yields their base URLs in order. Services in one process share its fate on a busy machine (see
+    ``parity.demo.server``).
 
     The child is terminated and reaped on every exit path (normal, exception, KeyboardInterrupt).
     Raises RuntimeError, quoting the child's stderr, when it does not announce itself within
@@ -135,7 +185,7 @@ def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20
     """
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            server_command(profile, seed=seed),
+            server_command(services, seed=seed),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -148,7 +198,7 @@ def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20
         reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
         try:
             reader.start()
-            yield _await_listening(proc, lines, stderr, startup_timeout_s)
+            yield _await_listening(proc, lines, stderr, startup_timeout_s, len(services))
         finally:
             try:
                 stop_process(proc)
@@ -158,7 +208,8 @@ def running_server(profile: str, *, seed: int = 1, startup_timeout_s: float = 20
 
 
 def fetch_stats(base_url: str) -> dict[str, Any]:
-    """The server's ``GET /__demo/stats``: profile, total and requests per endpoint key."""
+    """The server's ``GET /__demo/stats``: profile, total and requests per endpoint key, and per endpoint key the
+    server's accounting (``endpoints``: requests, cpu_ms, cpu_throttled_ms, pool_waits, pool_wait_ms)."""
     url = f"{base_url.rstrip('/')}/__demo/stats"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     with opener.open(url, timeout=STATS_TIMEOUT_S) as response:

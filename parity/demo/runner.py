@@ -1,18 +1,16 @@
 """``parity demo``: a concurrent A/B replay of the bundled baseline against the old and new demo profiles.
 
-1. Start the ``old`` and ``new`` demo servers (separate processes, loopback, free ports).
-2. Run two headless Locust replays of the bundled baseline *at the same time*, one per target, with the
-   same seed (so both receive the same requests at the same offsets) and a shared pair id.
-3. Compare new against old and write the reports.
-Servers and Locust processes are stopped on every exit path, Ctrl-C included.
+1. Start the ``old`` and ``new`` demo services (one server process, a loopback port each: a busy machine delays
+   both alike — the planted bottlenecks themselves take no real CPU, see ``parity.demo.server``).
+2. Run ONE headless Locust replay of the bundled baseline that sends every scheduled request to both at its
+   planned time (``parity.ab.run_ab``: ``--old-host``), writing both Measurements with a shared pair id.
+3. Compare new against old and hand back the result (the CLI writes the reports).
+Servers and the Locust process are stopped on every exit path, Ctrl-C included.
 """
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,13 +18,14 @@ from pathlib import Path
 
 import parity
 from parity import measurement_json
+from parity.ab import REPLAY_SLACK_S, run_ab
 from parity.demo.baseline import build_baseline
-from parity.demo.processes import running_server
-from parity.judge.compare import compare
+from parity.demo.processes import Service, running_servers
+from parity.errors import BadInput
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult
 from parity.model import Measurement
-from parity.replay.process import locust_process, locustfile_path, log_tail
+from parity.replay.process import REPLAY_STATUS, ReplayRun
 
 __all__ = [
     "DEFAULT_DURATION_S",
@@ -41,8 +40,6 @@ __all__ = [
 DEFAULT_DURATION_S = 75.0
 #: Default load relative to the baseline's production rate.
 DEFAULT_RATE_SCALE = 1.5
-#: Seconds to wait for a replay beyond its run time (start-up, drain, report) before giving up.
-LOCUST_SLACK_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -79,35 +76,32 @@ def run_demo(
         if baseline is None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "demo.json"
             baseline = measurement_json.write(build_baseline(), tmp)
-        progress("starting the old (EC2) and new (EKS) demo servers")
-        old_url = stack.enter_context(running_server("old", seed=options.seed))
-        new_url = stack.enter_context(running_server("new", seed=options.seed))
-        pair_id = uuid.uuid4().hex[:12]
+        progress("starting the old (EC2) and new (EKS) demo services")
+        old_url, new_url = stack.enter_context(running_servers([Service("old"), Service("new")], seed=options.seed))
         progress(
-            f"replaying {baseline.name} against both at once: {options.duration_s:g} s, "
+            f"replaying {baseline.name} against both at once (one Locust run): {options.duration_s:g} s, "
             f"rate scale {options.rate_scale:g} (old {old_url}, new {new_url})"
         )
-        procs = {}
-        for env, url in (("old", old_url), ("new", new_url)):
-            args = [
-                "-f", locustfile_path(), "--headless", "--only-summary", "--host", url,
-                "--baseline", str(baseline), "-t", f"{options.duration_s:g}s",
-                "--rate-scale", f"{options.rate_scale:g}", "--seed", str(options.seed),
-                "--parity-out", str(out / f"{env}.measurement.json"), "--pair-id", pair_id,
-                "--target-env", env, "--service", "hr-payroll",
-            ]  # fmt: skip
-            procs[env] = stack.enter_context(locust_process(args, out / f"locust-{env}.log"))
-        deadline = time.monotonic() + options.duration_s + LOCUST_SLACK_S
-        for env, proc in procs.items():
-            try:
-                code = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
-            except subprocess.TimeoutExpired:
-                raise RuntimeError(f"the {env} replay did not finish in time; see {out}/locust-{env}.log") from None
-            if code != 0:
-                log = out / f"locust-{env}.log"
-                raise RuntimeError(f"the {env} replay failed (exit {code}): {log_tail(log)} (log: {log})")
-    progress("comparing new against old")
-    old_path, new_path = out / "old.measurement.json", out / "new.measurement.json"
-    old, new = measurement_json.read(old_path), measurement_json.read(new_path)
-    result = compare(old, new, policy, names=(f"old ({old_path.name})", f"new ({new_path.name})"))
-    return DemoOutcome(result, old_path, new_path, (old, new))
+        run = ReplayRun(
+            baseline=baseline,
+            host=new_url,
+            out=out / "new.measurement.json",
+            old_host=old_url,
+            old_out=out / "old.measurement.json",
+            run_time_s=options.duration_s,
+            rate_scale=options.rate_scale,
+            seed=options.seed,
+            target_env="new",
+            old_env="old",
+            service="hr-payroll",
+        )
+        try:
+            names = ("old (old.measurement.json)", "new (new.measurement.json)")
+            outcome = run_ab(run, policy, log_path=out / "locust.log", slack_s=REPLAY_SLACK_S, names=names)
+        except BadInput as exc:
+            raise RuntimeError(str(exc)) from None
+    if outcome.result is None or outcome.sides is None or outcome.status != REPLAY_STATUS[0]:
+        why = f": {outcome.refusal}" if outcome.refusal else ""
+        raise RuntimeError(f"the replay was {outcome.status}{why} (log: {outcome.log_path})")
+    progress("compared new against old")
+    return DemoOutcome(outcome.result, outcome.old_path, outcome.new_path, outcome.sides)

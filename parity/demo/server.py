@@ -1,19 +1,33 @@
 """The demo HR/payroll service as a real HTTP server, one process per deployment profile.
 
-``python -m parity.demo.server --profile old|new [--host 127.0.0.1] [--port 0] [--seed 1]`` binds a
-loopback address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
-``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit code 0). Non-loopback hosts are refused
-(exit code 2).
+``python -m parity.demo.server --profile old|new [--profile ...] [--host 127.0.0.1] [--port 0] [--seed 1]
+[--add-latency '[N:]METHOD ROUTE=MS' ...]`` binds a loopback address, prints one line ``listening on
+http://HOST:PORT`` and serves every endpoint of ``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit
+code 0). Non-loopback hosts and unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
+
+``--profile`` given N times serves N independent services (pools, CPU worker, statistics, seed ``seed + i``)
+from this one process, one port each (consecutive from ``--port``, or free ones), with one ``listening on``
+line each, in order; ``--add-latency 'N:...'`` applies to the N-th only (1-based; without ``N:`` to all). Old
+and new in one process share its fate: a busy machine that holds the process back delays both alike, where
+two processes can be held back unequally (an A/A comparison of two processes on a loaded 2-core machine differed
+by ×1.5 for seconds at a time).
 
 Each request costs what its ``CostModel`` says: app time, then ``queries`` database round trips on one
 connection checked out of the profile's pool ``cost.pool`` (each query also holds one slot of the shared
 database), all scaled by a per-request factor that is a deterministic function of the request times a
-small random jitter. The report export renders its CSV rows with real CPU work, throttled by
-``CpuQuota`` when the profile sets ``export_cpu_quota`` (a Kubernetes CPU limit). Waits use gevent
-primitives in one OS thread; nothing is monkey-patched.
+small random jitter; ``--add-latency`` adds a fixed wait (ms) to every request of one endpoint. The report
+export charges the CPU time of its CSV rows (``CPU_MS_PER_ROW`` each, times the request's factor) to a
+simulated single-core export worker (``CpuWorker``), throttled by ``CpuQuota`` when the profile sets
+``export_cpu_quota`` (a Kubernetes CPU limit): the worker *sleeps* for that CPU time instead of computing, so
+the bottleneck limits the export's capacity without taking real CPU from other endpoints, or from another
+profile on the same machine. The CSV body itself is rendered once and cached. Waits use gevent primitives in
+one OS thread; nothing is monkey-patched.
 
-``GET /__demo/stats`` returns the requests received per catalogue endpoint key, counted on arrival, so a
-test can check a load generator's counts against what the server saw.
+``GET /__demo/stats`` returns the requests received per catalogue endpoint key, counted on arrival (so a
+test can check a load generator's counts against what the server saw), and per endpoint the server's own
+accounting: ``requests``, ``cpu_ms`` (simulated CPU charged), ``cpu_throttled_ms`` (time the CPU limit
+held its work back), ``pool_waits`` (requests that found their connection pool empty) and ``pool_wait_ms``
+(time spent waiting for a connection); plus ``added_latency_ms`` per endpoint.
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ import socket
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
@@ -50,7 +64,7 @@ import gevent.pool
 import gevent.queue
 from gevent.pywsgi import WSGIServer
 
-from parity.demo.catalog import CATALOG, PROFILES, CostModel, DemoEndpoint, Profile
+from parity.demo.catalog import CATALOG, CPU_MS_PER_ROW, PROFILES, CostModel, DemoEndpoint, Profile
 
 __all__ = [
     "CFS_PERIOD_S",
@@ -59,20 +73,28 @@ __all__ = [
     "POOL_TIMEOUT_ERROR",
     "STATS_PATH",
     "CpuQuota",
+    "CpuWorker",
     "DemoService",
     "RequestCost",
     "Route",
     "Router",
+    "export_csv",
     "is_loopback",
     "main",
+    "parse_added_latency",
     "render_export_rows",
     "request_cost",
 ]
 
 #: Length of one CFS bandwidth-control period, in seconds (the Kubernetes default, 100 ms).
 CFS_PERIOD_S = 0.100
-#: CSV rows the export renders between two yields to other requests.
+#: CSV rows per chunk of export work on the CPU worker (exports in progress share the core chunk by chunk).
 EXPORT_CHUNK_ROWS = 100
+#: Seconds of the simulated CPU's schedule a chunk may catch up when the event loop woke the worker late (its
+#: timers fire up to ~1 ms late); a longer stall of the process is not made up for.
+CPU_CATCH_UP_S = 0.002
+#: Departments whose export body is cached (rendered once each); others are rendered per request.
+EXPORT_CACHE_SIZE = 64
 #: Spread (sigma of the log) of the random per-request jitter multiplied onto the deterministic factor.
 JITTER_SIGMA = 0.05
 #: Spread (sigma of the log) of the deterministic variation between the queries of one request.
@@ -250,37 +272,55 @@ class CpuQuota:
 
 
 class CpuWorker:
-    """The export worker: one greenlet that runs CPU-bound chunks one at a time under a ``CpuQuota``.
+    """The export worker: one simulated CPU core that runs the exports' work one chunk at a time under a ``CpuQuota``.
 
-    Exports hand it their chunks (:meth:`run`) and wait; concurrent exports share it chunk by chunk, like
-    processes sharing one CPU. Between two chunks the event loop runs every pending timer, I/O and
-    callback (``gevent.idle``), so however many exports are in progress, a web request is held up by at
-    most one chunk. When the quota is used up the worker sleeps until the next period: every export waits,
-    as a throttled container's processes do.
+    A chunk is ``cpu_s`` seconds of CPU: the worker *waits* that long (nothing is computed, so the process's
+    real CPU stays free for other requests), then charges it to the quota. Exports hand it their chunks
+    (:meth:`run`) and wait; concurrent exports share it chunk by chunk, like processes sharing one CPU. Chunks
+    handed over back to back (within ``CPU_CATCH_UP_S`` of the worker asking for one) run back to back on the
+    worker's own schedule, so the event loop's late wake-ups do not add up over an export (a chunk that ended
+    late is followed by a shorter wait, by up to ``CPU_CATCH_UP_S``).
+    When the quota is used up the worker sleeps until the next period: every export waits, as a throttled
+    container's processes do. ``clock`` (seconds) and ``sleep`` are injectable for tests.
     """
 
-    def __init__(self, quota: CpuQuota) -> None:
+    def __init__(
+        self,
+        quota: CpuQuota,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = gevent.sleep,
+    ) -> None:
         self.quota = quota
-        self._jobs: gevent.queue.Queue[tuple[Callable[[], str], gevent.event.AsyncResult]] = gevent.queue.Queue()
+        self.clock = clock
+        self.sleep = sleep
+        self._jobs: gevent.queue.Queue[tuple[float, gevent.event.AsyncResult]] = gevent.queue.Queue()
         self._greenlet = gevent.spawn(self._serve)
 
-    def run(self, chunk: Callable[[], str]) -> str:
-        """Run ``chunk`` on the worker and return its result (re-raising its exception)."""
+    def run(self, cpu_s: float) -> float:
+        """Run a chunk of ``cpu_s`` seconds of CPU on the worker and wait for it; returns the seconds the CPU
+        quota then held the worker back (0 without a limit)."""
         result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        self._jobs.put((chunk, result))
-        value: str = result.get()
-        return value
+        self._jobs.put((cpu_s, result))
+        throttled: float = result.get()
+        return throttled
 
     def _serve(self) -> None:
+        busy_until: float | None = None  # when the work handed out so far is done, on the worker's schedule
         while True:
-            chunk, result = self._jobs.get()
-            began = time.thread_time()
-            try:
-                result.set(chunk())
-            except Exception as exc:  # handed to the waiting export
-                result.set_exception(exc)
-            self.quota.charge(time.thread_time() - began)
-            gevent.idle()
+            asked = self.clock()
+            cpu_s, result = self._jobs.get()
+            now = self.clock()
+            # A chunk handed over right after the last one continues its schedule; after an idle spell it starts now.
+            if busy_until is None or now - asked >= CPU_CATCH_UP_S:
+                start = now
+            else:
+                start = max(busy_until, now - CPU_CATCH_UP_S)
+            busy_until = start + cpu_s
+            self.sleep(max(busy_until - self.clock(), 0.0))  # sleep(0) still lets others run
+            throttled = self.quota.charge(cpu_s)
+            if throttled > 0:
+                busy_until = self.clock()  # the throttled time is not CPU time: the next chunk starts afresh
+            result.set(throttled)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -320,11 +360,12 @@ def _income_tax(taxable: Decimal) -> Decimal:
 
 
 def render_export_rows(department: str, start: int, stop: int) -> str:
-    """CSV rows ``start``…``stop - 1`` of the payroll export of ``department`` (real CPU work).
+    """CSV rows ``start``…``stop - 1`` of the payroll export of ``department`` (real CPU work, about 7 µs a row).
 
-    Pay figures are computed with ``Decimal`` in whole yen, deterministically from the department and row.
+    Pay figures are computed with ``Decimal`` in whole yen, deterministically from the row; the department is
+    a column (so every department's body is one rendering with the column filled in: see ``export_csv``).
     """
-    seed = _stable_int(department)
+    seed = _stable_int("export")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for row in range(start, stop):
@@ -361,6 +402,29 @@ def render_export_rows(department: str, start: int, stop: int) -> str:
             )
         )
     return buffer.getvalue()
+
+
+#: Placeholder of the department column in the cached rendering (never part of a cacheable department name).
+_DEPARTMENT_MARK = "\x00"
+_CACHEABLE_DEPARTMENT = re.compile(r"[\w-]{1,64}")
+
+
+@functools.cache
+def _export_template(rows: int) -> str:
+    return render_export_rows(_DEPARTMENT_MARK, 0, rows)
+
+
+@functools.lru_cache(maxsize=EXPORT_CACHE_SIZE)
+def _cached_export(department: str, rows: int) -> bytes:
+    return (EXPORT_HEADER + _export_template(rows).replace(_DEPARTMENT_MARK, department)).encode()
+
+
+def export_csv(department: str, rows: int) -> bytes:
+    """The export's CSV body (header + ``rows`` rows) for ``department``: the rows are rendered once per process
+    and the body cached per department (plain names such as ``d7``; any other name is rendered each time)."""
+    if _CACHEABLE_DEPARTMENT.fullmatch(department):
+        return _cached_export(department, rows)
+    return (EXPORT_HEADER + render_export_rows(department, 0, rows)).encode()
 
 
 # ------------------------------------------------------------------------------------- response bodies
@@ -620,16 +684,37 @@ _REASONS = {
 }
 
 
+@dataclass
+class _Account:
+    """The server's own accounting of one endpoint (see the module docstring); times in ms."""
+
+    requests: int = 0
+    cpu_ms: float = 0.0
+    cpu_throttled_ms: float = 0.0
+    pool_waits: int = 0
+    pool_wait_ms: float = 0.0
+
+    def to_dict(self) -> Payload:
+        return {
+            "requests": self.requests,
+            "cpu_ms": round(self.cpu_ms, 3),
+            "cpu_throttled_ms": round(self.cpu_throttled_ms, 3),
+            "pool_waits": self.pool_waits,
+            "pool_wait_ms": round(self.pool_wait_ms, 3),
+        }
+
+
 @dataclass(eq=False)
 class DemoService:
     """The WSGI application of one profile: routing, request costs, pools, the CPU quota and statistics.
 
-    ``seed`` seeds the per-process random jitter and injected errors. Not thread-safe: run it under
-    gevent in one OS thread.
+    ``seed`` seeds the per-process random jitter and injected errors. ``added_latency_ms`` maps endpoint keys
+    to a fixed wait (ms) added to each of their requests. Not thread-safe: run it under gevent in one OS thread.
     """
 
     profile: Profile
     seed: int = 1
+    added_latency_ms: Mapping[str, float] = field(default_factory=dict)
     router: Router = field(default_factory=Router.from_catalog)
     rng: random.Random = field(init=False)
     pools: dict[str, Any] = field(init=False)
@@ -637,6 +722,7 @@ class DemoService:
     cpu_quota: CpuQuota = field(init=False)
     export_worker: CpuWorker = field(init=False)
     counts: Counter[str] = field(init=False, default_factory=Counter)
+    accounts: defaultdict[str, _Account] = field(init=False, default_factory=lambda: defaultdict(_Account))
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -651,8 +737,14 @@ class DemoService:
                 raise ValueError(msg)
 
     def stats(self) -> Payload:
-        """Requests received per catalogue endpoint key, counted on arrival."""
-        return {"profile": self.profile.name, "total": sum(self.counts.values()), "requests": dict(self.counts)}
+        """Requests received per catalogue endpoint key, counted on arrival, and each endpoint's accounting."""
+        return {
+            "profile": self.profile.name,
+            "total": sum(self.counts.values()),
+            "requests": dict(self.counts),
+            "endpoints": {key: account.to_dict() for key, account in self.accounts.items()},
+            "added_latency_ms": dict(self.added_latency_ms),
+        }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request (WSGI)."""
@@ -684,6 +776,8 @@ class DemoService:
             return _json_reply(405, {"error": "method not allowed", "allow": allow}, (("Allow", allow),))
         endpoint, params = resolved
         self.counts[endpoint.key] += 1
+        account = self.accounts[endpoint.key]
+        account.requests += 1
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -701,10 +795,13 @@ class DemoService:
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         cost = request_cost(endpoint, path, query_string, raw)
         factor = cost.factor * self.rng.lognormvariate(0.0, JITTER_SIGMA)
-        if not self._spend(endpoint.cost, factor, cost.query_factors):
+        if not self._spend(endpoint.cost, factor, cost.query_factors, account):
             return _json_reply(500, {"error": POOL_TIMEOUT_ERROR})
+        added_ms = self.added_latency_ms.get(endpoint.key)
+        if added_ms:
+            gevent.sleep(added_ms / 1000.0)
         if endpoint.resource == _EXPORT_RESOURCE:
-            reply = self._export(endpoint.cost, query.get("department", "all"))
+            reply = self._export(endpoint.cost, factor, query.get("department", "all"), account)
         else:
             try:
                 status, payload = _HANDLERS[endpoint.resource](params, query, body)
@@ -717,13 +814,20 @@ class DemoService:
             return _json_reply(500, {"error": INJECTED_ERROR})
         return reply
 
-    def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float]) -> bool:
+    def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float], account: _Account) -> bool:
         """Wait out the app time and the queries; False when no pool connection freed up in time."""
         gevent.sleep(cost.app_ms * factor / 1000.0)
         if cost.queries <= 0:
             return True
         pool = self.pools[cost.pool]
-        if not pool.acquire(timeout=self.profile.checkout_timeout_s):
+        if pool.locked():  # no connection free: this request waits for one
+            account.pool_waits += 1
+            asked = time.monotonic()
+            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
+            account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
+        else:
+            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
+        if not acquired:
             return False
         try:
             for query_factor in query_factors:
@@ -733,17 +837,20 @@ class DemoService:
             pool.release()
         return True
 
-    def _export(self, cost: CostModel, department: str) -> _Reply:
-        """Render ``cost.cpu_rows`` CSV rows in chunks on the export worker (which charges the CPU quota)."""
-        chunks = [EXPORT_HEADER]
+    def _export(self, cost: CostModel, factor: float, department: str, account: _Account) -> _Reply:
+        """Charge the CPU of ``cost.cpu_rows`` CSV rows (``CPU_MS_PER_ROW`` ms × ``factor`` each) chunk by chunk to
+        the export worker (which the CPU quota throttles), then answer the department's CSV."""
         for start in range(0, cost.cpu_rows, EXPORT_CHUNK_ROWS):
-            stop = min(start + EXPORT_CHUNK_ROWS, cost.cpu_rows)
-            chunks.append(self.export_worker.run(functools.partial(render_export_rows, department, start, stop)))
-        safe = department if re.fullmatch(r"[\w-]{1,64}", department) else "export"
+            rows = min(EXPORT_CHUNK_ROWS, cost.cpu_rows - start)
+            cpu_s = rows * CPU_MS_PER_ROW * factor / 1000.0
+            throttled_s = self.export_worker.run(cpu_s)
+            account.cpu_ms += cpu_s * 1000.0
+            account.cpu_throttled_ms += throttled_s * 1000.0
+        safe = department if _CACHEABLE_DEPARTMENT.fullmatch(department) else "export"
         filename = f"employees-{safe}.csv"
         return _Reply(
             200,
-            "".join(chunks).encode(),
+            export_csv(department, cost.cpu_rows),
             content_type="text/csv; charset=utf-8",
             headers=(("Content-Disposition", f'attachment; filename="{filename}"'),),
         )
@@ -790,11 +897,62 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m parity.demo.server", description="Serve the demo HR/payroll service."
     )
-    parser.add_argument("--profile", required=True, choices=sorted(PROFILES), help="deployment profile")
+    parser.add_argument(
+        "--profile",
+        required=True,
+        action="append",
+        choices=sorted(PROFILES),
+        help="deployment profile; repeat to serve several services from this process, one port each",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=0, help="TCP port; 0 picks a free one (default 0)")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="TCP port (the next ones for more profiles); 0 picks free ones (default)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random jitter and errors")
+    parser.add_argument(
+        "--add-latency",
+        action="append",
+        default=[],
+        metavar="'[N:]METHOD ROUTE=MS'",
+        help="add MS milliseconds to every request of one catalogue endpoint, e.g. 'GET /api/employees/{id}=30' "
+        "(repeatable; N: only for the N-th --profile)",
+    )
     return parser
+
+
+_LISTENER_PREFIX = re.compile(r"(\d+):(.*)", re.DOTALL)
+
+
+def parse_added_latency(specs: Sequence[str], services: int = 1) -> list[dict[str, float]]:
+    """Per service (``services`` of them), the ms added to its endpoints: ``'GET /api/employees/{id}=30'`` adds to
+    every service, ``'2:GET /health=5'`` to the second only; repeats add up. ValueError naming the bad spec (not
+    ``[N:]KEY=MS``, no service N, an endpoint the catalogue does not have, or MS not a number >= 0)."""
+    known = {endpoint.key for endpoint in CATALOG}
+    added: list[dict[str, float]] = [{} for _ in range(services)]
+    for spec in specs:
+        targets = range(services)
+        text = spec
+        prefixed = _LISTENER_PREFIX.fullmatch(spec)
+        if prefixed is not None:
+            number = int(prefixed.group(1))
+            if not 1 <= number <= services:
+                raise ValueError(f"--add-latency {spec!r}: there is no service {number} (1..{services})")
+            targets, text = range(number - 1, number), prefixed.group(2)
+        key, sep, value = text.rpartition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--add-latency {spec!r}: expected 'METHOD ROUTE=MS', e.g. 'GET /health=30'")
+        if key not in known:
+            raise ValueError(f"--add-latency {spec!r}: no endpoint {key!r} (known: {', '.join(sorted(known))})")
+        try:
+            ms = float(value)
+        except ValueError:
+            ms = math.nan
+        if not (ms >= 0 and math.isfinite(ms)):
+            raise ValueError(f"--add-latency {spec!r}: expected milliseconds >= 0, got {value!r}")
+        for i in targets:
+            added[i][key] = added[i].get(key, 0.0) + ms
+    return added
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -804,31 +962,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_loopback(host):
         print(f"error: refusing to bind {args.host!r}: only loopback hosts are allowed", file=sys.stderr)
         return 2
+    profiles: list[str] = args.profile
+    try:
+        added = parse_added_latency(args.add_latency, len(profiles))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.port and args.port + len(profiles) - 1 > 65535:
+        print(f"error: ports {args.port}..{args.port + len(profiles) - 1} are not all valid", file=sys.stderr)
+        return 2
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
-    service = DemoService(PROFILES[args.profile], seed=args.seed)
-    server = WSGIServer(
-        (host, args.port),
-        service,
-        spawn=gevent.pool.Pool(service.profile.web_concurrency),
-        log=None,
-        error_log="default",
-    )
-    _disable_nagle(server)
+    servers: list[WSGIServer] = []
     try:
-        server.start()
-    except OSError as exc:
-        print(f"error: cannot listen on {host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    bound_host, bound_port = server.address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-    print(f"listening on http://{shown}:{bound_port}", flush=True)
-    try:
+        for i, name in enumerate(profiles):
+            port = args.port + i if args.port else 0
+            service = DemoService(PROFILES[name], seed=args.seed + i, added_latency_ms=added[i])
+            server = WSGIServer(
+                (host, port),
+                service,
+                spawn=gevent.pool.Pool(service.profile.web_concurrency),
+                log=None,
+                error_log="default",
+            )
+            _disable_nagle(server)
+            try:
+                server.start()
+            except OSError as exc:
+                print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
+            servers.append(server)
+        for server in servers:
+            bound_host, bound_port = server.address[:2]
+            shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+            print(f"listening on http://{shown}:{bound_port}", flush=True)
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop(timeout=STOP_TIMEOUT_S)
+        for server in servers:
+            server.stop(timeout=STOP_TIMEOUT_S)
         for watcher in watchers:
             watcher.cancel()
     return 0

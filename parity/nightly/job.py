@@ -9,11 +9,14 @@ Steps, each reported through ``progress``:
 2. **Replay** the baseline against ``target`` with the replay locustfile in a child process (headless,
    ``duration_s``, ``rate_scale``, ``shape``, the ``[replay]`` safety rails), into
    ``<out>/<night>/candidate.measurement.json``. A run aborted by a safety rail is still judged and
-   reported (what was recorded), and the job exits 4.
+   reported (what was recorded), and the job exits 4. With ``old_target`` the replay is a concurrent A/B
+   (``parity.ab``): the same schedule goes to ``old_target`` and ``target`` at once, the old side into
+   ``<out>/<night>/old.measurement.json``.
 3. **Candidate APM** (``[nightly.candidate_apm]``): after ``delay_s``, pull the candidate's server-side APM
    for the replay's window and judge it against the baseline too (server-side against server-side), into
    ``<out>/<night>/server-side/``.
-4. **Compare** baseline → replay and **render** the reports into ``<out>/<night>/``.
+4. **Compare** baseline → replay (A/B: old side → new side, which is then the night's result) and **render**
+   the reports into ``<out>/<night>/``.
 5. **History:** append the night's results to the history store (``parity history`` draws the trends).
 6. **Datadog:** with ``push_datadog`` (or ``--push-datadog``), submit the per-endpoint parity metrics and an
    event with the verdict and the report's location.
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,13 +37,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from parity import measurement_json
+from parity.ab import REFUSED, run_ab
 from parity.config import Config
 from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.nightly.settings import ApmSource, NightlySettings
-from parity.replay.process import locust_process, locustfile_path, log_tail
+from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, run_replay
 from parity.report.context import RunMeta
 from parity.report.write import write_atomic, write_reports
 
@@ -49,8 +52,6 @@ __all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "night_id", "run_n
 
 #: Seconds a replay may run beyond its duration (start-up, drain, writing the Measurement) before it is stopped.
 REPLAY_SLACK_S = 120.0
-#: Exit codes of the replay locustfile that still leave a Measurement to judge.
-_REPLAY_JUDGED = {0: "complete", 3: "incomplete", 4: "aborted by a safety rail"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class NightlyOutcome:
     @property
     def aborted(self) -> bool:
         """A safety rail ended the replay early (it was judged on what was recorded)."""
-        return self.replay_status == _REPLAY_JUDGED[4]
+        return self.replay_status == REPLAY_STATUS[4]
 
     @property
     def exit_code(self) -> int:
@@ -160,50 +161,62 @@ def _baseline(
     return fresh, True, [f"baseline refreshed from Datadog APM ({start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC)"]
 
 
-def _replay_args(settings: NightlySettings, config: Config, baseline: Path, out: Path) -> list[str]:
-    rails = config.rails
-    args = [
-        "-f", locustfile_path(), "--headless", "--only-summary", "--host", settings.target,
-        "--baseline", str(baseline), "-t", f"{settings.duration_s:g}s", "--rate-scale", f"{settings.rate_scale:g}",
-        "--seed", str(settings.seed), "--parity-out", str(out), "--target-env", settings.target_env,
-        "--shape", settings.shape,
-    ]  # fmt: skip
-    if settings.service:
-        args += ["--service", settings.service]
-    if settings.processes > 1:
-        args += ["--processes", str(settings.processes)]
-    for host in rails.allow_hosts:
-        args += ["--allow-host", host]
-    for flag, value in (
-        ("--max-rps", rails.max_rps),
-        ("--abort-error-ratio", rails.abort_error_ratio),
-        ("--abort-p99-ms", rails.abort_p99_ms),
-    ):
-        if value is not None:
-            args += [flag, f"{value:g}"]
-    if rails.watches:
-        args += ["--abort-window", f"{rails.abort_window_s:g}"]
-    return args + list(settings.locust_args)
+def _replay_run(settings: NightlySettings, config: Config, baseline: Path, out_dir: Path) -> ReplayRun:
+    """The night's replay: ``target`` (and ``old_target`` at the same time, when set) with the ``[replay]`` rails."""
+    return ReplayRun(
+        baseline=baseline,
+        host=settings.target,
+        out=out_dir / "candidate.measurement.json",
+        old_host=settings.old_target,
+        old_out=out_dir / "old.measurement.json" if settings.old_target else None,
+        run_time_s=settings.duration_s,
+        rate_scale=settings.rate_scale,
+        seed=settings.seed,
+        target_env=settings.target_env,
+        old_env=settings.old_env if settings.old_target else None,
+        service=settings.service or None,
+        shape=settings.shape,
+        processes=settings.processes,
+        rails=config.rails,
+        extra=settings.locust_args,
+    )
 
 
 def _replay(
     settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
 ) -> tuple[Measurement, str]:
-    """Run the replay; (the recorded Measurement, its status). BadInput when nothing can be judged."""
-    out = out_dir / "candidate.measurement.json"
+    """Run the replay against ``target``; (the recorded Measurement, its status). BadInput when nothing can be
+    judged."""
+    run = _replay_run(settings, config, baseline, out_dir)
     log = out_dir / "locust.log"
     progress(
         f"replaying {baseline.name} against {settings.target}: {settings.duration_s:g} s, {settings.shape}, "
         f"rate scale {settings.rate_scale:g}"
     )
-    with locust_process(_replay_args(settings, config, baseline, out), log) as proc:
-        try:
-            code = proc.wait(timeout=settings.duration_s + REPLAY_SLACK_S)
-        except subprocess.TimeoutExpired:
-            raise BadInput(f"the replay did not finish in time; see {log}") from None
-    if code not in _REPLAY_JUDGED or not out.is_file():
+    code = run_replay(run, log, settings.duration_s + REPLAY_SLACK_S)
+    if code is None:
+        raise BadInput(f"the replay did not finish in time; see {log}")
+    if code not in REPLAY_STATUS or not run.out.is_file():
         raise BadInput(f"the replay failed (exit {code}): {log_tail(log)} (log: {log})")
-    return measurement_json.read(out), _REPLAY_JUDGED[code]
+    return measurement_json.read(run.out), REPLAY_STATUS[code]
+
+
+def _replay_ab(
+    settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
+) -> tuple[ParityResult, tuple[Measurement, Measurement], str]:
+    """Run the concurrent A/B replay (``old_target`` and ``target`` at once) and judge new against old;
+    (the result, (old, new), the replay's status). BadInput when nothing can be judged."""
+    run = _replay_run(settings, config, baseline, out_dir)
+    log = out_dir / "locust.log"
+    progress(
+        f"replaying {baseline.name} against old {settings.old_target} and {settings.target_env} {settings.target} "
+        f"at once (concurrent A/B): {settings.duration_s:g} s, {settings.shape}, rate scale {settings.rate_scale:g}"
+    )
+    names = (f"{settings.old_env} ({settings.old_target})", f"{settings.target_env} ({settings.target})")
+    outcome = run_ab(run, config.policy, log_path=log, slack_s=REPLAY_SLACK_S, names=names)
+    if outcome.status == REFUSED or outcome.result is None or outcome.sides is None:
+        raise BadInput(f"the A/B replay was {REFUSED}: {outcome.refusal} (log: {log})")
+    return outcome.result, outcome.sides, outcome.status
 
 
 def _write_summary(outcome: NightlyOutcome) -> None:
@@ -240,13 +253,19 @@ def run_nightly(
     except OSError as exc:
         raise BadInput(f"{out_dir}: cannot create the night's directory: {exc.strerror or exc}") from None
     baseline, refreshed, notes = _baseline(settings, keys, now, progress)
-    candidate, status = _replay(settings, config, settings.baseline, out_dir, progress)
+    if settings.old_target:
+        result, sides, status = _replay_ab(settings, config, settings.baseline, out_dir, progress)
+        candidate = sides[1]
+        progress(f"compared {settings.target_env} against {settings.old_env} (concurrent A/B)")
+    else:
+        candidate, status = _replay(settings, config, settings.baseline, out_dir, progress)
+        progress("comparing the candidate against the baseline")
+        names = (str(settings.baseline), f"{settings.target_env} replay ({settings.target})")
+        result = compare(baseline, candidate, config.policy, names=names)
+        sides = (baseline, candidate)
     if status != "complete":
         notes.append(f"replay {status}: judged on what was recorded")
-    progress("comparing the candidate against the baseline")
-    names = (str(settings.baseline), f"{settings.target_env} replay ({settings.target})")
-    result = compare(baseline, candidate, config.policy, names=names)
-    write_reports(result, out_dir, meta, measurements=(baseline, candidate))
+    write_reports(result, out_dir, meta, measurements=sides)
     server_side = None
     if settings.candidate_apm is not None:
         server_side = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)

@@ -2,11 +2,20 @@
 
 Every key but ``baseline`` and ``target`` is optional; relative paths are relative to the working directory.
 
+``old_target`` (optional): the old environment's base URL, while it still exists. The night then replays the
+baseline against ``old_target`` and ``target`` at the same time (a concurrent A/B run: one Locust run, the same
+schedule and requests sent to both) and judges ``target`` against ``old_target`` — like with like, same load,
+same time — as the night's result; the old side's Measurement is ``old.measurement.json`` in the night's
+directory. The baseline file is still what is replayed (and refreshed), and ``[nightly.candidate_apm]`` still
+judges the candidate's own APM against it.
+
 Example::
 
     [nightly]
     baseline = "baselines/web-ec2.json"   # refreshed from Datadog when older than max_baseline_age_days
     target = "http://web-eks.internal:8080"  # must be allow-listed ([replay] allow_hosts) unless loopback
+    old_target = "http://web-ec2.internal:8080"  # optional: concurrent A/B (see below); allow-list it too
+    old_env = "ec2"                        # name of the old side in the reports (default "old")
     max_baseline_age_days = 7
     duration_s = 600                       # replay length
     rate_scale = 1.0                       # load vs. the baseline's production rate
@@ -71,6 +80,8 @@ class NightlySettings:
 
     baseline: Path
     target: str
+    old_target: str | None = None
+    old_env: str = "old"
     max_baseline_age_days: float | None = 7.0
     duration_s: float = 300.0
     rate_scale: float = 1.0
@@ -93,6 +104,8 @@ class NightlySettings:
 _KEYS = {
     "baseline": "path",
     "target": "str",
+    "old_target": "str",
+    "old_env": "str",
     "max_baseline_age_days": "positive",
     "duration_s": "positive",
     "rate_scale": "positive",

@@ -18,6 +18,24 @@ How it works:
   after Ctrl-C, with what was recorded so far.
 - After its last send a user waits for its requests in flight (at most ``--request-timeout``), ships its
   remaining data and stops; the run ends when every lane has finished.
+
+Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
+same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
+own dispatcher, sender pool and HTTP connections, so a slow target cannot delay the other's sends, and its own
+recorder. Neither target is systematically first: for half of the arrivals (by arrival number) the old target's
+dispatcher hands the arrival out first, for the other half the new one's, and a dispatcher catching up after the
+process was held back yields to the other every ``AB_YIELD_EVERY`` sends. Locust's own stats name the old side's
+requests ``[old] ROUTE``; the recorders key both by the route. The process's CPU samples go to both recorders;
+send counters (sent, late, dropped, unsent) are kept per target. The safety rails apply to both hosts (a refused
+host: exit 4 before any request; an abort rule watches both and names the side; ``--max-rps`` and
+``--max-in-flight`` apply to each target). On quit both Measurements are written — ``--parity-out`` (new) and
+``--old-out`` (default: ``<stem>.old.json`` next to ``--parity-out``) — with one ``pair_id`` (``--pair-id``, else a
+generated one), ``env`` from ``--target-env`` (default ``new``) and ``--old-env`` (default ``old``), and the same
+complete/partial state. Workers get the old host with their lane.
+
+Every Measurement is labelled with its baseline's fingerprint (``replay_of``) and the schedule's (``schedule``:
+baseline, seed, shape, run time, rate scale, oversampling); ``--min-endpoint-rps R`` raises every endpoint whose
+mean planned rate is below R req/s to R (``shapes.oversample``), recorded as the endpoint's ``load_factor``.
 """
 
 from __future__ import annotations
@@ -26,6 +44,7 @@ import gc
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +58,7 @@ from gevent.queue import Queue
 from geventhttpclient.client import HTTPClient
 from geventhttpclient.url import URL
 from locust import FastHttpUser, LoadTestShape, events, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -47,12 +67,13 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from parity import measurement_json, version
 from parity.config import find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
-from parity.model import Source, SourceKind
+from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
 from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
-from parity.replay.schedule import Arrival, count_arrivals, iter_arrivals
+from parity.replay.sample_plan import replay_sample_plan
+from parity.replay.schedule import Arrival, count_arrivals, iter_arrivals, schedule_fingerprint
 from parity.replay.shapes import ShapedPlan, ShapeKind
 
 __all__ = ["ReplayShape", "ReplayUser"]
@@ -72,8 +93,19 @@ WAKE_EARLY_S = 0.002
 UNSENT_AFTER_S = 1.0
 #: Sends are counted in batches of at most this many (and whenever the dispatcher waits).
 COUNT_EVERY = 256
+#: A/B: a dispatcher handing out arrivals that are already due (catching up after the process was held back)
+#: lets the other target's dispatcher, just as far behind, run after this many, so the two backlogs go out
+#: interleaved instead of one target's whole backlog first.
+AB_YIELD_EVERY = 8
 #: Request-context key holding a request's planned send time (Unix s), for intended-time latency.
 INTENDED_AT = "parity_intended_at"
+#: The targets of a concurrent A/B run; a single-target replay has only ``NEW`` (Locust's ``--host``).
+NEW, OLD = "new", "old"
+#: Request-context keys of an A/B run: the target a request went to, and its route (the recorder's name).
+TARGET = "parity_target"
+ROUTE = "parity_route"
+#: Prefix of the old target's request names in Locust's own stats (its console table, CSV and web UI).
+OLD_NAME_PREFIX = "[old] "
 
 
 @dataclass
@@ -83,18 +115,25 @@ class _Replay:
     config: dict[str, Any] = field(default_factory=dict)
     plan: ReplayPlan | None = None
     shaped: ShapedPlan | None = None
-    recorder: Recorder = field(default_factory=Recorder)
+    recorders: dict[str, Recorder] = field(default_factory=lambda: {NEW: Recorder()})  # per target (NEW, OLD)
     lane: int = 0
     lanes: int = 1
     ready: Event = field(default_factory=Event)
     done_lanes: set[int] = field(default_factory=set)
     unfinished_lanes: set[int] = field(default_factory=set)
     finished_at: float | None = None
-    written: Path | None = None
+    written: dict[str, Path] = field(default_factory=dict)
     rails: Rails = field(default_factory=Rails)
     aborted: str | None = None
     failed: str | None = None  # a worker could not run its lane
     baseline_text: str = ""  # the master sends it to workers, which need no copy of the file
+    baseline: Measurement | None = None
+    replay_of: str = ""  # fingerprint of the baseline's traffic
+
+
+def _targets(config: dict[str, Any]) -> tuple[str, ...]:
+    """The targets a replay with these settings sends to: (NEW,) or, with an old host, (NEW, OLD)."""
+    return (NEW, OLD) if config.get("old_host") else (NEW,)
 
 
 state = _Replay()
@@ -110,7 +149,10 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--seed", type=int, default=1, help="Seed of the arrival schedule (default 1).")
     group.add_argument("--parity-out", default="", help="Write the recorded Measurement to this path.")
     group.add_argument(
-        "--max-in-flight", type=int, default=256, help="Requests in flight per process at most (default 256)."
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="Requests in flight per process (and per target in an A/B run) at most (default 256).",
     )
     group.add_argument(
         "--request-timeout",
@@ -120,6 +162,27 @@ def _add_arguments(parser: Any) -> None:
     )
     group.add_argument("--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run.")
     group.add_argument("--target-env", default="", help="Name of the target environment, for the report.")
+    group.add_argument(
+        "--old-host",
+        default="",
+        metavar="URL",
+        help="Concurrent A/B: also send every request to this old environment at the same planned time "
+        "(--host is the new one).",
+    )
+    group.add_argument(
+        "--old-out",
+        default="",
+        metavar="FILE",
+        help="A/B: write the old side's Measurement here (default: <stem>.old.json next to --parity-out).",
+    )
+    group.add_argument("--old-env", default=None, help="A/B: name of the old environment, for the report (old).")
+    group.add_argument(
+        "--min-endpoint-rps",
+        type=float,
+        default=None,
+        metavar="R",
+        help="Oversample: raise every endpoint planned below R req/s on average to R (recorded as its load_factor).",
+    )
     group.add_argument("--service", default="", help="Service name, for the report.")
     group.add_argument(
         "--allow-host",
@@ -128,7 +191,12 @@ def _add_arguments(parser: Any) -> None:
         metavar="HOST",
         help="Allow this target host besides loopback (repeatable; *.example.com for subdomains).",
     )
-    group.add_argument("--max-rps", type=float, default=None, help="Never send more requests per second than this.")
+    group.add_argument(
+        "--max-rps",
+        type=float,
+        default=None,
+        help="Never send more requests per second than this (to each target in an A/B run).",
+    )
     group.add_argument(
         "--abort-error-ratio", type=float, default=None, help="Abort when the error ratio over the window exceeds this."
     )
@@ -232,6 +300,20 @@ def _config_from_options(options: Any) -> dict[str, Any]:
         _fail(f"--max-in-flight must be >= 1, got {options.max_in_flight}")
     if not options.request_timeout > 0:
         _fail(f"--request-timeout must be > 0, got {options.request_timeout}")
+    min_rps = options.min_endpoint_rps
+    if min_rps is not None and not (min_rps > 0 and math.isfinite(min_rps)):
+        _fail(f"--min-endpoint-rps must be > 0, got {min_rps:g}")
+    old_host = str(options.old_host or "").strip()
+    if old_host:
+        old = urlsplit(old_host)
+        if old.scheme not in ("http", "https") or not old.hostname:
+            _fail(f"--old-host: expected a base URL such as http://old.example:8080, got {old_host!r}")
+    elif options.old_out or options.old_env is not None:
+        _fail("--old-out and --old-env describe the old side of an A/B run: they need --old-host")
+    old_out = options.old_out
+    if old_host and not old_out and options.parity_out:
+        new_out = Path(options.parity_out)
+        old_out = str(new_out.with_name(new_out.stem + ".old.json"))
     return {
         "baseline": options.baseline,
         "rate_scale": float(options.rate_scale),
@@ -240,32 +322,33 @@ def _config_from_options(options: Any) -> dict[str, Any]:
         "max_in_flight": int(options.max_in_flight),
         "request_timeout_s": float(options.request_timeout),
         "parity_out": options.parity_out,
-        "pair_id": options.pair_id or None,
-        "target_env": options.target_env or None,
+        "pair_id": options.pair_id or (uuid.uuid4().hex[:12] if old_host else None),
+        "target_env": options.target_env or (NEW if old_host else None),
         "service": options.service or None,
         "max_rps": None,
         "shape": shape,
+        "old_host": old_host or None,
+        "old_out": old_out,
+        "old_env": (options.old_env or OLD) if old_host else None,
+        "min_endpoint_rps": min_rps,
     }
 
 
-def _shape(plan: ReplayPlan, config: dict[str, Any]) -> ShapedPlan:
-    """The plan shaped as ``config["shape"]`` says; ValueError for impossible settings."""
-    shape, run_time_s, scale = config["shape"], config["run_time_s"], config["rate_scale"]
-    kind = ShapeKind(shape["kind"])
-    if kind is ShapeKind.STEADY:
-        return shapes.steady(plan, run_time_s, shape["rps"])
-    if kind is ShapeKind.RAMP:
-        return shapes.ramp(plan, tuple(shape["steps"]), shape["step_s"])
-    if kind is ShapeKind.BURST:
-        return shapes.burst(
-            plan,
-            run_time_s,
-            rate_scale=scale,
-            multiplier=shape["multiplier"],
-            start_s=shape["start_s"],
-            duration_s=shape["duration_s"],
-        )
-    return shapes.replay(plan, run_time_s, scale)
+def shape_settings(config: dict[str, Any]) -> shapes.ShapeSettings:
+    """The shape settings of a replay ``config`` (``_config_from_options``; the master sends the same to workers)."""
+    shape = config["shape"]
+    return shapes.ShapeSettings(
+        kind=ShapeKind(shape["kind"]),
+        run_time_s=config["run_time_s"],
+        rate_scale=config["rate_scale"],
+        rps=shape.get("rps"),
+        steps=tuple(shape.get("steps", ())) or shapes.ShapeSettings().steps,
+        step_s=shape.get("step_s"),
+        multiplier=shape.get("multiplier", 3.0),
+        start_s=shape.get("start_s"),
+        duration_s=shape.get("duration_s"),
+        min_endpoint_rps=config.get("min_endpoint_rps"),
+    )
 
 
 def _stage_spans(start_at: float) -> list[StageSpan]:
@@ -274,14 +357,37 @@ def _stage_spans(start_at: float) -> list[StageSpan]:
     return [StageSpan(s.name, start_at + s.start_s, start_at + s.end_s, s.target_rps) for s in stages]
 
 
+def _new_recorders(interval_s: float, start_at: float | None, *, worker: bool = False) -> dict[str, Recorder]:
+    """One empty recorder per target of the configured replay (stages set when the start is known)."""
+    recorders = {name: Recorder(interval_s, track_delta=worker) for name in _targets(state.config)}
+    if start_at is not None:
+        for recorder in recorders.values():
+            recorder.set_stages(_stage_spans(start_at))
+    return recorders
+
+
+def _take_deltas() -> dict[str, Any]:
+    """What each target's recorder collected since the last call (a worker's report to the master)."""
+    return {name: recorder.take_delta() for name, recorder in state.recorders.items()}
+
+
+def _merge_deltas(deltas: dict[str, Any]) -> None:
+    """Master: fold a worker's deltas into the recorder of each target (unknown targets are ignored)."""
+    for name, delta in deltas.items():
+        recorder = state.recorders.get(name)
+        if recorder is not None:
+            recorder.merge_delta(delta)
+
+
 class _CpuSampler:
-    """Samples this process's CPU (% of one core) once per timeline interval into the recorder.
+    """Samples this process's CPU (% of one core) once per timeline interval into the recorders (every target
+    of an A/B run: the same process sends to both).
 
     Each sample covers the span since the previous one and is filed under the interval holding the span's
     midpoint; a saturated process wakes late, but its sample still covers the real elapsed time."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self._recorder = recorder
+    def __init__(self, recorders: list[Recorder]) -> None:
+        self._recorders = recorders
         self._process = psutil.Process()
         self._last = self._now()
         self._greenlet = gevent.spawn(self._run)
@@ -293,11 +399,12 @@ class _CpuSampler:
     def _sample(self) -> None:
         (t0, cpu0), (t1, cpu1) = self._last, self._now()
         if t1 - t0 > 0.05:
-            self._recorder.record_cpu((t0 + t1) / 2, max(0.0, (cpu1 - cpu0) / (t1 - t0) * 100.0))
+            for recorder in self._recorders:
+                recorder.record_cpu((t0 + t1) / 2, max(0.0, (cpu1 - cpu0) / (t1 - t0) * 100.0))
             self._last = (t1, cpu1)
 
     def _run(self) -> None:
-        interval = self._recorder.interval_s
+        interval = self._recorders[0].interval_s
         while True:
             gevent.sleep(interval - time.time() % interval + 0.001)
             self._sample()
@@ -317,16 +424,18 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
             baseline_text = path.read_text("utf-8")
     baseline = measurement_json.loads(baseline_text, str(config["baseline"]))
     state.baseline_text = baseline_text
+    state.replay_of = fingerprint(baseline)
+    state.baseline = baseline
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
     try:
-        shaped = _shape(plan, config)
+        shaped = shapes.shape(plan, shape_settings(config))
     except ValueError as exc:
         raise BadInput(f"--shape {config['shape']['kind']}: {exc}") from None
     config["run_time_s"] = shaped.run_time_s
     state.config, state.plan, state.shaped = config, plan, shaped
-    state.recorder = Recorder(timeline_interval(config["run_time_s"]), track_delta=worker)
+    state.recorders = _new_recorders(timeline_interval(config["run_time_s"]), None, worker=worker)
     # Everything loaded so far (Locust, numpy, the plan) lives for the whole run: keep it out of the garbage
     # collector's full collections, which would otherwise walk it and stall the event loop for milliseconds.
     gc.collect()
@@ -334,6 +443,25 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
     ReplayUser.concurrency = config["max_in_flight"]
     ReplayUser.network_timeout = config["request_timeout_s"]
     ReplayUser.connection_timeout = config["request_timeout_s"]
+
+
+def _log_sample_plan(config: dict[str, Any]) -> None:
+    """Log, before the first request, what each endpoint will get against what a verdict on it needs
+    (``parity plan``'s table) — a run too short to judge its endpoints says so before it starts."""
+    from parity.report.terminal import sample_plan_summary  # the report package: only on the master
+
+    assert state.baseline is not None
+    assert state.shaped is not None
+    try:
+        policy = load_config(find_config(Path.cwd())).policy
+    except BadInput:  # already reported by the rails' reading of the same file
+        return
+    what = f"{config['baseline']} replayed for {state.shaped.run_time_s:g} s ({config['shape']['kind']})"
+    summary = sample_plan_summary(
+        replay_sample_plan(state.baseline, state.shaped, policy), what, rate_scale=config["rate_scale"], rows=20
+    )
+    for line in summary.splitlines():
+        log.info(line)
 
 
 @events.init.add_listener
@@ -350,11 +478,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
     host = environment.host or ""
     if not host:
         _fail("--host is required: the base URL of the environment to replay against")
-    if not host_allowed(host, state.rails.allow_hosts):
-        _refuse(
-            f"target {host} is not allow-listed: only loopback unless --allow-host or [replay] allow_hosts "
-            "in parity.toml names it"
-        )
+    old_host = config.get("old_host")
+    for name, url in ((NEW, host), (OLD, old_host)):
+        if url and not host_allowed(url, state.rails.allow_hosts):
+            side = f"{name} target" if old_host else "target"
+            _refuse(
+                f"{side} {url} is not allow-listed: only loopback unless --allow-host or [replay] allow_hosts "
+                "in parity.toml names it"
+            )
     try:
         _configure(config)
     except BadInput as exc:
@@ -362,14 +493,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
     assert state.plan is not None
     assert state.shaped is not None
     log.info(
-        "parity: %s shape over %d endpoints of %s for %gs (~%d requests): %s",
+        "parity: %s shape over %d endpoints of %s for %gs (~%d requests%s): %s",
         config["shape"]["kind"],
         len(state.plan.endpoints),
         config["baseline"],
         config["run_time_s"],
         state.shaped.plan.expected_requests(config["run_time_s"], 1.0),
+        f" to each of old {old_host} and new {host}" if old_host else "",
         ", ".join(f"{s.name} {s.target_rps:.1f} req/s" for s in state.shaped.stages),
     )
+    for key, factor in sorted(state.shaped.load_factors.items()):
+        log.info(
+            "parity: oversampled %s x%.3g (to %g req/s, --min-endpoint-rps): its load_factor is %.4g",
+            key,
+            factor,
+            config["min_endpoint_rps"],
+            factor,
+        )
+    _log_sample_plan(config)
     for skipped in state.plan.skipped:
         log.warning(
             "parity: not replayed: %s (%.1f%% of traffic): %s",
@@ -403,8 +544,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
     state.config["start_at"] = start_at
     # A new test (e.g. restarted from the web UI) starts from an empty record.
-    state.recorder = Recorder(state.recorder.interval_s)
-    state.recorder.set_stages(_stage_spans(start_at))
+    state.recorders = _new_recorders(next(iter(state.recorders.values())).interval_s, start_at)
     state.done_lanes.clear()
     state.unfinished_lanes.clear()
     state.finished_at = None
@@ -436,7 +576,8 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
         return
     state.config = config
     state.lane, state.lanes = int(config["lane"]), int(config["lanes"])
-    state.recorder.set_stages(_stage_spans(float(config["start_at"])))
+    for recorder in state.recorders.values():
+        recorder.set_stages(_stage_spans(float(config["start_at"])))
     state.ready.set()
 
 
@@ -457,19 +598,20 @@ def _lane_done(lane: int, finished: bool) -> None:
 
 def _on_lane_done(environment: Environment, msg: Any) -> None:
     """Master: a worker finished its lane and sent what it recorded since its last report."""
-    state.recorder.merge_delta(msg.data["delta"])
+    _merge_deltas(msg.data["deltas"])
     _lane_done(int(msg.data["lane"]), bool(msg.data["finished"]))
 
 
 @events.report_to_master.add_listener
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
-    data["parity"] = state.recorder.take_delta()
+    if state.ready.is_set():  # before its lane arrives a worker has recorded nothing
+        data["parity"] = _take_deltas()
 
 
 @events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "parity" in data:
-        state.recorder.merge_delta(data["parity"])
+        _merge_deltas(data["parity"])
 
 
 @events.request.add_listener
@@ -483,33 +625,59 @@ def _on_request(
     context: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
+    context = context or {}
+    recorder = state.recorders.get(context.get(TARGET, NEW))
+    if recorder is None:
+        return
     status = getattr(response, "status_code", 0) or 0
     latency = response_time if status > 0 else None
     sent_at = start_time if start_time is not None else time.time() - response_time / 1000.0
     intended = None
-    planned_at = (context or {}).get(INTENDED_AT)
+    planned_at = context.get(INTENDED_AT)
     if latency is not None and planned_at is not None:
         intended = max(latency, (sent_at - float(planned_at)) * 1000.0 + latency)
-    state.recorder.record(request_type, name, sent_at, latency, exception is not None, intended)
+    recorder.record(request_type, context.get(ROUTE, name), sent_at, latency, exception is not None, intended)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One target of this process's lane: where requests go and what records them.
+
+    ``client`` is a geventhttpclient ``HTTPClient`` of the target's own FastHttpSession pool (its
+    ``--max-in-flight`` keep-alive connections); ``prefix`` is the base URL's path; ``headers`` go with every
+    request; ``context`` keys are added to each request event's context (which target, and the route for the
+    recorder) and ``name_prefix`` to its name in Locust's own stats (the old side of an A/B run)."""
+
+    name: str
+    host: str
+    recorder: Recorder
+    client: HTTPClient
+    prefix: str
+    headers: dict[str, str]
+    name_prefix: str = ""
+    tagged: bool = False  # request events carry TARGET and ROUTE in their context
 
 
 class ReplayUser(FastHttpUser):
     """Sends the lane's scheduled requests on time (open model), then drains and stops.
 
-    A dispatcher walks the schedule and hands each arrival, when it is due, to a queue served by
-    ``--max-in-flight`` long-lived sender greenlets (no greenlet per request: that alone cost about 30%
-    of the generator's CPU). A send that starts more than ``LATE_S`` after its planned time is late;
-    arrivals not handed out by the end of the run (plus ``UNSENT_AFTER_S``) are not sent but counted.
+    Per target (one, or old and new in a concurrent A/B run) a dispatcher greenlet walks the lane's schedule and
+    hands each arrival, when it is due, to a queue served by ``--max-in-flight`` long-lived sender greenlets (no
+    greenlet per request: that alone cost about 30% of the generator's CPU). A send that starts more than
+    ``LATE_S`` after its planned time is late; arrivals not handed out by the end of the run (plus
+    ``UNSENT_AFTER_S``) are not sent but counted. The targets share nothing but the schedule and the process:
+    one target's full queue or slow answers never hold up the other's dispatcher.
 
-    Senders talk to the target through the geventhttpclient ``HTTPClient`` of this user's FastHttpSession
-    pool (its ``--max-in-flight`` keep-alive connections, timeouts, TLS settings and basic auth), not through
-    ``FastHttpSession.request``: service time is timed from just before the request is written to just
-    after the whole response body is read, so it leaves out the session's request building, cookie jar and
-    response wrapping (about 0.3 ms per request on the benchmark machine, and a quarter of the generator's
-    CPU). Each request is still reported through ``events.request`` (Locust's stats, CSV and UI, and this
-    module's recorder). Replayed requests are independent: no redirect is followed (a 3xx is the answer,
-    as in the access log it came from), no cookie is kept between them, and a compressed body is not
-    decompressed (``response_length`` counts the bytes received). 5xx and no response are failures."""
+    Senders talk to a target through the geventhttpclient ``HTTPClient`` of a FastHttpSession pool (this
+    user's for ``--host``; a second session for ``--old-host``: its own ``--max-in-flight`` keep-alive
+    connections, timeouts, TLS settings and basic auth), not through ``FastHttpSession.request``: service time
+    is timed from just before the request is written to just after the whole response body is read, so it
+    leaves out the session's request building, cookie jar and response wrapping (about 0.3 ms per request on
+    the benchmark machine, and a quarter of the generator's CPU). Each request is still reported through
+    ``events.request`` (Locust's stats, CSV and UI, and this module's recorders). Replayed requests are
+    independent: no redirect is followed (a 3xx is the answer, as in the access log it came from), no cookie is
+    kept between them, and a compressed body is not decompressed (``response_length`` counts the bytes
+    received). 5xx and no response are failures."""
 
     concurrency = 256
 
@@ -522,21 +690,82 @@ class ReplayUser(FastHttpUser):
         config = state.config
         start_at = max(float(config["start_at"]), time.time())
         gevent.sleep(max(0.0, start_at - time.time()))
-        sampler = _CpuSampler(state.recorder)
-        queue: Queue[tuple[Arrival, float] | None] = Queue(maxsize=config["max_in_flight"])
-        senders = [gevent.spawn(self._sender, queue) for _ in range(config["max_in_flight"])]
-        finished = self._dispatch(queue, start_at)
-        for _ in senders:
-            queue.put(None)
-        gevent.joinall(senders, timeout=config["request_timeout_s"] + 1.0)
-        gevent.killall(senders, block=True, timeout=1.0)
-        sampler.stop()
+        targets = self._targets()
+        sampler = _CpuSampler([t.recorder for t in targets])
+        runs = [gevent.spawn(self._run_target, t, start_at, i, len(targets)) for i, t in enumerate(targets)]
+        try:
+            gevent.joinall(runs)
+            finished = all(run.successful() and run.value for run in runs)
+        finally:
+            gevent.killall(runs, block=True, timeout=1.0)
+            sampler.stop()
         self._finish_lane(finished)
         raise StopUser
 
-    def _dispatch(self, queue: Queue[tuple[Arrival, float] | None], start_at: float) -> bool:
+    def _targets(self) -> list[_Target]:
+        """The lane's targets: ``--host`` (NEW), and ``--old-host`` (OLD) in an A/B run."""
+        targets = [self._target(NEW, self.client, tagged=False, name_prefix="")]
+        old_host = state.config.get("old_host")
+        if old_host:
+            session = FastHttpSession(
+                base_url=old_host,
+                request_event=self.environment.events.request,
+                user=self,
+                network_timeout=self.network_timeout,
+                connection_timeout=self.connection_timeout,
+                max_redirects=self.max_redirects,
+                max_retries=self.max_retries,
+                insecure=self.insecure,
+                concurrency=self.concurrency,
+                ssl_context_factory=self.ssl_context_factory,
+                headers=self.default_headers,
+                proxy_host=self.proxy_host,
+                proxy_port=self.proxy_port,
+            )
+            targets.append(self._target(OLD, session, tagged=True, name_prefix=OLD_NAME_PREFIX))
+        return targets
+
+    @staticmethod
+    def _target(name: str, session: FastHttpSession, *, tagged: bool, name_prefix: str) -> _Target:
+        """A target from a FastHttpSession: its pool's HTTP client, the base URL's path and base headers."""
+        base = session.base_url or ""
+        headers = {"Accept-Encoding": "gzip, deflate, br"}
+        if session.auth_header:
+            headers["Authorization"] = session.auth_header
+        return _Target(
+            name=name,
+            host=base,
+            recorder=state.recorders[name],
+            client=session.client.clientpool.get_client(URL(base)),
+            prefix=urlsplit(base).path.rstrip("/"),
+            headers=headers,
+            name_prefix=name_prefix,
+            tagged=tagged,
+        )
+
+    def _run_target(self, target: _Target, start_at: float, index: int, count: int) -> bool:
+        """Dispatch the lane's schedule to ``target``'s senders and wait for their requests in flight; True when
+        the whole schedule was handed out (see ``_dispatch``)."""
+        config = state.config
+        queue: Queue[tuple[Arrival, float] | None] = Queue(maxsize=config["max_in_flight"])
+        senders = [gevent.spawn(self._sender, target, queue) for _ in range(config["max_in_flight"])]
+        try:
+            finished = self._dispatch(target, queue, start_at, index, count)
+            for _ in senders:
+                queue.put(None)
+            gevent.joinall(senders, timeout=config["request_timeout_s"] + 1.0)
+            return finished
+        finally:
+            gevent.killall(senders, block=True, timeout=1.0)
+
+    def _dispatch(
+        self, target: _Target, queue: Queue[tuple[Arrival, float] | None], start_at: float, index: int, count: int
+    ) -> bool:
         """Hand each arrival to the senders when it is due; True when the whole schedule was handed out
-        (or counted as unsent after the run's end), False when Locust stopped the user first."""
+        (or counted as unsent after the run's end), False when Locust stopped the user first.
+
+        With ``count`` targets, this one (number ``index``) goes first for the arrivals whose number is
+        ``index`` mod ``count``: for the others it lets the dispatchers woken for the same arrival run first."""
         config = state.config
         assert state.shaped is not None
         arrivals = iter_arrivals(
@@ -549,8 +778,9 @@ class ReplayUser(FastHttpUser):
         )
         cap = None if config.get("max_rps") is None else RateCap(float(config["max_rps"]) / state.lanes)
         deadline = start_at + config["run_time_s"] + UNSENT_AFTER_S
-        recorder = state.recorder
+        recorder = target.recorder
         handed = 0  # handed to the senders since the last count (counted in batches: cheaper per request)
+        in_a_row = 0  # handed out without waiting (A/B: yield to the other target's dispatcher every few)
         try:
             for arrival in arrivals:
                 if self._state == LOCUST_STATE_STOPPING:
@@ -559,8 +789,13 @@ class ReplayUser(FastHttpUser):
                 now = time.time()
                 if planned - now > WAKE_EARLY_S:
                     recorder.count_sends(now, sent=handed)
-                    handed = 0
+                    handed = in_a_row = 0
                     gevent.sleep(planned - now - WAKE_EARLY_S)
+                    if count > 1 and arrival.number % count != index:
+                        gevent.sleep(0)  # the other target's dispatcher, woken for this arrival too, goes first
+                elif count > 1 and in_a_row >= AB_YIELD_EVERY:
+                    in_a_row = 0
+                    gevent.sleep(0)
                 elif now > deadline:
                     unsent = count_arrivals(
                         state.shaped.plan,
@@ -571,13 +806,17 @@ class ReplayUser(FastHttpUser):
                         from_number=arrival.number,
                     )
                     recorder.count_sends(now, unsent=unsent)
-                    log.warning("parity: lane %d could not send %d requests before the run ended", state.lane, unsent)
+                    where = f" to the {target.name} target" if count > 1 else ""
+                    log.warning(
+                        "parity: lane %d could not send %d requests%s before the run ended", state.lane, unsent, where
+                    )
                     return True
                 if cap is not None and not cap.take(time.monotonic()):
                     recorder.count_sends(planned, dropped=1)
                     continue
                 queue.put((arrival, planned))
                 handed += 1
+                in_a_row += 1
                 if handed >= COUNT_EVERY:
                     recorder.count_sends(now, sent=handed)
                     handed = 0
@@ -585,10 +824,11 @@ class ReplayUser(FastHttpUser):
         finally:
             recorder.count_sends(time.time(), sent=handed)
 
-    def _sender(self, queue: Queue[tuple[Arrival, float] | None]) -> None:
-        recorder = state.recorder
+    def _sender(self, target: _Target, queue: Queue[tuple[Arrival, float] | None]) -> None:
+        recorder = target.recorder
         fire = self.environment.events.request.fire
-        client, prefix, base_headers = self._http_client()
+        client, prefix, base_headers = target.client, target.prefix, target.headers
+        name_prefix, tagged = target.name_prefix, target.tagged
         while (item := queue.get()) is not None:
             arrival, planned = item
             headers = {**base_headers, **arrival.headers} if arrival.headers else base_headers
@@ -608,41 +848,54 @@ class ReplayUser(FastHttpUser):
             response_ms = (time.perf_counter() - started) * 1000.0
             if response is not None and response.status_code >= 500:
                 exception = CatchResponseError(f"HTTP {response.status_code}")
+            context: dict[str, Any] = {INTENDED_AT: planned}
+            if tagged:
+                context[TARGET] = target.name
+                context[ROUTE] = arrival.name
             fire(
                 request_type=arrival.method,
-                name=arrival.name,
+                name=name_prefix + arrival.name,
                 response_time=response_ms,
                 response_length=length,
                 response=response,
                 exception=exception,
-                context={INTENDED_AT: planned},
+                context=context,
                 start_time=sent_at,
                 url=arrival.url,
             )
 
-    def _http_client(self) -> tuple[HTTPClient, str, dict[str, str]]:
-        """The target's HTTP client from this user's FastHttpSession pool (``--max-in-flight`` connections),
-        the base URL's path prefix and the headers every request carries."""
-        session = self.client
-        base = URL(session.base_url or "")
-        headers = {"Accept-Encoding": "gzip, deflate, br"}
-        if session.auth_header:
-            headers["Authorization"] = session.auth_header
-        return session.client.clientpool.get_client(base), urlsplit(session.base_url or "").path.rstrip("/"), headers
-
     def _finish_lane(self, finished: bool) -> None:
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            data = {"lane": state.lane, "finished": finished, "delta": state.recorder.take_delta()}
+            data = {"lane": state.lane, "finished": finished, "deltas": _take_deltas()}
             runner.send_message("parity_lane_done", data)
         else:
             _lane_done(0, finished)
-        sends = state.recorder.sends
-        if sends["late"]:
-            late, sent = sends["late"], sends["sent"]
-            log.warning("parity: lane %d sent %d of %d requests more than %gs late", state.lane, late, sent, LATE_S)
-        if sends["dropped"]:
-            log.warning("parity: lane %d dropped %d requests over the --max-rps cap", state.lane, sends["dropped"])
+        ab = len(state.recorders) > 1
+        for name, recorder in state.recorders.items():
+            sends = recorder.sends
+            where = f" to the {name} target" if ab else ""
+            if sends["late"]:
+                late, sent = sends["late"], sends["sent"]
+                log.warning(
+                    "parity: lane %d sent %d of %d requests%s more than %gs late", state.lane, late, sent, where, LATE_S
+                )
+            if sends["dropped"]:
+                log.warning(
+                    "parity: lane %d dropped %d requests%s over the --max-rps cap", state.lane, sends["dropped"], where
+                )
+
+
+def _abort_reason(new_host: str) -> str | None:
+    """Why an abort rule ends the run now, naming the target in an A/B run; None while every target is fine."""
+    since = time.time() - state.rails.abort_window_s
+    hosts = {NEW: new_host, OLD: str(state.config.get("old_host") or "")}
+    for name, recorder in state.recorders.items():
+        requests, errors, p99 = recorder.totals_since(since)
+        reason = abort_reason(WindowStats(requests, errors, p99), state.rails)
+        if reason is not None:
+            return reason if len(state.recorders) == 1 else f"{name} target {hosts[name]}: {reason}"
+    return None
 
 
 class ReplayShape(LoadTestShape):
@@ -658,8 +911,7 @@ class ReplayShape(LoadTestShape):
         if state.finished_at is not None and len(state.done_lanes) >= max(state.lanes, 1):
             return None
         if state.aborted is None and state.rails.watches:
-            requests, errors, p99 = state.recorder.totals_since(time.time() - state.rails.abort_window_s)
-            state.aborted = abort_reason(WindowStats(requests, errors, p99), state.rails)
+            state.aborted = _abort_reason(self.runner.environment.host or "" if self.runner is not None else "")
             if state.aborted is not None:
                 log.error("parity: aborting the run: %s", state.aborted)
         if state.aborted is not None or state.failed is not None:
@@ -670,17 +922,10 @@ class ReplayShape(LoadTestShape):
         return lanes, float(lanes)
 
 
-@events.quitting.add_listener
-def _on_quitting(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or not state.config.get("parity_out"):
-        return
+def _labels(complete: bool) -> dict[str, str]:
+    """The labels every Measurement of this run carries (both sides of an A/B run alike)."""
     config = state.config
-    start = float(config.get("start_at", time.time()))
-    planned_end = start + config["run_time_s"]
-    complete = (
-        state.finished_at is not None and not state.unfinished_lanes and state.aborted is None and state.failed is None
-    )
-    end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
+    factors = dict(state.shaped.load_factors) if state.shaped else {}
     labels = {
         "harness_version": version(),
         "baseline": str(config["baseline"]),
@@ -688,34 +933,72 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         "run_time_s": f"{config['run_time_s']:g}",
         "shape": config["shape"]["kind"],
         "complete": "yes" if complete else "no",
+        LABEL_REPLAY_OF: state.replay_of,
+        LABEL_SCHEDULE: schedule_fingerprint(
+            baseline=state.replay_of,
+            seed=int(config["seed"]),
+            shape=config["shape"],
+            run_time_s=float(config["run_time_s"]),
+            rate_scale=float(config["rate_scale"]),
+            load_factors=factors,
+        ),
     }
+    if config.get("min_endpoint_rps") is not None:
+        labels["min_endpoint_rps"] = f"{config['min_endpoint_rps']:g}"
     if state.aborted is not None:
         labels["aborted"] = state.aborted
     if state.failed is not None:
         labels["failed"] = state.failed
-    measurement = state.recorder.to_measurement(
-        source=Source(
-            SourceKind.LOCUST_REPLAY,
-            description=f"Locust replay of {Path(config['baseline']).name}",
-            service=config.get("service"),
-            env=config.get("target_env"),
-            target=environment.host,
-        ),
-        start=datetime.fromtimestamp(start, UTC),
-        end=datetime.fromtimestamp(end, UTC),
-        rate_scale=state.shaped.rate_scale if state.shaped else config["rate_scale"],
-        pair_id=config.get("pair_id") or None,
-        labels=labels,
-        generator=GeneratorTotals(processes=state.lanes, late_after_ms=LATE_S * 1000.0),
+    return labels
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    config = state.config
+    if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
+        return
+    start = float(config.get("start_at", time.time()))
+    planned_end = start + config["run_time_s"]
+    complete = (
+        state.finished_at is not None and not state.unfinished_lanes and state.aborted is None and state.failed is None
     )
-    state.written = measurement_json.write(measurement, config["parity_out"])
-    log.info(
-        "parity: recorded %d requests on %d endpoints -> %s%s",
-        measurement.total_count,
-        len(measurement.endpoints),
-        state.written,
-        "" if complete else " (partial: the run was stopped early)",
-    )
+    end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
+    labels = _labels(complete)
+    ab = len(state.recorders) > 1
+    sides = {
+        NEW: (environment.host, config.get("target_env"), config["parity_out"]),
+        OLD: (config.get("old_host"), config.get("old_env"), config.get("old_out")),
+    }
+    description = f"Locust replay of {Path(config['baseline']).name}"
+    for name, recorder in state.recorders.items():
+        target, env, out = sides[name]
+        if not out:
+            continue
+        measurement = recorder.to_measurement(
+            source=Source(
+                SourceKind.LOCUST_REPLAY,
+                description=f"{description}, {name} side of a concurrent A/B run" if ab else description,
+                service=config.get("service"),
+                env=env,
+                target=target,
+            ),
+            start=datetime.fromtimestamp(start, UTC),
+            end=datetime.fromtimestamp(end, UTC),
+            rate_scale=state.shaped.rate_scale if state.shaped else config["rate_scale"],
+            pair_id=config.get("pair_id") or None,
+            labels=dict(labels),
+            generator=GeneratorTotals(processes=state.lanes, late_after_ms=LATE_S * 1000.0),
+            load_factors=state.shaped.load_factors if state.shaped else None,
+        )
+        state.written[name] = measurement_json.write(measurement, out)
+        log.info(
+            "parity: recorded %d requests on %d endpoints%s -> %s%s",
+            measurement.total_count,
+            len(measurement.endpoints),
+            f" ({name} target {target})" if ab else "",
+            state.written[name],
+            "" if complete else " (partial: the run was stopped early)",
+        )
     if state.failed is not None:
         environment.process_exit_code = EXIT_BAD_INPUT
     elif state.aborted is not None:

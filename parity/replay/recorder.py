@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -143,7 +143,7 @@ class _Cell:
             LatencySketch.from_dict(d["intended"]),
         )
 
-    def stats(self, endpoint: Endpoint, timeline: Timeline | None = None) -> EndpointStats:
+    def stats(self, endpoint: Endpoint, timeline: Timeline | None = None, load_factor: float = 1.0) -> EndpointStats:
         return EndpointStats(
             endpoint=endpoint,
             count=self.count,
@@ -151,6 +151,7 @@ class _Cell:
             latency=LatencyDistribution(self.sketch) if self.sketch.count else None,
             intended=LatencyDistribution(self.intended) if self.intended.count else None,
             timeline=timeline,
+            load_factor=load_factor,
         )
 
 
@@ -389,9 +390,11 @@ class Recorder:
         pair_id: str | None = None,
         labels: dict[str, str] | None = None,
         generator: GeneratorTotals | None = None,
+        load_factors: Mapping[str, float] | None = None,
     ) -> Measurement:
         """Everything recorded so far as a Measurement over ``[start, end)`` (UTC); with ``generator``, the
-        load generator's health per interval too."""
+        load generator's health per interval too. ``load_factors`` (endpoint key → factor) marks oversampled
+        endpoints, in the run's totals and in every stage; endpoints not in it have 1."""
         self._flush()
         records = self._all.endpoints
         start_b = math.floor(start.timestamp() / self.interval_s)
@@ -399,8 +402,14 @@ class Recorder:
         seen = [b for rec in records.values() for b in rec.buckets]
         first, last = min([start_b, *seen]), max([end_b, *seen])
         ordered = sorted(records.items())
+        factors = load_factors or {}
+
+        def factor(endpoint: Endpoint) -> float:
+            return factors.get(endpoint.key, 1.0)
+
         endpoints = tuple(
-            rec.total.stats(Endpoint(method, name), self._timeline(rec, first, last)) for (method, name), rec in ordered
+            rec.total.stats(Endpoint(m, name), self._timeline(rec, first, last), factor(Endpoint(m, name)))
+            for (m, name), rec in ordered
         )
         stages = tuple(
             LoadStage(
@@ -409,7 +418,9 @@ class Recorder:
                 end_s=span.end_s,
                 target_rps=span.target_rps,
                 endpoints=tuple(
-                    rec.stages[i].stats(Endpoint(method, name)) for (method, name), rec in ordered if i in rec.stages
+                    rec.stages[i].stats(Endpoint(m, name), load_factor=factor(Endpoint(m, name)))
+                    for (m, name), rec in ordered
+                    if i in rec.stages
                 ),
             )
             for i, span in enumerate(self._stages)

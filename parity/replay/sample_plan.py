@@ -21,4 +21,4 @@ def planned_requests(shaped: ShapedPlan) -> dict[str, float]:
 
 def replay_sample_plan(baseline: Measurement, shaped: ShapedPlan, policy: Policy | None = None) -> SamplePlan:
     """The sample-size plan of replaying ``baseline`` as ``shaped`` (see ``parity.judge.planning``)."""
-    return plan_samples(baseline, planned_requests(shaped), shaped.run_time_s, policy)
+    return plan_samples(baseline, planned_requests(shaped), shaped.run_time_s, policy, load_factors=shaped.load_factors)

@@ -12,6 +12,7 @@ the schedule is split: lane ``k`` of ``n`` sends the arrivals whose global numbe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -23,7 +24,10 @@ from numpy.random import default_rng
 
 from parity.replay.plan import ReplayPlan
 
-__all__ = ["Arrival", "count_arrivals", "fill", "iter_arrivals"]
+__all__ = ["Arrival", "count_arrivals", "fill", "iter_arrivals", "schedule_fingerprint"]
+
+#: Shapes whose rates follow ``rate_scale``; the others (steady, ramp) set their own rate and ignore it.
+_SCALED_SHAPES = frozenset({"replay", "burst"})
 
 
 class Arrival(NamedTuple):
@@ -138,3 +142,43 @@ def count_arrivals(
         if lo < hi:
             total += (hi - 1 - lane) // lanes - (lo - 1 - lane) // lanes  # n in [lo, hi) with n % lanes == lane
     return total
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every number as text of 9 significant digits (lists and dicts walked)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(float(f"{float(value):.9g}"))
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return str(value)
+
+
+def schedule_fingerprint(
+    *,
+    baseline: str,
+    seed: int,
+    shape: Mapping[str, Any],
+    run_time_s: float,
+    rate_scale: float,
+    load_factors: Mapping[str, float],
+) -> str:
+    """16 hex digits naming an arrival schedule by what determines it: the baseline's ``fingerprint``, the seed,
+    the shape's settings (``shape["kind"]`` and its options), the run time (s), the rate scale (only for shapes
+    that use it: replay and burst) and the oversampling factors per endpoint key. Equal fingerprints: the same
+    requests at the same offsets, however many processes sent them. Floats are written with ``repr`` after
+    rounding to 9 significant digits, so a factor recomputed on another machine gives the same text."""
+
+    doc = {
+        "baseline": baseline,
+        "seed": int(seed),
+        "shape": _canonical(dict(shape)),
+        "run_time_s": _canonical(run_time_s),
+        "rate_scale": _canonical(rate_scale) if shape.get("kind") in _SCALED_SHAPES else None,
+        "load_factors": _canonical(dict(load_factors)),
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -1,0 +1,98 @@
+"""Concurrent A/B: replay one baseline against an old and a new deployment at once, then judge new against old.
+
+One Locust child process (``parity.replay.process``) runs the dual-target replay (``--old-host``): the same
+open-model schedule and request draws go to both targets at their planned times, and it writes both
+Measurements with a shared pair id. The core then reads them and judges ``new`` against ``old`` with
+``parity.judge.compare.compare`` (a concurrent A/B comparison). ``parity ab``, ``parity demo`` and the A/B
+nightly all run through :func:`run_ab`. I/O orchestration only: no printing, no argv.
+
+Outcomes (``AbOutcome``): the replay completed, completed only in part, was aborted by a safety rail (each
+judged on what was recorded), or was refused by a safety rail before any request (nothing to judge). A replay
+that failed to start (bad options, unreadable baseline) or left no Measurements raises BadInput.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from parity import measurement_json
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
+from parity.judge.compare import compare
+from parity.judge.policy import Policy
+from parity.judge.result import ParityResult, Verdict
+from parity.model import Measurement
+from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, planned_run_s, run_replay
+
+__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "run_ab"]
+
+#: Seconds a replay may run beyond its planned run time (start-up, waiting for workers, drain, writing the
+#: Measurements) before it is interrupted.
+REPLAY_SLACK_S = 120.0
+#: Status of a replay a safety rail refused before sending anything (exit code 4, no Measurement).
+REFUSED = "refused by a safety rail"
+_REFUSAL = re.compile(r"parity: refused: (.*)")
+
+
+@dataclass(frozen=True)
+class AbOutcome:
+    """What an A/B run did: its status (``REPLAY_STATUS`` values or ``REFUSED``), the judgement of new against old
+    (None when refused), the Measurement files and what they hold, the Locust log, and the refusal's reason."""
+
+    status: str
+    result: ParityResult | None
+    old_path: Path
+    new_path: Path
+    log_path: Path
+    sides: tuple[Measurement, Measurement] | None = None  # (old, new) as read from the files
+    refusal: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """4 when a safety rail refused or aborted the replay; else the verdict's (1 fail, 3 inconclusive — also
+        for a replay that did not complete and found no regression —, 0 pass or marginal)."""
+        if self.status in (REFUSED, REPLAY_STATUS[4]) or self.result is None:
+            return EXIT_ABORTED
+        if self.result.verdict is Verdict.FAIL:
+            return EXIT_REGRESSION
+        if self.result.verdict is Verdict.INCONCLUSIVE or self.status != REPLAY_STATUS[0]:
+            return EXIT_INCONCLUSIVE
+        return EXIT_OK
+
+
+def _refusal(log_path: Path) -> str:
+    try:
+        text = log_path.read_text("utf-8", errors="replace")
+    except OSError:
+        return "see the Locust log"
+    found = _REFUSAL.findall(text)
+    return found[-1].strip() if found else log_tail(log_path)
+
+
+def run_ab(
+    run: ReplayRun,
+    policy: Policy | None = None,
+    *,
+    log_path: Path,
+    slack_s: float = REPLAY_SLACK_S,
+    names: tuple[str, str] | None = None,
+) -> AbOutcome:
+    """Run the dual-target replay ``run`` (``run.old_host`` and ``run.old_out`` set; ``run.host`` is the new
+    target) and judge new against old. The child is bounded by the planned run time + ``slack_s`` seconds (then
+    interrupted, and judged as incomplete on what it recorded). ``names`` label the sides in the reports (default:
+    ``old (URL)``, ``new (URL)``). BadInput when the replay failed or wrote no Measurements."""
+    if not run.old_host or run.old_out is None:
+        raise ValueError("run_ab needs a replay with an old host and an old output file")
+    code = run_replay(run, log_path, planned_run_s(run) + slack_s)
+    old_path, new_path = run.old_out, run.out
+    if code == EXIT_ABORTED and not (old_path.is_file() and new_path.is_file()):
+        return AbOutcome(REFUSED, None, old_path, new_path, log_path, refusal=_refusal(log_path))
+    status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
+    if status is None or not (old_path.is_file() and new_path.is_file()):
+        why = "did not finish in time" if code is None else f"failed (exit {code})"
+        raise BadInput(f"the A/B replay {why}: {log_tail(log_path)} (log: {log_path})")
+    old, new = measurement_json.read(old_path), measurement_json.read(new_path)
+    names = names or (f"old ({run.old_host})", f"new ({run.host})")
+    result = compare(old, new, policy, names=names)
+    return AbOutcome(status, result, old_path, new_path, log_path, (old, new))
