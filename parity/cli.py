@@ -182,7 +182,7 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
         push=args.push_datadog,
         progress=lambda line: print(f"parity nightly: {line}", flush=True),
     )
-    print(terminal_summary(outcome.result, outcome.out_dir / "index.html"))
+    print(terminal_summary(outcome.decisive, outcome.report_dir / "index.html"))
     for note in outcome.notes:
         print(f"  note: {note}")
     return outcome.exit_code
@@ -572,7 +572,7 @@ def _print_sample_plan(baseline: Measurement, name: str, settings: ShapeSettings
     except ValueError as exc:
         raise BadInput(f"--shape {settings.kind.value}: {exc}") from None
     what = (
-        f"{name} replayed for {shaped.run_time_s:g} s, {settings.kind.value} shape, rate scale {settings.rate_scale:g}"
+        f"{name} replayed for {shaped.run_time_s:g} s ({settings.kind.value} shape, rate scale {settings.rate_scale:g})"
     )
     print(
         sample_plan_summary(

@@ -116,7 +116,8 @@ def test_plan_shows_what_each_endpoint_gets_and_needs(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert (
         lines[0]
-        == "parity plan: baselines/demo.json replayed for 75 s at rate scale 1.5: ~8,731 requests on 12 endpoints"
+        == "parity plan: baselines/demo.json replayed for 75 s (replay shape, rate scale 1.5): ~8,731 requests on "
+        "12 endpoints"
     )
     row = next(line for line in lines if line.strip().startswith("GET /health"))
     assert row.split()[2:4] == ["8.0%", "700"]  # share, planned requests
@@ -131,7 +132,7 @@ def test_plan_shows_what_each_endpoint_gets_and_needs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-t", "soon"], "expected a time span such as 90s"),
+        (["-t", "soon"], "expected a duration such as 90, 90s, 2m or 1h30m"),
         (["-t", "60s", "--rate-scale", "0"], "expected a number > 0"),
     ],
 )

@@ -15,6 +15,7 @@ from parity.config import load_config
 from parity.demo.processes import Service, running_server, running_servers
 from parity.errors import BadInput
 from parity.history.store import load as load_history
+from parity.judge.result import Verdict
 from parity.nightly.settings import nightly_from_mapping
 from tests.conftest import run_parity
 from tests.fakes.datadog_server import FakeDatadog, FakeDataset, FakeResource, fake_datadog
@@ -292,6 +293,16 @@ def test_candidate_apm_is_the_replays_server_side_record_and_compares_per_unit_o
         )
     assert outcome.server_side is not None
     assert len(slept) == 1  # waited for the replay's last minute to be ingested (here: served it)
+    # like with like: the client-side replay is incomparable with the APM baseline; the candidate's own
+    # server-side figures decide the night, and on an unchanged target they pass
+    assert outcome.result.incomparable is not None
+    assert outcome.decisive is outcome.server_side
+    assert outcome.server_side.incomparable is None
+    assert outcome.server_side.verdict in (Verdict.PASS, Verdict.MARGINAL)
+    assert outcome.exit_code == 0
+    night = json.loads((outcome.out_dir / "nightly.json").read_text())
+    assert (night["verdict"], night["replay_verdict"]) == (outcome.server_side.verdict.value, "inconclusive")
+    assert any("server-side figures against the baseline" in n for n in night["notes"])
     client = json.loads((outcome.out_dir / "parity.json").read_text())
     server = json.loads((outcome.out_dir / "server-side" / "parity.json").read_text())
     client_rps = {e["endpoint"]: e["metrics"]["rps"] for e in client["endpoints"]}

@@ -48,7 +48,7 @@ from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, run_replay
 from parity.report.context import RunMeta
 from parity.report.write import write_atomic, write_reports
 
-__all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "night_id", "run_nightly"]
+__all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "decisive_result", "night_id", "run_nightly"]
 
 #: Seconds a replay may run beyond its duration (start-up, drain, writing the Measurement) before it is stopped.
 REPLAY_SLACK_S = 120.0
@@ -83,15 +83,37 @@ class NightlyOutcome:
         return self.replay_status == REPLAY_STATUS[4]
 
     @property
+    def decisive(self) -> ParityResult:
+        """The comparison that carries the night's latency verdict (see :func:`decisive_result`)."""
+        return decisive_result(self.result, self.server_side)
+
+    @property
+    def report_dir(self) -> Path:
+        """Where the decisive comparison's reports are."""
+        return self.out_dir / "server-side" if self.decisive is self.server_side else self.out_dir
+
+    @property
     def exit_code(self) -> int:
         if self.aborted:
             return EXIT_ABORTED
-        verdicts = [self.result.verdict] + ([self.server_side.verdict] if self.server_side else [])
+        if self.decisive is self.server_side:  # the replay's latency was incomparable; its errors still count
+            verdicts = [self.server_side.verdict] + ([Verdict.FAIL] if self.result.verdict is Verdict.FAIL else [])
+        else:
+            verdicts = [self.result.verdict] + ([self.server_side.verdict] if self.server_side else [])
         if Verdict.FAIL in verdicts:
             return EXIT_REGRESSION
         if Verdict.INCONCLUSIVE in verdicts:
             return EXIT_INCONCLUSIVE
         return EXIT_OK
+
+
+def decisive_result(result: ParityResult, server_side: ParityResult | None) -> ParityResult:
+    """The comparison that decides the night's latency: the replay's, unless its latency could not be compared
+    with the baseline's (a client-side replay against a server-side APM or access-log baseline) and the
+    candidate's own server-side figures for the replay's window were judged — then those (like with like)."""
+    if result.incomparable is not None and server_side is not None and server_side.incomparable is None:
+        return server_side
+    return result
 
 
 def night_id(now: datetime) -> str:
@@ -101,11 +123,6 @@ def night_id(now: datetime) -> str:
 
 def _floor_minute(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(second=0, microsecond=0)
-
-
-def _ceil_minute(t: datetime) -> datetime:
-    floor = _floor_minute(t)
-    return floor if floor == t else floor + timedelta(minutes=1)
 
 
 def _pull(
@@ -222,7 +239,8 @@ def _replay_ab(
 def _write_summary(outcome: NightlyOutcome) -> None:
     doc = {
         "night": outcome.night,
-        "verdict": outcome.result.verdict.value,
+        "verdict": outcome.decisive.verdict.value,
+        "replay_verdict": outcome.result.verdict.value,
         "server_side_verdict": None if outcome.server_side is None else outcome.server_side.verdict.value,
         "exit_code": outcome.exit_code,
         "baseline_refreshed": outcome.baseline_refreshed,
@@ -270,8 +288,15 @@ def run_nightly(
     if settings.candidate_apm is not None:
         server_side = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
         progress(f"server-side comparison: {server_side.verdict.value}")
-    report = settings.report_url.format(night=night) if settings.report_url else str(out_dir / "index.html")
-    history_run = _record(settings.history, result, meta, report, progress)
+    decisive = decisive_result(result, server_side)
+    if decisive is not result:
+        notes.append(
+            "the replay's latency is client-side and the baseline's server-side: the night's latency verdict is the "
+            "candidate's own server-side figures against the baseline (server-side/)"
+        )
+    report_dir = out_dir / "server-side" if decisive is server_side else out_dir
+    report = settings.report_url.format(night=night) if settings.report_url else str(report_dir / "index.html")
+    history_run = _record(settings.history, decisive, meta, report, progress)
     outcome = NightlyOutcome(
         night=night,
         out_dir=out_dir,
@@ -285,7 +310,7 @@ def run_nightly(
     )
     _write_summary(outcome)  # written before the push: a push that fails leaves the night's record whole
     if push or settings.push_datadog:
-        _push(keys, result, report, settings, progress)
+        _push(keys, decisive, report, settings, progress)
         outcome = replace(outcome, pushed=True)
         _write_summary(outcome)
     return outcome

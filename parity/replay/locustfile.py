@@ -456,7 +456,10 @@ def _log_sample_plan(config: dict[str, Any]) -> None:
         policy = load_config(find_config(Path.cwd())).policy
     except BadInput:  # already reported by the rails' reading of the same file
         return
-    what = f"{config['baseline']} replayed for {state.shaped.run_time_s:g} s ({config['shape']['kind']})"
+    what = (
+        f"{config['baseline']} replayed for {state.shaped.run_time_s:g} s "
+        f"({config['shape']['kind']} shape, rate scale {config['rate_scale']:g})"
+    )
     summary = sample_plan_summary(
         replay_sample_plan(state.baseline, state.shaped, policy), what, rate_scale=config["rate_scale"], rows=20
     )
