@@ -6,18 +6,22 @@ the requests that really arrived — with one Locust process and with two worker
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parity import measurement_json
 from parity.demo.processes import fetch_stats, running_server
 from parity.model import LatencyDistribution, Measurement
 from tests.conftest import ROOT, run_parity, run_replay
+from tests.test_access_log import T0, nginx_line
 
 BASELINE = ROOT / "baselines" / "demo.json"
 RUN_S = 6
@@ -148,3 +152,40 @@ def test_csv_request_log_from_locust_is_accepted(server: str, tmp_path: Path) ->
     m = load_measurement(log)
     assert m.total_count == sent
     assert set(m.by_key()) == {"GET /health", "GET /api/departments"}
+
+
+def test_unchanged_target_against_its_access_log_baseline_is_incomparable_never_failed(
+    server: str, tmp_path: Path
+) -> None:
+    """The README's first workflow on an unchanged service: baseline from its nginx log (server time), replay
+    against it (client time), compare. The client-side replay is slower than the log by the network and the
+    client; that must never become a FAIL: latency is incomparable, exit 3, with the commands that help."""
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(1200):
+        t = T0 + timedelta(seconds=float(rng.uniform(0, 3600)))
+        if i % 2:
+            request, ms = f"GET /api/employees/{1001 + 7 * (i % 40)} HTTP/1.1", rng.lognormal(np.log(6.0), 0.3)
+        else:
+            request, ms = "GET /api/departments HTTP/1.1", rng.lognormal(np.log(2.5), 0.2)
+        lines.append(nginx_line(t, request, 200, f"{ms / 1000:.3f}"))
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    base = tmp_path / "base.json"
+    made = run_parity("baseline", "from-logs", "--format", "nginx", str(log), "-o", str(base))
+    assert made.returncode == 0, made.stderr
+    run = tmp_path / "run.json"
+    done = run_replay(
+        "--host", server, "--baseline", str(base), "-t", "5s", "--rate-scale", "150", "--parity-out", str(run)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    judged = run_parity("compare", str(base), str(run), "--out", str(tmp_path / "report"))
+    assert judged.returncode == 3, judged.stdout + judged.stderr  # inconclusive: never 1 for a difference of kinds
+    assert judged.stdout.startswith("parity: INCONCLUSIVE - latency not comparable: the baseline's latency is ")
+    assert f"parity ab {base} --old OLD_URL --new {server}" in judged.stdout
+    assert f"parity baseline from-logs --format nginx ACCESS_LOGS --window-of {run}" in judged.stdout
+    result = json.loads((tmp_path / "report" / "parity.json").read_text())
+    assert result["incomparable"]["baseline_kind"] == "server"
+    for e in result["endpoints"]:
+        assert e["verdict"] == "inconclusive"
+        assert all(not m["comparable"] for name, m in e["metrics"].items() if m["unit"] == "ms")
