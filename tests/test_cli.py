@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parity import measurement_json
@@ -202,3 +203,37 @@ def test_ab_bad_options_exit_2(extra: list[str], message: str, tmp_path: Path) -
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _closed_loop_log(path: Path, medians: dict[str, float], requests: int, seed: int) -> Path:
+    """A CsvRequestLogger file of a closed-loop run: ``requests`` per endpoint over 600 s, lognormal latency."""
+    rng = np.random.default_rng(seed)
+    rows = ["timestamp,request_type,name,response_time_ms,response_length,status_code,exception"]
+    for key, median in medians.items():
+        method, name = key.split(" ", 1)
+        times, latencies = np.sort(rng.uniform(0, 600, requests)), rng.lognormal(np.log(median), 0.3, requests)
+        for t, ms in zip(times, latencies, strict=True):
+            rows.append(f"{1_790_000_000 + t:.3f},{method},{name},{ms:.2f},512,200,")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_closed_loop_request_logs_fail_only_the_slower_endpoint(tmp_path: Path) -> None:
+    """Two runs of a user's own locustfile (users wait for each response): one endpoint x1.5 slower, and
+    every endpoint has 20% fewer requests because the users waited longer — exactly that endpoint fails."""
+    keys = {"GET /a": 20.0, "GET /b": 30.0, "POST /c": 50.0}
+    before = _closed_loop_log(tmp_path / "before.csv", keys, 3000, seed=1)
+    after = _closed_loop_log(tmp_path / "after.csv", {**keys, "GET /b": 45.0}, 2400, seed=2)
+    out = tmp_path / "report"
+    done = run_parity("compare", str(before), str(after), "--out", str(out))
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads((out / "parity.json").read_text())
+    assert {e["endpoint"]: e["verdict"] for e in result["endpoints"]} == {
+        "GET /b": "fail",
+        "GET /a": "pass",
+        "POST /c": "pass",
+    }
+    assert result["throughput"]["gated"] is False
+    for e in result["endpoints"]:
+        assert e["metrics"]["rps"]["gated"] is False  # x0.8 everywhere: shown, not judged
+        assert e["metrics"]["rps"]["ratio"] < 0.85

@@ -22,14 +22,9 @@ PLANTED = {"POST /api/payroll/calculations", "GET /api/reports/employees.csv"}
 
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    config = tmp_path / "parity.toml"
-    # A 45 s run sees ~55 exports (0.8% of traffic): enough for the slower export to be significant after
-    # adjusting for every test of the run; judge endpoints from 10 requests so the rare export is judged.
-    config.write_text(
-        "[compare]\nmin_samples = 10\n"
-        "[compare.metrics.avg_ms]\nmin_samples = 10\n[compare.metrics.p50_ms]\nmin_samples = 10\n"
-    )
-    done = run_parity("demo", "--duration", "45", "--out", str(out), "--config", str(config), timeout=300)
+    # The default policy: a 45 s run sees ~100 exports and payroll calculations each, and a clear regression
+    # fails at any sample size (no min_samples cut-off needed for it).
+    done = run_parity("demo", "--duration", "45", "--out", str(out), timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("index.html", "parity.json", "junit.xml", "summary.md", "old.measurement.json",
                  "new.measurement.json"):  # fmt: skip
@@ -55,6 +50,22 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert old["labels"]["schedule"] == new["labels"]["schedule"]
     assert (old["source"]["env"], new["source"]["env"]) == ("old", "new")
     assert (out / "locust.log").is_file()
+
+
+def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: Path) -> None:
+    """15 s: ~30 exports and payroll calculations per side. It used to print a green PASS with both planted
+    endpoints "not judged"; now they fail (decided on few requests), or at worst the run is inconclusive."""
+    out = tmp_path / "demo"
+    done = run_parity("demo", "--duration", "15", "--out", str(out), timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out / "parity.json").read_text())
+    assert result["verdict"] in ("fail", "inconclusive"), result["reasons"]
+    for e in result["endpoints"]:
+        if e["endpoint"] in PLANTED:
+            assert e["verdict"] in ("fail", "inconclusive"), e
+            assert e["verdict"] == "fail" or e["looks_worse"], e  # never a quiet unjudged
+        else:
+            assert e["verdict"] != "fail", e
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
