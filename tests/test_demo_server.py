@@ -7,6 +7,7 @@ of the ``old`` and ``new`` profiles measured interleaved in the same test with a
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import re
@@ -25,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from parity.demo.catalog import CATALOG, DemoEndpoint
+from parity.demo.catalog import CATALOG, NEW, OLD, DemoEndpoint
 from parity.demo.processes import (
     LISTENING_PREFIX,
     Service,
@@ -131,10 +132,6 @@ def assert_worked(replies: list[Reply]) -> None:
     """Every reply is a success or an injected failure that happened after the work (not a pool timeout)."""
     for reply in replies:
         assert reply.status < 300 or reply.json() == {"error": INJECTED_ERROR}, reply
-
-
-def ratio_of_medians(new: list[float], old: list[float]) -> float:
-    return statistics.median(new) / statistics.median(old)
 
 
 @pytest.fixture(scope="module")
@@ -456,17 +453,32 @@ def test_running_server_stops_the_child_on_error() -> None:
 
 
 def test_unchanged_endpoint_costs_the_same(old_server: str, new_server: str) -> None:
+    """An endpoint the profiles do not change costs the same on both: neither profile makes it wait for a pool
+    connection or a CPU limit — the server's own accounting, not latencies (which a busy machine bends) — and
+    the profiles differ in nothing else that could touch it."""
     endpoint = endpoint_named("EmployeesController#show")
-    old_ms: list[float] = []
-    new_ms: list[float] = []
-    for employee_id in endpoint.params["id"][:30]:  # interleaved: both sides see the same machine
+    key = endpoint.key
+    before = {url: fetch_stats(url)["endpoints"].get(key, {}) for url in (old_server, new_server)}
+    sent = 0
+    for employee_id in endpoint.params["id"][:30]:
         target = target_of(endpoint, {"id": employee_id})
-        for base_url, latencies in ((old_server, old_ms), (new_server, new_ms)):
+        for base_url in (old_server, new_server):
             replies = send_until_not_injected(base_url, "GET", target)
             assert_worked(replies)
-            latencies.append(replies[0].elapsed_ms)
-    ratio = ratio_of_medians(new_ms, old_ms)
-    assert 0.75 <= ratio <= 1.25, (statistics.median(old_ms), statistics.median(new_ms))
+        sent += 1
+    after = {url: fetch_stats(url)["endpoints"][key] for url in (old_server, new_server)}
+    for url in (old_server, new_server):
+        account = {k: after[url][k] - before[url].get(k, 0) for k in after[url]}
+        assert account["requests"] >= sent  # (an injected error is retried: one or more per target)
+        assert account["pool_waits"] == 0, account
+        assert account["pool_wait_ms"] == 0, account
+        assert account["cpu_throttled_ms"] == 0, account
+    # the profiles differ only in the two planted mechanisms: the payroll pool and the export's CPU limit
+    unplanted = dataclasses.replace(
+        NEW, name=OLD.name, description=OLD.description, pools=OLD.pools, export_cpu_quota=OLD.export_cpu_quota
+    )
+    assert unplanted == OLD
+    assert {k for k in OLD.pools if OLD.pools[k] != NEW.pools[k]} == {"payroll"}
 
 
 def concurrent_latencies(base_url: str, method: str, target: str, body: Any, n: int) -> list[Reply]:
