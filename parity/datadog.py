@@ -849,8 +849,9 @@ def parity_series(result: ParityResult, *, at_s: int, tags: Sequence[str] = ()) 
       ``parity.throughput.ratio`` (``metric:rps``): candidate / baseline; ``parity.error_rate.delta``:
       candidate − baseline error rate (a fraction: 0.01 = 1 percentage point).
 
-    A figure that is missing (a side absent, a baseline of 0) is not pushed — never as 0. Every series
-    carries the run tags (service, env, baseline_env, mode and ``tags``).
+    A figure that is missing (a side absent, a baseline of 0) is not pushed — never as 0, nor a latency ratio
+    of incomparable kinds (server-side against client-side). Every series carries the run tags (service, env,
+    baseline_env, mode and ``tags``).
     """
     base = _run_tags(result, tags)
     out = [_gauge("parity.run.verdict", at_s, float(result.verdict.severity), base)]
@@ -860,6 +861,8 @@ def parity_series(result: ParityResult, *, at_s: int, tags: Sequence[str] = ()) 
         endpoint_tags = [*base, datadog_tag("endpoint", e.endpoint.key)]
         out.append(_gauge("parity.endpoint.verdict", at_s, float(e.verdict.severity), endpoint_tags))
         for m in e.metrics:
+            if not m.comparable:  # server-side against client-side latency: a ratio of two different things
+                continue
             name = _PUSHED_BY_UNIT.get(m.unit)
             value = m.ratio if name else m.delta if m.metric == "error_rate" else None
             if value is None or not math.isfinite(value):

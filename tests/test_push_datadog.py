@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from parity.history.command import record_run
 from parity.history.store import load
 from parity.judge.compare import compare
 from parity.judge.result import Bottleneck, ParityResult, Verdict
-from parity.model import Endpoint
+from parity.model import Endpoint, LatencyKind
 from parity.report.ci import parity_json, summary_md
 from parity.report.context import RunMeta
 from tests.conftest import lognormal_side
@@ -152,6 +153,18 @@ def test_missing_figures_are_not_pushed_as_zero() -> None:
     names = [(s["metric"], next((t for t in s["tags"] if t.startswith("metric:")), "")) for s in series]
     assert ("parity.throughput.ratio", "metric:rps") in names
     assert not [n for n in names if n[1] in ("metric:p95_ms", "metric:error_rate")]
+
+
+def test_incomparable_latency_is_not_pushed() -> None:
+    """A client-side replay against a server-side baseline: no latency ratio (it would compare two different
+    quantities); the verdicts, error deltas and throughput still go."""
+    base = replace(lognormal_side({"GET /a": 20}), latency_kind=LatencyKind.SERVER)
+    cand = lognormal_side({"GET /a": 26}, seed=2)  # service time: client-side
+    result = compare(base, cand)
+    assert result.incomparable is not None
+    series = parity_series(result, at_s=AT_S)
+    assert not [s for s in series if s["metric"] == "parity.latency.ratio"]
+    assert {s["metric"] for s in series} >= {"parity.run.verdict", "parity.endpoint.verdict", "parity.error_rate.delta"}
 
 
 def thousand_endpoints() -> ParityResult:
