@@ -70,7 +70,7 @@ def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: P
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parity.cli", "demo", "--duration", "60", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "parity.cli", "demo", "--duration", "120", "--out", str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     parent = psutil.Process(proc.pid)
@@ -83,9 +83,10 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         time.sleep(0.5)
     assert len(children) >= 2
     time.sleep(3)
+    assert proc.poll() is None, "the demo ended before it was interrupted"
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
     _, alive = psutil.wait_procs(children, timeout=15)
     assert alive == [], [p.cmdline() for p in alive]
