@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -68,11 +70,24 @@ def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: P
             assert e["verdict"] != "fail", e
 
 
+@contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Children started in the block get SIGINT's default action, as in a terminal: a suite started in the
+    background (a CI runner, ``cmd &``) inherits SIGINT ignored, and an ignored signal stays ignored across
+    exec while a handler does not."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parity.cli", "demo", "--duration", "120", "--out", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    with _sigint_not_ignored():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "parity.cli", "demo", "--duration", "120", "--out", str(tmp_path / "demo")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
     children: list[psutil.Process] = []
