@@ -48,7 +48,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import gevent
@@ -65,8 +65,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
-from parity.config import find_config, load_config
+from parity.config import Config, find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
+from parity.judge.policy import Policy
 from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
@@ -221,24 +222,29 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--burst-duration", type=float, default=None, help="burst: seconds it lasts.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Bad input: one line, exit code 2 (the master's atexit hook stops forked workers)."""
     log.error("parity: error: %s", message)
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     """A safety rail refused the run before any request: one line, exit code 4."""
     log.error("parity: refused: %s", message)
     raise SystemExit(EXIT_ABORTED)
 
 
-def _rails(options: Any) -> Rails:
-    """Rails from parity.toml ([replay], found in the working directory) overridden by the options."""
+def _parity_config() -> Config:
+    """parity.toml (or ``[tool.parity]``) found in the working directory, read once per run; a bad file ends
+    the run like bad options (one line, exit code 2)."""
     try:
-        rails = load_config(find_config(Path.cwd())).rails
+        return load_config(find_config(Path.cwd()))
     except BadInput as exc:
         _fail(str(exc))
+
+
+def _rails(options: Any, rails: Rails) -> Rails:
+    """``rails`` (the [replay] table of parity.toml) overridden by the options."""
     checks = (
         ("--max-rps", options.max_rps, None),
         ("--abort-error-ratio", options.abort_error_ratio, 1.0),
@@ -445,17 +451,13 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
     ReplayUser.connection_timeout = config["request_timeout_s"]
 
 
-def _log_sample_plan(config: dict[str, Any]) -> None:
+def _log_sample_plan(config: dict[str, Any], policy: Policy) -> None:
     """Log, before the first request, what each endpoint will get against what a verdict on it needs
     (``parity plan``'s table) — a run too short to judge its endpoints says so before it starts."""
     from parity.report.terminal import sample_plan_summary  # the report package: only on the master
 
     assert state.baseline is not None
     assert state.shaped is not None
-    try:
-        policy = load_config(find_config(Path.cwd())).policy
-    except BadInput:  # already reported by the rails' reading of the same file
-        return
     what = (
         f"{config['baseline']} replayed for {state.shaped.run_time_s:g} s "
         f"({config['shape']['kind']} shape, rate scale {config['rate_scale']:g})"
@@ -476,7 +478,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:
         return  # library mode: the caller configures the replay
     config = _config_from_options(environment.parsed_options)
-    state.rails = _rails(environment.parsed_options)
+    settings = _parity_config()
+    state.rails = _rails(environment.parsed_options, settings.rails)
     config["max_rps"] = state.rails.max_rps
     host = environment.host or ""
     if not host:
@@ -513,7 +516,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             config["min_endpoint_rps"],
             factor,
         )
-    _log_sample_plan(config)
+    _log_sample_plan(config, settings.policy)
     for skipped in state.plan.skipped:
         log.warning(
             "parity: not replayed: %s (%.1f%% of traffic): %s",
