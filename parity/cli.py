@@ -463,8 +463,9 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     config = _config(args)
     baseline = measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process
-    run_time_s = _run_time(args)
-    _print_sample_plan(baseline, str(args.baseline), _shape_settings(args), config)
+    settings = _shape_settings(args)
+    run_time_s = settings.run_time_s
+    _print_sample_plan(baseline, str(args.baseline), settings, config)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

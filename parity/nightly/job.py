@@ -90,7 +90,7 @@ class NightlyOutcome:
     @property
     def report_dir(self) -> Path:
         """Where the decisive comparison's reports are."""
-        return self.out_dir / "server-side" if self.decisive is self.server_side else self.out_dir
+        return _report_dir(self.out_dir, self.decisive, self.server_side)
 
     @property
     def exit_code(self) -> int:
@@ -114,6 +114,11 @@ def decisive_result(result: ParityResult, server_side: ParityResult | None) -> P
     if result.incomparable is not None and server_side is not None and server_side.incomparable is None:
         return server_side
     return result
+
+
+def _report_dir(out_dir: Path, decisive: ParityResult, server_side: ParityResult | None) -> Path:
+    """The night's directory, or its ``server-side/`` when the server-side comparison decides the night."""
+    return out_dir / "server-side" if server_side is not None and decisive is server_side else out_dir
 
 
 def night_id(now: datetime) -> str:
@@ -294,7 +299,7 @@ def run_nightly(
             "the replay's latency is client-side and the baseline's server-side: the night's latency verdict is the "
             "candidate's own server-side figures against the baseline (server-side/)"
         )
-    report_dir = out_dir / "server-side" if decisive is server_side else out_dir
+    report_dir = _report_dir(out_dir, decisive, server_side)
     report = settings.report_url.format(night=night) if settings.report_url else str(report_dir / "index.html")
     history_run = _record(settings.history, decisive, meta, report, progress)
     outcome = NightlyOutcome(
