@@ -28,11 +28,12 @@ def _ratio(r: float | None) -> str:
 
 def _not_judged(result: ParityResult) -> list[str]:
     """The not-judged lines: endpoints that look worse first (with the requests that would decide them), then
-    the others with their first reason; those whose first reason is the run's incomparability in one line."""
+    the others with their first reason; those held by the run's incomparability (latency of another kind than
+    the baseline's, as junit's ``<skipped>`` tells them too) in one line."""
     lines = [f"  not judged, {describe_looks_worse(e)}: {e.endpoint.key}" for e in result.unjudged_looking_worse]
     inc = result.incomparable
     rest = [e for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE and not e.looks_worse]
-    held = [e for e in rest if inc is not None and e.reasons and e.reasons[0].endswith(inc.reason)]
+    held = [e for e in rest if inc is not None and any(not m.comparable for m in e.metrics)]
     lines += [f"  not judged: {e.endpoint.key}: {e.reasons[0]}" for e in rest if e not in held]
     lines = lines[:MAX_ROWS]
     if held:
