@@ -410,7 +410,9 @@ _CACHEABLE_DEPARTMENT = re.compile(r"[\w-]{1,64}")
 
 
 @functools.cache
+@functools.cache
 def _export_template(rows: int) -> str:
+    """Every department's rows, rendered once per row count, with a mark where the department goes."""
     return render_export_rows(_DEPARTMENT_MARK, 0, rows)
 
 
