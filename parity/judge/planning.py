@@ -207,7 +207,7 @@ def plan_samples(
     gated = sum(1 for spec in METRICS if policy.rule(spec.name).gate is not Gate.OFF)
     sent = [e for e in baseline.endpoints if planned.get(e.endpoint.key, 0.0) > 0]
     tests = max(len(sent) * gated, 1)
-    z = stats.critical_z(policy.alpha, tests) + float(special.ndtri(power))
+    z = stats.detection_z(policy.alpha, tests, power)
     factors = load_factors or {}
     rows = tuple(
         EndpointNeeds(

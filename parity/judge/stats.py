@@ -79,6 +79,7 @@ __all__ = [
     "Tolerance",
     "critical_z",
     "decide",
+    "detection_z",
     "error_rate_evidence",
     "format_value",
     "holm",
@@ -1278,6 +1279,12 @@ def critical_z(alpha: float, family_size: int) -> float:
     return _z(alpha / max(family_size, 1))
 
 
+def detection_z(alpha: float, family_size: int, power: float = POWER) -> float:
+    """The expected z an effect needs to be significant (:func:`critical_z`) with probability ``power``: the
+    ``z_α + z_power`` of every sample-size formula here and in ``parity.judge.planning``."""
+    return critical_z(alpha, family_size) + _z(1.0 - power)
+
+
 def requests_to_decide(evidence: Evidence, alpha: float, family_size: int, *, power: float = POWER) -> int | None:
     """Requests per side at which a change as large as the one seen would be significant with ``power``
     (the observed z grows with the square root of the requests): ``n × ((z_α + z_power) / z_obs)²`` with
@@ -1289,7 +1296,7 @@ def requests_to_decide(evidence: Evidence, alpha: float, family_size: int, *, po
     z_obs = _z(e.p_value)
     if not z_obs > 0:
         return None
-    need = critical_z(alpha, family_size) + _z(1.0 - power)
+    need = detection_z(alpha, family_size, power)
     return math.ceil(min(e.samples) * (need / z_obs) ** 2)
 
 
@@ -1313,7 +1320,7 @@ def requests_to_detect(
         effect = max(tolerance.relative * abs(e.baseline), tolerance.absolute)
     if not (se > 0 and effect > 0 and math.isfinite(se)):
         return None
-    need = critical_z(alpha, family_size) + _z(1.0 - power)
+    need = detection_z(alpha, family_size, power)
     return math.ceil(min(e.samples) * (need * se / effect) ** 2)
 
 
