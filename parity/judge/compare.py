@@ -608,9 +608,9 @@ def compare(
         else ComparisonMode.BEFORE_AFTER
     )
     partial = tuple(
-        PartialSide(role, name, reasons)
+        PartialSide(role, name, why)
         for role, name, m in (("baseline", names[0], baseline), ("candidate", names[1], candidate))
-        if (reasons := partial_reasons(m))
+        if (why := partial_reasons(m))
     )
     run = _RunContext(
         saturated=saturated,
