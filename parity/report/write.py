@@ -111,12 +111,12 @@ def _locked(directory: Path) -> Iterator[None]:
 def _link(directory: Path, name: str, target: str) -> None:
     """Make ``directory/name`` a symbolic link to ``target`` atomically (a temporary link renamed over it)."""
     path = directory / name
-    if path.is_symlink() and os.readlink(path) == target:
+    if path.is_symlink() and str(path.readlink()) == target:
         return
     tmp = directory / f"{_TMP_LINK_PREFIX}{uuid.uuid4().hex}"
-    os.symlink(target, tmp)
+    tmp.symlink_to(target)
     try:
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -125,7 +125,7 @@ def _link(directory: Path, name: str, target: str) -> None:
 def _current(directory: Path) -> str | None:
     """The current set's directory name (None: no set yet)."""
     link = directory / CURRENT
-    return os.readlink(link) if link.is_symlink() else None
+    return str(link.readlink()) if link.is_symlink() else None
 
 
 def _is_leftover_set(path: Path) -> bool:
@@ -153,7 +153,7 @@ def _write_set(directory: Path, rendered: dict[str, str]) -> str:
     target = directory / name
     target.mkdir()
     for file, text in rendered.items():
-        with open(target / file, "w", encoding="utf-8", newline="\n") as f:
+        with (target / file).open("w", encoding="utf-8", newline="\n") as f:
             f.write(encodable(text))
             f.flush()
             os.fsync(f.fileno())
