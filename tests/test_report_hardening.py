@@ -4,7 +4,6 @@ neutralised everywhere, and report sets are replaced as a whole (also when the w
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import signal
@@ -169,14 +168,20 @@ def test_hostile_names_are_neutralised_in_every_output(tmp_path: Path) -> None:
     assert not re.search(r"(?<![\w\u200b])@(?=\w)", md.replace(f"@{ZWSP}", "")), "an @mention survived"
     assert f"@{ZWSP}team" in md  # listed as not judged
     assert f"@{ZWSP}base.json" in md
-    assert "(http://evil)" not in md and "http://" not in md.replace(f":{ZWSP}//", "")
-    assert "<script>" not in md and "</script>" not in md
-    assert "\x1b" not in md and "\r" not in md and "\ud800" not in md
-    assert "\n| parity: PASS" not in md and "\nparity: PASS" not in md
+    assert "(http://evil)" not in md
+    assert "http://" not in md.replace(f":{ZWSP}//", "")
+    assert "<script>" not in md
+    assert "</script>" not in md
+    assert "\x1b" not in md
+    assert "\r" not in md
+    assert "\ud800" not in md
+    assert "\n| parity: PASS" not in md
+    assert "\nparity: PASS" not in md
     for row in (line for line in md.splitlines() if re.match(r"\| \d+ \|", line)):
         assert len(re.findall(r"(?<!\\)\|", row)) == 7, row
     assert len(md) < 65_536
-    assert "long" * 25_000 not in md and ("long" * 40)[: MAX_NAME_CHARS - 10] in md
+    assert "long" * 25_000 not in md
+    assert ("long" * 40)[: MAX_NAME_CHARS - 10] in md
 
     # HTML: escaped markup, the data block cannot be closed, the names survive as data
     assert "<script>alert(1)" not in html
@@ -197,14 +202,16 @@ def test_hostile_names_are_neutralised_in_every_output(tmp_path: Path) -> None:
 
     # terminal: one line per line, no escape sequences, no forged verdict line, printable
     text = terminal_summary(result, paths.index_html)
-    assert "\x1b" not in text and "\r" not in text
+    assert "\x1b" not in text
+    assert "\r" not in text
     assert [line for line in text.splitlines() if line.startswith("parity:")] == [text.splitlines()[0]]
     text.encode("utf-8")
     assert max(len(line) for line in text.splitlines()) <= 4000
 
     # the Datadog event notifies nobody
     event = parity_event(result, report_url="https://ci/r/1")
-    assert "@team" not in event.text and "@base" not in event.title
+    assert "@team" not in event.text
+    assert "@base" not in event.title
     event.text.encode("utf-8")
 
 
@@ -240,14 +247,13 @@ def test_a_report_set_leaves_other_files_alone_and_cleans_only_its_own_leftovers
     write_reports(result, out, META)
     write_reports(result, out, META)
     sets = [n for n in _names_in(out) if n.startswith(".parity-report-")]
-    assert sorted(_names_in(out)) == sorted(
-        ["locust.log", "candidate.measurement.json", CURRENT, *REPORT_FILES, *sets]
-    )
+    assert sorted(_names_in(out)) == sorted(["locust.log", "candidate.measurement.json", CURRENT, *REPORT_FILES, *sets])
     assert len(sets) == 2  # the current set and the user's directory
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
     assert (out / "locust.log").read_text(encoding="utf-8") == "log"
     for f in REPORT_FILES:
-        assert (out / f).is_symlink() and (out / f).is_file()
+        assert (out / f).is_symlink()
+        assert (out / f).is_file()
 
 
 def test_plain_files_of_an_older_version_are_adopted_then_replaced(tmp_path: Path) -> None:
@@ -269,7 +275,7 @@ def test_a_report_name_that_is_a_directory_is_an_oserror_and_the_old_set_stays(t
     before = (out / "parity.json").read_text(encoding="utf-8")
     (out / "junit.xml").unlink()
     (out / "junit.xml").mkdir()
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         write_reports(_partial_pass(), out, META)
     assert (out / "parity.json").read_text(encoding="utf-8") == before
 
