@@ -286,7 +286,7 @@ CAND_NAMES = ("cand-one.json", "cand-two.json")
 def _set_of(out: Path) -> str | None:
     """Which candidate the report set in ``out`` was written for (None: no set yet); asserts every one of the
     four files names the same one."""
-    found = set()
+    found: set[str | None] = set()
     for f in REPORT_FILES:
         path = out / f
         if not path.exists():
