@@ -86,6 +86,7 @@ from datadog_api_client.v2.model.scalar_formula_request_type import ScalarFormul
 from parity.errors import BadInput
 from parity.judge.result import ParityResult, Verdict
 from parity.model import LatencySummary
+from parity.report.text import encodable, no_mentions
 
 __all__ = [
     "CHUNK_MINUTES",
@@ -822,9 +823,10 @@ def datadog_tag(key: str, value: str) -> str:
 
 
 def _run_tags(result: ParityResult, tags: Sequence[str]) -> list[str]:
-    """Tags on every series and the event: the candidate's service and env, the baseline's env, the mode,
-    then the caller's ``tags`` (kept as given; Datadog normalises them)."""
-    out = []
+    """Tags on every series and the event: ``partial:baseline`` / ``partial:candidate`` for each side that holds
+    only part of its run (so dashboards and monitors can leave partial runs out), the candidate's service and
+    env, the baseline's env, the mode, then the caller's ``tags`` (kept as given; Datadog normalises them)."""
+    out = [datadog_tag("partial", p.side) for p in result.partial]
     if result.candidate.service:
         out.append(datadog_tag("service", result.candidate.service))
     if result.candidate.env:
@@ -849,7 +851,9 @@ def parity_series(result: ParityResult, *, at_s: int, tags: Sequence[str] = ()) 
       ``parity.throughput.ratio`` (``metric:rps``): candidate / baseline; ``parity.error_rate.delta``:
       candidate − baseline error rate (a fraction: 0.01 = 1 percentage point).
 
-    A figure that is missing (a side absent, a baseline of 0) is not pushed — never as 0, nor a latency ratio
+    A partial run (a side holds only part of its run) is pushed, marked: every series carries ``partial:<side>``
+    (:func:`_run_tags`) and its run verdict is never pass (the judge caps it). A figure that is missing (a side
+    absent, a baseline of 0) is not pushed — never as 0, nor a latency ratio
     of incomparable kinds (server-side against client-side). Every series carries the run tags (service, env,
     baseline_env, mode and ``tags``).
     """
@@ -911,18 +915,23 @@ def _cut(text: str, limit: int) -> str:
 
 
 def parity_event(result: ParityResult, *, report_url: str | None, tags: Sequence[str] = ()) -> ParityEvent:
-    """The run's event: verdict, counts, reasons, the top :data:`EVENT_TOP_REGRESSIONS` regressions
+    """The run's event (names with ``@`` notifications, ``#`` references and links broken by a zero-width space,
+    :func:`parity.report.text.no_mentions`: an endpoint named ``@oncall`` must page nobody): a partial run's
+    sides first (and ``(partial run)`` in the title), verdict, counts, reasons,
+    the top :data:`EVENT_TOP_REGRESSIONS` regressions
     (bottlenecks: ratios and the extra time per minute) and where the report is. Plain text. Pure."""
     service = result.candidate.service or "service"
     sides = f"{result.candidate.env or result.candidate.name} vs {result.baseline.env or result.baseline.name}"
-    title = _cut(f"Parity {result.verdict.value.upper()}: {service} {sides}", MAX_EVENT_TITLE)
+    marker = " (partial run)" if result.partial else ""
+    title = _cut(f"Parity {result.verdict.value.upper()}{marker}: {service} {sides}", MAX_EVENT_TITLE)
     counts = result.counts()
-    lines = [
+    lines = [_cut(result.partial_text(), 1000)] if result.partial else []
+    lines += [
         f"Verdict: {result.verdict.value.upper()} ({result.mode.value}, {len(result.endpoints)} endpoints: "
         + ", ".join(f"{counts[v]} {v.value}" for v in sorted(Verdict, key=lambda v: -v.severity) if counts[v])
         + ")",
     ]
-    lines += [f"- {r}" for r in result.reasons[:3]]
+    lines += [f"- {r}" for r in result.reasons[1 if result.partial else 0 : 3]]
     if result.bottlenecks:
         lines.append("Top regressions:")
         for b in result.bottlenecks[:EVENT_TOP_REGRESSIONS]:
@@ -934,10 +943,10 @@ def parity_event(result: ParityResult, *, report_url: str | None, tags: Sequence
             detail = "; ".join(x for x in (ratios, extra, errors, ", ".join(b.failed_metrics)) if x)
             lines.append(f"{b.rank}. {_cut(b.endpoint.key, 200)} ({b.verdict.value}): {detail}")
     lines.append(f"Report: {report_url}" if report_url else "Report: not published")
-    report_line = lines.pop()
-    text = _cut("\n".join(lines), MAX_EVENT_TEXT - len(report_line) - 1) + "\n" + report_line
+    report_line = encodable(lines.pop())
+    text = _cut(no_mentions(encodable("\n".join(lines))), MAX_EVENT_TEXT - len(report_line) - 1) + "\n" + report_line
     return ParityEvent(
-        title=title,
+        title=_cut(no_mentions(encodable(title)), MAX_EVENT_TITLE),
         text=text,
         alert_type=_ALERT_TYPES[result.verdict].value,
         tags=tuple(_run_tags(result, tags)),

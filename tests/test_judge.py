@@ -664,3 +664,107 @@ def test_knees_reach_the_result_for_both_sides() -> None:
     cand = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 80.0, 1000: 300.0})
     result = compare(base, cand)
     assert [(k.side, k.stage) for k in result.knees] == [("baseline", None), ("candidate", "step 4")]
+
+
+# --- partial sides are never green ---------------------------------------------------------------------
+
+
+def _labelled(m: Measurement, **labels: str) -> Measurement:
+    return replace(m, labels={**m.labels, **labels})
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ({"complete": "no"}, "stopped before its planned end (complete=no)"),
+        ({"complete": "no", "aborted": "error rate 12% over 5%"}, "aborted by a safety rail: error rate 12% over 5%"),
+        ({"failed": "lane 2: connection refused"}, "a worker lane failed: lane 2: connection refused"),
+        ({"stopped": "SIGTERM"}, "stopped by a signal: SIGTERM"),
+        ({"lost": "worker-3"}, "lost worker(s): worker-3"),
+    ],
+)
+def test_a_partial_candidate_never_passes(labels: dict[str, str], words: str) -> None:
+    side = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150})
+    assert compare(side, side).verdict is Verdict.PASS
+    result = compare(side, _labelled(side, **labels), names=("base.json", "cand.json"))
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert not result.complete
+    (partial,) = result.partial
+    assert (partial.side, partial.name) == ("candidate", "cand.json")
+    assert words in partial.reasons
+    assert result.reasons[0].startswith("partial run: the candidate (cand.json) is partial: ")
+    assert result.reasons[0].endswith("a partial run cannot pass")
+    assert result.reasons[1] == "on what was recorded (pass): all 3 judged endpoint(s) within tolerance"
+    assert result.partial_text().startswith("partial run: the candidate (cand.json) is partial")
+    assert {e.verdict for e in result.endpoints} == {Verdict.PASS}  # endpoint verdicts: the recorded data's
+
+
+def test_a_partial_baseline_never_passes_and_complete_labels_do_not_count() -> None:
+    side = lognormal_side({"GET /a": 20, "GET /b": 5})
+    result = compare(_labelled(side, complete="no", stopped="SIGINT"), side)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert [p.side for p in result.partial] == ["baseline"]
+    assert result.partial[0].reasons == ("stopped before its planned end (complete=no)", "stopped by a signal: SIGINT")
+    fine = _labelled(side, complete="yes", aborted="", failed="no", stopped="false", lost="0")
+    assert compare(fine, fine).verdict is Verdict.PASS
+    assert compare(fine, fine).complete
+    both = compare(_labelled(side, complete="no"), _labelled(side, aborted="max rps"))
+    assert [p.side for p in both.partial] == ["baseline", "candidate"]
+
+
+def test_a_regression_in_what_a_partial_run_recorded_still_fails() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 150}, seed=1)
+    cand = _labelled(lognormal_side({"GET /a": 20, "GET /b": 5, "POST /c": 240}, seed=2), aborted="error rate")
+    result = compare(base, cand)
+    assert result.verdict is Verdict.FAIL  # a significant regression in the recorded part is real evidence
+    assert result.reasons[0].startswith("partial run: the candidate (candidate) is partial: aborted by a safety rail")
+    assert result.reasons[0].endswith("the regressions below are in what was recorded")
+    assert result.reasons[1] == "1 endpoint(s) regressed: POST /c"
+    # a marginal run (only non-critical endpoints regressed) is not green either
+    policy = policy_from_mapping({"fail_on": "critical", "endpoints": {"GET /a": {"critical": True}}})
+    marginal = compare(base, cand, policy)
+    assert marginal.verdict is Verdict.INCONCLUSIVE
+    assert marginal.reasons[1].startswith("on what was recorded (marginal): 1 non-critical endpoint(s) regressed")
+
+
+def _with_sends(m: Measurement, *, sent: int, unsent: int, dropped: int = 0) -> Measurement:
+    start = m.window.start.timestamp()
+    health = GeneratorHealth(start, m.window.duration_s, (20.0,), (0,), sent=sent, unsent=unsent, dropped=dropped)
+    return replace(m, generator=health)
+
+
+@pytest.mark.parametrize(
+    ("sent", "unsent", "dropped", "partial"),
+    [
+        (2000, 0, 0, False),
+        (2000, 10, 0, False),  # a handful at the end of a run: normal (at most MIN_UNSENT)
+        (100, 11, 0, True),  # over 10 and over 1% of the 111 planned
+        (5000, 40, 0, False),  # 0.8% of the planned: within MAX_UNSENT_SHARE
+        (5000, 60, 0, True),  # 1.2%
+        (2000, 0, 900, False),  # dropped by the user's max-RPS cap: reported, not partial
+    ],
+)
+def test_a_generator_that_left_much_of_its_schedule_unsent_is_partial(
+    sent: int, unsent: int, dropped: int, partial: bool
+) -> None:
+    side = lognormal_side({"GET /a": 20})
+    result = compare(side, _with_sends(side, sent=sent, unsent=unsent, dropped=dropped))
+    assert (not result.complete) is partial
+    assert result.verdict is (Verdict.INCONCLUSIVE if partial else Verdict.PASS)
+    if partial:
+        assert f"could not start {unsent:,} of {sent + unsent + dropped:,} planned requests" in result.reasons[0]
+
+
+def test_throughput_of_a_partial_side_is_shown_unless_both_stopped_together() -> None:
+    base = lognormal_side({"GET /a": 20, "GET /b": 30}, seed=1)
+    fewer = lognormal_side({"GET /a": 20, "GET /b": 30}, n=1600, seed=2)
+    same_traffic = {LABEL_REPLAY_OF: "f00d"}
+    replays = compare(replace(base, labels=same_traffic), replace(fewer, labels={**same_traffic, "complete": "no"}))
+    assert not replays.throughput_gated  # the partial window covers only part of the schedule
+    assert "candidate run is partial" in replays.throughput_note
+    assert replays.verdict is Verdict.INCONCLUSIVE
+    paired = compare(
+        replace(base, pair_id="ab", labels={"complete": "no"}), replace(fewer, pair_id="ab", labels={"complete": "no"})
+    )
+    assert paired.throughput_gated  # an A/B pair stopped together, under the same offered load
+    assert paired.verdict is Verdict.FAIL  # 20% fewer served is a regression, partial or not

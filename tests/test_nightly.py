@@ -356,3 +356,52 @@ def test_an_ab_night_judges_the_target_against_the_old_target(tmp_path: Path) ->
     assert counts[0] == counts[1]
     assert json.loads((night / "nightly.json").read_text())["replay"] == "complete"
     assert len(load_history(tmp_path / "history.sqlite").runs) == 1
+
+
+def test_nights_started_in_the_same_second_get_directories_of_their_own(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from parity.nightly.job import claim_night
+
+    now = datetime(2026, 11, 27, 3, 0, 0, 400_000, tzinfo=UTC)
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: claim_night(tmp_path / "nightly", now), range(8)))
+    names = sorted(night for night, _ in claimed)
+    assert names == sorted(["20261127T030000Z", *(f"20261127T030000Z-{n}" for n in range(2, 9))])
+    assert all(path.is_dir() and path.name == night for night, path in claimed)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInput, match="cannot create the night's directory"):
+        claim_night(tmp_path / "file", now)
+
+
+@pytest.mark.e2e
+def test_two_nightlies_at_the_same_second_keep_their_own_night_reports_and_history_rows(
+    fake: FakeDatadog, tmp_path: Path
+) -> None:
+    """Two real nights (replays against the demo target) run at once with one clock: each gets its own night
+    directory, reports and history row pointing at its own report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from parity.nightly.job import DatadogKeys, run_nightly
+    from parity.report.context import RunMeta
+
+    with running_server("new") as url:
+        config = load_config(_config(tmp_path, fake, url))
+        assert config.nightly is not None
+        settings = config.nightly
+        now = datetime.now(UTC)
+        meta = RunMeta("test", None, now, None, "parity nightly")
+        keys = DatadogKeys(API_KEY, APP_KEY)
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(lambda _: run_nightly(settings, config, meta, now=now, keys=keys), range(2)))
+    nights = sorted(o.night for o in outcomes)
+    first = now.strftime("%Y%m%dT%H%M%SZ")
+    assert nights == [first, f"{first}-2"]
+    history = load_history(settings.history)
+    reports = sorted(r.report or "" for r in history.runs)
+    assert reports == sorted(str(settings.out / n / "index.html") for n in nights)
+    for n in nights:
+        assert json.loads((settings.out / n / "nightly.json").read_text())["night"] == n
+        assert (settings.out / n / "candidate.measurement.json").is_file()
+        assert json.loads((settings.out / n / "parity.json").read_text())["verdict"] in ("fail", "inconclusive")

@@ -40,6 +40,15 @@ endpoint that could not be judged *looks* worse beyond its tolerance (point esti
 ``stats.MIN_SAMPLES`` requests per side: no green on missing evidence), or when unjudged endpoints carry
 more than ``max_inconclusive_share`` of baseline traffic.
 
+**Partial sides are never green.** A side that holds only part of its run (``parity.judge.completeness``: a
+replay stopped early, aborted by a safety rail, with a failed or lost worker, stopped by a signal, or that left
+much of its schedule unsent) is listed in ``ParityResult.partial``, and the run verdict is capped: a pass or
+marginal becomes inconclusive (nothing recorded shows what the rest of the run would have), while a fail stays a
+fail — a significant regression beyond tolerance in what *was* recorded is real evidence, and hiding it behind
+"inconclusive" would bury a true regression. The reasons then say so first. Endpoint verdicts stay those of the
+recorded data. Throughput of a partial side is shown, not judged (its window covers only part of its schedule),
+unless both sides are a concurrent A/B pair, which stopped together under the same offered load.
+
 Generator health: when a replay's load generator was CPU-saturated in more than
 ``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
 measured, so no latency metric is judged (they become inconclusive with that reason; errors and
@@ -53,6 +62,7 @@ from dataclasses import dataclass
 
 from parity.judge import stats
 from parity.judge.bottlenecks import rank_bottlenecks, saturation_knees
+from parity.judge.completeness import partial_reasons
 from parity.judge.policy import METRICS, EndpointPolicy, FailOn, Gate, LatencyBasis, MetricSpec, Policy
 from parity.judge.result import (
     Change,
@@ -62,6 +72,7 @@ from parity.judge.result import (
     Incomparability,
     MetricResult,
     ParityResult,
+    PartialSide,
     SideInfo,
     Statistics,
     Verdict,
@@ -596,10 +607,15 @@ def compare(
         if baseline.pair_id is not None and baseline.pair_id == candidate.pair_id
         else ComparisonMode.BEFORE_AFTER
     )
+    partial = tuple(
+        PartialSide(role, name, why)
+        for role, name, m in (("baseline", names[0], baseline), ("candidate", names[1], candidate))
+        if (why := partial_reasons(m))
+    )
     run = _RunContext(
         saturated=saturated,
         incomparable=_comparability(baseline, candidate, names),
-        throughput_note=_throughput_note(baseline, candidate, mode),
+        throughput_note=_partial_throughput_note(partial, mode) or _throughput_note(baseline, candidate, mode),
     )
     base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
     keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]
@@ -609,6 +625,7 @@ def compare(
 
     pattern_notes, missing_critical = _pattern_notes(policy, [p.endpoint.key for p in pending])
     verdict, reasons = _run_verdict(results, policy, missing_critical, run.incomparable)
+    verdict, reasons = _capped_for_partial(verdict, reasons, partial)
     notes = [*_notes(baseline, candidate, mode), *(f"latency not judged: {s}" for s in saturated), *pattern_notes]
     if run.throughput_note:
         notes.append(f"throughput shown, not judged: {run.throughput_note}")
@@ -638,7 +655,36 @@ def compare(
         incomparable=run.incomparable,
         throughput_gated=not run.throughput_note,
         throughput_note=run.throughput_note,
+        partial=partial,
     )
+
+
+def _partial_throughput_note(partial: Sequence[PartialSide], mode: ComparisonMode) -> str:
+    """Why throughput is only shown when a side is partial (empty: no partial side, or a concurrent A/B pair,
+    whose sides stopped together under the same offered load)."""
+    if not partial or mode is ComparisonMode.CONCURRENT:
+        return ""
+    sides = " and ".join(p.side for p in partial)
+    return (
+        f"the {sides} run is partial: its window covers only part of its schedule, so its request rate says "
+        "nothing about the target"
+    )
+
+
+def _capped_for_partial(
+    verdict: Verdict, reasons: list[str], partial: Sequence[PartialSide]
+) -> tuple[Verdict, list[str]]:
+    """The run verdict when a side is partial: a fail stays a fail (the regression is in what was recorded), any
+    other verdict becomes inconclusive; the partial sides lead the reasons."""
+    if not partial:
+        return verdict, reasons
+    head = "partial run: " + "; ".join(p.describe() for p in partial)
+    if verdict is Verdict.FAIL:
+        return verdict, [f"{head} — the regressions below are in what was recorded", *reasons]
+    return Verdict.INCONCLUSIVE, [
+        f"{head} — a partial run cannot pass",
+        *(f"on what was recorded ({verdict.value}): {r}" for r in reasons),
+    ]
 
 
 def _names(results: Sequence[EndpointResult], limit: int = 5) -> str:

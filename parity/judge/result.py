@@ -22,6 +22,7 @@ __all__ = [
     "Incomparability",
     "MetricResult",
     "ParityResult",
+    "PartialSide",
     "SaturationKnee",
     "SideInfo",
     "StagePoint",
@@ -281,13 +282,35 @@ class Incomparability:
 
 
 @dataclass(frozen=True)
+class PartialSide:
+    """A side that holds only part of its run: a replay stopped early, aborted by a safety rail, with a failed
+    or lost worker lane, stopped by a signal, or whose generator left a large part of the schedule unsent.
+
+    ``side``: ``baseline`` or ``candidate``; ``name``: the side's name (the file it came from); ``reasons``: one
+    line each, in words, with the Measurement label behind it (``stopped early (complete=no)``).
+    What was recorded is still judged: a significant regression in it is real evidence and fails the run, but
+    nothing recorded can make the run pass (see :func:`parity.judge.compare.compare`).
+    """
+
+    side: str
+    name: str
+    reasons: tuple[str, ...]
+
+    def describe(self) -> str:
+        """``the candidate (new.json) is partial: stopped early (complete=no); aborted: ...``"""
+        return f"the {self.side} ({self.name}) is partial: {'; '.join(self.reasons)}"
+
+
+@dataclass(frozen=True)
 class ParityResult:
     """The whole comparison: run verdict, per-endpoint results (worst first), bottlenecks, saturation
     knees (staged replays only), provenance. ``alpha``: the run-level false-alarm rate the tests were
     adjusted to (Holm over ``tests`` p-values). ``incomparable``: set when the sides' latency kinds differ
     (server vs client side): latency is then neither passed nor failed. ``throughput_gated``: per-endpoint
     throughput counted towards verdicts (both sides saw the same offered load); else ``throughput_note``
-    says why it is only shown."""
+    says why it is only shown. ``partial``: the sides that hold only part of their run (empty: both complete);
+    with any, the run is never pass or marginal (at best inconclusive; a regression in what was recorded still
+    fails it) and ``reasons`` say so first."""
 
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -303,6 +326,19 @@ class ParityResult:
     incomparable: Incomparability | None = None
     throughput_gated: bool = True
     throughput_note: str = ""
+    partial: tuple[PartialSide, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Both sides hold their whole run (no :class:`PartialSide`)."""
+        return not self.partial
+
+    def partial_text(self) -> str:
+        """The partial sides in one line for people (``partial run: the candidate (x.json) is partial: ...``);
+        empty when both sides are complete. Every renderer leads with it."""
+        if not self.partial:
+            return ""
+        return "partial run: " + "; ".join(p.describe() for p in self.partial)
 
     @property
     def unjudged_looking_worse(self) -> tuple[EndpointResult, ...]:

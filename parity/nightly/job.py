@@ -48,7 +48,16 @@ from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, run_replay
 from parity.report.context import RunMeta
 from parity.report.write import write_atomic, write_reports
 
-__all__ = ["REPLAY_SLACK_S", "DatadogKeys", "NightlyOutcome", "decisive_result", "night_id", "run_nightly"]
+__all__ = [
+    "MAX_NIGHTS_PER_SECOND",
+    "REPLAY_SLACK_S",
+    "DatadogKeys",
+    "NightlyOutcome",
+    "claim_night",
+    "decisive_result",
+    "night_id",
+    "run_nightly",
+]
 
 #: Seconds a replay may run beyond its duration (start-up, drain, writing the Measurement) before it is stopped.
 REPLAY_SLACK_S = 120.0
@@ -124,6 +133,29 @@ def _report_dir(out_dir: Path, decisive: ParityResult, server_side: ParityResult
 def night_id(now: datetime) -> str:
     """The night's directory name: ``20261127T030000Z`` (UTC, to the second)."""
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+#: Nights started in the same second get ``-2``, ``-3`` ... up to this many in all.
+MAX_NIGHTS_PER_SECOND = 100
+
+
+def claim_night(out: Path, now: datetime) -> tuple[str, Path]:
+    """Create the night's directory under ``out`` and return (its name, its path). The directory is created
+    exclusively (``mkdir`` fails if it exists, atomically, across processes): a night started in the same second
+    as another gets ``night_id(now)-2`` (then ``-3`` ...), so two nightlies never share a directory, a report
+    or a history row's report link. Names still sort in start order. BadInput when it cannot be created."""
+    first = night_id(now)
+    for n in range(1, MAX_NIGHTS_PER_SECOND + 1):
+        night = first if n == 1 else f"{first}-{n}"
+        path = out / night
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot create the night's directory: {exc.strerror or exc}") from None
+        return night, path
+    raise BadInput(f"{out}: {MAX_NIGHTS_PER_SECOND} nights already started at {first}")
 
 
 def _floor_minute(t: datetime) -> datetime:
@@ -268,13 +300,9 @@ def run_nightly(
     progress: Callable[[str], None] = lambda _: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> NightlyOutcome:
-    """Run one night (see the module docstring). ``now`` names the night and dates the baseline's age."""
-    night = night_id(now)
-    out_dir = settings.out / night
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"{out_dir}: cannot create the night's directory: {exc.strerror or exc}") from None
+    """Run one night (see the module docstring). ``now`` names the night (:func:`claim_night`: a directory of
+    its own even when another night started in the same second) and dates the baseline's age."""
+    night, out_dir = claim_night(settings.out, now)
     baseline, refreshed, notes = _baseline(settings, keys, now, progress)
     if settings.old_target:
         result, sides, status = _replay_ab(settings, config, settings.baseline, out_dir, progress)

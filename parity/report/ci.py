@@ -38,6 +38,7 @@ from parity.report.context import (
     split_remedy,
     verdict_label,
 )
+from parity.report.text import MAX_NAME_CHARS, cut, encodable, no_mentions, one_line
 
 __all__ = [
     "FORMAT",
@@ -150,7 +151,9 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
     and ``meta`` (the harness run). Each metric carries the test behind its verdict under ``statistics``.
     Missing figures are ``null``, never 0. Serialises with ``json.dumps(..., allow_nan=False)``.
 
-    What a verdict cannot rest on (additive to version 1): ``incomparable`` — ``null``, or ``{baseline_kind,
+    What a verdict cannot rest on (additive to version 1): ``complete`` — False when a side holds only part of
+    its run, listed in ``partial`` (``[{side, name, reasons}]``; empty when complete): the verdict is then never
+    pass or marginal, and the first reason says so; ``incomparable`` — ``null``, or ``{baseline_kind,
     candidate_kind, reason, remedies}`` when the sides measured different kinds of latency (remedies: command
     lines, best first, placeholders in capitals); ``throughput`` — ``{gated, note}`` (``note``: why per-endpoint
     throughput is only shown); ``unjudged_looking_worse`` — ``[{endpoint, looks, needs}]``, the endpoints not
@@ -166,6 +169,8 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "verdict": result.verdict.value,
+        "complete": result.complete,
+        "partial": [{"side": p.side, "name": p.name, "reasons": list(p.reasons)} for p in result.partial],
         "reasons": list(result.reasons),
         "mode": result.mode.value,
         "notes": list(result.notes),
@@ -193,7 +198,8 @@ def parity_json(result: ParityResult, meta: RunMeta) -> dict[str, Any]:
 # --- JUnit XML -------------------------------------------------------------------------------------
 
 # Characters XML 1.0 cannot carry at all (ElementTree would write them and produce an unparsable file).
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Lone surrogates cannot be encoded at all (the file would not be written).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _xml(text: str) -> str:
@@ -231,13 +237,15 @@ def junit_xml(result: ParityResult) -> str:
     latencies do not compare; see :func:`_skipped`); a marginal one passes with its reasons in
     ``<system-out>``. The run verdict, its reasons and the mode go in the suite's ``<properties>``, with
     ``incomparable`` and ``remedies`` (one per line) when latency was not comparable and ``throughput`` when
-    it was shown, not judged.
+    it was shown, not judged. A partial run (a side holds only part of its run) leads with a ``run complete``
+    testcase (classname ``parity.run``) carrying ``<error type="partial">`` — counted in ``errors`` and
+    ``tests``, so CI shows the run as broken even when every endpoint passed — and a ``partial`` property.
     """
     counts = result.counts()
     totals = {
-        "tests": str(len(result.endpoints)),
+        "tests": str(len(result.endpoints) + bool(result.partial)),
         "failures": str(counts[Verdict.FAIL]),
-        "errors": "0",
+        "errors": str(int(bool(result.partial))),
         "skipped": str(counts[Verdict.INCONCLUSIVE]),
         "time": "0",
     }
@@ -246,6 +254,7 @@ def junit_xml(result: ParityResult) -> str:
     properties = ET.SubElement(suite, "properties")
     for name, value in (
         ("verdict", result.verdict.value),
+        *((("partial", result.partial_text()),) if result.partial else ()),
         ("mode", result.mode.value),
         ("reasons", "\n".join(result.reasons)),
         ("baseline", result.baseline.name),
@@ -259,6 +268,11 @@ def junit_xml(result: ParityResult) -> str:
     ):
         ET.SubElement(properties, "property", {"name": name, "value": _xml(value)})
     classname = _xml(_classname(result))
+    if result.partial:  # first, and an error: the run itself did not complete, whatever the endpoints show
+        case = ET.SubElement(suite, "testcase", {"classname": "parity.run", "name": "run complete", "time": "0"})
+        ET.SubElement(case, "error", {"message": _xml(result.partial_text()), "type": "partial"}).text = _xml(
+            "\n".join(p.describe() for p in result.partial)
+        )
     for e in result.endpoints:
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _xml(e.endpoint.key), "time": "0"})
         reasons = _xml("\n".join(e.reasons))
@@ -280,18 +294,31 @@ def junit_xml(result: ParityResult) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
 
 
-def _md(text: str) -> str:
-    """Inline Markdown text that renders as itself: HTML markup as entities, Markdown punctuation and
-    table pipes backslash-escaped, line breaks as spaces."""
+#: Characters of one piece of text (a reason, a note) shown in summary.md at most; endpoint names are cut at
+#: :data:`parity.report.text.MAX_NAME_CHARS`.
+SUMMARY_MAX_TEXT = 2000
+
+
+def _md(text: str, limit: int = SUMMARY_MAX_TEXT) -> str:
+    """Inline Markdown text that renders as itself and notifies nobody: cut to ``limit`` characters, line
+    breaks as spaces, other control characters and lone surrogates as U+FFFD, HTML markup as entities,
+    Markdown punctuation and table pipes backslash-escaped, ``@mentions``, ``#123`` references and bare links
+    broken by a zero-width space (:func:`parity.report.text.no_mentions`)."""
+    text = one_line(" ".join(cut(text, limit).splitlines()))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return " ".join(text.splitlines())
+    return no_mentions(text)
+
+
+def _md_name(name: str) -> str:
+    """An endpoint name in summary.md: :func:`_md`, cut at :data:`parity.report.text.MAX_NAME_CHARS`."""
+    return _md(name, MAX_NAME_CHARS)
 
 
 def _code(text: str) -> str:
     """An inline code span that shows ``text`` as it is (a fence longer than any run of backticks inside;
     line breaks as spaces)."""
-    text = " ".join(text.splitlines())
+    text = one_line(" ".join(encodable(text).splitlines()))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
@@ -345,7 +372,7 @@ def _looks_worse_md(result: ParityResult) -> list[str]:
     lines = [f"**Not judged, looks worse ({len(looking)}):**", ""]
     for e in looking[:SUMMARY_MAX_ROWS]:
         requests = f"{format_count(e.baseline_count)} / {format_count(e.candidate_count)} requests"
-        lines.append(f"- {_md(e.endpoint.key)}: {_md(describe_looks_worse(e))} ({requests})")
+        lines.append(f"- {_md_name(e.endpoint.key)}: {_md(describe_looks_worse(e))} ({requests})")
     more = len(looking) - SUMMARY_MAX_ROWS
     if more > 0:
         lines.append(f"- …and {more} more in the full report")
@@ -353,7 +380,8 @@ def _looks_worse_md(result: ParityResult) -> list[str]:
 
 
 def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = None) -> str:
-    """A short Markdown summary: verdict heading with a plain **FAIL**-style marker, reasons, the
+    """A short Markdown summary: verdict heading with a plain **FAIL**-style marker (``(partial run)`` after it
+    when a side holds only part of its run; the first reason says which and why), reasons, the
     incomparability of latency with its remedies as code spans (when the sides' latencies do not compare),
     the endpoints not judged that look worse, mode, endpoint counts, notes (throughput shown not judged,
     oversampled endpoints …), the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
@@ -361,7 +389,8 @@ def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = No
     The run reasons the incomparability block says in full are not repeated above it."""
     counts = result.counts()
     by_key = {e.endpoint.key: e for e in result.endpoints}
-    lines = [f"## Performance parity: **{verdict_label(result.verdict)}**", ""]
+    partial = " (partial run)" if result.partial else ""
+    lines = [f"## Performance parity: **{verdict_label(result.verdict)}**{partial}", ""]
     reasons = other_reasons(result)
     if reasons:
         lines += [f"- {_md(r)}" for r in reasons]
@@ -369,8 +398,8 @@ def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = No
     lines += _incomparable_md(result)
     lines += _looks_worse_md(result)
     lines.append(
-        f"**Mode:** {mode_label(result.mode)} · **baseline** {_md(result.baseline.name)} · "
-        f"**candidate** {_md(result.candidate.name)}"
+        f"**Mode:** {mode_label(result.mode)} · **baseline** {_md_name(result.baseline.name)} · "
+        f"**candidate** {_md_name(result.candidate.name)}"
     )
     lines.append("")
     count_text = " · ".join(f"{counts[v]} {v.value}" for v in VERDICT_ORDER)
@@ -390,13 +419,13 @@ def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = No
             p95, ratio = _p95(e)
             verdict = verdict_label(b.verdict)
             impact = _impact(b.extra_ms_per_min, b.extra_errors_per_min)
-            lines.append(f"| {b.rank} | {_md(b.endpoint.key)} | {verdict} | {p95} | {ratio} | {impact} |")
+            lines.append(f"| {b.rank} | {_md_name(b.endpoint.key)} | {verdict} | {p95} | {ratio} | {impact} |")
         more = len(result.bottlenecks) - SUMMARY_MAX_ROWS
         if more > 0:
             lines += ["", f"…and {more} more regressed endpoint(s) in the full report."]
     inconclusive = [e.endpoint.key for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE]
     if inconclusive:
-        shown = ", ".join(_md(k) for k in inconclusive[:SUMMARY_MAX_INCONCLUSIVE])
+        shown = ", ".join(_md_name(k) for k in inconclusive[:SUMMARY_MAX_INCONCLUSIVE])
         rest = len(inconclusive) - SUMMARY_MAX_INCONCLUSIVE
         lines += [
             "",

@@ -75,6 +75,7 @@ __all__ = [
     "needs_text",
     "other_reasons",
     "oversampled_text",
+    "partial_sides",
     "split_remedy",
     "verdict_css",
     "verdict_label",
@@ -737,6 +738,11 @@ def _side(title: str, s: SideInfo, judged: str) -> dict[str, Any]:
     return {"title": title, "rows": [{"label": k, "value": _text(v)} for k, v in rows]}
 
 
+def partial_sides(result: ParityResult) -> list[dict[str, Any]]:
+    """The partial sides for the banner, each ``{side, name, reasons}`` (empty: both sides complete)."""
+    return [{"side": p.side, "name": p.name, "reasons": list(p.reasons)} for p in result.partial]
+
+
 def _title(result: ParityResult) -> str:
     service = result.candidate.service or result.baseline.service
     return f"Performance parity: {service}" if service else "Performance parity"
@@ -819,7 +825,8 @@ def build_context(
     """The HTML report's view-model: nested dicts, lists and pre-formatted strings only (numbers only where
     the page charts or sorts them).
 
-    The overview (banner, the incomparability callout — ``incomparable``: reason, kinds and ``remedies`` as
+    The overview (banner — led by ``partial``, the sides that hold only part of their run, see
+    :func:`partial_sides` —, the incomparability callout — ``incomparable``: reason, kinds and ``remedies`` as
     ``{command, why}``, empty when the latencies compare —, ``looks_worse``: the endpoints not judged that look
     worse, counts, generators, top :data:`TOP_BOTTLENECKS` bottlenecks in rank order, knees, metadata with the
     latency judged and the throughput rule) is rendered by the template. The endpoint table is in ``data`` (JSON
@@ -858,6 +865,7 @@ def build_context(
         "title": _title(result),
         "subtitle": f"{result.baseline.name} (baseline) → {result.candidate.name} (candidate)",
         "verdict": {**_verdict(result.verdict), "reasons": list(result.reasons)},
+        "partial": partial_sides(result),
         "mode": {
             "value": result.mode.value,
             "label": mode_label(result.mode),

@@ -11,11 +11,21 @@ from parity.judge.compare import describe_looks_worse
 from parity.judge.planning import EndpointNeeds, SamplePlan
 from parity.judge.result import ParityResult, Verdict
 from parity.report.context import other_reasons
+from parity.report.text import cut, one_line
 
 __all__ = ["calibration_summary", "sample_plan_summary", "terminal_summary"]
 
 #: Bottlenecks and regressions listed in the terminal at most.
 MAX_ROWS = 8
+#: Characters of one terminal line at most (the rest as ``…``): names come from traffic and may be huge.
+MAX_LINE_CHARS = 4000
+
+
+def _lines(lines: list[str]) -> str:
+    """The lines as one text, each on one line (data can neither forge a line nor send escape sequences nor
+    a lone surrogate that cannot be printed: :func:`parity.report.text.one_line`) and at most
+    :data:`MAX_LINE_CHARS` long."""
+    return "\n".join(cut(one_line(line), MAX_LINE_CHARS) for line in lines)
 
 
 def _per_minute(ms: float) -> str:
@@ -30,11 +40,11 @@ def _not_judged(result: ParityResult) -> list[str]:
     """The not-judged lines: endpoints that look worse first (with the requests that would decide them), then
     the others with their first reason; those held by the run's incomparability (latency of another kind than
     the baseline's, as junit's ``<skipped>`` tells them too) in one line."""
-    lines = [f"  not judged, {describe_looks_worse(e)}: {e.endpoint.key}" for e in result.unjudged_looking_worse]
+    lines = [f"  not judged, {describe_looks_worse(e)}: {cut(e.endpoint.key)}" for e in result.unjudged_looking_worse]
     inc = result.incomparable
     rest = [e for e in result.endpoints if e.verdict is Verdict.INCONCLUSIVE and not e.looks_worse]
     held = [e for e in rest if inc is not None and any(not m.comparable for m in e.metrics)]
-    lines += [f"  not judged: {e.endpoint.key}: {e.reasons[0]}" for e in rest if e not in held]
+    lines += [f"  not judged: {cut(e.endpoint.key)}: {e.reasons[0]}" for e in rest if e not in held]
     lines = lines[:MAX_ROWS]
     if held:
         lines.append(f"  not judged: {len(held)} endpoint(s): latency not comparable (see above)")
@@ -42,14 +52,16 @@ def _not_judged(result: ParityResult) -> list[str]:
 
 
 def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
-    """A few lines: verdict and why; when the sides' latencies do not compare, why and the numbered commands
+    """A few lines: verdict (``(PARTIAL RUN)`` when a side holds only part of its run: its reasons lead) and why;
+    when the sides' latencies do not compare, why and the numbered commands
     that get a comparable side; counts, top bottlenecks, the endpoints not judged (those that look worse
     first), notes, where the report is."""
     counts = result.counts()
     inc = result.incomparable
     reasons = other_reasons(result)
     why = "; ".join(reasons) if reasons or inc is None else f"latency not comparable: {inc.reason}"
-    lines = [f"parity: {result.verdict.value.upper()} - {why}"]
+    partial = " (PARTIAL RUN)" if result.partial else ""
+    lines = [f"parity: {result.verdict.value.upper()}{partial} - {why}"]
     if inc is not None:
         if reasons:
             lines.append(f"  latency not comparable: {inc.reason}")
@@ -63,20 +75,20 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
     ]
     if result.bottlenecks:
         lines.append(f"  bottlenecks ({'extra server time' if inc is None else 'extra errors'} at baseline traffic):")
-        width = max(len(b.endpoint.key) for b in result.bottlenecks[:MAX_ROWS])
+        width = max(len(cut(b.endpoint.key)) for b in result.bottlenecks[:MAX_ROWS])
         for b in result.bottlenecks[:MAX_ROWS]:
             if inc is None:
                 impact = _per_minute(b.extra_ms_per_min)
                 ratios = f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
             else:  # latency of different kinds: only the errors say anything
                 impact, ratios = f"+{b.extra_errors_per_min:.1f} errors/min", "latency incomparable"
-            lines.append(f"    {b.rank}. {b.endpoint.key:<{width}}  {impact:>14}  {ratios}")
+            lines.append(f"    {b.rank}. {cut(b.endpoint.key):<{width}}  {impact:>14}  {ratios}")
     lines += _not_judged(result)
     for note in result.notes:
         lines.append(f"  note: {note}")
     if report is not None:
         lines.append(f"  report: {report}")
-    return "\n".join(lines)
+    return _lines(lines)
 
 
 def _rule(tolerance: float, min_delta: float, unit: str) -> str:

@@ -1,0 +1,69 @@
+"""Whether a Measurement holds its whole run, read from its labels and its generator's health. Pure.
+
+A replay labels what kept it from finishing (``parity/replay/locustfile.py`` ``_labels`` and the signal
+handling): ``complete=no`` when it stopped before its planned end, ``aborted=<reason>`` when a safety rail
+aborted it, ``failed=<reason>`` when a worker lane failed, ``stopped=<reason>`` when a signal stopped it,
+``lost=<reason>`` when workers were lost. The labels are read generically: any of :data:`PARTIAL_LABELS`
+with a value other than a "no" word (:data:`NO_WORDS`) marks the side partial, and so does ``complete`` with a
+"no" word — new reasons need no change here. A side without such labels (Datadog, access logs, request logs,
+older replays) is complete.
+
+Generator health: a replay whose generator could not even start a large part of its schedule before the run
+ended (``GeneratorHealth.unsent`` above :data:`MAX_UNSENT_SHARE` of the planned requests — sent + dropped +
+unsent — and above :data:`MIN_UNSENT` requests) offered less load than planned: it is partial too. A few unsent
+requests at the very end of a run are normal and do not count. Requests dropped by the max-RPS cap are the
+user's own rail, reported elsewhere, and do not make a side partial.
+"""
+
+from __future__ import annotations
+
+from parity.model import Measurement
+
+__all__ = ["MAX_UNSENT_SHARE", "MIN_UNSENT", "NO_WORDS", "PARTIAL_LABELS", "partial_reasons"]
+
+#: Labels whose presence (with a value other than a "no" word) marks a side partial, and the words for each.
+PARTIAL_LABELS: dict[str, str] = {
+    "aborted": "aborted by a safety rail",
+    "failed": "a worker lane failed",
+    "stopped": "stopped by a signal",
+    "lost": "lost worker(s)",
+    "incomplete": "incomplete",
+    "partial": "partial",
+}
+#: Label values that mean "not so" (compared in lower case).
+NO_WORDS = frozenset({"", "no", "false", "0", "none", "n"})
+#: Unsent requests (planned, never started before the run ended) beyond this share of the planned ones make a
+#: side partial ...
+MAX_UNSENT_SHARE = 0.01
+#: ... when they are also more than this many (a handful at the very end of a short run is normal).
+MIN_UNSENT = 10
+#: A label value is quoted up to this many characters.
+MAX_VALUE_CHARS = 200
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def partial_reasons(m: Measurement) -> tuple[str, ...]:
+    """Why ``m`` holds only part of its run, one line each (empty: complete). See the module docstring."""
+    labels = {str(k).lower(): str(v) for k, v in m.labels.items()}
+    reasons = []
+    if labels.get("complete", "yes").strip().lower() in NO_WORDS:
+        reasons.append("stopped before its planned end (complete=no)")
+    for key, words in PARTIAL_LABELS.items():
+        value = labels.get(key)
+        if value is None or value.strip().lower() in NO_WORDS:
+            continue
+        shown = "" if value.strip().lower() in ("yes", "true", "1") else f": {_cut(value)}"
+        reasons.append(f"{words}{shown}")
+    g = m.generator
+    if g is not None and g.unsent > 0:
+        planned = g.sent + g.dropped + g.unsent
+        if g.unsent > MIN_UNSENT and g.unsent > MAX_UNSENT_SHARE * planned:
+            reasons.append(
+                f"the load generator could not start {g.unsent:,} of {planned:,} planned requests "
+                f"({g.unsent / planned:.1%}) before the run ended"
+            )
+    return tuple(reasons)
