@@ -7,6 +7,7 @@ an interrupted write never leaves half a file behind.
 
 from __future__ import annotations
 
+import json as _json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -14,8 +15,6 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import json as _json
 
 import jsonschema
 
