@@ -168,7 +168,7 @@ class LatencySketch(BaseDDSketch):
         sketch._zero_count = zero
         total = sketch._store.count + zero
         if not math.isclose(total, float(data["count"]), rel_tol=1e-9, abs_tol=1e-9):
-            raise ValueError(f"count {data['count']} differs from the sum of the bins {total:g}")
+            raise ValueError(f"count: {data['count']} differs from the sum of the bins {total:g}")
         sketch._count = total
         sketch._sum = float(data["sum"])
         if total:
@@ -198,7 +198,7 @@ def check_sketch_dict(data: Mapping[str, Any]) -> None:
     weights = [check_number(w, f"bins[{i}]", lo=0.0, hi=MAX_COUNT) for i, w in enumerate(bins)]
     weighed = math.fsum(weights) + zero
     if not math.isclose(weighed, count, rel_tol=1e-9, abs_tol=1e-9):
-        raise ValueError(f"count {_compact(count)} differs from the sum of the bins {weighed:g}")
+        raise ValueError(f"count: {_compact(count)} differs from the sum of the bins {weighed:g}")
     mapping = LogarithmicMapping(accuracy)
     lowest, highest = mapping.key(MIN_BIN_MS), mapping.key(MAX_LATENCY_MS)
     offset = data["offset"]
@@ -215,26 +215,26 @@ def check_sketch_dict(data: Mapping[str, Any]) -> None:
     if not count:
         return
     if data.get("min") is None or data.get("max") is None:
-        raise ValueError("min and max are required when count > 0")
+        raise ValueError("min: min and max are required when count > 0")
     lo = check_number(data["min"], "min", lo=0.0, hi=MAX_LATENCY_MS)
     hi = check_number(data["max"], "max", lo=0.0, hi=MAX_LATENCY_MS)
     if lo > hi:
-        raise ValueError(f"min {lo:g} ms is above max {hi:g} ms")
+        raise ValueError(f"min: {lo:g} ms is above max {hi:g} ms")
     slack = 1e-6 * total + 1e-9
     if not count * lo - slack <= total <= count * hi + slack:
         raise ValueError(
-            f"sum {total:g} ms does not lie between count × min and count × max ({count:g} × [{lo:g}, {hi:g}])"
+            f"sum: {total:g} ms does not lie between count × min and count × max ({count:g} × [{lo:g}, {hi:g}])"
         )
     # Every value lies in its bin (to a bin's width of rounding): min in the lowest, max in the highest.
     edge = mapping.gamma**2
     if used:
         first, last = mapping.value(offset + used[0]), mapping.value(offset + used[-1])
         if not (lo <= first * edge and (zero or lo >= first / edge)):
-            raise ValueError(f"min {lo:g} ms is not in the lowest bin (about {first:g} ms)")
+            raise ValueError(f"min: {lo:g} ms is not in the lowest bin (about {first:g} ms)")
         if not last / edge <= hi <= last * edge:
-            raise ValueError(f"max {hi:g} ms is not in the highest bin (about {last:g} ms)")
+            raise ValueError(f"max: {hi:g} ms is not in the highest bin (about {last:g} ms)")
     elif zero and hi > MIN_BIN_MS:
-        raise ValueError(f"max {hi:g} ms, but every value is in the zero bucket")
+        raise ValueError(f"max: {hi:g} ms, but every value is in the zero bucket")
 
 
 def _compact(x: float) -> float | int:
