@@ -83,6 +83,7 @@ from datadog_api_client.v2.model.scalar_formula_request_attributes import (
 from datadog_api_client.v2.model.scalar_formula_request_queries import ScalarFormulaRequestQueries
 from datadog_api_client.v2.model.scalar_formula_request_type import ScalarFormulaRequestType
 
+from parity.bounds import MAX_COUNT, MAX_LATENCY_MS, MAX_UNIX_S, check_number, check_text, check_unix_s
 from parity.errors import BadInput
 from parity.judge.result import ParityResult, Verdict
 from parity.model import LatencySummary
@@ -475,7 +476,7 @@ class DatadogClient:
             raise self._error(f"Datadog rejected {query}: {_first_line(answer.get('error', ''))}")
         try:
             return tuple(s for s in (_series(raw) for raw in answer.get("series") or []) if s is not None)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
 
     def scalar(
@@ -519,7 +520,7 @@ class DatadogClient:
         columns = ((answer.get("data") or {}).get("attributes") or {}).get("columns") or []
         try:
             return _scalar_rows(list(columns), query, self._error)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
 
     # -- the APM pull --
@@ -654,15 +655,21 @@ def _plain(answer: Any) -> dict[str, Any]:
 
 
 def _series(raw: Mapping[str, Any]) -> Series | None:
-    """One v1 series as a :class:`Series`; None when it lacks the group tag."""
+    """One v1 series as a :class:`Series`; None when it lacks the group tag. ValueError when a point is not
+    (a Unix time in ms between 1970 and 2100, a count in [0, 2^53] or null) or the group name is not valid
+    Unicode (every series pulled is a count of spans per minute)."""
     group = _group_value(raw.get("tag_set") or [])
     if group is None:
         return None
+    check_text(group, GROUP_TAG)
     points = []
     for p in raw.get("pointlist") or []:
         ts_ms, value = getattr(p, "value", p)
-        points.append((round(float(ts_ms) / 1000.0), None if value is None else float(value)))
-    return Series(group, int(raw["interval"]), tuple(points))
+        ts_s = check_unix_s(float(ts_ms) / 1000.0, f"{group}: point time")
+        count = None if value is None else check_number(value, f"{group}: point value", lo=0.0, hi=MAX_COUNT)
+        points.append((round(ts_s), count))
+    interval = check_number(raw["interval"], f"{group}: interval", lo=1.0, hi=MAX_UNIX_S)
+    return Series(group, int(interval), tuple(points))
 
 
 def _scalar_rows(
@@ -684,8 +691,10 @@ def _scalar_rows(
     out: dict[str, float | None] = {}
     for name, value in zip(names, values, strict=True):
         key = str(name[0]) if isinstance(name, list | tuple) and name else str(name)
-        key = key.removeprefix(GROUP_TAG + ":")
+        key = check_text(key.removeprefix(GROUP_TAG + ":"), GROUP_TAG)
         number = None if value is None else float(value)
+        if number is not None and number < 0:
+            raise error(f"Datadog answered {query} with a negative value {number:g} for {key[:80]!r}")
         out[key] = number if number is not None and math.isfinite(number) else None
     return out
 
@@ -714,13 +723,20 @@ def _finish_errors(
     return tuple(out)
 
 
+def _bounded_ms(ms: float, stat: str, resource: str) -> float:
+    """``ms`` when it is a latency the harness can hold (finite, at most MAX_LATENCY_MS); DatadogError else."""
+    if not 0.0 <= ms <= MAX_LATENCY_MS:
+        raise DatadogError(f"Datadog answered a {stat} latency of {ms:g} ms for {resource[:80]!r}: not a latency")
+    return ms
+
+
 def _latency_ms(resource: str, stats: Mapping[str, Mapping[str, float | None]]) -> LatencySummary:
     def ms(name: str) -> float | None:
         value = stats.get(name, {}).get(resource)
-        return None if value is None else value * _SECONDS_TO_MS
+        return None if value is None else _bounded_ms(value * _SECONDS_TO_MS, name, resource)
 
     total_s, count = stats.get("sum", {}).get(resource), stats.get("count", {}).get(resource)
-    avg = total_s / count * _SECONDS_TO_MS if total_s is not None and count else None
+    avg = _bounded_ms(total_s / count * _SECONDS_TO_MS, "avg", resource) if total_s is not None and count else None
     return LatencySummary(
         avg_ms=avg,
         max_ms=ms("max"),

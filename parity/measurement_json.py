@@ -7,7 +7,7 @@ an interrupted write never leaves half a file behind.
 
 from __future__ import annotations
 
-import json
+import json as _json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 
+from parity.bounds import MAX_LATENCY_MS, check_count, check_number, check_unix_s, load_json
 from parity.errors import BadInput, reading
 from parity.model import (
     Endpoint,
@@ -53,12 +54,20 @@ FORMAT = "parity-measurement"
 #: Permissions of written files (mkstemp's default 0600 would hide them from other users).
 _FILE_MODE = 0o644
 VERSION = 1
+#: Rate scales and load factors a file may hold (a millionth to a million times the reproduced traffic).
+MIN_SCALE, MAX_SCALE = 1e-6, 1e6
+#: Timeline and generator intervals a file may hold, s (1 ms to about 116 days).
+MIN_INTERVAL_S, MAX_INTERVAL_S = 1e-3, 1e7
+#: Largest request rate (req/s) a stage's target may have.
+MAX_RPS = 1e9
+#: Longest a schema message may be in an error line (it quotes the offending value).
+_MESSAGE_CHARS = 200
 
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
     text = resources.files("parity").joinpath("schemas/measurement.schema.json").read_text("utf-8")
-    schema = json.loads(text)
+    schema = load_json(text, "measurement.schema.json")
     cls = jsonschema.validators.validator_for(schema)
     validator: jsonschema.protocols.Validator = cls(schema)
     return validator
@@ -196,12 +205,12 @@ def _layout(value: Any, indent: str = "") -> str:
     """Indented JSON whose lists of scalars stay on one line (timelines and sketch bins stay readable)."""
     inner = indent + " "
     if isinstance(value, dict) and value:
-        items = ",\n".join(f"{inner}{json.dumps(k)}: {_layout(v, inner)}" for k, v in value.items())
+        items = ",\n".join(f"{inner}{_json.dumps(k)}: {_layout(v, inner)}" for k, v in value.items())
         return "{\n" + items + "\n" + indent + "}"
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         items = ",\n".join(inner + _layout(v, inner) for v in value)
         return "[\n" + items + "\n" + indent + "]"
-    return json.dumps(
+    return _json.dumps(
         value, allow_nan=False, ensure_ascii=False, separators=(",", ":") if isinstance(value, list) else None
     )
 
@@ -240,35 +249,60 @@ def _parse_time(text: str, where: str) -> datetime:
     try:
         t = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{where}: not an ISO-8601 time: {text!r}") from exc
+        raise ValueError(f"{where}: not an ISO-8601 time: {text[:40]!r}") from exc
     if t.tzinfo is None:
-        raise ValueError(f"{where}: time {text!r} has no time zone (use Z or +00:00)")
-    return t
+        raise ValueError(f"{where}: time {text[:40]!r} has no time zone (use Z or +00:00)")
+    try:
+        check_unix_s(t.timestamp(), where)
+        return t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{where}: time {text[:40]!r} is not between 1970 and 2100") from None
 
 
-def _latency_from_dict(d: dict[str, Any] | None) -> Latency | None:
+def _ms(value: Any, where: str) -> float | None:
+    """A latency in ms (None stays None): finite, in [0, MAX_LATENCY_MS]."""
+    return None if value is None else check_number(value, where, lo=0.0, hi=MAX_LATENCY_MS)
+
+
+def _counts(values: list[Any] | None, where: str) -> tuple[int | None, ...] | None:
+    return (
+        None
+        if values is None
+        else tuple(None if v is None else check_count(v, f"{where}[{i}]") for i, v in enumerate(values))
+    )
+
+
+def _ms_list(values: list[Any] | None, where: str) -> tuple[float | None, ...] | None:
+    return None if values is None else tuple(_ms(v, f"{where}[{i}]") for i, v in enumerate(values))
+
+
+def _latency_from_dict(d: dict[str, Any] | None, where: str, count: int) -> Latency | None:
+    """A summary (every figure a latency in ms) or a sketch (see :func:`parity.sketch.check_sketch_dict`)
+    holding at most the endpoint's ``count`` requests; ValueError naming ``where`` and the part."""
     if d is None:
         return None
     if d["kind"] == "summary":
-        return LatencySummary(**{k: (None if v is None else float(v)) for k, v in d.items() if k != "kind"})
-    return LatencyDistribution(LatencySketch.from_dict(d))
-
-
-def _tuple(values: list[Any] | None) -> tuple[Any, ...] | None:
-    return None if values is None else tuple(values)
+        return LatencySummary(**{k: _ms(v, f"{where}.{k}") for k, v in d.items() if k != "kind"})
+    try:
+        sketch = LatencySketch.from_dict(d)
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}") from None
+    if sketch.count > count + 1e-6:
+        raise ValueError(f"{where}.count: {sketch.count:g} latencies, more than the endpoint's {count} requests")
+    return LatencyDistribution(sketch)
 
 
 def _timeline_from_dict(d: dict[str, Any] | None) -> Timeline | None:
     if d is None:
         return None
     return Timeline(
-        start_s=float(d["start_s"]),
-        interval_s=float(d["interval_s"]),
-        counts=tuple(d["counts"]),
-        errors=_tuple(d.get("errors")),
-        avg_ms=_tuple(d.get("avg_ms")),
-        p95_ms=_tuple(d.get("p95_ms")),
-        max_ms=_tuple(d.get("max_ms")),
+        start_s=check_unix_s(d["start_s"], "timeline.start_s"),
+        interval_s=check_number(d["interval_s"], "timeline.interval_s", lo=MIN_INTERVAL_S, hi=MAX_INTERVAL_S),
+        counts=_counts(d["counts"], "timeline.counts") or (),
+        errors=_counts(d.get("errors"), "timeline.errors"),
+        avg_ms=_ms_list(d.get("avg_ms"), "timeline.avg_ms"),
+        p95_ms=_ms_list(d.get("p95_ms"), "timeline.p95_ms"),
+        max_ms=_ms_list(d.get("max_ms"), "timeline.max_ms"),
     )
 
 
@@ -285,27 +319,44 @@ def _request_from_dict(d: dict[str, Any] | None) -> RequestTemplate | None:
 
 
 def _endpoint_from_dict(d: dict[str, Any]) -> EndpointStats:
+    count = check_count(d["count"], "count")
+    errors = d.get("errors")
     return EndpointStats(
         endpoint=Endpoint.parse(d["endpoint"]),
-        count=int(d["count"]),
-        errors=d.get("errors"),
-        latency=_latency_from_dict(d.get("latency")),
-        intended=_latency_from_dict(d.get("intended_latency")),
+        count=count,
+        errors=None if errors is None else check_count(errors, "errors"),
+        latency=_latency_from_dict(d.get("latency"), "latency", count),
+        intended=_latency_from_dict(d.get("intended_latency"), "intended_latency", count),
         timeline=_timeline_from_dict(d.get("timeline")),
         request=_request_from_dict(d.get("request")),
         resource=d.get("resource"),
-        load_factor=float(d.get("load_factor", 1.0)),
+        load_factor=check_number(d.get("load_factor", 1.0), "load_factor", lo=MIN_SCALE, hi=MAX_SCALE),
     )
 
 
 def _stage_from_dict(d: dict[str, Any]) -> LoadStage:
     return LoadStage(
         name=d["name"],
-        start_s=float(d["start_s"]),
-        end_s=float(d["end_s"]),
-        target_rps=float(d["target_rps"]),
+        start_s=check_unix_s(d["start_s"], "start_s"),
+        end_s=check_unix_s(d["end_s"], "end_s"),
+        target_rps=check_number(d["target_rps"], "target_rps", lo=0.0, hi=MAX_RPS),
         endpoints=tuple(_endpoint_from_dict(e) for e in d["endpoints"]),
     )
+
+
+def _check_generator(d: dict[str, Any] | None) -> None:
+    """The generator's times and intervals are sane and its figures finite (the schema gives the minimums)."""
+    if d is None:
+        return
+    check_unix_s(d["start_s"], "start_s")
+    check_number(d["interval_s"], "interval_s", lo=MIN_INTERVAL_S, hi=MAX_INTERVAL_S)
+    for key, value in d.items():
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if v is not None:
+                    check_number(v, f"{key}[{i}]", lo=0.0)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            check_number(value, key, hi=MAX_LATENCY_MS if isinstance(value, float) else 2**53)
 
 
 def _generator_from_dict(d: dict[str, Any] | None) -> GeneratorHealth | None:
@@ -333,7 +384,8 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
         raise BadInput(f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
-        raise BadInput(f"{name}: {_field_path(error)}: {error.message}")
+        message = error.message if len(error.message) <= _MESSAGE_CHARS else error.message[: _MESSAGE_CHARS - 3] + "..."
+        raise BadInput(f"{name}: {_field_path(error)}: {message}")
     field = "endpoints"
     try:
         field = "window"
@@ -347,6 +399,7 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
             field = f"stages[{i}]"
             stages.append(_stage_from_dict(st))
         field = "generator"
+        _check_generator(data.get("generator"))
         generator = _generator_from_dict(data.get("generator"))
         field = "endpoints"
         src = data["source"]
@@ -361,14 +414,14 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
             window=window,
             endpoints=tuple(endpoints),
             latency_kind=LatencyKind(data["latency_kind"]),
-            rate_scale=float(data.get("rate_scale", 1.0)),
+            rate_scale=check_number(data.get("rate_scale", 1.0), "rate_scale", lo=MIN_SCALE, hi=MAX_SCALE),
             pair_id=data.get("pair_id"),
             labels=dict(data.get("labels", {})),
             stages=tuple(stages),
             generator=generator,
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{name}: {field}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        raise BadInput(f"{name}: {field}: {exc}") from None
 
 
 def read(path: str | os.PathLike[str]) -> Measurement:
@@ -380,13 +433,8 @@ def read(path: str | os.PathLike[str]) -> Measurement:
 
 
 def loads(text: str, name: str = "<data>") -> Measurement:
-    """Parse a Measurement file's text; raises BadInput naming ``name`` and the field when it is unusable."""
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise BadInput(f"{name}: not valid JSON: {exc}") from None
-    return from_dict(data, name)
+    """Parse a Measurement file's text; raises BadInput naming ``name`` and the field when it is unusable.
 
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed")
+    A leading byte-order mark is skipped; NaN, infinities, numbers beyond the float range, nesting deeper
+    than ``parity.bounds.MAX_JSON_DEPTH`` and lone surrogates in strings are refused (``load_json``)."""
+    return from_dict(load_json(text, name), name)

@@ -8,7 +8,7 @@ with the same accuracy merge exactly (Locust workers, time intervals). Count, su
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,16 +17,31 @@ from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
 
-__all__ = ["RELATIVE_ACCURACY", "LatencySketch"]
+from parity.bounds import MAX_COUNT, MAX_LATENCY_MS, check_number
+
+__all__ = [
+    "MAX_RELATIVE_ACCURACY",
+    "MIN_BIN_MS",
+    "MIN_RELATIVE_ACCURACY",
+    "RELATIVE_ACCURACY",
+    "LatencySketch",
+    "check_sketch_dict",
+]
 
 #: Relative accuracy of every quantile the harness reports (1%).
 RELATIVE_ACCURACY = 0.01
+#: Relative accuracies a sketch read from a file may have (finer: too many bins; coarser: no use for judging).
+MIN_RELATIVE_ACCURACY = 1e-4
+MAX_RELATIVE_ACCURACY = 0.5
+#: Smallest positive latency a sketch read from a file may hold in a bin, ms (1 fs; smaller is the zero bucket).
+MIN_BIN_MS = 1e-12
 
 
 class LatencySketch(BaseDDSketch):
     """A DDSketch of latencies in milliseconds with an exact JSON round trip.
 
-    Negative values are clamped to 0 ms (clock steps); values that small land in the zero bucket.
+    Negative values are clamped to 0 ms (clock steps); they and values below ``MIN_BIN_MS`` land in the zero
+    bucket.
     """
 
     def __init__(self, relative_accuracy: float = RELATIVE_ACCURACY) -> None:
@@ -42,12 +57,14 @@ class LatencySketch(BaseDDSketch):
         return float(self._relative_accuracy)
 
     def add(self, val: float, weight: float = 1.0) -> None:
-        super().add(max(float(val), 0.0), weight)
+        value = float(val)
+        super().add(value if value >= MIN_BIN_MS else 0.0, weight)
 
     def add_many(self, values_ms: npt.ArrayLike) -> None:
         """Add many latencies (ms) at once: the same sketch as adding them one by one, with the key mapping
         vectorised (a recorder flushing a batch of requests costs well under a microsecond per value)."""
-        v = np.maximum(np.asarray(values_ms, dtype=np.float64).ravel(), 0.0)
+        v = np.asarray(values_ms, dtype=np.float64).ravel()
+        v = np.where(v >= MIN_BIN_MS, v, 0.0)  # negative (clock steps) and sub-femtosecond: the zero bucket
         if v.size == 0:
             return
         mapping = self._mapping
@@ -139,7 +156,9 @@ class LatencySketch(BaseDDSketch):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencySketch:
-        """Inverse of :meth:`to_dict`; raises ValueError when the parts disagree."""
+        """Inverse of :meth:`to_dict`; raises ValueError naming the part that is out of range or disagrees with
+        the others (see :func:`check_sketch_dict`)."""
+        check_sketch_dict(data)
         sketch = cls(float(data["relative_accuracy"]))
         offset = int(data["offset"])
         for i, weight in enumerate(data["bins"]):
@@ -149,14 +168,73 @@ class LatencySketch(BaseDDSketch):
         sketch._zero_count = zero
         total = sketch._store.count + zero
         if not math.isclose(total, float(data["count"]), rel_tol=1e-9, abs_tol=1e-9):
-            raise ValueError(f"count {data['count']} differs from the sum of the bins {total:g}")
+            raise ValueError(f"count: {data['count']} differs from the sum of the bins {total:g}")
         sketch._count = total
         sketch._sum = float(data["sum"])
         if total:
-            if data["min"] is None or data["max"] is None:
-                raise ValueError("min and max are required when count > 0")
             sketch._min, sketch._max = float(data["min"]), float(data["max"])
         return sketch
+
+
+def check_sketch_dict(data: Mapping[str, Any]) -> None:
+    """Check the numbers of a sketch's JSON form before anything is built from them; ValueError naming the
+    part otherwise.
+
+    ``relative_accuracy`` in [MIN_RELATIVE_ACCURACY, MAX_RELATIVE_ACCURACY]; every weight, count and latency
+    finite and non-negative; min ≤ max ≤ MAX_LATENCY_MS; the bins' keys (``offset`` …) within those of
+    MIN_BIN_MS … MAX_LATENCY_MS (so no huge store is allocated and every bin's value is a finite number of
+    ms); count × min ≤ sum ≤ count × max; min and max inside (within a bin of) the lowest and highest
+    non-empty bins. A sketch with count 0 needs no min or max.
+    """
+    accuracy = check_number(
+        data["relative_accuracy"], "relative_accuracy", lo=MIN_RELATIVE_ACCURACY, hi=MAX_RELATIVE_ACCURACY
+    )
+    count = check_number(data["count"], "count", lo=0.0, hi=MAX_COUNT)
+    zero = check_number(data["zero_count"], "zero_count", lo=0.0, hi=MAX_COUNT)
+    total = check_number(data["sum"], "sum", lo=0.0)
+    bins = data["bins"]
+    if not isinstance(bins, Sequence):
+        raise ValueError("bins: expected a list of weights")
+    weights = [check_number(w, f"bins[{i}]", lo=0.0, hi=MAX_COUNT) for i, w in enumerate(bins)]
+    weighed = math.fsum(weights) + zero
+    if not math.isclose(weighed, count, rel_tol=1e-9, abs_tol=1e-9):
+        raise ValueError(f"count: {_compact(count)} differs from the sum of the bins {weighed:g}")
+    mapping = LogarithmicMapping(accuracy)
+    lowest, highest = mapping.key(MIN_BIN_MS), mapping.key(MAX_LATENCY_MS)
+    offset = data["offset"]
+    if isinstance(offset, float) and offset.is_integer():
+        offset = int(offset)
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValueError(f"offset: expected an integer, got {offset!r}")
+    used = [i for i, w in enumerate(weights) if w]
+    if used and not lowest <= offset + used[0] <= offset + used[-1] <= highest:
+        raise ValueError(
+            f"offset: bins from key {offset + used[0]} to {offset + used[-1]} lie outside the keys {lowest} to "
+            f"{highest} of {MIN_BIN_MS:g} to {MAX_LATENCY_MS:g} ms at relative accuracy {accuracy:g}"
+        )
+    if not count:
+        return
+    if data.get("min") is None or data.get("max") is None:
+        raise ValueError("min: min and max are required when count > 0")
+    lo = check_number(data["min"], "min", lo=0.0, hi=MAX_LATENCY_MS)
+    hi = check_number(data["max"], "max", lo=0.0, hi=MAX_LATENCY_MS)
+    if lo > hi:
+        raise ValueError(f"min: {lo:g} ms is above max {hi:g} ms")
+    slack = 1e-6 * total + 1e-9
+    if not count * lo - slack <= total <= count * hi + slack:
+        raise ValueError(
+            f"sum: {total:g} ms does not lie between count × min and count × max ({count:g} × [{lo:g}, {hi:g}])"
+        )
+    # Every value lies in its bin (to a bin's width of rounding): min in the lowest, max in the highest.
+    edge = mapping.gamma**2
+    if used:
+        first, last = mapping.value(offset + used[0]), mapping.value(offset + used[-1])
+        if not (lo <= first * edge and (zero or lo >= first / edge)):
+            raise ValueError(f"min: {lo:g} ms is not in the lowest bin (about {first:g} ms)")
+        if not last / edge <= hi <= last * edge:
+            raise ValueError(f"max: {hi:g} ms is not in the highest bin (about {last:g} ms)")
+    elif zero and hi > MIN_BIN_MS:
+        raise ValueError(f"max: {hi:g} ms, but every value is in the zero bucket")
 
 
 def _compact(x: float) -> float | int:

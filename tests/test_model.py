@@ -67,7 +67,7 @@ def test_sketch_edge_cases() -> None:
     constant = sketch_of([7.0] * 100)
     assert constant.quantile(0.99) == pytest.approx(7.0, rel=0.01)
     bad = one.to_dict() | {"count": 5}
-    with pytest.raises(ValueError, match="count 5"):
+    with pytest.raises(ValueError, match="count: 5"):
         LatencySketch.from_dict(bad)
 
 

@@ -50,7 +50,16 @@ def test_locust_csv_counts_errors_and_latency(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        (["1800000000,GET,/a,abc,1,200,"], "line 2: response_time_ms: expected a non-negative number, got 'abc'"),
+        (
+            ["1800000000,GET,/a,abc,1,200,"],
+            "line 2: response_time_ms: expected a latency in ms (0 to 1e+10), got 'abc'",
+        ),
+        (["1800000000,GET,/a,1,1,200,", "inf,GET,/a,1,1,200,"], "line 3: timestamp: expected a Unix time"),
+        (["1800000000,GET,/a,-0.5,1,200,"], "line 2: response_time_ms"),
+        (["1800000000,GET,/a,nan,1,200,"], "line 2: response_time_ms"),
+        (["1800000000,GET,/a,1e400,1,200,"], "line 2: response_time_ms"),
+        (["1800000000,GET,/a,1,1,1e30,"], "line 2: status_code"),
+        (["1800000000,GET,/a,1,1,200,", "1000,GET,/a,1,1,200,"], "timestamps span"),
         (["1800000000,GET,/a,1,1,200,", "x,GET,/a,1,1,200,"], "line 3: timestamp"),
         (["1800000000,GET,,1,1,200,"], "line 2: name: empty"),
         ([], "no requests in the log"),

@@ -49,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,17 @@ _KEYS = {
     "pull": "apm",
     "candidate_apm": "apm",
 }
+#: Upper bounds of numeric keys (beyond them a date computation overflows, or the value is surely a typo).
+_MAXIMA = {
+    "max_baseline_age_days": 36500.0,  # 100 years
+    "duration_s": 366 * 86400.0,  # a year
+    "rate_scale": 1e6,
+    "processes": 1024,
+    "window_hours": 24 * 3660.0,  # 10 years (Datadog keeps far less)
+    "delay_s": 86400.0,
+}
+_LIMITS = {"int": 2**32 - 1}  # seeds: numpy takes 0 <= seed < 2^32 comfortably everywhere
+
 _APM_KEYS = {
     "service": "str",
     "env": "str",
@@ -154,14 +166,28 @@ def _value(kind: str, value: Any, where: str) -> Any:
         if value not in SHAPES:
             raise ValueError(f"{where}: expected one of {', '.join(SHAPES)}, got {value!r}")
         return value
+    return _number_value(kind, value, where)
+
+
+def _number_value(kind: str, value: Any, where: str) -> Any:
+    """A numeric key: finite, of its kind's sign, at most its ``_MAXIMA``; ValueError naming ``where``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > _LIMITS.get(kind, 2**63):
+        raise ValueError(f"{where}: expected an integer up to {_LIMITS.get(kind, 2**63)}, got {value!r}")
     if kind in ("int", "count") and not isinstance(value, int):
         raise ValueError(f"{where}: expected an integer, got {value!r}")
     if kind in ("positive", "count") and value <= 0:
         raise ValueError(f"{where}: expected a number > 0, got {value!r}")
     if kind == "non-negative" and value < 0:
         raise ValueError(f"{where}: expected a number >= 0, got {value!r}")
+    if kind == "int" and value < 0:
+        raise ValueError(f"{where}: expected an integer >= 0, got {value!r}")
+    key = where.rsplit(".", 1)[-1]
+    if key in _MAXIMA and value > _MAXIMA[key]:
+        raise ValueError(f"{where}: expected at most {_MAXIMA[key]:g}, got {value!r}")
     return float(value) if kind in ("positive", "non-negative") else value
 
 

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +121,8 @@ def abort_reason(stats: WindowStats, rails: Rails) -> str | None:
 
 
 def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{where}: expected a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf or value > 2**63:
+        raise ValueError(f"{where}: expected a finite number > 0, got {value!r}")
     return float(value)
 
 

@@ -24,10 +24,11 @@ LOCUST_CSV_COLUMNS = (
 
 
 def load_measurement(path: str | Path) -> Measurement:
-    """A Measurement file (JSON) or a Locust request CSV, recognised by content; BadInput otherwise."""
+    """A Measurement file (JSON) or a Locust request CSV, recognised by content (a leading byte-order mark is
+    skipped); BadInput otherwise."""
     p = Path(path)
-    with reading(p, "a Measurement file or a Locust request CSV"), p.open(encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
+    with reading(p, "a Measurement file or a Locust request CSV"), p.open(encoding="utf-8-sig", errors="replace") as fh:
+        head = fh.read(4096)  # utf-8-sig: a byte-order mark is skipped
     if head.lstrip().startswith("{"):
         return measurement_json.read(p)
     first = head.splitlines()[0] if head else ""

@@ -30,7 +30,8 @@ Formats (``fmt``):
     gave up, a lower bound). nginx's ``\\xHH`` escapes in the request line are read as the bytes they
     stand for (percent-encoded in paths).
 
-Lines that cannot be parsed (too few fields, bad time, bad number) are *malformed*: counted, the first
+Lines that cannot be parsed (too few fields, bad time, bad number, a time outside 1970–2100, a duration
+beyond ``parity.bounds.MAX_LATENCY_MS``, longer than ``MAX_LINE_CHARS``) are *malformed*: counted, the first
 few kept as ``file:line: why``; more than ``max_malformed_share`` of all non-blank lines raises BadInput.
 Lines that parse but carry no usable request (``- - -`` request line, see above) are *skipped* and counted.
 Files are plain text or gzip (recognised by their magic bytes, not their name).
@@ -80,6 +81,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
 from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind, Window
 from parity.replay.recorder import Recorder
@@ -118,7 +120,12 @@ WINDOW_SLACK_S = 1.0
 #: nginx status for "client closed the connection before the response".
 NGINX_CLIENT_CLOSED = 499
 
+#: Longest line read, characters; a longer one is malformed (and read no further into memory).
+MAX_LINE_CHARS = 65536
+
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_SECONDS = MAX_LATENCY_MS / 1000.0
+_OVERLONG = "(overlong line)"  # yielded by _lines in place of a line longer than MAX_LINE_CHARS
 _ALB_NOT_DISPATCHED = -1.0
 _ALB_WEBSOCKET = frozenset({"ws", "wss"})
 _ALB_ACTIONS_FIELD = 9  # actions_executed, counted from the field after "request"
@@ -204,9 +211,16 @@ def _seconds(value: str, name: str) -> float:
         seconds = float(value)
     except ValueError:
         raise _Malformed(f"{name}: not a number: {_short(value)}") from None
-    if not math.isfinite(seconds) or (seconds < 0 and seconds != _ALB_NOT_DISPATCHED):
+    if not math.isfinite(seconds) or (seconds < 0 and seconds != _ALB_NOT_DISPATCHED) or seconds > _MAX_SECONDS:
         raise _Malformed(f"{name}: not a duration: {_short(value)}")
     return seconds
+
+
+def _unix(t: float, name: str, value: str) -> float:
+    """``t`` (Unix s) when it lies between 1970 and 2100; malformed otherwise."""
+    if not MIN_UNIX_S <= t <= MAX_UNIX_S:
+        raise _Malformed(f"{name}: not between 1970 and 2100: {_short(value)}")
+    return t
 
 
 def _status(value: str, name: str) -> int | None:
@@ -224,7 +238,10 @@ def _iso_time(value: str, name: str) -> float:
         raise _Malformed(f"{name}: not an ISO 8601 time: {_short(value)}") from None
     if t.tzinfo is None:
         raise _Malformed(f"{name}: time without a time zone: {_short(value)}")
-    return t.timestamp()
+    try:
+        return _unix(t.timestamp(), name, value)
+    except OverflowError:
+        raise _Malformed(f"{name}: not between 1970 and 2100: {_short(value)}") from None
 
 
 _ALB_FIELD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
@@ -316,7 +333,7 @@ def _nginx_time(value: str) -> float:
     except ValueError:
         raise _Malformed(f"time_local: not a time: {_short(value)}") from None
     offset_s = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
-    return calendar.timegm(local.timetuple()) - offset_s
+    return _unix(calendar.timegm(local.timetuple()) - offset_s, "time_local", value)
 
 
 def _nginx_extras(text: str) -> list[str]:
@@ -350,6 +367,8 @@ def _nginx_latency(field: str) -> float | None:
             raise _Malformed(f"timing field: negative: {_short(value)}")
         total += seconds
         known = True
+    if total > _MAX_SECONDS:
+        raise _Malformed(f"timing field: not a duration: {_short(value)}")
     return total * 1000.0 if known else None
 
 
@@ -395,9 +414,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         compressed = fh.read(2) == _GZIP_MAGIC
         fh.seek(0)
         raw = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
         try:
-            for n, line in enumerate(text, 1):
+            while line := text.readline(MAX_LINE_CHARS):
+                n += 1
+                if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
+                    while (rest := text.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                        pass  # skip the rest of an overlong line without holding it
+                    yield n, _OVERLONG
+                    continue
                 yield n, line.rstrip("\r\n")
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise BadInput(f"{path}: gzip data broken after line {n} (truncated file?): {exc}") from None
@@ -486,6 +511,8 @@ class _Collector:
                 continue
             self.lines += 1
             try:
+                if line is _OVERLONG:
+                    raise _Malformed(f"longer than {MAX_LINE_CHARS} characters")
                 parsed = parse(line)
             except _Malformed as exc:
                 self.bad(f"{path}:{n}", str(exc))

@@ -20,7 +20,6 @@ appear raw in a URL path (non-ASCII, controls, space, braces) are percent-encode
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
+from parity.bounds import check_text, load_json
 from parity.errors import BadInput, reading
 from parity.model import Endpoint
 
@@ -531,15 +531,40 @@ _YAML_OPENAPI = re.compile(r"^['\"]?(openapi|swagger)['\"]?\s*:", re.MULTILINE)
 
 
 def _load_openapi_document(path: Path, text: str) -> Any:
+    """The document as JSON or YAML data; BadInput for invalid text, nesting too deep to read, or (YAML) a
+    lone surrogate in a string (JSON input: ``parity.bounds.load_json`` refuses those itself)."""
     if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        return load_json(text, str(path))
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        doc = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of more than 4300 digits
+        raise BadInput(f"{path}: not valid YAML: {(str(exc).splitlines() or ['?'])[0][:200]}") from None
+    except RecursionError:
+        raise BadInput(f"{path}: not valid YAML: nested too deeply to read") from None
+    if "\\u" in text or "\\U" in text:  # only escapes can make a lone surrogate (the text itself is UTF-8)
+        _check_strings(doc, path)
+    return doc
+
+
+def _check_strings(doc: Any, path: Path) -> None:
+    """BadInput when a string or key anywhere in ``doc`` holds a lone surrogate; iterative (no recursion)."""
+    stack, seen = [doc], set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list) and id(node) in seen:  # YAML aliases share nodes
+            continue
+        if isinstance(node, dict):
+            seen.add(id(node))
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            seen.add(id(node))
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                check_text(node, "a string")
+            except ValueError as exc:
+                raise BadInput(f"{path}: {exc}: {node[:40]!r}") from None
 
 
 def _expand_server_url(server: Mapping[str, Any]) -> str:
