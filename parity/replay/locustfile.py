@@ -117,8 +117,10 @@ SIGNAL_GRACE_S = 5.0
 #: After a stop, the master ends the run this many seconds after the lanes' grace even if some never reported
 #: (a worker's last report can take a report interval, 3 s, to arrive).
 STOP_SLACK_S = 5.0
-#: A worker Locust marked missing (no heartbeat for ~3 s) and still missing this many seconds later is lost.
-LOST_AFTER_S = 2.0
+#: A worker Locust marked missing (no heartbeat for ~3 s) and still missing this many seconds later is lost (about
+#: 12 s of silence in all): a worker on a starved CPU can miss a few heartbeats (loading its lane's plan blocks it
+#: for seconds on a busy 2-core machine), and Locust takes it back when it answers again.
+LOST_AFTER_S = 8.0
 #: A worker exits when its master has not answered a heartbeat for this many seconds (Locust's own limit is 60 s).
 MASTER_SILENT_S = 10.0
 #: How often a worker checks its parent process and its master's heartbeat.
