@@ -15,9 +15,21 @@ How it works:
   the same requests as a single process, split without overlap.
 - Each process records latency per endpoint into sketches; workers ship them to the master with their
   reports, the master merges them and writes the Measurement (``--parity-out``) when Locust quits — also
-  after Ctrl-C, with what was recorded so far.
+  after a stop (below), with what was recorded so far.
 - After its last send a user waits for its requests in flight (at most ``--request-timeout``), ships its
   remaining data and stops; the run ends when every lane has finished.
+- Stopping early: SIGINT/SIGTERM (handlers installed explicitly in every process: an inherited ignored SIGINT
+  must not disable Ctrl-C; Locust's own SIGTERM handler is only installed after a headless shape run) stops
+  every lane's sends; requests in flight get ``SIGNAL_GRACE_S`` (at most ``--request-timeout``); the run then
+  ends as usual and the Measurement(s) are written with ``complete = no`` and ``stopped`` = the reason
+  (``SIGTERM after 12.3 s of 60 s``), exit code 3. A second signal writes what was recorded, if not yet
+  written, and exits at once (every writer writes a temporary file and renames it).
+- Rule for lanes that end early: **a lane that ends early ends the run.** A worker lane stopped by a signal
+  to its worker, or lost (Locust has had its worker missing — no heartbeat — for ``LOST_AFTER_S`` more
+  seconds), makes the master stop the other lanes the same way; ``stopped`` names the lane and
+  ``lost_lanes`` lists the lost ones (what they recorded since their last report is missing). Workers watch
+  their master: a worker forked by ``--processes`` exits when its parent process is gone, any worker after
+  ``MASTER_SILENT_S`` without a heartbeat from its master.
 
 Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
 same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
