@@ -9,23 +9,28 @@ nightly all run through :func:`run_ab`. I/O orchestration only: no printing, no 
 Outcomes (``AbOutcome``): the replay completed, completed only in part, was aborted by a safety rail (each
 judged on what was recorded), or was refused by a safety rail before any request (nothing to judge). A replay
 that failed to start (bad options, unreadable baseline) or left no Measurements raises BadInput.
+
+A SIGINT/SIGTERM while the replay runs is forwarded to it (``parity.replay.process``): it stops and writes both
+Measurements marked incomplete, which are judged like any incomplete run, and the outcome records the signal
+(exit code 128 + signal). Stopped before it wrote them: Interrupted.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from parity import measurement_json
-from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Interrupted
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, planned_run_s, run_replay
 
-__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "run_ab"]
+__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "refusal_reason", "run_ab"]
 
 #: Seconds a replay may run beyond its planned run time (start-up, waiting for workers, drain, writing the
 #: Measurements) before it is interrupted.
@@ -47,11 +52,15 @@ class AbOutcome:
     log_path: Path
     sides: tuple[Measurement, Measurement] | None = None  # (old, new) as read from the files
     refusal: str | None = None
+    interrupted: int | None = None  # the signal (SIGINT/SIGTERM) that stopped the run early
 
     @property
     def exit_code(self) -> int:
-        """4 when a safety rail refused or aborted the replay; else the verdict's (1 fail, 3 inconclusive — also
-        for a replay that did not complete and found no regression —, 0 pass or marginal)."""
+        """128 + signal when a signal stopped the run; 4 when a safety rail refused or aborted the replay; else the
+        verdict's (1 fail, 3 inconclusive — also for a replay that did not complete and found no regression —,
+        0 pass or marginal)."""
+        if self.interrupted is not None:
+            return 128 + self.interrupted
         if self.status in (REFUSED, REPLAY_STATUS[4]) or self.result is None:
             return EXIT_ABORTED
         if self.result.verdict is Verdict.FAIL:
@@ -61,7 +70,8 @@ class AbOutcome:
         return EXIT_OK
 
 
-def _refusal(log_path: Path) -> str:
+def refusal_reason(log_path: Path) -> str:
+    """Why a safety rail refused a replay: its log's last ``parity: refused:`` line, else the log's tail."""
     try:
         text = log_path.read_text("utf-8", errors="replace")
     except OSError:
@@ -84,15 +94,22 @@ def run_ab(
     ``old (URL)``, ``new (URL)``). BadInput when the replay failed or wrote no Measurements."""
     if not run.old_host or run.old_out is None:
         raise ValueError("run_ab needs a replay with an old host and an old output file")
-    code = run_replay(run, log_path, planned_run_s(run) + slack_s)
+    ended = run_replay(run, log_path, planned_run_s(run) + slack_s)
+    code = ended.code
     old_path, new_path = run.old_out, run.out
-    if code == EXIT_ABORTED and not (old_path.is_file() and new_path.is_file()):
-        return AbOutcome(REFUSED, None, old_path, new_path, log_path, refusal=_refusal(log_path))
+    written = old_path.is_file() and new_path.is_file()
+    if code == EXIT_ABORTED and not written:
+        return AbOutcome(REFUSED, None, old_path, new_path, log_path, refusal=refusal_reason(log_path))
     status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
-    if status is None or not (old_path.is_file() and new_path.is_file()):
+    if status is None or not written:
+        if ended.signal is not None:
+            name = signal.Signals(ended.signal).name
+            raise Interrupted(
+                ended.signal, f"{name}: the A/B replay stopped before it recorded anything (log: {log_path})"
+            )
         why = "did not finish in time" if code is None else f"failed (exit {code})"
         raise BadInput(f"the A/B replay {why}: {log_tail(log_path)} (log: {log_path})")
     old, new = measurement_json.read(old_path), measurement_json.read(new_path)
     names = names or (f"old ({run.old_host})", f"new ({run.host})")
     result = compare(old, new, policy, names=names)
-    return AbOutcome(status, result, old_path, new_path, log_path, (old, new))
+    return AbOutcome(status, result, old_path, new_path, log_path, (old, new), interrupted=ended.signal)

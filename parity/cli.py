@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,12 +25,15 @@ from urllib.parse import urlsplit
 from parity import measurement_json, version
 from parity.config import Config, find_config, load_config, write_metric_rules
 from parity.errors import (
+    EXIT_ABORTED,
     EXIT_BAD_INPUT,
     EXIT_INCONCLUSIVE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REGRESSION,
     BadInput,
+    Interrupted,
+    Refused,
 )
 from parity.history.command import add_history_parser
 from parity.judge.compare import compare
@@ -503,7 +507,10 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return outcome.exit_code
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
     print(f"  measurements: {outcome.old_path}, {outcome.new_path}; Locust log: {outcome.log_path}")
-    if outcome.status != "complete":
+    if outcome.interrupted is not None:
+        print(f"  note: stopped by {signal.Signals(outcome.interrupted).name}: the replay is incomplete, judged on "
+              f"what was recorded (exit {outcome.exit_code})")  # fmt: skip
+    elif outcome.status != "complete":
         print(f"  note: the replay was {outcome.status}: judged on what was recorded")
     return outcome.exit_code
 
@@ -845,6 +852,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Refused as exc:
+        print(f"parity: refused: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+    except Interrupted as exc:
+        print(f"parity: interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

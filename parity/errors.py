@@ -14,6 +14,8 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REGRESSION",
     "BadInput",
+    "Interrupted",
+    "Refused",
     "reading",
 ]
 
@@ -24,6 +26,24 @@ EXIT_BAD_INPUT = 2  # bad input, bad usage, unreachable dependency
 EXIT_INCONCLUSIVE = 3  # not enough data to decide
 EXIT_ABORTED = 4  # a safety rail refused or aborted the run
 EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class Refused(Exception):
+    """A safety rail refused the run before any request (e.g. a target that is not allow-listed); exit code 4.
+    The message is one line: the rail's reason."""
+
+
+class Interrupted(Exception):
+    """The command was stopped by a signal (SIGINT or SIGTERM) before it could finish; exit code 128 + signal
+    (130 for SIGINT, 143 for SIGTERM). What was already written stays (whole files only)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class BadInput(Exception):

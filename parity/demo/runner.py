@@ -21,7 +21,7 @@ from parity import measurement_json
 from parity.ab import REPLAY_SLACK_S, run_ab
 from parity.demo.baseline import build_baseline
 from parity.demo.processes import Service, running_servers
-from parity.errors import BadInput
+from parity.errors import BadInput, Interrupted
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult
 from parity.model import Measurement
@@ -100,6 +100,8 @@ def run_demo(
             outcome = run_ab(run, policy, log_path=out / "locust.log", slack_s=REPLAY_SLACK_S, names=names)
         except BadInput as exc:
             raise RuntimeError(str(exc)) from None
+    if outcome.interrupted is not None:
+        raise Interrupted(outcome.interrupted, f"the demo's replay was stopped (log: {outcome.log_path})")
     if outcome.result is None or outcome.sides is None or outcome.status != REPLAY_STATUS[0]:
         why = f": {outcome.refusal}" if outcome.refusal else ""
         raise RuntimeError(f"the replay was {outcome.status}{why} (log: {outcome.log_path})")

@@ -22,7 +22,13 @@ Steps, each reported through ``progress``:
    event with the verdict and the report's location.
 
 Exit code (``NightlyOutcome.exit_code``): 4 when a safety rail aborted the replay, else the worst verdict of
-the comparisons (fail 1 > inconclusive 3 > pass/marginal 0). Bad input anywhere: BadInput (exit 2).
+the comparisons (fail 1 > inconclusive 3 > pass/marginal 0). Bad input anywhere: BadInput (exit 2); a target
+the rails refuse: Refused (exit 4, nothing sent).
+
+Stopped by SIGINT/SIGTERM during the replay: the signal goes to the replay, which stops and writes its
+Measurement(s) marked incomplete; the night is then judged and reported on what was recorded (quick), its
+``nightly.json`` says ``interrupted``, the slow and lasting steps (candidate APM, history, push) are skipped, and
+the exit code is 128 + signal. A signal before the replay wrote anything: Interrupted (128 + signal).
 Keys come from the caller (the CLI reads the environment) and are never written anywhere.
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,9 +44,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from parity import measurement_json
-from parity.ab import REFUSED, run_ab
+from parity.ab import REFUSED, refusal_reason, run_ab
 from parity.config import Config
-from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Interrupted, Refused
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
@@ -85,6 +92,7 @@ class NightlyOutcome:
     history_run: int | None
     pushed: bool
     notes: tuple[str, ...] = ()
+    interrupted: int | None = None  # the signal that stopped the replay early (the night was cut short)
 
     @property
     def aborted(self) -> bool:
@@ -103,6 +111,8 @@ class NightlyOutcome:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted
         if self.aborted:
             return EXIT_ABORTED
         if self.decisive is self.server_side:  # the replay's latency was incomparable; its errors still count
@@ -236,30 +246,41 @@ def _replay_run(settings: NightlySettings, config: Config, baseline: Path, out_d
     )
 
 
+def _interrupted(signum: int, log: Path) -> Interrupted:
+    name = signal.Signals(signum).name
+    return Interrupted(signum, f"{name}: the replay stopped before it recorded anything (log: {log})")
+
+
 def _replay(
     settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
-) -> tuple[Measurement, str]:
-    """Run the replay against ``target``; (the recorded Measurement, its status). BadInput when nothing can be
-    judged."""
+) -> tuple[Measurement, str, int | None]:
+    """Run the replay against ``target``; (the recorded Measurement, its status, the signal that stopped it
+    early or None). Refused when a rail refused the target; BadInput when nothing can be judged."""
     run = _replay_run(settings, config, baseline, out_dir)
     log = out_dir / "locust.log"
     progress(
         f"replaying {baseline.name} against {settings.target}: {settings.duration_s:g} s, {settings.shape}, "
         f"rate scale {settings.rate_scale:g}"
     )
-    code = run_replay(run, log, settings.duration_s + REPLAY_SLACK_S)
-    if code is None:
-        raise BadInput(f"the replay did not finish in time; see {log}")
+    ended = run_replay(run, log, settings.duration_s + REPLAY_SLACK_S)
+    code = ended.code
+    if code == EXIT_ABORTED and not run.out.is_file():
+        raise Refused(f"{refusal_reason(log)} (log: {log})")
     if code not in REPLAY_STATUS or not run.out.is_file():
+        if ended.signal is not None:
+            raise _interrupted(ended.signal, log)
+        if code is None:
+            raise BadInput(f"the replay did not finish in time; see {log}")
         raise BadInput(f"the replay failed (exit {code}): {log_tail(log)} (log: {log})")
-    return measurement_json.read(run.out), REPLAY_STATUS[code]
+    return measurement_json.read(run.out), REPLAY_STATUS[code], ended.signal
 
 
 def _replay_ab(
     settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
-) -> tuple[ParityResult, tuple[Measurement, Measurement], str]:
+) -> tuple[ParityResult, tuple[Measurement, Measurement], str, int | None]:
     """Run the concurrent A/B replay (``old_target`` and ``target`` at once) and judge new against old;
-    (the result, (old, new), the replay's status). BadInput when nothing can be judged."""
+    (the result, (old, new), the replay's status, the signal that stopped it early or None). Refused when a rail
+    refused a target; BadInput when nothing can be judged."""
     run = _replay_run(settings, config, baseline, out_dir)
     log = out_dir / "locust.log"
     progress(
@@ -269,8 +290,8 @@ def _replay_ab(
     names = (f"{settings.old_env} ({settings.old_target})", f"{settings.target_env} ({settings.target})")
     outcome = run_ab(run, config.policy, log_path=log, slack_s=REPLAY_SLACK_S, names=names)
     if outcome.status == REFUSED or outcome.result is None or outcome.sides is None:
-        raise BadInput(f"the A/B replay was {REFUSED}: {outcome.refusal} (log: {log})")
-    return outcome.result, outcome.sides, outcome.status
+        raise Refused(f"{outcome.refusal} (log: {log})")
+    return outcome.result, outcome.sides, outcome.status, outcome.interrupted
 
 
 def _write_summary(outcome: NightlyOutcome) -> None:
@@ -284,6 +305,7 @@ def _write_summary(outcome: NightlyOutcome) -> None:
         "replay": outcome.replay_status,
         "history_run": outcome.history_run,
         "pushed_to_datadog": outcome.pushed,
+        "interrupted": None if outcome.interrupted is None else signal.Signals(outcome.interrupted).name,
         "notes": list(outcome.notes),
     }
     write_atomic(outcome.out_dir / "nightly.json", json.dumps(doc, indent=2) + "\n")
@@ -305,11 +327,11 @@ def run_nightly(
     night, out_dir = claim_night(settings.out, now)
     baseline, refreshed, notes = _baseline(settings, keys, now, progress)
     if settings.old_target:
-        result, sides, status = _replay_ab(settings, config, settings.baseline, out_dir, progress)
+        result, sides, status, interrupted = _replay_ab(settings, config, settings.baseline, out_dir, progress)
         candidate = sides[1]
         progress(f"compared {settings.target_env} against {settings.old_env} (concurrent A/B)")
     else:
-        candidate, status = _replay(settings, config, settings.baseline, out_dir, progress)
+        candidate, status, interrupted = _replay(settings, config, settings.baseline, out_dir, progress)
         progress("comparing the candidate against the baseline")
         names = (str(settings.baseline), f"{settings.target_env} replay ({settings.target})")
         result = compare(baseline, candidate, config.policy, names=names)
@@ -317,6 +339,8 @@ def run_nightly(
     if status != "complete":
         notes.append(f"replay {status}: judged on what was recorded")
     write_reports(result, out_dir, meta, measurements=sides)
+    if interrupted is not None:
+        return _cut_short(night, out_dir, result, refreshed, status, interrupted, notes, progress)
     server_side = None
     if settings.candidate_apm is not None:
         server_side = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
@@ -346,6 +370,37 @@ def run_nightly(
         _push(keys, decisive, report, settings, progress)
         outcome = replace(outcome, pushed=True)
         _write_summary(outcome)
+    return outcome
+
+
+def _cut_short(
+    night: str,
+    out_dir: Path,
+    result: ParityResult,
+    refreshed: bool,
+    status: str,
+    signum: int,
+    notes: list[str],
+    progress: Callable[[str], None],
+) -> NightlyOutcome:
+    """The night after a signal stopped its replay: reported on what was recorded, and nothing more (no candidate
+    APM wait, no history row, no push)."""
+    name = signal.Signals(signum).name
+    notes.append(f"stopped by {name}: the replay is incomplete; candidate APM, history and push were skipped")
+    progress(f"stopped by {name}: the night's reports hold what the replay recorded (incomplete)")
+    outcome = NightlyOutcome(
+        night=night,
+        out_dir=out_dir,
+        result=result,
+        server_side=None,
+        baseline_refreshed=refreshed,
+        replay_status=status,
+        history_run=None,
+        pushed=False,
+        notes=tuple(notes),
+        interrupted=signum,
+    )
+    _write_summary(outcome)
     return outcome
 
 

@@ -15,9 +15,21 @@ How it works:
   the same requests as a single process, split without overlap.
 - Each process records latency per endpoint into sketches; workers ship them to the master with their
   reports, the master merges them and writes the Measurement (``--parity-out``) when Locust quits — also
-  after Ctrl-C, with what was recorded so far.
+  after a stop (below), with what was recorded so far.
 - After its last send a user waits for its requests in flight (at most ``--request-timeout``), ships its
   remaining data and stops; the run ends when every lane has finished.
+- Stopping early: SIGINT/SIGTERM (handlers installed explicitly in every process: an inherited ignored SIGINT
+  must not disable Ctrl-C; Locust's own SIGTERM handler is only installed after a headless shape run) stops
+  every lane's sends; requests in flight get ``SIGNAL_GRACE_S`` (at most ``--request-timeout``); the run then
+  ends as usual and the Measurement(s) are written with ``complete = no`` and ``stopped`` = the reason
+  (``SIGTERM after 12.3 s of 60 s``), exit code 3. A second signal writes what was recorded, if not yet
+  written, and exits at once (every writer writes a temporary file and renames it).
+- Rule for lanes that end early: **a lane that ends early ends the run.** A worker lane stopped by a signal
+  to its worker, or lost (Locust has had its worker missing — no heartbeat — for ``LOST_AFTER_S`` more
+  seconds), makes the master stop the other lanes the same way; ``stopped`` names the lane and
+  ``lost_lanes`` lists the lost ones (what they recorded since their last report is missing). Workers watch
+  their master: a worker forked by ``--processes`` exits when its parent process is gone, any worker after
+  ``MASTER_SILENT_S`` without a heartbeat from its master.
 
 Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
 same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
@@ -43,6 +55,9 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
+import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -61,7 +76,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
@@ -107,6 +122,24 @@ TARGET = "parity_target"
 ROUTE = "parity_route"
 #: Prefix of the old target's request names in Locust's own stats (its console table, CSV and web UI).
 OLD_NAME_PREFIX = "[old] "
+#: After a stop (SIGINT/SIGTERM, a lost or stopped lane), each lane waits this many seconds at most for its requests
+#: in flight (never more than --request-timeout): long enough for a healthy target's answers, short enough to fit
+#: the grace of a supervisor (``docker stop``: 10 s, Kubernetes: 30 s, ``parity nightly``: ``STOP_GRACE_S``).
+SIGNAL_GRACE_S = 5.0
+#: After a stop, the master ends the run this many seconds after the lanes' grace even if some never reported
+#: (a worker's last report can take a report interval, 3 s, to arrive).
+STOP_SLACK_S = 5.0
+#: A worker Locust marked missing (no heartbeat for ~3 s) and still missing this many seconds later is lost (about
+#: 12 s of silence in all): a worker on a starved CPU can miss a few heartbeats (loading its lane's plan blocks it
+#: for seconds on a busy 2-core machine), and Locust takes it back when it answers again.
+LOST_AFTER_S = 8.0
+#: A worker exits when its master has not answered a heartbeat for this many seconds (Locust's own limit is 60 s).
+MASTER_SILENT_S = 10.0
+#: How often a worker checks its parent process and its master's heartbeat.
+WATCH_EVERY_S = 0.5
+#: Environment variable holding the pid of the process that started the replay (``parity.replay.process``): the
+#: replay stops like on SIGTERM when that process is gone (kill -9 of ``parity nightly``).
+PARENT_PID_ENV = "PARITY_PARENT_PID"
 
 
 @dataclass
@@ -130,6 +163,14 @@ class _Replay:
     baseline_text: str = ""  # the master sends it to workers, which need no copy of the file
     baseline: Measurement | None = None
     replay_of: str = ""  # fingerprint of the baseline's traffic
+    environment: Environment | None = None
+    signals: int = 0  # SIGINT/SIGTERM received so far
+    stop_reason: str | None = None  # why the run was stopped early (a signal, a lost or stopped lane)
+    stop_at: float | None = None  # time.monotonic() of the stop
+    stopping: Event = field(default_factory=Event)  # set when this process's lane must stop sending
+    lane_clients: dict[int, str] = field(default_factory=dict)  # master: lane -> worker client id
+    missing_since: dict[int, float] = field(default_factory=dict)  # master: lane -> monotonic time seen missing
+    lost_lanes: set[int] = field(default_factory=set)  # master: lanes whose worker was lost
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -472,8 +513,11 @@ def _log_sample_plan(config: dict[str, Any], policy: Policy) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
+    if environment.parsed_options is not None:  # not in library mode: the caller owns the process there
+        _install_stop_handlers(environment)
     if isinstance(runner, WorkerRunner):
         runner.register_message("parity_lane", _on_lane_message)
+        runner.register_message("parity_stop", _on_stop_message)
         return
     if environment.parsed_options is None:
         return  # library mode: the caller configures the replay
@@ -555,10 +599,16 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.unfinished_lanes.clear()
     state.finished_at = None
     state.aborted = state.failed = None
+    state.stop_reason = state.stop_at = None
+    state.stopping.clear()
+    state.lane_clients.clear()
+    state.missing_since.clear()
+    state.lost_lanes.clear()
     if isinstance(runner, MasterRunner):
         workers = sorted(_workers(runner), key=lambda c: runner.get_worker_index(c.id))
         state.lanes = len(workers)
         for lane, client in enumerate(workers):
+            state.lane_clients[lane] = client.id
             # The start travels as a delay, not a clock reading: worker clocks may differ from the master's.
             lane_config = {**state.config, "lane": lane, "lanes": state.lanes, "start_in_s": start_at - time.time()}
             message = {"config": lane_config, "baseline_text": state.baseline_text}
@@ -582,6 +632,8 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
         return
     state.config = config
     state.lane, state.lanes = int(config["lane"]), int(config["lanes"])
+    state.stop_reason = state.stop_at = None
+    state.stopping.clear()
     for recorder in state.recorders.values():
         recorder.set_stages(_stage_spans(float(config["start_at"])))
     state.ready.set()
@@ -603,9 +655,171 @@ def _lane_done(lane: int, finished: bool) -> None:
 
 
 def _on_lane_done(environment: Environment, msg: Any) -> None:
-    """Master: a worker finished its lane and sent what it recorded since its last report."""
+    """Master: a worker finished its lane and sent what it recorded since its last report. A lane stopped before
+    the end of its schedule (a signal to its worker) stops the run: the others would only make it lopsided."""
     _merge_deltas(msg.data["deltas"])
-    _lane_done(int(msg.data["lane"]), bool(msg.data["finished"]))
+    lane, finished = int(msg.data["lane"]), bool(msg.data["finished"])
+    _lane_done(lane, finished)
+    if not finished:
+        _request_stop(f"{msg.data.get('stopped') or f'worker lane {lane} stopped early'} after {_elapsed()}")
+
+
+def _stop_grace_s() -> float:
+    """Seconds a stopped lane waits for its requests in flight: ``SIGNAL_GRACE_S``, at most --request-timeout."""
+    return min(float(state.config.get("request_timeout_s", SIGNAL_GRACE_S)), SIGNAL_GRACE_S)
+
+
+def _elapsed() -> str:
+    """How far into the run we are: ``12.3 s of 60 s`` (``before the start`` when it has not started)."""
+    config = state.config
+    if "start_at" not in config:
+        return "before the start"
+    return f"{max(0.0, time.time() - float(config['start_at'])):.1f} s of {float(config['run_time_s']):g} s"
+
+
+def _stop_lane() -> None:
+    """Stop this process's lane: its dispatchers stop handing out sends (the lane then waits for its requests in
+    flight for ``_stop_grace_s`` and reports itself done, unfinished)."""
+    if state.stop_at is None:
+        state.stop_at = time.monotonic()
+    state.stopping.set()
+
+
+def _request_stop(reason: str) -> None:
+    """Master or single process: stop the run early for ``reason`` (kept as the Measurement's ``stopped`` label):
+    every lane stops sending and waits for its requests in flight; the run then ends as usual, writing the
+    Measurement(s) marked incomplete. Only the first reason counts."""
+    if state.stop_reason is not None:
+        return
+    state.stop_reason = reason
+    grace = _stop_grace_s()
+    log.warning("parity: stopping the replay: %s; waiting up to %g s for requests in flight", reason, grace)
+    environment = state.environment
+    if environment is not None:  # a lane still running when the run ends is stopped within its grace
+        environment.stop_timeout = min(environment.stop_timeout or math.inf, grace + 1.0)
+    _stop_lane()
+    runner = environment.runner if environment is not None else None
+    if isinstance(runner, MasterRunner):
+        for lane, client_id in state.lane_clients.items():
+            if lane not in state.done_lanes:
+                runner.send_message("parity_stop", {"reason": reason}, client_id)
+
+
+def _on_stop_message(environment: Environment, msg: Any) -> None:
+    """Worker: the master stopped the run early."""
+    log.warning("parity: the master stopped the run: %s", msg.data.get("reason"))
+    _stop_lane()
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave the process at once (no atexit hooks, no Locust shutdown): files written so far are whole, as every
+    writer writes to a temporary file and renames it."""
+    _flush_logs()
+    os._exit(code)
+
+
+def _on_signal(signum: int) -> None:
+    """SIGINT or SIGTERM (installed explicitly: an inherited ignored SIGINT, as in background jobs of a shell,
+    must not make Ctrl-C a no-op). The first one stops the run gracefully (``_request_stop``; on a worker: its
+    lane, which makes the master stop the others); a second one writes what was recorded, if that was not written
+    yet, and exits at once. Before the replay started nothing was sent: exit 128 + signal, no file."""
+    name = signal.Signals(signum).name
+    state.signals += 1
+    environment = state.environment
+    worker = environment is not None and isinstance(environment.runner, WorkerRunner)
+    if state.signals > 1:
+        log.error("parity: second %s: exiting now, without waiting for requests in flight", name)
+        code = EXIT_INCONCLUSIVE
+        if not worker and environment is not None and "start_at" in state.config:
+            if not state.written:
+                _write_measurements(environment)
+            code = _exit_code(environment)
+        _exit_now(code)
+    if worker:
+        state.stop_reason = state.stop_reason or f"{name} to worker lane {state.lane}"
+        log.warning("parity: %s: stopping this worker's lane (the master then stops the run)", name)
+        _stop_lane()
+        return
+    if "start_at" not in state.config:
+        log.error("parity: %s before the replay started: exiting, nothing was sent", name)
+        _exit_now(128 + signum)
+    _request_stop(f"{name} after {_elapsed()}")
+
+
+def _watch_parent(parent: int, on_lost: Any) -> None:
+    """Call ``on_lost(why)`` once this process's parent (pid ``parent``) is gone (it was re-parented)."""
+    while os.getppid() == parent:
+        gevent.sleep(WATCH_EVERY_S)
+    on_lost(f"its parent process {parent} exited")
+
+
+def _watch_master(runner: WorkerRunner, parent: int | None) -> None:
+    """Worker: exit when the master is gone — its parent process (a worker forked by --processes) exited, or the
+    master answered no heartbeat for ``MASTER_SILENT_S`` — instead of sending on for Locust's 60 s."""
+    while True:
+        gevent.sleep(WATCH_EVERY_S)
+        last = runner.last_heartbeat_timestamp
+        if parent is not None and os.getppid() != parent:
+            why = f"its master (parent process {parent}) exited"
+        elif last is not None and time.time() - last > MASTER_SILENT_S:
+            why = f"no heartbeat from the master for over {MASTER_SILENT_S:g} s"
+        else:
+            continue
+        log.error("parity: worker exiting: %s", why)
+        _exit_now(EXIT_BAD_INPUT)
+
+
+def _install_stop_handlers(environment: Environment) -> None:
+    """Every process of a replay: SIGINT/SIGTERM handlers; a worker watches its master; a replay started by
+    ``parity`` (``PARENT_PID_ENV``) stops when that process is gone."""
+    state.environment = environment
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, _on_signal, signum)
+    runner = environment.runner
+    options = environment.parsed_options
+    if isinstance(runner, WorkerRunner):
+        forked = bool(getattr(options, "processes", None))
+        gevent.spawn(_watch_master, runner, os.getppid() if forked else None)
+    elif os.environ.get(PARENT_PID_ENV) == str(os.getppid()):
+
+        def parent_lost(why: str) -> None:
+            if "start_at" not in state.config:
+                log.error("parity: %s before the replay started: exiting, nothing was sent", why)
+                _exit_now(EXIT_BAD_INPUT)
+            _request_stop(f"{why} after {_elapsed()}")
+
+        gevent.spawn(_watch_parent, os.getppid(), parent_lost)
+
+
+def _check_lost_lanes(runner: MasterRunner, *, final: bool = False) -> None:
+    """Master: a lane whose worker Locust marked missing (no heartbeat for ~3 s) for ``LOST_AFTER_S`` — or that is
+    gone, or missing when the run ends (``final``) — is lost: it is done, unfinished, and the run stops (the rule:
+    a partial lane makes the whole run partial, so the others stop instead of sending on)."""
+    now = time.monotonic()
+    for lane, client_id in sorted(state.lane_clients.items()):
+        if lane in state.done_lanes:
+            continue
+        node = runner.clients.get(client_id)
+        if node is not None and node.state != STATE_MISSING:
+            state.missing_since.pop(lane, None)
+            continue
+        since = state.missing_since.setdefault(lane, now)
+        if node is not None and not final and now - since < LOST_AFTER_S:
+            continue
+        state.lost_lanes.add(lane)
+        log.error("parity: worker lane %d lost (no heartbeat from its worker)", lane)
+        _lane_done(lane, False)
+        _request_stop(
+            f"worker lane {lane} of {state.lanes} lost (no heartbeat) after {_elapsed()}: what it recorded since "
+            "its last report is missing"
+        )
 
 
 @events.report_to_master.add_listener
@@ -662,6 +876,19 @@ class _Target:
     headers: dict[str, str]
     name_prefix: str = ""
     tagged: bool = False  # request events carry TARGET and ROUTE in their context
+
+
+def _drain(senders: list[Any], timeout_s: float) -> None:
+    """Wait for ``senders`` to finish their requests in flight: at most ``timeout_s`` seconds, and at most
+    ``_stop_grace_s`` after a stop (those still running are then killed by the caller)."""
+    end = time.monotonic() + timeout_s
+    while not all(sender.dead for sender in senders):
+        if state.stop_at is not None:
+            end = min(end, state.stop_at + _stop_grace_s())
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            return
+        gevent.joinall(senders, timeout=min(remaining, WATCH_EVERY_S))
 
 
 class ReplayUser(FastHttpUser):
@@ -755,14 +982,20 @@ class ReplayUser(FastHttpUser):
         config = state.config
         queue: Queue[tuple[Arrival, float] | None] = Queue(maxsize=config["max_in_flight"])
         senders = [gevent.spawn(self._sender, target, queue) for _ in range(config["max_in_flight"])]
+        helpers: list[Any] = []
         try:
-            finished = self._dispatch(target, queue, start_at, index, count)
-            for _ in senders:
-                queue.put(None)
-            gevent.joinall(senders, timeout=config["request_timeout_s"] + 1.0)
+            dispatcher = gevent.spawn(self._dispatch, target, queue, start_at, index, count)
+            helpers.append(dispatcher)
+            gevent.wait([dispatcher, state.stopping], count=1)  # a stop (see _stop_lane) ends the sends early
+            stopped = not dispatcher.ready()
+            if stopped:
+                dispatcher.kill(block=True, timeout=1.0)
+            finished = not stopped and dispatcher.successful() and dispatcher.value is True
+            helpers.append(gevent.spawn(lambda: [queue.put(None) for _ in senders]))  # senders stop when idle
+            _drain(senders, config["request_timeout_s"] + 1.0)
             return finished
         finally:
-            gevent.killall(senders, block=True, timeout=1.0)
+            gevent.killall(senders + helpers, block=True, timeout=1.0)
 
     def _dispatch(
         self, target: _Target, queue: Queue[tuple[Arrival, float] | None], start_at: float, index: int, count: int
@@ -873,7 +1106,7 @@ class ReplayUser(FastHttpUser):
     def _finish_lane(self, finished: bool) -> None:
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            data = {"lane": state.lane, "finished": finished, "deltas": _take_deltas()}
+            data = {"lane": state.lane, "finished": finished, "deltas": _take_deltas(), "stopped": state.stop_reason}
             runner.send_message("parity_lane_done", data)
         else:
             _lane_done(0, finished)
@@ -914,7 +1147,12 @@ class ReplayShape(LoadTestShape):
         if not config:
             return None
         lanes = _lane_count(self.runner.environment) if self.runner is not None else 1
+        if isinstance(self.runner, MasterRunner):
+            _check_lost_lanes(self.runner)
         if state.finished_at is not None and len(state.done_lanes) >= max(state.lanes, 1):
+            return None
+        if state.stop_at is not None and time.monotonic() > state.stop_at + _stop_grace_s() + STOP_SLACK_S:
+            log.warning("parity: lanes did not all report after the stop; ending the run")
             return None
         if state.aborted is None and state.rails.watches:
             state.aborted = _abort_reason(self.runner.environment.host or "" if self.runner is not None else "")
@@ -955,6 +1193,10 @@ def _labels(complete: bool) -> dict[str, str]:
         labels["aborted"] = state.aborted
     if state.failed is not None:
         labels["failed"] = state.failed
+    if state.stop_reason is not None and not complete:
+        labels["stopped"] = state.stop_reason
+    if state.lost_lanes:
+        labels["lost_lanes"] = ",".join(str(lane) for lane in sorted(state.lost_lanes))
     return labels
 
 
@@ -963,11 +1205,37 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     config = state.config
     if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
         return
-    start = float(config.get("start_at", time.time()))
-    planned_end = start + config["run_time_s"]
-    complete = (
+    if isinstance(environment.runner, MasterRunner):
+        _check_lost_lanes(environment.runner, final=True)
+    _write_measurements(environment)
+    environment.process_exit_code = _exit_code(environment)
+
+
+def _complete() -> bool:
+    """Every lane went through its whole schedule, and no rail aborted the run nor a worker failed."""
+    return (
         state.finished_at is not None and not state.unfinished_lanes and state.aborted is None and state.failed is None
     )
+
+
+def _exit_code(environment: Environment) -> int:
+    """The replay's exit code: 2 a worker failed, 4 a rail aborted, 0 complete, else 3 (partial)."""
+    if state.failed is not None:
+        return EXIT_BAD_INPUT
+    if state.aborted is not None:
+        return EXIT_ABORTED
+    return EXIT_OK if _complete() else EXIT_INCONCLUSIVE
+
+
+def _write_measurements(environment: Environment) -> None:
+    """Master or single process: write the Measurement(s) of what was recorded (``--parity-out``, ``--old-out``),
+    each atomically (``measurement_json.write``); a partial run is labelled ``complete = no`` with the reason."""
+    config = state.config
+    if not (config.get("parity_out") or config.get("old_out")):
+        return
+    start = float(config.get("start_at", time.time()))
+    planned_end = start + config["run_time_s"]
+    complete = _complete()
     end = planned_end if complete else min(planned_end, max(time.time(), start + 0.001))
     labels = _labels(complete)
     ab = len(state.recorders) > 1
@@ -1005,9 +1273,3 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
             state.written[name],
             "" if complete else " (partial: the run was stopped early)",
         )
-    if state.failed is not None:
-        environment.process_exit_code = EXIT_BAD_INPUT
-    elif state.aborted is not None:
-        environment.process_exit_code = EXIT_ABORTED
-    else:
-        environment.process_exit_code = EXIT_OK if complete else EXIT_INCONCLUSIVE

@@ -4,25 +4,46 @@ Locust monkey-patches the process it is imported into (gevent), so the harness n
 starts ``python -m locust -f <parity/replay/locustfile.py> ...`` and reads the Measurement(s) it writes.
 :class:`ReplayRun` says what to replay and :func:`replay_args` turns it into the locustfile's command line —
 the one place those arguments are built.
+
+Stopping: while the child runs, SIGINT and SIGTERM to this process are forwarded to it (it runs in its own
+session, so a terminal's Ctrl-C reaches it once, through us): the replay stops sending, waits a bounded grace
+for its requests in flight and writes its Measurement(s) marked incomplete (``stopped`` label, exit code 3);
+the child is killed if it has not exited ``STOP_GRACE_S`` later. A second signal is forwarded too (the replay
+then writes what it has and exits at once) and raises :class:`parity.errors.Interrupted` here. The child also
+stops by itself when this process disappears (``PARENT_PID_ENV``, e.g. after kill -9).
+
+Least privilege: the child's environment is this one without secrets (:func:`child_environment`): no Datadog
+variables, nothing named like a key, token, secret or password.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+from parity.errors import Interrupted
 from parity.replay.rails import Rails
 
 __all__ = [
+    "KILL_GRACE_S",
+    "PARENT_PID_ENV",
     "REPLAY_STATUS",
     "STOP_GRACE_S",
+    "LocustChild",
+    "ReplayExit",
     "ReplayRun",
+    "child_environment",
     "locust_process",
     "locustfile_path",
     "log_tail",
@@ -31,8 +52,18 @@ __all__ = [
     "run_replay",
 ]
 
-#: Seconds a Locust process gets to exit after SIGINT before it is killed.
-STOP_GRACE_S = 10.0
+#: Seconds a Locust child gets, after a stop (SIGTERM), to wait for its requests in flight (at most 5 s, see
+#: ``parity.replay.locustfile.SIGNAL_GRACE_S``), collect its workers' last reports and write its Measurement(s),
+#: before it is killed.
+STOP_GRACE_S = 20.0
+#: Seconds a Locust child gets after a second signal (it writes what it has and exits at once) before it is killed.
+KILL_GRACE_S = 5.0
+#: Environment variable telling the child which process started it (its master watches that parent).
+PARENT_PID_ENV = "PARITY_PARENT_PID"
+#: A child never gets environment variables whose names start with one of these (Datadog keys and settings)...
+SECRET_PREFIXES = ("DD_", "DATADOG_")
+#: ... or contain one of these words (case-insensitive), except Locust's own ``LOCUST_*`` settings.
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL")
 #: Exit codes of the replay locustfile that leave Measurements to judge, and what they mean.
 REPLAY_STATUS = {0: "complete", 3: "incomplete", 4: "aborted by a safety rail"}
 
@@ -115,10 +146,103 @@ def replay_args(run: ReplayRun) -> list[str]:
     return args + list(run.extra)
 
 
+def _secret(name: str) -> bool:
+    upper = name.upper()
+    if upper.startswith(SECRET_PREFIXES):
+        return True
+    return not upper.startswith("LOCUST_") and any(word in upper for word in SECRET_WORDS)
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without what a replay child must not hold: every ``DD_*`` / ``DATADOG_*`` variable (the
+    nightly's Datadog keys and site) and every variable named like a key, secret, token, password or credential
+    (``SECRET_WORDS``; ``LOCUST_*`` settings are kept). The replay needs none of them."""
+    return {name: value for name, value in environ.items() if not _secret(name)}
+
+
+@dataclass(frozen=True)
+class ReplayExit:
+    """How a replay child ended: its exit code (None: it did not finish in time and was stopped, or killed), and
+    the signal that stopped this process while it ran (forwarded to the child; None when there was none)."""
+
+    code: int | None
+    signal: int | None = None
+
+
+class LocustChild:
+    """A running Locust child (``proc``) and the SIGINT/SIGTERM this process received while it ran (each
+    forwarded to it; see the module docstring)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.signals: list[int] = []
+        self.stopped_at: float | None = None  # time.monotonic() of the first signal
+
+    def forward(self, signum: int, _frame: FrameType | None = None) -> None:
+        """Signal handler: pass ``signum`` on to the child; the second one also raises Interrupted."""
+        self.signals.append(signum)
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        if self.proc.returncode is None:
+            with suppress(OSError):  # already gone
+                self.proc.send_signal(signum)
+        if len(self.signals) > 1:
+            raise Interrupted(signum, f"{signal.Signals(signum).name} again: the replay was told to exit at once")
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait for the child's exit code: at most ``timeout_s`` seconds, and at most ``STOP_GRACE_S`` after a
+        forwarded stop; None when it has not exited by then."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.stopped_at is not None:
+                deadline = min(deadline, self.stopped_at + STOP_GRACE_S)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                return self.proc.wait(timeout=min(remaining, 0.5))
+            except subprocess.TimeoutExpired:
+                continue
+
+    @property
+    def signal(self) -> int | None:
+        """The first signal received while the child ran, or None."""
+        return self.signals[0] if self.signals else None
+
+
 @contextmanager
-def locust_process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m locust ARGS`` with its output in ``log_path``; interrupted (SIGINT, then kill after
-    ``STOP_GRACE_S``) if still running when the block exits."""
+def _forwarding(child: LocustChild) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``child.forward`` inside the block (main thread only: elsewhere signals cannot
+    be caught, and the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[signal.Signals, Any] = {}
+    for caught in (signal.SIGINT, signal.SIGTERM):
+        previous[caught] = signal.signal(caught, child.forward)
+    try:
+        yield
+    finally:
+        for caught, handler in previous.items():
+            signal.signal(caught, handler)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM ``proc`` (the replay then stops and writes its Measurement), kill it after ``grace_s``; reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
+@contextmanager
+def locust_process(args: list[str], log_path: Path) -> Iterator[LocustChild]:
+    """``python -m locust ARGS`` with its output in ``log_path``, in its own session, with ``child_environment``;
+    SIGINT/SIGTERM to this process are forwarded to it inside the block. Stopped (SIGTERM, then killed after
+    ``STOP_GRACE_S``, or ``KILL_GRACE_S`` after a second signal) if still running when the block exits."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
@@ -126,17 +250,15 @@ def locust_process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen
         stdout=log_file,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        env={**child_environment(os.environ), PARENT_PID_ENV: str(os.getpid())},
+        start_new_session=True,
     )
+    child = LocustChild(proc)
     try:
-        yield proc
+        with _forwarding(child):
+            yield child
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc, KILL_GRACE_S if child.signals else STOP_GRACE_S)  # after a stop, SIGTERM is its second signal
         log_file.close()
 
 
@@ -149,15 +271,14 @@ def planned_run_s(run: ReplayRun) -> float:
     return 0.0
 
 
-def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> int | None:
-    """Run ``run`` in a child Locust process (output in ``log_path``) and wait for it: its exit code, or None when
-    it did not finish within ``timeout_s`` seconds (it is then interrupted like Ctrl-C, which writes what was
-    recorded, marked partial)."""
-    with locust_process(replay_args(run), log_path) as proc:
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
+def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> ReplayExit:
+    """Run ``run`` in a child Locust process (output in ``log_path``) and wait for it, at most ``timeout_s``
+    seconds (then it is stopped like on SIGTERM, which writes what was recorded, marked partial, and the code is
+    None). A SIGINT/SIGTERM to this process meanwhile is forwarded and reported in ``ReplayExit.signal``; a
+    second one raises Interrupted."""
+    with locust_process(replay_args(run), log_path) as child:
+        code = child.wait(timeout_s)
+        return ReplayExit(code, child.signal)
 
 
 def log_tail(path: Path, lines: int = 5) -> str:
