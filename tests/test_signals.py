@@ -188,7 +188,7 @@ def _nightly_config(tmp_path: Path, target: str) -> Path:
     config = tmp_path / "parity.toml"
     config.write_text(
         "[nightly]\n"
-        f'baseline = "{baseline}"\ntarget = "{target}"\nduration_s = 60\nmax_baseline_age_days = 1000000\n'
+        f'baseline = "{baseline}"\ntarget = "{target}"\nduration_s = 60\nmax_baseline_age_days = 36500\n'
         f'out = "{tmp_path / "nightly"}"\nhistory = "{tmp_path / "history.sqlite"}"\n'
     )
     return config
