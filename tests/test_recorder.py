@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from parity import measurement_json
 from parity.model import LatencyDistribution, Source, SourceKind
 from parity.replay.recorder import FLUSH_EVERY, GeneratorTotals, Recorder, StageSpan
 from parity.sketch import LatencySketch
@@ -94,6 +95,8 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     workers[0].count_sends(T0 + 2.9, sent=5, late=1)
     workers[1].count_sends(T0 + 2.1, sent=5, late=3, dropped=1)
     workers[1].count_sends(T0 + 3.5, unsent=7)
+    workers[0].count_sends(T0 + 3.6, in_flight=2)
+    workers[1].count_sends(T0 + 3.7, in_flight=1)
     for w in workers:
         master.merge_delta(json.loads(json.dumps(w.take_delta())))
         assert w.take_delta()["cpu"] == {}
@@ -106,6 +109,14 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     assert g.cpu_percent == (95.0, None, 30.0, None)  # the busiest process per second; unsampled stays None
     assert g.late == (0, 0, 4, 0)
     assert g.saturated == (True, False, False, False)
-    assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent) == (2, 10, 4, 1, 7)
-    assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7}
+    assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent, g.in_flight) == (2, 10, 4, 1, 7, 3)
+    assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7, "in_flight": 3}
+    again = measurement_json.loads(measurement_json.dumps(m), "round trip").generator
+    assert again is not None
+    assert again.in_flight == 3
+    older = measurement_json.to_dict(m)
+    del older["generator"]["in_flight"]  # written before the counter existed: absent means 0
+    old_generator = measurement_json.from_dict(older).generator
+    assert old_generator is not None
+    assert old_generator.in_flight == 0
     assert master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4)).generator is None
