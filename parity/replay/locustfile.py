@@ -324,6 +324,13 @@ def _not_allowed(hosts: dict[str, str], allow_hosts: tuple[str, ...]) -> str | N
     return None
 
 
+def _start_refusal(environment: Environment) -> str | None:
+    """Why this test start may not send (a target not allow-listed, or a refusal earlier in this process), or
+    None. The host is read now: the web UI's form may have changed it since start-up."""
+    hosts = {NEW: environment.host or "", OLD: str(state.config.get("old_host") or "")}
+    return state.refused or _not_allowed(hosts, state.rails.allow_hosts)
+
+
 def _refuse_run(environment: Environment, message: str) -> None:
     """A safety rail refused a test start: nothing is sent, the run ends (Locust quits, its web UI too) and
     the process exits 4 (``_on_quitting``); one line says why."""
@@ -331,6 +338,8 @@ def _refuse_run(environment: Environment, message: str) -> None:
         log.error("parity: refused: %s", message)
         state.refused = message
     state.ready.clear()
+    if state.config.get("host"):  # the refused host never became a target: an earlier run is written as it ran
+        environment.host = state.config["host"]
     gevent.spawn(_quit, environment)
 
 
@@ -624,12 +633,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner) or not state.config:
         return
     # Every start is checked, also one from the web UI whose form changed the host since start-up.
-    refusal = _not_allowed(
-        {NEW: environment.host or "", OLD: str(state.config.get("old_host") or "")}, state.rails.allow_hosts
-    )
-    if refusal is not None or state.refused is not None:
-        _refuse_run(environment, refusal or str(state.refused))
+    refusal = _start_refusal(environment)
+    if refusal is not None:
+        _refuse_run(environment, refusal)
         return  # no lane is handed out: nothing is sent
+    state.config["host"] = environment.host  # the target this run really uses
     start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
     state.config["start_at"] = start_at
     # A new test (e.g. restarted from the web UI) starts from an empty record.
@@ -1073,6 +1081,16 @@ class ReplayShape(LoadTestShape):
 
     use_common_options = True
 
+    def reset_time(self) -> None:
+        """Locust calls this at every shape start (also one from the web UI, before the first tick): the
+        targets are checked here too, so a refused start ends the process even when no test starts."""
+        super().reset_time()
+        runner = self.runner
+        if runner is not None and state.config and not isinstance(runner, WorkerRunner):
+            refusal = _start_refusal(runner.environment)
+            if refusal is not None:
+                _refuse_run(runner.environment, refusal)
+
     def tick(self) -> tuple[int, float] | None:
         config = state.config
         if not config:
@@ -1124,9 +1142,10 @@ def _labels(complete: bool) -> dict[str, str]:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
-    if state.refused is not None:  # a rail refused the test start: nothing was sent, nothing to write
+    if state.refused is not None:  # a rail refused a start: nothing went to that target
         environment.process_exit_code = EXIT_ABORTED
-        return
+        if not any(r.sends["sent"] for r in state.recorders.values()):
+            return  # nothing was sent at all (an earlier run from the web UI is written below)
     config = state.config
     if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
         return
@@ -1174,7 +1193,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         )
     if state.failed is not None:
         environment.process_exit_code = EXIT_BAD_INPUT
-    elif state.aborted is not None:
+    elif state.aborted is not None or state.refused is not None:  # refused: a later start (web UI), not this run
         environment.process_exit_code = EXIT_ABORTED
     else:
         environment.process_exit_code = EXIT_OK if complete else EXIT_INCONCLUSIVE
