@@ -769,10 +769,19 @@ class _Target:
 
 @dataclass
 class _Flight:
-    """Requests a target's senders have started and not yet recorded (a sender is killed with its request
-    when the run ends before the answer: that request is counted ``in_flight``)."""
+    """A target's senders' counts: ``busy``, requests started and not yet recorded (a sender killed with its
+    request when the run ends before the answer leaves it here: counted ``in_flight``); ``started``, requests
+    started since the dispatcher last moved them to the recorder's ``sent`` (plain attribute increments per
+    request; the dispatcher counts them whenever it waits, ``_count_leftovers`` at the end)."""
 
     busy: int = 0
+    started: int = 0
+
+    def count_started(self, recorder: Recorder, at_s: float) -> None:
+        """Move the requests started since the last call into ``recorder``'s ``sent`` (Unix time ``at_s``)."""
+        if self.started:
+            recorder.count_sends(at_s, sent=self.started)
+            self.started = 0
 
 
 class ReplayUser(FastHttpUser):
@@ -890,7 +899,7 @@ class ReplayUser(FastHttpUser):
         flight = _Flight()
         senders = [gevent.spawn(self._sender, target, queue, flight) for _ in range(config["max_in_flight"])]
         try:
-            finished = self._dispatch(target, queue, start_at, index, count)
+            finished = self._dispatch(target, queue, flight, start_at, index, count)
             for _ in senders:
                 queue.put(None)
             gevent.joinall(senders, timeout=config["request_timeout_s"] + 1.0)
@@ -900,7 +909,13 @@ class ReplayUser(FastHttpUser):
             _count_leftovers(target, queue, flight)
 
     def _dispatch(
-        self, target: _Target, queue: Queue[tuple[Arrival, float] | None], start_at: float, index: int, count: int
+        self,
+        target: _Target,
+        queue: Queue[tuple[Arrival, float] | None],
+        flight: _Flight,
+        start_at: float,
+        index: int,
+        count: int,
     ) -> bool:
         """Hand each arrival to the senders when it is due; True when the whole schedule was handed out
         (or counted as unsent after the run's end), False when Locust stopped the user first.
@@ -929,6 +944,7 @@ class ReplayUser(FastHttpUser):
             now = time.time()
             if planned - now > WAKE_EARLY_S:
                 in_a_row = 0
+                flight.count_started(recorder, now)
                 gevent.sleep(planned - now - WAKE_EARLY_S)
                 if count > 1 and arrival.number % count != index:
                     gevent.sleep(0)  # the other target's dispatcher, woken for this arrival too, goes first
@@ -960,26 +976,28 @@ class ReplayUser(FastHttpUser):
     def _sender(self, target: _Target, queue: Queue[tuple[Arrival, float] | None], flight: _Flight) -> None:
         """Send the arrivals ``queue`` hands out to ``target`` one at a time, each within one total deadline
         (``--request-timeout``) and reading at most ``--max-response-bytes`` of its body, and report each
-        through ``events.request``. ``sent`` is counted as a request is taken, ``flight.busy`` holds it until
-        it is reported: with no switch between count and report, a sender killed mid-request leaves it in
-        ``busy`` (``_count_leftovers``), so sent = recorded + in flight exactly."""
+        through ``events.request``. A request is counted started (``sent``) and ``busy`` as it is taken, with
+        no switch in between, and leaves ``busy`` right after it is reported: a sender killed mid-request
+        leaves it in ``busy`` (``_count_leftovers``: in flight), so sent = recorded + in flight exactly."""
         recorder = target.recorder
         fire = self.environment.events.request.fire
         client, prefix, base_headers = target.client, target.prefix, target.headers
         name_prefix, tagged = target.name_prefix, target.tagged
         timeout_s = float(state.config["request_timeout_s"])
         max_bytes = int(state.config.get("max_response_bytes") or DEFAULT_MAX_RESPONSE_BYTES)
+        deadline = gevent.Timeout(timeout_s)  # one per sender, restarted per request (cheaper than a new one)
         while (item := queue.get()) is not None:
             arrival, planned = item
             headers = {**base_headers, **arrival.headers} if arrival.headers else base_headers
             sent_at = time.time()
-            recorder.count_sends(sent_at, sent=1, late=1 if sent_at - planned > LATE_S else 0)
+            flight.started += 1
             flight.busy += 1
+            if sent_at - planned > LATE_S:
+                recorder.count_sends(sent_at, late=1)
             response = None  # set once a whole response arrived
             exception: Exception | None = None
             length = 0
             started = time.perf_counter()
-            deadline = gevent.Timeout(timeout_s)
             deadline.start()
             try:
                 pending = client.request(arrival.method, prefix + arrival.url, body=arrival.body, headers=headers)
@@ -992,7 +1010,7 @@ class ReplayUser(FastHttpUser):
             except Exception as exc:  # no (whole) response: the request's error, with no latency
                 exception = exc
             finally:
-                deadline.close()
+                deadline.cancel()
             response_ms = (time.perf_counter() - started) * 1000.0
             if response is not None and response.status_code >= 500:
                 exception = CatchResponseError(f"HTTP {response.status_code}")
@@ -1059,8 +1077,10 @@ def _count_leftovers(target: _Target, queue: Queue[tuple[Arrival, float] | None]
     while not queue.empty():
         if queue.get_nowait() is not None:
             queued += 1
+    now = time.time()
+    flight.count_started(target.recorder, now)
     if flight.busy or queued:
-        target.recorder.count_sends(time.time(), in_flight=flight.busy, unsent=queued)
+        target.recorder.count_sends(now, in_flight=flight.busy, unsent=queued)
         flight.busy = 0
 
 
