@@ -120,3 +120,22 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     assert old_generator is not None
     assert old_generator.in_flight == 0
     assert master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4)).generator is None
+
+
+def test_requests_in_flight_at_the_end_are_shown_with_the_generator_health() -> None:
+    from parity.judge.compare import generator_info
+    from parity.judge.policy import Policy
+    from parity.report.context import _generator_text
+
+    rec = Recorder(1.0)
+    rec.count_sends(T0 + 0.5, sent=12)
+    rec.record("GET", "/a", T0 + 0.5, 3.0, False)
+    rec.count_sends(T0 + 1.5, in_flight=11)
+    start = datetime.fromtimestamp(T0, UTC)
+    totals = GeneratorTotals(processes=1, late_after_ms=100.0)
+    m = rec.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=2), generator=totals)
+    assert m.generator is not None
+    assert m.generator.sent == m.total_count + m.generator.in_flight
+    text = _generator_text(generator_info(m, Policy()))
+    assert text is not None
+    assert "11 still in flight at the end (sent, not recorded)" in text
