@@ -103,6 +103,8 @@ LATE_S = 0.1
 WAKE_EARLY_S = 0.002
 #: Arrivals still not handed to a sender this long after the run's end are not sent (counted unsent).
 UNSENT_AFTER_S = 1.0
+#: Started requests are moved to the recorder's ``sent`` whenever the dispatcher waits, or once this many gathered.
+COUNT_EVERY = 256
 #: A response body is read (and dropped) in chunks of this many bytes, so memory stays bounded per sender.
 READ_CHUNK = 64 * 1024
 #: A/B: a dispatcher handing out arrivals that are already due (catching up after the process was held back)
@@ -971,6 +973,8 @@ class ReplayUser(FastHttpUser):
                 continue
             queue.put((arrival, planned))
             in_a_row += 1
+            if flight.started >= COUNT_EVERY:
+                flight.count_started(recorder, now)
         return True
 
     def _sender(self, target: _Target, queue: Queue[tuple[Arrival, float] | None], flight: _Flight) -> None:
