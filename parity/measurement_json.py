@@ -170,6 +170,7 @@ def _generator_to_dict(g: GeneratorHealth | None) -> dict[str, Any] | None:
         "late_sends": g.late_sends,
         "dropped": g.dropped,
         "unsent": g.unsent,
+        "in_flight": g.in_flight,
         "late_after_ms": g.late_after_ms,
         "saturation_percent": g.saturation_percent,
     }
@@ -373,6 +374,7 @@ def _generator_from_dict(d: dict[str, Any] | None) -> GeneratorHealth | None:
         late_sends=int(d.get("late_sends", defaults.late_sends)),
         dropped=int(d.get("dropped", defaults.dropped)),
         unsent=int(d.get("unsent", defaults.unsent)),
+        in_flight=int(d.get("in_flight", defaults.in_flight)),
         late_after_ms=float(d.get("late_after_ms", defaults.late_after_ms)),
         saturation_percent=float(d.get("saturation_percent", defaults.saturation_percent)),
     )

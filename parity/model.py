@@ -327,9 +327,15 @@ class GeneratorHealth:
     ``cpu_percent[i]`` is the CPU of the busiest generator process over interval ``i`` in % of one core
     (None: not sampled). ``late[i]`` counts sends that started more than ``late_after_ms`` after their
     planned time (the generator or its concurrency limit could not keep up). Totals: ``processes`` that
-    sent, requests ``sent`` (handed to a sender), ``late_sends``, ``dropped`` (not sent: over the max-RPS
-    cap) and ``unsent`` (planned, but not started before the run ended: the generator or the target could
-    not keep up).
+    sent, requests ``sent`` (taken by a sender, which then starts the request: connects if needed and
+    writes it; counted before the first byte, so a request whose connection fails is sent and errored),
+    ``late_sends``, ``dropped`` (not sent: over the max-RPS cap), ``unsent`` (planned, but not started
+    before the run ended: the generator or the target could not keep up) and ``in_flight`` (sent, but
+    neither answered nor failed when the run ended; 0 in files written before it existed).
+
+    Every request sent is accounted for, per target and over all lanes: ``sent`` equals the requests
+    recorded in the Measurement (with a latency, or errors without one: timeouts, refused connections,
+    bodies over the size cap) plus ``in_flight``.
     """
 
     start_s: float
@@ -341,6 +347,7 @@ class GeneratorHealth:
     late_sends: int = 0
     dropped: int = 0
     unsent: int = 0
+    in_flight: int = 0
     late_after_ms: float = 100.0
     saturation_percent: float = SATURATED_CPU_PERCENT
 

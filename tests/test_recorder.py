@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from parity import measurement_json
 from parity.model import LatencyDistribution, Source, SourceKind
 from parity.replay.recorder import FLUSH_EVERY, GeneratorTotals, Recorder, StageSpan
 from parity.sketch import LatencySketch
@@ -94,6 +95,8 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     workers[0].count_sends(T0 + 2.9, sent=5, late=1)
     workers[1].count_sends(T0 + 2.1, sent=5, late=3, dropped=1)
     workers[1].count_sends(T0 + 3.5, unsent=7)
+    workers[0].count_sends(T0 + 3.6, in_flight=2)
+    workers[1].count_sends(T0 + 3.7, in_flight=1)
     for w in workers:
         master.merge_delta(json.loads(json.dumps(w.take_delta())))
         assert w.take_delta()["cpu"] == {}
@@ -106,6 +109,33 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     assert g.cpu_percent == (95.0, None, 30.0, None)  # the busiest process per second; unsampled stays None
     assert g.late == (0, 0, 4, 0)
     assert g.saturated == (True, False, False, False)
-    assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent) == (2, 10, 4, 1, 7)
-    assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7}
+    assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent, g.in_flight) == (2, 10, 4, 1, 7, 3)
+    assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7, "in_flight": 3}
+    again = measurement_json.loads(measurement_json.dumps(m), "round trip").generator
+    assert again is not None
+    assert again.in_flight == 3
+    older = measurement_json.to_dict(m)
+    del older["generator"]["in_flight"]  # written before the counter existed: absent means 0
+    old_generator = measurement_json.from_dict(older).generator
+    assert old_generator is not None
+    assert old_generator.in_flight == 0
     assert master.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=4)).generator is None
+
+
+def test_requests_in_flight_at_the_end_are_shown_with_the_generator_health() -> None:
+    from parity.judge.compare import generator_info
+    from parity.judge.policy import Policy
+    from parity.report.context import _generator_text
+
+    rec = Recorder(1.0)
+    rec.count_sends(T0 + 0.5, sent=12)
+    rec.record("GET", "/a", T0 + 0.5, 3.0, False)
+    rec.count_sends(T0 + 1.5, in_flight=11)
+    start = datetime.fromtimestamp(T0, UTC)
+    totals = GeneratorTotals(processes=1, late_after_ms=100.0)
+    m = rec.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=2), generator=totals)
+    assert m.generator is not None
+    assert m.generator.sent == m.total_count + m.generator.in_flight
+    text = _generator_text(generator_info(m, Policy()))
+    assert text is not None
+    assert "11 still in flight at the end (sent, not recorded)" in text

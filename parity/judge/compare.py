@@ -412,6 +412,7 @@ def generator_info(m: Measurement, policy: Policy) -> GeneratorInfo | None:
         sent=g.sent,
         late_sends=g.late_sends,
         dropped=g.dropped,
+        in_flight=g.in_flight,
         blamed_generator=share is not None and share > policy.max_generator_saturated_share,
     )
 

@@ -231,8 +231,9 @@ class SaturationKnee:
 @dataclass(frozen=True)
 class GeneratorInfo:
     """How one side's load generator fared (replays only): peak CPU of its busiest process (% of one core),
-    the share of sampled intervals above the saturation threshold, late sends, and whether latency
-    regressions on this side were therefore not blamed on the target (``blamed_generator``)."""
+    the share of sampled intervals above the saturation threshold, late sends, requests still in flight when
+    the run ended (sent, never recorded), and whether latency regressions on this side were therefore not
+    blamed on the target (``blamed_generator``)."""
 
     processes: int
     peak_cpu_percent: float | None
@@ -242,6 +243,7 @@ class GeneratorInfo:
     late_sends: int
     dropped: int
     blamed_generator: bool
+    in_flight: int = 0
 
 
 @dataclass(frozen=True)

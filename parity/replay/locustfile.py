@@ -30,6 +30,17 @@ How it works:
   ``lost_lanes`` lists the lost ones (what they recorded since their last report is missing). Workers watch
   their master: a worker forked by ``--processes`` exits when its parent process is gone, any worker after
   ``MASTER_SILENT_S`` without a heartbeat from its master.
+- Each request has one total deadline, ``--request-timeout`` (connect, write, headers and the whole body), and
+  its body is read in chunks and dropped, at most ``--max-response-bytes``: a timeout or a longer body is the
+  request's error (no latency). Every request sent is accounted for per target: recorded (with a latency, or an
+  error) or, when the run ended before its answer, counted ``in_flight`` (``GeneratorHealth``).
+- Safety rails hold in every mode (headless, web UI, master/worker, ``--processes``): the targets are checked
+  against the allow-list at every test start (also one started from the web UI with another host) on the master,
+  and again by every lane on the connection its senders will use, before its first request; a refused target
+  gets nothing, the run ends and the process exits 4 with one line ``parity: refused: ...``. The rails are read
+  once, at start-up, from the options and parity.toml: the web UI's form cannot loosen them. ``--max-rps`` is a
+  sliding window (``rails.RateCap``), split among lanes. Locust's web UI listens on 127.0.0.1 unless
+  ``--web-host`` says otherwise.
 
 Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
 same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
@@ -86,7 +97,7 @@ from parity.judge.policy import Policy
 from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
-from parity.replay.rails import Rails, RateCap, WindowStats, abort_reason, host_allowed
+from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.sample_plan import replay_sample_plan
 from parity.replay.schedule import Arrival, count_arrivals, iter_arrivals, schedule_fingerprint
@@ -107,8 +118,10 @@ LATE_S = 0.1
 WAKE_EARLY_S = 0.002
 #: Arrivals still not handed to a sender this long after the run's end are not sent (counted unsent).
 UNSENT_AFTER_S = 1.0
-#: Sends are counted in batches of at most this many (and whenever the dispatcher waits).
+#: Started requests are moved to the recorder's ``sent`` whenever the dispatcher waits, or once this many gathered.
 COUNT_EVERY = 256
+#: A response body is read (and dropped) in chunks of this many bytes, so memory stays bounded per sender.
+READ_CHUNK = 64 * 1024
 #: A/B: a dispatcher handing out arrivals that are already due (catching up after the process was held back)
 #: lets the other target's dispatcher, just as far behind, run after this many, so the two backlogs go out
 #: interleaved instead of one target's whole backlog first.
@@ -140,6 +153,16 @@ WATCH_EVERY_S = 0.5
 #: Environment variable holding the pid of the process that started the replay (``parity.replay.process``): the
 #: replay stops like on SIGTERM when that process is gone (kill -9 of ``parity nightly``).
 PARENT_PID_ENV = "PARITY_PARENT_PID"
+#: Where Locust's web UI listens unless ``--web-host`` says otherwise: loopback, not every interface.
+WEB_HOST = "127.0.0.1"
+
+
+class RequestTimeout(Exception):
+    """A request got no whole response (connect, send, headers and body) within ``--request-timeout``."""
+
+
+class ResponseTooLarge(Exception):
+    """A response body longer than ``--max-response-bytes``: not read further, the connection is closed."""
 
 
 @dataclass
@@ -160,6 +183,7 @@ class _Replay:
     rails: Rails = field(default_factory=Rails)
     aborted: str | None = None
     failed: str | None = None  # a worker could not run its lane
+    refused: str | None = None  # a safety rail refused a test start: nothing was sent, the process exits 4
     baseline_text: str = ""  # the master sends it to workers, which need no copy of the file
     baseline: Measurement | None = None
     replay_of: str = ""  # fingerprint of the baseline's traffic
@@ -200,7 +224,16 @@ def _add_arguments(parser: Any) -> None:
         "--request-timeout",
         type=float,
         default=30.0,
-        help="Seconds before a request is abandoned (default 30).",
+        help="Seconds a request may take in all (connect, send, headers and whole body) before it is abandoned "
+        "and counted as an error (default 30).",
+    )
+    group.add_argument(
+        "--max-response-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="A response body longer than N bytes is not read further and counts as an error (default 64 MiB, "
+        "or max_response_bytes in [replay] of parity.toml).",
     )
     group.add_argument("--pair-id", default="", help="Tag shared by the Measurements of a concurrent A/B run.")
     group.add_argument("--target-env", default="", help="Name of the target environment, for the report.")
@@ -261,6 +294,11 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--burst-multiplier", type=float, default=3.0, help="burst: rate multiplier (3).")
     group.add_argument("--burst-start", type=float, default=None, help="burst: seconds into the run it starts.")
     group.add_argument("--burst-duration", type=float, default=None, help="burst: seconds it lasts.")
+    # Locust's web UI (without --headless) starts load from a form: listen on loopback only unless told.
+    parser.set_defaults(web_host=WEB_HOST)
+    for action in parser._actions:
+        if action.dest == "web_host":
+            action.help = f"Host to bind the web interface to (parity replay default: {WEB_HOST}; '*' for all)"
 
 
 def _fail(message: str) -> NoReturn:
@@ -293,8 +331,10 @@ def _rails(options: Any, rails: Rails) -> Rails:
         ("--abort-window", options.abort_window, None),
     )
     for name, value, upper in checks:
-        if value is not None and not (value > 0 and (upper is None or value <= upper)):
+        if value is not None and not (value > 0 and math.isfinite(value) and (upper is None or value <= upper)):
             _fail(f"{name} must be > 0{'' if upper is None else f' and <= {upper:g}'}, got {value:g}")
+    if options.max_response_bytes is not None and options.max_response_bytes < 1:
+        _fail(f"--max-response-bytes must be >= 1, got {options.max_response_bytes}")
     return replace(
         rails,
         allow_hosts=rails.allow_hosts + tuple(options.allow_host or ()),
@@ -304,7 +344,54 @@ def _rails(options: Any, rails: Rails) -> Rails:
         ),
         abort_p99_ms=options.abort_p99_ms if options.abort_p99_ms is not None else rails.abort_p99_ms,
         abort_window_s=options.abort_window if options.abort_window is not None else rails.abort_window_s,
+        max_response_bytes=(
+            options.max_response_bytes if options.max_response_bytes is not None else rails.max_response_bytes
+        ),
     )
+
+
+def _not_allowed(hosts: dict[str, str], allow_hosts: tuple[str, ...]) -> str | None:
+    """Why a target of ``hosts`` (target name -> base URL; empty URLs are skipped, except NEW's) may not be
+    sent to, or None when every one is loopback or allow-listed (``rails.host_allowed``)."""
+    ab = bool(hosts.get(OLD))
+    for name, url in hosts.items():
+        if name != NEW and not url:
+            continue
+        if not host_allowed(url, allow_hosts):
+            side = f"{name} target" if ab else "target"
+            what = f"{side} {url}" if url else f"{side} (no host given)"
+            return (
+                f"{what} is not allow-listed: only loopback unless --allow-host or [replay] allow_hosts "
+                "in parity.toml names it"
+            )
+    return None
+
+
+def _start_refusal(environment: Environment) -> str | None:
+    """Why this test start may not send (a target not allow-listed, or a refusal earlier in this process), or
+    None. The host is read now: the web UI's form may have changed it since start-up."""
+    hosts = {NEW: environment.host or "", OLD: str(state.config.get("old_host") or "")}
+    return state.refused or _not_allowed(hosts, state.rails.allow_hosts)
+
+
+def _refuse_run(environment: Environment, message: str) -> None:
+    """A safety rail refused a test start: nothing is sent, the run ends (Locust quits, its web UI too) and
+    the process exits 4 (``_on_quitting``); one line says why."""
+    if state.refused is None:
+        log.error("parity: refused: %s", message)
+        state.refused = message
+    state.ready.clear()
+    if state.config.get("host"):  # the refused host never became a target: an earlier run is written as it ran
+        environment.host = state.config["host"]
+    gevent.spawn(_quit, environment)
+
+
+def _quit(environment: Environment) -> None:
+    """End the Locust process: stop the runner (workers too) and the web UI, whose end lets Locust quit."""
+    if environment.runner is not None:
+        environment.runner.quit()
+    if environment.web_ui is not None:
+        environment.web_ui.stop()
 
 
 def _shape_options(options: Any) -> dict[str, Any]:
@@ -524,18 +611,17 @@ def _on_init(environment: Environment, **_: Any) -> None:
     config = _config_from_options(environment.parsed_options)
     settings = _parity_config()
     state.rails = _rails(environment.parsed_options, settings.rails)
+    # The rails travel with the lane settings: every lane checks its own targets and caps its own sends.
     config["max_rps"] = state.rails.max_rps
+    config["allow_hosts"] = list(state.rails.allow_hosts)
+    config["max_response_bytes"] = state.rails.max_response_bytes
     host = environment.host or ""
     if not host:
         _fail("--host is required: the base URL of the environment to replay against")
     old_host = config.get("old_host")
-    for name, url in ((NEW, host), (OLD, old_host)):
-        if url and not host_allowed(url, state.rails.allow_hosts):
-            side = f"{name} target" if old_host else "target"
-            _refuse(
-                f"{side} {url} is not allow-listed: only loopback unless --allow-host or [replay] allow_hosts "
-                "in parity.toml names it"
-            )
+    refusal = _not_allowed({NEW: host, OLD: old_host or ""}, state.rails.allow_hosts)
+    if refusal is not None:
+        _refuse(refusal)
     try:
         _configure(config)
     except BadInput as exc:
@@ -574,6 +660,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message("parity_lane_done", _on_lane_done)
         runner.register_message("parity_lane_failed", _on_lane_failed)
+        runner.register_message("parity_lane_refused", _on_lane_refused)
 
 
 def _workers(runner: MasterRunner) -> list[Any]:
@@ -589,8 +676,14 @@ def _lane_count(environment: Environment) -> int:
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     runner = environment.runner
-    if isinstance(runner, WorkerRunner):
+    if isinstance(runner, WorkerRunner) or not state.config:
         return
+    # Every start is checked, also one from the web UI whose form changed the host since start-up.
+    refusal = _start_refusal(environment)
+    if refusal is not None:
+        _refuse_run(environment, refusal)
+        return  # no lane is handed out: nothing is sent
+    state.config["host"] = environment.host  # the target this run really uses
     start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
     state.config["start_at"] = start_at
     # A new test (e.g. restarted from the web UI) starts from an empty record.
@@ -637,6 +730,11 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
     for recorder in state.recorders.values():
         recorder.set_stages(_stage_spans(float(config["start_at"])))
     state.ready.set()
+
+
+def _on_lane_refused(environment: Environment, msg: Any) -> None:
+    """Master: a worker's lane refused its target (it sent nothing); the run ends and the replay exits 4."""
+    _refuse_run(environment, f"worker lane {msg.data['lane']}: {msg.data['reason']}")
 
 
 def _on_lane_failed(environment: Environment, msg: Any) -> None:
@@ -877,6 +975,30 @@ class _Target:
     name_prefix: str = ""
     tagged: bool = False  # request events carry TARGET and ROUTE in their context
 
+    @property
+    def connects_to(self) -> str:
+        """The URL of the host and port ``client`` really connects to (after geventhttpclient parsed the base
+        URL), for the allow-list's check next to the base URL's own."""
+        host = str(self.client.host)
+        return f"http://[{host}]:{self.client.port}" if ":" in host else f"http://{host}:{self.client.port}"
+
+
+@dataclass
+class _Flight:
+    """A target's senders' counts: ``busy``, requests started and not yet recorded (a sender killed with its
+    request when the run ends before the answer leaves it here: counted ``in_flight``); ``started``, requests
+    started since the dispatcher last moved them to the recorder's ``sent`` (plain attribute increments per
+    request; the dispatcher counts them whenever it waits, ``_count_leftovers`` at the end)."""
+
+    busy: int = 0
+    started: int = 0
+
+    def count_started(self, recorder: Recorder, at_s: float) -> None:
+        """Move the requests started since the last call into ``recorder``'s ``sent`` (Unix time ``at_s``)."""
+        if self.started:
+            recorder.count_sends(at_s, sent=self.started)
+            self.started = 0
+
 
 def _drain(senders: list[Any], timeout_s: float) -> None:
     """Wait for ``senders`` to finish their requests in flight: at most ``timeout_s`` seconds, and at most
@@ -908,9 +1030,13 @@ class ReplayUser(FastHttpUser):
     leaves out the session's request building, cookie jar and response wrapping (about 0.3 ms per request on
     the benchmark machine, and a quarter of the generator's CPU). Each request is still reported through
     ``events.request`` (Locust's stats, CSV and UI, and this module's recorders). Replayed requests are
-    independent: no redirect is followed (a 3xx is the answer, as in the access log it came from), no cookie is
-    kept between them, and a compressed body is not decompressed (``response_length`` counts the bytes
-    received). 5xx and no response are failures."""
+    independent: no redirect is followed (a 3xx is the answer, as in the access log it came from: nothing is ever
+    sent to the host it names), no cookie is kept between them, and a compressed body is not decompressed
+    (``response_length`` counts the bytes received). 5xx, no whole response within ``--request-timeout`` and a
+    body over ``--max-response-bytes`` are failures.
+
+    Before its first request the lane checks every target against the allow-list, on the base URL and on the
+    host its HTTP client will connect to: a refused target gets nothing (the run ends, exit 4)."""
 
     concurrency = 256
 
@@ -921,9 +1047,17 @@ class ReplayUser(FastHttpUser):
             raise StopUser
         assert state.shaped is not None
         config = state.config
+        targets = self._targets()
+        allow = tuple(config.get("allow_hosts") or ())
+        refusal = (
+            state.refused
+            or _not_allowed({t.name: t.host for t in targets}, allow)
+            or _not_allowed({t.name: t.connects_to for t in targets}, allow)
+        )
+        if refusal is not None:
+            self._refuse_lane(refusal)
         start_at = max(float(config["start_at"]), time.time())
         gevent.sleep(max(0.0, start_at - time.time()))
-        targets = self._targets()
         sampler = _CpuSampler([t.recorder for t in targets])
         runs = [gevent.spawn(self._run_target, t, start_at, i, len(targets)) for i, t in enumerate(targets)]
         try:
@@ -933,6 +1067,16 @@ class ReplayUser(FastHttpUser):
             gevent.killall(runs, block=True, timeout=1.0)
             sampler.stop()
         self._finish_lane(finished)
+        raise StopUser
+
+    def _refuse_lane(self, reason: str) -> NoReturn:
+        """This lane may not send to a target: it sends nothing; a worker tells the master, which ends the run."""
+        runner = self.environment.runner
+        if isinstance(runner, WorkerRunner):
+            log.error("parity: refused: lane %d: %s", state.lane, reason)
+            runner.send_message("parity_lane_refused", {"lane": state.lane, "reason": reason})
+        else:
+            _refuse_run(self.environment, reason)
         raise StopUser
 
     def _targets(self) -> list[_Target]:
@@ -981,10 +1125,11 @@ class ReplayUser(FastHttpUser):
         the whole schedule was handed out (see ``_dispatch``)."""
         config = state.config
         queue: Queue[tuple[Arrival, float] | None] = Queue(maxsize=config["max_in_flight"])
-        senders = [gevent.spawn(self._sender, target, queue) for _ in range(config["max_in_flight"])]
+        flight = _Flight()
+        senders = [gevent.spawn(self._sender, target, queue, flight) for _ in range(config["max_in_flight"])]
         helpers: list[Any] = []
         try:
-            dispatcher = gevent.spawn(self._dispatch, target, queue, start_at, index, count)
+            dispatcher = gevent.spawn(self._dispatch, target, queue, flight, start_at, index, count)
             helpers.append(dispatcher)
             gevent.wait([dispatcher, state.stopping], count=1)  # a stop (see _stop_lane) ends the sends early
             stopped = not dispatcher.ready()
@@ -996,9 +1141,16 @@ class ReplayUser(FastHttpUser):
             return finished
         finally:
             gevent.killall(senders + helpers, block=True, timeout=1.0)
+            _count_leftovers(target, queue, flight)
 
     def _dispatch(
-        self, target: _Target, queue: Queue[tuple[Arrival, float] | None], start_at: float, index: int, count: int
+        self,
+        target: _Target,
+        queue: Queue[tuple[Arrival, float] | None],
+        flight: _Flight,
+        start_at: float,
+        index: int,
+        count: int,
     ) -> bool:
         """Hand each arrival to the senders when it is due; True when the whole schedule was handed out
         (or counted as unsent after the run's end), False when Locust stopped the user first.
@@ -1015,75 +1167,87 @@ class ReplayUser(FastHttpUser):
             lane=state.lane,
             lanes=state.lanes,
         )
-        cap = None if config.get("max_rps") is None else RateCap(float(config["max_rps"]) / state.lanes)
+        max_rps = config.get("max_rps")
+        cap = None if max_rps is None else RateCap.for_lane(float(max_rps), state.lane, state.lanes)
         deadline = start_at + config["run_time_s"] + UNSENT_AFTER_S
         recorder = target.recorder
-        handed = 0  # handed to the senders since the last count (counted in batches: cheaper per request)
         in_a_row = 0  # handed out without waiting (A/B: yield to the other target's dispatcher every few)
-        try:
-            for arrival in arrivals:
-                if self._state == LOCUST_STATE_STOPPING:
-                    return False
-                planned = start_at + arrival.at_s
-                now = time.time()
-                if planned - now > WAKE_EARLY_S:
-                    recorder.count_sends(now, sent=handed)
-                    handed = in_a_row = 0
-                    gevent.sleep(planned - now - WAKE_EARLY_S)
-                    if count > 1 and arrival.number % count != index:
-                        gevent.sleep(0)  # the other target's dispatcher, woken for this arrival too, goes first
-                elif count > 1 and in_a_row >= AB_YIELD_EVERY:
-                    in_a_row = 0
-                    gevent.sleep(0)
-                elif now > deadline:
-                    unsent = count_arrivals(
-                        state.shaped.plan,
-                        config["run_time_s"],
-                        seed=config["seed"],
-                        lane=state.lane,
-                        lanes=state.lanes,
-                        from_number=arrival.number,
-                    )
-                    recorder.count_sends(now, unsent=unsent)
-                    where = f" to the {target.name} target" if count > 1 else ""
-                    log.warning(
-                        "parity: lane %d could not send %d requests%s before the run ended", state.lane, unsent, where
-                    )
-                    return True
-                if cap is not None and not cap.take(time.monotonic()):
-                    recorder.count_sends(planned, dropped=1)
-                    continue
-                queue.put((arrival, planned))
-                handed += 1
-                in_a_row += 1
-                if handed >= COUNT_EVERY:
-                    recorder.count_sends(now, sent=handed)
-                    handed = 0
-            return True
-        finally:
-            recorder.count_sends(time.time(), sent=handed)
+        for arrival in arrivals:
+            if self._state == LOCUST_STATE_STOPPING:
+                return False
+            planned = start_at + arrival.at_s
+            now = time.time()
+            if planned - now > WAKE_EARLY_S:
+                in_a_row = 0
+                flight.count_started(recorder, now)
+                gevent.sleep(planned - now - WAKE_EARLY_S)
+                if count > 1 and arrival.number % count != index:
+                    gevent.sleep(0)  # the other target's dispatcher, woken for this arrival too, goes first
+            elif count > 1 and in_a_row >= AB_YIELD_EVERY:
+                in_a_row = 0
+                gevent.sleep(0)
+            elif now > deadline:
+                unsent = count_arrivals(
+                    state.shaped.plan,
+                    config["run_time_s"],
+                    seed=config["seed"],
+                    lane=state.lane,
+                    lanes=state.lanes,
+                    from_number=arrival.number,
+                )
+                recorder.count_sends(now, unsent=unsent)
+                where = f" to the {target.name} target" if count > 1 else ""
+                log.warning(
+                    "parity: lane %d could not send %d requests%s before the run ended", state.lane, unsent, where
+                )
+                return True
+            if cap is not None and not cap.take(time.monotonic()):
+                recorder.count_sends(planned, dropped=1)
+                continue
+            queue.put((arrival, planned))
+            in_a_row += 1
+            if flight.started >= COUNT_EVERY:
+                flight.count_started(recorder, now)
+        return True
 
-    def _sender(self, target: _Target, queue: Queue[tuple[Arrival, float] | None]) -> None:
+    def _sender(self, target: _Target, queue: Queue[tuple[Arrival, float] | None], flight: _Flight) -> None:
+        """Send the arrivals ``queue`` hands out to ``target`` one at a time, each within one total deadline
+        (``--request-timeout``) and reading at most ``--max-response-bytes`` of its body, and report each
+        through ``events.request``. A request is counted started (``sent``) and ``busy`` as it is taken, with
+        no switch in between, and leaves ``busy`` right after it is reported: a sender killed mid-request
+        leaves it in ``busy`` (``_count_leftovers``: in flight), so sent = recorded + in flight exactly."""
         recorder = target.recorder
         fire = self.environment.events.request.fire
         client, prefix, base_headers = target.client, target.prefix, target.headers
         name_prefix, tagged = target.name_prefix, target.tagged
+        timeout_s = float(state.config["request_timeout_s"])
+        max_bytes = int(state.config.get("max_response_bytes") or DEFAULT_MAX_RESPONSE_BYTES)
+        deadline = gevent.Timeout(timeout_s)  # one per sender, restarted per request (cheaper than a new one)
         while (item := queue.get()) is not None:
             arrival, planned = item
             headers = {**base_headers, **arrival.headers} if arrival.headers else base_headers
             sent_at = time.time()
+            flight.started += 1
+            flight.busy += 1
             if sent_at - planned > LATE_S:
                 recorder.count_sends(sent_at, late=1)
             response = None  # set once a whole response arrived
             exception: Exception | None = None
             length = 0
             started = time.perf_counter()
+            deadline.start()
             try:
                 pending = client.request(arrival.method, prefix + arrival.url, body=arrival.body, headers=headers)
-                length = len(pending.read())
+                length = _read_body(pending, max_bytes)
                 response = pending
+            except gevent.Timeout as exc:  # geventhttpclient closes the connection it was using
+                if exc is not deadline:
+                    raise
+                exception = RequestTimeout(f"no whole response within {timeout_s:g} s (--request-timeout)")
             except Exception as exc:  # no (whole) response: the request's error, with no latency
                 exception = exc
+            finally:
+                deadline.cancel()
             response_ms = (time.perf_counter() - started) * 1000.0
             if response is not None and response.status_code >= 500:
                 exception = CatchResponseError(f"HTTP {response.status_code}")
@@ -1102,6 +1266,7 @@ class ReplayUser(FastHttpUser):
                 start_time=sent_at,
                 url=arrival.url,
             )
+            flight.busy -= 1
 
     def _finish_lane(self, finished: bool) -> None:
         runner = self.environment.runner
@@ -1125,6 +1290,37 @@ class ReplayUser(FastHttpUser):
                 )
 
 
+def _read_body(response: Any, max_bytes: int) -> int:
+    """Read and drop ``response``'s body in chunks of ``READ_CHUNK`` bytes; return its length in bytes.
+    Raises ResponseTooLarge (and closes the connection) as soon as it is known to exceed ``max_bytes``: from its
+    Content-Length, or once more than that was read — an endless body never holds more than a chunk."""
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        response.release()
+        raise ResponseTooLarge(f"response body of {declared} bytes is over --max-response-bytes {max_bytes}")
+    length = 0
+    while chunk := response.read(READ_CHUNK):
+        length += len(chunk)
+        if length > max_bytes:
+            response.release()
+            raise ResponseTooLarge(f"response body over --max-response-bytes {max_bytes}: not read further")
+    return length
+
+
+def _count_leftovers(target: _Target, queue: Queue[tuple[Arrival, float] | None], flight: _Flight) -> None:
+    """After a target's senders are gone: requests they had started and not reported are ``in_flight``;
+    arrivals still queued (never taken by a sender, so never sent) are ``unsent``."""
+    queued = 0
+    while not queue.empty():
+        if queue.get_nowait() is not None:
+            queued += 1
+    now = time.time()
+    flight.count_started(target.recorder, now)
+    if flight.busy or queued:
+        target.recorder.count_sends(now, in_flight=flight.busy, unsent=queued)
+        flight.busy = 0
+
+
 def _abort_reason(new_host: str) -> str | None:
     """Why an abort rule ends the run now, naming the target in an A/B run; None while every target is fine."""
     since = time.time() - state.rails.abort_window_s
@@ -1141,6 +1337,16 @@ class ReplayShape(LoadTestShape):
     """One pacing user per Locust process; ends the run when every lane has finished."""
 
     use_common_options = True
+
+    def reset_time(self) -> None:
+        """Locust calls this at every shape start (also one from the web UI, before the first tick): the
+        targets are checked here too, so a refused start ends the process even when no test starts."""
+        super().reset_time()
+        runner = self.runner
+        if runner is not None and state.config and not isinstance(runner, WorkerRunner):
+            refusal = _start_refusal(runner.environment)
+            if refusal is not None:
+                _refuse_run(runner.environment, refusal)
 
     def tick(self) -> tuple[int, float] | None:
         config = state.config
@@ -1202,6 +1408,10 @@ def _labels(complete: bool) -> dict[str, str]:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    if state.refused is not None:  # a rail refused a start: nothing went to that target
+        environment.process_exit_code = EXIT_ABORTED
+        if not any(r.sends["sent"] for r in state.recorders.values()):
+            return  # nothing was sent at all (an earlier run from the web UI is written below)
     config = state.config
     if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
         return
@@ -1219,10 +1429,11 @@ def _complete() -> bool:
 
 
 def _exit_code(environment: Environment) -> int:
-    """The replay's exit code: 2 a worker failed, 4 a rail aborted, 0 complete, else 3 (partial)."""
+    """The replay's exit code: 2 a worker failed, 4 a rail aborted the run or refused a later start (web UI),
+    0 complete, else 3 (partial)."""
     if state.failed is not None:
         return EXIT_BAD_INPUT
-    if state.aborted is not None:
+    if state.aborted is not None or state.refused is not None:
         return EXIT_ABORTED
     return EXIT_OK if _complete() else EXIT_INCONCLUSIVE
 

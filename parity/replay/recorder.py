@@ -22,9 +22,10 @@ batch insert resized its store once per batch).
 
 Generator health: :meth:`Recorder.record_cpu` and :meth:`Recorder.count_sends` keep, per timeline
 bucket, the busiest process's CPU (% of one core) and the count of late sends, plus run totals of sent,
-late, dropped (over a rate cap) and unsent (could not start before the run ended) requests; they travel
-in the deltas and merge as max and sums — so a worker's counts reach the master even when the run is cut
-short.
+late, dropped (over a rate cap), unsent (could not start before the run ended) and in-flight (sent, but
+neither answered nor failed when the run ended) requests; they travel in the deltas and merge as max and
+sums — so a worker's counts reach the master even when the run is cut short. The replay keeps
+``sent == recorded requests + in_flight`` exact per target (see ``GeneratorHealth``).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class GeneratorTotals:
 
 
 #: Send counters kept per recorder (see :meth:`Recorder.count_sends`).
-SEND_COUNTERS = ("sent", "late", "dropped", "unsent")
+SEND_COUNTERS = ("sent", "late", "dropped", "unsent", "in_flight")
 
 
 @dataclass
@@ -248,9 +249,12 @@ class Recorder:
         for store in self._stores:
             store.add_cpu(bucket, percent)
 
-    def count_sends(self, at_s: float, *, sent: int = 0, late: int = 0, dropped: int = 0, unsent: int = 0) -> None:
+    def count_sends(
+        self, at_s: float, *, sent: int = 0, late: int = 0, dropped: int = 0, unsent: int = 0, in_flight: int = 0
+    ) -> None:
         """The load generator's sends at Unix time ``at_s``: requests sent, of which ``late`` started late;
-        ``dropped`` (not sent: over a rate cap) and ``unsent`` (not started before the run ended)."""
+        ``dropped`` (not sent: over a rate cap), ``unsent`` (not started before the run ended) and
+        ``in_flight`` (sent, still unanswered when the run ended: never recorded)."""
         bucket = math.floor(at_s / self.interval_s)
         for store in self._stores:
             counts = store.sends
@@ -258,6 +262,7 @@ class Recorder:
             counts["late"] += late
             counts["dropped"] += dropped
             counts["unsent"] += unsent
+            counts["in_flight"] += in_flight
             if late:
                 store.late[bucket] += late
 
@@ -376,6 +381,7 @@ class Recorder:
             late_sends=self._all.sends["late"],
             dropped=self._all.sends["dropped"],
             unsent=self._all.sends["unsent"],
+            in_flight=self._all.sends["in_flight"],
             late_after_ms=totals.late_after_ms,
         )
 

@@ -692,6 +692,8 @@ def _generator_text(g: GeneratorInfo | None) -> str | None:
     parts.append(f"{g.late_sends:,} of {g.sent:,} sends late")
     if g.dropped:
         parts.append(f"{g.dropped:,} dropped over the rate cap")
+    if g.in_flight:
+        parts.append(f"{g.in_flight:,} still in flight at the end (sent, not recorded)")
     text = ", ".join(parts)
     return f"{text} — latency not judged" if g.blamed_generator else text
 
