@@ -129,6 +129,8 @@ def test_sigint_to_a_replay_started_with_sigint_ignored_writes_a_partial_measure
     assert m.labels["stopped"].endswith(" s of 60 s")
     assert m.total_count > 0
     assert m.window.duration_s < 60
+    assert m.generator is not None
+    assert m.generator.sent == m.total_count + m.generator.in_flight  # every request sent is accounted for
 
 
 def test_sigterm_and_kills_with_two_worker_processes(server: str, tmp_path: Path) -> None:
@@ -173,6 +175,8 @@ def test_sigterm_and_kills_with_two_worker_processes(server: str, tmp_path: Path
     assert stopped.labels["complete"] == "no"
     assert stopped.labels["stopped"].startswith("SIGTERM after ")
     assert stopped.total_count > 0
+    assert stopped.generator is not None
+    assert stopped.generator.sent == stopped.total_count + stopped.generator.in_flight
     assert not runs["kill"][0].exists()
     lost = measurement_json.read(runs["lost"][0])
     assert lost.labels["complete"] == "no"
