@@ -2,6 +2,10 @@
 
 Exit codes (everywhere): 0 parity holds, 1 regression found, 2 bad input / usage / unreachable dependency,
 3 inconclusive, 4 run aborted by a safety rail; 130 after Ctrl-C.
+
+A reader of the output that goes away (``parity compare ... | head -1``) changes nothing: the rest of the output
+is dropped, the run goes on and the exit code is still the verdict's (Python would otherwise end the command with
+a traceback and exit code 1 — "regression found").
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from parity import measurement_json, version
@@ -832,7 +837,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ReaderMayLeave:
+    """``sys.stdout`` whose reader may go away: after a broken pipe, writes are dropped (and the file descriptor
+    points at /dev/null, so the interpreter's last flush cannot fail either)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def _drop(self) -> None:
+        self._gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real file descriptor (a test's capture): dropping is enough
+            pass
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Inside the block, a closed pipe on stdout drops the output instead of ending the command."""
+    stream = sys.stdout
+    sys.stdout = _ReaderMayLeave(stream)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stream
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with _reader_may_leave():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     handlers = {

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,25 @@ def test_planted_regression_exits_1(files: dict[str, Path], tmp_path: Path) -> N
     assert {e["endpoint"]: e["verdict"] for e in result["endpoints"]} == {"POST /b": "fail", "GET /a": "pass"}
     assert result["bottlenecks"][0]["endpoint"] == "POST /b"
     assert "1. POST /b" in done.stdout
+
+
+def test_a_reader_that_goes_away_changes_neither_the_exit_code_nor_the_reports(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """``parity compare ... | head -1``: the pipe's reader is gone before the first line; the verdict's exit code
+    (0 here, where a broken pipe used to give a traceback and 1, "regression found") and the reports stand."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "parity.cli", "compare", str(files["base"]), str(files["same"]),
+             "--out", str(tmp_path / "r")],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads((tmp_path / "r" / "parity.json").read_text())["verdict"] == "pass"
 
 
 def test_not_enough_data_exits_3(files: dict[str, Path], tmp_path: Path) -> None:
