@@ -681,6 +681,7 @@ def _labelled(m: Measurement, **labels: str) -> Measurement:
         ({"failed": "lane 2: connection refused"}, "a worker lane failed: lane 2: connection refused"),
         ({"stopped": "SIGTERM"}, "stopped by a signal: SIGTERM"),
         ({"lost": "worker-3"}, "lost worker(s): worker-3"),
+        ({"lost_lanes": "1"}, "lost worker lane(s): 1"),
     ],
 )
 def test_a_partial_candidate_never_passes(labels: dict[str, str], words: str) -> None:

@@ -3,9 +3,9 @@
 A replay labels what kept it from finishing (``parity/replay/locustfile.py`` ``_labels`` and the signal
 handling): ``complete=no`` when it stopped before its planned end, ``aborted=<reason>`` when a safety rail
 aborted it, ``failed=<reason>`` when a worker lane failed, ``stopped=<reason>`` when a signal stopped it,
-``lost=<reason>`` when workers were lost. The labels are read generically: any of :data:`PARTIAL_LABELS`
-with a value other than a "no" word (:data:`NO_WORDS`) marks the side partial, and so does ``complete`` with a
-"no" word — new reasons need no change here. A side without such labels (Datadog, access logs, request logs,
+``lost_lanes=<lanes>`` when worker lanes were lost (``lost`` is read too). The labels are read generically: any
+of :data:`PARTIAL_LABELS` with a value other than a "no" word (:data:`NO_WORDS`) marks the side partial, and so
+does ``complete`` with a "no" word. A side without such labels (Datadog, access logs, request logs,
 older replays) is complete.
 
 Generator health: a replay whose generator could not even start a large part of its schedule before the run
@@ -27,6 +27,7 @@ PARTIAL_LABELS: dict[str, str] = {
     "failed": "a worker lane failed",
     "stopped": "stopped by a signal",
     "lost": "lost worker(s)",
+    "lost_lanes": "lost worker lane(s)",
     "incomplete": "incomplete",
     "partial": "partial",
 }
