@@ -682,6 +682,7 @@ def _labelled(m: Measurement, **labels: str) -> Measurement:
         ({"stopped": "SIGTERM"}, "stopped by a signal: SIGTERM"),
         ({"lost": "worker-3"}, "lost worker(s): worker-3"),
         ({"lost_lanes": "1"}, "lost worker lane(s): 1"),
+        ({"lost_lanes": "0"}, "lost worker lane(s): 0"),
     ],
 )
 def test_a_partial_candidate_never_passes(labels: dict[str, str], words: str) -> None:

@@ -31,6 +31,9 @@ PARTIAL_LABELS: dict[str, str] = {
     "incomplete": "incomplete",
     "partial": "partial",
 }
+#: Labels whose value is a list (``lost_lanes = "0,2"``): any value but an empty one marks the side partial, and is
+#: always shown (lane 0 is not a "no").
+LIST_LABELS = frozenset({"lost_lanes"})
 #: Label values that mean "not so" (compared in lower case).
 NO_WORDS = frozenset({"", "no", "false", "0", "none", "n"})
 #: Unsent requests (planned, never started before the run ended) beyond this share of the planned ones make a
@@ -55,9 +58,10 @@ def partial_reasons(m: Measurement) -> tuple[str, ...]:
         reasons.append("stopped before its planned end (complete=no)")
     for key, words in PARTIAL_LABELS.items():
         value = labels.get(key)
-        if value is None or value.strip().lower() in NO_WORDS:
+        if value is None or (key not in LIST_LABELS and value.strip().lower() in NO_WORDS) or not value.strip():
             continue
-        shown = "" if value.strip().lower() in ("yes", "true", "1") else f": {_cut(value)}"
+        flag = key not in LIST_LABELS and value.strip().lower() in ("yes", "true", "1")
+        shown = "" if flag else f": {_cut(value)}"
         reasons.append(f"{words}{shown}")
     g = m.generator
     if g is not None and g.unsent > 0:
