@@ -14,18 +14,21 @@ recursively with their modes. One ``renameat2(RENAME_EXCHANGE)`` swaps the two n
 step a reader can see. The old tree, now under the temporary name (renamed ``.<name>.parity-old-<id>``),
 is then reconciled before it is removed: an entry created in ``DIR`` between the hard-linking and the swap is
 moved into the new ``DIR``, and one replaced in that window (a new inode under the same name) replaces our
-link of its predecessor — a file is never lost. A ``DIR`` that does not exist yet is built the same way and
+link of its predecessor (an entry changed on both sides is kept as ``<name>.parity-kept-<id>``) — a file
+is never lost. A ``DIR`` that does not exist yet is built the same way and
 renamed into place.
 
 Weaker guarantee (the fallback): when the exchange is impossible — no ``renameat2`` in the C library, the
 filesystem refuses it (EINVAL, ENOSYS), ``DIR`` is a mount point or holds one, ``DIR`` is (or contains) the
-current directory of a process we can see, or is not owned by us, or a hard link is refused — the four files
+current directory of a process we can see, or is not owned by us, its parent is not writable, or a hard link
+is refused — the four files
 are written one by one, each atomically (temporary sibling, fsync, rename). Each file is then whole and
 nothing else in ``DIR`` is touched, but a kill between two renames leaves a mix of old and new files.
 :func:`write_reports` says which way it wrote in :attr:`ReportPaths.whole_set`.
 
 Writers of one ``DIR`` take turns: each holds an exclusive ``flock`` on ``DIR``'s parent directory for the
-whole write (so writers of sibling directories take turns too; the lock dies with its process). Each first
+whole write (so writers of sibling directories take turns too; the lock dies with its process; the parent
+must be readable). Each first
 cleans what a killed writer left: ``.<name>.parity-new-*`` / ``.<name>.parity-old-*`` siblings (after moving
 into ``DIR`` every entry of theirs that is not a report file and is absent from ``DIR``), and inside ``DIR``
 the per-file temporaries ``.<file>.*.tmp`` and the leftovers of the former symbolic-link layout
@@ -218,6 +221,8 @@ def _link_entries(src: Path, dst: Path, dev: int, rel: str, linked: dict[str, in
             raise _CannotSwap(f"{src / name} is on another filesystem")
         if stat.S_ISDIR(st.st_mode):
             _same_owner(st)
+            if (src / name).is_mount():
+                raise _CannotSwap(f"{src / name} is a mount point")
             (dst / name).mkdir(0o700)
             if os.lstat(dst / name).st_gid != st.st_gid:
                 try:
@@ -274,15 +279,19 @@ def _stage(real: Path, rendered: dict[str, str]) -> _Staged:
     in (then the partial tree is removed)."""
     tree = real.parent / f".{real.name}{NEW_TAG}{uuid.uuid4().hex[:16]}"
     linked: dict[str, int] = {}
-    tree.mkdir(0o700 if real.exists() else 0o777)  # a new DIR: the umask decides, as for mkdir
+    if real.exists():
+        _same_owner(real.stat())
+        if real.is_mount():
+            raise _CannotSwap(f"{real} is a mount point")
+        if _cwd_inside(real):
+            raise _CannotSwap(f"{real} is a process's current directory")
+    try:
+        tree.mkdir(0o700 if real.exists() else 0o777)  # a new DIR: the umask decides, as for mkdir
+    except PermissionError:
+        raise _CannotSwap(f"{real.parent} is not writable") from None
     try:
         if real.exists():
             st = real.stat()
-            _same_owner(st)
-            if os.path.ismount(real):
-                raise _CannotSwap(f"{real} is a mount point")
-            if _cwd_inside(real):
-                raise _CannotSwap(f"{real} is a process's current directory")
             if os.lstat(tree).st_gid != st.st_gid:
                 os.chown(tree, -1, st.st_gid)
             tree.chmod(stat.S_IMODE(st.st_mode))
@@ -338,14 +347,16 @@ def _move_back(old: Path, new: Path, linked: dict[str, int] | None, rel: str = "
             continue
         if stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(dst_st.st_mode):
             _move_back(src, dst, linked, key)
-        elif (
-            linked is not None
-            and not stat.S_ISDIR(st.st_mode)
-            and not stat.S_ISDIR(dst_st.st_mode)
-            and st.st_ino != linked.get(key)
-            and dst_st.st_ino == linked.get(key, -1)
-        ):
-            src.replace(dst)
+        elif linked is None or (not stat.S_ISDIR(st.st_mode) and st.st_ino == linked.get(key)):
+            continue  # the name in ``new`` wins / ours, unchanged
+        elif not stat.S_ISDIR(dst_st.st_mode) and dst_st.st_ino == linked.get(key, -1):
+            if stat.S_ISDIR(st.st_mode):  # our link of what was replaced in the window: the replacement wins
+                dst.unlink()
+                src.rename(dst)
+            else:
+                src.replace(dst)
+        else:  # changed on both sides (or a directory became a file): keep both
+            src.rename(new / f"{name}.parity-kept-{uuid.uuid4().hex[:8]}")
 
 
 def _settle(staged: _Staged, old: Path | None) -> None:
