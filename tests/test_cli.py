@@ -32,7 +32,7 @@ def test_compare_a_file_with_itself_exits_0_and_writes_four_reports(files: dict[
     out = tmp_path / "report"
     done = run_parity("compare", str(files["base"]), str(files["base"]), "--out", str(out))
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+    assert sorted(p.name for p in out.iterdir()) == [
         "index.html",
         "junit.xml",
         "parity.json",

@@ -3,7 +3,9 @@ neutralised everywhere, and report sets are replaced as a whole (also when the w
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import re
 import signal
@@ -24,12 +26,13 @@ from parity.datadog import parity_event, parity_series
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Endpoint, EndpointStats, Measurement
+from parity.report import write
 from parity.report.ci import junit_xml, parity_json, summary_md
 from parity.report.context import RunMeta
 from parity.report.html import render_html
 from parity.report.terminal import terminal_summary
 from parity.report.text import MAX_NAME_CHARS, ZWSP, no_mentions, one_line
-from parity.report.write import CURRENT, REPORT_FILES, write_reports
+from parity.report.write import REPORT_FILES, write_reports
 from tests.conftest import lognormal_side
 
 META = RunMeta("0.1.0-test", "0123abc", datetime(2026, 3, 1, 12, tzinfo=UTC), None, "parity compare a b")
@@ -229,49 +232,150 @@ def _names_in(directory: Path) -> set[str]:
     return {p.name for p in directory.iterdir()}
 
 
-def test_a_report_set_leaves_other_files_alone_and_cleans_only_its_own_leftovers(tmp_path: Path) -> None:
+def _result(seed: int = 2) -> ParityResult:
+    return compare(lognormal_side({"GET /a": 20}), lognormal_side({"GET /a": 20}, seed=seed))
+
+
+def _night(tmp_path: Path) -> Path:
+    """A night directory of typical content: Measurements, a Locust log, a server-side/ report set."""
     out = tmp_path / "night"
-    out.mkdir()
+    (out / "server-side").mkdir(parents=True)
     (out / "locust.log").write_text("log", encoding="utf-8")
     (out / "candidate.measurement.json").write_text("{}", encoding="utf-8")
-    mine = out / ".parity-report-mine"  # the user's, by our prefix but holding other files: kept
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep", encoding="utf-8")
-    # what killed writers leave: a set that never became current, a temporary link, an old-style temp file
-    stale = out / ".parity-report-0123456789abcdef"
-    stale.mkdir()
-    (stale / "index.html").write_text("stale", encoding="utf-8")
-    (out / ".parity-report.tmp-deadbeef").symlink_to(".parity-report-0123456789abcdef")
-    (out / ".index.html.x1y2.tmp").write_text("half", encoding="utf-8")
-    result = compare(lognormal_side({"GET /a": 20}), lognormal_side({"GET /a": 20}, seed=2))
-    write_reports(result, out, META)
-    write_reports(result, out, META)
-    sets = [n for n in _names_in(out) if n.startswith(".parity-report-")]
-    assert sorted(_names_in(out)) == sorted(["locust.log", "candidate.measurement.json", CURRENT, *REPORT_FILES, *sets])
-    assert len(sets) == 2  # the current set and the user's directory
-    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
-    assert (out / "locust.log").read_text(encoding="utf-8") == "log"
+    (out / "server-side" / "index.html").write_text("server", encoding="utf-8")
+    (out / "server-side" / "deep").mkdir()
+    (out / "server-side" / "deep" / "x.txt").write_text("x", encoding="utf-8")
+    (out / "latest").symlink_to("server-side")
+    (out / "server-side").chmod(0o750)
+    return out
+
+
+def _plain_set(out: Path) -> None:
     for f in REPORT_FILES:
-        assert (out / f).is_symlink()
         assert (out / f).is_file()
+        assert not (out / f).is_symlink()
 
 
-def test_plain_files_of_an_older_version_are_adopted_then_replaced(tmp_path: Path) -> None:
-    out = tmp_path / "r"
-    out.mkdir()
-    for f in REPORT_FILES:
-        (out / f).write_text(f"old {f}", encoding="utf-8")
-    result = compare(lognormal_side({"GET /a": 20}), lognormal_side({"GET /a": 20}, seed=2))
-    write_reports(result, out, META)
+def test_other_files_and_directories_are_carried_over_by_hard_links(tmp_path: Path) -> None:
+    out = _night(tmp_path)
+    inodes = {p: (out / p).lstat().st_ino for p in ("locust.log", "server-side/index.html", "server-side/deep/x.txt")}
+    dir_inode = out.stat().st_ino
+    paths = write_reports(_result(), out, META)
+    assert paths.whole_set
+    assert out.stat().st_ino != dir_inode  # the directory itself was swapped
+    _plain_set(out)
+    assert _names_in(out) == {"locust.log", "candidate.measurement.json", "server-side", "latest", *REPORT_FILES}
+    assert {p: (out / p).lstat().st_ino for p in inodes} == inodes  # same files, no copy
+    assert (out / "latest").readlink() == Path("server-side")
+    assert (out / "server-side").stat().st_mode & 0o777 == 0o750
+    assert _names_in(tmp_path) == {"night"}  # no temporary sibling left
+
+
+def test_a_file_created_between_linking_and_the_swap_is_not_lost(tmp_path: Path) -> None:
+    out = _night(tmp_path)
+    (out / "nightly.json").write_text("before", encoding="utf-8")
+    rendered = {f: f"new {f}" for f in REPORT_FILES}
+    staged = write._stage(out, rendered)  # the steps of write_reports, in order
+    (out / "late.txt").write_text("created in the window", encoding="utf-8")
+    (out / "server-side" / "late.txt").write_text("also", encoding="utf-8")
+    (out / "nightly.json.tmp").write_text("after", encoding="utf-8")
+    (out / "nightly.json.tmp").replace(out / "nightly.json")  # replaced in the window: the newer one wins
+    old = write._swap(staged)
+    assert old is not None
+    assert not (out / "late.txt").exists()  # the swap alone would lose it...
+    write._settle(staged, old)
+    assert (out / "late.txt").read_text(encoding="utf-8") == "created in the window"  # ...the settling does not
+    assert (out / "server-side" / "late.txt").read_text(encoding="utf-8") == "also"
+    assert (out / "nightly.json").read_text(encoding="utf-8") == "after"
+    assert (out / "parity.json").read_text(encoding="utf-8") == "new parity.json"
+    assert _names_in(tmp_path) == {"night"}
+
+
+def test_a_symlinked_directory_stays_a_link_to_the_updated_directory(tmp_path: Path) -> None:
+    real = _night(tmp_path)
+    link = tmp_path / "latest-night"
+    link.symlink_to("night")
+    write_reports(_result(), link, META)
+    assert link.is_symlink()
+    assert link.readlink() == Path("night")
+    _plain_set(real)
+    assert json.loads((link / "parity.json").read_text(encoding="utf-8"))["verdict"] == "pass"
+    assert (real / "locust.log").read_text(encoding="utf-8") == "log"
+    assert _names_in(tmp_path) == {"night", "latest-night"}
+
+
+def test_leftovers_of_killed_writers_are_cleaned_after_their_own_entries_are_saved(tmp_path: Path) -> None:
+    out = _night(tmp_path)
+    # killed before the swap: a half-built tree (hard links, a half-written report)
+    new = tmp_path / f".night{write.NEW_TAG}0123456789abcdef"
+    new.mkdir()
+    os.link(out / "locust.log", new / "locust.log")
+    (new / "index.html").write_text("half", encoding="utf-8")
+    # killed after the swap: the old tree, holding a file created in the window and an old report
+    old = tmp_path / f".night{write.OLD_TAG}fedcba9876543210"
+    (old / "server-side").mkdir(parents=True)
+    (old / "parity.json").write_text("old set", encoding="utf-8")
+    (old / "orphan.txt").write_text("must survive", encoding="utf-8")
+    (old / "server-side" / "late.txt").write_text("must survive too", encoding="utf-8")
+    (old / "locust.log").write_text("an older log: DIR's wins", encoding="utf-8")
+    (out / ".index.html.x1y2.tmp").write_text("half", encoding="utf-8")  # an older version's temporary file
+    (tmp_path / ".other.parity-new-1").mkdir()  # another directory's: not ours to clean
+    write_reports(_result(), out, META)
+    assert _names_in(tmp_path) == {"night", ".other.parity-new-1"}
+    assert (out / "orphan.txt").read_text(encoding="utf-8") == "must survive"
+    assert (out / "server-side" / "late.txt").read_text(encoding="utf-8") == "must survive too"
+    assert (out / "locust.log").read_text(encoding="utf-8") == "log"
     assert json.loads((out / "parity.json").read_text(encoding="utf-8"))["verdict"] == "pass"
-    assert all((out / f).is_symlink() for f in REPORT_FILES)
-    assert len([n for n in _names_in(out) if n.startswith(".parity-report-")]) == 1
+    assert not [n for n in _names_in(out) if n.endswith(".tmp")]
+
+
+def test_a_directory_of_the_symlink_layout_gets_plain_files(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    (out / ".parity-report-0123456789abcdef").mkdir(parents=True)
+    for f in REPORT_FILES:
+        (out / ".parity-report-0123456789abcdef" / f).write_text(f"old {f}", encoding="utf-8")
+        (out / f).symlink_to(f".parity-report/{f}")
+    (out / ".parity-report").symlink_to(".parity-report-0123456789abcdef")
+    (out / ".parity-report.tmp-deadbeef").symlink_to(".parity-report-0123456789abcdef")
+    (out / ".parity-report-mine").mkdir()  # the user's, by that prefix but holding other files: kept
+    (out / ".parity-report-mine" / "notes.txt").write_text("keep", encoding="utf-8")
+    (out / "locust.log").write_text("log", encoding="utf-8")
+    write_reports(_result(), out, META)
+    _plain_set(out)
+    assert _names_in(out) == {"locust.log", ".parity-report-mine", *REPORT_FILES}
+    assert (out / ".parity-report-mine" / "notes.txt").read_text(encoding="utf-8") == "keep"
+    assert json.loads((out / "parity.json").read_text(encoding="utf-8"))["verdict"] == "pass"
+
+
+def test_when_the_system_refuses_the_exchange_each_file_is_replaced_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _night(tmp_path)
+    (out / "index.html").symlink_to(".parity-report/index.html")  # the symlink layout, migrated here too
+    (out / ".parity-report").symlink_to(".parity-report-0123456789abcdef")
+    dir_inode = out.stat().st_ino
+
+    def refuse(a: bytes, b: bytes) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(write, "_libc_exchange", refuse)  # the OS edge only, e.g. a filesystem without it
+    paths = write_reports(_result(), out, META)
+    assert not paths.whole_set
+    assert out.stat().st_ino == dir_inode  # written in place
+    _plain_set(out)
+    assert _names_in(out) == {"locust.log", "candidate.measurement.json", "server-side", "latest", *REPORT_FILES}
+    assert _names_in(tmp_path) == {"night"}
+    assert json.loads((out / "parity.json").read_text(encoding="utf-8"))["verdict"] == "pass"
+
+
+def test_the_exchange_is_available_here() -> None:
+    """The swap is what this machine's tests exercise (Linux, glibc >= 2.28, tmpfs/ext4 allow it)."""
+    assert write._renameat2() is not None
 
 
 def test_a_report_name_that_is_a_directory_is_an_oserror_and_the_old_set_stays(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    result = compare(lognormal_side({"GET /a": 20}), lognormal_side({"GET /a": 20}, seed=2))
-    write_reports(result, out, META)
+    write_reports(_result(), out, META)
     before = (out / "parity.json").read_text(encoding="utf-8")
     (out / "junit.xml").unlink()
     (out / "junit.xml").mkdir()
@@ -302,18 +406,26 @@ def _set_of(out: Path) -> str | None:
 
 @pytest.mark.e2e
 def test_a_compare_killed_while_writing_leaves_one_whole_set_and_the_next_run_cleans_up(tmp_path: Path) -> None:
-    """Real ``parity compare`` processes SIGKILLed at random moments — most of them just after the new set's
-    directory appears (mid-write) — over a bounded number of attempts: the directory always holds one whole
-    set (every file names the same candidate), and the next complete run leaves no leftover."""
+    """Real ``parity compare`` processes SIGKILLed at random moments — most of them just after the new tree
+    appears next to the report directory (mid-write) — over a bounded number of attempts: the directory always
+    holds plain files of one whole set (every file names the same candidate) and its other files, and the next
+    complete run leaves no leftover sibling or temporary file."""
     keys = {f"GET /api/r{i:03d}/{{id}}": 10.0 + i for i in range(40)}
     side = lognormal_side(keys, n=300)
-    base = measurement_json.write(side, tmp_path / "base.json")
+    work = tmp_path / "in"
+    work.mkdir()
+    base = measurement_json.write(side, work / "base.json")
     cands = [
-        measurement_json.write(lognormal_side(keys, n=300, seed=2 + i), tmp_path / n) for i, n in enumerate(CAND_NAMES)
+        measurement_json.write(lognormal_side(keys, n=300, seed=2 + i), work / n) for i, n in enumerate(CAND_NAMES)
     ]
     out = tmp_path / "out"
-    (out).mkdir()
+    (out / "server-side").mkdir(parents=True)
     (out / "locust.log").write_text("keep me", encoding="utf-8")
+    (out / "server-side" / "notes.txt").write_text("keep me too", encoding="utf-8")
+
+    def siblings() -> set[str]:
+        return _names_in(tmp_path) - {"in", "out"}
+
     rng = random.Random(12)
     command = [sys.executable, "-m", "parity.cli", "compare", str(base)]
     killed_mid_write = 0
@@ -322,16 +434,16 @@ def test_a_compare_killed_while_writing_leaves_one_whole_set_and_the_next_run_cl
         if time.monotonic() > deadline:
             break
         cand = cands[attempt % 2]
-        before = {n for n in _names_in(out) if n.startswith(".parity-report-")}
+        before = siblings()
         child = subprocess.Popen([*command, str(cand), "--out", str(out)], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             if attempt % 3 == 2:  # now and then at a random moment of the whole run
                 time.sleep(rng.uniform(0.2, 2.0))
-            else:  # mostly as soon as the new set's directory appears, after a random few hundred microseconds
+            else:  # mostly as soon as the new tree appears, after a random few hundred microseconds
                 give_up = time.monotonic() + 30
                 while child.poll() is None and time.monotonic() < give_up:
-                    if {n for n in _names_in(out) if n.startswith(".parity-report-")} - before:
+                    if siblings() - before:
                         time.sleep(rng.uniform(0, 0.003))
                         break
                     time.sleep(0.0005)
@@ -341,18 +453,17 @@ def test_a_compare_killed_while_writing_leaves_one_whole_set_and_the_next_run_cl
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        leftover = (
-            {n for n in _names_in(out) if n.startswith(".parity-report-")}
-            - before
-            - {(out / CURRENT).readlink().name if (out / CURRENT).is_symlink() else ""}
-        )
-        killed_mid_write += bool(leftover)
+        killed_mid_write += bool(siblings() - before)
         _set_of(out)  # one whole set (or none yet), never a mix
+        if (out / "parity.json").exists():
+            _plain_set(out)
         assert (out / "locust.log").read_text(encoding="utf-8") == "keep me"
+        assert (out / "server-side" / "notes.txt").read_text(encoding="utf-8") == "keep me too"
     done = subprocess.run([*command, str(cands[0]), "--out", str(out)], capture_output=True, timeout=60, check=False)
     assert done.returncode in (0, 3), done.stderr
     assert _set_of(out) == CAND_NAMES[0]
-    sets = [n for n in _names_in(out) if n.startswith(".parity-report-")]
-    assert len(sets) == 1, sets  # whatever the kills left is gone
-    assert not [n for n in _names_in(out) if n.endswith(".tmp") or ".tmp-" in n]
-    print(f"kills that left a half-written set behind: {killed_mid_write}")
+    _plain_set(out)
+    assert siblings() == set()  # whatever the kills left is gone
+    assert _names_in(out) == {"locust.log", "server-side", *REPORT_FILES}
+    assert _names_in(out / "server-side") == {"notes.txt"}
+    print(f"kills that left a half-written tree behind: {killed_mid_write}")
