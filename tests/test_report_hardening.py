@@ -368,6 +368,19 @@ def test_when_the_system_refuses_the_exchange_each_file_is_replaced_atomically(
     assert json.loads((out / "parity.json").read_text(encoding="utf-8"))["verdict"] == "pass"
 
 
+def test_a_directory_with_many_other_entries_gets_the_per_file_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _night(tmp_path)  # four entries besides the reports (one a directory holding a file)
+    monkeypatch.setattr(write, "MAX_CARRIED", 2)  # the limit, lowered: a tree of 10,000 files would cost seconds
+    dir_inode = out.stat().st_ino
+    paths = write_reports(_result(), out, META)
+    assert not paths.whole_set
+    assert out.stat().st_ino == dir_inode
+    _plain_set(out)
+    assert _names_in(tmp_path) == {"night"}  # the partial tree is gone
+
+
 def test_the_exchange_is_available_here() -> None:
     """The swap is what this machine's tests exercise (Linux, glibc >= 2.28, tmpfs/ext4 allow it)."""
     assert write._renameat2() is not None

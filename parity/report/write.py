@@ -20,8 +20,8 @@ renamed into place.
 
 Weaker guarantee (the fallback): when the exchange is impossible — no ``renameat2`` in the C library, the
 filesystem refuses it (EINVAL, ENOSYS), ``DIR`` is a mount point or holds one, ``DIR`` is (or contains) the
-current directory of a process we can see, or is not owned by us, its parent is not writable, or a hard link
-is refused — the four files
+current directory of a process we can see, or is not owned by us, its parent is not writable, a hard link
+is refused, or it holds more than ``MAX_CARRIED`` other entries (an ``--out`` pointed at a big tree) — the four files
 are written one by one, each atomically (temporary sibling, fsync, rename). Each file is then whole and
 nothing else in ``DIR`` is touched, but a kill between two renames leaves a mix of old and new files.
 :func:`write_reports` says which way it wrote in :attr:`ReportPaths.whole_set`.
@@ -80,6 +80,9 @@ OLD_TAG = ".parity-old-"
 _LEGACY = ".parity-report"
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+#: A directory holding more entries than this (files and links, at any depth) is not rebuilt by hard links: an
+#: ``--out`` pointed by mistake at a home or project directory gets the per-file fallback, not a walk of the tree.
+MAX_CARRIED = 10_000
 #: errno values of an exchange that cannot be done here (then the per-file fallback).
 _CANNOT_EXCHANGE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EBUSY, errno.EXDEV, errno.EPERM, errno.ENOTSUP})
 
@@ -241,6 +244,8 @@ def _link_entries(src: Path, dst: Path, dev: int, rel: str, linked: dict[str, in
                 raise _CannotSwap(f"{src / name}: hard link refused ({exc.strerror})") from None
             (dst / name).symlink_to((src / name).readlink())
         linked[key] = st.st_ino
+        if len(linked) > MAX_CARRIED:
+            raise _CannotSwap(f"{dst.parent} holds more than {MAX_CARRIED} entries besides the reports")
 
 
 def _cwd_inside(real: Path) -> bool:
