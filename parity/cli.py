@@ -1,7 +1,8 @@
 """Command line: parse arguments into options, call the core, map its result to an exit code.
 
 Exit codes (everywhere): 0 parity holds, 1 regression found, 2 bad input / usage / unreachable dependency,
-3 inconclusive, 4 run aborted by a safety rail; 130 after Ctrl-C.
+3 inconclusive (also: a side holds only part of its run), 4 run refused or aborted by a safety rail; 128 + signal
+after SIGINT (130, Ctrl-C) or SIGTERM (143).
 
 A reader of the output that goes away (``parity compare ... | head -1``) changes nothing: the rest of the output
 is dropped, the run goes on and the exit code is still the verdict's (Python would otherwise end the command with
