@@ -97,6 +97,7 @@ from parity.judge.policy import Policy
 from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
 from parity.replay import shapes
 from parity.replay.plan import ReplayPlan, build_plan
+from parity.replay.process import PARENT_PID_ENV  # the starter's pid: the replay stops when it is gone
 from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.sample_plan import replay_sample_plan
@@ -150,9 +151,6 @@ LOST_AFTER_S = 8.0
 MASTER_SILENT_S = 10.0
 #: How often a worker checks its parent process and its master's heartbeat.
 WATCH_EVERY_S = 0.5
-#: Environment variable holding the pid of the process that started the replay (``parity.replay.process``): the
-#: replay stops like on SIGTERM when that process is gone (kill -9 of ``parity nightly``).
-PARENT_PID_ENV = "PARITY_PARENT_PID"
 #: Where Locust's web UI listens unless ``--web-host`` says otherwise: loopback, not every interface.
 WEB_HOST = "127.0.0.1"
 
