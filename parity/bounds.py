@@ -27,6 +27,7 @@ __all__ = [
     "check_number",
     "check_text",
     "check_unix_s",
+    "is_finite_number",
     "load_json",
     "strip_bom",
 ]
@@ -49,6 +50,12 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 def strip_bom(text: str) -> str:
     """``text`` without a leading UTF-8 byte-order mark (editors on Windows write one)."""
     return text[1:] if text.startswith(_BOM) else text
+
+
+def is_finite_number(value: int | float) -> bool:
+    """A finite float, or an integer within 64 bits (TOML's range; larger ones overflow a float). TOML allows
+    ``nan`` and ``inf``: every config number is checked with this."""
+    return math.isfinite(value) if isinstance(value, float) else abs(value) <= 2**63
 
 
 def check_number(

@@ -17,12 +17,12 @@ environment noisier than that needs wider ones: measure its noise with ``parity 
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
+from parity.bounds import is_finite_number
 from parity.judge.result import Direction
 from parity.judge.stats import ALPHA  # the run-level false-alarm rate (family-wise), one definition
 
@@ -203,7 +203,7 @@ def _number(value: Any, where: str, *, minimum: float = 0.0, integer: bool = Fal
     """``value`` when it is a finite number (an integer with ``integer``) >= ``minimum``; ValueError naming
     ``where`` otherwise. TOML allows ``nan`` and ``inf``: a NaN tolerance would make every change pass."""
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type or not _finite(value) or not value >= minimum:
+    if isinstance(value, bool) or not ok_type or not is_finite_number(value) or not value >= minimum:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{where}: expected {kind} >= {minimum:g}, got {value!r}")
     return value
@@ -214,11 +214,6 @@ def _share(value: Any, where: str) -> float:
     if share > 1:
         raise ValueError(f"{where}: must be between 0 and 1, got {share}")
     return float(share)
-
-
-def _finite(value: float) -> bool:
-    """A finite float, or an integer within TOML's 64-bit range (larger ones overflow a float)."""
-    return math.isfinite(value) if isinstance(value, float) else abs(value) <= 2**63
 
 
 _SHARES = ("max_inconclusive_share", "max_generator_saturated_share")

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from parity.bounds import is_finite_number
+
 __all__ = [
     "ABORT_MIN_REQUESTS",
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -227,7 +229,7 @@ def abort_reason(stats: WindowStats, rails: Rails) -> str | None:
 
 
 def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf or value > 2**63:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not is_finite_number(value) or not value > 0:
         raise ValueError(f"{where}: expected a finite number > 0, got {value!r}")
     return float(value)
 
