@@ -18,12 +18,11 @@ Measurements marked incomplete, which are judged like any incomplete run, and th
 from __future__ import annotations
 
 import re
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from parity import measurement_json
-from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Interrupted
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult, Verdict
@@ -103,10 +102,7 @@ def run_ab(
     status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
     if status is None or not written:
         if ended.signal is not None:
-            name = signal.Signals(ended.signal).name
-            raise Interrupted(
-                ended.signal, f"{name}: the A/B replay stopped before it recorded anything (log: {log_path})"
-            )
+            raise ended.nothing_recorded("the A/B replay", log_path)
         why = "did not finish in time" if code is None else f"failed (exit {code})"
         raise BadInput(f"the A/B replay {why}: {log_tail(log_path)} (log: {log_path})")
     old, new = measurement_json.read(old_path), measurement_json.read(new_path)

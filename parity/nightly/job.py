@@ -46,7 +46,7 @@ from pathlib import Path
 from parity import measurement_json
 from parity.ab import REFUSED, refusal_reason, run_ab
 from parity.config import Config
-from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Interrupted, Refused
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Refused
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
@@ -246,11 +246,6 @@ def _replay_run(settings: NightlySettings, config: Config, baseline: Path, out_d
     )
 
 
-def _interrupted(signum: int, log: Path) -> Interrupted:
-    name = signal.Signals(signum).name
-    return Interrupted(signum, f"{name}: the replay stopped before it recorded anything (log: {log})")
-
-
 def _replay(
     settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
 ) -> tuple[Measurement, str, int | None]:
@@ -268,7 +263,7 @@ def _replay(
         raise Refused(f"{refusal_reason(log)} (log: {log})")
     if code not in REPLAY_STATUS or not run.out.is_file():
         if ended.signal is not None:
-            raise _interrupted(ended.signal, log)
+            raise ended.nothing_recorded("the replay", log)
         if code is None:
             raise BadInput(f"the replay did not finish in time; see {log}")
         raise BadInput(f"the replay failed (exit {code}): {log_tail(log)} (log: {log})")

@@ -168,6 +168,12 @@ class ReplayExit:
     code: int | None
     signal: int | None = None
 
+    def nothing_recorded(self, what: str, log_path: Path) -> Interrupted:
+        """The error when a signal stopped ``what`` (``the replay``) before it wrote any Measurement."""
+        assert self.signal is not None
+        name = signal.Signals(self.signal).name
+        return Interrupted(self.signal, f"{name}: {what} stopped before it recorded anything (log: {log_path})")
+
 
 class LocustChild:
     """A running Locust child (``proc``) and the SIGINT/SIGTERM this process received while it ran (each
