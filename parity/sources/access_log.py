@@ -132,8 +132,9 @@ _ALB_ACTIONS_FIELD = 9  # actions_executed, counted from the field after "reques
 _ALB_CREATION_FIELD = 8  # request_creation_time, counted the same way
 _FORMAT_NAMES = {"alb": "AWS ALB", "nginx": "nginx"}
 
-# One parsed line: (Unix time s, method, path as received, latency ms or None, error). The time is the log's
-# (ALB ``time``, nginx ``$time_local``), or the request's arrival when a parser is asked for it.
+# One parsed line: (Unix time s, method, target as received (path with its query string, if any), latency ms or
+# None, error). The time is the log's (ALB ``time``, nginx ``$time_local``), or the request's arrival when a
+# parser is asked for it.
 _Request = tuple[float, str, str, float | None, bool]
 
 
@@ -190,7 +191,8 @@ def _short(value: str) -> str:
 
 
 def _request_line(request: str) -> tuple[str, str] | None:
-    """``GET http://host:80/a/b?x=1 HTTP/1.1`` → (``GET``, ``/a/b``); None when it is not a request line."""
+    """``GET http://host:80/a/b?x=1#f HTTP/1.1`` → (``GET``, ``/a/b?x=1``): the target as the server got it,
+    query string kept, scheme/host/port and fragment dropped; None when it is not a request line."""
     parts = request.split(" ")
     if len(parts) not in (2, 3):
         return None
@@ -203,7 +205,7 @@ def _request_line(request: str) -> tuple[str, str] | None:
         target = target[slash:] if slash >= 0 else "/"
     if not target.startswith("/"):
         return None
-    return method, target.split("?", 1)[0].split("#", 1)[0]
+    return method, target.split("#", 1)[0]
 
 
 def _seconds(value: str, name: str) -> float:
@@ -490,7 +492,8 @@ class _Collector:
         return number, values
 
     def add(self, request: _Request) -> None:
-        t, method, path, latency, error = request
+        t, method, target, latency, error = request
+        path = target.split("?", 1)[0]
         number, values = self._endpoint(method, encode_path(path))
         pools = self.pools[number]
         for name, raw in values.items():
