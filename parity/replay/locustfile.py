@@ -88,7 +88,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_STOPPED, MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
@@ -197,6 +197,7 @@ class _Replay:
     lost_lanes: set[int] = field(default_factory=set)  # master: lanes whose worker was lost
     filtered: FilteredPlan | None = None  # the endpoint filter's result (None: no --endpoints/--exclude-endpoints)
     run: int = 0  # master or single process: test starts so far (the web UI can start several runs)
+    quit_after_stop: bool = False  # web UI: a signal stops the run in progress, then Locust quits
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -970,6 +971,12 @@ def _on_signal(signum: int) -> None:
     if "start_at" not in state.config:
         log.error("parity: %s before the replay started: exiting, nothing was sent", name)
         _exit_now(128 + signum)
+    if environment is not None and _web_ui_mode(environment):  # the web UI: stop the run in progress, then quit
+        state.quit_after_stop = True
+        if environment.runner is None or environment.runner.state == STATE_STOPPED:
+            log.warning("parity: %s between the web UI's runs: quitting", name)
+            gevent.spawn(_quit, environment)
+            return
     _request_stop(f"{name} after {_elapsed()}")
 
 
@@ -1557,6 +1564,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     config = state.config
     if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
         return
+    if "start_at" not in config:
+        return  # no run ever started (e.g. the web UI was closed before a Start): nothing to write
     if not state.written:  # the web UI's runs are written as each one stops (_on_test_stop)
         if isinstance(environment.runner, MasterRunner):
             _check_lost_lanes(environment.runner, final=True)
@@ -1580,6 +1589,8 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner) or not _web_ui_mode(environment) or "start_at" not in state.config:
         return
+    if state.quit_after_stop:  # a signal stopped this run: Locust quits once it is written (below)
+        gevent.spawn(_quit, environment)
     if (
         state.written
         or state.refused is not None
