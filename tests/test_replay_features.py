@@ -24,8 +24,8 @@ from parity.judge.compare import compare
 from parity.judge.result import Verdict
 from parity.model import Endpoint, RequestTemplate
 from parity.replay.endpoint_filter import EndpointFilter, filter_plan, no_match_message, parse_globs
-from parity.replay.locustfile import run_path
 from parity.replay.plan import PlannedEndpoint, ReplayPlan, SkippedEndpoint
+from parity.replay.process import run_path
 from parity.replay.schedule import schedule_fingerprint
 from tests.conftest import REPLAY_LOCUSTFILE, ROOT, run_replay
 

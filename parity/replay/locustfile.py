@@ -99,7 +99,7 @@ from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, S
 from parity.replay import shapes
 from parity.replay.endpoint_filter import EndpointFilter, FilteredPlan, filter_plan, no_match_message, parse_globs
 from parity.replay.plan import ReplayPlan, build_plan
-from parity.replay.process import PARENT_PID_ENV  # the starter's pid: the replay stops when it is gone
+from parity.replay.process import PARENT_PID_ENV, run_path  # PARENT_PID_ENV: the replay stops when its starter is gone
 from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.sample_plan import replay_sample_plan
@@ -791,14 +791,6 @@ def _web_ui_mode(environment: Environment) -> bool:
     """Locust's web UI starts and stops the runs (not --headless, not library mode): a process may run several."""
     options = environment.parsed_options
     return options is not None and not getattr(options, "headless", False)
-
-
-def run_path(path: str | Path, run: int) -> Path:
-    """Where run number ``run`` (1-based) of one process writes ``path``'s Measurement: the path itself for the
-    first run, ``<stem>-<run><suffix>`` for the next ones (``reports/new.json`` -> ``reports/new-2.json``,
-    ``new.old.json`` -> ``new.old-2.json``)."""
-    path = Path(path)
-    return path if run <= 1 else path.with_name(f"{path.stem}-{run}{path.suffix}")
 
 
 @events.test_start.add_listener
@@ -1576,8 +1568,11 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
 @events.test_stopping.add_listener
 def _on_test_stopping(environment: Environment, **_: Any) -> None:
     """Web UI: a Stop before the run finished makes it partial; its Measurement says so (``stopped``)."""
-    if isinstance(environment.runner, WorkerRunner) or not _web_ui_mode(environment):
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner) or not _web_ui_mode(environment):
         return
+    if runner is not None and runner.shape_greenlet is gevent.getcurrent():
+        return  # the shape ended the run (finished, aborted, lanes late): not the web UI's Stop
     if "start_at" in state.config and state.finished_at is None and state.stop_reason is None:
         state.stop_reason = f"stopped from Locust (web UI) after {_elapsed()}"
 
