@@ -63,6 +63,7 @@ mean planned rate is below R req/s to R (``shapes.oversample``), recorded as the
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -87,7 +88,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_STOPPED, MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
@@ -96,8 +97,9 @@ from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_
 from parity.judge.policy import Policy
 from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
 from parity.replay import shapes
+from parity.replay.endpoint_filter import EndpointFilter, FilteredPlan, filter_plan, no_match_message, parse_globs
 from parity.replay.plan import ReplayPlan, build_plan
-from parity.replay.process import PARENT_PID_ENV  # the starter's pid: the replay stops when it is gone
+from parity.replay.process import PARENT_PID_ENV, run_path  # PARENT_PID_ENV: the replay stops when its starter is gone
 from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.sample_plan import replay_sample_plan
@@ -193,6 +195,9 @@ class _Replay:
     lane_clients: dict[int, str] = field(default_factory=dict)  # master: lane -> worker client id
     missing_since: dict[int, float] = field(default_factory=dict)  # master: lane -> monotonic time seen missing
     lost_lanes: set[int] = field(default_factory=set)  # master: lanes whose worker was lost
+    filtered: FilteredPlan | None = None  # the endpoint filter's result (None: no --endpoints/--exclude-endpoints)
+    run: int = 0  # master or single process: test starts so far (the web UI can start several runs)
+    quit_after_stop: bool = False  # web UI: a signal stops the run in progress, then Locust quits
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -292,6 +297,25 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--burst-multiplier", type=float, default=3.0, help="burst: rate multiplier (3).")
     group.add_argument("--burst-start", type=float, default=None, help="burst: seconds into the run it starts.")
     group.add_argument("--burst-duration", type=float, default=None, help="burst: seconds it lasts.")
+    group.add_argument(
+        "--endpoints",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="Replay only the endpoints whose key 'METHOD /route' matches GLOB (fnmatch; a GLOB without a space "
+        "matches the route, any method); repeatable or comma-separated. Locust's --tags do not apply to the replay.",
+    )
+    group.add_argument(
+        "--exclude-endpoints",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="Leave out the endpoints whose key 'METHOD /route' matches GLOB (as --endpoints).",
+    )
+    # The web UI's form would show these as editable "custom parameters", but the replay reads them once at
+    # start-up (a Start replays the command line's settings): keep them off the form rather than ignore edits.
+    for action in group._group_actions:
+        action.include_in_web_ui = False
     # Locust's web UI (without --headless) starts load from a form: listen on loopback only unless told.
     parser.set_defaults(web_host=WEB_HOST)
     for action in parser._actions:
@@ -300,9 +324,24 @@ def _add_arguments(parser: Any) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    """Bad input: one line, exit code 2 (the master's atexit hook stops forked workers)."""
+    """Bad input: one line, exit code 2; workers forked by --processes are stopped too."""
     log.error("parity: error: %s", message)
+    _stop_forked_workers()
     raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _stop_forked_workers() -> None:
+    """A --processes master refusing its options at start-up: terminate the workers it forked. They are still
+    connecting to it (Locust retries for minutes, before their own init and parent watch run), and Locust's atexit
+    hook takes a still-running child for an exited one, so without this they would linger."""
+    environment = state.environment
+    if environment is None or not isinstance(environment.runner, MasterRunner):
+        return
+    if not getattr(environment.parsed_options, "processes", None):
+        return
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
 
 
 def _refuse(message: str) -> NoReturn:
@@ -415,6 +454,23 @@ def _shape_options(options: Any) -> dict[str, Any]:
     return out
 
 
+def _tags_refusal(options: Any) -> str | None:
+    """Why Locust's ``--tags``/``--exclude-tags`` cannot run this replay (None when neither is given). They select
+    tasks, and the replay's one task sends every endpoint: Locust would filter it away and loop on "No tasks
+    defined on ReplayUser" until the shape's grace ran out, sending nothing."""
+    given = [
+        f"--{name.replace('_', '-')} {' '.join(v)}"
+        for name in ("tags", "exclude_tags")
+        if (v := getattr(options, name, None))
+    ]
+    if not given:
+        return None
+    return (
+        f"{' '.join(given)}: Locust tags select tasks, and the replay has one task that sends every endpoint; "
+        "select endpoints with --endpoints GLOB / --exclude-endpoints GLOB (e.g. --endpoints 'GET /api/*')"
+    )
+
+
 def _config_from_options(options: Any) -> dict[str, Any]:
     if not options.baseline:
         _fail("--baseline is required (a Measurement file to replay)")
@@ -463,6 +519,8 @@ def _config_from_options(options: Any) -> dict[str, Any]:
         "old_out": old_out,
         "old_env": (options.old_env or OLD) if old_host else None,
         "min_endpoint_rps": min_rps,
+        "endpoints": list(parse_globs(options.endpoints)),
+        "exclude_endpoints": list(parse_globs(options.exclude_endpoints)),
     }
 
 
@@ -561,6 +619,7 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
+    plan = _filtered(plan, config)
     try:
         shaped = shapes.shape(plan, shape_settings(config))
     except ValueError as exc:
@@ -577,6 +636,27 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
     ReplayUser.connection_timeout = config["request_timeout_s"]
 
 
+def _endpoint_filter(config: dict[str, Any]) -> EndpointFilter:
+    """The replay's endpoint filter (``--endpoints``/``--exclude-endpoints``) from its settings."""
+    return EndpointFilter(tuple(config.get("endpoints") or ()), tuple(config.get("exclude_endpoints") or ()))
+
+
+def _filtered(plan: ReplayPlan, config: dict[str, Any]) -> ReplayPlan:
+    """``plan`` restricted by the endpoint filter (kept in ``state.filtered``); raises BadInput, listing a few
+    endpoint keys, when it keeps nothing. A glob that matches no endpoint is logged (a likely typo)."""
+    endpoint_filter = _endpoint_filter(config)
+    state.filtered = None
+    if not endpoint_filter.active:
+        return plan
+    result = filter_plan(plan, endpoint_filter)
+    if not result.plan.endpoints:
+        raise BadInput(no_match_message(plan, endpoint_filter, str(config["baseline"])))
+    for glob in endpoint_filter.unmatched([p.endpoint for p in plan.endpoints]):
+        log.warning("parity: endpoint glob %r matches no replayable endpoint", glob)
+    state.filtered = result
+    return result.plan
+
+
 def _log_sample_plan(config: dict[str, Any], policy: Policy) -> None:
     """Log, before the first request, what each endpoint will get against what a verdict on it needs
     (``parity plan``'s table) — a run too short to judge its endpoints says so before it starts."""
@@ -588,8 +668,12 @@ def _log_sample_plan(config: dict[str, Any], policy: Policy) -> None:
         f"{config['baseline']} replayed for {state.shaped.run_time_s:g} s "
         f"({config['shape']['kind']} shape, rate scale {config['rate_scale']:g})"
     )
+    baseline = state.baseline
+    if state.filtered is not None:  # the plan's rows: the endpoints this replay sends
+        kept = _endpoint_filter(config)
+        baseline = replace(baseline, endpoints=tuple(e for e in baseline.endpoints if kept.keeps(e.endpoint)))
     summary = sample_plan_summary(
-        replay_sample_plan(state.baseline, state.shaped, policy), what, rate_scale=config["rate_scale"], rows=20
+        replay_sample_plan(baseline, state.shaped, policy), what, rate_scale=config["rate_scale"], rows=20
     )
     for line in summary.splitlines():
         log.info(line)
@@ -606,6 +690,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
         return
     if environment.parsed_options is None:
         return  # library mode: the caller configures the replay
+    tags = _tags_refusal(environment.parsed_options)
+    if tags is not None:
+        _fail(tags)
     config = _config_from_options(environment.parsed_options)
     settings = _parity_config()
     state.rails = _rails(environment.parsed_options, settings.rails)
@@ -654,7 +741,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
         )
     if state.plan.skipped:
         log.warning("parity: %.1f%% of baseline traffic cannot be replayed", state.plan.skipped_share * 100)
+    if state.filtered is not None:
+        log.warning(
+            "parity: %s; the Measurement is labelled so (incomplete: a comparison with it cannot pass)",
+            _filter_note(state.filtered, _endpoint_filter(config).describe()),
+        )
     environment.stop_timeout = max(environment.stop_timeout or 0.0, config["request_timeout_s"] + 1.0)
+    if _web_ui_mode(environment) and environment.shape_class is not None:
+        # The form's user count, ramp-up and run time mean nothing to an open-model replay of the command line's
+        # settings: Locust's UI shows them disabled ("Disabled for tests using LoadTestShape class").
+        type(environment.shape_class).use_common_options = False
+        log.info(
+            "parity: web UI: every Start replays %s for %gs from time zero with the command line's settings "
+            "(users, ramp-up and run time fields are disabled); run N writes its own Measurement (%s, then "
+            "<stem>-2 ...)",
+            config["baseline"],
+            config["run_time_s"],
+            config["parity_out"] or "no --parity-out: none",
+        )
     if isinstance(runner, MasterRunner):
         runner.register_message("parity_lane_done", _on_lane_done)
         runner.register_message("parity_lane_failed", _on_lane_failed)
@@ -671,6 +775,24 @@ def _lane_count(environment: Environment) -> int:
     return len(_workers(runner)) if isinstance(runner, MasterRunner) else 1
 
 
+def _reset_run_end() -> None:
+    """Forget how the previous run ended (lanes done, stop, abort, failure, lost lanes): a new run starts."""
+    state.done_lanes.clear()
+    state.unfinished_lanes.clear()
+    state.finished_at = None
+    state.aborted = state.failed = None
+    state.stop_reason = state.stop_at = None
+    state.stopping.clear()
+    state.missing_since.clear()
+    state.lost_lanes.clear()
+
+
+def _web_ui_mode(environment: Environment) -> bool:
+    """Locust's web UI starts and stops the runs (not --headless, not library mode): a process may run several."""
+    options = environment.parsed_options
+    return options is not None and not getattr(options, "headless", False)
+
+
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     runner = environment.runner
@@ -684,17 +806,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.config["host"] = environment.host  # the target this run really uses
     start_at = time.time() + (1.0 if isinstance(runner, MasterRunner) else 0.0)
     state.config["start_at"] = start_at
-    # A new test (e.g. restarted from the web UI) starts from an empty record.
+    # A new test (e.g. restarted from the web UI) starts from an empty record, and writes its own file.
     state.recorders = _new_recorders(next(iter(state.recorders.values())).interval_s, start_at)
-    state.done_lanes.clear()
-    state.unfinished_lanes.clear()
-    state.finished_at = None
-    state.aborted = state.failed = None
-    state.stop_reason = state.stop_at = None
-    state.stopping.clear()
+    state.run += 1
+    state.written = {}
+    _reset_run_end()
     state.lane_clients.clear()
-    state.missing_since.clear()
-    state.lost_lanes.clear()
     if isinstance(runner, MasterRunner):
         workers = sorted(_workers(runner), key=lambda c: runner.get_worker_index(c.id))
         state.lanes = len(workers)
@@ -846,6 +963,12 @@ def _on_signal(signum: int) -> None:
     if "start_at" not in state.config:
         log.error("parity: %s before the replay started: exiting, nothing was sent", name)
         _exit_now(128 + signum)
+    if environment is not None and _web_ui_mode(environment):  # the web UI: stop the run in progress, then quit
+        state.quit_after_stop = True
+        if environment.runner is None or environment.runner.state == STATE_STOPPED:
+            log.warning("parity: %s between the web UI's runs: quitting", name)
+            gevent.spawn(_quit, environment)
+            return
     _request_stop(f"{name} after {_elapsed()}")
 
 
@@ -1273,6 +1396,7 @@ class ReplayUser(FastHttpUser):
             runner.send_message("parity_lane_done", data)
         else:
             _lane_done(0, finished)
+        state.ready.clear()  # a next run (web UI) waits for its own start and lane settings
         ab = len(state.recorders) > 1
         for name, recorder in state.recorders.items():
             sends = recorder.sends
@@ -1338,9 +1462,13 @@ class ReplayShape(LoadTestShape):
 
     def reset_time(self) -> None:
         """Locust calls this at every shape start (also one from the web UI, before the first tick): the
-        targets are checked here too, so a refused start ends the process even when no test starts."""
+        targets are checked here too, so a refused start ends the process even when no test starts. A start
+        after an earlier run ended forgets that run's end first (else the first tick would end the new run at
+        once: "Swarming started" and nothing sent)."""
         super().reset_time()
         runner = self.runner
+        if state.finished_at is not None or state.stop_at is not None or state.aborted or state.failed:
+            _reset_run_end()  # a new start after a run ended (web UI): its first tick must not see the old end
         if runner is not None and state.config and not isinstance(runner, WorkerRunner):
             refusal = _start_refusal(runner.environment)
             if refusal is not None:
@@ -1370,6 +1498,14 @@ class ReplayShape(LoadTestShape):
         return lanes, float(lanes)
 
 
+def _filter_note(filtered: FilteredPlan, described: str) -> str:
+    """What an endpoint filter left out, in words (the ``incomplete`` label of a filtered replay)."""
+    return (
+        f"endpoint filter {described}: {filtered.kept} of {filtered.total} replayable endpoints replayed "
+        f"({filtered.kept_share:.1%} of their traffic)"
+    )
+
+
 def _labels(complete: bool) -> dict[str, str]:
     """The labels every Measurement of this run carries (both sides of an A/B run alike)."""
     config = state.config
@@ -1389,8 +1525,13 @@ def _labels(complete: bool) -> dict[str, str]:
             run_time_s=float(config["run_time_s"]),
             rate_scale=float(config["rate_scale"]),
             load_factors=factors,
+            endpoints=[p.endpoint.key for p in state.filtered.plan.endpoints] if state.filtered else (),
         ),
     }
+    if state.filtered is not None:  # a filtered replay is never read as the whole one (parity.judge.completeness)
+        described = _endpoint_filter(config).describe()
+        labels["endpoints"] = described
+        labels["incomplete"] = _filter_note(state.filtered, described)
     if config.get("min_endpoint_rps") is not None:
         labels["min_endpoint_rps"] = f"{config['min_endpoint_rps']:g}"
     if state.aborted is not None:
@@ -1401,6 +1542,8 @@ def _labels(complete: bool) -> dict[str, str]:
         labels["stopped"] = state.stop_reason
     if state.lost_lanes:
         labels["lost_lanes"] = ",".join(str(lane) for lane in sorted(state.lost_lanes))
+    if state.run > 1:
+        labels["run"] = str(state.run)  # the web UI's Nth start in this process
     return labels
 
 
@@ -1413,10 +1556,45 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     config = state.config
     if isinstance(environment.runner, WorkerRunner) or not (config.get("parity_out") or config.get("old_out")):
         return
-    if isinstance(environment.runner, MasterRunner):
-        _check_lost_lanes(environment.runner, final=True)
-    _write_measurements(environment)
+    if "start_at" not in config:
+        return  # no run ever started (e.g. the web UI was closed before a Start): nothing to write
+    if not state.written:  # the web UI's runs are written as each one stops (_on_test_stop)
+        if isinstance(environment.runner, MasterRunner):
+            _check_lost_lanes(environment.runner, final=True)
+        _write_measurements(environment)
     environment.process_exit_code = _exit_code(environment)
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    """Web UI: a Stop before the run finished makes it partial; its Measurement says so (``stopped``)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner) or not _web_ui_mode(environment):
+        return
+    if runner is not None and runner.shape_greenlet is gevent.getcurrent():
+        return  # the shape ended the run (finished, aborted, lanes late): not the web UI's Stop
+    if "start_at" in state.config and state.finished_at is None and state.stop_reason is None:
+        state.stop_reason = f"stopped from Locust (web UI) after {_elapsed()}"
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    """Web UI: each run writes its own Measurement when it stops (finished, or stopped with Stop): run 1 to
+    ``--parity-out``, run N to ``<stem>-N<suffix>`` (``run_path``). Headless runs write when Locust quits."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner) or not _web_ui_mode(environment) or "start_at" not in state.config:
+        return
+    if state.quit_after_stop:  # a signal stopped this run: Locust quits once it is written (below)
+        gevent.spawn(_quit, environment)
+    if (
+        state.written
+        or state.refused is not None
+        or not (state.config.get("parity_out") or state.config.get("old_out"))
+    ):
+        return
+    if isinstance(runner, MasterRunner):
+        _check_lost_lanes(runner, final=True)
+    _write_measurements(environment)
 
 
 def _complete() -> bool:
@@ -1457,6 +1635,7 @@ def _write_measurements(environment: Environment) -> None:
         target, env, out = sides[name]
         if not out:
             continue
+        out = run_path(out, state.run)
         measurement = recorder.to_measurement(
             source=Source(
                 SourceKind.LOCUST_REPLAY,

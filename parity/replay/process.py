@@ -49,6 +49,7 @@ __all__ = [
     "log_tail",
     "planned_run_s",
     "replay_args",
+    "run_path",
     "run_replay",
 ]
 
@@ -293,3 +294,11 @@ def log_tail(path: Path, lines: int = 5) -> str:
         return " | ".join(path.read_text("utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def run_path(path: str | Path, run: int) -> Path:
+    """Where run number ``run`` (1-based) of one replay process (Locust's web UI can start several) writes
+    ``path``'s Measurement: the path itself for the first run, ``<stem>-<run><suffix>`` for the next ones
+    (``reports/new.json`` -> ``reports/new-2.json``, ``new.old.json`` -> ``new.old-2.json``)."""
+    path = Path(path)
+    return path if run <= 1 else path.with_name(f"{path.stem}-{run}{path.suffix}")

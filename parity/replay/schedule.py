@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
@@ -165,12 +165,15 @@ def schedule_fingerprint(
     run_time_s: float,
     rate_scale: float,
     load_factors: Mapping[str, float],
+    endpoints: Sequence[str] = (),
 ) -> str:
     """16 hex digits naming an arrival schedule by what determines it: the baseline's ``fingerprint``, the seed,
     the shape's settings (``shape["kind"]`` and its options), the run time (s), the rate scale (only for shapes
     that use it: replay and burst) and the oversampling factors per endpoint key. Equal fingerprints: the same
     requests at the same offsets, however many processes sent them. Floats are written with ``repr`` after
-    rounding to 9 significant digits, so a factor recomputed on another machine gives the same text."""
+    rounding to 9 significant digits, so a factor recomputed on another machine gives the same text.
+    ``endpoints``: the keys an endpoint filter kept (``--endpoints``; empty: no filter, and the fingerprint is the
+    one an unfiltered schedule always had) — a filtered schedule draws other requests."""
 
     doc = {
         "baseline": baseline,
@@ -180,5 +183,7 @@ def schedule_fingerprint(
         "rate_scale": _canonical(rate_scale) if shape.get("kind") in _SCALED_SHAPES else None,
         "load_factors": _canonical(dict(load_factors)),
     }
+    if endpoints:
+        doc["endpoints"] = sorted(endpoints)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
