@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ def load_config(path: Path | None) -> Config:
         nightly = nightly_from_mapping(data["nightly"]) if "nightly" in data else None
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
+    if rails.bodies is not None:  # a relative [replay] bodies is relative to the config file
+        rails = replace(rails, bodies=str(path.parent / rails.bodies))
     return Config(policy=policy, rails=rails, path=path, nightly=nightly)
 
 

@@ -30,6 +30,7 @@ from parity.model import (
     LatencySummary,
     LoadStage,
     Measurement,
+    QueryShape,
     RequestTemplate,
     Source,
     SourceKind,
@@ -130,7 +131,12 @@ def _request_to_dict(r: RequestTemplate | None) -> dict[str, Any] | None:
         "params": {k: list(v) for k, v in r.params.items()},
         "body": r.body,
         "headers": dict(r.headers),
+        **({"query_shapes": [_shape_to_dict(q) for q in r.query_shapes]} if r.query_shapes else {}),
     }
+
+
+def _shape_to_dict(q: QueryShape) -> dict[str, Any]:
+    return {"params": [[name, value] for name, value in q.params], "weight": q.weight}
 
 
 def _endpoint_to_dict(e: EndpointStats) -> dict[str, Any]:
@@ -316,6 +322,13 @@ def _request_from_dict(d: dict[str, Any] | None) -> RequestTemplate | None:
         params={k: tuple(v) for k, v in d.get("params", {}).items()},
         body=d.get("body"),
         headers=dict(d.get("headers", {})),
+        query_shapes=tuple(
+            QueryShape(
+                params=tuple((name, value) for name, value in q["params"]),
+                weight=check_number(q["weight"], "request.query_shapes.weight", lo=0.0, hi=2.0**53, lo_open=True),
+            )
+            for q in d.get("query_shapes", ())
+        ),
     )
 
 

@@ -20,8 +20,10 @@ from parity.sketch import LatencySketch
 __all__ = [
     "LABEL_REPLAY_OF",
     "LABEL_SCHEDULE",
+    "LABEL_WITHOUT_BODY",
     "SATURATED_CPU_PERCENT",
     "SUMMARY_QUANTILES",
+    "WRITE_METHODS",
     "Endpoint",
     "EndpointStats",
     "GeneratorHealth",
@@ -30,6 +32,7 @@ __all__ = [
     "LatencySummary",
     "LoadStage",
     "Measurement",
+    "QueryShape",
     "RequestTemplate",
     "Source",
     "SourceKind",
@@ -49,6 +52,12 @@ LABEL_REPLAY_OF = "replay_of"
 #: Label identifying the open-model arrival schedule a replay sent (baseline fingerprint, seed, shape, run time,
 #: rate scale, oversampling): two Measurements with the same value saw the same offered load.
 LABEL_SCHEDULE = "schedule"
+#: Label of a replay's Measurement listing the write endpoints it sent WITHOUT a request body (no body template;
+#: the replay ran with ``--allow-empty-bodies``): a JSON array of endpoint keys. Their verdicts say little — a
+#: server answers an empty POST with a fast 4xx — and the reports flag them.
+LABEL_WITHOUT_BODY = "replayed_without_body"
+#: HTTP methods whose requests carry a body the server needs (a replay refuses to send them without one).
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class SourceKind(Enum):
@@ -209,11 +218,28 @@ class Timeline:
 
 
 @dataclass(frozen=True)
+class QueryShape:
+    """One query-string shape of an endpoint, as seen in a log: its parameters in order, as ``(name, value
+    template)`` pairs (a None template is a bare ``name`` without ``=``; ``()`` is a request without a query
+    string), and its ``weight`` (requests seen with this shape; only the ratios between an endpoint's shapes
+    matter). Names and templates are decoded text: the replay percent-encodes them."""
+
+    params: tuple[tuple[str, str | None], ...] = ()
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ValueError(f"query shape weight must be > 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
 class RequestTemplate:
     """How to send one endpoint's requests during a replay.
 
     ``path`` and ``query`` values may hold ``{name}`` placeholders, filled from ``params`` (a pool of
     values per name, drawn uniformly). ``body`` is JSON; string values inside it may hold placeholders.
+    ``query_shapes`` (access-log baselines): the query strings seen, each request draws one by weight and fills
+    its templates from ``params``; when it is not empty, ``query`` is not used.
     """
 
     path: str
@@ -221,6 +247,7 @@ class RequestTemplate:
     params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    query_shapes: tuple[QueryShape, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ host: exit 4 before any request; an abort rule watches both and names the side; 
 generated one), ``env`` from ``--target-env`` (default ``new``) and ``--old-env`` (default ``old``), and the same
 complete/partial state. Workers get the old host with their lane.
 
+Request bodies: ``--bodies DIR`` (``parity.replay.bodies``: one JSON template per endpoint, ``POST_api_x_{id}.json``)
+replaces the baseline's bodies; the master reads them and sends them to the workers with their lane. A write
+endpoint (POST, PUT, PATCH) still without a body refuses the run before it starts (one line, exit 2) unless
+``--allow-empty-bodies``: then one loud warning, and the Measurement's ``replayed_without_body`` label lists them.
+
 Every Measurement is labelled with its baseline's fingerprint (``replay_of``) and the schedule's (``schedule``:
 baseline, seed, shape, run time, rate scale, oversampling); ``--min-endpoint-rps R`` raises every endpoint whose
 mean planned rate is below R req/s to R (``shapes.oversample``), recorded as the endpoint's ``load_factor``.
@@ -65,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import os
@@ -95,10 +101,19 @@ from parity import measurement_json, version
 from parity.config import Config, find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
 from parity.judge.policy import Policy
-from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, Source, SourceKind, fingerprint
+from parity.model import (
+    LABEL_REPLAY_OF,
+    LABEL_SCHEDULE,
+    LABEL_WITHOUT_BODY,
+    Measurement,
+    Source,
+    SourceKind,
+    fingerprint,
+)
 from parity.replay import shapes
+from parity.replay.bodies import body_file_name, check_body_placeholders, load_bodies
 from parity.replay.endpoint_filter import EndpointFilter, FilteredPlan, filter_plan, no_match_message, parse_globs
-from parity.replay.plan import ReplayPlan, build_plan
+from parity.replay.plan import UNFILLABLE_VALUE, ReplayPlan, build_plan
 from parity.replay.process import PARENT_PID_ENV, run_path  # PARENT_PID_ENV: the replay stops when its starter is gone
 from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
@@ -312,6 +327,21 @@ def _add_arguments(parser: Any) -> None:
         metavar="GLOB",
         help="Leave out the endpoints whose key 'METHOD /route' matches GLOB (as --endpoints).",
     )
+    group.add_argument(
+        "--bodies",
+        default=None,
+        metavar="DIR",
+        help="Request-body templates: one JSON file per endpoint, named METHOD_route.json with each / of the "
+        "route as _ (POST_api_employees_{id}.json); {name} in string values is filled from the endpoint's pools "
+        "(or bodies in [replay] of parity.toml).",
+    )
+    group.add_argument(
+        "--allow-empty-bodies",
+        action="store_true",
+        default=False,
+        help="Send POST/PUT/PATCH endpoints that have no body template without a body (by default the replay "
+        "refuses to start); the Measurement and the report flag them.",
+    )
     # The web UI's form would show these as editable "custom parameters", but the replay reads them once at
     # start-up (a Start replays the command line's settings): keep them off the form rather than ignore edits.
     for action in group._group_actions:
@@ -384,6 +414,8 @@ def _rails(options: Any, rails: Rails) -> Rails:
         max_response_bytes=(
             options.max_response_bytes if options.max_response_bytes is not None else rails.max_response_bytes
         ),
+        bodies=options.bodies or rails.bodies,
+        allow_empty_bodies=bool(options.allow_empty_bodies) or rails.allow_empty_bodies,
     )
 
 
@@ -616,7 +648,12 @@ def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: s
     state.baseline_text = baseline_text
     state.replay_of = fingerprint(baseline)
     state.baseline = baseline
-    plan = build_plan(baseline)
+    if config.get("bodies") is None and config.get("bodies_dir"):  # the master reads them; lanes get them sent
+        config["bodies"] = load_bodies(config["bodies_dir"], (e.endpoint for e in baseline.endpoints))
+    plan = build_plan(baseline, config.get("bodies"))
+    unfilled = check_body_placeholders(config.get("bodies") or {}, {p.endpoint.key: p.request for p in plan.endpoints})
+    if unfilled is not None:
+        raise BadInput(f"--bodies: {unfilled}")
     if not plan.endpoints:
         raise BadInput(f"{config['baseline']}: no endpoint can be replayed (no method/route or parameter pools)")
     plan = _filtered(plan, config)
@@ -700,6 +737,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     config["max_rps"] = state.rails.max_rps
     config["allow_hosts"] = list(state.rails.allow_hosts)
     config["max_response_bytes"] = state.rails.max_response_bytes
+    config["bodies_dir"] = state.rails.bodies
+    config["allow_empty_bodies"] = state.rails.allow_empty_bodies
     host = environment.host or ""
     if not host:
         _fail("--host is required: the base URL of the environment to replay against")
@@ -713,6 +752,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _fail(str(exc))
     assert state.plan is not None
     assert state.shaped is not None
+    _check_bodies(state.plan, allowed=bool(config["allow_empty_bodies"]))
     log.info(
         "parity: %s shape over %d endpoints of %s for %gs (~%d requests%s): %s",
         config["shape"]["kind"],
@@ -763,6 +803,36 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message("parity_lane_done", _on_lane_done)
         runner.register_message("parity_lane_failed", _on_lane_failed)
         runner.register_message("parity_lane_refused", _on_lane_refused)
+
+
+def _check_bodies(plan: ReplayPlan, *, allowed: bool) -> None:
+    """Write endpoints without a body template end the run before it starts (one line, exit 2), or, when
+    ``allowed`` (``--allow-empty-bodies``), get one loud warning (the Measurement lists them: ``_labels``).
+    Query parameters the plan cannot fill are warned about too."""
+    missing = plan.without_body()
+    if missing:
+        names = ", ".join(e.key for e in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        if not allowed:
+            _fail(
+                f"{len(missing)} write endpoint(s) have no request body: {names}; give --bodies DIR (one JSON "
+                f"template per endpoint, e.g. {body_file_name(missing[0])}) or --allow-empty-bodies to send them "
+                "empty (their verdicts are then flagged)"
+            )
+        log.warning(
+            "parity: WARNING: %d write endpoint(s) are replayed WITHOUT their request body (--allow-empty-bodies): "
+            "%s; a server answers them with fast errors or no-ops, so their verdicts are not parity (flagged in "
+            "the Measurement and the report)",
+            len(missing),
+            names,
+        )
+    for planned in plan.endpoints:
+        if planned.unfillable:
+            log.warning(
+                "parity: %s: query parameter(s) %s had only secret-like or e-mail values in the log: sent as %r",
+                planned.endpoint,
+                ", ".join(planned.unfillable),
+                UNFILLABLE_VALUE,
+            )
 
 
 def _workers(runner: MasterRunner) -> list[Any]:
@@ -1544,6 +1614,10 @@ def _labels(complete: bool) -> dict[str, str]:
         labels["lost_lanes"] = ",".join(str(lane) for lane in sorted(state.lost_lanes))
     if state.run > 1:
         labels["run"] = str(state.run)  # the web UI's Nth start in this process
+    if state.plan is not None and (without := state.plan.without_body()):
+        labels[LABEL_WITHOUT_BODY] = json.dumps([e.key for e in without], ensure_ascii=False)
+    if state.plan is not None and (unfilled := [p for p in state.plan.endpoints if p.unfillable]):
+        labels["unfillable_query"] = "; ".join(f"{p.endpoint}: {', '.join(p.unfillable)}" for p in unfilled)
     return labels
 
 

@@ -7,20 +7,34 @@ parameter pools) are kept in ``skipped`` with their share of traffic, never sile
 
 Missing timeline points (None) take the endpoint's mean rate over its known points; an endpoint without
 a timeline is spread evenly over the window.
+
+Query shapes (``RequestTemplate.query_shapes``, access-log baselines): a placeholder in a shape whose parameter
+has no value pool (every logged value was left out: secret-like or an e-mail) is *unfillable*: the plan puts
+``UNFILLABLE_VALUE`` in its place and lists the parameter in ``PlannedEndpoint.unfillable`` (the replay says so
+before it starts). A path placeholder without a pool still makes the endpoint unreplayable.
+
+Bodies: ``build_plan(baseline, bodies)`` replaces the body of each endpoint named in ``bodies`` (endpoint key →
+JSON template, see ``parity.replay.bodies``). A write endpoint (``WRITE_METHODS``) left without a body is listed
+by :meth:`ReplayPlan.without_body`: the replay refuses to send it unless told to (``--allow-empty-bodies``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from parity.model import Endpoint, EndpointStats, Measurement, RequestTemplate, Timeline
+from parity.model import WRITE_METHODS, Endpoint, EndpointStats, Measurement, QueryShape, RequestTemplate, Timeline
 
-__all__ = ["PlannedEndpoint", "ReplayPlan", "SkippedEndpoint", "build_plan", "placeholders"]
+__all__ = ["UNFILLABLE_VALUE", "PlannedEndpoint", "ReplayPlan", "SkippedEndpoint", "build_plan", "placeholders"]
+
+#: Sent in place of a query parameter whose logged values were all left out (secret-like, e-mail addresses).
+UNFILLABLE_VALUE = "parity-unfillable"
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
@@ -32,8 +46,16 @@ def placeholders(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class PlannedEndpoint:
+    """An endpoint the replay sends; ``unfillable``: query parameters sent as ``UNFILLABLE_VALUE`` (no pool)."""
+
     endpoint: Endpoint
     request: RequestTemplate
+    unfillable: tuple[str, ...] = ()
+
+    @property
+    def without_body(self) -> bool:
+        """True for a write endpoint (POST, PUT, PATCH) that would be sent without a request body."""
+        return self.endpoint.method in WRITE_METHODS and self.request.body is None
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,10 @@ class ReplayPlan:
         """Share of baseline requests the replay cannot send."""
         return sum(s.share for s in self.skipped)
 
+    def without_body(self) -> tuple[Endpoint, ...]:
+        """The write endpoints this plan would send without a request body, in plan order."""
+        return tuple(p.endpoint for p in self.endpoints if p.without_body)
+
     def mean_rate(self) -> float:
         """Mean requests/s over the window at production traffic (all endpoints)."""
         return float(self.rates.sum(axis=0).mean()) if self.rates.size else 0.0
@@ -79,12 +105,33 @@ def _request_for(stats: EndpointStats) -> tuple[RequestTemplate | None, str]:
         return None, "unmapped resource: no method and route (add it to the route map)"
     template = stats.request or RequestTemplate(path=stats.endpoint.route)
     needed = set(placeholders(template.path))
-    for value in template.query.values():
-        needed |= set(placeholders(value))
+    if not template.query_shapes:
+        for value in template.query.values():
+            needed |= set(placeholders(value))
     missing = sorted(needed - set(template.params))
     if missing:
         return None, f"no parameter pool for {', '.join('{' + m + '}' for m in missing)}"
     return template, ""
+
+
+def _fill_unfillable(template: RequestTemplate) -> tuple[RequestTemplate, tuple[str, ...]]:
+    """``template`` with every query-shape placeholder that has no pool replaced by ``UNFILLABLE_VALUE``, and
+    the names of the parameters that had one (each once, in order)."""
+    unfillable: dict[str, None] = {}
+    shapes = []
+    for shape in template.query_shapes:
+        params = []
+        for name, value in shape.params:
+            filled = value
+            for ph in placeholders(value or ""):
+                if ph not in template.params and filled is not None:
+                    unfillable[name] = None
+                    filled = filled.replace("{" + ph + "}", UNFILLABLE_VALUE)
+            params.append((name, filled))
+        shapes.append(QueryShape(tuple(params), shape.weight))
+    if not unfillable:
+        return template, ()
+    return replace(template, query_shapes=tuple(shapes)), tuple(unfillable)
 
 
 def _grid_counts(timeline: Timeline, grid_start: float, interval: float, cells: int) -> npt.NDArray[np.float64]:
@@ -106,8 +153,9 @@ def _grid_counts(timeline: Timeline, grid_start: float, interval: float, cells: 
     return out
 
 
-def build_plan(baseline: Measurement) -> ReplayPlan:
-    """Plan a replay of ``baseline`` (see module docstring)."""
+def build_plan(baseline: Measurement, bodies: Mapping[str, Any] | None = None) -> ReplayPlan:
+    """Plan a replay of ``baseline`` (see module docstring); ``bodies`` maps endpoint keys to the JSON body
+    template their requests send instead of the baseline's (keys of endpoints not in the baseline are ignored)."""
     window_start = baseline.window.start.timestamp()
     window_s = baseline.window.duration_s
     intervals = [e.timeline.interval_s for e in baseline.endpoints if e.timeline is not None]
@@ -126,7 +174,10 @@ def build_plan(baseline: Measurement) -> ReplayPlan:
             counts = _grid_counts(stats.timeline, window_start, interval, cells)
         else:
             counts = np.full(cells, stats.count / cells)
-        planned.append(PlannedEndpoint(stats.endpoint, template))
+        if bodies is not None and stats.endpoint.key in bodies:
+            template = replace(template, body=bodies[stats.endpoint.key])
+        template, unfillable = _fill_unfillable(template)
+        planned.append(PlannedEndpoint(stats.endpoint, template, unfillable))
         rows.append(counts / interval / baseline.rate_scale)
     rates = np.vstack(rows) if rows else np.zeros((0, cells))
     return ReplayPlan(tuple(planned), rates, interval, tuple(skipped))

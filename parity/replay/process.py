@@ -142,6 +142,10 @@ def replay_args(run: ReplayRun) -> list[str]:
     args += [token for flag, value in numbers if value is not None for token in (flag, f"{value:g}")]
     for host in rails.allow_hosts:
         args += ["--allow-host", host]
+    if rails.bodies:
+        args += ["--bodies", rails.bodies]
+    if rails.allow_empty_bodies:
+        args.append("--allow-empty-bodies")
     if run.processes > 1:
         args += ["--processes", str(run.processes)]
     return args + list(run.extra)

@@ -64,6 +64,10 @@ class Rails:
     abort_p99_ms: float | None = None
     abort_window_s: float = ABORT_WINDOW_S
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # Request bodies (not a limit, but travels with the replay settings): the body-template directory
+    # (``parity.replay.bodies``) and whether write endpoints without a template may be sent without a body.
+    bodies: str | None = None
+    allow_empty_bodies: bool = False
 
     @property
     def watches(self) -> bool:
@@ -238,9 +242,11 @@ def rails_from_mapping(data: Mapping[str, Any], where: str = "replay") -> Rails:
     """Build Rails from the ``[replay]`` table of parity.toml; unknown keys raise ValueError naming them.
 
     Keys: ``allow_hosts`` (list of strings), ``max_rps``, ``abort_error_ratio`` (0–1), ``abort_p99_ms``,
-    ``abort_window_s``, ``max_response_bytes`` (a whole number of bytes >= 1).
+    ``abort_window_s``, ``max_response_bytes`` (a whole number of bytes >= 1), ``bodies`` (a directory of body
+    templates; parity.config resolves it against the config file's directory), ``allow_empty_bodies`` (bool).
     """
     known = {"allow_hosts", "max_rps", "abort_error_ratio", "abort_p99_ms", "abort_window_s", "max_response_bytes"}
+    known |= {"bodies", "allow_empty_bodies"}
     for key in data:
         if key not in known:
             raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
@@ -257,7 +263,21 @@ def rails_from_mapping(data: Mapping[str, Any], where: str = "replay") -> Rails:
         abort_p99_ms=None if "abort_p99_ms" not in data else _positive(data["abort_p99_ms"], f"{where}.abort_p99_ms"),
         abort_window_s=_positive(data.get("abort_window_s", ABORT_WINDOW_S), f"{where}.abort_window_s"),
         max_response_bytes=_whole(data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES), where),
+        bodies=_bodies(data.get("bodies"), where),
+        allow_empty_bodies=_flag(data.get("allow_empty_bodies", False), f"{where}.allow_empty_bodies"),
     )
+
+
+def _bodies(value: Any, where: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise ValueError(f"{where}.bodies: expected the path of a directory of body templates, got {value!r}")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def _whole(value: Any, where: str) -> int:

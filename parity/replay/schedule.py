@@ -3,7 +3,9 @@
 The run of ``run_time_s`` seconds replays the whole baseline window: grid interval ``i`` of the plan is
 played during run seconds ``[i, i+1) * run_time_s / cells``. Arrivals follow a Poisson process whose rate
 is the plan's rate times ``rate_scale`` (so the *rate* is production's, scaled; the *day* is compressed).
-Endpoints are drawn by their share of that interval, parameters uniformly from their pools.
+Endpoints are drawn by their share of that interval, parameters uniformly from their pools, and, for an
+endpoint with several query shapes (access-log baselines), its query shape by weight. Query names and values are
+encoded by :func:`encode_query_text` (the server form-decodes the text the log held).
 
 Everything comes from one seeded generator consumed in the same order whatever the lane, so the same
 seed gives the same requests at the same offsets — on every target of a concurrent A/B run, and however
@@ -14,17 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import numpy as np
 import numpy.typing as npt
 from numpy.random import default_rng
 
+from parity.model import QueryShape
 from parity.replay.plan import ReplayPlan
 
-__all__ = ["Arrival", "count_arrivals", "fill", "iter_arrivals", "schedule_fingerprint"]
+__all__ = ["Arrival", "count_arrivals", "encode_query_text", "fill", "iter_arrivals", "schedule_fingerprint"]
 
 #: Shapes whose rates follow ``rate_scale``; the others (steady, ramp) set their own rate and ignore it.
 _SCALED_SHAPES = frozenset({"replay", "burst"})
@@ -50,6 +54,39 @@ def fill(text: str, values: Mapping[str, str], *, url: bool = False) -> str:
     return text
 
 
+#: Characters a query name or value keeps unencoded besides letters, digits and ``_.-~`` (sub-delimiters that
+#: no common server splits a query on; ``&``, ``=``, ``+``, ``;``, ``#`` and ``%`` are always encoded).
+QUERY_SAFE = "!$'()*,/:@"
+
+
+def encode_query_text(text: str) -> str:
+    """A query name or value as sent: UTF-8 percent-encoded, a space as ``+`` (so a form decoder, as Rack
+    and most frameworks use, gets ``text`` back exactly)."""
+    return quote_plus(text, safe=QUERY_SAFE)
+
+
+def _query_string(shape: QueryShape, values: Mapping[str, str]) -> str:
+    """``name=value&...`` of a query shape filled with ``values`` (no ``?``; empty for the no-query shape)."""
+    return "&".join(
+        encode_query_text(name)
+        if value is None
+        else encode_query_text(name) + "=" + encode_query_text(fill(value, values))
+        for name, value in shape.params
+    )
+
+
+def _cumulative(shapes: tuple[QueryShape, ...]) -> list[float]:
+    """Cumulative shares of an endpoint's query shapes (last = 1.0; empty without shapes)."""
+    total = sum(q.weight for q in shapes)
+    out, running = [], 0.0
+    for q in shapes:
+        running += q.weight
+        out.append(running / total)
+    if out:
+        out[-1] = 1.0
+    return out
+
+
 def _fill_json(body: Any, values: Mapping[str, str]) -> Any:
     if isinstance(body, str):
         return fill(body, values)
@@ -69,7 +106,8 @@ def _cells(
     rng = default_rng(seed)  # imported up front: numpy loads np.random lazily, a 20 ms stall at the first send
     cells = plan.rates.shape[1]
     cell_s = run_time_s / cells
-    widest = max((len(p.request.params) for p in plan.endpoints), default=0)
+    # one draw per parameter pool, and one for the query shape of an endpoint that has several
+    widest = max((len(p.request.params) + (len(p.request.query_shapes) > 1) for p in plan.endpoints), default=0)
     totals = plan.rates.sum(axis=0)
     number = 0
     for i in range(cells):
@@ -97,14 +135,21 @@ def iter_arrivals(
     if not 0 <= lane < lanes:
         raise ValueError(f"lane {lane} is not in 0..{lanes - 1}")
     names = [sorted(p.request.params) for p in plan.endpoints]
+    shares = [_cumulative(p.request.query_shapes) for p in plan.endpoints]
     for first, times, picks, draws in _cells(plan, run_time_s, rate_scale, seed):
         for k in range((lane - first) % lanes, times.size, lanes):  # this lane's arrivals: number % lanes == lane
-            planned = plan.endpoints[int(picks[k])]
+            e = int(picks[k])
+            planned = plan.endpoints[e]
             request = planned.request
             pools = request.params
-            values = {name: pools[name][int(draws[k, j] * len(pools[name]))] for j, name in enumerate(names[picks[k]])}
+            values = {name: pools[name][int(draws[k, j] * len(pools[name]))] for j, name in enumerate(names[e])}
             url = fill(request.path, values, url=True)
-            if request.query:
+            if request.query_shapes:
+                u = float(draws[k, len(names[e])]) if len(shares[e]) > 1 else 0.0
+                shape = request.query_shapes[bisect_right(shares[e], u) if len(shares[e]) > 1 else 0]
+                if query := _query_string(shape, values):
+                    url += "?" + query
+            elif request.query:
                 url += "?" + urlencode({q: fill(v, values) for q, v in request.query.items()})
             body = None
             headers = dict(request.headers)

@@ -379,13 +379,31 @@ def _looks_worse_md(result: ParityResult) -> list[str]:
     return [*lines, ""]
 
 
-def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = None) -> str:
+def _without_body_md(result: ParityResult, keys: frozenset[str]) -> list[str]:
+    """The endpoints a replay sent without their request body, each with its verdict (none: no lines)."""
+    flagged = [e for e in result.endpoints if e.endpoint.key in keys]
+    if not flagged:
+        return []
+    lines = [f"**Replayed without their request body ({len(flagged)}):** these verdicts are not parity", ""]
+    lines += [f"- {_md_name(e.endpoint.key)}: **{verdict_label(e.verdict)}** (sent without its body)" for e in flagged]
+    return [*lines, ""]
+
+
+def summary_md(
+    result: ParityResult,
+    meta: RunMeta,
+    report_link: str | None = None,
+    *,
+    without_body: frozenset[str] = frozenset(),
+) -> str:
     """A short Markdown summary: verdict heading with a plain **FAIL**-style marker (``(partial run)`` after it
     when a side holds only part of its run; the first reason says which and why), reasons, the
     incomparability of latency with its remedies as code spans (when the sides' latencies do not compare),
     the endpoints not judged that look worse, mode, endpoint counts, notes (throughput shown not judged,
     oversampled endpoints …), the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
     candidate, p95 ratio, impact at baseline traffic), the inconclusive endpoints and the report link.
+    ``without_body``: keys of endpoints a replay sent without their request body (``context.without_body``),
+    listed with their verdicts after the reasons.
     The run reasons the incomparability block says in full are not repeated above it."""
     counts = result.counts()
     by_key = {e.endpoint.key: e for e in result.endpoints}
@@ -396,6 +414,7 @@ def summary_md(result: ParityResult, meta: RunMeta, report_link: str | None = No
         lines += [f"- {_md(r)}" for r in reasons]
         lines.append("")
     lines += _incomparable_md(result)
+    lines += _without_body_md(result, without_body)
     lines += _looks_worse_md(result)
     lines.append(
         f"**Mode:** {mode_label(result.mode)} · **baseline** {_md_name(result.baseline.name)} · "

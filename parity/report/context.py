@@ -15,6 +15,7 @@ The formatting helpers are shared with :mod:`parity.report.ci` so every renderer
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from parity.judge.result import (
     Statistics,
     Verdict,
 )
-from parity.model import LatencyKind, Measurement
+from parity.model import LABEL_WITHOUT_BODY, LatencyKind, Measurement
 from parity.report.charts import CDF_GRID, rounded
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "split_remedy",
     "verdict_css",
     "verdict_label",
+    "without_body",
 ]
 
 #: What a missing figure prints as.
@@ -309,6 +311,28 @@ def load_factors(measurements: tuple[Measurement, Measurement] | None) -> dict[s
     base, cand = ({e.endpoint.key: e.load_factor for e in m.endpoints} for m in measurements)
     keys = [k for k in {**base, **cand} if base.get(k, 1.0) != 1.0 or cand.get(k, 1.0) != 1.0]
     return {k: (base.get(k, 1.0), cand.get(k, 1.0)) for k in keys}
+
+
+#: Badge and tooltip of an endpoint a replay sent without its request body (``LABEL_WITHOUT_BODY``).
+WITHOUT_BODY_TEXT = (
+    "sent without its body",
+    "a write endpoint replayed with no request body (no body template; --allow-empty-bodies): the server likely "
+    "answered with a fast error or a no-op, so this verdict is not parity — give it a template with --bodies DIR",
+)
+
+
+def without_body(measurements: tuple[Measurement, Measurement] | None) -> frozenset[str]:
+    """Endpoint keys either Measurement's ``LABEL_WITHOUT_BODY`` lists (a JSON array of keys; a label that is not
+    one is ignored); empty without the Measurements."""
+    keys: set[str] = set()
+    for m in measurements or ():
+        try:
+            listed = json.loads(m.labels.get(LABEL_WITHOUT_BODY, "[]"))
+        except ValueError:
+            continue
+        if isinstance(listed, list):
+            keys.update(k for k in listed if isinstance(k, str))
+    return frozenset(keys)
 
 
 def oversampled_text(factors: tuple[float, float] | None) -> str | None:
@@ -570,6 +594,7 @@ class _Run:
     throughput_gated: bool
     incomparable: Incomparability | None
     factors: dict[str, tuple[float, float]]
+    no_body: frozenset[str] = frozenset()
 
 
 def _oversampled_title(factors: tuple[float, float]) -> str:
@@ -619,6 +644,8 @@ def _endpoint_row(
     factors = run.factors.get(e.endpoint.key)
     if (oversampled := oversampled_text(factors)) is not None and factors is not None:
         row["os"] = [oversampled, _oversampled_title(factors)]
+    if e.endpoint.key in run.no_body:
+        row["nb"] = list(WITHOUT_BODY_TEXT)
     if (pct := _percentiles(e)) is not None:
         row["pct"] = pct
     if sides:
@@ -838,7 +865,8 @@ def build_context(
     ``sh`` traffic share, ``lb`` latency basis (``none (server vs service-time: not comparable)`` when the kinds
     differ), ``s`` headline of the first reason, ``lw`` the looks-worse words
     of an endpoint not judged, ``nd`` the requests that would decide its undecided metrics in words, ``os``
-    ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``r`` reasons (an int is the
+    ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``nb`` ``[badge, tooltip]`` of
+    an endpoint a replay sent without its request body (``without_body``), ``r`` reasons (an int is the
     index of the metric whose reason it is), ``m`` one cell per :data:`~parity.judge.policy.METRICS` entry
     (None: not reported) as ``[baseline, candidate, ratio, delta, verdict, change, sort key (larger = worse;
     None: unknown), samples, the judge's reason (None unless it is one of the endpoint's reasons or the metric
@@ -856,7 +884,8 @@ def build_context(
     sides = (("Baseline", result.baseline), ("Candidate", result.candidate))
     strings: dict[str, dict[str, int]] = {"methods": {}, "rules": {}}
     knees = _knees_by_key(result.knees)
-    run = _Run(result.alpha, result.throughput_gated, result.incomparable, load_factors(measurements))
+    factors = load_factors(measurements)
+    run = _Run(result.alpha, result.throughput_gated, result.incomparable, factors, without_body(measurements))
     rows = [
         _endpoint_row(i, e, run, strings, knees, None if charts is None else charts[i - 1])
         for i, e in enumerate(result.endpoints, start=1)

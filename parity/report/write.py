@@ -63,7 +63,7 @@ from pathlib import Path
 from parity.judge.result import ParityResult
 from parity.model import Measurement
 from parity.report.ci import junit_xml, parity_json, summary_md
-from parity.report.context import RunMeta
+from parity.report.context import RunMeta, without_body
 from parity.report.html import render_html
 from parity.report.text import encodable
 
@@ -418,7 +418,7 @@ def write_reports(
         "index.html": render_html(result, meta, measurements),
         "parity.json": json.dumps(parity_json(result, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n",
         "junit.xml": junit_xml(result),
-        "summary.md": summary_md(result, meta, report_link="index.html"),
+        "summary.md": summary_md(result, meta, report_link="index.html", without_body=without_body(measurements)),
     }
     real = Path(os.path.realpath(out_dir))
     real.parent.mkdir(parents=True, exist_ok=True)

@@ -58,10 +58,24 @@ interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits. Parsed
 compactly (about 21 bytes each) until the window is known, then recorded in time order; the Recorder
 then holds one sketch per endpoint and timeline interval that saw traffic (a few kB each).
 
-Paths: scheme, host, port, query string and fragment are dropped; the rest is kept as the server got it
+Paths: scheme, host, port and fragment are dropped; the rest is kept as the server got it
 (percent-escapes are not decoded; raw non-ASCII bytes are percent-encoded). Parameter pools hold decoded
 values, because the replay percent-encodes them when it fills a path (values whose bytes are not UTF-8
 cannot be reproduced that way and are left out of the pool).
+
+**Query strings** become templates (``RequestTemplate.query_shapes``): per endpoint, every *shape* seen — the
+parameter names in their order, ``page={page}``, ``page={page}&per={per}``, and no query string at all — with
+the number of requests that had it, so a replay sends the logged mix (the share of requests with a query string
+included). At most ``MAX_QUERY_SHAPES`` shapes are kept per endpoint; requests with a further shape count
+towards the endpoint's most common shape that has a query string. Each parameter gets a pool of the values seen
+(decoded as a form decoder does: ``+`` is a space; at most ``pool_limit`` distinct, the first seen; the replay
+encodes them again, so the server decodes the same text). Left out of the pools, and counted in the
+Measurement's ``query_values_dropped`` label by reason: values of parameters named like secrets
+(``SECRET_NAME_WORDS``: ``token``, ``signature``, ``key``, ``password``...), values that look like secrets
+(JWTs, long hex or base64-like strings, see :func:`private_value`), e-mail addresses, and values that are not
+UTF-8. A parameter left with no value at all stays in its shapes with its placeholder: the replay plan reports it
+as unfillable and sends ``parity.replay.plan.UNFILLABLE_VALUE`` in its place. A bare name (``?debug``) is kept
+bare. A query parameter whose name is also a path placeholder's gets the placeholder ``{name_q}``.
 """
 
 from __future__ import annotations
@@ -77,13 +91,22 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 import numpy as np
 
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
-from parity.model import EndpointStats, LatencyKind, Measurement, RequestTemplate, Source, SourceKind, Window
+from parity.model import (
+    EndpointStats,
+    LatencyKind,
+    Measurement,
+    QueryShape,
+    RequestTemplate,
+    Source,
+    SourceKind,
+    Window,
+)
 from parity.replay.recorder import Recorder
 from parity.sources.routes import RouteMap, encode_path, template_path_values
 
@@ -91,8 +114,12 @@ __all__ = [
     "DEFAULT_MAX_MALFORMED_SHARE",
     "DEFAULT_POOL_LIMIT",
     "FORMATS",
+    "MAX_QUERY_SHAPES",
+    "SECRET_NAME_WORDS",
     "WINDOW_SLACK_S",
     "AccessLogResult",
+    "private_value",
+    "query_text",
     "read_access_logs",
     "timeline_interval_for",
 ]
@@ -119,6 +146,17 @@ EARLY_REFUSAL_LINES = 1000
 WINDOW_SLACK_S = 1.0
 #: nginx status for "client closed the connection before the response".
 NGINX_CLIENT_CLOSED = 499
+
+#: Distinct query-string shapes kept per endpoint (see the module docstring).
+MAX_QUERY_SHAPES = 100
+#: A query parameter whose name contains one of these (lower case) has its values left out of the pools.
+SECRET_NAME_WORDS = ("token", "secret", "password", "passwd", "signature", "apikey", "api_key", "access_key",
+                     "private_key", "credential", "jwt", "otp", "nonce")  # fmt: skip
+#: ... or whose name has one of these as a whole word (``key``, ``sig``, ``X-Amz-Signature``; not ``monkey``).
+SECRET_NAME_PARTS = frozenset({"key", "sig", "auth", "session", "sid", "pwd", "code_verifier"})
+#: A value of at least this many hex digits, or of base64-like characters mixing upper, lower case and digits,
+#: looks like a secret (a digest, a signature, a token).
+SECRET_VALUE_CHARS = 32
 
 #: Longest line read, characters; a longer one is malformed (and read no further into memory).
 MAX_LINE_CHARS = 65536
@@ -456,6 +494,11 @@ class _Collector:
         self.index: dict[tuple[str, str], int] = {}  # (method, route) → endpoint number
         self.resources: list[str | None] = []
         self.pools: list[dict[str, dict[str, None]]] = []  # per endpoint: name → ordered distinct values
+        # per endpoint: query shape ((name, has a value) in order; () = no query string) → requests
+        self.shapes: list[dict[tuple[tuple[str, bool], ...], int]] = []
+        self.shape_overflow: list[int] = []  # per endpoint: requests whose shape was over MAX_QUERY_SHAPES
+        self.query_pools: list[dict[str, dict[str, None]]] = []  # per endpoint: query name → distinct values
+        self.query_dropped: dict[str, int] = {}  # reason → query values left out of the pools
         self.endpoint_of = array("I")
         self.times = array("d")
         self.latencies = array("d")  # NaN: no latency
@@ -485,6 +528,9 @@ class _Collector:
             number = self.index[key] = len(self.resources)
             self.resources.append(resource)
             self.pools.append({name: {} for name in values})
+            self.shapes.append({})
+            self.shape_overflow.append(0)
+            self.query_pools.append({})
             if found is None and self.route_map is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
                 self.unmatched_examples.append(f"{method} {route}")
         if found is None and self.route_map is not None:
@@ -493,8 +539,9 @@ class _Collector:
 
     def add(self, request: _Request) -> None:
         t, method, target, latency, error = request
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         number, values = self._endpoint(method, encode_path(path))
+        self._add_query(number, query)
         pools = self.pools[number]
         for name, raw in values.items():
             pool = pools.setdefault(name, {})
@@ -507,6 +554,34 @@ class _Collector:
         self.latencies.append(math.nan if latency is None else latency)
         self.errors.append(error)
         self.no_latency += latency is None
+
+    def _add_query(self, number: int, query: str) -> None:
+        """Count the query string's shape for endpoint ``number`` and pool its values (see module docstring)."""
+        shapes = self.shapes[number]
+        shape: tuple[tuple[str, bool], ...] = ()
+        if query:
+            names = []
+            pools = self.query_pools[number]
+            for part in query.split("&"):
+                raw_name, eq, raw_value = part.partition("=")
+                name = query_text(raw_name)
+                if not name:  # an empty part (a&&b) or a name that is not UTF-8: nothing a replay can send
+                    continue
+                names.append((name, bool(eq)))
+                pool = pools.setdefault(name, {}) if eq else None
+                if pool is None or len(pool) >= self.pool_limit:
+                    continue
+                value = query_text(raw_value)
+                why = "not UTF-8" if value is None else private_value(name, value)
+                if why is not None:
+                    self.query_dropped[why] = self.query_dropped.get(why, 0) + 1
+                elif value is not None:
+                    pool.setdefault(value, None)
+            shape = tuple(names)
+        if shape in shapes or len(shapes) < MAX_QUERY_SHAPES:
+            shapes[shape] = shapes.get(shape, 0) + 1
+        else:
+            self.shape_overflow[number] += 1
 
     def read(self, path: Path, parse: Callable[[str], _Request | str]) -> None:
         for n, line in _lines(path):
@@ -556,6 +631,46 @@ def _pool_value(raw: str) -> str | None:
         return None
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_LONG_HEX = re.compile(f"[0-9a-fA-F]{{{SECRET_VALUE_CHARS},}}")
+_BASE64ISH = re.compile(f"[A-Za-z0-9+/_-]{{{SECRET_VALUE_CHARS},}}={{0,2}}")
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def query_text(raw: str) -> str | None:
+    """A query-string name or value as a form decoder reads it (``+`` is a space, ``%XX`` escapes are UTF-8);
+    None when its bytes are not UTF-8 (the replay, which encodes text as UTF-8, could not send them again)."""
+    try:
+        text = unquote_plus(raw, errors="strict") if ("%" in raw or "+" in raw) else raw
+    except UnicodeDecodeError:
+        return None
+    return None if _SURROGATE.search(text) else text
+
+
+def private_value(name: str, value: str) -> str | None:
+    """Why the query value ``value`` of parameter ``name`` must not be replayed, or None when it may be.
+
+    ``"secret-like"``: the name contains a word of ``SECRET_NAME_WORDS`` or is split (by non-alphanumerics) into a
+    word of ``SECRET_NAME_PARTS``; or the value is a JWT, at least ``SECRET_VALUE_CHARS`` hex digits, or as many
+    base64-like characters mixing upper case, lower case and digits. ``"e-mail"``: the value holds an e-mail
+    address. Short values (ids, page numbers, slugs) and UUIDs are kept."""
+    lower = name.lower()
+    if any(word in lower for word in SECRET_NAME_WORDS) or not SECRET_NAME_PARTS.isdisjoint(_WORDS.findall(lower)):
+        return "secret-like"
+    if _EMAIL.search(value):
+        return "e-mail"
+    if len(value) >= SECRET_VALUE_CHARS:
+        if _JWT.fullmatch(value) or _LONG_HEX.fullmatch(value):
+            return "secret-like"
+        if _BASE64ISH.fullmatch(value) and not value.isdigit():
+            mixed = any(c.isupper() for c in value) and any(c.islower() for c in value)
+            if mixed and any(c.isdigit() for c in value):
+                return "secret-like"
+    return None
+
+
 def _check_options(fmt: str, max_malformed_share: float, pool_limit: int) -> None:
     if fmt not in FORMATS:
         raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -600,7 +715,43 @@ def _measurement(
 def _with_request(stats: EndpointStats, c: _Collector, number: dict[tuple[str, str], int]) -> EndpointStats:
     i = number[(stats.endpoint.method, stats.endpoint.route)]
     params = {name: tuple(pool) for name, pool in c.pools[i].items() if pool}
-    return replace(stats, request=RequestTemplate(path=stats.endpoint.route, params=params), resource=c.resources[i])
+    params_q, shapes = _query_shapes(c.shapes[i], c.shape_overflow[i], c.query_pools[i], set(c.pools[i]))
+    request = RequestTemplate(path=stats.endpoint.route, params={**params, **params_q}, query_shapes=shapes)
+    return replace(stats, request=request, resource=c.resources[i])
+
+
+def _query_shapes(
+    counted: dict[tuple[tuple[str, bool], ...], int],
+    overflow: int,
+    pools: dict[str, dict[str, None]],
+    taken: set[str],
+) -> tuple[dict[str, tuple[str, ...]], tuple[QueryShape, ...]]:
+    """An endpoint's query shapes (most requests first; none when no request had a query string) and the pools
+    their placeholders use. Placeholders are the parameter names without braces, ``_q`` appended while the name
+    is ``taken`` (a path placeholder's); a parameter whose values were all left out gets no pool (unfillable).
+    ``overflow`` requests (shapes beyond the cap) count towards the most common shape with a query string."""
+    if not any(counted):
+        return {}, ()
+    placeholder: dict[str, str] = {}
+    for name in dict.fromkeys(n for shape in counted for n, _ in shape):
+        ph = name.replace("{", "").replace("}", "") or "q"
+        while ph in taken:
+            ph += "_q"
+        taken.add(ph)
+        placeholder[name] = ph
+    ordered = sorted(counted.items(), key=lambda kv: -kv[1])  # stable: first seen first among equals
+    weights = dict(ordered)
+    top = next(shape for shape, _ in ordered if shape)
+    weights[top] += overflow
+    shapes = tuple(
+        QueryShape(
+            params=tuple((n, "{" + placeholder[n] + "}" if has_value else None) for n, has_value in shape),
+            weight=float(weight),
+        )
+        for shape, weight in weights.items()
+    )
+    params = {placeholder[name]: tuple(pool) for name, pool in pools.items() if pool}
+    return params, shapes
 
 
 def read_access_logs(
@@ -661,6 +812,9 @@ def read_access_logs(
     labels |= {"malformed": str(collector.malformed), "skipped": str(collector.skipped)}
     if fmt == "nginx":
         labels["timing_field"] = str(timing_field)
+    if collector.query_dropped:
+        dropped = sorted(collector.query_dropped.items())
+        labels["query_values_dropped"] = ", ".join(f"{n} {why}" for why, n in dropped)
     if window is not None:
         labels |= {"outside_window": str(collector.before + collector.after), "window_slack_s": f"{window_slack_s:g}"}
     return AccessLogResult(
