@@ -340,7 +340,9 @@ class RouteMap:
         quantised ``GET /api/employees/?`` and their tag spellings (``get_/api/employees/:id``) match the
         route ``GET /api/employees/{id}`` whatever its placeholder is called (same method, same literal
         segments, placeholders in the same places); a concrete ``GET /api/employees/1042`` matches as
-        :meth:`match` would. A ``Controller#action`` name can only resolve through a name the map gives.
+        :meth:`match` would. A tag value ending in ``/`` (``get_/api/employees/``) is read first as a
+        quantised ``?`` there, then as a trailing slash. A ``Controller#action`` name can only resolve
+        through a name the map gives.
         """
         hit = self.entries.get(resource)
         if hit is not None:
@@ -362,8 +364,9 @@ class RouteMap:
         if method.lower() not in _HTTP_METHODS:
             return None
         shapes = [_resource_shape(path, tag=normalised is not None)]
-        if normalised is not None and path.endswith("/") and path != "/":  # a quantised `?` at the end
-            shapes.append((*shapes[0], _SHAPE_PARAM))
+        if normalised is not None and path.endswith("/") and path != "/":
+            # a tag value's trailing `/` is most often a quantised `?` (turned into `_`, then stripped)
+            shapes.insert(0, (*shapes[0], _SHAPE_PARAM))
         for shape in shapes:
             for lookup in (method, "GET") if method == "HEAD" else (method,):
                 hit = self._by_shape.get((lookup, shape))
