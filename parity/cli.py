@@ -252,7 +252,7 @@ def _print_unreplayable(m: Measurement) -> None:
 def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.sources.access_log import WINDOW_SLACK_S, read_access_logs
     from parity.sources.replay_window import read_replay, server_side_of
-    from parity.sources.routes import read_route_map
+    from parity.sources.routes import describe_route_map, read_route_map
 
     if args.window_slack is not None and args.window_of is None:
         raise BadInput("--window-slack applies to --window-of REPLAY.json only")
@@ -290,6 +290,8 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         )
     for example in result.malformed_examples:
         print(f"  malformed: {example}")
+    if route_map is not None:
+        print(f"  {describe_route_map(route_map)}")
     if route_map is not None and result.unmatched:
         print(f"  {result.unmatched} requests matched no route of {args.routes}; templated from their paths, e.g.")
         for example in result.unmatched_examples:
@@ -369,6 +371,7 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.progress import QueryProgressBar
     from parity.sources.datadog_apm import pull_with_keys
     from parity.sources.replay_window import server_side_of
+    from parity.sources.routes import describe_route_map
 
     api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
     missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
@@ -408,6 +411,8 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
                 else ""
             )
         )
+    if pulled.route_map is not None:
+        print(f"  {describe_route_map(pulled.route_map)}")
     if pulled.unmapped:
         print(
             f"  {len(pulled.unmapped)} APM resource(s) not mapped to a route ({pulled.unmapped_share:.1%} of traffic):"

@@ -12,14 +12,28 @@ What a pull asks for, per APM resource (``by {resource_name}``, tag filter ``env
   minutes (a 7-day window is 7 queries per metric). The totals over the window are the sums of the minutes:
   exact for COUNT metrics, and one pass instead of a second query.
 - **Latency over the whole window** (v2 ``MetricsApi.query_scalar_data``, ``POST /api/v2/query/scalar``) of
-  the ``trace.<span>`` distribution (seconds; converted to ms here): ``max`` (time aggregator max),
-  ``p50`` … ``p99`` (time aggregator ``percentile``: the percentile of the merged distribution over the
+  the ``trace.<span>`` distribution (converted to ms by the answer's unit block, see below): ``max`` (time
+  aggregator max), ``p50`` … ``p99`` (time aggregator ``percentile``: the percentile of the merged distribution over the
   window), and the mean as ``sum / count`` of the distribution (both summed over the window), which is exact
   whatever the series' interval. Why v2 here: a percentile over a window cannot be rebuilt from the
   per-interval percentiles a v1 series returns, and a v1 ``.rollup(<window seconds>)`` buckets on fixed
   time boundaries, not on the window, so it may split the window in two; the scalar endpoint reduces over
   exactly ``[from, to)`` (aggregator ``percentile`` is what Datadog's own query-value widgets send for
   ``pNN:`` distribution queries).
+
+Units: a scalar answer's number column carries ``meta.unit``, ``[unit, per_unit]`` (each null or an object
+``{family, name, plural, scale_factor, short_name, id}``, as in Datadog's recorded answers). Latency
+statistics (sum, max, pNN) are converted to ms by the unit's name — ``second`` ×1000, ``millisecond`` ×1,
+``microsecond`` ×0.001, ``nanosecond`` ×1e-6 — and any other unit, a ``per_unit`` or a ``scale_factor`` that
+contradicts the name is refused, naming the unit. A missing or null unit block keeps the documented unit of
+``trace.<span>``: seconds. ``count`` is a number of spans (its unit block is not read); counts from v1
+series are counts whatever their unit block says.
+
+Untagged answers: a v1 series without the ``resource_name`` tag in its ``tag_set`` (a span metric with no
+such tag) cannot be attributed to a resource. When every hits series lacks it the pull fails naming the tag;
+when only some do, their counts are summed into the resource :data:`UNTAGGED_RESOURCE` (kept and listed as
+unmapped, never dropped). Scalar rows whose group carries no ``resource_name`` value are left out; an answer
+with values but no group at all fails naming the tag.
 
 Missing data stays missing: a null point is None. A minute with no point at all in an answer counts 0 (APM
 writes no point for a minute without spans, and the replay planner would otherwise fill quiet minutes with
@@ -99,6 +113,7 @@ __all__ = [
     "MAX_SERIES_PAYLOAD_BYTES",
     "SITES",
     "TIMELINE_INTERVAL_S",
+    "UNTAGGED_RESOURCE",
     "ApmPull",
     "DatadogClient",
     "DatadogError",
@@ -108,13 +123,16 @@ __all__ = [
     "PullProgress",
     "PushOutcome",
     "ResourcePull",
+    "ScalarAnswer",
     "Series",
+    "Unit",
     "connect",
     "connect_intake",
     "datadog_tag",
     "errors_query",
     "hits_query",
     "latency_query",
+    "ms_per_unit",
     "parity_event",
     "parity_series",
     "push_parity",
@@ -162,7 +180,13 @@ SITES: Final = (
 )
 #: Characters allowed in a service, env or span name put into a query.
 _NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
-_SECONDS_TO_MS = 1000.0
+#: Milliseconds per unit of Datadog's time units a latency may come in (by unit name).
+TIME_UNITS_MS: Final = {"nanosecond": 1e-6, "microsecond": 1e-3, "millisecond": 1.0, "second": 1000.0}
+#: The unit of ``trace.<span>`` when an answer carries no unit block.
+DEFAULT_LATENCY_UNIT = "second"
+#: The resource that hits of series without the ``resource_name`` tag are counted under (not a tag value:
+#: Datadog's tag values have no spaces or parentheses).
+UNTAGGED_RESOURCE = "(no resource_name tag)"
 _AGGREGATORS: Final = {
     "sum": MetricsAggregator.SUM,
     "max": MetricsAggregator.MAX,
@@ -277,11 +301,37 @@ def timeline_chunks(start_s: int, end_s: int, minutes: int = CHUNK_MINUTES) -> t
 
 @dataclass(frozen=True)
 class Series:
-    """One group of a v1 answer: the ``resource_name`` value, the point interval (s), points (Unix s, value)."""
+    """One group of a v1 answer: the ``resource_name`` value (None when the series lacks that tag; ``tags``
+    is its ``tag_set`` as received), the point interval (s), points (Unix s, value)."""
 
-    group: str
+    group: str | None
     interval_s: int
     points: tuple[tuple[int, float | None], ...]
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A Datadog unit block: ``name`` (``second``), ``family`` (``time``), ``scale_factor`` (to the family's
+    base unit; None when absent) and the ``per_unit`` name of a rate (None for a plain unit)."""
+
+    name: str
+    family: str | None = None
+    scale_factor: float | None = None
+    per_unit: str | None = None
+
+    def __str__(self) -> str:
+        text = self.name + (f" per {self.per_unit}" if self.per_unit else "")
+        return text + (f" ({self.family})" if self.family else "")
+
+
+@dataclass(frozen=True)
+class ScalarAnswer:
+    """A scalar query's values by ``resource_name`` (None = null) and the unit block of its number column
+    (None when the answer carried none)."""
+
+    values: Mapping[str, float | None]
+    unit: Unit | None = None
 
 
 @dataclass(frozen=True)
@@ -466,7 +516,8 @@ class DatadogClient:
     ) -> tuple[Series, ...]:
         """A v1 timeseries query over ``[start_s, end_s]`` (Unix s); one :class:`Series` per group.
 
-        Points are (Unix s, value) with None for a null point. Series without the group tag are dropped.
+        Points are (Unix s, value) with None for a null point. A series without the group tag has
+        ``group`` None (its ``tags`` say what it had).
         """
         api = MetricsApiV1(self.api)  # type: ignore[no-untyped-call]
         answer = _plain(
@@ -475,7 +526,7 @@ class DatadogClient:
         if answer.get("status", "ok") == "error":
             raise self._error(f"Datadog rejected {query}: {_first_line(answer.get('error', ''))}")
         try:
-            return tuple(s for s in (_series(raw) for raw in answer.get("series") or []) if s is not None)
+            return tuple(_series(raw) for raw in answer.get("series") or [])
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
 
@@ -488,8 +539,9 @@ class DatadogClient:
         *,
         groups: int = SCALAR_MIN_GROUPS,
         on_wait: Callable[[float, str, int], None] | None = None,
-    ) -> dict[str, float | None]:
-        """A v2 scalar query reduced over ``[start_s, end_s)``: group tag value → value (None if null).
+    ) -> ScalarAnswer:
+        """A v2 scalar query reduced over ``[start_s, end_s)``: group tag value → value (None if null), and
+        the number column's unit block (values are as Datadog sent them: not converted here).
 
         ``groups`` is the most groups the answer may hold (the formula's limit).
         """
@@ -519,7 +571,7 @@ class DatadogClient:
             raise self._error(f"Datadog rejected {query}: {_first_line(answer['errors'])}")
         columns = ((answer.get("data") or {}).get("attributes") or {}).get("columns") or []
         try:
-            return _scalar_rows(list(columns), query, self._error)
+            return _scalar_answer(list(columns), query, self._error)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
 
@@ -553,22 +605,29 @@ class DatadogClient:
         minutes = (end_s - start_s) // TIMELINE_INTERVAL_S
 
         hits = self._minute_grid(hits_q, chunks, start_s, minutes, state)
-        if not hits:
+        if hits.untagged and set(hits.groups) == {UNTAGGED_RESOURCE}:
+            raise DatadogError(
+                f"Datadog answered {hits_q} with {hits.untagged} series, none tagged {GROUP_TAG} (tag_set "
+                f"{list(hits.untagged_tags)!r}): the span's metrics carry no {GROUP_TAG} tag for {tags}; check "
+                "the span name (the service's root span) and the window"
+            )
+        if not hits.groups:
             raise DatadogError(
                 f"Datadog returned no series for {hits_q} (tag filter {tags}) between {start.isoformat()} and "
                 f"{end.isoformat()}: check the service, env and span names and the window"
             )
-        errors = self._minute_grid(errors_q, chunks, start_s, minutes, state)
+        errors = self._minute_grid(errors_q, chunks, start_s, minutes, state).groups
         stats: dict[str, dict[str, float | None]] = {}
         for stat in LATENCY_QUERIES:
             q = latency_query(span, tags, stat)
             state.start(q)
-            groups = max(SCALAR_MIN_GROUPS, len(hits))
-            stats[stat.name] = self.scalar(q, stat.time, start_s, end_s, groups=groups, on_wait=state.wait)
+            groups = max(SCALAR_MIN_GROUPS, len(hits.groups))
+            answer = self.scalar(q, stat.time, start_s, end_s, groups=groups, on_wait=state.wait)
+            stats[stat.name] = _in_ms(answer, q, self._error) if stat.name != "count" else dict(answer.values)
             state.finish()
         resources = []
-        for name in sorted(hits):
-            counts = _finish_counts(hits[name])
+        for name in sorted(hits.groups):
+            counts = _finish_counts(hits.groups[name])
             resources.append(
                 ResourcePull(
                     resource=name,
@@ -582,24 +641,62 @@ class DatadogClient:
 
     def _minute_grid(
         self, query: str, chunks: Sequence[tuple[int, int]], start_s: int, minutes: int, state: _Progress
-    ) -> dict[str, list[float | _Absent | None]]:
-        """Per group, one slot per minute of the window: a value, None (null point) or ABSENT (no point)."""
-        grid: dict[str, list[float | _Absent | None]] = {}
+    ) -> _Grid:
+        """Per group, one slot per minute of the window: a value, None (null point) or ABSENT (no point).
+
+        Series without the group tag are summed minute by minute under :data:`UNTAGGED_RESOURCE` (a null
+        point on either side makes the minute unknown) and counted in ``untagged``.
+        """
+        grid = _Grid({})
         for a, b in chunks:
             state.start(query)
             for series in self.timeseries(query, a, b, on_wait=state.wait):
                 if series.interval_s != TIMELINE_INTERVAL_S:
-                    raise self._error(
-                        f"Datadog answered {query} with {series.interval_s} s points instead of "
-                        f"{TIMELINE_INTERVAL_S} s (more than {MAX_POINTS} points asked for?)"
-                    )
-                slots = grid.setdefault(series.group, [ABSENT] * minutes)
+                    raise self._error(_coarse_answer(query, series.interval_s, a, b))
+                group = series.group if series.group is not None else UNTAGGED_RESOURCE
+                if series.group is None:
+                    grid.untagged += 1
+                    grid.untagged_tags = grid.untagged_tags or series.tags
+                slots = grid.groups.setdefault(group, [ABSENT] * minutes)
                 for ts, value in series.points:
                     if a <= ts < b:  # the answer may include the bucket starting at ``to``
                         i = (ts - start_s) // TIMELINE_INTERVAL_S
-                        slots[i] = value if slots[i] is ABSENT or value is not None else slots[i]
+                        slots[i] = _merge_point(slots[i], value, add=series.group is None)
             state.finish()
         return grid
+
+
+@dataclass
+class _Grid:
+    """What :meth:`DatadogClient._minute_grid` read: slots per group, and how many series had no group tag
+    (with the first such series' ``tag_set``, for the message)."""
+
+    groups: dict[str, list[float | _Absent | None]]
+    untagged: int = 0
+    untagged_tags: tuple[str, ...] = ()
+
+
+def _merge_point(slot: float | _Absent | None, value: float | None, *, add: bool) -> float | _Absent | None:
+    """A minute's slot after one more point: the first point sets it; a later one for the same group replaces
+    it unless null; with ``add`` (untagged series, several per minute) the values add up (null wins)."""
+    if isinstance(slot, _Absent):
+        return value
+    if not add:
+        return value if value is not None else slot
+    return None if slot is None or value is None else slot + value
+
+
+def _coarse_answer(query: str, interval_s: int, a: int, b: int) -> str:
+    """The message for an answer whose points are coarser than a minute. The ">MAX_POINTS" hint is given only
+    when it applies: the chunk ``[a, b]`` asks for ``b // 60 - a // 60 + 1`` one-minute buckets (the bucket
+    starting at ``b`` included), and only more than :data:`MAX_POINTS` of them make Datadog coarsen."""
+    asked = b // TIMELINE_INTERVAL_S - a // TIMELINE_INTERVAL_S + 1
+    why = (
+        f"{asked} points asked for, more than the {MAX_POINTS} Datadog returns per series"
+        if asked > MAX_POINTS
+        else f"{asked} points asked for, within Datadog's {MAX_POINTS}-point limit: Datadog chose that rollup"
+    )
+    return f"Datadog answered {query} with {interval_s} s points instead of {TIMELINE_INTERVAL_S} s ({why})"
 
 
 class _Absent:
@@ -654,49 +751,117 @@ def _plain(answer: Any) -> dict[str, Any]:
     return data
 
 
-def _series(raw: Mapping[str, Any]) -> Series | None:
-    """One v1 series as a :class:`Series`; None when it lacks the group tag. ValueError when a point is not
-    (a Unix time in ms between 1970 and 2100, a count in [0, 2^53] or null) or the group name is not valid
-    Unicode (every series pulled is a count of spans per minute)."""
-    group = _group_value(raw.get("tag_set") or [])
-    if group is None:
-        return None
-    check_text(group, GROUP_TAG)
+def _series(raw: Mapping[str, Any]) -> Series:
+    """One v1 series as a :class:`Series` (``group`` None when it lacks the group tag). ValueError when a point
+    is not (a Unix time in ms between 1970 and 2100, a count in [0, 2^53] or null) or the group name is not
+    valid Unicode (every series pulled is a count of spans per minute)."""
+    tag_set = tuple(str(t) for t in raw.get("tag_set") or [])
+    group = _group_value(tag_set)
+    if group is not None:
+        check_text(group, GROUP_TAG)
+    where = group if group is not None else "(untagged series)"
     points = []
     for p in raw.get("pointlist") or []:
         ts_ms, value = getattr(p, "value", p)
-        ts_s = check_unix_s(float(ts_ms) / 1000.0, f"{group}: point time")
-        count = None if value is None else check_number(value, f"{group}: point value", lo=0.0, hi=MAX_COUNT)
+        ts_s = check_unix_s(float(ts_ms) / 1000.0, f"{where}: point time")
+        count = None if value is None else check_number(value, f"{where}: point value", lo=0.0, hi=MAX_COUNT)
         points.append((round(ts_s), count))
-    interval = check_number(raw["interval"], f"{group}: interval", lo=1.0, hi=MAX_UNIX_S)
-    return Series(group, int(interval), tuple(points))
+    interval = check_number(raw["interval"], f"{where}: interval", lo=1.0, hi=MAX_UNIX_S)
+    return Series(group, int(interval), tuple(points), tag_set)
 
 
-def _scalar_rows(
+def _scalar_answer(
     columns: Sequence[Mapping[str, Any]], query: str, error: Callable[[str], DatadogError]
-) -> dict[str, float | None]:
-    """Rows of a scalar answer: the ``resource_name`` group column zipped with the (single) number column."""
+) -> ScalarAnswer:
+    """A scalar answer: the ``resource_name`` group column zipped with the (single) number column, and that
+    column's unit block. A row whose group has no ``resource_name`` value is left out (it names no resource)."""
     groups = [c for c in columns if c.get("type") == "group"]
     numbers = [c for c in columns if c.get("type") == "number"]
     if not numbers:
-        return {}
+        return ScalarAnswer({})
+    unit = _unit(numbers[0].get("meta"), query, error)
     values = list(numbers[0].get("values") or [])
     if not groups:
         if values:
-            raise error(f"Datadog answered {query} without its {GROUP_TAG} groups")
-        return {}
+            raise error(
+                f"Datadog answered {query} with {len(values)} value(s) but no group: the {GROUP_TAG} tag is missing"
+            )
+        return ScalarAnswer({}, unit)
     names = list(groups[0].get("values") or [])
     if len(names) != len(values):
         raise error(f"Datadog answered {query} with {len(names)} groups but {len(values)} values")
     out: dict[str, float | None] = {}
     for name, value in zip(names, values, strict=True):
-        key = str(name[0]) if isinstance(name, list | tuple) and name else str(name)
+        key = str(name[0]) if isinstance(name, list | tuple) and name else "" if name in ((), []) else str(name)
         key = check_text(key.removeprefix(GROUP_TAG + ":"), GROUP_TAG)
+        if not key:
+            continue
         number = None if value is None else float(value)
         if number is not None and number < 0:
             raise error(f"Datadog answered {query} with a negative value {number:g} for {key[:80]!r}")
         out[key] = number if number is not None and math.isfinite(number) else None
-    return out
+    return ScalarAnswer(out, unit)
+
+
+def _unit_object(raw: Any, what: str) -> Unit | None:
+    """One unit object of a unit block (a dict, or the client's model turned into one); None for null."""
+    if raw is None:
+        return None
+    data = raw.to_dict() if hasattr(raw, "to_dict") else raw
+    if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+        raise ValueError(f"{what}: not a unit object: {str(data)[:80]}")
+    scale = data.get("scale_factor")
+    return Unit(
+        name=data["name"],
+        family=str(data["family"]) if data.get("family") is not None else None,
+        scale_factor=None if scale is None else check_number(scale, f"{what} scale_factor", lo=0.0, hi=MAX_UNIX_S),
+    )
+
+
+def _unit(meta: Any, query: str, error: Callable[[str], DatadogError]) -> Unit | None:
+    """The unit block of a number column's ``meta`` (``{"unit": [unit, per_unit]}``, each null or a unit
+    object); None when there is none. A ``per_unit`` is kept on the unit (a rate is not a latency)."""
+    block = meta.get("unit") if isinstance(meta, Mapping) else None
+    if block is None:
+        return None
+    if isinstance(block, Mapping):  # a single unit object (not seen in recorded answers; read the same)
+        block = [block, None]
+    if not isinstance(block, list | tuple) or not block:
+        raise error(f"unexpected answer from Datadog to {query}: unit block {str(block)[:80]}")
+    unit = _unit_object(block[0], "unit")
+    per = _unit_object(block[1], "per_unit") if len(block) > 1 else None
+    if unit is None:
+        return None if per is None else Unit(name="(none)", per_unit=per.name)
+    return Unit(unit.name, unit.family, unit.scale_factor, per.name if per is not None else None)
+
+
+def ms_per_unit(unit: Unit | None, query: str) -> float:
+    """Milliseconds per unit of a latency answered in ``unit`` (None: the documented seconds of
+    ``trace.<span>``). DatadogError naming the unit for a unit that is not a time (:data:`TIME_UNITS_MS`), a
+    rate (``per_unit``), or a ``scale_factor`` (seconds per unit) that contradicts the unit's name."""
+    if unit is None:
+        return TIME_UNITS_MS[DEFAULT_LATENCY_UNIT]
+    factor = TIME_UNITS_MS.get(unit.name)
+    if unit.per_unit is not None or factor is None or unit.family not in (None, "time"):
+        raise DatadogError(
+            f"Datadog answered {query} in {unit}, not a time unit parity can read as a latency "
+            f"(expected one of {', '.join(TIME_UNITS_MS)})"
+        )
+    if unit.scale_factor is not None and not math.isclose(unit.scale_factor, factor / 1000.0, rel_tol=1e-6):
+        raise DatadogError(
+            f"Datadog answered {query} in {unit.name} with scale_factor {unit.scale_factor:g} "
+            f"(a {unit.name} is {factor / 1000.0:g} s): refusing a latency whose unit is unclear"
+        )
+    return factor
+
+
+def _in_ms(answer: ScalarAnswer, query: str, error: Callable[[str], DatadogError]) -> dict[str, float | None]:
+    """A latency answer's values converted to ms by its unit block (:func:`ms_per_unit`)."""
+    try:
+        factor = ms_per_unit(answer.unit, query)
+    except DatadogError as exc:
+        raise error(str(exc)) from None
+    return {k: None if v is None else v * factor for k, v in answer.values.items()}
 
 
 def _finish_counts(slots: Sequence[float | _Absent | None]) -> tuple[int | None, ...]:
@@ -731,12 +896,14 @@ def _bounded_ms(ms: float, stat: str, resource: str) -> float:
 
 
 def _latency_ms(resource: str, stats: Mapping[str, Mapping[str, float | None]]) -> LatencySummary:
+    """The resource's window latency from the scalar answers (already in ms, ``count`` a number of spans)."""
+
     def ms(name: str) -> float | None:
         value = stats.get(name, {}).get(resource)
-        return None if value is None else _bounded_ms(value * _SECONDS_TO_MS, name, resource)
+        return None if value is None else _bounded_ms(value, name, resource)
 
-    total_s, count = stats.get("sum", {}).get(resource), stats.get("count", {}).get(resource)
-    avg = _bounded_ms(total_s / count * _SECONDS_TO_MS, "avg", resource) if total_s is not None and count else None
+    total_ms, count = stats.get("sum", {}).get(resource), stats.get("count", {}).get(resource)
+    avg = _bounded_ms(total_ms / count, "avg", resource) if total_ms is not None and count else None
     return LatencySummary(
         avg_ms=avg,
         max_ms=ms("max"),

@@ -63,6 +63,26 @@ def test_from_logs_writes_a_baseline_with_the_right_mix(tmp_path: Path) -> None:
     assert len(employee.request.params["id"]) == 50
 
 
+def test_from_logs_with_an_annotate_route_map_prints_the_skipped_lines(tmp_path: Path) -> None:
+    routes = Path(__file__).parent / "fixtures" / "routes" / "engines_routes.rb"
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    requests = [("DELETE", "/blazer/checks/5"), ("GET", "/api/v1/employees/1042"), ("GET", "/pghero/space")] * 4
+    log = tmp_path / "alb.log"
+    log.write_text("\n".join(alb_line(start + timedelta(seconds=i), m, p, 0.01) for i, (m, p) in enumerate(requests)))
+    out = tmp_path / "logs.json"
+    done = run_parity("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--routes", str(routes))
+    assert done.returncode == 0, done.stderr
+    assert {e.endpoint.key: e.count for e in measurement_json.read(out).endpoints} == {
+        "DELETE /blazer/checks/{id}": 4,  # the engine's mount prefix is applied
+        "GET /api/v1/employees/{id}": 4,
+        "GET /pghero/space": 4,
+    }
+    assert (
+        "  route map annotate Route Map engines_routes.rb: 151 routes; 15 lines skipped: 12 mounts (engine or Rack "
+        "app), 2 redirects, 1 targets not controller#action (e.g. line "
+    ) in done.stdout
+
+
 def test_from_logs_refuses_too_many_malformed_lines_and_writes_nothing(tmp_path: Path) -> None:
     log = tmp_path / "alb.log"
     make_log(log, n=300, malformed=10)

@@ -25,15 +25,19 @@ from parity.datadog import (
     LATENCY_QUERIES,
     MAX_POINTS,
     MAX_RETRIES,
+    UNTAGGED_RESOURCE,
     ApmPull,
     DatadogClient,
     DatadogError,
     PullProgress,
     ResourcePull,
+    Unit,
+    _coarse_answer,
     connect,
     errors_query,
     hits_query,
     latency_query,
+    ms_per_unit,
     timeline_chunks,
 )
 from parity.errors import BadInput
@@ -265,6 +269,76 @@ def test_a_coarsened_chunk_is_refused_not_misread(fake: FakeDatadog) -> None:
     fake.max_points = 1000  # a stricter server: one day at 60 s no longer fits
     with pytest.raises(DatadogError, match=r"with 120 s points instead of 60 s"):
         _pull(fake.url)
+
+
+def test_the_points_hint_only_when_more_than_1500_points_were_asked_for(fake: FakeDatadog) -> None:
+    fake.max_points = 1000  # a day at 60 s is 1,441 points: within Datadog's limit, so no ">1500" hint
+    with pytest.raises(DatadogError) as caught:
+        _pull(fake.url)
+    message = str(caught.value)
+    assert "1441 points asked for, within Datadog's 1500-point limit: Datadog chose that rollup" in message
+    assert "more than" not in message
+    # a week in one query does ask for more than 1500 points: then the hint is the reason
+    assert _coarse_answer("q", 600, S0, S0 + 7 * 86400).endswith(
+        "(10081 points asked for, more than the 1500 Datadog returns per series)"
+    )
+    assert "within" in _coarse_answer("q", 120, S0, S0 + (MAX_POINTS - 1) * 60)  # 1500 points: within the limit
+
+
+@pytest.mark.parametrize("unit", ["millisecond", "microsecond", "nanosecond", None])
+def test_latency_unit_blocks_are_converted_to_ms(fake: FakeDatadog, unit: str | None) -> None:
+    fake.latency_unit = unit  # None: no unit block at all, read as seconds (trace.<span>'s documented unit)
+    show = _pull(fake.url).measurement.by_key()["GET /api/employees/{id}"]
+    truth = RESOURCES["employeescontroller_show"]
+    assert isinstance(show.latency, LatencySummary)
+    assert show.latency.p95_ms == pytest.approx(_ms(truth, "p95"))
+    assert show.latency.max_ms == pytest.approx(_ms(truth, "max"))
+    assert show.latency.avg_ms == pytest.approx(_ms(truth, "avg"))  # sum (in the unit) / count (spans)
+
+
+def test_a_latency_in_a_unit_that_is_not_a_time_is_refused_naming_it(fake: FakeDatadog) -> None:
+    fake.latency_unit = "percent"  # the unit block Datadog's recorded answers carry for system.cpu.*
+    with pytest.raises(DatadogError, match=r"in percent \(percentage\), not a time unit"):
+        _pull(fake.url)
+
+
+def test_unit_blocks_known_answers() -> None:
+    assert ms_per_unit(None, "q") == 1000.0
+    assert ms_per_unit(Unit("second", "time", 1.0), "q") == 1000.0
+    assert ms_per_unit(Unit("millisecond", "time", 0.001), "q") == 1.0
+    assert ms_per_unit(Unit("microsecond", "time", 1e-6), "q") == pytest.approx(1e-3)
+    assert ms_per_unit(Unit("nanosecond"), "q") == pytest.approx(1e-6)
+    with pytest.raises(DatadogError, match=r"in second per hit \(time\)"):
+        ms_per_unit(Unit("second", "time", 1.0, per_unit="hit"), "q")
+    with pytest.raises(DatadogError, match=r"in minute \(time\)"):
+        ms_per_unit(Unit("minute", "time", 60.0), "q")
+    with pytest.raises(DatadogError, match=r"millisecond with scale_factor 1 \(a millisecond is 0.001 s\)"):
+        ms_per_unit(Unit("millisecond", "time", 1.0), "q")
+
+
+def test_series_without_the_resource_name_tag_are_named_not_called_no_series(fake: FakeDatadog) -> None:
+    fake.untagged = set(RESOURCES)
+    with pytest.raises(DatadogError) as caught:
+        _pull(fake.url)
+    message = str(caught.value)
+    busy_first_day = sum(1 for r in RESOURCES.values() if _total(r.hits[:1440]))
+    assert f"with {busy_first_day} series, none tagged resource_name (tag_set [])" in message
+    assert "no series" not in message
+
+
+def test_some_untagged_series_are_kept_as_one_unmapped_resource(fake: FakeDatadog) -> None:
+    fake.untagged = {"healthcontroller_check", "legacycontroller_export"}
+    result = _pull(fake.url)
+    untagged = result.measurement.by_key()[UNTAGGED_RESOURCE]
+    health, legacy = RESOURCES["healthcontroller_check"].hits, RESOURCES["legacycontroller_export"].hits
+    hits = [(a or 0) + (b or 0) for a, b in zip(health, legacy, strict=True)]
+    assert untagged.count == _total(hits[:1440])  # summed minute by minute, never dropped
+    assert untagged.errors == _total(_errors(RESOURCES["legacycontroller_export"], 1440))
+    assert UNTAGGED_RESOURCE in dict(result.unmapped)
+    assert untagged.latency == LatencySummary()  # scalar rows without the tag name no resource
+    assert result.measurement.by_key()["GET /api/employees/{id}"].count == _total(
+        RESOURCES["employeescontroller_show"].hits[:1440]
+    )
 
 
 def test_null_points_stay_missing(fake: FakeDatadog, tmp_path: Path) -> None:

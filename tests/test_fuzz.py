@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from parity import measurement_json
 from parity.config import load_config
-from parity.datadog import DatadogError, _latency_ms, _scalar_rows, _series
+from parity.datadog import DatadogError, _latency_ms, _scalar_answer, _series
 from parity.errors import BadInput
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
@@ -361,7 +361,7 @@ def test_fuzz_datadog_answers(group: str, points: list[tuple[Any, Any]], interva
         {"type": "number", "values": [stats.get("max")]},
     ]
     try:
-        rows = _scalar_rows(columns, "q", DatadogError)
+        rows = dict(_scalar_answer(columns, "q", DatadogError).values)
         summary = _latency_ms(group, {"max": rows, "sum": rows, "count": rows, "p95": rows})
         assert all(v is None or 0 <= v <= 1e10 for v in (summary.avg_ms, summary.max_ms))
     except expected:

@@ -30,6 +30,7 @@ ROUTES = """\
            health GET   /health(.:format)               health#show
     api_employees GET   /api/employees(.:format)        api/employees#index
      api_employee GET   /api/employees/:id(.:format)    api/employees#show
+              old GET   /old(.:format)                  redirect(301, /)
 """
 
 
@@ -98,6 +99,7 @@ def test_pull_writes_the_baseline_and_lists_unmapped_resources(fake: FakeDatadog
     assert show.request.params == {"id": ("1001", "1008", "1015")}
     assert "legacycontroller_ping" in done.stdout
     assert "not mapped to a route" in done.stdout
+    assert "route map rails routes routes.txt: 3 routes; 1 lines skipped: 1 redirects (e.g. line 5:" in done.stdout
     assert "pull: " in done.stderr  # the progress over the queries
     assert show.timeline is not None
     assert show.timeline.counts == tuple(120 + (i % 7) for i in range(MINUTES))  # per minute, whole week

@@ -11,6 +11,7 @@ from parity.errors import BadInput
 from parity.model import Endpoint
 from parity.sources.routes import (
     RouteMap,
+    describe_route_map,
     encode_path,
     normalise_resource,
     read_openapi,
@@ -242,3 +243,135 @@ def test_read_param_pools_errors(tmp_path: Path) -> None:
         read_param_pools(tmp_path)
     with pytest.raises(BadInput, match="no such directory"):
         read_param_pools(tmp_path / "missing")
+
+
+# -- annotate's Route Map, engines, skip reasons, OpenAPI without operationId ------------------------------------
+
+ENGINES_TXT = FIXTURES / "engines_routes.txt"  # `bin/rails routes` of an app with 10 engines (one nested)
+ENGINES_RB = FIXTURES / "engines_routes.rb"  # the same table as annotate writes it into config/routes.rb
+RSPEC_OPENAPI = FIXTURES / "rspec_openapi.yaml"  # rspec-openapi output: summary/tags, no operationId
+
+
+def test_annotate_route_map_parses_exactly_like_rails_routes() -> None:
+    plain, annotated = read_route_map(ENGINES_TXT), read_route_map(ENGINES_RB)
+    assert annotated.source == "annotate Route Map engines_routes.rb"
+    assert annotated.routes == plain.routes  # same routes, same order
+    assert annotated.entries == plain.entries
+    assert annotated.globs == plain.globs
+    assert annotated.skipped_reasons == plain.skipped_reasons
+    assert annotated.collisions == plain.collisions
+    assert len(plain.routes) == 151
+    # the Ruby code under the comments is not read (nor counted): only the table's non-route lines are skipped
+    assert plain.skipped == annotated.skipped == 15
+    assert plain.skipped_reasons == {
+        "mounts (engine or Rack app)": 12,
+        "redirects": 2,
+        "targets not controller#action": 1,
+    }
+
+
+def test_engine_routes_get_their_mount_prefix() -> None:
+    routes = read_route_map(ENGINES_RB)
+    assert routes.resolve("Blazer::ChecksController#destroy") == ep("DELETE /blazer/checks/{id}")
+    assert ep("DELETE /checks/{id}") not in routes.routes
+    assert routes.resolve("Blazer::QueriesController#home") == ep("GET /blazer")  # an engine's root
+    assert routes.resolve("PgHero::HomeController#space") == ep("GET /pghero/space")  # (/:database) dropped
+    assert routes.resolve("MissionControl::Jobs::JobsController#show") == ep(
+        "GET /jobs/applications/{application_id}/jobs/{id}"
+    )
+    # two engines at one path; an engine mounted inside another (listed before it, as Rails does)
+    assert routes.resolve("Rswag::Api::SwaggerController#show") == ep("GET /api-docs/{path}")
+    assert routes.globs["/api-docs/{path}"] == frozenset({"path"})
+    assert routes.resolve("Audits::AuditsController#show") == ep("GET /admin/audits/audits/{id}")
+    assert routes.match_path("GET", "/admin/audits/audits/7") == ep("GET /admin/audits/audits/{id}")
+    engine_routes = [e for e in routes.routes if routes.resource_for(e) and "::" in str(routes.resource_for(e))]
+    assert all(not e.route.startswith(("/checks", "/queries", "/articles")) for e in engine_routes)
+
+
+def test_engine_mounted_twice_and_engine_without_mount_line(tmp_path: Path) -> None:
+    path = tmp_path / "routes.txt"
+    path.write_text(
+        "Prefix Verb URI Pattern Controller#Action\n"
+        "  blog      /blog   Blorgh::Engine\n"
+        " blog2      /news   Blorgh::Engine\n\n"
+        "Routes for Blorgh::Engine:\n"
+        "articles GET /articles(.:format) blorgh/articles#index\n\n"
+        "Routes for Orphan::Engine:\n"
+        "things GET /things(.:format) orphan/things#index\n",
+        encoding="utf-8",
+    )
+    routes = read_route_map(path)
+    assert routes.routes == (ep("GET /blog/articles"), ep("GET /news/articles"))
+    assert routes.skipped_reasons == {"mounts (engine or Rack app)": 2, "engine routes without a mount line": 1}
+
+
+def test_annotate_markdown_layout_and_wrappers(tmp_path: Path) -> None:
+    # annotate's own spec output for format_markdown (GET|POST written GET-POST), with wrapper_open/close
+    text = """# START
+# ## Route Map (Updated 2024-05-01 12:00)
+#
+# Prefix    | Verb       | URI Pattern     | Controller#Action   
+# --------- | ---------- | --------------- | --------------------
+# myaction1 | GET        | /url1(.:format) | mycontroller1#action
+# myaction2 | POST       | /url2(.:format) | mycontroller2#action
+# myaction3 | DELETE-GET | /url3(.:format) | mycontroller3#action
+# END
+
+Rails.application.routes.draw do
+  get "/url1", to: "mycontroller1#action"
+end
+"""  # noqa: W291 - annotate pads the header row
+    path = tmp_path / "routes.rb"
+    path.write_text(text, encoding="utf-8")
+    routes = read_route_map(path)
+    assert routes.routes == (ep("GET /url1"), ep("POST /url2"), ep("DELETE /url3"), ep("GET /url3"))
+    assert routes.resolve("Mycontroller3Controller#action") == ep("DELETE /url3")
+    assert routes.skipped_reasons == {"lines not a route": 1}  # "END"
+
+
+def test_routes_rb_without_route_map_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "routes.rb"
+    path.write_text('Rails.application.routes.draw do\n  get "/x", to: "x#show"\nend\n', encoding="utf-8")
+    with pytest.raises(BadInput, match=r"without annotate's `# == Route Map` comments"):
+        read_route_map(path)
+
+
+def test_describe_route_map_line() -> None:
+    line = describe_route_map(read_route_map(ENGINES_RB))
+    assert line.startswith("route map annotate Route Map engines_routes.rb: 151 routes; 15 lines skipped: ")
+    assert "12 mounts (engine or Rack app), 2 redirects, 1 targets not controller#action" in line
+    assert "(e.g. line " in line
+    assert describe_route_map(read_route_map(OPENAPI)).endswith(
+        "; no line skipped; 1 operations without operationId map by method + path only "
+        "(Controller#action resources need `bin/rails routes` output)"
+    )
+
+
+def test_rspec_openapi_maps_by_method_and_path() -> None:
+    spec = read_route_map(RSPEC_OPENAPI)
+    rails = read_route_map(ENGINES_TXT)
+    assert spec.unnamed == len(spec.routes) == 12
+    # every operation's path is a route of the app (rspec-openapi writes Rails' own templates)
+    assert set(spec.routes) <= set(rails.routes)
+    for resource, key in [
+        ("GET /api/v1/employees/:id", "GET /api/v1/employees/{id}"),
+        ("GET /api/v1/employees/{id}", "GET /api/v1/employees/{id}"),
+        ("GET /api/v1/employees/?", "GET /api/v1/employees/{id}"),  # Datadog's quantised name
+        ("get_/api/v1/employees/:id", "GET /api/v1/employees/{id}"),  # ... as a tag value
+        ("get_/api/v1/employees/", "GET /api/v1/employees/{id}"),  # `?` at the end: `_`, then stripped
+        ("get_/api/v1/employees/_id/attendances", "GET /api/v1/employees/{employee_id}/attendances"),
+        ("GET /api/v1/employees/:employee_id/attendances", "GET /api/v1/employees/{employee_id}/attendances"),
+        ("GET /api/v1/employees", "GET /api/v1/employees"),
+        ("GET /api/v1/employees/", "GET /api/v1/employees"),
+        ("GET /api/v1/employees/search", "GET /api/v1/employees/search"),  # literal beats placeholder
+        ("GET /api/v1/employees/1042", "GET /api/v1/employees/{id}"),  # a concrete path
+        ("DELETE /blazer/checks/:id", "DELETE /blazer/checks/{id}"),
+        ("HEAD /api/v1/employees/:id", "HEAD /api/v1/employees/{id}"),
+    ]:
+        assert spec.resolve(resource) == ep(key), resource
+    # a Controller#action name cannot be resolved from paths alone (the spec names no controller)
+    assert spec.resolve("Api::V1::EmployeesController#show") is None
+    assert spec.resolve("POST /api/v1/employees/:id") is None  # no such method on that path
+    assert spec.resolve("GET /nowhere/:id") is None
+    # the same names resolve against a rails routes map too
+    assert rails.resolve("GET /api/v1/employees/:id") == ep("GET /api/v1/employees/{id}")

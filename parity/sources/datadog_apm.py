@@ -23,7 +23,7 @@ time, under another load, than the replay it is compared with.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from parity.model import (
     Window,
 )
 from parity.replay.plan import placeholders
-from parity.sources.routes import read_param_pools, read_route_map
+from parity.sources.routes import RouteMap, read_param_pools, read_route_map
 
 __all__ = ["PulledBaseline", "build_baseline", "describe_source", "pull_baseline", "pull_with_keys", "request_template"]
 
@@ -55,6 +55,7 @@ class PulledBaseline:
 
     measurement: Measurement
     unmapped: tuple[tuple[str, float], ...] = ()
+    route_map: RouteMap | None = None  # the map resources were resolved with (for its summary line)
 
     @property
     def unmapped_share(self) -> float:
@@ -104,7 +105,7 @@ def pull_with_keys(
     route_map = read_route_map(routes) if routes is not None else None
     pools = read_param_pools(params) if params is not None else None
     with connect(api_key=api_key, app_key=app_key, site=site, dd_url=dd_url) as client:
-        return pull_baseline(
+        pulled = pull_baseline(
             client,
             service=service,
             env=env,
@@ -115,6 +116,7 @@ def pull_with_keys(
             params=pools,
             progress=progress,
         )
+    return replace(pulled, route_map=route_map)
 
 
 def describe_source(pull: ApmPull) -> str:

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ __all__ = [
     "MIN_TOKEN_ID_LENGTH",
     "RouteMap",
     "RouteMatch",
+    "SkipReason",
+    "describe_route_map",
     "encode_path",
     "normalise_resource",
     "read_openapi",
@@ -60,6 +63,17 @@ ID_PLACEHOLDER = "id"
 
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PLACEHOLDER = re.compile(r"\{([^{}/]+)\}")
+
+
+class SkipReason(StrEnum):
+    """Why a route-map line gave no route (keys of :attr:`RouteMap.skipped_reasons`)."""
+
+    MOUNT = "mounts (engine or Rack app)"
+    REDIRECT = "redirects"
+    NOT_ACTION = "targets not controller#action"
+    UNMOUNTED = "engine routes without a mount line"
+    NOT_ROUTE = "lines not a route"
+    NOT_OPERATION = "paths not an object"
 
 
 # --- resource names -------------------------------------------------------------------------------------
@@ -215,6 +229,31 @@ def _compile(endpoint: Endpoint, globs: frozenset[str]) -> _CompiledRoute:
     )
 
 
+_RAW_METHOD_PATH = re.compile(r"([A-Za-z]+) +(/\S*)")
+_TAG_METHOD_PATH = re.compile(r"([a-z]+)_(/[^\s]*)")
+#: A placeholder segment in a route shape (names are not compared).
+_SHAPE_PARAM = "\x00"
+
+
+def _route_shape(route: str) -> tuple[str, ...]:
+    """Segments of a route template, lowercased, each placeholder segment as :data:`_SHAPE_PARAM`."""
+    segments = (route.rstrip("/") or "/").split("/")
+    return tuple(_SHAPE_PARAM if _PLACEHOLDER.search(seg) else seg.lower() for seg in segments)
+
+
+def _resource_shape(path: str, *, tag: bool) -> tuple[str, ...]:
+    """Segments of a resource's path with ``:id``, ``{id}``, ``*path`` and ``?`` as placeholders; in a tag
+    value (``tag``: Datadog turned ``{ } ? *`` into ``_``) a segment made of ``_`` and a name is one too."""
+    segments = (path.split("#", 1)[0].rstrip("/") or "/").split("/")
+    out = []
+    for seg in segments:
+        placeholder = seg.startswith((":", "*")) or _PLACEHOLDER.fullmatch(seg) is not None or seg == "?"
+        if tag and re.fullmatch(r"_[a-z0-9_]*", seg):
+            placeholder = True
+        out.append(_SHAPE_PARAM if placeholder else seg.lower())
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class RouteMatch:
     """A concrete path matched to a route: the endpoint, the raw (still percent-encoded) value of every
@@ -234,7 +273,9 @@ class RouteMap:
     ``routes`` holds every method + template (also those that lost a name collision), for
     :meth:`match_path`. ``globs`` maps a template to its placeholders that span several segments (Rails
     ``*path``). ``skipped`` counts route-map lines that describe no routable endpoint (mounted engines,
-    redirects, Rack apps); ``skipped_examples`` shows a few as ``line N: why``.
+    redirects, Rack apps), ``skipped_reasons`` the same lines by :class:`SkipReason`; ``skipped_examples``
+    shows a few as ``line N: why``. ``unnamed`` counts OpenAPI operations with neither ``operationId`` nor
+    ``x-datadog-resource``: they resolve by method + path only (see :meth:`resolve`).
     """
 
     entries: Mapping[str, Endpoint] = field(default_factory=dict)
@@ -244,6 +285,15 @@ class RouteMap:
     skipped_examples: tuple[str, ...] = ()
     collisions: tuple[str, ...] = ()
     source: str = ""
+    skipped_reasons: Mapping[str, int] = field(default_factory=dict)
+    unnamed: int = 0
+
+    @cached_property
+    def _by_shape(self) -> dict[tuple[str, tuple[str, ...]], Endpoint]:
+        index: dict[tuple[str, tuple[str, ...]], Endpoint] = {}
+        for endpoint in self.routes:
+            index.setdefault((endpoint.method, _route_shape(endpoint.route)), endpoint)
+        return index
 
     @cached_property
     def _by_spelling(self) -> dict[str, Endpoint]:
@@ -283,7 +333,17 @@ class RouteMap:
 
     def resolve(self, resource: str) -> Endpoint | None:
         """The endpoint of an APM resource name, raw (``EmployeesController#show``) or normalised
-        (``employeescontroller_show``, ``api::v1::…`` or ``api_v1_…``); None when the map lacks it."""
+        (``employeescontroller_show``, ``api::v1::…`` or ``api_v1_…``); None when the map lacks it.
+
+        A resource named by method and path (tracers other than Rails' name them so) resolves by method +
+        path when no name matches: ``GET /api/employees/:id``, ``GET /api/employees/{id}``, Datadog's
+        quantised ``GET /api/employees/?`` and their tag spellings (``get_/api/employees/:id``) match the
+        route ``GET /api/employees/{id}`` whatever its placeholder is called (same method, same literal
+        segments, placeholders in the same places); a concrete ``GET /api/employees/1042`` matches as
+        :meth:`match` would. A tag value ending in ``/`` (``get_/api/employees/``) is read first as a
+        quantised ``?`` there, then as a trailing slash. A ``Controller#action`` name can only resolve
+        through a name the map gives.
+        """
         hit = self.entries.get(resource)
         if hit is not None:
             return hit
@@ -291,6 +351,29 @@ class RouteMap:
             hit = self._by_spelling.get(key)
             if hit is not None:
                 return hit
+        return self._resolve_method_path(resource)
+
+    def _resolve_method_path(self, resource: str) -> Endpoint | None:
+        """``METHOD /path`` (raw) or ``method_/path`` (tag value) → the route of that shape; None otherwise."""
+        raw = _RAW_METHOD_PATH.fullmatch(resource.strip())
+        normalised = None if raw else _TAG_METHOD_PATH.fullmatch(resource.strip())
+        found = raw or normalised
+        if found is None:
+            return None
+        method, path = found.group(1).upper(), found.group(2)
+        if method.lower() not in _HTTP_METHODS:
+            return None
+        shapes = [_resource_shape(path, tag=normalised is not None)]
+        if normalised is not None and path.endswith("/") and path != "/":
+            # a tag value's trailing `/` is most often a quantised `?` (turned into `_`, then stripped)
+            shapes.insert(0, (*shapes[0], _SHAPE_PARAM))
+        for shape in shapes:
+            for lookup in (method, "GET") if method == "HEAD" else (method,):
+                hit = self._by_shape.get((lookup, shape))
+                if hit is not None:
+                    return hit if lookup == method else Endpoint(method, hit.route)
+        if raw is not None and not any(c in path for c in ":{}?*"):
+            return self.match_path(method, path)
         return None
 
     def resource_for(self, endpoint: Endpoint) -> str | None:
@@ -336,7 +419,9 @@ class _Builder:
         self.globs: dict[str, frozenset[str]] = {}
         self.skipped = 0
         self.skipped_examples: list[str] = []
+        self.skipped_reasons: dict[str, int] = {}
         self.collisions: list[str] = []
+        self.unnamed = 0
 
     def add(self, names: Iterable[str], endpoint: Endpoint, globs: frozenset[str] = frozenset()) -> None:
         self.routes.setdefault(endpoint, None)
@@ -347,8 +432,9 @@ class _Builder:
             if kept != endpoint:
                 self.collisions.append(f"{name}: {endpoint.key} (kept {kept.key})")
 
-    def skip(self, where: str, why: str) -> None:
+    def skip(self, where: str, why: str, reason: SkipReason) -> None:
         self.skipped += 1
+        self.skipped_reasons[reason.value] = self.skipped_reasons.get(reason.value, 0) + 1
         if len(self.skipped_examples) < MAX_EXAMPLES:
             self.skipped_examples.append(f"{where}: {why}")
 
@@ -363,6 +449,8 @@ class _Builder:
             skipped_examples=tuple(self.skipped_examples),
             collisions=tuple(self.collisions),
             source=self.source,
+            skipped_reasons=dict(self.skipped_reasons),
+            unnamed=self.unnamed,
         )
 
 
@@ -377,6 +465,14 @@ _RAILS_VERB = re.compile(r"[A-Z]+(?:\|[A-Z]+)*")
 _RAILS_PARAM = re.compile(r"([:*])([A-Za-z_]\w*)")
 _RAILS_SECTION = re.compile(r"^\[?\s*Routes for (\S+?)\s*:?\s*\]?$")
 _RAILS_EXPANDED = re.compile(r"^--\[ Route \d+ \]")
+#: annotate's header line: ``# == Route Map`` (``# ## Route Map`` in its Markdown layout), maybe with
+#: `` (Updated 2024-05-01 12:00)`` after it.
+_ANNOTATE_HEADER = re.compile(r"^\s*#\s*(==|##) Route Map\b")
+_COMMENT = re.compile(r"^\s*#")
+#: A verb of annotate's Markdown layout, which writes ``GET|POST`` as ``GET-POST``.
+_MARKDOWN_VERB = re.compile(r"[A-Z]+(?:-[A-Z]+)+")
+
+_Line = tuple[int, str]  # (line number in the file, text)
 
 
 @dataclass(frozen=True)
@@ -398,6 +494,7 @@ class _RailsSection:
 class _RailsSkip:
     where: str
     why: str
+    reason: SkipReason = SkipReason.NOT_ROUTE
 
 
 _RailsItem = _RailsRow | _RailsSection | _RailsSkip
@@ -423,9 +520,44 @@ def _rails_template(uri: str) -> tuple[str, frozenset[str]]:
     return _RAILS_PARAM.sub(lambda m: "{" + m.group(2) + "}", uri), globs
 
 
-def _rails_compact_rows(lines: list[str]) -> Iterable[_RailsItem]:
-    """Rows of the default table layout (Prefix, Verb, URI Pattern, Controller#Action)."""
+def _annotate_block(lines: Sequence[str]) -> tuple[list[_Line], bool] | None:
+    """The lines of annotate's Route Map comments in a ``routes.rb`` and whether it used the Markdown layout.
+
+    annotate (and annotaterb) write ``# == Route Map`` (``# ## Route Map`` for Markdown), ``#``, then every
+    line of ``rails routes`` as ``# <line>`` (an empty line as ``#``). The block runs to the first line that
+    is not a comment; the ``#`` and the one space after it are removed. None when the file has no header.
+    """
+    out: list[_Line] = []
+    found = inside = markdown = False
     for n, raw in enumerate(lines, 1):
+        header = _ANNOTATE_HEADER.match(raw)
+        if header:
+            found = inside = True
+            markdown = markdown or header.group(1) == "##"
+            continue
+        if inside and _COMMENT.match(raw):
+            text = raw.lstrip()[1:]
+            out.append((n, text[1:] if text.startswith(" ") else text))
+        else:
+            inside = False
+    return (out, markdown) if found else None
+
+
+def _markdown_row(text: str) -> str:
+    """A row of annotate's Markdown layout (``prefix | GET-POST | /uri | c#a``) as a plain table row; the
+    ``--- | ---`` rule under the header becomes an empty line."""
+    if "|" not in text:
+        return text
+    cells = [c.strip() for c in text.split("|")]
+    if all(c and set(c) == {"-"} for c in cells):
+        return ""
+    tokens = " ".join(cells).split()
+    return " ".join(t.replace("-", "|") if _MARKDOWN_VERB.fullmatch(t) else t for t in tokens)
+
+
+def _rails_compact_rows(lines: Iterable[_Line]) -> Iterable[_RailsItem]:
+    """Rows of the default table layout (Prefix, Verb, URI Pattern, Controller#Action)."""
+    for n, raw in lines:
         line = raw.strip()
         if not line or (line.startswith("Prefix") and "URI Pattern" in line):
             continue
@@ -443,11 +575,11 @@ def _rails_compact_rows(lines: list[str]) -> Iterable[_RailsItem]:
         yield _RailsRow(f"line {n}", verb, tokens[uri_at], " ".join(tokens[uri_at + 1 :]))
 
 
-def _rails_expanded_rows(lines: list[str]) -> Iterable[_RailsItem]:
+def _rails_expanded_rows(lines: Iterable[_Line]) -> Iterable[_RailsItem]:
     """Rows of ``bin/rails routes --expanded`` (``--[ Route N ]--`` blocks of ``Key | value`` lines)."""
     block: dict[str, str] = {}
     where = ""
-    for n, raw in enumerate([*lines, "--[ Route 0 ]--"], 1):  # a sentinel block header flushes the last
+    for n, raw in [*lines, (0, "--[ Route 0 ]--")]:  # a sentinel block header flushes the last
         line = raw.strip()
         section = _RAILS_SECTION.match(line)
         if _RAILS_EXPANDED.match(line) or section:
@@ -462,47 +594,87 @@ def _rails_expanded_rows(lines: list[str]) -> Iterable[_RailsItem]:
             block[key.strip()] = value.strip()
 
 
-def _rails_route(row: _RailsRow, builder: _Builder, mounts: dict[str, str], engine: str | None) -> None:
-    """Add one route row to ``builder`` (or count it as skipped); remembers mount points in ``mounts``."""
+def _mount_prefixes(mounts: Mapping[str, Sequence[tuple[str | None, str]]]) -> dict[str, tuple[str, ...]]:
+    """Engine → the paths it is mounted at, from its mount lines ``(section, path)``: a mount line in the main
+    table gives its path; one inside another engine's section gives that engine's paths + its path (Rails
+    lists an inner engine's section before the outer one's, so every mount line is read first). An engine
+    mounted twice has two paths; an engine whose mount line is missing (or mounted in a cycle) has none."""
+
+    def paths(engine: str, seen: frozenset[str]) -> list[str]:
+        if engine in seen:
+            return []
+        out: list[str] = []
+        for section, path in mounts.get(engine, ()):
+            outer = [""] if section is None else paths(section, seen | {engine})
+            out.extend(prefix + path for prefix in outer)
+        return list(dict.fromkeys(out))
+
+    return {engine: tuple(paths(engine, frozenset())) for engine in mounts}
+
+
+def _rails_route(row: _RailsRow, builder: _Builder, prefixes: Mapping[str, Sequence[str]], engine: str | None) -> None:
+    """Add one route row to ``builder`` (or count it as skipped); an engine's row once per mount path."""
     target = row.target.split(" ", 1)[0]
     if not row.verb:
-        if target and not target.startswith("#<"):
-            mounts[target] = _drop_optional_groups(row.uri).rstrip("/")
-        builder.skip(row.where, f"no verb (mounted engine or Rack app {target or '?'} at {row.uri})")
+        why = f"no verb (mounted engine or Rack app {target or '?'} at {row.uri})"
+        builder.skip(row.where, why, SkipReason.MOUNT)
         return
     if target.startswith("redirect("):
-        builder.skip(row.where, f"redirect at {row.uri}")
+        builder.skip(row.where, f"redirect at {row.uri}", SkipReason.REDIRECT)
         return
     action = _RAILS_SHORTHAND.fullmatch(target)
     if action is None:
-        builder.skip(row.where, f"not a controller#action: {target[:60]!r}")
+        builder.skip(row.where, f"not a controller#action: {target[:60]!r}", SkipReason.NOT_ACTION)
         return
-    uri = row.uri
+    uris = [row.uri]
     if engine is not None:
-        if engine not in mounts:
-            builder.skip(row.where, f"route of {engine}, whose mount point is not listed")
+        if not prefixes.get(engine):
+            builder.skip(row.where, f"route of {engine}, whose mount line is not listed", SkipReason.UNMOUNTED)
             return
-        uri = mounts[engine] + uri if uri != "/" else mounts[engine] or "/"
-    template, globs = _rails_template(uri)
+        uris = [prefix + row.uri if row.uri != "/" else prefix or "/" for prefix in prefixes[engine]]
     resource = _rails_resource(action.group(1), action.group(2))
-    for verb in row.verb.split("|"):
-        builder.add([resource], Endpoint(verb, template), globs)
+    for uri in uris:
+        template, globs = _rails_template(uri)
+        for verb in row.verb.split("|"):
+            builder.add([resource], Endpoint(verb, template), globs)
 
 
 def _rails_from_text(path: Path, text: str) -> RouteMap:
-    builder = _Builder(f"rails routes {path.name}")
     lines = text.splitlines()
-    expanded = any(_RAILS_EXPANDED.match(line.strip()) for line in lines)
-    mounts: dict[str, str] = {}  # engine class → mount path
+    annotated = _annotate_block(lines)
+    numbered: list[_Line] = list(enumerate(lines, 1))
+    builder = _Builder(f"rails routes {path.name}")
+    if annotated is not None:
+        numbered, markdown = annotated
+        if markdown:
+            numbered = [(n, _markdown_row(t)) for n, t in numbered]
+        builder.source = f"annotate Route Map {path.name}"
+    expanded = any(_RAILS_EXPANDED.match(t.strip()) for _, t in numbered)
+    items = _rails_expanded_rows(numbered) if expanded else _rails_compact_rows(numbered)
+    placed: list[tuple[str | None, _RailsRow | _RailsSkip]] = []
+    mounts: dict[str, list[tuple[str | None, str]]] = {}  # engine class → (section of its mount line, path)
     engine: str | None = None
-    for item in _rails_expanded_rows(lines) if expanded else _rails_compact_rows(lines):
+    for item in items:
         if isinstance(item, _RailsSection):
             engine = item.engine
-        elif isinstance(item, _RailsSkip):
-            builder.skip(item.where, item.why)
+            continue
+        placed.append((engine, item))
+        if isinstance(item, _RailsRow) and not item.verb:
+            target = item.target.split(" ", 1)[0]
+            if target and not target.startswith("#<"):
+                mounts.setdefault(target, []).append((engine, _drop_optional_groups(item.uri).rstrip("/")))
+    prefixes = _mount_prefixes(mounts)
+    for section, row in placed:
+        if isinstance(row, _RailsSkip):
+            builder.skip(row.where, row.why, row.reason)
         else:
-            _rails_route(item, builder, mounts, engine)
-    return builder.build(path, "`bin/rails routes` output")
+            _rails_route(row, builder, prefixes, section)
+    if not builder.routes and annotated is None and "routes.draw" in text:
+        raise BadInput(
+            f"{path}: a routes.rb without annotate's `# == Route Map` comments: "
+            "give the output of `bin/rails routes` saved to a file"
+        )
+    return builder.build(path, "`bin/rails routes` output or annotate's Route Map comments")
 
 
 def read_rails_routes(path: str | Path) -> RouteMap:
@@ -586,7 +758,8 @@ def _server_prefix(doc: Mapping[str, Any]) -> str:
     return prefixes.pop() if len(prefixes) == 1 else ""
 
 
-def _operation_names(operation: Mapping[str, Any], endpoint: Endpoint) -> list[str]:
+def _operation_names(operation: Mapping[str, Any]) -> list[str] | None:
+    """The resource names an operation gives its endpoint; None when it names none (no ``operationId``)."""
     explicit = operation.get("x-datadog-resource")
     if isinstance(explicit, str) and explicit.strip():
         return [explicit.strip()]
@@ -597,7 +770,7 @@ def _operation_names(operation: Mapping[str, Any], endpoint: Endpoint) -> list[s
         if shorthand:  # `employees#show` names the Rails action EmployeesController#show
             return [_rails_resource(shorthand.group(1), shorthand.group(2)), op_id]
         return [op_id]
-    return [endpoint.key]
+    return None
 
 
 def _openapi_from_text(path: Path, text: str) -> RouteMap:
@@ -616,14 +789,17 @@ def _openapi_from_text(path: Path, text: str) -> RouteMap:
     builder = _Builder(f"OpenAPI {path.name}")
     for route, item in paths.items():
         if not isinstance(item, dict):
-            builder.skip(f"paths[{route!r}]", "not an object")
+            builder.skip(f"paths[{route!r}]", "not an object", SkipReason.NOT_OPERATION)
             continue
         for method in _HTTP_METHODS:
             operation = item.get(method)
             if not isinstance(operation, dict):
                 continue
             endpoint = Endpoint(method.upper(), prefix + str(route) if prefix else str(route))
-            builder.add(_operation_names(operation, endpoint), endpoint)
+            names = _operation_names(operation)
+            if names is None:
+                builder.unnamed += 1
+            builder.add(names or [endpoint.key], endpoint)
     return builder.build(path, "an OpenAPI document with paths and operations")
 
 
@@ -634,7 +810,12 @@ def read_openapi(path: str | Path) -> RouteMap:
     are, prefixed by the servers' common base path (``servers: [{url: https://x/v1}]`` → ``/v1/...``;
     no prefix when servers disagree). Its resource name is ``x-datadog-resource`` when present, else
     ``operationId`` (a Rails-style ``employees#show`` is also registered as
-    ``EmployeesController#show``), else the endpoint key (``GET /api/employees/{id}``).
+    ``EmployeesController#show``), else the endpoint key (``GET /api/employees/{id}``), counted in
+    ``RouteMap.unnamed``. Such operations (rspec-openapi writes none: ``summary``/``tags`` only) resolve
+    resources named by method and path (``GET /api/employees/:id``, see :meth:`RouteMap.resolve`), never a
+    ``Controller#action`` name: nothing in the document says which controller serves a path (rspec-openapi's
+    tag is the singular model name, ``Api::V1::Employee``, and guessing plurals would map some resources to
+    the wrong route); those need ``bin/rails routes`` output.
     """
     p = Path(path)
     return _openapi_from_text(p, _read_text(p))
@@ -648,6 +829,25 @@ def read_route_map(path: str | Path) -> RouteMap:
     if text.lstrip().startswith("{") or _YAML_OPENAPI.search(text[:4096]):
         return _openapi_from_text(p, text)
     return _rails_from_text(p, text)
+
+
+def describe_route_map(route_map: RouteMap) -> str:
+    """One line for the user: routes read, route-map lines skipped by reason (with one example), and for an
+    OpenAPI document with operations that name no resource, that they map by method + path only."""
+    text = f"route map {route_map.source}: {len(route_map.routes)} routes"
+    if route_map.skipped:
+        reasons = sorted(route_map.skipped_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        text += f"; {route_map.skipped} lines skipped: " + ", ".join(f"{n} {why}" for why, n in reasons)
+        if route_map.skipped_examples:
+            text += f" (e.g. {route_map.skipped_examples[0]})"
+    else:
+        text += "; no line skipped"
+    if route_map.unnamed:
+        text += (
+            f"; {route_map.unnamed} operations without operationId map by method + path only "
+            "(Controller#action resources need `bin/rails routes` output)"
+        )
+    return text
 
 
 # --- parameter pools ------------------------------------------------------------------------------------

@@ -29,8 +29,15 @@ query, lower-cased headers, decoded body) before any fault applies.
 Fault switches: :meth:`FakeDatadog.fail` (any status for N requests or always, e.g. 401, 403, 500),
 :meth:`FakeDatadog.rate_limit` (429 with ``X-RateLimit-*`` headers for N requests, then OK),
 :meth:`FakeDatadog.delay` (answer late, for client time-outs), ``empty`` (every query answers no data),
-``null_minutes`` (those minutes of the dataset are served as null points) and ``null_stats``
-(those scalar statistics answer null).
+``null_minutes`` (those minutes of the dataset are served as null points), ``null_stats``
+(those scalar statistics answer null), ``latency_unit`` (the unit latency answers come in: a name of
+:data:`UNITS`, values converted from the dataset's seconds; None: ``"unit": null`` and seconds) and
+``untagged`` (those resources' series come without the ``resource_name`` tag: v1 ``tag_set: []`` and a scope
+without it; their scalar rows are left out).
+
+Unit blocks are in Datadog's wire format, as in the client's recorded answers: ``"unit": [unit, per_unit]``
+(v1 ``series[].unit``, v2 scalar ``columns[].meta.unit``), each null or
+``{"family", "name", "plural", "scale_factor", "short_name"}``; ``scale_factor`` is seconds per unit for time.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ __all__ = [
     "MAX_SERIES_BYTES",
     "MAX_SERIES_DECODED_BYTES",
     "NICE_INTERVALS",
+    "UNITS",
     "FakeDatadog",
     "FakeDataset",
     "FakeResource",
@@ -71,6 +79,18 @@ DEFAULT_SCALAR_LIMIT = 10
 RATE_LIMIT = 1600
 RATE_PERIOD_S = 3600
 _SECOND_UNIT = {"family": "time", "name": "second", "plural": "seconds", "scale_factor": 1.0, "short_name": "s"}
+#: Unit objects the fake can answer latency in (``FakeDatadog.latency_unit``); percent as recorded by the client.
+UNITS: Mapping[str, Mapping[str, Any]] = {
+    "second": _SECOND_UNIT,
+    "millisecond": {"family": "time", "name": "millisecond", "plural": "milliseconds", "scale_factor": 0.001,
+                    "short_name": "ms"},
+    "microsecond": {"family": "time", "name": "microsecond", "plural": "microseconds", "scale_factor": 1e-06,
+                    "short_name": "µs"},
+    "nanosecond": {"family": "time", "name": "nanosecond", "plural": "nanoseconds", "scale_factor": 1e-09,
+                   "short_name": "ns"},
+    "percent": {"family": "percentage", "name": "percent", "plural": "percent", "scale_factor": 1.0, "short_name": "%",
+                "id": 17},
+}  # fmt: skip
 _QUERY = re.compile(
     r"^(?P<aggr>[a-z0-9]+):(?P<metric>[A-Za-z0-9_.]+)\{(?P<tags>[^{}]*)\}"
     r"(?: by \{(?P<by>[^{}]*)\})?(?P<funcs>(?:\.[a-z_]+\([^()]*\))*)$"
@@ -168,6 +188,8 @@ class FakeDatadog:
     max_points: int = MAX_POINTS  # lower it to make the fake coarsen answers sooner than the real API
     null_minutes: set[int] = field(default_factory=set)
     null_stats: set[str] = field(default_factory=set)
+    latency_unit: str | None = "second"
+    untagged: set[str] = field(default_factory=set)
     requests: list[RecordedRequest] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
     _delays: list[list[float]] = field(default_factory=list)
@@ -268,6 +290,15 @@ class FakeDatadog:
         have = {f"env:{d.env}", f"service:{d.service}", f"resource_name:{resource}"}
         return tags <= have
 
+    def _unit_block(self) -> list[Any] | None:
+        """The ``[unit, per_unit]`` block latency answers carry (None: no unit block)."""
+        return None if self.latency_unit is None else [dict(UNITS[self.latency_unit]), None]
+
+    def _in_unit(self, seconds: float) -> float:
+        """A latency of the dataset (s) in :attr:`latency_unit` (a non-time unit: the number unchanged)."""
+        unit = UNITS.get(self.latency_unit or "second", _SECOND_UNIT)
+        return seconds / float(unit["scale_factor"]) if unit["family"] == "time" else seconds
+
     def _metric_kind(self, metric: str) -> str | None:
         span = self.dataset.span
         return {f"trace.{span}.hits": "hits", f"trace.{span}.errors": "errors", f"trace.{span}": "latency"}.get(metric)
@@ -329,7 +360,7 @@ class FakeDatadog:
                 value = _latency_value(q.aggr, resource, sum(known))
                 if not sum(known) or value is None:
                     continue
-                points.append([bucket * 1000.0, value])
+                points.append([bucket * 1000.0, value if q.aggr == "count" else self._in_unit(value)])
                 continue
             if not any(known):  # no data: a null point if the minute was null, else no point
                 if any(v is None for v in window):
@@ -341,8 +372,9 @@ class FakeDatadog:
 
     def _v1_series(self, q: _Parsed, name: str, points: list[list[float | None]], interval: int) -> dict[str, Any]:
         d = self.dataset
-        scope = ",".join(sorted({f"env:{d.env}", f"service:{d.service}", f"resource_name:{name}"}))
-        unit = [_SECOND_UNIT, None] if self._metric_kind(q.metric) == "latency" else [None, None]
+        tagged = name not in self.untagged
+        scope = ",".join(sorted({f"env:{d.env}", f"service:{d.service}", *([f"resource_name:{name}"] * tagged)}))
+        unit = self._unit_block() if self._metric_kind(q.metric) == "latency" else [None, None]
         first, last = points[0][0], points[-1][0]
         assert first is not None
         assert last is not None
@@ -351,7 +383,7 @@ class FakeDatadog:
             "display_name": q.metric,
             "aggr": q.aggr,
             "scope": scope,
-            "tag_set": [f"resource_name:{name}"] if q.by else [],
+            "tag_set": [f"resource_name:{name}"] if q.by and tagged else [],
             "expression": f"{q.aggr}:{q.metric}{{{scope}}}",
             "query_index": 0,
             "interval": interval,
@@ -391,7 +423,7 @@ class FakeDatadog:
         if names:
             columns.append({"name": "resource_name", "type": "group", "values": [[n] for n in names]})
         for i, formula in enumerate(formulas):
-            unit = [_SECOND_UNIT, None] if "trace." in queries[formula["formula"]]["query"] else None
+            unit = self._unit_block() if "trace." in queries[formula["formula"]]["query"] else None
             columns.append(
                 {
                     "name": formula.get("alias") or formula["formula"],
@@ -416,7 +448,7 @@ class FakeDatadog:
         d = self.dataset
         lo, hi = max(0, (start_s - d.start_s) // 60), max(0, (end_s - d.start_s) // 60)
         for name, resource in sorted(d.resources.items()):
-            if not self._matches(q.tags, name):
+            if not self._matches(q.tags, name) or name in self.untagged:
                 continue
             hits = sum(v for v in self._minutes("hits", resource)[lo:hi] if v is not None)
             if kind != "latency":
@@ -431,6 +463,8 @@ class FakeDatadog:
             ):
                 raise _BadQuery(f"the fake does not reduce {q.aggr}:{q.metric} with {aggregator!r}")
             value = _latency_value(q.aggr, resource, hits)
+            if value is not None and q.aggr != "count":
+                value = self._in_unit(value)
             if value is not None:
                 out[name] = None if q.aggr in self.null_stats else value
         return out
