@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from parity import measurement_json
 from parity.demo.processes import fetch_stats, running_server
 from parity.errors import BadInput
 from parity.judge.compare import compare
@@ -57,6 +58,8 @@ def test_stats_csv_known_answer_with_history_and_failures(tmp_path: Path) -> Non
     assert items.timeline is not None
     assert items.timeline.total == 200
     assert sum(e for e in items.timeline.errors or () if e) == 10
+    again = measurement_json.read(measurement_json.write(m, tmp_path / "m.json"))  # the rounding survives JSON
+    assert again.by_key()["GET /api/items"].latency == items.latency
     # the history alone reads through the stats next to it
     assert load_measurement(tmp_path / "run_stats_history.csv").by_key()["GET /api/items"].latency == items.latency
 
