@@ -98,7 +98,7 @@ def _latency_to_dict(latency: Latency | None) -> dict[str, Any] | None:
             "p90_ms": latency.p90_ms,
             "p95_ms": latency.p95_ms,
             "p99_ms": latency.p99_ms,
-        }
+        } | ({} if latency.quantile_digits is None else {"quantile_digits": latency.quantile_digits})
     return {"kind": "ddsketch", **latency.sketch.to_dict()}
 
 
@@ -289,7 +289,10 @@ def _latency_from_dict(d: dict[str, Any] | None, where: str, count: int) -> Late
     if d is None:
         return None
     if d["kind"] == "summary":
-        return LatencySummary(**{k: _ms(v, f"{where}.{k}") for k, v in d.items() if k != "kind"})
+        digits = d.get("quantile_digits")
+        figures = {k: _ms(v, f"{where}.{k}") for k, v in d.items() if k not in ("kind", "quantile_digits")}
+        rounded = None if digits is None else check_count(digits, f"{where}.quantile_digits")
+        return LatencySummary(**figures, quantile_digits=rounded)
     try:
         sketch = LatencySketch.from_dict(d)
     except ValueError as exc:

@@ -123,7 +123,12 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Summary statistics in ms, as an APM backend reports them; any may be None (not reported)."""
+    """Summary statistics in ms, as an APM backend reports them; any may be None (not reported).
+
+    ``quantile_digits``: the source rounded its percentiles (p50…p99, not avg or max) to this many significant
+    digits, and to whole ms below ``10**quantile_digits`` ms (Locust's stats: 2); None when they are as exact
+    as the source's own accuracy. :meth:`quantile_bounds` gives the range a rounded figure stands for.
+    """
 
     avg_ms: float | None = None
     max_ms: float | None = None
@@ -132,6 +137,17 @@ class LatencySummary:
     p90_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    quantile_digits: int | None = None
+
+    def quantile_bounds(self, q: float) -> tuple[float, float] | None:
+        """(lo, hi) in ms that the reported ``q`` quantile stands for after the source's rounding (half a
+        rounding step either side; 0.5 ms below ``10**quantile_digits``); None when not rounded or not reported."""
+        value = self.quantile(q)
+        if value is None or self.quantile_digits is None or q == 1.0:
+            return None
+        exponent = math.floor(math.log10(value)) - self.quantile_digits + 1 if value > 0 else 0
+        half = 0.5 * 10.0 ** max(0, exponent)
+        return (max(0.0, value - half), value + half)
 
     def quantile(self, q: float) -> float | None:
         """The reported ``q`` quantile in ms (q in SUMMARY_QUANTILES, or 1.0 for max); else None."""

@@ -79,7 +79,7 @@ def _summary_side(metric: str, value: float | None, *, count: int = 2000, errors
     }
     if metric in figures:
         figures[metric] = value
-    summary = LatencySummary(**figures)
+    summary = LatencySummary(**figures)  # type: ignore[arg-type]  # every key a figure in ms
     stats = EndpointStats(Endpoint("GET", "/a"), count=count, errors=errors, latency=summary)
     return Measurement(
         source=lognormal_side({}).source, window=Window(T0, T0 + timedelta(minutes=1)), endpoints=(stats,)

@@ -80,13 +80,14 @@ def test_loader_sniffs_the_format(tmp_path: Path) -> None:
     assert load_measurement(csv_path).total_count == 1
     other = tmp_path / "other.txt"
     other.write_text("hello\n")
-    with pytest.raises(BadInput, match="not a Measurement file"):
+    with pytest.raises(BadInput, match=r"unrecognised content, first line 'hello'; accepted: a Measurement file"):
         load_measurement(other)
     with pytest.raises(BadInput, match="no such file"):
         load_measurement(tmp_path / "nope.json")
-    with pytest.raises(BadInput, match="is a directory"):
-        load_measurement(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no Locust request logs"):  # a directory: the request logs of one run
+        load_measurement(tmp_path / "empty")
     wrong_header = tmp_path / "wrong.csv"
     wrong_header.write_text("a,b\n1,2\n")
-    with pytest.raises(BadInput, match="not a Measurement file"):
+    with pytest.raises(BadInput, match="unrecognised CSV header 'a,b'; accepted: a Measurement file"):
         load_measurement(wrong_header)

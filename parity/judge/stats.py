@@ -840,12 +840,16 @@ def summary_change(
     what: str = "",
     unit: str = "ms",
     direction: Direction = Direction.LOWER_IS_BETTER,
+    bounds: tuple[tuple[float, float] | None, tuple[float, float] | None] = (None, None),
 ) -> Evidence:
     """Compare two reported figures (APM summaries): the ratio, no p-value, ``Status.UNTESTED``.
 
     Without the distributions no sample-level test is possible, and summaries usually come from
     different times and loads (before/after), so the decision rests on the tolerance alone and is
-    labelled as such. A figure missing on a side gives ``Status.INSUFFICIENT``.
+    labelled as such. A figure missing on a side gives ``Status.INSUFFICIENT``. ``bounds``: (baseline,
+    candidate) ranges a *rounded* figure stands for (``LatencySummary.quantile_bounds``, e.g. Locust's stats),
+    kept in ``details`` (``baseline_lo``…``candidate_hi``): :func:`decide` then fails or passes only when every
+    value in those ranges would.
     """
     label = f"{what} " if what else ""
     if baseline is None or candidate is None:
@@ -874,7 +878,19 @@ def summary_change(
         samples=samples,
         reason=f"{label}{_fmt_ratio_ci(ratio, None)} from summary figures: before/after, less certain, untested",
         min_p=1.0,
+        details=_rounding_details(baseline, candidate, bounds),
     )
+
+
+def _rounding_details(
+    baseline: float, candidate: float, bounds: tuple[tuple[float, float] | None, tuple[float, float] | None]
+) -> dict[str, float]:
+    """``baseline_lo``, ``baseline_hi``, ``candidate_lo``, ``candidate_hi`` when either figure was rounded (an
+    exact figure is its own range); empty otherwise."""
+    if bounds == (None, None):
+        return {}
+    (b_lo, b_hi), (c_lo, c_hi) = (bounds[0] or (baseline, baseline)), (bounds[1] or (candidate, candidate))
+    return {"baseline_lo": b_lo, "baseline_hi": b_hi, "candidate_lo": c_lo, "candidate_hi": c_hi}
 
 
 REFERENCE_METHOD = "binomial test against the other side's APM figure, taken as exact (approximate, before/after)"
@@ -1063,7 +1079,11 @@ def latency_evidence(
         out = {"shift": _insufficient(RANK_METHOD, "rank test needs both distributions; only summaries")}
         for m in names[1:]:
             what = m.removesuffix("_ms")
-            out[m] = summary_change(_summary_value(baseline, m), _summary_value(candidate, m), counts, what=what)
+            q = LATENCY_QUANTILES.get(m)
+            bounds = (None, None) if q is None else (baseline.quantile_bounds(q), candidate.quantile_bounds(q))
+            out[m] = summary_change(
+                _summary_value(baseline, m), _summary_value(candidate, m), counts, what=what, bounds=bounds
+            )
         return out
     sketch_is_candidate = isinstance(candidate, LatencyDistribution)
     dist = candidate if sketch_is_candidate else baseline
@@ -1392,6 +1412,20 @@ def decide(
         elif adjusted_p is not None:
             stats += f", Holm-adjusted over {family_size} tests {_fmt_p(adjusted_p)} (α = {alpha:g})"
     if e.status is Status.UNTESTED:
+        if "baseline_lo" in e.details:  # rounded figures: decide only what every value they stand for decides
+            d = e.details
+            surely_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
+            maybe_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
+            if e.direction is Direction.HIGHER_IS_BETTER:
+                surely_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
+                maybe_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
+            if worse != surely_worse or worse != maybe_worse:
+                return out(
+                    Outcome.INCONCLUSIVE,
+                    f"{label}: not judged, the sides' rounding decides it ({figures}, rounded: the baseline is "
+                    f"{d['baseline_lo']:g}-{d['baseline_hi']:g}, the candidate {d['candidate_lo']:g}-"
+                    f"{d['candidate_hi']:g}; tolerance {bounds})",
+                )
         if worse:
             return out(Outcome.UNTESTED, f"{label} worse beyond {bounds}, untested: {stats}")
         return out(Outcome.SAME, f"{label} within {bounds} or better (untested): {figures}")
