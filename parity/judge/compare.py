@@ -483,6 +483,8 @@ _SOURCE_WORDS = {
     SourceKind.LOCUST_REPLAY: "replay",
     SourceKind.LOCUST_CSV: "Locust request log",
     SourceKind.SYNTHETIC: "synthetic",
+    SourceKind.K6: "k6 results",
+    SourceKind.JMETER: "JMeter results",
 }
 
 

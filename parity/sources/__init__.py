@@ -29,6 +29,13 @@ def load_measurement(path: str | Path) -> Measurement:
     p = Path(path)
     with reading(p, "a Measurement file or a Locust request CSV"), p.open(encoding="utf-8-sig", errors="replace") as fh:
         head = fh.read(4096)  # utf-8-sig: a byte-order mark is skipped
+    # k6 and JMeter result files: each module recognises its own formats (before the JSON check: k6 writes JSON)
+    from parity.sources import jmeter, k6
+
+    for sniff in (k6.sniff, jmeter.sniff):
+        reader = sniff(p, head)
+        if reader is not None:
+            return reader(p)
     if head.lstrip().startswith("{"):
         return measurement_json.read(p)
     first = head.splitlines()[0] if head else ""
@@ -36,4 +43,6 @@ def load_measurement(path: str | Path) -> Measurement:
         from parity.sources.locust_csv import read_locust_csv
 
         return read_locust_csv(p)
-    raise BadInput(f"{p}: not a Measurement file (JSON) or a Locust request CSV")
+    raise BadInput(
+        f"{p}: not a Measurement file (JSON), a Locust request CSV, k6 JSON output / summary export, or a JMeter JTL"
+    )
