@@ -18,6 +18,7 @@ from typing import Any
 from parity.sketch import LatencySketch
 
 __all__ = [
+    "LABEL_AGGREGATE",
     "LABEL_REPLAY_OF",
     "LABEL_SCHEDULE",
     "SATURATED_CPU_PERCENT",
@@ -49,6 +50,9 @@ LABEL_REPLAY_OF = "replay_of"
 #: Label identifying the open-model arrival schedule a replay sent (baseline fingerprint, seed, shape, run time,
 #: rate scale, oversampling): two Measurements with the same value saw the same offered load.
 LABEL_SCHEDULE = "schedule"
+#: Label of a Measurement whose one endpoint aggregates all requests (a k6 summary without per-endpoint
+#: submetrics): its value says what it aggregates. The judge notes that such a comparison is not per endpoint.
+LABEL_AGGREGATE = "aggregate"
 
 
 class SourceKind(Enum):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from parity.errors import BadInput
+from parity.judge.compare import compare
 from parity.model import LatencyDistribution, LatencyKind, LatencySummary, SourceKind
 from parity.sources import load_measurement
 from parity.sources.k6 import ALL_REQUESTS_ENDPOINT
@@ -127,6 +128,12 @@ def test_k6_summary_export_is_one_labelled_aggregate() -> None:
     assert (only.count, only.errors) == (100, 4)  # http_req_failed "passes" count the failed requests
     assert only.latency == LatencySummary(avg_ms=42.5, max_ms=210.5, p50_ms=38, p90_ms=70, p95_ms=95.5)
     assert m.window.duration_s == pytest.approx(10.0)  # http_reqs count / rate
+
+
+def test_comparing_k6_summaries_says_it_is_not_per_endpoint(tmp_path: Path) -> None:
+    summary = FIXTURES / "k6_summary_export.json"
+    result = compare(load_measurement(summary), load_measurement(summary))
+    assert any("not a per-endpoint comparison" in note for note in result.notes)
 
 
 def test_k6_handle_summary_submetrics_become_endpoints() -> None:

@@ -42,7 +42,17 @@ import numpy as np
 
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S, check_count, check_number, load_json
 from parity.errors import BadInput, reading
-from parity.model import Endpoint, EndpointStats, LatencyKind, LatencySummary, Measurement, Source, SourceKind, Window
+from parity.model import (
+    LABEL_AGGREGATE,
+    Endpoint,
+    EndpointStats,
+    LatencyKind,
+    LatencySummary,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+)
 from parity.sources.load_tool import request_measurement, route_of
 
 __all__ = ["ALL_REQUESTS_ENDPOINT", "read_k6_json", "read_k6_summary", "sniff"]
@@ -275,6 +285,7 @@ def read_k6_summary(path: str | Path) -> Measurement:
         key = f"http_req_duration{{{tags}}}"
         endpoints.append(_summary_stats(p, key, *ep, sub_trend, found["http_reqs"], found.get("http_req_failed")))
     scope = f"{len(endpoints)} endpoint(s) from threshold submetrics"
+    labels = {"format": "k6-summary"}
     if not endpoints:
         endpoints = [
             _summary_stats(
@@ -282,6 +293,7 @@ def read_k6_summary(path: str | Path) -> Measurement:
             )
         ]
         scope = "all requests as ONE aggregate endpoint: not per-endpoint parity (per-endpoint needs k6 --out json)"
+        labels[LABEL_AGGREGATE] = "all requests of a k6 summary (per-endpoint figures need k6 --out json)"
     duration_s = _duration_s(p, data, _values(reqs) or {})
     end = datetime.fromtimestamp(min(max(mtime, MIN_UNIX_S + duration_s), MAX_UNIX_S), UTC)
     return Measurement(
@@ -292,7 +304,7 @@ def read_k6_summary(path: str | Path) -> Measurement:
         window=Window(end - timedelta(seconds=duration_s), end),
         endpoints=tuple(endpoints),
         latency_kind=LatencyKind.SERVICE_TIME,
-        labels={"format": "k6-summary"},
+        labels=labels,
     )
 
 
