@@ -18,6 +18,7 @@ from typing import Any
 from parity.sketch import LatencySketch
 
 __all__ = [
+    "LABEL_AGGREGATE",
     "LABEL_REPLAY_OF",
     "LABEL_SCHEDULE",
     "LABEL_WITHOUT_BODY",
@@ -58,6 +59,9 @@ LABEL_SCHEDULE = "schedule"
 LABEL_WITHOUT_BODY = "replayed_without_body"
 #: HTTP methods whose requests carry a body the server needs (a replay refuses to send them without one).
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Label of a Measurement whose one endpoint aggregates all requests (a k6 summary without per-endpoint
+#: submetrics): its value says what it aggregates. The judge notes that such a comparison is not per endpoint.
+LABEL_AGGREGATE = "aggregate"
 
 
 class SourceKind(Enum):
@@ -68,12 +72,16 @@ class SourceKind(Enum):
     LOCUST_REPLAY = "locust-replay"
     LOCUST_CSV = "locust-csv"
     SYNTHETIC = "synthetic"
+    K6 = "k6"  # k6 --out json (request level) or --summary-export / handleSummary JSON (summary level)
+    JMETER = "jmeter"  # JMeter JTL results, CSV or XML
 
     @property
     def closed_loop(self) -> bool:
         """True for a closed-loop load (a locustfile's users wait for each response before the next request):
-        its throughput follows its latency, so per-endpoint throughput says nothing about the target."""
-        return self is SourceKind.LOCUST_CSV
+        its throughput follows its latency, so per-endpoint throughput says nothing about the target. k6 and
+        JMeter files count as closed loop: their default executors / thread groups are, and their result files
+        do not say when an open-model (arrival-rate) executor ran, so their throughput is never gated."""
+        return self in (SourceKind.LOCUST_CSV, SourceKind.K6, SourceKind.JMETER)
 
 
 class LatencyKind(Enum):

@@ -79,6 +79,7 @@ from parity.judge.result import (
 )
 from parity.judge.stats import Decision, Evidence, Outcome, Status, Tolerance, format_value
 from parity.model import (
+    LABEL_AGGREGATE,
     LABEL_REPLAY_OF,
     Endpoint,
     EndpointStats,
@@ -452,6 +453,12 @@ def side_info(m: Measurement, name: str, policy: Policy | None = None) -> SideIn
 
 def _notes(baseline: Measurement, candidate: Measurement, mode: ComparisonMode) -> list[str]:
     notes = []
+    for side, m in (("baseline", baseline), ("candidate", candidate)):
+        if m.labels.get(LABEL_AGGREGATE):
+            notes.append(
+                f"the {side} holds only an aggregate of {m.labels[LABEL_AGGREGATE]} (one endpoint): "
+                "this is not a per-endpoint comparison"
+            )
     if mode is ComparisonMode.BEFORE_AFTER:
         notes.append(
             "before/after comparison: the sides were measured at different times and loads, "
@@ -483,6 +490,8 @@ _SOURCE_WORDS = {
     SourceKind.LOCUST_REPLAY: "replay",
     SourceKind.LOCUST_CSV: "Locust request log",
     SourceKind.SYNTHETIC: "synthetic",
+    SourceKind.K6: "k6 results",
+    SourceKind.JMETER: "JMeter results",
 }
 
 

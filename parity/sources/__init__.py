@@ -139,9 +139,18 @@ RECOGNISED_ONLY: list[Recognised] = [
 ]
 
 
+#: Load-tool result files, recognised by ``parity.sources.k6.sniff`` / ``parity.sources.jmeter.sniff`` (which look
+#: at the bytes themselves: k6 writes gzip) before ``FORMATS``, since k6 writes JSON too.
+LOAD_TOOL_FORMATS = (
+    "k6 --out json NDJSON (plain or gzip)",
+    "k6 --summary-export / handleSummary JSON",
+    "a JMeter JTL (CSV with its header line, or XML)",
+)
+
+
 def accepted() -> str:
     """The accepted formats, for refusals."""
-    return "; ".join(f.name for f in FORMATS)
+    return "; ".join([f.name for f in FORMATS] + list(LOAD_TOOL_FORMATS))
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -191,6 +200,12 @@ def load_measurement(path: str | Path) -> Measurement:
         return _load_request_logs(Path(path), files)
     p = Path(path)
     head = _head(p)
+    from parity.sources import jmeter, k6
+
+    for sniff in (k6.sniff, jmeter.sniff):
+        reader = sniff(p, head)
+        if reader is not None:
+            return reader(p)
     for fmt in FORMATS:
         if fmt.sniff(head):
             return fmt.read(p)
