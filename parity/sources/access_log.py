@@ -277,11 +277,31 @@ def _iso_time(value: str, name: str) -> float:
         raise _Malformed(f"{name}: not between 1970 and 2100: {_short(value)}") from None
 
 
-# After the request field: user_agent ssl_cipher ssl_protocol target_group_arn "trace_id" "domain_name"
-# "chosen_cert_arn" matched_rule_priority request_creation_time "actions_executed" (groups: creation, actions).
-_ALB_AFTER_REQUEST = re.compile(
-    r' "(?:[^"\\]|\\.)*" \S+ \S+ \S+ "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" \S+ (\S+) "([^"]*)"'
-)
+_ALB_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a quoted field with backslash escapes (unrolled: fast)
+_ALB_ACTIONS_AT = 8  # after the user agent: ssl_cipher ssl_protocol target_group_arn "trace_id" "domain_name"
+#                      "chosen_cert_arn" matched_rule_priority request_creation_time "actions_executed"
+
+
+def _alb_actions(rest: str, request_end: int) -> tuple[str, str] | None:
+    """(``request_creation_time``, ``actions_executed`` unquoted) from the fields after the request (which
+    ends at ``rest[request_end]``); None when the line has no such fields (logs from before they existed).
+
+    The user agent may hold spaces and escaped quotes; the seven fields after it hold neither (ARNs, trace
+    ids, SNI names), so a split finds the two fields; their shapes are checked (a quoted list; a time or ``-``).
+    """
+    agent = _ALB_QUOTED.match(rest, request_end + 2)
+    if agent is None:
+        return None
+    fields = rest[agent.end() + 1 :].split(" ", _ALB_ACTIONS_AT + 1)
+    if len(fields) <= _ALB_ACTIONS_AT:
+        return None
+    creation, actions = fields[_ALB_ACTIONS_AT - 1], fields[_ALB_ACTIONS_AT]
+    if len(actions) < 2 or actions[0] != '"' or actions[-1] != '"' or creation[:1] not in _ALB_TIME_START:
+        return None
+    return creation, actions[1:-1]
+
+
+_ALB_TIME_START = frozenset("0123456789-")
 
 
 def _alb_not_forwarded(actions: str) -> str:
@@ -317,14 +337,14 @@ def _parse_alb(line: str, arrival: bool = False) -> _Request | str:
         raise _Malformed(f"request: expected a quoted field, got {_short(rest)}")
     if kind in _ALB_WEBSOCKET:
         return f"{SKIP_WEBSOCKET}: {kind}"
-    tail = _ALB_AFTER_REQUEST.match(rest, end + 1)
-    if tail is not None and "forward" not in tail.group(2).split(","):
-        return _alb_not_forwarded(tail.group(2))
+    tail = _alb_actions(rest, end)
+    if tail is not None and "forward" not in tail[1].split(","):
+        return _alb_not_forwarded(tail[1])
     request = _request_line(rest[1:end])
     if request is None:
         return f"{SKIP_NO_REQUEST}: {_short(rest[1:end])}"
-    if arrival and tail is not None and tail.group(1) != "-":
-        t = _iso_time(tail.group(1), "request_creation_time")
+    if arrival and tail is not None and tail[0] != "-":
+        t = _iso_time(tail[0], "request_creation_time")
     not_dispatched = _ALB_NOT_DISPATCHED in times
     latency = None if not_dispatched else times[1] * 1000.0
     error = (

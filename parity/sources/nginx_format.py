@@ -202,7 +202,7 @@ def _value_pattern(variable: str, before: str, after: str, last: bool, escape: s
     elif variable.startswith("upstream_"):
         shape = _UPSTREAM_LIST
     elif before.endswith('"') and after.startswith('"'):
-        shape = {"default": r'[^"]*', "json": r'(?:[^"\\]|\\.)*', "none": r".*?"}[escape]
+        shape = {"default": r'[^"]*', "json": r'[^"\\]*(?:\\.[^"\\]*)*', "none": r".*?"}[escape]
     elif after:
         shape = f"[^{re.escape(after[0])}]*"
     else:
