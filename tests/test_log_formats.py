@@ -259,6 +259,14 @@ def test_nginx_method_uri_msec_and_name_value_fields(tmp_path: Path) -> None:
     uri_args = _log_format_parser(compile_log_format('[$time_local] "$request_method $uri$is_args$args" $status'))
     assert uri_args('[25/Nov/2026:18:00:05 +0900] "GET /a/b?x=1&y=2" 200') == (T_05, "GET", "/a/b?x=1&y=2", None, False)
     assert uri_args('[25/Nov/2026:18:00:05 +0900] "GET /a/b" 404') == (T_05, "GET", "/a/b", None, False)
+    unquoted = _log_format_parser(compile_log_format("$time_iso8601 request=$request status=$status"))
+    assert unquoted("2026-11-25T09:00:05Z request=GET /a?b=1 HTTP/1.1 status=200") == (
+        T_05,
+        "GET",
+        "/a?b=1",
+        None,
+        False,
+    )
 
 
 def test_lines_must_match_the_log_format(tmp_path: Path) -> None:

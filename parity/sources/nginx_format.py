@@ -197,11 +197,14 @@ def _value_pattern(variable: str, before: str, after: str, last: bool, escape: s
 
     ``before`` / ``after``: the literal text just before and after the variable (``after`` empty: the format
     ends there when ``last``, else another variable follows at once)."""
+    quoted = before.endswith('"') and after.startswith('"')
     if variable in _SHAPES:
         shape = _SHAPES[variable]
     elif variable.startswith("upstream_"):
         shape = _UPSTREAM_LIST
-    elif before.endswith('"') and after.startswith('"'):
+    elif variable == "request" and not quoted:
+        shape = r"[^ ]+ [^ ]+(?: [^ ]+)?"  # METHOD TARGET [VERSION], unquoted
+    elif quoted:
         shape = {"default": r'[^"]*', "json": r'[^"\\]*(?:\\.[^"\\]*)*', "none": r".*?"}[escape]
     elif after:
         shape = f"[^{re.escape(after[0])}]*"
