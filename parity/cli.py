@@ -256,6 +256,8 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
 
     if args.window_slack is not None and args.window_of is None:
         raise BadInput("--window-slack applies to --window-of REPLAY.json only")
+    if args.timing_field is not None and args.log_format is not None:
+        raise BadInput("--timing-field applies to the built-in nginx format; with --log-format use --latency-field")
     slack = WINDOW_SLACK_S if args.window_slack is None else args.window_slack
     replay = read_replay(args.window_of) if args.window_of is not None else None
     route_map = read_route_map(args.routes) if args.routes is not None else None
@@ -263,10 +265,12 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         args.files,
         args.format,
         route_map=route_map,
-        timing_field=args.timing_field,
+        timing_field=-1 if args.timing_field is None else args.timing_field,
         max_malformed_share=args.max_malformed,
         window=None if replay is None else replay.window,
         window_slack_s=slack,
+        log_format=args.log_format,
+        latency_field=args.latency_field,
     )
     m = result.measurement
     if args.service or args.env:
@@ -288,6 +292,8 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
             f"  outside the replay's window (± {slack:g} s): {result.outside_window} requests dropped "
             f"({result.before_window} before, {result.after_window} after)"
         )
+    if result.skipped_reasons:
+        print("  skipped by reason: " + ", ".join(f"{reason} {n}" for reason, n in result.skipped_reasons))
     for example in result.malformed_examples:
         print(f"  malformed: {example}")
     if route_map is not None:
@@ -721,7 +727,9 @@ baseline. Arrival: ALB request_creation_time (`time` is the response's); nginx $
 of the request, whole seconds) minus the timing field ($request_time). Requests up to --window-slack
 seconds outside still count; the others are counted and dropped; none inside is bad input.""",
         epilog="""\
-example:
+examples:
+  parity baseline from-logs --format nginx access.log -o baselines/web.json --latency-field upstream_response_time \\
+      --log-format '$remote_addr [$time_local] "$request" $status rt=$request_time urt="$upstream_response_time"'
   parity baseline from-logs --format nginx access.log --window-of reports/run.json -o reports/run.log.json
   parity compare baselines/web-logs.json reports/run.log.json --out reports/server-side""",
     )
@@ -732,10 +740,21 @@ example:
     logs.add_argument(
         "--timing-field",
         type=int,
-        default=-1,
         metavar="N",
-        help="nginx: position of $request_time among the fields after the combined format "
+        help="nginx, built-in format: position of $request_time among the fields after the combined format "
         "(0 = first; negative counts from the end; default -1 = last)",
+    )
+    logs.add_argument(
+        "--log-format",
+        metavar="FORMAT",
+        help="nginx: the log_format's format string, or the whole `log_format NAME [escape=json] '...' '...';` "
+        "directive, or `combined`; lines must match it exactly",
+    )
+    logs.add_argument(
+        "--latency-field",
+        metavar="NAME",
+        help="with --log-format: the latency variable, request_time (default), upstream_response_time, "
+        "upstream_header_time or upstream_connect_time (retries: the times are summed)",
     )
     logs.add_argument(
         "--max-malformed",

@@ -11,24 +11,43 @@ Formats (``fmt``):
 ``alb``
     AWS Application Load Balancer access logs (space separated, quoted fields; fields AWS appended after
     the ones we read are ignored). Time: the ``time`` field (when the ALB sent the response), ISO 8601
-    UTC. Latency: ``target_processing_time`` (s → ms). A ``-1`` in any of the three processing times
-    means the request was not dispatched to a target, or the target or client closed the connection:
-    it counts as an error with no latency. Error: not dispatched, or ``elb_status_code`` ≥ 500, or
-    ``target_status_code`` ≥ 500. Lines the ALB answered itself without forwarding
-    (``actions_executed`` without ``forward``, e.g. HTTP→HTTPS redirects or fixed responses, status
-    < 500) and WebSocket (``ws``/``wss``) connections are skipped: they are not requests the service saw.
+    UTC. Latency: ``target_processing_time`` (s → ms). **Only forwarded requests count**: a line whose
+    ``actions_executed`` lacks ``forward`` was answered by the load balancer itself and is skipped under its
+    last action (``redirect``, ``fixed-response``, ``authenticate``, ``waf``, ``waf-failed``; ``-`` — no
+    action, a malformed request — is ``not forwarded``), whatever its status codes and processing times
+    (AWS's own HTTP/2 example logs a ``redirect`` with a target, times and status 200); WebSocket
+    (``ws``/``wss``) connections are skipped (``websocket``). A line without ``actions_executed`` (logs from
+    before the field existed) counts. Of the forwarded requests, a ``-1`` in any of the three processing
+    times means the request was not dispatched, or the target or client closed the connection: an error
+    with no latency. Error: not dispatched, ``target_status_code`` ``-`` (the target sent no response, e.g.
+    a failed Lambda: AWS records it "only if a connection was established to the target and the target sent
+    a response"), ``elb_status_code`` ≥ 500, or ``target_status_code`` ≥ 500.
 ``nginx``
     ``combined`` (``$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
     "$http_referer" "$http_user_agent"``) followed by extra fields. Latency: the extra field number
     ``timing_field`` (0-based; negative counts from the end; default -1 = last), in seconds such as
-    ``$request_time`` or ``$upstream_response_time``; ``name=value`` fields are read as their value;
-    several upstream times (``0.010, 0.020`` or ``0.010 : 0.020``) are summed; ``-`` or a missing field
-    means the latency is unknown (the request is counted, without latency). Time: ``$time_local`` with
-    its offset (or ISO 8601), converted to UTC. Error: status ≥ 500, or 499 (nginx: the client closed
-    the connection before the response) — no response was delivered, which is what the replay counts as
-    an error (a request without response), and a 499 has no latency either (its time is when the client
-    gave up, a lower bound). nginx's ``\\xHH`` escapes in the request line are read as the bytes they
-    stand for (percent-encoded in paths).
+    ``$request_time`` or ``$upstream_response_time``; ``name=value`` and ``name="value"`` fields are read as
+    their value (so NGINX's documented ``upstream_time`` format, ``rt=$request_time uct="…" uht="…"
+    urt="…"``, reads ``urt`` by default and ``rt`` with ``timing_field=0``); several upstream times
+    (``0.010, 0.020 : 0.030``) are summed (see :func:`_nginx_latency`); ``-`` or a missing field means the
+    latency is unknown (the request is counted, without latency). Time: ``$time_local`` with its offset (or
+    ISO 8601), converted to UTC. Error: status ≥ 500, or 499 (nginx: the client closed the connection
+    before the response) — no response was delivered, which is what the replay counts as an error (a
+    request without response), and a 499 has no latency either (its time is when the client gave up, a
+    lower bound). nginx's ``\\xHH`` escapes in the request line are read as the bytes they stand for
+    (percent-encoded in paths).
+``nginx`` with ``log_format``
+    Lines written by a given ``log_format`` (:mod:`parity.sources.nginx_format` compiles it to one regex;
+    a line that does not match it is malformed). Time: ``$msec``, ``$time_iso8601`` or ``$time_local`` (the
+    first present). Request: ``$request``, or ``$request_method`` with ``$request_uri`` (or ``$uri`` and
+    ``$args``; ``$uri`` is nginx's normalised, decoded URI — prefer ``$request_uri``). Latency: the
+    ``latency_field`` variable (default ``$request_time``; upstream lists summed as above; a format without
+    it records requests without latency). Errors and escapes (``\\xHH``; JSON escapes with ``escape=json``)
+    as above.
+
+Skipped lines are counted per reason (the text before ``": "`` in a skip message: ``websocket``,
+``redirect``, ``fixed-response``, ``authenticate``, ``waf``, ``waf-failed``, ``not forwarded``, ``no usable
+request line``).
 
 Lines that cannot be parsed (too few fields, bad time, bad number, a time outside 1970–2100, a duration
 beyond ``parity.bounds.MAX_LATENCY_MS``, longer than ``MAX_LINE_CHARS``) are *malformed*: counted, the first
@@ -83,6 +102,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import io
+import json
 import math
 import re
 import zlib
@@ -108,6 +128,7 @@ from parity.model import (
     Window,
 )
 from parity.replay.recorder import Recorder
+from parity.sources.nginx_format import LogFormat, compile_log_format
 from parity.sources.routes import RouteMap, encode_path, template_path_values
 
 __all__ = [
@@ -166,8 +187,15 @@ _MAX_SECONDS = MAX_LATENCY_MS / 1000.0
 _OVERLONG = "(overlong line)"  # yielded by _lines in place of a line longer than MAX_LINE_CHARS
 _ALB_NOT_DISPATCHED = -1.0
 _ALB_WEBSOCKET = frozenset({"ws", "wss"})
-_ALB_ACTIONS_FIELD = 9  # actions_executed, counted from the field after "request"
-_ALB_CREATION_FIELD = 8  # request_creation_time, counted the same way
+#: ``actions_executed`` values (the last action) that name how the ALB answered without forwarding.
+_ALB_OWN_ANSWERS = frozenset({"redirect", "fixed-response", "authenticate", "waf", "waf-failed"})
+
+#: Skip reasons (the part of a skip message before ``": "``), counted in ``AccessLogResult.skipped_reasons``.
+#: ALB lines whose ``actions_executed`` has no ``forward`` are skipped under their last action's name
+#: (``redirect``, ``fixed-response``, ``authenticate``, ``waf``, ``waf-failed``) or SKIP_NOT_FORWARDED.
+SKIP_WEBSOCKET = "websocket"
+SKIP_NOT_FORWARDED = "not forwarded"
+SKIP_NO_REQUEST = "no usable request line"
 _FORMAT_NAMES = {"alb": "AWS ALB", "nginx": "nginx"}
 
 # One parsed line: (Unix time s, method, target as received (path with its query string, if any), latency ms or
@@ -186,7 +214,9 @@ class AccessLogResult:
 
     ``lines``: non-blank lines read. ``malformed``: lines that could not be parsed (``malformed_examples``:
     the first few as ``file:line: why``). ``skipped``: parsed lines that are not requests to the service
-    (see the module docstring). ``no_latency``: recorded requests without a latency (not dispatched, 499,
+    (see the module docstring); ``skipped_reasons``: how many per reason (``websocket``, ``redirect``,
+    ``fixed-response``, ``authenticate``, ``waf``, ``not forwarded``, ``no usable request line``), most frequent
+    first. ``no_latency``: recorded requests without a latency (not dispatched, 499,
     timing ``-`` or missing). ``unmatched``: recorded requests a given route map did not match, templated
     from their path instead (``unmatched_examples``: a few of the endpoints that produced).
     """
@@ -197,6 +227,7 @@ class AccessLogResult:
     malformed_examples: tuple[str, ...] = ()
     skipped: int = 0
     skipped_examples: tuple[str, ...] = ()
+    skipped_reasons: tuple[tuple[str, int], ...] = ()
     no_latency: int = 0
     unmatched: int = 0
     unmatched_examples: tuple[str, ...] = ()
@@ -284,45 +315,49 @@ def _iso_time(value: str, name: str) -> float:
         raise _Malformed(f"{name}: not between 1970 and 2100: {_short(value)}") from None
 
 
-_ALB_FIELD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
+_ALB_QUOTED = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a quoted field with backslash escapes (unrolled: fast)
+_ALB_ACTIONS_AT = 8  # after the user agent: ssl_cipher ssl_protocol target_group_arn "trace_id" "domain_name"
+#                      "chosen_cert_arn" matched_rule_priority request_creation_time "actions_executed"
 
 
-def _alb_answered_itself(after_request: str, elb_status: int | None) -> bool:
-    """True when ``actions_executed`` shows the ALB answered without forwarding (redirect, fixed response)."""
-    if elb_status is not None and elb_status >= 500:
-        return False
-    fields = _ALB_FIELD.findall(after_request)
-    if len(fields) <= _ALB_ACTIONS_FIELD:
-        return False
-    actions = fields[_ALB_ACTIONS_FIELD].strip('"')
-    return actions not in ("", "-") and "forward" not in actions.split(",")
+def _alb_actions(rest: str, request_end: int) -> tuple[str, str] | None:
+    """(``request_creation_time``, ``actions_executed`` unquoted) from the fields after the request (which
+    ends at ``rest[request_end]``); None when the line has no such fields (logs from before they existed).
+
+    The user agent may hold spaces and escaped quotes; the seven fields after it hold neither (ARNs, trace
+    ids, SNI names), so a split finds the two fields; their shapes are checked (a quoted list; a time or ``-``).
+    """
+    agent = _ALB_QUOTED.match(rest, request_end + 2)
+    if agent is None:
+        return None
+    fields = rest[agent.end() + 1 :].split(" ", _ALB_ACTIONS_AT + 1)
+    if len(fields) <= _ALB_ACTIONS_AT:
+        return None
+    creation, actions = fields[_ALB_ACTIONS_AT - 1], fields[_ALB_ACTIONS_AT]
+    if len(actions) < 2 or actions[0] != '"' or actions[-1] != '"' or creation[:1] not in _ALB_TIME_START:
+        return None
+    return creation, actions[1:-1]
 
 
-def _alb_arrival(after_request: str, response_t: float) -> float:
-    """``request_creation_time`` as Unix s; ``response_t`` (the ``time`` field) when the line has none."""
-    fields = _ALB_FIELD.findall(after_request)
-    if len(fields) <= _ALB_CREATION_FIELD or fields[_ALB_CREATION_FIELD] in ("-", '"-"'):
-        return response_t
-    return _iso_time(fields[_ALB_CREATION_FIELD], "request_creation_time")
+_ALB_TIME_START = frozenset("0123456789-")
+
+
+def _alb_not_forwarded(actions: str) -> str:
+    """Skip reason for a line whose ``actions_executed`` has no ``forward``: the ALB answered it itself."""
+    if actions in ("", "-"):
+        return f'{SKIP_NOT_FORWARDED}: no action taken (actions_executed "{actions}")'
+    last = actions.rsplit(",", 1)[-1]
+    reason = last if last in _ALB_OWN_ANSWERS else SKIP_NOT_FORWARDED
+    return f'{reason}: actions_executed "{actions}"'
 
 
 def _alb_parser(arrival: bool) -> Callable[[str], _Request | str]:
     """ALB lines timed by ``time`` or, with ``arrival``, by ``request_creation_time``."""
-    if not arrival:
-        return _parse_alb
-
-    def parse(line: str) -> _Request | str:
-        parsed = _parse_alb(line)
-        if isinstance(parsed, str):
-            return parsed
-        rest = line.split(" ", 12)[12]
-        after_request = rest[rest.find('"', 1) + 1 :]
-        return (_alb_arrival(after_request, parsed[0]), *parsed[1:])
-
-    return parse
+    return lambda line: _parse_alb(line, arrival)
 
 
-def _parse_alb(line: str) -> _Request | str:
+def _parse_alb(line: str, arrival: bool = False) -> _Request | str:
+    """One ALB line → a request, or a skip reason (``reason: detail``); see the module docstring for the rules."""
     parts = line.split(" ", 12)
     if len(parts) < 13:
         raise _Malformed(f"{len(parts)} fields, an ALB line has at least 13")
@@ -339,15 +374,23 @@ def _parse_alb(line: str) -> _Request | str:
     if not rest.startswith('"') or end < 0:
         raise _Malformed(f"request: expected a quoted field, got {_short(rest)}")
     if kind in _ALB_WEBSOCKET:
-        return "WebSocket connection"
-    not_dispatched = _ALB_NOT_DISPATCHED in times
-    if not_dispatched and _alb_answered_itself(rest[end + 1 :], elb_status):
-        return "answered by the load balancer itself (redirect or fixed response)"
+        return f"{SKIP_WEBSOCKET}: {kind}"
+    tail = _alb_actions(rest, end)
+    if tail is not None and "forward" not in tail[1].split(","):
+        return _alb_not_forwarded(tail[1])
     request = _request_line(rest[1:end])
     if request is None:
-        return f"no usable request line: {_short(rest[1:end])}"
+        return f"{SKIP_NO_REQUEST}: {_short(rest[1:end])}"
+    if arrival and tail is not None and tail[0] != "-":
+        t = _iso_time(tail[0], "request_creation_time")
+    not_dispatched = _ALB_NOT_DISPATCHED in times
     latency = None if not_dispatched else times[1] * 1000.0
-    error = not_dispatched or any(s is not None and s >= 500 for s in (elb_status, target_status))
+    error = (
+        not_dispatched
+        or target_status is None
+        or target_status >= 500
+        or (elb_status is not None and elb_status >= 500)
+    )
     return t, request[0], request[1], latency, error
 
 
@@ -355,7 +398,8 @@ _NGINX = re.compile(
     r'\S+ \S+ \S+ \[([^\]]*)\] "((?:[^"\\]|\\.)*)" (\d{3}) (?:\d+|-) "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"(.*)'
 )
 _NGINX_TIME = re.compile(r"(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})")
-_NGINX_EXTRA = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+# A quoted field, a name="quoted value" field (NGINX's documented upstream_time format: uct="…"), or a bare one.
+_NGINX_EXTRA = re.compile(r'"((?:[^"\\]|\\.)*)"|([^\s"=]+=)"((?:[^"\\]|\\.)*)"|(\S+)')
 _NGINX_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
 _MONTH_ABBREVIATIONS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {m: i for i, m in enumerate(_MONTH_ABBREVIATIONS, 1)}  # English whatever the locale, as nginx writes
@@ -377,13 +421,17 @@ def _nginx_time(value: str) -> float:
 
 
 def _nginx_extras(text: str) -> list[str]:
-    """Extra fields after the user agent; ``0.1, 0.2`` and ``0.1 : 0.2`` (several upstreams) stay one field."""
+    """Extra fields after the user agent; ``0.1, 0.2`` and ``0.1 : 0.2`` (several upstreams) stay one field;
+    ``name="value"`` is read as ``name=value``."""
     fields: list[str] = []
     joining = False
     for m in _NGINX_EXTRA.finditer(text):
-        quoted, bare = m.group(1), m.group(2)
+        quoted, name, named_value, bare = m.groups()
         if quoted is not None:
             fields.append(quoted)
+            joining = False
+        elif name is not None:
+            fields.append(name + named_value)
             joining = False
         elif fields and (joining or bare == ":"):
             fields[-1] += " " + bare
@@ -395,8 +443,22 @@ def _nginx_extras(text: str) -> list[str]:
 
 
 def _nginx_latency(field: str) -> float | None:
-    """Seconds in a timing field → ms; the sum of several upstream times; None for ``-``."""
+    """Seconds in a timing field (``name=`` prefix allowed) → ms; None for ``-`` or empty.
+
+    Several upstream times (``0.010, 0.020 : 0.030``: ``,`` between the servers nginx tried in one upstream
+    group, ``:`` between groups after an internal redirect) are **summed**: the attempts are sequential, so the
+    request waited for all of them; the last alone would hide a timed-out first attempt, which is exactly
+    the kind of slowness a parity check must see. ``-`` items (no response from that server) add nothing.
+    """
     value = field.split("=", 1)[1] if "=" in field else field
+    try:
+        seconds = float(value)  # the common case: one number
+    except ValueError:
+        pass
+    else:
+        if not (0.0 <= seconds <= _MAX_SECONDS):  # also NaN
+            raise _Malformed(f"timing field: not a duration: {_short(value)}")
+        return seconds * 1000.0
     total, known = 0.0, False
     for raw in re.split(r"[,:]", value):
         part = raw.strip()
@@ -429,10 +491,92 @@ def _nginx_parser(timing_field: int, arrival: bool = False) -> Callable[[str], _
             timing = "-"
         latency = _nginx_latency(timing)
         if "\\x" in request_text:
-            request_text = _NGINX_ESCAPE.sub(lambda e: "%" + e.group(1).upper(), request_text)
+            request_text = _percent_escapes(request_text)
         request = _request_line(request_text)
         if request is None:
-            return f"no usable request line: {_short(request_text)}"
+            return f"{SKIP_NO_REQUEST}: {_short(request_text)}"
+        if status == NGINX_CLIENT_CLOSED:
+            latency = None
+        if arrival and latency is not None:
+            t -= latency / 1000.0
+        return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
+
+    return parse
+
+
+def _percent_escapes(text: str) -> str:
+    """nginx's default-escape ``\\xHH`` → ``%HH`` (the byte, percent-encoded as in a path)."""
+    return _NGINX_ESCAPE.sub(lambda e: "%" + e.group(1).upper(), text)
+
+
+def _json_unescape(text: str) -> str:
+    """A value nginx wrote with ``escape=json`` (``\\"``, ``\\\\``, ``\\uXXXX``…) → the text it stands for."""
+    try:
+        value: str = json.loads(f'"{text}"')
+    except ValueError:
+        raise _Malformed(f"not a JSON-escaped value: {_short(text)}") from None
+    return value
+
+
+def _unescaper(escape: str) -> Callable[[str], str]:
+    """How to read a request value nginx wrote with ``escape=`` (``default``: ``\\xHH`` → ``%HH``)."""
+    if escape == "json":
+        return lambda text: _json_unescape(text) if "\\" in text else text
+    if escape == "default":
+        return lambda text: _percent_escapes(text) if "\\x" in text else text
+    return lambda text: text
+
+
+def _msec(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise _Malformed(f"msec: not a number: {_short(value)}") from None
+    return _unix(t, "msec", value)
+
+
+_TIME_READERS: dict[str, Callable[[str], float]] = {
+    "time_local": _nginx_time,
+    "time_iso8601": lambda value: _iso_time(value, "time_iso8601"),
+    "msec": _msec,
+}
+
+
+def _log_format_parser(fmt: LogFormat, arrival: bool = False) -> Callable[[str], _Request | str]:
+    """Lines written by the nginx ``log_format`` ``fmt``: one regex match, then the few fields used.
+
+    Time from ``fmt.time_variable`` (the log write, i.e. the request's end; with ``arrival``, minus the
+    latency); request from ``$request`` or ``$request_method`` + ``$request_uri`` (or ``$uri`` [+ ``?$args``]);
+    latency from ``fmt.latency_variable`` (s → ms; None without one); errors as the built-in nginx format.
+    """
+    match = fmt.pattern.fullmatch
+    groups = fmt.groups
+    read_time = _TIME_READERS[fmt.time_variable]
+    time_group, status_group = groups[fmt.time_variable], groups["status"]
+    latency_group = groups[fmt.latency_variable] if fmt.latency_variable is not None else 0
+    request_groups = tuple(groups[v] for v in fmt.request)
+    unescape = _unescaper(fmt.escape)
+    mismatch = f"does not match {fmt.describe()}"
+
+    def parse(line: str) -> _Request | str:
+        m = match(line)
+        if m is None:
+            raise _Malformed(mismatch)
+        t = read_time(m.group(time_group))
+        status = _status(m.group(status_group), "status")
+        if status is None:
+            raise _Malformed("status: '-'")
+        latency = _nginx_latency(m.group(latency_group)) if latency_group else None
+        if len(request_groups) == 1:
+            request_text = m.group(request_groups[0])
+        else:
+            method, target = m.group(request_groups[0]), m.group(request_groups[1])
+            if len(request_groups) == 3 and (args := m.group(request_groups[2])) not in ("", "-"):
+                target = f"{target}?{args}"
+            request_text = f"{method} {target}"
+        request = _request_line(unescape(request_text))
+        if request is None:
+            return f"{SKIP_NO_REQUEST}: {_short(request_text)}"
         if status == NGINX_CLIENT_CLOSED:
             latency = None
         if arrival and latency is not None:
@@ -490,6 +634,7 @@ class _Collector:
         self.lines = self.malformed = self.skipped = self.no_latency = self.unmatched = 0
         self.malformed_examples: list[str] = []
         self.skipped_examples: list[str] = []
+        self.skipped_reasons: dict[str, int] = {}  # reason (a skip message's part before ": ") → lines
         self.unmatched_examples: list[str] = []
         self.index: dict[tuple[str, str], int] = {}  # (method, route) → endpoint number
         self.resources: list[str | None] = []
@@ -511,6 +656,8 @@ class _Collector:
 
     def skip(self, where: str, why: str) -> None:
         self.skipped += 1
+        reason = why.split(": ", 1)[0]
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
         if len(self.skipped_examples) < MAX_EXAMPLES:
             self.skipped_examples.append(f"{where}: {why}")
 
@@ -680,6 +827,17 @@ def _check_options(fmt: str, max_malformed_share: float, pool_limit: int) -> Non
         raise BadInput(f"pool_limit: {pool_limit} is not a positive number")
 
 
+def _log_format(fmt: str, log_format: str | None, latency_field: str | None) -> LogFormat | None:
+    """The compiled ``--log-format`` (None without one); BadInput for options that do not go together."""
+    if log_format is None:
+        if latency_field is not None:
+            raise BadInput("--latency-field applies with --log-format (the built-in format reads --timing-field N)")
+        return None
+    if fmt != "nginx":
+        raise BadInput(f"--log-format applies to --format nginx, not {fmt}")
+    return compile_log_format(log_format, latency_field)
+
+
 def _describe(fmt: str, files: list[Path]) -> str:
     more = f" and {len(files) - 1} more" if len(files) > 1 else ""
     return f"{_FORMAT_NAMES[fmt]} access logs: {files[0].name}{more}"
@@ -764,6 +922,8 @@ def read_access_logs(
     pool_limit: int = DEFAULT_POOL_LIMIT,
     window: Window | None = None,
     window_slack_s: float = WINDOW_SLACK_S,
+    log_format: str | None = None,
+    latency_field: str | None = None,
 ) -> AccessLogResult:
     """Read access log files (plain or gzip) of format ``fmt`` (``alb`` | ``nginx``) into a baseline.
 
@@ -777,6 +937,10 @@ def read_access_logs(
     SERVER, source ACCESS_LOG; see the module docstring for arrival times, latency, errors, skipped lines and
     the timeline. BadInput also when a file is missing or broken, or when no line holds a request (in the
     window, when one is given).
+
+    ``log_format`` (nginx only): the format string, the whole ``log_format`` directive, or ``combined``
+    (:func:`parity.sources.nginx_format.compile_log_format`); lines must then match it exactly, and
+    ``latency_field`` names the latency variable (default ``request_time``; ``timing_field`` is not used).
     """
     _check_options(fmt, max_malformed_share, pool_limit)
     if not (window_slack_s >= 0 and math.isfinite(window_slack_s)):
@@ -785,7 +949,11 @@ def read_access_logs(
     if not files:
         raise BadInput("no access log files given")
     arrival = window is not None
-    parse = _alb_parser(arrival) if fmt == "alb" else _nginx_parser(timing_field, arrival)
+    compiled = _log_format(fmt, log_format, latency_field)
+    if compiled is not None:
+        parse = _log_format_parser(compiled, arrival)
+    else:
+        parse = _alb_parser(arrival) if fmt == "alb" else _nginx_parser(timing_field, arrival)
     keep = None
     if window is not None:
         keep = (window.start.timestamp() - window_slack_s, window.end.timestamp() + window_slack_s)
@@ -810,7 +978,9 @@ def read_access_logs(
         )
     labels = {"format": fmt, "files": str(len(files)), "lines": str(collector.lines)}
     labels |= {"malformed": str(collector.malformed), "skipped": str(collector.skipped)}
-    if fmt == "nginx":
+    if compiled is not None:
+        labels |= {"log_format": compiled.text, "latency_field": compiled.latency_variable or "-"}
+    elif fmt == "nginx":
         labels["timing_field"] = str(timing_field)
     if collector.query_dropped:
         dropped = sorted(collector.query_dropped.items())
@@ -824,6 +994,7 @@ def read_access_logs(
         malformed_examples=tuple(collector.malformed_examples),
         skipped=collector.skipped,
         skipped_examples=tuple(collector.skipped_examples),
+        skipped_reasons=tuple(sorted(collector.skipped_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         no_latency=collector.no_latency,
         unmatched=collector.unmatched,
         unmatched_examples=tuple(collector.unmatched_examples),
