@@ -45,7 +45,7 @@ from parity.history.command import add_history_parser
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
-from parity.replay.plan import build_plan
+from parity.replay.plan import UNFILLABLE_VALUE, build_plan
 from parity.replay.shapes import ShapeKind, ShapeSettings
 from parity.report.context import RunMeta
 from parity.report.terminal import calibration_summary, terminal_summary
@@ -247,6 +247,15 @@ def _print_unreplayable(m: Measurement) -> None:
         print(f"  not replayable: {skipped.endpoint.key} ({skipped.share:.1%} of traffic): {skipped.reason}")
     if plan.skipped:
         print(f"  replay would not send {plan.skipped_share:.1%} of this baseline's traffic")
+    if dropped := m.labels.get("query_values_dropped"):
+        print(f"  query-string values left out of the pools (never stored): {dropped}")
+    for planned in plan.endpoints:
+        if planned.unfillable:
+            print(
+                f"  unfillable query parameter(s) of {planned.endpoint.key}: {', '.join(planned.unfillable)} "
+                f"(every logged value was left out: a replay sends {UNFILLABLE_VALUE!r}; add values to the endpoint's "
+                "request params in the baseline to send real ones)"
+            )
 
 
 def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:

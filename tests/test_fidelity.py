@@ -26,7 +26,7 @@ from parity.replay.schedule import encode_query_text, iter_arrivals
 from parity.report.ci import summary_md
 from parity.report.context import RunMeta, build_context, without_body
 from parity.sources.access_log import private_value, query_text, read_access_logs
-from tests.conftest import ROOT, lognormal_side, run_replay
+from tests.conftest import ROOT, lognormal_side, run_parity, run_replay
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -122,6 +122,11 @@ def test_secret_and_email_values_are_dropped_counted_and_unfillable_params_repor
     urls = {a.url for a in iter_arrivals(plan, 600.0, rate_scale=1.0, seed=3) if a.name == "/api/reset"}
     assert urls
     assert all(u.startswith(f"/api/reset?token={UNFILLABLE_VALUE}&step=") for u in urls)
+    done = run_parity("baseline", "from-logs", "--format", "nginx", str(tmp_path / "a.log"), "-o", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert "query-string values left out of the pools (never stored): 1 e-mail, 2 secret-like" in done.stdout
+    assert "unfillable query parameter(s) of GET /api/reset: token" in done.stdout
+    assert "GET /api/invite" not in done.stdout  # its e-mail pool still holds 'bob'
 
 
 @pytest.mark.parametrize(
