@@ -89,6 +89,8 @@ def test_an_endpoint_never_seen_with_a_query_has_no_shapes(tmp_path: Path) -> No
         ("key", "k", "secret-like"),
         ("monkey", "banana", None),
         ("session_id", "s", "secret-like"),
+        ("code_verifier", "abc.def~ghi", "secret-like"),  # PKCE verifier: short, with `.`/`~` (not base64-like)
+        ("oauth_verifier", "x1", "secret-like"),
         ("h", "d41d8cd98f00b204e9800998ecf8427e", "secret-like"),  # 32 hex digits
         ("t", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl", "secret-like"),
         ("t", "Zm9vYmFyQmF6UXV4MTIzNDU2Nzg5MGFiY2RlZg", "secret-like"),

@@ -280,6 +280,19 @@ def test_lines_must_match_the_log_format(tmp_path: Path) -> None:
     assert result.malformed_examples[0].endswith("a.log:2: does not match log_format upstream_time")
 
 
+def test_upstream_header_values_are_free_text(tmp_path: Path) -> None:
+    """$upstream_http_NAME (and _cookie_, _trailer_) hold a header's text, not nginx's list of numbers: a
+    Content-Type with a space or a Set-Cookie with `; ` must not make the line malformed."""
+    fmt = '[$time_local] "$request" $status "$upstream_http_content_type" "$upstream_cookie_sid" rt=$request_time'
+    lines = [
+        '[25/Nov/2026:18:00:05 +0900] "GET /a HTTP/1.1" 200 "application/json" "-" rt=0.010',
+        '[25/Nov/2026:18:00:05 +0900] "GET /b HTTP/1.1" 200 "text/html; charset=utf-8" "x, y : z" rt=0.020',
+    ]
+    result = read_access_logs(_write(tmp_path / "h.log", lines), "nginx", log_format=fmt, max_malformed_share=1)
+    assert result.malformed == 0, result.malformed_examples
+    assert {k: s.count for k, s in result.measurement.by_key().items()} == {"GET /a": 1, "GET /b": 1}
+
+
 # --- refusals ------------------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,9 @@ the literal text between variables must be there as written. What a variable's v
 
 - known shapes: ``$time_local``, ``$time_iso8601``, ``$msec``, ``$status``, ``$request_time``, byte counts,
   and every ``$upstream_*`` variable as nginx's list (``0.010, 0.020 : 0.030``: ``, `` between the servers
-  of one upstream group, `` : `` between groups);
+  of one upstream group, `` : `` between groups) — except the upstream's header values
+  (``$upstream_http_NAME``, ``$upstream_cookie_NAME``, ``$upstream_trailer_NAME``), which are free text like
+  any other value below;
 - a quoted value (``"$http_user_agent"``) runs to the closing quote: nginx escapes ``"`` inside values
   (``\\xHH`` by default, ``\\"`` with ``escape=json``; with ``escape=none`` the value may hold quotes and is
   matched lazily);
@@ -48,6 +50,8 @@ _OPTION = "--log-format"
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 _SECONDS = r"\d+\.\d+"
 _UPSTREAM_LIST = r"[^\s,]+(?:(?:, | : )[^\s,]+)*"
+#: ``$upstream_*`` variables that hold a header's text (``text/html; charset=utf-8``), not a list of numbers.
+_UPSTREAM_HEADERS = ("upstream_http_", "upstream_cookie_", "upstream_trailer_")
 _SHAPES = {
     "time_local": r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}",
     "time_iso8601": r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)",
@@ -200,7 +204,7 @@ def _value_pattern(variable: str, before: str, after: str, last: bool, escape: s
     quoted = before.endswith('"') and after.startswith('"')
     if variable in _SHAPES:
         shape = _SHAPES[variable]
-    elif variable.startswith("upstream_"):
+    elif variable.startswith("upstream_") and not variable.startswith(_UPSTREAM_HEADERS):
         shape = _UPSTREAM_LIST
     elif variable == "request" and not quoted:
         shape = r"[^ ]+ [^ ]+(?: [^ ]+)?"  # METHOD TARGET [VERSION], unquoted
