@@ -88,6 +88,9 @@ def test_an_endpoint_never_seen_with_a_query_has_no_shapes(tmp_path: Path) -> No
         ("api_key", "k", "secret-like"),
         ("key", "k", "secret-like"),
         ("monkey", "banana", None),
+        ("footprint", "small", None),  # "otp" only as a whole word
+        ("otp", "123456", "secret-like"),
+        ("mfa_otp", "123456", "secret-like"),
         ("session_id", "s", "secret-like"),
         ("code_verifier", "abc.def~ghi", "secret-like"),  # PKCE verifier: short, with `.`/`~` (not base64-like)
         ("oauth_verifier", "x1", "secret-like"),

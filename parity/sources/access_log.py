@@ -172,11 +172,12 @@ NGINX_CLIENT_CLOSED = 499
 MAX_QUERY_SHAPES = 100
 #: A query parameter whose name contains one of these (lower case) has its values left out of the pools.
 SECRET_NAME_WORDS = ("token", "secret", "password", "passwd", "signature", "apikey", "api_key", "access_key",
-                     "private_key", "credential", "jwt", "otp", "nonce", "verifier")  # fmt: skip
-#: ... or whose name has one of these as a whole word (``key``, ``sig``, ``X-Amz-Signature``; not ``monkey``).
+                     "private_key", "credential", "jwt", "nonce", "verifier")  # fmt: skip
+#: ... or whose name has one of these as a whole word (``key``, ``sig``, ``X-Amz-Signature``, ``otp``; not ``monkey``
+#: or ``footprint``).
 #: Words are runs of letters and digits, so an entry here must be one (``code_verifier`` would never match: the
 #: PKCE ``code_verifier`` and OAuth 1 ``oauth_verifier`` are caught by ``verifier`` above).
-SECRET_NAME_PARTS = frozenset({"key", "sig", "auth", "session", "sid", "pwd"})
+SECRET_NAME_PARTS = frozenset({"key", "sig", "auth", "session", "sid", "pwd", "otp"})
 #: A value of at least this many hex digits, or of base64-like characters mixing upper, lower case and digits,
 #: looks like a secret (a digest, a signature, a token).
 SECRET_VALUE_CHARS = 32
