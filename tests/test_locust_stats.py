@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,17 @@ from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import MetricResult
 from parity.judge.stats import Outcome, Tolerance, decide, latency_evidence
-from parity.model import LatencyDistribution, LatencySummary, Measurement, SourceKind
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    LatencyDistribution,
+    LatencyKind,
+    LatencySummary,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+)
 from parity.sketch import LatencySketch
 from parity.sources import LOCUST_CSV_COLUMNS, load_measurement
 from tests.conftest import ROOT, run_parity
@@ -112,6 +123,7 @@ def test_rounding_alone_never_decides_a_summary_percentile(tmp_path: Path) -> No
     p95 = _p95(base, load_measurement(slower))
     assert p95.verdict.value == "inconclusive"
     assert "rounding decides it" in p95.reason
+    assert p95.needs is None  # more requests would not resolve the rounding
     much = tmp_path / "much_stats.csv"
     much.write_text(text.replace(",190,210,260,300,", ",190,420,260,300,"))  # ×2: no rounding hides that
     assert _p95(base, load_measurement(much)).verdict.value == "fail"
@@ -158,6 +170,22 @@ def test_rounded_locust_percentile_against_a_sketch(
         evidence = latency_evidence(sketch, summary, counts)["p95_ms"]
     decision = decide(evidence, Tolerance(0.05, 2.0), evidence.p_value)
     assert decision.outcome is expected, decision.reason
+    if expected is Outcome.INCONCLUSIVE:  # through compare: no "N requests would decide" (was 5001 for 106.4)
+        latencies: tuple[LatencySummary | LatencyDistribution, ...] = (
+            (summary, sketch) if sketch_is_candidate else (sketch, summary)
+        )
+        window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 10, tzinfo=UTC))
+        sides = [
+            Measurement(
+                source=Source(SourceKind.LOCUST_CSV),
+                window=window,
+                endpoints=(EndpointStats(Endpoint("GET", "/api/items"), n, 0, latency),),
+                latency_kind=LatencyKind.SERVICE_TIME,
+            )
+            for n, latency in zip(counts, latencies, strict=True)
+        ]
+        p95 = _p95(*sides)
+        assert (p95.verdict.value, p95.needs) == ("inconclusive", None), p95.reason
 
 
 def _log(rows: list[str]) -> str:
