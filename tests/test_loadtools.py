@@ -181,6 +181,24 @@ def test_jmeter_jtl_requests_errors_and_no_response(name: str) -> None:
         assert (orders.count, orders.errors, by["/"].count) == (1, 1, 1)
 
 
+def test_jmeter_xml_transaction_controller_sample_is_not_a_request(tmp_path: Path) -> None:
+    """A Transaction Controller without "Generate parent sample" writes its own <sample> next to its requests'
+    (rm "Number of samples in transaction : 2, ..."): it is skipped, as its CSV line is (it was counted as a
+    request "Browse users" of 50 ms)."""
+    jtl = tmp_path / "tc.xml"
+    jtl.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<testResults version="1.2">\n'
+        '<httpSample t="20" ts="1772445600000" s="true" lb="GET /api/users/17" rc="200" rm="OK" tn="TG 1-1"/>\n'
+        '<httpSample t="30" ts="1772445600020" s="true" lb="GET /api/users/18" rc="200" rm="OK" tn="TG 1-1"/>\n'
+        '<sample t="50" it="0" ts="1772445600000" s="true" lb="Browse users" rc="200" '
+        'rm="Number of samples in transaction : 2, number of failing samples : 0" tn="TG 1-1" dt="" by="0"/>\n'
+        "</testResults>\n"
+    )
+    m = load_measurement(jtl)
+    assert {k: e.count for k, e in m.by_key().items()} == {"GET /api/users/{id}": 2}
+    assert "1 Transaction Controller sample(s) skipped" in m.source.description
+
+
 def test_jmeter_csv_other_delimiter_and_field_set(tmp_path: Path) -> None:
     jtl = tmp_path / "semi.jtl"
     jtl.write_text("timeStamp;elapsed;label;success\n1772445600000;12;GET /a;true\n1772445601000;14;GET /a;false\n")

@@ -13,8 +13,10 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parity import measurement_json
@@ -23,7 +25,19 @@ from parity.errors import BadInput
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import MetricResult
-from parity.model import LatencySummary, Measurement, SourceKind
+from parity.judge.stats import Outcome, Tolerance, decide, latency_evidence
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    LatencyDistribution,
+    LatencyKind,
+    LatencySummary,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+)
+from parity.sketch import LatencySketch
 from parity.sources import LOCUST_CSV_COLUMNS, load_measurement
 from tests.conftest import ROOT, run_parity
 
@@ -109,6 +123,7 @@ def test_rounding_alone_never_decides_a_summary_percentile(tmp_path: Path) -> No
     p95 = _p95(base, load_measurement(slower))
     assert p95.verdict.value == "inconclusive"
     assert "rounding decides it" in p95.reason
+    assert p95.needs is None  # more requests would not resolve the rounding
     much = tmp_path / "much_stats.csv"
     much.write_text(text.replace(",190,210,260,300,", ",190,420,260,300,"))  # ×2: no rounding hides that
     assert _p95(base, load_measurement(much)).verdict.value == "fail"
@@ -116,6 +131,61 @@ def test_rounding_alone_never_decides_a_summary_percentile(tmp_path: Path) -> No
     same.write_text(text.replace("GET,/api/items,200,10,", "GET,/api/items,200,9,"))
     same.write_text(same.read_text().replace(",Aggregated,250,10,", ",Aggregated,250,9,"))
     assert _p95(base, load_measurement(same)).verdict.value == "pass"
+
+
+def _sketch_p95(p95_ms: float, n: int = 5000) -> LatencyDistribution:
+    """``n`` requests whose p95 is ``p95_ms`` (95% spread evenly from 20 ms up to it, 5% above it)."""
+    sketch = LatencySketch()
+    sketch.add_many(
+        np.concatenate([np.linspace(20.0, p95_ms, round(n * 0.95)), np.linspace(p95_ms, p95_ms * 1.2, n // 20)])
+    )
+    return LatencyDistribution(sketch)
+
+
+@pytest.mark.parametrize(
+    ("reported", "sketch_p95", "sketch_is_candidate", "expected"),
+    [
+        # Locust reports 100 for a p95 anywhere in 99.5-105: a candidate at 106.4 may be 1% slower (was WORSE)
+        (100.0, 106.4, True, Outcome.INCONCLUSIVE),
+        # 110 stands for 105-115: a candidate at 115 may be 9.5% slower (was SAME: a pass)
+        (110.0, 115.0, True, Outcome.INCONCLUSIVE),
+        (100.0, 130.0, True, Outcome.WORSE),  # beyond any value the rounding allows
+        (100.0, 100.0, True, Outcome.INCONCLUSIVE),  # 95-105 vs 100: the rounding spans the 5% tolerance
+        (150.0, 150.0, True, Outcome.SAME),  # 145-155 vs 150: within 5% whatever the true value
+        # the other way round: a request-level baseline at 100, Locust stats candidate 110 (105-115; was WORSE)
+        (110.0, 100.0, False, Outcome.INCONCLUSIVE),
+    ],
+)
+def test_rounded_locust_percentile_against_a_sketch(
+    reported: float, sketch_p95: float, sketch_is_candidate: bool, expected: Outcome
+) -> None:
+    """A Locust stats p95 (rounded to 2 digits) judged against request-level data: the rounding range, not the
+    rounded figure, decides; the p95 tolerance is the policy's default (+5% and 2 ms)."""
+    summary = LatencySummary(avg_ms=60.0, max_ms=300.0, p95_ms=reported, quantile_digits=2)
+    sketch = _sketch_p95(sketch_p95)
+    counts = (100_000, 5000) if sketch_is_candidate else (5000, 100_000)
+    if sketch_is_candidate:
+        evidence = latency_evidence(summary, sketch, counts)["p95_ms"]
+    else:
+        evidence = latency_evidence(sketch, summary, counts)["p95_ms"]
+    decision = decide(evidence, Tolerance(0.05, 2.0), evidence.p_value)
+    assert decision.outcome is expected, decision.reason
+    if expected is Outcome.INCONCLUSIVE:  # through compare: no "N requests would decide" (was 5001 for 106.4)
+        latencies: tuple[LatencySummary | LatencyDistribution, ...] = (
+            (summary, sketch) if sketch_is_candidate else (sketch, summary)
+        )
+        window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 10, tzinfo=UTC))
+        sides = [
+            Measurement(
+                source=Source(SourceKind.LOCUST_CSV),
+                window=window,
+                endpoints=(EndpointStats(Endpoint("GET", "/api/items"), n, 0, latency),),
+                latency_kind=LatencyKind.SERVICE_TIME,
+            )
+            for n, latency in zip(counts, latencies, strict=True)
+        ]
+        p95 = _p95(*sides)
+        assert (p95.verdict.value, p95.needs) == ("inconclusive", None), p95.reason
 
 
 def _log(rows: list[str]) -> str:

@@ -239,6 +239,8 @@ def _needs(d: Decision, verdict: Verdict, too_few: str | None, floor: int) -> in
     not (it only lacks requests to pass on its point estimate): the minimum to pass (``floor``)."""
     if verdict is not Verdict.INCONCLUSIVE:
         return None
+    if d.outcome is Outcome.INCONCLUSIVE and "baseline_lo" in d.evidence.details:
+        return None  # the sides' rounding (Locust's stats) left it open: no number of requests decides it
     e, family = d.evidence, max(d.family_size, 1)
     have = min(e.samples) if e.samples else 0
     if stats.looks_worse(e, d.tolerance):

@@ -917,6 +917,7 @@ def quantile_vs_reference(
     *,
     sketch_is_candidate: bool,
     reference_count: int,
+    reference_bounds: tuple[float, float] | None = None,
 ) -> Evidence:
     """One side has a sketch, the other only an APM figure for the ``q``-quantile: an approximate test.
 
@@ -926,13 +927,17 @@ def quantile_vs_reference(
     ``Binomial(n, 1 − q)``; baseline sketch: requests certainly below ``ref / (1 + acc)`` vs
     ``Binomial(n, q)``). The interval carries only the sketch side's order-statistic error. The p-value
     does not cover the load or time differences of a before/after comparison: said so in the reason.
-    Otherwise falls back to :func:`summary_change` (untested).
+    Otherwise falls back to :func:`summary_change` (untested). ``reference_bounds``: the (lo, hi) ms range a
+    *rounded* figure stands for (``LatencySummary.quantile_bounds``, Locust's stats): the threshold then lies
+    beyond the whole range, and the range goes into ``details`` so that :func:`decide` judges only what every
+    value in it would decide.
     """
     b = _bins(sketch)
     value, se = _quantile_se(b, q) if b.n else (None, math.inf)
     base, cand, samples = _oriented(value, round(b.n), reference_ms, reference_count, sketch_is_candidate)
     label = f"p{q * 100:g}"
     side = "candidate" if sketch_is_candidate else "baseline"
+    rounding = (reference_bounds, None) if sketch_is_candidate else (None, reference_bounds)
     if reference_ms is None or value is None:
         return summary_change(base, cand, samples, what=label)
     if b.n < MIN_SAMPLES:
@@ -944,15 +949,17 @@ def quantile_vs_reference(
             samples=samples,
         )
     if not _reference_ok(b.n, reference_count) or reference_ms <= 0:
-        return summary_change(base, cand, samples, what=label)
+        return summary_change(base, cand, samples, what=label, bounds=rounding)
     n = round(b.n)
     log_lo, log_hi = b.log_hi - b.log_gamma, b.log_hi
+    ref_lo, ref_hi = reference_bounds or (reference_ms, reference_ms)
     if sketch_is_candidate:
-        threshold = reference_ms * (1 + SUMMARY_RELATIVE_ACCURACY)
+        threshold = max(reference_ms * (1 + SUMMARY_RELATIVE_ACCURACY), ref_hi)
         x = round(float(b.counts[log_lo >= math.log(threshold)].sum()))
         p_share = 1.0 - q
     else:
-        threshold = reference_ms / (1 + SUMMARY_RELATIVE_ACCURACY)
+        threshold = min(reference_ms / (1 + SUMMARY_RELATIVE_ACCURACY), ref_lo)
+        threshold = threshold if threshold > 0 else reference_ms / (1 + SUMMARY_RELATIVE_ACCURACY)
         x = round(float(b.counts[log_hi <= math.log(threshold)].sum()) + b.zero)
         p_share = q
     p = 1.0 if x <= 0 else _p(float(special.bdtrc(x - 1, n, p_share)))  # P(X ≥ x), X ~ Binomial(n, p_share)
@@ -978,7 +985,8 @@ def quantile_vs_reference(
         samples=samples,
         reason=reason,
         min_p=_p(p_share**n),
-        details={"threshold_ms": threshold, "count": float(x)},
+        details={"threshold_ms": threshold, "count": float(x)}
+        | (_rounding_details(base, cand, rounding) if base is not None and cand is not None else {}),
     )
 
 
@@ -1100,7 +1108,12 @@ def latency_evidence(
     }
     for m, q in LATENCY_QUANTILES.items():
         out[m] = quantile_vs_reference(
-            dist.sketch, summary.quantile(q), q, sketch_is_candidate=sketch_is_candidate, reference_count=ref_count
+            dist.sketch,
+            summary.quantile(q),
+            q,
+            sketch_is_candidate=sketch_is_candidate,
+            reference_count=ref_count,
+            reference_bounds=summary.quantile_bounds(q),
         )
     mx = dist.maximum
     maxima = (summary.max_ms, mx) if sketch_is_candidate else (mx, summary.max_ms)
@@ -1411,21 +1424,21 @@ def decide(
             stats += f" (these counts cannot reach α = {alpha:g}: left out of the adjustment)"
         elif adjusted_p is not None:
             stats += f", Holm-adjusted over {family_size} tests {_fmt_p(adjusted_p)} (α = {alpha:g})"
+    if "baseline_lo" in e.details:  # rounded figures (tested or not): decide only what every value they stand for does
+        d = e.details
+        surely_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
+        maybe_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
+        if e.direction is Direction.HIGHER_IS_BETTER:
+            surely_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
+            maybe_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
+        if worse != surely_worse or worse != maybe_worse:
+            return out(
+                Outcome.INCONCLUSIVE,
+                f"{label}: not judged, the sides' rounding decides it ({figures}, rounded: the baseline is "
+                f"{d['baseline_lo']:g}-{d['baseline_hi']:g}, the candidate {d['candidate_lo']:g}-"
+                f"{d['candidate_hi']:g}; tolerance {bounds})",
+            )
     if e.status is Status.UNTESTED:
-        if "baseline_lo" in e.details:  # rounded figures: decide only what every value they stand for decides
-            d = e.details
-            surely_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
-            maybe_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
-            if e.direction is Direction.HIGHER_IS_BETTER:
-                surely_worse, _ = _beyond(d["baseline_lo"], d["candidate_hi"], e.direction, tolerance)
-                maybe_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)
-            if worse != surely_worse or worse != maybe_worse:
-                return out(
-                    Outcome.INCONCLUSIVE,
-                    f"{label}: not judged, the sides' rounding decides it ({figures}, rounded: the baseline is "
-                    f"{d['baseline_lo']:g}-{d['baseline_hi']:g}, the candidate {d['candidate_lo']:g}-"
-                    f"{d['candidate_hi']:g}; tolerance {bounds})",
-                )
         if worse:
             return out(Outcome.UNTESTED, f"{label} worse beyond {bounds}, untested: {stats}")
         return out(Outcome.SAME, f"{label} within {bounds} or better (untested): {figures}")

@@ -20,8 +20,9 @@ assertion). A response code ``Non HTTP response code: java.net.ConnectException`
 no response: an error with no latency. Endpoint = the label: ``GET /api/users/42`` gives method and templated route,
 a URL or path label its templated route, any other label (``Login``) stays as it is. A CSV line a Transaction
 Controller wrote for its transaction (``responseMessage`` "Number of samples in transaction : ...") is skipped
-(its requests are on their own lines) and counted in the source description. JMeter thread groups are closed
-loop (see ``SourceKind.closed_loop``). Times must lie between 1970 and 2100, elapsed between 0 and
+(its requests are on their own lines) and counted in the source description; so is an XML ``<sample>`` directly
+under ``testResults`` whose ``rm`` says the same (the same Transaction Controller, XML format). JMeter thread
+groups are closed loop (see ``SourceKind.closed_loop``). Times must lie between 1970 and 2100, elapsed between 0 and
 ``parity.bounds.MAX_LATENCY_MS``.
 """
 
@@ -184,14 +185,17 @@ def read_jtl_xml(path: str | Path) -> Measurement:
     p = Path(path)
     parser = expat.ParserCreate()
     depth = 0
+    skipped = 0
     rows: dict[str, list[Any]] = {"t": [], "ts": [], "s": [], "rc": [], "lb": [], "line": []}
 
     def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal depth
+        nonlocal depth, skipped
         depth += 1
         if depth == 1 and name != "testResults":
             raise _Refused(f"root element <{name}>, expected <testResults> (JMeter JTL XML)")
-        if depth == 2 and name in _SAMPLE_TAGS:
+        if depth == 2 and name in _SAMPLE_TAGS and attrs.get("rm", "").startswith(TRANSACTION_MESSAGE):
+            skipped += 1  # a Transaction Controller's own sample: its requests are samples of their own
+        elif depth == 2 and name in _SAMPLE_TAGS:
             missing = [a for a in ("t", "ts", "s", "lb") if a not in attrs]
             if missing:
                 raise _Refused(
@@ -223,6 +227,7 @@ def read_jtl_xml(path: str | Path) -> Measurement:
     if not rows["line"]:
         raise BadInput(f"{p}: JMeter JTL XML without samples")
     codes = rows["rc"]
+    note = f"; {skipped} Transaction Controller sample(s) skipped" if skipped else ""
     return _columns(
         p,
         ts=rows["ts"],
@@ -231,6 +236,8 @@ def read_jtl_xml(path: str | Path) -> Measurement:
         codes=["" if c is None else c for c in codes],
         labels=rows["lb"],
         lines=np.asarray(rows["line"], dtype=np.int64),
-        description=f"JMeter JTL XML {p.name} (request level, closed-loop thread groups; nested samples not counted)",
+        description=(
+            f"JMeter JTL XML {p.name} (request level, closed-loop thread groups; nested samples not counted{note})"
+        ),
         fmt="jmeter-xml",
     )

@@ -19,9 +19,9 @@ endpoint: it is used only to check that the file is whole (its count is the endp
 above (``locust.stats.bucket_response_time``) and reports as a percentile the bucket of the ⌊n·q⌋+1-th smallest
 request (``calculate_response_time_percentile``): a reported 150 ms p95 is anything in [145, 155] ms, up to ±5%
 (±0.5 ms below 100 ms). The summaries carry it (``LatencySummary.quantile_digits = 2``) and the judge does not
-decide a summary-to-summary percentile that the rounding alone could move across its tolerance (inconclusive
-instead). ``avg_ms`` and ``max_ms`` are exact. A locustfile that replaces ``bucket_response_time`` is not
-visible in the file.
+decide a percentile that the rounding alone could move across its tolerance (inconclusive instead), whether the
+other side is a summary or request-level data. ``avg_ms`` and ``max_ms`` are exact. A locustfile that replaces
+``bucket_response_time`` is not visible in the file.
 
 **Window.** ``Requests/s`` is ``Request Count / (last request − stats start)`` (``StatsEntry.total_rps``, the same
 denominator on every row), so the run time is ``count / Requests/s`` of the Aggregated row: the window's
