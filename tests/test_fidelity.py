@@ -19,6 +19,7 @@ from parity import measurement_json
 from parity.errors import BadInput
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
+from parity.judge.result import Verdict
 from parity.model import LABEL_WITHOUT_BODY, Endpoint, QueryShape, RequestTemplate
 from parity.replay.bodies import body_file_name, check_body_placeholders, load_bodies
 from parity.replay.plan import UNFILLABLE_VALUE, build_plan
@@ -237,6 +238,29 @@ def test_reports_flag_endpoints_replayed_without_their_body() -> None:
     assert "**Replayed without their request body (1):**" in text
     assert f"- POST /b: **{verdict}** (sent without its body)" in text
     assert "without their request body" not in summary_md(result, meta)
+
+
+def test_endpoints_sent_without_their_body_are_never_passed_nor_failed() -> None:
+    # The candidate's empty POST is answered 10x faster (a fast 4xx); its empty PUT with 5xx errors. Judged as
+    # they were, the first passed (false PASS) and the second failed (false FAIL): neither is parity.
+    base = lognormal_side({"GET /a": 20.0, "POST /b": 30.0, "PUT /c": 30.0}, seed=1)
+    cand = lognormal_side({"GET /a": 20.0, "POST /b": 3.0, "PUT /c": 30.0}, seed=2, errors={"PUT /c": 400})
+    unflagged = {e.endpoint.key: e.verdict for e in compare(base, cand, Policy()).endpoints}
+    assert (unflagged["POST /b"], unflagged["PUT /c"]) == (Verdict.PASS, Verdict.FAIL)
+    flagged = replace(cand, labels={LABEL_WITHOUT_BODY: json.dumps(["POST /b", "PUT /c"])})
+    result = compare(base, flagged, Policy())
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+    for key in ("POST /b", "PUT /c"):
+        assert by_key[key].verdict is Verdict.INCONCLUSIVE
+        assert "without its request body" in by_key[key].reasons[0]
+        assert not by_key[key].looks_worse
+        assert all(m.statistics is None for m in by_key[key].metrics)  # kept out of the run's tests
+    assert by_key["GET /a"].verdict is Verdict.PASS
+    assert result.verdict is Verdict.INCONCLUSIVE  # 2/3 of the traffic not judged
+    # the baseline side's label counts too (a replay used as the baseline)
+    assert {e.endpoint.key: e.verdict for e in compare(flagged, base, Policy()).endpoints}["POST /b"] is (
+        Verdict.INCONCLUSIVE
+    )
 
 
 # --- end to end: a real replay against a recording target --------------------------------------------------

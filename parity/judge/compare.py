@@ -49,6 +49,11 @@ fail — a significant regression beyond tolerance in what *was* recorded is rea
 recorded data. Throughput of a partial side is shown, not judged (its window covers only part of its schedule),
 unless both sides are a concurrent A/B pair, which stopped together under the same offered load.
 
+**Requests sent without their body are not parity.** An endpoint a replay sent without its request body (listed
+in either side's ``LABEL_WITHOUT_BODY``: ``--allow-empty-bodies``) is inconclusive with that reason, whatever its
+figures: a server answers an empty POST with a fast 4xx or a 5xx, so a pass there would be false and so would a
+fail. Its metrics stay out of the run's tests and never "look worse"; its traffic counts as not judged.
+
 Generator health: when a replay's load generator was CPU-saturated in more than
 ``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
 measured, so no latency metric is judged (they become inconclusive with that reason; errors and
@@ -62,7 +67,7 @@ from dataclasses import dataclass
 
 from parity.judge import stats
 from parity.judge.bottlenecks import rank_bottlenecks, saturation_knees
-from parity.judge.completeness import partial_reasons
+from parity.judge.completeness import partial_reasons, without_body
 from parity.judge.policy import METRICS, EndpointPolicy, FailOn, Gate, LatencyBasis, MetricSpec, Policy
 from parity.judge.result import (
     Change,
@@ -96,6 +101,11 @@ _LATENCY_METRICS = frozenset(m.name for m in METRICS if m.unit == "ms")
 _FEW_REQUESTS = "too few requests to pass"
 #: ``latency_basis`` of endpoints judged on latency from the planned send time.
 INTENDED = "intended"
+#: Why an endpoint a replay sent without its request body (``LABEL_WITHOUT_BODY``) is not judged.
+_WITHOUT_BODY = (
+    "replayed without its request body (--allow-empty-bodies): its requests are not the baseline's, so their "
+    "figures are not parity — give it a body template with --bodies DIR"
+)
 
 
 def _latency_basis(base: EndpointStats, cand: EndpointStats, b: Measurement, c: Measurement, p: Policy) -> str:
@@ -141,6 +151,8 @@ class _Pending:
 
     def left_out(self, spec: MetricSpec, run: _RunContext) -> _LeftOut | None:
         """Why ``spec`` is left out of the run's tests, and whether it still counts (None: it is tested)."""
+        if self.endpoint.key in run.without_body:
+            return _LeftOut(_WITHOUT_BODY, gated=False)
         rule = self.settings.rule(spec.name)
         if rule.gate is Gate.OFF:
             return _LeftOut("reported only (gate off)", gated=False)
@@ -184,6 +196,7 @@ class _RunContext:
     saturated: tuple[str, ...]
     incomparable: Incomparability | None
     throughput_note: str
+    without_body: frozenset[str] = frozenset()  # endpoint keys a replay sent without their request body
 
 
 def _statistics(d: Decision) -> Statistics:
@@ -374,6 +387,8 @@ def _endpoint_result(p: _Pending, judged: tuple[MetricResult, ...], policy: Poli
         return result(Verdict.INCONCLUSIVE, ["not in the baseline: nothing to compare against"])
     if p.cand is None:
         return result(Verdict.INCONCLUSIVE, ["no candidate requests: endpoint was not replayed or not recorded"])
+    if p.endpoint.key in run.without_body:
+        return result(Verdict.INCONCLUSIVE, [_WITHOUT_BODY])
     gated = [m for m in judged if m.gated]
     failed = [m for m in gated if m.verdict is Verdict.FAIL]
     marginal = [m for m in gated if m.verdict is Verdict.MARGINAL]
@@ -628,6 +643,7 @@ def compare(
         saturated=saturated,
         incomparable=_comparability(baseline, candidate, names),
         throughput_note=_partial_throughput_note(partial, mode) or _throughput_note(baseline, candidate, mode),
+        without_body=without_body(baseline) | without_body(candidate),
     )
     base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
     keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]

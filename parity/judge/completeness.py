@@ -17,9 +17,11 @@ user's own rail, reported elsewhere, and do not make a side partial.
 
 from __future__ import annotations
 
-from parity.model import Measurement
+import json
 
-__all__ = ["MAX_UNSENT_SHARE", "MIN_UNSENT", "NO_WORDS", "PARTIAL_LABELS", "partial_reasons"]
+from parity.model import LABEL_WITHOUT_BODY, Measurement
+
+__all__ = ["MAX_UNSENT_SHARE", "MIN_UNSENT", "NO_WORDS", "PARTIAL_LABELS", "partial_reasons", "without_body"]
 
 #: Labels whose presence (with a value other than a "no" word) marks a side partial, and the words for each.
 PARTIAL_LABELS: dict[str, str] = {
@@ -72,3 +74,13 @@ def partial_reasons(m: Measurement) -> tuple[str, ...]:
                 f"({g.unsent / planned:.1%}) before the run ended"
             )
     return tuple(reasons)
+
+
+def without_body(m: Measurement) -> frozenset[str]:
+    """Keys of the write endpoints ``m``'s replay sent WITHOUT their request body (``LABEL_WITHOUT_BODY``, a JSON
+    array of endpoint keys); empty when the label is absent or is not such an array (a hand-edited label)."""
+    try:
+        listed = json.loads(m.labels.get(LABEL_WITHOUT_BODY, "[]"))
+    except ValueError:
+        return frozenset()
+    return frozenset(k for k in listed if isinstance(k, str)) if isinstance(listed, list) else frozenset()

@@ -15,7 +15,6 @@ The formatting helpers are shared with :mod:`parity.report.ci` so every renderer
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from parity.judge import completeness
 from parity.judge.compare import INTENDED, describe_looks_worse, format_value
 from parity.judge.policy import METRICS
 from parity.judge.result import (
@@ -41,7 +41,7 @@ from parity.judge.result import (
     Statistics,
     Verdict,
 )
-from parity.model import LABEL_WITHOUT_BODY, LatencyKind, Measurement
+from parity.model import LatencyKind, Measurement
 from parity.report.charts import CDF_GRID, rounded
 
 __all__ = [
@@ -324,15 +324,7 @@ WITHOUT_BODY_TEXT = (
 def without_body(measurements: tuple[Measurement, Measurement] | None) -> frozenset[str]:
     """Endpoint keys either Measurement's ``LABEL_WITHOUT_BODY`` lists (a JSON array of keys; a label that is not
     one is ignored); empty without the Measurements."""
-    keys: set[str] = set()
-    for m in measurements or ():
-        try:
-            listed = json.loads(m.labels.get(LABEL_WITHOUT_BODY, "[]"))
-        except ValueError:
-            continue
-        if isinstance(listed, list):
-            keys.update(k for k in listed if isinstance(k, str))
-    return frozenset(keys)
+    return frozenset().union(*(completeness.without_body(m) for m in measurements or ()))
 
 
 def oversampled_text(factors: tuple[float, float] | None) -> str | None:
