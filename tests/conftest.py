@@ -1,10 +1,15 @@
-"""Shared test helpers: made-up Measurements with known latency distributions (fixed seeds)."""
+"""Shared test helpers: made-up Measurements with known latency distributions (fixed seeds), and how many
+pytest-xdist workers a run gets (``pytest_xdist_auto_num_workers``)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +32,87 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY_LOCUSTFILE = ROOT / "loadtests" / "replay.py"
 
+#: pytest-xdist workers for a run of more than one test file (pyproject's addopts say ``-n auto``). Three on a
+#: 2-core machine: most of the suite's wall time is spent WAITING (fixed-length Locust runs, servers starting;
+#: the serial suite uses ~0.4 of one core), so three files at a time overlap well without starving the CPU.
+XDIST_WORKERS = 3
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: XDIST_WORKERS when the run names a folder or several files; 0 (an ordinary serial run, ``-s``
+    and live output as usual) when it names one file or tests of one file. An explicit ``-n N`` wins."""
+    files = set()
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        if not path.is_file():
+            return XDIST_WORKERS
+        files.add(path.resolve())
+    return XDIST_WORKERS if len(files) > 1 else 0
+
+
+def _flock(stack: ExitStack, path: Path, mode: int) -> None:
+    """Hold ``fcntl.flock(mode)`` on ``path`` until ``stack`` closes (the OS drops it if this process dies)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    stack.callback(os.close, fd)
+    fcntl.flock(fd, mode)
+    stack.callback(fcntl.flock, fd, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, None]:
+    """Under pytest-xdist, a test marked ``alone`` (it judges latency measured on this machine) runs, with its
+    fixtures, while no other test of this run does: the other workers finish the test they are in and wait.
+    Every other test runs beside any other. A readers-writer lock shared by the workers: ``gate`` (held by an
+    ``alone`` test while it waits and runs; others only pass through it, so it is never starved) and ``run``
+    (exclusive for ``alone``, shared by the rest). A run without workers takes no lock."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    shared = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]  # pytest-N/, one per run
+    alone = item.get_closest_marker("alone") is not None
+    with ExitStack() as held:
+        with ExitStack() as gate:
+            _flock(gate, shared / "alone.gate.lock", fcntl.LOCK_EX)
+            _flock(held, shared / "alone.run.lock", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            if alone:
+                held.enter_context(gate.pop_all())  # keep the gate shut until this test is done
+        yield
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def locust_master_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's environment) plus Locust's master address settings on a free loopback
+    port, for a child that runs Locust with ``--processes N``: without them its master binds port 5557 on every
+    interface, so two such runs at once (two pytest-xdist workers, or two engineers' suites on one machine)
+    collide, or one's workers join the other's master."""
+    port = str(free_port())
+    return dict(os.environ if env is None else env) | {
+        "LOCUST_MASTER_BIND_HOST": "127.0.0.1",
+        "LOCUST_MASTER_BIND_PORT": port,
+        "LOCUST_MASTER_NODE_HOST": "127.0.0.1",
+        "LOCUST_MASTER_NODE_PORT": port,
+    }
+
+
+def _uses_processes(args: tuple[str, ...]) -> bool:
+    return any(a == "--processes" or a.startswith("--processes=") for a in args)
+
 
 def run_parity(
     *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """The real ``parity`` command line in a child process."""
+    """The real ``parity`` command line in a child process (with ``--processes``: its Locust master on a free
+    loopback port, see ``locust_master_env``)."""
+    if _uses_processes(args):
+        env = locust_master_env(env)
     return subprocess.run(
         [sys.executable, "-m", "parity.cli", *args],
         capture_output=True,
@@ -44,13 +125,15 @@ def run_parity(
 
 
 def run_replay(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    """``locust -f loadtests/replay.py --headless --only-summary ARGS`` as the README shows it."""
+    """``locust -f loadtests/replay.py --headless --only-summary ARGS`` as the README shows it (with
+    ``--processes``: its master on a free loopback port, see ``locust_master_env``)."""
     return subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(REPLAY_LOCUSTFILE), "--headless", "--only-summary", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env=locust_master_env() if _uses_processes(args) else None,
         check=False,
     )
 

@@ -113,6 +113,7 @@ def counts(m: Measurement) -> dict[str, int]:
     return {e.endpoint.key: e.count for e in m.endpoints}
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_identical_targets_pass_and_the_rare_endpoint_is_oversampled(
     baseline: Path, old_a: str, old_b: str, tmp_path: Path
 ) -> None:
@@ -161,6 +162,7 @@ def test_identical_targets_pass_and_the_rare_endpoint_is_oversampled(
     assert new.generator.sent == new.total_count
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_a_planted_slowdown_fails_exactly_that_endpoint(
     baseline: Path, old_a: str, slowed: str, tmp_path: Path
 ) -> None:

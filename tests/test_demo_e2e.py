@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 PLANTED = {"POST /api/payroll/calculations", "GET /api/reports/employees.csv"}
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     # The default policy: a 45 s run sees ~100 exports and payroll calculations each, and a clear regression
@@ -54,6 +55,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert (out / "locust.log").is_file()
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: Path) -> None:
     """15 s: ~30 exports and payroll calculations per side. It used to print a green PASS with both planted
     endpoints "not judged"; now they fail (decided on few requests), or at worst the run is inconclusive."""

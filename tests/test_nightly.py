@@ -329,6 +329,7 @@ def test_candidate_apm_is_the_replays_server_side_record_and_compares_per_unit_o
 
 
 @pytest.mark.e2e
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_an_ab_night_judges_the_target_against_the_old_target(tmp_path: Path) -> None:
     """With old_target the night replays the baseline against both at once and judges new against old."""
     baseline = tmp_path / "baselines" / "demo.json"

@@ -67,6 +67,7 @@ def stalling_target() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_intended_time_latency_shows_a_stall_that_service_time_hides(stalling_target: str, tmp_path: Path) -> None:
     baseline = Measurement(
         source=Source(SourceKind.SYNTHETIC),
@@ -149,6 +150,7 @@ def test_a_refused_connection_is_an_error_for_every_request(tmp_path: Path) -> N
     assert all(e.errors == e.count for e in m.endpoints)
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_over_capacity_the_rest_of_the_schedule_is_counted_unsent(stalling_target: str, tmp_path: Path) -> None:
     baseline = Measurement(
         source=Source(SourceKind.SYNTHETIC),

@@ -49,6 +49,7 @@ def _locust(*args: str) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(REPLAY_LOCUSTFILE), *args]
 
 
+@pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_misbehaving_targets_give_errors_bounded_memory_and_every_request_accounted_for(tmp_path: Path) -> None:
     """Trickling body, headers after 10 s, endless chunked body and a redirect off the target, in one short run:
     each misbehaviour is an error within the total deadline, memory stays bounded, the redirect is the answer and

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,14 +47,28 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _sending(log: Path) -> Callable[[], bool]:
-    """True once the replay's lanes have been sending for a moment (Locust started the shape's users)."""
+def _connected(pids: list[int], url: str) -> bool:
+    """True when one of ``pids`` has a TCP connection to ``url``'s port (it is sending to the target)."""
+    port = urllib.parse.urlsplit(url).port
+    for pid in pids:
+        try:
+            if any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections(kind="tcp")):
+                return True
+        except psutil.NoSuchProcess:
+            pass
+    return False
+
+
+def _sending(log: Path, senders: list[int], url: str) -> Callable[[], bool]:
+    """True once the replay's lanes have been sending for a moment: Locust started the shape's users 2.5 s ago
+    and one of ``senders`` (its worker processes, or the replay process itself) is connected to the target. On
+    a busy machine a lane can take longer than that to start its first user: the connection is the evidence."""
     started: list[float] = []
 
     def check() -> bool:
         if not started and "Shape test updating" in log.read_text("utf-8", errors="replace"):
             started.append(time.monotonic())
-        return bool(started) and time.monotonic() - started[0] > 2.5
+        return bool(started) and time.monotonic() - started[0] > 2.5 and _connected(senders, url)
 
     return check
 
@@ -117,7 +132,7 @@ def test_sigint_to_a_replay_started_with_sigint_ignored_writes_a_partial_measure
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509 - no threads here
         )  # fmt: skip
         try:
-            _wait(_sending(log), 60, "the replay started sending")
+            _wait(_sending(log, [proc.pid], server), 60, "the replay started sending")
             proc.send_signal(signal.SIGINT)
             code = proc.wait(timeout=30)
         finally:
@@ -153,7 +168,7 @@ def test_sigterm_and_kills_with_two_worker_processes(server: str, tmp_path: Path
             )  # fmt: skip
         workers[name] = _children(procs[name], 2)
         pids.extend(workers[name])
-        _wait(_sending(log), 60, f"{name}: the replay started sending")
+        _wait(_sending(log, workers[name], server), 60, f"{name}: the replay started sending")
 
     try:
         start("lost")  # first: its master needs the longest to notice
@@ -221,7 +236,7 @@ def test_sigterm_to_nightly_keeps_the_partial_replay_and_leaves_no_locust(server
         assert b"DD_" not in environ
         assert b"secret" not in environ
         (night,) = (tmp_path / "nightly").iterdir()
-        _wait(_sending(night / "locust.log"), 60, "the replay started sending")
+        _wait(_sending(night / "locust.log", locust, server), 60, "the replay started sending")
         nightly.send_signal(signal.SIGTERM)
         stdout, stderr = nightly.communicate(timeout=60)
     finally:
