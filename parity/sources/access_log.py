@@ -492,19 +492,25 @@ def _nginx_parser(timing_field: int, arrival: bool = False) -> Callable[[str], _
             timing = extras[timing_field]
         except IndexError:
             timing = "-"
-        latency = _nginx_latency(timing)
         if "\\x" in request_text:
             request_text = _percent_escapes(request_text)
-        request = _request_line(request_text)
-        if request is None:
-            return f"{SKIP_NO_REQUEST}: {_short(request_text)}"
-        if status == NGINX_CLIENT_CLOSED:
-            latency = None
-        if arrival and latency is not None:
-            t -= latency / 1000.0
-        return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
+        return _nginx_request(t, request_text, status, _nginx_latency(timing), arrival)
 
     return parse
+
+
+def _nginx_request(t: float, request_text: str, status: int, latency: float | None, arrival: bool) -> _Request | str:
+    """One nginx request from its logged time (Unix s), request line (escapes undone), status and latency (ms);
+    a skip reason when the request line is unusable. A 499 has no latency (the client gave up) and is an error,
+    as is a 5xx; with ``arrival`` the time moves back by the latency (``$time_local`` is the request's end)."""
+    request = _request_line(request_text)
+    if request is None:
+        return f"{SKIP_NO_REQUEST}: {_short(request_text)}"
+    if status == NGINX_CLIENT_CLOSED:
+        latency = None
+    if arrival and latency is not None:
+        t -= latency / 1000.0
+    return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
 
 
 def _percent_escapes(text: str) -> str:
@@ -577,14 +583,7 @@ def _log_format_parser(fmt: LogFormat, arrival: bool = False) -> Callable[[str],
             if len(request_groups) == 3 and (args := m.group(request_groups[2])) not in ("", "-"):
                 target = f"{target}?{args}"
             request_text = f"{method} {target}"
-        request = _request_line(unescape(request_text))
-        if request is None:
-            return f"{SKIP_NO_REQUEST}: {_short(request_text)}"
-        if status == NGINX_CLIENT_CLOSED:
-            latency = None
-        if arrival and latency is not None:
-            t -= latency / 1000.0
-        return t, request[0], request[1], latency, status >= 500 or status == NGINX_CLIENT_CLOSED
+        return _nginx_request(t, unescape(request_text), status, latency, arrival)
 
     return parse
 
