@@ -155,10 +155,10 @@ class EndpointPolicy:
 
 
 #: Default ``Policy.max_generator_lag_ms`` (ms): the replay's "late send" threshold. Measured on a shared 2-core
-#: machine replaying 480 req/s (``parity ab``, 240 req/s per side): a healthy generator's longest lag per 1 s
-#: interval was 4-10 ms, with load average 8-33 from other processes (the OS still favours a process that mostly
-#: sleeps) and up to 52-87 ms in a few intervals beside 16 CPU hogs; a generator denied the CPU (niced beside
-#: CPU hogs) lagged seconds. A sub-tolerance threshold (1-5 ms) would trip on every healthy run.
+#: machine replaying 480 req/s (``parity ab``, 240 req/s per side), longest lag per 1 s interval: 1-15 ms with
+#: one process at load average 7-33 from other processes (also niced to 15 beside 3 CPU hogs: the OS favours a
+#: process that mostly sleeps), 6-59 ms with ``--processes 2``, 5-87 ms beside 16 CPU hogs; an event loop held
+#: 300 ms at a time read 290-320 ms. A threshold near the latency tolerance (1-5 ms) would trip on healthy runs.
 DEFAULT_MAX_GENERATOR_LAG_MS = 100.0
 
 
