@@ -179,6 +179,7 @@ def _generator_to_dict(g: GeneratorHealth | None) -> dict[str, Any] | None:
         "in_flight": g.in_flight,
         "late_after_ms": g.late_after_ms,
         "saturation_percent": g.saturation_percent,
+        **({"lag_ms": [None if x is None else round(x, 1) for x in g.lag_ms]} if g.lag_ms else {}),
     }
 
 
@@ -393,6 +394,7 @@ def _generator_from_dict(d: dict[str, Any] | None) -> GeneratorHealth | None:
         in_flight=int(d.get("in_flight", defaults.in_flight)),
         late_after_ms=float(d.get("late_after_ms", defaults.late_after_ms)),
         saturation_percent=float(d.get("saturation_percent", defaults.saturation_percent)),
+        lag_ms=tuple(None if x is None else float(x) for x in d.get("lag_ms", ())),
     )
 
 

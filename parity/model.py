@@ -377,7 +377,11 @@ class GeneratorHealth:
 
     ``cpu_percent[i]`` is the CPU of the busiest generator process over interval ``i`` in % of one core
     (None: not sampled). ``late[i]`` counts sends that started more than ``late_after_ms`` after their
-    planned time (the generator or its concurrency limit could not keep up). Totals: ``processes`` that
+    planned time (the generator or its concurrency limit could not keep up: it mixes the generator's own delay
+    with waiting for a free sender behind a slow target). ``lag_ms[i]`` is the generator's own scheduling lag
+    over interval ``i``: the longest a timer of the worst process woke after it was due (ms; None: not sampled;
+    an empty tuple: not measured, as in files written before it existed). A process the OS does not give the
+    CPU (a loaded machine) lags whatever its own CPU use; a slow target does not make it lag. Totals: ``processes`` that
     sent, requests ``sent`` (taken by a sender, which then starts the request: connects if needed and
     writes it; counted before the first byte, so a request whose connection fails is sent and errored),
     ``late_sends``, ``dropped`` (not sent: over the max-RPS cap), ``unsent`` (planned, but not started
@@ -401,11 +405,14 @@ class GeneratorHealth:
     in_flight: int = 0
     late_after_ms: float = 100.0
     saturation_percent: float = SATURATED_CPU_PERCENT
+    lag_ms: tuple[float | None, ...] = ()
 
     def __post_init__(self) -> None:
         if not (self.interval_s > 0 and math.isfinite(self.interval_s)):
             raise ValueError(f"generator.interval_s must be > 0, got {self.interval_s}")
         _same_length("late", self.late, len(self.cpu_percent))
+        if self.lag_ms:
+            _same_length("lag_ms", self.lag_ms, len(self.cpu_percent))
 
     @property
     def saturated(self) -> tuple[bool, ...]:
@@ -425,6 +432,27 @@ class GeneratorHealth:
             sampled += 1
             saturated += cpu > self.saturation_percent
         return saturated / sampled if sampled else None
+
+    def lagged_share(self, over_ms: float, start_s: float | None = None, end_s: float | None = None) -> float | None:
+        """Share of the lag-sampled intervals overlapping ``[start_s, end_s)`` (Unix s; default: all) in which the
+        generator lagged more than ``over_ms`` ms behind its schedule; None when no interval there was sampled
+        (lag not measured: older files, sources without a generator of ours)."""
+        lo = -math.inf if start_s is None else start_s
+        hi = math.inf if end_s is None else end_s
+        sampled = lagged = 0
+        for i, lag in enumerate(self.lag_ms):
+            t0 = self.start_s + i * self.interval_s
+            if lag is None or t0 + self.interval_s <= lo or t0 >= hi:
+                continue
+            sampled += 1
+            lagged += lag > over_ms
+        return lagged / sampled if sampled else None
+
+    @property
+    def peak_lag_ms(self) -> float | None:
+        """The longest scheduling lag seen in any interval (ms); None when not measured."""
+        sampled = [x for x in self.lag_ms if x is not None]
+        return max(sampled) if sampled else None
 
     @property
     def peak_cpu_percent(self) -> float | None:

@@ -194,6 +194,9 @@ def test_two_processes_send_both_targets_the_same_requests(
     assert old.generator is not None
     assert new.generator is not None
     assert old.generator.processes == new.generator.processes == 2
+    for g in (old.generator, new.generator):  # each worker measured its scheduling lag and shipped it to the master
+        assert len(g.lag_ms) == len(g.cpu_percent)
+        assert any(lag is not None for lag in g.lag_ms), g.lag_ms
     assert old.labels["complete"] == new.labels["complete"] == "yes"
     assert "[old] /api/departments" in (out / "locust.log").read_text()  # the old side, named in Locust's stats
 

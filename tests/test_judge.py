@@ -483,6 +483,66 @@ def test_a_saturated_generator_is_not_blamed_on_the_target() -> None:
     assert compare(base, cand).candidate.generator is None  # no generator data: nothing to say
 
 
+def _lagging(m: Measurement, lag_ms: tuple[float | None, ...], cpu: float = 10.0) -> Measurement:
+    """``m`` with a generator that used ``cpu`` % and lagged ``lag_ms`` behind its schedule per interval."""
+    start = m.window.start.timestamp()
+    interval = m.window.duration_s / len(lag_ms)
+    n = len(lag_ms)
+    health = GeneratorHealth(start, interval, (cpu,) * n, (0,) * n, sent=m.total_count, lag_ms=lag_ms)
+    return replace(m, generator=health)
+
+
+def test_a_generator_lagging_behind_its_schedule_leaves_latency_unjudged() -> None:
+    # Starved, not busy (10% CPU): both sides' latency inflated alike hides a doubled /a — never a pass.
+    base = lognormal_side({"GET /a": 2000, "GET /b": 2000}, seed=1)
+    cand = lognormal_side({"GET /a": 2040, "GET /b": 2000}, errors={"GET /b": 100}, seed=2)
+    starved = (3.0,) * 10 + (1500.0,) * 10
+    r = compare(_lagging(base, starved), _lagging(cand, starved))
+    info = r.candidate.generator
+    assert info is not None
+    assert (info.blamed_generator, info.lagging, info.saturated) == (True, True, False)
+    assert info.lagged_share == pytest.approx(0.5)
+    assert info.peak_lag_ms == 1500.0
+    by_key = {e.endpoint.key: e for e in r.endpoints}
+    assert by_key["GET /a"].verdict is Verdict.INCONCLUSIVE
+    reason = "the candidate's load generator lagged > 100 ms behind its schedule in 50% of the run (worst 1,500 ms)"
+    assert any(reason in x for x in by_key["GET /a"].reasons)
+    assert all(m.verdict is Verdict.INCONCLUSIVE for m in by_key["GET /a"].metrics if m.unit == "ms")
+    assert by_key["GET /b"].verdict is Verdict.FAIL  # errors are still the target's
+    assert r.verdict is Verdict.FAIL
+    same = compare(_lagging(base, starved), _lagging(base, starved))  # identical sides: inconclusive, not pass
+    assert same.verdict is Verdict.INCONCLUSIVE
+    assert any(n.startswith("latency not judged: the baseline's load generator lagged") for n in same.notes)
+
+    # One lagging interval in 20 is at the limit (5%): still judged; a lag at the threshold does not count.
+    slow = lognormal_side({"GET /a": 40}, seed=2)
+    fast = lognormal_side({"GET /a": 20}, seed=1)
+    judged = compare(_lagging(fast, (5.0,) * 20), _lagging(slow, (5.0,) * 18 + (100.0, 900.0)))
+    assert judged.candidate.generator is not None
+    assert judged.candidate.generator.lagged_share == pytest.approx(0.05)
+    assert not judged.candidate.generator.blamed_generator
+    assert judged.verdict is Verdict.FAIL
+    twice = compare(_lagging(fast, (5.0,) * 20), _lagging(slow, (5.0,) * 17 + (None, 101.0, 900.0)))
+    assert twice.verdict is Verdict.INCONCLUSIVE  # 2 of 19 sampled intervals: the unsampled one is not counted
+    lenient = compare(fast, _lagging(slow, (900.0,) * 20), Policy(max_generator_lag_ms=1000.0))
+    assert lenient.verdict is Verdict.FAIL
+    unmeasured = compare(fast, _with_generator(slow, (10.0,) * 20))  # lag not measured (older files): as before
+    assert unmeasured.candidate.generator is not None
+    assert unmeasured.candidate.generator.lagged_share is None
+    assert unmeasured.verdict is Verdict.FAIL
+    both = compare(fast, _lagging(slow, (900.0,) * 20, cpu=95.0))
+    assert both.candidate.generator is not None
+    assert (both.candidate.generator.saturated, both.candidate.generator.lagging) == (True, True)
+    assert sum("candidate's load generator" in n for n in both.notes) == 2  # each cause named
+
+
+def test_the_generator_lag_limit_is_configurable() -> None:
+    assert Policy().max_generator_lag_ms == 100.0
+    assert policy_from_mapping({"max_generator_lag_ms": 250}).max_generator_lag_ms == 250.0
+    with pytest.raises(ValueError, match=r"compare\.max_generator_lag_ms: expected a number >= 0"):
+        policy_from_mapping({"max_generator_lag_ms": -1})
+
+
 def test_tail_only_change_with_an_unchanged_median_fails() -> None:
     rng = np.random.default_rng(7)
     base_values = rng.lognormal(np.log(40), 0.5, 20_000)
@@ -650,7 +710,7 @@ def test_no_knee_is_blamed_on_a_saturated_generator() -> None:
     busy = _staged({10: 20.0, 50: 21.0, 100: 22.0, 500: 80.0, 1000: 300.0}, saturated_from=500)
     (knee,) = saturation_knees(busy, "candidate", Policy())
     assert knee.stage is None
-    assert "load generator saturated from stage 'step 4' (500 req/s)" in knee.reason
+    assert "load generator saturated or lagging from stage 'step 4' (500 req/s)" in knee.reason
     assert [p.generator_saturated for p in knee.points] == [False, False, False, True, True]
     few = _staged({10: 20.0, 50: 21.0, 100: 200.0}, n=50)  # 50 requests a stage: p95 not judged
     (unknown,) = saturation_knees(few, "candidate", Policy())

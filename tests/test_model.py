@@ -92,7 +92,9 @@ def _full_measurement() -> Measurement:
             LoadStage("10%", t0, t0 + 30, 1.5, endpoints=side.endpoints),
             LoadStage("100%", t0 + 30, t0 + 60, 15.0),
         ),
-        generator=GeneratorHealth(t0, 30.0, cpu_percent=(12.5, None), late=(0, 3), processes=2, sent=60, late_sends=3),
+        generator=GeneratorHealth(
+            t0, 30.0, cpu_percent=(12.5, None), late=(0, 3), processes=2, sent=60, late_sends=3, lag_ms=(1.5, None)
+        ),
     )
 
 
@@ -151,6 +153,27 @@ def test_generator_health_marks_saturated_intervals() -> None:
     assert GeneratorHealth(0.0, 1.0, (), ()).peak_cpu_percent is None
     with pytest.raises(ValueError, match="late has 1 points"):
         GeneratorHealth(0.0, 1.0, (1.0, 2.0), (0,))
+
+
+def test_generator_lag_marks_lagging_intervals_and_is_optional() -> None:
+    g = GeneratorHealth(1000.0, 10.0, (5.0, 8.0, None, 6.0), (0,) * 4, lag_ms=(2.0, 1800.0, None, 60.0))
+    assert g.lagged_share(50.0) == pytest.approx(2 / 3)  # the unsampled interval is not counted
+    assert g.lagged_share(100.0) == pytest.approx(1 / 3)
+    assert g.lagged_share(50.0, 1000.0, 1010.0) == 0.0
+    assert g.lagged_share(50.0, 1005.0, 1015.0) == pytest.approx(0.5)
+    assert g.lagged_share(50.0, 1020.0, 1030.0) is None
+    assert g.peak_lag_ms == 1800.0
+    assert g.saturated_share() == 0.0  # starved, not busy: the CPU says nothing
+    old = GeneratorHealth(1000.0, 10.0, (5.0,), (0,))  # a file written before lag was measured
+    assert old.lagged_share(50.0) is None
+    assert old.peak_lag_ms is None
+    data = measurement_json.to_dict(replace(_full_measurement(), generator=old))
+    assert "lag_ms" not in data["generator"]  # such files are written as they were
+    back = measurement_json.from_dict(data).generator
+    assert back is not None
+    assert back.lag_ms == ()
+    with pytest.raises(ValueError, match="lag_ms has 1 points"):
+        GeneratorHealth(0.0, 1.0, (1.0, 2.0), (0, 0), lag_ms=(3.0,))
     with pytest.raises(ValueError, match="not after its start"):
         LoadStage("x", 10.0, 10.0, 1.0)
 
@@ -167,6 +190,8 @@ def test_generator_health_marks_saturated_intervals() -> None:
         (lambda d: d["endpoints"].append(dict(d["endpoints"][0])), "appears twice"),
         (lambda d: d["endpoints"][0].update(colour="red"), "Additional properties are not allowed"),
         (lambda d: d["generator"].update(cpu_percent=[-1, None]), "generator.cpu_percent[0]: -1 is less than"),
+        (lambda d: d["generator"].update(lag_ms=[-1, None]), "generator.lag_ms[0]: -1 is less than"),
+        (lambda d: d["generator"].update(lag_ms=[1.0]), "lag_ms has 1 points"),
         (lambda d: d["stages"][1].update(end_s=0), "stages[1]: stage '100%' ends at 0.0 s"),
     ],
 )

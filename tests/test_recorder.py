@@ -92,6 +92,10 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     workers[0].record_cpu(T0 + 0.5, 40.0)
     workers[1].record_cpu(T0 + 0.7, 95.0)
     workers[0].record_cpu(T0 + 2.2, 30.0)
+    workers[0].record_lag(T0 + 0.2, 3.0)
+    workers[1].record_lag(T0 + 0.9, 2500.0)
+    workers[1].record_lag(T0 + 0.95, 4.0)
+    workers[0].record_lag(T0 + 3.1, 1.5)
     workers[0].count_sends(T0 + 2.9, sent=5, late=1)
     workers[1].count_sends(T0 + 2.1, sent=5, late=3, dropped=1)
     workers[1].count_sends(T0 + 3.5, unsent=7)
@@ -108,12 +112,14 @@ def test_generator_health_per_interval_merges_max_cpu_and_summed_late_sends() ->
     assert g.start_s == T0
     assert g.cpu_percent == (95.0, None, 30.0, None)  # the busiest process per second; unsampled stays None
     assert g.late == (0, 0, 4, 0)
+    assert g.lag_ms == (2500.0, None, None, 1.5)  # the worst process's longest lag per second
     assert g.saturated == (True, False, False, False)
     assert (g.processes, g.sent, g.late_sends, g.dropped, g.unsent, g.in_flight) == (2, 10, 4, 1, 7, 3)
     assert master.sends == {"sent": 10, "late": 4, "dropped": 1, "unsent": 7, "in_flight": 3}
     again = measurement_json.loads(measurement_json.dumps(m), "round trip").generator
     assert again is not None
     assert again.in_flight == 3
+    assert again.lag_ms == g.lag_ms
     older = measurement_json.to_dict(m)
     del older["generator"]["in_flight"]  # written before the counter existed: absent means 0
     old_generator = measurement_json.from_dict(older).generator
@@ -131,6 +137,8 @@ def test_requests_in_flight_at_the_end_are_shown_with_the_generator_health() -> 
     rec.count_sends(T0 + 0.5, sent=12)
     rec.record("GET", "/a", T0 + 0.5, 3.0, False)
     rec.count_sends(T0 + 1.5, in_flight=11)
+    rec.record_lag(T0 + 0.4, 3.0)
+    rec.record_lag(T0 + 1.4, 1234.0)
     start = datetime.fromtimestamp(T0, UTC)
     totals = GeneratorTotals(processes=1, late_after_ms=100.0)
     m = rec.to_measurement(source=SOURCE, start=start, end=start + timedelta(seconds=2), generator=totals)
@@ -139,3 +147,5 @@ def test_requests_in_flight_at_the_end_are_shown_with_the_generator_health() -> 
     text = _generator_text(generator_info(m, Policy()))
     assert text is not None
     assert "11 still in flight at the end (sent, not recorded)" in text
+    assert "lagged up to 1,234 ms behind its schedule (> 100 ms in 50% of intervals)" in text
+    assert text.endswith("— latency not judged (lagging)")

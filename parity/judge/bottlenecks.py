@@ -9,8 +9,8 @@ Saturation knee (staged replays: ramp steps, bursts): per endpoint and side, the
 against the stage's planned load. The knee is the first stage, in order of load, whose p95 is above the
 SLO (``slo_p95_ms``, when configured) or grew faster than linearly with load: above the straight line
 through the two stages before it by more than ``KNEE_GROWTH`` and ``KNEE_MIN_DELTA_MS``. Stages where
-the load generator was saturated are not judged (its own queueing is not the target's), nor stages where
-the endpoint has fewer than ``KNEE_MIN_SAMPLES`` requests.
+the load generator was saturated or lagged behind its schedule are not judged (its own delay is not the
+target's), nor stages where the endpoint has fewer than ``KNEE_MIN_SAMPLES`` requests.
 """
 
 from __future__ import annotations
@@ -75,14 +75,16 @@ def _stage_point(stage: LoadStage, stats: EndpointStats, m: Measurement, policy:
     if stats.intended is not None and policy.latency is not LatencyBasis.MEASURED:
         latency = stats.intended
     enough = latency is not None and stats.count >= KNEE_MIN_SAMPLES
-    share = None if m.generator is None else m.generator.saturated_share(stage.start_s, stage.end_s)
+    g, limit = m.generator, policy.max_generator_saturated_share
+    share = None if g is None else g.saturated_share(stage.start_s, stage.end_s)
+    lagged = None if g is None else g.lagged_share(policy.max_generator_lag_ms, stage.start_s, stage.end_s)
     return StagePoint(
         stage=stage.name,
         load_rps=stage.target_rps,
         endpoint_rps=stats.count / stage.duration_s,
         samples=stats.count,
         p95_ms=latency.quantile(0.95) if enough and latency is not None else None,
-        generator_saturated=share is not None and share > policy.max_generator_saturated_share,
+        generator_saturated=(share is not None and share > limit) or (lagged is not None and lagged > limit),
     )
 
 
@@ -91,7 +93,8 @@ def _knee(points: Sequence[StagePoint], slo_ms: float | None) -> tuple[StagePoin
     judged: list[StagePoint] = []
     for point in points:
         if point.generator_saturated:
-            why = f"load generator saturated from stage {point.stage!r} ({point.load_rps:.0f} req/s): not judged beyond"
+            where = f"from stage {point.stage!r} ({point.load_rps:.0f} req/s)"
+            why = f"load generator saturated or lagging {where}: not judged beyond"
             return None, why if judged else f"{why}; no stage could be judged"
         if point.p95_ms is None:
             continue

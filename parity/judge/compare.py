@@ -54,10 +54,14 @@ in either side's ``LABEL_WITHOUT_BODY``: ``--allow-empty-bodies``) is inconclusi
 figures: a server answers an empty POST with a fast 4xx or a 5xx, so a pass there would be false and so would a
 fail. Its metrics stay out of the run's tests and never "look worse"; its traffic counts as not judged.
 
-Generator health: when a replay's load generator was CPU-saturated in more than
-``max_generator_saturated_share`` of its sampled intervals, its own queueing inflates the latency it
-measured, so no latency metric is judged (they become inconclusive with that reason; errors and
-throughput are still judged) — the harness never blames the target for the generator's load.
+Generator health: when a replay's load generator was CPU-saturated, or lagged more than
+``max_generator_lag_ms`` behind its own schedule (its process not given the CPU by a loaded machine, however
+little CPU it used itself), in more than ``max_generator_saturated_share`` of its sampled intervals, its own
+delay inflates the latency it measured, so no latency metric is judged (they become inconclusive with that
+reason, naming which; errors and throughput are still judged, so a fail on errors stays a fail) — the harness
+never blames the target, nor clears it, on the generator's own delay. Lag is the event loop's own lateness,
+not late sends: a send waiting for a free sender behind a slow target is the target's regression and is judged
+(intended-time latency).
 """
 
 from __future__ import annotations
@@ -417,11 +421,16 @@ def _endpoint_result(p: _Pending, judged: tuple[MetricResult, ...], policy: Poli
 
 
 def generator_info(m: Measurement, policy: Policy) -> GeneratorInfo | None:
-    """How the side's load generator fared, and whether its saturation rules out judging latency."""
+    """How the side's load generator fared, and whether its saturation or its scheduling lag rules out judging
+    latency (each compared on its own with ``policy.max_generator_saturated_share``; lag not measured, as in
+    files written before it existed, rules out nothing)."""
     g = m.generator
     if g is None:
         return None
     share = g.saturated_share()
+    lagged = g.lagged_share(policy.max_generator_lag_ms)
+    saturated = share is not None and share > policy.max_generator_saturated_share
+    lagging = lagged is not None and lagged > policy.max_generator_saturated_share
     return GeneratorInfo(
         processes=g.processes,
         peak_cpu_percent=g.peak_cpu_percent,
@@ -431,18 +440,34 @@ def generator_info(m: Measurement, policy: Policy) -> GeneratorInfo | None:
         late_sends=g.late_sends,
         dropped=g.dropped,
         in_flight=g.in_flight,
-        blamed_generator=share is not None and share > policy.max_generator_saturated_share,
+        blamed_generator=saturated or lagging,
+        peak_lag_ms=g.peak_lag_ms,
+        lagged_share=lagged,
+        lag_limit_ms=policy.max_generator_lag_ms,
+        saturated=saturated,
+        lagging=lagging,
     )
 
 
 def _saturation_reason(side: str, info: GeneratorInfo | None) -> list[str]:
+    """Why ``side``'s latency is not judged: its generator's CPU saturation, its scheduling lag, or both."""
     if info is None or not info.blamed_generator:
         return []
-    return [
-        f"the {side}'s load generator was CPU-saturated (> {info.saturation_percent:g}%) in "
-        f"{info.saturated_share or 0:.0%} of the run: its own queueing inflates latency "
-        "(add generator processes or lower the rate)"
-    ]
+    reasons = []
+    if info.saturated:
+        reasons.append(
+            f"the {side}'s load generator was CPU-saturated (> {info.saturation_percent:g}%) in "
+            f"{info.saturated_share or 0:.0%} of the run: its own queueing inflates latency "
+            "(add generator processes or lower the rate)"
+        )
+    if info.lagging:
+        reasons.append(
+            f"the {side}'s load generator lagged > {info.lag_limit_ms:g} ms behind its schedule in "
+            f"{info.lagged_share or 0:.0%} of the run (worst {info.peak_lag_ms or 0:,.0f} ms): its own delay "
+            "inflates latency on every endpoint, so a change in the target cannot be told from it "
+            "(the machine did not give it the CPU: run it on a quieter machine or with fewer other processes)"
+        )
+    return reasons
 
 
 def side_info(m: Measurement, name: str, policy: Policy | None = None) -> SideInfo:

@@ -28,6 +28,7 @@ from parity.judge.stats import ALPHA  # the run-level false-alarm rate (family-w
 
 __all__ = [
     "ALPHA",
+    "DEFAULT_MAX_GENERATOR_LAG_MS",
     "DEFAULT_RULES",
     "MARGINAL_ALPHA",
     "METRICS",
@@ -153,6 +154,14 @@ class EndpointPolicy:
         return self.rules[metric]
 
 
+#: Default ``Policy.max_generator_lag_ms`` (ms): the replay's "late send" threshold. Measured on a shared 2-core
+#: machine replaying 480 req/s (``parity ab``, 240 req/s per side), longest lag per 1 s interval: 1-15 ms with
+#: one process at load average 7-33 from other processes (also niced to 15 beside 3 CPU hogs: the OS favours a
+#: process that mostly sleeps), 6-59 ms with ``--processes 2``, 5-87 ms beside 16 CPU hogs; an event loop held
+#: 300 ms at a time read 290-320 ms. A threshold near the latency tolerance (1-5 ms) would trip on healthy runs.
+DEFAULT_MAX_GENERATOR_LAG_MS = 100.0
+
+
 @dataclass(frozen=True)
 class Policy:
     """All judgement settings; every field has a documented default.
@@ -161,7 +170,13 @@ class Policy:
     ``max_inconclusive_share``: share of baseline traffic that may sit on unjudged endpoints before the
     whole run is inconclusive. ``latency``: which latency the latency metrics judge (``LatencyBasis``).
     ``max_generator_saturated_share``: share of a replay's sampled intervals in which its load generator
-    may be CPU-saturated before latency regressions on that run are no longer blamed on the target.
+    may be impaired — CPU-saturated, or lagging more than ``max_generator_lag_ms`` behind its own schedule —
+    before its latency is no longer judged (each kind of impairment is counted on its own).
+    ``max_generator_lag_ms``: the generator's own scheduling lag (ms; per interval, the longest a timer of its
+    worst process woke after it was due) above which an interval counts as lagging. A process the machine does
+    not give the CPU lags whatever its own CPU use, and every response arriving meanwhile waits too: a CPU-starved
+    generator measured 1-5 s on both sides of an A/B run and hid a +30 ms regression. The default sits far above
+    what a healthy generator shows (see ``DEFAULT_MAX_GENERATOR_LAG_MS``).
     ``alpha``: run-level false-alarm rate (Holm over every test of the run). ``marginal_alpha``: a change
     beyond tolerance whose adjusted p-value is above ``alpha`` but at most this is marginal; above it, the
     metric is within noise (inconclusive). ``fail_on``: which failures fail the run (``FailOn``).
@@ -174,6 +189,7 @@ class Policy:
     max_inconclusive_share: float = 0.05
     latency: LatencyBasis = LatencyBasis.AUTO
     max_generator_saturated_share: float = 0.05
+    max_generator_lag_ms: float = DEFAULT_MAX_GENERATOR_LAG_MS
     alpha: float = ALPHA
     marginal_alpha: float = MARGINAL_ALPHA
     fail_on: FailOn = FailOn.ANY
@@ -237,6 +253,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         max_inconclusive_share = 0.05
         latency = "auto"     # auto | measured | intended
         max_generator_saturated_share = 0.05
+        max_generator_lag_ms = 100  # ms: an interval whose generator lagged more is impaired
         alpha = 0.01         # run-level false-alarm rate
         marginal_alpha = 0.1
         fail_on = "any"      # any | critical
@@ -258,6 +275,7 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         "fail_on",
         "latency",
         "marginal_alpha",
+        "max_generator_lag_ms",
         "max_generator_saturated_share",
         "max_inconclusive_share",
         "metrics",
@@ -277,6 +295,9 @@ def policy_from_mapping(data: Mapping[str, Any], where: str = "compare") -> Poli
         raise ValueError(
             f"{where}.marginal_alpha: must be at least alpha ({policy.alpha:g}), got {policy.marginal_alpha:g}"
         )
+    if "max_generator_lag_ms" in data:
+        lag = float(_number(data["max_generator_lag_ms"], f"{where}.max_generator_lag_ms"))
+        policy = replace(policy, max_generator_lag_ms=lag)
     if "slo_p95_ms" in data:
         policy = replace(policy, slo_p95_ms=float(_number(data["slo_p95_ms"], f"{where}.slo_p95_ms")))
     if "latency" in data:

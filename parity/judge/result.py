@@ -232,8 +232,9 @@ class SaturationKnee:
 class GeneratorInfo:
     """How one side's load generator fared (replays only): peak CPU of its busiest process (% of one core),
     the share of sampled intervals above the saturation threshold, late sends, requests still in flight when
-    the run ended (sent, never recorded), and whether latency regressions on this side were therefore not
-    blamed on the target (``blamed_generator``)."""
+    the run ended (sent, never recorded), its own scheduling lag (``peak_lag_ms``; ``lagged_share`` of the
+    sampled intervals above ``lag_limit_ms``; None: not measured), and whether its latency was therefore not
+    judged (``blamed_generator``: CPU-``saturated`` or ``lagging`` beyond the policy's share)."""
 
     processes: int
     peak_cpu_percent: float | None
@@ -244,6 +245,11 @@ class GeneratorInfo:
     dropped: int
     blamed_generator: bool
     in_flight: int = 0
+    peak_lag_ms: float | None = None
+    lagged_share: float | None = None
+    lag_limit_ms: float = 0.0
+    saturated: bool = False
+    lagging: bool = False
 
 
 @dataclass(frozen=True)

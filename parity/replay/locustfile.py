@@ -134,6 +134,9 @@ LATE_S = 0.1
 #: latency is never below service time); one that starts late adds its lateness to intended-time latency.
 #: Measured at 500 req/s: with 1 ms, 1% of sends started over 1.3 ms late.
 WAKE_EARLY_S = 0.002
+#: The lag sampler (``_LagSampler``) sets a timer this often, seconds: often enough that any stall of the event loop
+#: longer than this is seen; each wake costs microseconds.
+LAG_SAMPLE_S = 0.02
 #: Arrivals still not handed to a sender this long after the run's end are not sent (counted unsent).
 UNSENT_AFTER_S = 1.0
 #: Started requests are moved to the recorder's ``sent`` whenever the dispatcher waits, or once this many gathered.
@@ -635,6 +638,39 @@ class _CpuSampler:
         """Stop sampling, filing the last partial interval."""
         self._greenlet.kill(block=True, timeout=1.0)
         self._sample()
+
+
+class _LagSampler:
+    """Measures this process's own scheduling lag into the recorders (every target of an A/B run): a greenlet sets
+    a ``LAG_SAMPLE_S`` timer over and over and records how late it woke (ms). The lateness is the generator's
+    own delay — its event loop busy elsewhere, or the process not given the CPU by a loaded machine — which
+    every response arriving meanwhile waits too; a slow target does not cause it (waiting senders cost the
+    loop nothing), unlike late sends, which also count arrivals waiting for a free sender.
+
+    A stall is filed under every timeline interval it spans (from when the timer was due to when it woke), so a
+    stall of seconds marks each interval it held up."""
+
+    def __init__(self, recorders: list[Recorder]) -> None:
+        self._recorders = recorders
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        interval = self._recorders[0].interval_s
+        while True:
+            due = time.perf_counter() + LAG_SAMPLE_S
+            gevent.sleep(LAG_SAMPLE_S)
+            lag_s = max(0.0, time.perf_counter() - due)
+            woke = time.time()
+            at = woke - lag_s
+            while True:
+                for recorder in self._recorders:
+                    recorder.record_lag(at, lag_s * 1000.0)
+                at = (math.floor(at / interval) + 1) * interval
+                if at > woke:
+                    break
+
+    def stop(self) -> None:
+        self._greenlet.kill(block=True, timeout=1.0)
 
 
 def _configure(config: dict[str, Any], *, worker: bool = False, baseline_text: str | None = None) -> None:
@@ -1250,6 +1286,7 @@ class ReplayUser(FastHttpUser):
         start_at = max(float(config["start_at"]), time.time())
         gevent.sleep(max(0.0, start_at - time.time()))
         sampler = _CpuSampler([t.recorder for t in targets])
+        lag_sampler = _LagSampler([t.recorder for t in targets])
         runs = [gevent.spawn(self._run_target, t, start_at, i, len(targets)) for i, t in enumerate(targets)]
         try:
             gevent.joinall(runs)
@@ -1257,6 +1294,7 @@ class ReplayUser(FastHttpUser):
         finally:
             gevent.killall(runs, block=True, timeout=1.0)
             sampler.stop()
+            lag_sampler.stop()
         self._finish_lane(finished)
         raise StopUser
 

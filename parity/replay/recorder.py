@@ -20,8 +20,9 @@ meanwhile, so it is kept short: one bucket's worth of requests (about 1 ms) rath
 (4096 requests spread over 8 buckets took 20 ms before the flush was bounded by bucket and the sketch's
 batch insert resized its store once per batch).
 
-Generator health: :meth:`Recorder.record_cpu` and :meth:`Recorder.count_sends` keep, per timeline
-bucket, the busiest process's CPU (% of one core) and the count of late sends, plus run totals of sent,
+Generator health: :meth:`Recorder.record_cpu`, :meth:`Recorder.record_lag` and :meth:`Recorder.count_sends`
+keep, per timeline bucket, the busiest process's CPU (% of one core), the worst process's scheduling lag (ms)
+and the count of late sends, plus run totals of sent,
 late, dropped (over a rate cap), unsent (could not start before the run ended) and in-flight (sent, but
 neither answered nor failed when the run ended) requests; they travel in the deltas and merge as max and
 sums — so a worker's counts reach the master even when the run is cut short. The replay keeps
@@ -177,16 +178,21 @@ class _Store:
     endpoints: dict[tuple[str, str], _EndpointRecord] = field(default_factory=lambda: defaultdict(_EndpointRecord))
     everything: dict[int, _Cell] = field(default_factory=lambda: defaultdict(_Cell))  # bucket → all endpoints
     cpu: dict[int, float] = field(default_factory=dict)  # bucket → busiest process's CPU %
+    lag: dict[int, float] = field(default_factory=dict)  # bucket → worst process's scheduling lag, ms
     late: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # bucket → late sends
     sends: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEND_COUNTERS, 0))
 
     def add_cpu(self, bucket: int, percent: float) -> None:
         self.cpu[bucket] = max(self.cpu.get(bucket, 0.0), percent)
 
+    def add_lag(self, bucket: int, lag_ms: float) -> None:
+        self.lag[bucket] = max(self.lag.get(bucket, 0.0), lag_ms)
+
     def clear(self) -> None:
         self.endpoints.clear()
         self.everything.clear()
         self.cpu.clear()
+        self.lag.clear()
         self.late.clear()
         self.sends = dict.fromkeys(SEND_COUNTERS, 0)
 
@@ -248,6 +254,13 @@ class Recorder:
         bucket = math.floor(at_s / self.interval_s)
         for store in self._stores:
             store.add_cpu(bucket, percent)
+
+    def record_lag(self, at_s: float, lag_ms: float) -> None:
+        """This process's scheduling lag (ms: how late a timer due at Unix time ``at_s`` woke) in the timeline
+        interval holding ``at_s``; the interval keeps the longest."""
+        bucket = math.floor(at_s / self.interval_s)
+        for store in self._stores:
+            store.add_lag(bucket, lag_ms)
 
     def count_sends(
         self, at_s: float, *, sent: int = 0, late: int = 0, dropped: int = 0, unsent: int = 0, in_flight: int = 0
@@ -335,6 +348,7 @@ class Recorder:
             "everything": {str(b): cell.to_dict() for b, cell in pending.everything.items()},
             "sends": dict(pending.sends),
             "cpu": {str(b): pct for b, pct in pending.cpu.items()},
+            "lag": {str(b): ms for b, ms in pending.lag.items()},
             "late": {str(b): n for b, n in pending.late.items()},
         }
         pending.clear()
@@ -348,6 +362,8 @@ class Recorder:
             self._all.endpoints[(item["method"], item["name"])].merge_dict(item)
         for b, pct in delta.get("cpu", {}).items():
             self._all.add_cpu(int(b), float(pct))
+        for b, ms in delta.get("lag", {}).items():
+            self._all.add_lag(int(b), float(ms))
         for b, n in delta.get("late", {}).items():
             self._all.late[int(b)] += int(n)
         for b, cell in delta.get("everything", {}).items():
@@ -370,7 +386,7 @@ class Recorder:
         )
 
     def _generator(self, totals: GeneratorTotals, first: int, last: int) -> GeneratorHealth:
-        cpu, late = self._all.cpu, self._all.late
+        cpu, late, lag = self._all.cpu, self._all.late, self._all.lag
         return GeneratorHealth(
             start_s=first * self.interval_s,
             interval_s=self.interval_s,
@@ -383,6 +399,7 @@ class Recorder:
             unsent=self._all.sends["unsent"],
             in_flight=self._all.sends["in_flight"],
             late_after_ms=totals.late_after_ms,
+            lag_ms=tuple(lag.get(b) for b in range(first, last + 1)),
         )
 
     def to_measurement(

@@ -701,20 +701,36 @@ def _bottleneck_row(b: Bottleneck, comparable: bool) -> dict[str, Any]:
 
 
 def _generator_text(g: GeneratorInfo | None) -> str | None:
-    """One line on the load generator's health: processes, peak CPU, saturation, late and dropped sends."""
+    """One line on the load generator's health: processes, peak CPU, saturation, its own scheduling lag (when
+    measured), late and dropped sends."""
     if g is None:
         return None
     cpu = "CPU not sampled" if g.peak_cpu_percent is None else f"peak CPU {g.peak_cpu_percent:.0f}%"
     parts = [f"{g.processes} process{'es' if g.processes != 1 else ''}", cpu]
     if g.saturated_share is not None:
         parts.append(f"saturated (> {g.saturation_percent:g}%) in {g.saturated_share:.0%} of intervals")
+    if g.peak_lag_ms is not None:
+        lag = f"lagged up to {g.peak_lag_ms:,.0f} ms behind its schedule"
+        if g.lagged_share:
+            lag += f" (> {g.lag_limit_ms:g} ms in {g.lagged_share:.0%} of intervals)"
+        parts.append(lag)
     parts.append(f"{g.late_sends:,} of {g.sent:,} sends late")
     if g.dropped:
         parts.append(f"{g.dropped:,} dropped over the rate cap")
     if g.in_flight:
         parts.append(f"{g.in_flight:,} still in flight at the end (sent, not recorded)")
     text = ", ".join(parts)
-    return f"{text} — latency not judged" if g.blamed_generator else text
+    if not g.blamed_generator:
+        return text
+    why = " and ".join(w for w, on in (("CPU-saturated", g.saturated), ("lagging", g.lagging)) if on)
+    return f"{text} — latency not judged ({why})"
+
+
+def _health_word(g: GeneratorInfo) -> str:
+    """The word for an impaired generator: what impaired it."""
+    if g.saturated and g.lagging:
+        return "saturated and lagging"
+    return "lagging" if g.lagging else "saturated"
 
 
 def _generator_rows(result: ParityResult) -> list[dict[str, Any]]:
@@ -724,13 +740,13 @@ def _generator_rows(result: ParityResult) -> list[dict[str, Any]]:
         g = side.generator
         if g is None:
             continue
-        saturated = g.blamed_generator or (g.saturated_share is not None and g.saturated_share > 0)
+        saturated = g.blamed_generator or bool(g.saturated_share) or bool(g.lagged_share)
         rows.append(
             {
                 "side": title,
                 "text": _generator_text(g) or "",
                 "css": "verdict-fail" if g.blamed_generator else ("verdict-marginal" if saturated else "verdict-pass"),
-                "health": "saturated" if g.blamed_generator else ("strained" if saturated else "healthy"),
+                "health": _health_word(g) if g.blamed_generator else ("strained" if saturated else "healthy"),
             }
         )
     return rows
