@@ -817,6 +817,30 @@ def test_a_generator_that_left_much_of_its_schedule_unsent_is_partial(
         assert f"could not start {unsent:,} of {sent + unsent + dropped:,} planned requests" in result.reasons[0]
 
 
+@pytest.mark.parametrize(
+    ("sent", "late", "partial"),
+    [
+        (2000, 4, False),  # healthy runs here: 0-4 late of ~2,000
+        (100, 20, False),  # 20% but only MIN_LATE: a short run's hiccup
+        (2000, 200, False),  # 10%: within MAX_LATE_SHARE
+        (2000, 201, True),
+        (2016, 1352, True),  # the overloaded A/B pair that passed a planted +30 ms
+    ],
+)
+def test_a_generator_that_sent_much_of_its_schedule_late_never_passes(sent: int, late: int, partial: bool) -> None:
+    side = lognormal_side({"GET /a": 20})
+    start = side.window.start.timestamp()
+    health = GeneratorHealth(start, side.window.duration_s, (20.0,), (late,), sent=sent, late_sends=late)
+    result = compare(side, replace(side, generator=health))
+    assert (not result.complete) is partial
+    assert result.verdict is (Verdict.INCONCLUSIVE if partial else Verdict.PASS)
+    if partial:
+        assert f"{late:,} of {sent:,} requests" in result.reasons[0]
+        assert "were sent more than 100 ms behind their schedule" in result.reasons[0]
+    slower = lognormal_side({"GET /a": 40}, seed=7)  # a real regression under back-pressure still fails
+    assert compare(side, replace(slower, generator=health)).verdict is Verdict.FAIL
+
+
 def test_throughput_of_a_partial_side_is_shown_unless_both_stopped_together() -> None:
     base = lognormal_side({"GET /a": 20, "GET /b": 30}, seed=1)
     fewer = lognormal_side({"GET /a": 20, "GET /b": 30}, n=1600, seed=2)
