@@ -13,6 +13,13 @@ ended (``GeneratorHealth.unsent`` above :data:`MAX_UNSENT_SHARE` of the planned 
 unsent — and above :data:`MIN_UNSENT` requests) offered less load than planned: it is partial too. A few unsent
 requests at the very end of a run are normal and do not count. Requests dropped by the max-RPS cap are the
 user's own rail, reported elsewhere, and do not make a side partial.
+
+A concurrent A/B pair replays one schedule against both targets, but each target has its own senders: when one
+target's senders are all busy (a slow target, or a held-back generator) its dispatcher falls behind, and what was
+not handed out by the run's end is ``unsent`` on that side only. :func:`unequal_sides` says when the two sides
+were not sent the same requests (different sends, unsent, dropped or in-flight counts, or different per-endpoint
+counts); the replay then labels both sides ``complete = no`` and ``unequal_sides = <that line>``
+(:data:`PARTIAL_LABELS`), and the judge does not gate the pair's throughput.
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ import json
 
 from parity.model import LABEL_WITHOUT_BODY, Measurement
 
-__all__ = ["MAX_UNSENT_SHARE", "MIN_UNSENT", "NO_WORDS", "PARTIAL_LABELS", "partial_reasons", "without_body"]
+__all__ = [
+    "MAX_UNSENT_SHARE",
+    "MIN_UNSENT",
+    "NO_WORDS",
+    "PARTIAL_LABELS",
+    "UNEQUAL_SIDES",
+    "partial_reasons",
+    "unequal_sides",
+    "without_body",
+]
 
 #: Labels whose presence (with a value other than a "no" word) marks a side partial, and the words for each.
 PARTIAL_LABELS: dict[str, str] = {
@@ -32,7 +48,10 @@ PARTIAL_LABELS: dict[str, str] = {
     "lost_lanes": "lost worker lane(s)",
     "incomplete": "incomplete",
     "partial": "partial",
+    "unequal_sides": "the A/B targets were not sent the same requests",
 }
+#: The label of an A/B pair's sides that were not sent the same requests (see :func:`unequal_sides`).
+UNEQUAL_SIDES = "unequal_sides"
 #: Labels whose value is a list (``lost_lanes = "0,2"``): any value but an empty one marks the side partial, and is
 #: always shown (lane 0 is not a "no").
 LIST_LABELS = frozenset({"lost_lanes"})
@@ -43,6 +62,8 @@ NO_WORDS = frozenset({"", "no", "false", "0", "none", "n"})
 MAX_UNSENT_SHARE = 0.01
 #: ... when they are also more than this many (a handful at the very end of a short run is normal).
 MIN_UNSENT = 10
+#: Endpoints whose counts differ, named in :func:`unequal_sides`'s line at most.
+MAX_UNEQUAL_NAMED = 3
 #: A label value is quoted up to this many characters.
 MAX_VALUE_CHARS = 200
 
@@ -84,3 +105,35 @@ def without_body(m: Measurement) -> frozenset[str]:
     except ValueError:
         return frozenset()
     return frozenset(k for k in listed if isinstance(k, str)) if isinstance(listed, list) else frozenset()
+
+
+def unequal_sides(old: Measurement, new: Measurement, names: tuple[str, str] = ("old", "new")) -> str | None:
+    """Why the two sides of a concurrent A/B pair were NOT sent the same requests, in one line (``old target: sent
+    1,868, unsent 176; new target: sent 1,831, unsent 213; GET /health 390 vs 380``), or None when they were: the
+    same generator totals (sent, unsent, dropped by the rate cap, in flight at the end) and the same request count
+    per endpoint. A side without a generator record (not a replay) is compared on its counts only. ``names`` name
+    the sides in the line."""
+    totals = []
+    for m in (old, new):
+        g = m.generator
+        totals.append(None if g is None else (g.sent, g.unsent, g.dropped, g.in_flight))
+    a, b = old.by_key(), new.by_key()
+    counts = {
+        k: (a[k].count if k in a else 0, b[k].count if k in b else 0) for k in [*a, *(k for k in b if k not in a)]
+    }
+    differ = [f"{k} {x:,} vs {y:,}" for k, (x, y) in counts.items() if x != y]
+    sends_differ = None not in totals and totals[0] != totals[1]
+    if not differ and not sends_differ:
+        return None
+    parts = []
+    if None not in totals:
+        for name, t in zip(names, totals, strict=True):
+            assert t is not None
+            extra = "".join(
+                f", {what} {n:,}" for what, n in zip(("unsent", "dropped", "in flight"), t[1:], strict=True) if n
+            )
+            parts.append(f"{name} target: sent {t[0]:,}{extra}")
+    if differ:
+        more = f" (+{len(differ) - MAX_UNEQUAL_NAMED} more)" if len(differ) > MAX_UNEQUAL_NAMED else ""
+        parts.append(", ".join(differ[:MAX_UNEQUAL_NAMED]) + more)
+    return "; ".join(parts)

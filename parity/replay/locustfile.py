@@ -100,6 +100,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from parity import measurement_json, version
 from parity.config import Config, find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
+from parity.judge.completeness import UNEQUAL_SIDES, unequal_sides
 from parity.judge.policy import Policy
 from parity.model import (
     LABEL_REPLAY_OF,
@@ -213,6 +214,7 @@ class _Replay:
     filtered: FilteredPlan | None = None  # the endpoint filter's result (None: no --endpoints/--exclude-endpoints)
     run: int = 0  # master or single process: test starts so far (the web UI can start several runs)
     quit_after_stop: bool = False  # web UI: a signal stops the run in progress, then Locust quits
+    unequal: str | None = None  # A/B: why the targets were not sent the same requests (the run is then partial)
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -855,6 +857,7 @@ def _reset_run_end() -> None:
     state.stopping.clear()
     state.missing_since.clear()
     state.lost_lanes.clear()
+    state.unequal = None
 
 
 def _web_ui_mode(environment: Environment) -> bool:
@@ -1685,7 +1688,7 @@ def _exit_code(environment: Environment) -> int:
         return EXIT_BAD_INPUT
     if state.aborted is not None or state.refused is not None:
         return EXIT_ABORTED
-    return EXIT_OK if _complete() else EXIT_INCONCLUSIVE
+    return EXIT_OK if _complete() and state.unequal is None else EXIT_INCONCLUSIVE
 
 
 def _write_measurements(environment: Environment) -> None:
@@ -1705,12 +1708,10 @@ def _write_measurements(environment: Environment) -> None:
         OLD: (config.get("old_host"), config.get("old_env"), config.get("old_out")),
     }
     description = f"Locust replay of {Path(config['baseline']).name}"
+    measurements = {}
     for name, recorder in state.recorders.items():
-        target, env, out = sides[name]
-        if not out:
-            continue
-        out = run_path(out, state.run)
-        measurement = recorder.to_measurement(
+        target, env, _ = sides[name]
+        measurements[name] = recorder.to_measurement(
             source=Source(
                 SourceKind.LOCUST_REPLAY,
                 description=f"{description}, {name} side of a concurrent A/B run" if ab else description,
@@ -1726,12 +1727,26 @@ def _write_measurements(environment: Environment) -> None:
             generator=GeneratorTotals(processes=state.lanes, late_after_ms=LATE_S * 1000.0),
             load_factors=state.shaped.load_factors if state.shaped else None,
         )
+    if ab:  # one schedule, two targets: a pair whose sides got different requests is never complete
+        state.unequal = unequal_sides(measurements[OLD], measurements[NEW])
+    if state.unequal is not None:
+        log.warning("parity: the old and new targets were not sent the same requests: %s", state.unequal)
+        unequal = {"complete": "no", UNEQUAL_SIDES: state.unequal}
+        measurements = {name: replace(m, labels={**m.labels, **unequal}) for name, m in measurements.items()}
+    for name, measurement in measurements.items():
+        target, _, out = sides[name]
+        if not out:
+            continue
+        out = run_path(out, state.run)
         state.written[name] = measurement_json.write(measurement, out)
+        note = "" if complete else " (partial: the run was stopped early)"
+        if complete and state.unequal is not None:
+            note = " (partial: the old and new targets were not sent the same requests)"
         log.info(
             "parity: recorded %d requests on %d endpoints%s -> %s%s",
             measurement.total_count,
             len(measurement.endpoints),
             f" ({name} target {target})" if ab else "",
             state.written[name],
-            "" if complete else " (partial: the run was stopped early)",
+            note,
         )
