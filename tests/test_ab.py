@@ -197,7 +197,7 @@ def accounted_for(m: Measurement, got: dict[str, int]) -> None:
     assert m.generator is not None
     assert m.generator.sent == m.total_count + m.generator.in_flight
     for e in m.endpoints:
-        assert 0 <= e.count - got.get(e.endpoint.key, 0) <= e.errors, (e.endpoint.key, e.count, got)
+        assert 0 <= e.count - got.get(e.endpoint.key, 0) <= (e.errors or 0), (e.endpoint.key, e.count, got)
     assert set(got) <= set(counts(m))
 
 
