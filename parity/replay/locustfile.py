@@ -916,7 +916,12 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
     config = dict(msg.data["config"])
     config["start_at"] = time.time() + max(0.0, float(config.pop("start_in_s")))
     try:
-        _configure(config, worker=True, baseline_text=msg.data["baseline_text"])
+        # In a native thread: parsing the baseline and building the lane's plan takes a CPU-second or more on a busy
+        # machine, and meanwhile the event loop must go on sending heartbeats (a worker silent for ~3 s is missing
+        # and, when every worker is, Locust stops the run: "The last worker went missing").
+        gevent.get_hub().threadpool.apply(
+            _configure, (config,), {"worker": True, "baseline_text": msg.data["baseline_text"]}
+        )
     except BadInput as exc:
         log.error("parity: error: %s", exc)
         runner = environment.runner
