@@ -19,7 +19,9 @@ target's senders are all busy (a slow target, or a held-back generator) its disp
 not handed out by the run's end is ``unsent`` on that side only. :func:`unequal_sides` says when the two sides
 were not sent the same requests (different sends, unsent, dropped or in-flight counts, or different per-endpoint
 counts); the replay then labels both sides ``complete = no`` and ``unequal_sides = <that line>``
-(:data:`PARTIAL_LABELS`), and the judge does not gate the pair's throughput.
+(:data:`PARTIAL_LABELS`). The judge does not gate the throughput of a pair whose generators' sends differ
+(:func:`unequal_sends`; sides without a generator record, e.g. server-side figures, are gated as before: there
+fewer requests served is the target's).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "PARTIAL_LABELS",
     "UNEQUAL_SIDES",
     "partial_reasons",
+    "unequal_sends",
     "unequal_sides",
     "without_body",
 ]
@@ -113,10 +116,7 @@ def unequal_sides(old: Measurement, new: Measurement, names: tuple[str, str] = (
     same generator totals (sent, unsent, dropped by the rate cap, in flight at the end) and the same request count
     per endpoint. A side without a generator record (not a replay) is compared on its counts only. ``names`` name
     the sides in the line."""
-    totals = []
-    for m in (old, new):
-        g = m.generator
-        totals.append(None if g is None else (g.sent, g.unsent, g.dropped, g.in_flight))
+    totals = [_sends(old), _sends(new)]
     a, b = old.by_key(), new.by_key()
     counts = {
         k: (a[k].count if k in a else 0, b[k].count if k in b else 0) for k in [*a, *(k for k in b if k not in a)]
@@ -137,3 +137,15 @@ def unequal_sides(old: Measurement, new: Measurement, names: tuple[str, str] = (
         more = f" (+{len(differ) - MAX_UNEQUAL_NAMED} more)" if len(differ) > MAX_UNEQUAL_NAMED else ""
         parts.append(", ".join(differ[:MAX_UNEQUAL_NAMED]) + more)
     return "; ".join(parts)
+
+
+def _sends(m: Measurement) -> tuple[int, int, int, int] | None:
+    g = m.generator
+    return None if g is None else (g.sent, g.unsent, g.dropped, g.in_flight)
+
+
+def unequal_sends(old: Measurement, new: Measurement) -> bool:
+    """Both sides are replays (a generator record each) whose sends differ: sent, unsent, dropped by the rate cap
+    or in flight at the end. False when either side has no generator record."""
+    a, b = _sends(old), _sends(new)
+    return a is not None and b is not None and a != b
