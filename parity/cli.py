@@ -623,8 +623,9 @@ def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
         "the same requests sent to both at their planned times - then judge new against old and write the "
         "reports (DIR/index.html, parity.json, junit.xml, summary.md) plus DIR/old.measurement.json, "
         "DIR/new.measurement.json and DIR/locust.log. The [replay] safety rails of parity.toml apply to both "
-        "hosts. Arguments after -- go to Locust as they are, e.g. `-- --master --expect-workers 2` (start the "
-        "workers with `locust -f loadtests/replay.py --worker --master-host HOST`). Exit codes: 0 parity, "
+        "hosts. Arguments after -- go to Locust as they are, e.g. `-- --master --master-bind-host '*' "
+        "--expect-workers 2` (its master listens on 127.0.0.1 unless told; start the workers with "
+        "`locust -f loadtests/replay.py --worker --master-host HOST`). Exit codes: 0 parity, "
         "1 regression, 2 bad input, 3 inconclusive or incomplete, 4 refused or aborted by a safety rail.",
     )
     ab.passthrough = "locust_args"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Generator, Mapping
@@ -26,6 +25,7 @@ from parity.model import (
     SourceKind,
     Window,
 )
+from parity.replay.process import free_loopback_port
 from parity.sketch import LatencySketch
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -82,24 +82,18 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, None]:
 
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_loopback_port()
 
 
-def locust_master_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``env`` (default: this process's environment) plus Locust's master address settings on a free loopback
-    port, for a child that runs Locust with ``--processes N``: without them its master binds port 5557 on every
-    interface, so two such runs at once (two pytest-xdist workers, or two engineers' suites on one machine)
-    collide, or one's workers join the other's master."""
+def locust_master_env() -> dict[str, str]:
+    """This process's environment plus Locust's master port settings on a free loopback port, for a child that
+    runs the replay locustfile itself with ``--processes N``: its master listens on 127.0.0.1 (the replay's
+    default) but on Locust's port 5557, so two such runs at once (pytest-xdist workers, or several engineers'
+    suites on one machine) would collide, or one's workers join the other's master. The forked workers connect
+    to ``--master-port``, the master binds ``--master-bind-port``: both are set. (``parity ab`` and
+    ``parity nightly`` pick a free port themselves: ``parity.replay.process.run_replay``.)"""
     port = str(free_port())
-    return dict(os.environ if env is None else env) | {
-        "LOCUST_MASTER_BIND_HOST": "127.0.0.1",
-        "LOCUST_MASTER_BIND_PORT": port,
-        "LOCUST_MASTER_NODE_HOST": "127.0.0.1",
-        "LOCUST_MASTER_NODE_PORT": port,
-    }
+    return dict(os.environ) | {"LOCUST_MASTER_BIND_PORT": port, "LOCUST_MASTER_NODE_PORT": port}
 
 
 def _uses_processes(args: tuple[str, ...]) -> bool:
@@ -109,10 +103,8 @@ def _uses_processes(args: tuple[str, ...]) -> bool:
 def run_parity(
     *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """The real ``parity`` command line in a child process (with ``--processes``: its Locust master on a free
-    loopback port, see ``locust_master_env``)."""
-    if _uses_processes(args):
-        env = locust_master_env(env)
+    """The real ``parity`` command line in a child process (with ``--processes`` its Locust master picks a free
+    loopback port by itself)."""
     return subprocess.run(
         [sys.executable, "-m", "parity.cli", *args],
         capture_output=True,

@@ -21,8 +21,19 @@ import pytest
 
 from parity import measurement_json
 from parity.demo.processes import Service, fetch_stats, running_servers
-from parity.model import LABEL_REPLAY_OF, LABEL_SCHEDULE, Measurement, fingerprint
-from tests.conftest import ROOT, run_parity
+from parity.judge.compare import compare
+from parity.judge.completeness import UNEQUAL_SIDES, unequal_sides
+from parity.judge.result import Verdict
+from parity.model import (
+    LABEL_REPLAY_OF,
+    LABEL_SCHEDULE,
+    Endpoint,
+    GeneratorHealth,
+    Measurement,
+    SourceKind,
+    fingerprint,
+)
+from tests.conftest import ROOT, lognormal_side, run_parity, run_replay
 
 pytestmark = pytest.mark.e2e
 
@@ -180,6 +191,16 @@ def test_a_planted_slowdown_fails_exactly_that_endpoint(
     assert slowed_old.count == slowed_new.count
 
 
+def accounted_for(m: Measurement, got: dict[str, int]) -> None:
+    """Every request ``m``'s side sent is recorded or in flight, and every one its server received (``got``) was
+    recorded; a recorded request the server never got failed on the way (a timeout under load: an error)."""
+    assert m.generator is not None
+    assert m.generator.sent == m.total_count + m.generator.in_flight
+    for e in m.endpoints:
+        assert 0 <= e.count - got.get(e.endpoint.key, 0) <= (e.errors or 0), (e.endpoint.key, e.count, got)
+    assert set(got) <= set(counts(m))
+
+
 def test_two_processes_send_both_targets_the_same_requests(
     baseline: Path, old_a: str, old_b: str, tmp_path: Path
 ) -> None:
@@ -187,9 +208,11 @@ def test_two_processes_send_both_targets_the_same_requests(
     before = (received(old_a), received(old_b))
     done = ab(baseline, old_a, old_b, out, "--processes", "2", "--seed", "5")
     after = (received(old_a), received(old_b))
-    assert done.returncode in (0, 3), done.stdout + done.stderr  # the verdict is not this test's point
+    # The verdict is not this test's point: two identical targets on a loaded machine can differ in their tails.
+    assert done.returncode in (0, 1, 3), done.stdout + done.stderr
     old, new = sides(out)
-    assert counts(old) == counts(new) == grown(before[0], after[0]) == grown(before[1], after[1])
+    accounted_for(old, grown(before[0], after[0]))
+    accounted_for(new, grown(before[1], after[1]))
     assert old.pair_id == new.pair_id is not None
     assert old.generator is not None
     assert new.generator is not None
@@ -197,8 +220,74 @@ def test_two_processes_send_both_targets_the_same_requests(
     for g in (old.generator, new.generator):  # each worker measured its scheduling lag and shipped it to the master
         assert len(g.lag_ms) == len(g.cpu_percent)
         assert any(lag is not None for lag in g.lag_ms), g.lag_ms
-    assert old.labels["complete"] == new.labels["complete"] == "yes"
     assert "[old] /api/departments" in (out / "locust.log").read_text()  # the old side, named in Locust's stats
+    # One schedule, both targets: the same requests (what an idle machine does) — or, when one side's sends fell
+    # behind and left arrivals unsent that the other sent (a loaded machine), a pair that says so: never complete.
+    differ = unequal_sides(old, new)
+    if differ is None:
+        assert counts(old) == counts(new)
+        assert old.labels["complete"] == new.labels["complete"] == "yes" or "lost_lanes" in old.labels, old.labels
+    else:
+        assert old.labels["complete"] == new.labels["complete"] == "no"
+        assert old.labels[UNEQUAL_SIDES] == new.labels[UNEQUAL_SIDES] == differ
+        assert done.returncode != 0
+
+
+def test_a_target_whose_sends_fall_behind_makes_the_pair_partial(
+    baseline: Path, old_a: str, slowed: str, tmp_path: Path
+) -> None:
+    """One sender per target (--max-in-flight 1): the slowed target cannot take its arrivals in time and leaves
+    many unsent that the other target got; the pair is labelled partial (exit 3), never complete, and judged so."""
+    new_out, old_out = tmp_path / "new.json", tmp_path / "old.json"
+    done = run_replay("--host", old_a, "--old-host", slowed, "--baseline", str(baseline), "-t", "3s",
+                      "--shape", "steady", "--rps", "120", "--max-in-flight", "1", "--parity-out", str(new_out),
+                      "--old-out", str(old_out))  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    old, new = measurement_json.read(old_out), measurement_json.read(new_out)
+    assert old.generator is not None
+    assert new.generator is not None
+    assert old.generator.unsent > new.generator.unsent
+    for m in (old, new):
+        assert m.generator is not None
+        assert m.generator.sent == m.total_count + m.generator.in_flight
+    assert old.labels["complete"] == new.labels["complete"] == "no"
+    assert old.labels[UNEQUAL_SIDES] == new.labels[UNEQUAL_SIDES] == unequal_sides(old, new)
+    assert "the old and new targets were not sent the same requests" in done.stderr
+    result = compare(old, new)
+    assert [p.side for p in result.partial] == ["baseline", "candidate"]
+    assert not result.throughput_gated
+
+
+def side_sent(m: Measurement, unsent: int) -> Measurement:
+    """``m`` as a replay's side that sent its requests and left ``unsent`` more unsent."""
+    health = GeneratorHealth(m.window.start.timestamp(), 60.0, (20.0,), (0,), sent=m.total_count, unsent=unsent)
+    return replace(m, generator=health, source=replace(m.source, kind=SourceKind.LOCUST_REPLAY))
+
+
+def test_unequal_sides_of_a_pair_are_named_and_never_gate_throughput() -> None:
+    """Known answer: the same latency on both sides, the candidate 6% short on one endpoint (its sends fell
+    behind). The pair is named unequal; its throughput is shown, not judged (no false FAIL on rps); equal sides
+    are gated as before."""
+    medians = {"GET /health": 5.0, "GET /x": 20.0}
+    old = side_sent(lognormal_side(medians, n=2000, pair_id="p"), unsent=0)
+    short = lognormal_side(medians, n=2000, pair_id="p")
+    health = Endpoint.parse("GET /health")
+    short = replace(
+        short, endpoints=tuple(replace(e, count=1880) if e.endpoint == health else e for e in short.endpoints)
+    )
+    new = side_sent(short, unsent=120)
+    assert unequal_sides(old, old) is None
+    assert (
+        unequal_sides(old, new)
+        == "old target: sent 4,000; new target: sent 3,880, unsent 120; GET /health 2,000 vs 1,880"
+    )
+    judged = compare(old, new)
+    assert not judged.throughput_gated
+    assert "were not sent the same requests" in judged.throughput_note
+    rps = [m for e in judged.endpoints for m in e.metrics if m.metric == "rps"]
+    assert rps
+    assert all(m.verdict is not Verdict.FAIL for m in rps)
+    assert compare(old, old).throughput_gated
 
 
 def test_a_refused_old_host_exits_4_before_any_request(baseline: Path, old_a: str, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,15 @@ def test_replay_command_line_is_built_in_one_place() -> None:
     assert (pairs["--max-rps"], pairs["--abort-error-ratio"], pairs["--abort-window"]) == ("100", "0.2", "30")
     assert [args[i + 1] for i, a in enumerate(args) if a == "--allow-host"] == ["new", "old"]
     assert pairs["--processes"] == "2"
+    assert "--master-port" not in args  # Locust's 5557 (run_replay picks a free port when none is given)
     assert args[-1] == "--master"
+    on_port = replay_args(replace(run, master_port=5601))
+    on_pairs = dict(itertools.pairwise(on_port))
+    assert (on_pairs["--master-bind-port"], on_pairs["--master-host"], on_pairs["--master-port"]) == (
+        "5601",
+        "127.0.0.1",
+        "5601",
+    )
     assert "--step-duration" not in args
     single = replay_args(ReplayRun(baseline=Path("b.json"), host="http://new:8080", out=Path("o.json")))
     assert "--old-host" not in single

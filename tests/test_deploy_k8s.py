@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from parity import measurement_json
 from parity.demo.processes import Service, child_env, fetch_stats, running_server, running_servers, stop_process
 from parity.model import Measurement
 from parity.replay.rails import host_allowed
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 DEPLOY = ROOT / "deploy" / "k8s"
 BASE = DEPLOY / "base"
@@ -457,13 +456,6 @@ def test_the_overlay_sets_its_image_and_namespace() -> None:
 
 
 # -- running the rendered command lines ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Stage:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from parity.model import (
 )
 from parity.sketch import LatencySketch
 from parity.sources import LOCUST_CSV_COLUMNS, load_measurement
-from tests.conftest import ROOT, run_parity
+from tests.conftest import ROOT, free_port, run_parity
 
 FIXTURES = ROOT / "tests" / "fixtures" / "locust"
 
@@ -297,9 +296,7 @@ def test_locust_csv_runs_with_and_without_processes_compare_directly(server: str
     locustfile.write_text(LOCUSTFILE)
     before = fetch_stats(server)["total"]
     procs = []
-    with socket.socket() as sock:  # a port of our own: other tests' Locust masters run at the same time
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    port = str(free_port())  # a port of our own: other tests' Locust masters run at the same time
     loopback = ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-host", "127.0.0.1"]
     for name, extra in (("one", []), ("two", ["--processes", "2", *loopback, "--master-port", port])):
         (tmp_path / name).mkdir()

@@ -7,7 +7,6 @@ the requests that really arrived — with one Locust process and with two worker
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from parity import measurement_json
 from parity.demo.processes import fetch_stats, running_server
 from parity.model import LatencyDistribution, Measurement
-from tests.conftest import ROOT, run_parity, run_replay
+from tests.conftest import ROOT, free_port, run_parity, run_replay
 from tests.test_access_log import T0, nginx_line
 
 BASELINE = ROOT / "baselines" / "demo.json"
@@ -79,9 +78,7 @@ def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path
 
 def test_master_and_worker_processes_need_the_baseline_on_the_master_only(server: str, tmp_path: Path) -> None:
     """--master / --worker as on two machines: the worker runs elsewhere, with no copy of the baseline."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port())
     out = tmp_path / "run.json"
     locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "replay.py"), "--headless"]
     master = subprocess.Popen(

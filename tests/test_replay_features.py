@@ -5,7 +5,6 @@ Locust's web UI starting a second run that writes its own Measurement."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from parity import measurement_json
@@ -27,7 +27,7 @@ from parity.replay.endpoint_filter import EndpointFilter, filter_plan, no_match_
 from parity.replay.plan import PlannedEndpoint, ReplayPlan, SkippedEndpoint
 from parity.replay.process import run_path
 from parity.replay.schedule import schedule_fingerprint
-from tests.conftest import REPLAY_LOCUSTFILE, ROOT, run_replay
+from tests.conftest import REPLAY_LOCUSTFILE, ROOT, free_port, run_replay
 
 BASELINE = ROOT / "baselines" / "demo.json"
 
@@ -152,17 +152,19 @@ def _post(ui: str, path: str, form: dict[str, str] | None = None) -> dict[str, o
         return dict(json.loads(answer.read()))
 
 
-@pytest.fixture
-def web_ui(tmp_path: Path) -> Iterator[tuple[str, str, Path, subprocess.Popen[str]]]:
-    """A demo server and a replay in Locust's web UI mode listening on loopback: (target, UI URL, out, process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+@pytest.fixture(params=[1, 2], ids=["one-process", "processes-2"])
+def web_ui(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Path, subprocess.Popen[str]]]:
+    """A demo server and a replay in Locust's web UI mode listening on loopback, in one process or with
+    ``--processes 2`` (its master on a port of its own): (target, UI URL, out, process), once every worker
+    is connected."""
+    port, processes = free_port(), int(request.param)
+    master = str(free_port())
+    more = ["--processes", "2", "--master-bind-port", master, "--master-port", master] if processes > 1 else []
     out = tmp_path / "run.json"
     with running_server("new", seed=1) as url:
         proc = subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", str(REPLAY_LOCUSTFILE), "--web-port", str(port), "--host", url,
-             "--baseline", str(BASELINE), "-t", "2s", "--request-timeout", "2", "--parity-out", str(out)],
+             "--baseline", str(BASELINE), "-t", "2s", "--request-timeout", "2", "--parity-out", str(out), *more],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -170,12 +172,14 @@ def web_ui(tmp_path: Path) -> Iterator[tuple[str, str, Path, subprocess.Popen[st
             deadline = time.monotonic() + 60
             while True:
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
-                assert time.monotonic() < deadline, "the web UI did not start listening"
+                assert time.monotonic() < deadline, "the web UI did not start listening, or its workers connect"
                 try:
-                    urllib.request.urlopen(ui, timeout=5).close()
-                    break
+                    with urllib.request.urlopen(f"{ui}/stats/requests", timeout=5) as answer:
+                        if processes == 1 or json.loads(answer.read()).get("worker_count") == processes:
+                            break
                 except OSError:
-                    time.sleep(0.2)
+                    pass
+                time.sleep(0.2)
             yield url, ui, out, proc
         finally:
             proc.kill()
@@ -194,11 +198,20 @@ def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
 def test_web_ui_start_stop_start_gives_two_measurements(web_ui: tuple[str, str, Path, subprocess.Popen[str]]) -> None:
     """Start, Stop, Start again from the web UI's form (as its JavaScript posts it): two Measurements, run 1
     (stopped: partial) in --parity-out and run 2 (complete) in <stem>-2.json, each on its own schedule from time
-    zero; the form's user count and ramp-up do not change what is sent."""
+    zero; the form's user count and ramp-up do not change what is sent. With --processes 2 too (the workers
+    report ready again after the Stop: the second Start gives both their lane), and every listening socket of
+    the master (web UI, workers' port) is on loopback."""
     url, ui, out, proc = web_ui
+    listening = [c.laddr for c in psutil.Process(proc.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert listening
+    assert {a.ip for a in listening} == {"127.0.0.1"}
     form = {"user_count": "50", "spawn_rate": "7", "host": url}
+    before = fetch_stats(url)["total"]
     assert _post(ui, "/swarm", form)["success"] is True
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while fetch_stats(url)["total"] == before:  # stopped once it sends (a worker's lane starts 1 s after Start)
+        assert time.monotonic() < deadline, "run 1 sent nothing"
+        time.sleep(0.1)
     assert _post(ui, "/stop")["success"] is True
     _wait_for(out, proc)
     assert _post(ui, "/swarm", form)["success"] is True
@@ -215,5 +228,7 @@ def test_web_ui_start_stop_start_gives_two_measurements(web_ui: tuple[str, str, 
     assert first.labels["schedule"] == again.labels["schedule"]
     assert again.total_count > first.total_count > 0
     assert again.generator is not None
-    assert again.generator.processes == 1
+    assert isinstance(proc.args, list)
+    assert again.generator.processes == (2 if "--processes" in proc.args else 1)
+    assert "lost_lanes" not in again.labels
     assert again.generator.sent == again.total_count + again.generator.in_flight

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import pytest
 from parity import measurement_json
 from parity.demo.processes import running_server
 from parity.replay.process import child_environment
-from tests.conftest import REPLAY_LOCUSTFILE, ROOT, run_parity
+from tests.conftest import REPLAY_LOCUSTFILE, ROOT, free_port, run_parity
 
 BASELINE = ROOT / "baselines" / "demo.json"
 LOCUST = [sys.executable, "-m", "locust", "-f", str(REPLAY_LOCUSTFILE), "--headless", "--only-summary"]
@@ -84,12 +83,6 @@ def _gone(pids: list[int]) -> Callable[[], bool]:
         return True
 
     return check
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 def _kill_all(procs: list[subprocess.Popen[bytes]], pids: list[int]) -> None:
@@ -158,7 +151,7 @@ def test_sigterm_and_kills_with_two_worker_processes(server: str, tmp_path: Path
     def start(name: str) -> None:
         """Start replay ``name`` and wait until it sends (one start-up at a time: they are the CPU-hungry part)."""
         out, log = runs[name]
-        port = _free_port()  # several masters at once: each on its own port
+        port = str(free_port())  # several masters at once: each on its own port
         with log.open("wb") as sink:
             procs[name] = subprocess.Popen(
                 [*LOCUST, "--host", server, "--baseline", str(BASELINE), "-t", "60s", "--rate-scale", "0.5",

@@ -47,7 +47,9 @@ marginal becomes inconclusive (nothing recorded shows what the rest of the run w
 fail — a significant regression beyond tolerance in what *was* recorded is real evidence, and hiding it behind
 "inconclusive" would bury a true regression. The reasons then say so first. Endpoint verdicts stay those of the
 recorded data. Throughput of a partial side is shown, not judged (its window covers only part of its schedule),
-unless both sides are a concurrent A/B pair, which stopped together under the same offered load.
+unless both sides are a concurrent A/B pair, which stopped together under the same offered load — and were sent
+the same requests: a pair of replays whose sends differ (``completeness.unequal_sends``) is never gated on
+throughput.
 
 **Requests sent without their body are not parity.** An endpoint a replay sent without its request body (listed
 in either side's ``LABEL_WITHOUT_BODY``: ``--allow-empty-bodies``) is inconclusive with that reason, whatever its
@@ -71,7 +73,7 @@ from dataclasses import dataclass
 
 from parity.judge import stats
 from parity.judge.bottlenecks import rank_bottlenecks, saturation_knees
-from parity.judge.completeness import partial_reasons, without_body
+from parity.judge.completeness import partial_reasons, unequal_sends, unequal_sides, without_body
 from parity.judge.policy import METRICS, EndpointPolicy, FailOn, Gate, LatencyBasis, MetricSpec, Policy
 from parity.judge.result import (
     Change,
@@ -584,9 +586,10 @@ def _comparability(baseline: Measurement, candidate: Measurement, names: tuple[s
 def _throughput_note(baseline: Measurement, candidate: Measurement, mode: ComparisonMode) -> str:
     """Why per-endpoint throughput is only shown (empty: both sides saw the same offered load, so it is gated).
 
-    Gated for a concurrent A/B pair, for two records of the same reproduced traffic (replays, or server-side
-    figures over a replay's window, of the same baseline) and for a record of a baseline's replay against that
-    baseline. Never for closed-loop sources, whose throughput follows their latency."""
+    Gated for a concurrent A/B pair unless both are replays whose sends differ (``completeness.unequal_sends``),
+    for two records of the same reproduced traffic (replays, or server-side figures over a replay's window, of the
+    same baseline) and for a record of a baseline's replay against that baseline. Never for closed-loop sources,
+    whose throughput follows their latency."""
     closed = [name for name, m in (("baseline", baseline), ("candidate", candidate)) if m.source.kind.closed_loop]
     if closed:
         return (
@@ -594,7 +597,14 @@ def _throughput_note(baseline: Measurement, candidate: Measurement, mode: Compar
             "request): when one endpoint slows down every endpoint's rate falls, so throughput follows latency"
         )
     if mode is ComparisonMode.CONCURRENT:
-        return ""
+        if not unequal_sends(baseline, candidate):
+            return ""
+        unequal = unequal_sides(baseline, candidate, ("baseline", "candidate"))
+        return (
+            f"the two targets of this concurrent A/B pair were not sent the same requests ({unequal}): one side's "
+            "sends fell behind (a target's senders all busy, or the generator held back), so their request rates "
+            "are not the same offered load"
+        )
     replay_b, replay_c = baseline.labels.get(LABEL_REPLAY_OF), candidate.labels.get(LABEL_REPLAY_OF)
     if (replay_b and replay_b == replay_c) or replay_c == fingerprint(baseline) or replay_b == fingerprint(candidate):
         return ""

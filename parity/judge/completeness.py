@@ -21,6 +21,15 @@ target saw is not the planned one, and latency measured under that back-pressure
 tolerance relative to seconds (seen: a concurrent A/B pair of two targets in one overloaded process, +30 ms
 planted, 1,352 of 2,016 sends late, both sides at 1–5 s: PASS). It is treated as partial: a pass becomes
 inconclusive, a fail stays a fail (intended-time latency already carries the lateness).
+
+A concurrent A/B pair replays one schedule against both targets, but each target has its own senders: when one
+target's senders are all busy (a slow target, or a held-back generator) its dispatcher falls behind, and what was
+not handed out by the run's end is ``unsent`` on that side only. :func:`unequal_sides` says when the two sides
+were not sent the same requests (different sends, unsent, dropped or in-flight counts, or different per-endpoint
+counts); the replay then labels both sides ``complete = no`` and ``unequal_sides = <that line>``
+(:data:`PARTIAL_LABELS`). The judge does not gate the throughput of a pair whose generators' sends differ
+(:func:`unequal_sends`; sides without a generator record, e.g. server-side figures, are gated as before: there
+fewer requests served is the target's).
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ __all__ = [
     "MIN_UNSENT",
     "NO_WORDS",
     "PARTIAL_LABELS",
+    "UNEQUAL_SIDES",
     "partial_reasons",
+    "unequal_sends",
+    "unequal_sides",
     "without_body",
 ]
 
@@ -49,7 +61,10 @@ PARTIAL_LABELS: dict[str, str] = {
     "lost_lanes": "lost worker lane(s)",
     "incomplete": "incomplete",
     "partial": "partial",
+    "unequal_sides": "the A/B targets were not sent the same requests",
 }
+#: The label of an A/B pair's sides that were not sent the same requests (see :func:`unequal_sides`).
+UNEQUAL_SIDES = "unequal_sides"
 #: Labels whose value is a list (``lost_lanes = "0,2"``): any value but an empty one marks the side partial, and is
 #: always shown (lane 0 is not a "no").
 LIST_LABELS = frozenset({"lost_lanes"})
@@ -64,6 +79,8 @@ MIN_UNSENT = 10
 MAX_LATE_SHARE = 0.10
 #: ... when they are also more than this many.
 MIN_LATE = 20
+#: Endpoints whose counts differ, named in :func:`unequal_sides`'s line at most.
+MAX_UNEQUAL_NAMED = 3
 #: A label value is quoted up to this many characters.
 MAX_VALUE_CHARS = 200
 
@@ -111,3 +128,44 @@ def without_body(m: Measurement) -> frozenset[str]:
     except ValueError:
         return frozenset()
     return frozenset(k for k in listed if isinstance(k, str)) if isinstance(listed, list) else frozenset()
+
+
+def unequal_sides(old: Measurement, new: Measurement, names: tuple[str, str] = ("old", "new")) -> str | None:
+    """Why the two sides of a concurrent A/B pair were NOT sent the same requests, in one line (``old target: sent
+    1,868, unsent 176; new target: sent 1,831, unsent 213; GET /health 390 vs 380``), or None when they were: the
+    same generator totals (sent, unsent, dropped by the rate cap, in flight at the end) and the same request count
+    per endpoint. A side without a generator record (not a replay) is compared on its counts only. ``names`` name
+    the sides in the line."""
+    totals = [_sends(old), _sends(new)]
+    a, b = old.by_key(), new.by_key()
+    counts = {
+        k: (a[k].count if k in a else 0, b[k].count if k in b else 0) for k in [*a, *(k for k in b if k not in a)]
+    }
+    differ = [f"{k} {x:,} vs {y:,}" for k, (x, y) in counts.items() if x != y]
+    sends_differ = None not in totals and totals[0] != totals[1]
+    if not differ and not sends_differ:
+        return None
+    parts = []
+    if None not in totals:
+        for name, t in zip(names, totals, strict=True):
+            assert t is not None
+            extra = "".join(
+                f", {what} {n:,}" for what, n in zip(("unsent", "dropped", "in flight"), t[1:], strict=True) if n
+            )
+            parts.append(f"{name} target: sent {t[0]:,}{extra}")
+    if differ:
+        more = f" (+{len(differ) - MAX_UNEQUAL_NAMED} more)" if len(differ) > MAX_UNEQUAL_NAMED else ""
+        parts.append(", ".join(differ[:MAX_UNEQUAL_NAMED]) + more)
+    return "; ".join(parts)
+
+
+def _sends(m: Measurement) -> tuple[int, int, int, int] | None:
+    g = m.generator
+    return None if g is None else (g.sent, g.unsent, g.dropped, g.in_flight)
+
+
+def unequal_sends(old: Measurement, new: Measurement) -> bool:
+    """Both sides are replays (a generator record each) whose sends differ: sent, unsent, dropped by the rate cap
+    or in flight at the end. False when either side has no generator record."""
+    a, b = _sends(old), _sends(new)
+    return a is not None and b is not None and a != b

@@ -40,7 +40,8 @@ How it works:
   gets nothing, the run ends and the process exits 4 with one line ``parity: refused: ...``. The rails are read
   once, at start-up, from the options and parity.toml: the web UI's form cannot loosen them. ``--max-rps`` is a
   sliding window (``rails.RateCap``), split among lanes. Locust's web UI listens on 127.0.0.1 unless
-  ``--web-host`` says otherwise.
+  ``--web-host`` says otherwise, and so does the master's port for its workers (``--processes``, ``--master``)
+  unless ``--master-bind-host`` does (``'*'``: every interface, for workers on other hosts).
 
 Concurrent A/B (``--old-host URL``): every scheduled arrival is sent to both targets at its planned time — the
 same schedule, the same request draws. Locust's ``--host`` is the new (candidate) target. Each target has its
@@ -100,6 +101,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from parity import measurement_json, version
 from parity.config import Config, find_config, load_config
 from parity.errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE, EXIT_OK, BadInput, reading
+from parity.judge.completeness import UNEQUAL_SIDES, unequal_sides
 from parity.judge.policy import Policy
 from parity.model import (
     LABEL_REPLAY_OF,
@@ -173,6 +175,10 @@ MASTER_SILENT_S = 10.0
 WATCH_EVERY_S = 0.5
 #: Where Locust's web UI listens unless ``--web-host`` says otherwise: loopback, not every interface.
 WEB_HOST = "127.0.0.1"
+#: Where a master (``--master``, or the parent of ``--processes N``) listens for its workers unless
+#: ``--master-bind-host`` says otherwise: loopback (Locust's own default is every interface). A multi-host run
+#: (workers on other machines, ``deploy/k8s``) passes ``--master-bind-host '*'``.
+MASTER_BIND_HOST = "127.0.0.1"
 
 
 class RequestTimeout(Exception):
@@ -216,6 +222,8 @@ class _Replay:
     filtered: FilteredPlan | None = None  # the endpoint filter's result (None: no --endpoints/--exclude-endpoints)
     run: int = 0  # master or single process: test starts so far (the web UI can start several runs)
     quit_after_stop: bool = False  # web UI: a signal stops the run in progress, then Locust quits
+    unequal: str | None = None  # A/B: why the targets were not sent the same requests (the run is then partial)
+    rejoined: set[str] = field(default_factory=set)  # web UI master: workers ready again since the last stop
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -349,11 +357,17 @@ def _add_arguments(parser: Any) -> None:
     # start-up (a Start replays the command line's settings): keep them off the form rather than ignore edits.
     for action in group._group_actions:
         action.include_in_web_ui = False
-    # Locust's web UI (without --headless) starts load from a form: listen on loopback only unless told.
-    parser.set_defaults(web_host=WEB_HOST)
+    # Locust's web UI (without --headless) starts load from a form, and its master takes orders from any worker
+    # that connects: both listen on loopback only unless told.
+    parser.set_defaults(web_host=WEB_HOST, master_bind_host=MASTER_BIND_HOST)
     for action in parser._actions:
         if action.dest == "web_host":
             action.help = f"Host to bind the web interface to (parity replay default: {WEB_HOST}; '*' for all)"
+        if action.dest == "master_bind_host":
+            action.help = (
+                f"IP address the master listens on for workers (parity replay default: {MASTER_BIND_HOST}, also "
+                "with --processes; '*' for all interfaces: workers on other hosts)"
+            )
 
 
 def _fail(message: str) -> NoReturn:
@@ -891,6 +905,7 @@ def _reset_run_end() -> None:
     state.stopping.clear()
     state.missing_since.clear()
     state.lost_lanes.clear()
+    state.unequal = None
 
 
 def _web_ui_mode(environment: Environment) -> bool:
@@ -937,7 +952,12 @@ def _on_lane_message(environment: Environment, msg: Any) -> None:
     config = dict(msg.data["config"])
     config["start_at"] = time.time() + max(0.0, float(config.pop("start_in_s")))
     try:
-        _configure(config, worker=True, baseline_text=msg.data["baseline_text"])
+        # In a native thread: parsing the baseline and building the lane's plan takes a CPU-second or more on a busy
+        # machine, and meanwhile the event loop must go on sending heartbeats (a worker silent for ~3 s is missing
+        # and, when every worker is, Locust stops the run: "The last worker went missing").
+        gevent.get_hub().threadpool.apply(
+            _configure, (config,), {"worker": True, "baseline_text": msg.data["baseline_text"]}
+        )
     except BadInput as exc:
         log.error("parity: error: %s", exc)
         runner = environment.runner
@@ -1677,12 +1697,24 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     environment.process_exit_code = _exit_code(environment)
 
 
+@events.worker_connect.add_listener
+def _on_worker_connect(client_id: str, **_: Any) -> None:
+    """Master: a worker reported ready (at start-up, or again after a stop: see ``_await_lanes``)."""
+    state.rejoined.add(client_id)
+
+
 @events.test_stopping.add_listener
 def _on_test_stopping(environment: Environment, **_: Any) -> None:
-    """Web UI: a Stop before the run finished makes it partial; its Measurement says so (``stopped``)."""
+    """Web UI: a Stop before the run finished makes it partial; its Measurement says so (``stopped``). A worker's
+    lane stops sending at once and drains within ``_stop_grace_s`` (less than Locust's stop timeout, which would
+    kill it before it reports itself done with its last records)."""
     runner = environment.runner
-    if isinstance(runner, WorkerRunner) or not _web_ui_mode(environment):
+    if isinstance(runner, WorkerRunner):
+        _stop_lane()
         return
+    if not _web_ui_mode(environment):
+        return
+    state.rejoined.clear()
     if runner is not None and runner.shape_greenlet is gevent.getcurrent():
         return  # the shape ended the run (finished, aborted, lanes late): not the web UI's Stop
     if "start_at" in state.config and state.finished_at is None and state.stop_reason is None:
@@ -1705,8 +1737,34 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     ):
         return
     if isinstance(runner, MasterRunner):
+        _await_lanes(runner)
         _check_lost_lanes(runner, final=True)
     _write_measurements(environment)
+
+
+@events.test_stop.add_listener
+def _on_worker_test_stop(environment: Environment, **_: Any) -> None:
+    """Worker: its users have stopped (its lane reported itself done). Locust's worker then tells the master it
+    stopped and waits the stop timeout again before reporting ready; its lane is done, so no wait (a web UI Start
+    right after a Stop then finds every worker ready), and a next run waits for its own lane settings."""
+    if isinstance(environment.runner, WorkerRunner):
+        state.ready.clear()
+        environment.stop_timeout = 0.0  # set again by the master's next spawn message
+
+
+def _await_lanes(runner: MasterRunner) -> None:
+    """Web UI master, after a stop: wait until every lane's worker is ready again. Locust drops a stopping worker
+    from its clients until it reports ready, so a run written, or a Start taken, before then would count that
+    lane lost or leave it out; and a worker reports ready only after its users stopped, so by then its lane has
+    reported itself done with its last records (on the same connection, before) — unless it never started.
+    At most ``_stop_grace_s`` + ``STOP_SLACK_S`` seconds (a lane whose worker is gone then is lost)."""
+    limit_s = _stop_grace_s() + STOP_SLACK_S
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if all(c in state.rejoined and runner.clients.get(c) is not None for c in state.lane_clients.values()):
+            return
+        gevent.sleep(0.05)
+    log.warning("parity: worker lanes did not all report ready within %gs of the stop", limit_s)
 
 
 def _complete() -> bool:
@@ -1723,7 +1781,7 @@ def _exit_code(environment: Environment) -> int:
         return EXIT_BAD_INPUT
     if state.aborted is not None or state.refused is not None:
         return EXIT_ABORTED
-    return EXIT_OK if _complete() else EXIT_INCONCLUSIVE
+    return EXIT_OK if _complete() and state.unequal is None else EXIT_INCONCLUSIVE
 
 
 def _write_measurements(environment: Environment) -> None:
@@ -1743,12 +1801,10 @@ def _write_measurements(environment: Environment) -> None:
         OLD: (config.get("old_host"), config.get("old_env"), config.get("old_out")),
     }
     description = f"Locust replay of {Path(config['baseline']).name}"
+    measurements = {}
     for name, recorder in state.recorders.items():
-        target, env, out = sides[name]
-        if not out:
-            continue
-        out = run_path(out, state.run)
-        measurement = recorder.to_measurement(
+        target, env, _ = sides[name]
+        measurements[name] = recorder.to_measurement(
             source=Source(
                 SourceKind.LOCUST_REPLAY,
                 description=f"{description}, {name} side of a concurrent A/B run" if ab else description,
@@ -1764,12 +1820,26 @@ def _write_measurements(environment: Environment) -> None:
             generator=GeneratorTotals(processes=state.lanes, late_after_ms=LATE_S * 1000.0),
             load_factors=state.shaped.load_factors if state.shaped else None,
         )
+    if ab:  # one schedule, two targets: a pair whose sides got different requests is never complete
+        state.unequal = unequal_sides(measurements[OLD], measurements[NEW])
+    if state.unequal is not None:
+        log.warning("parity: the old and new targets were not sent the same requests: %s", state.unequal)
+        unequal = {"complete": "no", UNEQUAL_SIDES: state.unequal}
+        measurements = {name: replace(m, labels={**m.labels, **unequal}) for name, m in measurements.items()}
+    for name, measurement in measurements.items():
+        target, _, out = sides[name]
+        if not out:
+            continue
+        out = run_path(out, state.run)
         state.written[name] = measurement_json.write(measurement, out)
+        note = "" if complete else " (partial: the run was stopped early)"
+        if complete and state.unequal is not None:
+            note = " (partial: the old and new targets were not sent the same requests)"
         log.info(
             "parity: recorded %d requests on %d endpoints%s -> %s%s",
             measurement.total_count,
             len(measurement.endpoints),
             f" ({name} target {target})" if ab else "",
             state.written[name],
-            "" if complete else " (partial: the run was stopped early)",
+            note,
         )

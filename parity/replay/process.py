@@ -21,13 +21,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "ReplayExit",
     "ReplayRun",
     "child_environment",
+    "free_loopback_port",
     "locust_process",
     "locustfile_path",
     "log_tail",
@@ -74,7 +76,9 @@ class ReplayRun:
     """A headless replay of ``baseline`` against ``host`` (and ``old_host`` at the same time: concurrent A/B),
     as the locustfile's options (``locust -f loadtests/replay.py --help``). ``run_time_s`` None: the ramp's
     steps × step duration. Shape options apply to their shape only. ``rails`` become options (the child also
-    reads a parity.toml in its working directory). ``extra``: more Locust arguments, appended last."""
+    reads a parity.toml in its working directory). ``master_port``: with ``processes`` > 1, the loopback port
+    its Locust master listens on and its forked workers connect to (None: Locust's 5557; :func:`run_replay`
+    picks a free one). ``extra``: more Locust arguments, appended last."""
 
     baseline: Path
     host: str
@@ -97,6 +101,7 @@ class ReplayRun:
     burst_duration_s: float | None = None
     min_endpoint_rps: float | None = None
     processes: int = 1
+    master_port: int | None = None
     rails: Rails = field(default_factory=Rails)
     extra: tuple[str, ...] = ()
 
@@ -148,7 +153,19 @@ def replay_args(run: ReplayRun) -> list[str]:
         args.append("--allow-empty-bodies")
     if run.processes > 1:
         args += ["--processes", str(run.processes)]
+        if run.master_port is not None:  # the master binds the port (on loopback: the replay's default) ...
+            port = str(run.master_port)  # ... and its forked workers connect to it: both must be told
+            args += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     return args + list(run.extra)
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it; another process may take it before
+    it is used, which Locust then reports as a bind error)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _secret(name: str) -> bool:
@@ -286,7 +303,10 @@ def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> ReplayExit:
     """Run ``run`` in a child Locust process (output in ``log_path``) and wait for it, at most ``timeout_s``
     seconds (then it is stopped like on SIGTERM, which writes what was recorded, marked partial, and the code is
     None). A SIGINT/SIGTERM to this process meanwhile is forwarded and reported in ``ReplayExit.signal``; a
-    second one raises Interrupted."""
+    second one raises Interrupted. With ``processes`` > 1 and no ``master_port``, its master gets a free loopback
+    port, so runs on one host never share (or collide on) Locust's 5557."""
+    if run.processes > 1 and run.master_port is None:
+        run = replace(run, master_port=free_loopback_port())
     with locust_process(replay_args(run), log_path) as child:
         code = child.wait(timeout_s)
         return ReplayExit(code, child.signal)
