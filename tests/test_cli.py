@@ -111,7 +111,7 @@ def test_bad_config_exits_2(files: dict[str, Path], tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     known = (
-        "alpha, endpoints, fail_on, latency, marginal_alpha, max_generator_saturated_share, "
+        "alpha, endpoints, fail_on, latency, marginal_alpha, max_generator_lag_ms, max_generator_saturated_share, "
         "max_inconclusive_share, metrics, min_samples, slo_p95_ms"
     )
     assert done.stderr == f"parity: error: {config}: compare.tolerance: unknown key (known: {known})\n"
