@@ -422,31 +422,29 @@ class GeneratorHealth:
     def saturated_share(self, start_s: float | None = None, end_s: float | None = None) -> float | None:
         """Share of the sampled intervals overlapping ``[start_s, end_s)`` (Unix s; default: all) that were
         saturated; None when no interval there was sampled."""
-        lo = -math.inf if start_s is None else start_s
-        hi = math.inf if end_s is None else end_s
-        sampled = saturated = 0
-        for i, cpu in enumerate(self.cpu_percent):
-            t0 = self.start_s + i * self.interval_s
-            if cpu is None or t0 + self.interval_s <= lo or t0 >= hi:
-                continue
-            sampled += 1
-            saturated += cpu > self.saturation_percent
-        return saturated / sampled if sampled else None
+        return self._share_over(self.cpu_percent, self.saturation_percent, start_s, end_s)
 
     def lagged_share(self, over_ms: float, start_s: float | None = None, end_s: float | None = None) -> float | None:
         """Share of the lag-sampled intervals overlapping ``[start_s, end_s)`` (Unix s; default: all) in which the
         generator lagged more than ``over_ms`` ms behind its schedule; None when no interval there was sampled
         (lag not measured: older files, sources without a generator of ours)."""
+        return self._share_over(self.lag_ms, over_ms, start_s, end_s)
+
+    def _share_over(
+        self, samples: tuple[float | None, ...], limit: float, start_s: float | None, end_s: float | None
+    ) -> float | None:
+        """Share of the sampled intervals (``samples[i]`` not None) overlapping ``[start_s, end_s)`` whose sample is
+        above ``limit``; None when none there was sampled."""
         lo = -math.inf if start_s is None else start_s
         hi = math.inf if end_s is None else end_s
-        sampled = lagged = 0
-        for i, lag in enumerate(self.lag_ms):
+        sampled = over = 0
+        for i, value in enumerate(samples):
             t0 = self.start_s + i * self.interval_s
-            if lag is None or t0 + self.interval_s <= lo or t0 >= hi:
+            if value is None or t0 + self.interval_s <= lo or t0 >= hi:
                 continue
             sampled += 1
-            lagged += lag > over_ms
-        return lagged / sampled if sampled else None
+            over += value > limit
+        return over / sampled if sampled else None
 
     @property
     def peak_lag_ms(self) -> float | None:
