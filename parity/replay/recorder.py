@@ -235,11 +235,7 @@ class Recorder:
     ) -> None:
         """One finished request: Unix send time in s, latency in ms (None = no response), and the latency
         from its planned send time in ms when an open-model replay knows it."""
-        key = (method, name)
-        index = self._names.get(key)
-        if index is None:
-            index = self._names[key] = len(self._keys)
-            self._keys.append(key)
+        index = self._index((method, name))
         self._buf_endpoint.append(index)
         self._buf_sent.append(sent_at_s)
         self._buf_latency.append(math.nan if latency_ms is None else latency_ms)
@@ -248,6 +244,30 @@ class Recorder:
         if sent_at_s >= self._flush_at or len(self._buf_sent) >= FLUSH_EVERY:
             self._flush()
             self._flush_at = (math.floor(sent_at_s / self.interval_s) + 1) * self.interval_s
+
+    def _index(self, key: tuple[str, str]) -> int:
+        """The number of endpoint ``key`` (method, name), given on first sight."""
+        index = self._names.get(key)
+        if index is None:
+            index = self._names[key] = len(self._keys)
+            self._keys.append(key)
+        return index
+
+    def record_many(
+        self,
+        keys: Sequence[tuple[str, str]],
+        endpoint: npt.NDArray[np.int64],
+        sent_at_s: npt.NDArray[np.float64],
+        latency_ms: npt.NDArray[np.float64],
+        errors: npt.NDArray[np.bool_],
+    ) -> None:
+        """Many finished requests at once (a file read column-wise): request ``i`` is endpoint
+        ``keys[endpoint[i]]`` (method, name), sent at Unix ``sent_at_s[i]`` s, latency ``latency_ms[i]`` ms (NaN:
+        no response), error ``errors[i]``. The same sketches and timelines as :meth:`record` row by row (no
+        intended-time latency: files do not know planned send times)."""
+        self._flush()
+        number = np.asarray([self._index(k) for k in keys], dtype=np.int64)
+        self._fold(number[endpoint], sent_at_s, latency_ms, errors, np.full(len(sent_at_s), np.nan))
 
     def record_cpu(self, at_s: float, percent: float) -> None:
         """This process's CPU (% of one core) over the timeline interval holding Unix time ``at_s``."""
@@ -295,6 +315,20 @@ class Recorder:
         intended = np.asarray(self._buf_intended, dtype=np.float64)
         for buf in (self._buf_endpoint, self._buf_sent, self._buf_latency, self._buf_error, self._buf_intended):
             buf.clear()
+        self._fold(endpoint, sent, latency, error, intended)
+
+    def _fold(
+        self,
+        endpoint: npt.NDArray[np.int64],
+        sent: npt.NDArray[np.float64],
+        latency: npt.NDArray[np.float64],
+        error: npt.NDArray[np.bool_],
+        intended: npt.NDArray[np.float64],
+    ) -> None:
+        """Fold requests (endpoint numbers, Unix send s, ms with NaN = none, error flags, intended ms) into the
+        sketches, grouped by endpoint × bucket and endpoint × stage."""
+        if not len(sent):
+            return
         buckets = np.floor(sent / self.interval_s).astype(np.int64)
         for bucket, pick in _groups(buckets):
             for store in self._stores:

@@ -155,11 +155,16 @@ def read_locust_csvs(paths: Sequence[Path], name: str | None = None) -> Measurem
             f"most {MAX_SPAN_S / 86400:.0f} days"
         )
     recorder = Recorder(timeline_interval(last - start))
-    errors = frame["exception"].str.strip() != ""
-    for method, endpoint, t, ms, code, err in zip(
-        frame["request_type"], frame["name"], sent, latency, status, errors, strict=True
-    ):
-        recorder.record(method.strip(), endpoint.strip(), float(t), float(ms) if code > 0 else None, bool(err))
+    errors = (frame["exception"].str.strip() != "").to_numpy()
+    keys = pd.MultiIndex.from_arrays([frame["request_type"].str.strip(), frame["name"].str.strip()])
+    number, endpoints = pd.factorize(keys)
+    recorder.record_many(
+        list(endpoints),
+        number.astype(np.int64),
+        np.asarray(sent, dtype=np.float64),
+        np.where(status.to_numpy() > 0, latency.to_numpy(dtype=np.float64), np.nan).astype(np.float64),
+        errors,
+    )
     files = f" ({len(paths)} files, one per process)" if len(paths) > 1 else ""
     return recorder.to_measurement(
         source=Source(SourceKind.LOCUST_CSV, description=f"Locust request log {where}{files}"),
