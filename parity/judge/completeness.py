@@ -142,8 +142,7 @@ def unequal_sides(old: Measurement, new: Measurement, names: tuple[str, str] = (
         k: (a[k].count if k in a else 0, b[k].count if k in b else 0) for k in [*a, *(k for k in b if k not in a)]
     }
     differ = [f"{k} {x:,} vs {y:,}" for k, (x, y) in counts.items() if x != y]
-    sends_differ = None not in totals and totals[0] != totals[1]
-    if not differ and not sends_differ:
+    if not differ and not unequal_sends(old, new):
         return None
     parts = []
     if None not in totals:

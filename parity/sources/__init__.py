@@ -103,6 +103,11 @@ def _is_stats(head: str) -> bool:
     return _has(head, "Name", "Requests/s") and (_has(head, "Request Count") or _has(head, "# requests"))
 
 
+def _is_history(head: str) -> bool:
+    """Locust ``--csv`` ``_stats_history.csv``."""
+    return _has(head, "Timestamp", "User Count", "Name", "Total Request Count")
+
+
 #: Accepted inputs, first match wins. (A k6 NDJSON file also starts with "{": put its row before the JSON one.)
 FORMATS: list[Format] = [
     Format("a Measurement file (JSON)", lambda head: head.lstrip().startswith("{"), _read_json),
@@ -114,7 +119,7 @@ FORMATS: list[Format] = [
     Format("Locust --csv PREFIX_stats.csv", _is_stats, _read_locust_stats),
     Format(
         "Locust --csv PREFIX_stats_history.csv",
-        lambda head: _has(head, "Timestamp", "User Count", "Name", "Total Request Count"),
+        _is_history,
         _read_locust_history,
     ),
 ]
@@ -220,7 +225,7 @@ def _load_request_logs(where: Path, files: list[Path]) -> Measurement:
         head = _head(f)
         if header(head) == LOCUST_CSV_COLUMNS:
             logs.append(f)
-        elif not (_is_stats(head) or any(k.sniff(head) for k in RECOGNISED_ONLY) or FORMATS[3].sniff(head)):
+        elif not (_is_stats(head) or any(k.sniff(head) for k in RECOGNISED_ONLY) or _is_history(head)):
             raise BadInput(
                 f"{f}: not a Locust request log ({_seen(head)}); a directory or glob stands for the request logs "
                 "of one run (CsvRequestLogger, one per process)"
