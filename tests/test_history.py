@@ -591,6 +591,10 @@ def test_trend_page_in_a_real_browser(tmp_path: Path) -> None:
             anchor = page.locator("details.endpoint:not([open])").first.get_attribute("id")
             closed = page.locator(f"details#{anchor}")
             closed.locator("summary").click()
+            # the toggle event is queued as a task after the click returns: wait for it, do not race it
+            page.wait_for_function(
+                "id => document.getElementById(id).getAttribute('data-drawn') === '1'", arg=anchor, timeout=10_000
+            )
             assert closed.get_attribute("data-drawn") == "1"  # drawn when opened
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "trend.png"), full_page=True)
