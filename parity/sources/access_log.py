@@ -1051,8 +1051,9 @@ class _Collector:
         self.shape_overflow[number] += 1
         return None, private
 
-    def consume(self, chunk: _Chunk) -> None:
-        """Count a chunk's lines and events, then add its requests (those in the kept span) in line order."""
+    def consume(self, chunk: _Chunk) -> RequestChunk | None:
+        """Count a chunk's lines and events, then add its requests (those in the kept span) in line order;
+        returns the requests folded (None when none was kept)."""
         for ordinal, malformed, text in chunk.events:
             if not malformed:
                 where, why = text.split(": ", 1)
@@ -1081,10 +1082,12 @@ class _Collector:
                 self.outside_last = max(self.outside_last, float(out.max()))
                 code, t, latency, errors = code[kept], t[kept], latency[kept], errors[kept]
         if not len(t):
-            return
+            return None
         endpoint = self._targets(chunk.keys, code)
         self.no_latency += int(np.count_nonzero(np.isnan(latency)))
-        self.requests.add(RequestChunk(tuple(self.index), endpoint, t, latency, errors))
+        requests = RequestChunk(tuple(self.index), endpoint, t, latency, errors)
+        self.requests.add(requests)
+        return requests
 
     def _targets(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Each request's endpoint number; the endpoints, pools and shapes of the distinct targets added in the
