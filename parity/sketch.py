@@ -67,26 +67,61 @@ class LatencySketch(BaseDDSketch):
         v = np.where(v >= MIN_BIN_MS, v, 0.0)  # negative (clock steps) and sub-femtosecond: the zero bucket
         if v.size == 0:
             return
-        mapping = self._mapping
-        positive = v[v > mapping.min_possible]
+        positive = v[v > self._mapping.min_possible]
         if positive.size:
-            keys = (np.ceil(np.log(positive) / math.log(2) * mapping._multiplier) + mapping._offset).astype(np.int64)
-            lo, hi = int(keys.min()), int(keys.max())
-            counts = np.bincount(keys - lo)
-            # One resize for the whole batch (adding key by key grows the store once per new key, which made
-            # this the recorder's slowest step), then the counts added to the bins' slice at once.
-            store = self._store
-            store._extend_range(lo, hi)
-            first = lo - store.offset
-            store.bins[first : first + len(counts)] = (
-                np.asarray(store.bins[first : first + len(counts)]) + counts
-            ).tolist()
-            store.count += float(positive.size)
+            keys = self.keys_of(positive)
+            lo = int(keys.min())
+            self._add_bins(lo, np.bincount(keys - lo))
         self._zero_count += float(v.size - positive.size)
         self._count += float(v.size)
         self._sum += float(v.sum())
         self._min = min(self._min, float(v.min()))
         self._max = max(self._max, float(v.max()))
+
+    def keys_of(self, positive_ms: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """The bin key of each latency (ms, each above the zero bucket), vectorised: every path that fills a
+        sketch (:meth:`add_many`, ``parity.sources.aggregate``) maps values with this one function."""
+        mapping = self._mapping
+        return (np.ceil(np.log(positive_ms) / math.log(2) * mapping._multiplier) + mapping._offset).astype(np.int64)
+
+    def _add_bins(self, lo: int, counts: npt.NDArray[np.int64]) -> None:
+        """Add ``counts[i]`` values to the bin of key ``lo + i``: one resize for the whole batch (adding key by key
+        grows the store once per new key), then the counts added to the bins' slice at once."""
+        store = self._store
+        store._extend_range(lo, lo + len(counts) - 1)
+        first = lo - store.offset
+        store.bins[first : first + len(counts)] = (
+            np.asarray(store.bins[first : first + len(counts)]) + counts
+        ).tolist()
+        store.count += float(counts.sum())
+
+    @classmethod
+    def from_bins(
+        cls,
+        keys: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.int64],
+        *,
+        zero_count: int,
+        total_ms: float,
+        min_ms: float,
+        max_ms: float,
+    ) -> LatencySketch:
+        """A sketch (default accuracy) holding ``counts[i]`` values in the bin of ``keys[i]`` (ascending, distinct)
+        and ``zero_count`` in the zero bucket, whose values sum to ``total_ms`` and span ``[min_ms, max_ms]``: the
+        same sketch as :meth:`add_many` of those values (a file folded column-wise builds its sketches so)."""
+        sketch = cls()
+        if len(keys):
+            lo = int(keys[0])
+            dense = np.zeros(int(keys[-1]) - lo + 1, dtype=np.int64)
+            dense[keys - lo] = counts
+            sketch._add_bins(lo, dense)
+        total = int(counts.sum()) + zero_count
+        if total:
+            sketch._zero_count = float(zero_count)
+            sketch._count = float(total)
+            sketch._sum = float(total_ms)
+            sketch._min, sketch._max = float(min_ms), float(max_ms)
+        return sketch
 
     def quantile(self, q: float) -> float | None:
         """The ``q``-quantile in ms (0 ≤ q ≤ 1), or None for an empty sketch."""

@@ -8,9 +8,9 @@ exactly, so the master's totals equal the sum over workers — nothing is counte
 Errors: a request is an error when Locust reports an exception for it (the replay marks no-response and
 5xx as failures, 4xx as successes, like APM). Latency is recorded only for requests that got a response;
 a request without one counts as an error with no latency. Timeline buckets are aligned on absolute
-Unix time (``floor(send_time / interval_s)``), so buckets from different workers line up. A request
-belongs to the stage (:meth:`Recorder.set_stages`) its send time falls in; sends after the last stage
-count in the last one.
+Unix time (``floor(send_time / interval_s)`` on whole microseconds: :func:`bucket_numbers`), so buckets from
+different workers line up. A request belongs to the stage (:meth:`Recorder.set_stages`) its send time falls
+in; sends after the last stage count in the last one.
 
 Speed: :meth:`Recorder.record` only appends to a buffer (about a microsecond); the buffer is folded into
 the sketches in vectorised batches whenever something reads the recorder, the buffer reaches
@@ -55,7 +55,16 @@ from parity.model import (
 )
 from parity.sketch import LatencySketch
 
-__all__ = ["FLUSH_EVERY", "NICE_INTERVALS_S", "GeneratorTotals", "Recorder", "StageSpan", "timeline_interval"]
+__all__ = [
+    "FLUSH_EVERY",
+    "NICE_INTERVALS_S",
+    "GeneratorTotals",
+    "Recorder",
+    "StageSpan",
+    "bucket_numbers",
+    "choose_interval",
+    "timeline_interval",
+]
 
 #: Timeline interval candidates, seconds; the recorder picks the smallest giving at most MAX_POINTS.
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -64,12 +73,26 @@ MAX_POINTS = 240
 FLUSH_EVERY = 4096
 
 
+def choose_interval(span_s: float, intervals: Sequence[float], max_points: int) -> float:
+    """The smallest of ``intervals`` (ascending, s) giving a ``span_s`` timeline at most ``max_points`` points;
+    the largest when none does."""
+    for interval in intervals:
+        if span_s / interval <= max_points:
+            return float(interval)
+    return float(intervals[-1])
+
+
 def timeline_interval(run_time_s: float) -> float:
     """Smallest nice interval that keeps a run's timeline at or under ``MAX_POINTS`` points."""
-    for interval in NICE_INTERVALS_S:
-        if run_time_s / interval <= MAX_POINTS:
-            return float(interval)
-    return float(NICE_INTERVALS_S[-1])
+    return choose_interval(run_time_s, NICE_INTERVALS_S, MAX_POINTS)
+
+
+def bucket_numbers(sent_s: npt.NDArray[np.float64], interval_s: float) -> npt.NDArray[np.int64]:
+    """Timeline bucket of each Unix send time (s): ``floor(t / interval)`` computed on whole microseconds, so
+    that buckets of an interval are exactly unions of buckets of any interval dividing it (a file read in
+    fine buckets and merged later lands where a recorder with the final interval puts it)."""
+    micros = np.round(np.asarray(sent_s, dtype=np.float64) * 1e6).astype(np.int64)
+    return np.floor_divide(micros, round(interval_s * 1e6))
 
 
 def _groups(ids: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
@@ -329,7 +352,7 @@ class Recorder:
         sketches, grouped by endpoint × bucket and endpoint × stage."""
         if not len(sent):
             return
-        buckets = np.floor(sent / self.interval_s).astype(np.int64)
+        buckets = bucket_numbers(sent, self.interval_s)
         for bucket, pick in _groups(buckets):
             for store in self._stores:
                 store.everything[bucket].add_batch(latency[pick], error[pick], intended[pick])

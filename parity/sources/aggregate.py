@@ -1,0 +1,488 @@
+"""Requests from files → per-endpoint sketches and timelines, folded column-wise in chunks.
+
+Every request-level reader (Locust request logs, access logs, k6, JMeter) parses its file into
+:class:`RequestChunk` columns and folds them into one :class:`RequestAggregator`; only the live replay records
+row by row (:class:`parity.replay.recorder.Recorder`). Both give the same Measurement for the same requests:
+the same sketch bins, counts, errors, minima and maxima, and the same timelines (sums, so means, agree to
+floating-point rounding: the additions run in another order).
+
+How: each request gets one integer code, endpoint × timeline bucket × sketch bin (:data:`SLOT_BITS` for the
+bin, the zero bucket and "no latency"), and a chunk becomes the distinct codes with their counts (one
+vectorised sort) plus, per endpoint × bucket cell, the requests, errors, latency count, sum, min and max
+(``bincount`` and ``ufunc.at`` over a dense index of the chunk's cells). Both tables merge exactly and stay
+sorted; memory is bounded by the endpoints × timeline buckets × bins that occur, not by the rows.
+
+The timeline interval of a file is chosen at the end from the span of its requests (``intervals``,
+``max_points``: the smallest interval giving at most ``max_points`` points). Until then requests are kept in
+buckets of a *base* interval that divides every interval the span could still lead to (the greatest common
+divisor of the candidates from the current choice on, so at most about ``2 × max_points`` base buckets); when
+the span grows, buckets are merged into a coarser base. All buckets are aligned on Unix time, counted in whole
+microseconds (``floor(µs / interval µs)``), like the Recorder's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import reduce
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from parity.bounds import MAX_LATENCY_MS
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    LatencyDistribution,
+    LatencyKind,
+    Measurement,
+    Source,
+    Timeline,
+    Window,
+)
+from parity.replay.recorder import MAX_POINTS, NICE_INTERVALS_S, bucket_numbers, choose_interval
+from parity.sketch import MIN_BIN_MS, LatencySketch
+
+__all__ = ["RequestAggregator", "RequestChunk"]
+
+_SKETCH = LatencySketch()
+#: Lowest and highest bin keys a latency can have (MIN_BIN_MS … MAX_LATENCY_MS, with a key of margin).
+KEY_LO = int(_SKETCH.keys_of(np.array([MIN_BIN_MS]))[0]) - 1
+KEY_HI = int(_SKETCH.keys_of(np.array([MAX_LATENCY_MS]))[0]) + 1
+#: Code layout (low to high bits): slot, timeline bucket (biased), endpoint.
+SLOT_BITS = 12
+BUCKET_BITS = 24
+ENDPOINT_BITS = 20
+ZERO_SLOT = 0  # latencies below MIN_BIN_MS (and negative ones, clock steps)
+NONE_SLOT = KEY_HI - KEY_LO + 2  # requests without a latency
+BUCKET_BIAS = 1 << (BUCKET_BITS - 1)
+MAX_ENDPOINTS = 1 << ENDPOINT_BITS
+assert NONE_SLOT < 1 << SLOT_BITS
+#: Pending chunk tables are merged into the running one when they hold this many entries (or as many as it).
+COMPACT_AT = 1 << 21
+#: A chunk whose endpoints × buckets exceed this is grouped by sorting instead of a dense index.
+DENSE_CELLS = 1 << 22
+_MICRO = 1_000_000
+
+
+@dataclass(frozen=True)
+class RequestChunk:
+    """Requests read column-wise: request ``i`` is endpoint ``keys[endpoint[i]]`` = (method, name) (method may
+    be ""), sent at Unix ``sent_s[i]`` s, latency ``latency_ms[i]`` ms (NaN: no response; the request counts,
+    without a latency), error flag ``errors[i]``."""
+
+    keys: tuple[tuple[str, str], ...]
+    endpoint: npt.NDArray[np.int64]
+    sent_s: npt.NDArray[np.float64]
+    latency_ms: npt.NDArray[np.float64]
+    errors: npt.NDArray[np.bool_]
+
+    def __post_init__(self) -> None:
+        n = len(self.sent_s)
+        if not len(self.endpoint) == len(self.latency_ms) == len(self.errors) == n:
+            raise ValueError("RequestChunk columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.sent_s)
+
+
+def _reduce_sorted(
+    codes: npt.NDArray[np.int64], *columns: tuple[npt.NDArray[Any], np.ufunc]
+) -> tuple[npt.NDArray[Any], ...]:
+    """Collapse runs of equal ``codes`` (ascending): each column reduced over its run with its ufunc
+    (``np.add``, ``np.minimum``, ``np.maximum``). Returns (distinct codes, reduced columns...)."""
+    if len(codes) < 2:
+        return (codes, *(c for c, _ in columns))
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    if len(starts) == len(codes):
+        return (codes, *(c for c, _ in columns))
+    return (codes[starts], *(op.reduceat(c, starts) for c, op in columns))
+
+
+class _Table:
+    """A sorted table of distinct int64 codes with columns merged by ufuncs; chunks are appended and merged
+    in batches (so a chunk costs about its own size, not the table's)."""
+
+    def __init__(self, ops: Sequence[np.ufunc], dtypes: Sequence[type]) -> None:
+        self.ops = tuple(ops)
+        self.dtypes = tuple(dtypes)
+        self.codes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self.columns: list[npt.NDArray[Any]] = [np.empty(0, dtype=d) for d in dtypes]
+        self._pending: list[tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]] = []
+        self._pending_size = 0
+
+    def add(self, codes: npt.NDArray[np.int64], columns: Sequence[npt.NDArray[Any]]) -> None:
+        """Distinct ascending ``codes`` with their columns."""
+        if not len(codes):
+            return
+        self._pending.append((codes, list(columns)))
+        self._pending_size += len(codes)
+        if self._pending_size >= max(COMPACT_AT, len(self.codes)):
+            self.compact()
+
+    def compact(self) -> None:
+        if not self._pending:
+            return
+        parts = [(self.codes, self.columns), *self._pending]
+        self._pending, self._pending_size = [], 0
+        codes = np.concatenate([p[0] for p in parts])
+        order = np.argsort(codes, kind="stable")
+        merged = _reduce_sorted(
+            codes[order],
+            *((np.concatenate([p[1][i] for p in parts])[order], op) for i, op in enumerate(self.ops)),
+        )
+        self.codes, self.columns = merged[0], list(merged[1:])
+
+    def recode(self, codes: npt.NDArray[np.int64]) -> None:
+        """Replace the codes by ``codes`` (same length; maybe no longer distinct or ascending: coarser buckets
+        interleave their bins)."""
+        self.compact()
+        columns = self.columns
+        if len(codes) > 1 and (codes[1:] < codes[:-1]).any():
+            order = np.argsort(codes, kind="stable")
+            codes, columns = codes[order], [c[order] for c in columns]
+        merged = _reduce_sorted(codes, *zip(columns, self.ops, strict=True))
+        self.codes, self.columns = merged[0], list(merged[1:])
+
+    def __len__(self) -> int:
+        return len(self.codes) + self._pending_size
+
+
+class RequestAggregator:
+    """Per-endpoint sketches and timelines of many requests (see the module docstring); picklable, and
+    mergeable exactly (:meth:`merge`: another file read in another process).
+
+    ``interval_s`` given (a known window): the timeline uses it. Otherwise the interval is chosen in
+    :meth:`to_measurement` from ``end - start`` with ``intervals`` and ``max_points`` (as
+    ``parity.replay.recorder.timeline_interval`` and ``parity.sources.access_log.timeline_interval_for`` do);
+    that span must cover the requests' send times.
+    """
+
+    def __init__(
+        self,
+        intervals: Sequence[float] = NICE_INTERVALS_S,
+        max_points: int = MAX_POINTS,
+        *,
+        interval_s: float | None = None,
+    ) -> None:
+        if interval_s is not None:
+            intervals = (interval_s,)
+        self.intervals = tuple(float(i) for i in intervals)
+        self.max_points = max_points
+        self.fixed = interval_s is not None
+        ladder_us = [round(i * _MICRO) for i in self.intervals]
+        if any(u <= 0 for u in ladder_us):
+            raise ValueError(f"timeline intervals must be positive: {self.intervals}")
+        self._ladder_us = ladder_us
+        #: Unix µs that every base bucket boundary is aligned to (a multiple of every candidate interval).
+        self._align_us = reduce(math.lcm, ladder_us)
+        self._base_us = ladder_us[0] if self.fixed else self._base_for(0.0)
+        self._origin_us: int | None = None  # a multiple of _align_us near the first request
+        self._keys: list[tuple[str, str]] = []
+        self._numbers: dict[tuple[str, str], int] = {}
+        # (endpoint, bucket, slot) → requests
+        self._bins = _Table((np.add,), (np.int64,))
+        # (endpoint, bucket) → requests, errors, latencies, latency sum ms, min ms, max ms
+        self._cells = _Table(
+            (np.add, np.add, np.add, np.add, np.minimum, np.maximum),
+            (np.int64, np.int64, np.int64, np.float64, np.float64, np.float64),
+        )
+        self.count = 0
+        self.first_s = math.nan
+        self.last_s = math.nan
+
+    # --- intervals -------------------------------------------------------------------------------------
+
+    def _base_for(self, span_s: float) -> int:
+        """Base interval (µs) for requests spanning ``span_s``: the gcd of the intervals the span can still
+        lead to (the chosen one and all coarser ones)."""
+        chosen = choose_interval(span_s, self.intervals, self.max_points)
+        return reduce(math.gcd, [u for u, i in zip(self._ladder_us, self.intervals, strict=True) if i >= chosen])
+
+    def _rebase(self, base_us: int) -> None:
+        """Merge the buckets into ``base_us`` buckets (a multiple of the current base)."""
+        factor = base_us // self._base_us
+        self._base_us = base_us
+        for table in (self._bins, self._cells):
+            table.compact()
+            shift = SLOT_BITS if table is self._bins else 0
+            bucket = ((table.codes >> shift) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS
+            coarse = np.floor_divide(bucket, factor) + BUCKET_BIAS
+            rest = table.codes & ((1 << shift) - 1)
+            endpoint = table.codes >> (shift + BUCKET_BITS)
+            table.recode((endpoint << (shift + BUCKET_BITS)) | (coarse << shift) | rest)
+
+    # --- folding ---------------------------------------------------------------------------------------
+
+    def _numbers_of(self, keys: Sequence[tuple[str, str]]) -> npt.NDArray[np.int64]:
+        out = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
+            number = self._numbers.get(key)
+            if number is None:
+                if len(self._keys) >= MAX_ENDPOINTS:
+                    raise ValueError(f"more than {MAX_ENDPOINTS} distinct endpoints")
+                number = self._numbers[key] = len(self._keys)
+                self._keys.append(key)
+            out[i] = number
+        return out
+
+    def add(self, chunk: RequestChunk) -> None:
+        """Fold a chunk in. ValueError when a send time is not finite or a latency is neither NaN nor within
+        ``[-inf, MAX_LATENCY_MS]`` (negative latencies, clock steps, count in the zero bucket as 0 ms)."""
+        n = len(chunk)
+        if n == 0:
+            return
+        sent = np.asarray(chunk.sent_s, dtype=np.float64)
+        latency = np.asarray(chunk.latency_ms, dtype=np.float64)
+        if not np.isfinite(sent).all():
+            raise ValueError("send times must be finite")
+        answered = ~np.isnan(latency)
+        if (latency[answered] > MAX_LATENCY_MS).any():
+            raise ValueError(f"latencies must be at most {MAX_LATENCY_MS:g} ms")
+        endpoint = self._numbers_of(chunk.keys)[np.asarray(chunk.endpoint, dtype=np.int64)]
+        lo, hi = float(sent.min()), float(sent.max())
+        self.first_s = lo if math.isnan(self.first_s) else min(self.first_s, lo)
+        self.last_s = hi if math.isnan(self.last_s) else max(self.last_s, hi)
+        self.count += n
+        if self._origin_us is None:
+            self._origin_us = (round(lo * _MICRO) // self._align_us) * self._align_us
+        if not self.fixed:
+            base = self._base_for(self.last_s - self.first_s)
+            if base != self._base_us:
+                self._rebase(base)
+        bucket = bucket_numbers(sent, self._base_us / _MICRO) - self._origin_us // self._base_us
+        if bucket.min() < -BUCKET_BIAS or bucket.max() >= BUCKET_BIAS:
+            raise ValueError("requests span too many timeline buckets")
+        value = np.where(latency >= MIN_BIN_MS, latency, 0.0)  # the zero bucket: as LatencySketch.add_many
+        slot = np.full(n, NONE_SLOT, dtype=np.int64)
+        positive = answered & (value > 0.0)
+        slot[answered & ~positive] = ZERO_SLOT
+        slot[positive] = _SKETCH.keys_of(value[positive]) - KEY_LO + 1
+        cell = (endpoint << BUCKET_BITS) | (bucket + BUCKET_BIAS)
+        codes = np.sort((cell << SLOT_BITS) | slot)
+        bins, counts = _reduce_sorted(codes, (np.ones(n, dtype=np.int64), np.add))
+        self._bins.add(bins, [counts])
+        self._add_cells(cell, np.asarray(chunk.errors, dtype=np.bool_), answered, value)
+
+    def _add_cells(
+        self,
+        cell: npt.NDArray[np.int64],
+        errors: npt.NDArray[np.bool_],
+        answered: npt.NDArray[np.bool_],
+        value: npt.NDArray[np.float64],
+    ) -> None:
+        lo, hi = int(cell.min()), int(cell.max())
+        if hi - lo < DENSE_CELLS:
+            index, size = cell - lo, hi - lo + 1
+        else:
+            uniques, index = np.unique(cell, return_inverse=True)
+            lo, size = 0, len(uniques)
+        requests = np.bincount(index, minlength=size)
+        seen = np.flatnonzero(requests)
+        got = index[answered]
+        low = np.full(size, np.inf)
+        high = np.full(size, -np.inf)
+        np.minimum.at(low, got, value[answered])
+        np.maximum.at(high, got, value[answered])
+        columns = [
+            requests[seen],
+            np.bincount(index[errors], minlength=size)[seen],
+            np.bincount(got, minlength=size)[seen],
+            np.bincount(got, weights=value[answered], minlength=size)[seen],
+            low[seen],
+            high[seen],
+        ]
+        codes = seen + lo if hi - lo < DENSE_CELLS else uniques[seen]
+        self._cells.add(codes.astype(np.int64), columns)
+
+    def merge(self, other: RequestAggregator) -> None:
+        """Fold in another aggregator's requests (same intervals and points)."""
+        if (other.intervals, other.max_points) != (self.intervals, self.max_points):
+            raise ValueError("aggregators with different timeline intervals cannot merge")
+        if other._origin_us is None:
+            return
+        if self._origin_us is None:
+            self._origin_us = other._origin_us
+            self.first_s, self.last_s = other.first_s, other.last_s
+        else:
+            self.first_s, self.last_s = min(self.first_s, other.first_s), max(self.last_s, other.last_s)
+        base = max(self._base_us, other._base_us)
+        if not self.fixed:
+            base = max(base, self._base_for(self.last_s - self.first_s))
+        if base != self._base_us:
+            self._rebase(base)
+        numbers = self._numbers_of(other._keys)
+        shift = (other._origin_us - self._origin_us) // other._base_us
+        factor = base // other._base_us
+        for mine, theirs, slot_bits in ((self._bins, other._bins, SLOT_BITS), (self._cells, other._cells, 0)):
+            theirs.compact()
+            codes = theirs.codes
+            bucket = ((codes >> slot_bits) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS + shift
+            bucket = np.floor_divide(bucket, factor) + BUCKET_BIAS
+            endpoint = numbers[codes >> (slot_bits + BUCKET_BITS)]
+            recoded = (endpoint << (slot_bits + BUCKET_BITS)) | (bucket << slot_bits) | (codes & ((1 << slot_bits) - 1))
+            order = np.argsort(recoded, kind="stable")
+            merged = _reduce_sorted(
+                recoded[order], *((c[order], op) for c, op in zip(theirs.columns, mine.ops, strict=True))
+            )
+            mine.add(merged[0], merged[1:])
+        self.count += other.count
+
+    # --- the Measurement -------------------------------------------------------------------------------
+
+    def to_measurement(
+        self,
+        *,
+        source: Source,
+        start: datetime,
+        end: datetime,
+        latency_kind: LatencyKind = LatencyKind.SERVICE_TIME,
+        labels: dict[str, str] | None = None,
+    ) -> Measurement:
+        """The requests as a Measurement over ``[start, end)`` (UTC), like ``Recorder.to_measurement``: endpoints
+        in (method, name) order, each with its sketch and a timeline from the earlier of ``start`` and the first
+        request's bucket to the later of ``end`` and the last one's."""
+        interval_s = (
+            self.intervals[0]
+            if self.fixed
+            else choose_interval((end - start).total_seconds(), self.intervals, self.max_points)
+        )
+        interval_us = round(interval_s * _MICRO)
+        if interval_us % self._base_us:
+            raise ValueError(f"the span {start} to {end} does not cover the requests' send times")
+        factor = interval_us // self._base_us
+        origin = 0 if self._origin_us is None else self._origin_us // interval_us
+        bins = self._final(self._bins, SLOT_BITS, factor)
+        cells = self._final(self._cells, 0, factor)
+        first_b = math.floor(start.timestamp() / interval_s)
+        last_b = math.ceil(end.timestamp() / interval_s) - 1
+        cell_endpoint = cells.codes >> BUCKET_BITS
+        cell_bucket = (cells.codes & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS + origin
+        if len(cell_bucket):
+            first_b, last_b = min(first_b, int(cell_bucket.min())), max(last_b, int(cell_bucket.max()))
+        points = last_b - first_b + 1
+        requests, errors, latencies, sums, lows, highs = cells.columns
+        p95 = _cell_quantiles(bins, cells, 0.95)
+        endpoints = []
+        bin_endpoint = bins.codes >> (SLOT_BITS + BUCKET_BITS)
+        slot_all = bins.codes & ((1 << SLOT_BITS) - 1)
+        for number in sorted(range(len(self._keys)), key=lambda k: self._keys[k]):
+            mine = slice(*np.searchsorted(cell_endpoint, [number, number + 1]))
+            if mine.start == mine.stop:
+                continue
+            at = (cell_bucket[mine] - first_b).astype(np.intp)
+            counts = np.zeros(points, dtype=np.int64)
+            counts[at] = requests[mine]
+            errs = np.zeros(points, dtype=np.int64)
+            errs[at] = errors[mine]
+            got = latencies[mine] > 0
+            avg = np.full(points, None, dtype=object)
+            avg[at[got]] = (sums[mine][got] / latencies[mine][got]).tolist()
+            high = np.full(points, None, dtype=object)
+            high[at[got]] = highs[mine][got].tolist()
+            q95 = np.full(points, None, dtype=object)
+            q95[at[got]] = p95[mine][got].tolist()
+            timeline = Timeline(
+                start_s=first_b * interval_s,
+                interval_s=interval_s,
+                counts=tuple(counts.tolist()),
+                errors=tuple(errs.tolist()),
+                avg_ms=tuple(avg.tolist()),
+                p95_ms=tuple(q95.tolist()),
+                max_ms=tuple(high.tolist()),
+            )
+            sketch = _endpoint_sketch(
+                bin_endpoint, slot_all, bins.columns[0], number, sums[mine], lows[mine], highs[mine]
+            )
+            endpoints.append(
+                EndpointStats(
+                    endpoint=Endpoint(*self._keys[number]),
+                    count=int(requests[mine].sum()),
+                    errors=int(errors[mine].sum()),
+                    latency=LatencyDistribution(sketch) if sketch.count else None,
+                    timeline=timeline,
+                )
+            )
+        return Measurement(
+            source=source,
+            window=Window(start.astimezone(UTC), end.astimezone(UTC)),
+            endpoints=tuple(endpoints),
+            latency_kind=latency_kind,
+            labels=labels or {},
+        )
+
+    def _final(self, table: _Table, slot_bits: int, factor: int) -> _Table:
+        """A copy of ``table`` with buckets of ``factor`` base buckets each."""
+        table.compact()
+        out = _Table(table.ops, table.dtypes)
+        out.codes, out.columns = table.codes, list(table.columns)
+        if factor != 1:
+            codes = table.codes
+            bucket = ((codes >> slot_bits) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS
+            coarse = np.floor_divide(bucket, factor) + BUCKET_BIAS
+            endpoint = codes >> (slot_bits + BUCKET_BITS)
+            out.recode(
+                (endpoint << (slot_bits + BUCKET_BITS)) | (coarse << slot_bits) | (codes & ((1 << slot_bits) - 1))
+            )
+        return out
+
+
+_SLOT_VALUES = np.array([0.0] + [_SKETCH._mapping.value(k) for k in range(KEY_LO, KEY_HI + 1)] + [math.nan])
+
+
+def _cell_quantiles(bins: _Table, cells: _Table, q: float) -> npt.NDArray[np.float64]:
+    """The ``q``-quantile (ms) of each cell's sketch exactly as ``LatencySketch.quantile`` computes it (NaN for a
+    cell without latencies): with ``rank = q × (latencies - 1)``, 0 while the rank falls in the zero bucket, else
+    the value of the first bin whose running count exceeds ``rank - zero count``; clamped to the cell's min and
+    max. Running counts are integers, so "exceeds r" is "at least floor(r) + 1", compared exactly."""
+    slot = bins.codes & ((1 << SLOT_BITS) - 1)
+    keep = slot != NONE_SLOT
+    cell_of, slot, counts = bins.codes[keep] >> SLOT_BITS, slot[keep], bins.columns[0][keep]
+    in_store = np.where(slot == ZERO_SLOT, 0, counts)
+    running = np.cumsum(in_store)
+    first = np.searchsorted(cell_of, cells.codes, side="left")
+    last = np.searchsorted(cell_of, cells.codes, side="right")
+    if not len(slot):
+        return np.full(len(cells.codes), np.nan)
+    head = np.minimum(first, len(slot) - 1)
+    zero = np.where((last > first) & (slot[head] == ZERO_SLOT), counts[head], 0).astype(np.float64)
+    before = np.where(first > 0, running[np.maximum(first - 1, 0)], 0)
+    latencies = cells.columns[2].astype(np.float64)
+    rank = q * (latencies - 1.0)
+    above = rank - zero  # as ddsketch: key_at_rank(rank - zero_count)
+    threshold = before + np.floor(np.maximum(above, 0.0)).astype(np.int64) + 1
+    at = np.minimum(np.searchsorted(running, threshold, side="left"), np.maximum(last - 1, 0))
+    value = np.where(rank < zero, 0.0, _SLOT_VALUES[slot[np.minimum(at, len(slot) - 1)]])
+    value = np.minimum(np.maximum(value, cells.columns[4]), cells.columns[5])
+    return np.where(latencies > 0, value, np.nan)
+
+
+def _endpoint_sketch(
+    bin_endpoint: npt.NDArray[np.int64],
+    slot: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    number: int,
+    sums: npt.NDArray[np.float64],
+    lows: npt.NDArray[np.float64],
+    highs: npt.NDArray[np.float64],
+) -> LatencySketch:
+    """Endpoint ``number``'s sketch over the whole window from its bins and its cells' sums and extremes."""
+    mine = slice(*np.searchsorted(bin_endpoint, [number, number + 1]))
+    s, c = slot[mine], counts[mine]
+    keep = (s != NONE_SLOT) & (s != ZERO_SLOT)
+    per_slot = np.bincount(s[keep], weights=c[keep], minlength=NONE_SLOT).astype(np.int64)
+    used = np.flatnonzero(per_slot)
+    zero = int(c[s == ZERO_SLOT].sum())
+    if not len(used) and not zero:
+        return LatencySketch()
+    return LatencySketch.from_bins(
+        used.astype(np.int64) + KEY_LO - 1,
+        per_slot[used],
+        zero_count=zero,
+        total_ms=float(sums.sum()),
+        min_ms=float(lows.min()),
+        max_ms=float(highs.max()),
+    )

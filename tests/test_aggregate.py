@@ -1,0 +1,156 @@
+"""RequestAggregator (files, column-wise) against the Recorder (live replay, row by row): the same
+Measurement for the same requests, whatever the chunking, order, span or process split."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from parity.model import LatencyKind, Source, SourceKind
+from parity.replay.recorder import NICE_INTERVALS_S, bucket_numbers, timeline_interval
+from parity.sources.aggregate import RequestAggregator, RequestChunk
+from tests.aggregate_support import assert_same_measurement, row_path_measurement
+
+T0 = 1_760_000_123.25
+SOURCE = Source(SourceKind.LOCUST_CSV, description="test")
+KEYS = (("GET", "/a"), ("POST", "/b"), ("GET", "/c/{id}"), ("", "login"))
+
+
+def _chunks(seed: int, n: int, span_s: float, pieces: int) -> list[RequestChunk]:
+    """``n`` requests over ``span_s`` seconds, unsorted, cut into ``pieces`` chunks whose key tables differ."""
+    rng = np.random.default_rng(seed)
+    sent = T0 + rng.uniform(0.0, span_s, n)
+    latency = rng.lognormal(3.0, 1.2, n)
+    latency[rng.random(n) < 0.03] = np.nan  # no response
+    latency[rng.random(n) < 0.01] = 0.0  # the zero bucket
+    latency[rng.random(n) < 0.01] = -2.0  # a clock step: the zero bucket too
+    latency[rng.random(n) < 0.01] = 1e-13  # below MIN_BIN_MS
+    errors = np.isnan(latency) | (rng.random(n) < 0.02)
+    endpoint = rng.integers(0, len(KEYS), n)
+    out = []
+    for part in np.array_split(np.arange(n), pieces):
+        order = rng.permutation(len(KEYS))  # each chunk numbers the endpoints its own way
+        keys = tuple(KEYS[i] for i in order)
+        local = np.argsort(order)[endpoint[part]]
+        out.append(RequestChunk(keys, local.astype(np.int64), sent[part], latency[part], errors[part]))
+    return out
+
+
+def _window(span_s: float) -> tuple[datetime, datetime]:
+    return datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + span_s, UTC)
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "span_s", "pieces"),
+    [(1, 5000, 90.0, 1), (2, 20000, 3000.0, 7), (3, 12000, 7 * 3600.0, 5), (4, 300, 0.5, 3), (5, 9000, 86400.0, 9)],
+)
+def test_same_measurement_as_row_at_a_time(seed: int, n: int, span_s: float, pieces: int) -> None:
+    """Unsorted requests in several chunks, spans that make the base interval coarsen while reading (the first
+    chunk spans a fraction of the whole): identical bins, counts, errors, min/max and timelines."""
+    chunks = _chunks(seed, n, span_s, pieces)
+    start, end = _window(span_s)
+    aggregator = RequestAggregator()
+    for chunk in chunks:
+        aggregator.add(chunk)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end, "latency_kind": LatencyKind.SERVICE_TIME}
+    got = aggregator.to_measurement(**kw)
+    assert got.endpoints[0].timeline is not None
+    interval = timeline_interval(span_s)
+    assert got.endpoints[0].timeline.interval_s == interval
+    assert_same_measurement(got, row_path_measurement(chunks, interval, **kw))
+    assert aggregator.count == n == got.total_count
+
+
+def test_growing_span_in_time_order() -> None:
+    """Chunks in time order over a day: every coarsening step (1 s … 600 s bases) keeps the result exact."""
+    chunks = _chunks(6, 24000, 86400.0, 1)
+    one = chunks[0]
+    order = np.argsort(one.sent_s)
+    parts = [
+        RequestChunk(one.keys, one.endpoint[p], one.sent_s[p], one.latency_ms[p], one.errors[p])
+        for p in np.array_split(order, 40)
+    ]
+    aggregator = RequestAggregator()
+    for part in parts:
+        aggregator.add(part)
+    start, end = _window(86400.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    assert_same_measurement(
+        aggregator.to_measurement(**kw), row_path_measurement(parts, timeline_interval(86400.0), **kw)
+    )
+
+
+def test_merge_equals_one_reader_and_survives_pickling() -> None:
+    """Files read by separate aggregators (in other processes: pickled) and merged in order equal one
+    aggregator that read them all, whatever their spans and origins."""
+    first = _chunks(7, 6000, 500.0, 2)
+    later = [
+        RequestChunk(c.keys, c.endpoint, c.sent_s + 20000.0, c.latency_ms, c.errors)
+        for c in _chunks(8, 7000, 9000.0, 3)
+    ]
+    whole = RequestAggregator()
+    parts = [RequestAggregator(), RequestAggregator()]
+    for chunk in first:
+        whole.add(chunk)
+        parts[0].add(chunk)
+    for chunk in later:
+        whole.add(chunk)
+        parts[1].add(chunk)
+    merged = RequestAggregator()
+    for part in parts:
+        merged.merge(pickle.loads(pickle.dumps(part)))
+    start, end = _window(29000.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    assert_same_measurement(merged.to_measurement(**kw), whole.to_measurement(**kw))
+    assert_same_measurement(
+        merged.to_measurement(**kw), row_path_measurement([*first, *later], timeline_interval(29000.0), **kw)
+    )
+
+
+def test_fixed_interval_and_the_access_log_ladder() -> None:
+    """A known window's interval is used as given; the access logs' ladder (multiples of 60 s) is honoured."""
+    from parity.sources.access_log import MAX_TIMELINE_POINTS, TIMELINE_INTERVALS_S, timeline_interval_for
+
+    chunks = _chunks(9, 8000, 5 * 86400.0, 4)
+    start, end = _window(5 * 86400.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end, "latency_kind": LatencyKind.SERVER}
+    ladder = RequestAggregator(TIMELINE_INTERVALS_S, MAX_TIMELINE_POINTS)
+    fixed = RequestAggregator(interval_s=600.0)
+    for chunk in chunks:
+        ladder.add(chunk)
+        fixed.add(chunk)
+    interval = timeline_interval_for(5 * 86400.0)
+    assert interval == 120.0
+    assert_same_measurement(ladder.to_measurement(**kw), row_path_measurement(chunks, interval, **kw))
+    assert_same_measurement(fixed.to_measurement(**kw), row_path_measurement(chunks, 600.0, **kw))
+
+
+def test_bucket_boundaries_on_whole_microseconds() -> None:
+    """A send time on a bucket boundary opens the bucket; one microsecond earlier stays in the previous one,
+    for every nice interval, so coarse buckets are unions of fine ones."""
+    edge = 1_760_000_400.0
+    for interval in NICE_INTERVALS_S:
+        boundary = math.floor(edge / interval) * interval
+        got = bucket_numbers(np.array([boundary - 1e-6, boundary]), float(interval))
+        assert got.tolist() == [boundary // interval - 1, boundary // interval]
+
+
+def test_bad_values_are_refused() -> None:
+    aggregator = RequestAggregator()
+    bad_time = RequestChunk(
+        (("GET", "/"),), np.zeros(1, np.int64), np.array([np.inf]), np.array([1.0]), np.zeros(1, bool)
+    )
+    with pytest.raises(ValueError, match="finite"):
+        aggregator.add(bad_time)
+    bad_latency = RequestChunk(
+        (("GET", "/"),), np.zeros(1, np.int64), np.array([T0]), np.array([1e11]), np.zeros(1, bool)
+    )
+    with pytest.raises(ValueError, match="at most"):
+        aggregator.add(bad_latency)
+    with pytest.raises(ValueError, match="length"):
+        RequestChunk((("GET", "/"),), np.zeros(2, np.int64), np.array([T0]), np.array([1.0]), np.zeros(1, bool))
