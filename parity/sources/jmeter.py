@@ -175,12 +175,13 @@ def _numbers(column: Any) -> npt.NDArray[np.float64]:
     import pyarrow.compute as pc
 
     try:
-        return pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64)
+        numbers = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         import pandas as pd  # heavy: imported only when a file is read
 
         values = pd.Series(column.to_pylist(), dtype=object)
-        return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        return np.asarray(pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(), dtype=np.float64)
+    return np.asarray(numbers, dtype=np.float64)
 
 
 def _read_csv_pandas(p: Path, delimiter: str, checked: _Checked) -> tuple[Iterator[LinedChunk], int]:
@@ -279,7 +280,8 @@ def _csv_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) 
 
     names, batches = _csv_batches(p, delimiter)
     row, kept = 2, 0
-    for batch in batches:
+    for raw in batches:
+        batch = raw
         lines = np.arange(row, row + batch.num_rows, dtype=np.int64)
         row += batch.num_rows
         if "responseMessage" in names:
@@ -343,66 +345,72 @@ class _Refused(Exception):
     """Raised inside expat handlers; turned into BadInput with the parser's line."""
 
 
+class _XmlSamples:
+    """expat handlers gathering the attributes of the samples directly under ``testResults`` column-wise."""
+
+    def __init__(self, parser: Any, skipped: list[int]) -> None:
+        self.parser = parser
+        self.skipped = skipped
+        self.depth = 0
+        self.rows: dict[str, list[Any]] = {"t": [], "ts": [], "s": [], "rc": [], "lb": [], "line": []}
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.StartDoctypeDeclHandler = self.no_entities
+        parser.EntityDeclHandler = self.no_entities
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth == 2 and name in _SAMPLE_TAGS:
+            if attrs.get("rm", "").startswith(TRANSACTION_MESSAGE):
+                self.skipped[0] += 1  # a Transaction Controller's own sample: its requests are samples of their own
+                return
+            missing = [a for a in ("t", "ts", "s", "lb") if a not in attrs]
+            if missing:
+                raise _Refused(
+                    f"<{name}> without attribute(s) {', '.join(missing)} (enable them with jmeter.save.saveservice.*)"
+                )
+            rows = self.rows
+            for key in ("t", "ts", "s", "lb"):
+                rows[key].append(attrs[key])
+            rows["rc"].append(attrs.get("rc") or "")
+            rows["line"].append(self.parser.CurrentLineNumber)
+        elif self.depth == 1 and name != "testResults":
+            raise _Refused(f"root element <{name}>, expected <testResults> (JMeter JTL XML)")
+
+    def end(self, _name: str) -> None:
+        self.depth -= 1
+
+    def no_entities(self, *_args: Any) -> None:
+        raise _Refused("DOCTYPE/entity declarations are not accepted in a JTL file")
+
+    def take(self, checked: _Checked) -> LinedChunk | None:
+        """The samples gathered so far as a chunk (None when a value is bad), forgotten here."""
+        import pyarrow as pa
+
+        text = {k: pa.array(v, pa.string()) for k, v in self.rows.items() if k != "line"}
+        lines = np.asarray(self.rows["line"], dtype=np.int64)
+        for column in self.rows.values():
+            column.clear()
+        return checked.chunk(
+            ts=text["ts"], elapsed=text["t"], success=text["s"], codes=text["rc"], labels=text["lb"], lines=lines
+        )
+
+
 def _xml_chunks(p: Path, checked: _Checked, skipped: list[int]) -> Iterator[LinedChunk]:
     """Chunks of a JTL XML file: expat fed a block at a time; the samples' attributes gathered column-wise and
     handed on every ``XML_CHUNK_SAMPLES`` samples (nothing else is kept: memory bounded by a chunk)."""
-    import pyarrow as pa
-
     parser = expat.ParserCreate()
-    depth = 0
-    rows: dict[str, list[Any]] = {"t": [], "ts": [], "s": [], "rc": [], "lb": [], "line": []}
-    t_, ts_, s_, rc_, lb_, line_ = (rows[k].append for k in ("t", "ts", "s", "rc", "lb", "line"))
-    samples = 0
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal depth
-        depth += 1
-        if depth == 2 and name in _SAMPLE_TAGS:
-            if attrs.get("rm", "").startswith(TRANSACTION_MESSAGE):
-                skipped[0] += 1  # a Transaction Controller's own sample: its requests are samples of their own
-                return
-            try:
-                t_(attrs["t"])
-                ts_(attrs["ts"])
-                s_(attrs["s"])
-                lb_(attrs["lb"])
-            except KeyError:
-                missing = [a for a in ("t", "ts", "s", "lb") if a not in attrs]
-                raise _Refused(
-                    f"<{name}> without attribute(s) {', '.join(missing)} (enable them with jmeter.save.saveservice.*)"
-                ) from None
-            rc_(attrs.get("rc") or "")
-            line_(parser.CurrentLineNumber)
-        elif depth == 1 and name != "testResults":
-            raise _Refused(f"root element <{name}>, expected <testResults> (JMeter JTL XML)")
-
-    def end(_name: str) -> None:
-        nonlocal depth
-        depth -= 1
-
-    def no_entities(*_args: Any) -> None:
-        raise _Refused("DOCTYPE/entity declarations are not accepted in a JTL file")
-
-    def flush() -> LinedChunk | None:
-        text = {k: pa.array(v, pa.string()) for k, v in rows.items() if k != "line"}
-        lines = np.asarray(rows["line"], dtype=np.int64)
-        for column in rows.values():
-            column.clear()
-        return checked.chunk(ts=text["ts"], elapsed=text["t"], success=text["s"], codes=text["rc"],
-                             labels=text["lb"], lines=lines)  # fmt: skip
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.StartDoctypeDeclHandler = no_entities
-    parser.EntityDeclHandler = no_entities
+    samples = _XmlSamples(parser, skipped)
+    count = 0
     try:
         with p.open("rb") as fh:
             while True:
                 data = fh.read(_XML_READ_BYTES)
                 parser.Parse(data, not data)
-                if len(rows["line"]) >= XML_CHUNK_SAMPLES or (not data and rows["line"]):
-                    samples += len(rows["line"])
-                    chunk = flush()
+                pending = len(samples.rows["line"])
+                if pending >= XML_CHUNK_SAMPLES or (not data and pending):
+                    count += pending
+                    chunk = samples.take(checked)
                     if chunk is not None:
                         yield chunk
                 if not data:
@@ -411,7 +419,7 @@ def _xml_chunks(p: Path, checked: _Checked, skipped: list[int]) -> Iterator[Line
         raise BadInput(f"{p}: line {parser.CurrentLineNumber}: {exc}") from None
     except expat.ExpatError as exc:
         raise BadInput(f"{p}: line {exc.lineno}: not well-formed XML: {expat.errors.messages[exc.code]}") from None
-    if not samples:
+    if not count:
         raise BadInput(f"{p}: JMeter JTL XML without samples")
     error = checked.error(p)
     if error is not None:

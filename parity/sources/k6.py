@@ -65,7 +65,7 @@ ALL_REQUESTS_ENDPOINT = "ALL (k6 summary: all requests)"
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes of whole lines parsed at once (memory per block: a few times this).
 BLOCK_BYTES = 16 << 20
-_READ_BYTES = 1 << 20
+_READ_BYTES = 1 << 20  # gzip: decompressed at a time (a break loses no earlier line)
 _JSON_BLOCK_BYTES = 4 << 20
 _NDJSON_LINE = re.compile(
     r'^\s*\{.*"type"\s*:\s*"(?:Metric|Point)".*"metric"\s*:|^\s*\{.*"metric"\s*:.*"type"\s*:\s*"(?:Metric|Point)"'
@@ -129,28 +129,38 @@ def _blocks(path: Path) -> Iterator[bytes]:
     read before the break, then BadInput."""
     with path.open("rb") as fh:
         compressed = fh.read(2) == _GZIP_MAGIC
-    pending = bytearray()
+    tail = b""
     first = True
     with gzip.open(path, "rb") if compressed else path.open("rb") as fh:
         while True:
+            pieces, size = [tail], len(tail)
             try:
-                data = fh.read(_READ_BYTES)
+                while size < BLOCK_BYTES:
+                    piece = fh.read(_READ_BYTES if compressed else BLOCK_BYTES)
+                    if not piece:
+                        break
+                    pieces.append(piece)
+                    size += len(piece)
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                cut = pending.rfind(b"\n") + 1
+                data = b"".join(pieces)
+                cut = data.rfind(b"\n") + 1
                 if cut:
-                    yield bytes(pending[:cut])
+                    yield data[:cut]
                 raise BadInput(f"{path}: gzip stream broken: {exc}") from None
+            data = b"".join(pieces) if len(pieces) > 1 else tail
             if first and data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]
             first = False
-            pending += data
-            if not data or len(pending) >= BLOCK_BYTES:
-                cut = len(pending) if not data else pending.rfind(b"\n") + 1
-                if cut:
-                    yield bytes(pending[:cut])
-                    del pending[:cut]
-            if not data:
+            if size < BLOCK_BYTES:  # the end of the file
+                if data:
+                    yield data
                 return
+            cut = data.rfind(b"\n") + 1
+            if not cut:  # one line longer than a block: read on
+                tail = data
+                continue
+            tail = data[cut:]
+            yield data[:cut] if cut < len(data) else data
 
 
 def _point(path: Path, number: int, line: str) -> dict[str, Any] | None:
@@ -312,7 +322,7 @@ def _k6_key(method: str, name: str) -> tuple[str, str]:
     return method.strip().upper(), route_of(name)
 
 
-def _chunk(p: Path, rows: _Rows, cache: Endpoints) -> LinedChunk | tuple[int, str]:
+def _chunk(rows: _Rows, cache: Endpoints) -> LinedChunk | tuple[int, str]:
     """Checked rows → a chunk of requests; (line, time text) of the first bad time instead when there is one."""
     import pandas as pd  # heavy: imported only when a file is read
 
@@ -367,7 +377,7 @@ def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
             line += block.count(b"\n")
         if bad_time or not len(rows.lines):
             continue
-        chunk = _chunk(p, rows, cache)
+        chunk = _chunk(rows, cache)
         if isinstance(chunk, tuple):
             bad_time.append(chunk)
         else:

@@ -22,16 +22,17 @@ import numpy.typing as npt
 
 from parity.errors import BadInput
 from parity.model import LatencyKind, Measurement, Source
-from parity.replay.recorder import Recorder, timeline_interval
+from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.routes import template_path
 
 __all__ = [
     "MAX_SPAN_S",
     "WINDOW_TAIL_S",
     "Endpoints",
-    "LinedChunk",
-    "endpoint_codes",
     "FoldedRequests",
+    "LinedChunk",
+    "RequestChunk",
+    "endpoint_codes",
     "fold_requests",
     "route_of",
     "split_label",
@@ -74,17 +75,6 @@ def split_label(label: str) -> tuple[str, str]:
     if sep and method.upper() in _METHODS and rest.strip():
         return method.upper(), route_of(rest)
     return "", route_of(label)
-
-
-@dataclass(frozen=True)
-class RequestChunk:
-    """Requests read column-wise (interim copy of ``parity.sources.aggregate.RequestChunk``)."""
-
-    keys: tuple[tuple[str, str], ...]
-    endpoint: npt.NDArray[np.int64]
-    sent_s: npt.NDArray[np.float64]
-    latency_ms: npt.NDArray[np.float64]
-    errors: npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -136,18 +126,16 @@ def endpoint_codes(
 
 @dataclass
 class FoldedRequests:
-    """Requests folded from chunks: the sketches and timelines, and the window (Unix s) they span."""
+    """Requests folded from chunks: their sketches and timelines, and the window (Unix s) they span."""
 
-    recorder_chunks: list[RequestChunk]
+    aggregator: RequestAggregator
     start_s: float
     end_s: float
 
     def measurement(self, *, source: Source, labels: dict[str, str] | None = None) -> Measurement:
-        """The request-level, client-side (service time) Measurement of the folded requests."""
-        recorder = Recorder(timeline_interval(self.end_s - self.start_s))
-        for req in self.recorder_chunks:
-            recorder.record_many(req.keys, req.endpoint, req.sent_s, req.latency_ms, req.errors)
-        return recorder.to_measurement(
+        """The request-level, client-side (service time) Measurement of the folded requests (timeline interval
+        chosen from the window, as ``parity.replay.recorder.timeline_interval`` does)."""
+        return self.aggregator.to_measurement(
             source=source,
             start=datetime.fromtimestamp(self.start_s, UTC),
             end=datetime.fromtimestamp(self.end_s, UTC),
@@ -162,7 +150,7 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
     by the file. The window runs from the first send to the end of the last request (+ ``WINDOW_TAIL_S``).
     Raises BadInput when there are no requests or they span more than ``MAX_SPAN_S`` (naming the lines of the
     first and the last send)."""
-    folded: list[RequestChunk] = []
+    aggregator = RequestAggregator()
     start = last_sent = end = math.nan
     start_line = last_line = 0
     count = 0
@@ -179,7 +167,7 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
         ends = float((req.sent_s + np.nan_to_num(req.latency_ms, nan=0.0) / 1000.0).max())
         end = ends if not end >= ends else end
         if last_sent - start <= MAX_SPAN_S:  # past it the file is refused below: fold no more
-            folded.append(req)
+            aggregator.add(req)
     if not count:
         raise BadInput(f"{path}: no requests in the file")
     if last_sent - start > MAX_SPAN_S:
@@ -187,4 +175,4 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
             f"{path}: request times span {(last_sent - start) / 86400:.0f} days (lines {start_line} and "
             f"{last_line}); a result file covers one run of at most {MAX_SPAN_S / 86400:.0f} days"
         )
-    return FoldedRequests(folded, start, end + WINDOW_TAIL_S)
+    return FoldedRequests(aggregator, start, end + WINDOW_TAIL_S)
