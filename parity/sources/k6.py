@@ -229,7 +229,7 @@ def _slow_rows(p: Path, numbered: Iterable[tuple[int, str]]) -> _Rows:
     )
 
 
-def _fast_rows(block: bytes, first_line: int) -> _Rows | None:
+def _fast_rows(block: bytes, first_line: int, newlines: int) -> _Rows | None:
     """The http_req_duration Points of a block parsed at once (pyarrow.json: no Python per line), or None when
     anything in the block needs the exact per-line reading (a malformed or unusual line, a bad value, a blank
     line, a lone CR, a BOM): then the caller reads the block line by line."""
@@ -252,7 +252,7 @@ def _fast_rows(block: bytes, first_line: int) -> _Rows | None:
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
         return None
-    lines = block.count(b"\n") + (not block.endswith(b"\n"))
+    lines = newlines + (not block.endswith(b"\n"))
     if table.num_rows != lines:  # a blank line, or two JSON values on a line
         return None
     kind = table.column("type")
@@ -363,7 +363,8 @@ def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
     cache = Endpoints()
     line = 1
     for block in _blocks(p):
-        rows = _fast_rows(block, line)
+        newlines = block.count(b"\n")
+        rows = _fast_rows(block, line, newlines)
         if rows is None:
             try:
                 text = block.decode("utf-8")
@@ -374,7 +375,7 @@ def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
             line += text.count("\n") + text.count("\r") - text.count("\r\n")
             line += not text.endswith(("\n", "\r"))
         else:
-            line += block.count(b"\n")
+            line += newlines
         if bad_time or not len(rows.lines):
             continue
         chunk = _chunk(rows, cache)
