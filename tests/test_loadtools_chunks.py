@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parity.errors import BadInput
 from parity.model import Measurement
 from parity.replay.recorder import timeline_interval
 from parity.sources import jmeter, k6
@@ -148,3 +149,22 @@ def test_jtl_xml_chunks_fold_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyP
         split_label(lb).__getitem__(0) + (" " if split_label(lb)[0] else "") + split_label(lb)[1]
         for _, _, lb, *_ in _jtl_rows()
     } - {"nested"}
+
+
+@pytest.mark.parametrize(("field", "row"), [("elapsed", "1772445600000,0x10,GET /a,true"),
+                                            ("timeStamp", "0x19CAD6E8D00,12,GET /a,true")])  # fmt: skip
+def test_jtl_hex_numbers_are_bad_input_as_pandas_reads_them(tmp_path: Path, field: str, row: str) -> None:
+    """pyarrow casts ``0x10`` to 16 where pandas (the reading the messages come from) sees no number: a hex value
+    is a bad value in both JTL formats, not a silently different time."""
+    path = tmp_path / "hex.jtl"
+    path.write_text(f"timeStamp,elapsed,label,success\n1772445600000,5,GET /a,true\n{row}\n")
+    with pytest.raises(BadInput, match=f"line 3: {field}: expected .*got '0x"):
+        jmeter.read_jtl_csv(path)
+    ts, ms = row.split(",")[:2]
+    xml = tmp_path / "hex.xml"
+    xml.write_text(
+        f'<testResults version="1.2">\n<httpSample t="5" ts="1772445600000" s="true" lb="GET /a"/>\n'
+        f'<httpSample t="{ms}" ts="{ts}" s="true" lb="GET /a"/>\n</testResults>\n'
+    )
+    with pytest.raises(BadInput, match=f"line 3: {field}: expected .*got '0x"):
+        jmeter.read_jtl_xml(xml)
