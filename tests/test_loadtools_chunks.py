@@ -168,3 +168,16 @@ def test_jtl_hex_numbers_are_bad_input_as_pandas_reads_them(tmp_path: Path, fiel
     )
     with pytest.raises(BadInput, match=f"line 3: {field}: expected .*got '0x"):
         jmeter.read_jtl_xml(xml)
+
+
+def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregator's endpoint limit (2**20 distinct labels: a label holding a unique id per sample) ends the
+    reading with a one-line BadInput naming the file, not a ValueError traceback."""
+    from parity.sources import aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_ENDPOINTS", 3)
+    path = tmp_path / "many.jtl"
+    rows = "".join(f"{1772445600000 + i},5,Request {i},true\n" for i in range(5))
+    path.write_text("timeStamp,elapsed,label,success\n" + rows)
+    with pytest.raises(BadInput, match=r"many\.jtl: more than 3 distinct endpoints"):
+        jmeter.read_jtl_csv(path)

@@ -148,8 +148,8 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
     """Fold chunks of requests (Unix send times in s, latencies in ms with NaN = no response: the request
     counts, as the reader decided for errors, without a latency) as they come: memory bounded by a chunk, not
     by the file. The window runs from the first send to the end of the last request (+ ``WINDOW_TAIL_S``).
-    Raises BadInput when there are no requests or they span more than ``MAX_SPAN_S`` (naming the lines of the
-    first and the last send)."""
+    Raises BadInput when there are no requests, when they span more than ``MAX_SPAN_S`` (naming the lines of the
+    first and the last send) or name more distinct endpoints than ``parity.sources.aggregate.MAX_ENDPOINTS``."""
     aggregator = RequestAggregator()
     start = last_sent = end = math.nan
     start_line = last_line = 0
@@ -167,7 +167,10 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
         ends = float((req.sent_s + np.nan_to_num(req.latency_ms, nan=0.0) / 1000.0).max())
         end = ends if not end >= ends else end
         if last_sent - start <= MAX_SPAN_S:  # past it the file is refused below: fold no more
-            aggregator.add(req)
+            try:
+                aggregator.add(req)
+            except ValueError as exc:  # too many distinct endpoints (times and latencies are checked before)
+                raise BadInput(f"{path}: {exc}") from None
     if not count:
         raise BadInput(f"{path}: no requests in the file")
     if last_sent - start > MAX_SPAN_S:
