@@ -181,3 +181,16 @@ def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeyp
     path.write_text("timeStamp,elapsed,label,success\n" + rows)
     with pytest.raises(BadInput, match=r"many\.jtl: more than 3 distinct endpoints"):
         jmeter.read_jtl_csv(path)
+
+
+def test_endpoint_name_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """k6 names requests by URL (one distinct name per id): the names remembered stay at most MAX_CACHED_NAMES
+    and every key is still right after the memory started again."""
+    from parity.sources import load_tool
+
+    monkeypatch.setattr(load_tool, "MAX_CACHED_NAMES", 100)
+    cache = load_tool.Endpoints()
+    for i in range(1000):
+        url = f"http://h/api/orders/{i}/items?x={i}"
+        assert cache.key("get", url, k6._k6_key) == ("GET", "/api/orders/{id}/items")
+        assert len(cache._cache) <= 100

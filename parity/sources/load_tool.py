@@ -43,6 +43,9 @@ __all__ = [
 MAX_SPAN_S = 31 * 86400.0
 #: Added to the end of the last request to close the window (s), so a one-request file has a non-empty window.
 WINDOW_TAIL_S = 0.001
+#: Distinct request names whose endpoint key :class:`Endpoints` remembers at most (k6 names a request by its URL:
+#: one per id); past it the memory starts again, so it stays bounded whatever the file.
+MAX_CACHED_NAMES = 1 << 16
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>[^?#]*)")
@@ -89,7 +92,8 @@ class Endpoints:
     """Endpoint keys of request rows, worked out once per distinct name (not per row) and kept across chunks.
 
     ``key_of(text)`` gives the (method, route) of one distinct name (``split_label`` or ``route_of`` with a
-    method); :meth:`codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and indices."""
+    method); :func:`endpoint_codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and
+    indices. At most ``MAX_CACHED_NAMES`` names are remembered (then forgotten at once and worked out again)."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[str, str]] = {}
@@ -98,6 +102,8 @@ class Endpoints:
         """The (method, route) of a distinct (method, name), computed on first sight."""
         found = self._cache.get((method, name))
         if found is None:
+            if len(self._cache) >= MAX_CACHED_NAMES:
+                self._cache.clear()
             found = self._cache[(method, name)] = key_of(method, name)
         return found
 
