@@ -155,3 +155,23 @@ def test_bad_values_are_refused() -> None:
         aggregator.add(bad_latency)
     with pytest.raises(ValueError, match="length"):
         RequestChunk((("GET", "/"),), np.zeros(2, np.int64), np.array([T0]), np.array([1.0]), np.zeros(1, bool))
+
+
+def test_merging_many_files_keeps_one_table_of_bins() -> None:
+    """Merged aggregators of overlapping files (several servers' logs of the same hour) hold their bins in one
+    table, as one aggregator reading every file does: memory bounded by the distinct bins, not by the files."""
+    chunks = _chunks(10, 3000, 3600.0, 1)
+    merged, whole = RequestAggregator(), RequestAggregator()
+    for _ in range(12):
+        part = RequestAggregator()
+        part.add(chunks[0])
+        merged.merge(pickle.loads(pickle.dumps(part)))
+        whole.add(chunks[0])
+
+    def rows(a: RequestAggregator) -> int:
+        return sum(len(table) for _, table in a._frozen) + len(a._bins)
+
+    assert rows(merged) <= rows(whole)
+    start, end = _window(3600.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    assert_same_measurement(merged.to_measurement(**kw), whole.to_measurement(**kw))
