@@ -194,3 +194,22 @@ def test_endpoint_name_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
         url = f"http://h/api/orders/{i}/items?x={i}"
         assert cache.key("get", url, k6._k6_key) == ("GET", "/api/orders/{id}/items")
         assert len(cache._cache) <= 100
+
+
+def test_k6_lone_surrogate_escape_is_bad_input(tmp_path: Path) -> None:
+    """JSON lets a string hold ``\\ud800`` (half of a surrogate pair, no character): a name or time holding one is
+    a bad line named by the reader (exit 2), not a UnicodeEncodeError traceback (exit 1, as a regression)."""
+    good = {"time": "2026-03-02T10:00:00Z", "value": 12.0, "tags": {"method": "GET", "name": "/a", "status": "200"}}
+    for field in ("name", "time"):
+        bad = json.loads(json.dumps(good))
+        if field == "name":
+            bad["tags"]["name"] = "/a\ud800"
+        else:
+            bad["time"] = "2026-03-02T10:00:01\ud800Z"
+        path = tmp_path / f"{field}.json"
+        path.write_text(
+            "\n".join(json.dumps({"type": "Point", "metric": "http_req_duration", "data": d}) for d in (good, bad))
+            + "\n"
+        )
+        with pytest.raises(BadInput, match=r"line 2: http_req_duration: .*surrogate"):
+            k6.read_k6_json(path)
