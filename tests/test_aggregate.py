@@ -155,3 +155,90 @@ def test_bad_values_are_refused() -> None:
         aggregator.add(bad_latency)
     with pytest.raises(ValueError, match="length"):
         RequestChunk((("GET", "/"),), np.zeros(2, np.int64), np.array([T0]), np.array([1.0]), np.zeros(1, bool))
+
+
+def test_merging_many_files_keeps_one_table_of_bins() -> None:
+    """Merged aggregators of overlapping files (several servers' logs of the same hour) hold their bins in one
+    table, as one aggregator reading every file does: memory bounded by the distinct bins, not by the files."""
+    chunks = _chunks(10, 3000, 3600.0, 1)
+    merged, whole = RequestAggregator(), RequestAggregator()
+    for _ in range(12):
+        part = RequestAggregator()
+        part.add(chunks[0])
+        merged.merge(pickle.loads(pickle.dumps(part)))
+        whole.add(chunks[0])
+
+    def rows(a: RequestAggregator) -> int:
+        return sum(len(table) for _, table in a._frozen) + len(a._bins)
+
+    assert rows(merged) <= rows(whole)
+    start, end = _window(3600.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    assert_same_measurement(merged.to_measurement(**kw), whole.to_measurement(**kw))
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_edge_cases_randomized_against_the_recorder(seed: int) -> None:
+    """Small random files made of edge cases (a single request, a cell of 21 latencies whose p95 rank is
+    19.000000000000004, latencies 0 / MIN_BIN_MS / MAX_LATENCY_MS / none / negative / few distinct values, every
+    request in the zero bucket, send times on bucket boundaries, windows wider than the data) read by one
+    aggregator, or by two whose coarsenings differ and are merged: the same Measurement as the Recorder."""
+    from parity.bounds import MAX_LATENCY_MS
+    from parity.sketch import MIN_BIN_MS
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 21, 21, 200]))
+    span = float(rng.choice([0.0, 480.0, 2400.0, 3600.0, 86400.0]))
+    grid = float(rng.choice([0.0, 1.0, 15.0, 60.0]))
+    sent = T0 + rng.uniform(0.0, span, n)
+    if grid:
+        sent = np.floor(sent / grid) * grid
+    kind = seed % 4
+    if kind == 0:
+        latency = rng.choice([0.0, MIN_BIN_MS, MAX_LATENCY_MS, np.nan, -1.0, 5e-13, 1.0], n)
+    elif kind == 1:
+        latency = rng.choice(rng.lognormal(2.0, 1.0, 2), n)  # ties: ranks on bin boundaries
+    elif kind == 2:
+        latency = np.where(rng.random(n) < 0.5, 0.0, np.nan)  # the zero bucket, or no latency at all
+    else:
+        latency = rng.lognormal(2.0, 2.0, n)
+    endpoint = rng.integers(0, len(KEYS), n)
+    errors = rng.random(n) < 0.3
+    order = np.argsort(sent, kind="stable")
+    chunks = [
+        RequestChunk(KEYS, endpoint[p], sent[p], latency[p], errors[p])
+        for p in np.array_split(order, min(n, int(rng.integers(1, 5))))
+    ]
+    start = datetime.fromtimestamp(float(sent.min()) - float(rng.choice([0.0, 30.0])), UTC)
+    end = datetime.fromtimestamp(float(sent.max()) + float(rng.choice([0.001, 7200.0])), UTC)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    first, second = RequestAggregator(), RequestAggregator()
+    for i, chunk in enumerate(chunks):
+        (first if i < len(chunks) / 2 else second).add(chunk)
+    merged = RequestAggregator()
+    for part in (second, first) if seed % 2 else (first, second):
+        merged.merge(pickle.loads(pickle.dumps(part)))
+    one = RequestAggregator()
+    for chunk in chunks:
+        one.add(chunk)
+    want = row_path_measurement(chunks, timeline_interval((end - start).total_seconds()), **kw)
+    assert_same_measurement(one.to_measurement(**kw), want)
+    assert_same_measurement(merged.to_measurement(**kw), want)
+
+
+def test_p95_rank_exactly_at_the_zero_count() -> None:
+    """41 latencies, 38 of them 0 ms: the p95 rank 0.95 × 40 is 38.0, equal to the zero count, so (as in
+    LatencySketch.quantile) the p95 is the first bin above zero (~10 ms), not 0."""
+    n = 41
+    latency = np.array([0.0] * 38 + [10.0] * 3)
+    chunk = RequestChunk(KEYS[:1], np.zeros(n, np.int64), np.full(n, T0), latency, np.zeros(n, bool))
+    aggregator = RequestAggregator()
+    aggregator.add(chunk)
+    start, end = _window(60.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    got = aggregator.to_measurement(**kw)
+    assert_same_measurement(got, row_path_measurement([chunk], timeline_interval(60.0), **kw))
+    timeline = got.endpoints[0].timeline
+    assert timeline is not None
+    assert timeline.p95_ms is not None
+    assert [x for x in timeline.p95_ms if x is not None] == [pytest.approx(10.0, rel=0.011)]

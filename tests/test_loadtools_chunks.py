@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parity.errors import BadInput
 from parity.model import Measurement
 from parity.replay.recorder import timeline_interval
 from parity.sources import jmeter, k6
@@ -148,3 +149,67 @@ def test_jtl_xml_chunks_fold_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyP
         split_label(lb).__getitem__(0) + (" " if split_label(lb)[0] else "") + split_label(lb)[1]
         for _, _, lb, *_ in _jtl_rows()
     } - {"nested"}
+
+
+@pytest.mark.parametrize(("field", "row"), [("elapsed", "1772445600000,0x10,GET /a,true"),
+                                            ("timeStamp", "0x19CAD6E8D00,12,GET /a,true")])  # fmt: skip
+def test_jtl_hex_numbers_are_bad_input_as_pandas_reads_them(tmp_path: Path, field: str, row: str) -> None:
+    """pyarrow casts ``0x10`` to 16 where pandas (the reading the messages come from) sees no number: a hex value
+    is a bad value in both JTL formats, not a silently different time."""
+    path = tmp_path / "hex.jtl"
+    path.write_text(f"timeStamp,elapsed,label,success\n1772445600000,5,GET /a,true\n{row}\n")
+    with pytest.raises(BadInput, match=f"line 3: {field}: expected .*got '0x"):
+        jmeter.read_jtl_csv(path)
+    ts, ms = row.split(",")[:2]
+    xml = tmp_path / "hex.xml"
+    xml.write_text(
+        f'<testResults version="1.2">\n<httpSample t="5" ts="1772445600000" s="true" lb="GET /a"/>\n'
+        f'<httpSample t="{ms}" ts="{ts}" s="true" lb="GET /a"/>\n</testResults>\n'
+    )
+    with pytest.raises(BadInput, match=f"line 3: {field}: expected .*got '0x"):
+        jmeter.read_jtl_xml(xml)
+
+
+def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregator's endpoint limit (2**20 distinct labels: a label holding a unique id per sample) ends the
+    reading with a one-line BadInput naming the file, not a ValueError traceback."""
+    from parity.sources import aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_ENDPOINTS", 3)
+    path = tmp_path / "many.jtl"
+    rows = "".join(f"{1772445600000 + i},5,Request {i},true\n" for i in range(5))
+    path.write_text("timeStamp,elapsed,label,success\n" + rows)
+    with pytest.raises(BadInput, match=r"many\.jtl: more than 3 distinct endpoints"):
+        jmeter.read_jtl_csv(path)
+
+
+def test_endpoint_name_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """k6 names requests by URL (one distinct name per id): the names remembered stay at most MAX_CACHED_NAMES
+    and every key is still right after the memory started again."""
+    from parity.sources import load_tool
+
+    monkeypatch.setattr(load_tool, "MAX_CACHED_NAMES", 100)
+    cache = load_tool.Endpoints()
+    for i in range(1000):
+        url = f"http://h/api/orders/{i}/items?x={i}"
+        assert cache.key("get", url, k6._k6_key) == ("GET", "/api/orders/{id}/items")
+        assert len(cache._cache) <= 100
+
+
+def test_k6_lone_surrogate_escape_is_bad_input(tmp_path: Path) -> None:
+    """JSON lets a string hold ``\\ud800`` (half of a surrogate pair, no character): a name or time holding one is
+    a bad line named by the reader (exit 2), not a UnicodeEncodeError traceback (exit 1, as a regression)."""
+    good = {"time": "2026-03-02T10:00:00Z", "value": 12.0, "tags": {"method": "GET", "name": "/a", "status": "200"}}
+    for field in ("name", "time"):
+        bad = json.loads(json.dumps(good))
+        if field == "name":
+            bad["tags"]["name"] = "/a\ud800"
+        else:
+            bad["time"] = "2026-03-02T10:00:01\ud800Z"
+        path = tmp_path / f"{field}.json"
+        path.write_text(
+            "\n".join(json.dumps({"type": "Point", "metric": "http_req_duration", "data": d}) for d in (good, bad))
+            + "\n"
+        )
+        with pytest.raises(BadInput, match=r"line 2: http_req_duration: .*surrogate"):
+            k6.read_k6_json(path)

@@ -351,12 +351,15 @@ class RequestAggregator:
             self._rebase(base)
         numbers = self._numbers_of(other._keys)
         for their_base, table in [*other._frozen, (other._base_us, other._bins)]:
+            # into this base's table (their base divides it): kept apart, each merged file's bins would stay
+            # in memory side by side, however much they overlap
             shift = (other._origin_us - self._origin_us) // their_base
-            recoded = _recoded(table.codes, SLOT_BITS, 1, shift, numbers)
-            order = np.argsort(recoded)
-            mine = _Table(table.ops, table.dtypes)
-            mine.codes, mine.columns = recoded[order], [c[order] for c in table.columns]
-            self._frozen.append((their_base, mine))
+            recoded = _recoded(table.codes, SLOT_BITS, base // their_base, shift, numbers)
+            order = np.argsort(recoded, kind="stable")
+            merged = _reduce_sorted(
+                recoded[order], *((c[order], op) for c, op in zip(table.columns, table.ops, strict=True))
+            )
+            self._bins.add(merged[0], merged[1:])
         shift = (other._origin_us - self._origin_us) // other._base_us
         recoded = _recoded(other._cells.codes, 0, base // other._base_us, shift, numbers)
         order = np.argsort(recoded, kind="stable")

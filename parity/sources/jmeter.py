@@ -170,12 +170,15 @@ def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
 
 def _numbers(column: Any) -> npt.NDArray[np.float64]:
     """Numbers of a text column, as ``pandas.to_numeric(errors="coerce")`` reads them (NaN: not a number): plain
-    integers are cast at C speed, anything else goes through pandas."""
+    integers are cast at C speed, anything else goes through pandas (pyarrow also casts hex, ``0x10`` → 16, which
+    pandas reads as no number)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     try:
         numbers = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+        if pc.any(pc.or_(pc.starts_with(column, "0x"), pc.starts_with(column, "0X"))).as_py():
+            raise pa.ArrowInvalid("hex")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         import pandas as pd  # heavy: imported only when a file is read
 

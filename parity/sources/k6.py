@@ -211,9 +211,17 @@ def _slow_rows(p: Path, numbered: Iterable[tuple[int, str]]) -> _Rows:
             method, name = tags.get("method"), tags.get("name") or tags.get("url")
             if not isinstance(method, str) or not method.strip() or not isinstance(name, str) or not name.strip():
                 raise ValueError('tags: need "method" and "name" (or "url"): k6 sets both unless system tags are cut')
+            expected = tags.get("expected_response")
+            texts = {"time": data["time"], "method": method, "name": name, "status": str(tags.get("status", ""))}
+            texts["expected_response"] = str(expected)
+            for what, text in texts.items():
+                if not text.isascii():
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError(f"{what}: holds a lone surrogate escape (\\ud800-\\udfff), not text") from None
         except ValueError as exc:
             raise BadInput(f"{p}: line {number}: http_req_duration: {exc}") from None
-        expected = tags.get("expected_response")
         for key, item in (("line", number), ("time", data["time"]), ("value", value), ("method", method),
                           ("name", name), ("status", str(tags.get("status", ""))),
                           ("expected", None if expected is None else str(expected))):  # fmt: skip

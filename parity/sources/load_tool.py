@@ -43,6 +43,9 @@ __all__ = [
 MAX_SPAN_S = 31 * 86400.0
 #: Added to the end of the last request to close the window (s), so a one-request file has a non-empty window.
 WINDOW_TAIL_S = 0.001
+#: Distinct request names whose endpoint key :class:`Endpoints` remembers at most (k6 names a request by its URL:
+#: one per id); past it the memory starts again, so it stays bounded whatever the file.
+MAX_CACHED_NAMES = 1 << 16
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>[^?#]*)")
@@ -89,7 +92,8 @@ class Endpoints:
     """Endpoint keys of request rows, worked out once per distinct name (not per row) and kept across chunks.
 
     ``key_of(text)`` gives the (method, route) of one distinct name (``split_label`` or ``route_of`` with a
-    method); :meth:`codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and indices."""
+    method); :func:`endpoint_codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and
+    indices. At most ``MAX_CACHED_NAMES`` names are remembered (then forgotten at once and worked out again)."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[str, str]] = {}
@@ -98,6 +102,8 @@ class Endpoints:
         """The (method, route) of a distinct (method, name), computed on first sight."""
         found = self._cache.get((method, name))
         if found is None:
+            if len(self._cache) >= MAX_CACHED_NAMES:
+                self._cache.clear()
             found = self._cache[(method, name)] = key_of(method, name)
         return found
 
@@ -148,8 +154,8 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
     """Fold chunks of requests (Unix send times in s, latencies in ms with NaN = no response: the request
     counts, as the reader decided for errors, without a latency) as they come: memory bounded by a chunk, not
     by the file. The window runs from the first send to the end of the last request (+ ``WINDOW_TAIL_S``).
-    Raises BadInput when there are no requests or they span more than ``MAX_SPAN_S`` (naming the lines of the
-    first and the last send)."""
+    Raises BadInput when there are no requests, when they span more than ``MAX_SPAN_S`` (naming the lines of the
+    first and the last send) or name more distinct endpoints than ``parity.sources.aggregate.MAX_ENDPOINTS``."""
     aggregator = RequestAggregator()
     start = last_sent = end = math.nan
     start_line = last_line = 0
@@ -167,7 +173,10 @@ def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
         ends = float((req.sent_s + np.nan_to_num(req.latency_ms, nan=0.0) / 1000.0).max())
         end = ends if not end >= ends else end
         if last_sent - start <= MAX_SPAN_S:  # past it the file is refused below: fold no more
-            aggregator.add(req)
+            try:
+                aggregator.add(req)
+            except ValueError as exc:  # too many distinct endpoints (times and latencies are checked before)
+                raise BadInput(f"{path}: {exc}") from None
     if not count:
         raise BadInput(f"{path}: no requests in the file")
     if last_sent - start > MAX_SPAN_S:
