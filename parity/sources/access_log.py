@@ -137,7 +137,14 @@ from parity.model import (
 )
 from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.nginx_format import LogFormat, compile_log_format
-from parity.sources.routes import RouteMap, encode_path, template_path_values
+from parity.sources.routes import (
+    ID_PLACEHOLDER,
+    MIN_TOKEN_ID_LENGTH,
+    RouteMap,
+    _looks_like_id,
+    encode_path,
+    template_path_values,
+)
 
 __all__ = [
     "DEFAULT_MAX_MALFORMED_SHARE",
@@ -697,15 +704,17 @@ class _ParserSpec:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One block's lines, parsed. Requests in line order: ``keys[code[i]]`` is (method, target as received),
-    sent at ``t[i]`` (Unix s), latency ``latency[i]`` ms (NaN: none), error ``errors[i]``. ``events``: the lines
+    """One block's lines, parsed. Requests in line order: ``keys[code[i]]`` is ``method target`` (the target as
+    received; a pyarrow string array, not deduplicated), or (method, target) when a target is not UTF-8 (a
+    tuple: the collector then takes the per-target path), sent at
+    ``t[i]`` (Unix s), latency ``latency[i]`` ms (NaN: none), error ``errors[i]``. ``events``: the lines
     that are not requests, in order: (the line's ordinal among the chunk's non-blank lines, from 1; malformed
     (True) or skipped; ``file:line: why``). ``nonblank``: non-blank lines; ``error``: a file error after the
     chunk (BadInput message), raised once the chunk is counted."""
 
     path: str
     nonblank: int
-    keys: tuple[tuple[str, str], ...]
+    keys: pa.Array | tuple[tuple[str, str], ...]
     code: npt.NDArray[np.int64]
     t: npt.NDArray[np.float64]
     latency: npt.NDArray[np.float64]
@@ -726,6 +735,8 @@ class _ChunkBuilder:
         self.errors = np.zeros(size, dtype=np.bool_)
         self.events: list[tuple[int, bool, str]] = []
         self.nonblank = 0
+        self.fast = np.zeros(size, dtype=np.bool_)  # rows whose code indexes fast_keys, not keys
+        self.fast_keys: pa.Array | None = None
 
     def code_of(self, method: str, target: str) -> int:
         key = (method, target)
@@ -754,11 +765,25 @@ class _ChunkBuilder:
 
     def build(self, error: str | None = None) -> _Chunk:
         kept = self.code >= 0
+        code = self.code
+        slow = list(self.keys)
+        keys: pa.Array | tuple[tuple[str, str], ...]
+        try:
+            keys = pa.array([f"{method} {target}" for method, target in slow], pa.string())
+        except UnicodeEncodeError:  # a target that is not UTF-8 (surrogate escapes)
+            keys = tuple(slow)
+            if self.fast_keys is not None:
+                keys = tuple(_split_key(key) for key in self.fast_keys.to_pylist()) + keys
+        else:
+            if self.fast_keys is not None:
+                keys = pa.concat_arrays([self.fast_keys, keys])
+        if self.fast_keys is not None:
+            code = np.where(self.fast | (code < 0), code, code + len(self.fast_keys))
         return _Chunk(
             path=self.path,
             nonblank=self.nonblank,
-            keys=tuple(self.keys),
-            code=self.code[kept],
+            keys=keys,
+            code=code[kept],
             t=self.t[kept],
             latency=self.latency[kept],
             errors=self.errors[kept],
@@ -884,18 +909,38 @@ def _fast_fields(
     t = np.asarray(times, dtype=np.float64)[time_at]
     status = pc.cast(fields.field("status"), pa.int64()).to_numpy(zero_copy_only=False)
     latency = _timing(fields.field("extras"), spec.timing_field)
-    requests, request_at = _distinct(fields.field("request"), _fast_request, None)
-    codes = np.asarray([-1 if r is None else builder.code_of(*r) for r in requests], dtype=np.int64)[request_at]
-    good = ~np.isnan(t) & ~np.isnan(latency[0]) & (codes >= 0)  # latency[0] NaN: the exact parser decides
+    keys = _request_keys(fields.field("request"))
+    good = ~np.isnan(t) & ~np.isnan(latency[0]) & keys.is_valid().to_numpy(zero_copy_only=False)
+    # latency[0] NaN: the exact parser decides; a null key: not a request line (the exact parser skips it)
     closed = status == NGINX_CLIENT_CLOSED
     ms = np.where(closed, np.nan, latency[1])
     if spec.arrival:
         t = np.where(np.isnan(ms), t, t - ms / 1000.0)
     at = rows[good]
-    builder.code[at] = codes[good]
+    builder.fast_keys = keys.filter(pa.array(good))
+    builder.fast[at] = True
+    builder.code[at] = np.arange(len(at))
     builder.t[at] = t[good]
     builder.latency[at] = ms[good]
     builder.errors[at] = ((status >= 500) | closed)[good]
+
+
+# A request line _request_line reads as (method, target) with the target as written: method, a target from "/"
+# to a fragment or a space, an optional version. Other lines (absolute targets, extra spaces) take _request_line.
+_FAST_REQUEST = r"^(?P<method>[A-Z]+) (?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+
+
+def _request_keys(requests: pa.Array) -> pa.Array:
+    """``method target`` of each request line, as :func:`_request_line` reads it (null when it is not a request
+    line): a column-wise match for the common shape, :func:`_request_line` once per distinct other line."""
+    parts = pc.extract_regex(requests, _FAST_REQUEST)
+    keys = pc.binary_join_element_wise(pc.struct_field(parts, "method"), pc.struct_field(parts, "target"), " ")
+    odd = parts.is_null()
+    if not pc.any(odd).as_py():
+        return keys
+    lines, at = _distinct(requests.filter(odd), _fast_request, None)
+    read = [None if r is None else f"{r[0]} {r[1]}" for r in lines]
+    return pc.replace_with_mask(keys, odd, pa.array(read, pa.string()).take(pa.array(at)))
 
 
 def _fast_request(text: str) -> tuple[str, str] | None:
@@ -1089,7 +1134,215 @@ class _Collector:
         self.requests.add(requests)
         return requests
 
-    def _targets(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def _targets(
+        self, keys: pa.Array | tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Each request's endpoint number (:meth:`_targets_exact` computed column-wise: the per-target Python work
+        happens once per distinct route or route-map lookup, per distinct query string of an endpoint, and per
+        distinct path while its endpoint's pools have room)."""
+        if isinstance(keys, tuple):
+            return self._targets_exact(keys, code)
+        encoded = pc.dictionary_encode(keys.take(pa.array(code)))
+        targets = encoded.dictionary  # distinct targets, first seen first
+        at = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        parts = pc.extract_regex(targets, _TARGET_PARTS)
+        if parts.null_count or pc.any(pc.match_substring(targets, "#")).as_py():
+            return self._targets_exact(tuple(_split_key(k) for k in keys.to_pylist()), code)
+        self.filled = {}
+        counts = np.bincount(at, minlength=len(targets))
+        method = pc.struct_field(parts, "method")
+        path = pc.struct_field(parts, "path")
+        query = pc.fill_null(pc.struct_field(parts, "query"), "")
+        needs = pc.match_substring_regex(path, _NEEDS_ENCODING)
+        if pc.any(needs).as_py():
+            path = pc.replace_with_mask(
+                path, needs, pa.array([encode_path(p) for p in path.filter(needs).to_pylist()], pa.string())
+            )
+        template = _template_column(path)
+        number, missed, params = self._route_numbers(method, path, template.route)
+        self.unmatched += int(counts[missed].sum())
+        if self.route_map is None:
+            self._fill_id_pools(number, template)
+        else:
+            self._fill_path_pools(number, path, params)
+        self._count_queries(number[at], query, at)
+        endpoint: npt.NDArray[np.int64] = number[at]
+        return endpoint
+
+    def _route_numbers(
+        self, method: pa.Array, path: pa.Array, route: pa.Array
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], list[dict[str, str] | None]]:
+        """Per distinct target (first seen first): its endpoint number, whether a given route map missed it, and
+        the route map's placeholder values of its lookup (None: templated from the path; with a template-exact map
+        the values of id-like segments are their placeholders, filled from the path later). Endpoints are added
+        in the order of their first target. The route map is asked once per distinct templated path where
+        :func:`_template_exact` holds, else once per distinct path."""
+        rm = self.route_map
+        exact = rm is not None and _template_exact(rm)
+        lookup = pc.binary_join_element_wise(method, route if rm is None or exact else path, " ")
+        encoded = pc.dictionary_encode(lookup)
+        code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        _, first = np.unique(code, return_index=True)
+        routes = route.take(pa.array(first)).to_pylist()
+        numbers = np.zeros(len(first), dtype=np.int64)
+        missed = np.zeros(len(first), dtype=np.bool_)
+        params: list[dict[str, str] | None] = []
+        for k, text in enumerate(encoded.dictionary.to_pylist()):
+            verb, looked_up = text.split(" ", 1)
+            found = rm.match(verb, looked_up) if rm is not None else None
+            if found is not None:
+                key, names, resource = (found.endpoint.method, found.endpoint.route), list(found.params), found.resource
+                params.append(dict(found.params))
+            else:
+                key = (verb, routes[k])
+                names = _PLACEHOLDER_NAME.findall(routes[k])
+                resource = None
+                params.append(None)
+            number = self.index.get(key)
+            if number is None:
+                number = self.index[key] = len(self.resources)
+                self.resources.append(resource)
+                self.pools.append({name: {} for name in names})
+                self.shapes.append({})
+                self.shape_overflow.append(0)
+                self.query_pools.append({})
+                if found is None and rm is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
+                    self.unmatched_examples.append(f"{key[0]} {key[1]}")
+            numbers[k] = number
+            missed[k] = found is None and rm is not None
+        return numbers[code], missed[code], [params[c] for c in code.tolist()] if rm is not None else []
+
+    def _fill_id_pools(self, number: npt.NDArray[np.int64], template: _Template) -> None:
+        """Without a route map: add the id segments of the targets (endpoint ``number``) to their pools, column-wise
+        up to the pools' room (a pool's first distinct values in target order; a pool with ``%`` values, which may
+        decode to another value or to nothing, is not cut), then one by one as :meth:`_fill_path_pools` would."""
+        limit = self.pool_limit
+        ids = np.flatnonzero(template.is_id)
+        if not len(ids):
+            return
+        rank = template.rank[ids]
+        pool_key = number[template.row[ids]] * (int(rank.max()) + 1) + rank
+        keys, key_at = np.unique(pool_key, return_inverse=True)
+        key_at = key_at.reshape(-1)
+        names = [ID_PLACEHOLDER if r == 1 else f"{ID_PLACEHOLDER}{r}" for r in (keys % (int(rank.max()) + 1)).tolist()]
+        endpoints = (keys // (int(rank.max()) + 1)).tolist()
+        room = np.asarray(
+            [limit - len(self.pools[e].setdefault(n, {})) for e, n in zip(endpoints, names, strict=True)], np.int64
+        )
+        open_ = room[key_at] > 0
+        if not open_.any():
+            return
+        segment = template.segment[ids][open_]
+        key_at = key_at[open_]
+        pair = key_at * len(template.segments) + segment
+        _, first = np.unique(pair, return_index=True)
+        first = np.sort(first)  # the distinct (pool, value) pairs, first seen first
+        pool_of, value_of = key_at[first], segment[first]
+        by_pool = np.argsort(pool_of, kind="stable")
+        starts = np.searchsorted(pool_of[by_pool], pool_of[by_pool])
+        nth = np.empty(len(by_pool), np.int64)
+        nth[by_pool] = np.arange(len(by_pool)) - starts  # 0 for a pool's first distinct value, 1 for the next...
+        percent = pc.match_substring(template.segments, "%").to_numpy(zero_copy_only=False)
+        uncut = np.zeros(len(keys), np.bool_)
+        uncut[pool_of[percent[value_of]]] = True
+        kept = (nth < room[pool_of]) | uncut[pool_of]
+        texts = template.segments.take(pa.array(value_of[kept])).to_pylist()
+        for k, raw in zip(pool_of[kept].tolist(), texts, strict=True):
+            pool = self.pools[endpoints[k]][names[k]]
+            if len(pool) < limit:
+                value = _pool_value(raw)
+                if value is not None:
+                    pool.setdefault(value, None)
+
+    def _fill_path_pools(
+        self, number: npt.NDArray[np.int64], path: pa.Array, params: list[dict[str, str] | None]
+    ) -> None:
+        """Add the placeholder values of the distinct (endpoint, path) pairs, first seen first, to the endpoints'
+        pools while they have room (the values of a template-exact route map's id placeholders read from the
+        path)."""
+        limit = self.pool_limit
+        room = np.asarray([any(len(p) < limit for p in pools.values()) for pools in self.pools], dtype=np.bool_)
+        candidates = np.flatnonzero(room[number])
+        if not len(candidates):
+            return
+        path_code = pc.dictionary_encode(path.take(pa.array(candidates))).indices.to_numpy(zero_copy_only=False)
+        pair = number[candidates] * (len(candidates) + 1) + path_code
+        _, first = np.unique(pair, return_index=True)
+        rows = candidates[np.sort(first)]
+        paths = path.take(pa.array(rows)).to_pylist()
+        for row, raw_path in zip(rows.tolist(), paths, strict=True):
+            pools = self.pools[int(number[row])]
+            if not any(len(p) < limit for p in pools.values()):
+                continue
+            found = params[row] if params else None
+            if found is None:
+                values = template_path_values(raw_path)[1]
+            else:
+                ids = template_path_values(raw_path)[1] if any(v.startswith("{") for v in found.values()) else {}
+                values = {name: ids[v[1:-1]] if v.startswith("{") else v for name, v in found.items()}
+            for name, raw in values.items():
+                pool = pools.setdefault(name, {})
+                if len(pool) < limit:
+                    value = _pool_value(raw)
+                    if value is not None:
+                        pool.setdefault(value, None)
+
+    def _count_queries(self, number: npt.NDArray[np.int64], query: pa.Array, at: npt.NDArray[np.int64]) -> None:
+        """Query shapes, pools and dropped values of the requests (endpoint ``number``, query ``query[at]``), once
+        per distinct (endpoint, query string) in the order of its first request, the later ones counted."""
+        encoded = pc.dictionary_encode(query)
+        texts = encoded.dictionary.to_pylist()
+        query_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[at]
+        group = number * len(texts) + query_code
+        groups, first, inverse, counts = np.unique(group, return_index=True, return_inverse=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        parsed: dict[int, list[tuple[str, bool, str | None, str | None]] | None] = {}
+        private: list[tuple[int, int, tuple[tuple[tuple[int, str], str], ...]]] = []
+        for k in order.tolist():
+            g, position, later = int(groups[k]), int(first[k]), int(counts[k]) - 1
+            endpoint, q = divmod(g, len(texts))
+            if q not in parsed:
+                parsed[q] = _query_parts(texts[q])
+            parts = parsed[q]
+            shape, dropped = self._add_query_parts(endpoint, parts, position)
+            if later:
+                if shape is None:
+                    self.shape_overflow[endpoint] += later
+                else:
+                    self.shapes[endpoint][shape] += later
+                if dropped:
+                    private.append((k, position, tuple(dropped)))
+        if private:
+            self._drop_again(inverse.reshape(-1).astype(np.int64), private)
+
+    def _add_query_parts(
+        self, number: int, parts: list[tuple[str, bool, str | None, str | None]] | None, position: int
+    ) -> tuple[tuple[tuple[str, bool], ...] | None, list[tuple[tuple[int, str], str]]]:
+        """:meth:`_add_query` of a query string already split by :func:`_query_parts` (None: no query string)."""
+        shapes = self.shapes[number]
+        shape: tuple[tuple[str, bool], ...] = ()
+        private: list[tuple[tuple[int, str], str]] = []
+        if parts is not None:
+            pools = self.query_pools[number]
+            for name, eq, value, why in parts:
+                pool = pools.setdefault(name, {}) if eq else None
+                if pool is None or len(pool) >= self.pool_limit:
+                    continue
+                if why is not None:
+                    self.query_dropped[why] = self.query_dropped.get(why, 0) + 1
+                    private.append(((number, name), why))
+                elif value is not None:
+                    pool.setdefault(value, None)
+                    if len(pool) == self.pool_limit:
+                        self.filled.setdefault((number, name), position)
+            shape = tuple((name, eq) for name, eq, _, _ in parts)
+        if shape in shapes or len(shapes) < MAX_QUERY_SHAPES:
+            shapes[shape] = shapes.get(shape, 0) + 1
+            return shape, private
+        self.shape_overflow[number] += 1
+        return None, private
+
+    def _targets_exact(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Each request's endpoint number; the endpoints, pools and shapes of the distinct targets added in the
         order of their first request, the later requests to the same target counted (shapes, unmatched, values
         dropped while their pool had room) — the same as adding every request in turn."""
@@ -1130,6 +1383,111 @@ class _Collector:
                 again = int(np.count_nonzero((positions > first) & (positions < until)))
                 if again:
                     self.query_dropped[why] = self.query_dropped.get(why, 0) + again
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """A chunk key ``method target`` → (method, target)."""
+    method, target = key.split(" ", 1)
+    return method, target
+
+
+def _query_parts(query: str) -> list[tuple[str, bool, str | None, str | None]] | None:
+    """A query string's parameters as (name, whether it has ``=``, value as :func:`query_text` reads it, why the
+    value is left out of pools or None), names read by :func:`query_text` and empty or non-UTF-8 names left out;
+    None for no query string."""
+    if not query:
+        return None
+    parts = []
+    for part in query.split("&"):
+        raw_name, eq, raw_value = part.partition("=")
+        name = query_text(raw_name)
+        if name:
+            value = query_text(raw_value)
+            why = "not UTF-8" if value is None else private_value(name, value)
+            parts.append((name, bool(eq), value, why))
+    return parts
+
+
+# (method, path, query) of a chunk key ``method target``: the target split at its first "?".
+_TARGET_PARTS = r"(?s)^(?P<method>[^ ]*) (?P<path>[^?]*)(?:\?(?P<query>.*))?$"
+# A character encode_path changes: outside printable ASCII, a space, "{" or "}".
+_NEEDS_ENCODING = r"[^\x21-\x7a\x7c\x7e]"
+# _looks_like_id of an (encoded, so ASCII) segment: digits or a UUID; or, at MIN_TOKEN_ID_LENGTH characters or
+# more, hex digits or letters and digits with a digit.
+_ID_SHORT = r"^(?:[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+_ID_TOKEN = r"^(?:[0-9a-fA-F]+|[A-Za-z0-9]*[0-9][A-Za-z0-9]*)$"
+_PLACEHOLDER_NAME = re.compile(r"\{([^{}/]+)\}")
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Paths templated column-wise: ``route[i]`` of path i; per segment of all paths (in order), its path
+    ``row``, whether it ``is_id``, its ``rank`` among its path's ids (1 for ``{id}``), and ``segments[segment]``
+    its text."""
+
+    route: pa.Array
+    row: npt.NDArray[np.int64]
+    is_id: npt.NDArray[np.bool_]
+    rank: npt.NDArray[np.int64]
+    segment: npt.NDArray[np.int64]
+    segments: pa.Array
+
+
+def _template_column(paths: pa.Array) -> _Template:
+    """:func:`parity.sources.routes.template_path_values`' route of each (encoded) path, column-wise: the paths
+    split into segments, "looks like an id" decided once per distinct segment by RE2 patterns equal to
+    ``_looks_like_id``, the k-th id segment of a path replaced by ``{id}`` (k = 1) or ``{idk}``."""
+    lists = pc.split_pattern(paths, "/")
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    encoded = pc.dictionary_encode(lists.flatten())
+    segments = encoded.dictionary
+    token = pc.and_(
+        pc.greater_equal(pc.utf8_length(segments), MIN_TOKEN_ID_LENGTH), pc.match_substring_regex(segments, _ID_TOKEN)
+    )
+    is_id_distinct = pc.or_(pc.match_substring_regex(segments, _ID_SHORT), token).to_numpy(zero_copy_only=False)
+    segment = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    is_id = is_id_distinct[segment]
+    before = np.concatenate(([0], np.cumsum(is_id)))
+    row = np.repeat(np.arange(len(paths), dtype=np.int64), np.diff(offsets))
+    rank = before[1:] - before[offsets[:-1] - offsets[0]][row]
+    if not is_id.any():
+        return _Template(paths, row, is_id, rank, segment, segments)
+    names = pa.array(
+        ["{" + ID_PLACEHOLDER + "}"] + ["{" + f"{ID_PLACEHOLDER}{k}" + "}" for k in range(2, int(rank.max()) + 1)]
+    )
+    placeholders = names.take(pa.array(np.where(is_id, rank - 1, 0)))
+    templated = pc.if_else(pa.array(is_id), placeholders, lists.flatten())
+    rebuilt = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), templated)
+    return _Template(pc.binary_join(rebuilt, "/"), row, is_id, rank, segment, segments)
+
+
+def _template_exact(route_map: RouteMap) -> bool:
+    """Whether matching a path's template (:func:`_template_column`) finds the route matching the path itself:
+    every route's placeholders are whole segments and none spans several, and no literal segment looks like an
+    id (so it never equals an id segment, which its template replaces)."""
+    cached = _TEMPLATE_EXACT.get(id(route_map))
+    if cached is not None and cached[0] is route_map:
+        return cached[1]
+    exact = True
+    for endpoint in route_map.routes:
+        if route_map.globs.get(endpoint.route):
+            exact = False
+            break
+        for segment in (endpoint.route.rstrip("/") or "/").split("/"):
+            if _PLACEHOLDER_NAME.fullmatch(segment):
+                continue
+            literal = encode_path(segment)
+            if "{" in segment or "}" in segment or (literal and _looks_like_id(literal)):
+                exact = False
+                break
+        if not exact:
+            break
+    _TEMPLATE_EXACT.clear()
+    _TEMPLATE_EXACT[id(route_map)] = (route_map, exact)
+    return exact
+
+
+_TEMPLATE_EXACT: dict[int, tuple[RouteMap, bool]] = {}
 
 
 def _pool_value(raw: str) -> str | None:
