@@ -106,12 +106,12 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,10 +202,6 @@ MAX_LINE_CHARS = 65536
 
 #: Bytes read at a time (cut at the last newline): the unit of the vectorised parse; memory is bounded by it.
 BLOCK_BYTES = 16 * 1024 * 1024
-#: Files (in bytes, all together) from which several files are parsed by a pool of processes.
-POOL_MIN_BYTES = 32 * 1024 * 1024
-#: Most worker processes.
-MAX_WORKERS = 4
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -1661,9 +1657,9 @@ def read_access_logs(
     (:func:`parity.sources.nginx_format.compile_log_format`); lines must then match it exactly, and
     ``latency_field`` names the latency variable (default ``request_time``; ``timing_field`` is not used).
 
-    ``workers``: processes parsing files at once (None: one per core when there are several files of
-    ``POOL_MIN_BYTES`` in all; 1: none besides this one). The files' chunks are added in file order whatever the
-    pool, so the result does not depend on it.
+    ``workers``: processes parsing files at once (None or 1: none besides this one; on 2 cores a pool measured
+    no gain, see the README). A worker that dies is BadInput naming the file it was parsing. The files' chunks are
+    added in file order whatever the pool, so the result does not depend on it.
     """
     _check_options(fmt, max_malformed_share, pool_limit)
     if not (window_slack_s >= 0 and math.isfinite(window_slack_s)):
@@ -1727,9 +1723,7 @@ def read_access_logs(
 def _chunks(files: list[Path], spec: _ParserSpec, workers: int | None) -> Iterator[_Chunk]:
     """Every file's chunks in file order: parsed here, or by a pool of ``workers`` processes one file each
     (see :func:`read_access_logs`)."""
-    if workers is None:
-        workers = _auto_workers(files)
-    if workers <= 1 or len(files) < 2:
+    if workers is None or workers <= 1 or len(files) < 2:
         for path in files:
             yield from _parse_file(path, spec)
         return
@@ -1738,29 +1732,19 @@ def _chunks(files: list[Path], spec: _ParserSpec, workers: int | None) -> Iterat
     )
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
         # at most 2 files per worker in flight: memory stays bounded by a few files' parsed columns
-        pending: deque[Future[list[_Chunk]]] = deque()
+        pending: deque[tuple[Path, Future[list[_Chunk]]]] = deque()
         queue = iter(files)
         for path in itertools.islice(queue, 2 * workers):
-            pending.append(pool.submit(_parse_file_list, path, spec))
+            pending.append((path, pool.submit(_parse_file_list, path, spec)))
         while pending:
-            chunks = pending.popleft().result()
-            for path in itertools.islice(queue, 1):
-                pending.append(pool.submit(_parse_file_list, path, spec))
+            path, future = pending.popleft()
+            try:
+                chunks = future.result()
+            except BrokenProcessPool:
+                raise BadInput(f"{path}: the worker process reading it died (killed, or out of memory?)") from None
+            for more in itertools.islice(queue, 1):
+                pending.append((more, pool.submit(_parse_file_list, more, spec)))
             yield from chunks
-
-
-def _auto_workers(files: list[Path]) -> int:
-    """One process per core (at most ``MAX_WORKERS``) for several files of ``POOL_MIN_BYTES`` in all, else 1."""
-    cores = os.cpu_count() or 1
-    if len(files) < 2 or cores < 2:
-        return 1
-    size = 0
-    for path in files:
-        try:
-            size += path.stat().st_size
-        except OSError:
-            return 1  # reported when read, in order
-    return min(cores, MAX_WORKERS) if size >= POOL_MIN_BYTES else 1
 
 
 def _utc(t: float) -> str:
