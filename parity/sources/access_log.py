@@ -1209,9 +1209,11 @@ class _Collector:
         return numbers[code], missed[code], [params[c] for c in code.tolist()] if rm is not None else []
 
     def _fill_id_pools(self, number: npt.NDArray[np.int64], template: _Template) -> None:
-        """Without a route map: add the id segments of the targets (endpoint ``number``) to their pools, column-wise
-        up to the pools' room (a pool's first distinct values in target order; a pool with ``%`` values, which may
-        decode to another value or to nothing, is not cut), then one by one as :meth:`_fill_path_pools` would."""
+        """Without a route map: add the id segments of the targets (endpoint ``number``) to their pools, as
+        :meth:`_fill_path_pools` would: per pool with room, its chunk's distinct values in target order, cut at
+        ``pool_limit`` of them (at most that many can be old or new, so the first ``room`` new ones are among
+        them), added in bulk; a pool with ``%`` values (which may decode to another value or to nothing) is not
+        cut and is filled one value at a time."""
         limit = self.pool_limit
         ids = np.flatnonzero(template.is_id)
         if not len(ids):
@@ -1241,11 +1243,18 @@ class _Collector:
         percent = pc.match_substring(template.segments, "%").to_numpy(zero_copy_only=False)
         uncut = np.zeros(len(keys), np.bool_)
         uncut[pool_of[percent[value_of]]] = True
-        kept = (nth < room[pool_of]) | uncut[pool_of]
+        kept = by_pool[((nth < limit) | uncut[pool_of])[by_pool]]  # grouped by pool, first seen first in each
         texts = template.segments.take(pa.array(value_of[kept])).to_pylist()
-        for k, raw in zip(pool_of[kept].tolist(), texts, strict=True):
+        pools, bounds = np.unique(pool_of[kept], return_index=True)
+        for k, lo, hi in zip(pools.tolist(), bounds.tolist(), [*bounds[1:].tolist(), len(kept)], strict=True):
             pool = self.pools[endpoints[k]][names[k]]
-            if len(pool) < limit:
+            if not uncut[k]:  # distinct values without escapes: each is its own pool value
+                fresh = [raw for raw in texts[lo:hi] if raw not in pool] if pool else texts[lo:hi]
+                pool.update(dict.fromkeys(fresh[: limit - len(pool)]))
+                continue
+            for raw in texts[lo:hi]:
+                if len(pool) >= limit:
+                    break
                 value = _pool_value(raw)
                 if value is not None:
                     pool.setdefault(value, None)
