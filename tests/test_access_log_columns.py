@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,17 @@ import pytest
 
 from parity.errors import BadInput
 from parity.model import Endpoint
-from parity.sources.access_log import _Chunk, _Collector, _template_column, read_access_logs
+from parity.sources.access_log import (
+    _Chunk,
+    _Collector,
+    _exact_chunk,
+    _fast_chunk,
+    _ParserSpec,
+    _template_column,
+    read_access_logs,
+)
 from parity.sources.routes import RouteMap, encode_path, template_path_values
+from tests.test_access_log import alb_line
 
 TRICKY_PATHS = [
     "/api/items/1234",
@@ -169,3 +179,59 @@ def test_a_worker_that_dies_is_one_line_of_bad_input(tmp_path: Path) -> None:
     assert "\n" not in message
     assert "worker process" in message
     assert "part" in message
+
+
+def _alb_lines(n: int = 400) -> list[str]:
+    """ALB lines the column-wise parse takes, and every kind it must leave to the exact parser, interleaved."""
+    rng = np.random.default_rng(9)
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    odd = [
+        alb_line(t0, "GET", "/x", 0.001, kind="wss"),  # WebSocket: skipped
+        alb_line(t0, "GET", "/", None, elb="301", target="-", actions="redirect"),  # the ALB's own answer
+        alb_line(t0, "GET", "/a", 0.001, actions="waf,forward"),  # forwarded after a rule
+        alb_line(t0, "GET", "/a", 0.001).replace("2026-11-25T09:00:00.000000Z", "2026-02-30T09:00:00.000000Z", 1),
+        alb_line(t0, "GET", "/a", 0.001).replace("2026-11-25T09:00:00.000000Z", "2100-01-01T00:00:00.000001Z", 1),
+        alb_line(t0, "GET", "/a", 0.001).replace("0.000 0.001 0.000", "0.000 fast 0.000"),
+        alb_line(t0, "GET", "/a", 0.001).replace("0.000 0.001 0.000", "0.000 1e-3 0.000"),
+        alb_line(t0, "GET", "/a", 0.001).replace(" 200 200 ", " 200 20x ", 1),
+        alb_line(t0, "GET", "/a", 0.001, created="-"),
+        alb_line(t0, "GET", "/a", 0.001, created="2026-11-25T08:59:59+00:00"),  # another ISO spelling
+        alb_line(t0, "GET", "/a", 0.001).split(' "Mozilla')[0] + ' "agent"',  # before actions_executed existed
+        alb_line(t0, "GET", "/a", 0.001).replace('"GET https://hr.example.com:443/a HTTP/1.1"', '"- - -"'),
+        alb_line(t0, "GET", "", 0.001),  # https://host:443 without a path: "/"
+        alb_line(t0, "GET", "/a", 0.001).replace("https://hr.example.com:443/a", "/b#frag"),
+        alb_line(t0, "GET", "/a", 0.001, kind="grpcs"),
+        "not an ALB line",
+    ]
+    lines = []
+    for i in range(n):
+        t = t0 + timedelta(seconds=float(rng.uniform(0, 7200)))
+        if i % 11 == 0:
+            lines.append(odd[(i // 11) % len(odd)])
+            continue
+        path = f"/api/v1/employees/{int(rng.integers(1000, 1400))}" + ["", "?page=2", "?token=x"][i % 3]
+        target_s = None if i % 29 == 0 else round(float(rng.uniform(0, 0.5)), 3)
+        elb, target = [("200", "200"), ("502", "502"), ("504", "-"), ("200", "404")][i % 4]
+        created = t - timedelta(seconds=float(rng.uniform(0, 0.5)))
+        lines.append(alb_line(t, ["GET", "POST"][i % 2], path, target_s, elb=elb, target=target, created=created,
+                              extra=' "new-field" 42' if i % 7 == 0 else ""))  # fmt: skip
+    return lines
+
+
+@pytest.mark.parametrize("arrival", [False, True])
+def test_column_wise_alb_parse_equals_the_exact_parser(arrival: bool) -> None:
+    block = ("\n".join(_alb_lines()) + "\n").encode()
+    spec = _ParserSpec("alb", -1, arrival)
+    parse = spec.exact()
+    fast = _fast_chunk("a.log", block, 3, spec, parse)
+    assert fast is not None
+    exact = _exact_chunk("a.log", block, 3, parse)
+    assert fast[1] == exact[1] == 403
+    a, b = fast[0], exact[0]
+    assert (a.nonblank, a.events) == (b.nonblank, b.events)
+    assert [a.keys[c] for c in a.code] == [b.keys[c] for c in b.code]
+    assert np.array_equal(a.t, b.t)
+    assert np.array_equal(a.latency, b.latency, equal_nan=True)
+    assert np.array_equal(a.errors, b.errors)
+    assert len(a.t) > 300
+    assert len(a.events) >= 10

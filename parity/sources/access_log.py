@@ -805,7 +805,7 @@ def _parse_file(path: Path, spec: _ParserSpec) -> Iterator[_Chunk]:
     (:func:`_fast_chunk`), the rest line by line. A file that cannot be read to the end ends with an empty
     chunk carrying the error."""
     parse = spec.exact()
-    fast = spec.fmt == "nginx" and spec.log_format is None
+    fast = spec.log_format is None
     n = 0
     name = str(path)
     blocks = _blocks(path)
@@ -855,8 +855,9 @@ def _distinct(values: pa.Array, read: Callable[[str], _T], missing: _T) -> tuple
 def _fast_chunk(
     path: str, block: bytes, n0: int, spec: _ParserSpec, parse: Callable[[str], _Request | str]
 ) -> tuple[_Chunk, int] | None:
-    """A block of the built-in nginx format parsed column-wise (pyarrow's RE2 over the lines, then the time,
-    latency and request line read once per distinct value with the exact per-line functions); the lines this
+    """A block of the built-in nginx format or of ALB lines parsed column-wise (pyarrow's RE2 over the lines, then
+    the values read once per distinct value with the exact per-line functions, or by column operations shown
+    equal to them); the lines this
     cannot take (other shapes, escapes, bad values, unusable request lines) go through the exact parser in
     place. None when the block is not plain (carriage returns, bytes that are not UTF-8, a line of
     ``MAX_LINE_CHARS`` bytes or more): the caller reads it line by line."""
@@ -875,11 +876,12 @@ def _fast_chunk(
         return None
     size = len(offsets) - 1
     lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
-    fields = pc.extract_regex(lines, _FAST_NGINX)
+    fields = pc.extract_regex(lines, _FAST_ALB if spec.fmt == "alb" else _FAST_NGINX)
     ok = fields.is_valid().to_numpy(zero_copy_only=False)
     builder = _ChunkBuilder(path, size)
     if ok.any():
-        _fast_fields(builder, fields.filter(ok), np.flatnonzero(ok), spec)
+        read = _fast_alb_fields if spec.fmt == "alb" else _fast_fields
+        read(builder, fields.filter(ok), np.flatnonzero(ok), spec)
     fast = builder.code >= 0
     slow = np.flatnonzero(~fast)
     if len(slow):
@@ -894,6 +896,88 @@ def _fast_chunk(
     else:
         builder.nonblank = size
     return builder.build(), n0 + size
+
+
+# ALB lines of plain fields (a strict subset of what _parse_alb reads): a kind other than ws/wss, the time as AWS
+# writes it (UTC, microseconds), twelve fields without spaces, the request (no quotes or backslashes), the user
+# agent, seven fields, request_creation_time (shaped as _alb_actions wants it) and actions_executed (quoted, no
+# spaces or quotes), anything after.
+_ALB_TIME = r"(?P<{0}date>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})T(?P<{0}clock>(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])" \
+    r"\.(?P<{0}us>[0-9]{{6}})Z"  # fmt: skip
+_FAST_ALB = (
+    r"^(?:http|https|h2) " + _ALB_TIME.format("") + r" [\x21-\x7e]+ [\x21-\x7e]+ [\x21-\x7e]+ "
+    r"(?P<req_s>[\x21-\x7e]+) (?P<target_s>[\x21-\x7e]+) (?P<resp_s>[\x21-\x7e]+) (?P<elb>[\x21-\x7e]+) "
+    r'(?P<target>[\x21-\x7e]+) [\x21-\x7e]+ [\x21-\x7e]+ "(?P<request>[^"\\]*)" "(?:[^"\\]|\\.)*" '
+    r'(?:[^ ]* ){7}(?P<creation>[0-9-][^ ]*) "(?P<actions>[^" ]*)"(?: .*)?\n?$'
+)
+_ALB_CREATION = "^" + _ALB_TIME.format("") + "$"
+_FORWARD = r"(?:^|,)forward(?:,|$)"
+
+
+def _iso_column(parts: pa.StructArray) -> npt.NDArray[np.float64]:
+    """Unix s of the times matched by ``_ALB_TIME`` (fields ``date``, ``clock``, ``us``) as :func:`_iso_time`
+    reads them (whole seconds once per distinct value, then the microseconds added as Python's
+    ``timestamp()`` does: integer microseconds / 10**6, correctly rounded); NaN where it would not read one."""
+    whole = pc.binary_join_element_wise(pc.struct_field(parts, "date"), pc.struct_field(parts, "clock"), "T")
+    seconds, at = _distinct(whole, lambda v: _iso_time(v + "Z", "time"), math.nan)
+    s = np.asarray(seconds, dtype=np.float64)[at] if seconds else np.zeros(0)
+    micro = pc.cast(pc.struct_field(parts, "us"), pa.int64()).to_numpy(zero_copy_only=False)
+    t = (np.nan_to_num(s).astype(np.int64) * 1_000_000 + micro) / 1e6
+    return np.where(np.isnan(s) | (t < MIN_UNIX_S) | (t > MAX_UNIX_S), np.nan, t)
+
+
+def _fast_alb_fields(
+    builder: _ChunkBuilder, fields: pa.StructArray, rows: npt.NDArray[np.int64], spec: _ParserSpec
+) -> None:
+    """Fill ``builder`` for the ALB ``rows`` whose values every reader accepts, forwarded (``forward`` among
+    actions_executed) and with a request line (the rest stay for the exact parser: malformed, skipped)."""
+    t = _iso_column(fields)
+    if spec.arrival:
+        creation = fields.field("creation")
+        dash = pc.equal(creation, "-").to_numpy(zero_copy_only=False)
+        timed = pc.match_substring_regex(creation, _ALB_CREATION)
+        filled = pc.if_else(timed, creation, "1970-01-01T00:00:00.000000Z")
+        created = _iso_column(pc.extract_regex(filled, _ALB_CREATION))
+        # the exact parser reads ``time`` first: a bad one is malformed whatever request_creation_time says
+        t = np.where(np.isnan(t) | dash, t, np.where(timed.to_numpy(zero_copy_only=False), created, np.nan))
+    times: list[npt.NDArray[np.float64]] = []
+    for name in ("req_s", "target_s", "resp_s"):
+        values, at = _distinct(fields.field(name), _ALB_SECONDS[name], math.nan)
+        times.append(np.asarray(values, dtype=np.float64)[at])
+    statuses: list[npt.NDArray[np.int64]] = []
+    for name in ("elb", "target"):
+        codes, at = _distinct(fields.field(name), _alb_status, -2)
+        statuses.append(np.asarray(codes, dtype=np.int64)[at])
+    keys = _request_keys(fields.field("request"))
+    forwarded = pc.match_substring_regex(fields.field("actions"), _FORWARD).to_numpy(zero_copy_only=False)
+    good = ~np.isnan(t) & forwarded & keys.is_valid().to_numpy(zero_copy_only=False)
+    for seconds in times:
+        good &= ~np.isnan(seconds)
+    for status in statuses:
+        good &= status != -2
+    not_dispatched = (times[0] == _ALB_NOT_DISPATCHED) | (times[1] == _ALB_NOT_DISPATCHED)
+    not_dispatched |= times[2] == _ALB_NOT_DISPATCHED
+    elb, target = statuses
+    at = rows[good]
+    builder.fast_keys = keys.filter(pa.array(good))
+    builder.fast[at] = True
+    builder.code[at] = np.arange(len(at))
+    builder.t[at] = t[good]
+    builder.latency[at] = np.where(not_dispatched, np.nan, times[1] * 1000.0)[good]
+    builder.errors[at] = (not_dispatched | (target == -1) | (target >= 500) | (elb >= 500))[good]
+
+
+_ALB_SECONDS: dict[str, Callable[[str], float]] = {
+    "req_s": lambda v: _seconds(v, "request_processing_time"),
+    "target_s": lambda v: _seconds(v, "target_processing_time"),
+    "resp_s": lambda v: _seconds(v, "response_processing_time"),
+}
+
+
+def _alb_status(value: str) -> int:
+    """A status code as :func:`_status` reads it, -1 for ``-`` (_Malformed propagates)."""
+    status = _status(value, "status")
+    return -1 if status is None else status
 
 
 def _fast_fields(
@@ -924,6 +1008,8 @@ def _fast_fields(
 # A request line _request_line reads as (method, target) with the target as written: method, a target from "/"
 # to a fragment or a space, an optional version. Other lines (absolute targets, extra spaces) take _request_line.
 _FAST_REQUEST = r"^(?P<method>[A-Z]+) (?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped.
+_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ ][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
 
 
 def _request_keys(requests: pa.Array) -> pa.Array:
@@ -932,6 +1018,12 @@ def _request_keys(requests: pa.Array) -> pa.Array:
     parts = pc.extract_regex(requests, _FAST_REQUEST)
     keys = pc.binary_join_element_wise(pc.struct_field(parts, "method"), pc.struct_field(parts, "target"), " ")
     odd = parts.is_null()
+    if not pc.any(odd).as_py():
+        return keys
+    absolute = pc.extract_regex(requests, _FAST_ABSOLUTE_REQUEST)
+    joined = pc.binary_join_element_wise(pc.struct_field(absolute, "method"), pc.struct_field(absolute, "target"), " ")
+    keys = pc.coalesce(keys, joined)
+    odd = keys.is_null()
     if not pc.any(odd).as_py():
         return keys
     lines, at = _distinct(requests.filter(odd), _fast_request, None)
