@@ -876,12 +876,16 @@ def _fast_chunk(
         return None
     size = len(offsets) - 1
     lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
-    fields = pc.extract_regex(lines, _FAST_ALB if spec.fmt == "alb" else _FAST_NGINX)
-    ok = fields.is_valid().to_numpy(zero_copy_only=False)
     builder = _ChunkBuilder(path, size)
-    if ok.any():
-        read = _fast_alb_fields if spec.fmt == "alb" else _fast_fields
-        read(builder, fields.filter(ok), np.flatnonzero(ok), spec)
+    if spec.fmt == "alb":
+        ok = pc.match_substring_regex(lines, _FAST_ALB).to_numpy(zero_copy_only=False)  # a DFA: no captures
+        if ok.any():
+            _fast_alb_fields(builder, _alb_columns(lines.filter(pa.array(ok))), np.flatnonzero(ok), spec)
+    else:
+        fields = pc.extract_regex(lines, _FAST_NGINX)
+        ok = fields.is_valid().to_numpy(zero_copy_only=False)
+        if ok.any():
+            _fast_fields(builder, fields.filter(ok), np.flatnonzero(ok), spec)
     fast = builder.code >= 0
     slow = np.flatnonzero(~fast)
     if len(slow):
@@ -899,17 +903,48 @@ def _fast_chunk(
 
 
 # ALB lines of plain fields (a strict subset of what _parse_alb reads): a kind other than ws/wss, the time as AWS
-# writes it (UTC, microseconds), twelve fields without spaces, the request (no quotes or backslashes), the user
-# agent, seven fields, request_creation_time (shaped as _alb_actions wants it) and actions_executed (quoted, no
-# spaces or quotes), anything after.
+# writes it (UTC, microseconds), ten more fields without spaces, the request and the user agent (quoted, no quotes
+# or backslashes inside), the seven fields AWS writes after them (cipher, protocol, target group, then trace id,
+# domain and certificate quoted, priority; no quotes or spaces inside), request_creation_time (shaped as
+# _alb_actions wants it) and actions_executed (quoted, no spaces or quotes), anything after. Fields are then cut
+# by splitting at spaces and quotes (see _alb_columns).
 _ALB_TIME = r"(?P<{0}date>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})T(?P<{0}clock>(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])" \
     r"\.(?P<{0}us>[0-9]{{6}})Z"  # fmt: skip
 _FAST_ALB = (
     r"^(?:http|https|h2) " + _ALB_TIME.format("") + r" [\x21-\x7e]+ [\x21-\x7e]+ [\x21-\x7e]+ "
-    r"(?P<req_s>[\x21-\x7e]+) (?P<target_s>[\x21-\x7e]+) (?P<resp_s>[\x21-\x7e]+) (?P<elb>[\x21-\x7e]+) "
-    r'(?P<target>[\x21-\x7e]+) [\x21-\x7e]+ [\x21-\x7e]+ "(?P<request>[^"\\]*)" "(?:[^"\\]|\\.)*" '
-    r'(?:[^ ]* ){7}(?P<creation>[0-9-][^ ]*) "(?P<actions>[^" ]*)"(?: .*)?\n?$'
+    r"(?:[\x21-\x7e]+ ){7}"
+    r'"[^"\\]*" "[^"\\]*" [^ "]* [^ "]* [^ "]* "[^ "]*" "[^ "]*" "[^ "]*" [^ "]* [0-9-][^ "]* "[^" ]*"(?: .*)?\n?$'
 )
+
+
+def _alb_columns(lines: pa.Array) -> pa.StructArray:
+    """The fields of lines matching ``_FAST_ALB``, cut without regex captures: the first twelve at spaces (as
+    _parse_alb splits them), the rest at quotes (request, actions_executed) and the priority + creation time
+    between two quoted fields at spaces."""
+
+    def items(values: pa.Array, separator: str, most: int | None = None) -> Callable[[int], pa.Array]:
+        split = pc.split_pattern(values, separator, max_splits=most)
+        starts = split.offsets.to_numpy()[:-1]
+        flat = split.flatten()
+        return lambda i: flat.take(pa.array(starts + i))
+
+    field = items(lines, " ", 12)
+    time = field(1)
+    quoted = items(field(12), '"', 12)  # '', request, ' ', agent, ' c p arn ', trace, ' ', domain, ' ', cert, ...
+    creation = items(quoted(10), " ")(2)  # ' priority creation '
+    columns = [
+        pc.utf8_slice_codeunits(time, 0, 10),
+        pc.utf8_slice_codeunits(time, 11, 19),
+        pc.utf8_slice_codeunits(time, 20, 26),
+        *(field(i) for i in range(5, 10)),
+        quoted(1),
+        creation,
+        quoted(11),
+    ]
+    names = ["date", "clock", "us", "req_s", "target_s", "resp_s", "elb", "target", "request", "creation", "actions"]
+    return pa.StructArray.from_arrays(columns, names=names)
+
+
 _ALB_CREATION = "^" + _ALB_TIME.format("") + "$"
 _FORWARD = r"(?:^|,)forward(?:,|$)"
 
