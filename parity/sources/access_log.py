@@ -840,6 +840,29 @@ _FAST_NGINX = (
 )
 
 
+# The lines of _FAST_NGINX whose first three fields hold no quotes or brackets, whose time holds no quote and
+# whose referer and user agent hold no backslash (so no escaped quote): fields then cut at quotes (_nginx_columns).
+_PLAIN_NGINX = (
+    r'^[\x21\x23-\x5a\x5c\x5e-\x7e]+ [\x21\x23-\x5a\x5c\x5e-\x7e]+ [\x21\x23-\x5a\x5c\x5e-\x7e]+ \[[^\]"]*\] '
+    r'"[^"\\]*" [0-9]{3} (?:[0-9]+|-) "[^"\\]*" "[^"\\]*"(?: [\x21\x23-\x2b\x2d-\x39\x3b-\x5b\x5d-\x7e]+)*\n?$'
+)
+
+
+def _nginx_columns(lines: pa.Array) -> pa.StructArray:
+    """_FAST_NGINX's fields (time, request, status, extras) of lines matching ``_PLAIN_NGINX``, cut at quotes
+    (``addr ident user [time] ``, request, `` status bytes ``, referer, `` ``, agent, extras) without captures."""
+    split = pc.split_pattern(lines, '"', max_splits=6)
+    starts = split.offsets.to_numpy()[:-1]
+    flat = split.flatten()
+    head = pc.split_pattern(flat.take(pa.array(starts)), "[", max_splits=1)
+    time = pc.utf8_slice_codeunits(head.flatten().take(pa.array(head.offsets.to_numpy()[:-1] + 1)), 0, -2)
+    status = pc.utf8_slice_codeunits(flat.take(pa.array(starts + 2)), 1, 4)
+    extras = pc.utf8_rtrim(flat.take(pa.array(starts + 6)), characters="\n")
+    return pa.StructArray.from_arrays(
+        [time, flat.take(pa.array(starts + 1)), status, extras], names=["time", "request", "status", "extras"]
+    )
+
+
 def _distinct(values: pa.Array, read: Callable[[str], _T], missing: _T) -> tuple[list[_T], npt.NDArray[np.int64]]:
     """``read`` applied once per distinct value (``missing`` where it raises _Malformed), and each row's index."""
     encoded = pc.dictionary_encode(values)
@@ -882,10 +905,17 @@ def _fast_chunk(
         if ok.any():
             _fast_alb_fields(builder, _alb_columns(lines.filter(pa.array(ok))), np.flatnonzero(ok), spec)
     else:
-        fields = pc.extract_regex(lines, _FAST_NGINX)
-        ok = fields.is_valid().to_numpy(zero_copy_only=False)
-        if ok.any():
-            _fast_fields(builder, fields.filter(ok), np.flatnonzero(ok), spec)
+        plain = pc.match_substring_regex(lines, _PLAIN_NGINX).to_numpy(zero_copy_only=False)  # a DFA: no captures
+        parts = [_nginx_columns(lines.filter(pa.array(plain)))] if plain.any() else []
+        rows = [np.flatnonzero(plain)]
+        if not plain.all():  # lines with escaped quotes or brackets in a field: the capturing pattern
+            others = np.flatnonzero(~plain)
+            fields = pc.extract_regex(lines.take(pa.array(others)), _FAST_NGINX)
+            ok = fields.is_valid().to_numpy(zero_copy_only=False)
+            parts.append(fields.filter(pa.array(ok)))
+            rows.append(others[ok])
+        if sum(len(r) for r in rows):
+            _fast_fields(builder, pa.concat_arrays(parts), np.concatenate(rows), spec)
     fast = builder.code >= 0
     slow = np.flatnonzero(~fast)
     if len(slow):
