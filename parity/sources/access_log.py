@@ -2,9 +2,10 @@
 
 One log line is one request. Its endpoint is method + route template: the route map's template when
 one is given and matches, else a template guessed from the path (:func:`parity.sources.routes.template_path`).
-Requests are recorded with :class:`parity.replay.recorder.Recorder` (per-endpoint DDSketch of latency in
-ms, per-interval timeline), and every endpoint gets a :class:`RequestTemplate` whose parameter pools hold
-the placeholder values seen in the log, so the baseline replays without ``--params``.
+Requests are folded into a :class:`parity.sources.aggregate.RequestAggregator` (per-endpoint DDSketch of latency
+in ms, per-interval timeline; the same Measurement as the Recorder fed row by row), and every endpoint gets a
+:class:`RequestTemplate` whose parameter pools hold the placeholder values seen in the log, so the baseline
+replays without ``--params``.
 
 Formats (``fmt``):
 
@@ -73,9 +74,15 @@ are timed as before: ALB ``time``, nginx ``$time_local``.
 
 The window runs from the first request time to just after the last one (``WINDOW_TAIL_S``). The timeline
 has per-minute points up to ``MAX_TIMELINE_POINTS`` (4 days); longer windows use the smallest coarser
-interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits. Parsed requests are buffered
-compactly (about 21 bytes each) until the window is known, then recorded in time order; the Recorder
-then holds one sketch per endpoint and timeline interval that saw traffic (a few kB each).
+interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits.
+
+**Reading**: files are read in ``BLOCK_BYTES`` blocks (gzip as a stream). Plain lines of the built-in nginx format
+and of ALB are matched by one RE2 pattern without captures and cut into fields column-wise (pyarrow); values are
+read once per distinct value by the exact per-line readers, or column-wise where that was shown equal. The
+distinct targets of a block are split and templated column-wise (:func:`_template_column`), so endpoints are
+looked up once per distinct route (or route-map lookup), query strings parsed once per distinct string, and path
+values pooled while their pools have room — in first-seen order, so pools and shapes are those of a row-by-row
+read. Other lines (``--log-format``, escapes, malformed or skipped lines) take the exact per-line parser in place.
 
 Paths: scheme, host, port and fragment are dropped; the rest is kept as the server got it
 (percent-escapes are not decoded; raw non-ASCII bytes are percent-encoded). Parameter pools hold decoded
