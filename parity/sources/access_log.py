@@ -2,9 +2,10 @@
 
 One log line is one request. Its endpoint is method + route template: the route map's template when
 one is given and matches, else a template guessed from the path (:func:`parity.sources.routes.template_path`).
-Requests are recorded with :class:`parity.replay.recorder.Recorder` (per-endpoint DDSketch of latency in
-ms, per-interval timeline), and every endpoint gets a :class:`RequestTemplate` whose parameter pools hold
-the placeholder values seen in the log, so the baseline replays without ``--params``.
+Requests are folded into a :class:`parity.sources.aggregate.RequestAggregator` (per-endpoint DDSketch of latency
+in ms, per-interval timeline; the same Measurement as the Recorder fed row by row), and every endpoint gets a
+:class:`RequestTemplate` whose parameter pools hold the placeholder values seen in the log, so the baseline
+replays without ``--params``.
 
 Formats (``fmt``):
 
@@ -73,9 +74,15 @@ are timed as before: ALB ``time``, nginx ``$time_local``.
 
 The window runs from the first request time to just after the last one (``WINDOW_TAIL_S``). The timeline
 has per-minute points up to ``MAX_TIMELINE_POINTS`` (4 days); longer windows use the smallest coarser
-interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits. Parsed requests are buffered
-compactly (about 21 bytes each) until the window is known, then recorded in time order; the Recorder
-then holds one sketch per endpoint and timeline interval that saw traffic (a few kB each).
+interval from ``TIMELINE_INTERVALS_S`` (all multiples of 60 s) that fits.
+
+**Reading**: files are read in ``BLOCK_BYTES`` blocks (gzip as a stream). Plain lines of the built-in nginx format
+and of ALB are matched by one RE2 pattern without captures and cut into fields column-wise (pyarrow); values are
+read once per distinct value by the exact per-line readers, or column-wise where that was shown equal. The
+distinct targets of a block are split and templated column-wise (:func:`_template_column`), so endpoints are
+looked up once per distinct route (or route-map lookup), query strings parsed once per distinct string, and path
+values pooled while their pools have room — in first-seen order, so pools and shapes are those of a row-by-row
+read. Other lines (``--log-format``, escapes, malformed or skipped lines) take the exact per-line parser in place.
 
 Paths: scheme, host, port and fragment are dropped; the rest is kept as the server got it
 (percent-escapes are not decoded; raw non-ASCII bytes are percent-encoded). Parameter pools hold decoded
@@ -106,12 +113,12 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,7 +144,14 @@ from parity.model import (
 )
 from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.nginx_format import LogFormat, compile_log_format
-from parity.sources.routes import RouteMap, encode_path, template_path_values
+from parity.sources.routes import (
+    ID_PLACEHOLDER,
+    MIN_TOKEN_ID_LENGTH,
+    RouteMap,
+    _looks_like_id,
+    encode_path,
+    template_path_values,
+)
 
 __all__ = [
     "DEFAULT_MAX_MALFORMED_SHARE",
@@ -195,10 +209,6 @@ MAX_LINE_CHARS = 65536
 
 #: Bytes read at a time (cut at the last newline): the unit of the vectorised parse; memory is bounded by it.
 BLOCK_BYTES = 16 * 1024 * 1024
-#: Files (in bytes, all together) from which several files are parsed by a pool of processes.
-POOL_MIN_BYTES = 32 * 1024 * 1024
-#: Most worker processes.
-MAX_WORKERS = 4
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -697,15 +707,17 @@ class _ParserSpec:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One block's lines, parsed. Requests in line order: ``keys[code[i]]`` is (method, target as received),
-    sent at ``t[i]`` (Unix s), latency ``latency[i]`` ms (NaN: none), error ``errors[i]``. ``events``: the lines
+    """One block's lines, parsed. Requests in line order: ``keys[code[i]]`` is ``method target`` (the target as
+    received; a pyarrow string array, not deduplicated), or (method, target) when a target is not UTF-8 (a
+    tuple: the collector then takes the per-target path), sent at
+    ``t[i]`` (Unix s), latency ``latency[i]`` ms (NaN: none), error ``errors[i]``. ``events``: the lines
     that are not requests, in order: (the line's ordinal among the chunk's non-blank lines, from 1; malformed
     (True) or skipped; ``file:line: why``). ``nonblank``: non-blank lines; ``error``: a file error after the
     chunk (BadInput message), raised once the chunk is counted."""
 
     path: str
     nonblank: int
-    keys: tuple[tuple[str, str], ...]
+    keys: pa.Array | tuple[tuple[str, str], ...]
     code: npt.NDArray[np.int64]
     t: npt.NDArray[np.float64]
     latency: npt.NDArray[np.float64]
@@ -726,6 +738,8 @@ class _ChunkBuilder:
         self.errors = np.zeros(size, dtype=np.bool_)
         self.events: list[tuple[int, bool, str]] = []
         self.nonblank = 0
+        self.fast = np.zeros(size, dtype=np.bool_)  # rows whose code indexes fast_keys, not keys
+        self.fast_keys: pa.Array | None = None
 
     def code_of(self, method: str, target: str) -> int:
         key = (method, target)
@@ -754,11 +768,25 @@ class _ChunkBuilder:
 
     def build(self, error: str | None = None) -> _Chunk:
         kept = self.code >= 0
+        code = self.code
+        slow = list(self.keys)
+        keys: pa.Array | tuple[tuple[str, str], ...]
+        try:
+            keys = pa.array([f"{method} {target}" for method, target in slow], pa.string())
+        except UnicodeEncodeError:  # a target that is not UTF-8 (surrogate escapes)
+            keys = tuple(slow)
+            if self.fast_keys is not None:
+                keys = tuple(_split_key(key) for key in self.fast_keys.to_pylist()) + keys
+        else:
+            if self.fast_keys is not None:
+                keys = pa.concat_arrays([self.fast_keys, keys])
+        if self.fast_keys is not None:
+            code = np.where(self.fast | (code < 0), code, code + len(self.fast_keys))
         return _Chunk(
             path=self.path,
             nonblank=self.nonblank,
-            keys=tuple(self.keys),
-            code=self.code[kept],
+            keys=keys,
+            code=code[kept],
             t=self.t[kept],
             latency=self.latency[kept],
             errors=self.errors[kept],
@@ -784,7 +812,7 @@ def _parse_file(path: Path, spec: _ParserSpec) -> Iterator[_Chunk]:
     (:func:`_fast_chunk`), the rest line by line. A file that cannot be read to the end ends with an empty
     chunk carrying the error."""
     parse = spec.exact()
-    fast = spec.fmt == "nginx" and spec.log_format is None
+    fast = spec.log_format is None
     n = 0
     name = str(path)
     blocks = _blocks(path)
@@ -819,6 +847,29 @@ _FAST_NGINX = (
 )
 
 
+# The lines of _FAST_NGINX whose first three fields hold no quotes or brackets, whose time holds no quote and
+# whose referer and user agent hold no backslash (so no escaped quote): fields then cut at quotes (_nginx_columns).
+_PLAIN_NGINX = (
+    r'^[\x21\x23-\x5a\x5c\x5e-\x7e]+ [\x21\x23-\x5a\x5c\x5e-\x7e]+ [\x21\x23-\x5a\x5c\x5e-\x7e]+ \[[^\]"]*\] '
+    r'"[^"\\]*" [0-9]{3} (?:[0-9]+|-) "[^"\\]*" "[^"\\]*"(?: [\x21\x23-\x2b\x2d-\x39\x3b-\x5b\x5d-\x7e]+)*\n?$'
+)
+
+
+def _nginx_columns(lines: pa.Array) -> pa.StructArray:
+    """_FAST_NGINX's fields (time, request, status, extras) of lines matching ``_PLAIN_NGINX``, cut at quotes
+    (``addr ident user [time] ``, request, `` status bytes ``, referer, `` ``, agent, extras) without captures."""
+    split = pc.split_pattern(lines, '"', max_splits=6)
+    starts = split.offsets.to_numpy()[:-1]
+    flat = split.flatten()
+    head = pc.split_pattern(flat.take(pa.array(starts)), "[", max_splits=1)
+    time = pc.utf8_slice_codeunits(head.flatten().take(pa.array(head.offsets.to_numpy()[:-1] + 1)), 0, -2)
+    status = pc.utf8_slice_codeunits(flat.take(pa.array(starts + 2)), 1, 4)
+    extras = pc.utf8_rtrim(flat.take(pa.array(starts + 6)), characters="\n")
+    return pa.StructArray.from_arrays(
+        [time, flat.take(pa.array(starts + 1)), status, extras], names=["time", "request", "status", "extras"]
+    )
+
+
 def _distinct(values: pa.Array, read: Callable[[str], _T], missing: _T) -> tuple[list[_T], npt.NDArray[np.int64]]:
     """``read`` applied once per distinct value (``missing`` where it raises _Malformed), and each row's index."""
     encoded = pc.dictionary_encode(values)
@@ -834,8 +885,9 @@ def _distinct(values: pa.Array, read: Callable[[str], _T], missing: _T) -> tuple
 def _fast_chunk(
     path: str, block: bytes, n0: int, spec: _ParserSpec, parse: Callable[[str], _Request | str]
 ) -> tuple[_Chunk, int] | None:
-    """A block of the built-in nginx format parsed column-wise (pyarrow's RE2 over the lines, then the time,
-    latency and request line read once per distinct value with the exact per-line functions); the lines this
+    """A block of the built-in nginx format or of ALB lines parsed column-wise (pyarrow's RE2 over the lines, then
+    the values read once per distinct value with the exact per-line functions, or by column operations shown
+    equal to them); the lines this
     cannot take (other shapes, escapes, bad values, unusable request lines) go through the exact parser in
     place. None when the block is not plain (carriage returns, bytes that are not UTF-8, a line of
     ``MAX_LINE_CHARS`` bytes or more): the caller reads it line by line."""
@@ -854,11 +906,23 @@ def _fast_chunk(
         return None
     size = len(offsets) - 1
     lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
-    fields = pc.extract_regex(lines, _FAST_NGINX)
-    ok = fields.is_valid().to_numpy(zero_copy_only=False)
     builder = _ChunkBuilder(path, size)
-    if ok.any():
-        _fast_fields(builder, fields.filter(ok), np.flatnonzero(ok), spec)
+    if spec.fmt == "alb":
+        ok = pc.match_substring_regex(lines, _FAST_ALB).to_numpy(zero_copy_only=False)  # a DFA: no captures
+        if ok.any():
+            _fast_alb_fields(builder, _alb_columns(lines.filter(pa.array(ok))), np.flatnonzero(ok), spec)
+    else:
+        plain = pc.match_substring_regex(lines, _PLAIN_NGINX).to_numpy(zero_copy_only=False)  # a DFA: no captures
+        parts = [_nginx_columns(lines.filter(pa.array(plain)))] if plain.any() else []
+        rows = [np.flatnonzero(plain)]
+        if not plain.all():  # lines with escaped quotes or brackets in a field: the capturing pattern
+            others = np.flatnonzero(~plain)
+            fields = pc.extract_regex(lines.take(pa.array(others)), _FAST_NGINX)
+            ok = fields.is_valid().to_numpy(zero_copy_only=False)
+            parts.append(fields.filter(pa.array(ok)))
+            rows.append(others[ok])
+        if sum(len(r) for r in rows):
+            _fast_fields(builder, pa.concat_arrays(parts), np.concatenate(rows), spec)
     fast = builder.code >= 0
     slow = np.flatnonzero(~fast)
     if len(slow):
@@ -875,6 +939,119 @@ def _fast_chunk(
     return builder.build(), n0 + size
 
 
+# ALB lines of plain fields (a strict subset of what _parse_alb reads): a kind other than ws/wss, the time as AWS
+# writes it (UTC, microseconds), ten more fields without spaces, the request and the user agent (quoted, no quotes
+# or backslashes inside), the seven fields AWS writes after them (cipher, protocol, target group, then trace id,
+# domain and certificate quoted, priority; no quotes or spaces inside), request_creation_time (shaped as
+# _alb_actions wants it) and actions_executed (quoted, no spaces or quotes), anything after. Fields are then cut
+# by splitting at spaces and quotes (see _alb_columns).
+_ALB_TIME = r"(?P<{0}date>[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})T(?P<{0}clock>(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])" \
+    r"\.(?P<{0}us>[0-9]{{6}})Z"  # fmt: skip
+_FAST_ALB = (
+    r"^(?:http|https|h2) " + _ALB_TIME.format("") + r" [\x21-\x7e]+ [\x21-\x7e]+ [\x21-\x7e]+ "
+    r"(?:[\x21-\x7e]+ ){7}"
+    r'"[^"\\]*" "[^"\\]*" [^ "]* [^ "]* [^ "]* "[^ "]*" "[^ "]*" "[^ "]*" [^ "]* [0-9-][^ "]* "[^" ]*"(?: .*)?\n?$'
+)
+
+
+def _alb_columns(lines: pa.Array) -> pa.StructArray:
+    """The fields of lines matching ``_FAST_ALB``, cut without regex captures: the first twelve at spaces (as
+    _parse_alb splits them), the rest at quotes (request, actions_executed) and the priority + creation time
+    between two quoted fields at spaces."""
+
+    def items(values: pa.Array, separator: str, most: int | None = None) -> Callable[[int], pa.Array]:
+        split = pc.split_pattern(values, separator, max_splits=most)
+        starts = split.offsets.to_numpy()[:-1]
+        flat = split.flatten()
+        return lambda i: flat.take(pa.array(starts + i))
+
+    field = items(lines, " ", 12)
+    time = field(1)
+    quoted = items(field(12), '"', 12)  # '', request, ' ', agent, ' c p arn ', trace, ' ', domain, ' ', cert, ...
+    creation = items(quoted(10), " ")(2)  # ' priority creation '
+    columns = [
+        pc.utf8_slice_codeunits(time, 0, 10),
+        pc.utf8_slice_codeunits(time, 11, 19),
+        pc.utf8_slice_codeunits(time, 20, 26),
+        *(field(i) for i in range(5, 10)),
+        quoted(1),
+        creation,
+        quoted(11),
+    ]
+    names = ["date", "clock", "us", "req_s", "target_s", "resp_s", "elb", "target", "request", "creation", "actions"]
+    return pa.StructArray.from_arrays(columns, names=names)
+
+
+_ALB_CREATION = "^" + _ALB_TIME.format("") + "$"
+_FORWARD = r"(?:^|,)forward(?:,|$)"
+
+
+def _iso_column(parts: pa.StructArray) -> npt.NDArray[np.float64]:
+    """Unix s of the times matched by ``_ALB_TIME`` (fields ``date``, ``clock``, ``us``) as :func:`_iso_time`
+    reads them (whole seconds once per distinct value, then the microseconds added as Python's
+    ``timestamp()`` does: integer microseconds / 10**6, correctly rounded); NaN where it would not read one."""
+    whole = pc.binary_join_element_wise(pc.struct_field(parts, "date"), pc.struct_field(parts, "clock"), "T")
+    seconds, at = _distinct(whole, lambda v: _iso_time(v + "Z", "time"), math.nan)
+    s = np.asarray(seconds, dtype=np.float64)[at] if seconds else np.zeros(0)
+    micro = pc.cast(pc.struct_field(parts, "us"), pa.int64()).to_numpy(zero_copy_only=False)
+    t = (np.nan_to_num(s).astype(np.int64) * 1_000_000 + micro) / 1e6
+    return np.where(np.isnan(s) | (t < MIN_UNIX_S) | (t > MAX_UNIX_S), np.nan, t)
+
+
+def _fast_alb_fields(
+    builder: _ChunkBuilder, fields: pa.StructArray, rows: npt.NDArray[np.int64], spec: _ParserSpec
+) -> None:
+    """Fill ``builder`` for the ALB ``rows`` whose values every reader accepts, forwarded (``forward`` among
+    actions_executed) and with a request line (the rest stay for the exact parser: malformed, skipped)."""
+    t = _iso_column(fields)
+    if spec.arrival:
+        creation = fields.field("creation")
+        dash = pc.equal(creation, "-").to_numpy(zero_copy_only=False)
+        timed = pc.match_substring_regex(creation, _ALB_CREATION)
+        filled = pc.if_else(timed, creation, "1970-01-01T00:00:00.000000Z")
+        created = _iso_column(pc.extract_regex(filled, _ALB_CREATION))
+        # the exact parser reads ``time`` first: a bad one is malformed whatever request_creation_time says
+        t = np.where(np.isnan(t) | dash, t, np.where(timed.to_numpy(zero_copy_only=False), created, np.nan))
+    times: list[npt.NDArray[np.float64]] = []
+    for name in ("req_s", "target_s", "resp_s"):
+        values, at = _distinct(fields.field(name), _ALB_SECONDS[name], math.nan)
+        times.append(np.asarray(values, dtype=np.float64)[at])
+    statuses: list[npt.NDArray[np.int64]] = []
+    for name in ("elb", "target"):
+        codes, at = _distinct(fields.field(name), _alb_status, -2)
+        statuses.append(np.asarray(codes, dtype=np.int64)[at])
+    keys = _request_keys(fields.field("request"))
+    forwarded = pc.match_substring_regex(fields.field("actions"), _FORWARD).to_numpy(zero_copy_only=False)
+    good = ~np.isnan(t) & forwarded & keys.is_valid().to_numpy(zero_copy_only=False)
+    for seconds in times:
+        good &= ~np.isnan(seconds)
+    for status in statuses:
+        good &= status != -2
+    not_dispatched = (times[0] == _ALB_NOT_DISPATCHED) | (times[1] == _ALB_NOT_DISPATCHED)
+    not_dispatched |= times[2] == _ALB_NOT_DISPATCHED
+    elb, target = statuses
+    at = rows[good]
+    builder.fast_keys = keys.filter(pa.array(good))
+    builder.fast[at] = True
+    builder.code[at] = np.arange(len(at))
+    builder.t[at] = t[good]
+    builder.latency[at] = np.where(not_dispatched, np.nan, times[1] * 1000.0)[good]
+    builder.errors[at] = (not_dispatched | (target == -1) | (target >= 500) | (elb >= 500))[good]
+
+
+_ALB_SECONDS: dict[str, Callable[[str], float]] = {
+    "req_s": lambda v: _seconds(v, "request_processing_time"),
+    "target_s": lambda v: _seconds(v, "target_processing_time"),
+    "resp_s": lambda v: _seconds(v, "response_processing_time"),
+}
+
+
+def _alb_status(value: str) -> int:
+    """A status code as :func:`_status` reads it, -1 for ``-`` (_Malformed propagates)."""
+    status = _status(value, "status")
+    return -1 if status is None else status
+
+
 def _fast_fields(
     builder: _ChunkBuilder, fields: pa.StructArray, rows: npt.NDArray[np.int64], spec: _ParserSpec
 ) -> None:
@@ -884,18 +1061,46 @@ def _fast_fields(
     t = np.asarray(times, dtype=np.float64)[time_at]
     status = pc.cast(fields.field("status"), pa.int64()).to_numpy(zero_copy_only=False)
     latency = _timing(fields.field("extras"), spec.timing_field)
-    requests, request_at = _distinct(fields.field("request"), _fast_request, None)
-    codes = np.asarray([-1 if r is None else builder.code_of(*r) for r in requests], dtype=np.int64)[request_at]
-    good = ~np.isnan(t) & ~np.isnan(latency[0]) & (codes >= 0)  # latency[0] NaN: the exact parser decides
+    keys = _request_keys(fields.field("request"))
+    good = ~np.isnan(t) & ~np.isnan(latency[0]) & keys.is_valid().to_numpy(zero_copy_only=False)
+    # latency[0] NaN: the exact parser decides; a null key: not a request line (the exact parser skips it)
     closed = status == NGINX_CLIENT_CLOSED
     ms = np.where(closed, np.nan, latency[1])
     if spec.arrival:
         t = np.where(np.isnan(ms), t, t - ms / 1000.0)
     at = rows[good]
-    builder.code[at] = codes[good]
+    builder.fast_keys = keys.filter(pa.array(good))
+    builder.fast[at] = True
+    builder.code[at] = np.arange(len(at))
     builder.t[at] = t[good]
     builder.latency[at] = ms[good]
     builder.errors[at] = ((status >= 500) | closed)[good]
+
+
+# A request line _request_line reads as (method, target) with the target as written: method, a target from "/"
+# to a fragment or a space, an optional version. Other lines (absolute targets, extra spaces) take _request_line.
+_FAST_REQUEST = r"^(?P<method>[A-Z]+) (?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped.
+_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ ][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+
+
+def _request_keys(requests: pa.Array) -> pa.Array:
+    """``method target`` of each request line, as :func:`_request_line` reads it (null when it is not a request
+    line): a column-wise match for the common shape, :func:`_request_line` once per distinct other line."""
+    parts = pc.extract_regex(requests, _FAST_REQUEST)
+    keys = pc.binary_join_element_wise(pc.struct_field(parts, "method"), pc.struct_field(parts, "target"), " ")
+    odd = parts.is_null()
+    if not pc.any(odd).as_py():
+        return keys
+    absolute = pc.extract_regex(requests, _FAST_ABSOLUTE_REQUEST)
+    joined = pc.binary_join_element_wise(pc.struct_field(absolute, "method"), pc.struct_field(absolute, "target"), " ")
+    keys = pc.coalesce(keys, joined)
+    odd = keys.is_null()
+    if not pc.any(odd).as_py():
+        return keys
+    lines, at = _distinct(requests.filter(odd), _fast_request, None)
+    read = [None if r is None else f"{r[0]} {r[1]}" for r in lines]
+    return pc.replace_with_mask(keys, odd, pa.array(read, pa.string()).take(pa.array(at)))
 
 
 def _fast_request(text: str) -> tuple[str, str] | None:
@@ -1089,7 +1294,224 @@ class _Collector:
         self.requests.add(requests)
         return requests
 
-    def _targets(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def _targets(
+        self, keys: pa.Array | tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Each request's endpoint number (:meth:`_targets_exact` computed column-wise: the per-target Python work
+        happens once per distinct route or route-map lookup, per distinct query string of an endpoint, and per
+        distinct path while its endpoint's pools have room)."""
+        if isinstance(keys, tuple):
+            return self._targets_exact(keys, code)
+        encoded = pc.dictionary_encode(keys.take(pa.array(code)))
+        targets = encoded.dictionary  # distinct targets, first seen first
+        at = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        parts = pc.extract_regex(targets, _TARGET_PARTS)
+        if parts.null_count or pc.any(pc.match_substring(targets, "#")).as_py():
+            return self._targets_exact(tuple(_split_key(k) for k in keys.to_pylist()), code)
+        self.filled = {}
+        counts = np.bincount(at, minlength=len(targets))
+        method = pc.struct_field(parts, "method")
+        path = pc.struct_field(parts, "path")
+        query = pc.fill_null(pc.struct_field(parts, "query"), "")
+        needs = pc.match_substring_regex(path, _NEEDS_ENCODING)
+        if pc.any(needs).as_py():
+            path = pc.replace_with_mask(
+                path, needs, pa.array([encode_path(p) for p in path.filter(needs).to_pylist()], pa.string())
+            )
+        template = _template_column(path)
+        number, missed, params = self._route_numbers(method, path, template.route)
+        self.unmatched += int(counts[missed].sum())
+        if self.route_map is None:
+            self._fill_id_pools(number, template)
+        else:
+            self._fill_path_pools(number, path, params)
+        self._count_queries(number[at], query, at)
+        endpoint: npt.NDArray[np.int64] = number[at]
+        return endpoint
+
+    def _route_numbers(
+        self, method: pa.Array, path: pa.Array, route: pa.Array
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], list[dict[str, str] | None]]:
+        """Per distinct target (first seen first): its endpoint number, whether a given route map missed it, and
+        the route map's placeholder values of its lookup (None: templated from the path; with a template-exact map
+        the values of id-like segments are their placeholders, filled from the path later). Endpoints are added
+        in the order of their first target. The route map is asked once per distinct templated path where
+        :func:`_template_exact` holds, else once per distinct path."""
+        rm = self.route_map
+        exact = rm is not None and _template_exact(rm)
+        lookup = pc.binary_join_element_wise(method, route if rm is None or exact else path, " ")
+        encoded = pc.dictionary_encode(lookup)
+        code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        _, first = np.unique(code, return_index=True)
+        routes = route.take(pa.array(first)).to_pylist()
+        numbers = np.zeros(len(first), dtype=np.int64)
+        missed = np.zeros(len(first), dtype=np.bool_)
+        params: list[dict[str, str] | None] = []
+        for k, text in enumerate(encoded.dictionary.to_pylist()):
+            verb, looked_up = text.split(" ", 1)
+            found = rm.match(verb, looked_up) if rm is not None else None
+            if found is not None:
+                key, names, resource = (found.endpoint.method, found.endpoint.route), list(found.params), found.resource
+                params.append(dict(found.params))
+            else:
+                key = (verb, routes[k])
+                names = _PLACEHOLDER_NAME.findall(routes[k])
+                resource = None
+                params.append(None)
+            number = self.index.get(key)
+            if number is None:
+                number = self.index[key] = len(self.resources)
+                self.resources.append(resource)
+                self.pools.append({name: {} for name in names})
+                self.shapes.append({})
+                self.shape_overflow.append(0)
+                self.query_pools.append({})
+                if found is None and rm is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
+                    self.unmatched_examples.append(f"{key[0]} {key[1]}")
+            numbers[k] = number
+            missed[k] = found is None and rm is not None
+        return numbers[code], missed[code], [params[c] for c in code.tolist()] if rm is not None else []
+
+    def _fill_id_pools(self, number: npt.NDArray[np.int64], template: _Template) -> None:
+        """Without a route map: add the id segments of the targets (endpoint ``number``) to their pools, as
+        :meth:`_fill_path_pools` would: per pool with room, its chunk's distinct values in target order, cut at
+        ``pool_limit`` of them (at most that many can be old or new, so the first ``room`` new ones are among
+        them), added in bulk; a pool with ``%`` values (which may decode to another value or to nothing) is not
+        cut and is filled one value at a time."""
+        limit = self.pool_limit
+        ids = np.flatnonzero(template.is_id)
+        if not len(ids):
+            return
+        rank = template.rank[ids]
+        pool_key = number[template.row[ids]] * (int(rank.max()) + 1) + rank
+        keys, key_at = np.unique(pool_key, return_inverse=True)
+        key_at = key_at.reshape(-1)
+        names = [ID_PLACEHOLDER if r == 1 else f"{ID_PLACEHOLDER}{r}" for r in (keys % (int(rank.max()) + 1)).tolist()]
+        endpoints = (keys // (int(rank.max()) + 1)).tolist()
+        room = np.asarray(
+            [limit - len(self.pools[e].setdefault(n, {})) for e, n in zip(endpoints, names, strict=True)], np.int64
+        )
+        open_ = room[key_at] > 0
+        if not open_.any():
+            return
+        segment = template.segment[ids][open_]
+        key_at = key_at[open_]
+        pair = key_at * len(template.segments) + segment
+        _, first = np.unique(pair, return_index=True)
+        first = np.sort(first)  # the distinct (pool, value) pairs, first seen first
+        pool_of, value_of = key_at[first], segment[first]
+        by_pool = np.argsort(pool_of, kind="stable")
+        starts = np.searchsorted(pool_of[by_pool], pool_of[by_pool])
+        nth = np.empty(len(by_pool), np.int64)
+        nth[by_pool] = np.arange(len(by_pool)) - starts  # 0 for a pool's first distinct value, 1 for the next...
+        percent = pc.match_substring(template.segments, "%").to_numpy(zero_copy_only=False)
+        uncut = np.zeros(len(keys), np.bool_)
+        uncut[pool_of[percent[value_of]]] = True
+        kept = by_pool[((nth < limit) | uncut[pool_of])[by_pool]]  # grouped by pool, first seen first in each
+        texts = template.segments.take(pa.array(value_of[kept])).to_pylist()
+        pools, bounds = np.unique(pool_of[kept], return_index=True)
+        for k, lo, hi in zip(pools.tolist(), bounds.tolist(), [*bounds[1:].tolist(), len(kept)], strict=True):
+            pool = self.pools[endpoints[k]][names[k]]
+            if not uncut[k]:  # distinct values without escapes: each is its own pool value
+                fresh = [raw for raw in texts[lo:hi] if raw not in pool] if pool else texts[lo:hi]
+                pool.update(dict.fromkeys(fresh[: limit - len(pool)]))
+                continue
+            for raw in texts[lo:hi]:
+                if len(pool) >= limit:
+                    break
+                value = _pool_value(raw)
+                if value is not None:
+                    pool.setdefault(value, None)
+
+    def _fill_path_pools(
+        self, number: npt.NDArray[np.int64], path: pa.Array, params: list[dict[str, str] | None]
+    ) -> None:
+        """Add the placeholder values of the distinct (endpoint, path) pairs, first seen first, to the endpoints'
+        pools while they have room (the values of a template-exact route map's id placeholders read from the
+        path)."""
+        limit = self.pool_limit
+        room = np.asarray([any(len(p) < limit for p in pools.values()) for pools in self.pools], dtype=np.bool_)
+        candidates = np.flatnonzero(room[number])
+        if not len(candidates):
+            return
+        path_code = pc.dictionary_encode(path.take(pa.array(candidates))).indices.to_numpy(zero_copy_only=False)
+        pair = number[candidates] * (len(candidates) + 1) + path_code
+        _, first = np.unique(pair, return_index=True)
+        rows = candidates[np.sort(first)]
+        paths = path.take(pa.array(rows)).to_pylist()
+        for row, raw_path in zip(rows.tolist(), paths, strict=True):
+            pools = self.pools[int(number[row])]
+            if not any(len(p) < limit for p in pools.values()):
+                continue
+            found = params[row] if params else None
+            if found is None:
+                values = template_path_values(raw_path)[1]
+            else:
+                ids = template_path_values(raw_path)[1] if any(v.startswith("{") for v in found.values()) else {}
+                values = {name: ids[v[1:-1]] if v.startswith("{") else v for name, v in found.items()}
+            for name, raw in values.items():
+                pool = pools.setdefault(name, {})
+                if len(pool) < limit:
+                    value = _pool_value(raw)
+                    if value is not None:
+                        pool.setdefault(value, None)
+
+    def _count_queries(self, number: npt.NDArray[np.int64], query: pa.Array, at: npt.NDArray[np.int64]) -> None:
+        """Query shapes, pools and dropped values of the requests (endpoint ``number``, query ``query[at]``), once
+        per distinct (endpoint, query string) in the order of its first request, the later ones counted."""
+        encoded = pc.dictionary_encode(query)
+        texts = encoded.dictionary.to_pylist()
+        query_code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)[at]
+        group = number * len(texts) + query_code
+        groups, first, inverse, counts = np.unique(group, return_index=True, return_inverse=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        parsed: dict[int, list[tuple[str, bool, str | None, str | None]] | None] = {}
+        private: list[tuple[int, int, tuple[tuple[tuple[int, str], str], ...]]] = []
+        for k in order.tolist():
+            g, position, later = int(groups[k]), int(first[k]), int(counts[k]) - 1
+            endpoint, q = divmod(g, len(texts))
+            if q not in parsed:
+                parsed[q] = _query_parts(texts[q])
+            parts = parsed[q]
+            shape, dropped = self._add_query_parts(endpoint, parts, position)
+            if later:
+                if shape is None:
+                    self.shape_overflow[endpoint] += later
+                else:
+                    self.shapes[endpoint][shape] += later
+                if dropped:
+                    private.append((k, position, tuple(dropped)))
+        if private:
+            self._drop_again(inverse.reshape(-1).astype(np.int64), private)
+
+    def _add_query_parts(
+        self, number: int, parts: list[tuple[str, bool, str | None, str | None]] | None, position: int
+    ) -> tuple[tuple[tuple[str, bool], ...] | None, list[tuple[tuple[int, str], str]]]:
+        """:meth:`_add_query` of a query string already split by :func:`_query_parts` (None: no query string)."""
+        shapes = self.shapes[number]
+        shape: tuple[tuple[str, bool], ...] = ()
+        private: list[tuple[tuple[int, str], str]] = []
+        if parts is not None:
+            pools = self.query_pools[number]
+            for name, eq, value, why in parts:
+                pool = pools.setdefault(name, {}) if eq else None
+                if pool is None or len(pool) >= self.pool_limit:
+                    continue
+                if why is not None:
+                    self.query_dropped[why] = self.query_dropped.get(why, 0) + 1
+                    private.append(((number, name), why))
+                elif value is not None:
+                    pool.setdefault(value, None)
+                    if len(pool) == self.pool_limit:
+                        self.filled.setdefault((number, name), position)
+            shape = tuple((name, eq) for name, eq, _, _ in parts)
+        if shape in shapes or len(shapes) < MAX_QUERY_SHAPES:
+            shapes[shape] = shapes.get(shape, 0) + 1
+            return shape, private
+        self.shape_overflow[number] += 1
+        return None, private
+
+    def _targets_exact(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Each request's endpoint number; the endpoints, pools and shapes of the distinct targets added in the
         order of their first request, the later requests to the same target counted (shapes, unmatched, values
         dropped while their pool had room) — the same as adding every request in turn."""
@@ -1130,6 +1552,111 @@ class _Collector:
                 again = int(np.count_nonzero((positions > first) & (positions < until)))
                 if again:
                     self.query_dropped[why] = self.query_dropped.get(why, 0) + again
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """A chunk key ``method target`` → (method, target)."""
+    method, target = key.split(" ", 1)
+    return method, target
+
+
+def _query_parts(query: str) -> list[tuple[str, bool, str | None, str | None]] | None:
+    """A query string's parameters as (name, whether it has ``=``, value as :func:`query_text` reads it, why the
+    value is left out of pools or None), names read by :func:`query_text` and empty or non-UTF-8 names left out;
+    None for no query string."""
+    if not query:
+        return None
+    parts = []
+    for part in query.split("&"):
+        raw_name, eq, raw_value = part.partition("=")
+        name = query_text(raw_name)
+        if name:
+            value = query_text(raw_value)
+            why = "not UTF-8" if value is None else private_value(name, value)
+            parts.append((name, bool(eq), value, why))
+    return parts
+
+
+# (method, path, query) of a chunk key ``method target``: the target split at its first "?".
+_TARGET_PARTS = r"(?s)^(?P<method>[^ ]*) (?P<path>[^?]*)(?:\?(?P<query>.*))?$"
+# A character encode_path changes: outside printable ASCII, a space, "{" or "}".
+_NEEDS_ENCODING = r"[^\x21-\x7a\x7c\x7e]"
+# _looks_like_id of an (encoded, so ASCII) segment: digits or a UUID; or, at MIN_TOKEN_ID_LENGTH characters or
+# more, hex digits or letters and digits with a digit.
+_ID_SHORT = r"^(?:[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+_ID_TOKEN = r"^(?:[0-9a-fA-F]+|[A-Za-z0-9]*[0-9][A-Za-z0-9]*)$"
+_PLACEHOLDER_NAME = re.compile(r"\{([^{}/]+)\}")
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Paths templated column-wise: ``route[i]`` of path i; per segment of all paths (in order), its path
+    ``row``, whether it ``is_id``, its ``rank`` among its path's ids (1 for ``{id}``), and ``segments[segment]``
+    its text."""
+
+    route: pa.Array
+    row: npt.NDArray[np.int64]
+    is_id: npt.NDArray[np.bool_]
+    rank: npt.NDArray[np.int64]
+    segment: npt.NDArray[np.int64]
+    segments: pa.Array
+
+
+def _template_column(paths: pa.Array) -> _Template:
+    """:func:`parity.sources.routes.template_path_values`' route of each (encoded) path, column-wise: the paths
+    split into segments, "looks like an id" decided once per distinct segment by RE2 patterns equal to
+    ``_looks_like_id``, the k-th id segment of a path replaced by ``{id}`` (k = 1) or ``{idk}``."""
+    lists = pc.split_pattern(paths, "/")
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    encoded = pc.dictionary_encode(lists.flatten())
+    segments = encoded.dictionary
+    token = pc.and_(
+        pc.greater_equal(pc.utf8_length(segments), MIN_TOKEN_ID_LENGTH), pc.match_substring_regex(segments, _ID_TOKEN)
+    )
+    is_id_distinct = pc.or_(pc.match_substring_regex(segments, _ID_SHORT), token).to_numpy(zero_copy_only=False)
+    segment = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    is_id = is_id_distinct[segment]
+    before = np.concatenate(([0], np.cumsum(is_id)))
+    row = np.repeat(np.arange(len(paths), dtype=np.int64), np.diff(offsets))
+    rank = before[1:] - before[offsets[:-1] - offsets[0]][row]
+    if not is_id.any():
+        return _Template(paths, row, is_id, rank, segment, segments)
+    names = pa.array(
+        ["{" + ID_PLACEHOLDER + "}"] + ["{" + f"{ID_PLACEHOLDER}{k}" + "}" for k in range(2, int(rank.max()) + 1)]
+    )
+    placeholders = names.take(pa.array(np.where(is_id, rank - 1, 0)))
+    templated = pc.if_else(pa.array(is_id), placeholders, lists.flatten())
+    rebuilt = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), templated)
+    return _Template(pc.binary_join(rebuilt, "/"), row, is_id, rank, segment, segments)
+
+
+def _template_exact(route_map: RouteMap) -> bool:
+    """Whether matching a path's template (:func:`_template_column`) finds the route matching the path itself:
+    every route's placeholders are whole segments and none spans several, and no literal segment looks like an
+    id (so it never equals an id segment, which its template replaces)."""
+    cached = _TEMPLATE_EXACT.get(id(route_map))
+    if cached is not None and cached[0] is route_map:
+        return cached[1]
+    exact = True
+    for endpoint in route_map.routes:
+        if route_map.globs.get(endpoint.route):
+            exact = False
+            break
+        for segment in (endpoint.route.rstrip("/") or "/").split("/"):
+            if _PLACEHOLDER_NAME.fullmatch(segment):
+                continue
+            literal = encode_path(segment)
+            if "{" in segment or "}" in segment or (literal and _looks_like_id(literal)):
+                exact = False
+                break
+        if not exact:
+            break
+    _TEMPLATE_EXACT.clear()
+    _TEMPLATE_EXACT[id(route_map)] = (route_map, exact)
+    return exact
+
+
+_TEMPLATE_EXACT: dict[int, tuple[RouteMap, bool]] = {}
 
 
 def _pool_value(raw: str) -> str | None:
@@ -1303,9 +1830,9 @@ def read_access_logs(
     (:func:`parity.sources.nginx_format.compile_log_format`); lines must then match it exactly, and
     ``latency_field`` names the latency variable (default ``request_time``; ``timing_field`` is not used).
 
-    ``workers``: processes parsing files at once (None: one per core when there are several files of
-    ``POOL_MIN_BYTES`` in all; 1: none besides this one). The files' chunks are added in file order whatever the
-    pool, so the result does not depend on it.
+    ``workers``: processes parsing files at once (None or 1: none besides this one; on 2 cores a pool measured
+    no gain, see the README). A worker that dies is BadInput naming the file it was parsing. The files' chunks are
+    added in file order whatever the pool, so the result does not depend on it.
     """
     _check_options(fmt, max_malformed_share, pool_limit)
     if not (window_slack_s >= 0 and math.isfinite(window_slack_s)):
@@ -1369,9 +1896,7 @@ def read_access_logs(
 def _chunks(files: list[Path], spec: _ParserSpec, workers: int | None) -> Iterator[_Chunk]:
     """Every file's chunks in file order: parsed here, or by a pool of ``workers`` processes one file each
     (see :func:`read_access_logs`)."""
-    if workers is None:
-        workers = _auto_workers(files)
-    if workers <= 1 or len(files) < 2:
+    if workers is None or workers <= 1 or len(files) < 2:
         for path in files:
             yield from _parse_file(path, spec)
         return
@@ -1380,29 +1905,19 @@ def _chunks(files: list[Path], spec: _ParserSpec, workers: int | None) -> Iterat
     )
     with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
         # at most 2 files per worker in flight: memory stays bounded by a few files' parsed columns
-        pending: deque[Future[list[_Chunk]]] = deque()
+        pending: deque[tuple[Path, Future[list[_Chunk]]]] = deque()
         queue = iter(files)
         for path in itertools.islice(queue, 2 * workers):
-            pending.append(pool.submit(_parse_file_list, path, spec))
+            pending.append((path, pool.submit(_parse_file_list, path, spec)))
         while pending:
-            chunks = pending.popleft().result()
-            for path in itertools.islice(queue, 1):
-                pending.append(pool.submit(_parse_file_list, path, spec))
+            path, future = pending.popleft()
+            try:
+                chunks = future.result()
+            except BrokenProcessPool:
+                raise BadInput(f"{path}: the worker process reading it died (killed, or out of memory?)") from None
+            for more in itertools.islice(queue, 1):
+                pending.append((more, pool.submit(_parse_file_list, more, spec)))
             yield from chunks
-
-
-def _auto_workers(files: list[Path]) -> int:
-    """One process per core (at most ``MAX_WORKERS``) for several files of ``POOL_MIN_BYTES`` in all, else 1."""
-    cores = os.cpu_count() or 1
-    if len(files) < 2 or cores < 2:
-        return 1
-    size = 0
-    for path in files:
-        try:
-            size += path.stat().st_size
-        except OSError:
-            return 1  # reported when read, in order
-    return min(cores, MAX_WORKERS) if size >= POOL_MIN_BYTES else 1
 
 
 def _utc(t: float) -> str:
