@@ -36,8 +36,10 @@ import csv
 import gzip
 import io
 import itertools
+import queue
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -376,18 +378,18 @@ def _bytes_at(b: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArra
     return np.where(inside, b[np.clip(at, 0, max(len(b) - 1, 0))], ord("\n")).astype(np.uint8)
 
 
-def _quotes_regular(block: _Block) -> tuple[bool, int]:
-    """(whether every ``"`` of ``block`` is regular CSV quoting, the newlines inside quotes). Regular: an even
-    number of quotes; one that opens (an even number of quotes before it) starts a field (after ``,`` or a
-    newline, or at the start) or follows the quote it doubles (``""``), and one that closes is followed by
-    ``,``, a line end (``\n``, ``\r\n``) or the end, or by the quote that doubles it. Then the exact check's
-    toggling (:func:`_records`) and a CSV parser agree on every field and record end."""
+def _quotes_regular(block: _Block) -> tuple[bool, int, int]:
+    """(whether every ``"`` of ``block`` is regular CSV quoting, the newlines inside quotes, all newlines).
+    Regular: an even number of quotes; one that opens (an even number of quotes before it) starts a field
+    (after ``,`` or a newline, or at the start) or follows the quote it doubles (``""``), and one that closes is
+    followed by ``,``, a line end (``\n``, ``\r\n``) or the end, or by the quote that doubles it. Then the exact
+    check's toggling (:func:`_records`) and a CSV parser agree on every field and record end."""
     with block.view() as view:
         b = np.frombuffer(view, dtype=np.uint8)
         q = np.flatnonzero(b == ord('"'))
         if len(q) % 2:
             del b
-            return False, 0
+            return False, 0, 0
         before, after, second = _bytes_at(b, q - 1), _bytes_at(b, q + 1), _bytes_at(b, q + 2)
         newlines = np.flatnonzero(b == ord("\n"))
         del b  # the view's buffer is released only when nothing uses it
@@ -397,7 +399,7 @@ def _quotes_regular(block: _Block) -> tuple[bool, int]:
     ends_field |= (after == ord("\r")) & (second == ord("\n"))
     regular = bool(np.all(np.where(opening, starts_field, ends_field)))
     inside = int(np.count_nonzero(np.searchsorted(q, newlines, side="right") % 2))
-    return regular, inside
+    return regular, inside, len(newlines)
 
 
 def _numbers(array: pa.Array, dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -417,26 +419,24 @@ def _fast_chunk(body: _Block, names: Sequence[str], quoted: bool) -> tuple[Reque
     """(the requests of ``body``, its newline count) parsed by pyarrow, or None when the block needs the exact
     path: a parse error (a field count other than 7 on some line), irregular quoting, a missing value, a value
     out of range, an empty method or name, or a line ended by a lone carriage return."""
-    inside = 0
+    inside = newlines = 0
     if quoted:
-        regular, inside = _quotes_regular(body)
+        regular, inside, newlines = _quotes_regular(body)
         if not regular:
             return None
     try:
         table = pv.read_csv(
             pa.BufferReader(pa.py_buffer(body.view())),
             read_options=pv.ReadOptions(column_names=list(names)),
-            parse_options=pv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=False),
-            convert_options=pv.ConvertOptions(
-                column_types=_TYPES, strings_can_be_null=False
-            ),
+            parse_options=pv.ParseOptions(newlines_in_values=inside > 0, ignore_empty_lines=False),
+            convert_options=pv.ConvertOptions(column_types=_TYPES, strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     rows = table.num_rows
     unterminated = not body.endswith(b"\n")
     if quoted or body.has(b"\r"):
-        newlines = body.count(b"\n")
+        newlines = newlines if quoted else body.count(b"\n")
         if rows != newlines - inside + unterminated:
             return None  # a lone \r ended a line for pyarrow, not for the exact check
     else:
@@ -502,11 +502,53 @@ def _file_chunks(p: Path, block_bytes: int) -> Iterator[RequestChunk]:
         ) from None
 
 
-def request_chunks(paths: Sequence[Path], block_bytes: int | None = None) -> Iterator[RequestChunk]:
+def request_chunks(paths: Sequence[Path], block_bytes: int | None = None) -> Generator[RequestChunk]:
     """The requests of Locust request logs (plain or gzip), file after file, in blocks of about ``block_bytes``;
     BadInput (file, line, column) on the first damaged record or bad value. Time order is not needed."""
     for p in paths:
         yield from _file_chunks(p, block_bytes or BLOCK_BYTES)
+
+
+def _ahead(chunks: Generator[RequestChunk]) -> Iterator[RequestChunk]:
+    """The chunks of ``chunks``, the next one parsed in a thread while the caller folds this one (pyarrow parses
+    on every core; the fold is numpy on one: on 2 cores the two overlap). An error of the parse is raised here;
+    when the caller stops early the thread stops after its block and closes ``chunks``."""
+    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand(("chunk", chunk)):
+                    return
+            hand(("end", None))
+        except BaseException as exc:
+            hand(("error", exc))
+        finally:
+            chunks.close()
+
+    thread = threading.Thread(target=produce, name="locust-csv-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slot.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def read_locust_csv(path: str | Path) -> Measurement:
@@ -521,7 +563,7 @@ def read_locust_csvs(paths: Sequence[Path], name: str | None = None) -> Measurem
     where = name or (paths[0].name if len(paths) == 1 else f"{len(paths)} files")
     shown = Path(name) if name else paths[0]
     aggregator = RequestAggregator()
-    for chunk in request_chunks(paths):
+    for chunk in _ahead(request_chunks(paths)):
         aggregator.add(chunk)
         if aggregator.last_s - aggregator.first_s > MAX_SPAN_S:
             start, last = aggregator.first_s, aggregator.last_s
