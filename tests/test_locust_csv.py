@@ -26,6 +26,8 @@ from parity.sources.locust_csv import (
     _exact_chunk,
     _fast_chunk,
     _header,
+    _quotes_regular,
+    _quotes_regular_many,
     read_locust_csv,
     request_chunks,
 )
@@ -171,3 +173,23 @@ def test_gzip_logs_read_as_streams_alone_and_in_a_directory(tmp_path: Path) -> N
     broken.write_bytes(packed.read_bytes()[:-200])
     with pytest.raises(BadInput, match=r"broken.csv.gz: gzip data broken"):
         read_locust_csv(broken)
+
+
+@pytest.mark.parametrize(
+    ("text", "regular", "inside"),
+    [
+        (b'1,"a,b",2\n3,"x\ny",4\r\n', True, 1),
+        (b'1,"a""b",2\n"""",3\n', True, 0),
+        (b'1,"",2\n', True, 0),
+        (b'1,a"b,2\n', False, 0),  # a quote mid-field
+        (b'1,"ab"c,2\n', False, 0),  # text after a closing quote
+        (b'1,"ab"\rc\n', False, 0),  # a lone CR after a closing quote
+        (b'1,"ab,2\n', False, 0),  # never closed
+    ],
+)
+def test_quote_checks_one_by_one_and_vectorised_agree(text: bytes, regular: bool, inside: int) -> None:
+    block = _Block(bytearray(b"xx" + text), 2, 2 + len(text))
+    assert _quotes_regular(block)[0] is regular
+    assert _quotes_regular_many(block)[0] is regular or text.count(b'"') % 2  # the caller checks the parity first
+    if regular:
+        assert _quotes_regular(block) == _quotes_regular_many(block) == (True, inside)

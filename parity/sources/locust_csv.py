@@ -93,6 +93,8 @@ _TYPES = {
 }
 #: Largest (methods × names) product mapped with a dense lookup table; beyond it endpoints are numbered by sorting.
 _DENSE_KEYS = 1 << 22
+#: Quotes in a block looked at one by one (more: with numpy) when checking that quoting is regular.
+_FEW_QUOTES = 100_000
 
 
 # --- reading blocks ----------------------------------------------------------------------------------------------
@@ -378,18 +380,39 @@ def _bytes_at(b: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArra
     return np.where(inside, b[np.clip(at, 0, max(len(b) - 1, 0))], ord("\n")).astype(np.uint8)
 
 
-def _quotes_regular(block: _Block) -> tuple[bool, int, int]:
-    """(whether every ``"`` of ``block`` is regular CSV quoting, the newlines inside quotes, all newlines).
-    Regular: an even number of quotes; one that opens (an even number of quotes before it) starts a field
-    (after ``,`` or a newline, or at the start) or follows the quote it doubles (``""``), and one that closes is
-    followed by ``,``, a line end (``\n``, ``\r\n``) or the end, or by the quote that doubles it. Then the exact
-    check's toggling (:func:`_records`) and a CSV parser agree on every field and record end."""
+def _quotes_regular(block: _Block) -> tuple[bool, int]:
+    """(whether every ``"`` of ``block`` is regular CSV quoting, the newlines inside quotes). Regular: an even
+    number of quotes; one that opens (an even number of quotes before it) starts a field (after ``,`` or a
+    newline, or at the start) or follows the quote it doubles (``""``), and one that closes is followed by
+    ``,``, a line end (``\n``, ``\r\n``) or the end, or by the quote that doubles it. Then the exact check's
+    toggling (:func:`_records`) and a CSV parser agree on every field and record end. Few quotes (a log where
+    some exceptions are quoted) are looked at one by one, many with numpy."""
+    quotes = block.count(b'"')
+    if quotes % 2:
+        return False, 0
+    if quotes > _FEW_QUOTES:
+        return _quotes_regular_many(block)
+    buf, pos, end = block.buf, block.start, block.end
+    fields, lines = b',\n"', b',\n"'
+    inside = 0
+    for _ in range(quotes // 2):
+        opening = buf.find(b'"', pos, end)
+        closing = buf.find(b'"', opening + 1, end)
+        if opening > block.start and buf[opening - 1] not in fields:
+            return False, 0
+        after = buf[closing + 1] if closing + 1 < end else ord("\n")
+        if after not in lines and not (after == ord("\r") and buf.startswith(b"\n", closing + 2, end)):
+            return False, 0
+        inside += buf.count(b"\n", opening, closing)
+        pos = closing + 1
+    return True, inside
+
+
+def _quotes_regular_many(block: _Block) -> tuple[bool, int]:
+    """:func:`_quotes_regular` for a block with many quotes (an even number), vectorised."""
     with block.view() as view:
         b = np.frombuffer(view, dtype=np.uint8)
         q = np.flatnonzero(b == ord('"'))
-        if len(q) % 2:
-            del b
-            return False, 0, 0
         before, after, second = _bytes_at(b, q - 1), _bytes_at(b, q + 1), _bytes_at(b, q + 2)
         newlines = np.flatnonzero(b == ord("\n"))
         del b  # the view's buffer is released only when nothing uses it
@@ -398,8 +421,7 @@ def _quotes_regular(block: _Block) -> tuple[bool, int, int]:
     ends_field = (after == ord(",")) | (after == ord("\n")) | (after == ord('"'))
     ends_field |= (after == ord("\r")) & (second == ord("\n"))
     regular = bool(np.all(np.where(opening, starts_field, ends_field)))
-    inside = int(np.count_nonzero(np.searchsorted(q, newlines, side="right") % 2))
-    return regular, inside, len(newlines)
+    return regular, int(np.count_nonzero(np.searchsorted(q, newlines, side="right") % 2))
 
 
 def _numbers(array: pa.Array, dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -419,9 +441,9 @@ def _fast_chunk(body: _Block, names: Sequence[str], quoted: bool) -> tuple[Reque
     """(the requests of ``body``, its newline count) parsed by pyarrow, or None when the block needs the exact
     path: a parse error (a field count other than 7 on some line), irregular quoting, a missing value, a value
     out of range, an empty method or name, or a line ended by a lone carriage return."""
-    inside = newlines = 0
+    inside = 0
     if quoted:
-        regular, inside, newlines = _quotes_regular(body)
+        regular, inside = _quotes_regular(body)
         if not regular:
             return None
     try:
@@ -435,12 +457,12 @@ def _fast_chunk(body: _Block, names: Sequence[str], quoted: bool) -> tuple[Reque
         return None
     rows = table.num_rows
     unterminated = not body.endswith(b"\n")
-    if quoted or body.has(b"\r"):
-        newlines = newlines if quoted else body.count(b"\n")
+    if body.has(b"\r"):
+        newlines = body.count(b"\n")
         if rows != newlines - inside + unterminated:
             return None  # a lone \r ended a line for pyarrow, not for the exact check
     else:
-        newlines = rows - unterminated
+        newlines = rows + inside - unterminated  # pyarrow ended a row at each newline outside quotes
     numbers = []
     for column, lo, hi, _ in _NUMERIC:
         values = table.column(column)
