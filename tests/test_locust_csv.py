@@ -16,7 +16,7 @@ import pytest
 from parity.errors import BadInput
 from parity.model import LatencyKind, Source, SourceKind
 from parity.replay.recorder import timeline_interval
-from parity.sources import load_measurement
+from parity.sources import load_measurement, locust_csv
 from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.locust_csv import (
     COLUMNS,
@@ -190,6 +190,27 @@ def test_gzip_logs_read_as_streams_alone_and_in_a_directory(tmp_path: Path) -> N
 def test_quote_checks_one_by_one_and_vectorised_agree(text: bytes, regular: bool, inside: int) -> None:
     block = _Block(bytearray(b"xx" + text), 2, 2 + len(text))
     assert _quotes_regular(block)[0] is regular
-    assert _quotes_regular_many(block)[0] is regular or text.count(b'"') % 2  # the caller checks the parity first
+    assert _quotes_regular_many(block)[0] is regular
     if regular:
         assert _quotes_regular(block) == _quotes_regular_many(block) == (True, inside)
+
+
+def test_many_quotes_take_the_vectorised_checks_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path / "requests.csv", _rows(300, seed=5))
+    torn = _write(tmp_path / "torn.csv", [*_rows(40, seed=6), '1800000001,GET,/a"b,1,1,200,', *_rows(20)])
+    measurement = read_locust_csv(path)
+    expected = [list(request_chunks([path], block_bytes=b)) for b in (None, 700)]
+    with pytest.raises(BadInput) as one_by_one:
+        list(request_chunks([torn], block_bytes=700))
+    monkeypatch.setattr(locust_csv, "_FEW_QUOTES", 2)  # every block counts as having many quotes
+    assert_same_measurement(read_locust_csv(path), measurement)
+    for block, chunks in zip((None, 700), expected, strict=True):
+        again = list(request_chunks([path], block_bytes=block))
+        assert len(again) == len(chunks)
+        for a, b in zip(again, chunks, strict=True):
+            _same_requests(a, b)
+    with pytest.raises(BadInput) as vectorised:
+        list(request_chunks([torn], block_bytes=700))
+    assert str(vectorised.value) == str(one_by_one.value)

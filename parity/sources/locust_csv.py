@@ -32,6 +32,7 @@ and messages are those of the exact path by construction.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
@@ -148,17 +149,33 @@ class _Block:
         return bytes(self.buf[self.start : self.end])
 
 
+def _quote_positions(buf: bytearray, start: int, end: int) -> list[int] | None:
+    """Positions of the ``"`` in ``buf[start:end]`` (one memchr pass), or None when there are more than
+    ``_FEW_QUOTES`` (then numpy is faster)."""
+    found: list[int] = []
+    at = buf.find(b'"', start, end)
+    while at >= 0:
+        if len(found) == _FEW_QUOTES:
+            return None
+        found.append(at)
+        at = buf.find(b'"', at + 1, end)
+    return found
+
+
 def _cut(buf: bytearray, end: int) -> int:
     """Index just after the last newline of ``buf[:end]`` that lies outside quotes (``buf`` starts outside
     quotes; every ``"`` toggles, as in :func:`_records`), 0 when there is none."""
     nl = buf.rfind(b"\n", 0, end)
-    if nl < 0 or buf.find(b'"', 0, end) < 0:
+    quotes = _quote_positions(buf, 0, end) if nl >= 0 else []
+    if quotes is None:  # many quotes: count them
+        before = buf.count(b'"', 0, nl)
+        while nl >= 0 and before % 2:
+            prev = buf.rfind(b"\n", 0, nl)
+            before -= buf.count(b'"', prev + 1, nl)
+            nl = prev
         return nl + 1
-    quotes = buf.count(b'"', 0, nl)
-    while nl >= 0 and quotes % 2:
-        prev = buf.rfind(b"\n", 0, nl)
-        quotes -= buf.count(b'"', prev + 1, nl)
-        nl = prev
+    while nl >= 0 and bisect.bisect_left(quotes, nl) % 2:
+        nl = buf.rfind(b"\n", 0, nl)
     return nl + 1
 
 
@@ -387,32 +404,32 @@ def _quotes_regular(block: _Block) -> tuple[bool, int]:
     ``,``, a line end (``\n``, ``\r\n``) or the end, or by the quote that doubles it. Then the exact check's
     toggling (:func:`_records`) and a CSV parser agree on every field and record end. Few quotes (a log where
     some exceptions are quoted) are looked at one by one, many with numpy."""
-    quotes = block.count(b'"')
-    if quotes % 2:
-        return False, 0
-    if quotes > _FEW_QUOTES:
+    quotes = _quote_positions(block.buf, block.start, block.end)
+    if quotes is None:
         return _quotes_regular_many(block)
-    buf, pos, end = block.buf, block.start, block.end
+    if len(quotes) % 2:
+        return False, 0
+    buf, end = block.buf, block.end
     fields, lines = b',\n"', b',\n"'
     inside = 0
-    for _ in range(quotes // 2):
-        opening = buf.find(b'"', pos, end)
-        closing = buf.find(b'"', opening + 1, end)
+    for opening, closing in zip(quotes[::2], quotes[1::2], strict=True):
         if opening > block.start and buf[opening - 1] not in fields:
             return False, 0
         after = buf[closing + 1] if closing + 1 < end else ord("\n")
         if after not in lines and not (after == ord("\r") and buf.startswith(b"\n", closing + 2, end)):
             return False, 0
         inside += buf.count(b"\n", opening, closing)
-        pos = closing + 1
     return True, inside
 
 
 def _quotes_regular_many(block: _Block) -> tuple[bool, int]:
-    """:func:`_quotes_regular` for a block with many quotes (an even number), vectorised."""
+    """:func:`_quotes_regular` for a block with many quotes, vectorised."""
     with block.view() as view:
         b = np.frombuffer(view, dtype=np.uint8)
         q = np.flatnonzero(b == ord('"'))
+        if len(q) % 2:
+            del b
+            return False, 0
         before, after, second = _bytes_at(b, q - 1), _bytes_at(b, q + 1), _bytes_at(b, q + 2)
         newlines = np.flatnonzero(b == ord("\n"))
         del b  # the view's buffer is released only when nothing uses it
