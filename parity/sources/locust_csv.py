@@ -19,15 +19,18 @@ Log one file per process instead (create the logger inside the ``init`` listener
 name) and pass the directory, or a quoted glob, to ``parity compare``: :func:`read_locust_csvs` merges them
 (a master's file with only a header adds nothing).
 
-**Speed** (:func:`request_chunks`): a file is read in blocks of about ``BLOCK_BYTES`` cut at a newline outside
-quotes, each parsed by ``pyarrow.csv`` (multithreaded, column-wise) into one :class:`RequestChunk`, folded into
-a :class:`RequestAggregator`: memory is bounded by the block size and the endpoints, not by the rows. The fast
-path takes a block only when pyarrow parsed exactly 7 fields on every line and every value is in range, which
-is the same test as the exact check when the block has no quote and no lone carriage return (pyarrow ends a line
-at ``\\r`` too, the exact check only at ``\\n``); a block with a quote is first given the exact field-count scan.
-Any block the fast path does not take (a pyarrow error, a NUL byte, a value out of range, an empty name) is
-read again by the exact path — pandas, string columns, the checks that name the line and column — so results
-and messages are those of the exact path by construction.
+**Speed** (:func:`request_chunks`): a file is read (plain, or gzip as a stream) into one reused buffer in blocks of
+about ``BLOCK_BYTES`` cut at a newline outside quotes; each block is parsed by ``pyarrow.csv`` (multithreaded,
+column-wise, text dictionary-encoded) into one :class:`RequestChunk`, folded into a :class:`RequestAggregator`
+while the next block is parsed in a thread: memory is bounded by the block size and the aggregator's bins, not by
+the rows. The fast path takes a block only when pyarrow parsed 7 fields on every line, every value is in range and
+no method or name is empty. That is the exact check's verdict when the block has no lone carriage return (pyarrow
+ends a line at ``\r`` too, the exact check only at ``\n``: compared by counting newlines) and only regular CSV
+quoting (checked quote by quote; the exact check toggles at every ``"``, a CSV parser only at a field's start and
+end). Any other block (a pyarrow error, a NUL byte, irregular quotes, a value out of range, an empty name) is read
+again by the exact path — the per-byte field count, pandas on string columns, the checks that name the line and
+column — so results and messages are the exact path's by construction. Lines are physical lines (a quoted
+exception with a line break counts its lines).
 """
 
 from __future__ import annotations
