@@ -101,12 +101,13 @@ def test_merge_equals_one_reader_and_survives_pickling() -> None:
     for chunk in later:
         whole.add(chunk)
         parts[1].add(chunk)
-    merged = RequestAggregator()
-    for part in parts:
-        merged.merge(pickle.loads(pickle.dumps(part)))
     start, end = _window(29000.0)
     kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
-    assert_same_measurement(merged.to_measurement(**kw), whole.to_measurement(**kw))
+    for ordered in (parts, parts[::-1]):  # the finer-based part first, then last
+        merged = RequestAggregator()
+        for part in ordered:
+            merged.merge(pickle.loads(pickle.dumps(part)))
+        assert_same_measurement(merged.to_measurement(**kw), whole.to_measurement(**kw))
     assert_same_measurement(
         merged.to_measurement(**kw), row_path_measurement([*first, *later], timeline_interval(29000.0), **kw)
     )

@@ -102,18 +102,26 @@ from __future__ import annotations
 import calendar
 import gzip
 import io
+import itertools
 import json
 import math
+import multiprocessing
+import os
 import re
 import zlib
-from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, unquote_plus
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
@@ -127,7 +135,7 @@ from parity.model import (
     SourceKind,
     Window,
 )
-from parity.replay.recorder import Recorder
+from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.nginx_format import LogFormat, compile_log_format
 from parity.sources.routes import RouteMap, encode_path, template_path_values
 
@@ -185,7 +193,17 @@ SECRET_VALUE_CHARS = 32
 #: Longest line read, characters; a longer one is malformed (and read no further into memory).
 MAX_LINE_CHARS = 65536
 
+#: Bytes read at a time (cut at the last newline): the unit of the vectorised parse; memory is bounded by it.
+BLOCK_BYTES = 16 * 1024 * 1024
+#: Files (in bytes, all together) from which several files are parsed by a pool of processes.
+POOL_MIN_BYTES = 32 * 1024 * 1024
+#: Most worker processes.
+MAX_WORKERS = 4
+
 _GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+#: A line longer than this (bytes) is overlong however it decodes (at most 4 bytes a character): dropped unread.
+_OVERLONG_BYTES = 4 * MAX_LINE_CHARS + 4
 _MAX_SECONDS = MAX_LATENCY_MS / 1000.0
 _OVERLONG = "(overlong line)"  # yielded by _lines in place of a line longer than MAX_LINE_CHARS
 _ALB_NOT_DISPATCHED = -1.0
@@ -205,6 +223,20 @@ _FORMAT_NAMES = {"alb": "AWS ALB", "nginx": "nginx"}
 # None, error). The time is the log's (ALB ``time``, nginx ``$time_local``), or the request's arrival when a
 # parser is asked for it.
 _Request = tuple[float, str, str, float | None, bool]
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What the first request of a chunk to one target found: its endpoint, whether the route map missed it,
+    its query shape (None: over the cap), the query values it left out of pools that had room."""
+
+    number: int
+    unmatched: bool
+    shape: tuple[tuple[str, bool], ...] | None
+    private: tuple[tuple[tuple[int, str], str], ...]
 
 
 class _Malformed(Exception):
@@ -591,29 +623,308 @@ def _log_format_parser(fmt: LogFormat, arrival: bool = False) -> Callable[[str],
 # --- reading --------------------------------------------------------------------------------------------
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a plain or gzip file; BadInput when it cannot be read to the end."""
+def _exact_lines(block: bytes, n0: int) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a block of whole lines, read exactly as a text file is (UTF-8 with
+    ``surrogateescape``, universal newlines, lines of ``MAX_LINE_CHARS`` or more become ``_OVERLONG``);
+    ``n0``: the number of the line before the block."""
+    text = io.TextIOWrapper(io.BytesIO(block), encoding="utf-8", errors="surrogateescape")
+    n = n0
+    while line := text.readline(MAX_LINE_CHARS):
+        n += 1
+        if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
+            while (rest := text.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                pass  # skip the rest of an overlong line
+            yield n, _OVERLONG
+            continue
+        yield n, line.rstrip("\r\n")
+
+
+def _blocks(path: Path) -> Iterator[bytes | None]:
+    """Blocks of whole lines (about ``BLOCK_BYTES`` each; the last may lack its newline) of a plain or gzip file,
+    decompressed as a stream, the BOM of a UTF-8 file dropped; None stands for one line too long to hold
+    (more than ``_OVERLONG_BYTES`` bytes without a newline: overlong however it decodes), read past and dropped.
+    OSError / gzip errors propagate (the caller knows the line number)."""
     with reading(path, "an access log file"):
         fh = path.open("rb")
-    n = 0
     with fh:
         compressed = fh.read(2) == _GZIP_MAGIC
         fh.seek(0)
         raw = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
-        try:
-            while line := text.readline(MAX_LINE_CHARS):
-                n += 1
-                if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
-                    while (rest := text.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
-                        pass  # skip the rest of an overlong line without holding it
-                    yield n, _OVERLONG
+        buf = b""
+        start = True
+        discarding = False
+        while data := raw.read(BLOCK_BYTES):
+            if start:
+                buf += data
+                if len(buf) < len(_BOM) and buf == _BOM[: len(buf)]:
+                    continue  # too short to tell yet
+                data, buf, start = buf.removeprefix(_BOM), b"", False
+            if discarding:
+                newline = data.find(b"\n")
+                if newline < 0:
                     continue
-                yield n, line.rstrip("\r\n")
+                data, discarding = data[newline + 1 :], False
+                yield None
+            buf += data
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                yield buf[: cut + 1]
+                buf = buf[cut + 1 :]
+            if len(buf) > _OVERLONG_BYTES:
+                buf, discarding = b"", True
+        if discarding:
+            yield None
+        elif buf:
+            yield buf.removeprefix(_BOM) if start else buf
+
+
+@dataclass(frozen=True)
+class _ParserSpec:
+    """How to parse lines (picklable, so a worker process can build the same parser)."""
+
+    fmt: str
+    timing_field: int
+    arrival: bool
+    log_format: str | None = None
+    latency_field: str | None = None
+
+    def exact(self) -> Callable[[str], _Request | str]:
+        """The exact per-line parser."""
+        if self.log_format is not None:
+            return _log_format_parser(compile_log_format(self.log_format, self.latency_field), self.arrival)
+        return _alb_parser(self.arrival) if self.fmt == "alb" else _nginx_parser(self.timing_field, self.arrival)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One block's lines, parsed. Requests in line order: ``keys[code[i]]`` is (method, target as received),
+    sent at ``t[i]`` (Unix s), latency ``latency[i]`` ms (NaN: none), error ``errors[i]``. ``events``: the lines
+    that are not requests, in order: (the line's ordinal among the chunk's non-blank lines, from 1; malformed
+    (True) or skipped; ``file:line: why``). ``nonblank``: non-blank lines; ``error``: a file error after the
+    chunk (BadInput message), raised once the chunk is counted."""
+
+    path: str
+    nonblank: int
+    keys: tuple[tuple[str, str], ...]
+    code: npt.NDArray[np.int64]
+    t: npt.NDArray[np.float64]
+    latency: npt.NDArray[np.float64]
+    errors: npt.NDArray[np.bool_]
+    events: tuple[tuple[int, bool, str], ...] = ()
+    error: str | None = None
+
+
+class _ChunkBuilder:
+    """Collects one block's requests and events in line order."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.keys: dict[tuple[str, str], int] = {}
+        self.code = np.full(size, -1, dtype=np.int64)
+        self.t = np.zeros(size)
+        self.latency = np.full(size, np.nan)
+        self.errors = np.zeros(size, dtype=np.bool_)
+        self.events: list[tuple[int, bool, str]] = []
+        self.nonblank = 0
+
+    def code_of(self, method: str, target: str) -> int:
+        key = (method, target)
+        number = self.keys.get(key)
+        if number is None:
+            number = self.keys[key] = len(self.keys)
+        return number
+
+    def line(self, i: int, n: int, line: str, parse: Callable[[str], _Request | str], ordinal: int) -> None:
+        """Line ``i`` of the block (line number ``n``, ``ordinal``-th non-blank) through the exact parser."""
+        try:
+            if line is _OVERLONG:
+                raise _Malformed(f"longer than {MAX_LINE_CHARS} characters")
+            parsed = parse(line)
+        except _Malformed as exc:
+            self.events.append((ordinal, True, f"{self.path}:{n}: {exc}"))
+            return
+        if isinstance(parsed, str):
+            self.events.append((ordinal, False, f"{self.path}:{n}: {parsed}"))
+            return
+        t, method, target, latency, error = parsed
+        self.code[i] = self.code_of(method, target)
+        self.t[i] = t
+        self.latency[i] = math.nan if latency is None else latency
+        self.errors[i] = error
+
+    def build(self, error: str | None = None) -> _Chunk:
+        kept = self.code >= 0
+        return _Chunk(
+            path=self.path,
+            nonblank=self.nonblank,
+            keys=tuple(self.keys),
+            code=self.code[kept],
+            t=self.t[kept],
+            latency=self.latency[kept],
+            errors=self.errors[kept],
+            events=tuple(self.events),
+            error=error,
+        )
+
+
+def _exact_chunk(path: str, block: bytes | None, n0: int, parse: Callable[[str], _Request | str]) -> tuple[_Chunk, int]:
+    """A block through the exact per-line parser; (chunk, number of its last line)."""
+    lines = [(n0 + 1, _OVERLONG)] if block is None else list(_exact_lines(block, n0))
+    builder = _ChunkBuilder(path, len(lines))
+    for i, (n, line) in enumerate(lines):
+        if line is not _OVERLONG and not line.strip():
+            continue
+        builder.nonblank += 1
+        builder.line(i, n, line, parse, builder.nonblank)
+    return builder.build(), lines[-1][0] if lines else n0
+
+
+def _parse_file(path: Path, spec: _ParserSpec) -> Iterator[_Chunk]:
+    """The chunks of one file, in order: blocks of plain lines in the vectorised parse where the format has one
+    (:func:`_fast_chunk`), the rest line by line. A file that cannot be read to the end ends with an empty
+    chunk carrying the error."""
+    parse = spec.exact()
+    fast = spec.fmt == "nginx" and spec.log_format is None
+    n = 0
+    name = str(path)
+    blocks = _blocks(path)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise BadInput(f"{path}: gzip data broken after line {n} (truncated file?): {exc}") from None
+            yield _ChunkBuilder(name, 0).build(f"{path}: gzip data broken after line {n} (truncated file?): {exc}")
+            return
         except OSError as exc:
-            raise BadInput(f"{path}: cannot read after line {n}: {exc.strerror or exc}") from None
+            yield _ChunkBuilder(name, 0).build(f"{path}: cannot read after line {n}: {exc.strerror or exc}")
+            return
+        parsed = _fast_chunk(name, block, n, spec, parse) if fast and block is not None else None
+        chunk, n = _exact_chunk(name, block, n, parse) if parsed is None else parsed
+        yield chunk
+
+
+def _parse_file_list(path: Path, spec: _ParserSpec) -> list[_Chunk]:
+    """All chunks of one file (for a worker process)."""
+    return list(_parse_file(path, spec))
+
+
+# The built-in nginx format, for lines of plain ASCII fields (a strict subset of _NGINX; anything else takes the
+# exact parser): the time, the request line (no backslash escapes), the status, the extra fields (printable ASCII
+# without quotes, commas, colons or backslashes: each one field, as _nginx_extras reads them).
+_FAST_NGINX = (
+    r'^[\x21-\x7e]+ [\x21-\x7e]+ [\x21-\x7e]+ \[(?P<time>[^\]]*)\] "(?P<request>[^"\\]*)" (?P<status>[0-9]{3}) '
+    r'(?:[0-9]+|-) "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"(?P<extras>(?: [\x21\x23-\x2b\x2d-\x39\x3b-\x5b\x5d-\x7e]+)*)'
+    r"\n?$"
+)
+
+
+def _distinct(values: pa.Array, read: Callable[[str], _T], missing: _T) -> tuple[list[_T], npt.NDArray[np.int64]]:
+    """``read`` applied once per distinct value (``missing`` where it raises _Malformed), and each row's index."""
+    encoded = pc.dictionary_encode(values)
+    out: list[_T] = []
+    for value in encoded.dictionary.to_pylist():
+        try:
+            out.append(read(value))
+        except _Malformed:
+            out.append(missing)
+    return out, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _fast_chunk(
+    path: str, block: bytes, n0: int, spec: _ParserSpec, parse: Callable[[str], _Request | str]
+) -> tuple[_Chunk, int] | None:
+    """A block of the built-in nginx format parsed column-wise (pyarrow's RE2 over the lines, then the time,
+    latency and request line read once per distinct value with the exact per-line functions); the lines this
+    cannot take (other shapes, escapes, bad values, unusable request lines) go through the exact parser in
+    place. None when the block is not plain (carriage returns, bytes that are not UTF-8, a line of
+    ``MAX_LINE_CHARS`` bytes or more): the caller reads it line by line."""
+    if b"\r" in block:
+        return None
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    raw = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block) - 1)
+    offsets = np.concatenate(([0], ends + 1)).astype(np.int32)
+    if len(offsets) > 1 and int(np.diff(offsets).max()) > MAX_LINE_CHARS:
+        return None
+    size = len(offsets) - 1
+    lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
+    fields = pc.extract_regex(lines, _FAST_NGINX)
+    ok = fields.is_valid().to_numpy(zero_copy_only=False)
+    builder = _ChunkBuilder(path, size)
+    if ok.any():
+        _fast_fields(builder, fields.filter(ok), np.flatnonzero(ok), spec)
+    fast = builder.code >= 0
+    slow = np.flatnonzero(~fast)
+    if len(slow):
+        blank = 0
+        for i in slow.tolist():
+            line = block[offsets[i] : offsets[i + 1]].decode("utf-8").rstrip("\n")
+            if not line.strip():
+                blank += 1
+                continue
+            builder.line(i, n0 + i + 1, line, parse, i - blank + 1)  # fast rows are never blank
+        builder.nonblank = size - blank
+    else:
+        builder.nonblank = size
+    return builder.build(), n0 + size
+
+
+def _fast_fields(
+    builder: _ChunkBuilder, fields: pa.StructArray, rows: npt.NDArray[np.int64], spec: _ParserSpec
+) -> None:
+    """Fill ``builder`` for the ``rows`` whose fields every per-value reader accepts (the rest stay for the exact
+    parser)."""
+    times, time_at = _distinct(fields.field("time"), _nginx_time, math.nan)
+    t = np.asarray(times, dtype=np.float64)[time_at]
+    status = pc.cast(fields.field("status"), pa.int64()).to_numpy(zero_copy_only=False)
+    latency = _timing(fields.field("extras"), spec.timing_field)
+    requests, request_at = _distinct(fields.field("request"), _fast_request, None)
+    codes = np.asarray([-1 if r is None else builder.code_of(*r) for r in requests], dtype=np.int64)[request_at]
+    good = ~np.isnan(t) & ~np.isnan(latency[0]) & (codes >= 0)  # latency[0] NaN: the exact parser decides
+    closed = status == NGINX_CLIENT_CLOSED
+    ms = np.where(closed, np.nan, latency[1])
+    if spec.arrival:
+        t = np.where(np.isnan(ms), t, t - ms / 1000.0)
+    at = rows[good]
+    builder.code[at] = codes[good]
+    builder.t[at] = t[good]
+    builder.latency[at] = ms[good]
+    builder.errors[at] = ((status >= 500) | closed)[good]
+
+
+def _fast_request(text: str) -> tuple[str, str] | None:
+    """(method, target) of a request line; None when it is not one (the exact parser then skips it)."""
+    return _request_line(text)
+
+
+def _timing(extras: pa.Array, timing_field: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(0 where the timing field reads, NaN where the exact parser must decide; latency ms, NaN for none) of
+    each row's extra fields (`` a b c``: one field each), field ``timing_field`` (negative from the end; a
+    missing one is ``-``)."""
+    tokens = pc.split_pattern(extras, " ")
+    offsets = tokens.offsets.to_numpy()
+    count = np.diff(offsets) - 1  # the leading space gives an empty first item
+    index = np.full(len(count), timing_field) if timing_field >= 0 else count + timing_field
+    present = (index >= 0) & (index < count)
+    flat = tokens.flatten()
+    where = np.where(present, offsets[:-1] + 1 + index, 0)
+    chosen = flat.take(pa.array(where)) if len(flat) else pa.array([""] * len(count), pa.string())
+    chosen = pc.if_else(pa.array(present), chosen, pa.scalar("-"))
+    values, at = _distinct(chosen, _fast_latency, (math.nan, math.nan))
+    pairs = np.asarray(values, dtype=np.float64).reshape(-1, 2)[at] if values else np.zeros((0, 2))
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _fast_latency(field: str) -> tuple[float, float]:
+    """(0, ms or NaN for none) of a timing field, as the exact parser reads it (_Malformed propagates)."""
+    ms = _nginx_latency(field)
+    return 0.0, math.nan if ms is None else ms
 
 
 class _Collector:
@@ -625,6 +936,7 @@ class _Collector:
         pool_limit: int,
         max_malformed_share: float,
         keep: tuple[float, float] | None = None,
+        interval_s: float | None = None,
     ) -> None:
         self.route_map = route_map
         self.keep = keep  # [lo, hi) Unix s: requests timed outside are counted and dropped
@@ -646,10 +958,8 @@ class _Collector:
         self.shape_overflow: list[int] = []  # per endpoint: requests whose shape was over MAX_QUERY_SHAPES
         self.query_pools: list[dict[str, dict[str, None]]] = []  # per endpoint: query name → distinct values
         self.query_dropped: dict[str, int] = {}  # reason → query values left out of the pools
-        self.endpoint_of = array("I")
-        self.times = array("d")
-        self.latencies = array("d")  # NaN: no latency
-        self.errors = array("B")
+        self.filled: dict[tuple[int, str], int] = {}  # query pool → the chunk position that filled it
+        self.requests = RequestAggregator(TIMELINE_INTERVALS_S, MAX_TIMELINE_POINTS, interval_s=interval_s)
 
     def bad(self, where: str, why: str) -> None:
         self.malformed += 1
@@ -663,7 +973,8 @@ class _Collector:
         if len(self.skipped_examples) < MAX_EXAMPLES:
             self.skipped_examples.append(f"{where}: {why}")
 
-    def _endpoint(self, method: str, path: str) -> tuple[int, dict[str, str]]:
+    def _endpoint(self, method: str, path: str) -> tuple[int, dict[str, str], bool]:
+        """(endpoint number, placeholder values, whether a given route map missed it) of one request."""
         found = self.route_map.match(method, path) if self.route_map is not None else None
         if found is not None:
             route, values, resource = found.endpoint.route, dict(found.params), found.resource
@@ -682,15 +993,17 @@ class _Collector:
             self.query_pools.append({})
             if found is None and self.route_map is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
                 self.unmatched_examples.append(f"{method} {route}")
-        if found is None and self.route_map is not None:
-            self.unmatched += 1
-        return number, values
+        missed = found is None and self.route_map is not None
+        self.unmatched += missed
+        return number, values, missed
 
-    def add(self, request: _Request) -> None:
-        t, method, target, latency, error = request
+    def _add_target(self, method: str, target: str, position: int) -> _Target:
+        """The first request of a chunk to ``target``: endpoint, path and query pools, query shape, exactly as
+        every request was once added one by one; ``position``: its place among the chunk's requests (a query
+        pool filled by it is full for the chunk's later requests)."""
         path, _, query = target.partition("?")
-        number, values = self._endpoint(method, encode_path(path))
-        self._add_query(number, query)
+        number, values, unmatched = self._endpoint(method, encode_path(path))
+        shape, private = self._add_query(number, query, position)
         pools = self.pools[number]
         for name, raw in values.items():
             pool = pools.setdefault(name, {})
@@ -698,16 +1011,18 @@ class _Collector:
                 value = _pool_value(raw)
                 if value is not None:
                     pool.setdefault(value, None)
-        self.endpoint_of.append(number)
-        self.times.append(t)
-        self.latencies.append(math.nan if latency is None else latency)
-        self.errors.append(error)
-        self.no_latency += latency is None
+        return _Target(number, unmatched, shape, tuple(private))
 
-    def _add_query(self, number: int, query: str) -> None:
-        """Count the query string's shape for endpoint ``number`` and pool its values (see module docstring)."""
+    def _add_query(
+        self, number: int, query: str, position: int
+    ) -> tuple[tuple[tuple[str, bool], ...] | None, list[tuple[tuple[int, str], str]]]:
+        """Count the query string's shape for endpoint ``number`` and pool its values (see module docstring).
+        Returns the shape (None when over the cap: counted in the overflow) and the values left out of a pool
+        that had room, as ((endpoint, name), why): a later request with the same query string drops them again
+        while that pool has room."""
         shapes = self.shapes[number]
         shape: tuple[tuple[str, bool], ...] = ()
+        private: list[tuple[tuple[int, str], str]] = []
         if query:
             names = []
             pools = self.query_pools[number]
@@ -724,46 +1039,97 @@ class _Collector:
                 why = "not UTF-8" if value is None else private_value(name, value)
                 if why is not None:
                     self.query_dropped[why] = self.query_dropped.get(why, 0) + 1
+                    private.append(((number, name), why))
                 elif value is not None:
                     pool.setdefault(value, None)
+                    if len(pool) == self.pool_limit:
+                        self.filled.setdefault((number, name), position)
             shape = tuple(names)
         if shape in shapes or len(shapes) < MAX_QUERY_SHAPES:
             shapes[shape] = shapes.get(shape, 0) + 1
-        else:
-            self.shape_overflow[number] += 1
+            return shape, private
+        self.shape_overflow[number] += 1
+        return None, private
 
-    def read(self, path: Path, parse: Callable[[str], _Request | str]) -> None:
-        for n, line in _lines(path):
-            if not line.strip():
+    def consume(self, chunk: _Chunk) -> RequestChunk | None:
+        """Count a chunk's lines and events, then add its requests (those in the kept span) in line order;
+        returns the requests folded (None when none was kept)."""
+        for ordinal, malformed, text in chunk.events:
+            if not malformed:
+                where, why = text.split(": ", 1)
+                self.skip(where, why)
                 continue
-            self.lines += 1
-            try:
-                if line is _OVERLONG:
-                    raise _Malformed(f"longer than {MAX_LINE_CHARS} characters")
-                parsed = parse(line)
-            except _Malformed as exc:
-                self.bad(f"{path}:{n}", str(exc))
-                if self.malformed == self.lines == EARLY_REFUSAL_LINES and self.max_malformed_share < 1.0:
-                    raise BadInput(
-                        f"{path}: the first {self.lines} lines are all malformed; first: {self.malformed_examples[0]}"
-                    ) from None
-                continue
-            if isinstance(parsed, str):
-                self.skip(f"{path}:{n}", parsed)
-            elif self.keep is None or self.keep[0] <= parsed[0] < self.keep[1]:
-                self.add(parsed)
-            else:
-                self.drop(parsed[0])
+            self.malformed += 1
+            if len(self.malformed_examples) < MAX_EXAMPLES:
+                self.malformed_examples.append(text)
+            at = self.lines + ordinal
+            if self.malformed == at == EARLY_REFUSAL_LINES and self.max_malformed_share < 1.0:
+                raise BadInput(
+                    f"{chunk.path}: the first {at} lines are all malformed; first: {self.malformed_examples[0]}"
+                )
+        self.lines += chunk.nonblank
+        if chunk.error is not None:
+            raise BadInput(chunk.error)
+        code, t, latency, errors = chunk.code, chunk.t, chunk.latency, chunk.errors
+        if self.keep is not None and len(t):
+            kept = (self.keep[0] <= t) & (t < self.keep[1])
+            if not kept.all():
+                out = t[~kept]
+                early = int(np.count_nonzero(out < self.keep[0]))
+                self.before += early
+                self.after += len(out) - early
+                self.outside_first = min(self.outside_first, float(out.min()))
+                self.outside_last = max(self.outside_last, float(out.max()))
+                code, t, latency, errors = code[kept], t[kept], latency[kept], errors[kept]
+        if not len(t):
+            return None
+        endpoint = self._targets(chunk.keys, code)
+        self.no_latency += int(np.count_nonzero(np.isnan(latency)))
+        requests = RequestChunk(tuple(self.index), endpoint, t, latency, errors)
+        self.requests.add(requests)
+        return requests
 
-    def drop(self, t: float) -> None:
-        """A request outside the kept span: counted, not recorded."""
-        assert self.keep is not None
-        if t < self.keep[0]:
-            self.before += 1
-        else:
-            self.after += 1
-        self.outside_first = min(self.outside_first, t)
-        self.outside_last = max(self.outside_last, t)
+    def _targets(self, keys: tuple[tuple[str, str], ...], code: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each request's endpoint number; the endpoints, pools and shapes of the distinct targets added in the
+        order of their first request, the later requests to the same target counted (shapes, unmatched, values
+        dropped while their pool had room) — the same as adding every request in turn."""
+        self.filled = {}
+        codes, first, counts = np.unique(code, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        number = np.zeros(len(keys), dtype=np.int64)
+        private: list[tuple[int, int, tuple[tuple[tuple[int, str], str], ...]]] = []
+        for k in order.tolist():
+            c, position, later = int(codes[k]), int(first[k]), int(counts[k]) - 1
+            target = self._add_target(*keys[c], position)
+            number[c] = target.number
+            if later:
+                if target.shape is None:
+                    self.shape_overflow[target.number] += later
+                else:
+                    shapes = self.shapes[target.number]
+                    shapes[target.shape] += later
+                self.unmatched += later * target.unmatched
+                if target.private:
+                    private.append((c, position, target.private))
+        if private:
+            self._drop_again(code, private)
+        return number[code]
+
+    def _drop_again(
+        self, code: npt.NDArray[np.int64], private: list[tuple[int, int, tuple[tuple[tuple[int, str], str], ...]]]
+    ) -> None:
+        """Count the values left out again by the later requests of a chunk with the same query string, while
+        their pool still had room (a pool filled at a position is full for the requests after it)."""
+        order = np.argsort(code, kind="stable")
+        ordered = code[order]
+        for c, first, parts in private:
+            lo, hi = np.searchsorted(ordered, [c, c + 1])
+            positions = order[lo:hi]  # ascending: a stable sort keeps line order
+            for pool, why in parts:
+                until = self.filled.get(pool, len(code))
+                again = int(np.count_nonzero((positions > first) & (positions < until)))
+                if again:
+                    self.query_dropped[why] = self.query_dropped.get(why, 0) + again
 
 
 def _pool_value(raw: str) -> str | None:
@@ -848,27 +1214,19 @@ def _describe(fmt: str, files: list[Path]) -> str:
 def _measurement(
     c: _Collector, fmt: str, files: list[Path], labels: dict[str, str], window: Window | None
 ) -> Measurement:
-    times = np.frombuffer(c.times, dtype=np.float64)
-    first, last = float(times.min()), float(times.max())
     if window is None:
-        start, end = datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last + WINDOW_TAIL_S, UTC)
+        start = datetime.fromtimestamp(c.requests.first_s, UTC)
+        end = datetime.fromtimestamp(c.requests.last_s + WINDOW_TAIL_S, UTC)
     else:
         start, end = window.start, window.end
-    recorder = Recorder(timeline_interval_for((end - start).total_seconds()))
-    keys = list(c.index)
-    order = np.argsort(times, kind="stable")
-    for i in order.tolist():
-        method, route = keys[c.endpoint_of[i]]
-        latency = c.latencies[i]
-        recorder.record(method, route, c.times[i], None if math.isnan(latency) else latency, bool(c.errors[i]))
-    measured = recorder.to_measurement(
+    measured = c.requests.to_measurement(
         source=Source(SourceKind.ACCESS_LOG, description=_describe(fmt, files)),
         start=start,
         end=end,
         latency_kind=LatencyKind.SERVER,
         labels=labels,
     )
-    number = {key: i for i, key in enumerate(keys)}
+    number = {key: i for i, key in enumerate(c.index)}
     return replace(measured, endpoints=tuple(_with_request(e, c, number) for e in measured.endpoints))
 
 
@@ -926,6 +1284,7 @@ def read_access_logs(
     window_slack_s: float = WINDOW_SLACK_S,
     log_format: str | None = None,
     latency_field: str | None = None,
+    workers: int | None = None,
 ) -> AccessLogResult:
     """Read access log files (plain or gzip) of format ``fmt`` (``alb`` | ``nginx``) into a baseline.
 
@@ -943,6 +1302,10 @@ def read_access_logs(
     ``log_format`` (nginx only): the format string, the whole ``log_format`` directive, or ``combined``
     (:func:`parity.sources.nginx_format.compile_log_format`); lines must then match it exactly, and
     ``latency_field`` names the latency variable (default ``request_time``; ``timing_field`` is not used).
+
+    ``workers``: processes parsing files at once (None: one per core when there are several files of
+    ``POOL_MIN_BYTES`` in all; 1: none besides this one). The files' chunks are added in file order whatever the
+    pool, so the result does not depend on it.
     """
     _check_options(fmt, max_malformed_share, pool_limit)
     if not (window_slack_s >= 0 and math.isfinite(window_slack_s)):
@@ -952,16 +1315,14 @@ def read_access_logs(
         raise BadInput("no access log files given")
     arrival = window is not None
     compiled = _log_format(fmt, log_format, latency_field)
-    if compiled is not None:
-        parse = _log_format_parser(compiled, arrival)
-    else:
-        parse = _alb_parser(arrival) if fmt == "alb" else _nginx_parser(timing_field, arrival)
-    keep = None
+    spec = _ParserSpec(fmt, timing_field, arrival, log_format, latency_field)
+    keep = interval_s = None
     if window is not None:
         keep = (window.start.timestamp() - window_slack_s, window.end.timestamp() + window_slack_s)
-    collector = _Collector(route_map, pool_limit, max_malformed_share, keep)
-    for path in files:
-        collector.read(path, parse)
+        interval_s = timeline_interval_for((window.end - window.start).total_seconds())
+    collector = _Collector(route_map, pool_limit, max_malformed_share, keep, interval_s)
+    for chunk in _chunks(files, spec, workers):
+        collector.consume(chunk)
     named = files[0] if len(files) == 1 else f"{files[0]} (+{len(files) - 1} more)"
     if collector.lines == 0:
         raise BadInput(f"{named}: no log lines")
@@ -971,9 +1332,9 @@ def read_access_logs(
             f"{named}: {collector.malformed} of {collector.lines} lines ({share:.2%}) are malformed, more than "
             f"the {max_malformed_share:.2%} allowed; first: {collector.malformed_examples[0]}"
         )
-    if not collector.times and window is not None and collector.before + collector.after:
+    if not collector.requests.count and window is not None and collector.before + collector.after:
         raise BadInput(_none_in_window(named, collector, window, window_slack_s))
-    if not collector.times:
+    if not collector.requests.count:
         raise BadInput(
             f"{named}: no requests in {collector.lines} lines ({collector.malformed} malformed, "
             f"{collector.skipped} skipped)"
@@ -1003,6 +1364,45 @@ def read_access_logs(
         before_window=collector.before,
         after_window=collector.after,
     )
+
+
+def _chunks(files: list[Path], spec: _ParserSpec, workers: int | None) -> Iterator[_Chunk]:
+    """Every file's chunks in file order: parsed here, or by a pool of ``workers`` processes one file each
+    (see :func:`read_access_logs`)."""
+    if workers is None:
+        workers = _auto_workers(files)
+    if workers <= 1 or len(files) < 2:
+        for path in files:
+            yield from _parse_file(path, spec)
+        return
+    context = multiprocessing.get_context(
+        "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+        # at most 2 files per worker in flight: memory stays bounded by a few files' parsed columns
+        pending: deque[Future[list[_Chunk]]] = deque()
+        queue = iter(files)
+        for path in itertools.islice(queue, 2 * workers):
+            pending.append(pool.submit(_parse_file_list, path, spec))
+        while pending:
+            chunks = pending.popleft().result()
+            for path in itertools.islice(queue, 1):
+                pending.append(pool.submit(_parse_file_list, path, spec))
+            yield from chunks
+
+
+def _auto_workers(files: list[Path]) -> int:
+    """One process per core (at most ``MAX_WORKERS``) for several files of ``POOL_MIN_BYTES`` in all, else 1."""
+    cores = os.cpu_count() or 1
+    if len(files) < 2 or cores < 2:
+        return 1
+    size = 0
+    for path in files:
+        try:
+            size += path.stat().st_size
+        except OSError:
+            return 1  # reported when read, in order
+    return min(cores, MAX_WORKERS) if size >= POOL_MIN_BYTES else 1
 
 
 def _utc(t: float) -> str:

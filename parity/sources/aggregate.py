@@ -61,8 +61,6 @@ NONE_SLOT = KEY_HI - KEY_LO + 2  # requests without a latency
 BUCKET_BIAS = 1 << (BUCKET_BITS - 1)
 MAX_ENDPOINTS = 1 << ENDPOINT_BITS
 assert NONE_SLOT < 1 << SLOT_BITS
-#: Pending chunk tables are merged into the running one when they hold this many entries (or as many as it).
-COMPACT_AT = 1 << 21
 #: A chunk whose endpoints × buckets exceed this is grouped by sorting instead of a dense index.
 DENSE_CELLS = 1 << 22
 _MICRO = 1_000_000
@@ -102,53 +100,85 @@ def _reduce_sorted(
     return (codes[starts], *(op.reduceat(c, starts) for c, op in columns))
 
 
+def _recoded(
+    codes: npt.NDArray[np.int64],
+    slot_bits: int,
+    factor: int,
+    shift: int = 0,
+    numbers: npt.NDArray[np.int64] | None = None,
+) -> npt.NDArray[np.int64]:
+    """``codes`` (endpoint, bucket, then ``slot_bits`` of slot) with each bucket moved by ``shift`` and merged
+    ``factor`` to one, and endpoints renumbered through ``numbers``; not necessarily ascending any more."""
+    low = codes & ((1 << slot_bits) - 1)
+    bucket = ((codes >> slot_bits) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS + shift
+    bucket = np.floor_divide(bucket, factor) + BUCKET_BIAS
+    if (bucket < 0).any() or (bucket >= 1 << BUCKET_BITS).any():
+        raise ValueError("requests span too many timeline buckets")
+    endpoint = codes >> (slot_bits + BUCKET_BITS)
+    if numbers is not None:
+        endpoint = numbers[endpoint]
+    out: npt.NDArray[np.int64] = (endpoint << (slot_bits + BUCKET_BITS)) | (bucket << slot_bits) | low
+    return out
+
+
 class _Table:
-    """A sorted table of distinct int64 codes with columns merged by ufuncs; chunks are appended and merged
-    in batches (so a chunk costs about its own size, not the table's)."""
+    """A sorted table of distinct int64 codes with columns combined by ufuncs (``np.add``, ``np.minimum``,
+    ``np.maximum``). A chunk's codes are merged in with a binary search: codes already there combine in place,
+    new ones are inserted, so merging costs one copy of the table at most, and no sort."""
 
     def __init__(self, ops: Sequence[np.ufunc], dtypes: Sequence[type]) -> None:
         self.ops = tuple(ops)
         self.dtypes = tuple(dtypes)
         self.codes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
         self.columns: list[npt.NDArray[Any]] = [np.empty(0, dtype=d) for d in dtypes]
-        self._pending: list[tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]] = []
-        self._pending_size = 0
+
+    def copy(self) -> _Table:
+        out = _Table(self.ops, self.dtypes)
+        out.codes, out.columns = self.codes, list(self.columns)
+        return out
 
     def add(self, codes: npt.NDArray[np.int64], columns: Sequence[npt.NDArray[Any]]) -> None:
-        """Distinct ascending ``codes`` with their columns."""
+        """Merge distinct ascending ``codes`` with their columns into the table."""
         if not len(codes):
             return
-        self._pending.append((codes, list(columns)))
-        self._pending_size += len(codes)
-        if self._pending_size >= max(COMPACT_AT, len(self.codes)):
-            self.compact()
-
-    def compact(self) -> None:
-        if not self._pending:
+        if not len(self.codes):
+            self.codes, self.columns = (
+                codes,
+                [np.asarray(c, dtype=d) for c, d in zip(columns, self.dtypes, strict=True)],
+            )
             return
-        parts = [(self.codes, self.columns), *self._pending]
-        self._pending, self._pending_size = [], 0
-        codes = np.concatenate([p[0] for p in parts])
-        order = np.argsort(codes, kind="stable")
-        merged = _reduce_sorted(
-            codes[order],
-            *((np.concatenate([p[1][i] for p in parts])[order], op) for i, op in enumerate(self.ops)),
-        )
-        self.codes, self.columns = merged[0], list(merged[1:])
+        at = np.searchsorted(self.codes, codes)
+        found = self.codes[np.minimum(at, len(self.codes) - 1)] == codes
+        there = at[found]
+        for column, value, op in zip(self.columns, columns, self.ops, strict=True):
+            column[there] = op(column[there], value[found])
+        if found.all():
+            return
+        new = ~found
+        size = len(self.codes) + int(new.sum())
+        placed = at[new] + np.arange(int(new.sum()))  # where the new codes land in the merged table
+        old = np.ones(size, dtype=np.bool_)
+        old[placed] = False
+        merged = []
+        for column, value in zip([self.codes, *self.columns], [codes, *columns], strict=True):
+            out = np.empty(size, dtype=column.dtype)
+            out[placed] = value[new]
+            out[old] = column
+            merged.append(out)
+        self.codes, self.columns = merged[0], merged[1:]
 
     def recode(self, codes: npt.NDArray[np.int64]) -> None:
         """Replace the codes by ``codes`` (same length; maybe no longer distinct or ascending: coarser buckets
         interleave their bins)."""
-        self.compact()
         columns = self.columns
         if len(codes) > 1 and (codes[1:] < codes[:-1]).any():
-            order = np.argsort(codes, kind="stable")
+            order = np.argsort(codes)  # any order within equal codes: their columns combine exactly (counts)
             codes, columns = codes[order], [c[order] for c in columns]
         merged = _reduce_sorted(codes, *zip(columns, self.ops, strict=True))
         self.codes, self.columns = merged[0], list(merged[1:])
 
     def __len__(self) -> int:
-        return len(self.codes) + self._pending_size
+        return len(self.codes)
 
 
 class RequestAggregator:
@@ -185,6 +215,7 @@ class RequestAggregator:
         self._numbers: dict[tuple[str, str], int] = {}
         # (endpoint, bucket, slot) → requests
         self._bins = _Table((np.add,), (np.int64,))
+        self._frozen: list[tuple[int, _Table]] = []  # bins in the coarser bases' buckets: (base µs, table)
         # (endpoint, bucket) → requests, errors, latencies, latency sum ms, min ms, max ms
         self._cells = _Table(
             (np.add, np.add, np.add, np.add, np.minimum, np.maximum),
@@ -203,17 +234,14 @@ class RequestAggregator:
         return reduce(math.gcd, [u for u, i in zip(self._ladder_us, self.intervals, strict=True) if i >= chosen])
 
     def _rebase(self, base_us: int) -> None:
-        """Merge the buckets into ``base_us`` buckets (a multiple of the current base)."""
+        """Go on in ``base_us`` buckets (a multiple of the current base): the cells are merged into them; the bins
+        so far are kept as they are (merged into the final interval at the end: re-sorting them now would cost a
+        sort of the table each time the span grows)."""
         factor = base_us // self._base_us
+        self._frozen.append((self._base_us, self._bins))
+        self._bins = _Table((np.add,), (np.int64,))
+        self._cells.recode(_recoded(self._cells.codes, 0, factor))
         self._base_us = base_us
-        for table in (self._bins, self._cells):
-            table.compact()
-            shift = SLOT_BITS if table is self._bins else 0
-            bucket = ((table.codes >> shift) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS
-            coarse = np.floor_divide(bucket, factor) + BUCKET_BIAS
-            rest = table.codes & ((1 << shift) - 1)
-            endpoint = table.codes >> (shift + BUCKET_BITS)
-            table.recode((endpoint << (shift + BUCKET_BITS)) | (coarse << shift) | rest)
 
     # --- folding ---------------------------------------------------------------------------------------
 
@@ -261,25 +289,29 @@ class RequestAggregator:
         positive = answered & (value > 0.0)
         slot[answered & ~positive] = ZERO_SLOT
         slot[positive] = _SKETCH.keys_of(value[positive]) - KEY_LO + 1
-        cell = (endpoint << BUCKET_BITS) | (bucket + BUCKET_BIAS)
-        codes = np.sort((cell << SLOT_BITS) | slot)
-        bins, counts = _reduce_sorted(codes, (np.ones(n, dtype=np.int64), np.add))
-        self._bins.add(bins, [counts])
-        self._add_cells(cell, np.asarray(chunk.errors, dtype=np.bool_), answered, value)
+        bucket += BUCKET_BIAS
+        codes = np.sort((((endpoint << BUCKET_BITS) | bucket) << SLOT_BITS) | slot)
+        starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+        self._bins.add(codes[starts], [np.diff(np.append(starts, n))])
+        self._add_cells(endpoint, bucket, np.asarray(chunk.errors, dtype=np.bool_), answered, value)
 
     def _add_cells(
         self,
-        cell: npt.NDArray[np.int64],
+        endpoint: npt.NDArray[np.int64],
+        bucket: npt.NDArray[np.int64],
         errors: npt.NDArray[np.bool_],
         answered: npt.NDArray[np.bool_],
         value: npt.NDArray[np.float64],
     ) -> None:
-        lo, hi = int(cell.min()), int(cell.max())
-        if hi - lo < DENSE_CELLS:
-            index, size = cell - lo, hi - lo + 1
+        """Per endpoint × bucket cell of the chunk: requests, errors, latencies, their sum, min and max, grouped
+        through a dense index (endpoint × the chunk's bucket range) when it is small enough, else by sorting."""
+        first, last = int(bucket.min()), int(bucket.max())
+        width = last - first + 1
+        if len(self._keys) * width <= DENSE_CELLS:
+            index, size = endpoint * width + (bucket - first), len(self._keys) * width
         else:
-            uniques, index = np.unique(cell, return_inverse=True)
-            lo, size = 0, len(uniques)
+            uniques, index = np.unique((endpoint << BUCKET_BITS) | bucket, return_inverse=True)
+            size = len(uniques)
         requests = np.bincount(index, minlength=size)
         seen = np.flatnonzero(requests)
         got = index[answered]
@@ -295,7 +327,10 @@ class RequestAggregator:
             low[seen],
             high[seen],
         ]
-        codes = seen + lo if hi - lo < DENSE_CELLS else uniques[seen]
+        if len(self._keys) * width <= DENSE_CELLS:
+            codes = ((seen // width) << BUCKET_BITS) | (seen % width + first)
+        else:
+            codes = uniques[seen]
         self._cells.add(codes.astype(np.int64), columns)
 
     def merge(self, other: RequestAggregator) -> None:
@@ -315,20 +350,20 @@ class RequestAggregator:
         if base != self._base_us:
             self._rebase(base)
         numbers = self._numbers_of(other._keys)
+        for their_base, table in [*other._frozen, (other._base_us, other._bins)]:
+            shift = (other._origin_us - self._origin_us) // their_base
+            recoded = _recoded(table.codes, SLOT_BITS, 1, shift, numbers)
+            order = np.argsort(recoded)
+            mine = _Table(table.ops, table.dtypes)
+            mine.codes, mine.columns = recoded[order], [c[order] for c in table.columns]
+            self._frozen.append((their_base, mine))
         shift = (other._origin_us - self._origin_us) // other._base_us
-        factor = base // other._base_us
-        for mine, theirs, slot_bits in ((self._bins, other._bins, SLOT_BITS), (self._cells, other._cells, 0)):
-            theirs.compact()
-            codes = theirs.codes
-            bucket = ((codes >> slot_bits) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS + shift
-            bucket = np.floor_divide(bucket, factor) + BUCKET_BIAS
-            endpoint = numbers[codes >> (slot_bits + BUCKET_BITS)]
-            recoded = (endpoint << (slot_bits + BUCKET_BITS)) | (bucket << slot_bits) | (codes & ((1 << slot_bits) - 1))
-            order = np.argsort(recoded, kind="stable")
-            merged = _reduce_sorted(
-                recoded[order], *((c[order], op) for c, op in zip(theirs.columns, mine.ops, strict=True))
-            )
-            mine.add(merged[0], merged[1:])
+        recoded = _recoded(other._cells.codes, 0, base // other._base_us, shift, numbers)
+        order = np.argsort(recoded, kind="stable")
+        merged = _reduce_sorted(
+            recoded[order], *((c[order], op) for c, op in zip(other._cells.columns, other._cells.ops, strict=True))
+        )
+        self._cells.add(merged[0], merged[1:])
         self.count += other.count
 
     # --- the Measurement -------------------------------------------------------------------------------
@@ -353,10 +388,10 @@ class RequestAggregator:
         interval_us = round(interval_s * _MICRO)
         if interval_us % self._base_us:
             raise ValueError(f"the span {start} to {end} does not cover the requests' send times")
-        factor = interval_us // self._base_us
         origin = 0 if self._origin_us is None else self._origin_us // interval_us
-        bins = self._final(self._bins, SLOT_BITS, factor)
-        cells = self._final(self._cells, 0, factor)
+        bins = self._final_bins(interval_us)
+        cells = self._cells.copy()
+        cells.recode(_recoded(cells.codes, 0, interval_us // self._base_us))
         first_b = math.floor(start.timestamp() / interval_s)
         last_b = math.ceil(end.timestamp() / interval_s) - 1
         cell_endpoint = cells.codes >> BUCKET_BITS
@@ -414,19 +449,15 @@ class RequestAggregator:
             labels=labels or {},
         )
 
-    def _final(self, table: _Table, slot_bits: int, factor: int) -> _Table:
-        """A copy of ``table`` with buckets of ``factor`` base buckets each."""
-        table.compact()
-        out = _Table(table.ops, table.dtypes)
-        out.codes, out.columns = table.codes, list(table.columns)
-        if factor != 1:
-            codes = table.codes
-            bucket = ((codes >> slot_bits) & ((1 << BUCKET_BITS) - 1)) - BUCKET_BIAS
-            coarse = np.floor_divide(bucket, factor) + BUCKET_BIAS
-            endpoint = codes >> (slot_bits + BUCKET_BITS)
-            out.recode(
-                (endpoint << (slot_bits + BUCKET_BITS)) | (coarse << slot_bits) | (codes & ((1 << slot_bits) - 1))
-            )
+    def _final_bins(self, interval_us: int) -> _Table:
+        """All bins (the current base's and the frozen ones) in buckets of ``interval_us``, in one sorted table."""
+        tables = [*self._frozen, (self._base_us, self._bins)]
+        out = _Table((np.add,), (np.int64,))
+        if len(tables) == 1 and interval_us == self._base_us:
+            return self._bins.copy()
+        out.codes = np.concatenate([_recoded(t.codes, SLOT_BITS, interval_us // base) for base, t in tables])
+        out.columns = [np.concatenate([t.columns[0] for _, t in tables])]
+        out.recode(out.codes)
         return out
 
 

@@ -28,8 +28,9 @@ groups are closed loop (see ``SourceKind.closed_loop``). Times must lie between 
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -40,7 +41,7 @@ import numpy.typing as npt
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
 from parity.model import Measurement, Source, SourceKind
-from parity.sources.load_tool import request_measurement, split_label
+from parity.sources.load_tool import Endpoints, LinedChunk, RequestChunk, endpoint_codes, fold_requests, split_label
 
 __all__ = ["REQUIRED_CSV_FIELDS", "read_jtl_csv", "read_jtl_xml", "sniff"]
 
@@ -52,6 +53,7 @@ TRANSACTION_MESSAGE = "Number of samples in transaction"
 NO_RESPONSE_CODE = "Non HTTP response code"
 _HEADERLESS = re.compile(r"^\d{10,13}[,;\t|]\d+[,;\t|]")
 _SAMPLE_TAGS = frozenset({"httpSample", "sample"})
+_XML_READ_BYTES = 1 << 20
 
 Reader = Callable[[Path], Measurement]
 
@@ -72,73 +74,122 @@ def sniff(path: Path, head: str) -> Reader | None:
     return None
 
 
-def _bad_row(
-    path: Path, bad: npt.NDArray[np.bool_], lines: npt.NDArray[np.int64], column: str, what: str, shown: Any
-) -> None:
-    if bad.any():
-        i = int(bad.argmax())
-        text = str(shown[i])
-        text = text if len(text) <= 40 else text[:37] + "..."
-        raise BadInput(f"{path}: line {lines[i]}: {column}: expected {what}, got {text!r}")
+#: Checks of the sample columns, in the order their failures are reported (the first bad value of the first
+#: failed check in the file wins, wherever it is).
+_CHECKS = ("timeStamp", "elapsed", "success", "label")
+#: Samples per chunk (XML) / bytes per block (CSV): memory is bounded by these, not by the file.
+XML_CHUNK_SAMPLES = 200_000
+CSV_BLOCK_BYTES = 16 << 20
 
 
-def _columns(
-    path: Path,
-    *,
-    ts: Any,
-    elapsed: Any,
-    success: Any,
-    codes: Any,
-    labels: list[str],
-    lines: npt.NDArray[np.int64],
-    description: str,
-    fmt: str,
-) -> Measurement:
-    """Checked per-sample columns (text or numbers, one entry per sample) → Measurement."""
+def _shown(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_EXPECTED = {
+    "timeStamp": "epoch milliseconds between 1970 and 2100 (jmeter.save.saveservice.timestamp_format=ms)",
+    "elapsed": f"a time in ms (0 to {MAX_LATENCY_MS:g})",
+    "success": "true or false",
+    "label": "a sampler label",
+}
+
+
+class _Checked:
+    """Sample columns → chunks of requests, remembering the first bad value of each check across chunks
+    (reported at the end in ``_CHECKS`` order, as a whole-file check would)."""
+
+    def __init__(self) -> None:
+        self.bad: dict[str, tuple[int, str]] = {}
+        self.endpoints = Endpoints()
+
+    def error(self, path: Path) -> BadInput | None:
+        """The BadInput of the first failed check, None when every value so far was good."""
+        for column in _CHECKS:
+            if column in self.bad:
+                line, text = self.bad[column]
+                return BadInput(f"{path}: line {line}: {column}: expected {_EXPECTED[column]}, got {text!r}")
+        return None
+
+    def _note(self, column: str, bad: npt.NDArray[np.bool_], lines: npt.NDArray[np.int64], shown: Any) -> None:
+        if column not in self.bad and bad.any():
+            i = int(bad.argmax())
+            self.bad[column] = (int(lines[i]), _shown(shown[i].as_py() if hasattr(shown, "type") else shown[i]))
+
+    def chunk(self, *, ts: Any, elapsed: Any, success: Any, codes: Any, labels: Any,
+              lines: npt.NDArray[np.int64]) -> LinedChunk | None:  # fmt: skip
+        """Per-sample text columns (pyarrow string arrays, one entry per sample) → a chunk; None when a value
+        is bad (noted for the message) or an earlier chunk had one."""
+        ts_ms = _numbers(ts)
+        with np.errstate(invalid="ignore"):
+            self._note(
+                "timeStamp",
+                ~(np.isfinite(ts_ms) & (ts_ms >= MIN_UNIX_S * 1000) & (ts_ms <= MAX_UNIX_S * 1000)),
+                lines,
+                ts,
+            )
+            ms = _numbers(elapsed)
+            self._note("elapsed", ~(np.isfinite(ms) & (ms >= 0) & (ms <= MAX_LATENCY_MS)), lines, elapsed)
+        flags, flag_index = _encode(success)
+        verdict = [str(f).strip().lower() for f in flags]
+        good = np.asarray([v in ("true", "false") for v in verdict] + [True], dtype=np.bool_)
+        self._note("success", ~good[flag_index], lines, success)
+        names, label_index = _encode(labels)
+        filled = np.asarray([bool(str(n).strip()) for n in names] + [True], dtype=np.bool_)
+        self._note("label", ~filled[label_index], lines, labels)
+        if self.bad:
+            return None
+        errors = np.asarray([v != "true" for v in verdict] + [False], dtype=np.bool_)[flag_index]
+        if codes is not None:
+            import pyarrow.compute as pc
+
+            unanswered = pc.fill_null(pc.starts_with(codes, NO_RESPONSE_CODE), False).to_numpy(zero_copy_only=False)
+            ms = np.where(unanswered, np.nan, ms)
+        keys, endpoint = endpoint_codes([""], np.zeros(len(label_index), dtype=np.int64), names, label_index,
+                                        _label_key, self.endpoints)  # fmt: skip
+        return LinedChunk(
+            RequestChunk(keys, endpoint, np.asarray(ts_ms / 1000.0, dtype=np.float64),
+                         np.asarray(ms, dtype=np.float64), errors),
+            lines,
+        )  # fmt: skip
+
+
+def _label_key(_method: str, label: str) -> tuple[str, str]:
+    return split_label(label)
+
+
+def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
+    """(distinct values, index of each row's value) of a pyarrow string column."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column)
+    if hasattr(encoded, "combine_chunks"):
+        encoded = encoded.combine_chunks()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _numbers(column: Any) -> npt.NDArray[np.float64]:
+    """Numbers of a text column, as ``pandas.to_numeric(errors="coerce")`` reads them (NaN: not a number): plain
+    integers are cast at C speed, anything else goes through pandas."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        numbers = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import pandas as pd  # heavy: imported only when a file is read
+
+        values = pd.Series(column.to_pylist(), dtype=object)
+        return np.asarray(pd.to_numeric(values, errors="coerce").astype("float64").to_numpy(), dtype=np.float64)
+    return np.asarray(numbers, dtype=np.float64)
+
+
+def _read_csv_pandas(p: Path, delimiter: str, checked: _Checked) -> tuple[Iterator[LinedChunk], int]:
+    """The whole-file pandas reading (the exact messages for a file pyarrow cannot read: a row with more or
+    fewer fields, text that is not UTF-8, ...): (chunks, Transaction Controller lines skipped)."""
     import pandas as pd  # heavy: imported only when a file is read
+    import pyarrow as pa
 
-    ts_ms = pd.to_numeric(pd.Series(ts, dtype=object), errors="coerce").astype("float64").to_numpy()
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(ts_ms) & (ts_ms >= MIN_UNIX_S * 1000) & (ts_ms <= MAX_UNIX_S * 1000))
-    _bad_row(
-        path, bad, lines, "timeStamp",
-        "epoch milliseconds between 1970 and 2100 (jmeter.save.saveservice.timestamp_format=ms)", ts,
-    )  # fmt: skip
-    ms = pd.to_numeric(pd.Series(elapsed, dtype=object), errors="coerce").astype("float64").to_numpy()
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(ms) & (ms >= 0) & (ms <= MAX_LATENCY_MS))
-    _bad_row(path, bad, lines, "elapsed", f"a time in ms (0 to {MAX_LATENCY_MS:g})", elapsed)
-    flags = pd.Series(success, dtype=object).astype(str).str.strip().str.lower()
-    bad = ~flags.isin(["true", "false"]).to_numpy()
-    _bad_row(path, bad, lines, "success", "true or false", list(success))
-    empty = np.asarray([not label.strip() for label in labels], dtype=np.bool_)
-    _bad_row(path, empty, lines, "label", "a sampler label", labels)
-    if codes is not None:
-        unanswered = pd.Series(codes, dtype=object).astype(str).str.startswith(NO_RESPONSE_CODE).to_numpy(dtype=bool)
-        ms = np.where(unanswered, np.nan, ms)
-    split = [split_label(label) for label in labels]
-    return request_measurement(
-        path,
-        source=Source(SourceKind.JMETER, description=description),
-        methods=[m for m, _ in split],
-        routes=[r for _, r in split],
-        sent_s=np.asarray(ts_ms / 1000.0, dtype=np.float64),
-        latency_ms=np.asarray(ms, dtype=np.float64),
-        errors=(flags != "true").to_numpy(),
-        lines=lines,
-        labels={"format": fmt},
-    )
-
-
-def read_jtl_csv(path: str | Path) -> Measurement:
-    """Read a JMeter JTL CSV (with its header line); see the module docstring. BadInput naming the file, line
-    and field for a missing field or a bad value."""
-    import pandas as pd  # heavy: imported only when a file is read
-
-    p = Path(path)
-    with reading(p, "a JMeter JTL file"), p.open(encoding="utf-8-sig") as fh:
-        header = fh.readline()
-    delimiter = header[len("timeStamp")] if header.startswith("timeStamp") and len(header) > 9 else ","
     try:
         frame = pd.read_csv(
             p, sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", quotechar='"'
@@ -147,12 +198,7 @@ def read_jtl_csv(path: str | Path) -> Measurement:
         raise BadInput(f"{p}: no such file") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise BadInput(f"{p}: not a readable JTL CSV: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in REQUIRED_CSV_FIELDS if c not in frame.columns]
-    if missing:
-        raise BadInput(
-            f"{p}: JMeter JTL CSV without field(s) {', '.join(missing)} (needed: {', '.join(REQUIRED_CSV_FIELDS)}; "
-            "enable them with jmeter.save.saveservice.*)"
-        )
+    _check_fields(p, list(frame.columns))
     lines = np.arange(2, len(frame) + 2, dtype=np.int64)
     skipped = 0
     if "responseMessage" in frame.columns:
@@ -160,18 +206,138 @@ def read_jtl_csv(path: str | Path) -> Measurement:
         skipped = int(transaction.sum())
         frame, lines = frame[~transaction], lines[~transaction]
     if frame.empty:
+        return iter(()), skipped
+
+    def text(column: str) -> Any:
+        return pa.array(frame[column].astype(str).tolist(), pa.string())
+
+    chunk = checked.chunk(
+        ts=text("timeStamp"), elapsed=text("elapsed"), success=text("success"),
+        codes=text("responseCode") if "responseCode" in frame.columns else None,
+        labels=text("label"), lines=lines,
+    )  # fmt: skip
+    return iter(() if chunk is None else (chunk,)), skipped
+
+
+def _check_fields(p: Path, columns: list[str]) -> None:
+    missing = [c for c in REQUIRED_CSV_FIELDS if c not in columns]
+    if missing:
+        raise BadInput(
+            f"{p}: JMeter JTL CSV without field(s) {', '.join(missing)} (needed: {', '.join(REQUIRED_CSV_FIELDS)}; "
+            "enable them with jmeter.save.saveservice.*)"
+        )
+
+
+class _Unreadable(Exception):
+    """pyarrow cannot read the CSV as pandas would: the whole file is read by pandas instead."""
+
+
+def _csv_batches(p: Path, delimiter: str) -> tuple[list[str], Iterator[Any]]:
+    """(header fields, record batches of the needed columns as text) by pyarrow's streaming CSV reader;
+    _Unreadable (now or while iterating) where the pandas reading has to decide."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    parse = pv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, newlines_in_values=True)
+    try:
+        with p.open("rb") as fh:
+            head = fh.readline()
+        names = pv.read_csv(io.BytesIO(head), parse_options=parse).column_names
+    except (pa.ArrowInvalid, OSError):
+        raise _Unreadable from None
+    wanted = [c for c in (*REQUIRED_CSV_FIELDS, "responseCode", "responseMessage") if c in names]
+    if len(set(names)) != len(names) or any(c not in names for c in REQUIRED_CSV_FIELDS):
+        raise _Unreadable  # pandas renames duplicates; a missing field is reported after pandas' own checks
+    try:
+        reader = pv.open_csv(
+            p,
+            read_options=pv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
+            parse_options=parse,
+            convert_options=pv.ConvertOptions(
+                column_types={c: pa.string() for c in names}, include_columns=wanted, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+        raise _Unreadable from None
+
+    def batches() -> Iterator[Any]:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+                raise _Unreadable from None
+            yield batch
+
+    return names, batches()
+
+
+def _csv_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) -> Iterator[LinedChunk]:
+    """Chunks of a JTL CSV read by pyarrow in blocks; Transaction Controller lines counted in ``skipped``.
+    _Unreadable where the pandas reading has to decide."""
+    import pyarrow.compute as pc
+
+    names, batches = _csv_batches(p, delimiter)
+    row, kept = 2, 0
+    for raw in batches:
+        batch = raw
+        lines = np.arange(row, row + batch.num_rows, dtype=np.int64)
+        row += batch.num_rows
+        if "responseMessage" in names:
+            transaction = pc.starts_with(batch.column("responseMessage"), TRANSACTION_MESSAGE)
+            skipped[0] += pc.sum(transaction).as_py() or 0
+            keep = pc.invert(transaction)
+            batch, lines = batch.filter(keep), lines[keep.to_numpy(zero_copy_only=False)]
+        kept += batch.num_rows
+        if batch.num_rows:
+            chunk = checked.chunk(
+                ts=batch.column("timeStamp"), elapsed=batch.column("elapsed"), success=batch.column("success"),
+                codes=batch.column("responseCode") if "responseCode" in names else None,
+                labels=batch.column("label"), lines=lines,
+            )  # fmt: skip
+            if chunk is not None:
+                yield chunk
+    if not kept:
         raise BadInput(f"{p}: JMeter JTL CSV without samples")
-    note = f"; {skipped} Transaction Controller line(s) skipped" if skipped else ""
-    return _columns(
-        p,
-        ts=frame["timeStamp"].to_numpy(),
-        elapsed=frame["elapsed"].to_numpy(),
-        success=frame["success"].to_numpy(),
-        codes=frame["responseCode"].to_numpy() if "responseCode" in frame.columns else None,
-        labels=frame["label"].astype(str).tolist(),
-        lines=lines,
-        description=f"JMeter JTL CSV {p.name} (request level, closed-loop thread groups{note})",
-        fmt="jmeter-csv",
+    error = checked.error(p)
+    if error is not None:
+        raise error
+
+
+def _pandas_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) -> Iterator[LinedChunk]:
+    """The chunk of a JTL CSV read whole by pandas (the reading of a file pyarrow cannot take as pandas does)."""
+    chunks, skipped[0] = _read_csv_pandas(p, delimiter, checked)
+    found = next(chunks, None)
+    if found is None and not checked.bad:
+        raise BadInput(f"{p}: JMeter JTL CSV without samples")
+    error = checked.error(p)
+    if error is not None:
+        raise error
+    if found is not None:
+        yield found
+
+
+def read_jtl_csv(path: str | Path) -> Measurement:
+    """Read a JMeter JTL CSV (with its header line) in blocks; see the module docstring. BadInput naming the
+    file, line and field for a missing field or a bad value."""
+    p = Path(path)
+    with reading(p, "a JMeter JTL file"), p.open(encoding="utf-8-sig") as fh:
+        header = fh.readline()
+    delimiter = header[len("timeStamp")] if header.startswith("timeStamp") and len(header) > 9 else ","
+    skipped = [0]
+    with reading(p, "a JMeter JTL file"):
+        try:
+            folded = fold_requests(p, _csv_chunks(p, delimiter, _Checked(), skipped))
+        except _Unreadable:
+            skipped = [0]
+            folded = fold_requests(p, _pandas_chunks(p, delimiter, _Checked(), skipped))
+    note = f"; {skipped[0]} Transaction Controller line(s) skipped" if skipped[0] else ""
+    return folded.measurement(
+        source=Source(
+            SourceKind.JMETER, description=f"JMeter JTL CSV {p.name} (request level, closed-loop thread groups{note})"
+        ),
+        labels={"format": "jmeter-csv"},
     )
 
 
@@ -179,65 +345,101 @@ class _Refused(Exception):
     """Raised inside expat handlers; turned into BadInput with the parser's line."""
 
 
-def read_jtl_xml(path: str | Path) -> Measurement:
-    """Read a JMeter JTL XML file; see the module docstring. BadInput naming the file and line for malformed
-    XML, a missing attribute or a bad value."""
-    p = Path(path)
-    parser = expat.ParserCreate()
-    depth = 0
-    skipped = 0
-    rows: dict[str, list[Any]] = {"t": [], "ts": [], "s": [], "rc": [], "lb": [], "line": []}
+class _XmlSamples:
+    """expat handlers gathering the attributes of the samples directly under ``testResults`` column-wise."""
 
-    def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal depth, skipped
-        depth += 1
-        if depth == 1 and name != "testResults":
-            raise _Refused(f"root element <{name}>, expected <testResults> (JMeter JTL XML)")
-        if depth == 2 and name in _SAMPLE_TAGS and attrs.get("rm", "").startswith(TRANSACTION_MESSAGE):
-            skipped += 1  # a Transaction Controller's own sample: its requests are samples of their own
-        elif depth == 2 and name in _SAMPLE_TAGS:
+    def __init__(self, parser: Any, skipped: list[int]) -> None:
+        self.parser = parser
+        self.skipped = skipped
+        self.depth = 0
+        self.rows: dict[str, list[Any]] = {"t": [], "ts": [], "s": [], "rc": [], "lb": [], "line": []}
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.StartDoctypeDeclHandler = self.no_entities
+        parser.EntityDeclHandler = self.no_entities
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth == 2 and name in _SAMPLE_TAGS:
+            if attrs.get("rm", "").startswith(TRANSACTION_MESSAGE):
+                self.skipped[0] += 1  # a Transaction Controller's own sample: its requests are samples of their own
+                return
             missing = [a for a in ("t", "ts", "s", "lb") if a not in attrs]
             if missing:
                 raise _Refused(
                     f"<{name}> without attribute(s) {', '.join(missing)} (enable them with jmeter.save.saveservice.*)"
                 )
+            rows = self.rows
             for key in ("t", "ts", "s", "lb"):
                 rows[key].append(attrs[key])
-            rows["rc"].append(attrs.get("rc"))
-            rows["line"].append(parser.CurrentLineNumber)
+            rows["rc"].append(attrs.get("rc") or "")
+            rows["line"].append(self.parser.CurrentLineNumber)
+        elif self.depth == 1 and name != "testResults":
+            raise _Refused(f"root element <{name}>, expected <testResults> (JMeter JTL XML)")
 
-    def end(_name: str) -> None:
-        nonlocal depth
-        depth -= 1
+    def end(self, _name: str) -> None:
+        self.depth -= 1
 
-    def no_entities(*_args: Any) -> None:
+    def no_entities(self, *_args: Any) -> None:
         raise _Refused("DOCTYPE/entity declarations are not accepted in a JTL file")
 
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.StartDoctypeDeclHandler = no_entities
-    parser.EntityDeclHandler = no_entities
+    def take(self, checked: _Checked) -> LinedChunk | None:
+        """The samples gathered so far as a chunk (None when a value is bad), forgotten here."""
+        import pyarrow as pa
+
+        text = {k: pa.array(v, pa.string()) for k, v in self.rows.items() if k != "line"}
+        lines = np.asarray(self.rows["line"], dtype=np.int64)
+        for column in self.rows.values():
+            column.clear()
+        return checked.chunk(
+            ts=text["ts"], elapsed=text["t"], success=text["s"], codes=text["rc"], labels=text["lb"], lines=lines
+        )
+
+
+def _xml_chunks(p: Path, checked: _Checked, skipped: list[int]) -> Iterator[LinedChunk]:
+    """Chunks of a JTL XML file: expat fed a block at a time; the samples' attributes gathered column-wise and
+    handed on every ``XML_CHUNK_SAMPLES`` samples (nothing else is kept: memory bounded by a chunk)."""
+    parser = expat.ParserCreate()
+    samples = _XmlSamples(parser, skipped)
+    count = 0
     try:
-        with reading(p, "a JMeter JTL file"), p.open("rb") as fh:
-            parser.ParseFile(fh)
+        with p.open("rb") as fh:
+            while True:
+                data = fh.read(_XML_READ_BYTES)
+                parser.Parse(data, not data)
+                pending = len(samples.rows["line"])
+                if pending >= XML_CHUNK_SAMPLES or (not data and pending):
+                    count += pending
+                    chunk = samples.take(checked)
+                    if chunk is not None:
+                        yield chunk
+                if not data:
+                    break
     except _Refused as exc:
         raise BadInput(f"{p}: line {parser.CurrentLineNumber}: {exc}") from None
     except expat.ExpatError as exc:
         raise BadInput(f"{p}: line {exc.lineno}: not well-formed XML: {expat.errors.messages[exc.code]}") from None
-    if not rows["line"]:
+    if not count:
         raise BadInput(f"{p}: JMeter JTL XML without samples")
-    codes = rows["rc"]
-    note = f"; {skipped} Transaction Controller sample(s) skipped" if skipped else ""
-    return _columns(
-        p,
-        ts=rows["ts"],
-        elapsed=rows["t"],
-        success=rows["s"],
-        codes=["" if c is None else c for c in codes],
-        labels=rows["lb"],
-        lines=np.asarray(rows["line"], dtype=np.int64),
-        description=(
-            f"JMeter JTL XML {p.name} (request level, closed-loop thread groups; nested samples not counted{note})"
+    error = checked.error(p)
+    if error is not None:
+        raise error
+
+
+def read_jtl_xml(path: str | Path) -> Measurement:
+    """Read a JMeter JTL XML file (streamed: expat, samples folded a chunk at a time); see the module docstring.
+    BadInput naming the file and line for malformed XML, a missing attribute or a bad value."""
+    p = Path(path)
+    skipped = [0]
+    with reading(p, "a JMeter JTL file"):
+        folded = fold_requests(p, _xml_chunks(p, _Checked(), skipped))
+    note = f"; {skipped[0]} Transaction Controller sample(s) skipped" if skipped[0] else ""
+    return folded.measurement(
+        source=Source(
+            SourceKind.JMETER,
+            description=(
+                f"JMeter JTL XML {p.name} (request level, closed-loop thread groups; nested samples not counted{note})"
+            ),
         ),
-        fmt="jmeter-xml",
+        labels={"format": "jmeter-xml"},
     )

@@ -30,15 +30,18 @@ between 0 and ``parity.bounds.MAX_LATENCY_MS``.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S, check_count, check_number, load_json
 from parity.errors import BadInput, reading
@@ -53,13 +56,17 @@ from parity.model import (
     SourceKind,
     Window,
 )
-from parity.sources.load_tool import request_measurement, route_of
+from parity.sources.load_tool import Endpoints, LinedChunk, RequestChunk, endpoint_codes, fold_requests, route_of
 
 __all__ = ["ALL_REQUESTS_ENDPOINT", "read_k6_json", "read_k6_summary", "sniff"]
 
 #: The one endpoint of a k6 summary without per-endpoint submetrics (a bare name: no method, not replayable).
 ALL_REQUESTS_ENDPOINT = "ALL (k6 summary: all requests)"
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes of whole lines parsed at once (memory per block: a few times this).
+BLOCK_BYTES = 16 << 20
+_READ_BYTES = 1 << 20  # gzip: decompressed at a time (a break loses no earlier line)
+_JSON_BLOCK_BYTES = 4 << 20
 _NDJSON_LINE = re.compile(
     r'^\s*\{.*"type"\s*:\s*"(?:Metric|Point)".*"metric"\s*:|^\s*\{.*"metric"\s*:.*"type"\s*:\s*"(?:Metric|Point)"'
 )
@@ -103,7 +110,8 @@ def sniff(path: Path, head: str) -> Reader | None:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-empty line, gzip or plain."""
+    """(line number, text) of each non-empty line, gzip or plain: the exact per-line reading (used for a file
+    the fast path cannot read byte for byte, e.g. one that is not UTF-8, so messages stay the same)."""
     with path.open("rb") as fh:
         compressed = fh.read(2) == _GZIP_MAGIC
     try:
@@ -113,6 +121,46 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     yield number, line
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise BadInput(f"{path}: gzip stream broken: {exc}") from None
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's bytes (gunzipped as a stream when gzip) in blocks of whole lines of about ``BLOCK_BYTES``
+    (the last block may lack its final newline), the UTF-8 BOM dropped. A broken gzip stream: the whole lines
+    read before the break, then BadInput."""
+    with path.open("rb") as fh:
+        compressed = fh.read(2) == _GZIP_MAGIC
+    tail = b""
+    first = True
+    with gzip.open(path, "rb") if compressed else path.open("rb") as fh:
+        while True:
+            pieces, size = [tail], len(tail)
+            try:
+                while size < BLOCK_BYTES:
+                    piece = fh.read(_READ_BYTES if compressed else BLOCK_BYTES)
+                    if not piece:
+                        break
+                    pieces.append(piece)
+                    size += len(piece)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                data = b"".join(pieces)
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    yield data[:cut]
+                raise BadInput(f"{path}: gzip stream broken: {exc}") from None
+            data = b"".join(pieces) if len(pieces) > 1 else tail
+            if first and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            first = False
+            if size < BLOCK_BYTES:  # the end of the file
+                if data:
+                    yield data
+                return
+            cut = data.rfind(b"\n") + 1
+            if not cut:  # one line longer than a block: read on
+                tail = data
+                continue
+            tail = data[cut:]
+            yield data[:cut] if cut < len(data) else data
 
 
 def _point(path: Path, number: int, line: str) -> dict[str, Any] | None:
@@ -132,77 +180,244 @@ def _point(path: Path, number: int, line: str) -> dict[str, Any] | None:
     return data
 
 
-def read_k6_json(path: str | Path) -> Measurement:
-    """Read ``k6 run --out json=FILE`` output (plain or gzip); see the module docstring. BadInput (one line
-    naming the file and line) on a malformed line, a bad value, or a file without ``http_req_duration``
-    Points."""
-    p = Path(path)
-    lines: list[int] = []
-    times: list[str] = []
-    values: list[float] = []
-    methods: list[str] = []
-    routes: list[str] = []
-    no_response: list[bool] = []
-    errors: list[bool] = []
-    with reading(p, "k6 JSON output"):
-        for number, line in _lines(p):
-            data = _point(p, number, line)
-            if data is None:
-                continue
-            tags = data.get("tags") or {}
-            try:
-                value = check_number(data.get("value"), "value", lo=0.0, hi=MAX_LATENCY_MS)
-                if not isinstance(tags, dict) or not isinstance(data.get("time"), str):
-                    raise ValueError('expected "time" (RFC 3339 text) and a "tags" object')
-                method, name = tags.get("method"), tags.get("name") or tags.get("url")
-                if not isinstance(method, str) or not method.strip() or not isinstance(name, str) or not name.strip():
-                    raise ValueError(
-                        'tags: need "method" and "name" (or "url"): k6 sets both unless system tags are cut'
-                    )
-            except ValueError as exc:
-                raise BadInput(f"{p}: line {number}: http_req_duration: {exc}") from None
-            status = str(tags.get("status", ""))
-            expected = tags.get("expected_response")
-            lines.append(number)
-            times.append(data["time"])
-            values.append(value)
-            methods.append(method.strip().upper())
-            routes.append(route_of(name))
-            no_response.append(status == "0")
-            if expected is not None:
-                errors.append(str(expected).lower() != "true")
-            else:
-                errors.append(status == "0" or (status.isdigit() and int(status) >= 400))
-    if not lines:
-        raise BadInput(f"{p}: k6 JSON output without http_req_duration Points (no HTTP requests to read)")
+@dataclass
+class _Rows:
+    """The http_req_duration Points of a block, column-wise (tags text as in the file; ``name`` is the ``name``
+    tag or, when that is empty, ``url``)."""
+
+    lines: npt.NDArray[np.int64]
+    time: Any  # pyarrow string array
+    value: npt.NDArray[np.float64]
+    method: Any
+    name: Any
+    status: Any
+    expected: Any
+
+
+def _slow_rows(p: Path, numbered: Iterable[tuple[int, str]]) -> _Rows:
+    """The exact per-line reading of some lines (BadInput naming the first bad line, as ever)."""
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {k: [] for k in ("line", "time", "value", "method", "name", "status", "expected")}
+    for number, line in numbered:
+        data = _point(p, number, line)
+        if data is None:
+            continue
+        tags = data.get("tags") or {}
+        try:
+            value = check_number(data.get("value"), "value", lo=0.0, hi=MAX_LATENCY_MS)
+            if not isinstance(tags, dict) or not isinstance(data.get("time"), str):
+                raise ValueError('expected "time" (RFC 3339 text) and a "tags" object')
+            method, name = tags.get("method"), tags.get("name") or tags.get("url")
+            if not isinstance(method, str) or not method.strip() or not isinstance(name, str) or not name.strip():
+                raise ValueError('tags: need "method" and "name" (or "url"): k6 sets both unless system tags are cut')
+        except ValueError as exc:
+            raise BadInput(f"{p}: line {number}: http_req_duration: {exc}") from None
+        expected = tags.get("expected_response")
+        for key, item in (("line", number), ("time", data["time"]), ("value", value), ("method", method),
+                          ("name", name), ("status", str(tags.get("status", ""))),
+                          ("expected", None if expected is None else str(expected))):  # fmt: skip
+            cols[key].append(item)
+    return _Rows(
+        lines=np.asarray(cols["line"], dtype=np.int64),
+        time=pa.array(cols["time"], pa.string()),
+        value=np.asarray(cols["value"], dtype=np.float64),
+        method=pa.array(cols["method"], pa.string()),
+        name=pa.array(cols["name"], pa.string()),
+        status=pa.array(cols["status"], pa.string()),
+        expected=pa.array(cols["expected"], pa.string()),
+    )
+
+
+def _fast_rows(block: bytes, first_line: int, newlines: int) -> _Rows | None:
+    """The http_req_duration Points of a block parsed at once (pyarrow.json: no Python per line), or None when
+    anything in the block needs the exact per-line reading (a malformed or unusual line, a bad value, a blank
+    line, a lone CR, a BOM): then the caller reads the block line by line."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    if b"\r" in block or b"\xef\xbb\xbf" in block:
+        return None
+    if not block.isascii():
+        try:
+            block.decode("utf-8")  # pyarrow does not check the fields it skips
+        except UnicodeDecodeError:
+            return None
+    try:
+        table = pj.read_json(
+            io.BytesIO(block),
+            read_options=pj.ReadOptions(block_size=_JSON_BLOCK_BYTES),
+            parse_options=pj.ParseOptions(explicit_schema=_schema(), unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
+        return None
+    lines = newlines + (not block.endswith(b"\n"))
+    if table.num_rows != lines:  # a blank line, or two JSON values on a line
+        return None
+    kind = table.column("type")
+    if kind.null_count or not pc.all(pc.is_in(kind, value_set=pa.array(["Metric", "Point"]))).as_py():
+        return None
+    pick = pc.and_(pc.equal(kind, "Point"), pc.fill_null(pc.equal(table.column("metric"), "http_req_duration"), False))
+    rows = table.filter(pick)
+    data = rows.column("data").combine_chunks()
+    if data.null_count:
+        return None
+    tags = pc.struct_field(data, "tags")
+    value = pc.struct_field(data, "value")
+    time = pc.struct_field(data, "time")
+    if tags.null_count or value.null_count or time.null_count:
+        return None
+    values = value.to_numpy(zero_copy_only=False)
+    if not bool(np.all((values >= 0.0) & (values <= MAX_LATENCY_MS))):
+        return None
+    method, name, url = (pc.struct_field(tags, f) for f in ("method", "name", "url"))
+    name = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(name), 0), False), name, url)
+    for column in (method, name):
+        if column.null_count or not all(text.strip() for text in column.unique().to_pylist()):
+            return None
+    index = np.flatnonzero(pick.to_numpy(zero_copy_only=False))
+    return _Rows(
+        lines=first_line + index.astype(np.int64),
+        time=time,
+        value=values.astype(np.float64),
+        method=method,
+        name=name,
+        status=pc.struct_field(tags, "status"),
+        expected=pc.struct_field(tags, "expected_response"),
+    )
+
+
+def _schema() -> Any:
+    """The part of a k6 JSON output line read (other fields ignored)."""
+    import pyarrow as pa
+
+    tags = pa.struct([(f, pa.string()) for f in ("method", "name", "url", "status", "expected_response")])
+    data = pa.struct([("time", pa.string()), ("value", pa.float64()), ("tags", tags)])
+    return pa.schema([("type", pa.string()), ("metric", pa.string()), ("data", data)])
+
+
+def _verdict(status: str | None, expected: str | None) -> tuple[bool, bool]:
+    """(no response, error) of a request from its ``status`` and ``expected_response`` tags (see the module
+    docstring)."""
+    status = "" if status is None else status
+    if expected is not None:
+        error = expected.lower() != "true"
+    else:
+        error = status == "0" or (status.isdigit() and int(status) >= 400)
+    return status == "0", error
+
+
+def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
+    """(distinct values, index of each row's value) of a pyarrow column (null is a value of its own)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column, null_encoding="encode")
+    if hasattr(encoded, "combine_chunks"):
+        encoded = encoded.combine_chunks()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _k6_key(method: str, name: str) -> tuple[str, str]:
+    return method.strip().upper(), route_of(name)
+
+
+def _chunk(rows: _Rows, cache: Endpoints) -> LinedChunk | tuple[int, str]:
+    """Checked rows → a chunk of requests; (line, time text) of the first bad time instead when there is one."""
     import pandas as pd  # heavy: imported only when a file is read
 
-    ended = pd.to_datetime(pd.Series(times), utc=True, format="ISO8601", errors="coerce")
+    times = rows.time.to_pylist() if len(rows.lines) < 64 else rows.time.to_pandas()
+    ended = pd.to_datetime(pd.Series(times, dtype=object), utc=True, format="ISO8601", errors="coerce")
     ended_s = ended.astype("int64").to_numpy() / 1e9
     with np.errstate(invalid="ignore"):
         bad = ended.isna().to_numpy() | ~((ended_s >= MIN_UNIX_S) & (ended_s <= MAX_UNIX_S))
     if bad.any():
         i = int(bad.argmax())
-        raise BadInput(
-            f"{p}: line {lines[i]}: time: expected an RFC 3339 time between 1970 and 2100, got {times[i][:40]!r}"
-        )
-    latency = np.asarray(values, dtype=np.float64)
+        return int(rows.lines[i]), str(rows.time[i].as_py())
+    methods, method_index = _encode(rows.method)
+    names, name_index = _encode(rows.name)
+    keys, endpoint = endpoint_codes(methods, method_index, names, name_index, _k6_key, cache)
+    statuses, status_index = _encode(rows.status)
+    expects, expect_index = _encode(rows.expected)
+    pair = status_index * len(expects) + expect_index
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    verdicts = np.asarray(
+        [_verdict(statuses[c // len(expects)], expects[c % len(expects)]) for c in distinct.tolist()], dtype=np.bool_
+    ).reshape(-1, 2)
+    inverse = inverse.reshape(-1)
+    no_response, errors = verdicts[inverse, 0], verdicts[inverse, 1]
+    latency = rows.value.copy()
     sent = np.maximum(ended_s - latency / 1000.0, MIN_UNIX_S)
-    latency[np.asarray(no_response, dtype=np.bool_)] = np.nan
-    return request_measurement(
-        p,
-        source=Source(
-            SourceKind.K6,
-            description=f"k6 JSON output {p.name} (request level; closed-loop assumed: no executor in the file)",
-        ),
-        methods=methods,
-        routes=routes,
-        sent_s=sent,
-        latency_ms=latency,
-        errors=np.asarray(errors, dtype=np.bool_),
-        lines=np.asarray(lines, dtype=np.int64),
-        labels={"format": "k6-json"},
+    latency[no_response] = np.nan
+    return LinedChunk(RequestChunk(keys, endpoint, sent, latency, errors), rows.lines)
+
+
+class _NotUtf8(Exception):
+    """A block that is not UTF-8: the file is read by the exact per-line path (for its message)."""
+
+
+def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
+    """Chunks of the file's requests, a block at a time: the fast parse, or the exact per-line one for a block
+    it cannot take. The first bad time is put in ``bad_time`` (no chunk is yielded from then on: the rest is
+    only checked, as a malformed line later in the file is reported before a bad time)."""
+    cache = Endpoints()
+    line = 1
+    for block in _blocks(p):
+        newlines = block.count(b"\n")
+        rows = _fast_rows(block, line, newlines)
+        if rows is None:
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _NotUtf8 from None
+            numbered = enumerate(io.StringIO(text, newline=None), line)
+            rows = _slow_rows(p, ((n, t) for n, t in numbered if t.strip()))
+            line += text.count("\n") + text.count("\r") - text.count("\r\n")
+            line += not text.endswith(("\n", "\r"))
+        else:
+            line += newlines
+        if bad_time or not len(rows.lines):
+            continue
+        chunk = _chunk(rows, cache)
+        if isinstance(chunk, tuple):
+            bad_time.append(chunk)
+        else:
+            yield chunk
+
+
+def read_k6_json(path: str | Path) -> Measurement:
+    """Read ``k6 run --out json=FILE`` output (plain or gzip, streamed in blocks); see the module docstring.
+    BadInput (one line naming the file and line) on a malformed line, a bad value, or a file without
+    ``http_req_duration`` Points."""
+    p = Path(path)
+    bad_time: list[tuple[int, str]] = []
+    seen = False
+
+    def checked() -> Iterator[LinedChunk]:
+        nonlocal seen
+        for chunk in _chunks(p, bad_time):
+            seen = True
+            yield chunk
+        if bad_time:
+            line, text = bad_time[0]
+            raise BadInput(
+                f"{p}: line {line}: time: expected an RFC 3339 time between 1970 and 2100, got {text[:40]!r}"
+            )
+        if not seen:
+            raise BadInput(f"{p}: k6 JSON output without http_req_duration Points (no HTTP requests to read)")
+
+    source = Source(
+        SourceKind.K6,
+        description=f"k6 JSON output {p.name} (request level; closed-loop assumed: no executor in the file)",
     )
+    try:
+        with reading(p, "k6 JSON output"):
+            return fold_requests(p, checked()).measurement(source=source, labels={"format": "k6-json"})
+    except _NotUtf8:
+        with reading(p, "k6 JSON output"):
+            for number, line in _lines(p):  # raises the same BadInput as the per-line reading always did
+                _point(p, number, line)
+        raise BadInput(f"{p}: not UTF-8 text") from None
 
 
 def _values(metric: Any) -> dict[str, Any] | None:

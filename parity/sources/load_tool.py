@@ -10,8 +10,10 @@ Request``) is kept as it is. So a k6 run and a JMeter run of the same requests n
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,10 +22,21 @@ import numpy.typing as npt
 
 from parity.errors import BadInput
 from parity.model import LatencyKind, Measurement, Source
-from parity.replay.recorder import Recorder, timeline_interval
+from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.routes import template_path
 
-__all__ = ["MAX_SPAN_S", "WINDOW_TAIL_S", "request_measurement", "route_of", "split_label"]
+__all__ = [
+    "MAX_SPAN_S",
+    "WINDOW_TAIL_S",
+    "Endpoints",
+    "FoldedRequests",
+    "LinedChunk",
+    "RequestChunk",
+    "endpoint_codes",
+    "fold_requests",
+    "route_of",
+    "split_label",
+]
 
 #: Longest span of request times accepted, s: a result file covers one run (mixed-up files would make a huge
 #: timeline).
@@ -64,44 +77,102 @@ def split_label(label: str) -> tuple[str, str]:
     return "", route_of(label)
 
 
-def request_measurement(
-    path: Path,
-    *,
-    source: Source,
-    methods: Iterable[str],
-    routes: Iterable[str],
-    sent_s: npt.NDArray[np.float64],
-    latency_ms: npt.NDArray[np.float64],
-    errors: npt.NDArray[np.bool_],
-    lines: npt.NDArray[np.int64],
-    labels: dict[str, str] | None = None,
-) -> Measurement:
-    """A request-level, client-side (service time) Measurement from per-request columns: Unix send times in s,
-    latencies in ms (NaN = no response: the request counts, as an error, without a latency), error flags, and
-    the file line of each request (for messages). The window runs from the first send to the end of the last
-    request. Raises BadInput when the requests span more than ``MAX_SPAN_S``."""
-    if len(sent_s) == 0:
+@dataclass(frozen=True)
+class LinedChunk:
+    """A :class:`RequestChunk` and the file line of each of its requests (for messages)."""
+
+    requests: RequestChunk
+    lines: npt.NDArray[np.int64]
+
+
+class Endpoints:
+    """Endpoint keys of request rows, worked out once per distinct name (not per row) and kept across chunks.
+
+    ``key_of(text)`` gives the (method, route) of one distinct name (``split_label`` or ``route_of`` with a
+    method); :meth:`codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and indices."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def key(self, method: str, name: str, key_of: Callable[[str, str], tuple[str, str]]) -> tuple[str, str]:
+        """The (method, route) of a distinct (method, name), computed on first sight."""
+        found = self._cache.get((method, name))
+        if found is None:
+            found = self._cache[(method, name)] = key_of(method, name)
+        return found
+
+
+def endpoint_codes(
+    methods: Sequence[str],
+    method_index: npt.NDArray[np.int64],
+    names: Sequence[str],
+    name_index: npt.NDArray[np.int64],
+    key_of: Callable[[str, str], tuple[str, str]],
+    cache: Endpoints,
+) -> tuple[tuple[tuple[str, str], ...], npt.NDArray[np.int64]]:
+    """(keys, endpoint index per row) for rows whose method is ``methods[method_index[i]]`` and name
+    ``names[name_index[i]]`` (distinct values, e.g. from a dictionary encoding): ``key_of`` is called once per
+    distinct pair ever seen, never per row."""
+    pair = method_index * max(len(names), 1) + name_index
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    by_key: dict[tuple[str, str], int] = {}
+    slot = np.empty(len(distinct), dtype=np.int64)
+    width = max(len(names), 1)
+    for i, code in enumerate(distinct.tolist()):
+        key = cache.key(methods[code // width], names[code % width], key_of)
+        slot[i] = by_key.setdefault(key, len(by_key))
+    return tuple(by_key), slot[inverse.reshape(-1)].astype(np.int64)
+
+
+@dataclass
+class FoldedRequests:
+    """Requests folded from chunks: their sketches and timelines, and the window (Unix s) they span."""
+
+    aggregator: RequestAggregator
+    start_s: float
+    end_s: float
+
+    def measurement(self, *, source: Source, labels: dict[str, str] | None = None) -> Measurement:
+        """The request-level, client-side (service time) Measurement of the folded requests (timeline interval
+        chosen from the window, as ``parity.replay.recorder.timeline_interval`` does)."""
+        return self.aggregator.to_measurement(
+            source=source,
+            start=datetime.fromtimestamp(self.start_s, UTC),
+            end=datetime.fromtimestamp(self.end_s, UTC),
+            latency_kind=LatencyKind.SERVICE_TIME,
+            labels=labels,
+        )
+
+
+def fold_requests(path: Path, chunks: Iterable[LinedChunk]) -> FoldedRequests:
+    """Fold chunks of requests (Unix send times in s, latencies in ms with NaN = no response: the request
+    counts, as the reader decided for errors, without a latency) as they come: memory bounded by a chunk, not
+    by the file. The window runs from the first send to the end of the last request (+ ``WINDOW_TAIL_S``).
+    Raises BadInput when there are no requests or they span more than ``MAX_SPAN_S`` (naming the lines of the
+    first and the last send)."""
+    aggregator = RequestAggregator()
+    start = last_sent = end = math.nan
+    start_line = last_line = 0
+    count = 0
+    for chunk in chunks:
+        req = chunk.requests
+        if not len(req.sent_s):
+            continue
+        count += len(req.sent_s)
+        first, last = int(np.argmin(req.sent_s)), int(np.argmax(req.sent_s))
+        if not float(req.sent_s[first]) >= start:  # NaN start: the first chunk
+            start, start_line = float(req.sent_s[first]), int(chunk.lines[first])
+        if not float(req.sent_s[last]) <= last_sent:
+            last_sent, last_line = float(req.sent_s[last]), int(chunk.lines[last])
+        ends = float((req.sent_s + np.nan_to_num(req.latency_ms, nan=0.0) / 1000.0).max())
+        end = ends if not end >= ends else end
+        if last_sent - start <= MAX_SPAN_S:  # past it the file is refused below: fold no more
+            aggregator.add(req)
+    if not count:
         raise BadInput(f"{path}: no requests in the file")
-    first, last = int(np.argmin(sent_s)), int(np.argmax(sent_s))
-    start, last_sent = float(sent_s[first]), float(sent_s[last])
     if last_sent - start > MAX_SPAN_S:
         raise BadInput(
-            f"{path}: request times span {(last_sent - start) / 86400:.0f} days (lines {lines[first]} and "
-            f"{lines[last]}); a result file covers one run of at most {MAX_SPAN_S / 86400:.0f} days"
+            f"{path}: request times span {(last_sent - start) / 86400:.0f} days (lines {start_line} and "
+            f"{last_line}); a result file covers one run of at most {MAX_SPAN_S / 86400:.0f} days"
         )
-    ends = sent_s + np.nan_to_num(latency_ms, nan=0.0) / 1000.0
-    end = float(ends.max()) + WINDOW_TAIL_S
-    recorder = Recorder(timeline_interval(end - start))
-    answered = ~np.isnan(latency_ms)
-    columns = zip(
-        methods, routes, sent_s.tolist(), latency_ms.tolist(), answered.tolist(), errors.tolist(), strict=True
-    )
-    for method, route, t, ms, got, err in columns:
-        recorder.record(method, route, t, ms if got else None, err)
-    return recorder.to_measurement(
-        source=source,
-        start=datetime.fromtimestamp(start, UTC),
-        end=datetime.fromtimestamp(end, UTC),
-        latency_kind=LatencyKind.SERVICE_TIME,
-        labels=labels,
-    )
+    return FoldedRequests(aggregator, start, end + WINDOW_TAIL_S)

@@ -1,0 +1,143 @@
+"""Access logs read in chunks: the column-wise nginx parse equals the exact per-line parser line for line, the
+chunks folded by the RequestAggregator equal the row-at-a-time Recorder, and a process pool over files gives
+the result of one process."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity import measurement_json
+from parity.model import LatencyKind, Source, SourceKind, Window
+from parity.sources.access_log import (
+    MAX_TIMELINE_POINTS,
+    TIMELINE_INTERVALS_S,
+    _Chunk,
+    _Collector,
+    _exact_chunk,
+    _fast_chunk,
+    _parse_file,
+    _ParserSpec,
+    read_access_logs,
+    timeline_interval_for,
+)
+from parity.sources.aggregate import RequestChunk
+from tests.aggregate_support import assert_same_measurement, row_path_measurement
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def _line(i: int, request: str, status: int = 200, extras: str = " 0.012", agent: str = "curl/8") -> str:
+    local = T0 + timedelta(seconds=i * 7, hours=1)
+    stamp = local.strftime("%d/%b/%Y:%H:%M:%S") + " +0100"
+    return f'10.0.0.{i % 250} - - [{stamp}] "{request}" {status} 512 "-" "{agent}"{extras}'
+
+
+def _mixed_lines(n: int = 600) -> list[str]:
+    """Plain lines the column-wise parse takes, and every kind it must leave to the exact parser, interleaved."""
+    rng = np.random.default_rng(5)
+    odd = [
+        r"GET /api/employees/\xE5\xB1\xB1 HTTP/1.1",  # nginx escapes
+        "",  # no request
+        "GET http://example.com:80/api/orders/9?x=1#frag HTTP/1.1",  # absolute target
+        "get /lower HTTP/1.1",  # not a method: skipped
+    ]
+    lines = []
+    for i in range(n):
+        k = int(rng.integers(0, 40))
+        query = ["", "?page=2", f"?page={k}&per=20", "?token=abc", f"?email=a{k % 3}@b.example", "?debug"][k % 6]
+        request = f"{['GET', 'POST'][k % 2]} /api/things{k % 7}/{k}{query} HTTP/1.1"
+        extras = [" 0.012", " 0.250 0.249", " 0.030 0.010, 0.015", " 0.002 -", "", " rt=0.5 urt=0.4", " soon", " 1e-3"][
+            i % 8
+        ]
+        status = [200, 200, 499, 503, 404][i % 5]
+        if i % 37 == 0:
+            lines.append(_line(i, odd[(i // 37) % len(odd)], status, extras))
+        elif i % 41 == 0:
+            lines.append("   ")  # blank
+        elif i % 43 == 0:
+            lines.append("garbage line")
+        elif i % 47 == 0:
+            lines.append(_line(i, request, status, extras, agent='quoted \\"agent\\" ü'))
+        else:
+            lines.append(_line(i, request, status, extras))
+    return lines
+
+
+def _same_chunk(a: _Chunk, b: _Chunk) -> None:
+    assert (a.nonblank, a.events) == (b.nonblank, b.events)
+    assert [a.keys[c] for c in a.code] == [b.keys[c] for c in b.code]
+    assert np.array_equal(a.t, b.t)
+    assert np.array_equal(a.latency, b.latency, equal_nan=True)
+    assert np.array_equal(a.errors, b.errors)
+
+
+@pytest.mark.parametrize(("timing_field", "arrival"), [(-1, False), (0, True), (1, False), (-2, True), (5, False)])
+def test_column_wise_nginx_parse_equals_the_exact_parser(timing_field: int, arrival: bool) -> None:
+    block = ("\n".join(_mixed_lines()) + "\n").encode()
+    spec = _ParserSpec("nginx", timing_field, arrival)
+    parse = spec.exact()
+    fast = _fast_chunk("a.log", block, 10, spec, parse)
+    assert fast is not None
+    exact = _exact_chunk("a.log", block, 10, parse)
+    assert fast[1] == exact[1] == 610
+    _same_chunk(fast[0], exact[0])
+    assert len(fast[0].t) > 400  # most lines are requests
+    assert fast[0].events  # and the odd ones were diagnosed in place
+
+
+def test_blocks_the_column_wise_parse_leaves_to_the_exact_parser() -> None:
+    spec = _ParserSpec("nginx", -1, False)
+    for block in (b"a\r\nb\n", "x\xff\n".encode("latin-1"), b"x" * 70000 + b"\n"):
+        assert _fast_chunk("a.log", block, 0, spec, spec.exact()) is None
+
+
+def test_chunks_fold_like_the_recorder_row_by_row(tmp_path: Path) -> None:
+    path = tmp_path / "a.log.gz"
+    path.write_bytes(gzip.compress(("\ufeff" + "\n".join(_mixed_lines()) + "\n").encode()))
+    collector = _Collector(None, 500, 1.0)
+    chunks = [c for chunk in _parse_file(path, _ParserSpec("nginx", -1, False)) if (c := collector.consume(chunk))]
+    assert sum(map(len, chunks)) == collector.requests.count > 400
+    assert all(isinstance(c, RequestChunk) for c in chunks)
+    start = datetime.fromtimestamp(collector.requests.first_s, UTC)
+    end = datetime.fromtimestamp(collector.requests.last_s + 0.001, UTC)
+    kw = {"source": Source(SourceKind.ACCESS_LOG), "start": start, "end": end, "latency_kind": LatencyKind.SERVER}
+    folded = collector.requests.to_measurement(**kw)  # type: ignore[arg-type]
+    interval = timeline_interval_for((end - start).total_seconds())
+    assert interval in TIMELINE_INTERVALS_S
+    assert len(folded.endpoints) > 10
+    assert_same_measurement(folded, row_path_measurement(chunks, interval, **kw))
+    assert MAX_TIMELINE_POINTS >= 1
+
+
+def test_dropped_values_counted_while_their_pool_has_room(tmp_path: Path) -> None:
+    """Repeated query strings in one chunk: a left-out value counts again until its pool fills, not after."""
+    queries = ["q=x@y.example", "q=1", "q=x@y.example", "q=2", "q=x@y.example", "q=x@y.example", "token=a", "token=a"]
+    path = tmp_path / "a.log"
+    path.write_text("".join(_line(i, f"GET /s?{q} HTTP/1.1") + "\n" for i, q in enumerate(queries)))
+    result = read_access_logs(path, "nginx", pool_limit=2)
+    assert result.measurement.labels["query_values_dropped"] == "2 e-mail, 2 secret-like"
+    (stats,) = result.measurement.endpoints
+    assert stats.request is not None
+    assert stats.request.params == {"q": ("1", "2")}
+
+
+def test_a_pool_of_processes_gives_the_result_of_one(tmp_path: Path) -> None:
+    lines = _mixed_lines(900)
+    files = []
+    for i in range(3):
+        path = tmp_path / f"part{i}.log.gz"
+        path.write_bytes(gzip.compress(("\n".join(lines[i * 300 : (i + 1) * 300]) + "\n").encode()))
+        files.append(path)
+    window = Window(T0 + timedelta(minutes=10), T0 + timedelta(minutes=60))
+    one = read_access_logs(files, "nginx", max_malformed_share=0.2, pool_limit=3, window=window, workers=1)
+    pool = read_access_logs(files, "nginx", max_malformed_share=0.2, pool_limit=3, window=window, workers=2)
+    assert measurement_json.dumps(one.measurement) == measurement_json.dumps(pool.measurement)
+    fields = ("lines", "malformed", "malformed_examples", "skipped", "skipped_reasons", "no_latency", "before_window")
+    assert [getattr(one, f) for f in fields] == [getattr(pool, f) for f in fields]
+    assert one.outside_window > 0
+    assert one.malformed_examples[0].startswith(f"{files[0]}:")

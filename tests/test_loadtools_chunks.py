@@ -1,0 +1,150 @@
+"""The k6 and JMeter readers as chunk generators: each format's chunks give the same Measurement folded by the
+RequestAggregator as recorded row by row (tests/aggregate_support.py), across several blocks, and the fast
+block parse gives the same requests as the exact per-line / pandas reading it falls back to."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.model import Measurement
+from parity.replay.recorder import timeline_interval
+from parity.sources import jmeter, k6
+from parity.sources.aggregate import RequestChunk
+from parity.sources.load_tool import route_of, split_label
+from tests.aggregate_support import assert_same_measurement, row_path_measurement
+
+T0 = 1772445600.0
+URLS = ["http://127.0.0.1:8080/api/users/{}", "http://127.0.0.1:8080/api/orders", "/posts/{}/comments/${{}}", "login"]
+
+
+def _k6_file(path: Path, n: int = 3000) -> None:
+    """A k6 --out json file with the lines k6 writes around each request, statuses 200/500/0, names of every
+    kind (URL, path, template literal, free text); a blank line in the middle (the per-line path for that
+    block)."""
+    rng = np.random.default_rng(7)
+    out = ['{"type":"Metric","data":{"name":"http_reqs","type":"counter"},"metric":"http_reqs"}']
+    for i in range(n):
+        url = URLS[i % 4].format(int(rng.integers(1, 50)))
+        status = ["200", "200", "500", "0"][int(rng.integers(0, 4))]
+        tags = {"method": "GET" if i % 3 else "post ", "name": url, "status": status, "url": url}
+        if i % 5:
+            tags["expected_response"] = "true" if status == "200" else "false"
+        ms = float(rng.lognormal(3, 0.6))
+        end = f"2026-03-02T10:{i * 20 // 60000:02d}:{(i * 20 % 60000) / 1000:06.3f}Z"
+        for metric, value in (("http_reqs", 1), ("http_req_duration", ms), ("http_req_failed", status != "200")):
+            out.append(
+                json.dumps(
+                    {"metric": metric, "type": "Point", "data": {"time": end, "value": float(value), "tags": tags}}
+                )
+            )
+        if i == n // 2:
+            out.append("")
+    path.write_text("\n".join(out) + "\n")
+
+
+def _both_paths(m: Measurement, chunks: list[RequestChunk]) -> None:
+    """``m`` (the reader's, folded by the aggregator) equals the chunks recorded one request at a time."""
+    row = row_path_measurement(
+        chunks,
+        timeline_interval(m.window.duration_s),
+        source=m.source,
+        start=m.window.start,
+        end=m.window.end,
+        latency_kind=m.latency_kind,
+        labels=m.labels,
+    )
+    assert_same_measurement(m, row)
+
+
+def test_k6_chunks_fold_as_rows_and_match_the_per_line_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "k6.json"
+    _k6_file(path)
+    monkeypatch.setattr(k6, "BLOCK_BYTES", 64 << 10)  # a dozen blocks, one read line by line (the blank line)
+    m = k6.read_k6_json(path)
+    chunks = [c.requests for c in k6._chunks(path, [])]
+    assert len(chunks) > 5
+    _both_paths(m, chunks)
+    # the per-line meaning, row by row: method stripped and upper-cased, name templated, k6's verdicts
+    expected: dict[str, list[int]] = {}
+    for line in path.read_text().splitlines():
+        obj = json.loads(line) if line else {}
+        if obj.get("metric") == "http_req_duration":
+            tags = obj["data"]["tags"]
+            key = f"{tags['method'].strip().upper()} {route_of(tags['name'])}"
+            exp = tags.get("expected_response")
+            error = exp != "true" if exp is not None else tags["status"] in ("0", "500")
+            counts = expected.setdefault(key, [0, 0])
+            counts[0] += 1
+            counts[1] += error
+    assert {e.endpoint.key: [e.count, e.errors] for e in m.endpoints} == expected
+    gz = tmp_path / "k6.json.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    packed = k6.read_k6_json(gz)
+    assert [(e.endpoint, e.count, e.errors, e.latency) for e in packed.endpoints] == [
+        (e.endpoint, e.count, e.errors, e.latency) for e in m.endpoints
+    ]
+
+
+def _jtl_rows(n: int = 3000) -> list[tuple[int, int, str, str, str, str]]:
+    rng = np.random.default_rng(11)
+    labels = ["GET /api/users/{}", "POST http://h/api/orders/{}", "Login", " get /x/{} "]
+    rows = []
+    for i in range(n):
+        code = ["200", "500", "Non HTTP response code: java.net.ConnectException"][int(rng.integers(0, 3))]
+        message = "Number of samples in transaction : 2" if i % 97 == 0 else ("OK" if code == "200" else "Bad")
+        rows.append(
+            (
+                round((T0 + i * 0.05) * 1000),
+                int(rng.integers(0, 900)),
+                labels[i % 4].format(i % 40),
+                code,
+                message,
+                "true" if code == "200" else "false",
+            )
+        )
+    return rows
+
+
+def test_jtl_csv_chunks_fold_as_rows_and_match_pandas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.jtl"
+    lines = ["timeStamp,elapsed,label,responseCode,responseMessage,success,failureMessage"]
+    for ts, ms, label, code, message, ok in _jtl_rows():
+        failure = "" if ok == "true" else "two\nlines"
+        lines.append(f'{ts},{ms},{label},{code},"{message}",{ok},"{failure}"')
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(jmeter, "CSV_BLOCK_BYTES", 16 << 10)
+    m = jmeter.read_jtl_csv(path)
+    fast = [c.requests for c in jmeter._csv_chunks(path, ",", jmeter._Checked(), [0])]
+    assert len(fast) > 5
+    _both_paths(m, fast)
+    slow = [c.requests for c in jmeter._pandas_chunks(path, ",", jmeter._Checked(), [0])]
+    _both_paths(m, slow)  # pyarrow in blocks and pandas whole: the same requests
+    assert "31 Transaction Controller line(s) skipped" in m.source.description
+
+
+def test_jtl_xml_chunks_fold_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.xml"
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<testResults version="1.2">']
+    for ts, ms, label, code, message, ok in _jtl_rows():
+        out.append(
+            f'<httpSample t="{ms}" ts="{ts}" s="{ok}" lb="{label}" rc="{code}" rm="{message}">'
+            f'<httpSample t="1" ts="{ts}" s="true" lb="nested" rc="200"/></httpSample>'
+        )
+    out.append("</testResults>")
+    path.write_text("\n".join(out) + "\n")
+    monkeypatch.setattr(jmeter, "XML_CHUNK_SAMPLES", 500)
+    monkeypatch.setattr(jmeter, "_XML_READ_BYTES", 16 << 10)
+    m = jmeter.read_jtl_xml(path)
+    chunks = [c.requests for c in jmeter._xml_chunks(path, jmeter._Checked(), [0])]
+    assert len(chunks) > 5
+    _both_paths(m, chunks)
+    assert sum(e.count for e in m.endpoints) == 3000 - 31
+    assert {e.endpoint.key for e in m.endpoints} == {
+        split_label(lb).__getitem__(0) + (" " if split_label(lb)[0] else "") + split_label(lb)[1]
+        for _, _, lb, *_ in _jtl_rows()
+    } - {"nested"}
