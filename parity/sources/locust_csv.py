@@ -606,7 +606,10 @@ def read_locust_csvs(paths: Sequence[Path], name: str | None = None) -> Measurem
     shown = Path(name) if name else paths[0]
     aggregator = RequestAggregator()
     for chunk in _ahead(request_chunks(paths)):
-        aggregator.add(chunk)
+        try:
+            aggregator.add(chunk)
+        except ValueError as exc:  # beyond what the aggregator holds (e.g. over a million endpoints)
+            raise BadInput(f"{shown}: {exc}") from None
         if aggregator.last_s - aggregator.first_s > MAX_SPAN_S:
             start, last = aggregator.first_s, aggregator.last_s
             raise BadInput(
