@@ -15,7 +15,7 @@ replaced by ``{id}`` (vectorised regex), the same group-by on request_time.
 Targets (issue 14): compare ≤ 1.5× pandas and ≤ 1 GiB at 5M rows per side, RSS flat (±20%) from 1M to 5M;
 from-logs ≤ 2× pandas and ≤ 1 GiB on 5M nginx lines.
 
-    .venv/bin/python benchmarks/analysis_speed.py                 # 1M and 5M rows per side (up to 0.6 GB of files at once)
+    .venv/bin/python benchmarks/analysis_speed.py                 # 1M and 5M rows/side (0.6 GB of files at most)
     .venv/bin/python benchmarks/analysis_speed.py --rows 200000   # a quick run at one size
 
 The from-logs part times whatever access-log reader is installed (parity.sources.access_log).
