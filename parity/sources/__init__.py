@@ -7,13 +7,16 @@ are recognised but cannot be read on their own; a refusal names what was seen an
 To add a source, add one ``Format`` row (keep sniffs cheap and specific: a header, not a guess).
 
 A directory (or a quoted glob such as ``'logs/requests-*.csv'``) is one side made of several Locust request
-logs — one per Locust process — merged into one Measurement (see ``parity.sources.locust_csv``).
+logs — one per Locust process, ``*.csv`` or ``*.csv.gz`` — merged into one Measurement (see
+``parity.sources.locust_csv``). A request log may be gzip-compressed (recognised by its magic bytes).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import gzip
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +185,16 @@ def _refusal(p: Path, head: str) -> BadInput:
 
 
 def _head(p: Path) -> str:
+    """The first ``HEAD_CHARS`` characters of ``p`` (a byte-order mark skipped), decompressed when it is gzip
+    ("" when that fails: the k6 sniff names the broken stream)."""
+    with reading(p, "an input file"), p.open("rb") as raw:
+        if raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            try:
+                with gzip.open(raw, "rt", encoding="utf-8-sig", errors="replace") as gz:
+                    return gz.read(HEAD_CHARS)
+            except (OSError, EOFError, zlib.error):
+                return ""
     with reading(p, "an input file"), p.open(encoding="utf-8-sig", errors="replace") as fh:
         return fh.read(HEAD_CHARS)  # utf-8-sig: a byte-order mark is skipped
 
@@ -190,7 +203,7 @@ def _several(path: str) -> list[Path] | None:
     """The files of a directory or of a glob pattern (sorted), or None when ``path`` is one file's name."""
     p = Path(path)
     if p.is_dir():
-        return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".csv")
+        return sorted(f for f in p.iterdir() if f.is_file() and f.name.lower().endswith((".csv", ".csv.gz")))
     if not p.exists() and glob.has_magic(path):
         return sorted(Path(f) for f in glob.glob(path) if Path(f).is_file())  # noqa: PTH207 (absolute patterns)
     return None
@@ -205,6 +218,8 @@ def load_measurement(path: str | Path) -> Measurement:
         return _load_request_logs(Path(path), files)
     p = Path(path)
     head = _head(p)
+    if header(head) == LOCUST_CSV_COLUMNS:  # plain or gzip (k6's sniff refuses any other gzip file)
+        return _read_request_log(p)
     from parity.sources import jmeter, k6
 
     for sniff in (k6.sniff, jmeter.sniff):
