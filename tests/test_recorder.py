@@ -149,39 +149,3 @@ def test_requests_in_flight_at_the_end_are_shown_with_the_generator_health() -> 
     assert "11 still in flight at the end (sent, not recorded)" in text
     assert "lagged up to 1,234 ms behind its schedule (> 100 ms in 50% of intervals)" in text
     assert text.endswith("— latency not judged (lagging)")
-
-
-def test_record_many_builds_the_same_measurement_as_row_at_a_time() -> None:
-    """The column-wise path (files) and the row-at-a-time path (live replay) give the same counts, errors,
-    sketches bucket for bucket, and timelines, on unsorted send times spanning many intervals and flushes."""
-    rng = np.random.default_rng(11)
-    n = 3 * FLUSH_EVERY + 17
-    keys = [("GET", "/a"), ("POST", "/b"), ("GET", "/c/{id}")]
-    endpoint = rng.integers(0, len(keys), n).astype(np.int64)
-    sent = T0 + rng.uniform(0.0, 600.0, n)  # not in time order, as several processes' rows are
-    latency = rng.lognormal(3.0, 0.7, n)
-    latency[rng.random(n) < 0.03] = np.nan  # no response
-    errors = np.isnan(latency) | (rng.random(n) < 0.02)
-    rows, many = Recorder(10.0), Recorder(10.0)
-    for i in range(n):
-        method, name = keys[endpoint[i]]
-        ms = None if np.isnan(latency[i]) else float(latency[i])
-        rows.record(method, name, float(sent[i]), ms, bool(errors[i]))
-    many.record_many(keys, endpoint, sent, latency, errors)
-    start, end = datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 600.0, UTC)
-    source = Source(SourceKind.LOCUST_CSV, description="x")
-    a = rows.to_measurement(source=source, start=start, end=end)
-    b = many.to_measurement(source=source, start=start, end=end)
-    assert [e.endpoint for e in a.endpoints] == [e.endpoint for e in b.endpoints]
-    for ea, eb in zip(a.endpoints, b.endpoints, strict=True):
-        assert (ea.count, ea.errors) == (eb.count, eb.errors)
-        assert ea.timeline is not None
-        assert eb.timeline is not None
-        ta, tb = vars(ea.timeline), vars(eb.timeline)
-        assert ta.pop("avg_ms") == pytest.approx(tb.pop("avg_ms"), rel=1e-12)  # float addition order only
-        assert ta == tb  # counts, errors and the sketch quantiles per interval
-        assert isinstance(ea.latency, LatencyDistribution)
-        assert isinstance(eb.latency, LatencyDistribution)
-        da, db = ea.latency.sketch.to_dict(), eb.latency.sketch.to_dict()
-        assert da.pop("sum") == pytest.approx(db.pop("sum"), rel=1e-12)  # float addition order only
-        assert da == db  # every bucket, count, min and max

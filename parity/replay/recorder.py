@@ -276,22 +276,6 @@ class Recorder:
             self._keys.append(key)
         return index
 
-    def record_many(
-        self,
-        keys: Sequence[tuple[str, str]],
-        endpoint: npt.NDArray[np.int64],
-        sent_at_s: npt.NDArray[np.float64],
-        latency_ms: npt.NDArray[np.float64],
-        errors: npt.NDArray[np.bool_],
-    ) -> None:
-        """Many finished requests at once (a file read column-wise): request ``i`` is endpoint
-        ``keys[endpoint[i]]`` (method, name), sent at Unix ``sent_at_s[i]`` s, latency ``latency_ms[i]`` ms (NaN:
-        no response), error ``errors[i]``. The same sketches and timelines as :meth:`record` row by row (no
-        intended-time latency: files do not know planned send times)."""
-        self._flush()
-        number = np.asarray([self._index(k) for k in keys], dtype=np.int64)
-        self._fold(number[endpoint], sent_at_s, latency_ms, errors, np.full(len(sent_at_s), np.nan))
-
     def record_cpu(self, at_s: float, percent: float) -> None:
         """This process's CPU (% of one core) over the timeline interval holding Unix time ``at_s``."""
         bucket = math.floor(at_s / self.interval_s)
