@@ -50,7 +50,7 @@ from parity.replay.shapes import ShapeKind, ShapeSettings
 from parity.report.context import RunMeta
 from parity.report.terminal import calibration_summary, terminal_summary
 from parity.report.write import write_reports
-from parity.sources import load_measurement
+from parity.sources import load_measurement, load_measurements
 
 __all__ = ["build_parser", "exit_code", "main"]
 
@@ -136,8 +136,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
-    baseline = load_measurement(args.baseline)
-    candidate = load_measurement(args.candidate)
+    baseline, candidate = load_measurements(args.baseline, args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
     _report(result, args.out, _meta(config.path, argv), (baseline, candidate))
     return exit_code(result.verdict)

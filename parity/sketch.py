@@ -82,7 +82,12 @@ class LatencySketch(BaseDDSketch):
         """The bin key of each latency (ms, each above the zero bucket), vectorised: every path that fills a
         sketch (:meth:`add_many`, ``parity.sources.aggregate``) maps values with this one function."""
         mapping = self._mapping
-        return (np.ceil(np.log(positive_ms) / math.log(2) * mapping._multiplier) + mapping._offset).astype(np.int64)
+        key = np.log(positive_ms)  # then, in place and in this order: / log 2, × multiplier, ceil, + offset
+        key /= math.log(2)
+        key *= mapping._multiplier
+        np.ceil(key, out=key)
+        key += mapping._offset
+        return key.astype(np.int64)
 
     def _add_bins(self, lo: int, counts: npt.NDArray[np.int64]) -> None:
         """Add ``counts[i]`` values to the bin of key ``lo + i``: one resize for the whole batch (adding key by key

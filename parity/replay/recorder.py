@@ -91,8 +91,11 @@ def bucket_numbers(sent_s: npt.NDArray[np.float64], interval_s: float) -> npt.ND
     """Timeline bucket of each Unix send time (s): ``floor(t / interval)`` computed on whole microseconds, so
     that buckets of an interval are exactly unions of buckets of any interval dividing it (a file read in
     fine buckets and merged later lands where a recorder with the final interval puts it)."""
-    micros = np.round(np.asarray(sent_s, dtype=np.float64) * 1e6).astype(np.int64)
-    return np.floor_divide(micros, round(interval_s * 1e6))
+    micros = np.asarray(sent_s, dtype=np.float64) * 1e6
+    np.round(micros, out=micros)
+    buckets = micros.astype(np.int64)
+    buckets //= round(interval_s * 1e6)
+    return buckets
 
 
 def _groups(ids: npt.NDArray[np.int64]) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:

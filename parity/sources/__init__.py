@@ -18,6 +18,7 @@ import glob
 import gzip
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from parity import measurement_json
 from parity.errors import BadInput, reading
 from parity.model import Measurement
 
-__all__ = ["FORMATS", "HEAD_CHARS", "LOCUST_CSV_COLUMNS", "RECOGNISED_ONLY", "Format", "load_measurement"]
+__all__ = [
+    "FORMATS",
+    "HEAD_CHARS",
+    "LOCUST_CSV_COLUMNS",
+    "RECOGNISED_ONLY",
+    "Format",
+    "load_measurement",
+    "load_measurements",
+]
 
 #: Characters of a file read to recognise its format.
 HEAD_CHARS = 4096
@@ -230,6 +239,17 @@ def load_measurement(path: str | Path) -> Measurement:
         if fmt.sniff(head):
             return fmt.read(p)
     raise _refusal(p, head)
+
+
+def load_measurements(*paths: str | Path) -> list[Measurement]:
+    """:func:`load_measurement` of each path, read side by side in threads (the big readers spend their time in
+    pyarrow and numpy, which release the GIL, so two request logs are read on two cores in about the time of
+    one); on bad input, the error of the first bad path in the given order."""
+    if len(paths) < 2:
+        return [load_measurement(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="parity-read") as pool:
+        futures = [pool.submit(load_measurement, p) for p in paths]
+        return [f.result() for f in futures]
 
 
 def _load_request_logs(where: Path, files: list[Path]) -> Measurement:
