@@ -183,19 +183,6 @@ def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeyp
         jmeter.read_jtl_csv(path)
 
 
-def test_endpoint_name_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """k6 names requests by URL (one distinct name per id): the names remembered stay at most MAX_CACHED_NAMES
-    and every key is still right after the memory started again."""
-    from parity.sources import load_tool
-
-    monkeypatch.setattr(load_tool, "MAX_CACHED_NAMES", 100)
-    cache = load_tool.Endpoints()
-    for i in range(1000):
-        url = f"http://h/api/orders/{i}/items?x={i}"
-        assert cache.key("get", url, k6._k6_key) == ("GET", "/api/orders/{id}/items")
-        assert len(cache._cache) <= 100
-
-
 def test_k6_lone_surrogate_escape_is_bad_input(tmp_path: Path) -> None:
     """JSON lets a string hold ``\\ud800`` (half of a surrogate pair, no character): a name or time holding one is
     a bad line named by the reader (exit 2), not a UnicodeEncodeError traceback (exit 1, as a regression)."""

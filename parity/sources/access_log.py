@@ -146,7 +146,7 @@ from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.nginx_format import LogFormat, compile_log_format
 from parity.sources.path_columns import PathTemplate as _Template
 from parity.sources.path_columns import encode_column as _encode_column
-from parity.sources.path_columns import template_column as _template_column
+from parity.sources.path_columns import template_column
 from parity.sources.routes import (
     ID_PLACEHOLDER,
     RouteMap,
@@ -1578,6 +1578,7 @@ def _query_parts(query: str) -> list[tuple[str, bool, str | None, str | None]] |
 # (method, path, query) of a chunk key ``method target``: the target split at its first "?".
 _TARGET_PARTS = r"(?s)^(?P<method>[^ ]*) (?P<path>[^?]*)(?:\?(?P<query>.*))?$"
 _PLACEHOLDER_NAME = re.compile(r"\{([^{}/]+)\}")
+_template_column = template_column  # shared with the k6 / JMeter readers (parity.sources.path_columns)
 
 
 def _template_exact(route_map: RouteMap) -> bool:

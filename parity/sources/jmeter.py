@@ -41,7 +41,7 @@ import numpy.typing as npt
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
 from parity.model import Measurement, Source, SourceKind
-from parity.sources.load_tool import Endpoints, LinedChunk, RequestChunk, endpoint_codes, fold_requests, split_label
+from parity.sources.load_tool import PY_WHITESPACE, LinedChunk, RequestChunk, endpoint_codes, fold_requests
 
 __all__ = ["REQUIRED_CSV_FIELDS", "read_jtl_csv", "read_jtl_xml", "sniff"]
 
@@ -101,7 +101,6 @@ class _Checked:
 
     def __init__(self) -> None:
         self.bad: dict[str, tuple[int, str]] = {}
-        self.endpoints = Endpoints()
 
     def error(self, path: Path) -> BadInput | None:
         """The BadInput of the first failed check, None when every value so far was good."""
@@ -134,19 +133,22 @@ class _Checked:
         verdict = [str(f).strip().lower() for f in flags]
         good = np.asarray([v in ("true", "false") for v in verdict] + [True], dtype=np.bool_)
         self._note("success", ~good[flag_index], lines, success)
-        names, label_index = _encode(labels)
-        filled = np.asarray([bool(str(n).strip()) for n in names] + [True], dtype=np.bool_)
+        import pyarrow.compute as pc
+
+        names, label_index = _encode(labels, listed=False)
+        filled = np.append(
+            pc.greater(pc.utf8_length(pc.utf8_trim(names, characters=PY_WHITESPACE)), 0).to_numpy(zero_copy_only=False),
+            True,
+        )
         self._note("label", ~filled[label_index], lines, labels)
         if self.bad:
             return None
         errors = np.asarray([v != "true" for v in verdict] + [False], dtype=np.bool_)[flag_index]
         if codes is not None:
-            import pyarrow.compute as pc
-
             unanswered = pc.fill_null(pc.starts_with(codes, NO_RESPONSE_CODE), False).to_numpy(zero_copy_only=False)
             ms = np.where(unanswered, np.nan, ms)
         keys, endpoint = endpoint_codes([""], np.zeros(len(label_index), dtype=np.int64), names, label_index,
-                                        _label_key, self.endpoints)  # fmt: skip
+                                        labels=True)  # fmt: skip
         return LinedChunk(
             RequestChunk(keys, endpoint, np.asarray(ts_ms / 1000.0, dtype=np.float64),
                          np.asarray(ms, dtype=np.float64), errors),
@@ -154,18 +156,16 @@ class _Checked:
         )  # fmt: skip
 
 
-def _label_key(_method: str, label: str) -> tuple[str, str]:
-    return split_label(label)
-
-
-def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
-    """(distinct values, index of each row's value) of a pyarrow string column."""
+def _encode(column: Any, *, listed: bool = True) -> tuple[Any, npt.NDArray[np.int64]]:
+    """(distinct values, index of each row's value) of a pyarrow string column; the distinct values as a list, or
+    as a pyarrow array when not ``listed``."""
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(column)
     if hasattr(encoded, "combine_chunks"):
         encoded = encoded.combine_chunks()
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    distinct = encoded.dictionary.to_pylist() if listed else encoded.dictionary
+    return distinct, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _numbers(column: Any) -> npt.NDArray[np.float64]:
