@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from parity.errors import BadInput
-from parity.model import Measurement
+from parity.model import Measurement, Source, SourceKind
 from parity.replay.recorder import timeline_interval
 from parity.sources import jmeter, k6
 from parity.sources.aggregate import RequestChunk
-from parity.sources.load_tool import route_of, split_label
+from parity.sources.load_tool import fold_requests, route_of, split_label
 from tests.aggregate_support import assert_same_measurement, row_path_measurement
 
 T0 = 1772445600.0
@@ -126,6 +127,68 @@ def test_jtl_csv_chunks_fold_as_rows_and_match_pandas(tmp_path: Path, monkeypatc
     slow = [c.requests for c in jmeter._pandas_chunks(path, ",", jmeter._Checked(), [0])]
     _both_paths(m, slow)  # pyarrow in blocks and pandas whole: the same requests
     assert "31 Transaction Controller line(s) skipped" in m.source.description
+
+
+def _cut_jtl(path: Path, cut: str, newline: str = "\n") -> None:
+    """A JTL CSV whose last line is cut short (JMeter killed while writing it): ``cut`` names where."""
+    lines = ["timeStamp,elapsed,label,responseCode,responseMessage,success,failureMessage"]
+    for ts, ms, label, code, message, ok in _jtl_rows():
+        lines.append(f'{ts},{ms},{label},{code},"{message}",{ok},"{"" if ok == "true" else "two lines"}"')
+    last = lines.pop()
+    fields = last.split(",")
+    ends = {
+        "in timeStamp": 5,
+        "after label": len(",".join(fields[:3])) + 1,
+        "in responseMessage": len(",".join(fields[:4])) + 3,  # an open quote: the whole-file reading decides
+        "in success": len(",".join(fields[:5])) + 3,
+        "after success": len(",".join(fields[:6])) + 1,
+        "whole, no line end": len(last),
+    }
+    path.write_bytes((newline.join(lines) + newline + last[: ends[cut]]).encode())
+
+
+def _exact_reading(path: Path) -> tuple[Measurement | None, str, int]:
+    """(measurement or None, message or "", Transaction Controller lines skipped) of the whole-file pandas reading
+    (the exact one, which read every file with a cut-short last line before)."""
+    skipped = [0]
+    try:
+        folded = fold_requests(path, jmeter._pandas_chunks(path, ",", jmeter._Checked(), skipped))
+    except BadInput as exc:
+        return None, str(exc), skipped[0]
+    return folded.measurement(source=Source(SourceKind.JMETER), labels={"format": "jmeter-csv"}), "", skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("cut", "newline"),
+    [("in timeStamp", "\n"), ("after label", "\n"), ("in responseMessage", "\n"), ("in success", "\r\n"),
+     ("after success", "\n"), ("after success", "\r\n"), ("whole, no line end", "\n")],
+)  # fmt: skip
+def test_jtl_csv_cut_short_streams_and_reads_as_the_whole_file_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str, newline: str
+) -> None:
+    """JMeter killed mid-run leaves a last line cut short: its complete lines are still read by pyarrow in blocks
+    (memory bounded) and only the cut line by the exact reading, with the same result or message as the whole-file
+    pandas reading gives the whole file."""
+    path = tmp_path / "cut.jtl"
+    _cut_jtl(path, cut, newline)
+    monkeypatch.setattr(jmeter, "CSV_BLOCK_BYTES", 16 << 10)
+    want, message, skipped = _exact_reading(path)
+    if want is None:
+        with pytest.raises(BadInput) as got:
+            jmeter.read_jtl_csv(path)
+        assert str(got.value) == message
+    else:
+        m = jmeter.read_jtl_csv(path)
+        assert_same_measurement(replace(m, source=want.source), want)
+        assert f"{skipped} Transaction Controller line(s) skipped" in m.source.description
+    if cut != "in responseMessage":
+        blocks = 0
+        try:  # the complete lines in blocks: _Unreadable (the whole-file reading) would fail the test here
+            for _ in jmeter._csv_chunks(path, ",", jmeter._Checked(), [0]):
+                blocks += 1
+        except BadInput:
+            pass
+        assert blocks > 5
 
 
 def test_jtl_xml_chunks_fold_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
