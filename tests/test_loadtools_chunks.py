@@ -92,6 +92,32 @@ def test_k6_chunks_fold_as_rows_and_match_the_per_line_reading(tmp_path: Path, m
     ]
 
 
+def test_k6_crlf_lines_take_the_fast_path_and_read_as_lf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A k6 file with CRLF line ends (written or copied on Windows) is parsed block-wise like LF (not line by line),
+    with the same requests and the same line numbers in messages; a lone CR still takes the per-line reading."""
+    lf, crlf = tmp_path / "lf.json", tmp_path / "crlf.json"
+    _k6_file(lf)
+    crlf.write_bytes(lf.read_bytes().replace(b"\n", b"\r\n"))
+    monkeypatch.setattr(k6, "BLOCK_BYTES", 64 << 10)
+    want, got = k6.read_k6_json(lf), k6.read_k6_json(crlf)
+    assert_same_measurement(replace(got, source=want.source), want)
+    block = b"".join(line for line in crlf.read_bytes().splitlines(keepends=True)[:200] if line.strip())
+    rows = k6._fast_rows(block, 1, block.count(b"\n"))
+    assert rows is not None
+    assert len(rows.lines) > 50
+    point = b'"http_req_duration", "type": "Point", "data": {"time": "2026-03-02T10:00:50.000Z"'
+    line = lf.read_bytes().split(point)[0].count(b"\n") + 1
+    for name, data in (("bad-lf.json", lf.read_bytes()), ("bad-crlf.json", crlf.read_bytes())):
+        bad = tmp_path / name
+        bad.write_bytes(data.replace(point, point.replace(b"2026", b"1900"), 1))
+        with pytest.raises(BadInput, match=rf"line {line}: time: "):
+            k6.read_k6_json(bad)
+    lone = tmp_path / "lone-cr.json"
+    lone.write_bytes(crlf.read_bytes().replace(b"\r\n", b"\r", 1))  # the first line ends with CR alone
+    assert k6._fast_rows(lone.read_bytes()[:4096].rsplit(b"\n", 1)[0] + b"\n", 1, 1) is None
+    assert_same_measurement(replace(k6.read_k6_json(lone), source=want.source), want)
+
+
 def _jtl_rows(n: int = 3000) -> list[tuple[int, int, str, str, str, str]]:
     rng = np.random.default_rng(11)
     labels = ["GET /api/users/{}", "POST http://h/api/orders/{}", "Login", " get /x/{} "]

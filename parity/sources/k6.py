@@ -240,13 +240,15 @@ def _slow_rows(p: Path, numbered: Iterable[tuple[int, str]]) -> _Rows:
 def _fast_rows(block: bytes, first_line: int, newlines: int) -> _Rows | None:
     """The http_req_duration Points of a block parsed at once (pyarrow.json: no Python per line), or None when
     anything in the block needs the exact per-line reading (a malformed or unusual line, a bad value, a blank
-    line, a lone CR, a BOM): then the caller reads the block line by line."""
+    line, a lone CR, a BOM): then the caller reads the block line by line. CRLF line ends are read here (the CR
+    is JSON whitespace; a raw CR inside a string is no JSON, so pyarrow refuses it as the per-line reading
+    does)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    if b"\r" in block or b"\xef\xbb\xbf" in block:
-        return None
+    if b"\xef\xbb\xbf" in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
+        return None  # a CR that ends a line without LF: the per-line reading counts it as a line end
     if not block.isascii():
         try:
             block.decode("utf-8")  # pyarrow does not check the fields it skips
