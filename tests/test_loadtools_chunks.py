@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from parity.errors import BadInput
-from parity.model import Measurement
+from parity.model import Measurement, Source, SourceKind
 from parity.replay.recorder import timeline_interval
 from parity.sources import jmeter, k6
 from parity.sources.aggregate import RequestChunk
-from parity.sources.load_tool import route_of, split_label
+from parity.sources.load_tool import fold_requests, route_of, split_label
 from tests.aggregate_support import assert_same_measurement, row_path_measurement
 
 T0 = 1772445600.0
@@ -91,6 +92,32 @@ def test_k6_chunks_fold_as_rows_and_match_the_per_line_reading(tmp_path: Path, m
     ]
 
 
+def test_k6_crlf_lines_take_the_fast_path_and_read_as_lf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A k6 file with CRLF line ends (written or copied on Windows) is parsed block-wise like LF (not line by line),
+    with the same requests and the same line numbers in messages; a lone CR still takes the per-line reading."""
+    lf, crlf = tmp_path / "lf.json", tmp_path / "crlf.json"
+    _k6_file(lf)
+    crlf.write_bytes(lf.read_bytes().replace(b"\n", b"\r\n"))
+    monkeypatch.setattr(k6, "BLOCK_BYTES", 64 << 10)
+    want, got = k6.read_k6_json(lf), k6.read_k6_json(crlf)
+    assert_same_measurement(replace(got, source=want.source), want)
+    block = b"".join(line for line in crlf.read_bytes().splitlines(keepends=True)[:200] if line.strip())
+    rows = k6._fast_rows(block, 1, block.count(b"\n"))
+    assert rows is not None
+    assert len(rows.lines) > 50
+    point = b'"http_req_duration", "type": "Point", "data": {"time": "2026-03-02T10:00:50.000Z"'
+    line = lf.read_bytes().split(point)[0].count(b"\n") + 1
+    for name, data in (("bad-lf.json", lf.read_bytes()), ("bad-crlf.json", crlf.read_bytes())):
+        bad = tmp_path / name
+        bad.write_bytes(data.replace(point, point.replace(b"2026", b"1900"), 1))
+        with pytest.raises(BadInput, match=rf"line {line}: time: "):
+            k6.read_k6_json(bad)
+    lone = tmp_path / "lone-cr.json"
+    lone.write_bytes(crlf.read_bytes().replace(b"\r\n", b"\r", 1))  # the first line ends with CR alone
+    assert k6._fast_rows(lone.read_bytes()[:4096].rsplit(b"\n", 1)[0] + b"\n", 1, 1) is None
+    assert_same_measurement(replace(k6.read_k6_json(lone), source=want.source), want)
+
+
 def _jtl_rows(n: int = 3000) -> list[tuple[int, int, str, str, str, str]]:
     rng = np.random.default_rng(11)
     labels = ["GET /api/users/{}", "POST http://h/api/orders/{}", "Login", " get /x/{} "]
@@ -126,6 +153,68 @@ def test_jtl_csv_chunks_fold_as_rows_and_match_pandas(tmp_path: Path, monkeypatc
     slow = [c.requests for c in jmeter._pandas_chunks(path, ",", jmeter._Checked(), [0])]
     _both_paths(m, slow)  # pyarrow in blocks and pandas whole: the same requests
     assert "31 Transaction Controller line(s) skipped" in m.source.description
+
+
+def _cut_jtl(path: Path, cut: str, newline: str = "\n") -> None:
+    """A JTL CSV whose last line is cut short (JMeter killed while writing it): ``cut`` names where."""
+    lines = ["timeStamp,elapsed,label,responseCode,responseMessage,success,failureMessage"]
+    for ts, ms, label, code, message, ok in _jtl_rows():
+        lines.append(f'{ts},{ms},{label},{code},"{message}",{ok},"{"" if ok == "true" else "two lines"}"')
+    last = lines.pop()
+    fields = last.split(",")
+    ends = {
+        "in timeStamp": 5,
+        "after label": len(",".join(fields[:3])) + 1,
+        "in responseMessage": len(",".join(fields[:4])) + 3,  # an open quote: the whole-file reading decides
+        "in success": len(",".join(fields[:5])) + 3,
+        "after success": len(",".join(fields[:6])) + 1,
+        "whole, no line end": len(last),
+    }
+    path.write_bytes((newline.join(lines) + newline + last[: ends[cut]]).encode())
+
+
+def _exact_reading(path: Path) -> tuple[Measurement | None, str, int]:
+    """(measurement or None, message or "", Transaction Controller lines skipped) of the whole-file pandas reading
+    (the exact one, which read every file with a cut-short last line before)."""
+    skipped = [0]
+    try:
+        folded = fold_requests(path, jmeter._pandas_chunks(path, ",", jmeter._Checked(), skipped))
+    except BadInput as exc:
+        return None, str(exc), skipped[0]
+    return folded.measurement(source=Source(SourceKind.JMETER), labels={"format": "jmeter-csv"}), "", skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("cut", "newline"),
+    [("in timeStamp", "\n"), ("after label", "\n"), ("in responseMessage", "\n"), ("in success", "\r\n"),
+     ("after success", "\n"), ("after success", "\r\n"), ("whole, no line end", "\n")],
+)  # fmt: skip
+def test_jtl_csv_cut_short_streams_and_reads_as_the_whole_file_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str, newline: str
+) -> None:
+    """JMeter killed mid-run leaves a last line cut short: its complete lines are still read by pyarrow in blocks
+    (memory bounded) and only the cut line by the exact reading, with the same result or message as the whole-file
+    pandas reading gives the whole file."""
+    path = tmp_path / "cut.jtl"
+    _cut_jtl(path, cut, newline)
+    monkeypatch.setattr(jmeter, "CSV_BLOCK_BYTES", 16 << 10)
+    want, message, skipped = _exact_reading(path)
+    if want is None:
+        with pytest.raises(BadInput) as got:
+            jmeter.read_jtl_csv(path)
+        assert str(got.value) == message
+    else:
+        m = jmeter.read_jtl_csv(path)
+        assert_same_measurement(replace(m, source=want.source), want)
+        assert f"{skipped} Transaction Controller line(s) skipped" in m.source.description
+    if cut != "in responseMessage":
+        blocks = 0
+        try:  # the complete lines in blocks: _Unreadable (the whole-file reading) would fail the test here
+            for _ in jmeter._csv_chunks(path, ",", jmeter._Checked(), [0]):
+                blocks += 1
+        except BadInput:
+            pass
+        assert blocks > 5
 
 
 def test_jtl_xml_chunks_fold_as_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,19 +270,6 @@ def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeyp
     path.write_text("timeStamp,elapsed,label,success\n" + rows)
     with pytest.raises(BadInput, match=r"many\.jtl: more than 3 distinct endpoints"):
         jmeter.read_jtl_csv(path)
-
-
-def test_endpoint_name_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """k6 names requests by URL (one distinct name per id): the names remembered stay at most MAX_CACHED_NAMES
-    and every key is still right after the memory started again."""
-    from parity.sources import load_tool
-
-    monkeypatch.setattr(load_tool, "MAX_CACHED_NAMES", 100)
-    cache = load_tool.Endpoints()
-    for i in range(1000):
-        url = f"http://h/api/orders/{i}/items?x={i}"
-        assert cache.key("get", url, k6._k6_key) == ("GET", "/api/orders/{id}/items")
-        assert len(cache._cache) <= 100
 
 
 def test_k6_lone_surrogate_escape_is_bad_input(tmp_path: Path) -> None:

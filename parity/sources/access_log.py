@@ -144,9 +144,11 @@ from parity.model import (
 )
 from parity.sources.aggregate import RequestAggregator, RequestChunk
 from parity.sources.nginx_format import LogFormat, compile_log_format
+from parity.sources.path_columns import PathTemplate as _Template
+from parity.sources.path_columns import encode_column as _encode_column
+from parity.sources.path_columns import template_column
 from parity.sources.routes import (
     ID_PLACEHOLDER,
-    MIN_TOKEN_ID_LENGTH,
     RouteMap,
     _looks_like_id,
     encode_path,
@@ -1313,11 +1315,7 @@ class _Collector:
         method = pc.struct_field(parts, "method")
         path = pc.struct_field(parts, "path")
         query = pc.fill_null(pc.struct_field(parts, "query"), "")
-        needs = pc.match_substring_regex(path, _NEEDS_ENCODING)
-        if pc.any(needs).as_py():
-            path = pc.replace_with_mask(
-                path, needs, pa.array([encode_path(p) for p in path.filter(needs).to_pylist()], pa.string())
-            )
+        path = _encode_column(path)
         template = _template_column(path)
         number, missed, params = self._route_numbers(method, path, template.route)
         self.unmatched += int(counts[missed].sum())
@@ -1579,55 +1577,8 @@ def _query_parts(query: str) -> list[tuple[str, bool, str | None, str | None]] |
 
 # (method, path, query) of a chunk key ``method target``: the target split at its first "?".
 _TARGET_PARTS = r"(?s)^(?P<method>[^ ]*) (?P<path>[^?]*)(?:\?(?P<query>.*))?$"
-# A character encode_path changes: outside printable ASCII, a space, "{" or "}".
-_NEEDS_ENCODING = r"[^\x21-\x7a\x7c\x7e]"
-# _looks_like_id of an (encoded, so ASCII) segment: digits or a UUID; or, at MIN_TOKEN_ID_LENGTH characters or
-# more, hex digits or letters and digits with a digit.
-_ID_SHORT = r"^(?:[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
-_ID_TOKEN = r"^(?:[0-9a-fA-F]+|[A-Za-z0-9]*[0-9][A-Za-z0-9]*)$"
 _PLACEHOLDER_NAME = re.compile(r"\{([^{}/]+)\}")
-
-
-@dataclass(frozen=True)
-class _Template:
-    """Paths templated column-wise: ``route[i]`` of path i; per segment of all paths (in order), its path
-    ``row``, whether it ``is_id``, its ``rank`` among its path's ids (1 for ``{id}``), and ``segments[segment]``
-    its text."""
-
-    route: pa.Array
-    row: npt.NDArray[np.int64]
-    is_id: npt.NDArray[np.bool_]
-    rank: npt.NDArray[np.int64]
-    segment: npt.NDArray[np.int64]
-    segments: pa.Array
-
-
-def _template_column(paths: pa.Array) -> _Template:
-    """:func:`parity.sources.routes.template_path_values`' route of each (encoded) path, column-wise: the paths
-    split into segments, "looks like an id" decided once per distinct segment by RE2 patterns equal to
-    ``_looks_like_id``, the k-th id segment of a path replaced by ``{id}`` (k = 1) or ``{idk}``."""
-    lists = pc.split_pattern(paths, "/")
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    encoded = pc.dictionary_encode(lists.flatten())
-    segments = encoded.dictionary
-    token = pc.and_(
-        pc.greater_equal(pc.utf8_length(segments), MIN_TOKEN_ID_LENGTH), pc.match_substring_regex(segments, _ID_TOKEN)
-    )
-    is_id_distinct = pc.or_(pc.match_substring_regex(segments, _ID_SHORT), token).to_numpy(zero_copy_only=False)
-    segment = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    is_id = is_id_distinct[segment]
-    before = np.concatenate(([0], np.cumsum(is_id)))
-    row = np.repeat(np.arange(len(paths), dtype=np.int64), np.diff(offsets))
-    rank = before[1:] - before[offsets[:-1] - offsets[0]][row]
-    if not is_id.any():
-        return _Template(paths, row, is_id, rank, segment, segments)
-    names = pa.array(
-        ["{" + ID_PLACEHOLDER + "}"] + ["{" + f"{ID_PLACEHOLDER}{k}" + "}" for k in range(2, int(rank.max()) + 1)]
-    )
-    placeholders = names.take(pa.array(np.where(is_id, rank - 1, 0)))
-    templated = pc.if_else(pa.array(is_id), placeholders, lists.flatten())
-    rebuilt = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), templated)
-    return _Template(pc.binary_join(rebuilt, "/"), row, is_id, rank, segment, segments)
+_template_column = template_column  # shared with the k6 / JMeter readers (parity.sources.path_columns)
 
 
 def _template_exact(route_map: RouteMap) -> bool:

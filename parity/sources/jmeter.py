@@ -28,11 +28,12 @@ groups are closed loop (see ``SourceKind.closed_loop``). Times must lie between 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from xml.parsers import expat
 
 import numpy as np
@@ -41,7 +42,7 @@ import numpy.typing as npt
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
 from parity.errors import BadInput, reading
 from parity.model import Measurement, Source, SourceKind
-from parity.sources.load_tool import Endpoints, LinedChunk, RequestChunk, endpoint_codes, fold_requests, split_label
+from parity.sources.load_tool import PY_WHITESPACE, LinedChunk, RequestChunk, endpoint_codes, fold_requests
 
 __all__ = ["REQUIRED_CSV_FIELDS", "read_jtl_csv", "read_jtl_xml", "sniff"]
 
@@ -80,6 +81,8 @@ _CHECKS = ("timeStamp", "elapsed", "success", "label")
 #: Samples per chunk (XML) / bytes per block (CSV): memory is bounded by these, not by the file.
 XML_CHUNK_SAMPLES = 200_000
 CSV_BLOCK_BYTES = 16 << 20
+#: Longest cut-short last line of a JTL CSV read apart from the rest (longer: the whole file is read by pandas).
+_MAX_TAIL_BYTES = 1 << 20
 
 
 def _shown(value: Any) -> str:
@@ -101,7 +104,6 @@ class _Checked:
 
     def __init__(self) -> None:
         self.bad: dict[str, tuple[int, str]] = {}
-        self.endpoints = Endpoints()
 
     def error(self, path: Path) -> BadInput | None:
         """The BadInput of the first failed check, None when every value so far was good."""
@@ -134,19 +136,22 @@ class _Checked:
         verdict = [str(f).strip().lower() for f in flags]
         good = np.asarray([v in ("true", "false") for v in verdict] + [True], dtype=np.bool_)
         self._note("success", ~good[flag_index], lines, success)
-        names, label_index = _encode(labels)
-        filled = np.asarray([bool(str(n).strip()) for n in names] + [True], dtype=np.bool_)
+        import pyarrow.compute as pc
+
+        names, label_index = _encode(labels, listed=False)
+        filled = np.append(
+            pc.greater(pc.utf8_length(pc.utf8_trim(names, characters=PY_WHITESPACE)), 0).to_numpy(zero_copy_only=False),
+            True,
+        )
         self._note("label", ~filled[label_index], lines, labels)
         if self.bad:
             return None
         errors = np.asarray([v != "true" for v in verdict] + [False], dtype=np.bool_)[flag_index]
         if codes is not None:
-            import pyarrow.compute as pc
-
             unanswered = pc.fill_null(pc.starts_with(codes, NO_RESPONSE_CODE), False).to_numpy(zero_copy_only=False)
             ms = np.where(unanswered, np.nan, ms)
         keys, endpoint = endpoint_codes([""], np.zeros(len(label_index), dtype=np.int64), names, label_index,
-                                        _label_key, self.endpoints)  # fmt: skip
+                                        labels=True)  # fmt: skip
         return LinedChunk(
             RequestChunk(keys, endpoint, np.asarray(ts_ms / 1000.0, dtype=np.float64),
                          np.asarray(ms, dtype=np.float64), errors),
@@ -154,18 +159,16 @@ class _Checked:
         )  # fmt: skip
 
 
-def _label_key(_method: str, label: str) -> tuple[str, str]:
-    return split_label(label)
-
-
-def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
-    """(distinct values, index of each row's value) of a pyarrow string column."""
+def _encode(column: Any, *, listed: bool = True) -> tuple[Any, npt.NDArray[np.int64]]:
+    """(distinct values, index of each row's value) of a pyarrow string column; the distinct values as a list, or
+    as a pyarrow array when not ``listed``."""
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(column)
     if hasattr(encoded, "combine_chunks"):
         encoded = encoded.combine_chunks()
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    distinct = encoded.dictionary.to_pylist() if listed else encoded.dictionary
+    return distinct, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _numbers(column: Any) -> npt.NDArray[np.float64]:
@@ -187,22 +190,36 @@ def _numbers(column: Any) -> npt.NDArray[np.float64]:
     return np.asarray(numbers, dtype=np.float64)
 
 
+def _pandas_frame(source: Path | io.BytesIO, delimiter: str) -> Any:
+    """The CSV read whole by pandas as text (the exact reading); pandas' own exceptions pass through."""
+    import pandas as pd  # heavy: imported only when a file is read
+
+    return pd.read_csv(
+        source, sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", quotechar='"'
+    )
+
+
 def _read_csv_pandas(p: Path, delimiter: str, checked: _Checked) -> tuple[Iterator[LinedChunk], int]:
     """The whole-file pandas reading (the exact messages for a file pyarrow cannot read: a row with more or
     fewer fields, text that is not UTF-8, ...): (chunks, Transaction Controller lines skipped)."""
     import pandas as pd  # heavy: imported only when a file is read
-    import pyarrow as pa
 
     try:
-        frame = pd.read_csv(
-            p, sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", quotechar='"'
-        )
+        frame = _pandas_frame(p, delimiter)
     except FileNotFoundError:
         raise BadInput(f"{p}: no such file") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise BadInput(f"{p}: not a readable JTL CSV: {str(exc).splitlines()[0]}") from None
     _check_fields(p, list(frame.columns))
-    lines = np.arange(2, len(frame) + 2, dtype=np.int64)
+    return _frame_chunks(frame, 2, checked)
+
+
+def _frame_chunks(frame: Any, first_line: int, checked: _Checked) -> tuple[Iterator[LinedChunk], int]:
+    """(chunks, Transaction Controller lines skipped) of a pandas frame of text whose first row is on line
+    ``first_line`` (one row per line, as the pandas reading always counted)."""
+    import pyarrow as pa
+
+    lines = np.arange(first_line, len(frame) + first_line, dtype=np.int64)
     skipped = 0
     if "responseMessage" in frame.columns:
         transaction = frame["responseMessage"].str.startswith(TRANSACTION_MESSAGE).to_numpy(dtype=bool)
@@ -235,9 +252,51 @@ class _Unreadable(Exception):
     """pyarrow cannot read the CSV as pandas would: the whole file is read by pandas instead."""
 
 
-def _csv_batches(p: Path, delimiter: str) -> tuple[list[str], Iterator[Any]]:
-    """(header fields, record batches of the needed columns as text) by pyarrow's streaming CSV reader;
-    _Unreadable (now or while iterating) where the pandas reading has to decide."""
+class _Prefix(io.RawIOBase):
+    """The first ``size`` bytes of an open binary file, as a stream (the complete lines of a file whose last line
+    is cut short, for pyarrow)."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._fh, self._left = fh, size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._fh.read(size)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _cut_tail(p: Path) -> tuple[int, bytes, bytes] | None:
+    """(bytes of the complete lines, header line, the last line) of a CSV whose last line has no line end (as when
+    JMeter was killed while writing it); None when the file ends with a line end, or when its last line is
+    not one short piece after a complete header line and lines that end in "\\n" (then pyarrow reads the whole
+    file)."""
+    with p.open("rb") as fh:
+        header = fh.readline()
+        size = fh.seek(0, io.SEEK_END)
+        start = max(size - _MAX_TAIL_BYTES, 0)
+        fh.seek(start)
+        end = fh.read()
+    cut = end.rfind(b"\n")
+    tail = end[cut + 1 :]
+    if not tail or cut < 0 or start + cut + 1 <= len(header) or b"\r" in tail.rstrip(b"\r"):
+        return None
+    return start + cut + 1, header, tail
+
+
+def _csv_batches(p: Path, delimiter: str, size: int | None = None) -> tuple[list[str], Iterator[Any]]:
+    """(header fields, record batches of the needed columns as text) by pyarrow's streaming CSV reader, of the
+    file's first ``size`` bytes (None: all); _Unreadable (now or while iterating) where the pandas reading has to
+    decide."""
     import pyarrow as pa
     import pyarrow.csv as pv
 
@@ -251,9 +310,10 @@ def _csv_batches(p: Path, delimiter: str) -> tuple[list[str], Iterator[Any]]:
     wanted = [c for c in (*REQUIRED_CSV_FIELDS, "responseCode", "responseMessage") if c in names]
     if len(set(names)) != len(names) or any(c not in names for c in REQUIRED_CSV_FIELDS):
         raise _Unreadable  # pandas renames duplicates; a missing field is reported after pandas' own checks
+    stack = contextlib.ExitStack()
     try:
         reader = pv.open_csv(
-            p,
+            p if size is None else _Prefix(stack.enter_context(p.open("rb")), size),
             read_options=pv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
             parse_options=parse,
             convert_options=pv.ConvertOptions(
@@ -261,17 +321,19 @@ def _csv_batches(p: Path, delimiter: str) -> tuple[list[str], Iterator[Any]]:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+        stack.close()
         raise _Unreadable from None
 
     def batches() -> Iterator[Any]:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
-                raise _Unreadable from None
-            yield batch
+        with stack:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (pa.ArrowInvalid, UnicodeDecodeError, OSError):
+                    raise _Unreadable from None
+                yield batch
 
     return names, batches()
 
@@ -281,7 +343,8 @@ def _csv_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) 
     _Unreadable where the pandas reading has to decide."""
     import pyarrow.compute as pc
 
-    names, batches = _csv_batches(p, delimiter)
+    cut = _cut_tail(p)
+    names, batches = _csv_batches(p, delimiter, None if cut is None else cut[0])
     row, kept = 2, 0
     for raw in batches:
         batch = raw
@@ -301,11 +364,35 @@ def _csv_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) 
             )  # fmt: skip
             if chunk is not None:
                 yield chunk
+    if cut is not None:
+        tail, tail_kept = _tail_chunk(cut[1] + cut[2], delimiter, row, checked, skipped)
+        kept += tail_kept
+        if tail is not None:
+            yield tail
     if not kept:
         raise BadInput(f"{p}: JMeter JTL CSV without samples")
     error = checked.error(p)
     if error is not None:
         raise error
+
+
+def _tail_chunk(
+    text: bytes, delimiter: str, first_line: int, checked: _Checked, skipped: list[int]
+) -> tuple[LinedChunk | None, int]:
+    """(chunk or None, samples kept) of the header line and the cut-short last line (``text``) read by pandas as
+    the whole-file reading reads that line, numbered ``first_line``; Transaction Controller lines added to
+    ``skipped``. _Unreadable when pandas cannot read it (its message names a place in the whole file)."""
+    import pandas as pd  # heavy: imported only when a file is read
+
+    try:
+        frame = _pandas_frame(io.BytesIO(text), delimiter)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise _Unreadable from None
+    if not isinstance(frame.index, pd.RangeIndex):  # more fields than the header: pandas made them an index
+        raise _Unreadable
+    chunks, tail_skipped = _frame_chunks(frame, first_line, checked)
+    skipped[0] += tail_skipped
+    return next(chunks, None), len(frame) - tail_skipped
 
 
 def _pandas_chunks(p: Path, delimiter: str, checked: _Checked, skipped: list[int]) -> Iterator[LinedChunk]:

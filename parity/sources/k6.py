@@ -56,7 +56,7 @@ from parity.model import (
     SourceKind,
     Window,
 )
-from parity.sources.load_tool import Endpoints, LinedChunk, RequestChunk, endpoint_codes, fold_requests, route_of
+from parity.sources.load_tool import PY_WHITESPACE, LinedChunk, RequestChunk, endpoint_codes, fold_requests, route_of
 
 __all__ = ["ALL_REQUESTS_ENDPOINT", "read_k6_json", "read_k6_summary", "sniff"]
 
@@ -240,13 +240,15 @@ def _slow_rows(p: Path, numbered: Iterable[tuple[int, str]]) -> _Rows:
 def _fast_rows(block: bytes, first_line: int, newlines: int) -> _Rows | None:
     """The http_req_duration Points of a block parsed at once (pyarrow.json: no Python per line), or None when
     anything in the block needs the exact per-line reading (a malformed or unusual line, a bad value, a blank
-    line, a lone CR, a BOM): then the caller reads the block line by line."""
+    line, a lone CR, a BOM): then the caller reads the block line by line. CRLF line ends are read here (the CR
+    is JSON whitespace; a raw CR inside a string is no JSON, so pyarrow refuses it as the per-line reading
+    does)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    if b"\r" in block or b"\xef\xbb\xbf" in block:
-        return None
+    if b"\xef\xbb\xbf" in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
+        return None  # a CR that ends a line without LF: the per-line reading counts it as a line end
     if not block.isascii():
         try:
             block.decode("utf-8")  # pyarrow does not check the fields it skips
@@ -282,8 +284,11 @@ def _fast_rows(block: bytes, first_line: int, newlines: int) -> _Rows | None:
     method, name, url = (pc.struct_field(tags, f) for f in ("method", "name", "url"))
     name = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(name), 0), False), name, url)
     for column in (method, name):
-        if column.null_count or not all(text.strip() for text in column.unique().to_pylist()):
-            return None
+        if (
+            column.null_count
+            or pc.any(pc.equal(pc.utf8_length(pc.utf8_trim(column, characters=PY_WHITESPACE)), 0)).as_py()
+        ):
+            return None  # a blank name or method (str.strip() leaves nothing)
     index = np.flatnonzero(pick.to_numpy(zero_copy_only=False))
     return _Rows(
         lines=first_line + index.astype(np.int64),
@@ -316,21 +321,19 @@ def _verdict(status: str | None, expected: str | None) -> tuple[bool, bool]:
     return status == "0", error
 
 
-def _encode(column: Any) -> tuple[list[Any], npt.NDArray[np.int64]]:
-    """(distinct values, index of each row's value) of a pyarrow column (null is a value of its own)."""
+def _encode(column: Any, *, listed: bool = True) -> tuple[Any, npt.NDArray[np.int64]]:
+    """(distinct values, index of each row's value) of a pyarrow column (null is a value of its own); the
+    distinct values as a list, or as a pyarrow array when not ``listed``."""
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(column, null_encoding="encode")
     if hasattr(encoded, "combine_chunks"):
         encoded = encoded.combine_chunks()
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    distinct = encoded.dictionary.to_pylist() if listed else encoded.dictionary
+    return distinct, encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _k6_key(method: str, name: str) -> tuple[str, str]:
-    return method.strip().upper(), route_of(name)
-
-
-def _chunk(rows: _Rows, cache: Endpoints) -> LinedChunk | tuple[int, str]:
+def _chunk(rows: _Rows) -> LinedChunk | tuple[int, str]:
     """Checked rows → a chunk of requests; (line, time text) of the first bad time instead when there is one."""
     import pandas as pd  # heavy: imported only when a file is read
 
@@ -343,8 +346,9 @@ def _chunk(rows: _Rows, cache: Endpoints) -> LinedChunk | tuple[int, str]:
         i = int(bad.argmax())
         return int(rows.lines[i]), str(rows.time[i].as_py())
     methods, method_index = _encode(rows.method)
-    names, name_index = _encode(rows.name)
-    keys, endpoint = endpoint_codes(methods, method_index, names, name_index, _k6_key, cache)
+    names, name_index = _encode(rows.name, listed=False)
+    methods = [method.strip().upper() for method in methods]
+    keys, endpoint = endpoint_codes(methods, method_index, names, name_index, labels=False)
     statuses, status_index = _encode(rows.status)
     expects, expect_index = _encode(rows.expected)
     pair = status_index * len(expects) + expect_index
@@ -368,7 +372,6 @@ def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
     """Chunks of the file's requests, a block at a time: the fast parse, or the exact per-line one for a block
     it cannot take. The first bad time is put in ``bad_time`` (no chunk is yielded from then on: the rest is
     only checked, as a malformed line later in the file is reported before a bad time)."""
-    cache = Endpoints()
     line = 1
     for block in _blocks(p):
         newlines = block.count(b"\n")
@@ -386,7 +389,7 @@ def _chunks(p: Path, bad_time: list[tuple[int, str]]) -> Iterator[LinedChunk]:
             line += newlines
         if bad_time or not len(rows.lines):
             continue
-        chunk = _chunk(rows, cache)
+        chunk = _chunk(rows)
         if isinstance(chunk, tuple):
             bad_time.append(chunk)
         else:

@@ -6,16 +6,22 @@ Endpoint identity across tools: a request name that is a URL (``http://host/api/
 (:func:`parity.sources.routes.template_path`: query dropped, ids replaced by ``{id}``); a ``METHOD target``
 label (JMeter's common ``GET /api/users/42``) gives its method too; any other name (``login``, ``HTTP
 Request``) is kept as it is. So a k6 run and a JMeter run of the same requests name the same endpoints.
+
+The readers work this out column-wise, once per distinct name of a chunk (:func:`routes_of`, :func:`split_labels`:
+pyarrow, no Python per name except for rare names such as k6 ``${}`` templates), with results equal to
+:func:`route_of` / :func:`split_label` of each name; k6 names requests by URL, so a run has about one distinct name
+per request id.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,14 +34,15 @@ from parity.sources.routes import template_path
 __all__ = [
     "MAX_SPAN_S",
     "WINDOW_TAIL_S",
-    "Endpoints",
     "FoldedRequests",
     "LinedChunk",
     "RequestChunk",
     "endpoint_codes",
     "fold_requests",
     "route_of",
+    "routes_of",
     "split_label",
+    "split_labels",
 ]
 
 #: Longest span of request times accepted, s: a result file covers one run (mixed-up files would make a huge
@@ -43,12 +50,18 @@ __all__ = [
 MAX_SPAN_S = 31 * 86400.0
 #: Added to the end of the last request to close the window (s), so a one-request file has a non-empty window.
 WINDOW_TAIL_S = 0.001
-#: Distinct request names whose endpoint key :class:`Endpoints` remembers at most (k6 names a request by its URL:
-#: one per id); past it the memory starts again, so it stays bounded whatever the file.
-MAX_CACHED_NAMES = 1 << 16
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(?P<path>[^?#]*)")
+_URL_START = r"^[A-Za-z][A-Za-z0-9+.-]*://"  # of _URL (RE2)
+#: What ``str.strip()`` strips (the characters whose ``isspace()`` is true; tests check the list).
+PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: ``label.strip().partition(" ")`` of a label that has a space: (method, rest).
+_LABEL_PARTS = r"(?s)^(?P<method>[^ ]*) (?P<rest>.*)$"
+
 #: k6's ``http.url`` template literal names a request ``http://host/posts/${}``: each ``${}`` is a value.
 _K6_TEMPLATE_VALUE = re.compile(r"\$\{\}")
 
@@ -80,6 +93,75 @@ def split_label(label: str) -> tuple[str, str]:
     return "", route_of(label)
 
 
+def routes_of(names: Any) -> Any:
+    """:func:`route_of` of each name of a pyarrow string array without nulls (e.g. a chunk's distinct names),
+    column-wise: the same routes, as a pyarrow string array. Names with a k6 ``${}`` template value go through
+    :func:`route_of` itself (one Python call each: a script's template literal is one name for many requests)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from parity.sources.path_columns import encode_column, template_column
+
+    names = names.cast(pa.string())
+    trimmed = pc.utf8_trim(names, characters=PY_WHITESPACE)
+    is_url = pc.match_substring_regex(trimmed, _URL_START)
+    # _URL's path: a URL without its scheme and host (a DFA: cheaper than capturing), cut at "?" and "#"
+    url_path = _before_query(pc.replace_substring_regex(trimmed, _URL_START + "[^/?#]*", ""))
+    url_path = pc.if_else(pc.equal(url_path, ""), "/", url_path)
+    templated = pc.or_(is_url, pc.starts_with(trimmed, "/"))
+    path = pc.if_else(is_url, url_path, trimmed)
+    k6_values = pc.and_(templated, pc.match_substring(path, "${}"))
+    already = pc.and_(pc.and_not(templated, k6_values), pc.match_substring(path, "{id"))
+    todo = pc.and_not(pc.and_not(templated, k6_values), already)
+    routes = pc.if_else(already, path, trimmed)
+    if pc.any(todo).as_py():
+        cut = _before_query(path.filter(todo))
+        routes = pc.replace_with_mask(routes, todo, template_column(encode_column(cut)).route)
+    if pc.any(k6_values).as_py():
+        exact = [route_of(name) for name in names.filter(k6_values).to_pylist()]
+        routes = pc.replace_with_mask(routes, k6_values, pa.array(exact, pa.string()))
+    return routes
+
+
+def _before_query(paths: Any) -> Any:
+    """Each path of a pyarrow string array before its first "?" or "#" (``path.split("?", 1)[0].split("#", 1)[0]``,
+    what :func:`template_path_values` keeps of a path and ``_URL`` captures)."""
+    import pyarrow.compute as pc
+
+    paths = pc.list_element(pc.split_pattern(paths, "?", max_splits=1), 0)
+    if pc.any(pc.match_substring(paths, "#")).as_py():
+        paths = pc.list_element(pc.split_pattern(paths, "#", max_splits=1), 0)
+    return paths
+
+
+def split_labels(labels: Any) -> tuple[Any, Any]:
+    """(methods, routes): :func:`split_label` of each label of a pyarrow string array without nulls, column-wise
+    (pyarrow string arrays). A label whose first word is not ASCII goes through :func:`split_label` itself
+    (``str.upper`` maps some letters to ASCII: ``"poſt"`` is POST)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    labels = labels.cast(pa.string())
+    parts = pc.extract_regex(pc.utf8_trim(labels, characters=PY_WHITESPACE), _LABEL_PARTS)  # null: no space
+    first, rest = pc.struct_field(parts, "method"), pc.struct_field(parts, "rest")
+    upper = pc.utf8_upper(first)
+    named = pc.fill_null(
+        pc.and_(
+            pc.is_in(upper, value_set=pa.array(sorted(_METHODS))),
+            pc.greater(pc.utf8_length(pc.utf8_trim(rest, characters=PY_WHITESPACE)), 0),
+        ),
+        False,
+    )
+    methods = pc.if_else(named, upper, "")
+    routes = routes_of(pc.if_else(named, rest, labels))
+    odd = pc.fill_null(pc.invert(pc.string_is_ascii(first)), False)
+    if pc.any(odd).as_py():
+        exact = [split_label(label) for label in labels.filter(odd).to_pylist()]
+        methods = pc.replace_with_mask(methods, odd, pa.array([m for m, _ in exact], pa.string()))
+        routes = pc.replace_with_mask(routes, odd, pa.array([r for _, r in exact], pa.string()))
+    return methods, routes
+
+
 @dataclass(frozen=True)
 class LinedChunk:
     """A :class:`RequestChunk` and the file line of each of its requests (for messages)."""
@@ -88,46 +170,48 @@ class LinedChunk:
     lines: npt.NDArray[np.int64]
 
 
-class Endpoints:
-    """Endpoint keys of request rows, worked out once per distinct name (not per row) and kept across chunks.
-
-    ``key_of(text)`` gives the (method, route) of one distinct name (``split_label`` or ``route_of`` with a
-    method); :func:`endpoint_codes` turns a chunk's dictionary-encoded columns into a RequestChunk's keys and
-    indices. At most ``MAX_CACHED_NAMES`` names are remembered (then forgotten at once and worked out again)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def key(self, method: str, name: str, key_of: Callable[[str, str], tuple[str, str]]) -> tuple[str, str]:
-        """The (method, route) of a distinct (method, name), computed on first sight."""
-        found = self._cache.get((method, name))
-        if found is None:
-            if len(self._cache) >= MAX_CACHED_NAMES:
-                self._cache.clear()
-            found = self._cache[(method, name)] = key_of(method, name)
-        return found
-
-
 def endpoint_codes(
     methods: Sequence[str],
     method_index: npt.NDArray[np.int64],
-    names: Sequence[str],
+    names: Any,
     name_index: npt.NDArray[np.int64],
-    key_of: Callable[[str, str], tuple[str, str]],
-    cache: Endpoints,
+    *,
+    labels: bool,
 ) -> tuple[tuple[tuple[str, str], ...], npt.NDArray[np.int64]]:
     """(keys, endpoint index per row) for rows whose method is ``methods[method_index[i]]`` and name
-    ``names[name_index[i]]`` (distinct values, e.g. from a dictionary encoding): ``key_of`` is called once per
-    distinct pair ever seen, never per row."""
-    pair = method_index * max(len(names), 1) + name_index
-    distinct, inverse = np.unique(pair, return_inverse=True)
-    by_key: dict[tuple[str, str], int] = {}
-    slot = np.empty(len(distinct), dtype=np.int64)
+    ``names[name_index[i]]`` (distinct values, e.g. a dictionary encoding's; ``names`` a pyarrow string array
+    without nulls). The key of a row is (its method, :func:`route_of` its name), or with ``labels`` the
+    :func:`split_label` of its name (the method column is then not used). Worked out column-wise once per
+    distinct name of the chunk, never per row; keys in the order of the first of their (method, name) pairs
+    in sorted pair order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     width = max(len(names), 1)
-    for i, code in enumerate(distinct.tolist()):
-        key = cache.key(methods[code // width], names[code % width], key_of)
-        slot[i] = by_key.setdefault(key, len(by_key))
-    return tuple(by_key), slot[inverse.reshape(-1)].astype(np.int64)
+    pair = method_index * width + name_index
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    take = pa.array(distinct % width)
+    if labels:
+        name_methods, routes = split_labels(names)
+        pair_methods = name_methods.take(take)
+    else:
+        routes = routes_of(names)
+        pair_methods = pa.array(list(methods), pa.string()).take(pa.array(distinct // width))
+    method_codes = pc.dictionary_encode(pair_methods)
+    route_codes = pc.dictionary_encode(routes.take(take))
+    span = max(len(route_codes.dictionary), 1)
+    combined = method_codes.indices.to_numpy(zero_copy_only=False).astype(
+        np.int64
+    ) * span + route_codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    unique, first, back = np.unique(combined, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[order] = np.arange(len(unique), dtype=np.int64)
+    method_names = method_codes.dictionary.to_pylist()
+    route_names = route_codes.dictionary.to_pylist()
+    keys = tuple((method_names[c // span], route_names[c % span]) for c in unique[order].tolist())
+    slot = rank[back.reshape(-1)]
+    return keys, slot[inverse.reshape(-1)].astype(np.int64)
 
 
 @dataclass
