@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from parity.bounds import MAX_LATENCY_MS, MAX_UNIX_S, MIN_UNIX_S
@@ -93,7 +94,7 @@ _TYPES = {
     "response_time_ms": pa.float64(),
     "response_length": pa.string(),  # not used: parsed so that its text is checked to be UTF-8, as pandas does
     "status_code": pa.float64(),
-    "exception": _TEXT,
+    "exception": pa.string(),  # mostly empty: read plainly, the few set values looked at once each (_failures)
 }
 #: Largest (methods × names) product mapped with a dense lookup table; beyond it endpoints are numbered by sorting.
 _DENSE_KEYS = 1 << 22
@@ -331,29 +332,30 @@ def _exact_chunk(header: bytes, body: bytes, p: Path, line: int) -> RequestChunk
         if empty is not None:
             raise BadInput(f"{p}: line {line_of(empty)}: {column}: empty")
     exceptions, exception_names = _stripped(frame["exception"])
+    failed = np.asarray([v != "" for v in exception_names], dtype=np.bool_)[exceptions]
     sent, latency, status = numbers
-    return _chunk((methods, method_names), (names, name_names), (exceptions, exception_names), sent, latency, status)
+    return _chunk((methods, method_names), (names, name_names), failed, sent, latency, status)
 
 
 def _chunk(
     method: tuple[npt.NDArray[np.int64], list[str]],
     name: tuple[npt.NDArray[np.int64], list[str]],
-    exception: tuple[npt.NDArray[np.int64], list[str]],
+    failed: npt.NDArray[np.bool_],
     sent: npt.NDArray[np.float64],
     latency: npt.NDArray[np.float64],
     status: npt.NDArray[np.float64],
 ) -> RequestChunk:
-    """A chunk from per-row numbers of stripped methods, names and exceptions (each with its distinct values),
-    send times (Unix s), latencies (ms) and status codes (0: no response, so no latency)."""
+    """A chunk from per-row numbers of stripped methods and names (each with its distinct values), failure flags
+    (an exception was logged), send times (Unix s), latencies (ms) and status codes (0: no response, so no
+    latency)."""
     n_names = max(len(name[1]), 1)
     endpoint, pairs = _endpoints(method[0], name[0], n_names, len(method[1]) * n_names)
-    failed = np.asarray([v != "" for v in exception[1]], dtype=np.bool_)
     return RequestChunk(
         keys=tuple((method[1][int(k) // n_names], name[1][int(k) % n_names]) for k in pairs),
         endpoint=endpoint,
         sent_s=sent,
         latency_ms=np.where(status > 0, latency, np.nan),
-        errors=failed[exception[0]] if len(failed) else np.zeros(len(sent), dtype=np.bool_),
+        errors=failed,
     )
 
 
@@ -375,6 +377,22 @@ def _text_codes(column: pa.ChunkedArray, *, required: bool) -> tuple[npt.NDArray
         return None
     indices = np.concatenate([_numbers(c.indices, np.int32) for c in column.chunks])
     return remap[indices], list(seen)
+
+
+def _failures(column: pa.ChunkedArray) -> npt.NDArray[np.bool_] | None:
+    """Per row of a plain text column: the value is set (not empty once stripped, as ``str.strip`` strips);
+    None when a value is missing. Only the non-empty values (an exception on a few rows) are looked at one by
+    one, once per distinct value (dictionary-encoding the whole column cost more than parsing it)."""
+    if column.null_count:
+        return None
+    parts = [np.asarray(_numbers(pc.binary_length(c), np.int32)) for c in column.chunks]
+    failed: npt.NDArray[np.bool_] = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)) > 0
+    rows = np.flatnonzero(failed)
+    if len(rows):
+        encoded = column.take(pa.array(rows)).combine_chunks().dictionary_encode()
+        set_ = np.asarray([bool(v.strip()) for v in encoded.dictionary.to_pylist()], dtype=np.bool_)
+        failed[rows] = set_[_numbers(encoded.indices, np.int32)]
+    return failed
 
 
 def _endpoints(
@@ -494,11 +512,11 @@ def _fast_chunk(body: _Block, names: Sequence[str], quoted: bool) -> tuple[Reque
                 return None
         numbers.append(array)
     method, name = (_text_codes(table.column(c), required=True) for c in ("request_type", "name"))
-    exception = _text_codes(table.column("exception"), required=False)
-    if method is None or name is None or exception is None:
+    failed = _failures(table.column("exception"))
+    if method is None or name is None or failed is None:
         return None
     sent, latency, status = numbers
-    chunk = _chunk(method, name, exception, sent, latency, status)
+    chunk = _chunk(method, name, failed, sent, latency, status)
     return chunk, newlines
 
 
