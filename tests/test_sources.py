@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from parity import measurement_json
-from parity.errors import BadInput
+from parity.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput
 from parity.model import LatencyDistribution, LatencyKind, SourceKind
 from parity.sources import load_measurement
 from parity.sources.locust_csv import COLUMNS, read_locust_csv
@@ -91,3 +96,57 @@ def test_loader_sniffs_the_format(tmp_path: Path) -> None:
     wrong_header.write_text("a,b\n1,2\n")
     with pytest.raises(BadInput, match="unrecognised CSV header 'a,b'; accepted: a Measurement file"):
         load_measurement(wrong_header)
+
+
+def _compare_process(tmp_path: Path, baseline: Path, candidate: Path) -> subprocess.Popen[str]:
+    """``parity compare baseline candidate`` as a subprocess (stderr captured)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from parity.cli import main; sys.exit(main())",
+            "compare",
+            str(baseline),
+            str(candidate),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_compare_reports_the_baseline_error_without_waiting_for_the_candidate(tmp_path: Path) -> None:
+    """The two sides are read in threads; a bad baseline is reported at once (exit 2), even when the candidate's
+    read never ends (a named pipe nobody writes: opening it blocks)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(COLUMNS) + "\n1700000000,GET,/a,-1,1,200,\n")
+    pipe = tmp_path / "never.csv"
+    os.mkfifo(pipe)
+    proc = _compare_process(tmp_path, bad, pipe)
+    try:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == EXIT_BAD_INPUT
+        assert "bad.csv: line 2: response_time_ms" in err
+        assert "Traceback" not in err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_compare_stops_on_ctrl_c_while_reading(tmp_path: Path) -> None:
+    """Ctrl-C while both sides are being read stops the command (exit 130, one line), not after the reads end."""
+    pipes = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for p in pipes:
+        os.mkfifo(p)
+    proc = _compare_process(tmp_path, *pipes)
+    try:
+        time.sleep(3)  # the reader threads are blocked opening the pipes by now (if not, the signal still stops it)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == EXIT_INTERRUPTED
+        assert "Traceback" not in err
+    finally:
+        proc.kill()
+        proc.wait()

@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import threading
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,9 +247,31 @@ def load_measurements(*paths: str | Path) -> list[Measurement]:
     one); on bad input, the error of the first bad path in the given order."""
     if len(paths) < 2:
         return [load_measurement(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="parity-read") as pool:
-        futures = [pool.submit(load_measurement, p) for p in paths]
-        return [f.result() for f in futures]
+    # Daemon threads, not a pool: a pool's threads are joined on the way out, so a bad baseline or Ctrl-C
+    # would wait for the other side's read to end (forever on a pipe nobody writes).
+    outcomes: list[tuple[bool, object]] = [(False, None)] * len(paths)
+    done = [threading.Event() for _ in paths]
+
+    def read(i: int) -> None:
+        try:
+            outcomes[i] = (True, load_measurement(paths[i]))
+        except BaseException as exc:  # handed to the caller, in path order
+            outcomes[i] = (False, exc)
+        finally:
+            done[i].set()
+
+    for i in range(len(paths)):
+        threading.Thread(target=read, args=(i,), name=f"parity-read-{i}", daemon=True).start()
+    measurements = []
+    for i in range(len(paths)):
+        done[i].wait()
+        ok, value = outcomes[i]
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        assert isinstance(value, Measurement)
+        measurements.append(value)
+    return measurements
 
 
 def _load_request_logs(where: Path, files: list[Path]) -> Measurement:
