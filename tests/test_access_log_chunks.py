@@ -141,3 +141,16 @@ def test_a_pool_of_processes_gives_the_result_of_one(tmp_path: Path) -> None:
     assert [getattr(one, f) for f in fields] == [getattr(pool, f) for f in fields]
     assert one.outside_window > 0
     assert one.malformed_examples[0].startswith(f"{files[0]}:")
+
+
+def test_a_target_whose_first_scheme_mark_starts_it_is_skipped_as_the_exact_parser_skips_it() -> None:
+    """``GET ://x://y/z``: _request_line finds "://" at the target's start and refuses the line; the column-wise
+    absolute-target pattern must not find the later "://" and read it as ``GET /z``."""
+    requests = ["GET ://x://y/z HTTP/1.1", "GET :://x/y HTTP/1.1", "GET h://x/y HTTP/1.1", "GET /plain HTTP/1.1"]
+    block = ("\n".join(_line(i, r) for i, r in enumerate(requests)) + "\n").encode()
+    spec = _ParserSpec("nginx", -1, False)
+    fast = _fast_chunk("a.log", block, 0, spec, spec.exact())
+    assert fast is not None
+    _same_chunk(fast[0], _exact_chunk("a.log", block, 0, spec.exact())[0])
+    assert [fast[0].keys[c].as_py() for c in fast[0].code] == ["GET /y", "GET /y", "GET /plain"]
+    assert [e[2] for e in fast[0].events] == ["a.log:1: no usable request line: 'GET ://x://y/z HTTP/1.1'"]

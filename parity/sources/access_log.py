@@ -1082,8 +1082,9 @@ def _fast_fields(
 # A request line _request_line reads as (method, target) with the target as written: method, a target from "/"
 # to a fragment or a space, an optional version. Other lines (absolute targets, extra spaces) take _request_line.
 _FAST_REQUEST = r"^(?P<method>[A-Z]+) (?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
-# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped.
-_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ ][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped; a target that
+# starts with ":" (its first "://" may be at its start, which _request_line refuses) takes _request_line.
+_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ :][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
 
 
 def _request_keys(requests: pa.Array) -> pa.Array:
