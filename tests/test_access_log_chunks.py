@@ -154,3 +154,25 @@ def test_a_target_whose_first_scheme_mark_starts_it_is_skipped_as_the_exact_pars
     _same_chunk(fast[0], _exact_chunk("a.log", block, 0, spec.exact())[0])
     assert [fast[0].keys[c].as_py() for c in fast[0].code] == ["GET /y", "GET /y", "GET /plain"]
     assert [e[2] for e in fast[0].events] == ["a.log:1: no usable request line: 'GET ://x://y/z HTTP/1.1'"]
+
+
+def test_a_last_line_without_newline_of_max_line_chars_is_overlong_as_in_the_exact_parser(tmp_path: Path) -> None:
+    """The exact reader calls a line of MAX_LINE_CHARS characters without a newline overlong (malformed); the
+    column-wise parse must not take it when it ends the file without its newline."""
+    from parity.sources.access_log import MAX_LINE_CHARS
+
+    first = _line(0, "GET /x HTTP/1.1")
+    base = len(_line(1, "GET /a HTTP/1.1"))
+    long = _line(1, "GET /a" + "b" * (MAX_LINE_CHARS - base) + " HTTP/1.1")
+    assert len(long) == MAX_LINE_CHARS
+    block = (first + "\n" + long).encode()
+    spec = _ParserSpec("nginx", -1, False)
+    exact = _exact_chunk("a.log", block, 0, spec.exact())[0]
+    assert [e[2] for e in exact.events] == [f"a.log:2: longer than {MAX_LINE_CHARS} characters"]
+    fast = _fast_chunk("a.log", block, 0, spec, spec.exact())
+    if fast is not None:
+        _same_chunk(fast[0], exact)
+    path = tmp_path / "a.log"
+    path.write_bytes(block)
+    result = read_access_logs([path], fmt="nginx", max_malformed_share=1.0)
+    assert (result.requests, result.malformed) == (1, 1)

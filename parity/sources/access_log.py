@@ -906,6 +906,8 @@ def _fast_chunk(
     offsets = np.concatenate(([0], ends + 1)).astype(np.int32)
     if len(offsets) > 1 and int(np.diff(offsets).max()) > MAX_LINE_CHARS:
         return None
+    if len(offsets) > 1 and not block.endswith(b"\n") and len(block) - int(offsets[-2]) >= MAX_LINE_CHARS:
+        return None  # a last line without its newline is overlong at MAX_LINE_CHARS (_exact_lines)
     size = len(offsets) - 1
     lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
     builder = _ChunkBuilder(path, size)
