@@ -176,3 +176,14 @@ def test_a_last_line_without_newline_of_max_line_chars_is_overlong_as_in_the_exa
     path.write_bytes(block)
     result = read_access_logs([path], fmt="nginx", max_malformed_share=1.0)
     assert (result.requests, result.malformed) == (1, 1)
+
+
+def test_lines_ended_by_carriage_returns_alone_are_read_past_the_overlong_limit(tmp_path: Path) -> None:
+    """Universal newlines, as the reader always read files: a run of lines ended by "\\r" alone, longer in all than
+    an overlong line and with no "\\n" after it, is lines (not one overlong line dropped)."""
+    lf = [_line(i, f"GET /api/a/{i} HTTP/1.1") for i in range(3)]
+    cr = [_line(i, f"GET /api/b/{i} HTTP/1.1") for i in range(3000)]  # ~300 kB without a "\n"
+    path = tmp_path / "a.log"
+    path.write_bytes(("\n".join(lf) + "\n" + "\r".join(cr) + "\r").encode())  # the file ends in the "\r" run
+    result = read_access_logs([path], fmt="nginx")
+    assert (result.requests, result.malformed, result.lines) == (3003, 0, 3003)

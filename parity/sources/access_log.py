@@ -682,6 +682,11 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
             if cut >= 0:
                 yield buf[: cut + 1]
                 buf = buf[cut + 1 :]
+            if len(buf) > _OVERLONG_BYTES:  # no "\n" in it: lines may still end in a "\r" alone (universal newlines)
+                cut = buf.rfind(b"\r", 0, len(buf) - 1)  # not the last byte: a "\n" may follow in the next read
+                if cut >= 0:
+                    yield buf[: cut + 1]
+                    buf = buf[cut + 1 :]
             if len(buf) > _OVERLONG_BYTES:
                 buf, discarding = b"", True
         if discarding:
