@@ -187,3 +187,16 @@ def test_lines_ended_by_carriage_returns_alone_are_read_past_the_overlong_limit(
     path.write_bytes(("\n".join(lf) + "\n" + "\r".join(cr) + "\r").encode())  # the file ends in the "\r" run
     result = read_access_logs([path], fmt="nginx")
     assert (result.requests, result.malformed, result.lines) == (3003, 0, 3003)
+
+
+def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregator's endpoint limit (2**20 distinct routes: paths with a unique slug per request) ends the
+    reading with a one-line BadInput naming the file, not a ValueError traceback (limit lowered to 3)."""
+    from parity.errors import BadInput
+    from parity.sources import aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_ENDPOINTS", 3)
+    path = tmp_path / "many.log"
+    path.write_text("".join(_line(i, f"GET /search/term-{'abcdefgh'[i]} HTTP/1.1") + "\n" for i in range(5)))
+    with pytest.raises(BadInput, match=r"many\.log: more than 3 distinct endpoints"):
+        read_access_logs([path], fmt="nginx")

@@ -1301,7 +1301,10 @@ class _Collector:
         endpoint = self._targets(chunk.keys, code)
         self.no_latency += int(np.count_nonzero(np.isnan(latency)))
         requests = RequestChunk(tuple(self.index), endpoint, t, latency, errors)
-        self.requests.add(requests)
+        try:
+            self.requests.add(requests)
+        except ValueError as exc:  # too many distinct endpoints (times and latencies are checked before)
+            raise BadInput(f"{chunk.path}: {exc}") from None
         return requests
 
     def _targets(
