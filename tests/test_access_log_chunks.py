@@ -202,3 +202,21 @@ def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeyp
     path.write_text("".join(_line(i, f"GET /search/term-{'abcdefgh'[i]} HTTP/1.1") + "\n" for i in range(5)))
     with pytest.raises(BadInput, match=r"many\.log: more than 3 distinct endpoints"):
         read_access_logs([path], fmt="nginx")
+
+
+def test_a_truncated_gzip_file_is_refused_naming_the_last_whole_line_read(tmp_path: Path) -> None:
+    """As the line-by-line reader did: the message names the last whole line decompressed before the stream broke,
+    not the last line of an earlier block (one read of a whole block lost what it had decompressed)."""
+    import zlib
+
+    from parity.errors import BadInput
+
+    text = "".join(_line(i, f"GET /a/{i} HTTP/1.1") + "\n" for i in range(6000))
+    data = gzip.compress(text.encode())
+    cut = data[: len(data) * 2 // 3]
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(cut)
+    whole_lines = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")  # all a stream reader gets
+    assert 3000 < whole_lines < 6000
+    with pytest.raises(BadInput, match=rf"cut\.log\.gz: gzip data broken after line {whole_lines} "):
+        read_access_logs([path], fmt="nginx")

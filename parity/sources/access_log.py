@@ -211,6 +211,8 @@ MAX_LINE_CHARS = 65536
 
 #: Bytes read at a time (cut at the last newline): the unit of the vectorised parse; memory is bounded by it.
 BLOCK_BYTES = 16 * 1024 * 1024
+#: Bytes asked of the file (or gzip stream) at a time while a block is read (see _read_block).
+_READ_PIECE = 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -655,7 +657,7 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
     """Blocks of whole lines (about ``BLOCK_BYTES`` each; the last may lack its newline) of a plain or gzip file,
     decompressed as a stream, the BOM of a UTF-8 file dropped; None stands for one line too long to hold
     (more than ``_OVERLONG_BYTES`` bytes without a newline: overlong however it decodes), read past and dropped.
-    OSError / gzip errors propagate (the caller knows the line number)."""
+    OSError / gzip errors propagate once the whole lines read before them are yielded (the caller names the last)."""
     with reading(path, "an access log file"):
         fh = path.open("rb")
     with fh:
@@ -665,7 +667,11 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
         buf = b""
         start = True
         discarding = False
-        while data := raw.read(BLOCK_BYTES):
+        failed: Exception | None = None
+        while failed is None:
+            data, failed = _read_block(raw)
+            if not data:
+                break
             if start:
                 buf += data
                 if len(buf) < len(_BOM) and buf == _BOM[: len(buf)]:
@@ -689,10 +695,27 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
                     buf = buf[cut + 1 :]
             if len(buf) > _OVERLONG_BYTES:
                 buf, discarding = b"", True
+        if failed is not None:
+            raise failed  # after the whole lines read before it: the caller names the last line read
         if discarding:
             yield None
         elif buf:
             yield buf.removeprefix(_BOM) if start else buf
+
+
+def _read_block(raw: io.BufferedIOBase) -> tuple[bytes, Exception | None]:
+    """Up to ``BLOCK_BYTES`` bytes of ``raw`` (b"" at its end) and the read error that ended it (None: none), read
+    in ``_READ_PIECE`` pieces so that what a truncated gzip stream gave before its error is kept (one read of the
+    whole block would lose it, and the error message would name an earlier line)."""
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < BLOCK_BYTES and (piece := raw.read1(min(BLOCK_BYTES - got, _READ_PIECE))):
+            parts.append(piece)
+            got += len(piece)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
 
 
 @dataclass(frozen=True)
