@@ -141,3 +141,82 @@ def test_a_pool_of_processes_gives_the_result_of_one(tmp_path: Path) -> None:
     assert [getattr(one, f) for f in fields] == [getattr(pool, f) for f in fields]
     assert one.outside_window > 0
     assert one.malformed_examples[0].startswith(f"{files[0]}:")
+
+
+def test_a_target_whose_first_scheme_mark_starts_it_is_skipped_as_the_exact_parser_skips_it() -> None:
+    """``GET ://x://y/z``: _request_line finds "://" at the target's start and refuses the line; the column-wise
+    absolute-target pattern must not find the later "://" and read it as ``GET /z``."""
+    requests = ["GET ://x://y/z HTTP/1.1", "GET :://x/y HTTP/1.1", "GET h://x/y HTTP/1.1", "GET /plain HTTP/1.1"]
+    block = ("\n".join(_line(i, r) for i, r in enumerate(requests)) + "\n").encode()
+    spec = _ParserSpec("nginx", -1, False)
+    fast = _fast_chunk("a.log", block, 0, spec, spec.exact())
+    assert fast is not None
+    _same_chunk(fast[0], _exact_chunk("a.log", block, 0, spec.exact())[0])
+    keys = fast[0].keys
+    assert not isinstance(keys, tuple)
+    assert [keys[c].as_py() for c in fast[0].code] == ["GET /y", "GET /y", "GET /plain"]
+    assert [e[2] for e in fast[0].events] == ["a.log:1: no usable request line: 'GET ://x://y/z HTTP/1.1'"]
+
+
+def test_a_last_line_without_newline_of_max_line_chars_is_overlong_as_in_the_exact_parser(tmp_path: Path) -> None:
+    """The exact reader calls a line of MAX_LINE_CHARS characters without a newline overlong (malformed); the
+    column-wise parse must not take it when it ends the file without its newline."""
+    from parity.sources.access_log import MAX_LINE_CHARS
+
+    first = _line(0, "GET /x HTTP/1.1")
+    base = len(_line(1, "GET /a HTTP/1.1"))
+    long = _line(1, "GET /a" + "b" * (MAX_LINE_CHARS - base) + " HTTP/1.1")
+    assert len(long) == MAX_LINE_CHARS
+    block = (first + "\n" + long).encode()
+    spec = _ParserSpec("nginx", -1, False)
+    exact = _exact_chunk("a.log", block, 0, spec.exact())[0]
+    assert [e[2] for e in exact.events] == [f"a.log:2: longer than {MAX_LINE_CHARS} characters"]
+    fast = _fast_chunk("a.log", block, 0, spec, spec.exact())
+    if fast is not None:
+        _same_chunk(fast[0], exact)
+    path = tmp_path / "a.log"
+    path.write_bytes(block)
+    result = read_access_logs([path], fmt="nginx", max_malformed_share=1.0)
+    assert (result.requests, result.malformed) == (1, 1)
+
+
+def test_lines_ended_by_carriage_returns_alone_are_read_past_the_overlong_limit(tmp_path: Path) -> None:
+    """Universal newlines, as the reader always read files: a run of lines ended by "\\r" alone, longer in all than
+    an overlong line and with no "\\n" after it, is lines (not one overlong line dropped)."""
+    lf = [_line(i, f"GET /api/a/{i} HTTP/1.1") for i in range(3)]
+    cr = [_line(i, f"GET /api/b/{i} HTTP/1.1") for i in range(3000)]  # ~300 kB without a "\n"
+    path = tmp_path / "a.log"
+    path.write_bytes(("\n".join(lf) + "\n" + "\r".join(cr) + "\r").encode())  # the file ends in the "\r" run
+    result = read_access_logs([path], fmt="nginx")
+    assert (result.requests, result.malformed, result.lines) == (3003, 0, 3003)
+
+
+def test_too_many_endpoints_is_bad_input_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aggregator's endpoint limit (2**20 distinct routes: paths with a unique slug per request) ends the
+    reading with a one-line BadInput naming the file, not a ValueError traceback (limit lowered to 3)."""
+    from parity.errors import BadInput
+    from parity.sources import aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_ENDPOINTS", 3)
+    path = tmp_path / "many.log"
+    path.write_text("".join(_line(i, f"GET /search/term-{'abcdefgh'[i]} HTTP/1.1") + "\n" for i in range(5)))
+    with pytest.raises(BadInput, match=r"many\.log: more than 3 distinct endpoints"):
+        read_access_logs([path], fmt="nginx")
+
+
+def test_a_truncated_gzip_file_is_refused_naming_the_last_whole_line_read(tmp_path: Path) -> None:
+    """As the line-by-line reader did: the message names the last whole line decompressed before the stream broke,
+    not the last line of an earlier block (one read of a whole block lost what it had decompressed)."""
+    import zlib
+
+    from parity.errors import BadInput
+
+    text = "".join(_line(i, f"GET /a/{i} HTTP/1.1") + "\n" for i in range(6000))
+    data = gzip.compress(text.encode())
+    cut = data[: len(data) * 2 // 3]
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(cut)
+    whole_lines = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")  # all a stream reader gets
+    assert 3000 < whole_lines < 6000
+    with pytest.raises(BadInput, match=rf"cut\.log\.gz: gzip data broken after line {whole_lines} "):
+        read_access_logs([path], fmt="nginx")

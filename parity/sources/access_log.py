@@ -211,6 +211,8 @@ MAX_LINE_CHARS = 65536
 
 #: Bytes read at a time (cut at the last newline): the unit of the vectorised parse; memory is bounded by it.
 BLOCK_BYTES = 16 * 1024 * 1024
+#: Bytes asked of the file (or gzip stream) at a time while a block is read (see _read_block).
+_READ_PIECE = 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -655,7 +657,7 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
     """Blocks of whole lines (about ``BLOCK_BYTES`` each; the last may lack its newline) of a plain or gzip file,
     decompressed as a stream, the BOM of a UTF-8 file dropped; None stands for one line too long to hold
     (more than ``_OVERLONG_BYTES`` bytes without a newline: overlong however it decodes), read past and dropped.
-    OSError / gzip errors propagate (the caller knows the line number)."""
+    OSError / gzip errors propagate once the whole lines read before them are yielded (the caller names the last)."""
     with reading(path, "an access log file"):
         fh = path.open("rb")
     with fh:
@@ -665,7 +667,11 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
         buf = b""
         start = True
         discarding = False
-        while data := raw.read(BLOCK_BYTES):
+        failed: Exception | None = None
+        while failed is None:
+            data, failed = _read_block(raw)
+            if not data:
+                break
             if start:
                 buf += data
                 if len(buf) < len(_BOM) and buf == _BOM[: len(buf)]:
@@ -682,12 +688,34 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
             if cut >= 0:
                 yield buf[: cut + 1]
                 buf = buf[cut + 1 :]
+            if len(buf) > _OVERLONG_BYTES:  # no "\n" in it: lines may still end in a "\r" alone (universal newlines)
+                cut = buf.rfind(b"\r", 0, len(buf) - 1)  # not the last byte: a "\n" may follow in the next read
+                if cut >= 0:
+                    yield buf[: cut + 1]
+                    buf = buf[cut + 1 :]
             if len(buf) > _OVERLONG_BYTES:
                 buf, discarding = b"", True
+        if failed is not None:
+            raise failed  # after the whole lines read before it: the caller names the last line read
         if discarding:
             yield None
         elif buf:
             yield buf.removeprefix(_BOM) if start else buf
+
+
+def _read_block(raw: io.BufferedIOBase) -> tuple[bytes, Exception | None]:
+    """Up to ``BLOCK_BYTES`` bytes of ``raw`` (b"" at its end) and the read error that ended it (None: none), read
+    in ``_READ_PIECE`` pieces so that what a truncated gzip stream gave before its error is kept (one read of the
+    whole block would lose it, and the error message would name an earlier line)."""
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < BLOCK_BYTES and (piece := raw.read1(min(BLOCK_BYTES - got, _READ_PIECE))):
+            parts.append(piece)
+            got += len(piece)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
 
 
 @dataclass(frozen=True)
@@ -906,6 +934,8 @@ def _fast_chunk(
     offsets = np.concatenate(([0], ends + 1)).astype(np.int32)
     if len(offsets) > 1 and int(np.diff(offsets).max()) > MAX_LINE_CHARS:
         return None
+    if len(offsets) > 1 and not block.endswith(b"\n") and len(block) - int(offsets[-2]) >= MAX_LINE_CHARS:
+        return None  # a last line without its newline is overlong at MAX_LINE_CHARS (_exact_lines)
     size = len(offsets) - 1
     lines = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(block)])
     builder = _ChunkBuilder(path, size)
@@ -1082,8 +1112,9 @@ def _fast_fields(
 # A request line _request_line reads as (method, target) with the target as written: method, a target from "/"
 # to a fragment or a space, an optional version. Other lines (absolute targets, extra spaces) take _request_line.
 _FAST_REQUEST = r"^(?P<method>[A-Z]+) (?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
-# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped.
-_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ ][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
+# An absolute target: scheme and host (up to the first "://", then the first "/" after it) dropped; a target that
+# starts with ":" (its first "://" may be at its start, which _request_line refuses) takes _request_line.
+_FAST_ABSOLUTE_REQUEST = r"^(?P<method>[A-Z]+) [^/ :][^ ]*?://[^/ ]*(?P<target>/[^ #]*)(?:#[^ ]*)?(?: [^ ]*)?$"
 
 
 def _request_keys(requests: pa.Array) -> pa.Array:
@@ -1293,7 +1324,10 @@ class _Collector:
         endpoint = self._targets(chunk.keys, code)
         self.no_latency += int(np.count_nonzero(np.isnan(latency)))
         requests = RequestChunk(tuple(self.index), endpoint, t, latency, errors)
-        self.requests.add(requests)
+        try:
+            self.requests.add(requests)
+        except ValueError as exc:  # too many distinct endpoints (times and latencies are checked before)
+            raise BadInput(f"{chunk.path}: {exc}") from None
         return requests
 
     def _targets(
