@@ -1211,6 +1211,21 @@ class _Collector:
         if len(self.skipped_examples) < MAX_EXAMPLES:
             self.skipped_examples.append(f"{where}: {why}")
 
+    def _new_endpoint(
+        self, key: tuple[str, str], resource: str | None, placeholders: Iterable[str], unmatched: bool
+    ) -> int:
+        """Number a new endpoint (method, route): its resource, empty pools for its path ``placeholders``, no query
+        shapes yet; an ``unmatched`` one (a route map did not know it) is kept as an example while there is room."""
+        number = self.index[key] = len(self.resources)
+        self.resources.append(resource)
+        self.pools.append({name: {} for name in placeholders})
+        self.shapes.append({})
+        self.shape_overflow.append(0)
+        self.query_pools.append({})
+        if unmatched and len(self.unmatched_examples) < MAX_EXAMPLES:
+            self.unmatched_examples.append(f"{key[0]} {key[1]}")
+        return number
+
     def _endpoint(self, method: str, path: str) -> tuple[int, dict[str, str], bool]:
         """(endpoint number, placeholder values, whether a given route map missed it) of one request."""
         found = self.route_map.match(method, path) if self.route_map is not None else None
@@ -1223,14 +1238,7 @@ class _Collector:
         key = (method, route)
         number = self.index.get(key)
         if number is None:
-            number = self.index[key] = len(self.resources)
-            self.resources.append(resource)
-            self.pools.append({name: {} for name in values})
-            self.shapes.append({})
-            self.shape_overflow.append(0)
-            self.query_pools.append({})
-            if found is None and self.route_map is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
-                self.unmatched_examples.append(f"{method} {route}")
+            number = self._new_endpoint(key, resource, values, found is None and self.route_map is not None)
         missed = found is None and self.route_map is not None
         self.unmatched += missed
         return number, values, missed
@@ -1392,14 +1400,7 @@ class _Collector:
                 params.append(None)
             number = self.index.get(key)
             if number is None:
-                number = self.index[key] = len(self.resources)
-                self.resources.append(resource)
-                self.pools.append({name: {} for name in names})
-                self.shapes.append({})
-                self.shape_overflow.append(0)
-                self.query_pools.append({})
-                if found is None and rm is not None and len(self.unmatched_examples) < MAX_EXAMPLES:
-                    self.unmatched_examples.append(f"{key[0]} {key[1]}")
+                number = self._new_endpoint(key, resource, names, found is None and rm is not None)
             numbers[k] = number
             missed[k] = found is None and rm is not None
         return numbers[code], missed[code], [params[c] for c in code.tolist()] if rm is not None else []
