@@ -1266,36 +1266,7 @@ class _Collector:
         Returns the shape (None when over the cap: counted in the overflow) and the values left out of a pool
         that had room, as ((endpoint, name), why): a later request with the same query string drops them again
         while that pool has room."""
-        shapes = self.shapes[number]
-        shape: tuple[tuple[str, bool], ...] = ()
-        private: list[tuple[tuple[int, str], str]] = []
-        if query:
-            names = []
-            pools = self.query_pools[number]
-            for part in query.split("&"):
-                raw_name, eq, raw_value = part.partition("=")
-                name = query_text(raw_name)
-                if not name:  # an empty part (a&&b) or a name that is not UTF-8: nothing a replay can send
-                    continue
-                names.append((name, bool(eq)))
-                pool = pools.setdefault(name, {}) if eq else None
-                if pool is None or len(pool) >= self.pool_limit:
-                    continue
-                value = query_text(raw_value)
-                why = "not UTF-8" if value is None else private_value(name, value)
-                if why is not None:
-                    self.query_dropped[why] = self.query_dropped.get(why, 0) + 1
-                    private.append(((number, name), why))
-                elif value is not None:
-                    pool.setdefault(value, None)
-                    if len(pool) == self.pool_limit:
-                        self.filled.setdefault((number, name), position)
-            shape = tuple(names)
-        if shape in shapes or len(shapes) < MAX_QUERY_SHAPES:
-            shapes[shape] = shapes.get(shape, 0) + 1
-            return shape, private
-        self.shape_overflow[number] += 1
-        return None, private
+        return self._add_query_parts(number, _query_parts(query), position)
 
     def consume(self, chunk: _Chunk) -> RequestChunk | None:
         """Count a chunk's lines and events, then add its requests (those in the kept span) in line order;
