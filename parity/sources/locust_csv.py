@@ -362,9 +362,9 @@ def _chunk(
 # --- the fast path ------------------------------------------------------------------------------------------------
 
 
-def _text_codes(column: pa.ChunkedArray, *, required: bool) -> tuple[npt.NDArray[np.int64], list[str]] | None:
+def _text_codes(column: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], list[str]] | None:
     """A dictionary-encoded text column as (per-row number of its stripped value, the stripped values); None
-    when a value is missing, or strips to nothing and is ``required`` (the exact path names the line)."""
+    when a value is missing or strips to nothing (the exact path names the line)."""
     if column.null_count:
         return None
     column = column.unify_dictionaries()
@@ -373,7 +373,7 @@ def _text_codes(column: pa.ChunkedArray, *, required: bool) -> tuple[npt.NDArray
     values: list[str] = column.chunk(0).dictionary.to_pylist()
     seen: dict[str, int] = {}
     remap = np.asarray([seen.setdefault(v.strip(), len(seen)) for v in values], dtype=np.int64)
-    if required and "" in seen:
+    if "" in seen:
         return None
     indices = np.concatenate([_numbers(c.indices, np.int32) for c in column.chunks])
     return remap[indices], list(seen)
@@ -511,7 +511,7 @@ def _fast_chunk(body: _Block, names: Sequence[str], quoted: bool) -> tuple[Reque
             if not ((array >= lo) & (array <= hi)).all():
                 return None
         numbers.append(array)
-    method, name = (_text_codes(table.column(c), required=True) for c in ("request_type", "name"))
+    method, name = (_text_codes(table.column(c)) for c in ("request_type", "name"))
     failed = _failures(table.column("exception"))
     if method is None or name is None or failed is None:
         return None
