@@ -20,12 +20,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from parity import measurement_json, version
@@ -46,11 +47,15 @@ from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.replay.plan import UNFILLABLE_VALUE, build_plan
+from parity.replay.rails import ABORT_WINDOW_S, DEFAULT_MAX_RESPONSE_BYTES, Rails
 from parity.replay.shapes import ShapeKind, ShapeSettings
 from parity.report.context import RunMeta
 from parity.report.terminal import calibration_summary, terminal_summary
 from parity.report.write import write_reports
 from parity.sources import load_measurement, load_measurements
+
+if TYPE_CHECKING:
+    from parity.replay.process import ReplayRun
 
 __all__ = ["build_parser", "exit_code", "main"]
 
@@ -65,13 +70,59 @@ _VERDICT_EXIT = {
 
 #: ``parity ab``'s run time when -t is not given, seconds.
 DEFAULT_AB_DURATION_S = 60.0
+#: ``parity replay``'s report directory when -o is not given.
+DEFAULT_REPLAY_OUT = Path("reports/replay")
+#: Name of the candidate's Measurement in ``parity replay``'s directory.
+REPLAY_MEASUREMENT = "candidate.measurement.json"
+#: The commands in ``parity --help``'s list, in the order a user meets them (a nested command by its path).
+COMMAND_ORDER = (
+    "plan", "ab", "replay", "compare", "baseline pull", "baseline from-logs", "calibrate", "nightly", "history", "demo",
+)  # fmt: skip
+#: Other entry points a user runs, shown after the commands.
+MODULE_COMMANDS = (
+    ("python -m parity.demo.server", "start the demo target service (old and new profiles) on loopback"),
+    ("python -m parity.demo.baseline", "write the bundled demo baseline (baselines/demo.json)"),
+    (
+        "locust -f loadtests/replay.py",
+        "the replay as a plain locustfile (Locust workers; options: parity replay --help)",
+    ),
+)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every parser's help: a description or epilog paragraph (paragraphs are separated by blank lines) is
+    re-wrapped to the terminal's width, unless one of its lines is indented (examples, lists): that paragraph is
+    printed as written. Defaults are written in the help strings themselves, in one style: ``(default: 60 s)``
+    (tests/test_cli_help.py checks every option)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line[:1].isspace() for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(
+                    textwrap.fill(" ".join(paragraph.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n\n".join(paragraphs)
+
+
+def examples(*lines: str) -> str:
+    """An ``examples:`` epilog: one command per line (a line starting with a space continues the one above)."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class _CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser. One whose ``passthrough`` names a destination (``parity ab``) keeps everything
-    after ``--`` there, unparsed (Locust's own options); argparse alone would reject them after a positional."""
+    """A subcommand's parser (help laid out by :class:`HelpFormatter`). One whose ``passthrough`` names a
+    destination (``parity ab``, ``parity replay``) keeps everything after ``--`` there, unparsed (Locust's own
+    options); argparse alone would reject them after a positional."""
 
     passthrough: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -285,7 +336,7 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         m = replace(m, source=replace(m.source, service=args.service or None, env=args.env or None))
     if replay is not None:
         m = server_side_of(m, replay)
-    path = _write_measurement(m, args.output)
+    path = _write_measurement(m, _from_logs_output(args))
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints, "
         f"{m.window.start.isoformat()} to {m.window.end.isoformat()}"
@@ -369,7 +420,7 @@ def _pull_window(args: argparse.Namespace) -> tuple[datetime, datetime, Measurem
             raise BadInput(f"--to {end.isoformat()} is not after --from {start.isoformat()}")
         if end > datetime.now(UTC):
             raise BadInput(f"--to {end.isoformat()} is in the future: minutes not yet measured would read as zero")
-        return start, end, None, args.output or Path("baselines") / f"{args.service}-{args.env}.json"
+        return start, end, None, args.out or Path("baselines") / f"{args.service}-{args.env}.json"
     if start is not None or end is not None:
         raise BadInput("--window-of replaces --from and --to: give one or the other")
     delay_s = INGEST_DELAY_S if args.ingest_delay is None else args.ingest_delay
@@ -378,7 +429,7 @@ def _pull_window(args: argparse.Namespace) -> tuple[datetime, datetime, Measurem
     replay = read_replay(args.window_of)
     start, end = apm_window(replay)
     _wait_for_ingestion(replay, args.window_of, delay_s)
-    return start, end, replay, args.output or args.window_of.with_name(f"{args.window_of.stem}.apm.json")
+    return start, end, replay, args.out or args.window_of.with_name(f"{args.window_of.stem}.apm.json")
 
 
 def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -541,22 +592,40 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _add_shape_options(parser: argparse.ArgumentParser) -> None:
-    """The run time, rate and shape options a replay takes (``parity ab``, ``parity plan``)."""
-    parser.add_argument(
+    """The run time, rate and shape options a replay takes (``parity ab``, ``parity replay``, ``parity plan``)."""
+    group = parser.add_argument_group("run time, rate and load shape")
+    group.add_argument(
         "-t", "--duration", type=_duration, metavar="DURATION",
-        help=f"run time (90, 90s, 2m, 1h30m): the baseline's window is compressed into it "
-        f"(default {DEFAULT_AB_DURATION_S:g} s; a ramp's is steps x step duration)",
+        help=f"run time (90, 90s, 2m, 1h30m): the baseline's window is compressed into it; a ramp's is its steps x "
+        f"step duration (default: {DEFAULT_AB_DURATION_S:g} s)",
     )  # fmt: skip
-    parser.add_argument("--rate-scale", type=_positive, default=1.0, help="load vs. the baseline (default %(default)g)")
-    parser.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
-    parser.add_argument("--shape", choices=("replay", "steady", "ramp", "burst"), default="replay", help="load shape")
-    parser.add_argument("--rps", type=_positive, help="steady: total requests per second")
-    parser.add_argument("--steps", help="ramp: percentages of the baseline's peak rate (default 1,5,10,50,100)")
-    parser.add_argument("--step-duration", type=_positive, metavar="S", help="ramp: seconds per step")
-    parser.add_argument("--burst-multiplier", type=_positive, metavar="M", help="burst: rate multiplier (3)")
-    parser.add_argument("--burst-start", type=float, metavar="S", help="burst: seconds into the run it starts")
-    parser.add_argument("--burst-duration", type=_positive, metavar="S", help="burst: seconds it lasts")
-    parser.add_argument(
+    group.add_argument(
+        "--rate-scale", type=_positive, default=1.0, metavar="X",
+        help="multiply the baseline's request rate (0.1 = 10%% of production) (default: %(default)g)",
+    )  # fmt: skip
+    group.add_argument(
+        "--seed", type=int, default=1, metavar="N",
+        help="arrival schedule seed: same seed, same requests at the same offsets (default: %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--shape", choices=("replay", "steady", "ramp", "burst"), default="replay",
+        help="replay (the baseline's window compressed into -t), steady (--rps), ramp (--steps, --step-duration) "
+        "or burst (--burst-multiplier, --burst-start, --burst-duration) (default: %(default)s)",
+    )  # fmt: skip
+    group.add_argument("--rps", type=_positive, metavar="N", help="steady: total requests per second")
+    group.add_argument(
+        "--steps", metavar="P,...",
+        help="ramp: percentages of the baseline's peak rate (default: "
+        + ",".join(f"{p:g}" for p in ShapeSettings().steps) + ")",
+    )  # fmt: skip
+    group.add_argument("--step-duration", type=_positive, metavar="S", help="ramp: seconds per step")
+    group.add_argument(
+        "--burst-multiplier", type=_positive, metavar="M",
+        help=f"burst: rate multiplier (default: {ShapeSettings().multiplier:g})",
+    )  # fmt: skip
+    group.add_argument("--burst-start", type=float, metavar="S", help="burst: seconds into the run it starts")
+    group.add_argument("--burst-duration", type=_positive, metavar="S", help="burst: seconds it lasts")
+    group.add_argument(
         "--min-endpoint-rps", type=_positive, metavar="R",
         help="oversample: raise every endpoint planned below R req/s to R (marked as its load_factor)",
     )  # fmt: skip
@@ -617,27 +686,38 @@ def _print_sample_plan(baseline: Measurement, name: str, settings: ShapeSettings
 def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     ab = sub.add_parser(
         "ab",
-        help="concurrent A/B: replay a baseline against an old and a new deployment at once and judge new vs old",
+        help="concurrent A/B: replay a baseline against an old and a new deployment at once, judge new vs old",
         description="Replay BASELINE against OLD and NEW at the same time - one Locust run, one open-model schedule, "
         "the same requests sent to both at their planned times - then judge new against old and write the "
         "reports (DIR/index.html, parity.json, junit.xml, summary.md) plus DIR/old.measurement.json, "
         "DIR/new.measurement.json and DIR/locust.log. The [replay] safety rails of parity.toml apply to both "
-        "hosts. Arguments after -- go to Locust as they are, e.g. `-- --master --master-bind-host '*' "
+        "hosts.\n\n"
+        "Arguments after -- go to Locust as they are, e.g. `-- --master --master-bind-host '*' "
         "--expect-workers 2` (its master listens on 127.0.0.1 unless told; start the workers with "
-        "`locust -f loadtests/replay.py --worker --master-host HOST`). Exit codes: 0 parity, "
-        "1 regression, 2 bad input, 3 inconclusive or incomplete, 4 refused or aborted by a safety rail.",
+        "`locust -f loadtests/replay.py --worker --master-host HOST`). Request handling, endpoint filters and "
+        "the other replay options: see `parity replay --help` (after --, they reach the replay too).\n\n"
+        "Exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive or incomplete, 4 refused or aborted "
+        "by a safety rail.",
+        epilog=examples(
+            "parity ab baselines/web-ec2.json --old http://web-ec2.internal:8080 --new http://web-eks.internal:8080 \\",
+            "    -t 10m --rate-scale 0.5 --min-endpoint-rps 2 -o reports/ab",
+            "parity ab baselines/demo.json --old http://127.0.0.1:8080 --new http://127.0.0.1:8081 -t 2m \\",
+            "    --shape ramp --steps 10,50,100 --step-duration 40 -- --master --expect-workers 2",
+        ),
     )
     ab.passthrough = "locust_args"
     ab.add_argument("baseline", type=Path, help="Measurement to replay (e.g. the old environment's APM baseline)")
     ab.add_argument("--old", required=True, type=_url, metavar="URL", help="base URL of the old (reference) side")
     ab.add_argument("--new", required=True, type=_url, metavar="URL", help="base URL of the new (candidate) side")
     _add_shape_options(ab)
-    ab.add_argument("--processes", type=_count, default=1, help="Locust processes sending (default %(default)s)")
+    ab.add_argument(
+        "--processes", type=_count, default=1, metavar="N", help="Locust processes sending (default: %(default)s)"
+    )
     ab.add_argument("--service", help="service name, for the report")
-    ab.add_argument("--old-env", default="old", help="name of the old environment (default %(default)s)")
-    ab.add_argument("--new-env", default="new", help="name of the new environment (default %(default)s)")
-    ab.add_argument("--out", type=Path, default=Path("reports/ab"), metavar="DIR", help="report directory")
-    ab.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    ab.add_argument("--old-env", default="old", help="name of the old environment (default: %(default)s)")
+    ab.add_argument("--new-env", default="new", help="name of the new environment (default: %(default)s)")
+    _add_out_option(ab, Path("reports/ab"), "report directory (default: %(default)s)")
+    _add_config_option(ab)
 
 
 def _write_measurement(m: Measurement, path: Path) -> Path:
@@ -653,15 +733,18 @@ def _add_plan_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
         help="sample-size plan: will a replay send each endpoint enough requests for a verdict?",
         description="Before a replay: per endpoint of BASELINE, the requests a replay of -t DURATION at "
         "--rate-scale X will send, against the requests per side each gated metric needs to catch a change of "
-        "its tolerance (80%% power at the run's alpha, after adjusting for every test of the run), and the -t, "
+        "its tolerance (80% power at the run's alpha, after adjusting for every test of the run), and the -t, "
         "--rate-scale or --min-endpoint-rps (oversampling rare endpoints) that would make every endpoint with "
-        "meaningful traffic judgeable. It takes the shape options of `parity ab` and of the replay locustfile, "
-        "which print the same table when they start. Example: parity plan baselines/web-ec2.json -t 10m "
-        "--rate-scale 0.5 --min-endpoint-rps 2",
+        "meaningful traffic judgeable. It takes the shape options of `parity replay` and `parity ab`, "
+        "which print the same table when they start.",
+        epilog=examples(
+            "parity plan baselines/web-ec2.json -t 10m --rate-scale 0.5 --min-endpoint-rps 2",
+            "parity plan baselines/demo.json --shape ramp --steps 10,50,100 --step-duration 60",
+        ),
     )
     plan.add_argument("baseline", type=Path, help="the baseline Measurement to replay")
     _add_shape_options(plan)
-    plan.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    _add_config_option(plan)
 
 
 def _add_pull_parser(baseline_sub: argparse._SubParsersAction[_CommandParser]) -> None:
@@ -669,7 +752,6 @@ def _add_pull_parser(baseline_sub: argparse._SubParsersAction[_CommandParser]) -
     pull = baseline_sub.add_parser(
         "pull",
         help="baseline from Datadog APM (keys from DD_API_KEY / DD_APP_KEY, site from DD_SITE)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Pull per-resource hits, errors, latency (avg, max, p50-p99) and the per-minute traffic of an APM
 service over a window (--from/--to) into a baseline. Resources map to method + route through
@@ -681,10 +763,13 @@ pulls the candidate's own APM over the replay's window (the whole UTC minutes ar
 waiting until Datadog has ingested the last one) and labels it as that replay's server-side record
 (the replay's window and rate scale), to judge against a server-side baseline. The counts include
 any other traffic the candidate got in the partial first and last minute.""",
-        epilog="""\
-example:
-  parity baseline pull --service web --env eks --window-of reports/run.json -o reports/run.apm.json
-  parity compare baselines/web-ec2.json reports/run.apm.json --out reports/server-side""",
+        epilog=examples(
+            "parity baseline pull --service web --env ec2 --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z \\",
+            "    --routes routes.txt --params params/",
+            "parity baseline pull --service web --env eks --window-of reports/run/candidate.measurement.json \\",
+            "    -o reports/run.apm.json",
+            "parity compare baselines/web-ec2.json reports/run.apm.json -o reports/server-side",
+        ),
     )
     pull.add_argument("--service", required=True, help="APM service name")
     pull.add_argument("--env", required=True, help="APM env tag (e.g. ec2)")
@@ -694,27 +779,27 @@ example:
         "--window-of",
         type=Path,
         metavar="REPLAY",
-        help="instead of --from/--to: the window of this replay's Measurement (--parity-out); writes the "
-        "candidate's server-side record of the replay (default output: REPLAY's name with .apm.json)",
+        help="instead of --from/--to: the window of this replay's Measurement; writes the candidate's server-side "
+        "record of the replay",
     )
     pull.add_argument(
         "--ingest-delay",
         type=float,
         metavar="SECONDS",
         help="with --window-of: seconds Datadog needs after a minute ends before it is complete; when the "
-        "replay ended more recently, the pull waits (default 120)",
+        "replay ended more recently, the pull waits (default: 120 s)",
     )
-    pull.add_argument("--span", default="rack.request", help="root span name (default %(default)s)")
+    pull.add_argument("--span", default="rack.request", help="root span name (default: %(default)s)")
     pull.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
     pull.add_argument("--params", type=Path, metavar="DIR", help="parameter pools: one <param>.csv per parameter")
     pull.add_argument("--site", default="", help="Datadog site (default: DD_SITE, else datadoghq.com)")
     pull.add_argument("--dd-url", default=None, metavar="URL", help="send every API call to this base URL (proxy)")
-    pull.add_argument(
-        "-o",
-        "--output",
-        type=Path,
+    _add_out_option(
+        pull,
+        None,
+        "baseline file (default: baselines/SERVICE-ENV.json; with --window-of, REPLAY's name with .apm.json)",
         metavar="PATH",
-        help="baseline file (default baselines/SERVICE-ENV.json; with --window-of see there)",
+        old_spelling=True,
     )
 
 
@@ -723,7 +808,6 @@ def _add_from_logs_parser(baseline_sub: argparse._SubParsersAction[_CommandParse
     logs = baseline_sub.add_parser(
         "from-logs",
         help="baseline from AWS ALB or nginx access logs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Read access logs (plain or gzip) into a baseline: per endpoint (method + route template) counts,
 errors, latency sketches, a per-minute timeline and parameter pools for replay. Paths become route
@@ -735,23 +819,34 @@ that arrived during the replay's window and labels the result as that replay's s
 baseline. Arrival: ALB request_creation_time (`time` is the response's); nginx $time_local (the end
 of the request, whole seconds) minus the timing field ($request_time). Requests up to --window-slack
 seconds outside still count; the others are counted and dropped; none inside is bad input.""",
-        epilog="""\
-examples:
-  parity baseline from-logs --format nginx access.log -o baselines/web.json --latency-field upstream_response_time \\
-      --log-format '$remote_addr [$time_local] "$request" $status rt=$request_time urt="$upstream_response_time"'
-  parity baseline from-logs --format nginx access.log --window-of reports/run.json -o reports/run.log.json
-  parity compare baselines/web-logs.json reports/run.log.json --out reports/server-side""",
+        epilog=examples(
+            "parity baseline from-logs --format alb logs/*.log.gz --routes routes.txt -o baselines/web-alb.json",
+            "parity baseline from-logs --format nginx access.log -o baselines/web.json \\",
+            "    --latency-field upstream_response_time \\",
+            '    --log-format \'$remote_addr [$time_local] "$request" $status rt=$request_time '
+            'urt="$upstream_response_time"\'',
+            "parity baseline from-logs --format nginx access.log --window-of reports/run/candidate.measurement.json \\",
+            "    -o reports/run.log.json",
+            "parity compare baselines/web-logs.json reports/run.log.json -o reports/server-side",
+        ),
     )
     logs.add_argument("files", type=Path, nargs="+", metavar="FILE", help="access log files (.gz or plain)")
     logs.add_argument("--format", required=True, choices=("alb", "nginx"), help="log format")
-    logs.add_argument("-o", "--output", type=Path, required=True, metavar="PATH", help="baseline file to write")
+    _add_out_option(
+        logs,
+        None,
+        "baseline file (default: baselines/ + the first FILE's name without .gz and .log + .json; with --window-of, "
+        "REPLAY's name with .log.json)",
+        metavar="PATH",
+        old_spelling=True,
+    )
     logs.add_argument("--routes", type=Path, help="route map: `bin/rails routes` output or an OpenAPI 3 JSON file")
     logs.add_argument(
         "--timing-field",
         type=int,
         metavar="N",
         help="nginx, built-in format: position of $request_time among the fields after the combined format "
-        "(0 = first; negative counts from the end; default -1 = last)",
+        "(0 = first; negative counts from the end) (default: -1, the last)",
     )
     logs.add_argument(
         "--log-format",
@@ -762,15 +857,15 @@ examples:
     logs.add_argument(
         "--latency-field",
         metavar="NAME",
-        help="with --log-format: the latency variable, request_time (default), upstream_response_time, "
-        "upstream_header_time or upstream_connect_time (retries: the times are summed)",
+        help="with --log-format: the latency variable, request_time, upstream_response_time, "
+        "upstream_header_time or upstream_connect_time (retries: the times are summed) (default: request_time)",
     )
     logs.add_argument(
         "--max-malformed",
         type=_share,
         default=0.01,
         metavar="SHARE",
-        help="fail (exit 2) when more than this share of lines is malformed (default 0.01)",
+        help="fail (exit 2) when more than this share of lines is malformed (default: %(default)g)",
     )
     logs.add_argument("--service", default="", help="service name to record in the baseline")
     logs.add_argument("--env", default="", help="environment name to record in the baseline")
@@ -778,40 +873,325 @@ examples:
         "--window-of",
         type=Path,
         metavar="REPLAY",
-        help="keep only the requests that arrived during this replay's window (its Measurement, --parity-out) and "
-        "write the candidate's server-side record of the replay",
+        help="keep only the requests that arrived during this replay's window (its Measurement) and write the "
+        "candidate's server-side record of the replay",
     )
     logs.add_argument(
         "--window-slack",
         type=float,
         metavar="SECONDS",
         help="with --window-of: also keep requests that arrived up to this many seconds before or after the "
-        "window (nginx's whole-second times, clock differences; default 1)",
+        "window (nginx's whole-second times, clock differences) (default: 1 s)",
     )
 
 
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config``, the same on every command that reads parity.toml."""
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="parity.toml (default: ./parity.toml or [tool.parity])"
+    )
+
+
+def _add_out_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: Path | None,
+    what: str,
+    *,
+    metavar: str = "DIR",
+    old_spelling: bool = False,
+) -> None:
+    """``-o/--out``: every command that writes files takes it, with a documented default. ``old_spelling``:
+    ``--output`` (what the baseline commands called it) still works, unlisted."""
+    parser.add_argument("-o", "--out", dest="out", type=Path, default=default, metavar=metavar, help=what)
+    if old_spelling:
+        parser.add_argument(
+            "--output", dest="out", type=Path, default=argparse.SUPPRESS, metavar=metavar, help=argparse.SUPPRESS
+        )
+
+
+def _add_replay_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    """``parity replay``: the replay locustfile's options, shown by ``--help`` (Locust prints its own help before
+    it loads a locustfile, so ``locust -f loadtests/replay.py --help`` cannot show them)."""
+    rp = sub.add_parser(
+        "replay",
+        help="replay a baseline against one target with Locust and record its Measurement (optionally judged)",
+        description="Replay BASELINE against one target - the same Locust replay as `locust -f loadtests/replay.py "
+        "--headless`, run as a child process: the baseline's endpoint mix and per-endpoint rate over its "
+        "window, compressed into -t and scaled by --rate-scale, sent at their planned times whatever the "
+        "target's response time (open model). Writes DIR/candidate.measurement.json and DIR/locust.log; "
+        "with --against FILE also judges the recording against FILE and writes the reports (DIR/index.html, "
+        "parity.json, junit.xml, summary.md). A replay measures client-side latency: judge it against another "
+        "replay (a previous run against the old environment, same baseline, seed, -t and --rate-scale), or "
+        "judge the target's own server-side figures for the replay's window (`parity baseline pull "
+        "--window-of DIR/candidate.measurement.json`). Both targets still serve? Use `parity ab`.\n\n"
+        "The [replay] safety rails of parity.toml apply; options override them. Arguments after -- go to "
+        "Locust as they are (e.g. `-- --master --master-bind-host '*' --expect-workers 2`, workers started with "
+        "`locust -f loadtests/replay.py --worker --master-host HOST`).\n\n"
+        "Exit codes: without --against 0 recorded, 3 recorded only in part (stopped early); with --against the "
+        "verdict: 0 parity, 1 regression, 3 inconclusive or incomplete; always 2 bad input, 4 refused or aborted "
+        "by a safety rail, 130/143 stopped by SIGINT/SIGTERM (what was recorded is written, marked partial).",
+        epilog=examples(
+            "parity replay baselines/demo.json --host http://127.0.0.1:8081 -t 60s -o reports/run",
+            "parity replay baselines/web-ec2.json --host http://web-ec2.internal:8080 --allow-host web-ec2.internal \\",
+            "    -t 10m --seed 1 -o reports/ec2",
+            "parity replay baselines/web-ec2.json --host http://web-eks.internal:8080 --allow-host web-eks.internal \\",
+            "    -t 10m --seed 1 --against reports/ec2/candidate.measurement.json -o reports/eks",
+            "parity replay baselines/web-ec2.json --host http://web-eks.internal:8080 --allow-host web-eks.internal \\",
+            "    --endpoints 'GET /api/*' --max-rps 200 --abort-error-ratio 0.05 -- --master --expect-workers 4",
+        ),
+    )
+    rp.passthrough = "locust_args"
+    rp.add_argument("baseline", type=Path, help="Measurement to replay (APM pull, access logs, a previous replay)")
+    rp.add_argument("--host", required=True, type=_url, metavar="URL", help="base URL of the target")
+    _add_shape_options(rp)
+    out = rp.add_argument_group("output and judging")
+    _add_out_option(out, DEFAULT_REPLAY_OUT, f"directory for {REPLAY_MEASUREMENT}, locust.log and, with --against, "
+                    "the reports (default: %(default)s)")  # fmt: skip
+    out.add_argument(
+        "--against", type=Path, metavar="FILE",
+        help="judge the recording against this Measurement or Locust request log (e.g. a replay of the same "
+        "baseline against the old environment) and write the reports; the exit code is then the verdict",
+    )  # fmt: skip
+    out.add_argument("--target-env", metavar="NAME", help="name of the target environment, for the report")
+    out.add_argument("--service", metavar="NAME", help="service name, for the report")
+    out.add_argument("--quiet", action="store_true", help="no progress lines while the replay runs")
+    sending = rp.add_argument_group("sending")
+    sending.add_argument(
+        "--processes", type=_count, default=1, metavar="N", help="Locust processes sending (default: %(default)s)"
+    )
+    sending.add_argument(
+        "--max-in-flight", type=_count, metavar="N",
+        help="requests in flight per Locust process at most; more due are sent late and counted (default: 256)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--request-timeout", type=_positive, metavar="S",
+        help="seconds a request may take in all (connect, send, headers, whole body) before it counts as an error "
+        "(default: 30 s)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--max-response-bytes", type=_count, metavar="N",
+        help="a longer response body is not read further and counts as an error (default: "
+        f"{DEFAULT_MAX_RESPONSE_BYTES} = {DEFAULT_MAX_RESPONSE_BYTES >> 20} MiB, or [replay] max_response_bytes)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--endpoints", action="append", default=[], metavar="GLOB",
+        help="replay only the endpoints whose key 'METHOD /route' matches GLOB (fnmatch; without a space it matches "
+        "the route, any method); repeatable or comma-separated (default: all endpoints)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--exclude-endpoints", action="append", default=[], metavar="GLOB",
+        help="leave out the endpoints whose key matches GLOB (as --endpoints)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--bodies", metavar="DIR",
+        help="request-body templates, one JSON file per endpoint named METHOD_route.json with each / as _ "
+        "(default: [replay] bodies, else none)",
+    )  # fmt: skip
+    sending.add_argument(
+        "--allow-empty-bodies", action="store_true",
+        help="send POST/PUT/PATCH endpoints that have no body template without one (flagged) instead of refusing",
+    )  # fmt: skip
+    rails = rp.add_argument_group("safety rails (override [replay] of parity.toml)")
+    rails.add_argument(
+        "--allow-host", action="append", default=[], metavar="HOST",
+        help="allow this target host besides loopback (repeatable; *.example.com for subdomains) "
+        "(default: loopback only, plus [replay] allow_hosts)",
+    )  # fmt: skip
+    rails.add_argument(
+        "--max-rps", type=_positive, metavar="N", help="never more than N sends in any one-second window"
+    )
+    rails.add_argument(
+        "--abort-error-ratio", type=_share, metavar="X", help="abort when the error ratio over the window exceeds X"
+    )
+    rails.add_argument("--abort-p99-ms", type=_positive, metavar="MS", help="abort when p99 over the window exceeds MS")
+    rails.add_argument(
+        "--abort-window", type=_positive, metavar="S",
+        help=f"seconds the abort rules look back (default: {ABORT_WINDOW_S:g} s)",
+    )  # fmt: skip
+    _add_config_option(rp)
+
+
+def _replay_rails(args: argparse.Namespace, rails: Rails) -> Rails:
+    """``rails`` (the [replay] table of the config) overridden by ``parity replay``'s options."""
+    return replace(
+        rails,
+        allow_hosts=rails.allow_hosts + tuple(args.allow_host),
+        max_rps=rails.max_rps if args.max_rps is None else args.max_rps,
+        abort_error_ratio=rails.abort_error_ratio if args.abort_error_ratio is None else args.abort_error_ratio,
+        abort_p99_ms=rails.abort_p99_ms if args.abort_p99_ms is None else args.abort_p99_ms,
+        abort_window_s=rails.abort_window_s if args.abort_window is None else args.abort_window,
+        max_response_bytes=rails.max_response_bytes if args.max_response_bytes is None else args.max_response_bytes,
+        bodies=args.bodies or rails.bodies,
+        allow_empty_bodies=args.allow_empty_bodies or rails.allow_empty_bodies,
+    )
+
+
+def _replay_extra(args: argparse.Namespace, rails: Rails) -> tuple[str, ...]:
+    """The locustfile options of ``parity replay`` that ``ReplayRun`` has no field for, then Locust's own."""
+    extra: list[str] = []
+    if args.max_in_flight is not None:
+        extra += ["--max-in-flight", str(args.max_in_flight)]
+    if args.request_timeout is not None:
+        extra += ["--request-timeout", f"{args.request_timeout:g}"]
+    if rails.max_response_bytes != DEFAULT_MAX_RESPONSE_BYTES:
+        extra += ["--max-response-bytes", str(rails.max_response_bytes)]
+    for glob in args.endpoints:
+        extra += ["--endpoints", glob]
+    for glob in args.exclude_endpoints:
+        extra += ["--exclude-endpoints", glob]
+    return (*extra, *args.locust_args)
+
+
+def _replay_run(args: argparse.Namespace, config: Config, settings: ShapeSettings) -> ReplayRun:
+    """The Locust child ``parity replay``'s ``args`` ask for (the Measurement goes to DIR/candidate.measurement.json;
+    the config's [replay] rails overridden by the options)."""
+    from parity.replay.process import ReplayRun
+
+    rails = _replay_rails(args, config.rails)
+    return ReplayRun(
+        baseline=args.baseline,
+        host=args.host,
+        out=args.out / REPLAY_MEASUREMENT,
+        run_time_s=settings.run_time_s,
+        rate_scale=args.rate_scale,
+        seed=args.seed,
+        target_env=args.target_env,
+        service=args.service,
+        shape=args.shape,
+        rps=args.rps,
+        steps=args.steps,
+        step_duration_s=args.step_duration,
+        burst_multiplier=args.burst_multiplier,
+        burst_start_s=args.burst_start,
+        burst_duration_s=args.burst_duration,
+        min_endpoint_rps=args.min_endpoint_rps,
+        processes=args.processes,
+        rails=rails,
+        extra=_replay_extra(args, rails),
+    )
+
+
+def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.replay.single import REFUSED, Reference, run_single
+
+    config = _config(args)
+    baseline = measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process
+    reference = None if args.against is None else Reference(load_measurement(args.against), str(args.against))
+    settings = _shape_settings(args)
+    _print_sample_plan(baseline, str(args.baseline), settings, config)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{args.out}: cannot create the output directory: {exc.strerror or exc}") from None
+    run = _replay_run(args, config, settings)
+    length = "the ramp" if settings.run_time_s is None else f"{settings.run_time_s:g} s"
+    print(f"parity replay: replaying {args.baseline} against {args.host}: {length}, {args.shape} shape, "
+          f"rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
+    outcome = run_single(run, config.policy, log_path=args.out / "locust.log", reference=reference)
+    if outcome.status == REFUSED or outcome.candidate is None:
+        print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
+        return outcome.exit_code
+    m = outcome.candidate
+    if outcome.result is not None and reference is not None:
+        _report(outcome.result, args.out, _meta(config.path, argv), (reference.measurement, m))
+    print(f"  measurement: {outcome.measurement_path}: {m.total_count:,} requests on {len(m.endpoints)} endpoints, "
+          f"{outcome.status}; Locust log: {outcome.log_path}")  # fmt: skip
+    if outcome.interrupted is not None:
+        print(f"  note: stopped by {signal.Signals(outcome.interrupted).name}: the replay is incomplete"
+              + ("" if outcome.result is None else ", judged on what was recorded")
+              + f" (exit {outcome.exit_code})")  # fmt: skip
+    elif outcome.status != "complete":
+        print(f"  note: the replay was {outcome.status}" + ("" if outcome.result is None else ": judged on what was "
+              "recorded"))  # fmt: skip
+    if outcome.result is None:
+        path = outcome.measurement_path
+        print(f"  judge it: parity compare OTHER_REPLAY.json {path} -o DIR (client-side: a replay of the same "
+              "baseline against the reference), or server-side: parity baseline pull --service S --env E "
+              f"--window-of {path}")  # fmt: skip
+    return outcome.exit_code
+
+
+def _from_logs_output(args: argparse.Namespace) -> Path:
+    """``from-logs``' output file: -o, else REPLAY's name with .log.json next to it (with --window-of), else
+    baselines/ + the first log file's name without .gz and .log + .json."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.window_of is not None:
+        return Path(args.window_of).with_name(f"{Path(args.window_of).stem}.log.json")
+    name = Path(args.files[0]).name
+    for suffix in (".gz", ".log"):
+        name = name.removesuffix(suffix)
+    return Path("baselines") / f"{name or 'access'}.json"
+
+
+def subcommands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+    """Every (sub)command of ``parser``, depth first: (its path such as ``baseline pull``, its one-line purpose,
+    its parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            purposes = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, child in action.choices.items():
+                yield " ".join((*path, name)), purposes.get(name, ""), child
+                yield from subcommands(child, (*path, name))
+
+
+def _command_list(parser: argparse.ArgumentParser) -> str:
+    """``parity --help``'s list of commands with their one-line purposes (nested ones by their path, groups such
+    as ``baseline`` left out: their commands are listed), then the module entry points."""
+    found = {path: purpose for path, purpose, child in subcommands(parser) if not _has_subcommands(child)}
+    order = [p for p in COMMAND_ORDER if p in found] + sorted(set(found) - set(COMMAND_ORDER))
+    width = max(len(p) for p in order) + 2
+    lines = ["commands:"] + [f"  {p:<{width}}{found[p]}" for p in order]
+    width = max(len(c) for c, _ in MODULE_COMMANDS) + 2
+    lines += ["", "also:"] + [f"  {c:<{width}}{purpose}" for c, purpose in MODULE_COMMANDS]
+    return "\n".join(lines)
+
+
+def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
+    return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``parity`` command line: every command's parser, help laid out by :class:`HelpFormatter`."""
     from parity.demo.runner import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
 
     parser = argparse.ArgumentParser(
         prog="parity",
-        description="Replay production traffic and judge whether a new environment is as fast as the old one.",
-        epilog="Exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive, 4 aborted by a safety rail.",
+        usage="parity [-h] [--version] COMMAND ...",
+        formatter_class=HelpFormatter,
+        description="Replay production traffic and judge whether a new environment is as fast as the old one. "
+        "`parity COMMAND --help` shows a command's options, defaults and examples.",
     )
     parser.add_argument("--version", action="version", version=f"parity {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        parser_class=_CommandParser,
+        help=argparse.SUPPRESS,
+        prog="parity",
+    )
 
     cmp = sub.add_parser(
         "compare",
         help="judge a candidate against a baseline and write the reports",
         description="Judge CANDIDATE against BASELINE per endpoint and metric. Each is a Measurement file "
-        "(JSON) or a Locust request CSV (locust.contrib.csv_request_logger). Writes DIR/index.html, "
-        "DIR/parity.json, DIR/junit.xml and DIR/summary.md.",
+        "(JSON), a Locust request CSV (locust.contrib.csv_request_logger; a directory or quoted glob of them "
+        "is one side), Locust's --csv PREFIX_stats.csv, a k6 --out json file or a JMeter JTL. Writes "
+        "DIR/index.html, DIR/parity.json, DIR/junit.xml and DIR/summary.md. Exit codes: 0 parity, "
+        "1 regression, 2 bad input, 3 inconclusive.",
+        epilog=examples(
+            "parity compare baselines/ec2-replay.json reports/eks/candidate.measurement.json -o reports/before-after",
+            "parity compare baselines/web-ec2.json reports/run.apm.json -o reports/server-side --config parity.toml",
+            "parity compare old-requests.csv 'logs/requests-*.csv' -o reports/locust",
+        ),
     )
     cmp.add_argument("baseline", type=Path, help="the reference side (e.g. the old environment)")
     cmp.add_argument("candidate", type=Path, help="the side being judged (e.g. the new environment)")
-    cmp.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the reports")
-    cmp.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    _add_out_option(cmp, Path("reports/compare"), "directory for the reports (default: %(default)s)")
+    _add_config_option(cmp)
 
     cal = sub.add_parser(
         "calibrate",
@@ -820,15 +1200,20 @@ def build_parser() -> argparse.ArgumentParser:
         "files or Locust request CSVs) - with the current policy: every failed pair is a false alarm. Prints "
         "per metric the run-to-run noise, the largest change the tests called significant, and tolerances that "
         "sit above it. Exits 0, or 3 when no metric had enough samples to calibrate.",
+        epilog=examples(
+            "parity calibrate reports/aa-1/candidate.measurement.json reports/aa-2/candidate.measurement.json \\",
+            "    reports/aa-3/candidate.measurement.json --write",
+            "parity calibrate runs/*.json -o reports/calibration.json",
+        ),
     )
     cal.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="two or more runs against the same target")
-    cal.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    _add_config_option(cal)
     cal.add_argument(
         "--write",
         action="store_true",
         help="write the suggested tolerances into the config (./parity.toml when there is none)",
     )
-    cal.add_argument("--out", type=Path, metavar="FILE", help="also write the calibration as JSON")
+    _add_out_option(cal, None, "also write the calibration as JSON to FILE (default: printed only)", metavar="FILE")
 
     night = sub.add_parser(
         "nightly",
@@ -839,14 +1224,18 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/<night>/, append the night to the history store and push the results to Datadog when asked. "
         "Keys from DD_API_KEY / DD_APP_KEY (never written). Exit codes as for compare; 4 when a safety rail "
         "aborted the replay.",
+        epilog=examples(
+            "parity nightly --config parity.toml",
+            "parity nightly -o /var/lib/parity/reports --push-datadog",
+        ),
     )
-    night.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
-    night.add_argument("--out", type=Path, metavar="DIR", help="reports root (default: [nightly] out)")
+    _add_config_option(night)
+    _add_out_option(night, None, "reports root (default: [nightly] out of parity.toml)")
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
 
     add_history_parser(sub)
     _add_ab_parser(sub)
-
+    _add_replay_parser(sub)
     _add_plan_parser(sub)
 
     demo = sub.add_parser(
@@ -855,19 +1244,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
         "against both at the same time, compare new against old and write the reports. Exits 0 when the "
         "demo completed (its verdict is in the report: the new profile has two planted bottlenecks).",
+        epilog=examples("parity demo", "parity demo --duration 30 --rate-scale 1 -o reports/demo-short"),
     )
-    demo.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="replay seconds (default %(default)g)")
     demo.add_argument(
-        "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, help="load vs. baseline (default %(default)g)"
-    )
-    demo.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
-    demo.add_argument("--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory")
-    demo.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+        "--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
+        help="replay seconds (default: %(default)g s)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, metavar="X",
+        help="load vs. the baseline (default: %(default)g)",
+    )  # fmt: skip
+    demo.add_argument("--seed", type=int, default=1, metavar="N", help="arrival schedule seed (default: %(default)s)")
+    _add_out_option(demo, Path("reports/demo"), "report directory (default: %(default)s)")
+    _add_config_option(demo)
 
-    baseline = sub.add_parser("baseline", help="make a baseline Measurement from Datadog APM or access logs")
+    baseline = sub.add_parser(
+        "baseline",
+        help="make a baseline Measurement from Datadog APM or access logs",
+        description="Make a baseline Measurement: `pull` from Datadog APM, `from-logs` from ALB or nginx access "
+        "logs. `parity baseline SOURCE --help` shows each one's options.",
+        epilog=examples(
+            "parity baseline pull --service web --env ec2 --from 2026-11-24T00:00:00Z --to 2026-11-25T00:00:00Z",
+            "parity baseline from-logs --format alb logs/*.log.gz -o baselines/web-alb.json",
+        ),
+    )
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="SOURCE")
     _add_pull_parser(baseline_sub)
     _add_from_logs_parser(baseline_sub)
+    parser.epilog = "\n\n".join(
+        (
+            _command_list(parser),
+            examples(
+                "parity plan baselines/web-ec2.json -t 10m --rate-scale 0.5",
+                "parity ab baselines/web-ec2.json --old http://web-ec2.internal:8080 --new http://web-eks.internal:8080",
+                "parity replay baselines/demo.json --host http://127.0.0.1:8081 -t 60s -o reports/run",
+                "parity compare baselines/ec2-replay.json reports/run/candidate.measurement.json -o reports/cmp",
+                "parity demo",
+            ),
+            "exit codes: 0 parity, 1 regression, 2 bad input, 3 inconclusive, 4 refused or aborted by a safety rail.",
+        )
+    )
     return parser
 
 
@@ -937,6 +1353,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "nightly": _cmd_nightly,
         "plan": _cmd_plan,
         "pull": _cmd_pull,
+        "replay": _cmd_replay,
     }
     command = args.baseline_command if args.command == "baseline" else args.command
     try:

@@ -34,7 +34,7 @@ from parity.model import (
     Window,
 )
 
-__all__ = ["DAY", "PEAK_RPS", "build_baseline", "main"]
+__all__ = ["DAY", "PEAK_RPS", "build_baseline", "build_parser", "main"]
 
 #: The bundled day (a payroll day), UTC.
 DAY = datetime(2026, 11, 25, tzinfo=UTC)
@@ -133,11 +133,31 @@ def build_baseline(seed: int = SEED) -> Measurement:
     )
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m parity.demo.baseline``'s command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m parity.demo.baseline",
+        description="Write the bundled demo baseline: what a Datadog APM pull of the demo's old (EC2) service\n"
+        "over one payroll day gives (deterministic: the same file every time).",
+        epilog="examples:\n  python -m parity.demo.baseline\n  python -m parity.demo.baseline -o /tmp/demo.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        dest="out",
+        type=Path,
+        default=Path("baselines/demo.json"),
+        metavar="PATH",
+        help="baseline file to write (default: %(default)s)",
+    )
+    parser.add_argument("--output", dest="out", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the bundled demo baseline.")
-    parser.add_argument("-o", "--output", type=Path, default=Path("baselines/demo.json"))
-    args = parser.parse_args(argv)
-    path = measurement_json.write(build_baseline(), args.output)
+    args = build_parser().parse_args(argv)
+    path = measurement_json.write(build_baseline(), args.out)
     print(f"wrote {path}")
     return 0
 

@@ -52,6 +52,8 @@ __all__ = [
 #: Files written into ``--out``.
 TREND_HTML: Final = "trend.html"
 TREND_JSON: Final = "changepoints.json"
+#: ``--out`` when not given: next to the default store.
+DEFAULT_OUT: Final = Path("reports/history")
 #: Where the chart library is looked for, in order: the report's vendored copy, then Debian's package.
 CHART_JS_CANDIDATES: Final = (
     "package:parity.report/static/chart.umd.min.js",
@@ -184,17 +186,27 @@ def add_history_parser(subparsers: Any) -> argparse.ArgumentParser:
         "report) and DIR/changepoints.json. A change point is a new level that holds for at least "
         "--min-segment nights. Exits 0, 3 when the history is shorter than 2 x --min-segment nights "
         "(the page is still written), 2 on bad input.",
+        epilog="examples:\n  parity history -o reports/history\n"
+        "  parity history --store /var/lib/parity/history.sqlite --last 60 --min-segment 5 -o reports/trend",
     )
     parser.add_argument(
         "--store", type=Path, default=DEFAULT_STORE, metavar="PATH", help=f"history store (default: {DEFAULT_STORE})"
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for trend.html")
+    parser.add_argument(
+        "-o",
+        "--out",
+        dest="out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"directory for trend.html and changepoints.json (default: {DEFAULT_OUT})",
+    )
     parser.add_argument(
         "--min-segment",
         type=int,
         default=MIN_SEGMENT,
         metavar="N",
-        help=f"fewest nights a level must hold to count as a change (default: {MIN_SEGMENT})",
+        help="fewest nights a level must hold to count as a change (default: %(default)s)",
     )
     parser.add_argument("--last", type=int, default=None, metavar="N", help="only the last N nights (default: all)")
     return parser
