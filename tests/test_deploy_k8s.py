@@ -7,21 +7,25 @@ the master's --expect-workers, and bounds on every Job.
 
 The strongest check runs the example overlay's exact master and worker command lines as local processes: the
 in-cluster paths become a temp dir holding the ConfigMap's files, the master Service becomes 127.0.0.1 on a free
-port, the target a demo server on loopback, the run 4 s with 2 workers. The master must exit 0 and write a
-complete Measurement whose counts are what the demo server received. The A/B overlay (``overlays/example-ab``:
+port, the target a demo server on loopback, the run 3 s with 2 workers. The master (master.sh: the replay, then
+``parity compare`` into the results volume) must exit 0 and write a complete Measurement whose counts are what the
+demo server received, and its report. The A/B overlay (``overlays/example-ab``:
 ``components/ab``) runs the same way against an old and a new demo service, and must write both Measurements.
 Locust runs only in child processes: importing it here would monkey-patch this process with gevent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,6 +45,7 @@ BASE = DEPLOY / "base"
 OVERLAY = DEPLOY / "overlays" / "example"
 OVERLAY_AB = DEPLOY / "overlays" / "example-ab"
 READER = DEPLOY / "results-reader.yaml"
+MASTER_SCRIPT = BASE / "master.sh"
 KUSTOMIZATIONS = {"base": BASE, "overlay": OVERLAY, "overlay-ab": OVERLAY_AB}
 
 #: Locust's defaults for options a manifest may leave out.
@@ -50,8 +55,10 @@ REQUEST_TIMEOUT_S = 30.0
 REPLAY_GRACE_S = 15.0
 #: Headroom a Job's deadline needs past the run's own bounds (image pull, start-up, writing the result).
 DEADLINE_MARGIN_S = 60.0
+#: master.sh's default for PARITY_RESULTS_KEEP_S.
+RESULTS_KEEP_S = 900.0
 
-RUN = "4s"
+RUN = "3s"  # with master.sh's compare after it (about 2 s): the run pays for that
 WORKERS = 2
 #: Seconds the master of the local run gets to finish; a worker gets a little more after it.
 MASTER_TIMEOUT_S = 60.0
@@ -107,6 +114,7 @@ class Pod:
     argv: tuple[str, ...]
     mounts: tuple[Mount, ...]
     working_dir: str | None
+    env: Mapping[str, str]
 
     @property
     def name(self) -> str:
@@ -193,7 +201,7 @@ class Rendered:
                 mounts.append(Mount(m["mountPath"], "persistentVolumeClaim", claim, ()))
             else:
                 mounts.append(Mount(m["mountPath"], next(k for k in volume if k != "name"), m["name"], ()))
-        return Pod(job, argv, tuple(mounts), container.get("workingDir"))
+        return Pod(job, argv, tuple(mounts), container.get("workingDir"), env)
 
     def _env(self, container: Doc) -> dict[str, str]:
         """The container's environment as far as manifests define it (values and ConfigMap references)."""
@@ -284,6 +292,14 @@ def cpu_cores(quantity: str | int | float) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
+def locust_argv(pod: Pod) -> tuple[str, ...]:
+    """The pod's Locust command line: after a wrapper (``sh master.sh locust ...``), or the whole one."""
+    if pod.argv[:1] == ("sh",):
+        assert "locust" in pod.argv, f"{pod.name}: the wrapper runs no locust"
+        return pod.argv[pod.argv.index("locust") :]
+    return pod.argv
+
+
 def master_and_worker(name: str) -> tuple[Rendered, Pod, Pod]:
     r = rendered(name)
     return r, r.pod("master"), r.pod("worker")
@@ -312,7 +328,7 @@ def test_only_bounded_kinds_are_rendered(kustomization: str) -> None:
 def test_workers_reach_the_master_through_its_service(kustomization: str) -> None:
     r, master, worker = master_and_worker(kustomization)
     (service,) = r.of_kind("Service")
-    assert master.argv[:1] == worker.argv[:1] == ("locust",)
+    assert locust_argv(master)[:1] == worker.argv[:1] == ("locust",)
     assert "--master" in master.argv
     assert "--headless" in master.argv
     assert "--worker" in worker.argv
@@ -355,6 +371,9 @@ def test_configmap_holds_the_locustfile_and_the_baseline_the_args_name(kustomiza
             f"{pod.name}: the locustfile in the ConfigMap differs from loadtests/replay.py "
             "(copy it again into deploy/k8s/base/replay.py)"
         )
+    # The master's wrapper runs from the files ConfigMap, as the file in base/.
+    assert master.argv[:3] == ("sh", master.argv[1], "locust"), master.argv[:3]
+    assert master.config_file(master.argv[1], r) == MASTER_SCRIPT.read_text()
     text = master.config_file(baseline, r)
     assert text is not None, f"master: --baseline {baseline} is not a file of a mounted ConfigMap"
     # A valid Measurement, with endpoints the replay can send.
@@ -387,7 +406,13 @@ def test_the_measurement_lands_on_the_results_volume(kustomization: str) -> None
         assert master.mount_of(old_out) == (mount, old_out[len(mount.path.rstrip("/")) + 1 :])
     claims = [d["metadata"]["name"] for d in r.of_kind("PersistentVolumeClaim")]
     assert claims == [mount.source]
-    # The reader pod of README.md mounts the same claim at the same place, and README copies that file.
+    # README's one command copies the results folder out of the master pod (master.sh keeps it up for that).
+    folder = out.rsplit("/", 1)[0]
+    assert folder == mount.path.rstrip("/")
+    parent, name = folder.rsplit("/", 1)
+    fetch = f"kubectl -n loadtest exec job/parity-master -- tar -cf - -C {parent or '/'} {name} | tar -xf -"
+    assert fetch in (DEPLOY / "README.md").read_text()
+    # For later, the reader pod of README.md mounts the same claim at the same place, and README copies that file.
     reader = yaml.safe_load(READER.read_text())
     (reader_volume,) = reader["spec"]["volumes"]
     assert reader_volume["persistentVolumeClaim"]["claimName"] == mount.source
@@ -413,7 +438,8 @@ def test_worker_count_and_deadlines_agree(kustomization: str) -> None:
     run_time = option(master.argv, "-t", "--run-time")
     assert run_time is not None
     timeout = float(option(master.argv, "--request-timeout") or REQUEST_TIMEOUT_S)
-    needed = seconds(run_time) + float(max_wait) + timeout + REPLAY_GRACE_S + DEADLINE_MARGIN_S
+    keep = float(master.env.get("PARITY_RESULTS_KEEP_S", RESULTS_KEEP_S))  # master.sh waits this long after it
+    needed = seconds(run_time) + float(max_wait) + timeout + REPLAY_GRACE_S + DEADLINE_MARGIN_S + keep
     for pod in (master, worker):
         spec = pod.job["spec"]
         assert spec["backoffLimit"] == 0, f"{pod.name}: a retried pod would replay the traffic again"
@@ -445,6 +471,18 @@ def test_only_the_overlay_targets_a_host(kustomization: str) -> None:
     if old_host is not None:  # refused before any request unless allow-listed too
         assert old_host != host
         assert host_allowed(old_host, allow), f"--old-host {old_host} is not allow-listed"
+
+
+def test_storage_class_is_the_clusters_default_unless_the_overlay_names_one(kustomization: str) -> None:
+    r = rendered(kustomization)
+    (claim,) = r.of_kind("PersistentVolumeClaim")
+    storage_class = claim["spec"].get("storageClassName")
+    if kustomization == "base":
+        # Unset = the default class ("" would mean no class at all: only pre-provisioned volumes).
+        assert storage_class is None
+    else:
+        assert isinstance(storage_class, str)
+        assert storage_class
 
 
 def test_the_overlay_sets_its_image_and_namespace() -> None:
@@ -524,20 +562,32 @@ def children() -> Iterator[list[Child]]:
                 stop_process(child.proc)
             finally:
                 child.log.close()
+                with contextlib.suppress(ProcessLookupError):  # master.sh's children (own session): none left behind
+                    os.killpg(child.proc.pid, signal.SIGKILL)
 
 
 def start(children: list[Child], name: str, argv: Sequence[str], cwd: Path, logs: Path) -> Child:
-    """``argv`` (``locust ...``) as ``python -m locust ...`` with this interpreter and this source tree."""
-    assert argv[0] == "locust"
+    """``argv`` (``locust ...``) as ``python -m locust ...`` with this interpreter and this source tree; a
+    ``sh master.sh locust ...`` line as it is, with this interpreter's ``locust`` and ``parity`` first on PATH, in a
+    session of its own (its children are killed with it) and PARITY_RESULTS_KEEP_S=0 (no wait for a fetch)."""
+    env = child_env()
+    if argv[0] == "sh":
+        command = list(argv)
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        env["PARITY_RESULTS_KEEP_S"] = "0"
+    else:
+        assert argv[0] == "locust"
+        command = [sys.executable, "-m", "locust", *argv[1:]]
     log = (logs / f"{name}.log").open("w+b")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", *argv[1:]],
+            command,
             cwd=cwd,
-            env=child_env(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     except BaseException:
         log.close()
@@ -616,6 +666,10 @@ def test_example_overlay_runs_distributed_on_loopback(tmp_path: Path, children: 
     assert m.source.target == url
     assert m.source.env == option(master.argv, "--target-env")
     assert elapsed < MASTER_TIMEOUT_S
+    # master.sh judged it against the replayed baseline, into the results volume, and said so in the log.
+    report = result.parent / "report"
+    assert {p.name for p in report.iterdir()} >= {"index.html", "parity.json", "junit.xml", "summary.md"}
+    assert "parity: compare exit code" in main.tail()
 
 
 @pytest.mark.e2e
@@ -662,6 +716,9 @@ def test_ab_overlay_runs_distributed_on_loopback(tmp_path: Path, children: list[
         received = {k: n - before[url].get(k, 0) for k, n in after[url].items() if n - before[url].get(k, 0)}
         assert {e.endpoint.key: e.count for e in m.endpoints} == received, f"{url}: recorded counts differ"
     assert {e.endpoint.key: e.count for e in old.endpoints} == {e.endpoint.key: e.count for e in new.endpoints}
+    # master.sh judged new against old (concurrent A/B) into the results volume.
+    result = json.loads((Path(stage.local(master, out)).parent / "report" / "parity.json").read_text())
+    assert result["mode"] == "concurrent-a/b", result["mode"]
 
 
 @pytest.mark.e2e
@@ -673,6 +730,7 @@ def test_the_base_alone_refuses_to_send(tmp_path: Path, children: list[Child]) -
     argv = with_option(argv, ["--master-bind-host"], "127.0.0.1")
     main = start(children, "master", argv, stage.cwd(master), tmp_path)
     assert wait(main, MASTER_TIMEOUT_S) == 4, main.tail()
+    assert "the replay wrote no Measurement" in main.tail()
     assert "parity: refused: target http" in main.tail()
     out = option(master.argv, "--parity-out")
     assert out is not None

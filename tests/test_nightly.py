@@ -184,39 +184,6 @@ def test_stale_baseline_without_pull_is_used_with_a_note_and_missing_one_is_bad_
     assert "web-ec2.json: no such file, and no [nightly.pull] to make one from Datadog" in done.stderr
 
 
-def test_example_workflow_runs_real_commands() -> None:
-    import shlex
-
-    import yaml
-
-    from parity.cli import build_parser
-
-    path = (
-        Path(__file__).resolve().parent.parent / "examples" / "github" / ".github" / "workflows" / "nightly-parity.yml"
-    )
-    doc = yaml.safe_load(path.read_text())
-    assert doc[True]["schedule"][0]["cron"] == "0 3 * * *"  # YAML reads the `on:` key as True
-    steps = doc["jobs"]["parity"]["steps"]
-    uses = [s.get("uses", "") for s in steps]
-    assert any(u.startswith("actions/cache/restore@") for u in uses)
-    assert any(u.startswith("actions/cache/save@") for u in uses)
-    assert any(u.startswith("actions/upload-artifact@") for u in uses)
-    commands = [
-        line.strip().removesuffix("|| true").strip()
-        for s in steps
-        for line in s.get("run", "").splitlines()
-        if line.strip().startswith("parity ")
-    ]
-    assert {c.split()[1] for c in commands} == {"nightly", "history"}
-    for command in commands:
-        build_parser().parse_args(shlex.split(command)[1:])  # every option exists
-    summary = next(s for s in steps if s.get("name") == "Step summary")
-    assert "$GITHUB_STEP_SUMMARY" in summary["run"]
-    nightly = next(s for s in steps if s.get("id") == "parity")
-    assert set(nightly["env"]) >= {"DD_API_KEY", "DD_APP_KEY"}
-    assert "secrets.DD_API_KEY" in nightly["env"]["DD_API_KEY"]
-
-
 @pytest.mark.e2e
 def test_a_failed_push_exits_2_and_keeps_the_night(fake: FakeDatadog, tmp_path: Path) -> None:
     with running_server("new") as url:
