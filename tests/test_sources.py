@@ -141,12 +141,23 @@ def test_compare_stops_on_ctrl_c_while_reading(tmp_path: Path) -> None:
     for p in pipes:
         os.mkfifo(p)
     proc = _compare_process(tmp_path, *pipes)
+    writers: list[int] = []
     try:
-        time.sleep(3)  # the reader threads are blocked opening the pipes by now (if not, the signal still stops it)
+        # A pipe opens for writing without blocking only once a reader holds it: then the command is past its start
+        # (its SIGINT handler installed, which a fixed sleep could not promise on a loaded machine) and reading
+        deadline = time.monotonic() + 60
+        while len(writers) < len(pipes) and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                writers.append(os.open(pipes[len(writers)], os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                time.sleep(0.05)
+        assert len(writers) == len(pipes), "the command never opened both pipes"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == EXIT_INTERRUPTED
         assert "Traceback" not in err
     finally:
+        for fd in writers:
+            os.close(fd)
         proc.kill()
         proc.wait()
