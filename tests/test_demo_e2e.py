@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -84,6 +85,15 @@ def _sigint_not_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _is_locust(process: psutil.Process) -> bool:
+    """A running ``python -m locust`` (not any process whose paths merely contain "locust", e.g. a checkout's)."""
+    try:
+        args = process.cmdline()
+    except psutil.Error:  # ended meanwhile
+        return False
+    return any(a == "-m" and b == "locust" for a, b in pairwise(args))
+
+
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     with _sigint_not_ignored():
         proc = subprocess.Popen(
@@ -95,7 +105,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     children: list[psutil.Process] = []
     while time.monotonic() < deadline:  # wait until the server and the Locust run are up
         children = parent.children(recursive=True)
-        if sum("locust" in " ".join(c.cmdline()) for c in children if c.is_running()) >= 1:
+        if sum(_is_locust(c) for c in children) >= 1:
             break
         time.sleep(0.5)
     assert len(children) >= 2
