@@ -67,8 +67,10 @@ def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: P
     assert result["verdict"] in ("fail", "inconclusive"), result["reasons"]
     for e in result["endpoints"]:
         if e["endpoint"] in PLANTED:
-            assert e["verdict"] in ("fail", "inconclusive"), e
-            assert e["verdict"] == "fail" or e["looks_worse"], e  # never a quiet unjudged
+            # marginal (beyond tolerance, p <= 0.1 but not significant) is flagged too: seen once in ~30 requests
+            # per side when 6 test suites shared the 2 cores and the contention slowed both sides alike
+            assert e["verdict"] in ("fail", "marginal", "inconclusive"), e
+            assert e["verdict"] in ("fail", "marginal") or e["looks_worse"], e  # never a quiet unjudged
         else:
             assert e["verdict"] != "fail", e
 
