@@ -205,6 +205,7 @@ def _cmd_history(args: argparse.Namespace, _argv: Sequence[str]) -> int:
 
 def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.demo.runner import DemoOptions, run_demo  # starts processes: imported only when used
+    from parity.progress import replay_progress
 
     if not args.duration > 0:
         raise BadInput(f"--duration must be > 0 seconds, got {args.duration:g}")
@@ -213,7 +214,10 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
     try:
-        outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))
+        with replay_progress(args.quiet) as live:
+            outcome = run_demo(
+                options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True), live=live
+            )
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
@@ -488,6 +492,7 @@ def _count(text: str) -> int:
 
 def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.ab import REFUSED, run_ab
+    from parity.progress import replay_progress
     from parity.replay.process import ReplayRun
 
     config = _config(args)
@@ -526,7 +531,8 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     length = "the ramp" if run_time_s is None else f"{run_time_s:g} s"
     print(f"parity ab: replaying {args.baseline} against old {args.old} and new {args.new} at once: {length}, "
           f"{args.shape} shape, rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
-    outcome = run_ab(run, config.policy, log_path=args.out / "locust.log")
+    with replay_progress(args.quiet) as progress:
+        outcome = run_ab(replace(run, progress=progress), config.policy, log_path=args.out / "locust.log")
     if outcome.status == REFUSED or outcome.result is None:
         print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
         return outcome.exit_code
@@ -638,6 +644,14 @@ def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     ab.add_argument("--new-env", default="new", help="name of the new environment (default %(default)s)")
     ab.add_argument("--out", type=Path, default=Path("reports/ab"), metavar="DIR", help="report directory")
     ab.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    ab.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
+#: Help of ``--quiet`` (the commands that run a replay).
+QUIET_HELP = (
+    "no live progress on stderr while the replay runs (by default a line redrawn in place on a terminal, "
+    "printed every 10 s elsewhere)"
+)
 
 
 def _write_measurement(m: Measurement, path: Path) -> Path:
@@ -863,6 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="arrival schedule seed (default %(default)s)")
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), metavar="DIR", help="report directory")
     demo.add_argument("--config", type=Path, help="parity.toml (default: ./parity.toml or [tool.parity])")
+    demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     baseline = sub.add_parser("baseline", help="make a baseline Measurement from Datadog APM or access logs")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="SOURCE")
