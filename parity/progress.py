@@ -20,12 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.file_proxy import FileProxy
-from rich.live import Live
-from rich.text import Text
-
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
     from parity.datadog import PullProgress
     from parity.replay.progress import ReplayProgress
 
@@ -83,6 +81,9 @@ class ProgressLine:
         self._live: Live | None = None
         self._handlers: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
         if self._terminal:
+            from rich.console import Console  # only for a terminal (about 60 ms to import)
+            from rich.live import Live
+
             console = Console(file=stream, force_terminal=True, highlight=False, soft_wrap=False)
             self._live = Live(
                 console=console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False
@@ -97,6 +98,8 @@ class ProgressLine:
         return self._terminal
 
     def _capture_logs(self, console: Console) -> None:
+        from rich.file_proxy import FileProxy
+
         proxy = FileProxy(console, self._stream)
         loggers = [logging.getLogger(), *(v for v in logging.root.manager.loggerDict.values())]
         for logger in loggers:
@@ -109,6 +112,8 @@ class ProgressLine:
         """Show ``text`` (see the class docstring for when it is drawn)."""
         self._last_text = text
         if self._live is not None:
+            from rich.text import Text
+
             self._live.update(Text(text), refresh=True)
             return
         now = self._clock()
