@@ -984,8 +984,8 @@ class _LiveProgress:
         self._line = ProgressLine(sys.stderr, every_s=plain_every_s(os.environ), capture_logs=True) if show else None
         master = isinstance(environment.runner, MasterRunner)
         self._lag_s = PROGRESS_LAG_S + (WORKER_REPORT_INTERVAL if master else 0.0)
-        assert state.shaped is not None
-        self._cell_rates = state.shaped.plan.rates.sum(axis=0).tolist()
+        rates = state.shaped.plan.rates if state.shaped is not None else None
+        self._cell_rates = rates.sum(axis=0).tolist() if rates is not None else []  # none: no planned rate shown
         self._greenlet = gevent.spawn(self._run) if self._file is not None or self._line is not None else None
 
     def _snapshot(self) -> ReplayProgress:

@@ -336,8 +336,25 @@ def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> ReplayExit:
     with tempfile.TemporaryDirectory(prefix="parity-progress-") as tmp:
         snapshot = Path(tmp) / PROGRESS_FILE
         with locust_process([*replay_args(run), "--parity-progress-file", str(snapshot)], log_path) as child:
-            code = child.wait(timeout_s, tick=lambda: sink(read_snapshot(snapshot)))
+            code = child.wait(timeout_s, tick=_ticker(sink, snapshot))
             return ReplayExit(code, child.signal)
+
+
+def _ticker(sink: ProgressSink, snapshot: Path) -> Callable[[], None]:
+    """Hand ``sink`` the latest snapshot in ``snapshot`` at each call; a sink that cannot write (OSError: e.g. its
+    terminal or pipe is gone) gets no more calls — the replay goes on."""
+    broken = False
+
+    def tick() -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            sink(read_snapshot(snapshot))
+        except OSError:
+            broken = True
+
+    return tick
 
 
 def log_tail(path: Path, lines: int = 5) -> str:
