@@ -225,6 +225,7 @@ def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:
 
 def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.nightly.job import DatadogKeys, run_nightly
+    from parity.progress import replay_progress
 
     config = _config(args)
     if config.nightly is None:
@@ -233,15 +234,17 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
     settings = config.nightly if args.out is None else replace(config.nightly, out=args.out)
     api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
     keys = DatadogKeys(api_key, app_key, os.environ.get("DD_SITE") or None) if api_key or app_key else None
-    outcome = run_nightly(
-        settings,
-        config,
-        _meta(config.path, argv),
-        now=datetime.now(UTC),
-        keys=keys,
-        push=args.push_datadog,
-        progress=lambda line: print(f"parity nightly: {line}", flush=True),
-    )
+    with replay_progress(args.quiet) as live:
+        outcome = run_nightly(
+            settings,
+            config,
+            _meta(config.path, argv),
+            now=datetime.now(UTC),
+            keys=keys,
+            push=args.push_datadog,
+            progress=lambda line: print(f"parity nightly: {line}", flush=True),
+            live=live,
+        )
     print(terminal_summary(outcome.decisive, outcome.report_dir / "index.html"))
     for note in outcome.notes:
         print(f"  note: {note}")
@@ -256,6 +259,7 @@ def _cmd_history(args: argparse.Namespace, _argv: Sequence[str]) -> int:
 
 def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.demo.runner import DemoOptions, run_demo  # starts processes: imported only when used
+    from parity.progress import replay_progress
 
     if not args.duration > 0:
         raise BadInput(f"--duration must be > 0 seconds, got {args.duration:g}")
@@ -264,7 +268,10 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
     try:
-        outcome = run_demo(options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True))
+        with replay_progress(args.quiet) as live:
+            outcome = run_demo(
+                options, config.policy, progress=lambda line: print(f"parity demo: {line}", flush=True), live=live
+            )
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
@@ -539,6 +546,7 @@ def _count(text: str) -> int:
 
 def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.ab import REFUSED, run_ab
+    from parity.progress import replay_progress
     from parity.replay.process import ReplayRun
 
     config = _config(args)
@@ -577,7 +585,8 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     length = "the ramp" if run_time_s is None else f"{run_time_s:g} s"
     print(f"parity ab: replaying {args.baseline} against old {args.old} and new {args.new} at once: {length}, "
           f"{args.shape} shape, rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
-    outcome = run_ab(run, config.policy, log_path=args.out / "locust.log")
+    with replay_progress(args.quiet) as progress:
+        outcome = run_ab(replace(run, progress=progress), config.policy, log_path=args.out / "locust.log")
     if outcome.status == REFUSED or outcome.result is None:
         print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
         return outcome.exit_code
@@ -718,6 +727,14 @@ def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     ab.add_argument("--new-env", default="new", help="name of the new environment (default: %(default)s)")
     _add_out_option(ab, Path("reports/ab"), "report directory (default: %(default)s)")
     _add_config_option(ab)
+    ab.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
+#: Help of ``--quiet`` (the commands that run a replay).
+QUIET_HELP = (
+    "no live progress on stderr while the replay runs (without it: a line redrawn in place on a terminal, "
+    "printed every 10 s elsewhere)"
+)
 
 
 def _write_measurement(m: Measurement, path: Path) -> Path:
@@ -954,7 +971,7 @@ def _add_replay_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     )  # fmt: skip
     out.add_argument("--target-env", metavar="NAME", help="name of the target environment, for the report")
     out.add_argument("--service", metavar="NAME", help="service name, for the report")
-    out.add_argument("--quiet", action="store_true", help="no progress lines while the replay runs")
+    out.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sending = rp.add_argument_group("sending")
     sending.add_argument(
         "--processes", type=_count, default=1, metavar="N", help="Locust processes sending (default: %(default)s)"
@@ -1072,6 +1089,7 @@ def _replay_run(args: argparse.Namespace, config: Config, settings: ShapeSetting
 
 
 def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from parity.progress import replay_progress
     from parity.replay.single import REFUSED, Reference, run_single
 
     config = _config(args)
@@ -1087,7 +1105,10 @@ def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
     length = "the ramp" if settings.run_time_s is None else f"{settings.run_time_s:g} s"
     print(f"parity replay: replaying {args.baseline} against {args.host}: {length}, {args.shape} shape, "
           f"rate scale {args.rate_scale:g}", flush=True)  # fmt: skip
-    outcome = run_single(run, config.policy, log_path=args.out / "locust.log", reference=reference)
+    with replay_progress(args.quiet) as progress:
+        outcome = run_single(
+            replace(run, progress=progress), config.policy, log_path=args.out / "locust.log", reference=reference
+        )
     if outcome.status == REFUSED or outcome.candidate is None:
         print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
         return outcome.exit_code
@@ -1232,6 +1253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(night)
     _add_out_option(night, None, "reports root (default: [nightly] out of parity.toml)")
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
+    night.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     add_history_parser(sub)
     _add_ab_parser(sub)
@@ -1257,6 +1279,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, metavar="N", help="arrival schedule seed (default: %(default)s)")
     _add_out_option(demo, Path("reports/demo"), "report directory (default: %(default)s)")
     _add_config_option(demo)
+    demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     baseline = sub.add_parser(
         "baseline",

@@ -25,7 +25,7 @@ from parity.errors import BadInput, Interrupted
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult
 from parity.model import Measurement
-from parity.replay.process import REPLAY_STATUS, ReplayRun
+from parity.replay.process import REPLAY_STATUS, ProgressSink, ReplayRun
 
 __all__ = [
     "DEFAULT_DURATION_S",
@@ -66,9 +66,13 @@ def bundled_baseline() -> Path | None:
 
 
 def run_demo(
-    options: DemoOptions, policy: Policy | None = None, progress: Callable[[str], None] = lambda _: None
+    options: DemoOptions,
+    policy: Policy | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    live: ProgressSink | None = None,
 ) -> DemoOutcome:
-    """Run the demo (see module docstring); raises RuntimeError when a step fails."""
+    """Run the demo (see module docstring); raises RuntimeError when a step fails. ``progress`` gets a line per
+    step, ``live`` the replay's live progress (``ReplayRun.progress``)."""
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -94,6 +98,7 @@ def run_demo(
             target_env="new",
             old_env="old",
             service="hr-payroll",
+            progress=live,
         )
         try:
             names = ("old (old.measurement.json)", "new (new.measurement.json)")

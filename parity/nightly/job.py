@@ -51,7 +51,7 @@ from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.nightly.settings import ApmSource, NightlySettings
-from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, run_replay
+from parity.replay.process import REPLAY_STATUS, ProgressSink, ReplayRun, log_tail, run_replay
 from parity.report.context import RunMeta
 from parity.report.write import write_atomic, write_reports
 
@@ -225,8 +225,11 @@ def _baseline(
     return fresh, True, [f"baseline refreshed from Datadog APM ({start:%Y-%m-%d %H:%M} – {end:%H:%M} UTC)"]
 
 
-def _replay_run(settings: NightlySettings, config: Config, baseline: Path, out_dir: Path) -> ReplayRun:
-    """The night's replay: ``target`` (and ``old_target`` at the same time, when set) with the ``[replay]`` rails."""
+def _replay_run(
+    settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, live: ProgressSink | None
+) -> ReplayRun:
+    """The night's replay: ``target`` (and ``old_target`` at the same time, when set) with the ``[replay]`` rails;
+    its live progress drawn by ``live`` (None: none)."""
     return ReplayRun(
         baseline=baseline,
         host=settings.target,
@@ -243,15 +246,21 @@ def _replay_run(settings: NightlySettings, config: Config, baseline: Path, out_d
         processes=settings.processes,
         rails=config.rails,
         extra=settings.locust_args,
+        progress=live,
     )
 
 
 def _replay(
-    settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
+    settings: NightlySettings,
+    config: Config,
+    baseline: Path,
+    out_dir: Path,
+    progress: Callable[[str], None],
+    live: ProgressSink | None,
 ) -> tuple[Measurement, str, int | None]:
     """Run the replay against ``target``; (the recorded Measurement, its status, the signal that stopped it
     early or None). Refused when a rail refused the target; BadInput when nothing can be judged."""
-    run = _replay_run(settings, config, baseline, out_dir)
+    run = _replay_run(settings, config, baseline, out_dir, live)
     log = out_dir / "locust.log"
     progress(
         f"replaying {baseline.name} against {settings.target}: {settings.duration_s:g} s, {settings.shape}, "
@@ -271,12 +280,17 @@ def _replay(
 
 
 def _replay_ab(
-    settings: NightlySettings, config: Config, baseline: Path, out_dir: Path, progress: Callable[[str], None]
+    settings: NightlySettings,
+    config: Config,
+    baseline: Path,
+    out_dir: Path,
+    progress: Callable[[str], None],
+    live: ProgressSink | None,
 ) -> tuple[ParityResult, tuple[Measurement, Measurement], str, int | None]:
     """Run the concurrent A/B replay (``old_target`` and ``target`` at once) and judge new against old;
     (the result, (old, new), the replay's status, the signal that stopped it early or None). Refused when a rail
     refused a target; BadInput when nothing can be judged."""
-    run = _replay_run(settings, config, baseline, out_dir)
+    run = _replay_run(settings, config, baseline, out_dir, live)
     log = out_dir / "locust.log"
     progress(
         f"replaying {baseline.name} against old {settings.old_target} and {settings.target_env} {settings.target} "
@@ -315,18 +329,20 @@ def run_nightly(
     keys: DatadogKeys | None = None,
     push: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    live: ProgressSink | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> NightlyOutcome:
     """Run one night (see the module docstring). ``now`` names the night (:func:`claim_night`: a directory of
-    its own even when another night started in the same second) and dates the baseline's age."""
+    its own even when another night started in the same second) and dates the baseline's age. ``progress`` gets
+    each step's line; ``live`` draws the replay's live progress (None: none)."""
     night, out_dir = claim_night(settings.out, now)
     baseline, refreshed, notes = _baseline(settings, keys, now, progress)
     if settings.old_target:
-        result, sides, status, interrupted = _replay_ab(settings, config, settings.baseline, out_dir, progress)
+        result, sides, status, interrupted = _replay_ab(settings, config, settings.baseline, out_dir, progress, live)
         candidate = sides[1]
         progress(f"compared {settings.target_env} against {settings.old_env} (concurrent A/B)")
     else:
-        candidate, status, interrupted = _replay(settings, config, settings.baseline, out_dir, progress)
+        candidate, status, interrupted = _replay(settings, config, settings.baseline, out_dir, progress, live)
         progress("comparing the candidate against the baseline")
         names = (str(settings.baseline), f"{settings.target_env} replay ({settings.target})")
         result = compare(baseline, candidate, config.policy, names=names)

@@ -95,7 +95,7 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.exception import CatchResponseError, StopUser
-from locust.runners import STATE_MISSING, STATE_STOPPED, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_STOPPED, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from parity import measurement_json, version
@@ -112,11 +112,13 @@ from parity.model import (
     SourceKind,
     fingerprint,
 )
+from parity.progress import PLAIN_EVERY_S, ProgressLine, plain_every_s
 from parity.replay import shapes
 from parity.replay.bodies import body_file_name, check_body_placeholders, load_bodies
 from parity.replay.endpoint_filter import EndpointFilter, FilteredPlan, filter_plan, no_match_message, parse_globs
 from parity.replay.plan import UNFILLABLE_VALUE, ReplayPlan, build_plan
 from parity.replay.process import PARENT_PID_ENV, run_path  # PARENT_PID_ENV: the replay stops when its starter is gone
+from parity.replay.progress import SNAPSHOT_EVERY_S, ReplayProgress, format_progress, take_snapshot, write_snapshot
 from parity.replay.rails import DEFAULT_MAX_RESPONSE_BYTES, Rails, RateCap, WindowStats, abort_reason, host_allowed
 from parity.replay.recorder import GeneratorTotals, Recorder, StageSpan, timeline_interval
 from parity.replay.sample_plan import replay_sample_plan
@@ -179,6 +181,9 @@ WEB_HOST = "127.0.0.1"
 #: ``--master-bind-host`` says otherwise: loopback (Locust's own default is every interface). A multi-host run
 #: (workers on other machines, ``deploy/k8s``) passes ``--master-bind-host '*'``.
 MASTER_BIND_HOST = "127.0.0.1"
+#: The live progress's recent window ends this many seconds before now: the last second's sends and answers are
+#: still coming in (a master adds its workers' report interval, ``WORKER_REPORT_INTERVAL``).
+PROGRESS_LAG_S = 1.0
 
 
 class RequestTimeout(Exception):
@@ -224,6 +229,7 @@ class _Replay:
     quit_after_stop: bool = False  # web UI: a signal stops the run in progress, then Locust quits
     unequal: str | None = None  # A/B: why the targets were not sent the same requests (the run is then partial)
     rejoined: set[str] = field(default_factory=set)  # web UI master: workers ready again since the last stop
+    progress: _LiveProgress | None = None  # master or single process: the live progress of the run in progress
 
 
 def _targets(config: dict[str, Any]) -> tuple[str, ...]:
@@ -352,6 +358,21 @@ def _add_arguments(parser: Any) -> None:
         default=False,
         help="Send POST/PUT/PATCH endpoints that have no body template without a body (by default the replay "
         "refuses to start); the Measurement and the report flag them.",
+    )
+    group.add_argument(
+        "--quiet",
+        action="store_true",
+        default=False,
+        help="No live progress line on stderr (by default a headless run redraws one in place on a terminal, and "
+        f"prints it every {PLAIN_EVERY_S:g} s elsewhere: elapsed / planned, sent, rate vs plan, errors, late sends, "
+        "recent p95). Locust's own output is unchanged (--only-summary drops its periodic table).",
+    )
+    group.add_argument(
+        "--parity-progress-file",
+        default="",
+        metavar="FILE",
+        help="Keep the latest progress snapshot in FILE (JSON, replaced every half second) for a parent process "
+        "(parity ab, demo and replay draw it on their own terminal).",
     )
     # The web UI's form would show these as editable "custom parameters", but the replay reads them once at
     # start-up (a Start replays the command line's settings): keep them off the form rather than ignore edits.
@@ -945,6 +966,80 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     else:
         state.lane, state.lanes = 0, 1
         state.ready.set()
+    _stop_progress()  # a run started from the web UI after another
+    state.progress = _LiveProgress(environment)
+
+
+class _LiveProgress:
+    """The live progress of the run in progress (master or single process): every ``SNAPSHOT_EVERY_S`` a snapshot
+    of the recorders (a master's hold its workers' reports: the aggregate), drawn on stderr (``ProgressLine``:
+    in place on a terminal, every ``plain_every_s`` seconds elsewhere; headless runs without --quiet) and kept in
+    --parity-progress-file for a parent process. A failure here never touches the run: progress just stops."""
+
+    def __init__(self, environment: Environment) -> None:
+        options = environment.parsed_options
+        path = str(getattr(options, "parity_progress_file", "") or "")
+        self._file = Path(path) if path else None
+        show = options is not None and not getattr(options, "quiet", False) and not _web_ui_mode(environment)
+        self._line = ProgressLine(sys.stderr, every_s=plain_every_s(os.environ), capture_logs=True) if show else None
+        master = isinstance(environment.runner, MasterRunner)
+        self._lag_s = PROGRESS_LAG_S + (WORKER_REPORT_INTERVAL if master else 0.0)
+        rates = state.shaped.plan.rates if state.shaped is not None else None
+        self._cell_rates = rates.sum(axis=0).tolist() if rates is not None else []  # none: no planned rate shown
+        self._greenlet = gevent.spawn(self._run) if self._file is not None or self._line is not None else None
+
+    def _snapshot(self) -> ReplayProgress:
+        config = state.config
+        return take_snapshot(
+            state.recorders,
+            now_s=time.time(),
+            start_s=float(config["start_at"]),
+            run_time_s=float(config["run_time_s"]),
+            cell_rates=self._cell_rates,
+            lag_s=self._lag_s,
+            stopping=state.stop_reason or state.aborted,
+        )
+
+    def _show(self) -> None:
+        snapshot = self._snapshot()
+        if self._file is not None:
+            try:
+                write_snapshot(snapshot, self._file)
+            except OSError as exc:
+                log.warning("parity: --parity-progress-file %s: %s; not written any more", self._file, exc)
+                self._file = None
+        if self._line is not None:
+            self._line.update(format_progress(snapshot))
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._show()
+                gevent.sleep(SNAPSHOT_EVERY_S)
+        except Exception as exc:  # the progress must never end the replay
+            log.warning("parity: live progress stopped: %s", exc)
+
+    def stop(self) -> None:
+        """Draw the last snapshot and stop (the terminal keeps the last line)."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=1.0)
+            self._greenlet = None
+            with contextlib.suppress(Exception):
+                self._show()
+        if self._line is not None:
+            self._line.close()
+
+
+def _stop_progress() -> None:
+    """Stop the live progress of the run, if one is shown."""
+    progress, state.progress = state.progress, None
+    if progress is not None:
+        progress.stop()
+
+
+@events.test_stop.add_listener
+def _on_progress_test_stop(**_: Any) -> None:
+    _stop_progress()
 
 
 def _on_lane_message(environment: Environment, msg: Any) -> None:
@@ -1060,6 +1155,8 @@ def _flush_logs() -> None:
 def _exit_now(code: int) -> NoReturn:
     """Leave the process at once (no atexit hooks, no Locust shutdown): files written so far are whole, as every
     writer writes to a temporary file and renames it."""
+    with contextlib.suppress(Exception):
+        _stop_progress()
     _flush_logs()
     os._exit(code)
 

@@ -24,9 +24,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,14 +35,20 @@ from types import FrameType
 from typing import Any
 
 from parity.errors import Interrupted
+from parity.replay.progress import ReplayProgress, read_snapshot
 from parity.replay.rails import Rails
+
+#: What receives a replay's live progress (None: not started yet).
+ProgressSink = Callable[[ReplayProgress | None], None]
 
 __all__ = [
     "KILL_GRACE_S",
     "PARENT_PID_ENV",
+    "PROGRESS_POLL_S",
     "REPLAY_STATUS",
     "STOP_GRACE_S",
     "LocustChild",
+    "ProgressSink",
     "ReplayExit",
     "ReplayRun",
     "child_environment",
@@ -67,6 +74,10 @@ PARENT_PID_ENV = "PARITY_PARENT_PID"
 SECRET_PREFIXES = ("DD_", "DATADOG_")
 #: ... or contain one of these words (case-insensitive), except Locust's own ``LOCUST_*`` settings.
 SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL")
+#: Seconds between two looks at the replay's progress snapshot (``--parity-progress-file``) while it runs.
+PROGRESS_POLL_S = 0.25
+#: Name of the progress snapshot file in a temporary directory of the parent.
+PROGRESS_FILE = "progress.json"
 #: Exit codes of the replay locustfile that leave Measurements to judge, and what they mean.
 REPLAY_STATUS = {0: "complete", 3: "incomplete", 4: "aborted by a safety rail"}
 
@@ -78,7 +89,9 @@ class ReplayRun:
     steps × step duration. Shape options apply to their shape only. ``rails`` become options (the child also
     reads a parity.toml in its working directory). ``master_port``: with ``processes`` > 1, the loopback port
     its Locust master listens on and its forked workers connect to (None: Locust's 5557; :func:`run_replay`
-    picks a free one). ``extra``: more Locust arguments, appended last."""
+    picks a free one). ``extra``: more Locust arguments, appended last. ``progress``: called with the replay's live
+    progress (``parity.replay.progress.ReplayProgress``; None until the run has started) about every
+    ``PROGRESS_POLL_S`` while :func:`run_replay` waits (``parity.progress.replay_progress`` draws it); None: none."""
 
     baseline: Path
     host: str
@@ -104,6 +117,7 @@ class ReplayRun:
     master_port: int | None = None
     rails: Rails = field(default_factory=Rails)
     extra: tuple[str, ...] = ()
+    progress: ProgressSink | None = field(default=None, compare=False, repr=False)
 
 
 def locustfile_path() -> str:
@@ -217,20 +231,28 @@ class LocustChild:
         if len(self.signals) > 1:
             raise Interrupted(signum, f"{signal.Signals(signum).name} again: the replay was told to exit at once")
 
-    def wait(self, timeout_s: float) -> int | None:
+    def wait(self, timeout_s: float, tick: Callable[[], None] | None = None) -> int | None:
         """Wait for the child's exit code: at most ``timeout_s`` seconds, and at most ``STOP_GRACE_S`` after a
-        forwarded stop; None when it has not exited by then."""
+        forwarded stop; None when it has not exited by then. ``tick`` is called about every ``PROGRESS_POLL_S``
+        meanwhile (and once more at the end)."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            if self.stopped_at is not None:
-                deadline = min(deadline, self.stopped_at + STOP_GRACE_S)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                return self.proc.wait(timeout=min(remaining, 0.5))
-            except subprocess.TimeoutExpired:
-                continue
+        step = 0.5 if tick is None else PROGRESS_POLL_S
+        try:
+            while True:
+                if self.stopped_at is not None:
+                    deadline = min(deadline, self.stopped_at + STOP_GRACE_S)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if tick is not None:
+                    tick()
+                try:
+                    return self.proc.wait(timeout=min(remaining, step))
+                except subprocess.TimeoutExpired:
+                    continue
+        finally:
+            if tick is not None:
+                tick()
 
     @property
     def signal(self) -> int | None:
@@ -307,9 +329,32 @@ def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> ReplayExit:
     port, so runs on one host never share (or collide on) Locust's 5557."""
     if run.processes > 1 and run.master_port is None:
         run = replace(run, master_port=free_loopback_port())
-    with locust_process(replay_args(run), log_path) as child:
-        code = child.wait(timeout_s)
-        return ReplayExit(code, child.signal)
+    sink = run.progress
+    if sink is None:
+        with locust_process(replay_args(run), log_path) as child:
+            return ReplayExit(child.wait(timeout_s), child.signal)
+    with tempfile.TemporaryDirectory(prefix="parity-progress-") as tmp:
+        snapshot = Path(tmp) / PROGRESS_FILE
+        with locust_process([*replay_args(run), "--parity-progress-file", str(snapshot)], log_path) as child:
+            code = child.wait(timeout_s, tick=_ticker(sink, snapshot))
+            return ReplayExit(code, child.signal)
+
+
+def _ticker(sink: ProgressSink, snapshot: Path) -> Callable[[], None]:
+    """Hand ``sink`` the latest snapshot in ``snapshot`` at each call; a sink that cannot write (OSError: e.g. its
+    terminal or pipe is gone) gets no more calls — the replay goes on."""
+    broken = False
+
+    def tick() -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            sink(read_snapshot(snapshot))
+        except OSError:
+            broken = True
+
+    return tick
 
 
 def log_tail(path: Path, lines: int = 5) -> str:

@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +59,7 @@ __all__ = [
     "FLUSH_EVERY",
     "NICE_INTERVALS_S",
     "GeneratorTotals",
+    "RecentWindow",
     "Recorder",
     "StageSpan",
     "bucket_numbers",
@@ -124,6 +125,16 @@ class GeneratorTotals:
 
     processes: int
     late_after_ms: float
+
+
+class RecentWindow(NamedTuple):
+    """Sends, recorded requests, their errors and their p95 (ms; None without latencies) over a span of the
+    timeline (see :meth:`Recorder.window`)."""
+
+    sent: int
+    requests: int
+    errors: int
+    p95_ms: float | None
 
 
 #: Send counters kept per recorder (see :meth:`Recorder.count_sends`).
@@ -206,6 +217,7 @@ class _Store:
     cpu: dict[int, float] = field(default_factory=dict)  # bucket → busiest process's CPU %
     lag: dict[int, float] = field(default_factory=dict)  # bucket → worst process's scheduling lag, ms
     late: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # bucket → late sends
+    sent: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # bucket → sends (live progress)
     sends: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEND_COUNTERS, 0))
 
     def add_cpu(self, bucket: int, percent: float) -> None:
@@ -220,6 +232,7 @@ class _Store:
         self.cpu.clear()
         self.lag.clear()
         self.late.clear()
+        self.sent.clear()
         self.sends = dict.fromkeys(SEND_COUNTERS, 0)
 
 
@@ -308,6 +321,8 @@ class Recorder:
             counts["in_flight"] += in_flight
             if late:
                 store.late[bucket] += late
+            if sent:
+                store.sent[bucket] += sent
 
     @property
     def sends(self) -> dict[str, int]:
@@ -373,6 +388,27 @@ class Recorder:
                 total.merge(cell)
         return total.count, total.errors, total.sketch.quantile(0.99)
 
+    @property
+    def errors(self) -> int:
+        """Failed requests recorded so far, over all endpoints."""
+        self._flush()
+        return sum(r.total.errors for r in self._all.endpoints.values())
+
+    def window(self, since_s: float, until_s: float) -> RecentWindow:
+        """What was sent and recorded in the timeline buckets from the one holding Unix time ``since_s`` to the last
+        one ending at or before ``until_s`` (the live progress's recent window): sends counted by when they started,
+        requests and errors by their send time, p95 (ms, service time; None without latencies) of those requests.
+        Requests still in flight are not in it yet."""
+        self._flush()
+        first = math.floor(since_s / self.interval_s)
+        stop = math.floor(until_s / self.interval_s)  # buckets [first, stop)
+        cell = _Cell()
+        for bucket, found in self._all.everything.items():
+            if first <= bucket < stop:
+                cell.merge(found)
+        sent = sum(n for b, n in self._all.sent.items() if first <= b < stop)
+        return RecentWindow(sent, cell.count, cell.errors, cell.sketch.quantile(0.95))
+
     def take_delta(self) -> dict[str, Any]:
         """What was recorded since the last call, JSON-safe, for a Locust worker's report."""
         self._flush()
@@ -394,6 +430,7 @@ class Recorder:
             "cpu": {str(b): pct for b, pct in pending.cpu.items()},
             "lag": {str(b): ms for b, ms in pending.lag.items()},
             "late": {str(b): n for b, n in pending.late.items()},
+            "sent": {str(b): n for b, n in pending.sent.items()},
         }
         pending.clear()
         return delta
@@ -410,6 +447,8 @@ class Recorder:
             self._all.add_lag(int(b), float(ms))
         for b, n in delta.get("late", {}).items():
             self._all.late[int(b)] += int(n)
+        for b, n in delta.get("sent", {}).items():
+            self._all.sent[int(b)] += int(n)
         for b, cell in delta.get("everything", {}).items():
             self._all.everything[int(b)].merge(_Cell.from_dict(cell))
         for name, n in delta.get("sends", {}).items():
