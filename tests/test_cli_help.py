@@ -24,6 +24,9 @@ from tests.conftest import ROOT, run_parity
 LOCUSTFILE = ROOT / "parity" / "replay" / "locustfile.py"
 #: Locustfile options that belong to a concurrent A/B run: ``parity ab`` sets them, ``parity replay`` has one host.
 AB_ONLY = {"--old-host", "--old-out", "--old-env", "--pair-id"}
+#: Locustfile options of the live progress that ``parity replay`` handles itself: it draws the line from the snapshot
+#: file its child writes (``ReplayRun(progress=...)`` sets ``--parity-progress-file``), and ``--quiet`` stops that.
+PROGRESS_OWN = {"--parity-progress-file", "--quiet"}
 #: Locustfile options ``parity replay`` spells its own way: the baseline is its positional, the Measurement goes to -o.
 RESPELLED = {"--baseline": "baseline", "--parity-out": "-o DIR"}
 #: The one way a default is written: ``(default: VALUE)``.
@@ -123,7 +126,7 @@ def locustfile_options() -> set[str]:
 def test_replay_help_lists_every_replay_option(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")
     text = help_text(next(p for path, _, p in subcommands(build_parser()) if path == "replay"))
-    for option in sorted(locustfile_options() - AB_ONLY):
+    for option in sorted(locustfile_options() - AB_ONLY - {"--parity-progress-file"}):
         shown = RESPELLED.get(option, option)
         assert shown in text, f"parity replay --help does not show the locustfile's {option}"
     for locust_option in ("--host URL", "-t DURATION", "--processes N", "--quiet"):
@@ -159,7 +162,7 @@ def test_every_replay_option_reaches_the_locustfile(tmp_path: Path) -> None:
     assert {k: pairs.get(k) for k in expected} == expected
     assert "--allow-empty-bodies" in line
     passed = {token for token in line if token.startswith("--")}
-    missing = locustfile_options() - AB_ONLY - {"--rps", "--steps", "--step-duration"} - passed
+    missing = locustfile_options() - AB_ONLY - PROGRESS_OWN - {"--rps", "--steps", "--step-duration"} - passed
     assert not missing, f"options parity replay never passes on: {missing}"
 
 

@@ -189,9 +189,9 @@ def test_a_failed_push_exits_2_and_keeps_the_night(fake: FakeDatadog, tmp_path: 
     with running_server("new") as url:
         config = _config(tmp_path, fake, url)
         fake.fail(403, None, path="/api/v2/series")  # refused: not retried
-        done = run_parity("nightly", "--config", str(config), env=_env(), timeout=240)
+        done = run_parity("nightly", "--config", str(config), "--quiet", env=_env(), timeout=240)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.startswith("parity: error: ")
+    assert done.stderr.startswith("parity: error: ")  # --quiet: no progress lines before it
     assert len(done.stderr.strip().splitlines()) == 1
     (night,) = (tmp_path / "nightly").iterdir()
     summary = json.loads((night / "nightly.json").read_text())
