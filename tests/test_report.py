@@ -50,6 +50,7 @@ from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summ
 from parity.report.context import (
     INCOMPARABLE_POINTER,
     METRIC_LABELS,
+    TABLE_METRICS,
     RunMeta,
     build_context,
     explain,
@@ -439,8 +440,8 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     assert cells["p95_ms"][SAMPLES] == "2,000 / 2,000"
     assert cells["p95_ms"][REASON] == p95.reason  # one of the endpoint's reasons
     rule = ctx["data"]["rules"][cells["p95_ms"][RULE]]
-    assert cells["p95_ms"][WORDS] + rule == explain(p95, result.alpha)
-    assert rule.endswith("beyond the 5% / 2 ms tolerance → FAIL")
+    assert cells["p95_ms"][WORDS] + rule + " → FAIL" == explain(p95, result.alpha)  # the verdict: its badge
+    assert rule.endswith("beyond the 5% / 2 ms tolerance")
     assert ctx["data"]["methods"][cells["p95_ms"][METHOD]].startswith("Fisher exact test")
     assert cells["p95_ms"][GATE] is None  # it counts towards the endpoint's verdict
     assert cells["p95_ms"][NEEDS] is None  # decided
@@ -639,7 +640,8 @@ def test_html_lists_regressions_first_and_marks_cells() -> None:
     # the table's headings: one sortable column per metric, plus the filter controls
     page = _page(html)
     sortable = [v for tag, name, v in page.attributes if tag == "th" and name == "data-sort"]
-    assert sortable == ["order", "endpoint", "verdict", "baseline-count", "candidate-count", *names]
+    # what fits 1,280 px: the other metrics and the request counts are in each endpoint's detail and tooltips
+    assert sortable == ["order", "endpoint", "verdict", "extra", *TABLE_METRICS]
     toggles = [v for tag, name, v in page.attributes if tag == "button" and name == "data-verdict"]
     assert sorted(toggles) == sorted(v.value for v in Verdict)
     assert ("input", "id", "filter") in page.attributes
@@ -686,7 +688,7 @@ def test_html_shows_reasons_notes_and_metadata() -> None:
         for m in e.metrics:  # each metric's statistics in plain words (a head and an interned rule)
             head, rule = explain_parts(m, result.alpha)
             assert head in html
-            assert rule in html
+            assert rule.rsplit(" → ", 1)[0] in html  # its verdict is stated once, by the plain sentence's badge
     for text in (
         "2026-03-01 10:00:00 UTC",
         "2026-03-02 10:00:00 UTC",
@@ -752,7 +754,7 @@ def test_chart_data_thins_cdfs_and_timelines() -> None:
     assert cdf == sorted(cdf)  # a CDF: quantiles never decrease
     assert cdf[-1] == rounded(_sketch(7, 50.0, 500).max)
     start, step, name, rates, latencies = charts["b"]["time"]
-    assert (start, step, name) == (30, 10, "p95")  # 600 one-second intervals merged ten at a time
+    assert (start, step, name) == (START.timestamp() + 30, 10, "p95")  # UTC epoch s; 600 1-s intervals merged by ten
     assert len(rates) == len(latencies) == TIMELINE_POINTS == 60
     assert rates[0] == 9  # 90 requests (one interval had no data) over 10 s
     assert latencies[:2] == [9, 19]  # the highest p95 of the merged intervals
@@ -1388,8 +1390,8 @@ def test_html_incomparability_callout() -> None:
     )
     assert ctx["throughput"] == f"shown, not judged: {result.throughput_note}"
     for side in ctx["sides"]:
-        latency = next(r["value"] for r in side["rows"] if r["label"] == "Latency")
-        assert latency.endswith(f"recorded; judged: {ctx['latency_judged']}")
+        rows = {r["label"]: r["value"] for r in side["rows"]}
+        assert rows["Latency judged"] == ctx["latency_judged"]
     rows = ctx["data"]["rows"]
     for row in rows:
         assert row["s"] == "latency not comparable (server vs service-time): see the callout at the top"
@@ -1499,16 +1501,17 @@ def test_html_latency_line_matches_the_notes() -> None:
     note = next(n for n in result.notes if n.startswith("latency judged from each request's planned send time"))
     assert "on 3 endpoint(s)" in note
     ctx = build_context(result, META, measurements=oversampled_sides())
-    assert ctx["latency_judged"] == "intended (from each request's planned send time) on 3 endpoint(s)"
+    judged = "intended time (baseline and candidate, from each request's planned send time) on 3 endpoint(s)"
+    assert ctx["latency_judged"] == judged
     for side in ctx["sides"]:
         rows = {r["label"]: r["value"] for r in side["rows"]}
         assert "Latency kind" not in rows
-        assert rows["Latency"] == (
-            "service-time (client-side) recorded; judged: intended (from each request's planned send time) on 3 "
-            "endpoint(s)"
-        )
+        assert rows["Latency recorded"] == "service-time (client-side)"
+        assert rows["Latency judged"] == judged
     assert {"label": "Latency judged", "value": ctx["latency_judged"]} in ctx["run"]
     html = render_html(result, META)
     assert "Latency kind" not in html
-    assert "Latency judged: intended (from each request&#39;s planned send time) on 3 endpoint(s)." in html
-    assert build_context(looks_worse_result(), META)["latency_judged"] == "server on 3 endpoint(s)"
+    assert f"Latency judged: {judged.replace(chr(39), '&#39;')}." in html
+    assert build_context(looks_worse_result(), META)["latency_judged"] == (
+        "server time (baseline and candidate) on 3 endpoint(s)"
+    )

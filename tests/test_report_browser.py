@@ -304,8 +304,18 @@ def test_opening_an_endpoint_draws_its_charts(visit: Visit) -> None:
         assert figures["w"] > 100, figures
         assert figures["h"] > 100, figures
         assert figures["inked"] > 500, (titles[i], figures)
+    # each metric first in one plain sentence, its verdict stated once (the badge); the statistics one click away
+    says = detail.locator("ul.says li[data-metric=p95_ms]")
+    assert says.locator(".badge").inner_text() == "FAIL"
+    assert re.fullmatch(
+        r"p95 went from [\d.]+ ms to [\d.]+ ms, 1\.\d× slower; this is beyond the 5% / 2 ms tolerance and not noise\.",
+        says.locator(".sentence").inner_text(),
+    )
+    assert "Fisher exact test" not in detail.inner_text()  # the statistics: folded away
+    detail.locator("details.more > summary").click()
     text = detail.inner_text()
-    assert "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance → FAIL" in text
+    assert "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance" in text
+    assert "→ FAIL" not in text  # the verdict is not stated twice
     assert "Fisher exact test" in text  # the methods behind the figures
     # closing removes the detail and its charts; reopening draws them again
     row.locator("button.open").click()
@@ -500,7 +510,7 @@ def test_incomparability_callout_renders(
     first_row.locator("button.open").click()
     detail = page.locator("tr.detail")
     detail.locator("canvas").first.wait_for()
-    assert detail.locator(".stats .badge.ungated", has_text="incomparable").count() == 6
+    assert detail.locator(".says .badge.ungated", has_text="incomparable").count() == 6
     assert "the two sides measured different kinds of latency (see the callout at the top)" in detail.inner_text()
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("img").count() == 0
@@ -535,7 +545,7 @@ def test_looks_worse_section_and_oversampled_badge_render(
     detail.locator("canvas").first.wait_for()
     assert detail.locator("p.looks").inner_text().startswith("not judged, looks x1.")
     assert detail.locator("p.needs").inner_text().startswith("Not decided yet: about ")
-    assert detail.locator(".stats .needs").first.is_visible()
+    assert detail.locator(".says .needs").first.is_visible()
     payroll = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=PAYROLL))
     badge = payroll.locator(".tag.oversampled")
     assert badge.inner_text() == "oversampled ×4"
