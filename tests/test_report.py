@@ -18,6 +18,7 @@ import os
 import random
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from html import escape, unescape
@@ -45,7 +46,7 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.charts import CDF_GRID, TIMELINE_POINTS, chart_data, rounded
+from parity.report.charts import CDF_GRID, TIMELINE_POINTS, TIMEZONE_LABEL, chart_data, clock_axes, rounded, utc_offsets
 from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summary_md
 from parity.report.context import (
     INCOMPARABLE_POINTER,
@@ -63,6 +64,7 @@ from parity.report.context import (
     load_factors,
     needs_text,
     oversampled_text,
+    plain_sentence,
     split_remedy,
 )
 from parity.report.html import json_for_script, render_html
@@ -731,6 +733,66 @@ def test_explain_in_plain_words() -> None:
     assert rps is not None
     assert explain(rps, result.alpha) == rps.reason
     assert rps.reason.startswith("throughput: shown, not judged, closed-loop load")
+
+
+def test_plain_sentences_say_each_verdict_without_statistics() -> None:
+    """One sentence per metric, figures first, then what they mean; no test names or p-values."""
+    result = mixed_result()
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+
+    def says(key: str, metric: str) -> str:
+        m = by_key[key].metric(metric)
+        assert m is not None
+        return plain_sentence(m, result.alpha, gate_label(m, result.throughput_gated))
+
+    assert re.fullmatch(
+        r"p95 went from [\d.]+ ms to [\d.]+ ms, 50% slower; this is beyond the 5% / 2 ms tolerance and not noise\.",
+        says(ORDERS, "p95_ms"),
+    )
+    assert says(CREATE, "error_rate") == (
+        "error rate went from 0.20% to 8.00%, +7.80 percentage points; this is beyond the 50% / 0.1 percentage "
+        "points tolerance and not noise."
+    )
+    assert says(CREATE, "p95_ms").endswith("; this is within the 5% / 2 ms tolerance.")
+    assert says(CREATE, "rps").endswith("; shown only, not judged: the two sides did not see the same offered load.")
+    assert says(PIPE, "max_ms").endswith("tolerance and not noise; this metric only warns.")  # max: a warning gate
+    for e in result.endpoints:
+        for m in e.metrics:
+            text = plain_sentence(m, result.alpha, gate_label(m, result.throughput_gated))
+            assert not re.search(r"\bp [=<]|holm|hodges|rosenbaum|significan|\bci\b|fisher", text, re.I), text
+    inc = incomparable_result()
+    p95 = inc.endpoints[0].metric("p95_ms")
+    assert p95 is not None
+    assert plain_sentence(p95, inc.alpha, gate_label(p95, inc.throughput_gated)) == (
+        "p95 was not compared: the two sides measured different kinds of latency (see the callout at the top)."
+    )
+
+
+def test_clock_axes_and_time_zone_offsets() -> None:
+    """Windows in UTC epoch seconds; the same clock only when both windows coincide; offsets per DST change."""
+    base = _measurement((), env="old", target="http://old", pair_id=None)
+    same = clock_axes(base, _measurement((), env="new", target="http://new", pair_id=None))
+    assert same == {
+        "b": [START.timestamp(), START.timestamp() + 600],
+        "c": same["c"],
+        "same": True,
+        "tz": None,
+        "offsets": None,
+    }
+    later = _measurement((), env="new", target="http://new", pair_id=None, start=START + timedelta(days=1))
+    berlin = replace(base, labels={TIMEZONE_LABEL: "Europe/Berlin"})
+    axes = clock_axes(berlin, later)
+    assert axes["same"] is False
+    assert axes["offsets"] == [[int(START.timestamp()), 3600]]  # 1 March: CET, UTC+1
+    # the night Berlin moves to summer time (29 March 2026, 01:00 UTC): a second offset from then on
+    night = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    assert utc_offsets("Europe/Berlin", night, night + timedelta(hours=3)) == [
+        [int(night.timestamp()), 3600],
+        [int(night.timestamp()) + 3600, 7200],
+    ]
+    assert utc_offsets("+05:30", night, night + timedelta(hours=3)) == [[int(night.timestamp()), 19800]]
+    assert utc_offsets("Mars/Olympus", night, night + timedelta(hours=3)) is None  # unknown: UTC only
+    assert clock_axes(replace(base, labels={TIMEZONE_LABEL: "nowhere"}), later)["offsets"] is None
 
 
 def _timeline_side(n_intervals: int) -> Measurement:

@@ -164,8 +164,8 @@ def _fixed_offset(name: str) -> timezone | None:
 
 def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
     """The UTC offsets of time zone ``name`` (IANA or a fixed ``±HH:MM``) over ``[start, end]`` as
-    ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change, probed hourly);
-    None when the name is not a time zone this Python knows."""
+    ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change; probed at every whole
+    UTC hour); None when the name is not a time zone this Python knows."""
     zone: timezone | ZoneInfo | None = _fixed_offset(name)
     if zone is None:
         try:
@@ -175,13 +175,14 @@ def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | 
     out: list[list[int]] = []
     t = start.astimezone(UTC)
     while True:
-        offset = zone.utcoffset(t)
+        offset = t.astimezone(zone).utcoffset()
         seconds = 0 if offset is None else int(offset.total_seconds())
         if not out or out[-1][1] != seconds:
             out.append([int(t.timestamp()), seconds])
         if t >= end:
             return out
-        t = min(t + timedelta(hours=1), end)
+        # probe at whole UTC hours (where zones change their offset), so a change is placed exactly
+        t = min(datetime.fromtimestamp((int(t.timestamp()) // 3600 + 1) * 3600, UTC), end)
 
 
 def clock_axes(baseline: Measurement, candidate: Measurement) -> dict[str, Any]:
