@@ -852,10 +852,10 @@ def test_time_charts_are_on_clock_time(
             ticks = scales["x"]["labels"]
             assert len(ticks) >= 3
             for utc, local in ticks:
-                assert re.fullmatch(r"\d\d:\d\d UTC", utc), ticks
-                assert re.fullmatch(r"\d\d:\d\d local", local), ticks
+                assert re.fullmatch(r"\d\d:\d\d", utc), ticks
+                assert re.fullmatch(r"\d\d:\d\d", local), ticks
                 assert (int(local[:2]) - int(utc[:2])) % 24 == 1, ticks
-            assert ticks[0][0] == "09:00 UTC"  # the baseline's window: yesterday 09:00-10:00 UTC
+            assert ticks[0] == ["09:00", "10:00"]  # the baseline's window: yesterday 09:00-10:00 UTC, 10:00 in Berlin
             # upper axis: the candidate's own clock (its ten minutes aligned to the baseline's hour)
             assert "candidate" in scales["x2"]["title"], scales
             assert "UTC" in scales["x2"]["title"], scales

@@ -774,7 +774,7 @@ def _endpoint_row(
     if e.latency_basis and any(not m.comparable for m in e.metrics):
         row["lb"] = f"none ({e.latency_basis.replace('/', ' vs ')}: not comparable)"
     elif e.latency_basis:
-        row["lb"] = e.latency_basis
+        row["lb"] = basis_words(e.latency_basis)
     if summary := _summary(e, run.incomparable):
         row["s"] = summary
     if looks := describe_looks_worse(e):
@@ -1019,8 +1019,9 @@ def build_context(
     for the page's script, which builds the rows, sorts, filters and draws charts): ``data["rows"]`` keeps the
     result's order (worst first), one dict per endpoint with short keys — ``i`` position, ``k`` endpoint, ``v``
     verdict, ``crit`` critical, ``n`` formatted counts (baseline, candidate), ``ns`` raw counts (for sorting),
-    ``sh`` traffic share, ``lb`` latency basis (``none (server vs service-time: not comparable)`` when the kinds
-    differ), ``s`` headline of the first reason, ``lw`` the looks-worse words
+    ``sh`` traffic share, ``lb`` the latency judged in words (:func:`basis_words`; ``none (server vs service-time:
+    not comparable)`` when the kinds differ), ``x`` ``[extra server time per minute, its sort key]`` of a
+    bottleneck, ``s`` headline of the first reason, ``lw`` the looks-worse words
     of an endpoint not judged, ``nd`` the requests that would decide its undecided metrics in words, ``os``
     ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``nb`` ``[badge, tooltip]`` of
     an endpoint a replay sent without its request body (``without_body``), ``r`` reasons (an int is the
@@ -1030,7 +1031,10 @@ def build_context(
     was not judged), the statistics in plain words as a head (None: not judged) and the index of its tail in
     ``data["rules"]`` (see :func:`explain_parts`), the test's index in ``data["methods"]``, the
     :func:`gate_label` of a metric that does not count (None: it counts; ``data["gates"]`` holds each label's
-    text and tooltip), the requests that would decide an undecided metric in words (None: decided)]``, ``pct``
+    text and tooltip), the requests that would decide an undecided metric in words (None: decided), the plain
+    sentence's head and the index of its tail in ``data["says"]`` (see :func:`plain_parts`: the detail's first line
+    per metric)]``; ``data["table"]`` lists the indices of the metrics the table shows (:data:`TABLE_METRICS`),
+    ``data["clock"]`` is :func:`parity.report.charts.clock_axes` (None without ``measurements``); ``pct``
     p50/p95/p99/max ms per side, ``load`` the latency-vs-load points per side (staged runs), ``ch`` the chart
     series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given).
 
