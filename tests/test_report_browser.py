@@ -781,6 +781,11 @@ def test_every_verdict_badge_is_visible_at_390_px(
         first = page.locator("#endpoints tr.row").first
         assert first.locator("td[data-label=p95]").is_visible()
         _screenshot(page, tmp_path, "report-390.png")
+        # no headings to click on cards: the menu sorts (worst p95 ratio first)
+        assert page.locator("#sort-by").is_visible()
+        page.select_option("#sort-by", "p95_ms")
+        ratios = {e.endpoint.key: m.ratio for e in result.endpoints if (m := e.metric("p95_ms")) and m.ratio}
+        assert v.visible_keys()[0] == max(ratios, key=lambda k: ratios[k])
         assert v.problems == []
     finally:
         context.close()
