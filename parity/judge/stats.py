@@ -1375,14 +1375,21 @@ def holm(p_values: Sequence[float]) -> tuple[float, ...]:
 
 
 def format_value(value: float | None, unit: str) -> str:
-    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing."""
+    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing. A non-zero value
+    too small for those decimals keeps two significant digits (``0.42 ms``, ``0.013 req/s``, ``0.004%``): a
+    figure never reads as 0 when it is not."""
     if value is None:
         return "n/a"
-    if unit == "ratio":
-        return f"{value * 100:.2f}%"
-    if unit == "req/s":
-        return f"{value:.2f} req/s"
-    return f"{value:.1f} {unit}"
+    shown, decimals, suffix = (
+        (value * 100, 2, "%")
+        if unit == "ratio"
+        else (value, 2, " req/s")
+        if unit == "req/s"
+        else (value, 1, f" {unit}")
+    )
+    if shown != 0 and abs(shown) < 10 ** (1 - decimals):
+        return f"{shown:.2g}".replace("e-0", "e-") + suffix
+    return f"{shown:.{decimals}f}{suffix}"
 
 
 def format_p(p: float) -> str:

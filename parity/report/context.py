@@ -546,6 +546,42 @@ def _plain_tolerance(m: MetricResult) -> str:
     return f"the {m.tolerance * 100:g}% / {floor} tolerance"
 
 
+def _requests(m: MetricResult) -> str:
+    return f"{m.samples[0]:,} / {m.samples[1]:,} requests"
+
+
+def _left_out_why(m: MetricResult) -> str:
+    """Why the judge did not judge ``m``, from its reason (``p95: not judged, <why>[: <cand> vs <base>]``); the
+    whole reason when it is not of that form."""
+    why = m.reason.split(": not judged, ", 1)[1] if ": not judged, " in m.reason else m.reason
+    figures = f": {format_value(_finite(m.candidate), m.unit)} vs {format_value(_finite(m.baseline), m.unit)}"
+    return why.removesuffix(figures)
+
+
+def _unjudged(m: MetricResult, label: str, figures: str, gate: str | None) -> tuple[str, str] | None:
+    """:func:`plain_parts` of a metric that does not count (``gate``) or was not judged; None for the others."""
+    if gate == GATE_INCOMPARABLE:
+        return (
+            f"{label} was not compared",
+            ": the two sides measured different kinds of latency (see the callout at the top).",
+        )
+    if gate == GATE_SHOWN:
+        return figures, "; shown only, not judged: the two sides did not see the same offered load."
+    why = _left_out_why(m)
+    if gate == GATE_OFF:
+        if "(gate off)" in m.reason:
+            return figures, "; reported only: this metric does not count towards the verdict (its gate is off)."
+        return figures, f"; not judged: {why}."
+    if m.change is not Change.UNKNOWN:
+        return None
+    if m.baseline is None or m.candidate is None or min(m.samples) < m.min_samples:
+        # the judge's words may name its test: the counts say it plainly
+        why = f"not enough data ({why if why and 'test' not in why else _requests(m)})"
+    if m.baseline is None or m.candidate is None:
+        return f"{label} was not judged", f": {why}."
+    return figures, f"; not judged: {why}."
+
+
 def plain_parts(m: MetricResult, alpha: float, gate: str | None = None) -> tuple[str, str]:
     """:func:`plain_sentence` in two parts, ``(head, tail)``: the head holds this metric's figures (``p95 went
     from 437.0 ms to 702.0 ms, 1.6× slower``), the tail what they mean for the verdict (``; this is beyond the
@@ -559,23 +595,8 @@ def plain_parts(m: MetricResult, alpha: float, gate: str | None = None) -> tuple
         figures = (
             f"{label} stayed at {cand}" if base == cand else f"{label} went from {base} to {cand}, about unchanged"
         )
-    if gate == GATE_INCOMPARABLE:
-        return (
-            f"{label} was not compared",
-            ": the two sides measured different kinds of latency (see the callout at the top).",
-        )
-    if gate == GATE_SHOWN:
-        return figures, "; shown only, not judged: the two sides did not see the same offered load."
-    if gate == GATE_OFF:
-        return (
-            figures,
-            "; reported only: this metric does not count towards the verdict (its gate is off in the config).",
-        )
-    if m.change is Change.UNKNOWN:
-        reason = m.reason.split(": not judged, ", 1)[-1] if ": not judged, " in m.reason else "not enough data"
-        if m.baseline is None or m.candidate is None:
-            return f"{label} was not judged", f": not enough data ({reason})."
-        return figures, f"; not judged: not enough data ({reason})."
+    if (unjudged := _unjudged(m, label, figures, gate)) is not None:
+        return unjudged
     tolerance = _plain_tolerance(m)
     s = m.statistics
     tested = s is not None and s.tested and s.p_value is not None
