@@ -1388,7 +1388,7 @@ def format_value(value: float | None, unit: str) -> str:
         else (value, 1, f" {unit}")
     )
     if shown != 0 and abs(shown) < 10 ** (1 - decimals):
-        return f"{shown:.2g}".replace("e-0", "e-") + suffix
+        return f"{shown:#.2g}".replace("e-0", "e-") + suffix
     return f"{shown:.{decimals}f}{suffix}"
 
 
