@@ -12,8 +12,9 @@ driven by Playwright) to time:
 
 Acceptance (issue 6): the page weighs ≤ 5 MB, renders in ≤ 3 s (load event and table built), and makes no
 network request (every request is recorded; only the file itself may be loaded). Prints PASS/MISS per
-target and exits 1 on a MISS. Usage: ``python benchmarks/report_size.py [N]``; ``$PARITY_CHROMIUM``
-overrides the browser binary.
+target and exits 1 on a MISS; issue 15 adds: the endpoint table does not scroll sideways at 1,280 px with every
+row shown. Usage: ``python benchmarks/report_size.py [N] [--screenshots DIR]`` (``DIR/report-1440.png`` and
+``DIR/report-390.png``: full page, first endpoint's detail open); ``$PARITY_CHROMIUM`` overrides the browser binary.
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ _TIMINGS = """() => {
 }"""
 
 
-def browse(index: Path) -> dict[str, Any]:
-    """Open ``index`` in headless Chromium and time it (ms); records every request."""
+def browse(index: Path, screenshots: Path | None = None) -> dict[str, Any]:
+    """Open ``index`` in headless Chromium and time it (ms); records every request. With ``screenshots``, also
+    writes ``report-1440.png`` and ``report-390.png`` there (full page, the first endpoint's detail open) and
+    measures the endpoint table's sideways overflow at 1,280 px (``overflow_px``, 0 when it fits)."""
     from playwright.sync_api import Route, sync_playwright
 
     chromium = os.environ.get("PARITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -165,6 +168,19 @@ def browse(index: Path) -> dict[str, Any]:
             out["filter"] = page.evaluate(_TIMED_FILTER, "resource7")
             page.evaluate(_TIMED_FILTER, "")
             out["all"] = page.evaluate(_TIMED_CLICK, "#more button.all")
+            page.set_viewport_size({"width": 1280, "height": 900})
+            out["overflow_px"] = page.evaluate(
+                "() => { const b = document.getElementById('endpoints').parentElement; "
+                "return Math.max(b.scrollWidth - b.clientWidth, document.documentElement.scrollWidth - 1280); }"
+            )
+            if screenshots is not None:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                page.goto(uri, wait_until="load")
+                page.locator("#endpoints button.open").first.click()
+                page.wait_for_selector("tr.detail canvas")
+                for width in (1440, 390):
+                    page.set_viewport_size({"width": width, "height": 900})
+                    page.screenshot(path=str(screenshots / f"report-{width}.png"), full_page=True)
         finally:
             browser.close()
     out["requests"] = requests
@@ -178,7 +194,16 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else ENDPOINTS
+    args = sys.argv[1:]
+    screenshots = None
+    if "--screenshots" in args:
+        at = args.index("--screenshots")
+        if at + 1 >= len(args):
+            print("report_size.py: --screenshots needs a directory", file=sys.stderr)
+            return 2
+        screenshots = Path(args[at + 1])
+        del args[at : at + 2]
+    n = int(args[0]) if args else ENDPOINTS
     t = time.perf_counter()
     base, cand = side(n, 1, regress=False), side(n, 2, regress=True)
     t_build = time.perf_counter() - t
@@ -202,7 +227,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(keep) if keep else Path(tmp) / "index.html"
         index.write_text(html, encoding="utf-8")
-        b = browse(index)
+        b = browse(index, screenshots)
     print(
         f"  browser: DOMContentLoaded {b['dcl']:.0f} ms, load {b['load']:.0f} ms, table built {b['table']:.0f} ms "
         f"({b['rows']} rows), first contentful paint {b['fcp'] or float('nan'):.0f} ms, wall {b['wall']:.0f} ms"
@@ -218,10 +243,13 @@ def main() -> int:
     checks = [
         (f"size {size_mb:.2f} MB <= {MAX_MB:g} MB", size_mb <= MAX_MB),
         (f"renders in {rendered_ms / 1000:.2f} s <= {MAX_RENDER_S:g} s", rendered_ms <= MAX_RENDER_S * 1000),
-        (f"network requests besides the file: {len(others)}", not others and b["requests"] == [b["uri"]]),
+        (f"network requests besides the file: {len(others)}", not others and set(b["requests"]) == {b["uri"]}),
         (f"page errors: {len(b['problems'])}", not b["problems"]),
         (f"rows in the first page: {b['rows']} (of {n})", b["rows"] == min(n, 200)),
+        (f"endpoint table overflow at 1280 px (every row shown): {b['overflow_px']} px", b["overflow_px"] <= 0),
     ]
+    if screenshots is not None:
+        print(f"  screenshots: {screenshots / 'report-1440.png'}, {screenshots / 'report-390.png'}")
     for text, ok in checks:
         print(f"  {verdict(ok)}  {text}")
     for problem in b["problems"]:

@@ -18,6 +18,7 @@ import os
 import random
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from html import escape, unescape
@@ -45,11 +46,12 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.charts import CDF_GRID, TIMELINE_POINTS, chart_data, rounded
+from parity.report.charts import CDF_GRID, TIMELINE_POINTS, TIMEZONE_LABEL, chart_data, clock_axes, rounded, utc_offsets
 from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summary_md
 from parity.report.context import (
     INCOMPARABLE_POINTER,
     METRIC_LABELS,
+    TABLE_METRICS,
     RunMeta,
     build_context,
     explain,
@@ -62,6 +64,7 @@ from parity.report.context import (
     load_factors,
     needs_text,
     oversampled_text,
+    plain_sentence,
     split_remedy,
 )
 from parity.report.html import json_for_script, render_html
@@ -439,8 +442,8 @@ def test_context_keeps_order_and_derives_css_from_verdicts() -> None:
     assert cells["p95_ms"][SAMPLES] == "2,000 / 2,000"
     assert cells["p95_ms"][REASON] == p95.reason  # one of the endpoint's reasons
     rule = ctx["data"]["rules"][cells["p95_ms"][RULE]]
-    assert cells["p95_ms"][WORDS] + rule == explain(p95, result.alpha)
-    assert rule.endswith("beyond the 5% / 2 ms tolerance → FAIL")
+    assert cells["p95_ms"][WORDS] + rule + " → FAIL" == explain(p95, result.alpha)  # the verdict: its badge
+    assert rule.endswith("beyond the 5% / 2 ms tolerance")
     assert ctx["data"]["methods"][cells["p95_ms"][METHOD]].startswith("Fisher exact test")
     assert cells["p95_ms"][GATE] is None  # it counts towards the endpoint's verdict
     assert cells["p95_ms"][NEEDS] is None  # decided
@@ -639,7 +642,8 @@ def test_html_lists_regressions_first_and_marks_cells() -> None:
     # the table's headings: one sortable column per metric, plus the filter controls
     page = _page(html)
     sortable = [v for tag, name, v in page.attributes if tag == "th" and name == "data-sort"]
-    assert sortable == ["order", "endpoint", "verdict", "baseline-count", "candidate-count", *names]
+    # what fits 1,280 px: the other metrics and the request counts are in each endpoint's detail and tooltips
+    assert sortable == ["order", "endpoint", "verdict", "extra", *TABLE_METRICS]
     toggles = [v for tag, name, v in page.attributes if tag == "button" and name == "data-verdict"]
     assert sorted(toggles) == sorted(v.value for v in Verdict)
     assert ("input", "id", "filter") in page.attributes
@@ -686,7 +690,7 @@ def test_html_shows_reasons_notes_and_metadata() -> None:
         for m in e.metrics:  # each metric's statistics in plain words (a head and an interned rule)
             head, rule = explain_parts(m, result.alpha)
             assert head in html
-            assert rule in html
+            assert rule.rsplit(" → ", 1)[0] in html  # its verdict is stated once, by the plain sentence's badge
     for text in (
         "2026-03-01 10:00:00 UTC",
         "2026-03-02 10:00:00 UTC",
@@ -731,6 +735,66 @@ def test_explain_in_plain_words() -> None:
     assert rps.reason.startswith("throughput: shown, not judged, closed-loop load")
 
 
+def test_plain_sentences_say_each_verdict_without_statistics() -> None:
+    """One sentence per metric, figures first, then what they mean; no test names or p-values."""
+    result = mixed_result()
+    by_key = {e.endpoint.key: e for e in result.endpoints}
+
+    def says(key: str, metric: str) -> str:
+        m = by_key[key].metric(metric)
+        assert m is not None
+        return plain_sentence(m, result.alpha, gate_label(m, result.throughput_gated))
+
+    assert re.fullmatch(
+        r"p95 went from [\d.]+ ms to [\d.]+ ms, 50% slower; this is beyond the 5% / 2 ms tolerance and not noise\.",
+        says(ORDERS, "p95_ms"),
+    )
+    assert says(CREATE, "error_rate") == (
+        "error rate went from 0.20% to 8.00%, +7.80 percentage points; this is beyond the 50% / 0.1 percentage "
+        "points tolerance and not noise."
+    )
+    assert says(CREATE, "p95_ms").endswith("; this is within the 5% / 2 ms tolerance.")
+    assert says(CREATE, "rps").endswith("; shown only, not judged: the two sides did not see the same offered load.")
+    assert says(PIPE, "max_ms").endswith("tolerance and not noise; this metric only warns.")  # max: a warning gate
+    for e in result.endpoints:
+        for m in e.metrics:
+            text = plain_sentence(m, result.alpha, gate_label(m, result.throughput_gated))
+            assert not re.search(r"\bp [=<]|holm|hodges|rosenbaum|significan|\bci\b|fisher", text, re.I), text
+    inc = incomparable_result()
+    p95 = inc.endpoints[0].metric("p95_ms")
+    assert p95 is not None
+    assert plain_sentence(p95, inc.alpha, gate_label(p95, inc.throughput_gated)) == (
+        "p95 was not compared: the two sides measured different kinds of latency (see the callout at the top)."
+    )
+
+
+def test_clock_axes_and_time_zone_offsets() -> None:
+    """Windows in UTC epoch seconds; the same clock only when both windows coincide; offsets per DST change."""
+    base = _measurement((), env="old", target="http://old", pair_id=None)
+    same = clock_axes(base, _measurement((), env="new", target="http://new", pair_id=None))
+    assert same == {
+        "b": [START.timestamp(), START.timestamp() + 600],
+        "c": same["c"],
+        "same": True,
+        "tz": None,
+        "offsets": None,
+    }
+    later = _measurement((), env="new", target="http://new", pair_id=None, start=START + timedelta(days=1))
+    berlin = replace(base, labels={TIMEZONE_LABEL: "Europe/Berlin"})
+    axes = clock_axes(berlin, later)
+    assert axes["same"] is False
+    assert axes["offsets"] == [[int(START.timestamp()), 3600]]  # 1 March: CET, UTC+1
+    # the night Berlin moves to summer time (29 March 2026, 01:00 UTC): a second offset from then on
+    night = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    assert utc_offsets("Europe/Berlin", night, night + timedelta(hours=3)) == [
+        [int(night.timestamp()), 3600],
+        [int(night.timestamp()) + 3600, 7200],
+    ]
+    assert utc_offsets("+05:30", night, night + timedelta(hours=3)) == [[int(night.timestamp()), 19800]]
+    assert utc_offsets("Mars/Olympus", night, night + timedelta(hours=3)) is None  # unknown: UTC only
+    assert clock_axes(replace(base, labels={TIMEZONE_LABEL: "nowhere"}), later)["offsets"] is None
+
+
 def _timeline_side(n_intervals: int) -> Measurement:
     counts: list[int | None] = [10] * n_intervals
     counts[3] = None  # an interval without data stays missing
@@ -752,7 +816,7 @@ def test_chart_data_thins_cdfs_and_timelines() -> None:
     assert cdf == sorted(cdf)  # a CDF: quantiles never decrease
     assert cdf[-1] == rounded(_sketch(7, 50.0, 500).max)
     start, step, name, rates, latencies = charts["b"]["time"]
-    assert (start, step, name) == (30, 10, "p95")  # 600 one-second intervals merged ten at a time
+    assert (start, step, name) == (START.timestamp() + 30, 10, "p95")  # UTC epoch s; 600 1-s intervals merged by ten
     assert len(rates) == len(latencies) == TIMELINE_POINTS == 60
     assert rates[0] == 9  # 90 requests (one interval had no data) over 10 s
     assert latencies[:2] == [9, 19]  # the highest p95 of the merged intervals
@@ -1388,8 +1452,8 @@ def test_html_incomparability_callout() -> None:
     )
     assert ctx["throughput"] == f"shown, not judged: {result.throughput_note}"
     for side in ctx["sides"]:
-        latency = next(r["value"] for r in side["rows"] if r["label"] == "Latency")
-        assert latency.endswith(f"recorded; judged: {ctx['latency_judged']}")
+        rows = {r["label"]: r["value"] for r in side["rows"]}
+        assert rows["Latency judged"] == ctx["latency_judged"]
     rows = ctx["data"]["rows"]
     for row in rows:
         assert row["s"] == "latency not comparable (server vs service-time): see the callout at the top"
@@ -1499,16 +1563,17 @@ def test_html_latency_line_matches_the_notes() -> None:
     note = next(n for n in result.notes if n.startswith("latency judged from each request's planned send time"))
     assert "on 3 endpoint(s)" in note
     ctx = build_context(result, META, measurements=oversampled_sides())
-    assert ctx["latency_judged"] == "intended (from each request's planned send time) on 3 endpoint(s)"
+    judged = "intended time (baseline and candidate, from each request's planned send time) on 3 endpoint(s)"
+    assert ctx["latency_judged"] == judged
     for side in ctx["sides"]:
         rows = {r["label"]: r["value"] for r in side["rows"]}
         assert "Latency kind" not in rows
-        assert rows["Latency"] == (
-            "service-time (client-side) recorded; judged: intended (from each request's planned send time) on 3 "
-            "endpoint(s)"
-        )
+        assert rows["Latency recorded"] == "service-time (client-side)"
+        assert rows["Latency judged"] == judged
     assert {"label": "Latency judged", "value": ctx["latency_judged"]} in ctx["run"]
     html = render_html(result, META)
     assert "Latency kind" not in html
-    assert "Latency judged: intended (from each request&#39;s planned send time) on 3 endpoint(s)." in html
-    assert build_context(looks_worse_result(), META)["latency_judged"] == "server on 3 endpoint(s)"
+    assert f"Latency judged: {judged.replace(chr(39), '&#39;')}." in html
+    assert build_context(looks_worse_result(), META)["latency_judged"] == (
+        "server time (baseline and candidate) on 3 endpoint(s)"
+    )

@@ -43,7 +43,8 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.context import RunMeta, split_remedy
+from parity.report.context import RunMeta, plain_sentence, split_remedy
+from parity.report.html import render_html
 from parity.report.write import write_reports
 from parity.sketch import LatencySketch
 
@@ -304,8 +305,18 @@ def test_opening_an_endpoint_draws_its_charts(visit: Visit) -> None:
         assert figures["w"] > 100, figures
         assert figures["h"] > 100, figures
         assert figures["inked"] > 500, (titles[i], figures)
+    # each metric first in one plain sentence, its verdict stated once (the badge); the statistics one click away
+    says = detail.locator("ul.says li[data-metric=p95_ms]")
+    assert says.locator(".badge").inner_text() == "FAIL"
+    assert re.fullmatch(
+        r"p95 went from [\d.]+ ms to [\d.]+ ms, 1\.\d× slower; this is beyond the 5% / 2 ms tolerance and not noise\.",
+        says.locator(".sentence").inner_text(),
+    )
+    assert "Fisher exact test" not in detail.inner_text()  # the statistics: folded away
+    detail.locator("details.more > summary").click()
     text = detail.inner_text()
-    assert "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance → FAIL" in text
+    assert "significant at the run's 1% false-alarm rate, and beyond the 5% / 2 ms tolerance" in text
+    assert "→ FAIL" not in text  # the verdict is not stated twice
     assert "Fisher exact test" in text  # the methods behind the figures
     # closing removes the detail and its charts; reopening draws them again
     row.locator("button.open").click()
@@ -500,7 +511,7 @@ def test_incomparability_callout_renders(
     first_row.locator("button.open").click()
     detail = page.locator("tr.detail")
     detail.locator("canvas").first.wait_for()
-    assert detail.locator(".stats .badge.ungated", has_text="incomparable").count() == 6
+    assert detail.locator(".says .badge.ungated", has_text="incomparable").count() == 6
     assert "the two sides measured different kinds of latency (see the callout at the top)" in detail.inner_text()
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("img").count() == 0
@@ -535,7 +546,7 @@ def test_looks_worse_section_and_oversampled_badge_render(
     detail.locator("canvas").first.wait_for()
     assert detail.locator("p.looks").inner_text().startswith("not judged, looks x1.")
     assert detail.locator("p.needs").inner_text().startswith("Not decided yet: about ")
-    assert detail.locator(".stats .needs").first.is_visible()
+    assert detail.locator(".says .needs").first.is_visible()
     payroll = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=PAYROLL))
     badge = payroll.locator(".tag.oversampled")
     assert badge.inner_text() == "oversampled ×4"
@@ -548,3 +559,330 @@ def test_looks_worse_section_and_oversampled_badge_render(
     assert visit.problems == []
     assert visit.requests == [index.as_uri()]
     assert visit.routed == []
+
+
+# --- layout at 1,280 / 390 px, the plain sentences, clock-time charts (issue 15) -------------------------------
+
+#: The baseline: production yesterday, one hour, Berlin time (UTC+1 in March); the candidate: a replay today that
+#: compressed that hour into ten minutes.
+BASE_START = datetime(2026, 2, 28, 9, 0, tzinfo=UTC)
+CAND_START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+LONG_NAME = "GET /api/users/{id}/preferences/notifications/email/digest/weekly/summary-with-a-very-long-route-name"
+UNBROKEN = "GET /" + "x" * 300
+GAPPY = "GET /api/gappy"
+#: (key, baseline median ms, candidate median ms, requests, candidate errors): twelve endpoints of every kind
+UX_ENDPOINTS = (
+    (ORDERS, 100.0, 160.0, 1200, 2),
+    (CREATE, 40.0, 40.0, 1200, 90),
+    (USERS, 30.0, 30.0, 1200, 0),
+    (LONG_NAME, 25.0, 25.0, 1200, 0),
+    (SEARCH, 60.0, 42.0, 1200, 0),
+    (HEALTH, 2.0, 2.0, 1200, 0),
+    (RARE, 50.0, 50.0, 12, 0),
+    (GAPPY, 70.0, 84.0, 1200, 0),
+    ("PUT /api/items/{id}", 80.0, 82.0, 1200, 0),
+    ("DELETE /api/items/{id}", 30.0, 33.0, 1200, 0),
+    (RARE_SLOW, 300.0, 310.0, 1200, 0),
+    (UNBROKEN, 10.0, 10.0, 1200, 0),
+)
+#: Words that belong to the statistics, not to the first line a reader sees per metric.
+STATISTICAL = re.compile(
+    r"\bp\s*[=<]|p-value|holm|hodges|lehmann|rosenbaum|significan|\bci\b|confidence|α|fisher|mann|whitney|"
+    r"rank shift|hypothes|z-score|t-test",
+    re.IGNORECASE,
+)
+
+
+def _ux_stats(
+    key: str, rng: random.Random, median_ms: float, n: int, errors: int, start: datetime, step_s: float
+) -> EndpointStats:
+    """``n`` lognormal latencies spread over 60 timeline points of ``step_s`` from ``start``; GAPPY has data in
+    every seventh point only (isolated points)."""
+    values = _draws(rng, median_ms, n)
+    sketch = LatencySketch()
+    for v in values:
+        sketch.add(v)
+    per = [values[i::60] for i in range(60)]
+    if key == GAPPY:
+        per = [p if i % 7 == 0 else [] for i, p in enumerate(per)]
+    line = Timeline(
+        start_s=start.timestamp(),
+        interval_s=step_s,
+        counts=tuple(len(p) if p else None for p in per),
+        avg_ms=tuple(sum(p) / len(p) if p else None for p in per),
+        p95_ms=tuple(sorted(p)[int(0.95 * (len(p) - 1))] if p else None for p in per),
+    )
+    return EndpointStats(Endpoint.parse(key), n, errors, LatencyDistribution(sketch), timeline=line)
+
+
+def _ux_sides() -> tuple[Measurement, Measurement]:
+    rng = random.Random(15)
+    base = tuple(_ux_stats(k, rng, b, n, 0, BASE_START, 60.0) for k, b, _, n, _ in UX_ENDPOINTS)
+    cand = tuple(_ux_stats(k, rng, c, n, err, CAND_START, 10.0) for k, _, c, n, err in UX_ENDPOINTS)
+    return (
+        Measurement(
+            Source(SourceKind.SYNTHETIC, "production yesterday", service="orders-api", env="prod"),
+            Window(BASE_START, BASE_START + timedelta(hours=1)),
+            base,
+            latency_kind=LatencyKind.SERVER,
+            labels={"timezone": "Europe/Berlin"},
+        ),
+        Measurement(
+            Source(SourceKind.SYNTHETIC, "replay today", service="orders-api", env="new"),
+            Window(CAND_START, CAND_START + timedelta(minutes=10)),
+            cand,
+            latency_kind=LatencyKind.SERVER,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def ux_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ParityResult]:
+    sides = _ux_sides()
+    result = compare(*sides, names=("prod-yesterday.json", "replay.json"))
+    out = tmp_path_factory.mktemp("ux")
+    return write_reports(result, out, META, measurements=sides).index_html, result
+
+
+@pytest.fixture(scope="module")
+def many_report(tmp_path_factory: pytest.TempPathFactory, ux_report: tuple[Path, ParityResult]) -> Path:
+    """1,000 endpoints: the twelve judged ones again and again under made-up names, some long and unbroken
+    (rendered without the Measurements: the table is what is checked, and judging 1,000 would take seconds)."""
+    _, result = ux_report
+    rng = random.Random(1000)
+    names = []
+    for i in range(1000):
+        words = "/".join(
+            rng.choice(("api", "v2", "tenants", "{id}", "reports", "quarterly-summary", "x" * 40))
+            for _ in range(rng.randint(1, 9))
+        )
+        names.append(f"{rng.choice(('GET', 'POST', 'PUT', 'DELETE'))} /{words}/{i}")
+    endpoints = tuple(
+        replace(result.endpoints[i % len(result.endpoints)], endpoint=Endpoint.parse(name))
+        for i, name in enumerate(names)
+    )
+    many = replace(result, endpoints=endpoints, bottlenecks=(), knees=())
+    index = tmp_path_factory.mktemp("many") / "index.html"  # the page alone: the other reports cost 2 s more
+    index.write_text(render_html(many, META), encoding="utf-8")
+    return index
+
+
+_OVERFLOW = """() => {
+  const table = document.getElementById('endpoints');
+  const box = table.parentElement;
+  const right = table.getBoundingClientRect().right;
+  let beyond = 0;
+  table.querySelectorAll('tr.row td').forEach(td => {
+    if (td.getBoundingClientRect().right > right + 0.5) { beyond += 1; }
+  });
+  return {scroll: box.scrollWidth, client: box.clientWidth, page: document.documentElement.scrollWidth,
+          rows: table.querySelectorAll('tr.row').length, beyond: beyond};
+}"""
+
+
+def _screenshot(page: Page, tmp: Path, name: str) -> None:
+    """A full-page screenshot under ``tmp`` and, for CI to pick up, under ``reports/artifacts/``."""
+    shot = tmp / name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / name)
+
+
+def test_endpoint_table_fits_1280_px_with_12_and_1000_endpoints(
+    browser: Browser, ux_report: tuple[Path, ParityResult], many_report: Path, tmp_path: Path
+) -> None:
+    index, result = ux_report
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        v = Visit(page)
+        page.goto(index.as_uri())
+        page.locator("#endpoints button.open").first.click()  # an open detail must not widen the table either
+        page.wait_for_selector("tr.detail canvas")
+        fit = page.evaluate(_OVERFLOW)
+        assert fit["rows"] == len(result.endpoints) == 12
+        assert fit["scroll"] <= fit["client"], fit
+        assert fit["page"] <= 1280, fit
+        assert fit["beyond"] == 0, fit
+        # every column the reviewer needs is in view: verdict, extra time, avg/p95/p99/max, errors, throughput
+        heads = page.locator("#endpoints > thead th").all_inner_texts()
+        assert [h.strip() for h in heads] == [
+            "#",
+            "Endpoint",
+            "Verdict",
+            "Extra time",
+            "avg",
+            "p95",
+            "p99",
+            "max",
+            "errors",
+            "throughput",
+        ]
+        unbroken = page.locator("#endpoints td.endpoint", has=page.locator("button.open", has_text=UNBROKEN))
+        assert (unbroken.get_attribute("title") or "").startswith(UNBROKEN)  # the full name on hover
+        page.set_viewport_size({"width": 1440, "height": 900})
+        _screenshot(page, tmp_path, "report-1440.png")
+        page.goto(many_report.as_uri())
+        page.click("#more button.all")
+        fit = page.evaluate(_OVERFLOW)
+        assert fit["rows"] == 1000
+        page.set_viewport_size({"width": 1280, "height": 900})
+        fit = page.evaluate(_OVERFLOW)
+        assert fit["scroll"] <= fit["client"], fit
+        assert fit["page"] <= 1280, fit
+        assert fit["beyond"] == 0, fit
+        assert v.problems == []
+    finally:
+        context.close()
+
+
+_CLIPPED_BADGES = """() => {
+  const out = [];
+  const width = document.documentElement.clientWidth;
+  document.querySelectorAll('.badge').forEach(b => {
+    if (!b.offsetParent) { return; }  // not rendered (a closed <details>)
+    const r = b.getBoundingClientRect();
+    if (r.width === 0 || r.left < 0 || r.right > width + 0.5) {
+      out.push(['viewport', b.textContent, r.left, r.right]);
+      return;
+    }
+    for (let a = b.parentElement; a; a = a.parentElement) {
+      const style = getComputedStyle(a);
+      if (style.overflowX === 'visible' && style.overflowY === 'visible') { continue; }
+      const c = a.getBoundingClientRect();
+      if (r.left < c.left - 0.5 || r.right > c.right + 0.5 || r.top < c.top - 0.5 || r.bottom > c.bottom + 0.5
+          || (b.scrollWidth > b.clientWidth + 1)) {
+        out.push(['clipped by ' + a.tagName + '.' + a.className, b.textContent, r.left, r.right]);
+        return;
+      }
+    }
+  });
+  return out;
+}"""
+
+
+def test_every_verdict_badge_is_visible_at_390_px(
+    browser: Browser, ux_report: tuple[Path, ParityResult], tmp_path: Path
+) -> None:
+    index, result = ux_report
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        v = Visit(page)
+        page.goto(index.as_uri())
+        page.locator("#endpoints button.open").first.click()
+        page.wait_for_selector("tr.detail canvas")
+        badges = page.locator("#endpoints .badge")
+        assert badges.count() >= len(result.endpoints) + 8  # every row's, and each metric's in the open detail
+        assert page.evaluate(_CLIPPED_BADGES) == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # cards: each figure carries its label
+        first = page.locator("#endpoints tr.row").first
+        assert first.locator("td[data-label=p95]").is_visible()
+        _screenshot(page, tmp_path, "report-390.png")
+        # no headings to click on cards: the menu sorts (worst p95 ratio first)
+        assert page.locator("#sort-by").is_visible()
+        page.select_option("#sort-by", "p95_ms")
+        ratios = {e.endpoint.key: m.ratio for e in result.endpoints if (m := e.metric("p95_ms")) and m.ratio}
+        assert v.visible_keys()[0] == max(ratios, key=lambda k: ratios[k])
+        assert v.problems == []
+    finally:
+        context.close()
+
+
+def test_detail_leads_with_one_plain_sentence_per_metric(
+    isolated: Callable[[Path], Visit],
+    ux_report: tuple[Path, ParityResult],
+    incomparable_report: tuple[Path, ParityResult],
+) -> None:
+    for index, result in (ux_report, incomparable_report):
+        visit = isolated(index)
+        page = visit.page
+        firsts = {e.verdict: e for e in reversed(result.endpoints)}  # one endpoint of each verdict, and SEARCH
+        for e in [*firsts.values(), *(e for e in result.endpoints if e.endpoint.key == SEARCH)]:
+            row = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=e.endpoint.key)).first
+            row.locator("button.open").click()
+            detail = page.locator("tr.detail")
+            says = detail.locator("ul.says > li")
+            assert says.count() == len(e.metrics), e.endpoint.key
+            for i in range(says.count()):
+                li = says.nth(i)
+                assert li.locator(".badge").count() == 1  # the metric's verdict, once
+                sentence = li.locator(".sentence").inner_text().split("\n")[0]
+                assert not STATISTICAL.search(sentence), sentence
+                assert re.match(r"^[a-z0-9 ]+ (went from|stayed at|was not (judged|compared))\b", sentence), sentence
+                assert sentence.endswith("."), sentence
+            assert not detail.locator("details.more").evaluate("d => d.open")  # the statistics: one click away
+            assert not STATISTICAL.search(detail.locator("ul.says").inner_text())
+            row.locator("button.open").click()
+        assert visit.problems == []
+    # the issue's own example reads as asked
+    orders = next(e for e in ux_report[1].endpoints if e.endpoint.key == ORDERS)
+    p95 = orders.metric("p95_ms")
+    assert p95 is not None
+    assert re.fullmatch(
+        r"p95 went from [\d.]+ ms to [\d.]+ ms, 1\.\d× slower; this is beyond the 5% / 2 ms tolerance and not noise\.",
+        plain_sentence(p95, ux_report[1].alpha),
+    )
+
+
+_SCALES = """c => {
+  const chart = Chart.getChart(c);
+  const out = {};
+  ['x', 'x2'].forEach(id => {
+    const s = chart.scales[id];
+    if (!s) { return; }
+    out[id] = {title: s.options.title.text, labels: s.ticks.map(t => [].concat(t.label))};
+  });
+  out.sets = chart.data.datasets.map(d => ({label: d.label, color: d.borderColor, order: d.order,
+                                          radius: [].concat(d.pointRadius)}));
+  return out;
+}"""
+
+
+def test_time_charts_are_on_clock_time(
+    isolated: Callable[[Path], Visit], ux_report: tuple[Path, ParityResult], report: Path
+) -> None:
+    index, _ = ux_report
+    visit = isolated(index)
+    page = visit.page
+    for key in (ORDERS, GAPPY):
+        row = page.locator("#endpoints tr.row", has=page.locator("button.open", has_text=key)).first
+        row.locator("button.open").click()
+        canvases = page.locator("tr.detail .chart.time canvas")
+        assert canvases.count() == 2  # latency and request rate over time
+        for i in range(2):
+            scales = canvases.nth(i).evaluate(_SCALES)
+            # lower axis: the baseline's clock, UTC and Berlin time (UTC+1 in February)
+            assert "UTC" in scales["x"]["title"], scales
+            assert "Europe/Berlin" in scales["x"]["title"], scales
+            ticks = scales["x"]["labels"]
+            assert len(ticks) >= 3
+            for utc, local in ticks:
+                assert re.fullmatch(r"\d\d:\d\d", utc), ticks
+                assert re.fullmatch(r"\d\d:\d\d", local), ticks
+                assert (int(local[:2]) - int(utc[:2])) % 24 == 1, ticks
+            assert ticks[0] == ["09:00", "10:00"]  # the baseline's window: yesterday 09:00-10:00 UTC, 10:00 in Berlin
+            # upper axis: the candidate's own clock (its ten minutes aligned to the baseline's hour)
+            assert "candidate" in scales["x2"]["title"], scales
+            assert "UTC" in scales["x2"]["title"], scales
+            cand = [label[0] for label in scales["x2"]["labels"]]
+            assert cand, scales
+            assert all(re.fullmatch(r"10:(0\d|10)", t) for t in cand), cand
+            sets = {s["label"]: s for s in scales["sets"]}
+            assert sets["candidate"]["order"] < sets["baseline"]["order"]  # drawn above the baseline
+            assert sets["candidate"]["color"] != sets["baseline"]["color"]
+            assert all(s["color"].lower() not in ("#6e7781", "grey", "gray") for s in sets.values())
+            if key == GAPPY:  # isolated points are drawn as dots
+                assert all(max(s["radius"]) > 0 for s in sets.values()), sets
+        row.locator("button.open").click()
+    assert visit.problems == []
+    # one clock (a concurrent run) and no time zone: UTC only, and the axis says so
+    visit = isolated(report)
+    visit.page.locator("#endpoints button.open").first.click()
+    scales = visit.page.locator("tr.detail .chart.time canvas").first.evaluate(_SCALES)
+    assert scales["x"]["title"] == "clock time, both sides: UTC only (the baseline names no time zone)"
+    assert "x2" not in scales
+    assert all(re.fullmatch(r"\d\d:\d\d", label[0]) for label in scales["x"]["labels"])
+    assert visit.problems == []

@@ -81,6 +81,7 @@ __all__ = [
     "decide",
     "detection_z",
     "error_rate_evidence",
+    "format_p",
     "format_value",
     "holm",
     "judge_family",
@@ -1374,18 +1375,29 @@ def holm(p_values: Sequence[float]) -> tuple[float, ...]:
 
 
 def format_value(value: float | None, unit: str) -> str:
-    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing."""
+    """Human form of a metric value: ``12.3 ms``, ``0.52%``, ``4.10 req/s``; ``n/a`` when missing. A non-zero value
+    too small for those decimals keeps two significant digits (``0.42 ms``, ``0.013 req/s``, ``0.004%``): a
+    figure never reads as 0 when it is not."""
     if value is None:
         return "n/a"
-    if unit == "ratio":
-        return f"{value * 100:.2f}%"
-    if unit == "req/s":
-        return f"{value:.2f} req/s"
-    return f"{value:.1f} {unit}"
+    shown, decimals, suffix = (
+        (value * 100, 2, "%")
+        if unit == "ratio"
+        else (value, 2, " req/s")
+        if unit == "req/s"
+        else (value, 1, f" {unit}")
+    )
+    if shown != 0 and abs(shown) < 10 ** (1 - decimals):
+        return f"{shown:#.2g}".replace("e-0", "e-") + suffix
+    return f"{shown:.{decimals}f}{suffix}"
 
 
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}"
+def format_p(p: float) -> str:
+    """A p-value as it follows ``p``: ``= 3e-6`` (two significant digits, no zero-padded exponent), ``< 1e-300``
+    when it underflowed to 0 (never ``= 0``). Every renderer prints p-values with it."""
+    if p <= 0:
+        return "< 1e-300"
+    return "= " + f"{p:.2g}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def decide(
@@ -1419,11 +1431,12 @@ def decide(
     figures = f"{format_value(e.candidate, e.unit)} vs {format_value(e.baseline, e.unit)}"
     stats = e.reason
     if e.p_value is not None:
-        stats += f"; p = {_fmt_p(e.p_value)}"
+        stats += f"; p {format_p(e.p_value)}"
         if e.min_p > alpha:
             stats += f" (these counts cannot reach α = {alpha:g}: left out of the adjustment)"
         elif adjusted_p is not None:
-            stats += f", Holm-adjusted over {family_size} tests {_fmt_p(adjusted_p)} (α = {alpha:g})"
+            adjusted = format_p(adjusted_p).removeprefix("= ")
+            stats += f", Holm-adjusted over {family_size} tests {adjusted} (α = {alpha:g})"
     if "baseline_lo" in e.details:  # rounded figures (tested or not): decide only what every value they stand for does
         d = e.details
         surely_worse, _ = _beyond(d["baseline_hi"], d["candidate_lo"], e.direction, tolerance)

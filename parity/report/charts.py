@@ -10,7 +10,11 @@ everything here is plain lists of rounded numbers so that a 1,000-endpoint repor
 - **over time** per side: request rate (req/s) and latency (ms; p95 when the timeline has it, else avg) per
   point, the source intervals merged so that at most :data:`TIMELINE_POINTS` points remain. Merging sums
   counts (rate = requests / merged span), weights ``avg_ms`` by counts and keeps the *highest* ``p95_ms`` of
-  the merged intervals (p95s do not average). Times are seconds from the side's own window start.
+  the merged intervals (p95s do not average). Times are UTC clock time: seconds since the Unix epoch.
+- **clock** (:func:`clock_axes`, one per report): each side's window in epoch seconds, whether the two
+  windows share one clock (a concurrent run) or are aligned by the fraction of each window elapsed (a
+  before/after comparison, or a replay that compressed the baseline's day into minutes), and the baseline's
+  UTC offsets over its window when its Measurement names a time zone (label :data:`TIMEZONE_LABEL`).
 
 Missing data stays missing: a side without the endpoint, without latency or without a timeline is ``None``;
 an interval without data is ``None`` inside a series (never 0). Latency vs load needs no Measurement: the
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parity.judge.compare import INTENDED
 from parity.judge.result import ParityResult
@@ -35,7 +41,17 @@ from parity.model import (
     Timeline,
 )
 
-__all__ = ["CDF_GRID", "SIGNIFICANT_DIGITS", "TIMELINE_POINTS", "chart_data", "rounded"]
+__all__ = [
+    "CDF_GRID",
+    "SAME_CLOCK_S",
+    "SIGNIFICANT_DIGITS",
+    "TIMELINE_POINTS",
+    "TIMEZONE_LABEL",
+    "chart_data",
+    "clock_axes",
+    "rounded",
+    "utc_offsets",
+]
 
 #: Cumulative probabilities the CDF is sampled at (shared by every endpoint and side): every 2% up to 90%,
 #: then the tail (p95, p99, p99.9) and the maximum. 57 points.
@@ -55,6 +71,11 @@ CDF_GRID: tuple[float, ...] = (
 )
 #: At most this many points per time series (source intervals are merged to get there).
 TIMELINE_POINTS = 60
+#: Measurement label naming the time zone its clock times are local to: an IANA name (``Europe/Berlin``) or a
+#: fixed offset (``+02:00``, ``-0530``). Without it the report's time charts show UTC only and say so.
+TIMEZONE_LABEL = "timezone"
+#: Two windows whose starts and ends differ by at most this many seconds share one clock on the time charts.
+SAME_CLOCK_S = 120.0
 #: Significant digits kept of every charted number (charts need no more; the JSON stays small).
 SIGNIFICANT_DIGITS = 3
 
@@ -94,10 +115,10 @@ def _merge(values: Sequence[float | None], weights: Sequence[int | None], how: s
     return sum(v * (w or 0) for v, w in known) / total
 
 
-def _timeline(t: Timeline | None, window_start_s: float) -> list[Any] | None:
+def _timeline(t: Timeline | None) -> list[Any] | None:
     """``[start_s, step_s, latency_name, rates, latencies]``: merged series of ``t``; None without one.
 
-    ``start_s`` is the first point's start relative to ``window_start_s``; point ``i`` covers
+    ``start_s`` is the first point's start in UTC epoch seconds (to the millisecond); point ``i`` covers
     ``[start_s + i*step_s, start_s + (i+1)*step_s)``. ``latency_name`` is ``p95`` or ``avg`` (None: the
     timeline has no latency column; ``latencies`` is then empty).
     """
@@ -122,14 +143,76 @@ def _timeline(t: Timeline | None, window_start_s: float) -> list[Any] | None:
         rates.append(rounded(sum(known) / span) if known else None)
         if column is not None:
             latencies.append(rounded(_merge(column[lo : lo + k], counts, how)))
-    return [rounded(t.start_s - window_start_s), rounded(step), name, rates, latencies]
+    start = round(t.start_s, 3)
+    return [int(start) if start.is_integer() else start, rounded(step), name, rates, latencies]
 
 
-def _side(stats: EndpointStats | None, m: Measurement, intended: bool) -> dict[str, Any] | None:
+def _fixed_offset(name: str) -> timezone | None:
+    """``+02:00``, ``-0530``, ``UTC+2`` as a fixed-offset zone; None when ``name`` is not one."""
+    text = name.strip().upper().removeprefix("UTC").removeprefix("GMT")
+    if not text or text[0] not in "+-":
+        return None
+    digits = text[1:].replace(":", "")
+    if not digits.isdigit() or len(digits) not in (1, 2, 4):
+        return None
+    hours, minutes = (int(digits), 0) if len(digits) <= 2 else (int(digits[:2]), int(digits[2:]))
+    if hours > 14 or minutes >= 60:
+        return None
+    sign = -1 if text[0] == "-" else 1
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
+    """The UTC offsets of time zone ``name`` (IANA or a fixed ``±HH:MM``) over ``[start, end]`` as
+    ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change; probed at every whole
+    UTC hour); None when the name is not a time zone this Python knows."""
+    zone: timezone | ZoneInfo | None = _fixed_offset(name)
+    if zone is None:
+        try:
+            zone = ZoneInfo(name.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            return None
+    out: list[list[int]] = []
+    t = start.astimezone(UTC)
+    while True:
+        offset = t.astimezone(zone).utcoffset()
+        seconds = 0 if offset is None else int(offset.total_seconds())
+        if not out or out[-1][1] != seconds:
+            out.append([int(t.timestamp()), seconds])
+        if t >= end:
+            return out
+        # probe at whole UTC hours (where zones change their offset), so a change is placed exactly
+        t = min(datetime.fromtimestamp((int(t.timestamp()) // 3600 + 1) * 3600, UTC), end)
+
+
+def clock_axes(baseline: Measurement, candidate: Measurement) -> dict[str, Any]:
+    """How the page puts both sides' timelines on clock time: ``{"b": [start, end], "c": [start, end]}`` (each
+    window in UTC epoch seconds), ``"same"`` (True: the windows coincide within :data:`SAME_CLOCK_S`, one UTC
+    axis serves both; False: each point is placed by the fraction of its own window elapsed, the baseline's
+    clock on the lower axis, the candidate's on the upper one — a replay compresses the baseline's window, so
+    its minute 5 of 10 replays the baseline's minute 30 of 60), ``"tz"`` (the baseline's :data:`TIMEZONE_LABEL`;
+    None without one) and ``"offsets"`` (its :func:`utc_offsets`; None: UTC only — no label, or one not a
+    known time zone)."""
+    b, c = baseline.window, candidate.window
+    same = (
+        abs((b.start - c.start).total_seconds()) <= SAME_CLOCK_S
+        and abs((b.end - c.end).total_seconds()) <= SAME_CLOCK_S
+    )
+    tz = baseline.labels.get(TIMEZONE_LABEL) or None
+    return {
+        "b": [b.start.timestamp(), b.end.timestamp()],
+        "c": [c.start.timestamp(), c.end.timestamp()],
+        "same": same,
+        "tz": tz,
+        "offsets": None if tz is None else utc_offsets(tz, b.start, b.end),
+    }
+
+
+def _side(stats: EndpointStats | None, intended: bool) -> dict[str, Any] | None:
     if stats is None:
         return None
     latency = stats.intended if intended and stats.intended is not None else stats.latency
-    return {"cdf": _cdf(latency), "time": _timeline(stats.timeline, m.window.start.timestamp())}
+    return {"cdf": _cdf(latency), "time": _timeline(stats.timeline)}
 
 
 def chart_data(result: ParityResult, baseline: Measurement, candidate: Measurement) -> list[dict[str, Any] | None]:
@@ -141,7 +224,7 @@ def chart_data(result: ParityResult, baseline: Measurement, candidate: Measureme
     for e in result.endpoints:
         key = e.endpoint.key
         intended = e.latency_basis == INTENDED
-        b = _side(base.get(key), baseline, intended)
-        c = _side(cand.get(key), candidate, intended)
+        b = _side(base.get(key), intended)
+        c = _side(cand.get(key), intended)
         out.append(None if b is None and c is None else {"b": b, "c": c})
     return out

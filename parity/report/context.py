@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +41,9 @@ from parity.judge.result import (
     Statistics,
     Verdict,
 )
+from parity.judge.stats import format_p
 from parity.model import LatencyKind, Measurement
-from parity.report.charts import CDF_GRID, rounded
+from parity.report.charts import CDF_GRID, clock_axes, rounded
 
 __all__ = [
     "GATE_INCOMPARABLE",
@@ -51,10 +52,12 @@ __all__ = [
     "METRIC_LABELS",
     "MISSING",
     "NEEDS_QUOTED_MAX",
+    "TABLE_METRICS",
     "THROUGHPUT_METRIC",
     "TOP_BOTTLENECKS",
     "VERDICT_ORDER",
     "RunMeta",
+    "basis_words",
     "build_context",
     "explain",
     "explain_parts",
@@ -77,6 +80,8 @@ __all__ = [
     "other_reasons",
     "oversampled_text",
     "partial_sides",
+    "plain_parts",
+    "plain_sentence",
     "split_remedy",
     "verdict_css",
     "verdict_label",
@@ -350,10 +355,30 @@ def latency_recorded(kind: str) -> str:
     return f"{kind} ({side})" if side else kind
 
 
+#: How a latency kind reads where a verdict's basis is named.
+_KIND_WORDS = {"server": "server time", "service-time": "service time", INTENDED: "intended time"}
+
+
+def basis_words(basis: str) -> str:
+    """An endpoint's ``latency_basis`` as the latency each side was judged on: ``intended time (baseline and
+    candidate, from each request's planned send time)``, ``service time (candidate) vs server time (baseline)``;
+    ``none`` for an empty basis (a side missing)."""
+    if not basis:
+        return "none"
+    if basis == INTENDED:
+        return "intended time (baseline and candidate, from each request's planned send time)"
+    kinds = basis.split("/")
+    if len(kinds) == 2 and kinds[0] != kinds[1]:
+        base, cand = (_KIND_WORDS.get(k, k) for k in kinds)
+        return f"{cand} (candidate) vs {base} (baseline)"
+    return f"{_KIND_WORDS.get(kinds[0], kinds[0])} (baseline and candidate)"
+
+
 def latency_judged(result: ParityResult) -> str:
-    """Which latency the verdicts rest on, consistent with the run's notes: none when the kinds are not
-    comparable; else per basis the endpoints judged on it (``intended (from each request's planned send time)
-    on 5 endpoint(s); service-time on 2``)."""
+    """Which latency the verdicts rest on, read from each endpoint's ``latency_basis`` (what the judge actually
+    compared, which can differ from the latency a side recorded first: a replay records service time and intended
+    time): none when the kinds are not comparable; else per basis the endpoints judged on it (``intended time
+    (baseline and candidate, …) on 5 endpoint(s); service time (candidate) vs service time (baseline) on 2``)."""
     if result.incomparable is not None:
         inc = result.incomparable
         return (
@@ -366,8 +391,7 @@ def latency_judged(result: ParityResult) -> str:
             bases[e.latency_basis] = bases.get(e.latency_basis, 0) + 1
     if not bases:
         return "none: no endpoint was measured on both sides"
-    words = {INTENDED: "intended (from each request's planned send time)"}
-    return "; ".join(f"{words.get(b, b)} on {n:,} endpoint(s)" for b, n in sorted(bases.items(), key=lambda x: -x[1]))
+    return "; ".join(f"{basis_words(b)} on {n:,} endpoint(s)" for b, n in sorted(bases.items(), key=lambda x: -x[1]))
 
 
 # --- statistics in plain words ----------------------------------------------------------------------
@@ -380,10 +404,9 @@ def _pct(x: float) -> str:
 
 
 def _p(p: float) -> str:
-    """``= 3e-6`` (two significant digits, no zero-padded exponent); ``< 1e-300`` when it underflowed."""
-    if p <= 0:
-        return "< 1e-300"
-    return "= " + f"{p:.2g}".replace("e-0", "e-").replace("e+0", "e+")
+    """``= 3e-6`` (two significant digits, no zero-padded exponent); ``< 1e-300`` when it underflowed: the
+    judge's :func:`parity.judge.stats.format_p`, so reasons and words print p-values alike."""
+    return format_p(p)
 
 
 def _tolerance_text(m: MetricResult) -> str:
@@ -477,7 +500,144 @@ def explain(m: MetricResult, alpha: float) -> str:
     return head + tail
 
 
+# --- one plain sentence per metric -----------------------------------------------------------------
+
+#: A ratio at least this far from 1 reads as a factor (``1.6× slower``), closer as a percentage (``12% slower``).
+FACTOR_FROM = 1.5
+
+_WORDS = {  # (direction words when the value rose, fell) per unit
+    "ms": ("slower", "faster"),
+    "req/s": ("higher", "lower"),
+}
+
+
+def _plain_label(m: MetricResult) -> str:
+    return "typical latency" if m.metric == "shift" else METRIC_LABELS.get(m.metric, m.metric)
+
+
+def _plain_amount(m: MetricResult) -> str | None:
+    """How much the metric moved in words: ``1.6× slower``, ``12% faster``, ``+7.80 percentage points``,
+    ``unchanged``; None when a figure is missing."""
+    base, cand = _finite(m.baseline), _finite(m.candidate)
+    if base is None or cand is None:
+        return None
+    if m.unit == "ratio":
+        points = (cand - base) * 100
+        return "unchanged" if abs(points) < 0.005 else f"{_signed(points, 2)} percentage points"
+    if base <= 0:
+        return "unchanged" if cand == base else None
+    ratio = cand / base
+    if abs(ratio - 1) < 0.0005:
+        return "unchanged"
+    up, down = _WORDS.get(m.unit, ("higher", "lower"))
+    word = up if ratio > 1 else down
+    factor = ratio if ratio > 1 else 1 / ratio
+    if factor >= FACTOR_FROM:
+        return f"{factor:.1f}× {word}"
+    change = (ratio - 1) * 100 if ratio > 1 else (1 - ratio) * 100
+    return f"{_pct(change)}% {word}"
+
+
+def _plain_tolerance(m: MetricResult) -> str:
+    """``the 5% / 2 ms tolerance`` (rates: the floor in percentage points)."""
+    if m.min_delta <= 0:
+        return f"the {m.tolerance * 100:g}% tolerance"
+    floor = f"{m.min_delta * 100:g} percentage points" if m.unit == "ratio" else f"{m.min_delta:g} {m.unit}"
+    return f"the {m.tolerance * 100:g}% / {floor} tolerance"
+
+
+def _requests(m: MetricResult) -> str:
+    return f"{m.samples[0]:,} / {m.samples[1]:,} requests"
+
+
+def _left_out_why(m: MetricResult) -> str:
+    """Why the judge did not judge ``m``, from its reason (``p95: not judged, <why>[: <cand> vs <base>]``); the
+    whole reason when it is not of that form."""
+    why = m.reason.split(": not judged, ", 1)[1] if ": not judged, " in m.reason else m.reason
+    figures = f": {format_value(_finite(m.candidate), m.unit)} vs {format_value(_finite(m.baseline), m.unit)}"
+    return why.removesuffix(figures)
+
+
+def _unjudged(m: MetricResult, label: str, figures: str, gate: str | None) -> tuple[str, str] | None:
+    """:func:`plain_parts` of a metric that does not count (``gate``) or was not judged; None for the others."""
+    if gate == GATE_INCOMPARABLE:
+        return (
+            f"{label} was not compared",
+            ": the two sides measured different kinds of latency (see the callout at the top).",
+        )
+    if gate == GATE_SHOWN:
+        return figures, "; shown only, not judged: the two sides did not see the same offered load."
+    why = _left_out_why(m)
+    if gate == GATE_OFF:
+        if "(gate off)" in m.reason:
+            return figures, "; reported only: this metric does not count towards the verdict (its gate is off)."
+        return figures, f"; not judged: {why}."
+    if m.change is not Change.UNKNOWN:
+        return None
+    if m.baseline is None or m.candidate is None or min(m.samples) < m.min_samples:
+        # the judge's words may name its test: the counts say it plainly
+        why = f"not enough data ({why if why and 'test' not in why else _requests(m)})"
+    if m.baseline is None or m.candidate is None:
+        return f"{label} was not judged", f": {why}."
+    return figures, f"; not judged: {why}."
+
+
+def plain_parts(m: MetricResult, alpha: float, gate: str | None = None) -> tuple[str, str]:
+    """:func:`plain_sentence` in two parts, ``(head, tail)``: the head holds this metric's figures (``p95 went
+    from 437.0 ms to 702.0 ms, 1.6× slower``), the tail what they mean for the verdict (``; this is beyond the
+    5% / 2 ms tolerance and not noise.``), which repeats across endpoints. No statistical term in either: the
+    statistics behind it are :func:`explain`'s."""
+    label = _plain_label(m)
+    amount = _plain_amount(m)
+    base, cand = format_value(_finite(m.baseline), m.unit), format_value(_finite(m.candidate), m.unit)
+    figures = f"{label} went from {base} to {cand}" + (f", {amount}" if amount and amount != "unchanged" else "")
+    if amount == "unchanged":
+        figures = (
+            f"{label} stayed at {cand}" if base == cand else f"{label} went from {base} to {cand}, about unchanged"
+        )
+    if (unjudged := _unjudged(m, label, figures, gate)) is not None:
+        return unjudged
+    tolerance = _plain_tolerance(m)
+    s = m.statistics
+    tested = s is not None and s.tested and s.p_value is not None
+    certain = tested and s is not None and s.adjusted_p is not None and s.adjusted_p <= alpha
+    if m.change is Change.WORSE:
+        if m.verdict is Verdict.INCONCLUSIVE:
+            if tested and not certain:
+                return figures, f"; this is beyond {tolerance} but could be noise: more requests are needed to tell."
+            return figures, f"; this is beyond {tolerance}, but too few requests to decide."
+        if not tested:
+            tail = f"; this is beyond {tolerance} (summary figures only: whether it is noise cannot be tested)"
+        elif certain:
+            tail = f"; this is beyond {tolerance} and not noise"
+        else:
+            tail = f"; this is beyond {tolerance} and probably, though not certainly, not noise"
+        warns = m.verdict is Verdict.MARGINAL and (certain or not tested)
+        return figures, tail + ("; this metric only warns." if warns else ".")
+    if m.verdict is Verdict.INCONCLUSIVE:
+        return figures, f"; this is within {tolerance} so far, but too few requests to be sure."
+    if m.change is Change.BETTER:
+        return figures, f"; an improvement beyond {tolerance}."
+    return figures, f"; this is within {tolerance}."
+
+
+def plain_sentence(m: MetricResult, alpha: float, gate: str | None = None) -> str:
+    """One plain sentence on a metric's verdict, e.g. ``p95 went from 437.0 ms to 702.0 ms, 1.6× slower; this is
+    beyond the 5% / 2 ms tolerance and not noise.`` — and the analogues for faster, within tolerance, could be
+    noise, not enough data, error rates (in percentage points) and throughput. ``gate`` is the metric's
+    :func:`gate_label` (a metric that does not count says why). No p-values or test names: "not noise" means
+    significant at the run's ``alpha`` after the run's multiple-test adjustment (see :func:`explain`)."""
+    head, tail = plain_parts(m, alpha, gate)
+    return head + tail
+
+
 # --- view-model ------------------------------------------------------------------------------------
+
+#: The metrics the endpoint table shows as columns (the others, and every figure behind a cell, are in the
+#: endpoint's detail and the cell's tooltip): what fits 1,280 px without scrolling sideways.
+TABLE_METRICS = ("avg_ms", "p95_ms", "p99_ms", "max_ms", "error_rate", "rps")
+#: Column headings where the metric's label is too long for a narrow column.
+TABLE_LABELS = {"error_rate": "errors", "rps": "throughput"}
 
 #: The overview lists at most this many bottlenecks (the endpoint table holds every endpoint).
 TOP_BOTTLENECKS = 20
@@ -513,7 +673,11 @@ def _cell(m: MetricResult, e: EndpointResult, run: _Run, strings: dict[str, dict
     method = (
         None if m.statistics is None else strings["methods"].setdefault(m.statistics.method, len(strings["methods"]))
     )
+    # the verdict is stated once, by the plain sentence's badge: the rule behind it ends without it
+    tail = tail.removesuffix(f" → {verdict_label(m.verdict)}")
     rule = strings["rules"].setdefault(tail, len(strings["rules"])) if tail else None
+    gate = gate_label(m, run.throughput_gated)
+    plain_head, plain_tail = plain_parts(m, run.alpha, gate)
     # the judge's own reason travels only where the page shows it: as an endpoint reason, or as the words
     reason = m.reason if (m.reason in e.reasons or not tail) else None
     if reason is not None and not m.comparable and run.incomparable is not None:
@@ -533,8 +697,10 @@ def _cell(m: MetricResult, e: EndpointResult, run: _Run, strings: dict[str, dict
         head if tail else None,
         rule,
         method,
-        gate_label(m, run.throughput_gated),
+        gate,
         needs_text(m.needs, _have(e)) if undecided else None,
+        plain_head,
+        strings["says"].setdefault(plain_tail, len(strings["says"])),
     ]
 
 
@@ -587,6 +753,7 @@ class _Run:
     incomparable: Incomparability | None
     factors: dict[str, tuple[float, float]]
     no_body: frozenset[str] = frozenset()
+    extra_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _oversampled_title(factors: tuple[float, float]) -> str:
@@ -623,10 +790,12 @@ def _endpoint_row(
     }
     if e.critical:
         row["crit"] = True
+    if (extra := run.extra_ms.get(e.endpoint.key, 0.0)) > 0:
+        row["x"] = [format_extra_time(extra), rounded(extra, 4)]
     if e.latency_basis and any(not m.comparable for m in e.metrics):
         row["lb"] = f"none ({e.latency_basis.replace('/', ' vs ')}: not comparable)"
     elif e.latency_basis:
-        row["lb"] = e.latency_basis
+        row["lb"] = basis_words(e.latency_basis)
     if summary := _summary(e, run.incomparable):
         row["s"] = summary
     if looks := describe_looks_worse(e):
@@ -767,7 +936,8 @@ def _side(title: str, s: SideInfo, judged: str) -> dict[str, Any]:
         ("Requests", format_count(s.requests)),
         ("Errors", format_count(s.errors)),
         ("Endpoints", format_count(s.endpoints)),
-        ("Latency", f"{latency_recorded(s.latency_kind)} recorded; judged: {judged}"),
+        ("Latency recorded", latency_recorded(s.latency_kind)),
+        ("Latency judged", judged),
         ("Rate scale", f"{s.rate_scale:g}"),
         ("Pair id", s.pair_id),
         ("Load generator", _generator_text(s.generator)),
@@ -870,8 +1040,9 @@ def build_context(
     for the page's script, which builds the rows, sorts, filters and draws charts): ``data["rows"]`` keeps the
     result's order (worst first), one dict per endpoint with short keys — ``i`` position, ``k`` endpoint, ``v``
     verdict, ``crit`` critical, ``n`` formatted counts (baseline, candidate), ``ns`` raw counts (for sorting),
-    ``sh`` traffic share, ``lb`` latency basis (``none (server vs service-time: not comparable)`` when the kinds
-    differ), ``s`` headline of the first reason, ``lw`` the looks-worse words
+    ``sh`` traffic share, ``lb`` the latency judged in words (:func:`basis_words`; ``none (server vs service-time:
+    not comparable)`` when the kinds differ), ``x`` ``[extra server time per minute, its sort key]`` of a
+    bottleneck, ``s`` headline of the first reason, ``lw`` the looks-worse words
     of an endpoint not judged, ``nd`` the requests that would decide its undecided metrics in words, ``os``
     ``[badge, tooltip]`` of an oversampled endpoint (only with ``measurements``), ``nb`` ``[badge, tooltip]`` of
     an endpoint a replay sent without its request body (``without_body``), ``r`` reasons (an int is the
@@ -881,7 +1052,10 @@ def build_context(
     was not judged), the statistics in plain words as a head (None: not judged) and the index of its tail in
     ``data["rules"]`` (see :func:`explain_parts`), the test's index in ``data["methods"]``, the
     :func:`gate_label` of a metric that does not count (None: it counts; ``data["gates"]`` holds each label's
-    text and tooltip), the requests that would decide an undecided metric in words (None: decided)]``, ``pct``
+    text and tooltip), the requests that would decide an undecided metric in words (None: decided), the plain
+    sentence's head and the index of its tail in ``data["says"]`` (see :func:`plain_parts`: the detail's first line
+    per metric)]``; ``data["table"]`` lists the indices of the metrics the table shows (:data:`TABLE_METRICS`),
+    ``data["clock"]`` is :func:`parity.report.charts.clock_axes` (None without ``measurements``); ``pct``
     p50/p95/p99/max ms per side, ``load`` the latency-vs-load points per side (staged runs), ``ch`` the chart
     series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given).
 
@@ -890,10 +1064,11 @@ def build_context(
     """
     counts = result.counts()
     sides = (("Baseline", result.baseline), ("Candidate", result.candidate))
-    strings: dict[str, dict[str, int]] = {"methods": {}, "rules": {}}
+    strings: dict[str, dict[str, int]] = {"methods": {}, "rules": {}, "says": {}}
     knees = _knees_by_key(result.knees)
     factors = load_factors(measurements)
-    run = _Run(result.alpha, result.throughput_gated, result.incomparable, factors, without_body(measurements))
+    extra = {b.endpoint.key: b.extra_ms_per_min for b in result.bottlenecks}
+    run = _Run(result.alpha, result.throughput_gated, result.incomparable, factors, without_body(measurements), extra)
     rows = [
         _endpoint_row(i, e, run, strings, knees, None if charts is None else charts[i - 1])
         for i, e in enumerate(result.endpoints, start=1)
@@ -919,7 +1094,11 @@ def build_context(
         "latency_judged": latency_judged(result),
         "throughput": _throughput_text(result),
         "generators": _generator_rows(result),
-        "metric_columns": [{"name": m.name, "label": METRIC_LABELS[m.name], "unit": m.unit} for m in METRICS],
+        "metric_columns": [
+            {"name": m.name, "label": TABLE_LABELS.get(m.name, METRIC_LABELS[m.name]), "unit": m.unit}
+            for m in METRICS
+            if m.name in TABLE_METRICS
+        ],
         "bottlenecks": [_bottleneck_row(b, result.incomparable is None) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
         "more_bottlenecks": max(len(result.bottlenecks) - TOP_BOTTLENECKS, 0),
         "knees": _knee_rows(result.knees),
@@ -941,8 +1120,11 @@ def build_context(
             "gates": gates,
             "methods": list(strings["methods"]),
             "rules": list(strings["rules"]),
+            "says": list(strings["says"]),
+            "table": [i for i, m in enumerate(METRICS) if m.name in TABLE_METRICS],
             "grid": list(CDF_GRID),
             "charts": charts is not None,
+            "clock": None if measurements is None else clock_axes(*measurements),
             "rows": rows,
         },
     }

@@ -1,5 +1,6 @@
 """Short terminal summaries: a ParityResult (what ``parity compare`` and ``parity demo`` print) and a
-Calibration (``parity calibrate``)."""
+Calibration (``parity calibrate``). Figures are formatted by :mod:`parity.report.context`'s helpers, as in the HTML
+report and summary.md (counts with thousands separators, durations, ratios ``x1.23``, extra time per minute)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from parity.judge.calibrate import Calibration
 from parity.judge.compare import describe_looks_worse
 from parity.judge.planning import EndpointNeeds, SamplePlan
 from parity.judge.result import ParityResult, Verdict
-from parity.report.context import other_reasons
+from parity.report.context import (
+    format_count,
+    format_duration,
+    format_extra_errors,
+    format_extra_time,
+    format_ratio,
+    other_reasons,
+)
 from parity.report.text import cut, one_line
 
 __all__ = ["calibration_summary", "sample_plan_summary", "terminal_summary"]
@@ -26,14 +34,6 @@ def _lines(lines: list[str]) -> str:
     a lone surrogate that cannot be printed: :func:`parity.report.text.one_line`) and at most
     :data:`MAX_LINE_CHARS` long."""
     return "\n".join(cut(one_line(line), MAX_LINE_CHARS) for line in lines)
-
-
-def _per_minute(ms: float) -> str:
-    return f"+{ms / 1000:.1f} s/min" if ms >= 1000 else f"+{ms:.0f} ms/min"
-
-
-def _ratio(r: float | None) -> str:
-    return "n/a" if r is None else f"x{r:.2f}"
 
 
 def _not_judged(result: ParityResult) -> list[str]:
@@ -69,19 +69,20 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
         lines += [f"    {i}. {remedy}" for i, remedy in enumerate(inc.remedies, start=1)]
     lines += [
         f"  comparison: {result.mode.value}; endpoints: " + ", ".join(f"{counts[v]} {v.value}" for v in Verdict),
-        f"  baseline:  {result.baseline.name} ({result.baseline.requests} requests, {result.baseline.duration_s:g} s)",
-        f"  candidate: {result.candidate.name} ({result.candidate.requests} requests, "
-        f"{result.candidate.duration_s:g} s)",
+        f"  baseline:  {result.baseline.name} ({format_count(result.baseline.requests)} requests, "
+        f"{format_duration(result.baseline.duration_s)})",
+        f"  candidate: {result.candidate.name} ({format_count(result.candidate.requests)} requests, "
+        f"{format_duration(result.candidate.duration_s)})",
     ]
     if result.bottlenecks:
         lines.append(f"  bottlenecks ({'extra server time' if inc is None else 'extra errors'} at baseline traffic):")
         width = max(len(cut(b.endpoint.key)) for b in result.bottlenecks[:MAX_ROWS])
         for b in result.bottlenecks[:MAX_ROWS]:
             if inc is None:
-                impact = _per_minute(b.extra_ms_per_min)
-                ratios = f"avg {_ratio(b.avg_ratio)}  p95 {_ratio(b.p95_ratio)}"
+                impact = format_extra_time(b.extra_ms_per_min)
+                ratios = f"avg {format_ratio(b.avg_ratio)}  p95 {format_ratio(b.p95_ratio)}"
             else:  # latency of different kinds: only the errors say anything
-                impact, ratios = f"+{b.extra_errors_per_min:.1f} errors/min", "latency incomparable"
+                impact, ratios = format_extra_errors(b.extra_errors_per_min), "latency incomparable"
             lines.append(f"    {b.rank}. {cut(b.endpoint.key):<{width}}  {impact:>14}  {ratios}")
     lines += _not_judged(result)
     for note in result.notes:
