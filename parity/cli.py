@@ -343,6 +343,7 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         m = replace(m, source=replace(m.source, service=args.service or None, env=args.env or None))
     if replay is not None:
         m = server_side_of(m, replay)
+    m = _with_time_zone(m, args.timezone)
     path = _write_measurement(m, _from_logs_output(args))
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints, "
@@ -469,7 +470,7 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     finally:
         bar.close()
     m = pulled.measurement if replay is None else server_side_of(pulled.measurement, replay)
-    path = _write_measurement(m, output)
+    path = _write_measurement(_with_time_zone(m, args.timezone), output)
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints ({args.service}, {args.env})"
     )
@@ -498,6 +499,33 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     else:
         print(f"  judge it against the server-side baseline: parity compare BASELINE {path} --out DIR")
     return EXIT_OK
+
+
+def _time_zone_name(text: str) -> str:
+    """A time zone name the report understands: IANA (Europe/Berlin) or a fixed offset (+02:00)."""
+    from parity.report.charts import time_zone
+
+    if time_zone(text) is None:
+        raise argparse.ArgumentTypeError(f"not a time zone: {text!r} (expected e.g. Europe/Berlin or +02:00)")
+    return text.strip()
+
+
+def _with_time_zone(m: Measurement, name: str | None) -> Measurement:
+    """``m`` labelled with its local time zone ``name`` (the report's charts show that time of day beside UTC);
+    ``m`` itself when None."""
+    from parity.report.charts import TIMEZONE_LABEL
+
+    return m if name is None else replace(m, labels={**m.labels, TIMEZONE_LABEL: name})
+
+
+def _add_time_zone_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timezone",
+        type=_time_zone_name,
+        metavar="ZONE",
+        help="the service's local time zone (Europe/Berlin, +02:00), recorded in the baseline: the report's time "
+        "charts show that time of day under UTC (without it: UTC only)",
+    )
 
 
 def _url(text: str) -> str:
@@ -790,6 +818,7 @@ any other traffic the candidate got in the partial first and last minute.""",
     )
     pull.add_argument("--service", required=True, help="APM service name")
     pull.add_argument("--env", required=True, help="APM env tag (e.g. ec2)")
+    _add_time_zone_option(pull)
     pull.add_argument("--from", type=_utc_time, metavar="TIME", help="window start, ISO-8601 with zone")
     pull.add_argument("--to", type=_utc_time, metavar="TIME", help="window end (exclusive)")
     pull.add_argument(
@@ -886,6 +915,7 @@ seconds outside still count; the others are counted and dropped; none inside is 
     )
     logs.add_argument("--service", default="", help="service name to record in the baseline")
     logs.add_argument("--env", default="", help="environment name to record in the baseline")
+    _add_time_zone_option(logs)
     logs.add_argument(
         "--window-of",
         type=Path,

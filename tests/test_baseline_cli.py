@@ -63,6 +63,21 @@ def test_from_logs_writes_a_baseline_with_the_right_mix(tmp_path: Path) -> None:
     assert len(employee.request.params["id"]) == 50
 
 
+def test_from_logs_records_the_time_zone_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    log = tmp_path / "alb.log"
+    make_log(log)
+    out = tmp_path / "logs.json"
+    command = ("baseline", "from-logs", "--format", "alb", str(log), "-o", str(out), "--timezone")
+    bad = run_parity(*command, "Mars/Base")
+    assert bad.returncode == 2
+    last = bad.stderr.strip().splitlines()[-1]  # argparse's usage, then the error
+    assert last.endswith("not a time zone: 'Mars/Base' (expected e.g. Europe/Berlin or +02:00)")
+    assert not out.exists()
+    done = run_parity(*command, "Europe/Berlin")
+    assert done.returncode == 0, done.stderr
+    assert measurement_json.read(out).labels["timezone"] == "Europe/Berlin"  # the report's charts read it
+
+
 def test_from_logs_with_an_annotate_route_map_prints_the_skipped_lines(tmp_path: Path) -> None:
     routes = Path(__file__).parent / "fixtures" / "routes" / "engines_routes.rb"
     start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -41,12 +41,13 @@ def test_settings_defaults_and_errors() -> None:
             "baseline": "b.json",
             "target": "http://t",
             "locust_args": ["--steps", "1,5"],
-            "pull": {"service": "web", "env": "ec2", "window_hours": 2},
+            "pull": {"service": "web", "env": "ec2", "window_hours": 2, "timezone": "America/New_York"},
         }
     )
     assert full.locust_args == ("--steps", "1,5")
     assert full.pull is not None
     assert (full.pull.service, full.pull.window_hours, full.pull.span) == ("web", 2.0, "rack.request")
+    assert full.pull.timezone == "America/New_York"
     for table, message in (
         ({"target": "http://t"}, "nightly.baseline: required"),
         ({"baseline": "b", "target": "http://t", "duration_s": 0}, "nightly.duration_s: expected a number > 0"),
@@ -57,6 +58,10 @@ def test_settings_defaults_and_errors() -> None:
             "nightly.pull.x: unknown",
         ),
         ({"baseline": "b", "target": "http://t", "processes": 1.5}, "nightly.processes: expected an integer"),
+        (
+            {"baseline": "b", "target": "http://t", "pull": {"service": "w", "env": "e", "timezone": "Mars/Base"}},
+            "nightly.pull.timezone: expected a time zone",
+        ),
         ({"baseline": "b", "target": "http://t", "report_url": "https://ci/{run}/x"}, "nightly.report_url: only"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -100,7 +105,7 @@ def _config(tmp_path: Path, fake: FakeDatadog, target: str, *, pull: bool = True
     (params / "id.csv").write_text("id\n1001\n1008\n1015\n")
     pull_table = (
         f'[nightly.pull]\nservice = "web"\nenv = "ec2"\nwindow_hours = 1\nroutes = "{tmp_path / "routes.txt"}"\n'
-        f'params = "{params}"\n'
+        f'params = "{params}"\ntimezone = "Europe/Berlin"\n'
         if pull
         else ""
     )
@@ -143,6 +148,7 @@ def test_three_nights_end_to_end(fake: FakeDatadog, tmp_path: Path) -> None:
     assert all("pulling" not in done.stdout for done in runs[1:])  # fresh: not pulled again
     baseline = measurement_json.read(tmp_path / "baselines" / "web-ec2.json")
     assert set(baseline.by_key()) == {"GET /health", "GET /api/employees/{id}", "GET /api/employees"}
+    assert baseline.labels["timezone"] == "Europe/Berlin"  # [nightly.pull] timezone: the report's local clock
     nights = sorted((tmp_path / "nightly").iterdir())
     assert len(nights) == 3
     for night in nights:

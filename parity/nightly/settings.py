@@ -63,7 +63,8 @@ SHAPES = ("replay", "steady", "ramp", "burst")
 @dataclass(frozen=True)
 class ApmSource:
     """A Datadog APM service to pull: ``window_hours`` back from the night (baseline refresh only);
-    ``delay_s`` seconds to wait after a replay before pulling its window (candidate APM only)."""
+    ``delay_s`` seconds to wait after a replay before pulling its window (candidate APM only); ``timezone`` the
+    service's local time zone (IANA or ±HH:MM), recorded in the pulled Measurement for the report's clock axes."""
 
     service: str
     env: str
@@ -73,6 +74,7 @@ class ApmSource:
     params: Path | None = None
     site: str | None = None
     delay_s: float = 120.0
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ _APM_KEYS = {
     "params": "path",
     "site": "str",
     "delay_s": "non-negative",
+    "timezone": "timezone",
 }
 
 
@@ -162,6 +165,12 @@ def _value(kind: str, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{where}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if kind == "timezone":
+        from parity.report.charts import time_zone
+
+        if not isinstance(value, str) or time_zone(value) is None:
+            raise ValueError(f"{where}: expected a time zone such as Europe/Berlin or +02:00, got {value!r}")
+        return value.strip()
     if kind == "shape":
         if value not in SHAPES:
             raise ValueError(f"{where}: expected one of {', '.join(SHAPES)}, got {value!r}")

@@ -50,6 +50,7 @@ __all__ = [
     "chart_data",
     "clock_axes",
     "rounded",
+    "time_zone",
     "utc_offsets",
 ]
 
@@ -162,16 +163,25 @@ def _fixed_offset(name: str) -> timezone | None:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
-def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
-    """The UTC offsets of time zone ``name`` (IANA or a fixed ``±HH:MM``) over ``[start, end]`` as
-    ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change; probed at every whole
-    UTC hour); None when the name is not a time zone this Python knows."""
+def time_zone(name: str) -> timezone | ZoneInfo | None:
+    """The time zone ``name`` means (IANA, e.g. ``Europe/Berlin``, or a fixed ``±HH:MM``); None when it is not one
+    this Python knows."""
     zone: timezone | ZoneInfo | None = _fixed_offset(name)
     if zone is None:
         try:
             zone = ZoneInfo(name.strip())
         except (ZoneInfoNotFoundError, ValueError):
             return None
+    return zone
+
+
+def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
+    """The UTC offsets of time zone ``name`` (IANA or a fixed ``±HH:MM``) over ``[start, end]`` as
+    ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change; probed at every whole
+    UTC hour); None when the name is not a time zone this Python knows."""
+    zone = time_zone(name)
+    if zone is None:
+        return None
     out: list[list[int]] = []
     t = start.astimezone(UTC)
     while True:
