@@ -14,9 +14,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from parity.bounds import MAX_LATENCY_MS, check_count, check_number, check_unix_s, load_json
 from parity.errors import BadInput, reading
@@ -38,6 +36,9 @@ from parity.model import (
     Window,
 )
 from parity.sketch import LatencySketch
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "FORMAT",
@@ -67,6 +68,9 @@ _MESSAGE_CHARS = 200
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    # jsonschema costs ~70 ms of imports: only a Measurement file being read needs it, not every command
+    import jsonschema.validators
+
     text = resources.files("parity").joinpath("schemas/measurement.schema.json").read_text("utf-8")
     schema = load_json(text, "measurement.schema.json")
     cls = jsonschema.validators.validator_for(schema)
@@ -402,6 +406,8 @@ def from_dict(data: Any, name: str = "<data>") -> Measurement:
     """Validate and build a Measurement; raises BadInput naming ``name`` and the offending field."""
     if isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") != VERSION:
         raise BadInput(f"{name}: version: unsupported Measurement version {data.get('version')!r} (expected 1)")
+    import jsonschema.exceptions  # see _validator
+
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
         message = error.message if len(error.message) <= _MESSAGE_CHARS else error.message[: _MESSAGE_CHARS - 3] + "..."

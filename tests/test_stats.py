@@ -523,3 +523,72 @@ def test_family_adjustment_turns_a_lone_small_p_into_not_significant() -> None:
     assert first.adjusted_p == pytest.approx(0.05)
     assert first.outcome is Outcome.NOT_SIGNIFICANT
     assert stats.judge_family(items, alpha=0.1)[0].outcome is Outcome.WORSE
+
+
+def _full_tail(x: int, big_n: int, marked: int, drawn: int) -> float:
+    """The upper tail as the judge summed it before windowing: every term, scipy's logsumexp."""
+    from scipy import special
+
+    lo, hi = max(x + 1, 0, drawn - (big_n - marked)), min(marked, drawn)
+    if lo > hi:
+        return 0.0
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    g = special.gammaln
+    log_terms = (
+        g(marked + 1)
+        - g(k + 1)
+        - g(marked - k + 1)
+        + g(big_n - marked + 1)
+        - g(drawn - k + 1)
+        - g(big_n - marked - drawn + k + 1)
+        - (g(big_n + 1) - g(drawn + 1) - g(big_n - drawn + 1))
+    )
+    return min(float(np.exp(special.logsumexp(log_terms))), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("x", "big_n", "marked", "drawn"),
+    [
+        (-1, 100, 10, 20),  # x < 0: the whole distribution
+        (-5, 100, 10, 20),
+        (10, 100, 10, 20),  # x ≥ min(marked, drawn): empty tail
+        (25, 100, 10, 20),
+        (9, 100, 10, 20),  # the last term alone
+        (0, 50, 0, 20),  # nothing marked
+        (3, 40, 40, 20),  # everything marked: X = drawn
+        (19, 40, 40, 20),
+        (5, 1000, 600, 900),  # the lower limit drawn − (N − marked) > 0
+        (4_990, 10_000_000, 100_000, 500_000),  # huge N, around the mean (many terms: windowed)
+        (6_000, 10_000_000, 100_000, 500_000),  # huge N, far tail (~1e-40)
+        (3_000, 10_000_000, 100_000, 500_000),  # huge N, below the mean (p near 1)
+        (150_000, 9_999_999, 4_000_000, 300_000),  # ~300k terms, the tail where the judge's p50 test lives
+    ],
+)
+def test_hypergeometric_tail_matches_scipy(x: int, big_n: int, marked: int, drawn: int) -> None:
+    got = stats._hypergeom_sf(x, big_n, marked, drawn)
+    assert got == pytest.approx(st.hypergeom.sf(x, big_n, marked, drawn), rel=1e-7, abs=1e-300)
+    # windowing drops only terms that add exactly 0 in float64
+    assert got == pytest.approx(_full_tail(x, big_n, marked, drawn), rel=1e-12, abs=0)
+
+
+def test_hypergeometric_tail_below_1e_300_underflows_to_zero_and_reports_as_such() -> None:
+    # P(X ≥ 100,000) with 100,000 marked among 10M and 5M drawn: 2^-100000-ish, far below float64
+    assert stats._hypergeom_sf(99_999, 10_000_000, 100_000, 5_000_000) == 0.0
+    # just above the float64 floor: a tiny positive p with its relative precision, not 0
+    p = stats._hypergeom_sf(12_500, 10_000_000, 20_000, 5_000_000)
+    assert 1e-280 < p < 1e-270
+    assert p == pytest.approx(_full_tail(12_500, 10_000_000, 20_000, 5_000_000), rel=1e-12)
+    assert math.log(p) == pytest.approx(float(st.hypergeom.logsf(12_500, 10_000_000, 20_000, 5_000_000)), rel=1e-9)
+    e = stats.error_rate_evidence(0, 5_000_000, 100_000, 5_000_000)
+    assert e.p_value == 0.0
+    (d,) = stats.judge_family([("error_rate", e, Tolerance(0.5, 0.001))])
+    assert d.outcome is Outcome.WORSE
+
+
+@pytest.mark.parametrize(
+    ("eb", "nb", "ec", "nc"), [(2_000, 5_000_000, 2_300, 5_000_000), (25_000, 5_000_000, 25_400, 4_900_000)]
+)
+def test_error_test_is_fishers_exact_test_at_millions_of_requests(eb: int, nb: int, ec: int, nc: int) -> None:
+    e = stats.error_rate_evidence(eb, nb, ec, nc)
+    ref = st.fisher_exact(np.array([[ec, nc - ec], [eb, nb - eb]]), alternative="greater").pvalue
+    assert e.p_value == pytest.approx(ref, rel=1e-7)

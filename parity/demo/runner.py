@@ -19,6 +19,7 @@ from pathlib import Path
 import parity
 from parity import measurement_json
 from parity.ab import REPLAY_SLACK_S, run_ab
+from parity.demo import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
 from parity.demo.baseline import build_baseline
 from parity.demo.processes import Service, running_servers
 from parity.errors import BadInput, Interrupted
@@ -35,11 +36,6 @@ __all__ = [
     "bundled_baseline",
     "run_demo",
 ]
-
-#: Default replay length: the bundled day compressed into this many seconds.
-DEFAULT_DURATION_S = 75.0
-#: Default load relative to the baseline's production rate.
-DEFAULT_RATE_SCALE = 1.5
 
 
 @dataclass(frozen=True)

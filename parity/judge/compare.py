@@ -335,8 +335,9 @@ def _pending(
     baseline: Measurement,
     candidate: Measurement,
     policy: Policy,
+    total: int,
 ) -> _Pending:
-    total = baseline.total_count
+    """One endpoint's evidence, before the run's p-values are adjusted; ``total``: the baseline's requests."""
     share = base.count / total if base is not None and total else None
     endpoint = (base or cand).endpoint  # type: ignore[union-attr]
     both = base is not None and cand is not None
@@ -682,7 +683,8 @@ def compare(
     )
     base_by_key, cand_by_key = baseline.by_key(), candidate.by_key()
     keys = list(base_by_key) + [k for k in cand_by_key if k not in base_by_key]
-    pending = [_pending(base_by_key.get(k), cand_by_key.get(k), baseline, candidate, policy) for k in keys]
+    total = baseline.total_count  # once: a sum over every endpoint
+    pending = [_pending(base_by_key.get(k), cand_by_key.get(k), baseline, candidate, policy, total) for k in keys]
     results, tests = _judge_run(pending, policy, run)
     results.sort(key=lambda r: (-r.verdict.severity, not r.critical, -(r.traffic_share or 0.0), r.endpoint.key))
 

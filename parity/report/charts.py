@@ -81,12 +81,20 @@ SAME_CLOCK_S = 120.0
 SIGNIFICANT_DIGITS = 3
 
 
+_EXACT_INT = 2.0**53  # floats below this in magnitude are exact integers when whole
+_SPEC = f".{SIGNIFICANT_DIGITS}g"
+
+
 def rounded(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | int | None:
-    """``value`` to ``digits`` significant digits (an int when whole); None when missing or not finite."""
+    """``value`` to ``digits`` significant digits (an int when whole); None when missing or not finite.
+
+    Correctly rounded (``g`` formatting, read back). Called ~100k times per 300-endpoint report, hence the
+    prebuilt format spec and the float bound (an f-string spec and ``2**53`` per call cost ~20% more).
+    """
     if value is None or not math.isfinite(value):
         return None
-    r = float(f"{value:.{digits}g}")
-    return int(r) if r.is_integer() and abs(r) < 2**53 else r
+    r = float(format(value, _SPEC if digits == SIGNIFICANT_DIGITS else f".{digits}g"))
+    return int(r) if r.is_integer() and -_EXACT_INT < r < _EXACT_INT else r
 
 
 def _cdf(latency: Latency | None) -> list[Any] | None:

@@ -64,7 +64,6 @@ from parity.judge.result import ParityResult
 from parity.model import Measurement
 from parity.report.ci import junit_xml, parity_json, summary_md
 from parity.report.context import RunMeta, without_body
-from parity.report.html import render_html
 from parity.report.text import encodable
 
 __all__ = ["FILE_MODE", "NEW_TAG", "OLD_TAG", "REPORT_FILES", "ReportPaths", "write_atomic", "write_reports"]
@@ -414,6 +413,8 @@ def write_reports(
     (without them it renders all the rest). The Markdown summary links to ``index.html`` next to it.
     Raises OSError when the directory cannot be written (or a report name in it is a directory: left as is).
     """
+    from parity.report.html import render_html  # jinja2 (~35 ms): not for commands that only import this module
+
     rendered = {
         "index.html": render_html(result, meta, measurements),
         "parity.json": json.dumps(parity_json(result, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n",
