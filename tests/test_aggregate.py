@@ -3,6 +3,7 @@ Measurement for the same requests, whatever the chunking, order, span or process
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 
 from parity.model import LatencyKind, Source, SourceKind
 from parity.replay.recorder import NICE_INTERVALS_S, bucket_numbers, timeline_interval
-from parity.sources.aggregate import RequestAggregator, RequestChunk
+from parity.sources.aggregate import BUCKET_BITS, RequestAggregator, RequestChunk, _Segments, _Table
 from tests.aggregate_support import assert_same_measurement, row_path_measurement
 
 T0 = 1_760_000_123.25
@@ -239,3 +240,81 @@ def test_p95_rank_exactly_at_the_zero_count() -> None:
     assert timeline is not None
     assert timeline.p95_ms is not None
     assert [x for x in timeline.p95_ms if x is not None] == [pytest.approx(10.0, rel=0.011)]
+
+
+def test_small_segments_give_the_same_measurement() -> None:
+    """Tables cut into segments of a few codes (split as chunks land, joined after the base interval coarsens,
+    merged segment by segment) give the very Measurement of the default ones (which equal the row-at-a-time path:
+    the tests above)."""
+    chunks = _chunks(11, 3000, 7 * 3600.0, 5)
+    start, end = _window(7 * 3600.0)
+    kw: dict[str, Any] = {"source": SOURCE, "start": start, "end": end}
+    small, default, merged = RequestAggregator(segment_rows=8), RequestAggregator(), RequestAggregator(segment_rows=20)
+    for i, chunk in enumerate(chunks):
+        small.add(chunk)
+        default.add(chunk)
+        part = RequestAggregator(segment_rows=6)
+        part.add(chunk)
+        merged.merge(part if i % 2 else pickle.loads(pickle.dumps(part)))
+    assert len(small._bins.segments) > 10
+    for table in (small._bins, small._cells, merged._bins):
+        highs = [(s.codes[0] >> BUCKET_BITS, s.codes[-1] >> BUCKET_BITS) for s in table.segments]
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(highs))  # an endpoint-slot run is never split
+    want = default.to_measurement(**kw)
+    assert_same_measurement(small.to_measurement(**kw), want)
+    assert_same_measurement(merged.to_measurement(**kw), want)
+
+
+def test_segments_against_a_plain_count() -> None:
+    """Known answer: codes added in random batches (some repeated, some new) and then coarsened (the bucket field
+    merged 3 to 1) hold, in order, each distinct code with the sum of its counts."""
+    rng = np.random.default_rng(12)
+    table = _Segments((np.add,), (np.int32,), rows=4)
+    every: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    for _ in range(30):
+        codes = np.unique((rng.integers(0, 6, 40) << BUCKET_BITS) | rng.integers(0, 9, 40))
+        values = rng.integers(1, 1000, len(codes))
+        table.add(codes, [values])
+        every.append(codes)
+        counts.append(values)
+    allcodes, allcounts = np.concatenate(every), np.concatenate(counts)
+    want, at = np.unique(allcodes, return_inverse=True)
+    whole = table.whole()
+    assert whole.codes.tolist() == want.tolist()
+    assert whole.columns[0].tolist() == np.bincount(at, weights=allcounts).astype(np.int64).tolist()
+    table.recode(lambda c: ((c >> BUCKET_BITS) << BUCKET_BITS) | ((c & ((1 << BUCKET_BITS) - 1)) // 3))
+    coarse = ((allcodes >> BUCKET_BITS) << BUCKET_BITS) | ((allcodes & ((1 << BUCKET_BITS) - 1)) // 3)
+    want, at = np.unique(coarse, return_inverse=True)
+    whole = table.whole()
+    assert whole.codes.tolist() == want.tolist()
+    assert whole.columns[0].tolist() == np.bincount(at, weights=allcounts).astype(np.int64).tolist()
+    low, high = (3 << BUCKET_BITS), (5 << BUCKET_BITS)
+    inside = (want >= low) & (want < high)
+    got_codes, (got_counts,) = table.between(low, high)
+    assert got_codes.tolist() == want[inside].tolist()
+    assert got_counts.dtype == np.int64
+
+
+def test_int32_counts_widen_instead_of_wrapping() -> None:
+    """Counts are held in int32 while they fit: a sum, an inserted count or a coarsening beyond 2**31 - 1 widens
+    the column to int64 with the exact value (never wraps)."""
+    top = 2**31 - 1
+    table = _Table((np.add,), (np.int32,))
+    table.add(np.array([10, 50]), [np.array([top - 5, 7])])
+    assert table.columns[0].dtype == np.int32
+    table.add(np.array([10, 30]), [np.array([20, 1])])  # a sum beyond int32
+    assert table.columns[0].dtype == np.int64
+    assert table.codes.tolist() == [10, 30, 50]
+    assert table.columns[0].tolist() == [top + 15, 1, 7]
+    fresh = _Table((np.add,), (np.int32,))
+    fresh.add(np.array([1]), [np.array([3])])
+    fresh.add(np.array([0, 2]), [np.array([top + 2, 4])])  # an inserted count beyond int32
+    assert fresh.columns[0].tolist() == [top + 2, 3, 4]
+    segments = _Segments((np.add,), (np.int32,), rows=2)
+    segments.add(np.array([0, 1, 2]), [np.array([top, top, 5], dtype=np.int32)])  # both int32: no wrap either
+    segments.add(np.array([2]), [np.array([top - 5], dtype=np.int32)])
+    segments.recode(lambda c: c // 2)  # buckets 0 and 1 merge: 2 × top
+    codes, (counts,) = segments.between(0, 10)
+    assert codes.tolist() == [0, 1]
+    assert counts.tolist() == [2 * top, top]

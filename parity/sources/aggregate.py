@@ -11,8 +11,11 @@ bin, the zero bucket and "no latency"; the bucket lowest, so that merging bucket
 chunk becomes the distinct codes with their counts (one vectorised sort) plus, per endpoint × bucket cell, the
 requests, errors, latency count, sum, min and max (``bincount`` and ``ufunc.at`` over a dense index of the
 chunk's cells). Both tables merge exactly by binary search and stay sorted; memory is bounded by the endpoints ×
-timeline buckets × bins that occur, not by the rows. At the end each endpoint's bins are put in cell order
-(a sort of that endpoint's bins only) for its per-interval p95.
+timeline buckets × bins that occur, not by the rows. The tables are kept in segments of ``SEGMENT_ROWS`` codes and
+the bin counts in int32 (widened to int64 if one ever exceeds it), so a merge copies one segment at a time and a bin
+costs 12 bytes: a 5M-row request log holds about 2.4M bins, 29 MB, without a transient copy of them. At the end
+each endpoint's bins are gathered, put in cell order (a sort of that endpoint's bins only) for its per-interval
+p95.
 
 The timeline interval of a file is chosen at the end from the span of its requests (``intervals``,
 ``max_points``: the smallest interval giving at most ``max_points`` points). Until then requests are kept in
@@ -24,8 +27,9 @@ microseconds (``floor(µs / interval µs)``), like the Recorder's.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
@@ -67,6 +71,9 @@ _BUCKET_MASK = (1 << BUCKET_BITS) - 1
 _SLOT_MASK = (1 << SLOT_BITS) - 1
 #: A chunk whose endpoints × buckets exceed this is grouped by sorting instead of a dense index.
 DENSE_CELLS = 1 << 22
+#: Codes per segment of a table (it holds 1 to 2 times this, 12 bytes each for the bins): merging a chunk in copies
+#: a segment at a time, so the tables' transient memory is a few MB, not a copy of the table.
+SEGMENT_ROWS = 1 << 17
 _MICRO = 1_000_000
 
 
@@ -95,13 +102,29 @@ def _reduce_sorted(
     codes: npt.NDArray[np.int64], *columns: tuple[npt.NDArray[Any], np.ufunc]
 ) -> tuple[npt.NDArray[Any], ...]:
     """Collapse runs of equal ``codes`` (ascending): each column reduced over its run with its ufunc
-    (``np.add``, ``np.minimum``, ``np.maximum``). Returns (distinct codes, reduced columns...)."""
+    (``np.add``, ``np.minimum``, ``np.maximum``; integer sums in int64, so int32 counts cannot wrap). Returns
+    (distinct codes, reduced columns...)."""
     if len(codes) < 2:
         return (codes, *(c for c, _ in columns))
     starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
     if len(starts) == len(codes):
         return (codes, *(c for c, _ in columns))
-    return (codes[starts], *(op.reduceat(c, starts) for c, op in columns))
+    return (codes[starts], *(op.reduceat(c, starts, dtype=_wide(c.dtype)) for c, op in columns))
+
+
+def _wide(dtype: np.dtype[Any]) -> type[np.generic] | None:
+    """The dtype integer arithmetic on a column of ``dtype`` runs in (int64), None for other columns."""
+    return np.int64 if dtype.kind in "iu" else None
+
+
+def _fitted(values: npt.NDArray[Any], dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype`` when every one of ``values`` fits in it, else int64 (a narrow count column widens, exactly)."""
+    if dtype.kind not in "iu" or dtype.itemsize >= 8 or not len(values):
+        return dtype
+    info = np.iinfo(dtype)
+    if info.min <= int(values.min()) and int(values.max()) <= info.max:
+        return dtype
+    return np.dtype(np.int64)
 
 
 def _recoded_cells(
@@ -141,34 +164,33 @@ def _moved(field: npt.NDArray[np.int64], factor: int, shift: int) -> npt.NDArray
 class _Table:
     """A sorted table of distinct int64 codes with columns combined by ufuncs (``np.add``, ``np.minimum``,
     ``np.maximum``). A chunk's codes are merged in with a binary search: codes already there combine in place,
-    new ones are inserted, so merging costs one copy of the table at most, and no sort."""
+    new ones are inserted, so merging costs one copy of the table at most, and no sort. An integer column may be
+    narrower than int64 (int32 counts: 4 bytes less per bin); a value that does not fit widens that column to
+    int64, so counts stay exact."""
 
-    def __init__(self, ops: Sequence[np.ufunc], dtypes: Sequence[type]) -> None:
+    def __init__(self, ops: Sequence[np.ufunc], dtypes: Sequence[npt.DTypeLike]) -> None:
         self.ops = tuple(ops)
-        self.dtypes = tuple(dtypes)
+        self.dtypes = tuple(np.dtype(d) for d in dtypes)
         self.codes: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self.columns: list[npt.NDArray[Any]] = [np.empty(0, dtype=d) for d in dtypes]
-
-    def copy(self) -> _Table:
-        out = _Table(self.ops, self.dtypes)
-        out.codes, out.columns = self.codes, list(self.columns)
-        return out
+        self.columns: list[npt.NDArray[Any]] = [np.empty(0, dtype=d) for d in self.dtypes]
 
     def add(self, codes: npt.NDArray[np.int64], columns: Sequence[npt.NDArray[Any]]) -> None:
         """Merge distinct ascending ``codes`` with their columns into the table."""
         if not len(codes):
             return
         if not len(self.codes):
-            self.codes, self.columns = (
-                codes,
-                [np.asarray(c, dtype=d) for c, d in zip(columns, self.dtypes, strict=True)],
-            )
+            self.codes = codes
+            self.columns = [np.asarray(c, dtype=_fitted(c, d)) for c, d in zip(columns, self.dtypes, strict=True)]
             return
         at = np.searchsorted(self.codes, codes)
         found = self.codes[np.minimum(at, len(self.codes) - 1)] == codes
         there = at[found]
-        for column, value, op in zip(self.columns, columns, self.ops, strict=True):
-            column[there] = op(column[there], value[found])
+        for i, (value, op) in enumerate(zip(columns, self.ops, strict=True)):
+            combined = op(self.columns[i][there], value[found], dtype=_wide(self.columns[i].dtype))
+            wide = _fitted(combined, self.columns[i].dtype)
+            if wide != self.columns[i].dtype:
+                self.columns[i] = self.columns[i].astype(wide)
+            self.columns[i][there] = combined
         if found.all():
             return
         new = ~found
@@ -178,8 +200,9 @@ class _Table:
         old[placed] = False
         merged = []
         for column, value in zip([self.codes, *self.columns], [codes, *columns], strict=True):
-            out = np.empty(size, dtype=column.dtype)
-            out[placed] = value[new]
+            inserted = value[new]
+            out = np.empty(size, dtype=_fitted(inserted, column.dtype))
+            out[placed] = inserted
             out[old] = column
             merged.append(out)
         self.codes, self.columns = merged[0], merged[1:]
@@ -192,10 +215,109 @@ class _Table:
             order = np.argsort(codes)  # any order within equal codes: their columns combine exactly (counts)
             codes, columns = codes[order], [c[order] for c in columns]
         merged = _reduce_sorted(codes, *zip(columns, self.ops, strict=True))
-        self.codes, self.columns = merged[0], list(merged[1:])
+        self.codes = merged[0]
+        self.columns = [c.astype(_fitted(c, d), copy=False) for c, d in zip(merged[1:], self.dtypes, strict=True)]
 
     def __len__(self) -> int:
         return len(self.codes)
+
+
+class _Segments:
+    """A :class:`_Table` kept as consecutive segments of about ``rows`` to ``2 × rows`` codes, cut only where
+    ``code >> BUCKET_BITS`` changes (so a code never has a neighbour of the same endpoint and slot in another
+    segment, and coarsening buckets keeps the segments apart). Merging a chunk in copies the segments it lands in,
+    one at a time: the table's peak memory is itself plus a segment, not twice itself (a 5M-row request log
+    holds about 2.4M bins)."""
+
+    def __init__(self, ops: Sequence[np.ufunc], dtypes: Sequence[npt.DTypeLike], rows: int) -> None:
+        self.ops, self.dtypes, self.rows = tuple(ops), tuple(np.dtype(d) for d in dtypes), rows
+        self.segments: list[_Table] = []
+        #: Per segment but the first, the lowest code of its first (endpoint, slot) run: codes from it on go there.
+        self._floors: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+
+    def _table(self, codes: npt.NDArray[np.int64], columns: Sequence[npt.NDArray[Any]]) -> _Table:
+        table = _Table(self.ops, self.dtypes)
+        table.codes, table.columns = codes, list(columns)
+        return table
+
+    def _cut(self, table: _Table) -> list[_Table]:
+        """``table`` in pieces of about ``rows`` codes (copies, so the pieces free their memory one by one)."""
+        if len(table) <= 2 * self.rows:
+            return [table]
+        high = table.codes >> BUCKET_BITS
+        cuts = np.unique(np.searchsorted(high, high[self.rows :: self.rows], side="right"))
+        bounds = [0, *(int(c) for c in cuts if c < len(table)), len(table)]
+        return [
+            self._table(table.codes[lo:hi].copy(), [c[lo:hi].copy() for c in table.columns])
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+
+    def _reindex(self, segments: list[_Table]) -> None:
+        self.segments = segments
+        firsts = np.array([int(s.codes[0]) for s in segments[1:]], dtype=np.int64)
+        self._floors = (firsts >> BUCKET_BITS) << BUCKET_BITS
+
+    def add(self, codes: npt.NDArray[np.int64], columns: Sequence[npt.NDArray[Any]]) -> None:
+        """Merge distinct ascending ``codes`` with their columns in, segment by segment."""
+        if not len(codes):
+            return
+        if not self.segments:
+            table = _Table(self.ops, self.dtypes)
+            table.add(codes, columns)
+            self._reindex(self._cut(table))
+            return
+        bounds = np.searchsorted(codes, self._floors)
+        starts, ends = np.concatenate(([0], bounds)), np.concatenate((bounds, [len(codes)]))
+        cut = False
+        for i in np.flatnonzero(ends > starts)[::-1].tolist():  # only the segments codes land in, last first
+            segment, part = self.segments[i], slice(int(starts[i]), int(ends[i]))
+            segment.add(codes[part], [c[part] for c in columns])
+            if len(segment) > 2 * self.rows:
+                self.segments[i : i + 1] = self._cut(segment)
+                cut = True
+        if cut:
+            self._reindex(self.segments)
+
+    def recode(self, recoded: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]) -> None:
+        """Each segment's codes replaced by ``recoded(codes)``, which must keep ``code >> BUCKET_BITS`` (it may
+        merge buckets); segments that became small are joined."""
+        segments: list[_Table] = []
+        for segment in self.segments:
+            segment.recode(recoded(segment.codes))
+            if segments and len(segments[-1]) + len(segment) <= self.rows:
+                last = segments[-1]
+                segments[-1] = self._table(
+                    np.concatenate([last.codes, segment.codes]),
+                    [np.concatenate([a, b]) for a, b in zip(last.columns, segment.columns, strict=True)],
+                )
+            else:
+                segments.append(segment)
+        self._reindex(segments)
+
+    def between(self, lo: int, hi: int) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[Any]]]:
+        """(codes ``lo <= code < hi``, their columns; integer columns as int64)."""
+        first = max(int(np.searchsorted(self._floors, lo, side="right")), 0)
+        last = int(np.searchsorted(self._floors, hi, side="left"))
+        codes, columns = [], []
+        for segment in self.segments[first : last + 1]:
+            part = slice(*np.searchsorted(segment.codes, [lo, hi]).tolist())
+            codes.append(segment.codes[part])
+            columns.append([c[part].astype(_wide(c.dtype) or c.dtype, copy=False) for c in segment.columns])
+        if not codes:
+            return np.empty(0, dtype=np.int64), [np.empty(0, dtype=_wide(d) or d) for d in self.dtypes]
+        if len(codes) == 1:
+            return codes[0], columns[0]
+        return np.concatenate(codes), [np.concatenate(c) for c in zip(*columns, strict=True)]
+
+    def whole(self) -> _Table:
+        """The table as one :class:`_Table` (a copy; integer columns as int64)."""
+        codes, columns = self.between(0, 1 << (ENDPOINT_BITS + SLOT_BITS + BUCKET_BITS))
+        table = _Table(self.ops, [_wide(d) or d for d in self.dtypes])
+        table.codes, table.columns = codes, columns
+        return table
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.segments)
 
 
 def _slots(
@@ -222,7 +344,8 @@ class RequestAggregator:
     ``interval_s`` given (a known window): the timeline uses it. Otherwise the interval is chosen in
     :meth:`to_measurement` from ``end - start`` with ``intervals`` and ``max_points`` (as
     ``parity.replay.recorder.timeline_interval`` and ``parity.sources.access_log.timeline_interval_for`` do);
-    that span must cover the requests' send times.
+    that span must cover the requests' send times. ``segment_rows``: the tables' segment size (tests make it
+    small to cut the tables often).
     """
 
     def __init__(
@@ -231,6 +354,7 @@ class RequestAggregator:
         max_points: int = MAX_POINTS,
         *,
         interval_s: float | None = None,
+        segment_rows: int = SEGMENT_ROWS,
     ) -> None:
         if interval_s is not None:
             intervals = (interval_s,)
@@ -247,12 +371,13 @@ class RequestAggregator:
         self._origin_us: int | None = None  # a multiple of _align_us near the first request
         self._keys: list[tuple[str, str]] = []
         self._numbers: dict[tuple[str, str], int] = {}
-        # (endpoint, slot, bucket) → requests
-        self._bins = _Table((np.add,), (np.int64,))
+        # (endpoint, slot, bucket) → requests (int32 while they fit: the bins are what grows with the rows)
+        self._bins = _Segments((np.add,), (np.int32,), segment_rows)
         # (endpoint, bucket) → requests, errors, latencies, latency sum ms, min ms, max ms
-        self._cells = _Table(
+        self._cells = _Segments(
             (np.add, np.add, np.add, np.add, np.minimum, np.maximum),
             (np.int64, np.int64, np.int64, np.float64, np.float64, np.float64),
+            segment_rows,
         )
         self.count = 0
         self.first_s = math.nan
@@ -270,8 +395,8 @@ class RequestAggregator:
         """Go on in ``base_us`` buckets (a multiple of the current base), merging those so far: the bucket is the
         lowest field of a code, so the tables stay sorted and only equal neighbours combine (no sort)."""
         factor = base_us // self._base_us
-        self._bins.recode(_recoded_bins(self._bins.codes, factor))
-        self._cells.recode(_recoded_cells(self._cells.codes, factor))
+        self._bins.recode(lambda codes: _recoded_bins(codes, factor))
+        self._cells.recode(lambda codes: _recoded_cells(codes, factor))
         self._base_us = base_us
 
     # --- folding ---------------------------------------------------------------------------------------
@@ -396,15 +521,17 @@ class RequestAggregator:
             self._rebase(base)
         numbers = self._numbers_of(other._keys)
         shift, factor = (other._origin_us - self._origin_us) // other._base_us, base // other._base_us
-        for mine, theirs, recoded in (
-            (self._bins, other._bins, _recoded_bins(other._bins.codes, factor, shift, numbers)),
-            (self._cells, other._cells, _recoded_cells(other._cells.codes, factor, shift, numbers)),
+        for mine, theirs, recode in (
+            (self._bins, other._bins, _recoded_bins),
+            (self._cells, other._cells, _recoded_cells),
         ):
-            order = np.argsort(recoded, kind="stable")
-            merged = _reduce_sorted(
-                recoded[order], *((c[order], op) for c, op in zip(theirs.columns, theirs.ops, strict=True))
-            )
-            mine.add(merged[0], merged[1:])
+            for segment in theirs.segments:  # a segment at a time: their endpoints map one to one onto ours
+                recoded = recode(segment.codes, factor, shift, numbers)
+                order = np.argsort(recoded, kind="stable")
+                merged = _reduce_sorted(
+                    recoded[order], *((c[order], op) for c, op in zip(segment.columns, segment.ops, strict=True))
+                )
+                mine.add(merged[0], merged[1:])
         self.count += other.count
 
     # --- the Measurement -------------------------------------------------------------------------------
@@ -431,8 +558,7 @@ class RequestAggregator:
             raise ValueError(f"the span {start} to {end} does not cover the requests' send times")
         origin = 0 if self._origin_us is None else self._origin_us // interval_us
         factor = interval_us // self._base_us
-        bins, cells = self._bins.copy(), self._cells.copy()
-        bins.recode(_recoded_bins(bins.codes, factor))
+        cells = self._cells.whole()  # endpoints × buckets: small next to the bins, read one endpoint at a time
         cells.recode(_recoded_cells(cells.codes, factor))
         first_b = math.floor(start.timestamp() / interval_s)
         last_b = math.ceil(end.timestamp() / interval_s) - 1
@@ -443,13 +569,16 @@ class RequestAggregator:
         points = last_b - first_b + 1
         requests, errors, latencies, sums, lows, highs = cells.columns
         endpoints = []
-        bin_endpoint = bins.codes >> (SLOT_BITS + BUCKET_BITS)
         for number in sorted(range(len(self._keys)), key=lambda k: self._keys[k]):
             mine = slice(*np.searchsorted(cell_endpoint, [number, number + 1]))
             if mine.start == mine.stop:
                 continue
-            theirs = slice(*np.searchsorted(bin_endpoint, [number, number + 1]))
-            sketch_bins, by_cell = _endpoint_bins(bins.codes[theirs], bins.columns[0][theirs])
+            bins = _Table(self._bins.ops, (np.int64,))
+            bins.codes, bins.columns = self._bins.between(
+                *(n << (SLOT_BITS + BUCKET_BITS) for n in (number, number + 1))
+            )
+            bins.recode(_recoded_bins(bins.codes, factor))
+            sketch_bins, by_cell = _endpoint_bins(bins.codes, bins.columns[0])
             endpoint_cells = _Table(cells.ops, cells.dtypes)
             endpoint_cells.codes, endpoint_cells.columns = cells.codes[mine], [c[mine] for c in cells.columns]
             p95 = _cell_quantiles(by_cell, endpoint_cells, 0.95)
