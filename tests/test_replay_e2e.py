@@ -64,7 +64,8 @@ def test_single_process_replay_records_what_the_server_received(server: str, tmp
     health = m.by_key()["GET /health"]
     assert isinstance(health.latency, LatencyDistribution)
     assert health.latency.samples == health.count
-    assert (health.latency.quantile(0.5) or 0) < 20
+    # in ms (a loopback /health takes ~1 ms idle, 24 ms was seen beside a CPU hog): bounds for the unit, not the speed
+    assert 0.05 < (health.latency.quantile(0.5) or 0) < 1000
 
 
 def test_two_workers_send_the_same_requests_as_one_process(server: str, tmp_path: Path) -> None:
