@@ -159,12 +159,23 @@ def replay_progress(
 
     every_s = plain_every_s(os.environ if environ is None else environ)
     with ProgressLine(sys.stderr if stream is None else stream, every_s=every_s) as line:
+        yield _ReplayDraw(line, format_progress)
 
-        def draw(snapshot: ReplayProgress | None) -> None:
-            if snapshot is not None or line.terminal:  # a log gets no "starting" line (nor one for a refused run)
-                line.update(format_progress(snapshot))
 
-        yield draw
+class _ReplayDraw:
+    """Draws a replay's snapshots on a :class:`ProgressLine`; :meth:`close` (called by ``run_replay`` when the
+    replay ends) ends the line, so what a command prints after the replay comes after its last progress line."""
+
+    def __init__(self, line: ProgressLine, render: Callable[[ReplayProgress | None], str]) -> None:
+        self._line = line
+        self._render = render
+
+    def __call__(self, snapshot: ReplayProgress | None) -> None:
+        if snapshot is not None or self._line.terminal:  # a log gets no "starting" line (nor one for a refused run)
+            self._line.update(self._render(snapshot))
+
+    def close(self) -> None:
+        self._line.close()
 
 
 #: Characters of the bar itself.

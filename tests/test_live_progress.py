@@ -411,3 +411,29 @@ def test_a_quiet_replay_prints_no_progress(targets: tuple[str, str], tmp_path: P
     assert "parity: recorded" in done.stderr
     assert not PROGRESS.search(done.stderr), done.stderr
     _no_child_left(str(tmp_path))
+
+
+@pytest.mark.e2e
+def test_the_progress_display_ends_with_the_replay(targets: tuple[str, str], tmp_path: Path) -> None:
+    """``run_replay`` hands its sink the last snapshot once the child has ended and then closes it: what a command
+    prints next (``parity demo``'s "compared new against old") comes after the last progress line, not before."""
+    from parity.replay.process import ReplayRun, run_replay
+
+    events: list[str] = []
+
+    class Sink:
+        def __call__(self, snapshot: ReplayProgress | None) -> None:
+            events.append("draw" if snapshot is None else f"draw {snapshot.elapsed_s:.1f}")
+
+        def close(self) -> None:
+            events.append("close")
+
+    run = ReplayRun(baseline=BASELINE, host=targets[1], out=tmp_path / "run.json", run_time_s=2, progress=Sink())
+    ended = run_replay(run, tmp_path / "locust.log", timeout_s=120)
+    assert ended.code == 0, (tmp_path / "locust.log").read_text()
+    assert events[-1] == "close", events
+    assert events.count("close") == 1, events
+    last = events[-2]
+    assert last.startswith("draw "), events
+    assert float(last.split()[1]) >= 2.0, events  # the snapshot of the ended run
+    _no_child_left(str(tmp_path))

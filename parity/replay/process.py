@@ -18,6 +18,7 @@ variables, nothing named like a key, token, secret or password.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -91,7 +92,8 @@ class ReplayRun:
     its Locust master listens on and its forked workers connect to (None: Locust's 5557; :func:`run_replay`
     picks a free one). ``extra``: more Locust arguments, appended last. ``progress``: called with the replay's live
     progress (``parity.replay.progress.ReplayProgress``; None until the run has started) about every
-    ``PROGRESS_POLL_S`` while :func:`run_replay` waits (``parity.progress.replay_progress`` draws it); None: none."""
+    ``PROGRESS_POLL_S`` while :func:`run_replay` waits (``parity.progress.replay_progress`` draws it), once more
+    when the replay has ended, and then closed if it has a ``close()`` method; None: none."""
 
     baseline: Path
     host: str
@@ -336,7 +338,13 @@ def run_replay(run: ReplayRun, log_path: Path, timeout_s: float) -> ReplayExit:
     with tempfile.TemporaryDirectory(prefix="parity-progress-") as tmp:
         snapshot = Path(tmp) / PROGRESS_FILE
         with locust_process([*replay_args(run), "--parity-progress-file", str(snapshot)], log_path) as child:
-            code = child.wait(timeout_s, tick=_ticker(sink, snapshot))
+            tick = _ticker(sink, snapshot)
+            code = child.wait(timeout_s, tick=tick)
+            tick()  # the last snapshot the child wrote
+            close = getattr(sink, "close", None)  # a display with an end (parity.progress): ended with the replay
+            if callable(close):
+                with contextlib.suppress(OSError):  # its terminal or pipe is gone: nothing more to show
+                    close()
             return ReplayExit(code, child.signal)
 
 
