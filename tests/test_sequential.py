@@ -180,6 +180,11 @@ def test_type_one_control_at_the_tolerance_edge() -> None:
     assert (first_worse >= 0).mean() <= 3 * 0.05
     assert state.latency["avg_ms"][3].min() >= 30  # the latency test did see most intervals
     assert state.errors_new.sum() > 300 * 10  # and the error test many errors
+    # percentiles need >= 100 hits a side per interval (p95): 150 paths at a 50 % split
+    plan = wide_plan(150, 0.05, ZERO_TOLERANCE, latency_metrics=("p95_ms",))
+    first_worse, state, _ = run_paths(plan, 20, seed=12, n_old=130, n_new=130, rate_old=0.0, rate_new=0.0)
+    assert (first_worse >= 0).mean() <= 3 * 0.05
+    assert state.latency["p95_ms"][3].min() >= 15
 
 
 def test_planted_regressions_are_detected() -> None:
@@ -238,6 +243,25 @@ def test_missing_intervals_are_skipped_never_zero() -> None:
     assert any("newest check" in r for r in decision.reasons)
 
 
+def test_an_endpoint_served_by_one_side_only_holds_the_go_back() -> None:
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    policy = seq.CutoverPolicy(steps=(50.0, 100.0), min_hold_checks=2, max_hold_checks=40, latency_metrics=("avg_ms",))
+    plan = seq.plan_gate(["GET /a", "GET /b"], policy, judge)
+    state = _feed(plan, 10, seed=1)
+    assert seq.decide(state).action is seq.Action.GO
+    only_new = seq.IntervalSummary(5000, 0, 40.0, 30.0, 40.0, 60.0, 80.0, 120.0, 200.0)
+    state = seq.update(state, seq.Check(0, (seq.EndpointInterval("GET /c", None, only_new),)))  # not planned
+    assert seq.decide(state).action is seq.Action.WAIT  # the newest check compared nothing
+    plan = seq.plan_gate(["GET /a", "GET /b", "GET /c"], policy, judge)
+    state = _feed(plan, 10, seed=1, names=("GET /a", "GET /b"))
+    for c in range(3):
+        state = seq.update(state, seq.Check(c, (seq.EndpointInterval("GET /c", None, only_new),)))
+        state = _feed(plan, 1, seed=10 + c, state=state, names=("GET /a", "GET /b"))
+    decision = seq.decide(state)
+    assert decision.action is seq.Action.WAIT
+    assert any(r.startswith("GET /c") for r in decision.reasons)
+
+
 def test_no_data_never_goes_even_with_advance() -> None:
     plan = seq.plan_gate(
         ["GET /a"], seq.CutoverPolicy(min_hold_checks=1, max_hold_checks=2, on_max_hold=seq.MaxHold.ADVANCE)
@@ -253,16 +277,25 @@ def test_no_data_never_goes_even_with_advance() -> None:
 # --- step decisions -----------------------------------------------------------------------------------------
 
 
-def _feed(plan: seq.GatePlan, checks: int, seed: int, state: seq.GateState | None = None, **kw: float) -> seq.GateState:
+def _feed(
+    plan: seq.GatePlan,
+    checks: int,
+    seed: int,
+    state: seq.GateState | None = None,
+    names: tuple[str, ...] | None = None,
+    **kw: float,
+) -> seq.GateState:
+    """``checks`` intervals of both sides for ``names`` (default: every planned endpoint), 500 hits a side."""
     rng = np.random.default_rng(seed)
     state = state or seq.start(plan)
-    paths = len(plan.endpoints)
+    names = names or plan.endpoints
+    paths = len(names)
     for c in range(checks):
         old = summaries(rng, rng.poisson(kw.get("n_old", 500), paths), 50.0, 0.3, kw.get("rate_old", 0.01))
         new = summaries(
             rng, rng.poisson(kw.get("n_new", 500), paths), 50.0 * kw.get("mult", 1.0), 0.3, kw.get("rate_new", 0.01)
         )
-        items = tuple(seq.EndpointInterval(k, o, n) for k, o, n in zip(plan.endpoints, old, new, strict=True))
+        items = tuple(seq.EndpointInterval(k, o, n) for k, o, n in zip(names, old, new, strict=True))
         state = seq.update(state, seq.Check(c * 60_000, items))
     return state
 
