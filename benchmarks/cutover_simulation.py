@@ -30,7 +30,7 @@ binomial test of the new side's errors (given all errors and the request split) 
 tolerance; "fixed 0.05" tests every endpoint and metric at 0.05, "fixed bonf" at 0.01 / family (the same
 Bonferroni split as the gate) — it still inflates with every look.
 
-Usage: python benchmarks/cutover_simulation.py [--runs 200] [--seed 1]
+Usage: python benchmarks/cutover_simulation.py [--runs 200] [--seed 1] [--max-hold 30] [--scenario NAME ...]
 Not part of `make test`; about 4-8 minutes on one core with the defaults.
 """
 
@@ -208,8 +208,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="simulated cutovers per scenario (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--max-hold", type=int, default=30, help="maximum hold per step, in checks (default 30)")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     args = parser.parse_args()
-    policy = seq.CutoverPolicy(on_max_hold=seq.MaxHold.ADVANCE)
+    policy = seq.CutoverPolicy(max_hold_checks=args.max_hold, on_max_hold=seq.MaxHold.ADVANCE)
     plan = seq.plan_gate([f"e{i}" for i in range(N_ENDPOINTS)], policy)
     print(
         f"{args.runs} cutovers per scenario, steps {'/'.join(f'{s:g}' for s in STEPS)} %, {RATE_PER_MIN:.0f} req/min, "
@@ -223,6 +225,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for k, scenario in enumerate(SCENARIOS):
+        if args.scenario and scenario not in args.scenario:
+            continue
         rng = np.random.default_rng([args.seed, k])
         began = time.perf_counter()
         outcomes = [simulate(scenario, rng, policy) for _ in range(args.runs)]
