@@ -91,7 +91,7 @@ def run_paths(
 
 
 def test_normal_mixture_boundary_matches_howard_et_al_closed_forms() -> None:
-    # Howard et al. 2021 eq. 14 and confseq's TwoSidedNormalMixture::bound: sqrt((v+rho)(ln(1+v/rho) + 2 ln(1/a)))
+    # Howard et al. 2021 and confseq's TwoSidedNormalMixture::bound: sqrt((v+rho)(ln(1+v/rho) + 2 ln(1/a)))
     for v, alpha, rho in [(100.0, 0.05, 1.0), (1.0, 0.01, 3.0), (2500.0, 1e-4, 50.0)]:
         expected = math.sqrt((v + rho) * (math.log(1 + v / rho) + 2 * math.log(1 / alpha)))
         assert float(seq.normal_mixture_bound(v, alpha, rho)) == pytest.approx(expected, rel=1e-12)

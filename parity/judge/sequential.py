@@ -16,7 +16,7 @@ counts, the new side's errors are Binomial(e, theta) with ``theta = r n_new / (r
 ``r`` is the ratio of the new side's error rate to the old side's. Conditioning on the interval's totals
 cancels whatever both sides share (time of day, an upstream outage). A mixture of likelihood ratios over
 ``r`` (a discretised normal prior on ln r, ``ERROR_PRIOR_SD``) is a test martingale for every fixed ``r``
-(Howard et al. 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", sec. 3; Robbins'
+(Howard et al. 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences"; Robbins'
 method of mixtures); inverting it on a grid of ln r gives a confidence sequence for ``r``. The ratio alone
 would stop on a trivial change of a tiny rate (0.01% → 0.02%), so a stop also needs the absolute excess
 ``p_new - p_old`` shown beyond the tolerance's absolute part, from conjugate beta-binomial confidence
@@ -28,9 +28,12 @@ figures, taken only when each side had enough hits in that interval for the figu
 side are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not
 decide), weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the
 weighted mean's confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021
-(eq. 14: ``sqrt((V + rho) ln((V + rho) / (rho alpha^2)))``) with ``V`` the larger of a model variance
+(``sqrt((V + rho) ln((V + rho) / (rho alpha^2)))``) with ``V`` the larger of a model variance
 (lognormal shape read from the old side's p50/p95 in the same interval) and the empirical weighted
-variance of the ``y`` seen so far. The log of a mean of few samples is biased low by about
+variance of the ``y`` seen so far. The guarantee holds for sub-Gaussian ``y`` with a known variance; here
+the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the seeded Monte
+Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py check
+the false-stop rate it gives). The log of a mean of few samples is biased low by about
 ``ln(1 + CV^2/n) / 2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the
 model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
 sigma <= 1).
@@ -327,15 +330,15 @@ class StepDecision:
 
 def normal_mixture_rho(v_opt: float, alpha: float) -> float:
     """The mixing variance ``rho`` that makes the two-sided normal-mixture boundary tightest at intrinsic
-    time ``v_opt`` for level ``alpha`` (Howard et al. 2021, eq. 15 / confseq's ``best_rho``)."""
+    time ``v_opt`` for level ``alpha`` (the choice of Howard et al. 2021 and confseq's ``best_rho``)."""
     log_inv = math.log(1 / alpha)
     return v_opt / (2 * log_inv + math.log(1 + 2 * log_inv))
 
 
 def normal_mixture_bound(v: FloatArray | float, alpha: float, rho: float) -> FloatArray:
-    """Two-sided normal-mixture boundary (Howard et al. 2021, eq. 14): ``|S_t| < u(V_t)`` for all t with
-    probability >= 1 - alpha when S is a sum of conditionally 1-sub-Gaussian increments with variance
-    process V. ``u(v) = sqrt((v + rho) ln((v + rho) / (rho alpha^2)))``."""
+    """Two-sided normal-mixture boundary (Howard et al. 2021; confseq's ``TwoSidedNormalMixture``):
+    ``|S_t| < u(V_t)`` for all t with probability >= 1 - alpha when S is a sum of conditionally sub-Gaussian
+    increments with variance process V. ``u(v) = sqrt((v + rho) ln((v + rho) / (rho alpha^2)))``."""
     v_arr = np.asarray(v, dtype=float)
     return np.asarray(np.sqrt((v_arr + rho) * np.log((v_arr + rho) / (rho * alpha * alpha))))
 
