@@ -1,0 +1,791 @@
+"""Anytime-valid sequential tests for a live cutover (issue 16): the statistical core of the cutover gate.
+
+During a weighted-DNS cutover both environments serve real users at the same moment. At every check the
+caller hands in the newest interval's APM summary of each endpoint on BOTH sides (hits, errors, avg and
+percentiles in ms, as Datadog APM reports them per interval: summaries, not samples). This module keeps,
+per endpoint and metric, a test that stays valid however often it is looked at (a confidence sequence:
+the chance that it *ever* excludes the truth is at most its alpha), and turns them into a decision for
+the current step: ``STOP`` (a regression beyond tolerance is shown), ``GO`` (every endpoint with
+meaningful traffic is shown within tolerance and the minimum hold has passed), ``WAIT``, or ``HOLD`` (the
+maximum hold passed undecided: a person decides). Fixed-horizon tests re-run at every check do not have
+this property: their false-stop rate grows with the number of looks (``benchmarks/cutover_simulation.py``).
+
+Errors (Lindon, Sanden & Shirikian, KDD 2022, "Rapid regression detection in software deployments through
+sequential testing"): per interval, given the total errors ``e`` of an endpoint and both sides' request
+counts, the new side's errors are Binomial(e, theta) with ``theta = r n_new / (r n_new + n_old)``, where
+``r`` is the ratio of the new side's error rate to the old side's. Conditioning on the interval's totals
+cancels whatever both sides share (time of day, an upstream outage). A mixture of likelihood ratios over
+``r`` (a discretised normal prior on ln r, ``ERROR_PRIOR_SD``) is a test martingale for every fixed ``r``
+(Howard et al. 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences"; Robbins'
+method of mixtures); inverting it on a grid of ln r gives a confidence sequence for ``r``. The ratio alone
+would stop on a trivial change of a tiny rate (0.01% → 0.02%), so a stop also needs the absolute excess
+``p_new - p_old`` shown beyond the tolerance's absolute part, from conjugate beta-binomial confidence
+sequences for each side's own error rate (``bernoulli_cs``).
+
+Latency: per interval and metric (``avg_ms`` or a percentile), ``y = ln(new / old)`` of the two sides'
+figures, taken only when each side had enough hits in that interval for the figure to mean something
+(``min_interval_hits``: a p95 of 3 requests is their maximum, biased low); intervals with too few hits on a
+side are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not
+decide), weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the
+weighted mean's confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021
+(``sqrt((V + rho) ln((V + rho) / (rho alpha^2)))``) with ``V`` the larger of a model variance
+(lognormal shape read from the old side's p50/p95 in the same interval) and the empirical weighted
+variance of the ``y`` seen so far. The guarantee holds for sub-Gaussian ``y`` with a known variance; here
+the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the seeded Monte
+Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py check
+the false-stop rate it gives). The log of a mean of few samples is biased low by about
+``ln(1 + CV^2/n) / 2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the
+model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
+sigma <= 1).
+
+Multiplicity: every test of the gate (endpoints × metrics, plus the error-rate guardrail when set) gets
+``alpha / family`` (Bonferroni; a union bound, so the family-wise error stays <= alpha at every check,
+however long the cutover runs). Every test runs over the whole cutover (evidence carries from one step to
+the next; later steps, with more traffic on the new side, weigh more through ``n_eff``).
+
+Use (the ``parity cutover`` command, its journal and reports build on this)::
+
+    plan = plan_gate(endpoints, CutoverPolicy(...), judge_policy)   # the family is fixed here
+    state = start(plan)
+    for each check: state = update(state, Check(...)); decision = decide(state)
+        STOP -> roll back (exit 1; a guardrail breach: 4)   GO -> shift, state = next_step(state)
+        WAIT -> check again                                HOLD -> keep the weights (exit 3)
+
+``update`` is deterministic: a journal of the ``Check`` inputs rebuilds the state on ``--resume``.
+
+The module is pure: no I/O, no clock, no printing. Times are ms, rates are ratios (0.01 = 1%), weights
+are percent of traffic to the new environment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from parity.judge.policy import Policy
+from parity.judge.stats import ALPHA, Tolerance
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "ERROR_PRIOR_SD",
+    "LATENCY_CLIP",
+    "LATENCY_V_OPT",
+    "MIN_LATENCY_INTERVALS",
+    "Action",
+    "Check",
+    "CutoverPolicy",
+    "EndpointInterval",
+    "Finding",
+    "GatePlan",
+    "GateState",
+    "GuardrailBreach",
+    "IntervalSummary",
+    "MaxHold",
+    "MetricDecision",
+    "SplitCheck",
+    "StepDecision",
+    "bernoulli_bound",
+    "bernoulli_cs",
+    "bernoulli_log_mixture",
+    "decide",
+    "min_interval_hits",
+    "next_step",
+    "normal_mixture_bound",
+    "normal_mixture_rho",
+    "plan_gate",
+    "ratio_log_mixture",
+    "start",
+    "update",
+]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Default steps (percent of traffic to the new environment).
+DEFAULT_STEPS: tuple[float, ...] = (1.0, 5.0, 10.0, 50.0, 100.0)
+#: Standard deviation of the normal mixing prior on ln(error-rate ratio): mass on ratios of 1/20-20.
+ERROR_PRIOR_SD = 1.5
+#: Grid of ln(ratio) on which the error-ratio confidence sequence is evaluated (ratios 1/100-100, 1% apart).
+_LOG_RATIO_GRID: FloatArray = np.round(np.arange(-4.6, 4.6 + 1e-9, 0.01), 6)
+#: Beta(a, b) mixing prior of the per-side error-rate confidence sequences (Jeffreys).
+BERNOULLI_PRIOR = (0.5, 0.5)
+#: Per-interval latency log ratios are clipped to ±this (a x4 slower or faster interval counts as x4).
+LATENCY_CLIP = math.log(4.0)
+#: The intrinsic time (variance, ln-ratio² × hits) at which the normal-mixture boundary is tightest:
+#: about where a 20% change of a typical endpoint becomes decidable (CV² 0.3 × ~300 effective hits).
+LATENCY_V_OPT = 100.0
+#: Usable intervals an endpoint's latency metric needs before it can be shown anything (the empirical
+#: variance needs a few).
+MIN_LATENCY_INTERVALS = 5
+#: Hits an interval needs per side for its mean to be compared.
+MIN_HITS_MEAN = 3
+#: Hits an interval needs per side beyond a percentile (and below it) for the percentile to be compared.
+TAIL_HITS = 5
+#: New-side hits an interval needs for its p99 to be held against the p99 guardrail.
+P99_GUARD_MIN_HITS = 100
+#: Requests a step needs (both sides together) before the observed split is compared with the weight.
+SPLIT_MIN_HITS = 200
+#: Bounds of the lognormal shape read from an interval's p50 and p95 (σ of ln latency).
+_SIGMA_RANGE = (0.05, 1.5)
+_Z95 = 1.6448536269514722
+_QUANTILES: Mapping[str, float] = {"p50_ms": 0.50, "p75_ms": 0.75, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99}
+LATENCY_METRICS: tuple[str, ...] = ("avg_ms", *_QUANTILES)
+
+
+class Action(Enum):
+    """What the gate says for the current step."""
+
+    STOP = "stop"  # a regression beyond tolerance (or a guardrail breach) is shown: roll back
+    GO = "go"  # minimum hold passed and every endpoint with meaningful traffic shown within tolerance
+    WAIT = "wait"  # undecided; keep the weight and check again
+    HOLD = "hold"  # the maximum hold passed undecided: keep the weight, a person decides (exit 3)
+
+
+class MaxHold(Enum):
+    """What an undecided step does at its maximum hold. ``hold``: wait for a person (the issue's rule).
+    ``advance``: go on when nothing was shown worse (a time-boxed step; the simulation's stand-in for the
+    person who says go)."""
+
+    HOLD = "hold"
+    ADVANCE = "advance"
+
+
+class Finding(Enum):
+    """One endpoint's metric, at one check."""
+
+    WORSE = "worse"  # the whole confidence sequence lies beyond tolerance
+    WITHIN = "within"  # the whole confidence sequence lies inside tolerance
+    OPEN = "open"  # the sequence straddles the tolerance
+    NO_DATA = "no_data"  # too few usable intervals (missing data is never within)
+
+
+@dataclass(frozen=True)
+class IntervalSummary:
+    """One side's APM figures for one endpoint over one interval. Latencies in ms; None = not reported
+    (never read as 0). ``hits`` 0 means the side served none of it: nothing to compare."""
+
+    hits: int
+    errors: int
+    avg_ms: float | None = None
+    p50_ms: float | None = None
+    p75_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class EndpointInterval:
+    """Both sides of one endpoint in one interval; a side that is None was missing from APM."""
+
+    endpoint: str
+    old: IntervalSummary | None
+    new: IntervalSummary | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """The newest interval of every endpoint, both sides at the same moment. ``end_ms``: the interval's end
+    (epoch ms). An endpoint absent from ``endpoints`` is missing for this interval (skipped, not zero)."""
+
+    end_ms: int
+    endpoints: tuple[EndpointInterval, ...]
+
+
+@dataclass(frozen=True)
+class CutoverPolicy:
+    """The cutover's decision settings (the ``[cutover]`` table will map onto these).
+
+    ``steps``: percent to the new environment. ``min_hold_checks`` / ``max_hold_checks``: checks per step
+    before a GO may be taken / after which an undecided step holds (``on_max_hold``). ``alpha``: family-wise
+    false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
+    ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have
+    shown within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is
+    rarely judgeable at small weights). ``min_traffic_share``: an endpoint whose share of all requests seen
+    is below this does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new
+    side's error rate (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new
+    side's p99 in the newest interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once.
+    ``split_tolerance``: relative gap between the observed share of requests on the new side in the step
+    and the weight beyond which the split does not match (a DNS change not in effect); a mismatch blocks GO.
+    """
+
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    min_hold_checks: int = 10
+    max_hold_checks: int = 30
+    alpha: float = ALPHA
+    latency_metrics: tuple[str, ...] = ("avg_ms", "p95_ms")
+    go_metrics: tuple[str, ...] = ("error_rate", "avg_ms")
+    min_traffic_share: float = 0.01
+    error_rate_limit: float | None = None
+    p99_limit_ms: float | None = None
+    split_tolerance: float = 0.5
+    on_max_hold: MaxHold = MaxHold.HOLD
+
+
+@dataclass(frozen=True)
+class GatePlan:
+    """What the gate judges: the endpoints (fixed before the cutover: the Bonferroni family), the metrics,
+    each endpoint's tolerance per metric and each test's alpha."""
+
+    endpoints: tuple[str, ...]
+    policy: CutoverPolicy
+    tolerances: Mapping[str, tuple[Tolerance, ...]]  # metric -> per endpoint, in ``endpoints`` order
+    family: int
+    test_alpha: float
+
+
+@dataclass(frozen=True, eq=False)
+class GateState:
+    """Everything the gate knows after the checks so far. Arrays are per endpoint (``plan.endpoints``
+    order) and never modified in place: ``update`` returns a new state.
+
+    ``error_loglik``: per endpoint, the conditional log-likelihood of the errors on the ln-ratio grid.
+    ``errors_*``/``hits_*``: cumulative counts over intervals where both sides reported hits; ``hits_seen``:
+    every hit reported on either side (an endpoint served by one side only still has traffic).
+    ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
+    ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split.
+    """
+
+    plan: GatePlan
+    step_index: int = 0
+    step_checks: int = 0
+    checks: int = 0
+    error_loglik: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    errors_old: FloatArray = field(default_factory=lambda: np.zeros(0))
+    errors_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    hits_old: FloatArray = field(default_factory=lambda: np.zeros(0))
+    hits_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    hits_seen: FloatArray = field(default_factory=lambda: np.zeros(0))
+    latency: Mapping[str, FloatArray] = field(default_factory=dict)
+    step_hits_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    step_errors_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    step_hits_all: float = 0.0
+    last_p99_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    last_check_usable: bool = False
+
+
+@dataclass(frozen=True)
+class MetricDecision:
+    """One endpoint's metric at a check. ``lower``/``estimate``/``upper``: the new/old ratio (error rate or
+    latency figure) and its confidence sequence (None when nothing usable; ``upper`` may be inf).
+    ``threshold``: the ratio beyond which the change exceeds the tolerance (both its parts). ``intervals``:
+    usable intervals so far (latency) or total errors (error rate)."""
+
+    endpoint: str
+    metric: str
+    finding: Finding
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    threshold: float
+    intervals: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class GuardrailBreach:
+    """An absolute limit broken on the new side. ``kind``: ``error_rate`` (ratio) or ``p99_ms`` (ms)."""
+
+    endpoint: str
+    kind: str
+    observed: float
+    limit: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """Observed share of the step's requests on the new side against the weight (both percent).
+    ``matches`` None: fewer than ``SPLIT_MIN_HITS`` requests in the step so far."""
+
+    weight_pct: float
+    observed_pct: float | None
+    hits: int
+    matches: bool | None
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    """The gate's decision for the current step at one check, with everything behind it."""
+
+    action: Action
+    step_index: int
+    weight_pct: float
+    step_checks: int
+    reasons: tuple[str, ...]
+    metrics: tuple[MetricDecision, ...]
+    guardrails: tuple[GuardrailBreach, ...]
+    split: SplitCheck
+
+
+# --- boundaries and mixtures (known-answer tested) -----------------------------------------------------
+
+
+def normal_mixture_rho(v_opt: float, alpha: float) -> float:
+    """The mixing variance ``rho`` that makes the two-sided normal-mixture boundary tightest at intrinsic
+    time ``v_opt`` for level ``alpha`` (the choice of Howard et al. 2021 and confseq's ``best_rho``)."""
+    log_inv = math.log(1 / alpha)
+    return v_opt / (2 * log_inv + math.log(1 + 2 * log_inv))
+
+
+def normal_mixture_bound(v: FloatArray | float, alpha: float, rho: float) -> FloatArray:
+    """Two-sided normal-mixture boundary (Howard et al. 2021; confseq's ``TwoSidedNormalMixture``):
+    ``|S_t| < u(V_t)`` for all t with probability >= 1 - alpha when S is a sum of conditionally sub-Gaussian
+    increments with variance process V. ``u(v) = sqrt((v + rho) ln((v + rho) / (rho alpha^2)))``."""
+    v_arr = np.asarray(v, dtype=float)
+    return np.asarray(np.sqrt((v_arr + rho) * np.log((v_arr + rho) / (rho * alpha * alpha))))
+
+
+def bernoulli_log_mixture(successes: FloatArray, trials: FloatArray, p: FloatArray) -> FloatArray:
+    """ln of the beta-binomial mixture martingale for a Bernoulli rate ``p``: ``B(a+S, b+F)/B(a, b)`` over
+    ``p^S (1-p)^F`` (prior Beta(``BERNOULLI_PRIOR``)). Under a constant rate p its expectation is 1 at every
+    n, so ``{p: value < ln(1/alpha)}`` is a confidence sequence."""
+    a, b = BERNOULLI_PRIOR
+    s = np.asarray(successes, dtype=float)
+    f = np.asarray(trials, dtype=float) - s
+    p_arr = np.asarray(p, dtype=float)
+    mix = special.betaln(a + s, b + f) - special.betaln(a, b)
+    return np.asarray(mix - special.xlogy(s, p_arr) - special.xlog1py(f, -p_arr))
+
+
+def bernoulli_bound(successes: FloatArray, trials: FloatArray, alpha: float, *, upper: bool) -> FloatArray:
+    """One end of ``bernoulli_cs``: the upper (``upper``) or lower bound, by bisection (45 halvings: < 1e-13)."""
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    threshold = math.log(1 / alpha)
+    p_hat = np.where(n > 0, s / np.maximum(n, 1), 0.5)
+    inner, outer = p_hat.copy(), (np.ones_like(p_hat) if upper else np.zeros_like(p_hat))
+    for _ in range(45):  # invariant: inner is inside the sequence's set, outer is not (or is the edge)
+        mid = (inner + outer) / 2
+        inside = bernoulli_log_mixture(s, n, mid) < threshold
+        inner, outer = np.where(inside, mid, inner), np.where(inside, outer, mid)
+    if upper:
+        return np.where((n > 0) & (s < n), outer, 1.0)
+    return np.where((n > 0) & (s > 0), outer, 0.0)
+
+
+def bernoulli_cs(successes: FloatArray, trials: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
+    """Anytime-valid (lower, upper) bounds of a Bernoulli rate from ``successes`` of ``trials`` (arrays): the
+    set ``{p: bernoulli_log_mixture < ln(1/alpha)}`` (an interval: the mixture's ln is convex in p), found by
+    bisection. No trials: (0, 1); no successes: lower 0; all successes: upper 1."""
+    return bernoulli_bound(successes, trials, alpha, upper=False), bernoulli_bound(successes, trials, alpha, upper=True)
+
+
+def _log_prior() -> FloatArray:
+    logp = -0.5 * (_LOG_RATIO_GRID / ERROR_PRIOR_SD) ** 2
+    return np.asarray(logp - special.logsumexp(logp))
+
+
+_LOG_PRIOR = _log_prior()
+
+
+def ratio_log_mixture(loglik: FloatArray) -> FloatArray:
+    """ln M(r) on the ln-ratio grid for each row of ``loglik`` (conditional log-likelihoods on the grid):
+    ``ln sum_k prior_k exp(l_k) - l(r)``, the mixture likelihood ratio against each grid ratio r."""
+    mixed = special.logsumexp(loglik + _LOG_PRIOR, axis=-1, keepdims=True)
+    return np.asarray(mixed - loglik)
+
+
+def _grid_cs(log_m: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
+    """(lower, upper) ln-ratio bounds per row from ln M on the grid, widened by one grid point each side
+    (the set is an interval in ln r because the conditional log-likelihood is concave in ln r; between grid
+    points it is not evaluated). Edges of the grid become -inf/+inf."""
+    inside = log_m < math.log(1 / alpha)
+    n_grid = _LOG_RATIO_GRID.size
+    any_inside = inside.any(axis=1)
+    first = np.where(any_inside, inside.argmax(axis=1), log_m.argmin(axis=1))
+    last = np.where(any_inside, n_grid - 1 - inside[:, ::-1].argmax(axis=1), log_m.argmin(axis=1))
+    grid = np.concatenate(([-np.inf], _LOG_RATIO_GRID, [np.inf]))
+    return grid[first], grid[last + 2]
+
+
+def min_interval_hits(metric: str) -> int:
+    """Hits an interval needs on EACH side for ``metric`` to be compared: ``MIN_HITS_MEAN`` for the mean,
+    ``TAIL_HITS`` beyond and below a percentile q (ceil(TAIL_HITS / min(q, 1-q)); p95 → 100, p99 → 500)."""
+    if metric == "avg_ms":
+        return MIN_HITS_MEAN
+    q = _QUANTILES[metric]
+    return math.ceil(TAIL_HITS / min(q, 1 - q) - 1e-9)
+
+
+# --- plan, start, update -------------------------------------------------------------------------------
+
+
+def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | None = None) -> GatePlan:
+    """The gate for ``endpoints`` (keys such as ``"GET /users/{id}"``; duplicates are an error) with
+    tolerances from the judge's policy (``Policy.for_endpoint(key).rule(metric)``: ``tolerance`` relative,
+    ``min_delta`` absolute in the metric's unit). The Bonferroni family: endpoints × (error rate + latency
+    metrics + the error-rate guardrail when set)."""
+    keys = tuple(endpoints)
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate endpoint keys")
+    unknown = [m for m in policy.latency_metrics if m not in LATENCY_METRICS]
+    if unknown:
+        raise ValueError(f"unknown latency metrics: {', '.join(unknown)} (known: {', '.join(LATENCY_METRICS)})")
+    if not 0 < policy.alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {policy.alpha}")
+    if policy.min_hold_checks > policy.max_hold_checks:
+        raise ValueError("min_hold_checks must not exceed max_hold_checks")
+    judge = judge or Policy()
+    tolerances: dict[str, tuple[Tolerance, ...]] = {}
+    for metric in ("error_rate", *policy.latency_metrics):
+        rules = [judge.for_endpoint(k).rule(metric) for k in keys]
+        tolerances[metric] = tuple(Tolerance(r.tolerance, r.min_delta) for r in rules)
+    per_endpoint = 1 + len(policy.latency_metrics) + (policy.error_rate_limit is not None)
+    family = max(1, len(keys) * per_endpoint)
+    return GatePlan(keys, policy, tolerances, family, policy.alpha / family)
+
+
+def start(plan: GatePlan) -> GateState:
+    """The state before the first check (step 0, nothing seen)."""
+    n = len(plan.endpoints)
+    zeros = np.zeros(n)
+    latency = {m: np.zeros((6, n)) for m in plan.policy.latency_metrics}
+    return GateState(
+        plan=plan,
+        error_loglik=np.zeros((n, _LOG_RATIO_GRID.size)),
+        errors_old=zeros,
+        errors_new=zeros,
+        hits_old=zeros,
+        hits_new=zeros,
+        hits_seen=zeros,
+        latency=latency,
+        step_hits_new=zeros,
+        step_errors_new=zeros,
+        last_p99_new=np.full(n, np.nan),
+    )
+
+
+def next_step(state: GateState) -> GateState:
+    """The state at the start of the next step: the tests carry on, the step's counters restart."""
+    n = len(state.plan.endpoints)
+    return replace(
+        state,
+        step_index=state.step_index + 1,
+        step_checks=0,
+        step_hits_new=np.zeros(n),
+        step_errors_new=np.zeros(n),
+        step_hits_all=0.0,
+        last_p99_new=np.full(n, np.nan),
+        last_check_usable=False,
+    )
+
+
+def _column(check: Check, index: Mapping[str, int], side: str, name: str) -> FloatArray:
+    """Per endpoint, ``name`` of ``side`` in this check; NaN where the endpoint or side or figure is missing."""
+    out = np.full(len(index), np.nan)
+    for item in check.endpoints:
+        i = index.get(item.endpoint)
+        summary = item.old if side == "old" else item.new
+        if i is None or summary is None:
+            continue
+        value = getattr(summary, name)
+        if value is not None and math.isfinite(float(value)):
+            out[i] = float(value)
+    return out
+
+
+def update(state: GateState, check: Check) -> GateState:
+    """The state after one more check (pure; ``state`` is unchanged). Endpoints not in the plan are ignored
+    (the family was fixed at ``plan_gate``). Per endpoint, an interval counts for the error test only when
+    both sides reported hits > 0 (and 0 <= errors <= hits), and for a latency metric only when both sides
+    reported the figure and at least ``min_interval_hits(metric)`` hits; anything else is skipped, never
+    zero-filled."""
+    plan = state.plan
+    index = {k: i for i, k in enumerate(plan.endpoints)}
+    col = {(side, name): _column(check, index, side, name) for side in ("old", "new") for name in ("hits", "errors")}
+    n_old, n_new = col["old", "hits"], col["new", "hits"]
+    e_old, e_new = col["old", "errors"], col["new", "errors"]
+    with np.errstate(invalid="ignore"):  # NaN (missing) compares False: the side is not usable
+        sane_old = (e_old >= 0) & (e_old <= n_old)
+        sane_new = (e_new >= 0) & (e_new <= n_new)
+    both = (n_old > 0) & (n_new > 0) & sane_old & sane_new
+    hits_old = state.hits_old + np.where(both, n_old, 0.0)
+    hits_new = state.hits_new + np.where(both, n_new, 0.0)
+    errors_old = state.errors_old + np.where(both, e_old, 0.0)
+    errors_new = state.errors_new + np.where(both, e_new, 0.0)
+    loglik = state.error_loglik
+    rows = np.flatnonzero(both & (e_old + e_new > 0))
+    if rows.size:
+        loglik = loglik.copy()
+        log_odds = np.log(n_old[rows] / n_new[rows])[:, None]  # ln(n_old / n_new)
+        grid = _LOG_RATIO_GRID[None, :]
+        # theta = 1 / (1 + (n_old/n_new) e^-s); ln theta = -ln(1 + e^(ln(n_old/n_new) - s))
+        loglik[rows] += -e_new[rows, None] * np.logaddexp(0.0, log_odds - grid) - e_old[rows, None] * np.logaddexp(
+            0.0, grid - log_odds
+        )
+
+    new_seen = (n_new > 0) & sane_new
+    step_hits_new = state.step_hits_new + np.where(new_seen, n_new, 0.0)
+    seen = np.where((n_old > 0) & sane_old, n_old, 0.0) + np.where(new_seen, n_new, 0.0)
+
+    latency = dict(state.latency)
+    p50_old, p95_old = _column(check, index, "old", "p50_ms"), _column(check, index, "old", "p95_ms")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.clip(np.log(p95_old / p50_old) / _Z95, *_SIGMA_RANGE)  # NaN where either is missing
+    for metric in plan.policy.latency_metrics:
+        latency[metric] = state.latency[metric] + _latency_increment(
+            metric, n_old, n_new, _column(check, index, "old", metric), _column(check, index, "new", metric), sigma
+        )
+    p99_new = _column(check, index, "new", "p99_ms")
+    return replace(
+        state,
+        checks=state.checks + 1,
+        step_checks=state.step_checks + 1,
+        error_loglik=loglik,
+        errors_old=errors_old,
+        errors_new=errors_new,
+        hits_old=hits_old,
+        hits_new=hits_new,
+        hits_seen=state.hits_seen + seen,
+        latency=latency,
+        step_hits_new=step_hits_new,
+        step_errors_new=state.step_errors_new + np.where(new_seen, e_new, 0.0),
+        step_hits_all=state.step_hits_all + float(seen.sum()),
+        last_p99_new=np.where(n_new >= P99_GUARD_MIN_HITS, p99_new, np.nan),
+        last_check_usable=bool(both.any()),
+    )
+
+
+def _latency_increment(
+    metric: str, n_old: FloatArray, n_new: FloatArray, old: FloatArray, new: FloatArray, sigma: FloatArray
+) -> FloatArray:
+    """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old) added by one interval; zero where it is not usable.
+    ``c²``: model variance of y per effective hit (lognormal with shape ``sigma`` from the old side's p50/p95;
+    without them a shape of 0.5 is assumed, the empirical variance still applies)."""
+    need = min_interval_hits(metric)
+    usable = (n_old >= need) & (n_new >= need) & (old > 0) & (new > 0)
+    s = np.where(np.isfinite(sigma), sigma, 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(usable, 1.0 / (1.0 / n_old + 1.0 / n_new), 0.0)
+        y = np.log(new / old)
+        if metric == "avg_ms":
+            c2 = np.expm1(s * s)  # CV² of a lognormal latency
+            # E[ln(mean of n)] = ln(mean) - ln(1 + CV²/n) / 2 (Fenton-Wilkinson; exact at n = 1 for a lognormal,
+            # where the delta method's CV²/2n over-corrects by 70% at sigma 1): undo it on both sides
+            y = y + 0.5 * (np.log1p(c2 / n_new) - np.log1p(c2 / n_old))
+        else:
+            q = _QUANTILES[metric]
+            c2 = s * s * q * (1 - q) / (math.exp(-0.5 * float(special.ndtri(q)) ** 2) / math.sqrt(2 * math.pi)) ** 2
+    y = np.where(usable, np.clip(y, -LATENCY_CLIP, LATENCY_CLIP), 0.0)
+    old_level = np.where(usable, old, 0.0)
+    return np.stack([w, w * y, w * y * y, usable.astype(float), w * np.where(usable, c2, 0.0), w * old_level])
+
+
+# --- decisions -----------------------------------------------------------------------------------------
+
+
+def _finding(lower: float, upper: float, threshold: float, usable: bool) -> Finding:
+    if not usable:
+        return Finding.NO_DATA
+    if lower > threshold:
+        return Finding.WORSE
+    if upper <= threshold:
+        return Finding.WITHIN
+    return Finding.OPEN
+
+
+def _error_decisions(state: GateState) -> list[MetricDecision]:
+    """Per endpoint, the error-rate ratio's confidence sequence and the absolute excess check."""
+    plan = state.plan
+    a = plan.test_alpha
+    log_m = ratio_log_mixture(state.error_loglik)
+    lo, hi = _grid_cs(log_m, a / 2)
+    # A stop needs the ratio shown beyond (false with prob <= a/2 when it is not) AND the absolute excess
+    # p_new - p_old shown beyond, from the larger of two lower bounds: p_new_lo - p_old_hi (each side's own
+    # sequence at a/4) and (r_lo - 1) p_old_lo (false with prob <= a in all when the excess is not beyond).
+    # A GO needs either part shown within (the ratio's upper bound, or p_new_hi - p_old_lo).
+    thr = np.array([1 + t.relative for t in plan.tolerances["error_rate"]])
+    n = len(plan.endpoints)
+    excess_lo, excess_hi = np.full(n, -np.inf), np.full(n, np.inf)
+    rows = np.flatnonzero(lo > np.log(thr))  # only these can stop: their absolute excess decides
+    if rows.size:
+        p_new_lo = bernoulli_bound(state.errors_new[rows], state.hits_new[rows], a / 4, upper=False)
+        p_old_lo, p_old_hi = bernoulli_cs(state.errors_old[rows], state.hits_old[rows], a / 4)
+        excess_lo[rows] = np.maximum(p_new_lo - p_old_hi, np.expm1(lo[rows]) * p_old_lo)
+    rows = np.flatnonzero(hi > np.log(thr))  # only these need the absolute excess to be shown within
+    if rows.size:
+        p_new_hi = bernoulli_bound(state.errors_new[rows], state.hits_new[rows], a / 4, upper=True)
+        p_old_lo = bernoulli_bound(state.errors_old[rows], state.hits_old[rows], a / 4, upper=False)
+        excess_hi[rows] = p_new_hi - p_old_lo
+    out = []
+    for i, key in enumerate(plan.endpoints):
+        tol = plan.tolerances["error_rate"][i]
+        total = int(state.errors_old[i] + state.errors_new[i])
+        ratio_thr = 1 + tol.relative
+        r_lo, r_hi = math.exp(lo[i]), math.exp(hi[i])
+        rate_new = state.errors_new[i] / state.hits_new[i] if state.hits_new[i] else math.nan
+        rate_old = state.errors_old[i] / state.hits_old[i] if state.hits_old[i] else math.nan
+        estimate = rate_new / rate_old if rate_old > 0 else (math.inf if rate_new > 0 else None)
+        if state.hits_new[i] == 0:
+            finding, reason = Finding.NO_DATA, "no interval with requests on both sides"
+        elif r_lo > ratio_thr and excess_lo[i] > tol.absolute:
+            finding = Finding.WORSE
+            reason = f"error rate x{r_lo:.2f}+ and +{excess_lo[i]:.2%}+ beyond tolerance"
+        elif r_hi <= ratio_thr or excess_hi[i] <= tol.absolute:
+            finding = Finding.WITHIN
+            shown = f"ratio <= x{r_hi:.2f}" if r_hi <= ratio_thr else f"excess <= +{max(excess_hi[i], 0):.2%}"
+            reason = f"error rate shown within tolerance ({shown})"
+        else:
+            finding = Finding.OPEN
+            reason = f"error-rate ratio x{r_lo:.2f}-x{r_hi:.2f} straddles x{ratio_thr:.2f}"
+        out.append(
+            MetricDecision(
+                key,
+                "error_rate",
+                finding,
+                None if estimate is None else float(estimate),
+                r_lo,
+                r_hi,
+                ratio_thr,
+                total,
+                reason,
+            )
+        )
+    return out
+
+
+def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
+    """Per endpoint, the weighted mean ln ratio's normal-mixture confidence sequence against tolerance."""
+    plan = state.plan
+    w, swy, swy2, k, swc2, swold = state.latency[metric]
+    rho = normal_mixture_rho(LATENCY_V_OPT, plan.test_alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = swy / w
+        emp_c2 = np.maximum(swy2 - w * mean * mean, 0.0) / np.maximum(k - 1, 1)
+        v = np.maximum(swc2, emp_c2 * w)
+        half = normal_mixture_bound(v, plan.test_alpha, rho) / w
+        old_level = swold / w
+    out = []
+    for i, key in enumerate(plan.endpoints):
+        tol = plan.tolerances[metric][i]
+        usable = k[i] >= MIN_LATENCY_INTERVALS and w[i] > 0
+        threshold = 1 + tol.relative
+        if usable and old_level[i] > 0:
+            threshold = max(threshold, 1 + tol.absolute / old_level[i])
+        lower = math.exp(mean[i] - half[i]) if usable else None
+        upper = math.exp(mean[i] + half[i]) if usable else None
+        finding = _finding(lower or 0.0, upper or math.inf, threshold, usable)
+        if finding is Finding.NO_DATA:
+            reason = (
+                f"{int(k[i])} usable intervals (needs {MIN_LATENCY_INTERVALS} with >= "
+                f"{min_interval_hits(metric)} hits per side)"
+            )
+        else:
+            reason = f"{metric} x{lower:.3f}-x{upper:.3f} vs tolerance x{threshold:.3f}"
+        out.append(
+            MetricDecision(
+                key,
+                metric,
+                finding,
+                math.exp(mean[i]) if usable else None,
+                lower,
+                upper,
+                threshold,
+                int(k[i]),
+                reason,
+            )
+        )
+    return out
+
+
+def _guardrails(state: GateState) -> list[GuardrailBreach]:
+    """Absolute limits on the new side: the step's error rate shown above ``error_rate_limit`` (lower
+    confidence bound at the test alpha), the newest interval's p99 above ``p99_limit_ms``."""
+    policy, plan = state.plan.policy, state.plan
+    out = []
+    if policy.error_rate_limit is not None:
+        lower = bernoulli_bound(state.step_errors_new, state.step_hits_new, plan.test_alpha, upper=False)
+        for i in np.flatnonzero(lower > policy.error_rate_limit):
+            observed = state.step_errors_new[i] / state.step_hits_new[i]
+            out.append(
+                GuardrailBreach(
+                    plan.endpoints[i],
+                    "error_rate",
+                    float(observed),
+                    policy.error_rate_limit,
+                    f"new side's error rate {observed:.2%} (at least {lower[i]:.2%}) above the limit "
+                    f"{policy.error_rate_limit:.2%}",
+                )
+            )
+    if policy.p99_limit_ms is not None:
+        for i in np.flatnonzero(np.nan_to_num(state.last_p99_new, nan=-np.inf) > policy.p99_limit_ms):
+            out.append(
+                GuardrailBreach(
+                    plan.endpoints[i],
+                    "p99_ms",
+                    float(state.last_p99_new[i]),
+                    policy.p99_limit_ms,
+                    f"new side's p99 {state.last_p99_new[i]:.0f} ms above the limit {policy.p99_limit_ms:.0f} ms",
+                )
+            )
+    return out
+
+
+def _split(state: GateState, weight: float) -> SplitCheck:
+    hits = int(state.step_hits_all)
+    if hits < SPLIT_MIN_HITS:
+        return SplitCheck(weight, None, hits, None)
+    observed = 100.0 * float(state.step_hits_new.sum()) / state.step_hits_all
+    tolerance = state.plan.policy.split_tolerance * weight
+    return SplitCheck(weight, observed, hits, abs(observed - weight) <= tolerance)
+
+
+def decide(state: GateState) -> StepDecision:
+    """The decision for the current step after the checks so far (see ``Action``). STOP beats everything;
+    GO needs the minimum hold, a usable newest check, a matching split and every endpoint with at least
+    ``min_traffic_share`` of the requests seen shown within tolerance on every ``go_metrics`` metric
+    (NO_DATA is not within); at the maximum hold an undecided step HOLDs (or, with ``MaxHold.ADVANCE``
+    and nothing shown worse, goes)."""
+    plan, policy = state.plan, state.plan.policy
+    weight = policy.steps[min(state.step_index, len(policy.steps) - 1)]
+    metrics = _error_decisions(state)
+    for metric in policy.latency_metrics:
+        metrics += _latency_decisions(state, metric)
+    guardrails = tuple(_guardrails(state))
+    split = _split(state, weight)
+    worse = [m for m in metrics if m.finding is Finding.WORSE]
+
+    def result(action: Action, reasons: list[str]) -> StepDecision:
+        return StepDecision(
+            action, state.step_index, weight, state.step_checks, tuple(reasons), tuple(metrics), guardrails, split
+        )
+
+    if worse or guardrails:
+        reasons = [f"guardrail {g.endpoint}: {g.reason}" for g in guardrails]
+        reasons += [f"{m.endpoint} {m.metric}: {m.reason}" for m in worse]
+        return result(Action.STOP, reasons)
+
+    total = state.hits_seen
+    share = total / total.sum() if total.sum() > 0 else np.zeros_like(total)
+    position = {key: i for i, key in enumerate(plan.endpoints)}
+    blocking = [
+        m
+        for m in metrics
+        if m.metric in policy.go_metrics
+        and share[position[m.endpoint]] >= policy.min_traffic_share
+        and m.finding is not Finding.WITHIN
+    ]
+    reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
+    if not state.last_check_usable:
+        reasons.insert(0, "newest check has no interval with requests on both sides")
+    if split.matches is False:
+        reasons.insert(0, f"observed split {split.observed_pct:.2f}% does not match the weight {weight:g}%")
+    if not share.any():
+        reasons.insert(0, "no requests seen yet")
+    if not reasons and state.step_checks >= policy.min_hold_checks:
+        return result(Action.GO, ["every endpoint with meaningful traffic shown within tolerance"])
+    if state.step_checks >= policy.max_hold_checks:
+        if policy.on_max_hold is MaxHold.ADVANCE and state.last_check_usable and split.matches is not False:
+            return result(Action.GO, ["maximum hold passed with nothing shown worse (time-boxed step)", *reasons])
+        return result(Action.HOLD, ["maximum hold passed undecided", *reasons])
+    if state.step_checks < policy.min_hold_checks:
+        reasons.insert(0, f"minimum hold: {state.step_checks} of {policy.min_hold_checks} checks")
+    return result(Action.WAIT, reasons)
