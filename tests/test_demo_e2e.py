@@ -35,13 +35,20 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     result = json.loads((out / "parity.json").read_text())
     assert result["mode"] == "concurrent-a/b"
-    assert result["verdict"] == "fail"
     verdicts = {e["endpoint"]: e["verdict"] for e in result["endpoints"]}
+    why = {e["endpoint"]: (e["verdict"], e["reasons"]) for e in result["endpoints"] if e["endpoint"] in PLANTED}
     assert len(verdicts) == 12
-    assert all(verdicts[k] == "fail" for k in PLANTED)
-    assert {b["endpoint"] for b in result["bottlenecks"][:2]} == PLANTED
     # The planted bottlenecks take no real CPU and both services share one process: nothing else regresses.
     assert [k for k, v in verdicts.items() if v == "fail" and k not in PLANTED] == [], verdicts
+    if "load generator" in json.dumps(result):
+        # The machine starved the replay's generator (its lag would inflate every latency): the judge leaves latency
+        # unjudged, which is never a pass; seen with two CPU hogs and other suites beside this one on 2 cores
+        assert result["verdict"] in ("fail", "inconclusive"), result["reasons"]
+        assert all(verdicts[k] in ("fail", "inconclusive") for k in PLANTED), why
+        return
+    assert result["verdict"] == "fail", result["reasons"]
+    assert all(verdicts[k] == "fail" for k in PLANTED), why
+    assert {b["endpoint"] for b in result["bottlenecks"][:2]} == PLANTED
     assert "parity: FAIL" in done.stdout
     assert f"report: {out / 'index.html'}" in done.stdout
     old = json.loads((out / "old.measurement.json").read_text())
