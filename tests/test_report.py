@@ -46,7 +46,16 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.charts import CDF_GRID, TIMELINE_POINTS, TIMEZONE_LABEL, chart_data, clock_axes, rounded, utc_offsets
+from parity.report.charts import (
+    CDF_GRID,
+    TIMELINE_POINTS,
+    TIMEZONE_LABEL,
+    chart_data,
+    clock_axes,
+    rounded,
+    time_zone,
+    utc_offsets,
+)
 from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summary_md
 from parity.report.context import (
     INCOMPARABLE_POINTER,
@@ -793,6 +802,15 @@ def test_clock_axes_and_time_zone_offsets() -> None:
     assert utc_offsets("+05:30", night, night + timedelta(hours=3)) == [[int(night.timestamp()), 19800]]
     assert utc_offsets("Mars/Olympus", night, night + timedelta(hours=3)) is None  # unknown: UTC only
     assert clock_axes(replace(base, labels={TIMEZONE_LABEL: "nowhere"}), later)["offsets"] is None
+
+
+def test_time_zone_names_that_are_no_zone_file_are_unknown() -> None:
+    """A folder of the zone database (``America``) or an over-long name is no time zone: None (the CLI's
+    --timezone and [nightly.pull] timezone then refuse it in one line), never an OSError traceback."""
+    night = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    for name in ("America", "Europe", "x" * 300):
+        assert time_zone(name) is None, name
+        assert utc_offsets(name, night, night + timedelta(hours=1)) is None
 
 
 def _timeline_side(n_intervals: int) -> Measurement:

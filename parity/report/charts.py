@@ -173,12 +173,12 @@ def _fixed_offset(name: str) -> timezone | None:
 
 def time_zone(name: str) -> timezone | ZoneInfo | None:
     """The time zone ``name`` means (IANA, e.g. ``Europe/Berlin``, or a fixed ``±HH:MM``); None when it is not one
-    this Python knows."""
+    this Python knows (a folder of the zone database such as ``America``, or a name too long for a file, too)."""
     zone: timezone | ZoneInfo | None = _fixed_offset(name)
     if zone is None:
         try:
             zone = ZoneInfo(name.strip())
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long for a path
             return None
     return zone
 
