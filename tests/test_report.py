@@ -804,6 +804,21 @@ def test_clock_axes_and_time_zone_offsets() -> None:
     assert clock_axes(replace(base, labels={TIMEZONE_LABEL: "nowhere"}), later)["offsets"] is None
 
 
+def test_utc_offsets_place_a_change_between_whole_utc_hours_exactly() -> None:
+    """Newfoundland moves its clocks at 02:00 local, 05:30 UTC (8 March 2026); Lord Howe at 15:30 UTC (3 October
+    2026): the new offset starts there, not at the next whole UTC hour (half an hour of wrong local times)."""
+    night = datetime(2026, 3, 8, 3, 0, tzinfo=UTC)
+    assert utc_offsets("America/St_Johns", night, night + timedelta(hours=5)) == [
+        [int(night.timestamp()), -12600],
+        [int(datetime(2026, 3, 8, 5, 30, tzinfo=UTC).timestamp()), -9000],
+    ]
+    day = datetime(2026, 10, 3, 12, 0, tzinfo=UTC)
+    assert utc_offsets("Australia/Lord_Howe", day, day + timedelta(hours=6)) == [
+        [int(day.timestamp()), 37800],
+        [int(datetime(2026, 10, 3, 15, 30, tzinfo=UTC).timestamp()), 39600],
+    ]
+
+
 def test_time_zone_names_that_are_no_zone_file_are_unknown() -> None:
     """A folder of the zone database (``America``) or an over-long name is no time zone: None (the CLI's
     --timezone and [nightly.pull] timezone then refuse it in one line), never an OSError traceback."""
