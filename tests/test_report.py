@@ -33,7 +33,7 @@ import xmlschema
 
 from parity.judge.compare import compare, describe_looks_worse
 from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, MetricRule, Policy
-from parity.judge.result import Bottleneck, EndpointResult, ParityResult, SideInfo, Verdict
+from parity.judge.result import Bottleneck, Change, EndpointResult, ParityResult, SideInfo, Verdict
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -775,6 +775,31 @@ def test_plain_sentences_say_each_verdict_without_statistics() -> None:
     assert plain_sentence(p95, inc.alpha, gate_label(p95, inc.throughput_gated)) == (
         "p95 was not compared: the two sides measured different kinds of latency (see the callout at the top)."
     )
+
+
+def test_plain_sentence_never_calls_a_change_beyond_tolerance_unchanged() -> None:
+    """An error rate from 0 to 0.004% judged worse (a config with no absolute floor: 40 errors in 1M requests is
+    significant over none) moved by less than 0.005 percentage points: the sentence must not say "about unchanged;
+    this is beyond the tolerance" — it gives the change in two significant digits, as format_value does."""
+    m = _endpoint(mixed_result(), CREATE).metric("error_rate")
+    assert m is not None
+    assert m.verdict is Verdict.FAIL
+    tiny = replace(m, baseline=0.0, candidate=0.00004, ratio=None, delta=0.00004, min_delta=0.0)
+    text = plain_sentence(tiny, mixed_result().alpha)
+    assert text == (
+        "error rate went from 0.00% to 0.0040%, +0.0040 percentage points; this is beyond the 50% tolerance and not "
+        "noise."
+    ), text
+    p95 = _endpoint(mixed_result(), ORDERS).metric("p95_ms")
+    assert p95 is not None
+    assert p95.change is Change.WORSE
+    exact = replace(p95, baseline=1000.0, candidate=1000.3, ratio=1.0003, delta=0.3, tolerance=0.0, min_delta=0.0)
+    assert plain_sentence(exact, mixed_result().alpha).startswith(
+        "p95 went from 1000.0 ms to 1000.3 ms, 0.030% slower;"
+    )
+    # a change judged within the tolerance keeps its plain "about unchanged"
+    same = replace(tiny, baseline=0.001, candidate=0.00104, change=Change.SAME, verdict=Verdict.PASS)
+    assert plain_sentence(same, mixed_result().alpha).startswith("error rate stayed at 0.10%; this is within")
 
 
 def test_clock_axes_and_time_zone_offsets() -> None:
