@@ -802,6 +802,17 @@ def test_plain_sentence_never_calls_a_change_beyond_tolerance_unchanged() -> Non
     assert plain_sentence(same, mixed_result().alpha).startswith("error rate stayed at 0.10%; this is within")
 
 
+def test_plain_percentages_keep_one_format_at_ten() -> None:
+    """A change just under 10% that rounds to 10 reads "10% slower" like 10% itself, not "10.0% slower"."""
+    p95 = _endpoint(mixed_result(), ORDERS).metric("p95_ms")
+    assert p95 is not None
+    for candidate in (109.96, 110.0):
+        m = replace(p95, baseline=100.0, candidate=candidate, ratio=candidate / 100.0, delta=candidate - 100.0)
+        assert plain_sentence(m, mixed_result().alpha).startswith(
+            f"p95 went from 100.0 ms to {candidate:.1f} ms, 10% slower;"
+        )
+
+
 def test_clock_axes_and_time_zone_offsets() -> None:
     """Windows in UTC epoch seconds; the same clock only when both windows coincide; offsets per DST change."""
     base = _measurement((), env="old", target="http://old", pair_id=None)

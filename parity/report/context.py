@@ -398,9 +398,9 @@ def latency_judged(result: ParityResult) -> str:
 
 
 def _pct(x: float) -> str:
-    """A percentage without its sign: one decimal below 10%, none above."""
+    """A percentage without its sign: one decimal below 10%, none above (9.96 reads 10, not 10.0)."""
     x = abs(x)
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+    return f"{x:.1f}" if round(x, 1) < 10 else f"{x:.0f}"
 
 
 def _p(p: float) -> str:
