@@ -33,7 +33,7 @@ import xmlschema
 
 from parity.judge.compare import compare, describe_looks_worse
 from parity.judge.policy import DEFAULT_RULES, METRICS, Gate, MetricRule, Policy
-from parity.judge.result import Bottleneck, EndpointResult, ParityResult, SideInfo, Verdict
+from parity.judge.result import Bottleneck, Change, EndpointResult, ParityResult, SideInfo, Verdict
 from parity.model import (
     Endpoint,
     EndpointStats,
@@ -46,7 +46,16 @@ from parity.model import (
     Timeline,
     Window,
 )
-from parity.report.charts import CDF_GRID, TIMELINE_POINTS, TIMEZONE_LABEL, chart_data, clock_axes, rounded, utc_offsets
+from parity.report.charts import (
+    CDF_GRID,
+    TIMELINE_POINTS,
+    TIMEZONE_LABEL,
+    chart_data,
+    clock_axes,
+    rounded,
+    time_zone,
+    utc_offsets,
+)
 from parity.report.ci import SUMMARY_MAX_ROWS, _md, junit_xml, parity_json, summary_md
 from parity.report.context import (
     INCOMPARABLE_POINTER,
@@ -768,6 +777,42 @@ def test_plain_sentences_say_each_verdict_without_statistics() -> None:
     )
 
 
+def test_plain_sentence_never_calls_a_change_beyond_tolerance_unchanged() -> None:
+    """An error rate from 0 to 0.004% judged worse (a config with no absolute floor: 40 errors in 1M requests is
+    significant over none) moved by less than 0.005 percentage points: the sentence must not say "about unchanged;
+    this is beyond the tolerance" — it gives the change in two significant digits, as format_value does."""
+    m = _endpoint(mixed_result(), CREATE).metric("error_rate")
+    assert m is not None
+    assert m.verdict is Verdict.FAIL
+    tiny = replace(m, baseline=0.0, candidate=0.00004, ratio=None, delta=0.00004, min_delta=0.0)
+    text = plain_sentence(tiny, mixed_result().alpha)
+    assert text == (
+        "error rate went from 0.00% to 0.0040%, +0.0040 percentage points; this is beyond the 50% tolerance and not "
+        "noise."
+    ), text
+    p95 = _endpoint(mixed_result(), ORDERS).metric("p95_ms")
+    assert p95 is not None
+    assert p95.change is Change.WORSE
+    exact = replace(p95, baseline=1000.0, candidate=1000.3, ratio=1.0003, delta=0.3, tolerance=0.0, min_delta=0.0)
+    assert plain_sentence(exact, mixed_result().alpha).startswith(
+        "p95 went from 1000.0 ms to 1000.3 ms, 0.030% slower;"
+    )
+    # a change judged within the tolerance keeps its plain "about unchanged"
+    same = replace(tiny, baseline=0.001, candidate=0.00104, change=Change.SAME, verdict=Verdict.PASS)
+    assert plain_sentence(same, mixed_result().alpha).startswith("error rate stayed at 0.10%; this is within")
+
+
+def test_plain_percentages_keep_one_format_at_ten() -> None:
+    """A change just under 10% that rounds to 10 reads "10% slower" like 10% itself, not "10.0% slower"."""
+    p95 = _endpoint(mixed_result(), ORDERS).metric("p95_ms")
+    assert p95 is not None
+    for candidate in (109.96, 110.0):
+        m = replace(p95, baseline=100.0, candidate=candidate, ratio=candidate / 100.0, delta=candidate - 100.0)
+        assert plain_sentence(m, mixed_result().alpha).startswith(
+            f"p95 went from 100.0 ms to {candidate:.1f} ms, 10% slower;"
+        )
+
+
 def test_clock_axes_and_time_zone_offsets() -> None:
     """Windows in UTC epoch seconds; the same clock only when both windows coincide; offsets per DST change."""
     base = _measurement((), env="old", target="http://old", pair_id=None)
@@ -793,6 +838,30 @@ def test_clock_axes_and_time_zone_offsets() -> None:
     assert utc_offsets("+05:30", night, night + timedelta(hours=3)) == [[int(night.timestamp()), 19800]]
     assert utc_offsets("Mars/Olympus", night, night + timedelta(hours=3)) is None  # unknown: UTC only
     assert clock_axes(replace(base, labels={TIMEZONE_LABEL: "nowhere"}), later)["offsets"] is None
+
+
+def test_utc_offsets_place_a_change_between_whole_utc_hours_exactly() -> None:
+    """Newfoundland moves its clocks at 02:00 local, 05:30 UTC (8 March 2026); Lord Howe at 15:30 UTC (3 October
+    2026): the new offset starts there, not at the next whole UTC hour (half an hour of wrong local times)."""
+    night = datetime(2026, 3, 8, 3, 0, tzinfo=UTC)
+    assert utc_offsets("America/St_Johns", night, night + timedelta(hours=5)) == [
+        [int(night.timestamp()), -12600],
+        [int(datetime(2026, 3, 8, 5, 30, tzinfo=UTC).timestamp()), -9000],
+    ]
+    day = datetime(2026, 10, 3, 12, 0, tzinfo=UTC)
+    assert utc_offsets("Australia/Lord_Howe", day, day + timedelta(hours=6)) == [
+        [int(day.timestamp()), 37800],
+        [int(datetime(2026, 10, 3, 15, 30, tzinfo=UTC).timestamp()), 39600],
+    ]
+
+
+def test_time_zone_names_that_are_no_zone_file_are_unknown() -> None:
+    """A folder of the zone database (``America``) or an over-long name is no time zone: None (the CLI's
+    --timezone and [nightly.pull] timezone then refuse it in one line), never an OSError traceback."""
+    night = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    for name in ("America", "Europe", "x" * 300):
+        assert time_zone(name) is None, name
+        assert utc_offsets(name, night, night + timedelta(hours=1)) is None
 
 
 def _timeline_side(n_intervals: int) -> Measurement:

@@ -173,12 +173,12 @@ def _fixed_offset(name: str) -> timezone | None:
 
 def time_zone(name: str) -> timezone | ZoneInfo | None:
     """The time zone ``name`` means (IANA, e.g. ``Europe/Berlin``, or a fixed ``±HH:MM``); None when it is not one
-    this Python knows."""
+    this Python knows (a folder of the zone database such as ``America``, or a name too long for a file, too)."""
     zone: timezone | ZoneInfo | None = _fixed_offset(name)
     if zone is None:
         try:
             zone = ZoneInfo(name.strip())
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long for a path
             return None
     return zone
 
@@ -186,21 +186,32 @@ def time_zone(name: str) -> timezone | ZoneInfo | None:
 def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
     """The UTC offsets of time zone ``name`` (IANA or a fixed ``±HH:MM``) over ``[start, end]`` as
     ``[[from epoch s, offset s], ...]`` (one entry, or one more per daylight-saving change; probed at every whole
-    UTC hour); None when the name is not a time zone this Python knows."""
+    UTC hour, a change found placed to the second: some zones change at half hours, Newfoundland at 05:30 UTC);
+    None when the name is not a time zone this Python knows."""
     zone = time_zone(name)
     if zone is None:
         return None
+
+    def offset_at(epoch_s: int) -> int:
+        offset = datetime.fromtimestamp(epoch_s, UTC).astimezone(zone).utcoffset()
+        return 0 if offset is None else int(offset.total_seconds())
+
     out: list[list[int]] = []
-    t = start.astimezone(UTC)
+    t, stop = int(start.timestamp()), int(end.timestamp())
+    prev = t
     while True:
-        offset = t.astimezone(zone).utcoffset()
-        seconds = 0 if offset is None else int(offset.total_seconds())
-        if not out or out[-1][1] != seconds:
-            out.append([int(t.timestamp()), seconds])
-        if t >= end:
+        seconds = offset_at(t)
+        if not out:
+            out.append([t, seconds])
+        elif out[-1][1] != seconds:
+            lo, hi = prev, t  # the offset changed in (lo, hi]: bisect to the first second of the new one
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if offset_at(mid) == seconds else (mid, hi)
+            out.append([hi, seconds])
+        if t >= stop:
             return out
-        # probe at whole UTC hours (where zones change their offset), so a change is placed exactly
-        t = min(datetime.fromtimestamp((int(t.timestamp()) // 3600 + 1) * 3600, UTC), end)
+        prev, t = t, min((t // 3600 + 1) * 3600, stop)
 
 
 def clock_axes(baseline: Measurement, candidate: Measurement) -> dict[str, Any]:

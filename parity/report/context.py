@@ -398,9 +398,9 @@ def latency_judged(result: ParityResult) -> str:
 
 
 def _pct(x: float) -> str:
-    """A percentage without its sign: one decimal below 10%, none above."""
+    """A percentage without its sign: one decimal below 10%, none above (9.96 reads 10, not 10.0)."""
     x = abs(x)
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+    return f"{x:.1f}" if round(x, 1) < 10 else f"{x:.0f}"
 
 
 def _p(p: float) -> str:
@@ -517,17 +517,23 @@ def _plain_label(m: MetricResult) -> str:
 
 def _plain_amount(m: MetricResult) -> str | None:
     """How much the metric moved in words: ``1.6× slower``, ``12% faster``, ``+7.80 percentage points``,
-    ``unchanged``; None when a figure is missing."""
+    ``unchanged``; None when a figure is missing. A change judged beyond the tolerance is never ``unchanged``: too
+    small for those digits, it keeps two significant ones (``+0.0040 percentage points``, ``0.030% slower``)."""
     base, cand = _finite(m.baseline), _finite(m.candidate)
     if base is None or cand is None:
         return None
+    beyond = m.change in (Change.WORSE, Change.BETTER) and cand != base
     if m.unit == "ratio":
         points = (cand - base) * 100
-        return "unchanged" if abs(points) < 0.005 else f"{_signed(points, 2)} percentage points"
+        if abs(points) < 0.005:
+            return f"{'+' if points > 0 else '-'}{abs(points):#.2g} percentage points" if beyond else "unchanged"
+        return f"{_signed(points, 2)} percentage points"
     if base <= 0:
         return "unchanged" if cand == base else None
     ratio = cand / base
     if abs(ratio - 1) < 0.0005:
+        if beyond:
+            return f"{abs(ratio - 1) * 100:#.2g}% {_WORDS.get(m.unit, ('higher', 'lower'))[0 if ratio > 1 else 1]}"
         return "unchanged"
     up, down = _WORDS.get(m.unit, ("higher", "lower"))
     word = up if ratio > 1 else down
