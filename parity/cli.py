@@ -598,14 +598,7 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
         target_env=args.new_env,
         old_env=args.old_env,
         service=args.service,
-        shape=args.shape,
-        rps=args.rps,
-        steps=args.steps,
-        step_duration_s=args.step_duration,
-        burst_multiplier=args.burst_multiplier,
-        burst_start_s=args.burst_start,
-        burst_duration_s=args.burst_duration,
-        min_endpoint_rps=args.min_endpoint_rps,
+        **_shape_fields(args),
         processes=args.processes,
         rails=config.rails,
         extra=tuple(args.locust_args),
@@ -626,6 +619,20 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elif outcome.status != "complete":
         print(f"  note: the replay was {outcome.status}: judged on what was recorded")
     return outcome.exit_code
+
+
+def _shape_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``ReplayRun`` fields of the options :func:`_add_shape_options` adds (the run time apart)."""
+    return {
+        "shape": args.shape,
+        "rps": args.rps,
+        "steps": args.steps,
+        "step_duration_s": args.step_duration,
+        "burst_multiplier": args.burst_multiplier,
+        "burst_start_s": args.burst_start,
+        "burst_duration_s": args.burst_duration,
+        "min_endpoint_rps": args.min_endpoint_rps,
+    }
 
 
 def _add_shape_options(parser: argparse.ArgumentParser) -> None:
@@ -1104,14 +1111,7 @@ def _replay_run(args: argparse.Namespace, config: Config, settings: ShapeSetting
         seed=args.seed,
         target_env=args.target_env,
         service=args.service,
-        shape=args.shape,
-        rps=args.rps,
-        steps=args.steps,
-        step_duration_s=args.step_duration,
-        burst_multiplier=args.burst_multiplier,
-        burst_start_s=args.burst_start,
-        burst_duration_s=args.burst_duration,
-        min_endpoint_rps=args.min_endpoint_rps,
+        **_shape_fields(args),
         processes=args.processes,
         rails=rails,
         extra=_replay_extra(args, rails),
