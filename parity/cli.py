@@ -1124,6 +1124,10 @@ def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     config = _config(args)
     baseline = measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process
+    written = args.out / REPLAY_MEASUREMENT
+    if args.against is not None and args.against.resolve() == written.resolve():
+        raise BadInput(f"--against {args.against} is the file this replay writes ({written}): it would be replaced "
+                       "by the new recording; give this run another -o DIR")  # fmt: skip
     reference = None if args.against is None else Reference(load_measurement(args.against), str(args.against))
     settings = _shape_settings(args)
     _print_sample_plan(baseline, str(args.baseline), settings, config)

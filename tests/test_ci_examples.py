@@ -416,3 +416,19 @@ def test_gitlab_job_runs_as_written(tmp_path: Path, targets: tuple[str, str], re
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "restored .parity-state" in restored.stdout
     assert (project / ".parity-state" / "parity-history.sqlite").is_file()
+
+
+def test_gitlab_restore_fails_on_a_state_it_cannot_unpack(tmp_path: Path, registry: str) -> None:
+    """A download that is not the state archive (a proxy's page, a truncated file) stops the job: the night must not
+    start a fresh history store and upload it as the newest state over the real one."""
+    project = tmp_path / "service"
+    project.mkdir()
+    env = base_env(tmp_path) | {k: str(v) for k, v in load(GITLAB)["variables"].items()}
+    env |= {"CI_API_V4_URL": registry, "CI_PROJECT_ID": "7", "CI_JOB_TOKEN": JOB_TOKEN}
+    FakeRegistry.files["/api/v4/projects/7/packages/generic/parity-state/1/state.tar.gz"] = b"<html>not a tar</html>"
+    restore = gitlab_job()["script"][0] + "\necho 'the night went on'"
+    done = subprocess.run(
+        [*BASH, "-c", restore], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "the night went on" not in done.stdout

@@ -212,3 +212,23 @@ def test_parity_replay_runs_the_locust_replay_and_judges_it(tmp_path: Path) -> N
     assert (out / "index.html").is_file()
     assert (out / "locust.log").is_file()
     assert f"measurement: {out / 'candidate.measurement.json'}" in done.stdout
+
+
+def test_parity_replay_refuses_to_overwrite_its_reference(tmp_path: Path) -> None:
+    """``--against`` naming the very file the replay writes (the previous run's candidate.measurement.json in the
+    same -o, e.g. the default reports/replay twice) is refused before any request: the run would replace the
+    reference with the candidate, and the reference would be lost."""
+    out = tmp_path / "run"
+    out.mkdir()
+    reference = out / "candidate.measurement.json"
+    reference.write_bytes((ROOT / "baselines" / "demo.json").read_bytes())
+    before = reference.read_bytes()
+    done = run_parity(
+        "replay", str(ROOT / "baselines" / "demo.json"), "--host", "http://127.0.0.1:9", "-t", "1s",
+        "--endpoints", "GET /health", "--against", str(out / ".." / "run" / "candidate.measurement.json"),
+        "-o", str(out), "--quiet", cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert reference.read_bytes() == before
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--against" in done.stderr
