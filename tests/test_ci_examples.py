@@ -36,7 +36,8 @@ from tests.conftest import ROOT
 
 WORKFLOW = ROOT / "examples" / "github" / ".github" / "workflows" / "nightly-parity.yml"
 GITLAB = ROOT / "examples" / "gitlab" / ".gitlab-ci.yml"
-#: GitHub's default shell for `run:` on Linux; GitLab's bash runs its script with errexit and pipefail too.
+#: GitHub's `shell: bash` (the workflow names it in `defaults`: unnamed, GitHub's default has no pipefail); GitLab's
+#: bash runs its script with errexit and pipefail too.
 BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
 #: Seconds of replay per night in the run tests.
 NIGHT_S = 2
@@ -104,6 +105,9 @@ def test_workflow_passes_the_schema_and_the_lint_rules() -> None:
     assert "|| true" not in text
     assert "actions/cache" not in text, "the Actions cache is evicted: the history must not live there"
     assert doc["jobs"]["parity"]["runs-on"][0] == "self-hosted"
+    # the steps run under BASH's flags only with the shell named (no step names another)
+    assert doc["defaults"]["run"]["shell"] == "bash"
+    assert all("shell" not in s for s in steps())
 
 
 def test_workflow_installs_parity_pinned_and_keeps_reports_whatever_the_verdict() -> None:
