@@ -230,9 +230,16 @@ def test_reports_flag_endpoints_replayed_without_their_body() -> None:
     meta = RunMeta("test", None, datetime(2026, 11, 3, tzinfo=UTC), None, None)
     keys = without_body((base, cand))
     assert keys == {"POST /b"}
-    rows = {r["k"]: r for r in build_context(result, meta, measurements=(base, cand))["data"]["rows"]}
+    data = build_context(result, meta, measurements=(base, cand))["data"]
+    rows = {r["k"]: r for r in data["rows"]}
     assert rows["POST /b"]["nb"][0] == "sent without its body"
     assert "nb" not in rows["GET /a"]
+    # each metric of it is badged "left out" (for its data), not "off" (a gate turned off in the config)
+    gates = {c[12] for c in rows["POST /b"]["m"] if c is not None}
+    assert "left-out" in gates, gates
+    assert "off" not in gates, gates
+    assert data["gates"]["left-out"]["label"] == "left out"
+    assert "config" not in data["gates"]["left-out"]["title"]
     verdict = next(e.verdict for e in result.endpoints if e.endpoint.key == "POST /b").value.upper()
     text = summary_md(result, meta, without_body=keys)
     assert "**Replayed without their request body (1):**" in text

@@ -8,7 +8,8 @@ metric's unit (``+12.3 ms``, ``-0.20 req/s``), error-rate deltas in percentage p
 A missing figure prints as ``n/a`` (never as zero). Verdicts carry a CSS class derived from the
 :class:`~parity.judge.result.Verdict` value (``verdict-fail``…); colours live in the template's CSS.
 A metric that does not count towards its endpoint's verdict (``MetricResult.gated`` False) is labelled by why
-(:func:`gate_label`: ``shown``, ``incomparable`` or ``off``) instead of looking like a grey inconclusive one.
+(:func:`gate_label`: ``shown``, ``incomparable``, ``off`` or ``left-out``) instead of looking like a grey
+inconclusive one.
 
 The formatting helpers are shared with :mod:`parity.report.ci` so every renderer prints the same figures.
 """
@@ -47,6 +48,7 @@ from parity.report.charts import CDF_GRID, clock_axes, rounded
 
 __all__ = [
     "GATE_INCOMPARABLE",
+    "GATE_LEFT_OUT",
     "GATE_OFF",
     "GATE_SHOWN",
     "METRIC_LABELS",
@@ -234,6 +236,9 @@ GATE_SHOWN = "shown"
 GATE_INCOMPARABLE = "incomparable"
 #: :func:`gate_label` of a metric whose gate is off in the config (reported only).
 GATE_OFF = "off"
+#: :func:`gate_label` of a metric the judge left out of the verdict for its data (its requests were replayed
+#: without their body: not the baseline's requests), not for the config.
+GATE_LEFT_OUT = "left-out"
 
 _REMEDY = re.compile(r"^(?P<command>.*?\S)\s{2,}\((?P<why>[^()]*)\)$", re.S)
 
@@ -268,14 +273,15 @@ def gate_label(m: MetricResult, throughput_gated: bool) -> str | None:
     """Why a metric does not count towards its endpoint's verdict: :data:`GATE_INCOMPARABLE` (latency of
     different kinds), :data:`GATE_SHOWN` (throughput under unequal or closed-loop load: ``throughput_gated`` is
     the run's :attr:`~parity.judge.result.ParityResult.throughput_gated`), :data:`GATE_OFF` (its gate is off in
-    the config); None for a metric that counts (gated), whatever its verdict."""
+    the config), :data:`GATE_LEFT_OUT` (left out for its data, e.g. replayed without a body); None for a metric
+    that counts (gated), whatever its verdict."""
     if m.gated:
         return None
     if not m.comparable:
         return GATE_INCOMPARABLE
     if m.metric == THROUGHPUT_METRIC and not throughput_gated:
         return GATE_SHOWN
-    return GATE_OFF
+    return GATE_OFF if "(gate off)" in m.reason else GATE_LEFT_OUT
 
 
 def gate_title(label: str, result: ParityResult) -> str:
@@ -285,6 +291,8 @@ def gate_title(label: str, result: ParityResult) -> str:
         return f"latency not comparable, neither passed nor failed: {reason}"
     if label == GATE_SHOWN:
         return f"throughput shown, not judged: {result.throughput_note or 'the sides saw different offered loads'}"
+    if label == GATE_LEFT_OUT:
+        return "left out of the verdict: its figures are not parity (e.g. requests replayed without their body)"
     return "reported only: this metric's gate is off in the config"
 
 
@@ -575,8 +583,8 @@ def _unjudged(m: MetricResult, label: str, figures: str, gate: str | None) -> tu
         return figures, "; shown only, not judged: the two sides did not see the same offered load."
     why = _left_out_why(m)
     if gate == GATE_OFF:
-        if "(gate off)" in m.reason:
-            return figures, "; reported only: this metric does not count towards the verdict (its gate is off)."
+        return figures, "; reported only: this metric does not count towards the verdict (its gate is off)."
+    if gate == GATE_LEFT_OUT:
         return figures, f"; not judged: {why}."
     if m.change is not Change.UNKNOWN:
         return None
@@ -1080,7 +1088,10 @@ def build_context(
         for i, e in enumerate(result.endpoints, start=1)
     ]
     verdicts = {v.value: {**_verdict(v), "severity": v.severity} for v in VERDICT_ORDER}
-    gates = {g: {"label": g, "title": gate_title(g, result)} for g in (GATE_SHOWN, GATE_INCOMPARABLE, GATE_OFF)}
+    gates = {
+        g: {"label": g.replace("-", " "), "title": gate_title(g, result)}
+        for g in (GATE_SHOWN, GATE_INCOMPARABLE, GATE_OFF, GATE_LEFT_OUT)
+    }
     return {
         "title": _title(result),
         "subtitle": f"{result.baseline.name} (baseline) → {result.candidate.name} (candidate)",
