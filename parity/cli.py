@@ -46,6 +46,7 @@ from parity.history.command import add_history_parser
 from parity.judge.compare import compare
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
+from parity.replay.endpoint_filter import EndpointFilter, filter_plan, no_match_message, parse_globs
 from parity.replay.plan import UNFILLABLE_VALUE, build_plan
 from parity.replay.rails import ABORT_WINDOW_S, DEFAULT_MAX_RESPONSE_BYTES, Rails
 from parity.replay.shapes import ShapeKind, ShapeSettings
@@ -704,8 +705,15 @@ def _shape_settings(args: argparse.Namespace) -> ShapeSettings:
     )
 
 
-def _print_sample_plan(baseline: Measurement, name: str, settings: ShapeSettings, config: Config) -> None:
-    """Print what a replay of ``baseline`` shaped as ``settings`` will send and what a verdict needs."""
+def _print_sample_plan(
+    baseline: Measurement,
+    name: str,
+    settings: ShapeSettings,
+    config: Config,
+    endpoint_filter: EndpointFilter | None = None,
+) -> None:
+    """Print what a replay of ``baseline`` shaped as ``settings`` will send and what a verdict needs; with an
+    active ``endpoint_filter``, of the endpoints it keeps only (BadInput when it keeps none, as the replay would)."""
     from parity.replay import shapes
     from parity.replay.sample_plan import replay_sample_plan
     from parity.report.terminal import sample_plan_summary
@@ -713,6 +721,14 @@ def _print_sample_plan(baseline: Measurement, name: str, settings: ShapeSettings
     plan = build_plan(baseline)
     if not plan.endpoints:
         raise BadInput(f"{name}: no replayable endpoint (see `parity baseline` for route maps and pools)")
+    if endpoint_filter is not None and endpoint_filter.active:
+        kept = filter_plan(plan, endpoint_filter).plan
+        if not kept.endpoints:
+            raise BadInput(no_match_message(plan, endpoint_filter, name))
+        plan = kept
+        kept_stats = tuple(e for e in baseline.endpoints if endpoint_filter.keeps(e.endpoint))
+        baseline = replace(baseline, endpoints=kept_stats)
+        name = f"{name} ({endpoint_filter.describe()})"
     try:
         shaped = shapes.shape(plan, settings)
     except ValueError as exc:
@@ -1130,7 +1146,8 @@ def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
                        "by the new recording; give this run another -o DIR")  # fmt: skip
     reference = None if args.against is None else Reference(load_measurement(args.against), str(args.against))
     settings = _shape_settings(args)
-    _print_sample_plan(baseline, str(args.baseline), settings, config)
+    endpoint_filter = EndpointFilter(parse_globs(args.endpoints), parse_globs(args.exclude_endpoints))
+    _print_sample_plan(baseline, str(args.baseline), settings, config, endpoint_filter)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

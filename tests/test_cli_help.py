@@ -212,6 +212,21 @@ def test_parity_replay_runs_the_locust_replay_and_judges_it(tmp_path: Path) -> N
     assert (out / "index.html").is_file()
     assert (out / "locust.log").is_file()
     assert f"measurement: {out / 'candidate.measurement.json'}" in done.stdout
+    # the sample-size table is of what is replayed: the filtered endpoint, not the twelve of the baseline
+    assert "(--endpoints 'GET /health') replayed for 2 s" in done.stdout
+    assert "on 1 endpoints" in done.stdout
+
+
+def test_parity_replay_refuses_a_filter_that_keeps_nothing_before_any_process(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_parity(
+        "replay", str(ROOT / "baselines" / "demo.json"), "--host", "http://127.0.0.1:9", "--endpoints", "GET /nope",
+        "-o", str(out), "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stderr.startswith("parity: error: --endpoints 'GET /nope' keeps no replayable endpoint"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_parity_replay_refuses_to_overwrite_its_reference(tmp_path: Path) -> None:
