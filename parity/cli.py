@@ -12,6 +12,7 @@ a traceback and exit code 1 — "regression found").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -1134,6 +1135,19 @@ def _replay_run(args: argparse.Namespace, config: Config, settings: ShapeSetting
     )
 
 
+def _remove_stale_reports(out: Path) -> list[str]:
+    """Remove the reports (``index.html``, ``parity.json``, ``junit.xml``, ``summary.md``) an earlier judged run
+    left in ``out``, whose candidate Measurement a new unjudged replay has just replaced; the names removed."""
+    from parity.report.write import REPORT_FILES
+
+    removed = []
+    for name in REPORT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+            removed.append(name)
+    return removed
+
+
 def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.progress import replay_progress
     from parity.replay.single import REFUSED, Reference, run_single
@@ -1168,6 +1182,9 @@ def _cmd_replay(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _report(outcome.result, args.out, _meta(config.path, argv), (reference.measurement, m))
     print(f"  measurement: {outcome.measurement_path}: {m.total_count:,} requests on {len(m.endpoints)} endpoints, "
           f"{outcome.status}; Locust log: {outcome.log_path}")  # fmt: skip
+    if outcome.result is None and (stale := _remove_stale_reports(args.out)):
+        print(f"  note: removed {', '.join(stale)} of an earlier run in {args.out}: they judged the measurement this "
+              "run replaced (a CI reading junit.xml would have seen that verdict)")  # fmt: skip
     if outcome.interrupted is not None:
         print(f"  note: stopped by {signal.Signals(outcome.interrupted).name}: the replay is incomplete"
               + ("" if outcome.result is None else ", judged on what was recorded")

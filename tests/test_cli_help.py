@@ -202,15 +202,24 @@ def test_parity_replay_runs_the_locust_replay_and_judges_it(tmp_path: Path) -> N
             "--quiet", timeout=120,
         )  # fmt: skip
         after = dict(fetch_stats(url)["requests"])
+        reports = {p.name for p in out.iterdir()}
+        m = measurement_json.read(out / "candidate.measurement.json")
+        verdict = json.loads((out / "parity.json").read_text())["verdict"]
+        # the same -o again without --against: the first run's reports judged a Measurement this run replaces
+        again = run_parity(
+            "replay", str(ROOT / "baselines" / "demo.json"), "--host", url, "-t", "1s", "--endpoints", "GET /health",
+            "-o", str(tmp_path / "run"), "--quiet", timeout=120,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert {"index.html", "parity.json", "junit.xml", "summary.md"} <= reports
+    assert {p.name for p in out.iterdir()} == {"candidate.measurement.json", "locust.log"}
+    assert "removed index.html, parity.json, junit.xml, summary.md of an earlier run" in again.stdout
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
-    m = measurement_json.read(out / "candidate.measurement.json")
     received = {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
     assert {e.endpoint.key: e.count for e in m.endpoints} == received == {"GET /health": m.total_count}
     assert m.total_count > 10  # ~8% of ~78 req/s x 3 for 2 s
     assert m.labels["complete"] == "yes"
-    assert json.loads((out / "parity.json").read_text())["verdict"] == "inconclusive"
-    assert (out / "index.html").is_file()
-    assert (out / "locust.log").is_file()
+    assert verdict == "inconclusive"
     assert f"measurement: {out / 'candidate.measurement.json'}" in done.stdout
     # the sample-size table is of what is replayed: the filtered endpoint, not the twelve of the baseline
     assert "(--endpoints 'GET /health') replayed for 2 s" in done.stdout
