@@ -422,13 +422,16 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     """The gate for ``endpoints`` (keys such as ``"GET /users/{id}"``; duplicates are an error) with
     tolerances from the judge's policy (``Policy.for_endpoint(key).rule(metric)``: ``tolerance`` relative,
     ``min_delta`` absolute in the metric's unit). The Bonferroni family: endpoints × (error rate + latency
-    metrics + the error-rate guardrail when set)."""
+    metrics + the error-rate guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
     keys = tuple(endpoints)
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate endpoint keys")
     unknown = [m for m in policy.latency_metrics if m not in LATENCY_METRICS]
     if unknown:
         raise ValueError(f"unknown latency metrics: {', '.join(unknown)} (known: {', '.join(LATENCY_METRICS)})")
+    unjudged = [m for m in policy.go_metrics if m not in ("error_rate", *policy.latency_metrics)]
+    if unjudged:  # a GO metric nothing judges would be skipped at GO time: a GO on missing data
+        raise ValueError(f"go_metrics not among the judged metrics: {', '.join(unjudged)} (add to latency_metrics)")
     if not 0 < policy.alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {policy.alpha}")
     if policy.min_hold_checks > policy.max_hold_checks:
