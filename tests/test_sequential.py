@@ -379,3 +379,24 @@ def test_a_go_metric_that_is_not_judged_is_refused_not_skipped() -> None:
     decision = seq.decide(state)
     assert decision.action is seq.Action.STOP
     assert {m.metric for m in decision.metrics if m.finding is seq.Finding.WORSE} == {"avg_ms"}
+
+
+def test_checks_without_data_do_not_count_towards_the_minimum_hold() -> None:
+    """The minimum hold is time watched at the new weight: after a step change, checks whose pull came back
+    empty (an outage) must not let the first usable check GO on the previous step's evidence alone."""
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    policy = seq.CutoverPolicy(
+        steps=(50.0, 60.0, 100.0), min_hold_checks=10, max_hold_checks=40, latency_metrics=("avg_ms",)
+    )
+    plan = seq.plan_gate(["GET /a", "GET /b"], policy, judge)
+    state = _feed(plan, 10, seed=1)
+    assert seq.decide(state).action is seq.Action.GO
+    state = seq.next_step(state)
+    for c in range(9):
+        state = seq.update(state, seq.Check(c, ()))  # nothing came back
+    state = _feed(plan, 1, seed=2, state=state, n_old=400, n_new=600)
+    decision = seq.decide(state)  # before the fix: GO after one usable check at 60 %
+    assert decision.action is seq.Action.WAIT, decision.reasons
+    assert any("minimum hold: 1 of 10" in r for r in decision.reasons)
+    state = _feed(plan, 9, seed=3, state=state, n_old=400, n_new=600)
+    assert seq.decide(state).action is seq.Action.GO
