@@ -181,7 +181,7 @@ def test_type_one_control_at_the_tolerance_edge() -> None:
     assert state.latency["avg_ms"][3].min() >= 30  # the latency test did see most intervals
     assert state.errors_new.sum() > 300 * 10  # and the error test many errors
     # percentiles need >= 100 hits a side per interval (p95): 150 paths at a 50 % split
-    plan = wide_plan(150, 0.05, ZERO_TOLERANCE, latency_metrics=("p95_ms",))
+    plan = wide_plan(150, 0.05, ZERO_TOLERANCE, latency_metrics=("p95_ms",), go_metrics=("p95_ms",))
     first_worse, state, _ = run_paths(plan, 20, seed=12, n_old=130, n_new=130, rate_old=0.0, rate_new=0.0)
     assert (first_worse >= 0).mean() <= 3 * 0.05
     assert state.latency["p95_ms"][3].min() >= 15
@@ -359,3 +359,44 @@ def test_plan_family_and_tolerances_from_the_judge_policy() -> None:
         seq.plan_gate(["GET /a", "GET /a"], policy)
     with pytest.raises(ValueError, match="unknown latency metrics"):
         seq.plan_gate(["GET /a"], seq.CutoverPolicy(latency_metrics=("p42_ms",)))
+
+
+def test_a_go_metric_that_is_not_judged_is_refused_not_skipped() -> None:
+    """avg_ms is a GO metric by default; judging only p95 must not let a GO through with avg never shown
+    (here the new side's avg is x3 from a slow tail beyond its p95)."""
+    judge = flat_policy(p95_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    policy = seq.CutoverPolicy(steps=(50.0, 100.0), min_hold_checks=2, max_hold_checks=40, latency_metrics=("p95_ms",))
+    old = seq.IntervalSummary(500, 5, 50.0, 40.0, 55.0, 80.0, 100.0, 150.0, 300.0)
+    new = replace(old, avg_ms=150.0, p99_ms=5000.0, max_ms=20000.0)
+    # before the fix this plan judged errors and p95 only and said GO after 10 checks, avg_ms never judged
+    with pytest.raises(ValueError, match="go_metrics"):
+        seq.plan_gate(["GET /a"], policy, judge)
+    seq.plan_gate(["GET /a"], replace(policy, go_metrics=("error_rate", "p95_ms")), judge)  # explicit: accepted
+    plan = seq.plan_gate(["GET /a"], replace(policy, latency_metrics=("avg_ms", "p95_ms")), judge)
+    state = seq.start(plan)
+    for c in range(10):
+        state = seq.update(state, seq.Check(c, (seq.EndpointInterval("GET /a", old, new),)))
+    decision = seq.decide(state)
+    assert decision.action is seq.Action.STOP
+    assert {m.metric for m in decision.metrics if m.finding is seq.Finding.WORSE} == {"avg_ms"}
+
+
+def test_checks_without_data_do_not_count_towards_the_minimum_hold() -> None:
+    """The minimum hold is time watched at the new weight: after a step change, checks whose pull came back
+    empty (an outage) must not let the first usable check GO on the previous step's evidence alone."""
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    policy = seq.CutoverPolicy(
+        steps=(50.0, 60.0, 100.0), min_hold_checks=10, max_hold_checks=40, latency_metrics=("avg_ms",)
+    )
+    plan = seq.plan_gate(["GET /a", "GET /b"], policy, judge)
+    state = _feed(plan, 10, seed=1)
+    assert seq.decide(state).action is seq.Action.GO
+    state = seq.next_step(state)
+    for c in range(9):
+        state = seq.update(state, seq.Check(c, ()))  # nothing came back
+    state = _feed(plan, 1, seed=2, state=state, n_old=400, n_new=600)
+    decision = seq.decide(state)  # before the fix: GO after one usable check at 60 %
+    assert decision.action is seq.Action.WAIT, decision.reasons
+    assert any("minimum hold: 1 of 10" in r for r in decision.reasons)
+    state = _feed(plan, 9, seed=3, state=state, n_old=400, n_new=600)
+    assert seq.decide(state).action is seq.Action.GO

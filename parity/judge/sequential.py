@@ -203,17 +203,17 @@ class Check:
 class CutoverPolicy:
     """The cutover's decision settings (the ``[cutover]`` table will map onto these).
 
-    ``steps``: percent to the new environment. ``min_hold_checks`` / ``max_hold_checks``: checks per step
-    before a GO may be taken / after which an undecided step holds (``on_max_hold``). ``alpha``: family-wise
-    false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
-    ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have
-    shown within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is
-    rarely judgeable at small weights). ``min_traffic_share``: an endpoint whose share of all requests seen
-    is below this does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new
-    side's error rate (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new
-    side's p99 in the newest interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once.
-    ``split_tolerance``: relative gap between the observed share of requests on the new side in the step
-    and the weight beyond which the split does not match (a DNS change not in effect); a mismatch blocks GO.
+    ``steps``: percent to the new environment. ``min_hold_checks`` / ``max_hold_checks``: checks per step (with data
+    / of any kind) before a GO may be taken / after which an undecided step holds (``on_max_hold``). ``alpha``:
+    family-wise false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
+    ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
+    within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is rarely
+    judgeable at small weights). ``min_traffic_share``: an endpoint whose share of all requests seen is below this
+    does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
+    (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 in the newest
+    interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once. ``split_tolerance``: relative gap
+    between the observed share of requests on the new side in the step and the weight beyond which the split does
+    not match (a DNS change not in effect); a mismatch blocks GO.
     """
 
     steps: tuple[float, ...] = DEFAULT_STEPS
@@ -250,12 +250,15 @@ class GateState:
     ``errors_*``/``hits_*``: cumulative counts over intervals where both sides reported hits; ``hits_seen``:
     every hit reported on either side (an endpoint served by one side only still has traffic).
     ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
-    ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split.
+    ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
+    ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
+    counts these: a check that brought nothing is not time watched at the new weight).
     """
 
     plan: GatePlan
     step_index: int = 0
     step_checks: int = 0
+    step_usable_checks: int = 0
     checks: int = 0
     error_loglik: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
     errors_old: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -422,13 +425,16 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     """The gate for ``endpoints`` (keys such as ``"GET /users/{id}"``; duplicates are an error) with
     tolerances from the judge's policy (``Policy.for_endpoint(key).rule(metric)``: ``tolerance`` relative,
     ``min_delta`` absolute in the metric's unit). The Bonferroni family: endpoints × (error rate + latency
-    metrics + the error-rate guardrail when set)."""
+    metrics + the error-rate guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
     keys = tuple(endpoints)
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate endpoint keys")
     unknown = [m for m in policy.latency_metrics if m not in LATENCY_METRICS]
     if unknown:
         raise ValueError(f"unknown latency metrics: {', '.join(unknown)} (known: {', '.join(LATENCY_METRICS)})")
+    unjudged = [m for m in policy.go_metrics if m not in ("error_rate", *policy.latency_metrics)]
+    if unjudged:  # a GO metric nothing judges would be skipped at GO time: a GO on missing data
+        raise ValueError(f"go_metrics not among the judged metrics: {', '.join(unjudged)} (add to latency_metrics)")
     if not 0 < policy.alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {policy.alpha}")
     if policy.min_hold_checks > policy.max_hold_checks:
@@ -470,6 +476,7 @@ def next_step(state: GateState) -> GateState:
         state,
         step_index=state.step_index + 1,
         step_checks=0,
+        step_usable_checks=0,
         step_hits_new=np.zeros(n),
         step_errors_new=np.zeros(n),
         step_hits_all=0.0,
@@ -539,6 +546,7 @@ def update(state: GateState, check: Check) -> GateState:
         state,
         checks=state.checks + 1,
         step_checks=state.step_checks + 1,
+        step_usable_checks=state.step_usable_checks + bool(both.any()),
         error_loglik=loglik,
         errors_old=errors_old,
         errors_new=errors_new,
@@ -740,9 +748,9 @@ def _split(state: GateState, weight: float) -> SplitCheck:
 
 def decide(state: GateState) -> StepDecision:
     """The decision for the current step after the checks so far (see ``Action``). STOP beats everything;
-    GO needs the minimum hold, a usable newest check, a matching split and every endpoint with at least
-    ``min_traffic_share`` of the requests seen shown within tolerance on every ``go_metrics`` metric
-    (NO_DATA is not within); at the maximum hold an undecided step HOLDs (or, with ``MaxHold.ADVANCE``
+    GO needs the minimum hold (checks with data), a usable newest check, a matching split and every endpoint
+    with at least ``min_traffic_share`` of the requests seen shown within tolerance on every ``go_metrics``
+    metric (NO_DATA is not within); at the maximum hold an undecided step HOLDs (or, with ``MaxHold.ADVANCE``
     and nothing shown worse, goes)."""
     plan, policy = state.plan, state.plan.policy
     weight = policy.steps[min(state.step_index, len(policy.steps) - 1)]
@@ -780,12 +788,12 @@ def decide(state: GateState) -> StepDecision:
         reasons.insert(0, f"observed split {split.observed_pct:.2f}% does not match the weight {weight:g}%")
     if not share.any():
         reasons.insert(0, "no requests seen yet")
-    if not reasons and state.step_checks >= policy.min_hold_checks:
+    if not reasons and state.step_usable_checks >= policy.min_hold_checks:
         return result(Action.GO, ["every endpoint with meaningful traffic shown within tolerance"])
     if state.step_checks >= policy.max_hold_checks:
         if policy.on_max_hold is MaxHold.ADVANCE and state.last_check_usable and split.matches is not False:
             return result(Action.GO, ["maximum hold passed with nothing shown worse (time-boxed step)", *reasons])
         return result(Action.HOLD, ["maximum hold passed undecided", *reasons])
-    if state.step_checks < policy.min_hold_checks:
-        reasons.insert(0, f"minimum hold: {state.step_checks} of {policy.min_hold_checks} checks")
+    if state.step_usable_checks < policy.min_hold_checks:
+        reasons.insert(0, f"minimum hold: {state.step_usable_checks} of {policy.min_hold_checks} checks with data")
     return result(Action.WAIT, reasons)
