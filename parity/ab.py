@@ -27,9 +27,9 @@ from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
-from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, planned_run_s, run_replay
+from parity.replay.process import REPLAY_STATUS, ReplayExit, ReplayRun, log_tail, planned_run_s, run_replay
 
-__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "refusal_reason", "run_ab"]
+__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "refusal_reason", "replay_status", "run_ab"]
 
 #: Seconds a replay may run beyond its planned run time (start-up, waiting for workers, drain, writing the
 #: Measurements) before it is interrupted.
@@ -79,6 +79,23 @@ def refusal_reason(log_path: Path) -> str:
     return found[-1].strip() if found else log_tail(log_path)
 
 
+def replay_status(ended: ReplayExit, written: bool, what: str, log_path: Path) -> str:
+    """The status of a replay child that ended as ``ended``, ``written`` telling whether it wrote its
+    Measurement(s): :data:`REFUSED` when a safety rail refused it before any request, else a ``REPLAY_STATUS``
+    value (incomplete when it was stopped for running late). Interrupted when a signal stopped it before it wrote
+    anything; BadInput (naming ``what``, e.g. "the replay") when it failed or wrote nothing."""
+    code = ended.code
+    if code == EXIT_ABORTED and not written:
+        return REFUSED
+    status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
+    if status is None or not written:
+        if ended.signal is not None:
+            raise ended.nothing_recorded(what, log_path)
+        why = "did not finish in time" if code is None else f"failed (exit {code})"
+        raise BadInput(f"{what} {why}: {log_tail(log_path)} (log: {log_path})")
+    return status
+
+
 def run_ab(
     run: ReplayRun,
     policy: Policy | None = None,
@@ -94,17 +111,10 @@ def run_ab(
     if not run.old_host or run.old_out is None:
         raise ValueError("run_ab needs a replay with an old host and an old output file")
     ended = run_replay(run, log_path, planned_run_s(run) + slack_s)
-    code = ended.code
     old_path, new_path = run.old_out, run.out
-    written = old_path.is_file() and new_path.is_file()
-    if code == EXIT_ABORTED and not written:
+    status = replay_status(ended, old_path.is_file() and new_path.is_file(), "the A/B replay", log_path)
+    if status == REFUSED:
         return AbOutcome(REFUSED, None, old_path, new_path, log_path, refusal=refusal_reason(log_path))
-    status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
-    if status is None or not written:
-        if ended.signal is not None:
-            raise ended.nothing_recorded("the A/B replay", log_path)
-        why = "did not finish in time" if code is None else f"failed (exit {code})"
-        raise BadInput(f"the A/B replay {why}: {log_tail(log_path)} (log: {log_path})")
     old, new = measurement_json.read(old_path), measurement_json.read(new_path)
     names = names or (f"old ({run.old_host})", f"new ({run.host})")
     result = compare(old, new, policy, names=names)

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parity import measurement_json
-from parity.ab import REFUSED, REPLAY_SLACK_S, refusal_reason
-from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput
+from parity.ab import REFUSED, REPLAY_SLACK_S, refusal_reason, replay_status
+from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION
 from parity.judge.compare import compare
 from parity.judge.policy import Policy
 from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
-from parity.replay.process import REPLAY_STATUS, ReplayRun, log_tail, planned_run_s, run_replay
+from parity.replay.process import REPLAY_STATUS, ReplayRun, planned_run_s, run_replay
 
 __all__ = ["REFUSED", "Reference", "ReplayOutcome", "run_single"]
 
@@ -91,17 +91,10 @@ def run_single(
         raise ValueError("run_single replays one target: use parity.ab.run_ab for an A/B pair")
     before = _mtime_ns(run.out)
     ended = run_replay(run, log_path, planned_run_s(run) + slack_s)
-    code = ended.code
     after = _mtime_ns(run.out)
-    written = after is not None and after != before
-    if code == EXIT_ABORTED and not written:
+    status = replay_status(ended, after is not None and after != before, "the replay", log_path)
+    if status == REFUSED:
         return ReplayOutcome(REFUSED, run.out, log_path, refusal=refusal_reason(log_path))
-    status = REPLAY_STATUS[EXIT_INCONCLUSIVE] if code is None else REPLAY_STATUS.get(code)
-    if status is None or not written:
-        if ended.signal is not None:
-            raise ended.nothing_recorded("the replay", log_path)
-        why = "did not finish in time" if code is None else f"failed (exit {code})"
-        raise BadInput(f"the replay {why}: {log_tail(log_path)} (log: {log_path})")
     candidate = measurement_json.read(run.out)
     result = None
     if reference is not None:
