@@ -318,6 +318,7 @@ def _print_unreplayable(m: Measurement) -> None:
 
 
 def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.report.charts import with_time_zone
     from parity.sources.access_log import WINDOW_SLACK_S, read_access_logs
     from parity.sources.replay_window import read_replay, server_side_of
     from parity.sources.routes import describe_route_map, read_route_map
@@ -345,7 +346,7 @@ def _cmd_from_logs(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         m = replace(m, source=replace(m.source, service=args.service or None, env=args.env or None))
     if replay is not None:
         m = server_side_of(m, replay)
-    m = _with_time_zone(m, args.timezone)
+    m = with_time_zone(m, args.timezone)
     path = _write_measurement(m, _from_logs_output(args))
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints, "
@@ -444,6 +445,7 @@ def _pull_window(args: argparse.Namespace) -> tuple[datetime, datetime, Measurem
 
 def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.progress import QueryProgressBar
+    from parity.report.charts import with_time_zone
     from parity.sources.datadog_apm import pull_with_keys
     from parity.sources.replay_window import server_side_of
     from parity.sources.routes import describe_route_map
@@ -472,7 +474,7 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     finally:
         bar.close()
     m = pulled.measurement if replay is None else server_side_of(pulled.measurement, replay)
-    path = _write_measurement(_with_time_zone(m, args.timezone), output)
+    path = _write_measurement(with_time_zone(m, args.timezone), output)
     print(
         f"parity: wrote {path}: {m.total_count} requests on {len(m.endpoints)} endpoints ({args.service}, {args.env})"
     )
@@ -510,14 +512,6 @@ def _time_zone_name(text: str) -> str:
     if time_zone(text) is None:
         raise argparse.ArgumentTypeError(f"not a time zone: {text!r} (expected e.g. Europe/Berlin or +02:00)")
     return text.strip()
-
-
-def _with_time_zone(m: Measurement, name: str | None) -> Measurement:
-    """``m`` labelled with its local time zone ``name`` (the report's charts show that time of day beside UTC);
-    ``m`` itself when None."""
-    from parity.report.charts import TIMEZONE_LABEL
-
-    return m if name is None else replace(m, labels={**m.labels, TIMEZONE_LABEL: name})
 
 
 def _add_time_zone_option(parser: argparse.ArgumentParser) -> None:

@@ -52,7 +52,7 @@ from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.nightly.settings import ApmSource, NightlySettings
 from parity.replay.process import REPLAY_STATUS, ProgressSink, ReplayRun, log_tail, run_replay
-from parity.report.charts import TIMEZONE_LABEL
+from parity.report.charts import with_time_zone
 from parity.report.context import RunMeta
 from parity.report.write import write_atomic, write_reports
 
@@ -194,8 +194,7 @@ def _pull(
         routes=source.routes,
         params=source.params,
     )
-    m = pulled.measurement
-    return m if source.timezone is None else replace(m, labels={**m.labels, TIMEZONE_LABEL: source.timezone})
+    return with_time_zone(pulled.measurement, source.timezone)
 
 
 def _baseline(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,6 +53,7 @@ __all__ = [
     "rounded",
     "time_zone",
     "utc_offsets",
+    "with_time_zone",
 ]
 
 #: Cumulative probabilities the CDF is sampled at (shared by every endpoint and side): every 2% up to 90%,
@@ -181,6 +183,12 @@ def time_zone(name: str) -> timezone | ZoneInfo | None:
         except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long for a path
             return None
     return zone
+
+
+def with_time_zone(m: Measurement, name: str | None) -> Measurement:
+    """``m`` labelled (:data:`TIMEZONE_LABEL`) with its service's local time zone ``name``, which the clock axes show
+    beside UTC; ``m`` itself when None."""
+    return m if name is None else replace(m, labels={**m.labels, TIMEZONE_LABEL: name})
 
 
 def utc_offsets(name: str, start: datetime, end: datetime) -> list[list[int]] | None:
