@@ -147,11 +147,15 @@ def exit_code(verdict: Verdict) -> int:
 
 
 def _commit() -> str | None:
-    """The harness's git commit when it runs from a checkout, else None."""
+    """The harness's git commit when it runs from a checkout, else None. git gets the environment every child of
+    parity gets (no API keys or other secrets)."""
+    from parity.replay.process import child_environment
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             cwd=Path(__file__).resolve().parent,
+            env=child_environment(os.environ),
             capture_output=True,
             text=True,
             timeout=5,

@@ -10,6 +10,7 @@ nightly forwards the stop and keeps the partial Measurement; the replay child ho
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -104,6 +105,24 @@ def _children(parent: subprocess.Popen[bytes], count: int) -> list[int]:
 
     _wait(check, 30, f"{count} child process(es) started")
     return found
+
+
+def _locust_child(parent: subprocess.Popen[bytes]) -> int:
+    """The pid of ``parent``'s ``python -m locust`` child once it runs (other children, e.g. the ``git`` that
+    names the harness's commit, are not it)."""
+    found: list[int] = []
+
+    def check() -> bool:
+        for child in psutil.Process(parent.pid).children():
+            with contextlib.suppress(psutil.Error):  # ended meanwhile
+                args = child.cmdline()
+                if any(a == "-m" and b == "locust" for a, b in itertools.pairwise(args)):
+                    found[:] = [child.pid]
+                    return True
+        return False
+
+    _wait(check, 30, "the Locust child started")
+    return found[0]
 
 
 def test_child_environment_keeps_no_keys() -> None:
@@ -224,7 +243,7 @@ def test_sigterm_to_nightly_keeps_the_partial_replay_and_leaves_no_locust(server
     )  # fmt: skip
     locust: list[int] = []
     try:
-        locust = _children(nightly, 1)
+        locust = [_locust_child(nightly)]
         environ = Path(f"/proc/{locust[0]}/environ").read_bytes()
         assert b"DD_" not in environ
         assert b"secret" not in environ
