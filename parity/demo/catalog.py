@@ -18,7 +18,9 @@ from typing import Any
 __all__ = [
     "CATALOG",
     "CPU_MS_PER_ROW",
+    "CUTOVER_POOL",
     "NEW",
+    "NEW_CUTOVER",
     "OLD",
     "PROFILES",
     "CostModel",
@@ -231,7 +233,24 @@ NEW = replace(
     export_cpu_quota=0.25,
 )
 
-PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW)}
+#: The new (EKS) deployment of ``parity demo cutover``: the old one in every respect but one, the planted
+#: load-dependent bottleneck: pgbouncer's pool for the primary database holds ``CUTOVER_POOL`` connection(s), so
+#: every request's queries (12.8 ms of them per request on average in the demo's mix) queue for it. The wait
+#: grows with the new side's request rate λ as an M/G/1 queue's does (utilisation ρ = λ × 12.8 ms): negligible
+#: at the first steps of a cutover, a multiple of the queries' own time once the new side carries half the demo's
+#: traffic (measured: ``benchmarks/demo_cutover_bottleneck.py``). It takes no real CPU (waits are gevent sleeps).
+CUTOVER_POOL = 1
+NEW_CUTOVER = replace(
+    OLD,
+    name="new-cutover",
+    description=(
+        f"EKS deployment of the cutover demo: as the old one, except pgbouncer's pool for the primary database "
+        f"sized at {CUTOVER_POOL} (fine at a few percent of the traffic, queueing once it carries half)"
+    ),
+    pools={"primary": CUTOVER_POOL, "payroll": 16},
+)
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW, NEW_CUTOVER)}
 
 #: The payroll run of the bundled day, in hours UTC: [start, end).
 PAYROLL_RUN_HOURS = (10.0, 12.0)
