@@ -966,27 +966,37 @@ class DemoService:
         return reply
 
     def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float], account: _Account) -> bool:
-        """Wait out the app time and the queries; False when no pool connection freed up in time."""
-        gevent.sleep(cost.app_ms * factor / 1000.0)
+        """Wait out the app time and the queries (holding a connection of ``cost.pool`` for the queries, or from
+        the start with ``Profile.checkout_per_request``); False when no connection freed up in time."""
+        app_s = cost.app_ms * factor / 1000.0
         if cost.queries <= 0:
+            gevent.sleep(app_s)
             return True
         pool = self.pools[cost.pool]
-        if pool.locked():  # no connection free: this request waits for one
-            account.pool_waits += 1
-            asked = time.monotonic()
-            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
-            account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
-        else:
-            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
-        if not acquired:
+        early = self.profile.checkout_per_request
+        if not early:
+            gevent.sleep(app_s)
+        if not self._checkout(pool, account):
             return False
         try:
+            if early:
+                gevent.sleep(app_s)
             for query_factor in query_factors:
                 with self.database:
                     gevent.sleep(cost.query_ms * factor * query_factor / 1000.0)
         finally:
             pool.release()
         return True
+
+    def _checkout(self, pool: Any, account: _Account) -> bool:
+        """Take a connection of ``pool``, waiting at most the profile's checkout timeout (accounted)."""
+        if not pool.locked():
+            return bool(pool.acquire(timeout=self.profile.checkout_timeout_s))
+        account.pool_waits += 1  # no connection free: this request waits for one
+        asked = time.monotonic()
+        acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
+        account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
+        return bool(acquired)
 
     def _export(self, cost: CostModel, factor: float, department: str, account: _Account) -> _Reply:
         """Charge the CPU of ``cost.cpu_rows`` CSV rows (``CPU_MS_PER_ROW`` ms × ``factor`` each) chunk by chunk to
