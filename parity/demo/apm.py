@@ -287,12 +287,14 @@ class DemoDatadog:
 
     # -- fault switches --
 
-    def fail(self, status: int, times: int | None = 1, *, path: str | None = None) -> None:
+    def fail(self, status: int, times: int | None = 1, *, path: str | None = None, body: Any = None) -> None:
         """Answer the next ``times`` query-side requests (None: all of them) with ``status`` (401, 403, 500,
-        503 …); with ``path``, only requests to that path count and fail."""
+        503 …) and Datadog's ``{"errors": [...]}`` body, or ``body`` when given (e.g. 200 with a malformed
+        answer); with ``path``, only requests to that path count and fail."""
         message = {401: "Unauthorized", 403: "Forbidden", 404: "Not found"}.get(status, "Internal Server Error")
+        answer = {"errors": [message]} if body is None else body
         with self._lock:
-            self._faults.append(_Fault(status, times, {}, {"errors": [message]}, path))
+            self._faults.append(_Fault(status, times, {}, answer, path))
 
     def rate_limit(self, times: int, reset_s: int, *, name: str = "query_scalar") -> None:
         """Answer the next ``times`` query-side requests 429 with ``X-RateLimit-Reset: reset_s`` (seconds)."""
