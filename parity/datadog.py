@@ -697,8 +697,15 @@ class DatadogClient:
 
         raw = self._call(what, request, on_wait or _ignore_wait) if retry else self._call_once(what, request)
         answer = _plain(raw)
-        if answer.get("errors"):
-            raise self._error(f"Datadog rejected {what}: {_first_line(answer['errors'])}")
+        errors = answer.get("errors")
+        if errors and (
+            isinstance(errors, str) or (isinstance(errors, list) and all(isinstance(e, str) for e in errors))
+        ):
+            raise self._error(
+                f"Datadog rejected {what}: {_first_line('; '.join([errors] if isinstance(errors, str) else errors))}"
+            )
+        if errors:
+            raise self._error(f"unexpected answer from Datadog to {what}: errors {str(errors)[:80]}")
         data = answer.get("data")
         if not isinstance(data, Mapping) or not isinstance(data.get("attributes"), Mapping):
             raise self._error(f"unexpected answer from Datadog to {what}: no data.attributes")

@@ -18,10 +18,11 @@ import pytest
 
 from parity.cutover.live_apm import DatadogLiveApm, queries_for, scalar_queries
 from parity.cutover.model import ApmSelector, ApmUnavailable
-from parity.datadog import DatadogError
+from parity.datadog import DatadogError, connect
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, INTAKE_PATH, DemoDatadog, post_spans
 from parity.errors import BadInput
 from parity.judge.sequential import IntervalSummary
+from tests.conftest import free_port
 
 T0 = 1_800_000_000  # a window start (Unix s)
 SCALAR = "/api/v2/query/scalar"
@@ -154,6 +155,7 @@ def test_an_empty_answer_is_unavailable_not_zero(apm: DatadogLiveApm) -> None:
         (lambda dd: dd.fail(200, body={"data": {"attributes": {"columns": [{"type": "number", "values": [1.0]}]}}}),
          "10 formulas with 1 number columns"),
         (lambda dd: dd.fail(200, body="not an answer"), "unexpected answer"),
+        (lambda dd: dd.fail(200, body={"errors": "query timed out"}), "rejected .*: query timed out"),
     ],
 )  # fmt: skip
 def test_every_fault_is_unavailable_at_once(dd: DemoDatadog, apm: DatadogLiveApm, fault, reason: str) -> None:  # type: ignore[no-untyped-def]
@@ -181,7 +183,9 @@ def test_wrong_keys_and_a_time_out(dd: DemoDatadog) -> None:
     dd.delay(30)  # woken when the server closes; the reader gives up long before
     with reader, pytest.raises(ApmUnavailable, match=r"no answer within 0\.5 s"):
         reader.interval(selector, T0, T0 + 1)
-    reader = DatadogLiveApm.connect(api_key=DEMO_API_KEY, app_key=DEMO_APP_KEY, dd_url="http://127.0.0.1:9")
+    reader = DatadogLiveApm.connect(
+        api_key=DEMO_API_KEY, app_key=DEMO_APP_KEY, dd_url=f"http://127.0.0.1:{free_port()}"
+    )
     with reader, pytest.raises(ApmUnavailable, match="cannot connect"):
         reader.interval(selector, T0, T0 + 1)
 
@@ -265,3 +269,18 @@ def test_events_are_recorded(dd: DemoDatadog) -> None:
         assert response.status == 202
         assert json.loads(response.read())["event"]["title"] == "Cutover stopped"
     assert dd.events()[-1]["title"] == "Cutover stopped"
+
+
+def test_scalar_table_retries_when_asked(dd: DemoDatadog) -> None:
+    """The pull's retrying path of the multi-query request (a 503 waited out through the injected sleep)."""
+    send(dd, "retry", [["A#b", T0 + 0.5, 4.0, 1]])
+    waits: list[float] = []
+    dd.fail(503)
+    with connect(api_key=DEMO_API_KEY, app_key=DEMO_APP_KEY, dd_url=dd.url, sleep=waits.append) as client:
+        table = client.scalar_table(scalar_queries(ApmSelector("web", "retry")), T0, T0 + 1)
+    assert waits == [2.0]
+    assert (table["hits"].values, table["errors"].values, table["lmax"].values) == ({"a_b": 1.0},) * 2 + (
+        {"a_b": 0.004},
+    )
+    assert table["lmax"].unit is not None
+    assert table["lmax"].unit.name == "second"
