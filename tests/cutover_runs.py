@@ -22,9 +22,9 @@ from parity.judge.sequential import (
     Check,
     CutoverPolicy,
     EndpointInterval,
+    GateState,
     IntervalSummary,
     MaxHold,
-    StepDecision,
     decide,
     next_step,
     plan_gate,
@@ -82,7 +82,9 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "completed": Scenario("completed", seed=1),
     "stopped_latency": Scenario("stopped_latency", seed=2, slow={"GET /api/orders/{id}": 1.6}, slow_from_pct=10.0),
-    "stopped_guardrail": Scenario("stopped_guardrail", seed=3, new_errors={"POST /api/orders": 0.3}, slow_from_pct=10.0),
+    "stopped_guardrail": Scenario(
+        "stopped_guardrail", seed=3, new_errors={"POST /api/orders": 0.3}, slow_from_pct=10.0
+    ),
     "held_max_hold": Scenario("held_max_hold", seed=4, policy=replace(POLICY, on_max_hold=MaxHold.HOLD)),
     "held_missing": Scenario("held_missing", seed=5, missing=frozenset({(2, 1), (2, 2), (2, 3)})),
     "aborted": Scenario("aborted", seed=6, abort_at=(2, 2)),
@@ -123,95 +125,95 @@ def _interval(rng: np.random.Generator, s: Scenario, weight: float, end_s: float
     return Check(int(end_s * 1000), tuple(items))
 
 
+@dataclass
+class _Gate:
+    """The simulated driver's running state (the gate state, the clock, the check counter)."""
+
+    state: GateState
+    rng: np.random.Generator
+    clock: float = T0
+    index: int = 0
+
+
+def _step(
+    gate: _Gate, s: Scenario, step_index: int, weight: float
+) -> tuple[StepRecord, Outcome | None, tuple[str, ...]]:
+    """One step like the driver runs it: checks until the gate acts (a missing check is journaled, not an update;
+    ``max_missing`` in a row hold); at 100 % only a STOP (guardrail) acts, else the step ends after the
+    minimum hold. Returns the step, the outcome when the run ends here, and the driver's reasons."""
+    policy = s.policy
+    gate.clock += 20.0  # shift applied and verified
+    step_start = gate.clock
+    gate.clock += SETTLE_S
+    records: list[CheckRecord] = []
+    missing_run = 0
+    action: Action | None = None
+    last = step_index == len(policy.steps) - 1
+    for check_no in range(policy.max_hold_checks + 1):
+        gate.clock += INTERVAL_S
+        window = (int(gate.clock - DELAY_S - INTERVAL_S), int(gate.clock - DELAY_S))
+        gate.index += 1
+        if (step_index, check_no) in s.missing:
+            records.append(CheckRecord(gate.index - 1, step_index, *window, None, None, s.missing_reason))
+            missing_run += 1
+            if missing_run >= s.max_missing:
+                reason = (
+                    f"{missing_run} checks in a row without APM data (last: {s.missing_reason}): "
+                    f"the gate holds, weights unchanged at {weight:g}%"
+                )
+                step = StepRecord(step_index, weight, step_start, gate.clock, Action.HOLD, tuple(records))
+                return step, Outcome.HELD, (reason,)
+            continue
+        missing_run = 0
+        check = _interval(gate.rng, s, weight, window[1])
+        gate.state = update(gate.state, check)
+        decision = decide(gate.state)
+        records.append(CheckRecord(gate.index - 1, step_index, *window, check, decision))
+        if last:  # no old side: only the new side's guardrails can act
+            action = Action.STOP if decision.action is Action.STOP else None
+            if action is None and check_no + 1 >= policy.min_hold_checks:
+                action = Action.GO
+        else:
+            action = None if decision.action is Action.WAIT else decision.action
+        if s.abort_at == (step_index, check_no) and action is None:
+            reason = f"interrupted by SIGINT (Ctrl-C) during step {step_index + 1}; weights unchanged at {weight:g}%"
+            return StepRecord(step_index, weight, step_start, None, None, tuple(records)), Outcome.ABORTED, (reason,)
+        if action is not None:
+            break
+    step = StepRecord(step_index, weight, step_start, gate.clock, action, tuple(records))
+    if action is Action.STOP:
+        return step, Outcome.STOPPED, decision.reasons
+    if action is Action.HOLD:
+        return step, Outcome.HELD, decision.reasons
+    if last:
+        return step, Outcome.COMPLETED, ("every step passed its checks; 100% of traffic goes to the new environment",)
+    return step, None, ()
+
+
 def simulate(s: Scenario) -> CutoverRun:
     """Run ``s`` through the real gate like the driver does and return the run as the journal would hold it."""
-    rng = np.random.default_rng(s.seed)
     policy = s.policy
     keys = tuple(e[0] for e in ENDPOINTS)
-    state = start(plan_gate(keys, policy))
-    clock = T0
-    started = T0 - 120.0  # discovery before the first shift
+    gate = _Gate(start(plan_gate(keys, policy)), np.random.default_rng(s.seed))
     steps: list[StepRecord] = []
-    reasons: tuple[str, ...] = ()
     outcome: Outcome | None = None
-    rollback: Rollback | None = None
-    guardrail = False
-    final: float | None = None
-    index = 0
-    last = len(policy.steps) - 1
+    reasons: tuple[str, ...] = ()
     for step_index, weight in enumerate(policy.steps):
-        clock += 20.0  # shift applied and verified
-        step_start = clock
-        clock += SETTLE_S
-        records: list[CheckRecord] = []
-        missing_run = 0
-        action: Action | None = None
-        watched = 0
-        for check_no in range(policy.max_hold_checks + 1):
-            clock += INTERVAL_S
-            window = (int(clock - DELAY_S - INTERVAL_S), int(clock - DELAY_S))
-            if (step_index, check_no) in s.missing:
-                records.append(CheckRecord(index, step_index, *window, None, None, s.missing_reason))
-                index += 1
-                missing_run += 1
-                if missing_run >= s.max_missing:
-                    action, outcome = Action.HOLD, Outcome.HELD
-                    reasons = (
-                        f"{missing_run} checks in a row without APM data (last: {s.missing_reason}): "
-                        f"the gate holds, weights unchanged at {weight:g}%",
-                    )
-                    break
-                continue
-            missing_run = 0
-            check = _interval(rng, s, weight, window[1])
-            state = update(state, check)
-            decision: StepDecision = decide(state)
-            records.append(CheckRecord(index, step_index, *window, check, decision))
-            index += 1
-            if step_index == last:  # no old side: only the new side's guardrails can act
-                watched += 1
-                if decision.action is Action.STOP:
-                    action = Action.STOP
-                elif watched >= policy.min_hold_checks:
-                    action = Action.GO
-            else:
-                action = None if decision.action is Action.WAIT else decision.action
-            if s.abort_at == (step_index, check_no) and action is None:
-                outcome = Outcome.ABORTED
-                reasons = (f"interrupted by SIGINT (Ctrl-C) during step {step_index + 1}; weights unchanged at {weight:g}%",)
-                break
-            if action is not None:
-                break
-        if outcome is Outcome.ABORTED:
-            steps.append(StepRecord(step_index, weight, step_start, None, None, tuple(records)))
-            final = weight
+        step, outcome, reasons = _step(gate, s, step_index, weight)
+        steps.append(step)
+        if outcome is not None:
             break
-        steps.append(StepRecord(step_index, weight, step_start, clock, action, tuple(records)))
-        if action is Action.STOP:
-            decision = records[-1].decision  # type: ignore[assignment]
-            guardrail = bool(decision.guardrails)
-            outcome = Outcome.STOPPED
-            reasons = decision.reasons
-            if s.rollback_fails:
-                rollback = Rollback(0.0, False, "the command 'shift-weights 0' exited 1: upstream refused the change")
-                final = weight
-            else:
-                rollback = Rollback(0.0, True)
-                final = 0.0
-            clock += 20.0
-            break
-        if action is Action.HOLD:
-            outcome = Outcome.HELD
-            if not reasons:
-                reasons = records[-1].decision.reasons if records[-1].decision else ()
-            final = weight
-            break
-        if step_index == last:
-            outcome, final = Outcome.COMPLETED, weight
-            reasons = ("every step passed its checks; 100% of traffic goes to the new environment",)
-            break
-        state = next_step(state)
+        gate.state = next_step(gate.state)
     assert outcome is not None
+    final: float | None = steps[-1].weight_pct
+    rollback = None
+    stop = steps[-1].last_decision if outcome is Outcome.STOPPED else None
+    if outcome is Outcome.STOPPED:
+        gate.clock += 20.0
+        if s.rollback_fails:
+            rollback = Rollback(0.0, False, "the command 'shift-weights 0' exited 1: upstream refused the change")
+        else:
+            rollback, final = Rollback(0.0, True), 0.0
     settings = {
         "steps": list(policy.steps),
         "interval_s": INTERVAL_S,
@@ -229,14 +231,14 @@ def simulate(s: Scenario) -> CutoverRun:
     return CutoverRun(
         outcome=outcome,
         final_weight_pct=final,
-        started_s=started,
-        ended_s=clock,
+        started_s=T0 - 120.0,  # discovery before the first shift
+        ended_s=gate.clock,
         old=OLD,
         new=NEW,
         endpoints=keys,
         steps=tuple(steps),
         reasons=tuple(reasons),
         rollback=rollback,
-        guardrail=guardrail,
+        guardrail=bool(stop and stop.guardrails),
         settings=settings,
     )
