@@ -44,6 +44,8 @@ ENDPOINTS: tuple[tuple[str, float, float, float], ...] = (
     ("POST /api/orders", 0.12, 150.0, 0.01),
     ("GET /health", 0.05, 2.0, 0.0),
 )
+#: An endpoint name holding markup, a script, a mention and a reference (names come from traffic).
+HOSTILE = "GET /x<script>window.__pwned=1</script><img src=x onerror=alert(1)> @oncall #123 `tick` | pipe"
 OLD = ApmSelector("orders-api", "ec2", "rack.request", ("team:checkout",))
 NEW = ApmSelector("orders-api", "eks", "rack.request", ("kube_cluster_name:eks-prod",))
 #: Short holds; an undecided step goes on at its maximum hold when nothing was shown worse (``MaxHold.ADVANCE``,
@@ -63,7 +65,9 @@ class Scenario:
     """A cutover to simulate. ``slow``: endpoint → latency factor on the new side from ``slow_from_pct``
     weight on (load-dependent). ``new_errors``: endpoint → the new side's error rate. ``missing``: (step, check)
     pairs whose APM read fails (with ``missing_reason``). ``abort_at``: (step, check) after which the run is
-    interrupted. ``rollback_fails``: the rollback's shift raises. ``rate``: requests per interval."""
+    interrupted. ``rollback_fails``: the rollback's shift raises. ``rate``: requests per interval. ``endpoints``:
+    the judged family; ``late``: endpoints in the traffic that were not discovered (not judged). ``served``: step
+    → the weight the traffic really follows (a DNS change not in effect)."""
 
     name: str
     seed: int
@@ -77,6 +81,9 @@ class Scenario:
     abort_at: tuple[int, int] | None = None
     rollback_fails: bool = False
     policy: CutoverPolicy = POLICY
+    endpoints: tuple[tuple[str, float, float, float], ...] = ENDPOINTS
+    late: tuple[tuple[str, float, float, float], ...] = ()
+    served: dict[int, float] = field(default_factory=dict)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -88,6 +95,15 @@ SCENARIOS: dict[str, Scenario] = {
     "held_max_hold": Scenario("held_max_hold", seed=4, policy=replace(POLICY, on_max_hold=MaxHold.HOLD)),
     "held_missing": Scenario("held_missing", seed=5, missing=frozenset({(2, 1), (2, 2), (2, 3)})),
     "aborted": Scenario("aborted", seed=6, abort_at=(2, 2)),
+    "held_split": Scenario("held_split", seed=8, served={1: 1.0}),
+    "hostile": Scenario(
+        "hostile",
+        seed=9,
+        endpoints=((HOSTILE, 0.5, 40.0, 0.001), *ENDPOINTS[1:]),
+        late=(("GET /new-<b>feature</b> @team", 0.02, 20.0, 0.0),),
+        slow={HOSTILE: 2.0},
+        slow_from_pct=5.0,
+    ),
     "rollback_failed": Scenario(
         "rollback_failed", seed=7, slow={"GET /api/orders/{id}": 1.6}, slow_from_pct=10.0, rollback_fails=True
     ),
@@ -114,7 +130,7 @@ def _side(rng: np.random.Generator, n: int, median_ms: float, error_rate: float)
 
 def _interval(rng: np.random.Generator, s: Scenario, weight: float, end_s: float) -> Check:
     items = []
-    for key, share, median, errors in ENDPOINTS:
+    for key, share, median, errors in s.endpoints + s.late:
         n = int(rng.poisson(s.rate * share))
         n_new = int(rng.binomial(n, weight / 100.0))
         factor = s.slow.get(key, 1.0) if weight >= s.slow_from_pct else 1.0
@@ -165,7 +181,7 @@ def _step(
                 return step, Outcome.HELD, (reason,)
             continue
         missing_run = 0
-        check = _interval(gate.rng, s, weight, window[1])
+        check = _interval(gate.rng, s, s.served.get(step_index, weight), window[1])
         gate.state = update(gate.state, check)
         decision = decide(gate.state)
         records.append(CheckRecord(gate.index - 1, step_index, *window, check, decision))
@@ -193,7 +209,7 @@ def _step(
 def simulate(s: Scenario) -> CutoverRun:
     """Run ``s`` through the real gate like the driver does and return the run as the journal would hold it."""
     policy = s.policy
-    keys = tuple(e[0] for e in ENDPOINTS)
+    keys = tuple(e[0] for e in s.endpoints)
     gate = _Gate(start(plan_gate(keys, policy)), np.random.default_rng(s.seed))
     steps: list[StepRecord] = []
     outcome: Outcome | None = None

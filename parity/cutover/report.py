@@ -42,7 +42,7 @@ from markupsafe import Markup, escape
 
 from parity.cutover.model import CheckRecord, CutoverRun, Outcome, StepRecord
 from parity.judge.sequential import Action, CutoverPolicy, Finding, MetricDecision, StepDecision
-from parity.report.ci import _code, _md, _md_name, json_value
+from parity.report.ci import _md, _md_name, json_value
 from parity.report.context import format_duration, format_time
 from parity.report.text import cut, encodable, no_mentions, one_line
 
@@ -840,7 +840,7 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
     ]
     rb = run.rollback
     if rb is not None and not rb.applied:
-        lines += ["", f"> **ROLLBACK FAILED**: {_md(_rollback_sentence(run) or '')}"]
+        lines += ["", f"> **{_md(_rollback_sentence(run) or '')}**"]
     if run.reasons:
         lines += ["", "Why:"] + [f"- {_md(r)}" for r in run.reasons]
     if run.steps:
@@ -876,12 +876,13 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
         ]
         for row in _endpoint_rows(run, final, _traffic(run)):
             cells = [
-                f"{c['label']} {c['bounds']} vs {c['threshold']}" if c["label"] != "—" else "—" for c in row["cells"]
+                c["label"] if c["bounds"] == "—" else f"{c['label']} {c['bounds']} vs {c['threshold']}"
+                for c in row["cells"]
             ]
-            lines.append(f"| {_code(cut(row['key']))} | {row['label']} | " + " | ".join(_md(c) for c in cells) + " |")
+            lines.append(f"| {_md_name(row['key'])} | {row['label']} | " + " | ".join(_md(c) for c in cells) + " |")
     unjudged = _unjudged(run)
     if unjudged:
-        lines += ["", "Seen but not judged (appeared after discovery): " + ", ".join(_code(cut(k)) for k in unjudged)]
+        lines += ["", "Seen but not judged (appeared after discovery): " + ", ".join(_md_name(k) for k in unjudged)]
     if report_link:
         lines += ["", f"Full report: [{report_link}]({report_link})"]
     return "\n".join(lines) + "\n"
