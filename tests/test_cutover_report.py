@@ -31,6 +31,8 @@ import pytest
 from parity.cutover.model import CutoverRun, Outcome, Rollback
 from parity.cutover.report import (
     CUTOVER_FILES,
+    MAX_CHARTED_ENDPOINTS,
+    MAX_SUMMARY_ENDPOINTS,
     cutover_event,
     cutover_json,
     headline,
@@ -369,3 +371,33 @@ def test_page_in_headless_chromium(page_file: Path) -> None:
             context.close()
         finally:
             browser.close()
+
+
+def test_many_endpoints_stay_readable() -> None:
+    """45 endpoints: every one in the page's table and the JSON; charts for the worst MAX_CHARTED_ENDPOINTS
+    and summary.md's table for the worst MAX_SUMMARY_ENDPOINTS, the rest counted."""
+    endpoints = tuple((f"GET /api/r{i}", 1 / 45, 20.0 + i, 0.002) for i in range(45))
+    run = simulate(replace(SCENARIOS["held_max_hold"], endpoints=endpoints, rate=20_000.0))
+    page = render_cutover_html(run)
+    assert page.count('<td class="endpoint">GET /api/r') >= 45
+    assert page.count('<details class="endpoint-charts') == MAX_CHARTED_ENDPOINTS
+    assert f"…and {45 - MAX_CHARTED_ENDPOINTS} more endpoint(s), not charted here" in page
+    md = summary_md(run)
+    assert md.count("| GET /api/r") == MAX_SUMMARY_ENDPOINTS
+    assert f"…and {45 - MAX_SUMMARY_ENDPOINTS} more endpoint(s)" in md
+    assert len(cutover_json(run)["steps"][0]["endpoints"]) == 45
+
+
+def test_a_run_that_never_shifted(runs: dict[str, CutoverRun]) -> None:
+    """Interrupted before the first step, the live weight unknown (a manual shifter not confirmed)."""
+    run = replace(runs["aborted"], steps=(), final_weight_pct=None, reasons=("interrupted before the first shift",))
+    assert headline(run) == (
+        "ABORTED before the first step: interrupted before the first shift. Weights unchanged (unknown to the new "
+        "environment)."
+    )
+    data = cutover_json(run)
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8"))).validate(data)
+    assert data["final_weight"] is None
+    assert data["at_step"] is None
+    assert "No step was started." in render_cutover_html(run)
+    assert summary_lines(run) == [headline(run)]

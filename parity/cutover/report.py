@@ -49,7 +49,10 @@ from parity.report.text import cut, encodable, no_mentions, one_line
 __all__ = [
     "CUTOVER_FILES",
     "FORMAT",
+    "MAX_CHARTED_ENDPOINTS",
     "MAX_CHART_POINTS",
+    "MAX_MARKERS",
+    "MAX_SUMMARY_ENDPOINTS",
     "TEMPLATE",
     "VERSION",
     "CutoverEvent",
@@ -73,6 +76,13 @@ TEMPLATE = "templates/cutover.html"
 _PARITY_TEMPLATE = "templates/report.html"
 #: Checks drawn per bounds chart at most (evenly thinned, the newest always kept).
 MAX_CHART_POINTS = 240
+#: Checks per bounds chart with a marker and its tooltip at most (the lines keep ``MAX_CHART_POINTS``).
+MAX_MARKERS = 48
+#: Endpoints whose bounds are charted at most (worst first; every endpoint stays in the tables and the JSON):
+#: a chart is ~10 kB of SVG per metric, so 300 endpoints would make a page of tens of MB.
+MAX_CHARTED_ENDPOINTS = 40
+#: Endpoints in summary.md's table at most (worst first): a pull-request comment holds 65,536 characters.
+MAX_SUMMARY_ENDPOINTS = 20
 #: Reasons listed in the terminal after the headline (the rest counted).
 MAX_TERMINAL_REASONS = 5
 #: Checks without APM data listed one by one in summary.md and the terminal (the rest counted).
@@ -489,18 +499,24 @@ def _span(run: CutoverRun) -> tuple[float, float]:
     return t0, t1
 
 
-def _bounds_chart(run: CutoverRun, endpoint: str, metric: str) -> Markup | None:
-    """The confidence sequence of one endpoint's metric over the run's checks: the band (lower–upper), the
-    estimate, the tolerance (dashed, red) and no change (x1), on a log scale; step starts as vertical lines.
-    None when no check gave this metric any bounds."""
-    points = []
+_Point = tuple[float, StepRecord, MetricDecision]
+
+
+def _series(run: CutoverRun) -> dict[tuple[str, str], list[_Point]]:
+    """(endpoint, metric) → its decision at every check with data: (the check's end, its step, the decision)."""
+    out: dict[tuple[str, str], list[_Point]] = {}
     for step in run.steps:
         for record in step.checks:
-            if record.decision is None:
-                continue
-            for m in record.decision.metrics:
-                if m.endpoint == endpoint and m.metric == metric:
-                    points.append((float(record.end_s), step, m))
+            if record.decision is not None:
+                for m in record.decision.metrics:
+                    out.setdefault((m.endpoint, m.metric), []).append((float(record.end_s), step, m))
+    return out
+
+
+def _bounds_chart(run: CutoverRun, endpoint: str, metric: str, points: Sequence[_Point]) -> Markup | None:
+    """The confidence sequence of one endpoint's metric over the run's checks (``points``, from
+    :func:`_series`): the band (lower–upper), the estimate, the tolerance (dashed, red) and no change (x1), on a
+    log scale; step starts as vertical lines. None when no check gave this metric any bounds."""
     drawn = [p for p in points if p[2].lower is not None or p[2].upper is not None]
     if not drawn:
         return None
@@ -531,7 +547,7 @@ def _bounds_chart(run: CutoverRun, endpoint: str, metric: str) -> Markup | None:
     )
     if estimate:
         parts.append(f'<polyline class="estimate" points="{estimate}"/>')
-    for t, step, m in drawn:
+    for t, step, m in _thin(drawn, MAX_MARKERS):
         css = _FINDING_CSS[m.finding]
         tip = (
             f"{_when(t)} · step {step.index + 1} ({_weight(step.weight_pct)}): {_bounds(m)}, estimate "
@@ -677,11 +693,13 @@ def _context(run: CutoverRun) -> dict[str, Any]:
     traffic = _traffic(run)
     final = _final_decision(run)
     metrics = _metric_order(run)
+    series = _series(run)
     charts = []
-    for row in _endpoint_rows(run, final, traffic):
+    rows = _endpoint_rows(run, final, traffic)
+    for row in rows[:MAX_CHARTED_ENDPOINTS]:
         drawn = []
         for metric in metrics:
-            svg = _bounds_chart(run, row["key"], metric)
+            svg = _bounds_chart(run, row["key"], metric, series.get((row["key"], metric), []))
             drawn.append({"metric": _metric_label(metric), "svg": svg})
         charts.append(
             {
@@ -719,8 +737,9 @@ def _context(run: CutoverRun) -> dict[str, Any]:
         "split_chart": _split_chart(run),
         "steps": [_step_view(run, s, traffic) for s in run.steps],
         "metric_columns": [_metric_label(m) for m in metrics],
-        "endpoints": _endpoint_rows(run, final, traffic),
+        "endpoints": rows,
         "charts": charts,
+        "uncharted": max(len(rows) - MAX_CHARTED_ENDPOINTS, 0),
         "unjudged": _unjudged(run),
         "missing_total": missing_total,
         "settings": _settings_rows(run),
@@ -874,12 +893,15 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
             "| Endpoint | Decision | " + " | ".join(_metric_label(m) for m in metrics) + " |",
             "|---|---|" + "---|" * len(metrics),
         ]
-        for row in _endpoint_rows(run, final, _traffic(run)):
+        rows = _endpoint_rows(run, final, _traffic(run))
+        for row in rows[:MAX_SUMMARY_ENDPOINTS]:
             cells = [
                 c["label"] if c["bounds"] == "—" else f"{c['label']} {c['bounds']} vs {c['threshold']}"
                 for c in row["cells"]
             ]
             lines.append(f"| {_md_name(row['key'])} | {row['label']} | " + " | ".join(_md(c) for c in cells) + " |")
+        if len(rows) > MAX_SUMMARY_ENDPOINTS:
+            lines += ["", f"…and {len(rows) - MAX_SUMMARY_ENDPOINTS} more endpoint(s): see the full report."]
     unjudged = _unjudged(run)
     if unjudged:
         lines += ["", "Seen but not judged (appeared after discovery): " + ", ".join(_md_name(k) for k in unjudged)]
