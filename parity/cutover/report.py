@@ -122,6 +122,15 @@ _ALERT_TYPE = {
 }
 
 
+def _finding_css(finding: Finding) -> str:
+    """The colour of a finding (one the page does not know, e.g. added to the decision core later: neutral)."""
+    return _FINDING_CSS.get(finding, "verdict-inconclusive")
+
+
+def _finding_label(finding: Finding) -> str:
+    return _FINDING_LABEL.get(finding) or finding.value.replace("_", " ").upper()
+
+
 # --- small formatting ----------------------------------------------------------------------------------
 
 
@@ -361,8 +370,8 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
             cells.append(
                 {
                     "metric": metric,
-                    "css": _FINDING_CSS[m.finding] if m else "verdict-inconclusive",
-                    "label": _FINDING_LABEL[m.finding] if m else "—",
+                    "css": _finding_css(m.finding) if m else "verdict-inconclusive",
+                    "label": _finding_label(m.finding) if m else "—",
                     "bounds": _bounds(m) if m else "—",
                     "threshold": _ratio(m.threshold) if m else "—",
                     "title": m.reason if m else "no decision",
@@ -373,19 +382,19 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
                 "key": key,
                 "position": position,
                 "finding": finding,
-                "css": _FINDING_CSS[finding],
-                "label": _FINDING_LABEL[finding],
+                "css": _finding_css(finding),
+                "label": _finding_label(finding),
                 "requests": f"{traffic.get(key, 0):,}",
                 "share": f"{traffic.get(key, 0) / total:.1%}",
                 "cells": cells,
                 "sentences": [
-                    {"css": _FINDING_CSS[m.finding], "label": _FINDING_LABEL[m.finding], "text": _plain_metric(m)}
+                    {"css": _finding_css(m.finding), "label": _finding_label(m.finding), "text": _plain_metric(m)}
                     for m in found
                 ],
                 "_traffic": traffic.get(key, 0),
             }
         )
-    rows.sort(key=lambda r: (_FINDING_RANK[r["finding"]], -r["_traffic"], r["position"]))
+    rows.sort(key=lambda r: (_FINDING_RANK.get(r["finding"], 1), -r["_traffic"], r["position"]))
     return rows
 
 
@@ -548,10 +557,10 @@ def _bounds_chart(run: CutoverRun, endpoint: str, metric: str, points: Sequence[
     if estimate:
         parts.append(f'<polyline class="estimate" points="{estimate}"/>')
     for t, step, m in _thin(drawn, MAX_MARKERS):
-        css = _FINDING_CSS[m.finding]
+        css = _finding_css(m.finding)
         tip = (
             f"{_when(t)} · step {step.index + 1} ({_weight(step.weight_pct)}): {_bounds(m)}, estimate "
-            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_FINDING_LABEL[m.finding]}"
+            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_finding_label(m.finding)}"
         )
         py = y(m.estimate) if m.estimate and m.estimate < math.inf else y(m.upper or hi)
         parts.append(
