@@ -6,8 +6,9 @@ sum of the weights of the name's records. :class:`Route53Shifter` reads and sets
 of that group in percent.
 
 Weights: Route 53 weights are integers 0-255. A whole percent ``w`` is written as new ``w`` / old ``100 - w``
-(out of 100, readable in the console); a fractional percent as the smallest total up to 255 that makes it
-exact (0.5 % → 1 / 199, 2.5 % → 5 / 195); a percent no total ≤ 255 can express exactly (33.3 %) is refused
+(out of 100, readable in the console); a fractional percent out of 200 (0.5 % → 1 / 199, 2.5 % → 5 / 195),
+else out of the smallest exact total from 100 to 255 (12.4 % → 31 / 219, out of 250); a percent no total can
+express exactly (33.3 %) is refused
 (:class:`ShiftError`) rather than rounded, since the gate would judge a split it did not ask for. Reading
 gives ``100 × new / (sum of the group's weights)``; a group whose weights are all 0 (Route 53 then answers
 every record with equal probability) or that holds other weighted sets with a non-zero weight is refused.
@@ -157,15 +158,17 @@ def _aws_failure(doing: str, exc: BaseException) -> ShiftError:
 
 def route53_weights(weight_pct: float) -> tuple[int, int]:
     """``(new, old)`` Route 53 weights (integers 0-255) whose share of the new side is exactly ``weight_pct``
-    percent: out of 100 for a whole percent, else out of the smallest total ≤ 255 that is exact.
+    percent: out of 100 for a whole percent, else out of 200 (half percents), else out of the smallest total
+    from 100 to 255 that is exact.
     Raises :class:`ShiftError` for a percent outside [0, 100] or that no total ≤ 255 expresses exactly."""
     if not 0.0 <= weight_pct <= 100.0:
         raise ShiftError(f"a weight of {weight_pct:g} % is outside 0-100")
     share = Fraction(weight_pct).limit_denominator(10**6) / 100
     if abs(float(share) * 100 - weight_pct) > 1e-9:
         raise ShiftError(f"a weight of {weight_pct!r} % cannot be written as Route 53 weights")
-    total = 100 if share.denominator <= 100 and 100 % share.denominator == 0 else share.denominator
-    if total > MAX_WEIGHT:
+    totals = (100, 200, *range(share.denominator, MAX_WEIGHT + 1, share.denominator))
+    total = next((t for t in totals if t >= 100 and (share * t).denominator == 1), None)
+    if total is None:
         raise ShiftError(
             f"a weight of {weight_pct:g} % cannot be written exactly as Route 53 weights (integers 0-{MAX_WEIGHT}); "
             "choose a step such as 0.5, 1, 2.5 or 5 %"

@@ -58,10 +58,15 @@ DEMO_NEW_SET_ID = "new"
 DEMO_TTL_S = 1
 
 
-def demo_session(region: str = DEMO_REGION) -> boto3.Session:
-    """A boto3 session with the demo's fake keys that reads no AWS configuration: its config and credentials
-    files are ``os.devnull``, its profile unset (an ``AWS_PROFILE`` of the user is not consulted) and its
-    credentials set explicitly (the credential chain never runs)."""
+def demo_session(
+    region: str = DEMO_REGION,
+    *,
+    access_key_id: str = DEMO_ACCESS_KEY_ID,
+    secret_access_key: str = DEMO_SECRET_ACCESS_KEY,
+) -> boto3.Session:
+    """A boto3 session with fake keys (the demo's by default) that reads no AWS configuration: its config and
+    credentials files are ``os.devnull``, its profile unset (an ``AWS_PROFILE`` of the user is not consulted)
+    and its credentials set explicitly (the credential chain never runs)."""
     core = botocore.session.Session()
     # The config store's overrides win over instance variables, the environment and the files alike (a None
     # instance variable would fall through to AWS_PROFILE).
@@ -69,7 +74,7 @@ def demo_session(region: str = DEMO_REGION) -> boto3.Session:
     store.set_config_variable("config_file", os.devnull)
     store.set_config_variable("credentials_file", os.devnull)
     store.set_config_variable("profile", None)
-    core.set_credentials(DEMO_ACCESS_KEY_ID, DEMO_SECRET_ACCESS_KEY)
+    core.set_credentials(access_key_id, secret_access_key)
     return boto3.Session(botocore_session=core, region_name=region)
 
 
