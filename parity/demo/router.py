@@ -275,6 +275,9 @@ def _handler_class(router: WeightedRouter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = CLIENT_IDLE_S
+        # headers and body are two writes: without TCP_NODELAY, Nagle and the client's delayed ACK hold the body
+        # back ~40 ms on every kept-alive answer
+        disable_nagle_algorithm = True
         server_version = "parity-demo-router"
 
         def setup(self) -> None:
