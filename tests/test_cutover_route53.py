@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from parity.cutover.model import ShiftError
+from parity.cutover.model import Shifter, ShiftError
 from parity.cutover.route53 import Route53Shifter, route53_weights
 from parity.demo.dns import DEMO_NEW_SET_ID, DEMO_OLD_SET_ID, DEMO_RECORD, DemoDns, demo_session
 
@@ -73,7 +73,7 @@ def test_percent_maps_to_exact_integer_weights() -> None:
 
 
 def test_demo_group_starts_all_old_and_shifts_both_records(dns: DemoDns) -> None:
-    shifter = dns.shifter(poll_s=0.01)
+    shifter: Shifter = dns.shifter(poll_s=0.01)  # mypy checks the Shifter protocol here
     client = dns.client()
     assert shifter.read() == 0.0
     _group(client, dns.zone_id, f"www.{ZONE}", (100, 0))  # another name, same set ids: never touched

@@ -17,7 +17,9 @@ every record with equal probability) or that holds other weighted sets with a no
 instant has both changed halves or only one), each record copied as listed (TTL, ResourceRecords or
 AliasTarget, HealthCheckId, ...) with only its ``Weight`` replaced; waits for the change to be ``INSYNC``
 (``get_change`` every ``poll_s``, bounded by ``insync_timeout_s``); then reads the records back and checks the
-weights. UPSERT is idempotent, so botocore's retry of a timed-out change cannot change anything twice.
+weights. UPSERT is idempotent, so botocore's retry of a timed-out change cannot change anything twice; the batch
+is sent even when the weights already read as asked (a resumed step whose change was listed but not yet
+INSYNC then waits for INSYNC again instead of trusting the listing).
 
 AWS access: the standard credential chain (environment, shared files, SSO, instance or task role) of a
 boto3 session; nothing here reads, prints or stores a credential. botocore retries in its ``standard`` mode
