@@ -111,6 +111,11 @@ DELAY_S = 1.0
 AVG_TOLERANCE = 0.25
 #: Endpoints with at least this share of the requests seen must be shown within tolerance for a GO.
 MIN_TRAFFIC_SHARE = 0.13
+#: Checks in a row without APM data before the gate holds. At 1 % the new side gets ~2 requests a check and a
+#: check where it got none reads as missing (the live reader cannot tell no traffic from data not yet ingested):
+#: 13 % of the checks (0.99^200); 3 in a row somewhere in a 40-check step would then happen ~7 % of the time,
+#: 5 in a row ~0.15 %.
+MAX_MISSING_CHECKS = 5
 #: Guardrail: the new side's error rate shown above this stops at once.
 GUARDRAIL_ERROR_RATE = 0.05
 #: Environments of the two services' spans (the ``env`` tag the gate's selectors read).
@@ -199,6 +204,7 @@ def demo_settings(options: CutoverDemoOptions, shifter: dict[str, str], dd_url: 
         latency_metrics=("avg_ms",),
         go_metrics=("avg_ms",),
         min_traffic_share=MIN_TRAFFIC_SHARE,
+        max_missing_checks=MAX_MISSING_CHECKS,
         endpoints=tuple(endpoint.key for endpoint in CATALOG),
         routes=routes,
         out=options.out_dir,
