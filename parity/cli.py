@@ -886,7 +886,8 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
         "cutover",
         help="the cutover gate: move traffic step by step, judged live on both environments' APM, roll back on a stop",
         description="Walk the weighted-DNS cutover of the [cutover] table of parity.toml: shift each step "
-        "(default 1, 5, 10, 50, 100% to the new environment), read both environments' live Datadog APM every "
+        "(1, 5, 10, 50 and 100% to the new environment unless [cutover] steps says otherwise), read both "
+        "environments' live Datadog APM every "
         "interval and decide with anytime-valid sequential tests per endpoint: GO to the next step, STOP (roll "
         "back to rollback_weight), or HOLD for a person at the maximum hold. Every check and decision goes to "
         "OUT/journal.jsonl before it acts; --resume continues from it after a crash or Ctrl-C. Writes "
