@@ -4,6 +4,7 @@ holds in seconds as checks, every bad key one line naming the file and the key (
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,13 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert err.count("\n") == 1
     assert message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_readme_example_is_a_valid_table() -> None:
+    """The README's ``[cutover]`` example reads as written (keys, kinds, the Route 53 shifter's required keys)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    block = readme.split("```toml\n[cutover]\n", 1)[1].split("```", 1)[0]
+    settings = cutover_from_mapping(tomllib.loads("[cutover]\n" + block)["cutover"])
+    assert settings.shifter.kind == "route53"
+    assert settings.guardrails == Guardrails(0.05, 2000.0)
+    assert policy_of(settings).min_hold_checks == 10
