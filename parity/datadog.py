@@ -124,6 +124,7 @@ __all__ = [
     "PushOutcome",
     "ResourcePull",
     "ScalarAnswer",
+    "ScalarQuery",
     "Series",
     "Unit",
     "connect",
@@ -335,6 +336,17 @@ class ScalarAnswer:
 
 
 @dataclass(frozen=True)
+class ScalarQuery:
+    """One query of a multi-query scalar request (:meth:`DatadogClient.scalar_table`): ``name`` names the
+    query and its one-query formula (letters, digits, ``_``; a letter first), ``query`` the metric query
+    text, ``aggregator`` its reducer over the window (``sum`` | ``max`` | ``avg`` | ``percentile``)."""
+
+    name: str
+    query: str
+    aggregator: str
+
+
+@dataclass(frozen=True)
 class ResourcePull:
     """What a pull found for one APM resource (tag value, e.g. ``employeescontroller_show``).
 
@@ -416,6 +428,23 @@ def _connection_reason(exc: urllib3.exceptions.HTTPError, timeout_s: float) -> s
     if isinstance(reason, urllib3.exceptions.ProtocolError):
         return "connection dropped"
     return f"connection error ({type(reason).__name__})"
+
+
+def _rate_limited(exc: ApiException, host: str) -> str:
+    """The one line for a 429: when the limit resets (``X-RateLimit-Reset``, seconds) and which limit."""
+    reset = _header(exc.headers, "X-RateLimit-Reset")
+    name = _header(exc.headers, "X-RateLimit-Name")
+    limit, period = _header(exc.headers, "X-RateLimit-Limit"), _header(exc.headers, "X-RateLimit-Period")
+    when = f"the limit resets in {_first_line(reset, 20)} s" if reset else "Datadog did not say when it resets"
+    which = (
+        f" ({_first_line(name, 60)}: {_first_line(limit, 20)} requests per {_first_line(period, 20)} s)"
+        if (name and limit and period)
+        else ""
+    )
+    return (
+        f"Datadog rate limit reached (HTTP 429) at {host}: {when}{which}; other clients of the org share it, "
+        "or the checks are too frequent"
+    )
 
 
 @dataclass(frozen=True)
@@ -509,6 +538,42 @@ class DatadogClient:
             raise self._error(f"Datadog rate limit resets in {text} s, too long to wait: {query}")
         return max(wait, RATE_LIMIT_MIN_WAIT_S)
 
+    def _call_once(self, query: str, request: Callable[[], T]) -> T:
+        """Run ``request`` once: every fault raises DatadogError at once, in one line that names the HTTP
+        status (or the connection fault) and what to check; a 429 says when the limit resets."""
+        try:
+            return request()
+        except UnauthorizedException:
+            raise self._error(
+                f"Datadog refused the API key (HTTP 401) at {self.host}: check DD_API_KEY and the site"
+            ) from None
+        except ForbiddenException:
+            raise self._error(
+                f"Datadog refused the application key (HTTP 403) at {self.host}: DD_APP_KEY is invalid, "
+                "or lacks the timeseries_query permission, or belongs to another org than DD_API_KEY"
+            ) from None
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            if status == 429:
+                raise self._error(_rate_limited(exc, self.host)) from None
+            if status >= 500:
+                raise self._error(
+                    f"Datadog failed (HTTP {status}) at {self.host}: {_body_message(exc) or 'server error'}; "
+                    "a fault on Datadog's side (see status.datadoghq.com)"
+                ) from None
+            if status == 0:
+                raise self._error(f"cannot talk to Datadog at {self.host}: {_first_line(exc.reason)}") from None
+            if status == 404:
+                raise self._error(f"no Datadog API at {self.host} (HTTP 404): check the site or URL") from None
+            raise self._error(f"Datadog rejected {query} (HTTP {status}): {_body_message(exc)}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._error(
+                f"Datadog at {self.host}: {_connection_reason(exc, self.timeout_s)} (check the network, the site "
+                "or the URL)"
+            ) from None
+        except OpenApiException as exc:  # the answer did not match the API's model
+            raise self._error(f"unexpected answer from Datadog to {query}: {_first_line(exc)}") from None
+
     # -- single queries --
 
     def timeseries(
@@ -574,6 +639,81 @@ class DatadogClient:
             return _scalar_answer(list(columns), query, self._error)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise self._error(f"unexpected answer from Datadog to {query}: {type(exc).__name__}: {exc}") from None
+
+    def scalar_table(
+        self,
+        queries: Sequence[ScalarQuery],
+        start_s: int,
+        end_s: int,
+        *,
+        groups: int = SCALAR_MIN_GROUPS,
+        retry: bool = True,
+        on_wait: Callable[[float, str, int], None] | None = None,
+    ) -> dict[str, ScalarAnswer]:
+        """Several v2 scalar queries in ONE request (``POST /api/v2/query/scalar``), each reduced over
+        ``[start_s, end_s)`` (Unix s) and returned as its own formula: query name → :class:`ScalarAnswer`
+        (values by ``resource_name`` as Datadog sent them, not converted; a query whose column is absent from
+        the answer maps to an empty answer).
+
+        ``groups``: most groups per formula. ``retry`` False: one attempt, no wait — a 401/403/429/5xx, a
+        time-out (the client's ``timeout_s``) or a connection fault raises DatadogError at once
+        (:meth:`_call_once`; a 429 says when the limit resets).
+        """
+        if not queries:
+            raise DatadogError("a scalar request needs at least one query")
+        names = [q.name for q in queries]
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n)]
+        if bad or len(set(names)) != len(names):
+            raise DatadogError(f"scalar query names {names!r}: expected distinct words (a letter first)")
+        body = ScalarFormulaQueryRequest(
+            data=ScalarFormulaRequest(
+                attributes=ScalarFormulaRequestAttributes(
+                    _from=start_s * 1000,
+                    to=end_s * 1000,
+                    queries=ScalarFormulaRequestQueries(  # type: ignore[no-untyped-call]
+                        [
+                            MetricsScalarQuery(
+                                aggregator=_AGGREGATORS[q.aggregator],
+                                data_source=MetricsDataSource.METRICS,
+                                name=q.name,
+                                query=q.query,
+                            )
+                            for q in queries
+                        ]
+                    ),
+                    formulas=[
+                        QueryFormula(formula=q.name, limit=FormulaLimit(count=groups, order=QuerySortOrder.DESC))
+                        for q in queries
+                    ],
+                ),
+                type=ScalarFormulaRequestType.SCALAR_REQUEST,
+            )
+        )
+        api = MetricsApiV2(self.api)  # type: ignore[no-untyped-call]
+        what = f"a scalar request of {len(queries)} queries ({queries[0].query} …)"
+
+        def request() -> Any:
+            return api.query_scalar_data(body=body)
+
+        raw = self._call(what, request, on_wait or _ignore_wait) if retry else self._call_once(what, request)
+        answer = _plain(raw)
+        errors = answer.get("errors")
+        if errors and (
+            isinstance(errors, str) or (isinstance(errors, list) and all(isinstance(e, str) for e in errors))
+        ):
+            raise self._error(
+                f"Datadog rejected {what}: {_first_line('; '.join([errors] if isinstance(errors, str) else errors))}"
+            )
+        if errors:
+            raise self._error(f"unexpected answer from Datadog to {what}: errors {str(errors)[:80]}")
+        data = answer.get("data")
+        if not isinstance(data, Mapping) or not isinstance(data.get("attributes"), Mapping):
+            raise self._error(f"unexpected answer from Datadog to {what}: no data.attributes")
+        columns = data["attributes"].get("columns") or []
+        try:
+            return _scalar_columns(list(columns), queries, self._error)
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
+            raise self._error(f"unexpected answer from Datadog to {what}: {type(exc).__name__}: {exc}") from None
 
     # -- the APM pull --
 
@@ -801,6 +941,34 @@ def _scalar_answer(
             raise error(f"Datadog answered {query} with a negative value {number:g} for {key[:80]!r}")
         out[key] = number if number is not None and math.isfinite(number) else None
     return ScalarAnswer(out, unit)
+
+
+def _scalar_columns(
+    columns: Sequence[Mapping[str, Any]], queries: Sequence[ScalarQuery], error: Callable[[str], DatadogError]
+) -> dict[str, ScalarAnswer]:
+    """A multi-formula scalar answer: per query name, its number column zipped with the (first) group column.
+
+    A number column is matched to its formula by name (the formula's text, as Datadog names it); when the
+    names do not all match but there is one number column per formula, by position (columns come in formula
+    order). Anything else is refused: a value must never be read as another statistic."""
+    groups = [c for c in columns if c.get("type") == "group"]
+    numbers = [c for c in columns if c.get("type") == "number"]
+    names = [q.name for q in queries]
+    by_name = {str(c.get("name")): c for c in numbers}
+    if numbers and set(by_name) <= set(names) and len(by_name) == len(numbers):
+        matched = {n: by_name.get(n) for n in names}
+    elif len(numbers) == len(names):
+        matched = dict(zip(names, numbers, strict=True))
+    else:
+        raise error(
+            f"Datadog answered {len(names)} formulas with {len(numbers)} number columns named "
+            f"{[str(c.get('name'))[:20] for c in numbers][:12]!r}: cannot tell which is which"
+        )
+    out: dict[str, ScalarAnswer] = {}
+    for q in queries:
+        column = matched[q.name]
+        out[q.name] = ScalarAnswer({}) if column is None else _scalar_answer([*groups[:1], column], q.query, error)
+    return out
 
 
 def _unit_object(raw: Any, what: str) -> Unit | None:
