@@ -260,10 +260,11 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     """``parity cutover``: the [cutover] table run (or --resume'd, or --dry-run printed); exit code of the outcome."""
-    from parity.cutover.model import Outcome
-    from parity.cutover.run import cutover_exit_code, cutover_part, dry_run_lines, event_of, run_cutover, summary_of
+    from parity.cutover.live_apm import DatadogLiveApm
+    from parity.cutover.model import CutoverRun, Outcome
+    from parity.cutover.run import cutover_exit_code, dry_run_lines, event_of, run_cutover, summary_of
     from parity.cutover.shifters import make_shifter
-    from parity.datadog import connect, connect_intake, post_event
+    from parity.datadog import connect_intake, post_event
 
     config = _config(args)
     if config.cutover is None:
@@ -284,27 +285,24 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
     if missing:
         raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
-    live_apm = cutover_part("live_apm", "DatadogLiveApm")
-    if live_apm is None:
-        raise BadInput("the live APM reader (parity.cutover.live_apm) is not installed")
     site = settings.site or os.environ.get("DD_SITE") or None
 
-    def send_event(run: Any) -> None:
+    def send_event(run: CutoverRun) -> None:
         event = event_of(run, settings.datadog_tags)
         with connect_intake(api_key=api_key, site=site, dd_url=settings.dd_url) as intake:
             post_event(
-                intake, title=event.title, text=event.text, alert_type=str(event.alert_type), tags=list(event.tags),
+                intake, title=event.title, text=event.text, alert_type=event.alert_type, tags=list(event.tags),
                 aggregation_key=event.aggregation_key,
             )  # fmt: skip
 
     received: list[int] = []
     with (
-        connect(api_key=api_key, app_key=app_key, site=site, dd_url=settings.dd_url, max_retries=1) as client,
+        DatadogLiveApm.connect(api_key=api_key, app_key=app_key, site=site, dd_url=settings.dd_url) as live_apm,
         _signals_interrupt(received),
     ):
         run = run_cutover(
             settings,
-            apm=live_apm(client),
+            apm=live_apm,
             shifter=shifter,
             send_event=send_event,
             progress=say,

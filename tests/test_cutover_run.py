@@ -589,6 +589,7 @@ def test_dry_run_prints_the_plan_and_the_changes_and_touches_nothing(rig: Rig) -
     assert "steps: 10%, 50%, 100%" in text
     assert "at least 5 checks with data (300 s), at most 20 checks (1200 s)" in text
     assert "alpha 0.01 over 6 tests (2 endpoints x 3): 0.00167 per test" in text
+    assert "  sum:trace.rack.request.hits{env:new,service:web} by {resource_name}.as_count()" in lines
     assert "step 2 (50%): set new 50%" in text
     assert "on a stop (0%): set new 0%" in text
     assert rig.shifter.applied == []
@@ -596,14 +597,14 @@ def test_dry_run_prints_the_plan_and_the_changes_and_touches_nothing(rig: Rig) -
     assert not (rig.tmp_path / "cut").exists()
 
 
-def test_the_minimal_cutover_json_is_written_atomically(tmp_path: Path, rig: Rig) -> None:
+def test_the_reports_are_written_from_the_journal(tmp_path: Path, rig: Rig) -> None:
     run = rig.run()
     out = tmp_path / "reports"
     write_reports(run, out)
     data = json.loads((out / "cutover.json").read_text())
     assert data["outcome"] == "completed"
     assert {"weight", "decision", "started", "ended"} <= set(data["steps"][0])
-    assert not list(out.glob(".*.tmp"))
+    assert {p.name for p in out.iterdir()} == {"cutover.json", "summary.md", "index.html"}
 
 
 def test_a_failed_event_is_one_warning_and_changes_nothing(rig: Rig) -> None:
@@ -706,3 +707,79 @@ def test_a_real_sigkill_during_a_step_resumes_without_reapplying(tmp_path: Path)
     assert run.outcome is Outcome.COMPLETED, run.reasons
     assert log.read_text().split() == ["10", "50", "100"]  # 50 % was never run twice
     assert replace(run, steps=()).final_weight_pct == 100.0
+
+
+def test_the_command_end_to_end_sigterm_then_resume_on_a_datadog_outage(tmp_path: Path) -> None:
+    """``parity cutover`` as a user runs it: the real Datadog client against the demo's fake Datadog, the command
+    shifter, keys from the environment. SIGTERM after the first shift: exit 143, the journal says interrupted at
+    50 %; ``--resume`` reads the live weight (50 %), goes on, Datadog answers 503 twice: HELD (exit 3) with the
+    reason, weights unchanged, and the event of each run reached Datadog."""
+    from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
+
+    command, read, state, log = _commands(tmp_path)
+    out = tmp_path / "out"
+    journal = out / JOURNAL_NAME
+    env = {**os.environ, "DD_API_KEY": DEMO_API_KEY, "DD_APP_KEY": DEMO_APP_KEY, "PYTHONPATH": str(ROOT)}
+    with DemoDatadog() as dd:
+        now = time.time()
+        dd.add_spans("ec2", "web", "rack.request", [["GET /a", now - 30 + i * 0.1, 20.0, 0] for i in range(50)])
+        config = tmp_path / "parity.toml"
+        config.write_text(
+            f"""[cutover]
+steps = [50, 100]
+interval_s = 1
+min_hold_s = 1
+max_hold_s = 60
+settle_s = 0
+delay_s = 0
+discover_s = 120
+max_missing_checks = 2
+dd_url = "{dd.url}"
+[cutover.old]
+service = "web"
+env = "ec2"
+[cutover.new]
+service = "web"
+env = "eks"
+[cutover.shifter]
+kind = "command"
+command = '''{command}'''
+read_command = '''{read}'''
+"""
+        )
+        argv = [sys.executable, "-m", "parity.cli", "cutover", "--config", str(config), "-o", str(out)]
+        child = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and child.poll() is None:
+                if journal.exists() and b'"phase":"done"' in journal.read_bytes():
+                    break
+                time.sleep(0.05)
+            child.send_signal(signal.SIGTERM)
+            stdout, stderr = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        assert child.returncode == 143, (stdout, stderr)
+        last = read_journal(journal)[-1]
+        assert last["kind"] == "interrupted"
+        assert last["signal"] == "SIGTERM"
+        assert last["weight"] == 50.0
+        assert "interrupted by SIGTERM: weights left at 50%" in stdout
+        dd.fail(503, None, path="/api/v2/query/scalar")
+        resumed = subprocess.run(
+            [*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90, check=False
+        )
+        assert resumed.returncode == 3, (resumed.stdout, resumed.stderr)
+        assert resumed.stderr == ""
+        assert "no APM data for 2 checks in a row" in resumed.stdout
+        assert state.read_text() == "50"
+        assert log.read_text().split() == ["50"]  # applied once, before the SIGTERM
+        events = dd.events()
+        assert len(events) == 2
+        assert events[-1]["alert_type"] == "warning"
+        assert "HELD" in events[-1]["title"]
+    cutover = json.loads((out / "cutover.json").read_text())
+    assert cutover["outcome"] == "held"
+    assert cutover["final_weight"] == 50.0

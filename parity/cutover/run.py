@@ -30,8 +30,6 @@ waits go through ``sleep``; weights are percent to the new environment.
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
 import signal
 import time
@@ -39,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parity import version
 from parity.cutover.journal import (
@@ -92,10 +90,12 @@ from parity.judge.sequential import (
     update,
 )
 
+if TYPE_CHECKING:
+    from parity.cutover.report import CutoverEvent
+
 __all__ = [
     "MAX_BACKFILL_CHECKS",
     "cutover_exit_code",
-    "cutover_part",
     "dry_run_lines",
     "event_of",
     "make_shifter",
@@ -329,109 +329,29 @@ def _check_record(record: Mapping[str, Any], decision: StepDecision | None) -> C
     )
 
 
-def cutover_part(module: str, name: str) -> Any:
-    """``name`` from ``parity.cutover.<module>`` (the reports, the live APM reader and Route 53 are built beside
-    the driver); None when that module or name is not there (the caller falls back). Imported when used."""
-    try:
-        found = importlib.import_module(f"parity.cutover.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"parity.cutover.{module}":
-            raise
-        return None
-    return getattr(found, name, None)
-
-
-# --- reports and the event (the report module is cutover-report's; these are the seams) -----------------
+# --- reports and the event (parity.cutover.report, imported when used) ----------------------------------
 
 
 def write_reports(run: CutoverRun, out: Path) -> None:
-    """The run's reports in ``out`` (``parity.cutover.report.write_cutover_reports``: index.html, summary.md,
-    cutover.json); without that module, a minimal ``cutover.json`` (outcome, final weight, steps, rollback,
-    reasons, settings), written atomically."""
-    write_cutover_reports = cutover_part("report", "write_cutover_reports")
-    if write_cutover_reports is None:
-        _write_minimal_json(run, out)
-        return
+    """The run's reports in ``out``: index.html, summary.md, cutover.json
+    (:func:`parity.cutover.report.write_cutover_reports`; the default of ``run_cutover(reports=...)``)."""
+    from parity.cutover.report import write_cutover_reports
+
     write_cutover_reports(run, out)
 
 
-def _minimal_json(run: CutoverRun) -> dict[str, Any]:
-    def step(s: StepRecord) -> dict[str, Any]:
-        last = s.last_decision
-        endpoints: dict[str, dict[str, str]] = {}
-        for m in last.metrics if last else ():
-            endpoints.setdefault(m.endpoint, {})[m.metric] = m.finding.value
-        return {
-            "weight": s.weight_pct,
-            "decision": None if s.action is None else s.action.value,
-            "started": s.started_s,
-            "ended": s.ended_s,
-            "checks": len(s.checks),
-            "missing_checks": sum(c.missing is not None for c in s.checks),
-            "endpoints": endpoints,
-        }
+def event_of(run: CutoverRun, tags: Sequence[str] = ()) -> CutoverEvent:
+    """The run's Datadog event (:func:`parity.cutover.report.cutover_event`)."""
+    from parity.cutover.report import cutover_event
 
-    return {
-        "outcome": run.outcome.value,
-        "final_weight": run.final_weight_pct,
-        "started": run.started_s,
-        "ended": run.ended_s,
-        "guardrail": run.guardrail,
-        "reasons": list(run.reasons),
-        "endpoints": list(run.endpoints),
-        "unjudged": list(run.unjudged),
-        "steps": [step(s) for s in run.steps],
-        "rollback": None
-        if run.rollback is None
-        else {"weight": run.rollback.weight_pct, "applied": run.rollback.applied, "reason": run.rollback.reason},
-        "settings": dict(run.settings),
-    }
-
-
-def _write_minimal_json(run: CutoverRun, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / "cutover.json"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(_minimal_json(run), indent=2, allow_nan=False, default=str) + "\n", "utf-8")
-    tmp.replace(target)
-
-
-@dataclass(frozen=True)
-class _Event:
-    title: str
-    text: str
-    alert_type: str
-    tags: tuple[str, ...]
-    aggregation_key: str
-
-
-def event_of(run: CutoverRun, tags: Sequence[str] = ()) -> Any:
-    """The run's Datadog event (``parity.cutover.report.cutover_event``; without it, a minimal one): an object
-    with ``title``, ``text``, ``alert_type``, ``tags``, ``aggregation_key``."""
-    cutover_event = cutover_part("report", "cutover_event")
-    if cutover_event is None:
-        alert = {
-            Outcome.COMPLETED: "success",
-            Outcome.STOPPED: "error",
-            Outcome.HELD: "warning",
-            Outcome.ABORTED: "warning",
-        }[run.outcome]
-        title = f"Cutover {run.outcome.value.upper()}: {run.new.service} {run.old.env} -> {run.new.env}"[:100]
-        text = "\n".join([f"Final weight to {run.new.env}: {_w(run.final_weight_pct)}", *run.reasons])[:4000]
-        return _Event(title, text, alert, (*tags, f"env:{run.new.env}", f"service:{run.new.service}"), "parity-cutover")
-    return cutover_event(run)
+    return cutover_event(run, tags=tags)
 
 
 def summary_of(run: CutoverRun) -> list[str]:
-    """Terminal lines for the run (``parity.cutover.report.summary_lines``; without it, a minimal summary)."""
-    summary_lines = cutover_part("report", "summary_lines")
-    if summary_lines is None:
-        lines = [f"cutover {run.outcome.value}: weight to the new environment {_w(run.final_weight_pct)}"]
-        lines += [
-            f"  step {s.index + 1}: {_w(s.weight_pct)} {s.action.value if s.action else 'running'}" for s in run.steps
-        ]
-        return lines + [f"  {r}" for r in run.reasons]
-    return list(summary_lines(run))
+    """Terminal lines for the run (:func:`parity.cutover.report.summary_lines`)."""
+    from parity.cutover.report import summary_lines
+
+    return summary_lines(run)
 
 
 def cutover_exit_code(run: CutoverRun) -> int:
@@ -481,13 +401,11 @@ def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | N
             f"alpha {policy.alpha:g} split over endpoints x {per_endpoint} tests (Bonferroni); the endpoints are the "
             f"old side's resources over the {settings.discover_s:g} s before the start"
         )
-    queries_for = cutover_part("live_apm", "queries_for")
-    if queries_for is None:
-        lines.append("Datadog queries: (the live APM reader is not installed)")
-    else:
-        for side, selector in (("old", settings.old), ("new", settings.new)):
-            lines.append(f"Datadog queries, {side} side ({selector.service} in {selector.env}):")
-            lines += [f"  {q}" for q in queries_for(selector)]
+    from parity.cutover.live_apm import queries_for
+
+    for side, selector in (("old", settings.old), ("new", settings.new)):
+        lines.append(f"Datadog queries, {side} side ({selector.service} in {selector.env}):")
+        lines += [f"  {q}" for q in queries_for(selector)]
     lines.append(f"changes ({settings.shifter.kind} shifter):")
     for i, weight in enumerate(settings.steps):
         lines.append(f"  step {i + 1} ({_w(weight)}): {shifter.describe(weight)}")
@@ -990,7 +908,7 @@ def _fresh(
     driver.journal.append("start", version=version(), settings=plain, endpoints=list(endpoints), live_weight=live)
     driver.weight = live
     driver.progress(
-        f"{len(endpoints)} endpoints judged; live weight {_w(live)}; steps {', '.join(_w(s) for s in settings.steps)}"
+        f"{len(endpoints)} endpoint(s) judged; live weight {_w(live)}; steps {', '.join(_w(s) for s in settings.steps)}"
     )
     driver.walk(_Position(start(driver.plan), live, -1, None, 0, 0, 0, 0, None, False, None, False))
 

@@ -158,9 +158,9 @@ def policy_of(settings: CutoverSettings) -> CutoverPolicy:
 
 
 def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
-    """The settings as plain JSON values (for the journal and the reports), with the gate's effective
-    policy (holds in checks, alpha, metrics). The shifter's keys are kept (they name records or commands, never
-    credentials)."""
+    """The settings as plain JSON values (for the journal and the reports): where a key was left out, the
+    gate's effective value (alpha, metrics); its whole policy under ``policy`` (holds in checks). The shifter's
+    keys are kept (they name records or commands, never credentials)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
@@ -177,6 +177,9 @@ def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
 
     out: dict[str, Any] = plain(settings)
     policy = policy_of(settings)
+    for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):  # left out: the gate's default
+        if out[key] is None:
+            out[key] = plain(getattr(policy, key))
     out["policy"] = {f.name: plain(getattr(policy, f.name)) for f in fields(policy)}
     return out
 
