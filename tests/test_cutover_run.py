@@ -674,7 +674,7 @@ def child_cutover(tmp_path: Path, *, resume: bool) -> CutoverRun:
         if weights.weight != live:
             weights.set(live)
         if live == 50.0 and not resume:
-            time.sleep(60)  # killed here
+            time.sleep(300)  # killed here (the test waits at most 60 s for this)
         clock.sleep(seconds)
 
     return run_cutover(settings, apm=apm, shifter=shifter, clock=clock, sleep=sleep, judge=JUDGE, resume=resume)
@@ -783,3 +783,22 @@ read_command = '''{read}'''
     cutover = json.loads((out / "cutover.json").read_text())
     assert cutover["outcome"] == "held"
     assert cutover["final_weight"] == 50.0
+
+
+def test_a_check_journaled_without_its_decision_is_decided_first_on_resume(rig: Rig) -> None:
+    """Killed between the check record and its decision (here: the journal cut after the check that STOPPED):
+    --resume decides on the journaled checks before reading any new window, and acts on that STOP."""
+    rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
+    rig.run()
+    lines = rig.journal.read_bytes().splitlines(keepends=True)
+    stop_at = max(i for i, line in enumerate(lines) if b'"act":"stop"' in line)
+    rig.journal.write_bytes(b"".join(lines[:stop_at]))  # the STOP's check stays, its decision and after go
+    rig.shifter.set(50.0)
+    reads = len(rig.apm.reads)
+    checks = len(rig.records("check"))
+    run = rig.run(resume=True)
+    assert run.outcome is Outcome.STOPPED
+    assert rig.shifter.weight == 0.0
+    assert len(rig.apm.reads) == reads  # no new window read: the STOP was on the journaled data
+    assert len(rig.records("check")) == checks
+    assert rig.acts().count("stop") == 1

@@ -440,6 +440,7 @@ class _Position:
     went: bool  # the last decision was GO: the next step's shift is due
     stop: StepDecision | None  # a STOP whose rollback did not finish
     guardrail: bool
+    undecided: tuple[int, tuple[int, ...]] | None = None  # a journaled check whose decision was not: (index, window)
 
 
 class _Driver:
@@ -597,13 +598,11 @@ class _Driver:
         pos.missing_run = 0
         return old, new
 
-    def _last_step_act(self, pos: _Position, check: Check, state: GateState, decision: StepDecision) -> str:
+    def _last_step_act(self, pos: _Position, state: GateState, decision: StepDecision) -> str:
         """At 100 % (no old side to compare): STOP as the gate says (guardrails), complete after ``min_hold``
         checks with new-side traffic, hold at the maximum hold, else wait."""
         if decision.action is Action.STOP:
             return "stop"
-        if sum(e.new.hits for e in check.endpoints if e.new is not None) > 0:
-            pos.step_data_checks += 1
         if pos.step_data_checks >= self.policy.min_hold_checks:
             return "complete"
         return "hold" if state.step_checks >= self.policy.max_hold_checks else "wait"
@@ -617,7 +616,7 @@ class _Driver:
         sides: tuple[dict[str, IntervalSummary], dict[str, IntervalSummary]],
         extra: Mapping[str, Any],
     ) -> bool:
-        """Update the gate with one check, journal the check and the decision, then act (True on GO)."""
+        """Update the gate with one check, journal it, then decide and act (:meth:`act_on`; True on GO)."""
         old, new = sides
         family = set(self.plan.endpoints)
         check = Check(
@@ -626,15 +625,24 @@ class _Driver:
         )
         unjudged = sorted({e for e, s in (*old.items(), *new.items()) if e not in family and s.hits > 0})
         state = update(pos.state, check)
-        decision = decide(state)
-        last = pos.step == len(self.settings.steps) - 1
-        act = self._last_step_act(pos, check, state, decision) if last else decision.action.value
+        if pos.step == len(self.settings.steps) - 1 and _new_hits(check) > 0:
+            pos.step_data_checks += 1
         self.journal.append(
             "check", index=index, step=pos.step, k=k, window=list(window), data=encode_check(check),
             unjudged=unjudged, **extra,
         )  # fmt: skip
-        self.journal.append("decision", index=index, step=pos.step, act=act, decision=encode_decision(decision))
         pos.state = state
+        return self.act_on(pos, index, window)
+
+    def act_on(self, pos: _Position, index: int, window: Sequence[int]) -> bool:
+        """Decide on the checks so far (``pos.state``, the newest being check ``index``), journal the decision,
+        then act: STOP rolls back, HOLD and the last step's completion finish, GO returns True (``pos`` moved
+        to the next step), WAIT returns False."""
+        state = pos.state
+        decision = decide(state)
+        last = pos.step == len(self.settings.steps) - 1
+        act = self._last_step_act(pos, state, decision) if last else decision.action.value
+        self.journal.append("decision", index=index, step=pos.step, act=act, decision=encode_decision(decision))
         head = decision.reasons[0] if decision.reasons else ""
         self.progress(
             f"check {index + 1} ({_utc(window[0])}-{_utc(window[1])}, step {pos.step + 1}): {act.upper()} {head}"
@@ -673,6 +681,11 @@ class _Driver:
                 pos.step, pos.t0, pos.next_k, pos.went = step, done_at + self.settings.settle_s, 0, False
                 pos.missing_run, pos.step_data_checks = 0, 0
             self.checks(pos)
+
+
+def _new_hits(check: Check) -> int:
+    """Requests the new side served in the check (all endpoints of the family)."""
+    return sum(e.new.hits for e in check.endpoints if e.new is not None)
 
 
 def _live_weight(shifter: Shifter, ask: Callable[[str], str] | None) -> float:
@@ -732,9 +745,11 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
             pos.missing_run = 0
             check = decode_check(record["data"])
             pos.state = update(pos.state, check)
-            if pos.step == len(settings.steps) - 1 and sum(e.new.hits for e in check.endpoints if e.new) > 0:
+            pos.undecided = (int(record["index"]), tuple(record["window"]))
+            if pos.step == len(settings.steps) - 1 and _new_hits(check) > 0:
                 pos.step_data_checks += 1
         elif kind == "decision":
+            pos.undecided = None
             journaled = record["decision"]["action"]
             replayed = decide(pos.state).action.value
             if replayed != journaled:
@@ -960,6 +975,10 @@ def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings) -> None:
             ],
             live,
         )
+    elif pos.undecided is not None:  # killed between a check and its decision: decide on it first
+        index, window = pos.undecided
+        driver.progress(f"check {index + 1} was journaled without its decision: deciding on it now")
+        driver.act_on(pos, index, window)
     driver.walk(pos)
 
 
