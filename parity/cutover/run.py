@@ -800,8 +800,8 @@ def run_cutover(
     differ from the journal's. The live weight is read FIRST: a shift intent without its end is completed
     (journaled done, not applied) only when the live weight equals it and re-applied only when the live weight
     is the previous step's; a step under way continues only at its own weight; anything else is HELD with the
-    figures. A journaled STOP whose rollback did not finish rolls back now. Windows missed meanwhile are read
-    late (at most ``MAX_BACKFILL_CHECKS``).
+    figures. A journaled STOP whose rollback did not finish rolls back now; a journaled check without its
+    decision is decided on first. Windows missed meanwhile are read late (at most ``MAX_BACKFILL_CHECKS``).
     """
     path = journal_path or settings.out / JOURNAL_NAME
     judge = judge or Policy()
