@@ -216,3 +216,26 @@ def test_the_readme_example_is_a_valid_table() -> None:
     assert settings.shifter.kind == "route53"
     assert settings.guardrails == Guardrails(0.05, 2000.0)
     assert policy_of(settings).min_hold_checks == 10
+
+
+def test_make_shifter_builds_route53_without_calling_aws() -> None:
+    """The Route 53 shifter is built from the table (credentials are resolved at its first call, not here), and
+    ``--dry-run`` can describe each change with it."""
+    from parity.cutover.route53 import Route53Shifter
+
+    shifter = make_shifter(
+        cutover_from_mapping(
+            table(
+                shifter={
+                    "kind": "route53",
+                    "zone_id": "Z123",
+                    "record_name": "web.example.com.",
+                    "old_set_id": "web-ec2",
+                    "new_set_id": "web-eks",
+                    "endpoint_url": "http://127.0.0.1:9",
+                }
+            )
+        ).shifter
+    )
+    assert isinstance(shifter, Route53Shifter)
+    assert "Z123" in shifter.describe(5)

@@ -7,7 +7,6 @@ Both implement :class:`parity.cutover.model.Shifter`. Weights are percent of tra
 
 from __future__ import annotations
 
-import importlib
 import math
 import shlex
 import subprocess
@@ -139,18 +138,19 @@ def make_shifter(
         return CommandShifter(settings.command, settings.read_command, settings.timeout_s)
     if settings.kind == "manual":
         return ManualShifter(say=say, ask=ask)
-    try:
-        route53 = importlib.import_module("parity.cutover.route53")
-    except ModuleNotFoundError as exc:  # pragma: no cover - the Route 53 shifter ships with the package
-        raise BadInput(f"cutover.shifter.kind = 'route53': not available in this installation ({exc})") from None
-    Route53Shifter = route53.Route53Shifter  # noqa: N806 (the class)
+    from parity.cutover.route53 import Route53Shifter  # boto3: imported only when used
+
+    zone_id, record_name = settings.zone_id, settings.record_name
+    old_set_id, new_set_id = settings.old_set_id, settings.new_set_id
+    if zone_id is None or record_name is None or old_set_id is None or new_set_id is None:
+        raise BadInput("cutover.shifter: route53 needs zone_id, record_name, old_set_id and new_set_id")
     try:
         shifter: Shifter = Route53Shifter.from_settings(
-            zone_id=settings.zone_id,
-            record_name=settings.record_name,
-            record_type=settings.record_type,
-            old_set_id=settings.old_set_id,
-            new_set_id=settings.new_set_id,
+            zone_id,
+            record_name,
+            settings.record_type,
+            old_set_id,
+            new_set_id,
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             insync_timeout_s=settings.insync_timeout_s,
