@@ -78,7 +78,8 @@ DEFAULT_REPLAY_OUT = Path("reports/replay")
 REPLAY_MEASUREMENT = "candidate.measurement.json"
 #: The commands in ``parity --help``'s list, in the order a user meets them (a nested command by its path).
 COMMAND_ORDER = (
-    "plan", "ab", "replay", "compare", "baseline pull", "baseline from-logs", "calibrate", "nightly", "history", "demo",
+    "plan", "ab", "replay", "compare", "baseline pull", "baseline from-logs", "calibrate", "nightly", "history",
+    "cutover", "demo",
 )  # fmt: skip
 #: Other entry points a user runs, shown after the commands.
 MODULE_COMMANDS = (
@@ -255,6 +256,89 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for note in outcome.notes:
         print(f"  note: {note}")
     return outcome.exit_code
+
+
+def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    """``parity cutover``: the [cutover] table run (or --resume'd, or --dry-run printed); exit code of the outcome."""
+    from parity.cutover.live_apm import DatadogLiveApm
+    from parity.cutover.model import CutoverRun, Outcome
+    from parity.cutover.run import cutover_exit_code, dry_run_lines, event_of, run_cutover, summary_of
+    from parity.cutover.shifters import make_shifter
+    from parity.datadog import connect_intake, post_event
+
+    config = _config(args)
+    if config.cutover is None:
+        where = config.path or "the working directory (no parity.toml)"
+        raise BadInput(f"{where}: no [cutover] table: say what to shift and how to read both environments")
+    settings = config.cutover if args.out is None else replace(config.cutover, out=args.out)
+
+    def say(line: str) -> None:
+        print(f"parity cutover: {line}", flush=True)
+
+    shifter = make_shifter(settings.shifter, say=say, ask=input)
+    if args.dry_run:
+        for line in dry_run_lines(settings, shifter, config.policy):
+            print(line)
+        print("dry run: nothing was sent, changed or written")
+        return EXIT_OK
+    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
+    missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+    if missing:
+        raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
+    site = settings.site or os.environ.get("DD_SITE") or None
+
+    def send_event(run: CutoverRun) -> None:
+        event = event_of(run, settings.datadog_tags)
+        with connect_intake(api_key=api_key, site=site, dd_url=settings.dd_url) as intake:
+            post_event(
+                intake, title=event.title, text=event.text, alert_type=event.alert_type, tags=list(event.tags),
+                aggregation_key=event.aggregation_key,
+            )  # fmt: skip
+
+    received: list[int] = []
+    with (
+        DatadogLiveApm.connect(api_key=api_key, app_key=app_key, site=site, dd_url=settings.dd_url) as live_apm,
+        _signals_interrupt(received),
+    ):
+        run = run_cutover(
+            settings,
+            apm=live_apm,
+            shifter=shifter,
+            send_event=send_event,
+            progress=say,
+            resume=args.resume,
+            judge=config.policy,
+            ask=input,
+        )
+    for line in summary_of(run):
+        print(line)
+    if run.rollback is not None and not run.rollback.applied:
+        print(
+            f"parity cutover: ROLLBACK FAILED: {run.rollback.reason}; the new environment's weight is "
+            f"{'unknown' if run.final_weight_pct is None else f'{run.final_weight_pct:g}%'}: roll back by hand now",
+            file=sys.stderr,
+        )
+    print(f"  journal: {settings.out / 'journal.jsonl'}; reports in {settings.out}")
+    if run.outcome is Outcome.ABORTED and received:
+        return 128 + received[-1]
+    return cutover_exit_code(run)
+
+
+@contextmanager
+def _signals_interrupt(received: list[int]) -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM raise :class:`Interrupted` (the cutover journals it and stops with
+    the weights unchanged); each signal is appended to ``received``. Previous handlers come back after."""
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise Interrupted(signum, f"{signal.Signals(signum).name}: the cutover stops with the weights unchanged")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _cmd_history(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -794,6 +878,36 @@ def _write_measurement(m: Measurement, path: Path) -> Path:
         raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    """``parity cutover``."""
+    cut = sub.add_parser(
+        "cutover",
+        help="the cutover gate: move traffic step by step, judged live on both environments' APM, roll back on a stop",
+        description="Walk the weighted-DNS cutover of the [cutover] table of parity.toml: shift each step "
+        "(1, 5, 10, 50 and 100% to the new environment unless [cutover] steps says otherwise), read both "
+        "environments' live Datadog APM every "
+        "interval and decide with anytime-valid sequential tests per endpoint: GO to the next step, STOP (roll "
+        "back to rollback_weight), or HOLD for a person at the maximum hold. Every check and decision goes to "
+        "OUT/journal.jsonl before it acts; --resume continues from it after a crash or Ctrl-C. Writes "
+        "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event. Keys from DD_API_KEY / "
+        "DD_APP_KEY (never written); AWS credentials from the standard chain. Exit codes: 0 completed, "
+        "1 stopped (rolled back), 2 bad input, 3 held, 4 stopped by a guardrail; 128 + signal when interrupted.",
+        epilog=examples(
+            "parity cutover --dry-run --config parity.toml",
+            "parity cutover --config parity.toml -o reports/cutover-web",
+            "parity cutover --resume -o reports/cutover-web",
+        ),
+    )
+    _add_config_option(cut)
+    _add_out_option(cut, None, "journal and reports directory (default: [cutover] out of parity.toml)")
+    cut.add_argument(
+        "--resume", action="store_true", help="continue the cutover of OUT/journal.jsonl (reads the live weight first)"
+    )
+    cut.add_argument(
+        "--dry-run", action="store_true", help="print the plan, the Datadog queries and each step's change; do nothing"
+    )
+
+
 def _add_plan_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     plan = sub.add_parser(
         "plan",
@@ -1322,6 +1436,7 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     add_history_parser(sub)
+    _add_cutover_parser(sub)
     _add_ab_parser(sub)
     _add_replay_parser(sub)
     _add_plan_parser(sub)
@@ -1436,6 +1551,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "ab": _cmd_ab,
         "calibrate": _cmd_calibrate,
         "compare": _cmd_compare,
+        "cutover": _cmd_cutover,
         "demo": _cmd_demo,
         "from-logs": _cmd_from_logs,
         "history": _cmd_history,

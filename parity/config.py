@@ -2,7 +2,8 @@
 
 Every key is optional; see ``parity.judge.policy.policy_from_mapping`` for the ``[compare]`` table,
 ``parity.replay.rails.rails_from_mapping`` for ``[replay]`` (target allow-list, rate cap, abort rules) and
-``parity.nightly.settings`` for ``[nightly]`` (the nightly job).
+``parity.nightly.settings`` for ``[nightly]`` (the nightly job) and ``parity.cutover.settings`` for ``[cutover]``
+(the cutover gate).
 Without ``--config`` the harness looks for ``parity.toml`` in the working directory, then for a
 ``[tool.parity]`` table in ``pyproject.toml``; with neither it uses the defaults.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
+from parity.cutover.settings import CutoverSettings, cutover_from_mapping
 from parity.errors import BadInput, reading
 from parity.judge.policy import MetricRule, Policy, policy_from_mapping
 from parity.nightly.settings import NightlySettings, nightly_from_mapping
@@ -25,7 +27,7 @@ from parity.replay.rails import Rails, rails_from_mapping
 
 __all__ = ["Config", "find_config", "load_config", "write_metric_rules"]
 
-_SECTIONS = frozenset({"compare", "nightly", "replay"})
+_SECTIONS = frozenset({"compare", "cutover", "nightly", "replay"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Config:
     rails: Rails = field(default_factory=Rails)
     path: Path | None = None
     nightly: NightlySettings | None = None
+    cutover: CutoverSettings | None = None
 
 
 def find_config(cwd: Path) -> Path | None:
@@ -79,11 +82,14 @@ def load_config(path: Path | None) -> Config:
         policy = policy_from_mapping(data.get("compare", {}))
         rails = rails_from_mapping(data.get("replay", {}))
         nightly = nightly_from_mapping(data["nightly"]) if "nightly" in data else None
+        cutover = cutover_from_mapping(data["cutover"]) if "cutover" in data else None
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
     if rails.bodies is not None:  # a relative [replay] bodies is relative to the config file
         rails = replace(rails, bodies=str(path.parent / rails.bodies))
-    return Config(policy=policy, rails=rails, path=path, nightly=nightly)
+    if cutover is not None and cutover.routes is not None:  # a relative routes file is relative to the config
+        cutover = replace(cutover, routes=path.parent / cutover.routes)
+    return Config(policy=policy, rails=rails, path=path, nightly=nightly, cutover=cutover)
 
 
 def write_metric_rules(path: Path, rules: Mapping[str, MetricRule]) -> None:

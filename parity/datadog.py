@@ -1439,3 +1439,35 @@ def push_result(
     call to that base URL) and :func:`push_parity` the run at ``at`` (default: now, UTC)."""
     with connect_intake(api_key=api_key, site=site, dd_url=dd_url, sleep=sleep) as client:
         return push_parity(client, result, at=at or datetime.now(UTC), report_url=report_url, tags=tags)
+
+
+def post_event(
+    client: DatadogClient,
+    *,
+    title: str,
+    text: str,
+    alert_type: str,
+    tags: Sequence[str] = (),
+    aggregation_key: str | None = None,
+    at_s: int | None = None,
+) -> int | None:
+    """Submit one event (v1 ``EventsApi.create_event``; e.g. the cutover's): title and text cut to Datadog's
+    limits, ``alert_type`` error | warning | success | info, ``at_s`` Unix seconds (default: now). Retried like
+    queries; DatadogError (one line, never a key) when it stays refused. Returns the event's id (None when
+    Datadog gave none)."""
+    request = EventCreateRequest(
+        title=_cut(title, MAX_EVENT_TITLE),
+        text=_cut(text, MAX_EVENT_TEXT),
+        alert_type=EventAlertType(alert_type),  # type: ignore[no-untyped-call]
+        tags=list(tags),
+        aggregation_key=_cut(aggregation_key or "parity", 100),
+        date_happened=int(time.time()) if at_s is None else at_s,
+    )
+    events_api = EventsApi(client.api)  # type: ignore[no-untyped-call]
+    answer = _plain(
+        client._call(
+            "POST /api/v1/events", _intake(client, partial(events_api.create_event, body=request)), _ignore_wait
+        )
+    )
+    event_id = (answer.get("event") or {}).get("id")
+    return int(event_id) if isinstance(event_id, int) else None

@@ -148,7 +148,8 @@ class CutoverRun:
     ``final_weight_pct``: the live weight at the end (after a rollback: the rollback weight; None when
     unknown, e.g. a ``manual`` shifter that was not confirmed). ``reasons``: why it ended, in plain words.
     ``settings``: the settings that matter to a reader (steps, holds, interval, alpha, selectors, shifter
-    kind, guardrails, tolerances), already plain JSON values."""
+    kind, guardrails, tolerances), already plain JSON values. ``unjudged``: endpoints seen with traffic that are
+    not in the judged family (``endpoints``, fixed before the first shift), listed and not judged."""
 
     outcome: Outcome
     final_weight_pct: float | None
@@ -162,3 +163,4 @@ class CutoverRun:
     rollback: Rollback | None = None
     guardrail: bool = False
     settings: Mapping[str, object] = field(default_factory=dict)
+    unjudged: tuple[str, ...] = ()  # endpoints with traffic that appeared after the family was fixed: listed only

@@ -1,0 +1,366 @@
+"""The ``[cutover]`` table of parity.toml: what ``parity cutover`` moves, how it decides and where it writes.
+
+Every key is optional except the two selectors (``[cutover.old]``, ``[cutover.new]``) and the shifter's
+``kind``. Holds are in seconds and become checks of the gate (``ceil(hold / interval_s)``); a key left out
+keeps the decision core's default (``parity.judge.sequential.CutoverPolicy``). Tolerances and critical
+endpoints come from ``[compare]`` (the judge's policy), as for every other command.
+
+Example::
+
+    [cutover]
+    steps = [1, 5, 10, 50, 100]        # percent of traffic to the NEW environment
+    interval_s = 60                    # one check per interval (fractional allowed, >= 1)
+    min_hold_s = 600                   # per step, before a GO (default: the gate's minimum hold in checks)
+    max_hold_s = 1800                  # per step, then an undecided step holds for a person (exit 3)
+    settle_s = 60                      # after a shift is verified: DNS TTL + resolver caches
+    delay_s = 120                      # APM ingestion delay: a check at t reads [t - delay - interval, t - delay)
+    alpha = 0.05                       # family-wise false-stop rate of the whole cutover
+    rollback_weight = 0                # the new side's weight after a stop
+    latency_metrics = ["avg_ms", "p95_ms"]
+    go_metrics = ["error_rate", "avg_ms"]
+    min_traffic_share = 0.01
+    max_missing_checks = 3             # checks in a row without APM data before the gate holds
+    discover_s = 3600                  # endpoints: the old side's resources seen over this long before the start
+    endpoints = ["GET /api/employees/{id}"]   # or fix the family yourself (keys as the rest of the harness)
+    routes = "config/routes.txt"       # resource names -> METHOD /route (bin/rails routes or OpenAPI)
+    out = "reports/cutover"            # journal.jsonl, cutover.json, index.html, summary.md
+    datadog_tags = ["team:payroll"]
+    site = "datadoghq.eu"              # default: DD_SITE, else datadoghq.com
+    dd_url = ""                        # send every Datadog call here (a proxy)
+
+    [cutover.old]                      # each environment's APM: trace.<span> of service in env, + tags
+    service = "web"
+    env = "ec2"
+    [cutover.new]
+    service = "web"
+    env = "eks"
+    tags = ["kube_cluster_name:eks-prod"]
+
+    [cutover.guardrails]               # absolute limits on the new side: a breach stops at once (exit 4)
+    error_rate = 0.05
+    p99_ms = 2000
+
+    [cutover.shifter]
+    kind = "route53"                   # route53 | command | manual
+    zone_id = "Z123"
+    record_name = "web.example.com."
+    old_set_id = "web-ec2"
+    new_set_id = "web-eks"
+    # command: command = "./set-weights.sh {weight} {old_weight}", read_command = "./get-weight.sh"
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from parity.cutover.model import ApmSelector
+from parity.judge.sequential import LATENCY_METRICS, CutoverPolicy
+
+__all__ = [
+    "SHIFTER_KINDS",
+    "CutoverSettings",
+    "Guardrails",
+    "ShifterSettings",
+    "cutover_from_mapping",
+    "hold_checks",
+    "plain_settings",
+    "policy_of",
+]
+
+SHIFTER_KINDS = ("route53", "command", "manual")
+#: Upper bound of every duration key (a week: beyond it a cutover step is surely a typo).
+_MAX_S = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """Absolute limits on the new side: ``error_rate`` (ratio, 0.05 = 5 %) and ``p99_ms``; None: off."""
+
+    error_rate: float | None = None
+    p99_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ShifterSettings:
+    """How the weights move (``kind``). route53: the two weighted records' zone, name, type and set
+    identifiers (``endpoint_url``: a VPC endpoint, or moto in tests); command: ``command`` run with
+    ``{weight}`` / ``{old_weight}`` filled in (percent), ``read_command`` prints the live new weight,
+    ``timeout_s`` per run; manual: a person makes the change and confirms."""
+
+    kind: str
+    zone_id: str | None = None
+    record_name: str | None = None
+    record_type: str = "CNAME"
+    old_set_id: str | None = None
+    new_set_id: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    insync_timeout_s: float = 300.0
+    command: str | None = None
+    read_command: str | None = None
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class CutoverSettings:
+    """See the module docstring for every key. None: the decision core's default (``CutoverPolicy``)."""
+
+    old: ApmSelector
+    new: ApmSelector
+    shifter: ShifterSettings
+    steps: tuple[float, ...] = (1.0, 5.0, 10.0, 50.0, 100.0)
+    interval_s: float = 60.0
+    min_hold_s: float | None = None
+    max_hold_s: float | None = None
+    settle_s: float = 60.0
+    delay_s: float = 120.0
+    alpha: float | None = None
+    rollback_weight: float = 0.0
+    latency_metrics: tuple[str, ...] | None = None
+    go_metrics: tuple[str, ...] | None = None
+    min_traffic_share: float | None = None
+    max_missing_checks: int = 3
+    discover_s: float = 3600.0
+    endpoints: tuple[str, ...] | None = None
+    routes: Path | None = None
+    out: Path = Path("reports/cutover")
+    datadog_tags: tuple[str, ...] = ()
+    site: str | None = None
+    dd_url: str | None = None
+    guardrails: Guardrails = field(default_factory=Guardrails)
+
+
+def hold_checks(hold_s: float, interval_s: float) -> int:
+    """A hold in seconds as a number of checks: ``ceil(hold / interval)`` (at least 1)."""
+    return max(1, math.ceil(hold_s / interval_s - 1e-9))
+
+
+def policy_of(settings: CutoverSettings) -> CutoverPolicy:
+    """The decision core's policy for these settings: keys left out keep ``CutoverPolicy``'s defaults; holds
+    in seconds become checks of ``interval_s``."""
+    default = CutoverPolicy()
+    changes: dict[str, Any] = {"steps": settings.steps}
+    if settings.min_hold_s is not None:
+        changes["min_hold_checks"] = hold_checks(settings.min_hold_s, settings.interval_s)
+    if settings.max_hold_s is not None:
+        changes["max_hold_checks"] = hold_checks(settings.max_hold_s, settings.interval_s)
+    for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):
+        if getattr(settings, key) is not None:
+            changes[key] = getattr(settings, key)
+    changes["error_rate_limit"] = settings.guardrails.error_rate
+    changes["p99_limit_ms"] = settings.guardrails.p99_ms
+    return replace(default, **changes)
+
+
+def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
+    """The settings as plain JSON values (for the journal and the reports): where a key was left out, the
+    gate's effective value (alpha, metrics); its whole policy under ``policy`` (holds in checks). The shifter's
+    keys are kept (they name records or commands, never credentials)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if hasattr(value, "__dataclass_fields__"):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if hasattr(value, "value") and not isinstance(value, int | float | str):
+            return value.value  # an Enum
+        return value
+
+    out: dict[str, Any] = plain(settings)
+    policy = policy_of(settings)
+    for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):  # left out: the gate's default
+        if out[key] is None:
+            out[key] = plain(getattr(policy, key))
+    out["policy"] = {f.name: plain(getattr(policy, f.name)) for f in fields(policy)}
+    return out
+
+
+# --- reading the table ---------------------------------------------------------------------------------
+
+_TOP = {
+    "steps": "steps",
+    "interval_s": "interval",
+    "min_hold_s": "duration",
+    "max_hold_s": "duration",
+    "settle_s": "non-negative",
+    "delay_s": "non-negative",
+    "alpha": "alpha",
+    "rollback_weight": "weight",
+    "latency_metrics": "metrics",
+    "go_metrics": "go_metrics",
+    "min_traffic_share": "share",
+    "max_missing_checks": "count",
+    "discover_s": "duration",
+    "endpoints": "keys",
+    "routes": "path",
+    "out": "path",
+    "datadog_tags": "strings",
+    "site": "str",
+    "dd_url": "str",
+    "old": "selector",
+    "new": "selector",
+    "guardrails": "guardrails",
+    "shifter": "shifter",
+}
+_SELECTOR = {"service": "str", "env": "str", "span": "str", "tags": "strings"}
+_GUARDRAILS = {"error_rate": "share", "p99_ms": "duration"}
+_SHIFTER = {
+    "kind": "kind",
+    "zone_id": "str",
+    "record_name": "str",
+    "record_type": "str",
+    "old_set_id": "str",
+    "new_set_id": "str",
+    "region": "str",
+    "endpoint_url": "str",
+    "insync_timeout_s": "duration",
+    "command": "str",
+    "read_command": "str",
+    "timeout_s": "duration",
+}
+_NEEDS = {
+    "route53": ("zone_id", "record_name", "old_set_id", "new_set_id"),
+    "command": ("command",),
+    "manual": (),
+}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _value(kind: str, value: Any, where: str) -> Any:  # noqa: PLR0912 (one branch per kind of key)
+    """``value`` checked and converted for a key of ``kind``; ValueError naming ``where`` otherwise."""
+    if kind in ("str", "path", "kind"):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: expected a non-empty string, got {value!r}")
+        if kind == "kind" and value not in SHIFTER_KINDS:
+            raise ValueError(f"{where}: expected one of {', '.join(SHIFTER_KINDS)}, got {value!r}")
+        return Path(value) if kind == "path" else value
+    if kind in ("strings", "keys", "metrics", "go_metrics"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(f"{where}: expected a list of non-empty strings, got {value!r}")
+        if kind == "keys" and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"{where}: expected a non-empty list of distinct endpoint keys, got {value!r}")
+        known = LATENCY_METRICS if kind == "metrics" else ("error_rate", *LATENCY_METRICS)
+        if kind in ("metrics", "go_metrics") and (bad := [v for v in value if v not in known]):
+            raise ValueError(f"{where}: unknown metric {bad[0]!r} (known: {', '.join(known)})")
+        return tuple(value)
+    if kind == "steps":
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"{where}: expected a list of percentages, got {value!r}")
+        steps = tuple(_number(v, where) for v in value)
+        if any(not 0 < s <= 100 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"{where}: expected increasing percentages in (0, 100], got {value!r}")
+        return steps
+    if kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+            raise ValueError(f"{where}: expected an integer from 1 to 10000, got {value!r}")
+        return value
+    number = _number(value, where)
+    if kind == "interval" and not 1.0 <= number <= _MAX_S:
+        raise ValueError(f"{where}: expected seconds from 1 to {_MAX_S:g}, got {value!r}")
+    if kind == "duration" and not 0 < number <= _MAX_S:
+        raise ValueError(f"{where}: expected seconds > 0 and at most {_MAX_S:g}, got {value!r}")
+    if kind == "non-negative" and not 0 <= number <= _MAX_S:
+        raise ValueError(f"{where}: expected seconds >= 0 and at most {_MAX_S:g}, got {value!r}")
+    if kind == "alpha" and not 0 < number < 1:
+        raise ValueError(f"{where}: expected a number between 0 and 1, got {value!r}")
+    if kind == "share" and not 0 <= number <= 1:
+        raise ValueError(f"{where}: expected a ratio from 0 to 1 (0.05 = 5%), got {value!r}")
+    if kind == "weight" and not 0 <= number <= 100:
+        raise ValueError(f"{where}: expected a percentage from 0 to 100, got {value!r}")
+    return number
+
+
+def _checked(table: Any, kinds: Mapping[str, str], where: str) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: expected a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ValueError(f"{where}.{key}: unknown key (known: {', '.join(sorted(kinds))})")
+        kind = kinds[key]
+        if kind == "selector":
+            out[key] = _selector(value, f"{where}.{key}")
+        elif kind == "guardrails":
+            out[key] = Guardrails(**_checked(value, _GUARDRAILS, f"{where}.{key}"))
+        elif kind == "shifter":
+            out[key] = _shifter(value, f"{where}.{key}")
+        else:
+            out[key] = _value(kind, value, f"{where}.{key}")
+    return out
+
+
+def _selector(table: Any, where: str) -> ApmSelector:
+    values = _checked(table, _SELECTOR, where)
+    for key in ("service", "env"):
+        if key not in values:
+            raise ValueError(f"{where}.{key}: required")
+    if any(":" not in t for t in values.get("tags", ())):
+        raise ValueError(f"{where}.tags: expected key:value tags, got {list(values['tags'])!r}")
+    return ApmSelector(**values)
+
+
+def _shifter(table: Any, where: str) -> ShifterSettings:
+    values = _checked(table, _SHIFTER, where)
+    kind = values.get("kind")
+    if kind is None:
+        raise ValueError(f"{where}.kind: required ({', '.join(SHIFTER_KINDS)})")
+    for key in _NEEDS[kind]:
+        if key not in values:
+            raise ValueError(f"{where}.{key}: required for kind = {kind!r}")
+    if "command" in values and "{weight}" not in values["command"]:
+        raise ValueError(
+            f"{where}.command: must contain {{weight}} (the new side's percent), got {values['command']!r}"
+        )
+    for key in ("command", "read_command"):
+        if key in values:
+            try:
+                values[key].format(weight=1, old_weight=99)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{where}.{key}: only {{weight}} and {{old_weight}} may be filled in ({exc!r})"
+                ) from None
+    return ShifterSettings(**values)
+
+
+def cutover_from_mapping(data: Any, where: str = "cutover") -> CutoverSettings:
+    """Build CutoverSettings from the ``[cutover]`` table; ValueError naming the key when it is wrong."""
+    values = _checked(data, _TOP, where)
+    for key in ("old", "new", "shifter"):
+        if key not in values:
+            raise ValueError(f"{where}.{key}: required (a table)")
+    settings = CutoverSettings(**values)
+    if settings.steps[-1] != 100.0:
+        raise ValueError(f"{where}.steps: the last step must be 100 (the cutover ends with all traffic moved)")
+    if settings.rollback_weight >= settings.steps[0]:
+        raise ValueError(
+            f"{where}.rollback_weight: must be below the first step ({settings.steps[0]:g}), "
+            f"got {settings.rollback_weight:g}"
+        )
+    if (settings.min_hold_s or 0) > (settings.max_hold_s or math.inf):
+        raise ValueError(f"{where}.min_hold_s: must not exceed max_hold_s")
+    try:
+        policy = policy_of(settings)
+        if policy.min_hold_checks > policy.max_hold_checks:
+            raise ValueError(
+                f"{where}.min_hold_s/max_hold_s: the minimum hold ({policy.min_hold_checks} checks) exceeds the "
+                f"maximum ({policy.max_hold_checks} checks) at interval_s = {settings.interval_s:g}"
+            )
+        if bad := [m for m in policy.go_metrics if m not in ("error_rate", *policy.latency_metrics)]:
+            raise ValueError(f"{where}.go_metrics: {bad[0]!r} is not judged (add it to latency_metrics)")
+    except TypeError as exc:  # pragma: no cover - a CutoverPolicy field renamed under us
+        raise ValueError(f"{where}: {exc}") from None
+    return settings
