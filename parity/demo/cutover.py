@@ -193,7 +193,16 @@ def demo_settings(options: CutoverDemoOptions, shifter: dict[str, str], dd_url: 
     return CutoverSettings(
         old=ApmSelector(APM_SERVICE, OLD_ENV, APM_SPAN),
         new=ApmSelector(APM_SERVICE, NEW_ENV, APM_SPAN),
-        shifter=ShifterSettings(**shifter),
+        shifter=ShifterSettings(
+            kind="route53",
+            zone_id=shifter["zone_id"],
+            record_name=shifter["record_name"],
+            record_type=shifter["record_type"],
+            old_set_id=shifter["old_set_id"],
+            new_set_id=shifter["new_set_id"],
+            region=shifter["region"],
+            endpoint_url=shifter["endpoint_url"],
+        ),
         steps=options.steps,
         interval_s=INTERVAL_S,
         min_hold_s=MIN_HOLD_S,
