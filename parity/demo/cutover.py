@@ -103,7 +103,7 @@ DEMO_RATE_RPS = 100.0
 #: The gate's check interval (s), minimum and maximum hold per step (s), settle after a verified shift (s), and
 #: the APM ingestion delay (s) of the demo (see the module docstring for the arithmetic).
 INTERVAL_S = 2.0
-MIN_HOLD_S = 10.0
+MIN_HOLD_S = 20.0
 MAX_HOLD_S = 80.0
 SETTLE_S = 2.0
 DELAY_S = 1.0
