@@ -1529,7 +1529,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
     )
     # Hidden knobs of a shorter cutover demo (the tests'): req/s through the router, steps, maximum hold (s).
-    demo.add_argument("--rate", type=_positive, default=100.0, help=argparse.SUPPRESS)
+    demo.add_argument("--rate", type=_positive, default=120.0, help=argparse.SUPPRESS)  # DEMO_RATE_RPS
     demo.add_argument("--steps", default=None, help=argparse.SUPPRESS)
     demo.add_argument("--max-hold", type=_positive, default=80.0, help=argparse.SUPPRESS)
 

@@ -100,7 +100,7 @@ __all__ = [
 ]
 
 #: Requests per second the replay sends through the router (the bundled baseline's mix, steady).
-DEMO_RATE_RPS = 100.0
+DEMO_RATE_RPS = 120.0
 #: The gate's check interval (s), minimum and maximum hold per step (s), settle after a verified shift (s), and
 #: the APM ingestion delay (s) of the demo (see the module docstring for the arithmetic).
 INTERVAL_S = 2.0
