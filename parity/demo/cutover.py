@@ -99,12 +99,14 @@ __all__ = [
     "run_cutover_demo",
 ]
 
+#: The demo's steps (percent to the new side): the default's 5 % step is left out, each step costs a minimum hold.
+DEMO_STEPS: tuple[float, ...] = (1.0, 10.0, 50.0, 100.0)
 #: Requests per second the replay sends through the router (the bundled baseline's mix, steady).
 DEMO_RATE_RPS = 120.0
 #: The gate's check interval (s), minimum and maximum hold per step (s), settle after a verified shift (s), and
 #: the APM ingestion delay (s) of the demo (see the module docstring for the arithmetic).
 INTERVAL_S = 2.0
-MIN_HOLD_S = 24.0
+MIN_HOLD_S = 30.0
 MAX_HOLD_S = 80.0
 SETTLE_S = 2.0
 DELAY_S = 1.0
@@ -141,7 +143,7 @@ class CutoverDemoOptions:
     out_dir: Path = Path("reports/demo-cutover")
     bottleneck: bool = True
     rate_rps: float = DEMO_RATE_RPS
-    steps: tuple[float, ...] = (1.0, 5.0, 10.0, 50.0, 100.0)
+    steps: tuple[float, ...] = DEMO_STEPS
     max_hold_s: float = MAX_HOLD_S
     seed: int = 1
 
