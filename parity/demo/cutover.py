@@ -21,34 +21,38 @@ What runs (every part real, nothing mocked; all on 127.0.0.1, all stopped on eve
 The compressed timing (why these numbers; ``benchmarks/demo_cutover_timing.py`` and
 ``benchmarks/demo_cutover_bottleneck.py`` measure them):
 
-- ``DEMO_RATE_RPS`` = 100 req/s through the router (a Python proxy on a shared 2-core machine: modest). A check
-  every ``INTERVAL_S`` = 2 s sees 200 requests, split by the weight.
+- ``DEMO_RATE_RPS`` = 120 req/s through the router (a Python proxy on a shared 2-core machine: modest). A check
+  every ``INTERVAL_S`` = 2 s sees 240 requests, split by the weight.
 - The gate's latency test counts an interval only with at least ``min_interval_hits("avg_ms")`` = 3 hits a side
   (a p95 needs 100, never reached here: the demo judges ``avg_ms`` only, so no alpha goes to tests that cannot
-  speak), and needs ``MIN_LATENCY_INTERVALS`` = 5 usable intervals. At 1 % and 5 % no endpoint reaches 3 new-side
-  hits in 2 s (2 and 10 requests in all); at 10 % only ``GET /api/employees/{id}`` (20 % of the mix: 4 a
-  check) does; at 50 % every endpoint above 2 % of the mix does. So the small steps are "not decidable at
-  this weight" (the decision core projects each test to the maximum hold) and GO after the minimum hold with
-  nothing shown worse; the 50 % step must show every endpoint with at least ``MIN_TRAFFIC_SHARE`` = 13 % of the
-  traffic (``/api/employees/{id}`` 20 %, ``/api/employees`` 14 %) within tolerance.
-- Tolerance: ``AVG_TOLERANCE`` = 25 % on ``avg_ms`` (the judge's default is 5 % + 1 ms: at 100 req/s showing a
-  5 % bound takes ~1,700 requests of an endpoint on each side, minutes the demo does not have). Seeded
-  simulation of the 50 % step with the real gate (100 req/s, 2-s checks, 60 runs): with the bottleneck the first
-  STOP comes after 5 checks (median; 90th percentile 7, max 11); without it both endpoints are shown within 25 %
-  after 14 checks (median; 90th percentile 21, max 30).
-- Holds: ``MIN_HOLD_S`` = 24 s (12 checks: the decision core lets a step GO past endpoints "not decidable at
-  this weight", and a regressed endpoint's variance can make it so; 12 checks leave the STOP its 11), ``MAX_HOLD_S``
-  = 80 s (40 checks: above the 30 the 50 % step may need without the bottleneck; small enough that the 10 % step
-  is not decidable, else it would need the same proof from a fifth of the traffic). ``SETTLE_S`` = 2 s: the
+  speak), and needs ``MIN_LATENCY_INTERVALS`` = 5 usable intervals. At 1 % no endpoint reaches 3 new-side hits
+  in 2 s (2.4 requests in all); at 10 % only ``GET /api/employees/{id}`` (20 % of the mix: 4.8 a check) does; at
+  50 % every endpoint above 2 % of the mix does. So the small steps are "not decidable at this weight" (the
+  decision core projects each test to the maximum hold) and GO after the minimum hold with nothing shown
+  worse; at 50 % every endpoint with at least ``MIN_TRAFFIC_SHARE`` = 13 % of the traffic
+  (``/api/employees/{id}`` 20 %, ``/api/employees`` 14 %) is decidable and must be shown within tolerance.
+- Tolerance: ``AVG_TOLERANCE`` = 25 % on ``avg_ms`` (the judge's default is 5 % + 1 ms: showing a 5 % bound
+  takes ~1,700 requests of an endpoint on each side, minutes the demo does not have). Seeded simulation of the
+  50 % step with the real gate (100 req/s, 2-s checks, 60 runs): with the bottleneck the first STOP comes after
+  5 checks (median; 90th percentile 7, max 11); without it both endpoints are shown within 25 % after 14
+  checks (median; 90th percentile 21, max 30).
+- Holds: ``MIN_HOLD_S`` = 30 s (15 checks). The decision core lets a step GO at the minimum hold past an
+  endpoint "not decidable at this weight" even at 50 %, and the bottleneck's queueing variance makes the busiest
+  endpoints so: at 100 req/s and a 12-check hold the 50 % step once went on (a false GO) before the STOP had its
+  evidence. The minimum hold must therefore cover the STOP: it took 9-11 checks in full runs. ``MAX_HOLD_S`` =
+  80 s (40 checks: above the 30 the 50 % step may need without the bottleneck; small enough that the 10 % step is
+  not decidable, else it would need the same proof from a fifth of the traffic). ``SETTLE_S`` = 2 s: the
   records' TTL (1 s) + the router's poll (0.25 s), rounded up to the driver's whole-second windows.
   ``DELAY_S`` = 1 s: spans leave the servers every 0.5 s after their request ends (≤ 0.3 s here).
-- Measured (this machine, shared, with 20-s holds): with the bottleneck STOPPED at 50 % after 9 checks and
-  rolled back to 0 % (read back from moto) in 98 s wall; without it COMPLETED in 121 s (50 % shown within
-  after 10 checks). With 24-s holds each takes ~16 s more: ≤ ~2.5 minutes, within the 3.
+- Steps ``DEMO_STEPS`` = 1, 10, 50, 100 % (the default's 5 % left out: each step costs a minimum hold).
+- Measured on this shared machine (``parity demo cutover``): with the bottleneck STOPPED at 50 % after 11
+  checks and rolled back to 0 % (read back from moto), 98 s wall, exit 1; without it COMPLETED (50 % shown within
+  tolerance after 15 checks), 141 s wall, exit 0; SIGINT during step 1: ABORTED, exit 130, everything stopped.
 
 The planted bottleneck (``benchmarks/demo_cutover_bottleneck.py``, A/B at the new side's rate, spans as the
-gate sees them): at 100 req/s, 10 % (10 req/s to the new side) waits 0.44 ms a request for the pool, mean
-new/old ×1.02; 50 % (50 req/s) waits 13 ms, ``GET /api/employees/{id}`` ×2.1, mean ×1.64.
+gate sees them): at 120 req/s, 10 % (12 req/s to the new side) waits 0.83 ms a request for the pool, mean
+new/old ×1.04 (``GET /api/employees/{id}`` ×1.13); 50 % (60 req/s) waits 24 ms, ``GET /api/employees/{id}`` ×2.9,
+mean ×2.15. At 100 req/s: 0.44 ms, ×1.02 at 10 %; 13 ms, ×1.64 at 50 %.
 """
 
 from __future__ import annotations
