@@ -211,9 +211,10 @@ def simulate(scenario: str, rng: np.random.Generator, policy: seq.CutoverPolicy)
                 elif decision.action is seq.Action.GO:
                     outcome.held_steps += state.step_checks >= policy.max_hold_checks
                     break
-            else:  # the gate stopped: the stream goes on for the fixed-horizon tests, max-hold steps
+            else:  # the gate stopped: the stream goes on for the fixed-horizon tests, min-hold steps (the pace
+                # of a cutover that goes at its minimum hold)
                 state = replace(state, step_checks=state.step_checks + 1)
-            if outcome.stopped_at is not None and state.step_checks >= policy.max_hold_checks:
+            if outcome.stopped_at is not None and state.step_checks >= policy.min_hold_checks:
                 break
         if outcome.stopped_at is not None and outcome.fixed_stop is not None and outcome.bonf_stop is not None:
             break
@@ -224,10 +225,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="simulated cutovers per scenario (default 200)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--max-hold", type=int, default=30, help="maximum hold per step, in checks (default 30)")
+    parser.add_argument("--min-hold", type=int, help="minimum hold per step, in checks (default: the policy's)")
+    parser.add_argument("--max-hold", type=int, help="maximum hold per step, in checks (default: the policy's)")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="run only these (repeatable)")
     args = parser.parse_args()
-    policy = seq.CutoverPolicy(max_hold_checks=args.max_hold, on_max_hold=seq.MaxHold.ADVANCE)
+    policy = seq.CutoverPolicy(on_max_hold=seq.MaxHold.ADVANCE)
+    if args.min_hold is not None:
+        policy = replace(policy, min_hold_checks=args.min_hold)
+    if args.max_hold is not None:
+        policy = replace(policy, max_hold_checks=args.max_hold)
     plan = seq.plan_gate([f"e{i}" for i in range(N_ENDPOINTS)], policy)
     print(
         f"{args.runs} cutovers per scenario, steps {'/'.join(f'{s:g}' for s in STEPS)} %, {RATE_PER_MIN:.0f} req/min, "
@@ -235,7 +241,7 @@ def main() -> None:
         f"{policy.alpha} over a family of {plan.family} ({plan.test_alpha:.2e} each)"
     )
     header = (
-        f"{'scenario':<14}{'stopped':>9}{'by 10%':>9}{'at 1/5/10/50%':>18}{'held steps':>12}"
+        f"{'scenario':<14}{'stopped':>9}{'by 10%':>9}{'at 1/5/10/50%':>18}{'held steps':>12}{'unasked':>9}"
         f"{'fixed 0.05':>12}{'fixed bonf':>12}{'s/run':>7}"
     )
     print(header)
@@ -251,16 +257,18 @@ def main() -> None:
         by_step = [sum(1 for s in stopped if s == i) for i in range(len(STEPS))]
         early = sum(1 for s in stopped if s <= 2)
         held = sum(o.held_steps for o in outcomes) / (args.runs * len(STEPS))
+        unattended = sum(o.stopped_at is None and not o.held_steps for o in outcomes) / args.runs
         fixed = sum(o.fixed_stop is not None for o in outcomes) / args.runs
         bonf = sum(o.bonf_stop is not None for o in outcomes) / args.runs
         print(
             f"{scenario:<14}{len(stopped) / args.runs:>9.1%}"
             f"{(early / len(stopped) if stopped else float('nan')):>9.1%}"
-            f"{'/'.join(str(c) for c in by_step):>18}{held:>12.1%}{fixed:>12.1%}{bonf:>12.1%}{per_run:>7.2f}"
+            f"{'/'.join(str(c) for c in by_step):>18}{held:>12.1%}{unattended:>9.1%}{fixed:>12.1%}{bonf:>12.1%}{per_run:>7.2f}"
         )
     print(
         "stopped: share of cutovers the gate stopped; by 10%: of those, the share stopped at the 1, 5 or 10 % step;"
         "\nheld steps: share of steps that reached their maximum hold undecided (a person would be asked);"
+        "\nunasked: share of cutovers that reached 100 % with every step GO by the gate (no person asked);"
         "\nfixed 0.05 / fixed bonf: share of the same cutovers a fixed-horizon test re-run at every check would have"
         "\nstopped (per test alpha 0.05 / Bonferroni-split alpha)."
     )
