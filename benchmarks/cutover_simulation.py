@@ -263,7 +263,8 @@ def main() -> None:
         print(
             f"{scenario:<14}{len(stopped) / args.runs:>9.1%}"
             f"{(early / len(stopped) if stopped else float('nan')):>9.1%}"
-            f"{'/'.join(str(c) for c in by_step):>18}{held:>12.1%}{unattended:>9.1%}{fixed:>12.1%}{bonf:>12.1%}{per_run:>7.2f}"
+            f"{'/'.join(str(c) for c in by_step):>18}{held:>12.1%}{unattended:>9.1%}"
+            f"{fixed:>12.1%}{bonf:>12.1%}{per_run:>7.2f}"
         )
     print(
         "stopped: share of cutovers the gate stopped; by 10%: of those, the share stopped at the 1, 5 or 10 % step;"
