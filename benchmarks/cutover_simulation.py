@@ -238,7 +238,8 @@ def main() -> None:
     print(
         f"{args.runs} cutovers per scenario, steps {'/'.join(f'{s:g}' for s in STEPS)} %, {RATE_PER_MIN:.0f} req/min, "
         f"{N_ENDPOINTS} endpoints, hold {policy.min_hold_checks}-{policy.max_hold_checks} checks; gate alpha "
-        f"{policy.alpha} over a family of {plan.family} ({plan.test_alpha:.2e} each)"
+        f"{policy.alpha} over a family of {plan.family} ({plan.test_alpha:.2e} each on average, mean latency "
+        f"{plan.alpha('avg_ms'):.2e}, one-sided)"
     )
     header = (
         f"{'scenario':<14}{'stopped':>9}{'by 10%':>9}{'at 1/5/10/50%':>18}{'held steps':>12}{'unasked':>9}"

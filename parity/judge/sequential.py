@@ -38,9 +38,15 @@ the false-stop rate it gives). The log of a mean of few samples is biased low by
 model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
 sigma <= 1).
 
-Multiplicity: every test of the gate (endpoints × metrics, plus the error-rate guardrail when set) gets
-``alpha / family`` (Bonferroni; a union bound, so the family-wise error stays <= alpha at every check,
-however long the cutover runs). Every test runs over the whole cutover (evidence carries from one step to
+Each latency bound is one-sided on its own (``one_sided_level``): the lower bound beyond the tolerance
+(a STOP) and the upper bound within it (a GO) are each wrong with probability <= the test's alpha.
+
+Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + the error-rate guardrail
+when set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
+stays <= alpha at every check, however long the cutover runs): per endpoint, the mean latency weighs 3, the
+error rate 2, a percentile or the guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
+decide (a p95 needs >= 100 hits a side per interval), so alpha is spent where it can buy a stop. The
+error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every test runs over the whole cutover (evidence carries from one step to
 the next; later steps, with more traffic on the new side, weigh more through ``n_eff``).
 
 Use (the ``parity cutover`` command, its journal and reports build on this)::
@@ -51,7 +57,11 @@ Use (the ``parity cutover`` command, its journal and reports build on this)::
         STOP -> roll back (exit 1; a guardrail breach: 4)   GO -> shift, state = next_step(state)
         WAIT -> check again                                HOLD -> keep the weights (exit 3)
 
-``update`` is deterministic: a journal of the ``Check`` inputs rebuilds the state on ``--resume``.
+``update`` is deterministic: a journal of the ``Check`` inputs rebuilds the state on ``--resume``. A STOP is
+latched in the state (``update``); the driver acts on the first one anyway. GO at small weights: an endpoint
+whose traffic at this weight cannot show the tolerance by the maximum hold does not hold the GO back
+(``decide``); the last step (100 %) has no old side and is judged by the guardrails alone. The observed split
+is compared with the weight through a binomial confidence sequence (``_split``).
 
 The module is pure: no I/O, no clock, no printing. Times are ms, rates are ratios (0.01 = 1%), weights
 are percent of traffic to the new environment.
@@ -224,7 +234,19 @@ class CutoverPolicy:
     """The cutover's decision settings (the ``[cutover]`` table will map onto these).
 
     ``steps``: percent to the new environment. ``min_hold_checks`` / ``max_hold_checks``: checks per step (with data
-    / of any kind) before a GO may be taken / after which an undecided step holds (``on_max_hold``). ``alpha``:
+    / of any kind) before a GO may be taken / after which an undecided step holds (``on_max_hold``). The driver
+    converts ``min_hold_s`` / ``max_hold_s`` into these (ceil(hold / interval)); the defaults, 40 and 120, are
+    40 minutes and 2 hours at the default 60-s interval.
+
+    Why 40 minutes: at 1, 5 and 10 % almost no endpoint can be shown WITHIN a 5 % tolerance (see ``decide``),
+    so those steps go at their minimum hold, and the minimum hold is what buys the evidence that stops a
+    regression before half the users see it. An endpoint with 5 % of 2,000 requests a minute sends
+    40 × (1 + 5 + 10) = 640 requests to the new side by the end of the 10 % step; the intervals with >= 3 hits
+    a side give an effective sample of ~550, so a +20 % mean latency beyond a 5 % tolerance
+    (ln(1.2/1.05) = 0.134 against a per-request CV of 0.53) reaches an expected z of 5.87, while the one-sided
+    normal-mixture boundary at the mean latency's alpha (0.01 / 90 × 1.5, ``ALPHA_WEIGHTS``) sits at z = 4.48:
+    P(stopped by then) ~ Phi(1.39) = 92 % (30 minutes: z 5.08 against 4.47, 73 %; 35: 84 %). The holds in
+    minutes are what a cautious production cutover uses anyway (the whole move takes >= 3 h 20 min). ``alpha``:
     family-wise false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
     ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
     within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is rarely
@@ -280,7 +302,11 @@ class GateState:
     ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
     ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
     ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
-    counts these: a check that brought nothing is not time watched at the new weight).
+    counts these: a check that brought nothing is not time watched at the new weight; at 100 %: the new side).
+    ``step_latency``: per metric, the step's (W, k) (for the projection of ``decide``); ``step_hits_seen``:
+    per endpoint, the step's requests on either side. ``stopped``: the reasons of the first STOP (latched,
+    see ``update``). ``evaluation``: the findings and guardrail breaches ``update`` computed (``decide``
+    reuses them; None after ``start``/``next_step``).
     """
 
     plan: GatePlan
