@@ -46,8 +46,9 @@ when set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the
 stays <= alpha at every check, however long the cutover runs): per endpoint, the mean latency weighs 3, the
 error rate 2, a percentile or the guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
 decide (a p95 needs >= 100 hits a side per interval), so alpha is spent where it can buy a stop. The
-error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every test runs over the whole cutover (evidence carries from one step to
-the next; later steps, with more traffic on the new side, weigh more through ``n_eff``).
+error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every other
+test runs over the whole cutover (evidence carries from one step to the next; later steps, with more
+traffic on the new side, weigh more through ``n_eff``).
 
 Use (the ``parity cutover`` command, its journal and reports build on this)::
 
