@@ -159,7 +159,7 @@ ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_g
 #: A test not in ``ALPHA_WEIGHTS`` (a percentile) weighs this.
 ALPHA_WEIGHT_OTHER = 1.0
 #: An endpoint's metric is decidable at the current weight when its confidence sequence, projected to the
-#: maximum hold at the step's observed rate of information, would be narrower than this fraction of the
+#: maximum hold with the step's requests split by the weight, would be narrower than this fraction of the
 #: tolerance on each side of "no change" (so a change of up to (1 - this) of the tolerance is shown within).
 DECIDABLE_FRACTION = 0.5
 #: Bounds of the lognormal shape read from an interval's p50 and p95 (σ of ln latency).
