@@ -2,8 +2,8 @@
 and what does re-running a fixed-horizon test at every check do instead?
 
 Simulated weighted-DNS cutovers through the 1 → 5 → 10 → 50 % steps (the 100 % step has no old side left to
-compare with and is judged by the guardrails alone, none set by default: reaching it counts as completed) with one check per 1-minute interval. Traffic: 30 endpoints
-with a Zipf(1) mix (the top one ~25 %, the 5th 5.0 %), ~2,000 requests/min in total (Poisson per endpoint
+compare with and is judged by the guardrails alone, none set by default: reaching it counts as completed)
+with one check per 1-minute interval. Traffic: 30 endpoints with a Zipf(1) mix (the top one ~25 %, the 5th 5.0 %), ~2,000 requests/min in total (Poisson per endpoint
 and side), each request sent to the new side with probability weight/100. Latency per endpoint: lognormal
 with a median drawn log-uniformly in 20-300 ms and sigma 0.5, times a shared per-minute factor (both sides,
 lognormal sd 0.05: the load of the moment). Background error rate per endpoint log-uniform in 0.05-1 %.
