@@ -2,13 +2,14 @@
 and what does re-running a fixed-horizon test at every check do instead?
 
 Simulated weighted-DNS cutovers through the 1 → 5 → 10 → 50 % steps (the 100 % step has no old side left to
-compare with and is judged by the guardrails alone, none set by default: reaching it counts as completed)
-with one check per 1-minute interval. Traffic: 30 endpoints with a Zipf(1) mix (the top one ~25 %, the 5th 5.0 %), ~2,000 requests/min in total (Poisson per endpoint
-and side), each request sent to the new side with probability weight/100. Latency per endpoint: lognormal
-with a median drawn log-uniformly in 20-300 ms and sigma 0.5, times a shared per-minute factor (both sides,
-lognormal sd 0.05: the load of the moment). Background error rate per endpoint log-uniform in 0.05-1 %.
-Each interval's APM-like summary (hits, errors, avg, p50/p75/p90/p95/p99 by nearest rank, max) is computed
-from the simulated requests of each side; the gate sees only those summaries.
+compare with and is judged by the guardrails alone, none set by default: reaching it counts as completed) with
+one check per 1-minute interval. Traffic: 30 endpoints with a Zipf(1) mix (the top one ~25 %, the 5th 5.0 %),
+~2,000 requests/min in total (Poisson per endpoint and side), each request sent to the new side with
+probability weight/100. Latency per endpoint: lognormal with a median drawn log-uniformly in 20-300 ms and
+sigma 0.5, times a shared per-minute factor (both sides, lognormal sd 0.05: the load of the moment).
+Background error rate per endpoint log-uniform in 0.05-1 %. Each interval's APM-like summary (hits, errors,
+avg, p50/p75/p90/p95/p99 by nearest rank, max) is computed from the simulated requests of each side; the gate
+sees only those summaries.
 
 Gate: the default ``CutoverPolicy`` as a user gets it (alpha 0.01 over the family, split by
 ``ALPHA_WEIGHTS``: the mean latency 1.5 × alpha/90, the error rate 1 ×, the p95 0.5 ×; one-sided latency
