@@ -587,3 +587,24 @@ def test_the_last_step_is_judged_by_the_guardrails_alone() -> None:
 def test_default_holds_are_the_documented_minutes() -> None:
     policy = seq.CutoverPolicy()
     assert (policy.min_hold_checks, policy.max_hold_checks) == (40, 120)  # 40 min / 2 h at 60-s checks
+
+
+def test_the_error_guardrail_spends_its_alpha_over_the_steps() -> None:
+    """Each step restarts the guardrail's sequence on its own counts, so each step gets 1/5 of its alpha: an
+    error count whose lower bound clears the limit at the test's full alpha but not at a fifth of it is no
+    breach."""
+    policy = seq.CutoverPolicy(latency_metrics=("avg_ms",), error_rate_limit=0.05)
+    plan = seq.plan_gate(["GET /a"], policy)
+    full, step = plan.alpha("error_guardrail"), seq.guardrail_step_alpha(plan)
+    assert step == pytest.approx(full / 5)
+    hits = 1000.0
+    errors = next(
+        e
+        for e in range(50, 200)
+        if seq.bernoulli_bound(np.array(float(e)), np.array(hits), full, upper=False) > 0.05
+        and seq.bernoulli_bound(np.array(float(e)), np.array(hits), step, upper=False) <= 0.05
+    )
+    state = replace(seq.start(plan), step_hits_new=np.array([hits]), step_errors_new=np.array([float(errors)]))
+    assert seq.decide(state).guardrails == ()
+    state = replace(state, step_errors_new=np.array([float(errors + 5)]))
+    assert {g.kind for g in seq.decide(state).guardrails} == {"error_rate"}
