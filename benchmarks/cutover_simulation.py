@@ -35,7 +35,15 @@ tolerance; "fixed 0.05" tests every endpoint and metric at 0.05, "fixed bonf" at
 Bonferroni split of the gate's alpha) — it still inflates with every look.
 
 Measured (seed 1, 200 cutovers per scenario, default holds 40-120; 2 shared cores):
-TABLE
+  scenario        stopped   by 10%     at 1/5/10/50%  held steps  unasked  fixed 0.05  fixed bonf  s/run
+  none               0.0%     nan%           0/0/0/0        0.0%   100.0%      100.0%        3.5%   1.58
+  none/heavy         0.0%     nan%           0/0/0/0        0.0%   100.0%      100.0%        1.0%   1.25
+  latency+20%      100.0%    92.0%       0/34/150/16        0.0%     0.0%      100.0%      100.0%   0.63
+  errors+2pt       100.0%    99.5%        4/158/37/1        0.0%     0.0%      100.0%      100.0%   0.52
+  errors+2pt/1      80.0%    16.2%        0/1/25/134        0.0%    20.0%      100.0%      100.0%   1.15
+(17 minutes in all beside other engineers' test runs; ~13 on an idle core). Every no-change cutover went
+through all four steps on the gate's own GO, none stopped; the fixed-horizon test at 0.05 stopped all of
+them, at the Bonferroni split 3.5 % (it inflates with every look).
 
 Before issue 16's decisions (holds 10-30, two-sided bounds, an even alpha split, GO only when every endpoint
 was shown within): latency+20% stopped 100 %, 63.5 % of them by the 10 % step, and 100 % of the no-change
