@@ -78,7 +78,9 @@ def run_paths(
         old = summaries(rng, rng.poisson(n_old, paths), 50.0, 0.5, rate_old)
         new = summaries(rng, rng.poisson(n_new, paths), 50.0 * new_mult, 0.5, rate_new)
         items = tuple(seq.EndpointInterval(k, o, n) for k, o, n in zip(plan.endpoints, old, new, strict=True))
-        state = seq.update(state, seq.Check(c * 60_000, items))
+        # each endpoint is a path of its own: one path's STOP must not latch the others (the latch is
+        # tested on its own in test_a_stop_is_latched)
+        state = replace(seq.update(state, seq.Check(c * 60_000, items)), stopped=())
         decision = seq.decide(state)
         worse = {plan.endpoints.index(m.endpoint) for m in decision.metrics if m.finding is seq.Finding.WORSE}
         for i in worse:
@@ -400,3 +402,209 @@ def test_checks_without_data_do_not_count_towards_the_minimum_hold() -> None:
     assert any("minimum hold: 1 of 10" in r for r in decision.reasons)
     state = _feed(plan, 9, seed=3, state=state, n_old=400, n_new=600)
     assert seq.decide(state).action is seq.Action.GO
+
+
+# --- issue 16's open questions: latch, GO at small weights, split allowance, guardrail alpha, 100 % step ---------
+
+
+def test_alpha_is_weighted_towards_the_mean_latency_and_sums_to_the_policy_alpha() -> None:
+    plan = seq.plan_gate(["GET /a", "GET /b"], seq.CutoverPolicy(error_rate_limit=0.05))
+    # weights error 2, avg 3, p95 1, guardrail 1 (mean 7/4): factors 8/7, 12/7, 4/7, 4/7 of alpha / family
+    assert plan.family == 8
+    assert plan.alpha("avg_ms") == pytest.approx(0.01 / 8 * 12 / 7)
+    assert plan.alpha("error_rate") == pytest.approx(0.01 / 8 * 8 / 7)
+    assert plan.alpha("p95_ms") == pytest.approx(0.01 / 8 * 4 / 7)
+    tests = ("error_rate", "avg_ms", "p95_ms", "error_guardrail")
+    assert 2 * sum(plan.alpha(t) for t in tests) == pytest.approx(0.01)  # still a union bound at alpha
+    default = seq.plan_gate([f"e{i}" for i in range(30)], seq.CutoverPolicy())
+    assert default.alpha("avg_ms") == pytest.approx(0.01 / 90 * 1.5)  # the benchmark's family
+    assert default.alpha("p95_ms") == pytest.approx(0.01 / 90 * 0.5)
+    # the error-rate guardrail restarts every step: its alpha is split over the steps
+    assert seq.guardrail_step_alpha(plan) == pytest.approx(plan.alpha("error_guardrail") / 5)
+
+
+def test_one_sided_level_is_valid_for_each_side_of_a_gaussian_walk() -> None:
+    assert seq.one_sided_level(0.01) == pytest.approx(0.02 / 1.01)
+    rng = np.random.default_rng(8)
+    alpha = 0.05
+    level = seq.one_sided_level(alpha)
+    rho = seq.normal_mixture_rho(50.0, level)
+    walks = np.cumsum(rng.normal(size=(400, 1500)), axis=1)
+    bound = seq.normal_mixture_bound(np.arange(1, 1501, dtype=float), level, rho)
+    upper = (walks >= bound).any(axis=1).mean()
+    lower = (walks <= -bound).any(axis=1).mean()
+    assert upper <= alpha
+    assert lower <= alpha
+    assert upper + lower > alpha / 4  # not vacuous: the two-sided 2-alpha boundary is used near its level
+
+
+def test_a_stop_is_latched_and_never_turns_back_into_wait() -> None:
+    policy = seq.CutoverPolicy(steps=(50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=2)
+    plan = seq.plan_gate(["GET /a"], policy)
+    state = _feed(plan, 12, seed=3, mult=1.4)
+    decision = seq.decide(state)
+    assert decision.action is seq.Action.STOP
+    assert state.stopped == decision.reasons
+    hits = state.hits_new.sum()
+    # many clean checks afterwards (the slower side recovered): without the latch the mean would drift back
+    after = _feed(plan, 60, seed=4, state=state, mult=0.8)
+    late = seq.decide(after)
+    assert late.action is seq.Action.STOP
+    assert late.reasons == decision.reasons
+    assert after.hits_new.sum() == hits  # nothing learned after the stop
+    assert after.checks == state.checks + 60
+    # without the latch the same evidence would no longer stop: the latch is what keeps it
+    unlatched = _feed(plan, 60, seed=4, state=replace(state, stopped=()), mult=0.8)
+    unlatched = replace(unlatched, stopped=(), evaluation=None)
+    assert seq.decide(unlatched).action is not seq.Action.STOP
+
+
+def _interval(hits: int, errors: int = 0, avg: float = 50.0) -> seq.IntervalSummary:
+    return seq.IntervalSummary(hits, errors, avg, avg * 0.8, avg, avg * 1.5, avg * 2, avg * 3, avg * 5)
+
+
+def test_go_at_a_small_weight_when_the_traffic_cannot_decide_and_nothing_is_worse() -> None:
+    """1 % step, 300 requests a minute: ~3 a minute on the new side can never show a 5 % tolerance within the
+    maximum hold. The old rule held every such step for a person; now it goes at its minimum hold, saying
+    which tests were not decidable at this weight."""
+    policy = seq.CutoverPolicy(steps=(1.0, 50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=5)
+    plan = seq.plan_gate(["GET /a"], policy)
+    state = seq.start(plan)
+    rng = np.random.default_rng(21)
+    for c in range(5):
+        hits_new = int(rng.poisson(3)) + 3
+        item = seq.EndpointInterval("GET /a", _interval(297, 1), _interval(hits_new, 0))
+        state = seq.update(state, seq.Check(c, (item,)))
+    decision = seq.decide(state)
+    assert decision.action is seq.Action.GO, decision.reasons
+    assert "not decidable at 1 %" in decision.reasons[0]
+    undecided = [m for m in decision.metrics if not m.decidable]
+    assert {m.metric for m in undecided} == {"error_rate", "avg_ms"}
+    assert all(m.finding is not seq.Finding.WORSE for m in undecided)
+    assert all("not decidable at 1 %" in m.reason for m in undecided)
+
+
+def test_an_endpoint_the_new_side_does_not_serve_is_decidable_and_holds_the_go() -> None:
+    """At 50 % an endpoint with plenty of traffic on the old side and none on the new one (a route missing on
+    the new environment) is decidable by the weight's split of its traffic, so its NO_DATA holds the GO."""
+    policy = seq.CutoverPolicy(steps=(50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=3)
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    plan = seq.plan_gate(["GET /a", "GET /gone"], policy, judge)
+    state = seq.start(plan)
+    for c in range(6):
+        items = (
+            seq.EndpointInterval("GET /a", _interval(500, 1), _interval(500, 1)),
+            seq.EndpointInterval("GET /gone", _interval(500, 1), seq.IntervalSummary(0, 0)),
+        )
+        state = seq.update(state, seq.Check(c, items))
+    decision = seq.decide(state)
+    assert decision.action is seq.Action.WAIT
+    gone = [m for m in decision.metrics if m.endpoint == "GET /gone"]
+    assert all(m.decidable and m.finding is seq.Finding.NO_DATA for m in gone)
+    assert any(r.startswith("GET /gone") for r in decision.reasons)
+
+
+def test_decidability_known_answer() -> None:
+    """The projection by hand: 10 checks at 50 % with 40 requests a check (20 a side: W += 10 per check),
+    120-check maximum hold: W at the end = 10 × 10 + 110 × 10 = 1200; with the measured variance per unit W,
+    the half-width u(cW) / W against half the tolerance decides."""
+    policy = seq.CutoverPolicy(steps=(50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=3)
+    plan = seq.plan_gate(["GET /a"], policy)
+    state = seq.start(plan)
+    for c in range(10):
+        avg = 50.0 * (1.01 if c % 2 else 0.99)
+        state = seq.update(state, seq.Check(c, (seq.EndpointInterval("GET /a", _interval(20), _interval(20, 0, avg)),)))
+    block = state.latency["avg_ms"]
+    assert block[0, 0] == pytest.approx(100.0)  # W: 10 checks × 1 / (1/20 + 1/20)
+    sigma = math.log(2.0 / 0.8) / 1.6448536269514722  # the old side's p95 / p50 = 2 / 0.8
+    c2 = math.expm1(sigma * sigma)  # the model's CV² per effective hit (dominates a ±1 % series)
+    assert block[4, 0] == pytest.approx(100.0 * c2)
+    level = seq.one_sided_level(plan.alpha("avg_ms"))
+    rho = seq.normal_mixture_rho(seq.LATENCY_V_OPT, level)
+    half_end = float(seq.normal_mixture_bound(c2 * 1200.0, level, rho)) / 1200.0
+    assert half_end == pytest.approx(0.063, abs=0.002)
+    expected = half_end <= seq.DECIDABLE_FRACTION * math.log(1.05)
+    decision = seq.decide(state)
+    found = next(m for m in decision.metrics if m.metric == "avg_ms")
+    assert found.finding is seq.Finding.OPEN
+    assert found.decidable is expected
+    assert not expected  # half 0.063 at the maximum hold > 0.024: not decidable at this traffic
+
+
+def test_the_split_check_allows_for_sampling() -> None:
+    """1 % step, 200 requests: the old fixed ±50 % band read 28 % of honest splits as mismatched. The exact
+    false-mismatch rate over Binomial(200, 1 %) is now below alpha; a DNS change not in effect is still found."""
+
+    def split(new: int, total: int, weight: float) -> seq.SplitCheck:
+        plan = seq.plan_gate(["GET /a"], seq.CutoverPolicy(steps=(weight, 100.0)))
+        state = replace(seq.start(plan), step_hits_new=np.array([float(new)]), step_hits_all=float(total))
+        return seq.decide(state).split
+
+    old_band = sum(math.comb(200, k) * 0.01**k * 0.99 ** (200 - k) for k in range(201) if abs(k / 2 - 1) > 0.5)
+    assert old_band == pytest.approx(0.28, abs=0.01)
+    false_mismatch = sum(
+        math.comb(200, k) * 0.01**k * 0.99 ** (200 - k) for k in range(40) if split(k, 200, 1.0).matches is False
+    )
+    assert false_mismatch <= 0.01
+    assert split(0, 2000, 1.0).matches is False  # the weight never took effect
+    assert split(1000, 2000, 10.0).matches is False  # resolvers still send half to the new side
+    assert split(20, 200, 10.0).matches is None  # honest, but 200 requests cannot show it within ±50 %
+    assert split(200, 2000, 10.0).matches is True
+    assert split(5000, 50000, 10.0).matches is True
+    assert split(0, 199, 1.0).matches is None  # under SPLIT_MIN_HITS
+
+
+def test_the_last_step_is_judged_by_the_guardrails_alone() -> None:
+    """At 100 % the old side serves nothing: GO (completed) after the minimum hold of checks with new-side data
+    and no breach; an error-rate breach still stops."""
+    policy = seq.CutoverPolicy(
+        steps=(50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=3, error_rate_limit=0.05
+    )
+    plan = seq.plan_gate(["GET /a", "GET /b"], policy)
+    state = seq.next_step(seq.start(plan))
+
+    def check(c: int, errors: int) -> seq.Check:
+        items = tuple(
+            seq.EndpointInterval(k, seq.IntervalSummary(0, 0), _interval(1000, errors)) for k in plan.endpoints
+        )
+        return seq.Check(c, items)
+
+    clean = state
+    for c in range(2):
+        clean = seq.update(clean, check(c, 5))
+    assert seq.decide(clean).action is seq.Action.WAIT
+    clean = seq.update(clean, check(2, 5))
+    decision = seq.decide(clean)
+    assert decision.action is seq.Action.GO, decision.reasons
+    assert "guardrails" in decision.reasons[0]
+    assert decision.split.observed_pct == 100.0
+    broken = seq.update(state, check(0, 200))  # 20 % errors on the new side
+    decision = seq.decide(broken)
+    assert decision.action is seq.Action.STOP
+    assert {g.kind for g in decision.guardrails} == {"error_rate"}
+
+
+def test_default_holds_are_the_documented_minutes() -> None:
+    policy = seq.CutoverPolicy()
+    assert (policy.min_hold_checks, policy.max_hold_checks) == (40, 120)  # 40 min / 2 h at 60-s checks
+
+
+def test_the_error_guardrail_spends_its_alpha_over_the_steps() -> None:
+    """Each step restarts the guardrail's sequence on its own counts, so each step gets 1/5 of its alpha: an
+    error count whose lower bound clears the limit at the test's full alpha but not at a fifth of it is no
+    breach."""
+    policy = seq.CutoverPolicy(latency_metrics=("avg_ms",), error_rate_limit=0.05)
+    plan = seq.plan_gate(["GET /a"], policy)
+    full, step = plan.alpha("error_guardrail"), seq.guardrail_step_alpha(plan)
+    assert step == pytest.approx(full / 5)
+    hits = 1000.0
+    errors = next(
+        e
+        for e in range(50, 200)
+        if seq.bernoulli_bound(np.array(float(e)), np.array(hits), full, upper=False) > 0.05
+        and seq.bernoulli_bound(np.array(float(e)), np.array(hits), step, upper=False) <= 0.05
+    )
+    state = replace(seq.start(plan), step_hits_new=np.array([hits]), step_errors_new=np.array([float(errors)]))
+    assert seq.decide(state).guardrails == ()
+    state = replace(state, step_errors_new=np.array([float(errors + 5)]))
+    assert {g.kind for g in seq.decide(state).guardrails} == {"error_rate"}

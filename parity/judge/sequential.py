@@ -38,10 +38,17 @@ the false-stop rate it gives). The log of a mean of few samples is biased low by
 model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
 sigma <= 1).
 
-Multiplicity: every test of the gate (endpoints × metrics, plus the error-rate guardrail when set) gets
-``alpha / family`` (Bonferroni; a union bound, so the family-wise error stays <= alpha at every check,
-however long the cutover runs). Every test runs over the whole cutover (evidence carries from one step to
-the next; later steps, with more traffic on the new side, weigh more through ``n_eff``).
+Each latency bound is one-sided on its own (``one_sided_level``): the lower bound beyond the tolerance
+(a STOP) and the upper bound within it (a GO) are each wrong with probability <= the test's alpha.
+
+Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + the error-rate guardrail
+when set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
+stays <= alpha at every check, however long the cutover runs): per endpoint, the mean latency weighs 3, the
+error rate 2, a percentile or the guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
+decide (a p95 needs >= 100 hits a side per interval), so alpha is spent where it can buy a stop. The
+error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every other
+test runs over the whole cutover (evidence carries from one step to the next; later steps, with more
+traffic on the new side, weigh more through ``n_eff``).
 
 Use (the ``parity cutover`` command, its journal and reports build on this)::
 
@@ -51,7 +58,11 @@ Use (the ``parity cutover`` command, its journal and reports build on this)::
         STOP -> roll back (exit 1; a guardrail breach: 4)   GO -> shift, state = next_step(state)
         WAIT -> check again                                HOLD -> keep the weights (exit 3)
 
-``update`` is deterministic: a journal of the ``Check`` inputs rebuilds the state on ``--resume``.
+``update`` is deterministic: a journal of the ``Check`` inputs rebuilds the state on ``--resume``. A STOP is
+latched in the state (``update``); the driver acts on the first one anyway. GO at small weights: an endpoint
+whose traffic at this weight cannot show the tolerance by the maximum hold does not hold the GO back
+(``decide``); the last step (100 %) has no old side and is judged by the guardrails alone. The observed split
+is compared with the weight through a binomial confidence sequence (``_split``).
 
 The module is pure: no I/O, no clock, no printing. Times are ms, rates are ratios (0.01 = 1%), weights
 are percent of traffic to the new environment.
@@ -72,6 +83,10 @@ from parity.judge.policy import Policy
 from parity.judge.stats import ALPHA, Tolerance
 
 __all__ = [
+    "ALPHA_WEIGHTS",
+    "DECIDABLE_FRACTION",
+    "DEFAULT_MAX_HOLD_CHECKS",
+    "DEFAULT_MIN_HOLD_CHECKS",
     "DEFAULT_STEPS",
     "ERROR_PRIOR_SD",
     "LATENCY_CLIP",
@@ -94,10 +109,12 @@ __all__ = [
     "bernoulli_cs",
     "bernoulli_log_mixture",
     "decide",
+    "guardrail_step_alpha",
     "min_interval_hits",
     "next_step",
     "normal_mixture_bound",
     "normal_mixture_rho",
+    "one_sided_level",
     "plan_gate",
     "ratio_log_mixture",
     "start",
@@ -131,6 +148,20 @@ TAIL_HITS = 5
 P99_GUARD_MIN_HITS = 100
 #: Requests a step needs (both sides together) before the observed split is compared with the weight.
 SPLIT_MIN_HITS = 200
+#: Default minimum / maximum hold per step, in checks (minutes at the default 60-s check interval); see
+#: ``CutoverPolicy`` for why 40 minutes.
+DEFAULT_MIN_HOLD_CHECKS = 40
+DEFAULT_MAX_HOLD_CHECKS = 120
+#: Relative share of an endpoint's alpha per test (normalised over the tests the plan runs): the mean latency
+#: is the test that decides a step at small weights, percentiles need >= 100 hits a side per interval and
+#: only speak at large weights (see ``plan_gate``).
+ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_guardrail": 1.0}
+#: A test not in ``ALPHA_WEIGHTS`` (a percentile) weighs this.
+ALPHA_WEIGHT_OTHER = 1.0
+#: An endpoint's metric is decidable at the current weight when its confidence sequence, projected to the
+#: maximum hold with the step's requests split by the weight, would be narrower than this fraction of the
+#: tolerance on each side of "no change" (so a change of up to (1 - this) of the tolerance is shown within).
+DECIDABLE_FRACTION = 0.5
 #: Bounds of the lognormal shape read from an interval's p50 and p95 (σ of ln latency).
 _SIGMA_RANGE = (0.05, 1.5)
 _Z95 = 1.6448536269514722
@@ -204,7 +235,19 @@ class CutoverPolicy:
     """The cutover's decision settings (the ``[cutover]`` table will map onto these).
 
     ``steps``: percent to the new environment. ``min_hold_checks`` / ``max_hold_checks``: checks per step (with data
-    / of any kind) before a GO may be taken / after which an undecided step holds (``on_max_hold``). ``alpha``:
+    / of any kind) before a GO may be taken / after which an undecided step holds (``on_max_hold``). The driver
+    converts ``min_hold_s`` / ``max_hold_s`` into these (ceil(hold / interval)); the defaults, 40 and 120, are
+    40 minutes and 2 hours at the default 60-s interval.
+
+    Why 40 minutes: at 1, 5 and 10 % almost no endpoint can be shown WITHIN a 5 % tolerance (see ``decide``),
+    so those steps go at their minimum hold, and the minimum hold is what buys the evidence that stops a
+    regression before half the users see it. An endpoint with 5 % of 2,000 requests a minute sends
+    40 × (1 + 5 + 10) = 640 requests to the new side by the end of the 10 % step; the intervals with >= 3 hits
+    a side give an effective sample of ~550, so a +20 % mean latency beyond a 5 % tolerance
+    (ln(1.2/1.05) = 0.134 against a per-request CV of 0.53) reaches an expected z of 5.87, while the one-sided
+    normal-mixture boundary at the mean latency's alpha (0.01 / 90 × 1.5, ``ALPHA_WEIGHTS``) sits at z = 4.48:
+    P(stopped by then) ~ Phi(1.39) = 92 % (30 minutes: z 5.08 against 4.47, 73 %; 35: 84 %). The holds in
+    minutes are what a cautious production cutover uses anyway (the whole move takes >= 3 h 20 min). ``alpha``:
     family-wise false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
     ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
     within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is rarely
@@ -217,8 +260,8 @@ class CutoverPolicy:
     """
 
     steps: tuple[float, ...] = DEFAULT_STEPS
-    min_hold_checks: int = 10
-    max_hold_checks: int = 30
+    min_hold_checks: int = DEFAULT_MIN_HOLD_CHECKS
+    max_hold_checks: int = DEFAULT_MAX_HOLD_CHECKS
     alpha: float = ALPHA
     latency_metrics: tuple[str, ...] = ("avg_ms", "p95_ms")
     go_metrics: tuple[str, ...] = ("error_rate", "avg_ms")
@@ -232,13 +275,21 @@ class CutoverPolicy:
 @dataclass(frozen=True)
 class GatePlan:
     """What the gate judges: the endpoints (fixed before the cutover: the Bonferroni family), the metrics,
-    each endpoint's tolerance per metric and each test's alpha."""
+    each endpoint's tolerance per metric and each test's alpha. ``test_alpha``: the family's alpha split
+    evenly (alpha / family); ``alpha_weights``: per test (``error_rate``, a latency metric,
+    ``error_guardrail``) the factor on it, averaging 1 over an endpoint's tests (``ALPHA_WEIGHTS``): the
+    tests' alphas still sum to the policy's alpha."""
 
     endpoints: tuple[str, ...]
     policy: CutoverPolicy
     tolerances: Mapping[str, tuple[Tolerance, ...]]  # metric -> per endpoint, in ``endpoints`` order
     family: int
     test_alpha: float
+    alpha_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def alpha(self, test: str) -> float:
+        """The alpha of one test (``error_rate``, a latency metric or ``error_guardrail``) of one endpoint."""
+        return self.test_alpha * self.alpha_weights.get(test, 1.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,7 +303,11 @@ class GateState:
     ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
     ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
     ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
-    counts these: a check that brought nothing is not time watched at the new weight).
+    counts these: a check that brought nothing is not time watched at the new weight; at 100 %: the new side).
+    ``step_latency``: per metric, the step's (W, k) (for the projection of ``decide``); ``step_hits_seen``:
+    per endpoint, the step's requests on either side. ``stopped``: the reasons of the first STOP (latched,
+    see ``update``). ``evaluation``: the findings and guardrail breaches ``update`` computed (``decide``
+    reuses them; None after ``start``/``next_step``).
     """
 
     plan: GatePlan
@@ -272,6 +327,10 @@ class GateState:
     step_hits_all: float = 0.0
     last_p99_new: FloatArray = field(default_factory=lambda: np.zeros(0))
     last_check_usable: bool = False
+    step_latency: Mapping[str, FloatArray] = field(default_factory=dict)
+    step_hits_seen: FloatArray = field(default_factory=lambda: np.zeros(0))
+    stopped: tuple[str, ...] = ()
+    evaluation: tuple[tuple[MetricDecision, ...], tuple[GuardrailBreach, ...]] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -290,6 +349,7 @@ class MetricDecision:
     threshold: float
     intervals: int
     reason: str
+    decidable: bool = True  # False: this step's traffic cannot show it within tolerance by the maximum hold
 
 
 @dataclass(frozen=True)
@@ -346,6 +406,16 @@ def normal_mixture_bound(v: FloatArray | float, alpha: float, rho: float) -> Flo
     return np.asarray(np.sqrt((v_arr + rho) * np.log((v_arr + rho) / (rho * alpha * alpha))))
 
 
+def one_sided_level(alpha: float) -> float:
+    """The level at which the two-sided normal-mixture boundary is a valid ONE-sided boundary at ``alpha``:
+    ``2 alpha / (1 + alpha)``. The two-sided mixture M is the mean of the half-normal mixtures M+ (over
+    lambda > 0) and M- (lambda < 0), each a test martingale; while S >= 0, M- <= 1, so M >= 1/a' implies
+    M+ >= 2/a' - 1 = 1/alpha, which Ville's inequality bounds by alpha. The latency tests use it for each
+    side on its own: a false STOP (lower bound beyond tolerance) and a false GO (upper bound within) each
+    have probability <= the test's alpha."""
+    return 2 * alpha / (1 + alpha)
+
+
 def bernoulli_log_mixture(successes: FloatArray, trials: FloatArray, p: FloatArray) -> FloatArray:
     """ln of the beta-binomial mixture martingale for a Bernoulli rate ``p``: ``B(a+S, b+F)/B(a, b)`` over
     ``p^S (1-p)^F`` (prior Beta(``BERNOULLI_PRIOR``)). Under a constant rate p its expectation is 1 at every
@@ -358,27 +428,31 @@ def bernoulli_log_mixture(successes: FloatArray, trials: FloatArray, p: FloatArr
     return np.asarray(mix - special.xlogy(s, p_arr) - special.xlog1py(f, -p_arr))
 
 
-def bernoulli_bound(successes: FloatArray, trials: FloatArray, alpha: float, *, upper: bool) -> FloatArray:
-    """One end of ``bernoulli_cs``: the upper (``upper``) or lower bound, by bisection (45 halvings: < 1e-13)."""
+def bernoulli_bound(successes: FloatArray, trials: FloatArray, alpha: float, *, upper: bool | BoolArray) -> FloatArray:
+    """One end of ``bernoulli_cs``: the upper (``upper``) or lower bound, by bisection (40 halvings: < 1e-12).
+    ``upper`` may be an array (per element: several bounds in one vectorised bisection)."""
     s = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
+    up = np.broadcast_to(np.asarray(upper, dtype=bool), s.shape)
     threshold = math.log(1 / alpha)
     p_hat = np.where(n > 0, s / np.maximum(n, 1), 0.5)
-    inner, outer = p_hat.copy(), (np.ones_like(p_hat) if upper else np.zeros_like(p_hat))
-    for _ in range(45):  # invariant: inner is inside the sequence's set, outer is not (or is the edge)
+    inner, outer = p_hat.copy(), up.astype(float)
+    for _ in range(40):  # invariant: inner is inside the sequence's set, outer is not (or is the edge)
         mid = (inner + outer) / 2
         inside = bernoulli_log_mixture(s, n, mid) < threshold
         inner, outer = np.where(inside, mid, inner), np.where(inside, outer, mid)
-    if upper:
-        return np.where((n > 0) & (s < n), outer, 1.0)
-    return np.where((n > 0) & (s > 0), outer, 0.0)
+    return np.where(up, np.where((n > 0) & (s < n), outer, 1.0), np.where((n > 0) & (s > 0), outer, 0.0))
 
 
 def bernoulli_cs(successes: FloatArray, trials: FloatArray, alpha: float) -> tuple[FloatArray, FloatArray]:
     """Anytime-valid (lower, upper) bounds of a Bernoulli rate from ``successes`` of ``trials`` (arrays): the
     set ``{p: bernoulli_log_mixture < ln(1/alpha)}`` (an interval: the mixture's ln is convex in p), found by
     bisection. No trials: (0, 1); no successes: lower 0; all successes: upper 1."""
-    return bernoulli_bound(successes, trials, alpha, upper=False), bernoulli_bound(successes, trials, alpha, upper=True)
+    s, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    both = bernoulli_bound(
+        np.stack([s, s]), np.stack([n, n]), alpha, upper=np.array([False, True]).reshape((2,) + (1,) * s.ndim)
+    )
+    return both[0], both[1]
 
 
 def _log_prior() -> FloatArray:
@@ -444,9 +518,14 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     for metric in ("error_rate", *policy.latency_metrics):
         rules = [judge.for_endpoint(k).rule(metric) for k in keys]
         tolerances[metric] = tuple(Tolerance(r.tolerance, r.min_delta) for r in rules)
-    per_endpoint = 1 + len(policy.latency_metrics) + (policy.error_rate_limit is not None)
-    family = max(1, len(keys) * per_endpoint)
-    return GatePlan(keys, policy, tolerances, family, policy.alpha / family)
+    tests = ["error_rate", *policy.latency_metrics] + (
+        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    )
+    raw = {t: ALPHA_WEIGHTS.get(t, ALPHA_WEIGHT_OTHER) for t in tests}
+    mean_raw = sum(raw.values()) / len(raw)
+    family = max(1, len(keys) * len(tests))
+    weights = {t: w / mean_raw for t, w in raw.items()}
+    return GatePlan(keys, policy, tolerances, family, policy.alpha / family, weights)
 
 
 def start(plan: GatePlan) -> GateState:
@@ -455,6 +534,8 @@ def start(plan: GatePlan) -> GateState:
     zeros = np.zeros(n)
     latency = {m: np.zeros((6, n)) for m in plan.policy.latency_metrics}
     return GateState(
+        step_latency={m: np.zeros((2, n)) for m in plan.policy.latency_metrics},
+        step_hits_seen=zeros,
         plan=plan,
         error_loglik=np.zeros((n, _LOG_RATIO_GRID.size)),
         errors_old=zeros,
@@ -482,6 +563,9 @@ def next_step(state: GateState) -> GateState:
         step_hits_all=0.0,
         last_p99_new=np.full(n, np.nan),
         last_check_usable=False,
+        step_latency={m: np.zeros((2, n)) for m in state.plan.policy.latency_metrics},
+        step_hits_seen=np.zeros(n),
+        evaluation=None,  # the guardrails and the decidability are the new step's
     )
 
 
@@ -504,8 +588,16 @@ def update(state: GateState, check: Check) -> GateState:
     (the family was fixed at ``plan_gate``). Per endpoint, an interval counts for the error test only when
     both sides reported hits > 0 (and 0 <= errors <= hits), and for a latency metric only when both sides
     reported the figure and at least ``min_interval_hits(metric)`` hits; anything else is skipped, never
-    zero-filled."""
+    zero-filled. At the last step (100 %) a check counts towards the minimum hold when the new side reported
+    hits (there is no old side left: the guardrails alone decide).
+
+    A STOP is latched: once a regression or a guardrail breach is shown, ``stopped`` keeps its reasons and
+    later checks only count (no evidence is added; ``decide`` says STOP for good). A confidence sequence that
+    once lay beyond the tolerance is still a valid statement afterwards (the running intersection of a
+    confidence sequence is one too), so a STOP never turns back into WAIT."""
     plan = state.plan
+    if state.stopped:
+        return replace(state, checks=state.checks + 1, step_checks=state.step_checks + 1)
     index = {k: i for i, k in enumerate(plan.endpoints)}
     col = {(side, name): _column(check, index, side, name) for side in ("old", "new") for name in ("hits", "errors")}
     n_old, n_new = col["old", "hits"], col["new", "hits"]
@@ -533,20 +625,24 @@ def update(state: GateState, check: Check) -> GateState:
     step_hits_new = state.step_hits_new + np.where(new_seen, n_new, 0.0)
     seen = np.where((n_old > 0) & sane_old, n_old, 0.0) + np.where(new_seen, n_new, 0.0)
 
-    latency = dict(state.latency)
+    latency, step_latency = dict(state.latency), dict(state.step_latency)
     p50_old, p95_old = _column(check, index, "old", "p50_ms"), _column(check, index, "old", "p95_ms")
     with np.errstate(divide="ignore", invalid="ignore"):
         sigma = np.clip(np.log(p95_old / p50_old) / _Z95, *_SIGMA_RANGE)  # NaN where either is missing
     for metric in plan.policy.latency_metrics:
-        latency[metric] = state.latency[metric] + _latency_increment(
+        increment = _latency_increment(
             metric, n_old, n_new, _column(check, index, "old", metric), _column(check, index, "new", metric), sigma
         )
+        latency[metric] = state.latency[metric] + increment
+        step_latency[metric] = state.step_latency[metric] + increment[[0, 3]]  # W and k of the step
     p99_new = _column(check, index, "new", "p99_ms")
-    return replace(
+    last_step = _weight(state) >= 100.0
+    usable = bool(new_seen.any()) if last_step else bool(both.any())
+    new_state = replace(
         state,
         checks=state.checks + 1,
         step_checks=state.step_checks + 1,
-        step_usable_checks=state.step_usable_checks + bool(both.any()),
+        step_usable_checks=state.step_usable_checks + usable,
         error_loglik=loglik,
         errors_old=errors_old,
         errors_new=errors_new,
@@ -558,8 +654,19 @@ def update(state: GateState, check: Check) -> GateState:
         step_errors_new=state.step_errors_new + np.where(new_seen, e_new, 0.0),
         step_hits_all=state.step_hits_all + float(seen.sum()),
         last_p99_new=np.where(n_new >= P99_GUARD_MIN_HITS, p99_new, np.nan),
-        last_check_usable=bool(both.any()),
+        last_check_usable=usable,
+        step_latency=step_latency,
+        step_hits_seen=state.step_hits_seen + seen,
+        evaluation=None,
     )
+    metrics, guardrails = _evaluate(new_state)
+    return replace(new_state, evaluation=(metrics, guardrails), stopped=tuple(_stop_reasons(metrics, guardrails)))
+
+
+def _weight(state: GateState) -> float:
+    """The current step's weight (percent to the new side)."""
+    steps = state.plan.policy.steps
+    return steps[min(state.step_index, len(steps) - 1)]
 
 
 def _latency_increment(
@@ -603,7 +710,7 @@ def _finding(lower: float, upper: float, threshold: float, usable: bool) -> Find
 def _error_decisions(state: GateState) -> list[MetricDecision]:
     """Per endpoint, the error-rate ratio's confidence sequence and the absolute excess check."""
     plan = state.plan
-    a = plan.test_alpha
+    a = plan.alpha("error_rate")
     log_m = ratio_log_mixture(state.error_loglik)
     lo, hi = _grid_cs(log_m, a / 2)
     # A stop needs the ratio shown beyond (false with prob <= a/2 when it is not) AND the absolute excess
@@ -613,16 +720,18 @@ def _error_decisions(state: GateState) -> list[MetricDecision]:
     thr = np.array([1 + t.relative for t in plan.tolerances["error_rate"]])
     n = len(plan.endpoints)
     excess_lo, excess_hi = np.full(n, -np.inf), np.full(n, np.inf)
-    rows = np.flatnonzero(lo > np.log(thr))  # only these can stop: their absolute excess decides
-    if rows.size:
-        p_new_lo = bernoulli_bound(state.errors_new[rows], state.hits_new[rows], a / 4, upper=False)
-        p_old_lo, p_old_hi = bernoulli_cs(state.errors_old[rows], state.hits_old[rows], a / 4)
-        excess_lo[rows] = np.maximum(p_new_lo - p_old_hi, np.expm1(lo[rows]) * p_old_lo)
-    rows = np.flatnonzero(hi > np.log(thr))  # only these need the absolute excess to be shown within
-    if rows.size:
-        p_new_hi = bernoulli_bound(state.errors_new[rows], state.hits_new[rows], a / 4, upper=True)
-        p_old_lo = bernoulli_bound(state.errors_old[rows], state.hits_old[rows], a / 4, upper=False)
-        excess_hi[rows] = p_new_hi - p_old_lo
+    stop_rows = np.flatnonzero(lo > np.log(thr))  # only these can stop: their absolute excess decides
+    go_rows = np.flatnonzero(hi > np.log(thr))  # only these need the absolute excess to be shown within
+    if stop_rows.size or go_rows.size:  # one vectorised bisection: new lo, old lo, old hi | new hi, old lo
+        e_new, h_new, e_old, h_old = state.errors_new, state.hits_new, state.errors_old, state.hits_old
+        succ = np.concatenate([e_new[stop_rows], e_old[stop_rows], e_old[stop_rows], e_new[go_rows], e_old[go_rows]])
+        tri = np.concatenate([h_new[stop_rows], h_old[stop_rows], h_old[stop_rows], h_new[go_rows], h_old[go_rows]])
+        up = np.repeat([False, False, True, True, False], [stop_rows.size] * 3 + [go_rows.size] * 2)
+        p_new_lo, p_old_lo, p_old_hi, p_new_hi, p_old_lo_go = np.split(
+            bernoulli_bound(succ, tri, a / 4, upper=up), np.cumsum([stop_rows.size] * 3 + [go_rows.size])
+        )
+        excess_lo[stop_rows] = np.maximum(p_new_lo - p_old_hi, np.expm1(lo[stop_rows]) * p_old_lo)
+        excess_hi[go_rows] = p_new_hi - p_old_lo_go
     out = []
     for i, key in enumerate(plan.endpoints):
         tol = plan.tolerances["error_rate"][i]
@@ -663,13 +772,13 @@ def _error_decisions(state: GateState) -> list[MetricDecision]:
 def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
     """Per endpoint, the weighted mean ln ratio's normal-mixture confidence sequence against tolerance."""
     plan = state.plan
-    w, swy, swy2, k, swc2, swold = state.latency[metric]
-    rho = normal_mixture_rho(LATENCY_V_OPT, plan.test_alpha)
+    w, swy, _, k, _, swold = state.latency[metric]
+    side_alpha = one_sided_level(plan.alpha(metric))
+    rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = swy / w
-        emp_c2 = np.maximum(swy2 - w * mean * mean, 0.0) / np.maximum(k - 1, 1)
-        v = np.maximum(swc2, emp_c2 * w)
-        half = normal_mixture_bound(v, plan.test_alpha, rho) / w
+        v = _latency_variance(state.latency[metric])
+        half = normal_mixture_bound(v, side_alpha, rho) / w
         old_level = swold / w
     out = []
     for i, key in enumerate(plan.endpoints):
@@ -710,7 +819,7 @@ def _guardrails(state: GateState) -> list[GuardrailBreach]:
     policy, plan = state.plan.policy, state.plan
     out = []
     if policy.error_rate_limit is not None:
-        lower = bernoulli_bound(state.step_errors_new, state.step_hits_new, plan.test_alpha, upper=False)
+        lower = bernoulli_bound(state.step_errors_new, state.step_hits_new, guardrail_step_alpha(plan), upper=False)
         for i in np.flatnonzero(lower > policy.error_rate_limit):
             observed = state.step_errors_new[i] / state.step_hits_new[i]
             out.append(
@@ -737,59 +846,191 @@ def _guardrails(state: GateState) -> list[GuardrailBreach]:
     return out
 
 
+def guardrail_step_alpha(plan: GatePlan) -> float:
+    """The error-rate guardrail's alpha in one step: its test's alpha split evenly over the steps (each step
+    starts a new sequence on the step's own counts, so the steps are a union bound too)."""
+    return plan.alpha("error_guardrail") / len(plan.policy.steps)
+
+
 def _split(state: GateState, weight: float) -> SplitCheck:
+    """The new side's share of the step's requests against the weight: a mismatch is shown when the share's
+    anytime-valid binomial confidence sequence (``bernoulli_cs`` at the policy's alpha) lies wholly outside
+    ``weight × (1 ± split_tolerance)``; ``matches`` is True when it lies wholly inside, None while it
+    straddles an edge (or under ``SPLIT_MIN_HITS`` requests). Requests are taken as independent draws: DNS
+    resolver caches make them clump, which a wide ``split_tolerance`` absorbs."""
     hits = int(state.step_hits_all)
     if hits < SPLIT_MIN_HITS:
         return SplitCheck(weight, None, hits, None)
-    observed = 100.0 * float(state.step_hits_new.sum()) / state.step_hits_all
-    tolerance = state.plan.policy.split_tolerance * weight
-    return SplitCheck(weight, observed, hits, abs(observed - weight) <= tolerance)
+    new_hits = float(state.step_hits_new.sum())
+    observed = 100.0 * new_hits / state.step_hits_all
+    low, high = bernoulli_cs(np.array(new_hits), np.array(state.step_hits_all), state.plan.policy.alpha)
+    tolerance = state.plan.policy.split_tolerance * weight / 100.0
+    band = (weight / 100.0 - tolerance, weight / 100.0 + tolerance)
+    matches: bool | None = None
+    if float(low) > band[1] or float(high) < band[0]:
+        matches = False
+    elif float(low) >= band[0] and float(high) <= band[1]:
+        matches = True
+    return SplitCheck(weight, observed, hits, matches)
+
+
+def _evaluate(state: GateState) -> tuple[tuple[MetricDecision, ...], tuple[GuardrailBreach, ...]]:
+    """Every test's finding and the guardrail breaches of the current step."""
+    metrics = _error_decisions(state)
+    for metric in state.plan.policy.latency_metrics:
+        metrics += _latency_decisions(state, metric)
+    return tuple(metrics), tuple(_guardrails(state))
+
+
+def _stop_reasons(metrics: Sequence[MetricDecision], guardrails: Sequence[GuardrailBreach]) -> list[str]:
+    reasons = [f"guardrail {g.endpoint}: {g.reason}" for g in guardrails]
+    return reasons + [f"{m.endpoint} {m.metric}: {m.reason}" for m in metrics if m.finding is Finding.WORSE]
+
+
+def _latency_variance(block: FloatArray) -> FloatArray:
+    """The variance process V of a latency test: the larger of the model's and the empirical one."""
+    w, swy, swy2, k, swc2, _ = block
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = swy / w
+        emp_c2 = np.maximum(swy2 - w * mean * mean, 0.0) / np.maximum(k - 1, 1)
+    return np.asarray(np.maximum(swc2, emp_c2 * w))
+
+
+def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
+    """For the endpoints ``rows``, whether ``metric`` could be shown within tolerance at this weight: its
+    confidence sequence, projected to the maximum hold and centred on "no change", narrower than
+    ``DECIDABLE_FRACTION`` of the tolerance. The projection splits the endpoint's requests per check in this
+    step (either side) by the WEIGHT, not by what each side reported: an endpoint the new side does not
+    serve at all (or the old side, or a split that did not take effect) is decidable, so it holds the GO
+    back. Latency: per check, ``n_new = T w`` and ``n_old = T (1 - w)`` add ``1 / (1/n_new + 1/n_old)`` to W
+    and one usable interval when both reach ``min_interval_hits`` (none otherwise); the variance per unit
+    of W stays as measured (the CV² of a sigma-0.5 lognormal before any). Error rate: both sides' hits grow
+    the same way with the pooled error rate on both; decidable when the ratio (normal approximation of the
+    mixture: information E_old E_new / E, prior variance ``ERROR_PRIOR_SD``²) or the absolute excess
+    (``bernoulli_bound`` at the projected counts) would be narrow enough."""
+    plan, policy = state.plan, state.plan.policy
+    idx = rows.astype(int)
+    w_new = _weight(state) / 100.0
+    remaining = max(policy.max_hold_checks - state.step_checks, 0)
+    per_check = state.step_hits_seen[idx] / max(state.step_checks, 1)  # requests a check, both sides
+    new_per, old_per = per_check * w_new, per_check * (1 - w_new)
+    fraction = DECIDABLE_FRACTION
+    if metric == "error_rate":
+        tol = [plan.tolerances["error_rate"][i] for i in idx]
+        a = plan.alpha("error_rate")
+        h_old = state.hits_old[idx] + remaining * old_per
+        h_new = state.hits_new[idx] + remaining * new_per
+        total = h_old + h_new
+        seen = state.hits_old[idx] + state.hits_new[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pooled = np.where(seen > 0, (state.errors_old[idx] + state.errors_new[idx]) / seen, 0.0)
+            e_old, e_new = pooled * h_old, pooled * h_new
+            info = np.where(e_old * e_new > 0, e_old * e_new / (e_old + e_new), 0.0)
+            rho = 1 / ERROR_PRIOR_SD**2
+            ratio_half = np.where(info > 0, normal_mixture_bound(info, a / 2, rho) / np.maximum(info, 1e-300), np.inf)
+        ratio_ok = ratio_half <= fraction * np.log1p([t.relative for t in tol])
+        p_new_hi, p_old_lo = np.split(
+            bernoulli_bound(
+                np.concatenate([pooled * h_new, pooled * h_old]),
+                np.concatenate([h_new, h_old]),
+                a / 4,
+                upper=np.repeat([True, False], idx.size),
+            ),
+            2,
+        )
+        excess_ok = (total > 0) & (p_new_hi - p_old_lo <= fraction * np.array([t.absolute for t in tol]))
+        return np.asarray(ratio_ok | excess_ok)
+    block = state.latency[metric][:, idx]
+    w, k, swold = block[0], block[3], block[5]
+    need = min_interval_hits(metric)
+    comparable = (new_per >= need) & (old_per >= need)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_check = np.where(comparable, new_per * old_per / (new_per + old_per), 0.0)
+        w_end = w + remaining * w_check
+        k_end = k + remaining * comparable
+        per_w = np.where(w > 0, _latency_variance(block) / w, math.expm1(0.25))
+        side_alpha = one_sided_level(plan.alpha(metric))
+        rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
+        half = normal_mixture_bound(per_w * w_end, side_alpha, rho) / w_end
+        level = np.where(w > 0, swold / w, np.nan)
+    tol = [plan.tolerances[metric][i] for i in idx]
+    threshold = np.array([1 + t.relative for t in tol])
+    absolute = np.array([t.absolute for t in tol])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        threshold = np.where(level > 0, np.maximum(threshold, 1 + absolute / level), threshold)
+        return np.asarray((w_end > 0) & (k_end >= MIN_LATENCY_INTERVALS) & (half <= fraction * np.log(threshold)))
 
 
 def decide(state: GateState) -> StepDecision:
-    """The decision for the current step after the checks so far (see ``Action``). STOP beats everything;
-    GO needs the minimum hold (checks with data), a usable newest check, a matching split and every endpoint
-    with at least ``min_traffic_share`` of the requests seen shown within tolerance on every ``go_metrics``
-    metric (NO_DATA is not within); at the maximum hold an undecided step HOLDs (or, with ``MaxHold.ADVANCE``
-    and nothing shown worse, goes)."""
+    """The decision for the current step after the checks so far (see ``Action``).
+
+    STOP beats everything and is latched (``update``). GO needs the minimum hold (checks with data), a usable
+    newest check, a split not shown to mismatch, and every endpoint with meaningful traffic shown within
+    tolerance on every ``go_metrics`` metric. Meaningful traffic: at least ``min_traffic_share`` of the
+    requests seen AND decidable at this weight (``_decidable``: the step's traffic could show the tolerance
+    by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
+    (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it
+    was not shown worse, and its evidence carries into the next, heavier step, where it may stop the
+    cutover. NO_DATA is never within; a NO_DATA that the step could have filled blocks the GO.
+
+    At the last step (100 %) there is no old side: only the guardrails decide (STOP on a breach; GO, i.e.
+    completed, after the minimum hold of checks with new-side data). At the maximum hold an undecided step
+    HOLDs (or, with ``MaxHold.ADVANCE`` and nothing shown worse, goes)."""
     plan, policy = state.plan, state.plan.policy
-    weight = policy.steps[min(state.step_index, len(policy.steps) - 1)]
-    metrics = _error_decisions(state)
-    for metric in policy.latency_metrics:
-        metrics += _latency_decisions(state, metric)
-    guardrails = tuple(_guardrails(state))
+    weight = _weight(state)
+    evaluated, guardrails = state.evaluation if state.evaluation is not None else _evaluate(state)
+    metrics = list(evaluated)
     split = _split(state, weight)
-    worse = [m for m in metrics if m.finding is Finding.WORSE]
 
     def result(action: Action, reasons: list[str]) -> StepDecision:
         return StepDecision(
             action, state.step_index, weight, state.step_checks, tuple(reasons), tuple(metrics), guardrails, split
         )
 
-    if worse or guardrails:
-        reasons = [f"guardrail {g.endpoint}: {g.reason}" for g in guardrails]
-        reasons += [f"{m.endpoint} {m.metric}: {m.reason}" for m in worse]
-        return result(Action.STOP, reasons)
+    stop = list(state.stopped) or _stop_reasons(metrics, guardrails)
+    if stop:
+        return result(Action.STOP, stop)
 
+    last_step = weight >= 100.0
     total = state.hits_seen
     share = total / total.sum() if total.sum() > 0 else np.zeros_like(total)
     position = {key: i for i, key in enumerate(plan.endpoints)}
-    blocking = [
-        m
-        for m in metrics
-        if m.metric in policy.go_metrics
+    candidates = [
+        j
+        for j, m in enumerate(metrics)
+        if not last_step
+        and m.metric in policy.go_metrics
         and share[position[m.endpoint]] >= policy.min_traffic_share
         and m.finding is not Finding.WITHIN
     ]
+    blocking = []
+    for metric in {metrics[j].metric for j in candidates}:
+        group = [j for j in candidates if metrics[j].metric == metric]
+        rows = np.array([position[metrics[j].endpoint] for j in group], dtype=float)
+        for j, ok in zip(group, _decidable(state, metric, rows), strict=True):
+            if ok:
+                blocking.append(metrics[j])
+            else:
+                metrics[j] = replace(
+                    metrics[j], decidable=False, reason=f"{metrics[j].reason}; not decidable at {weight:g} %"
+                )
+    undecidable = sum(not m.decidable for m in metrics)
     reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
     if not state.last_check_usable:
-        reasons.insert(0, "newest check has no interval with requests on both sides")
+        side = "on the new side" if last_step else "on both sides"
+        reasons.insert(0, f"newest check has no interval with requests {side}")
     if split.matches is False:
         reasons.insert(0, f"observed split {split.observed_pct:.2f}% does not match the weight {weight:g}%")
     if not share.any():
         reasons.insert(0, "no requests seen yet")
     if not reasons and state.step_usable_checks >= policy.min_hold_checks:
-        return result(Action.GO, ["every endpoint with meaningful traffic shown within tolerance"])
+        if last_step:
+            why = "guardrails held for the minimum hold at 100 % (no old side left to compare)"
+        else:
+            why = "every endpoint with meaningful traffic shown within tolerance"
+            if undecidable:
+                why += f" ({undecidable} tests not decidable at {weight:g} %, none shown worse)"
+        return result(Action.GO, [why])
     if state.step_checks >= policy.max_hold_checks:
         if policy.on_max_hold is MaxHold.ADVANCE and state.last_check_usable and split.matches is not False:
             return result(Action.GO, ["maximum hold passed with nothing shown worse (time-boxed step)", *reasons])
