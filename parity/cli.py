@@ -74,6 +74,9 @@ _VERDICT_EXIT = {
 DEFAULT_AB_DURATION_S = 60.0
 #: ``parity replay``'s report directory when -o is not given.
 DEFAULT_REPLAY_OUT = Path("reports/replay")
+#: ``parity demo``'s and ``parity demo cutover``'s report directories when -o is not given.
+DEFAULT_DEMO_OUT = Path("reports/demo")
+DEFAULT_DEMO_CUTOVER_OUT = Path("reports/demo-cutover")
 #: Name of the candidate's Measurement in ``parity replay``'s directory.
 REPLAY_MEASUREMENT = "candidate.measurement.json"
 #: The commands in ``parity --help``'s list, in the order a user meets them (a nested command by its path).
@@ -351,6 +354,9 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from parity.demo.runner import DemoOptions, run_demo  # starts processes: imported only when used
     from parity.progress import replay_progress
 
+    if args.what == "cutover":
+        return _cmd_demo_cutover(args)
+    args.out = args.out or DEFAULT_DEMO_OUT
     if not args.duration > 0:
         raise BadInput(f"--duration must be > 0 seconds, got {args.duration:g}")
     if not args.rate_scale > 0:
@@ -367,6 +373,49 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
     print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
     return EXIT_OK
+
+
+def _cmd_demo_cutover(args: argparse.Namespace) -> int:
+    """``parity demo cutover``: the cutover gate end to end on loopback; the exit code of ``parity cutover``."""
+    from parity.cutover.model import Outcome
+    from parity.cutover.run import summary_of
+    from parity.demo.cutover import CutoverDemoOptions, run_cutover_demo
+
+    steps = _demo_steps(args.steps) if args.steps else CutoverDemoOptions.steps
+    options = CutoverDemoOptions(
+        out_dir=args.out or DEFAULT_DEMO_CUTOVER_OUT,
+        bottleneck=not args.no_bottleneck,
+        rate_rps=args.rate,
+        steps=steps,
+        max_hold_s=args.max_hold,
+        seed=args.seed,
+    )
+    received: list[int] = []
+    try:
+        with _signals_interrupt(received):
+            outcome = run_cutover_demo(options, progress=lambda line: print(f"parity demo cutover: {line}", flush=True))
+    except RuntimeError as exc:
+        raise BadInput(f"demo cutover: {exc}") from None
+    for line in summary_of(outcome.run):
+        print(line)
+    after = "unknown (the read failed)" if outcome.weight_after_pct is None else f"{outcome.weight_after_pct:g}%"
+    old, new = outcome.routed
+    print(f"  Route 53 weight to the new side, read back at the end: {after}; the router sent {old} requests to ec2, "
+          f"{new} to eks")  # fmt: skip
+    print(f"  reports: {options.out_dir / 'index.html'}, {options.out_dir / 'cutover.json'}")
+    if outcome.run.outcome is Outcome.ABORTED and received:
+        return 128 + received[-1]
+    return outcome.exit_code
+
+
+def _demo_steps(text: str) -> tuple[float, ...]:
+    try:
+        steps = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BadInput(f"--steps: expected percentages such as 10,50,100, got {text!r}") from None
+    if not steps or any(not 0 < w <= 100 for w in steps) or list(steps) != sorted(set(steps)):
+        raise BadInput(f"--steps: expected increasing percentages in (0, 100], got {text!r}")
+    return steps
 
 
 def _cmd_plan(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -1446,8 +1495,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
         description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
         "against both at the same time, compare new against old and write the reports. Exits 0 when the "
-        "demo completed (its verdict is in the report: the new profile has two planted bottlenecks).",
-        epilog=examples("parity demo", "parity demo --duration 30 --rate-scale 1 -o reports/demo-short"),
+        "demo completed (its verdict is in the report: the new profile has two planted bottlenecks). "
+        "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
+        "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
+        "through it, both reporting APM spans to a local fake Datadog, and `parity cutover`'s driver moving the "
+        "weights 1, 5, 10, 50, 100 %; the new side's planted load-dependent bottleneck stops it at 50 % and the "
+        "weights return to 0 % (exit 1); with --no-bottleneck it reaches 100 % (exit 0).",
+        epilog=examples(
+            "parity demo",
+            "parity demo --duration 30 --rate-scale 1 -o reports/demo-short",
+            "parity demo cutover -o reports/demo-cutover",
+            "parity demo cutover --no-bottleneck",
+        ),
+    )
+    demo.add_argument(
+        "what", nargs="?", choices=("cutover",), metavar="cutover", help="run the cutover-gate demo instead"
     )
     demo.add_argument(
         "--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
@@ -1458,9 +1520,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="load vs. the baseline (default: %(default)g)",
     )  # fmt: skip
     demo.add_argument("--seed", type=int, default=1, metavar="N", help="arrival schedule seed (default: %(default)s)")
-    _add_out_option(demo, Path("reports/demo"), "report directory (default: %(default)s)")
+    _add_out_option(
+        demo, None, f"report directory (default: {DEFAULT_DEMO_OUT}; demo cutover: {DEFAULT_DEMO_CUTOVER_OUT})"
+    )
     _add_config_option(demo)
     demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    demo.add_argument(
+        "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
+    )
+    # Hidden knobs of a shorter cutover demo (the tests'): req/s through the router, steps, maximum hold (s).
+    demo.add_argument("--rate", type=_positive, default=120.0, help=argparse.SUPPRESS)  # DEMO_RATE_RPS
+    demo.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--max-hold", type=_positive, default=80.0, help=argparse.SUPPRESS)
 
     baseline = sub.add_parser(
         "baseline",

@@ -243,6 +243,30 @@ def test_a_clean_cutover_walks_every_step_and_completes(rig: Rig) -> None:
     assert [s["weight"] for s in written["steps"]] == [10.0, 50.0, 100.0]
 
 
+@dataclass
+class StrictApm:
+    """The real reader's rule (``parity.cutover.live_apm``): an answer without any resource is unavailable (no
+    traffic cannot be told from data not yet ingested)."""
+
+    apm: Apm
+
+    def interval(self, selector: ApmSelector, start_s: int, end_s: int) -> Mapping[str, IntervalSummary]:
+        answer = self.apm.interval(selector, start_s, end_s)
+        if not answer:
+            raise ApmUnavailable(f"Datadog has no hits for env:{selector.env}")
+        return answer
+
+
+def test_the_100_step_does_not_read_the_old_side_that_serves_nothing(rig: Rig) -> None:
+    run = rig.run(apm=StrictApm(rig.apm))
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+    last = run.steps[-1]
+    assert last.weight_pct == 100.0
+    assert last.checks
+    assert all(c.missing is None for c in last.checks)
+    assert not [r for r in rig.apm.reads if r[0] == "old" and r[1] >= last.started_s]
+
+
 def test_a_regression_stops_at_the_first_stop_and_rolls_back(rig: Rig) -> None:
     rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
     run = rig.run()

@@ -572,9 +572,13 @@ class _Driver:
         self, pos: _Position, index: int, k: int, window: tuple[int, int], extra: Mapping[str, Any]
     ) -> tuple[dict[str, IntervalSummary], dict[str, IntervalSummary]] | None:
         """Both sides' answers by endpoint key; None after a failed read (journaled as missing; the
-        ``max_missing_checks``-th in a row: HELD)."""
+        ``max_missing_checks``-th in a row: HELD). At 100 % the old side is not read: it serves nothing (its
+        APM has no hits, which the reader cannot tell from data not yet ingested), and the gate judges the
+        new side's guardrails only."""
         try:
-            old = _by_key(self.apm.interval(self.settings.old, *window), self.key)
+            old: dict[str, IntervalSummary] = {}
+            if self.settings.steps[pos.step] < 100.0:
+                old = _by_key(self.apm.interval(self.settings.old, *window), self.key)
             new = _by_key(self.apm.interval(self.settings.new, *window), self.key)
         except ApmUnavailable as exc:
             pos.missing_run += 1

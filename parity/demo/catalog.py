@@ -18,7 +18,9 @@ from typing import Any
 __all__ = [
     "CATALOG",
     "CPU_MS_PER_ROW",
+    "CUTOVER_POOL",
     "NEW",
+    "NEW_CUTOVER",
     "OLD",
     "PROFILES",
     "CostModel",
@@ -86,7 +88,9 @@ class Profile:
     ``pools``: connection pool sizes per pool name (checkout waits up to ``checkout_timeout_s``, then 500).
     ``db_capacity``: queries the shared database runs at once. ``web_concurrency``: requests served at once.
     ``export_cpu_quota``: CPU share (of one core) the report-export worker may use per 100 ms period, as a
-    Kubernetes CPU limit enforces with CFS bandwidth control; None = unlimited.
+    Kubernetes CPU limit enforces with CFS bandwidth control; None = unlimited. ``checkout_per_request``: a request
+    with queries holds its connection from its start (app time included), as a middleware that sets up the
+    connection per request (``SET search_path`` for a tenant) makes it; else only around its queries.
     """
 
     name: str
@@ -96,6 +100,7 @@ class Profile:
     web_concurrency: int = 256
     checkout_timeout_s: float = 5.0
     export_cpu_quota: float | None = None
+    checkout_per_request: bool = False
 
 
 def _ids(prefix: str, n: int, start: int = 1, step: int = 1) -> tuple[str, ...]:
@@ -231,7 +236,29 @@ NEW = replace(
     export_cpu_quota=0.25,
 )
 
-PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW)}
+#: The new (EKS) deployment of ``parity demo cutover``: the old one in every respect but one, the planted
+#: load-dependent bottleneck: its multi-tenant middleware checks a primary-database connection out at the start
+#: of every request with queries (``checkout_per_request``) and pgbouncer's pool holds only ``CUTOVER_POOL`` of
+#: them. Each such request holds a connection for its whole app + query time (about 22 ms per request of the
+#: demo's mix), so requests queue for the pool as an M/G/2 queue does: the offered load is λ × 22 ms erlangs at
+#: the new side's rate λ, and the wait stays a fraction of a ms while it is well below 1 (the first steps of a
+#: cutover) but grows to several ms once it nears 1 (half the demo's traffic): measured by
+#: ``benchmarks/demo_cutover_bottleneck.py``. At low load the new side is as fast as the old one. It takes no
+#: real CPU (waits are gevent sleeps).
+CUTOVER_POOL = 2
+NEW_CUTOVER = replace(
+    OLD,
+    name="new-cutover",
+    description=(
+        f"EKS deployment of the cutover demo: as the old one, except that every request holds one of "
+        f"{CUTOVER_POOL} primary-database connections from its start (fine at a few percent of the traffic, "
+        f"queueing once it carries half)"
+    ),
+    pools={"primary": CUTOVER_POOL, "payroll": 16},
+    checkout_per_request=True,
+)
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (OLD, NEW, NEW_CUTOVER)}
 
 #: The payroll run of the bundled day, in hours UTC: [start, end).
 PAYROLL_RUN_HOURS = (10.0, 12.0)

@@ -48,10 +48,12 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Service:
-    """One demo service of a server process: its profile, and ms added to every request of some endpoints."""
+    """One demo service of a server process: its profile, ms added to every request of some endpoints, and the
+    ``env`` its APM spans carry when the process reports spans (None: the profile's name)."""
 
     profile: str
     add_latency: Mapping[str, float] = field(default_factory=dict)
+    apm_env: str | None = None
 
 
 def server_command(
@@ -61,9 +63,11 @@ def server_command(
     port: int = 0,
     seed: int = 1,
     add_latency: Mapping[str, float] | None = None,
+    apm_url: str | None = None,
 ) -> list[str]:
     """The argv that starts a demo server with this interpreter: one service of ``profile`` (``add_latency`` maps
-    endpoint keys to ms added to each of their requests), or several ``Service`` s in one process."""
+    endpoint keys to ms added to each of their requests), or several ``Service`` s in one process. ``apm_url``:
+    the span intake every service reports its requests to (``parity.demo.apm``), each with its ``apm_env``."""
     services = [Service(profile, add_latency or {})] if isinstance(profile, str) else list(profile)
     chosen = [token for service in services for token in ("--profile", service.profile)]
     added = [
@@ -72,6 +76,11 @@ def server_command(
         for key, ms in service.add_latency.items()
         for token in ("--add-latency", f"{i}:{key}={ms:g}")
     ]
+    apm: list[str] = []
+    if apm_url is not None:
+        apm = ["--apm-url", apm_url]
+        for service in services:
+            apm += ["--apm-env", service.apm_env or service.profile]
     return [
         sys.executable,
         "-m",
@@ -84,6 +93,7 @@ def server_command(
         "--seed",
         str(seed),
         *added,
+        *apm,
     ]
 
 
@@ -173,11 +183,11 @@ def running_server(
 
 @contextmanager
 def running_servers(
-    services: Sequence[Service], *, seed: int = 1, startup_timeout_s: float = 20.0
+    services: Sequence[Service], *, seed: int = 1, startup_timeout_s: float = 20.0, apm_url: str | None = None
 ) -> Iterator[list[str]]:
     """Run ``services`` in ONE demo server process, each on a free loopback port (seeds ``seed``, ``seed + 1``, ...);
     yields their base URLs in order. Services in one process share its fate on a busy machine (see
-    ``parity.demo.server``).
+    ``parity.demo.server``). ``apm_url``: every service reports its requests as APM spans there.
 
     The child is terminated and reaped on every exit path (normal, exception, KeyboardInterrupt).
     Raises RuntimeError, quoting the child's stderr, when it does not announce itself within
@@ -185,7 +195,7 @@ def running_servers(
     """
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            server_command(services, seed=seed),
+            server_command(services, seed=seed, apm_url=apm_url),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -292,6 +292,11 @@ def _handler_class(router: WeightedRouter) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(OSError):
                 super().finish()
 
+        def handle(self) -> None:
+            # a client that leaves before its answer (the demo's replay stopping) is not an error to print
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                super().handle()
+
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the demo prints its own progress."""
 

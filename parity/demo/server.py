@@ -1,9 +1,10 @@
 """The demo HR/payroll service as a real HTTP server, one process per deployment profile.
 
-``python -m parity.demo.server --profile old|new [--profile ...] [--host 127.0.0.1] [--port 0] [--seed 1]
-[--add-latency '[N:]METHOD ROUTE=MS' ...]`` binds a loopback address, prints one line ``listening on
-http://HOST:PORT`` and serves every endpoint of ``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit
-code 0). Non-loopback hosts and unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
+``python -m parity.demo.server --profile old|new|new-cutover [--profile ...] [--host 127.0.0.1] [--port 0]
+[--seed 1] [--add-latency '[N:]METHOD ROUTE=MS' ...] [--apm-url URL [--apm-env ENV ...]]`` binds a loopback
+address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
+``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit code 0). Non-loopback hosts (and intakes) and
+unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
 
 ``--profile`` given N times serves N independent services (pools, CPU worker, statistics, seed ``seed + i``)
 from this one process, one port each (consecutive from ``--port``, or free ones), with one ``listening on``
@@ -23,11 +24,20 @@ the bottleneck limits the export's capacity without taking real CPU from other e
 profile on the same machine. The CSV body itself is rendered once and cached. Waits use gevent primitives in
 one OS thread; nothing is monkey-patched.
 
+APM spans (``--apm-url URL``, a loopback intake of the demo's fake Datadog, ``parity.demo.apm``): every
+catalogue request becomes one span ``[resource, start (Unix s), duration (ms), error 0|1]`` (error: HTTP
+status >= 500, as Datadog APM counts errors), queued in memory and POSTed as JSON
+``{"env", "service", "span", "spans": [...]}`` in batches every ``SPAN_FLUSH_S`` by a background OS thread
+(``SpanReporter``); ``--apm-env`` names each service's environment (default: its profile's name). The queue is
+bounded (the oldest spans are dropped beyond ``MAX_PENDING_SPANS``, counted), a failed POST drops its batch
+(counted, one stderr line for the first), and the last spans are flushed on exit.
+
 ``GET /__demo/stats`` returns the requests received per catalogue endpoint key, counted on arrival (so a
 test can check a load generator's counts against what the server saw), and per endpoint the server's own
 accounting: ``requests``, ``cpu_ms`` (simulated CPU charged), ``cpu_throttled_ms`` (time the CPU limit
 held its work back), ``pool_waits`` (requests that found their connection pool empty) and ``pool_wait_ms``
-(time spent waiting for a connection); plus ``added_latency_ms`` per endpoint.
+(time spent waiting for a connection); plus ``added_latency_ms`` per endpoint, and with ``--apm-url`` the span
+reporter's ``apm`` counts (``recorded``, ``sent``, ``dropped``, ``failed_posts``).
 """
 
 from __future__ import annotations
@@ -46,15 +56,17 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
-from collections import Counter, defaultdict
+import urllib.request
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from statistics import NormalDist
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import gevent
@@ -70,7 +82,9 @@ __all__ = [
     "CFS_PERIOD_S",
     "EXPORT_CHUNK_ROWS",
     "INJECTED_ERROR",
+    "MAX_PENDING_SPANS",
     "POOL_TIMEOUT_ERROR",
+    "SPAN_FLUSH_S",
     "STATS_PATH",
     "CpuQuota",
     "CpuWorker",
@@ -78,6 +92,8 @@ __all__ = [
     "RequestCost",
     "Route",
     "Router",
+    "SpanReporter",
+    "apm_url_problem",
     "export_csv",
     "is_loopback",
     "main",
@@ -109,6 +125,19 @@ STATS_PATH = "/__demo/stats"
 POOL_TIMEOUT_ERROR = "ActiveRecord::ConnectionTimeoutError"
 #: Error a request gets when it draws one of its endpoint's ``error_rate`` failures.
 INJECTED_ERROR = "ActiveRecord::Deadlocked"
+#: Seconds between two batches of spans POSTed to the APM intake (``--apm-url``).
+SPAN_FLUSH_S = 0.5
+#: Spans waiting for the next batch at most (about a minute at 500 req/s); beyond it the oldest are dropped.
+MAX_PENDING_SPANS = 30_000
+#: Spans in one POST at most (a backlog goes out in several).
+MAX_SPANS_PER_POST = 5_000
+#: Timeout of one POST to the APM intake, in seconds.
+SPAN_POST_TIMEOUT_S = 2.0
+#: Seconds the span reporter's thread gets to send the last spans on exit.
+SPAN_CLOSE_TIMEOUT_S = 3.0
+#: APM service and span (operation) names the demo's spans carry, as a Rails app's do.
+APM_SERVICE = "hr-payroll"
+APM_SPAN = "rack.request"
 
 _NORMAL = NormalDist()
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -321,6 +350,114 @@ class CpuWorker:
             if throttled > 0:
                 busy_until = self.clock()  # the throttled time is not CPU time: the next chunk starts afresh
             result.set(throttled)
+
+
+# ------------------------------------------------------------------------------------------------- APM
+
+
+Span = list[Any]  # [resource, start (Unix s), duration (ms), error 0|1]: the intake's wire format
+
+
+class SpanReporter:
+    """Sends one service's requests as APM spans to the demo's fake Datadog intake (``parity.demo.apm``).
+
+    :meth:`record` (called by the service, in the gevent thread) only appends to a bounded in-memory queue;
+    a background OS thread POSTs the queue every ``flush_s`` seconds as ``{"env", "service", "span",
+    "spans"}`` (at most ``MAX_SPANS_PER_POST`` spans a POST). Bounded everywhere: beyond ``max_pending``
+    queued spans the oldest are dropped (``dropped``); a POST that fails or times out (``SPAN_POST_TIMEOUT_S``)
+    drops its batch (``failed_posts``; one line on stderr for the first) and is not retried, like a tracer
+    agent that sheds load. :meth:`close` stops the thread after a last flush. Missing spans mean missing APM
+    data (the gate reads fewer hits), never invented ones.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        env: str,
+        service: str = APM_SERVICE,
+        span: str = APM_SPAN,
+        flush_s: float = SPAN_FLUSH_S,
+        max_pending: int = MAX_PENDING_SPANS,
+    ) -> None:
+        if not flush_s > 0 or max_pending < 1:
+            raise ValueError(f"flush_s must be > 0 and max_pending >= 1, got {flush_s}, {max_pending}")
+        self.url = url
+        self.env = env
+        self.service = service
+        self.span = span
+        self.flush_s = flush_s
+        self.max_pending = max_pending
+        self.recorded = 0
+        self.sent = 0
+        self.dropped = 0
+        self.failed_posts = 0
+        self._pending: deque[Span] = deque()
+        self._stop = threading.Event()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+        self._thread = threading.Thread(target=self._run, name=f"spans-{env}", daemon=True)
+
+    def start(self) -> SpanReporter:
+        """Start the sending thread; returns self."""
+        self._thread.start()
+        return self
+
+    def record(self, resource: str, start_s: float, duration_ms: float, error: bool) -> None:
+        """Queue one span: ``resource`` (e.g. ``EmployeesController#show``), its start (Unix s), duration (ms)."""
+        self.recorded += 1
+        if len(self._pending) >= self.max_pending:
+            with contextlib.suppress(IndexError):  # the sender may have emptied it meanwhile
+                self._pending.popleft()
+                self.dropped += 1
+        self._pending.append([resource, round(start_s, 6), round(duration_ms, 3), int(error)])
+
+    def counts(self) -> dict[str, int]:
+        """Spans recorded, sent, dropped (queue full or failed POST) and failed POSTs so far."""
+        return {
+            "recorded": self.recorded,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "failed_posts": self.failed_posts,
+        }
+
+    def flush(self) -> None:
+        """POST every queued span now (in batches); called by the thread, and by tests."""
+        while self._pending:
+            batch: list[Span] = []
+            with contextlib.suppress(IndexError):
+                while len(batch) < MAX_SPANS_PER_POST:
+                    batch.append(self._pending.popleft())
+            if batch:
+                self._post(batch)
+
+    def _post(self, batch: list[Span]) -> None:
+        body = json.dumps(
+            {"env": self.env, "service": self.service, "span": self.span, "spans": batch}, separators=(",", ":")
+        ).encode()
+        request = urllib.request.Request(
+            self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with self._opener.open(request, timeout=SPAN_POST_TIMEOUT_S) as response:
+                response.read()
+        except (OSError, ValueError) as exc:  # URLError/HTTPError/time-outs are OSErrors
+            self.failed_posts += 1
+            self.dropped += len(batch)
+            if self.failed_posts == 1:
+                print(f"warning: APM intake {self.url}: {exc} (spans of this batch dropped)", file=sys.stderr)
+            return
+        self.sent += len(batch)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            self.flush()
+        self.flush()
+
+    def close(self, timeout_s: float = SPAN_CLOSE_TIMEOUT_S) -> None:
+        """Stop the thread after a last flush (waits at most ``timeout_s`` seconds for it)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -711,12 +848,14 @@ class DemoService:
     """The WSGI application of one profile: routing, request costs, pools, the CPU quota and statistics.
 
     ``seed`` seeds the per-process random jitter and injected errors. ``added_latency_ms`` maps endpoint keys
-    to a fixed wait (ms) added to each of their requests. Not thread-safe: run it under gevent in one OS thread.
+    to a fixed wait (ms) added to each of their requests. ``spans``: where each catalogue request is reported
+    as an APM span (None: nowhere). Not thread-safe: run it under gevent in one OS thread.
     """
 
     profile: Profile
     seed: int = 1
     added_latency_ms: Mapping[str, float] = field(default_factory=dict)
+    spans: SpanReporter | None = None
     router: Router = field(default_factory=Router.from_catalog)
     rng: random.Random = field(init=False)
     pools: dict[str, Any] = field(init=False)
@@ -740,21 +879,29 @@ class DemoService:
 
     def stats(self) -> Payload:
         """Requests received per catalogue endpoint key, counted on arrival, and each endpoint's accounting."""
-        return {
+        stats: Payload = {
             "profile": self.profile.name,
             "total": sum(self.counts.values()),
             "requests": dict(self.counts),
             "endpoints": {key: account.to_dict() for key, account in self.accounts.items()},
             "added_latency_ms": dict(self.added_latency_ms),
         }
+        if self.spans is not None:
+            stats["apm"] = {"env": self.spans.env, **self.spans.counts()}
+        return stats
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """Serve one request (WSGI)."""
+        """Serve one request (WSGI); a catalogue request is reported as a span when ``spans`` is set."""
+        started_s, started = time.time(), time.perf_counter()
+        resolved: list[DemoEndpoint] = []
         try:
-            reply = self._handle(environ)
+            reply = self._handle(environ, resolved)
         except Exception:  # a bug in a handler: answer like Rails would, keep the traceback
             traceback.print_exc(file=sys.stderr)
             reply = _json_reply(500, {"error": "internal server error"})
+        if self.spans is not None and resolved:
+            duration_ms = (time.perf_counter() - started) * 1000.0
+            self.spans.record(resolved[0].resource, started_s, duration_ms, reply.status >= 500)
         headers = [
             ("Content-Type", reply.content_type),
             ("Content-Length", str(len(reply.body))),
@@ -763,20 +910,22 @@ class DemoService:
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}".rstrip(), headers)
         return [reply.body]
 
-    def _handle(self, environ: WSGIEnvironment) -> _Reply:
+    def _handle(self, environ: WSGIEnvironment, found: list[DemoEndpoint]) -> _Reply:
+        """The reply to one request; appends the catalogue endpoint to ``found`` once it is known."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "")) or "/"
         if path == STATS_PATH:
             if method != "GET":
                 return _json_reply(405, {"error": "method not allowed"}, (("Allow", "GET"),))
             return _json_reply(200, self.stats())
-        resolved = self.router.resolve(method, path)
-        if resolved is None:
+        match = self.router.resolve(method, path)
+        if match is None:
             return _json_reply(404, {"error": "not found", "path": path})
-        if isinstance(resolved, list):
-            allow = ", ".join(sorted(set(resolved)))
+        if isinstance(match, list):
+            allow = ", ".join(sorted(set(match)))
             return _json_reply(405, {"error": "method not allowed", "allow": allow}, (("Allow", allow),))
-        endpoint, params = resolved
+        endpoint, params = match
+        found.append(endpoint)
         self.counts[endpoint.key] += 1
         account = self.accounts[endpoint.key]
         account.requests += 1
@@ -817,27 +966,37 @@ class DemoService:
         return reply
 
     def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float], account: _Account) -> bool:
-        """Wait out the app time and the queries; False when no pool connection freed up in time."""
-        gevent.sleep(cost.app_ms * factor / 1000.0)
+        """Wait out the app time and the queries (holding a connection of ``cost.pool`` for the queries, or from
+        the start with ``Profile.checkout_per_request``); False when no connection freed up in time."""
+        app_s = cost.app_ms * factor / 1000.0
         if cost.queries <= 0:
+            gevent.sleep(app_s)
             return True
         pool = self.pools[cost.pool]
-        if pool.locked():  # no connection free: this request waits for one
-            account.pool_waits += 1
-            asked = time.monotonic()
-            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
-            account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
-        else:
-            acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
-        if not acquired:
+        early = self.profile.checkout_per_request
+        if not early:
+            gevent.sleep(app_s)
+        if not self._checkout(pool, account):
             return False
         try:
+            if early:
+                gevent.sleep(app_s)
             for query_factor in query_factors:
                 with self.database:
                     gevent.sleep(cost.query_ms * factor * query_factor / 1000.0)
         finally:
             pool.release()
         return True
+
+    def _checkout(self, pool: Any, account: _Account) -> bool:
+        """Take a connection of ``pool``, waiting at most the profile's checkout timeout (accounted)."""
+        if not pool.locked():
+            return bool(pool.acquire(timeout=self.profile.checkout_timeout_s))
+        account.pool_waits += 1  # no connection free: this request waits for one
+        asked = time.monotonic()
+        acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
+        account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
+        return bool(acquired)
 
     def _export(self, cost: CostModel, factor: float, department: str, account: _Account) -> _Reply:
         """Charge the CPU of ``cost.cpu_rows`` CSV rows (``CPU_MS_PER_ROW`` ms × ``factor`` each) chunk by chunk to
@@ -919,7 +1078,30 @@ def _parser() -> argparse.ArgumentParser:
         help="add MS milliseconds to every request of one catalogue endpoint, e.g. 'GET /api/employees/{id}=30' "
         "(repeatable; N: only for the N-th --profile)",
     )
+    parser.add_argument(
+        "--apm-url",
+        default=None,
+        metavar="URL",
+        help="report every request as an APM span to this loopback intake (parity.demo.apm), batched",
+    )
+    parser.add_argument(
+        "--apm-env",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="the spans' env, once per --profile in order (default: the profile's name)",
+    )
     return parser
+
+
+def apm_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a span intake (not http on a loopback host), or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return f"--apm-url {url!r}: expected http://127.0.0.1:PORT/..."
+    if not is_loopback(parts.hostname):
+        return f"--apm-url {url!r}: only loopback hosts are allowed"
+    return None
 
 
 _LISTENER_PREFIX = re.compile(r"(\d+):(.*)", re.DOTALL)
@@ -973,13 +1155,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.port and args.port + len(profiles) - 1 > 65535:
         print(f"error: ports {args.port}..{args.port + len(profiles) - 1} are not all valid", file=sys.stderr)
         return 2
+    envs: list[str] = args.apm_env
+    problem = apm_url_problem(args.apm_url) if args.apm_url else None
+    if problem is None and len(envs) > len(profiles):
+        problem = f"--apm-env given {len(envs)} times for {len(profiles)} --profile"
+    if problem is None and envs and not args.apm_url:
+        problem = "--apm-env needs --apm-url"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
     servers: list[WSGIServer] = []
+    reporters: list[SpanReporter] = []
     try:
         for i, name in enumerate(profiles):
             port = args.port + i if args.port else 0
-            service = DemoService(PROFILES[name], seed=args.seed + i, added_latency_ms=added[i])
+            spans = None
+            if args.apm_url:
+                spans = SpanReporter(args.apm_url, env=envs[i] if i < len(envs) else name).start()
+                reporters.append(spans)
+            service = DemoService(PROFILES[name], seed=args.seed + i, added_latency_ms=added[i], spans=spans)
             server = WSGIServer(
                 (host, port),
                 service,
@@ -1004,6 +1200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop(timeout=STOP_TIMEOUT_S)
+        for reporter in reporters:  # after the servers: the last requests' spans go out too
+            reporter.close()
         for watcher in watchers:
             watcher.cancel()
     return 0
