@@ -904,7 +904,12 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
     serve at all (or the old side, or a split that did not take effect) is decidable, so it holds the GO
     back. Latency: per check, ``n_new = T w`` and ``n_old = T (1 - w)`` add ``1 / (1/n_new + 1/n_old)`` to W
     and one usable interval when both reach ``min_interval_hits`` (none otherwise); the variance per unit
-    of W stays as measured (the CV² of a sigma-0.5 lognormal before any). Error rate: both sides' hits grow
+    of W is the MODEL's (the lognormal CV² read from the old side's p50/p95; a sigma-0.5 lognormal before
+    any), not the empirical one: decidability is a property of the traffic at this weight, and a
+    load-dependent regression that appears at this step inflates the empirical variance of the ln ratios
+    seen over the whole cutover (0 before, ln 2 now) enough to call a 2x slower endpoint with thousands of
+    requests a side "not decidable" and let it GO (the confidence sequence itself still uses the larger of
+    the two). Error rate: both sides' hits grow
     the same way with the pooled error rate on both; decidable when the ratio (normal approximation of the
     mixture: information E_old E_new / E, prior variance ``ERROR_PRIOR_SD``²) or the absolute excess
     (``bernoulli_bound`` at the projected counts) would be narrow enough."""
@@ -948,7 +953,7 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
         w_check = np.where(comparable, new_per * old_per / (new_per + old_per), 0.0)
         w_end = w + remaining * w_check
         k_end = k + remaining * comparable
-        per_w = np.where(w > 0, _latency_variance(block) / w, math.expm1(0.25))
+        per_w = np.where(w > 0, block[4] / w, math.expm1(0.25))  # the model's variance: traffic, not drift
         side_alpha = one_sided_level(plan.alpha(metric))
         rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
         half = normal_mixture_bound(per_w * w_end, side_alpha, rho) / w_end
