@@ -122,6 +122,13 @@ _ALERT_TYPE = {
 }
 
 
+#: An endpoint's or metric's decision (cutover.json's ``decision``) when nothing is shown worse and what is not
+#: shown within could not be at this weight (``MetricDecision.decidable`` False): neutral, never a pass.
+NOT_DECIDABLE = "not_decidable"
+_NOT_DECIDABLE_LABEL = "NOT DECIDABLE"
+_NOT_DECIDABLE_CSS = "verdict-inconclusive"
+
+
 def _finding_css(finding: Finding) -> str:
     """The colour of a finding (one the page does not know, e.g. added to the decision core later: neutral)."""
     return _FINDING_CSS.get(finding, "verdict-inconclusive")
@@ -129,6 +136,20 @@ def _finding_css(finding: Finding) -> str:
 
 def _finding_label(finding: Finding) -> str:
     return _FINDING_LABEL.get(finding) or finding.value.replace("_", " ").upper()
+
+
+def _undecidable(m: MetricDecision) -> bool:
+    """The gate said this metric cannot be shown within tolerance at this weight (it did not hold the GO back);
+    a WORSE finding is still worse (decidability never hides a regression)."""
+    return not m.decidable and m.finding is not Finding.WORSE
+
+
+def _cell_css(m: MetricDecision) -> str:
+    return _NOT_DECIDABLE_CSS if _undecidable(m) else _finding_css(m.finding)
+
+
+def _cell_label(m: MetricDecision) -> str:
+    return _NOT_DECIDABLE_LABEL if _undecidable(m) else _finding_label(m.finding)
 
 
 # --- small formatting ----------------------------------------------------------------------------------
@@ -294,6 +315,13 @@ def headline(run: CutoverRun) -> str:
 def _plain_metric(m: MetricDecision) -> str:
     """One sentence for one endpoint's metric at one check."""
     label = _metric_label(m.metric)
+    if _undecidable(m):
+        seen = "no usable intervals yet" if m.finding is Finding.NO_DATA else f"{_ratio(m.lower)} to {_ratio(m.upper)}"
+        return (
+            f"{label} is not decidable at this weight ({seen} the old, tolerance {_ratio(m.threshold)}): the traffic "
+            "of this step cannot show it within tolerance by the maximum hold. Not a pass: nothing was shown worse, "
+            "and its evidence carries into the next, heavier step."
+        )
     if m.finding is Finding.NO_DATA:
         return f"{label}: not enough data yet ({m.reason})."
     if m.finding is Finding.WORSE:
@@ -311,17 +339,32 @@ def _plain_metric(m: MetricDecision) -> str:
     )
 
 
-def _endpoint_finding(metrics: Sequence[MetricDecision], go_metrics: Sequence[str]) -> Finding:
+def _endpoint_finding(metrics: Sequence[MetricDecision], go_metrics: Sequence[str]) -> Finding | str:
     """One endpoint's decision from its metrics: worse when any is worse; within when every GO metric is
-    within (the others can only stop); no data when none has data; else open."""
+    within (the others can only stop); ``NOT_DECIDABLE`` when every GO metric not within is not decidable at
+    this weight (the gate let it go; neutral, not a pass); no data when none has data; else open."""
     if any(m.finding is Finding.WORSE for m in metrics):
         return Finding.WORSE
     go = [m for m in metrics if m.metric in go_metrics]
     if go and all(m.finding is Finding.WITHIN for m in go):
         return Finding.WITHIN
+    if go and all(m.finding is Finding.WITHIN or _undecidable(m) for m in go):
+        return NOT_DECIDABLE
     if all(m.finding is Finding.NO_DATA for m in metrics):
         return Finding.NO_DATA
     return Finding.OPEN
+
+
+def _decision_css(finding: Finding | str) -> str:
+    return _finding_css(finding) if isinstance(finding, Finding) else _NOT_DECIDABLE_CSS
+
+
+def _decision_label(finding: Finding | str) -> str:
+    return _finding_label(finding) if isinstance(finding, Finding) else _NOT_DECIDABLE_LABEL
+
+
+def _decision_value(finding: Finding | str) -> str:
+    return finding.value if isinstance(finding, Finding) else finding
 
 
 def _by_endpoint(decision: StepDecision | None) -> dict[str, dict[str, MetricDecision]]:
@@ -370,8 +413,8 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
             cells.append(
                 {
                     "metric": metric,
-                    "css": _finding_css(m.finding) if m else "verdict-inconclusive",
-                    "label": _finding_label(m.finding) if m else "—",
+                    "css": _cell_css(m) if m else "verdict-inconclusive",
+                    "label": _cell_label(m) if m else "—",
                     "bounds": _bounds(m) if m else "—",
                     "threshold": _ratio(m.threshold) if m else "—",
                     "title": m.reason if m else "no decision",
@@ -382,19 +425,16 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
                 "key": key,
                 "position": position,
                 "finding": finding,
-                "css": _finding_css(finding),
-                "label": _finding_label(finding),
+                "css": _decision_css(finding),
+                "label": _decision_label(finding),
                 "requests": f"{traffic.get(key, 0):,}",
                 "share": f"{traffic.get(key, 0) / total:.1%}",
                 "cells": cells,
-                "sentences": [
-                    {"css": _finding_css(m.finding), "label": _finding_label(m.finding), "text": _plain_metric(m)}
-                    for m in found
-                ],
+                "sentences": [{"css": _cell_css(m), "label": _cell_label(m), "text": _plain_metric(m)} for m in found],
                 "_traffic": traffic.get(key, 0),
             }
         )
-    rows.sort(key=lambda r: (_FINDING_RANK.get(r["finding"], 1), -r["_traffic"], r["position"]))
+    rows.sort(key=lambda r: (_FINDING_RANK.get(r["finding"], 2), -r["_traffic"], r["position"]))
     return rows
 
 
@@ -557,10 +597,10 @@ def _bounds_chart(run: CutoverRun, endpoint: str, metric: str, points: Sequence[
     if estimate:
         parts.append(f'<polyline class="estimate" points="{estimate}"/>')
     for t, step, m in _thin(drawn, MAX_MARKERS):
-        css = _finding_css(m.finding)
+        css = _cell_css(m)
         tip = (
             f"{_when(t)} · step {step.index + 1} ({_weight(step.weight_pct)}): {_bounds(m)}, estimate "
-            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_finding_label(m.finding)}"
+            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_cell_label(m)}"
         )
         py = y(m.estimate) if m.estimate and m.estimate < math.inf else y(m.upper or hi)
         parts.append(
@@ -779,6 +819,7 @@ def _metric_json(m: MetricDecision) -> dict[str, Any]:
         "threshold": _num(m.threshold),
         "intervals": m.intervals,
         "reason": m.reason,
+        "decidable": m.decidable,
     }
 
 
@@ -790,7 +831,7 @@ def _step_json(run: CutoverRun, step: StepRecord) -> dict[str, Any]:
         endpoints.append(
             {
                 "endpoint": key,
-                "decision": _endpoint_finding(list(metrics.values()), go).value,
+                "decision": _decision_value(_endpoint_finding(list(metrics.values()), go)),
                 "metrics": {name: _metric_json(m) for name, m in metrics.items()},
             }
         )
