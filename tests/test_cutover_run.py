@@ -588,7 +588,14 @@ def test_dry_run_prints_the_plan_and_the_changes_and_touches_nothing(rig: Rig) -
     text = "\n".join(lines)
     assert "steps: 10%, 50%, 100%" in text
     assert "at least 5 checks with data (300 s), at most 20 checks (1200 s)" in text
-    assert "alpha 0.01 over 6 tests (2 endpoints x 3): 0.00167 per test" in text
+    # per test as the gate spends it (GatePlan.alpha): error rate 2, mean latency 3, guardrail 1 (mean 2)
+    assert (
+        "alpha 0.01 over 6 tests (2 endpoints x 3); per test (weighted Bonferroni): error_rate 0.00167, "
+        "avg_ms 0.0025, error_guardrail 0.000833" in text
+    )
+    assert "the error-rate guardrail's alpha is split over the 3 steps" in text
+    discovered = "\n".join(dry_run_lines(make_settings(rig.tmp_path, endpoints=None), rig.shifter, JUDGE))
+    assert "per test (weighted Bonferroni): error_rate 0.004 / N, avg_ms 0.006 / N" in discovered
     assert "  sum:trace.rack.request.hits{env:new,service:web} by {resource_name}.as_count()" in lines
     assert "step 2 (50%): set new 50%" in text
     assert "on a stop (0%): set new 0%" in text

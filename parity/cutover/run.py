@@ -390,17 +390,7 @@ def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | N
         f"p99 {'off' if policy.p99_limit_ms is None else f'{policy.p99_limit_ms:g} ms'}; "
         f"{settings.max_missing_checks} checks in a row without APM data hold the gate",
     ]
-    if settings.endpoints is not None:
-        plan = plan_gate(settings.endpoints, policy, judge)
-        lines.append(
-            f"alpha {policy.alpha:g} over {plan.family} tests ({len(plan.endpoints)} endpoints x {per_endpoint}): "
-            f"{plan.test_alpha:.3g} per test"
-        )
-    else:
-        lines.append(
-            f"alpha {policy.alpha:g} split over endpoints x {per_endpoint} tests (Bonferroni); the endpoints are the "
-            f"old side's resources over the {settings.discover_s:g} s before the start"
-        )
+    lines += _alpha_lines(settings, policy, judge, per_endpoint)
     from parity.cutover.live_apm import queries_for
 
     for side, selector in (("old", settings.old), ("new", settings.new)):
@@ -410,6 +400,33 @@ def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | N
     for i, weight in enumerate(settings.steps):
         lines.append(f"  step {i + 1} ({_w(weight)}): {shifter.describe(weight)}")
     lines.append(f"  on a stop ({_w(settings.rollback_weight)}): {shifter.describe(settings.rollback_weight)}")
+    return lines
+
+
+def _alpha_lines(
+    settings: CutoverSettings, policy: CutoverPolicy, judge: Policy | None, per_endpoint: int
+) -> list[str]:
+    """The alpha each test gets (``GatePlan.alpha(test)``: the family's alpha split by ``ALPHA_WEIGHTS``), per
+    test kind; with discovered endpoints, as the figure for one endpoint divided by their number."""
+    tests = ["error_rate", *policy.latency_metrics] + (
+        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    )
+    if settings.endpoints is not None:
+        plan = plan_gate(settings.endpoints, policy, judge)
+        head = f"alpha {policy.alpha:g} over {plan.family} tests ({len(plan.endpoints)} endpoints x {per_endpoint})"
+        shares = ", ".join(f"{t} {plan.alpha(t):.3g}" for t in tests)
+    else:
+        plan = plan_gate(["?"], policy, judge)  # one endpoint: each test's alpha times the endpoint count
+        head = (
+            f"alpha {policy.alpha:g} over N endpoints x {per_endpoint} tests (N: the old side's resources over the "
+            f"{settings.discover_s:g} s before the start)"
+        )
+        shares = ", ".join(f"{t} {plan.alpha(t):.3g} / N" for t in tests)
+    lines = [f"{head}; per test (weighted Bonferroni): {shares}"]
+    if policy.error_rate_limit is not None:
+        lines.append(
+            f"  the error-rate guardrail's alpha is split over the {len(policy.steps)} steps (a new test each)"
+        )
     return lines
 
 
