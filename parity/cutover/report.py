@@ -438,6 +438,27 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
     return rows
 
 
+_PERSON_ACTION = {
+    "watch": "watch the step for another maximum hold",
+    "go": "go on to the next step",
+    "rollback": "roll back now",
+}
+
+
+def _person_sentences(run: CutoverRun) -> list[str]:
+    """One sentence per decision a person took on a hold (who, when, at which step and weight, what)."""
+    steps = _setting_list(run, "steps")
+    out = []
+    for d in run.person_decisions:
+        step = f"step {d.step_index + 1}" if d.step_index >= 0 else "before the first step"
+        what = _PERSON_ACTION.get(d.action, d.action)
+        if d.action == "go" and steps and d.step_index == len(steps) - 1:
+            what = "complete the cutover"
+        who = d.user or "someone (user unknown)"
+        out.append(f"{_when(d.at_s)}: {who} decided at {step} ({_weight(d.weight_pct)}): {what}.")
+    return out
+
+
 def _unjudged(run: CutoverRun) -> list[str]:
     """Endpoints seen in the checks that are not in the judged family (they appeared after discovery)."""
     family = set(run.endpoints)
@@ -790,6 +811,7 @@ def _context(run: CutoverRun) -> dict[str, Any]:
         "charts": charts,
         "uncharted": max(len(rows) - MAX_CHARTED_ENDPOINTS, 0),
         "unjudged": _unjudged(run),
+        "person_decisions": [{"sentence": s} for s in _person_sentences(run)],
         "missing_total": missing_total,
         "settings": _settings_rows(run),
         "parity_css": _parity_css(),
@@ -887,6 +909,10 @@ def cutover_json(run: CutoverRun) -> dict[str, Any]:
         "new": {"service": run.new.service, "env": run.new.env, "span": run.new.span, "tags": list(run.new.tags)},
         "endpoints": list(run.endpoints),
         "unjudged_endpoints": _unjudged(run),
+        "person_decisions": [
+            {"at": d.at_s, "step": d.step_index, "weight": d.weight_pct, "action": d.action, "user": d.user}
+            for d in run.person_decisions
+        ],
         "steps": [_step_json(run, s) for s in run.steps],
         "settings": json_value(dict(run.settings)),
     }
@@ -952,6 +978,9 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
             lines.append(f"| {_md_name(row['key'])} | {row['label']} | " + " | ".join(_md(c) for c in cells) + " |")
         if len(rows) > MAX_SUMMARY_ENDPOINTS:
             lines += ["", f"…and {len(rows) - MAX_SUMMARY_ENDPOINTS} more endpoint(s): see the full report."]
+    person = _person_sentences(run)
+    if person:
+        lines += ["", "Decisions by a person (the gate had held):"] + [f"- {_md(p)}" for p in person]
     unjudged = _unjudged(run)
     if unjudged:
         lines += ["", "Seen but not judged (appeared after discovery): " + ", ".join(_md_name(k) for k in unjudged)]
@@ -975,6 +1004,7 @@ def summary_lines(run: CutoverRun) -> list[str]:
             f"  step {step.index + 1}  {_weight(step.weight_pct):>5}  {_action_label(run, step):<11} "
             f"{_hold_text(step)}{extra}; split {figure}"
         )
+    out += [one_line(f"  person: {p}") for p in _person_sentences(run)]
     more = run.reasons[1 : 1 + MAX_TERMINAL_REASONS]
     out += [one_line(f"  - {r}") for r in more]
     if len(run.reasons) > 1 + MAX_TERMINAL_REASONS:

@@ -54,8 +54,10 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -81,6 +83,8 @@ __all__ = [
     "hold_checks",
     "plain_settings",
     "policy_of",
+    "redact",
+    "secret_values",
 ]
 
 SHIFTER_KINDS = ("route53", "command", "manual")
@@ -174,10 +178,59 @@ def policy_of(settings: CutoverSettings) -> CutoverPolicy:
     return replace(default, **changes)
 
 
-def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
+#: Shown instead of a secret.
+REDACTED = "***"
+#: An environment variable whose name says it holds a secret.
+_SECRET_NAME = re.compile(
+    r"(?i)(token|secret|passw(or)?d|pass\b|_pw\b|api_?key|app_?key|private|credential|auth|session|cookie|signature|_key\b|^key\b)"
+)
+#: Values shorter than this are not searched for (``1``, ``yes``: replacing them would garble the command).
+_MIN_SECRET_CHARS = 6
+_VALUE = r"(\"[^\"]*\"|'[^']*'|[^\s\"']+)"
+_SECRET_WORD = r"[\w-]*(?:token|secret|passw(?:or)?d|pass|api[_-]?key|app[_-]?key|key|credential|auth)[\w-]*"
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # --token=VALUE, --api-key VALUE, -password VALUE
+    (re.compile(rf"(?i)(?<![\w-])(--?{_SECRET_WORD})(=|\s+){_VALUE}"), rf"\1\2{REDACTED}"),
+    # TOKEN=VALUE, AWS_SECRET_ACCESS_KEY=VALUE (an environment assignment or a key=value argument)
+    (re.compile(rf"(?i)(?<![\w-])({_SECRET_WORD})={_VALUE}"), rf"\1={REDACTED}"),
+    # Authorization: Bearer VALUE
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{8,})"), rf"\1 {REDACTED}"),
+    # https://user:password@host
+    (re.compile(r"(://[^/\s:@]+):[^@\s/]+@"), rf"\1:{REDACTED}@"),
+)
+
+
+def secret_values(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of the environment's secret-looking variables (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``,
+    ``*API_KEY*``, ``AWS_SECRET_ACCESS_KEY``…) that are long enough to search for, longest first."""
+    found = {v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_CHARS}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` (a command line, an error line) with secrets replaced by ``***``: every value in ``secrets``
+    (see :func:`secret_values`), and the values of ``--token=…``/``--password …``/``TOKEN=…``-like arguments,
+    ``Bearer …`` and ``user:password@`` in URLs. ``{weight}``/``{old_weight}`` placeholders are kept."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(functools.partial(_keep_placeholders, replacement=replacement), text)
+    return text
+
+
+def _keep_placeholders(match: re.Match[str], replacement: str) -> str:
+    """The match redacted, unless it holds a ``{weight}``/``{old_weight}`` placeholder (not a secret)."""
+    whole = match.group(0)
+    return whole if "{weight}" in whole or "{old_weight}" in whole else match.expand(replacement)
+
+
+def plain_settings(settings: CutoverSettings, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The settings as plain JSON values (for the journal and the reports): where a key was left out, the
     gate's effective value (alpha, metrics); its whole policy under ``policy`` (holds in checks). The shifter's
-    keys are kept (they name records or commands, never credentials)."""
+    keys are kept (they name records or commands) with the command shifter's ``command``/``read_command``
+    REDACTED (:func:`redact` with ``secrets``): nothing derived from a secret is stored, not even a hash (a
+    short secret's hash is guessed offline); ``--resume`` compares the redacted commands, so a rotated token
+    is not a change of plan while another script or record is."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
@@ -193,6 +246,9 @@ def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
         return value
 
     out: dict[str, Any] = plain(settings)
+    for key in ("command", "read_command"):
+        if out["shifter"].get(key) is not None:
+            out["shifter"][key] = redact(out["shifter"][key], secrets)
     policy = policy_of(settings)
     for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):  # left out: the gate's default
         if out[key] is None:
