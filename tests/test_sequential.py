@@ -612,8 +612,8 @@ def test_the_error_guardrail_spends_its_alpha_over_the_steps() -> None:
 
 def test_a_regression_that_appears_at_a_heavy_step_is_decidable_and_never_goes() -> None:
     """Load-dependent: fine for 5 checks at 10 %, 2x slower from 50 % on, 1,500 requests a side a check. The
-    jump of the ln ratios (0, then ln 2) inflates the empirical variance over the cutover; decidability is the
-    traffic's (the model's variance), so the endpoint is decidable at 50 % and its open metric holds the GO
+    jump of the ln ratios (0, then ln 2) inflates the empirical variance over the cutover; decidability projects
+    the variance measured within the step, so the endpoint is decidable at 50 % and its open metric holds the GO
     back until the sequence shows it worse: never a GO at the minimum hold, a STOP before the maximum hold."""
     policy = seq.CutoverPolicy(
         steps=(10.0, 50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=5, max_hold_checks=20

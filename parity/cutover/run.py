@@ -930,13 +930,13 @@ def run_cutover(
     Fresh start: BadInput (exit 2, nothing written) when a journal without ``end`` is there (``--resume`` it) or
     the live weight is not below the first step. An ended journal is kept as ``journal-<start>.jsonl``.
 
-    Resume: BadInput when the journal is missing or ended, or when the settings or the replayed decisions
-    differ from the journal's. The live weight is read FIRST: a shift intent without its end is completed
-    (journaled done, not applied) only when the live weight equals it and re-applied only when the live weight
-    is the previous step's; a step under way continues only at its own weight; anything else is HELD with the
-    figures. A journaled STOP whose rollback did not finish rolls back now; a journaled check without its
-    decision is decided on first. Windows missed meanwhile are read late (at most ``MAX_BACKFILL_CHECKS``).
-    Settings may differ only in ``RESUME_FREE_KEYS``; the ``[compare]`` tolerances not at all.
+    Resume: BadInput when the journal is missing or ended other than HELD, or when the settings (beyond
+    ``RESUME_FREE_KEYS``), the ``[compare]`` tolerances or the replayed decisions differ from the journal's.
+    The live weight is read FIRST: a shift intent without its end is completed (journaled done, not applied)
+    only when the live weight equals it and re-applied only when the live weight is the previous step's; a step
+    under way continues only at its own weight; anything else is HELD with the figures. A journaled STOP whose
+    rollback did not finish rolls back now; a journaled check without its decision is decided on first. Windows
+    missed meanwhile are read late (at most ``MAX_BACKFILL_CHECKS``).
 
     A person's part (``person``, with ``resume``; ``user``: who, journaled): a HELD journal can be resumed.
     ``watch`` (the default on a held journal): the same step is watched for another maximum hold (a failed
@@ -1054,7 +1054,7 @@ def _make_room(path: Path, clock: Callable[[], float]) -> None:
     if not path.exists():
         return
     records = read_journal(path)
-    if records and not any(r["kind"] == "end" for r in records):
+    if records and _open_end(records) is None:  # no end, or a person's decision after the last one
         raise BadInput(
             f"{path}: a cutover is under way (its journal has no end): continue it with parity cutover --resume"
         )
