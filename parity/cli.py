@@ -266,6 +266,7 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.cutover.live_apm import DatadogLiveApm
     from parity.cutover.model import CutoverRun, Outcome
     from parity.cutover.run import cutover_exit_code, dry_run_lines, event_of, run_cutover, summary_of
+    from parity.cutover.settings import redact, secret_values
     from parity.cutover.shifters import make_shifter
     from parity.datadog import connect_intake, post_event
 
@@ -278,9 +279,20 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     def say(line: str) -> None:
         print(f"parity cutover: {line}", flush=True)
 
-    shifter = make_shifter(settings.shifter, say=say, ask=input)
+    if args.dry_run and (args.go or args.rollback or args.resume):
+        raise BadInput("--dry-run prints the plan of a new cutover: it does not go with --resume, --go or --rollback")
+    if args.go and not args.resume:
+        raise BadInput(
+            "--go is a person's decision on a held cutover: use it with --resume (parity cutover --resume --go)"
+        )
+    if args.go and args.rollback:
+        raise BadInput("--go and --rollback contradict each other: choose one")
+    person = "go" if args.go else "rollback" if args.rollback else None
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or None
+    secrets = secret_values(os.environ)
+    shifter = make_shifter(settings.shifter, say=lambda line: say(redact(line, secrets)), ask=input)
     if args.dry_run:
-        for line in dry_run_lines(settings, shifter, config.policy):
+        for line in dry_run_lines(settings, shifter, config.policy, secrets):
             print(line)
         print("dry run: nothing was sent, changed or written")
         return EXIT_OK
@@ -309,9 +321,12 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
             shifter=shifter,
             send_event=send_event,
             progress=say,
-            resume=args.resume,
+            resume=args.resume or args.rollback,
             judge=config.policy,
             ask=input,
+            person=person,
+            user=user,
+            environ=os.environ,
         )
     for line in summary_of(run):
         print(line)
@@ -936,7 +951,8 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
         "(1, 5, 10, 50 and 100% to the new environment unless [cutover] steps says otherwise), read both "
         "environments' live Datadog APM every "
         "interval and decide with anytime-valid sequential tests per endpoint: GO to the next step, STOP (roll "
-        "back to rollback_weight), or HOLD for a person at the maximum hold. Every check and decision goes to "
+        "back to rollback_weight), or HOLD for a person at the maximum hold (--resume watches the held step for "
+        "another hold, --resume --go moves on, --rollback rolls back now). Every check and decision goes to "
         "OUT/journal.jsonl before it acts; --resume continues from it after a crash or Ctrl-C. Writes "
         "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event. Keys from DD_API_KEY / "
         "DD_APP_KEY (never written); AWS credentials from the standard chain. Exit codes: 0 completed, "
@@ -945,12 +961,27 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
             "parity cutover --dry-run --config parity.toml",
             "parity cutover --config parity.toml -o reports/cutover-web",
             "parity cutover --resume -o reports/cutover-web",
+            "parity cutover --resume --go -o reports/cutover-web",
+            "parity cutover --rollback -o reports/cutover-web",
         ),
     )
     _add_config_option(cut)
     _add_out_option(cut, None, "journal and reports directory (default: [cutover] out of parity.toml)")
     cut.add_argument(
-        "--resume", action="store_true", help="continue the cutover of OUT/journal.jsonl (reads the live weight first)"
+        "--resume",
+        action="store_true",
+        help="continue the cutover of OUT/journal.jsonl (reads the live weight first); on a HELD cutover: watch the "
+        "same step for another maximum hold",
+    )
+    cut.add_argument(
+        "--go",
+        action="store_true",
+        help="with --resume, on a HELD cutover: a person's decision to go on to the next step (journaled with $USER)",
+    )
+    cut.add_argument(
+        "--rollback",
+        action="store_true",
+        help="roll back to rollback_weight now and end the cutover as stopped (a person's decision, journaled)",
     )
     cut.add_argument(
         "--dry-run", action="store_true", help="print the plan, the Datadog queries and each step's change; do nothing"

@@ -65,13 +65,15 @@ class Scenario:
     """A cutover to simulate. ``slow``: endpoint → latency factor on the new side from ``slow_from_pct``
     weight on (load-dependent). ``new_errors``: endpoint → the new side's error rate. ``missing``: (step, check)
     pairs whose APM read fails (with ``missing_reason``). ``abort_at``: (step, check) after which the run is
-    interrupted. ``rollback_fails``: the rollback's shift raises. ``rate``: requests per interval. ``endpoints``:
+    interrupted. ``rollback_fails``: the rollback's shift raises. ``rate``: requests per interval (40,000: with
+    the short holds here, the 10 % step's traffic must decide a 1.6x regression within 8 checks, against the
+    evidence of "no change" the 1 % and 5 % steps pooled into the same test). ``endpoints``:
     the judged family; ``late``: endpoints in the traffic that were not discovered (not judged). ``served``: step
     → the weight the traffic really follows (a DNS change not in effect)."""
 
     name: str
     seed: int
-    rate: float = 6000.0
+    rate: float = 40000.0
     slow: dict[str, float] = field(default_factory=dict)
     slow_from_pct: float = 0.0
     new_errors: dict[str, float] = field(default_factory=dict)
@@ -92,7 +94,15 @@ SCENARIOS: dict[str, Scenario] = {
     "stopped_guardrail": Scenario(
         "stopped_guardrail", seed=3, new_errors={"POST /api/orders": 0.3}, slow_from_pct=10.0
     ),
-    "held_max_hold": Scenario("held_max_hold", seed=4, policy=replace(POLICY, on_max_hold=MaxHold.HOLD)),
+    # +5 % from 50 % on, exactly at the 5 % tolerance: decidable at 50 % (so it holds the GO back), never shown
+    # within nor beyond: the step reaches its maximum hold and a person decides.
+    "held_max_hold": Scenario(
+        "held_max_hold",
+        seed=4,
+        slow={"GET /api/orders/{id}": 1.05},
+        slow_from_pct=50.0,
+        policy=replace(POLICY, on_max_hold=MaxHold.HOLD),
+    ),
     "held_missing": Scenario("held_missing", seed=5, missing=frozenset({(2, 1), (2, 2), (2, 3)})),
     "aborted": Scenario("aborted", seed=6, abort_at=(2, 2)),
     "held_split": Scenario("held_split", seed=8, served={1: 1.0}),

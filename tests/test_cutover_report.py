@@ -102,7 +102,8 @@ def test_scenarios_end_as_designed(runs: dict[str, CutoverRun]) -> None:
     assert held.outcome is Outcome.HELD
     assert held.reasons[0] == "maximum hold passed undecided"
     assert held.steps[-1].action is Action.HOLD
-    assert held.final_weight_pct == 1.0
+    assert held.final_weight_pct == 50.0
+    assert held.steps[-1].weight_pct == 50.0  # at the tolerance's edge from 50 %: decidable, never decided
     missing = runs["held_missing"]
     gaps = [c for c in missing.steps[-1].checks if c.missing]
     assert missing.outcome is Outcome.HELD
@@ -180,7 +181,7 @@ def test_headline_says_outcome_weight_step_and_why(runs: dict[str, CutoverRun]) 
     assert "a regression beyond tolerance was shown (GET /api/orders/{id} avg_ms" in latency
     assert latency.endswith("set back to 0% and verified.")
     assert "a guardrail was breached on the new side (guardrail POST /api/orders" in headline(runs["stopped_guardrail"])
-    assert headline(runs["held_max_hold"]).startswith("HELD at step 1 of 5 (1%) after 8 check(s): maximum hold passed")
+    assert headline(runs["held_max_hold"]).startswith("HELD at step 4 of 5 (50%) after 8 check(s): maximum hold passed")
     assert "3 checks in a row without APM data" in headline(runs["held_missing"])
     assert "keeps 10% of the traffic; a person decides" in headline(runs["held_missing"])
     assert headline(runs["aborted"]).startswith("ABORTED during step 3 of 5 (10%) after 3 check(s): interrupted")
@@ -198,9 +199,13 @@ def test_summary_lines_for_the_terminal(runs: dict[str, CutoverRun]) -> None:
         ["step", "2", "5%", "GO"],
         ["step", "3", "10%", "STOP"],
     ]
-    held = summary_lines(runs["held_max_hold"])
-    assert held[-1].startswith("  - …and ")
-    assert len(held) == 1 + 1 + 5 + 1
+    run = runs["held_max_hold"]  # many reasons: the headline's, five more, then a count
+    last = run.steps[-1].last_decision
+    assert last is not None
+    many = replace(run, reasons=(*run.reasons, *(f"{m.endpoint} {m.metric}: {m.reason}" for m in last.metrics)))
+    held = summary_lines(many)
+    assert held[-1] == f"  - …and {len(many.reasons) - 1 - 5} more (see the report)"
+    assert len(held) == 1 + len(run.steps) + 5 + 1
     missing = summary_lines(runs["held_missing"])
     assert "3 without APM data" in missing[-1]
     for line in summary_lines(runs["hostile"]):
@@ -313,14 +318,39 @@ def test_unwritable_out_raises_and_writes_nothing(runs: dict[str, CutoverRun], t
 
 def test_missing_bounds_stay_missing(runs: dict[str, CutoverRun]) -> None:
     """A metric without usable intervals has null bounds (never 0) and its chart says so instead of a line."""
-    data = cutover_json(runs["held_max_hold"])
+    data = cutover_json(runs["held_split"])
     metrics = [m for e in data["steps"][0]["endpoints"] for m in e["metrics"].values()]
     no_data = [m for m in metrics if m["finding"] == "no_data"]
     assert no_data
     assert all(m["lower"] is None and m["estimate"] is None for m in no_data)
     assert all(m["lower"] is None or m["lower"] >= 0 for m in metrics)
     assert all(m["upper"] is None or math.isfinite(m["upper"]) for m in metrics)
-    assert "No bounds yet (too few usable intervals)." in render_cutover_html(runs["held_max_hold"])
+    assert "No bounds yet (too few usable intervals)." in render_cutover_html(runs["held_split"])
+
+
+def test_not_decidable_at_this_weight_is_neutral_never_a_pass(runs: dict[str, CutoverRun]) -> None:
+    """At 1 % the gate goes with tests it could not decide at that weight (``MetricDecision.decidable`` False):
+    cutover.json says so per metric and per endpoint (``not_decidable``, never ``within``), the page and
+    summary.md show NOT DECIDABLE in the neutral colour with the sentence why, and a worse finding stays worse."""
+    run = runs["stopped_latency"]
+    data = cutover_json(run)
+    first = data["steps"][0]
+    assert first["decision"] == "go"
+    assert {e["decision"] for e in first["endpoints"]} == {"not_decidable"}
+    undecided = [m for e in first["endpoints"] for m in e["metrics"].values() if not m["decidable"]]
+    assert undecided
+    assert all(m["finding"] in ("open", "no_data") for m in undecided)  # the core's finding is kept beside it
+    stop = data["steps"][-1]
+    slow = next(e for e in stop["endpoints"] if e["endpoint"] == "GET /api/orders/{id}")
+    assert slow["decision"] == "worse"
+    assert slow["metrics"]["avg_ms"]["decidable"] is True
+    page = render_cutover_html(run)
+    assert re.search(r'<td class="cell verdict-inconclusive" title="[^"]*not decidable at 1 %"><span class="badge">'
+                     r"NOT DECIDABLE</span>", page)  # fmt: skip
+    held = render_cutover_html(runs["held_max_hold"])  # its last decision (50 %): error rates not decidable
+    assert "error rate is not decidable at this weight" in held
+    assert "Not a pass" in held
+    assert "| GET /health | NOT DECIDABLE | NOT DECIDABLE x" in summary_md(runs["held_max_hold"])
 
 
 # --- in a real browser -----------------------------------------------------------------------------------

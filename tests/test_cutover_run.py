@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -31,7 +32,7 @@ from parity.cutover.run import (
     run_from_journal,
     write_reports,
 )
-from parity.cutover.settings import CutoverSettings, cutover_from_mapping
+from parity.cutover.settings import CutoverSettings, cutover_from_mapping, secret_values
 from parity.cutover.shifters import CommandShifter, ManualShifter
 from parity.errors import BadInput, Interrupted
 from parity.judge.policy import MetricRule, Policy
@@ -612,7 +613,14 @@ def test_dry_run_prints_the_plan_and_the_changes_and_touches_nothing(rig: Rig) -
     text = "\n".join(lines)
     assert "steps: 10%, 50%, 100%" in text
     assert "at least 5 checks with data (300 s), at most 20 checks (1200 s)" in text
-    assert "alpha 0.01 over 6 tests (2 endpoints x 3): 0.00167 per test" in text
+    # per test as the gate spends it (GatePlan.alpha): error rate 2, mean latency 3, guardrail 1 (mean 2)
+    assert (
+        "alpha 0.01 over 6 tests (2 endpoints x 3); per test (weighted Bonferroni): error_rate 0.00167, "
+        "avg_ms 0.0025, error_guardrail 0.000833" in text
+    )
+    assert "the error-rate guardrail's alpha is split over the 3 steps" in text
+    discovered = "\n".join(dry_run_lines(make_settings(rig.tmp_path, endpoints=None), rig.shifter, JUDGE))
+    assert "per test (weighted Bonferroni): error_rate 0.004 / N, avg_ms 0.006 / N" in discovered
     assert "  sum:trace.rack.request.hits{env:new,service:web} by {resource_name}.as_count()" in lines
     assert "step 2 (50%): set new 50%" in text
     assert "on a stop (0%): set new 0%" in text
@@ -826,3 +834,188 @@ def test_a_check_journaled_without_its_decision_is_decided_first_on_resume(rig: 
     assert len(rig.apm.reads) == reads  # no new window read: the STOP was on the journaled data
     assert len(rig.records("check")) == checks
     assert rig.acts().count("stop") == 1
+
+
+# --- the person's part of a HOLD, what --resume lets change, secrets -------------------------------------
+
+
+def _held_at_50(rig: Rig) -> CutoverRun:
+    """GET /a exactly at its tolerance (x1.2) from 50 %: decidable there, never shown within nor beyond, so the
+    step reaches its 20-check maximum hold and HOLDs for a person."""
+    rig.apm.mult = lambda e, w: 1.2 if e == "GET /a" and w >= 50 else 1.0
+    run = rig.run()
+    assert run.outcome is Outcome.HELD, run.reasons
+    assert rig.acts()[-1] == "hold"
+    assert rig.shifter.applied == [10.0, 50.0]
+    return run
+
+
+def test_a_held_step_is_watched_again_then_a_person_says_go(rig: Rig) -> None:
+    held = _held_at_50(rig)
+    assert len(held.steps[1].checks) == 20
+    assert held.reasons[0] == "maximum hold passed undecided"
+    # plain --resume on a held cutover: the same step, watched for another maximum hold (a person's decision)
+    again = rig.run(resume=True, user="alice")
+    assert again.outcome is Outcome.HELD, again.reasons
+    assert [(p["action"], p["user"], p["step"], p["weight"]) for p in rig.records("person")] == [
+        ("watch", "alice", 1, 50.0)
+    ]
+    assert len(again.steps) == 2
+    assert len(again.steps[1].checks) == 40  # the step goes on: 20 more checks, no window read twice
+    assert rig.shifter.applied == [10.0, 50.0]
+    kinds = [r["kind"] for r in rig.records()]
+    assert kinds.count("end") == 2
+    assert kinds[kinds.index("end") + 1] == "person"  # journaled before any new check
+    # --resume --go: the person's go moves on (journaled first), the last step completes as the gate's own
+    done = rig.run(resume=True, person="go", user="alice")
+    assert done.outcome is Outcome.COMPLETED, done.reasons
+    assert rig.shifter.applied == [10.0, 50.0, 100.0]
+    kinds = [r["kind"] for r in rig.records()]
+    go_at = max(i for i, r in enumerate(rig.records()) if r["kind"] == "person")
+    assert kinds[go_at + 1] == "shift"
+    assert [d.action for d in done.person_decisions] == ["watch", "go"]
+    assert done.person_decisions[-1].user == "alice"
+    assert done.steps[1].action is Action.GO
+    assert done == run_from_journal(read_journal(rig.journal))
+    data = json.loads((rig.tmp_path / "cut" / "cutover.json").read_text())
+    assert [(d["action"], d["user"], d["step"]) for d in data["person_decisions"]] == [
+        ("watch", "alice", 1),
+        ("go", "alice", 1),
+    ]
+    schema = json.loads((ROOT / "parity" / "schemas" / "cutover.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    summary = (rig.tmp_path / "cut" / "summary.md").read_text()
+    assert "alice decided at step 2 (50%): go on to the next step." in summary
+    assert "alice decided at step 2 (50%): watch the step for another maximum hold." in summary
+
+
+def test_a_person_rolls_back_a_held_cutover_and_what_does_not_apply_is_refused(rig: Rig) -> None:
+    _held_at_50(rig)
+    with pytest.raises(BadInput, match="--go is a decision on a cutover under way: it needs --resume"):
+        rig.run(person="go")
+    run = rig.run(resume=True, person="rollback", user="bob")
+    assert run.outcome is Outcome.STOPPED
+    assert cutover_exit_code(run) == 1
+    assert rig.shifter.weight == 0.0
+    assert rig.shifter.applied == [10.0, 50.0, 0.0]
+    assert run.rollback is not None
+    assert run.rollback.applied
+    assert run.reasons[0] == "rolled back on bob's decision (a person ended the cutover at 50%)"
+    assert [r["kind"] for r in rig.records()][-4:] == ["person", "rollback", "rollback", "end"]
+    with pytest.raises(BadInput, match=r"ended \(stopped\): nothing to resume or roll back"):
+        rig.run(resume=True, person="rollback")
+    # --go on a cutover that was interrupted, not held: the gate decides, not the person
+    crashed = Rig(rig.tmp_path / "crashed")
+    crashed.clock.crash_at = 4
+    with pytest.raises(Crash):
+        crashed.run()
+    size = crashed.journal.stat().st_size
+    with pytest.raises(BadInput, match="--go decides on a HELD cutover; this one is not held"):
+        crashed.run(resume=True, person="go")
+    assert crashed.journal.stat().st_size == size  # refused before anything was written
+    stopped = crashed.run(resume=True, person="rollback", user="bob")  # a person may end any unfinished one
+    assert stopped.outcome is Outcome.STOPPED
+    assert crashed.shifter.weight == 0.0
+    # --go after a failed shift: the step never began; a plain --resume tries the shift again
+    failed = Rig(rig.tmp_path / "failed")
+    failed.shifter.fail[50.0] = "Throttling: Rate exceeded"
+    assert failed.run().outcome is Outcome.HELD
+    with pytest.raises(BadInput, match=r"the held step's shift to 50% was not made; --resume tries it again"):
+        failed.run(resume=True, person="go")
+    failed.shifter.fail.clear()
+    retried = failed.run(resume=True, user="carol")
+    assert retried.outcome is Outcome.COMPLETED, retried.reasons
+    assert failed.shifter.applied == [10.0, 50.0, 50.0, 100.0]
+
+
+def test_resume_lets_keys_that_do_not_decide_change_and_names_the_one_that_does(rig: Rig) -> None:
+    rig.clock.crash_at = 4
+    with pytest.raises(Crash):
+        rig.run()
+    with pytest.raises(BadInput, match=r"changed since the journal began \(guardrails\.p99_ms, policy\.p99_limit_ms\)"):
+        rig.run(make_settings(rig.tmp_path, guardrails={"p99_ms": 900}), resume=True)
+    with pytest.raises(BadInput, match=r"changed since the journal began \(max_hold_s, policy\.max_hold_checks\)"):
+        rig.run(make_settings(rig.tmp_path, max_hold_s=1800), resume=True)
+    stricter = Policy(rules={**JUDGE.rules, "avg_ms": MetricRule(0.1, 1.0, 30)})
+    with pytest.raises(BadInput, match=r"\[compare\] tolerances changed since the journal began \(avg_ms of GET /a"):
+        run_cutover(
+            make_settings(rig.tmp_path), apm=rig.apm, shifter=rig.shifter, clock=rig.clock, sleep=rig.clock.sleep,
+            resume=True, judge=stricter,
+        )  # fmt: skip
+    free = make_settings(
+        rig.tmp_path, max_missing_checks=5, datadog_tags=["team:web"], discover_s=60, dd_url="http://x"
+    )
+    run = rig.run(free, resume=True)
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+
+
+@dataclass
+class CommandLike(Shifter):
+    """The fake weights, described like the command shifter does (the command line is printed)."""
+
+    command: str = ""
+
+    def describe(self, weight_pct: float) -> str:
+        return CommandShifter(self.command).describe(weight_pct)
+
+
+def test_secrets_in_the_command_are_never_stored_or_printed(rig: Rig) -> None:
+    """A token given as --token=..., and an environment variable's value inside the command: the journal, the
+    reports and every printed line carry *** instead; a failure's reason too. --resume compares the redacted
+    commands: a rotated token is not a change of plan."""
+    env = {"DEPLOY_TOKEN": "env-s3cret-9f8e", "HOME": "/home/x"}
+    command = "./set-weights {weight} {old_weight} --token=arg-s3cret-1a2b --auth env-s3cret-9f8e"
+    settings = make_settings(rig.tmp_path, shifter={"kind": "command", "command": command, "read_command": "./w"})
+    shifter = CommandLike(rig.clock, command=command)
+    rig.apm.shifter = shifter
+    shifter.fail[50.0] = "exited 1: token arg-s3cret-1a2b refused"
+    lines: list[str] = []
+    run = run_cutover(
+        settings, apm=rig.apm, shifter=shifter, clock=rig.clock, sleep=rig.clock.sleep, judge=JUDGE,
+        progress=lines.append, environ=env,
+    )  # fmt: skip
+    assert run.outcome is Outcome.HELD
+    out = rig.tmp_path / "cut"
+    stored = {p.name: p.read_text() for p in out.iterdir()}
+    assert set(stored) == {"journal.jsonl", "cutover.json", "summary.md", "index.html"}
+    for text in [*stored.values(), *lines, *dry_run_lines(settings, shifter, JUDGE, secret_values(env))]:
+        assert "s3cret" not in text
+    start = rig.records("start")[0]
+    assert start["settings"]["shifter"]["command"] == "./set-weights {weight} {old_weight} --token=*** --auth ***"
+    assert any("run: ./set-weights 10 90 --token=*** --auth ***" in line for line in lines)
+    assert "token *** refused" in run.reasons[0]
+    shifter.fail.clear()
+    rotated = command.replace("arg-s3cret-1a2b", "arg-s3cret-NEW1")
+    run = run_cutover(
+        make_settings(rig.tmp_path, shifter={"kind": "command", "command": rotated, "read_command": "./w"}),
+        apm=rig.apm, shifter=shifter, clock=rig.clock, sleep=rig.clock.sleep, judge=JUDGE, resume=True,
+        environ=env,
+    )  # fmt: skip
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+    assert "s3cret" not in rig.journal.read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--go"], "--go is a person's decision on a held cutover: use it with --resume"),
+        (["--dry-run", "--resume"], "--dry-run prints the plan of a new cutover"),
+        (["--resume", "--go", "--rollback"], "--go and --rollback contradict each other"),
+    ],
+)
+def test_the_persons_flags_refuse_what_does_not_apply_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    from parity.cli import main
+
+    path = tmp_path / "parity.toml"
+    path.write_text(
+        "[cutover]\n[cutover.old]\nservice = 'web'\nenv = 'ec2'\n[cutover.new]\nservice = 'web'\nenv = 'eks'\n"
+        "[cutover.shifter]\nkind = 'manual'\n"
+    )
+    code = main(["cutover", "--config", str(path), "-o", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert message in err
+    assert not (tmp_path / "out").exists()

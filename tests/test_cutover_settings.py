@@ -14,6 +14,8 @@ from parity.cli import main
 from parity.config import load_config
 from parity.cutover.model import ApmSelector
 from parity.cutover.settings import (
+    DEFAULT_MAX_HOLD_S,
+    DEFAULT_MIN_HOLD_S,
     CutoverSettings,
     Guardrails,
     cutover_from_mapping,
@@ -63,6 +65,18 @@ def test_defaults_keep_the_gates_own_policy() -> None:
         assert getattr(policy, name) == getattr(default, name), name
     assert policy.error_rate_limit is None
     assert policy.p99_limit_ms is None
+
+
+def test_default_holds_are_times_so_the_power_does_not_depend_on_the_interval() -> None:
+    """Left out, the holds are 2400 s / 7200 s: the core's 40 / 120 checks at 60 s, twice as many checks at 30 s
+    (each of half the traffic: the same evidence per step), half as many at 120 s."""
+    assert (DEFAULT_MIN_HOLD_S, DEFAULT_MAX_HOLD_S) == (2400.0, 7200.0)
+    for interval, expected in ((60, (40, 120)), (30, (80, 240)), (120, (20, 60)), (7, (343, 1029))):
+        policy = policy_of(cutover_from_mapping(table(interval_s=interval)))
+        assert (policy.min_hold_checks, policy.max_hold_checks) == expected, interval
+    assert policy_of(cutover_from_mapping(table())).min_hold_checks == CutoverPolicy().min_hold_checks
+    with pytest.raises(ValueError, match=r"cutover.min_hold_s: must not exceed max_hold_s \(9000 s > 7200 s\)"):
+        cutover_from_mapping(table(min_hold_s=9000))
 
 
 def test_holds_in_seconds_become_checks_of_the_interval() -> None:
@@ -215,7 +229,7 @@ def test_the_readme_example_is_a_valid_table() -> None:
     settings = cutover_from_mapping(tomllib.loads("[cutover]\n" + block)["cutover"])
     assert settings.shifter.kind == "route53"
     assert settings.guardrails == Guardrails(0.05, 2000.0)
-    assert policy_of(settings).min_hold_checks == 10
+    assert (policy_of(settings).min_hold_checks, policy_of(settings).max_hold_checks) == (40, 120)
 
 
 def test_make_shifter_builds_route53_without_calling_aws() -> None:

@@ -608,3 +608,37 @@ def test_the_error_guardrail_spends_its_alpha_over_the_steps() -> None:
     assert seq.decide(state).guardrails == ()
     state = replace(state, step_errors_new=np.array([float(errors + 5)]))
     assert {g.kind for g in seq.decide(state).guardrails} == {"error_rate"}
+
+
+def test_a_regression_that_appears_at_a_heavy_step_is_decidable_and_never_goes() -> None:
+    """Load-dependent: fine for 5 checks at 10 %, 2x slower from 50 % on, 1,500 requests a side a check. The
+    jump of the ln ratios (0, then ln 2) inflates the empirical variance over the cutover; decidability projects
+    the variance measured within the step, so the endpoint is decidable at 50 % and its open metric holds the GO
+    back until the sequence shows it worse: never a GO at the minimum hold, a STOP before the maximum hold."""
+    policy = seq.CutoverPolicy(
+        steps=(10.0, 50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=5, max_hold_checks=20
+    )
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    plan = seq.plan_gate(["GET /a"], policy, judge)
+    state = seq.start(plan)
+    for c in range(5):
+        item = seq.EndpointInterval(
+            "GET /a", _interval(2700, 27, 50.0), _interval(300, 3, 50.0 * (1.01 - c % 2 * 0.02))
+        )
+        state = seq.update(state, seq.Check(c, (item,)))
+    assert seq.decide(state).action is seq.Action.GO
+    state = seq.next_step(state)
+    actions = []
+    for c in range(20):
+        item = seq.EndpointInterval(
+            "GET /a", _interval(1500, 15, 50.0), _interval(1500, 15, 100.0 * (1.01 - c % 2 * 0.02))
+        )
+        state = seq.update(state, seq.Check(5 + c, (item,)))
+        decision = seq.decide(state)
+        actions.append(decision.action)
+        found = next(m for m in decision.metrics if m.metric == "avg_ms")
+        assert found.decidable, found.reason
+        if decision.action is not seq.Action.WAIT:
+            break
+    assert seq.Action.GO not in actions
+    assert actions[-1] is seq.Action.STOP, actions

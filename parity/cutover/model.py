@@ -24,6 +24,7 @@ __all__ = [
     "CutoverRun",
     "LiveApm",
     "Outcome",
+    "PersonDecision",
     "Rollback",
     "ShiftError",
     "Shifter",
@@ -142,6 +143,19 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class PersonDecision:
+    """A person's decision on a held (or interrupted) cutover, journaled before it acted: ``action`` ``watch``
+    (watch the same step for another maximum hold), ``go`` (advance to the next step, or complete at the last)
+    or ``rollback`` (roll back now; the run ends stopped). ``user``: who (``$USER``; None when unknown)."""
+
+    at_s: float
+    step_index: int
+    weight_pct: float | None
+    action: str
+    user: str | None = None
+
+
+@dataclass(frozen=True)
 class CutoverRun:
     """A cutover as the reports see it (built from the journal).
 
@@ -164,3 +178,4 @@ class CutoverRun:
     guardrail: bool = False
     settings: Mapping[str, object] = field(default_factory=dict)
     unjudged: tuple[str, ...] = ()  # endpoints with traffic that appeared after the family was fixed: listed only
+    person_decisions: tuple[PersonDecision, ...] = ()  # a person's go / watch / rollback on a hold, in order

@@ -122,6 +122,13 @@ _ALERT_TYPE = {
 }
 
 
+#: An endpoint's or metric's decision (cutover.json's ``decision``) when nothing is shown worse and what is not
+#: shown within could not be at this weight (``MetricDecision.decidable`` False): neutral, never a pass.
+NOT_DECIDABLE = "not_decidable"
+_NOT_DECIDABLE_LABEL = "NOT DECIDABLE"
+_NOT_DECIDABLE_CSS = "verdict-inconclusive"
+
+
 def _finding_css(finding: Finding) -> str:
     """The colour of a finding (one the page does not know, e.g. added to the decision core later: neutral)."""
     return _FINDING_CSS.get(finding, "verdict-inconclusive")
@@ -129,6 +136,20 @@ def _finding_css(finding: Finding) -> str:
 
 def _finding_label(finding: Finding) -> str:
     return _FINDING_LABEL.get(finding) or finding.value.replace("_", " ").upper()
+
+
+def _undecidable(m: MetricDecision) -> bool:
+    """The gate said this metric cannot be shown within tolerance at this weight (it did not hold the GO back);
+    a WORSE finding is still worse (decidability never hides a regression)."""
+    return not m.decidable and m.finding is not Finding.WORSE
+
+
+def _cell_css(m: MetricDecision) -> str:
+    return _NOT_DECIDABLE_CSS if _undecidable(m) else _finding_css(m.finding)
+
+
+def _cell_label(m: MetricDecision) -> str:
+    return _NOT_DECIDABLE_LABEL if _undecidable(m) else _finding_label(m.finding)
 
 
 # --- small formatting ----------------------------------------------------------------------------------
@@ -294,6 +315,13 @@ def headline(run: CutoverRun) -> str:
 def _plain_metric(m: MetricDecision) -> str:
     """One sentence for one endpoint's metric at one check."""
     label = _metric_label(m.metric)
+    if _undecidable(m):
+        seen = "no usable intervals yet" if m.finding is Finding.NO_DATA else f"{_ratio(m.lower)} to {_ratio(m.upper)}"
+        return (
+            f"{label} is not decidable at this weight ({seen} the old, tolerance {_ratio(m.threshold)}): the traffic "
+            "of this step cannot show it within tolerance by the maximum hold. Not a pass: nothing was shown worse, "
+            "and its evidence carries into the next, heavier step."
+        )
     if m.finding is Finding.NO_DATA:
         return f"{label}: not enough data yet ({m.reason})."
     if m.finding is Finding.WORSE:
@@ -311,17 +339,32 @@ def _plain_metric(m: MetricDecision) -> str:
     )
 
 
-def _endpoint_finding(metrics: Sequence[MetricDecision], go_metrics: Sequence[str]) -> Finding:
+def _endpoint_finding(metrics: Sequence[MetricDecision], go_metrics: Sequence[str]) -> Finding | str:
     """One endpoint's decision from its metrics: worse when any is worse; within when every GO metric is
-    within (the others can only stop); no data when none has data; else open."""
+    within (the others can only stop); ``NOT_DECIDABLE`` when every GO metric not within is not decidable at
+    this weight (the gate let it go; neutral, not a pass); no data when none has data; else open."""
     if any(m.finding is Finding.WORSE for m in metrics):
         return Finding.WORSE
     go = [m for m in metrics if m.metric in go_metrics]
     if go and all(m.finding is Finding.WITHIN for m in go):
         return Finding.WITHIN
+    if go and all(m.finding is Finding.WITHIN or _undecidable(m) for m in go):
+        return NOT_DECIDABLE
     if all(m.finding is Finding.NO_DATA for m in metrics):
         return Finding.NO_DATA
     return Finding.OPEN
+
+
+def _decision_css(finding: Finding | str) -> str:
+    return _finding_css(finding) if isinstance(finding, Finding) else _NOT_DECIDABLE_CSS
+
+
+def _decision_label(finding: Finding | str) -> str:
+    return _finding_label(finding) if isinstance(finding, Finding) else _NOT_DECIDABLE_LABEL
+
+
+def _decision_value(finding: Finding | str) -> str:
+    return finding.value if isinstance(finding, Finding) else finding
 
 
 def _by_endpoint(decision: StepDecision | None) -> dict[str, dict[str, MetricDecision]]:
@@ -370,8 +413,8 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
             cells.append(
                 {
                     "metric": metric,
-                    "css": _finding_css(m.finding) if m else "verdict-inconclusive",
-                    "label": _finding_label(m.finding) if m else "—",
+                    "css": _cell_css(m) if m else "verdict-inconclusive",
+                    "label": _cell_label(m) if m else "—",
                     "bounds": _bounds(m) if m else "—",
                     "threshold": _ratio(m.threshold) if m else "—",
                     "title": m.reason if m else "no decision",
@@ -382,20 +425,38 @@ def _endpoint_rows(run: CutoverRun, decision: StepDecision | None, traffic: Mapp
                 "key": key,
                 "position": position,
                 "finding": finding,
-                "css": _finding_css(finding),
-                "label": _finding_label(finding),
+                "css": _decision_css(finding),
+                "label": _decision_label(finding),
                 "requests": f"{traffic.get(key, 0):,}",
                 "share": f"{traffic.get(key, 0) / total:.1%}",
                 "cells": cells,
-                "sentences": [
-                    {"css": _finding_css(m.finding), "label": _finding_label(m.finding), "text": _plain_metric(m)}
-                    for m in found
-                ],
+                "sentences": [{"css": _cell_css(m), "label": _cell_label(m), "text": _plain_metric(m)} for m in found],
                 "_traffic": traffic.get(key, 0),
             }
         )
-    rows.sort(key=lambda r: (_FINDING_RANK.get(r["finding"], 1), -r["_traffic"], r["position"]))
+    rows.sort(key=lambda r: (_FINDING_RANK.get(r["finding"], 2), -r["_traffic"], r["position"]))
     return rows
+
+
+_PERSON_ACTION = {
+    "watch": "watch the step for another maximum hold",
+    "go": "go on to the next step",
+    "rollback": "roll back now",
+}
+
+
+def _person_sentences(run: CutoverRun) -> list[str]:
+    """One sentence per decision a person took on a hold (who, when, at which step and weight, what)."""
+    steps = _setting_list(run, "steps")
+    out = []
+    for d in run.person_decisions:
+        step = f"step {d.step_index + 1}" if d.step_index >= 0 else "before the first step"
+        what = _PERSON_ACTION.get(d.action, d.action)
+        if d.action == "go" and steps and d.step_index == len(steps) - 1:
+            what = "complete the cutover"
+        who = d.user or "someone (user unknown)"
+        out.append(f"{_when(d.at_s)}: {who} decided at {step} ({_weight(d.weight_pct)}): {what}.")
+    return out
 
 
 def _unjudged(run: CutoverRun) -> list[str]:
@@ -557,10 +618,10 @@ def _bounds_chart(run: CutoverRun, endpoint: str, metric: str, points: Sequence[
     if estimate:
         parts.append(f'<polyline class="estimate" points="{estimate}"/>')
     for t, step, m in _thin(drawn, MAX_MARKERS):
-        css = _finding_css(m.finding)
+        css = _cell_css(m)
         tip = (
             f"{_when(t)} · step {step.index + 1} ({_weight(step.weight_pct)}): {_bounds(m)}, estimate "
-            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_finding_label(m.finding)}"
+            f"{_ratio(m.estimate)}, tolerance {_ratio(m.threshold)} — {_cell_label(m)}"
         )
         py = y(m.estimate) if m.estimate and m.estimate < math.inf else y(m.upper or hi)
         parts.append(
@@ -750,6 +811,7 @@ def _context(run: CutoverRun) -> dict[str, Any]:
         "charts": charts,
         "uncharted": max(len(rows) - MAX_CHARTED_ENDPOINTS, 0),
         "unjudged": _unjudged(run),
+        "person_decisions": [{"sentence": s} for s in _person_sentences(run)],
         "missing_total": missing_total,
         "settings": _settings_rows(run),
         "parity_css": _parity_css(),
@@ -779,6 +841,7 @@ def _metric_json(m: MetricDecision) -> dict[str, Any]:
         "threshold": _num(m.threshold),
         "intervals": m.intervals,
         "reason": m.reason,
+        "decidable": m.decidable,
     }
 
 
@@ -790,7 +853,7 @@ def _step_json(run: CutoverRun, step: StepRecord) -> dict[str, Any]:
         endpoints.append(
             {
                 "endpoint": key,
-                "decision": _endpoint_finding(list(metrics.values()), go).value,
+                "decision": _decision_value(_endpoint_finding(list(metrics.values()), go)),
                 "metrics": {name: _metric_json(m) for name, m in metrics.items()},
             }
         )
@@ -846,6 +909,10 @@ def cutover_json(run: CutoverRun) -> dict[str, Any]:
         "new": {"service": run.new.service, "env": run.new.env, "span": run.new.span, "tags": list(run.new.tags)},
         "endpoints": list(run.endpoints),
         "unjudged_endpoints": _unjudged(run),
+        "person_decisions": [
+            {"at": d.at_s, "step": d.step_index, "weight": d.weight_pct, "action": d.action, "user": d.user}
+            for d in run.person_decisions
+        ],
         "steps": [_step_json(run, s) for s in run.steps],
         "settings": json_value(dict(run.settings)),
     }
@@ -911,6 +978,9 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
             lines.append(f"| {_md_name(row['key'])} | {row['label']} | " + " | ".join(_md(c) for c in cells) + " |")
         if len(rows) > MAX_SUMMARY_ENDPOINTS:
             lines += ["", f"…and {len(rows) - MAX_SUMMARY_ENDPOINTS} more endpoint(s): see the full report."]
+    person = _person_sentences(run)
+    if person:
+        lines += ["", "Decisions by a person (the gate had held):"] + [f"- {_md(p)}" for p in person]
     unjudged = _unjudged(run)
     if unjudged:
         lines += ["", "Seen but not judged (appeared after discovery): " + ", ".join(_md_name(k) for k in unjudged)]
@@ -934,6 +1004,7 @@ def summary_lines(run: CutoverRun) -> list[str]:
             f"  step {step.index + 1}  {_weight(step.weight_pct):>5}  {_action_label(run, step):<11} "
             f"{_hold_text(step)}{extra}; split {figure}"
         )
+    out += [one_line(f"  person: {p}") for p in _person_sentences(run)]
     more = run.reasons[1 : 1 + MAX_TERMINAL_REASONS]
     out += [one_line(f"  - {r}") for r in more]
     if len(run.reasons) > 1 + MAX_TERMINAL_REASONS:

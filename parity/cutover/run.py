@@ -20,9 +20,11 @@ Flow of :func:`run_cutover` (every record is in the journal BEFORE the action it
 
 ``--resume`` rebuilds the gate by replaying the journaled checks through ``update``/``next_step`` (a replayed
 decision that differs from the journaled one — a changed ``[compare]`` policy — is refused), reads the live
-weight first and never re-applies blindly (see :func:`run_cutover`). Ctrl-C / SIGTERM (``KeyboardInterrupt`` /
-:class:`parity.errors.Interrupted`) journal ``interrupted``: the run is ABORTED with the weights unchanged, and
-resumable.
+weight first and never re-applies blindly (see :func:`run_cutover`). A HELD cutover is the person's to continue
+(``person``): ``watch`` the same step for another maximum hold (the default of ``--resume``), ``go`` to the next
+step, or ``rollback`` now (the run ends stopped); each is journaled (``person``, with ``$USER``) before it acts.
+Ctrl-C / SIGTERM (``KeyboardInterrupt`` / :class:`parity.errors.Interrupted`) journal ``interrupted``: the run is
+ABORTED with the weights unchanged, and resumable.
 
 The driver never prints: it talks through ``progress`` (one line each). Times are Unix seconds (``clock``),
 waits go through ``sleep``; weights are percent to the new environment.
@@ -31,10 +33,11 @@ waits go through ``sleep``; weights are percent to the new environment.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,12 +60,13 @@ from parity.cutover.model import (
     CutoverRun,
     LiveApm,
     Outcome,
+    PersonDecision,
     Rollback,
     Shifter,
     ShiftError,
     StepRecord,
 )
-from parity.cutover.settings import CutoverSettings, plain_settings, policy_of
+from parity.cutover.settings import CutoverSettings, plain_settings, policy_of, redact, secret_values
 from parity.cutover.shifters import WEIGHT_EPS, format_weight, make_shifter, parse_weight
 from parity.errors import (
     EXIT_ABORTED,
@@ -95,6 +99,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BACKFILL_CHECKS",
+    "PERSON_ACTIONS",
+    "RESUME_FREE_KEYS",
     "cutover_exit_code",
     "dry_run_lines",
     "event_of",
@@ -108,6 +114,16 @@ __all__ = [
 #: Windows a resumed cutover reads late at most (the newest ones); older missed windows are skipped (never
 #: zero-filled: the gate simply does not see them).
 MAX_BACKFILL_CHECKS = 30
+#: What a person can decide on a held cutover (``parity cutover --resume`` / ``--resume --go`` /
+#: ``--rollback``): watch the same step for another maximum hold, advance, or roll back now.
+PERSON_ACTIONS = ("watch", "go", "rollback")
+#: ``[cutover]`` keys (dotted inside tables) that ``--resume`` lets change: they neither decide nor change the
+#: plan (where the reports go, when to hold on missing data, the event's tags, the Datadog site, discovery that
+#: already happened, time-outs). Any other change is refused, naming the key.
+RESUME_FREE_KEYS = frozenset(
+    {"out", "max_missing_checks", "datadog_tags", "site", "dd_url", "discover_s", "shifter.timeout_s",
+     "shifter.insync_timeout_s"}
+)  # fmt: skip
 _ZERO = IntervalSummary(hits=0, errors=0)
 _LATENCIES = ("avg_ms", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
 
@@ -187,6 +203,7 @@ class _StepDraft:
     ended: float | None = None
     action: Action | None = None
     checks: list[CheckRecord] = field(default_factory=list)
+    failed: bool = False  # the step's shift failed: it never began
 
 
 class _RunBuilder:
@@ -199,6 +216,7 @@ class _RunBuilder:
         self.rollback: Rollback | None = None
         self.end: Mapping[str, Any] | None = None
         self.interrupted: Mapping[str, Any] | None = None
+        self.person: list[PersonDecision] = []
         live = first.get("live_weight")
         self.verified: float | None = None if live is None else float(live)
 
@@ -211,6 +229,7 @@ class _RunBuilder:
             "check": self._check,
             "decision": self._decision,
             "rollback": self._rollback,
+            "person": self._person,
         }.get(kind)
         if handler is not None:
             handler(record)
@@ -227,7 +246,7 @@ class _RunBuilder:
             self.steps.append(_StepDraft(step, weight, at))
             self.verified = weight
         else:  # failed: the step never began; shown with its failure (HELD)
-            self.steps.append(_StepDraft(step, weight, at, at, Action.HOLD))
+            self.steps.append(_StepDraft(step, weight, at, at, Action.HOLD, failed=True))
 
     def _check(self, record: Mapping[str, Any]) -> None:
         self.checks[int(record["index"])] = record
@@ -247,6 +266,22 @@ class _RunBuilder:
             step.action, step.ended = Action.GO, float(record["at"])
         elif act in ("stop", "hold"):
             step.action, step.ended = Action(act), float(record["at"])
+
+    def _person(self, record: Mapping[str, Any]) -> None:
+        """A person's decision re-opens a held run (the next ``end`` closes it again)."""
+        at, action = float(record["at"]), str(record["action"])
+        weight = record.get("weight")
+        self.person.append(
+            PersonDecision(
+                at, int(record["step"]), None if weight is None else float(weight), action, record.get("user")
+            )
+        )
+        self.end, self.interrupted = None, None
+        last = self.steps[-1] if self.steps and not self.steps[-1].failed else None
+        if last is not None and action == "watch" and last.action is Action.HOLD:
+            last.action, last.ended = None, None
+        elif last is not None and action == "go":
+            last.action, last.ended = Action.GO, at
 
     def _rollback(self, record: Mapping[str, Any]) -> None:
         weight = float(record["weight"])
@@ -312,6 +347,7 @@ def run_from_journal(records: Sequence[Mapping[str, Any]]) -> CutoverRun:
         guardrail=guardrail,
         settings=settings,
         unjudged=tuple(sorted(builder.unjudged - set(first["endpoints"]))),
+        person_decisions=tuple(builder.person),
     )
 
 
@@ -368,9 +404,12 @@ def cutover_exit_code(run: CutoverRun) -> int:
 # --- dry run --------------------------------------------------------------------------------------------
 
 
-def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | None = None) -> list[str]:
+def dry_run_lines(
+    settings: CutoverSettings, shifter: Shifter, judge: Policy | None = None, secrets: tuple[str, ...] = ()
+) -> list[str]:
     """What the cutover would do, without doing any of it: the plan (steps, holds in checks and time, alpha per
-    test), the Datadog queries of each side, and the change each step (and the rollback) would make."""
+    test), the Datadog queries of each side, and the change each step (and the rollback) would make (secrets
+    in the commands redacted: :func:`parity.cutover.settings.redact` with ``secrets``)."""
     policy = policy_of(settings)
     iv = settings.interval_s
     per_endpoint = 1 + len(policy.latency_metrics) + (policy.error_rate_limit is not None)
@@ -390,17 +429,7 @@ def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | N
         f"p99 {'off' if policy.p99_limit_ms is None else f'{policy.p99_limit_ms:g} ms'}; "
         f"{settings.max_missing_checks} checks in a row without APM data hold the gate",
     ]
-    if settings.endpoints is not None:
-        plan = plan_gate(settings.endpoints, policy, judge)
-        lines.append(
-            f"alpha {policy.alpha:g} over {plan.family} tests ({len(plan.endpoints)} endpoints x {per_endpoint}): "
-            f"{plan.test_alpha:.3g} per test"
-        )
-    else:
-        lines.append(
-            f"alpha {policy.alpha:g} split over endpoints x {per_endpoint} tests (Bonferroni); the endpoints are the "
-            f"old side's resources over the {settings.discover_s:g} s before the start"
-        )
+    lines += _alpha_lines(settings, policy, judge, per_endpoint)
     from parity.cutover.live_apm import queries_for
 
     for side, selector in (("old", settings.old), ("new", settings.new)):
@@ -408,8 +437,36 @@ def dry_run_lines(settings: CutoverSettings, shifter: Shifter, judge: Policy | N
         lines += [f"  {q}" for q in queries_for(selector)]
     lines.append(f"changes ({settings.shifter.kind} shifter):")
     for i, weight in enumerate(settings.steps):
-        lines.append(f"  step {i + 1} ({_w(weight)}): {shifter.describe(weight)}")
-    lines.append(f"  on a stop ({_w(settings.rollback_weight)}): {shifter.describe(settings.rollback_weight)}")
+        lines.append(f"  step {i + 1} ({_w(weight)}): {redact(shifter.describe(weight), secrets)}")
+    rollback = redact(shifter.describe(settings.rollback_weight), secrets)
+    lines.append(f"  on a stop ({_w(settings.rollback_weight)}): {rollback}")
+    return lines
+
+
+def _alpha_lines(
+    settings: CutoverSettings, policy: CutoverPolicy, judge: Policy | None, per_endpoint: int
+) -> list[str]:
+    """The alpha each test gets (``GatePlan.alpha(test)``: the family's alpha split by ``ALPHA_WEIGHTS``), per
+    test kind; with discovered endpoints, as the figure for one endpoint divided by their number."""
+    tests = ["error_rate", *policy.latency_metrics] + (
+        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    )
+    if settings.endpoints is not None:
+        plan = plan_gate(settings.endpoints, policy, judge)
+        head = f"alpha {policy.alpha:g} over {plan.family} tests ({len(plan.endpoints)} endpoints x {per_endpoint})"
+        shares = ", ".join(f"{t} {plan.alpha(t):.3g}" for t in tests)
+    else:
+        plan = plan_gate(["?"], policy, judge)  # one endpoint: each test's alpha times the endpoint count
+        head = (
+            f"alpha {policy.alpha:g} over N endpoints x {per_endpoint} tests (N: the old side's resources over the "
+            f"{settings.discover_s:g} s before the start)"
+        )
+        shares = ", ".join(f"{t} {plan.alpha(t):.3g} / N" for t in tests)
+    lines = [f"{head}; per test (weighted Bonferroni): {shares}"]
+    if policy.error_rate_limit is not None:
+        lines.append(
+            f"  the error-rate guardrail's alpha is split over the {len(policy.steps)} steps (a new test each)"
+        )
     return lines
 
 
@@ -441,6 +498,8 @@ class _Position:
     stop: StepDecision | None  # a STOP whose rollback did not finish
     guardrail: bool
     undecided: tuple[int, tuple[int, ...]] | None = None  # a journaled check whose decision was not: (index, window)
+    max_hold: int | None = None  # the step's maximum hold in checks when a person extended it (``watch``)
+    person_rollback: str | None = None  # a person's rollback whose shift did not finish: who decided it
 
 
 class _Driver:
@@ -457,7 +516,9 @@ class _Driver:
         progress: Callable[[str], None],
         key: Callable[[str], str],
         ask: Callable[[str], str] | None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
+        self.secrets = secrets
         self.settings, self.plan, self.policy = settings, plan, plan.policy
         self.apm, self.shifter, self.journal = apm, shifter, journal
         self.clock, self.sleep, self.progress, self.key, self.ask = clock, sleep, progress, key, ask
@@ -465,6 +526,14 @@ class _Driver:
         self.pending_weight: float | None = None
 
     # -- shifting --
+
+    def describe(self, weight: float) -> str:
+        """The shifter's change, secrets redacted (it is printed)."""
+        return redact(self.shifter.describe(weight), self.secrets)
+
+    def reason(self, exc: ShiftError) -> str:
+        """A shift failure's reason, secrets redacted (it is printed and journaled)."""
+        return redact(exc.reason, self.secrets)
 
     def live_weight(self) -> float:
         """The live weight (the shifter's read; a person's answer when it cannot read). ShiftError / BadInput."""
@@ -481,19 +550,18 @@ class _Driver:
     def shift(self, step: int) -> float:
         """Move to ``steps[step]``: intent, apply, done (returns its time) — or failed: HELD."""
         weight, previous = self.settings.steps[step], self.weight
-        self.progress(
-            f"step {step + 1}/{len(self.settings.steps)}: shifting to {_w(weight)} ({self.shifter.describe(weight)})"
-        )
+        self.progress(f"step {step + 1}/{len(self.settings.steps)}: shifting to {_w(weight)} ({self.describe(weight)})")
         self.journal.append("shift", phase="intent", step=step, weight=weight, previous=previous)
         self.pending_weight = weight
         try:
             self.shifter.apply(weight)
         except ShiftError as exc:
-            self.journal.append("shift", phase="failed", step=step, weight=weight, previous=previous, reason=exc.reason)
+            why = self.reason(exc)
+            self.journal.append("shift", phase="failed", step=step, weight=weight, previous=previous, reason=why)
             final = self._final_weight()
             raise _Finish(
                 Outcome.HELD,
-                [f"the shift to {_w(weight)} failed: {exc.reason}; weights now {_w(final)} (a person decides)"],
+                [f"the shift to {_w(weight)} failed: {why}; weights now {_w(final)} (a person decides)"],
                 final,
             ) from None
         done = self.journal.append("shift", phase="done", step=step, weight=weight, previous=previous)
@@ -513,16 +581,17 @@ class _Driver:
         target = self.settings.rollback_weight
         self.journal.append("rollback", phase="intent", weight=target)
         self.pending_weight = target
-        self.progress(f"rolling back to {_w(target)} ({self.shifter.describe(target)})")
+        self.progress(f"rolling back to {_w(target)} ({self.describe(target)})")
         try:
             self.shifter.apply(target)
         except ShiftError as exc:
-            self.journal.append("rollback", phase="failed", weight=target, reason=exc.reason)
+            why = self.reason(exc)
+            self.journal.append("rollback", phase="failed", weight=target, reason=why)
             final = self._final_weight()
             raise _Finish(
                 Outcome.STOPPED,
                 [
-                    f"ROLLBACK FAILED: {exc.reason}; the new environment still has {_w(final)}: roll back by hand",
+                    f"ROLLBACK FAILED: {why}; the new environment still has {_w(final)}: roll back by hand",
                     *reasons,
                 ],
                 final,
@@ -609,7 +678,7 @@ class _Driver:
             return "stop"
         if pos.step_data_checks >= self.policy.min_hold_checks:
             return "complete"
-        return "hold" if state.step_checks >= self.policy.max_hold_checks else "wait"
+        return "hold" if state.step_checks >= (pos.max_hold or self.policy.max_hold_checks) else "wait"
 
     def _judge(
         self,
@@ -643,7 +712,7 @@ class _Driver:
         then act: STOP rolls back, HOLD and the last step's completion finish, GO returns True (``pos`` moved
         to the next step), WAIT returns False."""
         state = pos.state
-        decision = decide(state)
+        decision = _decide(state, pos.max_hold)
         last = pos.step == len(self.settings.steps) - 1
         act = self._last_step_act(pos, state, decision) if last else decision.action.value
         self.journal.append("decision", index=index, step=pos.step, act=act, decision=encode_decision(decision))
@@ -683,8 +752,17 @@ class _Driver:
                 step = pos.step + 1
                 done_at = self.shift(step)
                 pos.step, pos.t0, pos.next_k, pos.went = step, done_at + self.settings.settle_s, 0, False
-                pos.missing_run, pos.step_data_checks = 0, 0
+                pos.missing_run, pos.step_data_checks, pos.max_hold = 0, 0, None
             self.checks(pos)
+
+
+def _decide(state: GateState, max_hold: int | None) -> StepDecision:
+    """``decide``, with the step's maximum hold extended to ``max_hold`` checks when a person chose to watch
+    the step for another hold (the gate's own rule otherwise)."""
+    if max_hold is None:
+        return decide(state)
+    policy = replace(state.plan.policy, max_hold_checks=max_hold)
+    return decide(replace(state, plan=replace(state.plan, policy=policy)))
 
 
 def _new_hits(check: Check) -> int:
@@ -740,6 +818,7 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
                 pos.pending = None
                 pos.weight, pos.step, pos.t0 = weight, step, float(record["at"]) + settings.settle_s
                 pos.next_k, pos.went, pos.missing_run, pos.step_data_checks = 0, False, 0, 0
+                pos.max_hold = None
         elif kind == "check":
             pos.next_index = int(record["index"]) + 1
             pos.next_k = int(record["k"]) + 1
@@ -755,7 +834,7 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
         elif kind == "decision":
             pos.undecided = None
             journaled = record["decision"]["action"]
-            replayed = decide(pos.state).action.value
+            replayed = _decide(pos.state, pos.max_hold).action.value
             if replayed != journaled:
                 raise BadInput(
                     f"the journal does not replay: check {int(record['index']) + 1} decided {journaled!r} then, "
@@ -767,13 +846,65 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
                 decision = decode_decision(record["decision"])
                 pos.stop, pos.guardrail = decision, bool(decision.guardrails)
         elif kind == "rollback" and record["phase"] in ("done", "failed"):
-            pos.stop = None  # a failed rollback ends the journal; a done one too
+            pos.stop, pos.person_rollback = None, None  # a failed rollback ends the journal; a done one too
+        elif kind == "person":
+            _replay_person(pos, record, plan)
     return pos
 
 
+def _replay_person(pos: _Position, record: Mapping[str, Any], plan: GatePlan) -> None:
+    """A person's journaled decision, as the driver acted on it (see :func:`_resume`)."""
+    action = record["action"]
+    pos.missing_run = 0
+    if action == "watch":
+        pos.max_hold = pos.state.step_checks + plan.policy.max_hold_checks
+    elif action == "go":
+        pos.state, pos.went, pos.max_hold = next_step(pos.state), True, None
+    elif action == "rollback":
+        pos.person_rollback = record.get("user") or "a person"
+
+
 def _settings_changed(journaled: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(journaled) | set(current))
-    return [k for k in keys if k not in ("out",) and journaled.get(k) != current.get(k)]
+    """The ``[cutover]`` keys (dotted inside tables) whose value differs, except ``RESUME_FREE_KEYS``; the
+    gate's derived ``policy.*`` last (they follow from the others)."""
+
+    def diff(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return [k for key in sorted(set(a) | set(b)) for k in diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+        return [] if a == b else [prefix[:-1]]
+
+    changed = [k for k in diff(journaled, current, "") if k not in RESUME_FREE_KEYS]
+    return sorted(changed, key=lambda k: k.startswith("policy."))
+
+
+def _tolerances(plan: GatePlan) -> dict[str, list[list[float]]]:
+    """The plan's tolerances (from ``[compare]``) as plain JSON: per metric, per endpoint [relative, absolute]."""
+    return {m: [[t.relative, t.absolute] for t in tols] for m, tols in plan.tolerances.items()}
+
+
+def _tolerances_changed(journaled: Mapping[str, Any] | None, plan: GatePlan) -> list[str]:
+    """``metric of endpoint`` whose tolerance differs from the journal's (nothing for a journal without them)."""
+    if journaled is None:
+        return []
+    now = _tolerances(plan)
+    out = []
+    for metric in sorted(set(journaled) | set(now)):
+        old, new = journaled.get(metric, []), now.get(metric, [])
+        for i, endpoint in enumerate(plan.endpoints):
+            if (old[i] if i < len(old) else None) != (new[i] if i < len(new) else None):
+                out.append(f"{metric} of {endpoint}")
+    return out
+
+
+def _open_end(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The ``end`` that closes the journal (None while it is open: no end, or a person's decision after it)."""
+    for record in reversed(records):
+        if record["kind"] == "person":
+            return None
+        if record["kind"] == "end":
+            end: Mapping[str, Any] = record
+            return end
+    return None
 
 
 def run_cutover(
@@ -790,6 +921,9 @@ def run_cutover(
     judge: Policy | None = None,
     ask: Callable[[str], str] | None = None,
     reports: Callable[[CutoverRun, Path], None] = write_reports,
+    person: str | None = None,
+    user: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> CutoverRun:
     """Run (or with ``resume`` continue) the cutover of ``settings`` and return it as its journal tells it.
 
@@ -800,32 +934,47 @@ def run_cutover(
     Fresh start: BadInput (exit 2, nothing written) when a journal without ``end`` is there (``--resume`` it) or
     the live weight is not below the first step. An ended journal is kept as ``journal-<start>.jsonl``.
 
-    Resume: BadInput when the journal is missing or ended, or when the settings or the replayed decisions
-    differ from the journal's. The live weight is read FIRST: a shift intent without its end is completed
-    (journaled done, not applied) only when the live weight equals it and re-applied only when the live weight
-    is the previous step's; a step under way continues only at its own weight; anything else is HELD with the
-    figures. A journaled STOP whose rollback did not finish rolls back now; a journaled check without its
-    decision is decided on first. Windows missed meanwhile are read late (at most ``MAX_BACKFILL_CHECKS``).
+    Resume: BadInput when the journal is missing or ended other than HELD, or when the settings (beyond
+    ``RESUME_FREE_KEYS``), the ``[compare]`` tolerances or the replayed decisions differ from the journal's.
+    The live weight is read FIRST: a shift intent without its end is completed (journaled done, not applied)
+    only when the live weight equals it and re-applied only when the live weight is the previous step's; a step
+    under way continues only at its own weight; anything else is HELD with the figures. A journaled STOP whose
+    rollback did not finish rolls back now; a journaled check without its decision is decided on first. Windows
+    missed meanwhile are read late (at most ``MAX_BACKFILL_CHECKS``).
+
+    A person's part (``person``, with ``resume``; ``user``: who, journaled): a HELD journal can be resumed.
+    ``watch`` (the default on a held journal): the same step is watched for another maximum hold (a failed
+    shift is tried again under the live-weight rules). ``go``: only on a held step under way at its own live
+    weight: the next step is shifted (at the last step: completed). ``rollback``: on a held or unfinished
+    journal, roll back to ``rollback_weight`` now; the run ends STOPPED. Each is journaled (``person``) after the
+    live weight is read and before it acts; one that does not apply is BadInput with one line, nothing written.
+    ``environ``: where the secret-looking variables are (default ``os.environ``): their values, and
+    ``--token=…``-like arguments, are redacted from the journaled commands and every printed change.
     """
+    if person is not None and person not in PERSON_ACTIONS:
+        raise BadInput(f"cutover: unknown decision {person!r} (one of {', '.join(PERSON_ACTIONS)})")
+    if person is not None and not resume:
+        raise BadInput(f"cutover: --{person} is a decision on a cutover under way: it needs --resume")
     path = journal_path or settings.out / JOURNAL_NAME
     judge = judge or Policy()
     policy = policy_of(settings)
     key = _key_function(settings)
-    plain = plain_settings(settings)
-    plan, pos = plan_gate((), policy, judge), None
+    secrets = secret_values(os.environ if environ is None else environ)
+    plain = plain_settings(settings, secrets)
+    plan, pos, held = plan_gate((), policy, judge), None, False
     if resume:
-        plan, pos = _prepare_resume(path, settings, plain, judge)
+        plan, pos, held = _prepare_resume(path, settings, plain, judge, person)
     else:
         _make_room(path, clock)
     journal = Journal(path, clock)
     driver = _Driver(
         settings, plan, apm=apm, shifter=shifter, journal=journal,
-        clock=clock, sleep=sleep, progress=progress, key=key, ask=ask,
+        clock=clock, sleep=sleep, progress=progress, key=key, ask=ask, secrets=secrets,
     )  # fmt: skip
     try:
         try:
             if pos is not None:
-                _resume(driver, pos, settings)
+                _resume(driver, pos, settings, _Person(person or ("watch" if held else None), user, held))
             else:
                 _fresh(driver, settings, policy, judge, plain, apm, key)
         except (KeyboardInterrupt, Interrupted) as exc:
@@ -851,31 +1000,56 @@ def run_cutover(
 
 
 def _prepare_resume(
-    path: Path, settings: CutoverSettings, plain: Mapping[str, Any], judge: Policy
-) -> tuple[GatePlan, _Position]:
-    """The plan and the position of the journal at ``path``; BadInput when there is nothing to resume or it
-    cannot be resumed with these settings. A record cut short at its end is dropped from the file."""
+    path: Path, settings: CutoverSettings, plain: Mapping[str, Any], judge: Policy, person: str | None
+) -> tuple[GatePlan, _Position, bool]:
+    """The plan, the position of the journal at ``path`` and whether it ended HELD (the person's to continue);
+    BadInput when there is nothing to resume, it cannot be resumed with these settings, or the person's
+    decision does not apply. A record cut short at its end is dropped from the file."""
     records = read_journal(path)
     if not records or records[0]["kind"] != "start":
         raise BadInput(f"{path}: not a cutover journal (no start record)")
-    ended = next((r for r in records if r["kind"] == "end"), None)
-    if ended is not None:
+    ended = _open_end(records)
+    held = ended is not None and ended.get("outcome") == Outcome.HELD.value
+    if ended is not None and not held:
         raise BadInput(
-            f"{path}: this cutover ended ({ended.get('outcome')}): nothing to resume; `parity cutover` without "
-            "--resume starts a new one"
+            f"{path}: this cutover ended ({ended.get('outcome')}): nothing to resume"
+            f"{' or roll back' if person == 'rollback' else ''}; `parity cutover` without --resume starts a new one"
+        )
+    if held and not records[0].get("endpoints"):
+        raise BadInput(
+            f"{path}: this cutover was held before its first shift (no endpoints found): nothing moved; "
+            "`parity cutover` without --resume starts it again"
+        )
+    if person == "go" and not held:
+        raise BadInput(
+            f"{path}: --go decides on a HELD cutover; this one is not held (interrupted or under way): --resume "
+            "continues it and the gate decides"
         )
     changed = _settings_changed(records[0]["settings"], plain)
     if changed:
         raise BadInput(
-            f"{path}: [cutover] changed since the journal began ({', '.join(changed)}): resume with the same config"
+            f"{path}: [cutover] changed since the journal began ({', '.join(changed)}): these decide or plan the "
+            "cutover; resume with the journal's values (free to change: "
+            f"{', '.join(sorted(RESUME_FREE_KEYS))})"
         )
     try:
         plan = plan_gate(records[0]["endpoints"], policy_of(settings), judge)
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
+    tolerances = _tolerances_changed(records[0].get("tolerances"), plan)
+    if tolerances:
+        raise BadInput(
+            f"{path}: the [compare] tolerances changed since the journal began ({', '.join(tolerances[:3])}"
+            f"{', …' if len(tolerances) > 3 else ''}): resume with the same [compare] policy"
+        )
     pos = _replay(records, plan, settings)
+    if person == "go" and (pos.pending is not None or pos.step < 0):
+        raise BadInput(
+            f"{path}: --go: the held step's shift to {_w(pos.pending[1] if pos.pending else settings.steps[0])} "
+            "was not made; --resume tries it again (or --rollback)"
+        )
     repair(path)
-    return plan, pos
+    return plan, pos, held
 
 
 def _make_room(path: Path, clock: Callable[[], float]) -> None:
@@ -884,7 +1058,7 @@ def _make_room(path: Path, clock: Callable[[], float]) -> None:
     if not path.exists():
         return
     records = read_journal(path)
-    if records and not any(r["kind"] == "end" for r in records):
+    if records and _open_end(records) is None:  # no end, or a person's decision after the last one
         raise BadInput(
             f"{path}: a cutover is under way (its journal has no end): continue it with parity cutover --resume"
         )
@@ -924,7 +1098,10 @@ def _fresh(
         driver.plan = plan_gate(endpoints, policy, judge)
     except ValueError as exc:
         raise BadInput(f"cutover: {exc}") from None
-    driver.journal.append("start", version=version(), settings=plain, endpoints=list(endpoints), live_weight=live)
+    driver.journal.append(
+        "start", version=version(), settings=plain, endpoints=list(endpoints), live_weight=live,
+        tolerances=_tolerances(driver.plan),
+    )  # fmt: skip
     driver.weight = live
     driver.progress(
         f"{len(endpoints)} endpoint(s) judged; live weight {_w(live)}; steps {', '.join(_w(s) for s in settings.steps)}"
@@ -932,16 +1109,49 @@ def _fresh(
     driver.walk(_Position(start(driver.plan), live, -1, None, 0, 0, 0, 0, None, False, None, False))
 
 
-def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings) -> None:
+def _person_rollback(driver: _Driver, pos: _Position, settings: CutoverSettings, person: _Person, live: float) -> None:
+    """A person's rollback: decided now (journaled first), or one a kill interrupted; raises _Finish STOPPED."""
+    if person.action == "rollback":
+        driver.journal.append("person", action="rollback", user=person.user, step=pos.step, weight=live)
+        pos.person_rollback = person.user or "a person"
+        driver.progress(f"{pos.person_rollback} decided: roll back now (from {_w(live)})")
+    if pos.person_rollback is None:
+        return
+    reasons = [f"rolled back on {pos.person_rollback}'s decision (a person ended the cutover at {_w(live)})"]
+    if _same(live, settings.rollback_weight):
+        driver.journal.append("rollback", phase="done", weight=settings.rollback_weight, resumed=True)
+        raise _Finish(Outcome.STOPPED, [*reasons, f"found rolled back to {_w(live)}"], live)
+    driver.weight, driver.pending_weight = live, None
+    driver.rollback(reasons, False)
+
+
+@dataclass(frozen=True)
+class _Person:
+    """The person's decision on resume: ``action`` (None: a plain resume of an unfinished journal), who, and
+    whether the journal had ended HELD."""
+
+    action: str | None
+    user: str | None
+    held: bool
+
+
+def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings, person: _Person) -> None:
     """Continue from the journal's position; the live weight is read first (see :func:`run_cutover`)."""
     try:
         live = driver.live_weight()
     except ShiftError as exc:
-        raise _Finish(Outcome.HELD, [f"on resume, the live weight could not be read: {exc.reason}"], None) from None
+        reason = driver.reason(exc)
+        raise _Finish(Outcome.HELD, [f"on resume, the live weight could not be read: {reason}"], None) from None
     driver.weight = pos.weight
     driver.progress(
         f"resuming: live weight {_w(live)}; journal at step {pos.step + 1}, verified weight {_w(pos.weight)}"
     )
+    who = person.user or "a person"
+    _person_rollback(driver, pos, settings, person, live)
+    if person.action == "watch" and person.held:
+        driver.journal.append("person", action="watch", user=person.user, step=pos.step, weight=live)
+        driver.progress(f"{who} decided: watch step {pos.step + 1} for another maximum hold")
+        _replay_person(pos, {"action": "watch"}, driver.plan)
     if pos.stop is not None:  # a STOP whose rollback did not finish: roll back now
         reasons = [*pos.stop.reasons, "(rollback finished on --resume)"]
         if _same(live, settings.rollback_weight):
@@ -979,6 +1189,16 @@ def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings) -> None:
             ],
             live,
         )
+    elif person.action == "go":
+        driver.journal.append("person", action="go", user=person.user, step=pos.step, weight=live)
+        if pos.step == len(settings.steps) - 1:
+            raise _Finish(
+                Outcome.COMPLETED,
+                [f"completed on {who}'s decision at {_w(live)} (the gate had held the last step)"],
+                live,
+            )
+        driver.progress(f"{who} decided: go to step {pos.step + 2} ({_w(settings.steps[pos.step + 1])})")
+        _replay_person(pos, {"action": "go"}, driver.plan)
     elif pos.undecided is not None:  # killed between a check and its decision: decide on it first
         index, window = pos.undecided
         driver.progress(f"check {index + 1} was journaled without its decision: deciding on it now")

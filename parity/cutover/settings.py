@@ -1,8 +1,11 @@
 """The ``[cutover]`` table of parity.toml: what ``parity cutover`` moves, how it decides and where it writes.
 
 Every key is optional except the two selectors (``[cutover.old]``, ``[cutover.new]``) and the shifter's
-``kind``. Holds are in seconds and become checks of the gate (``ceil(hold / interval_s)``); a key left out
-keeps the decision core's default (``parity.judge.sequential.CutoverPolicy``). Tolerances and critical
+``kind``. Holds are in seconds and become checks of the gate (``ceil(hold / interval_s)``). Their defaults are
+TIMES, 2400 s and 7200 s (``DEFAULT_MIN_HOLD_S`` / ``DEFAULT_MAX_HOLD_S``: the core's 40 and 120 checks at the
+default 60-s interval), so the evidence a step gathers (requests on the new side) and with it the gate's power
+do not depend on ``interval_s``: a 30-s interval holds 80-240 checks of half the traffic each, not 40-120. Other
+keys left out keep the decision core's default (``parity.judge.sequential.CutoverPolicy``). Tolerances and critical
 endpoints come from ``[compare]`` (the judge's policy), as for every other command.
 
 Example::
@@ -10,8 +13,8 @@ Example::
     [cutover]
     steps = [1, 5, 10, 50, 100]        # percent of traffic to the NEW environment
     interval_s = 60                    # one check per interval (fractional allowed, >= 1)
-    min_hold_s = 600                   # per step, before a GO (default: the gate's minimum hold in checks)
-    max_hold_s = 1800                  # per step, then an undecided step holds for a person (exit 3)
+    min_hold_s = 2400                  # per step, before a GO (default 2400: 40 checks at 60 s)
+    max_hold_s = 7200                  # per step, then an undecided step holds for a person (exit 3; default 7200)
     settle_s = 60                      # after a shift is verified: DNS TTL + resolver caches
     delay_s = 120                      # APM ingestion delay: a check at t reads [t - delay - interval, t - delay)
     alpha = 0.05                       # family-wise false-stop rate of the whole cutover
@@ -51,17 +54,27 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from parity.cutover.model import ApmSelector
-from parity.judge.sequential import LATENCY_METRICS, CutoverPolicy
+from parity.judge.sequential import (
+    DEFAULT_MAX_HOLD_CHECKS,
+    DEFAULT_MIN_HOLD_CHECKS,
+    LATENCY_METRICS,
+    CutoverPolicy,
+)
 
 __all__ = [
+    "DEFAULT_INTERVAL_S",
+    "DEFAULT_MAX_HOLD_S",
+    "DEFAULT_MIN_HOLD_S",
     "SHIFTER_KINDS",
     "CutoverSettings",
     "Guardrails",
@@ -70,9 +83,16 @@ __all__ = [
     "hold_checks",
     "plain_settings",
     "policy_of",
+    "redact",
+    "secret_values",
 ]
 
 SHIFTER_KINDS = ("route53", "command", "manual")
+#: The check interval (s) and the holds per step (s): the core's default holds in checks at this interval.
+#: Holds are times so that the evidence per step does not depend on the interval a user picks.
+DEFAULT_INTERVAL_S = 60.0
+DEFAULT_MIN_HOLD_S = DEFAULT_MIN_HOLD_CHECKS * DEFAULT_INTERVAL_S  # 2400 s, 40 min
+DEFAULT_MAX_HOLD_S = DEFAULT_MAX_HOLD_CHECKS * DEFAULT_INTERVAL_S  # 7200 s, 2 h
 #: Upper bound of every duration key (a week: beyond it a cutover step is surely a typo).
 _MAX_S = 7 * 86400.0
 
@@ -108,15 +128,16 @@ class ShifterSettings:
 
 @dataclass(frozen=True)
 class CutoverSettings:
-    """See the module docstring for every key. None: the decision core's default (``CutoverPolicy``)."""
+    """See the module docstring for every key. None: the decision core's default (``CutoverPolicy``). Holds in
+    seconds (default 2400 / 7200 s, whatever ``interval_s`` is: see the module docstring)."""
 
     old: ApmSelector
     new: ApmSelector
     shifter: ShifterSettings
     steps: tuple[float, ...] = (1.0, 5.0, 10.0, 50.0, 100.0)
-    interval_s: float = 60.0
-    min_hold_s: float | None = None
-    max_hold_s: float | None = None
+    interval_s: float = DEFAULT_INTERVAL_S
+    min_hold_s: float = DEFAULT_MIN_HOLD_S
+    max_hold_s: float = DEFAULT_MAX_HOLD_S
     settle_s: float = 60.0
     delay_s: float = 120.0
     alpha: float | None = None
@@ -142,13 +163,13 @@ def hold_checks(hold_s: float, interval_s: float) -> int:
 
 def policy_of(settings: CutoverSettings) -> CutoverPolicy:
     """The decision core's policy for these settings: keys left out keep ``CutoverPolicy``'s defaults; holds
-    in seconds become checks of ``interval_s``."""
+    in seconds become checks of ``interval_s`` (the default holds: 40 / 120 checks at 60 s, 80 / 240 at 30 s)."""
     default = CutoverPolicy()
-    changes: dict[str, Any] = {"steps": settings.steps}
-    if settings.min_hold_s is not None:
-        changes["min_hold_checks"] = hold_checks(settings.min_hold_s, settings.interval_s)
-    if settings.max_hold_s is not None:
-        changes["max_hold_checks"] = hold_checks(settings.max_hold_s, settings.interval_s)
+    changes: dict[str, Any] = {
+        "steps": settings.steps,
+        "min_hold_checks": hold_checks(settings.min_hold_s, settings.interval_s),
+        "max_hold_checks": hold_checks(settings.max_hold_s, settings.interval_s),
+    }
     for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):
         if getattr(settings, key) is not None:
             changes[key] = getattr(settings, key)
@@ -157,10 +178,59 @@ def policy_of(settings: CutoverSettings) -> CutoverPolicy:
     return replace(default, **changes)
 
 
-def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
+#: Shown instead of a secret.
+REDACTED = "***"
+#: An environment variable whose name says it holds a secret.
+_SECRET_NAME = re.compile(
+    r"(?i)(token|secret|passw(or)?d|pass\b|_pw\b|api_?key|app_?key|private|credential|auth|session|cookie|signature|_key\b|^key\b)"
+)
+#: Values shorter than this are not searched for (``1``, ``yes``: replacing them would garble the command).
+_MIN_SECRET_CHARS = 6
+_VALUE = r"(\"[^\"]*\"|'[^']*'|[^\s\"']+)"
+_SECRET_WORD = r"[\w-]*(?:token|secret|passw(?:or)?d|pass|api[_-]?key|app[_-]?key|key|credential|auth)[\w-]*"
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # --token=VALUE, --api-key VALUE, -password VALUE
+    (re.compile(rf"(?i)(?<![\w-])(--?{_SECRET_WORD})(=|\s+){_VALUE}"), rf"\1\2{REDACTED}"),
+    # TOKEN=VALUE, AWS_SECRET_ACCESS_KEY=VALUE (an environment assignment or a key=value argument)
+    (re.compile(rf"(?i)(?<![\w-])({_SECRET_WORD})={_VALUE}"), rf"\1={REDACTED}"),
+    # Authorization: Bearer VALUE
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{8,})"), rf"\1 {REDACTED}"),
+    # https://user:password@host
+    (re.compile(r"(://[^/\s:@]+):[^@\s/]+@"), rf"\1:{REDACTED}@"),
+)
+
+
+def secret_values(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of the environment's secret-looking variables (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``,
+    ``*API_KEY*``, ``AWS_SECRET_ACCESS_KEY``…) that are long enough to search for, longest first."""
+    found = {v for k, v in environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_CHARS}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` (a command line, an error line) with secrets replaced by ``***``: every value in ``secrets``
+    (see :func:`secret_values`), and the values of ``--token=…``/``--password …``/``TOKEN=…``-like arguments,
+    ``Bearer …`` and ``user:password@`` in URLs. ``{weight}``/``{old_weight}`` placeholders are kept."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(functools.partial(_keep_placeholders, replacement=replacement), text)
+    return text
+
+
+def _keep_placeholders(match: re.Match[str], replacement: str) -> str:
+    """The match redacted, unless it holds a ``{weight}``/``{old_weight}`` placeholder (not a secret)."""
+    whole = match.group(0)
+    return whole if "{weight}" in whole or "{old_weight}" in whole else match.expand(replacement)
+
+
+def plain_settings(settings: CutoverSettings, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The settings as plain JSON values (for the journal and the reports): where a key was left out, the
     gate's effective value (alpha, metrics); its whole policy under ``policy`` (holds in checks). The shifter's
-    keys are kept (they name records or commands, never credentials)."""
+    keys are kept (they name records or commands) with the command shifter's ``command``/``read_command``
+    REDACTED (:func:`redact` with ``secrets``): nothing derived from a secret is stored, not even a hash (a
+    short secret's hash is guessed offline); ``--resume`` compares the redacted commands, so a rotated token
+    is not a change of plan while another script or record is."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
@@ -176,6 +246,9 @@ def plain_settings(settings: CutoverSettings) -> dict[str, Any]:
         return value
 
     out: dict[str, Any] = plain(settings)
+    for key in ("command", "read_command"):
+        if out["shifter"].get(key) is not None:
+            out["shifter"][key] = redact(out["shifter"][key], secrets)
     policy = policy_of(settings)
     for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):  # left out: the gate's default
         if out[key] is None:
@@ -350,8 +423,10 @@ def cutover_from_mapping(data: Any, where: str = "cutover") -> CutoverSettings:
             f"{where}.rollback_weight: must be below the first step ({settings.steps[0]:g}), "
             f"got {settings.rollback_weight:g}"
         )
-    if (settings.min_hold_s or 0) > (settings.max_hold_s or math.inf):
-        raise ValueError(f"{where}.min_hold_s: must not exceed max_hold_s")
+    if settings.min_hold_s > settings.max_hold_s:
+        raise ValueError(
+            f"{where}.min_hold_s: must not exceed max_hold_s ({settings.min_hold_s:g} s > {settings.max_hold_s:g} s)"
+        )
     try:
         policy = policy_of(settings)
         if policy.min_hold_checks > policy.max_hold_checks:

@@ -304,7 +304,8 @@ class GateState:
     ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
     ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
     counts these: a check that brought nothing is not time watched at the new weight; at 100 %: the new side).
-    ``step_latency``: per metric, the step's (W, k) (for the projection of ``decide``); ``step_hits_seen``:
+    ``step_latency``: per metric, the step's own rows like ``latency`` (for the projection of ``decide``: the
+    variance measured within the step); ``step_hits_seen``:
     per endpoint, the step's requests on either side. ``stopped``: the reasons of the first STOP (latched,
     see ``update``). ``evaluation``: the findings and guardrail breaches ``update`` computed (``decide``
     reuses them; None after ``start``/``next_step``).
@@ -534,7 +535,7 @@ def start(plan: GatePlan) -> GateState:
     zeros = np.zeros(n)
     latency = {m: np.zeros((6, n)) for m in plan.policy.latency_metrics}
     return GateState(
-        step_latency={m: np.zeros((2, n)) for m in plan.policy.latency_metrics},
+        step_latency={m: np.zeros((6, n)) for m in plan.policy.latency_metrics},
         step_hits_seen=zeros,
         plan=plan,
         error_loglik=np.zeros((n, _LOG_RATIO_GRID.size)),
@@ -563,7 +564,7 @@ def next_step(state: GateState) -> GateState:
         step_hits_all=0.0,
         last_p99_new=np.full(n, np.nan),
         last_check_usable=False,
-        step_latency={m: np.zeros((2, n)) for m in state.plan.policy.latency_metrics},
+        step_latency={m: np.zeros((6, n)) for m in state.plan.policy.latency_metrics},
         step_hits_seen=np.zeros(n),
         evaluation=None,  # the guardrails and the decidability are the new step's
     )
@@ -634,7 +635,7 @@ def update(state: GateState, check: Check) -> GateState:
             metric, n_old, n_new, _column(check, index, "old", metric), _column(check, index, "new", metric), sigma
         )
         latency[metric] = state.latency[metric] + increment
-        step_latency[metric] = state.step_latency[metric] + increment[[0, 3]]  # W and k of the step
+        step_latency[metric] = state.step_latency[metric] + increment  # the step's own rows
     p99_new = _column(check, index, "new", "p99_ms")
     last_step = _weight(state) >= 100.0
     usable = bool(new_seen.any()) if last_step else bool(both.any())
@@ -904,7 +905,14 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
     serve at all (or the old side, or a split that did not take effect) is decidable, so it holds the GO
     back. Latency: per check, ``n_new = T w`` and ``n_old = T (1 - w)`` add ``1 / (1/n_new + 1/n_old)`` to W
     and one usable interval when both reach ``min_interval_hits`` (none otherwise); the variance per unit
-    of W stays as measured (the CV² of a sigma-0.5 lognormal before any). Error rate: both sides' hits grow
+    of W is the one measured IN THIS STEP (the larger of the model's and the empirical one over the step's
+    intervals, ``step_latency``; the model's over the cutover while the step has fewer than two usable
+    intervals; a sigma-0.5 lognormal before any). Not the whole cutover's empirical variance: a
+    load-dependent regression that appears at this step makes the ln ratios jump (0 before, ln 2 now), which
+    inflated that variance enough to call a 2x slower endpoint with thousands of requests a side "not
+    decidable" and let it GO. Not the model's alone either: heavy tails the lognormal model misses would make
+    endpoints with no change decidable and never shown within (35 % of the benchmark's none/heavy cutovers
+    then asked a person). Error rate: both sides' hits grow
     the same way with the pooled error rate on both; decidable when the ratio (normal approximation of the
     mixture: information E_old E_new / E, prior variance ``ERROR_PRIOR_SD``²) or the absolute excess
     (``bernoulli_bound`` at the projected counts) would be narrow enough."""
@@ -948,7 +956,13 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
         w_check = np.where(comparable, new_per * old_per / (new_per + old_per), 0.0)
         w_end = w + remaining * w_check
         k_end = k + remaining * comparable
-        per_w = np.where(w > 0, _latency_variance(block) / w, math.expm1(0.25))
+        step_block = state.step_latency[metric][:, idx]
+        step_w, step_k = step_block[0], step_block[3]
+        per_w = np.where(
+            (step_w > 0) & (step_k >= 2),
+            _latency_variance(step_block) / step_w,  # this step's own (no drift between steps in it)
+            np.where(w > 0, block[4] / w, math.expm1(0.25)),  # the model's, before the step has two intervals
+        )
         side_alpha = one_sided_level(plan.alpha(metric))
         rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
         half = normal_mixture_bound(per_w * w_end, side_alpha, rho) / w_end
