@@ -484,6 +484,37 @@ def test_go_at_a_small_weight_when_the_traffic_cannot_decide_and_nothing_is_wors
     assert all("not decidable at 1 %" in m.reason for m in undecided)
 
 
+def test_a_metric_not_decidable_but_shown_slower_than_no_change_holds_the_go() -> None:
+    """5 % step, a new side 1.3x slower with a noisy (sigma 0.6) latency, 3-9 new-side hits a check, tolerance
+    50 %: after the 5-check minimum hold the bound is x1.21-x3.68. Not decidable at this weight (the projection
+    is too wide to show x1.5 either way), and it used to GO as "none shown worse"; but the lower bound already
+    excludes no change, so the data point to a regression and the step waits for its size."""
+    policy = seq.CutoverPolicy(
+        steps=(5.0, 50.0, 100.0),
+        latency_metrics=("avg_ms",),
+        go_metrics=("avg_ms",),
+        min_hold_checks=5,
+        max_hold_checks=40,
+    )
+    plan = seq.plan_gate(["GET /a"], policy, flat_policy(avg_ms=MetricRule(0.5, 1.0, 30)))
+    state = seq.start(plan)
+    rng = np.random.default_rng(2)
+    for c in range(5):
+        n_new = int(rng.poisson(6)) + 3
+        old = _interval(200, 0, 50.0 * float(rng.lognormal(0, 0.05)))
+        new = _interval(n_new, 0, 50.0 * 1.3 * float(rng.lognormal(0, 0.6)))
+        state = seq.update(state, seq.Check(c, (seq.EndpointInterval("GET /a", old, new),)))
+    decision = seq.decide(state)
+    (avg,) = [m for m in decision.metrics if m.metric == "avg_ms"]
+    assert not avg.decidable
+    assert avg.finding is seq.Finding.OPEN
+    assert avg.lower is not None
+    assert 1.0 < avg.lower < avg.threshold
+    assert decision.action is seq.Action.WAIT, decision.reasons
+    assert "shown worse than no change" in avg.reason
+    assert any(r.startswith("GET /a avg_ms") for r in decision.reasons)
+
+
 def test_an_endpoint_the_new_side_does_not_serve_is_decidable_and_holds_the_go() -> None:
     """At 50 % an endpoint with plenty of traffic on the old side and none on the new one (a route missing on
     the new environment) is decidable by the weight's split of its traffic, so its NO_DATA holds the GO."""

@@ -975,6 +975,37 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
         return np.asarray((w_end > 0) & (k_end >= MIN_LATENCY_INTERVALS) & (half <= fraction * np.log(threshold)))
 
 
+def _shown_changed(metric: MetricDecision) -> bool:
+    """Whether the metric's confidence sequence already excludes "no change" on the worse side (its lower
+    bound above a ratio of 1): shown slower (or more erroring) than the old side, not yet beyond tolerance.
+    Such a metric is never waved through as "not decidable at this weight": the data point to a regression
+    and only its size is open. Under no change this happens with at most the test's alpha (the same bound
+    that would have to cross the tolerance for a STOP), so it costs clean cutovers nothing measurable."""
+    return metric.lower is not None and metric.lower > 1.0
+
+
+def _go_blockers(
+    state: GateState, metrics: list[MetricDecision], candidates: list[int], position: Mapping[str, int]
+) -> list[MetricDecision]:
+    """The metrics (indices ``candidates`` of ``metrics``: meaningful traffic, not shown within) that hold the
+    GO back: those decidable at this weight, and those not decidable but already shown worse than no change.
+    Marks the not decidable ones in ``metrics`` (``decidable`` False, the reason says so)."""
+    weight = _weight(state)
+    blocking = []
+    for metric in {metrics[j].metric for j in candidates}:
+        group = [j for j in candidates if metrics[j].metric == metric]
+        rows = np.array([position[metrics[j].endpoint] for j in group], dtype=float)
+        for j, ok in zip(group, _decidable(state, metric, rows), strict=True):
+            if not ok:
+                why = f"not decidable at {weight:g} %"
+                if _shown_changed(metrics[j]):
+                    why += ", but already shown worse than no change: it holds the GO"
+                metrics[j] = replace(metrics[j], decidable=False, reason=f"{metrics[j].reason}; {why}")
+            if ok or _shown_changed(metrics[j]):
+                blocking.append(metrics[j])
+    return blocking
+
+
 def decide(state: GateState) -> StepDecision:
     """The decision for the current step after the checks so far (see ``Action``).
 
@@ -985,7 +1016,9 @@ def decide(state: GateState) -> StepDecision:
     by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
     (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it
     was not shown worse, and its evidence carries into the next, heavier step, where it may stop the
-    cutover. NO_DATA is never within; a NO_DATA that the step could have filled blocks the GO.
+    cutover; unless it is already shown changed for the worse (``_shown_changed``: lower bound above no
+    change), which holds the GO back like a decidable metric. NO_DATA is never within; a NO_DATA that the
+    step could have filled blocks the GO.
 
     At the last step (100 %) there is no old side: only the guardrails decide (STOP on a breach; GO, i.e.
     completed, after the minimum hold of checks with new-side data). At the maximum hold an undecided step
@@ -1017,17 +1050,7 @@ def decide(state: GateState) -> StepDecision:
         and share[position[m.endpoint]] >= policy.min_traffic_share
         and m.finding is not Finding.WITHIN
     ]
-    blocking = []
-    for metric in {metrics[j].metric for j in candidates}:
-        group = [j for j in candidates if metrics[j].metric == metric]
-        rows = np.array([position[metrics[j].endpoint] for j in group], dtype=float)
-        for j, ok in zip(group, _decidable(state, metric, rows), strict=True):
-            if ok:
-                blocking.append(metrics[j])
-            else:
-                metrics[j] = replace(
-                    metrics[j], decidable=False, reason=f"{metrics[j].reason}; not decidable at {weight:g} %"
-                )
+    blocking = _go_blockers(state, metrics, candidates, position)
     undecidable = sum(not m.decidable for m in metrics)
     reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
     if not state.last_check_usable:
