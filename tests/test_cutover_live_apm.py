@@ -284,3 +284,16 @@ def test_scalar_table_retries_when_asked(dd: DemoDatadog) -> None:
     )
     assert table["lmax"].unit is not None
     assert table["lmax"].unit.name == "second"
+
+
+def test_an_answer_cut_at_the_group_limit_is_unavailable_not_zero(dd: DemoDatadog, apm: DatadogLiveApm) -> None:
+    # four resources, a reader that asks for at most three groups per formula: Datadog cuts every column at three
+    # (largest first), and the quiet fast resource is left out of all of them. Read as complete, it would be an
+    # endpoint with no hits on this side (the driver fills absent endpoints with hits=0) while it had traffic.
+    spans = [[f"Busy{k}#show", T0 + i / 100, 50.0 + k, 0] for k in range(3) for i in range(100)]
+    send(dd, "cut", [*spans, ["Quiet#show", T0 + 0.5, 1.0, 0]])
+    selector = ApmSelector("web", "cut")
+    assert len(apm.interval(selector, T0, T0 + 1)) == 4  # the default limit holds them all
+    small = DatadogLiveApm(apm.client, groups=3)
+    with pytest.raises(ApmUnavailable, match=r"APM of web in cut unavailable: .*3 resources, the most .* asks for"):
+        small.interval(selector, T0, T0 + 1)
