@@ -297,3 +297,18 @@ def test_an_answer_cut_at_the_group_limit_is_unavailable_not_zero(dd: DemoDatado
     small = DatadogLiveApm(apm.client, groups=3)
     with pytest.raises(ApmUnavailable, match=r"APM of web in cut unavailable: .*3 resources, the most .* asks for"):
         small.interval(selector, T0, T0 + 1)
+
+
+def test_more_errors_than_hits_is_unavailable_not_an_error_rate_of_one(dd: DemoDatadog, apm: DatadogLiveApm) -> None:
+    # hits and errors are separate metrics: 5 errors over 3 hits is a window whose hits are not all in yet (or
+    # metrics that disagree). Capped at the hits it read as a 100 % error rate: a guardrail breach from data that
+    # is not there.
+    values = [3.0, 5.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]  # hits, errors, lsum … p99
+    names = [q.name for q in scalar_queries(ApmSelector("web", "partial"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["x_y"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}} for n, v in zip(names, values, strict=True)
+    ]
+    dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
+    with pytest.raises(ApmUnavailable, match=r"5 errors but 3 hits for 'x_y'.*ingestion delay"):
+        apm.interval(ApmSelector("web", "partial"), T0, T0 + 1)

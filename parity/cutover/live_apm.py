@@ -26,7 +26,9 @@ Missing is never zero:
 - a statistic Datadog answers null (or leaves out) for a resource is None; a resource with hits but no
   latency rows has every latency None;
 - errors left out for a resource WITH hits are 0 (``trace.<span>.errors`` has no points without errors);
-  errors above hits are capped at hits (metrics are ingested separately; never an error rate above 1);
+- more errors than hits for a resource make the whole check unavailable: the two metrics are ingested
+  separately, so the window's hits are not all in yet (or the metrics disagree); capped at the hits they
+  would read as an error rate of 1, a guardrail breach from data that is not there;
 - a resource with latency or errors but no hits, and an answer with no resource at all, make the whole
   check unavailable: the reader cannot tell no traffic from data not yet ingested (raise the ingestion
   delay) or a selector that matches nothing, and absent endpoints would otherwise be read as 0 hits;
@@ -230,13 +232,19 @@ def _summaries(
                     f"{end_s}): the data is still arriving (raise the ingestion delay) or the metrics disagree"
                 )
             continue
+        e = round(errors.get(resource, 0.0))
+        if e > h:
+            raise DatadogError(
+                f"Datadog answered {e} errors but {h} hits for {resource[:80]!r} in [{start_s}, {end_s}): the data "
+                "is still arriving (raise the ingestion delay) or the metrics disagree"
+            )
         n, total = count.get(resource), lat["lsum"].get(resource)
         avg = total / n if total is not None and n else None
         if avg is not None and not math.isfinite(avg):
             avg = None
         out[resource] = IntervalSummary(
             hits=h,
-            errors=min(round(errors.get(resource, 0.0)), h),
+            errors=e,
             avg_ms=avg,
             p50_ms=lat["p50"].get(resource),
             p75_ms=lat["p75"].get(resource),
