@@ -411,3 +411,17 @@ def test_no_credentials_from_the_chain_is_one_line(fake: FakeRoute53, monkeypatc
     with pytest.raises(ShiftError, match="no usable AWS credentials"):
         shifter.read()
     assert fake.requests == []
+
+
+def test_the_demo_talks_to_its_loopback_moto_directly_whatever_the_proxy_environment(
+    dns: DemoDns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user behind a proxy (HTTP_PROXY set, NO_PROXY without 127.0.0.1): botocore sends every request to the
+    # proxy, so the demo's fake-keyed Route 53 calls would leave loopback, and fail when the proxy refuses them.
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert dns.shifter(total_attempts=1).read() == 0.0
+    assert dns.client().get_hosted_zone(Id=dns.zone_id)["HostedZone"]["Name"] == f"{ZONE}."
