@@ -312,3 +312,16 @@ def test_more_errors_than_hits_is_unavailable_not_an_error_rate_of_one(dd: DemoD
     dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
     with pytest.raises(ApmUnavailable, match=r"5 errors but 3 hits for 'x_y'.*ingestion delay"):
         apm.interval(ApmSelector("web", "partial"), T0, T0 + 1)
+
+
+def test_span_intake_is_posted_directly_whatever_the_proxy_environment(
+    dd: DemoDatadog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert (
+        post_spans(dd.intake_url, env="proxied", service="web", span="rack.request", spans=[["A#b", T0, 1.0, 0]]) == 1
+    )
