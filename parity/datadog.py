@@ -1407,6 +1407,25 @@ def _intake(client: DatadogClient, request: Callable[[], T]) -> Callable[[], T]:
     return call
 
 
+def _sent_once(client: DatadogClient, request: Callable[[], T]) -> Callable[[], T]:
+    """``request`` (a POST that creates something) with the faults after which it may have been taken — no answer
+    within the time-out, the connection dropped mid-answer — raised as DatadogError, which no retry loop retries."""
+
+    def call() -> T:
+        try:
+            return request()
+        except urllib3.exceptions.HTTPError as exc:
+            reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError | urllib3.exceptions.ProtocolError):
+                raise client._error(
+                    f"Datadog at {client.host}: {_connection_reason(exc, client.timeout_s)} after the request was "
+                    "sent; it may have been created, so it is not sent again"
+                ) from None
+            raise
+
+    return call
+
+
 def connect_intake(
     *,
     api_key: str,
@@ -1453,7 +1472,9 @@ def post_event(
 ) -> int | None:
     """Submit one event (v1 ``EventsApi.create_event``; e.g. the cutover's): title and text cut to Datadog's
     limits, ``alert_type`` error | warning | success | info, ``at_s`` Unix seconds (default: now). Retried like
-    queries; DatadogError (one line, never a key) when it stays refused. Returns the event's id (None when
+    queries when Datadog cannot have taken it (refused connection, 429, 5xx); not after the request was sent and
+    no answer came (a time-out or a dropped connection: it may have been created, and a second send would make two
+    events). DatadogError (one line, never a key) when it stays refused. Returns the event's id (None when
     Datadog gave none)."""
     request = EventCreateRequest(
         title=_cut(title, MAX_EVENT_TITLE),
@@ -1466,7 +1487,9 @@ def post_event(
     events_api = EventsApi(client.api)  # type: ignore[no-untyped-call]
     answer = _plain(
         client._call(
-            "POST /api/v1/events", _intake(client, partial(events_api.create_event, body=request)), _ignore_wait
+            "POST /api/v1/events",
+            _sent_once(client, _intake(client, partial(events_api.create_event, body=request))),
+            _ignore_wait,
         )
     )
     event_id = (answer.get("event") or {}).get("id")

@@ -325,3 +325,32 @@ def test_span_intake_is_posted_directly_whatever_the_proxy_environment(
     assert (
         post_spans(dd.intake_url, env="proxied", service="web", span="rack.request", spans=[["A#b", T0, 1.0, 0]]) == 1
     )
+
+
+def test_an_event_whose_answer_times_out_is_not_sent_twice(dd: DemoDatadog) -> None:
+    import time
+
+    from parity.datadog import connect_intake, post_event
+
+    # Datadog took the event but answered after the client's time-out: sending it again makes two "rolled back"
+    # events. A refused connection or a 5xx (nothing taken) is still retried.
+    before = len(dd.events())
+    dd.delay(1.5)
+    slept: list[float] = []
+    with (
+        connect_intake(api_key=DEMO_API_KEY, dd_url=dd.url, timeout_s=0.3, sleep=slept.append) as intake,
+        pytest.raises(DatadogError, match=r"no answer within 0\.3 s.*may have been created.*not sent again") as caught,
+    ):
+        post_event(intake, title="Cutover stopped", text="rolled back to 0 %", alert_type="error")
+    assert "\n" not in str(caught.value)
+    deadline = time.monotonic() + 15
+    while len(dd.events()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the delayed request is taken by the fake after its delay
+    time.sleep(0.3)
+    assert len(dd.events()) == before + 1
+    assert slept == []  # no retry
+    dd.fail(503)
+    with connect_intake(api_key=DEMO_API_KEY, dd_url=dd.url, sleep=slept.append) as intake:
+        post_event(intake, title="Cutover stopped", text="rolled back to 0 %", alert_type="error")
+    assert len(dd.events()) == before + 2
+    assert len(slept) == 1
