@@ -652,8 +652,8 @@ class DatadogClient:
     ) -> dict[str, ScalarAnswer]:
         """Several v2 scalar queries in ONE request (``POST /api/v2/query/scalar``), each reduced over
         ``[start_s, end_s)`` (Unix s) and returned as its own formula: query name → :class:`ScalarAnswer`
-        (values by ``resource_name`` as Datadog sent them, not converted; a query whose column is absent from
-        the answer maps to an empty answer).
+        (values by ``resource_name`` as Datadog sent them, not converted; an answer without one column per
+        formula is refused).
 
         ``groups``: most groups per formula. ``retry`` False: one attempt, no wait — a 401/403/429/5xx, a
         time-out (the client's ``timeout_s``) or a connection fault raises DatadogError at once
@@ -950,13 +950,14 @@ def _scalar_columns(
 
     A number column is matched to its formula by name (the formula's text, as Datadog names it); when the
     names do not all match but there is one number column per formula, by position (columns come in formula
-    order). Anything else is refused: a value must never be read as another statistic."""
+    order). Anything else is refused: a value must never be read as another statistic, and a formula without
+    its column (Datadog answers one per formula) must never be read as a formula without values."""
     groups = [c for c in columns if c.get("type") == "group"]
     numbers = [c for c in columns if c.get("type") == "number"]
     names = [q.name for q in queries]
     by_name = {str(c.get("name")): c for c in numbers}
-    if numbers and set(by_name) <= set(names) and len(by_name) == len(numbers):
-        matched = {n: by_name.get(n) for n in names}
+    if set(by_name) == set(names) and len(by_name) == len(numbers):
+        matched = {n: by_name[n] for n in names}
     elif len(numbers) == len(names):
         matched = dict(zip(names, numbers, strict=True))
     else:
@@ -964,11 +965,7 @@ def _scalar_columns(
             f"Datadog answered {len(names)} formulas with {len(numbers)} number columns named "
             f"{[str(c.get('name'))[:20] for c in numbers][:12]!r}: cannot tell which is which"
         )
-    out: dict[str, ScalarAnswer] = {}
-    for q in queries:
-        column = matched[q.name]
-        out[q.name] = ScalarAnswer({}) if column is None else _scalar_answer([*groups[:1], column], q.query, error)
-    return out
+    return {q.name: _scalar_answer([*groups[:1], matched[q.name]], q.query, error) for q in queries}
 
 
 def _unit_object(raw: Any, what: str) -> Unit | None:

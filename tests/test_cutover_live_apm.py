@@ -354,3 +354,21 @@ def test_an_event_whose_answer_times_out_is_not_sent_twice(dd: DemoDatadog) -> N
         post_event(intake, title="Cutover stopped", text="rolled back to 0 %", alert_type="error")
     assert len(dd.events()) == before + 2
     assert len(slept) == 1
+
+
+def test_an_answer_without_a_formulas_column_is_unavailable_not_zero_errors(
+    dd: DemoDatadog, apm: DatadogLiveApm
+) -> None:
+    # Datadog answers one column per formula (the API's ScalarFormulaResponseAtrributes.columns). An answer
+    # without the errors column is malformed: read as "no error values", it gave errors=0 for every resource.
+    values = [3.0, 2.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]  # hits, errors, lsum … p99
+    names = [q.name for q in scalar_queries(ApmSelector("web", "nocolumn"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["x_y"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}}
+        for n, v in zip(names, values, strict=True)
+        if n != "errors"
+    ]
+    dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
+    with pytest.raises(ApmUnavailable, match=r"10 formulas with 9 number columns"):
+        apm.interval(ApmSelector("web", "nocolumn"), T0, T0 + 1)
