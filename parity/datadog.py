@@ -936,6 +936,8 @@ def _scalar_answer(
         key = check_text(key.removeprefix(GROUP_TAG + ":"), GROUP_TAG)
         if not key:
             continue
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise error(f"unexpected answer from Datadog to {query}: not a number: {str(repr(value))[:40]}")
         number = None if value is None else float(value)
         if number is not None and number < 0:
             raise error(f"Datadog answered {query} with a negative value {number:g} for {key[:80]!r}")

@@ -144,6 +144,17 @@ def test_an_empty_answer_is_unavailable_not_zero(apm: DatadogLiveApm) -> None:
         apm.interval(ApmSelector("web", "nowhere"), T0, T0 + 60)
 
 
+def _one_row(hits: object) -> dict[str, Any]:
+    """A full answer (one column per formula) for one resource whose hits value is ``hits``."""
+    values: list[object] = [hits, 0.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]
+    names = [q.name for q in scalar_queries(ApmSelector("web", "x"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["a_b"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}} for n, v in zip(names, values, strict=True)
+    ]
+    return {"data": {"type": "scalar_response", "attributes": {"columns": columns}}}
+
+
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
@@ -155,6 +166,8 @@ def test_an_empty_answer_is_unavailable_not_zero(apm: DatadogLiveApm) -> None:
         (lambda dd: dd.fail(200, body={"data": {"attributes": {"columns": [{"type": "number", "values": [1.0]}]}}}),
          "10 formulas with 1 number columns"),
         (lambda dd: dd.fail(200, body="not an answer"), "unexpected answer"),
+        (lambda dd: dd.fail(200, body=_one_row(True)), "unexpected answer.*not a number: True"),
+        (lambda dd: dd.fail(200, body=_one_row("5")), "unexpected answer.*not a number: '5'"),
         (lambda dd: dd.fail(200, body={"errors": "query timed out"}), "rejected .*: query timed out"),
     ],
 )  # fmt: skip
