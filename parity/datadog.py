@@ -652,8 +652,8 @@ class DatadogClient:
     ) -> dict[str, ScalarAnswer]:
         """Several v2 scalar queries in ONE request (``POST /api/v2/query/scalar``), each reduced over
         ``[start_s, end_s)`` (Unix s) and returned as its own formula: query name → :class:`ScalarAnswer`
-        (values by ``resource_name`` as Datadog sent them, not converted; a query whose column is absent from
-        the answer maps to an empty answer).
+        (values by ``resource_name`` as Datadog sent them, not converted; an answer without one column per
+        formula is refused).
 
         ``groups``: most groups per formula. ``retry`` False: one attempt, no wait — a 401/403/429/5xx, a
         time-out (the client's ``timeout_s``) or a connection fault raises DatadogError at once
@@ -936,6 +936,8 @@ def _scalar_answer(
         key = check_text(key.removeprefix(GROUP_TAG + ":"), GROUP_TAG)
         if not key:
             continue
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise error(f"unexpected answer from Datadog to {query}: not a number: {str(repr(value))[:40]}")
         number = None if value is None else float(value)
         if number is not None and number < 0:
             raise error(f"Datadog answered {query} with a negative value {number:g} for {key[:80]!r}")
@@ -950,13 +952,14 @@ def _scalar_columns(
 
     A number column is matched to its formula by name (the formula's text, as Datadog names it); when the
     names do not all match but there is one number column per formula, by position (columns come in formula
-    order). Anything else is refused: a value must never be read as another statistic."""
+    order). Anything else is refused: a value must never be read as another statistic, and a formula without
+    its column (Datadog answers one per formula) must never be read as a formula without values."""
     groups = [c for c in columns if c.get("type") == "group"]
     numbers = [c for c in columns if c.get("type") == "number"]
     names = [q.name for q in queries]
     by_name = {str(c.get("name")): c for c in numbers}
-    if numbers and set(by_name) <= set(names) and len(by_name) == len(numbers):
-        matched = {n: by_name.get(n) for n in names}
+    if set(by_name) == set(names) and len(by_name) == len(numbers):
+        matched = {n: by_name[n] for n in names}
     elif len(numbers) == len(names):
         matched = dict(zip(names, numbers, strict=True))
     else:
@@ -964,11 +967,7 @@ def _scalar_columns(
             f"Datadog answered {len(names)} formulas with {len(numbers)} number columns named "
             f"{[str(c.get('name'))[:20] for c in numbers][:12]!r}: cannot tell which is which"
         )
-    out: dict[str, ScalarAnswer] = {}
-    for q in queries:
-        column = matched[q.name]
-        out[q.name] = ScalarAnswer({}) if column is None else _scalar_answer([*groups[:1], column], q.query, error)
-    return out
+    return {q.name: _scalar_answer([*groups[:1], matched[q.name]], q.query, error) for q in queries}
 
 
 def _unit_object(raw: Any, what: str) -> Unit | None:
@@ -1407,6 +1406,25 @@ def _intake(client: DatadogClient, request: Callable[[], T]) -> Callable[[], T]:
     return call
 
 
+def _sent_once(client: DatadogClient, request: Callable[[], T]) -> Callable[[], T]:
+    """``request`` (a POST that creates something) with the faults after which it may have been taken — no answer
+    within the time-out, the connection dropped mid-answer — raised as DatadogError, which no retry loop retries."""
+
+    def call() -> T:
+        try:
+            return request()
+        except urllib3.exceptions.HTTPError as exc:
+            reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError | urllib3.exceptions.ProtocolError):
+                raise client._error(
+                    f"Datadog at {client.host}: {_connection_reason(exc, client.timeout_s)} after the request was "
+                    "sent; it may have been created, so it is not sent again"
+                ) from None
+            raise
+
+    return call
+
+
 def connect_intake(
     *,
     api_key: str,
@@ -1453,7 +1471,9 @@ def post_event(
 ) -> int | None:
     """Submit one event (v1 ``EventsApi.create_event``; e.g. the cutover's): title and text cut to Datadog's
     limits, ``alert_type`` error | warning | success | info, ``at_s`` Unix seconds (default: now). Retried like
-    queries; DatadogError (one line, never a key) when it stays refused. Returns the event's id (None when
+    queries when Datadog cannot have taken it (refused connection, 429, 5xx); not after the request was sent and
+    no answer came (a time-out or a dropped connection: it may have been created, and a second send would make two
+    events). DatadogError (one line, never a key) when it stays refused. Returns the event's id (None when
     Datadog gave none)."""
     request = EventCreateRequest(
         title=_cut(title, MAX_EVENT_TITLE),
@@ -1466,7 +1486,9 @@ def post_event(
     events_api = EventsApi(client.api)  # type: ignore[no-untyped-call]
     answer = _plain(
         client._call(
-            "POST /api/v1/events", _intake(client, partial(events_api.create_event, body=request)), _ignore_wait
+            "POST /api/v1/events",
+            _sent_once(client, _intake(client, partial(events_api.create_event, body=request))),
+            _ignore_wait,
         )
     )
     event_id = (answer.get("event") or {}).get("id")

@@ -144,6 +144,17 @@ def test_an_empty_answer_is_unavailable_not_zero(apm: DatadogLiveApm) -> None:
         apm.interval(ApmSelector("web", "nowhere"), T0, T0 + 60)
 
 
+def _one_row(hits: object) -> dict[str, Any]:
+    """A full answer (one column per formula) for one resource whose hits value is ``hits``."""
+    values: list[object] = [hits, 0.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]
+    names = [q.name for q in scalar_queries(ApmSelector("web", "x"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["a_b"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}} for n, v in zip(names, values, strict=True)
+    ]
+    return {"data": {"type": "scalar_response", "attributes": {"columns": columns}}}
+
+
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
@@ -155,6 +166,8 @@ def test_an_empty_answer_is_unavailable_not_zero(apm: DatadogLiveApm) -> None:
         (lambda dd: dd.fail(200, body={"data": {"attributes": {"columns": [{"type": "number", "values": [1.0]}]}}}),
          "10 formulas with 1 number columns"),
         (lambda dd: dd.fail(200, body="not an answer"), "unexpected answer"),
+        (lambda dd: dd.fail(200, body=_one_row(True)), "unexpected answer.*not a number: True"),
+        (lambda dd: dd.fail(200, body=_one_row("5")), "unexpected answer.*not a number: '5'"),
         (lambda dd: dd.fail(200, body={"errors": "query timed out"}), "rejected .*: query timed out"),
     ],
 )  # fmt: skip
@@ -284,3 +297,91 @@ def test_scalar_table_retries_when_asked(dd: DemoDatadog) -> None:
     )
     assert table["lmax"].unit is not None
     assert table["lmax"].unit.name == "second"
+
+
+def test_an_answer_cut_at_the_group_limit_is_unavailable_not_zero(dd: DemoDatadog, apm: DatadogLiveApm) -> None:
+    # four resources, a reader that asks for at most three groups per formula: Datadog cuts every column at three
+    # (largest first), and the quiet fast resource is left out of all of them. Read as complete, it would be an
+    # endpoint with no hits on this side (the driver fills absent endpoints with hits=0) while it had traffic.
+    spans = [[f"Busy{k}#show", T0 + i / 100, 50.0 + k, 0] for k in range(3) for i in range(100)]
+    send(dd, "cut", [*spans, ["Quiet#show", T0 + 0.5, 1.0, 0]])
+    selector = ApmSelector("web", "cut")
+    assert len(apm.interval(selector, T0, T0 + 1)) == 4  # the default limit holds them all
+    small = DatadogLiveApm(apm.client, groups=3)
+    with pytest.raises(ApmUnavailable, match=r"APM of web in cut unavailable: .*3 resources, the most .* asks for"):
+        small.interval(selector, T0, T0 + 1)
+
+
+def test_more_errors_than_hits_is_unavailable_not_an_error_rate_of_one(dd: DemoDatadog, apm: DatadogLiveApm) -> None:
+    # hits and errors are separate metrics: 5 errors over 3 hits is a window whose hits are not all in yet (or
+    # metrics that disagree). Capped at the hits it read as a 100 % error rate: a guardrail breach from data that
+    # is not there.
+    values = [3.0, 5.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]  # hits, errors, lsum … p99
+    names = [q.name for q in scalar_queries(ApmSelector("web", "partial"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["x_y"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}} for n, v in zip(names, values, strict=True)
+    ]
+    dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
+    with pytest.raises(ApmUnavailable, match=r"5 errors but 3 hits for 'x_y'.*ingestion delay"):
+        apm.interval(ApmSelector("web", "partial"), T0, T0 + 1)
+
+
+def test_span_intake_is_posted_directly_whatever_the_proxy_environment(
+    dd: DemoDatadog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert (
+        post_spans(dd.intake_url, env="proxied", service="web", span="rack.request", spans=[["A#b", T0, 1.0, 0]]) == 1
+    )
+
+
+def test_an_event_whose_answer_times_out_is_not_sent_twice(dd: DemoDatadog) -> None:
+    import time
+
+    from parity.datadog import connect_intake, post_event
+
+    # Datadog took the event but answered after the client's time-out: sending it again makes two "rolled back"
+    # events. A refused connection or a 5xx (nothing taken) is still retried.
+    before = len(dd.events())
+    dd.delay(1.5)
+    slept: list[float] = []
+    with (
+        connect_intake(api_key=DEMO_API_KEY, dd_url=dd.url, timeout_s=0.3, sleep=slept.append) as intake,
+        pytest.raises(DatadogError, match=r"no answer within 0\.3 s.*may have been created.*not sent again") as caught,
+    ):
+        post_event(intake, title="Cutover stopped", text="rolled back to 0 %", alert_type="error")
+    assert "\n" not in str(caught.value)
+    deadline = time.monotonic() + 15
+    while len(dd.events()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the delayed request is taken by the fake after its delay
+    time.sleep(0.3)
+    assert len(dd.events()) == before + 1
+    assert slept == []  # no retry
+    dd.fail(503)
+    with connect_intake(api_key=DEMO_API_KEY, dd_url=dd.url, sleep=slept.append) as intake:
+        post_event(intake, title="Cutover stopped", text="rolled back to 0 %", alert_type="error")
+    assert len(dd.events()) == before + 2
+    assert len(slept) == 1
+
+
+def test_an_answer_without_a_formulas_column_is_unavailable_not_zero_errors(
+    dd: DemoDatadog, apm: DatadogLiveApm
+) -> None:
+    # Datadog answers one column per formula (the API's ScalarFormulaResponseAtrributes.columns). An answer
+    # without the errors column is malformed: read as "no error values", it gave errors=0 for every resource.
+    values = [3.0, 2.0, 0.03, 3.0, 0.02, 0.01, 0.01, 0.02, 0.02, 0.02]  # hits, errors, lsum … p99
+    names = [q.name for q in scalar_queries(ApmSelector("web", "nocolumn"))]
+    columns: list[dict[str, Any]] = [{"name": "resource_name", "type": "group", "values": [["x_y"]]}]
+    columns += [
+        {"name": n, "type": "number", "values": [v], "meta": {"unit": None}}
+        for n, v in zip(names, values, strict=True)
+        if n != "errors"
+    ]
+    dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
+    with pytest.raises(ApmUnavailable, match=r"10 formulas with 9 number columns"):
+        apm.interval(ApmSelector("web", "nocolumn"), T0, T0 + 1)

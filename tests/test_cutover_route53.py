@@ -207,6 +207,7 @@ class FakeRoute53:
     def __init__(self) -> None:
         self.weights = {"old": 100, "new": 0}
         self.error: tuple[int, str] | None = None
+        self.change_error: tuple[int, str] | None = None  # answered to GetChange only
         self.pending = 0
         self.ignore_changes = False
         self.stall = False
@@ -234,8 +235,9 @@ class FakeRoute53:
                 if fake.stall:
                     fake.released.wait(30)
                     return
-                if fake.error is not None:
-                    status, code = fake.error
+                error = fake.change_error if "/change/" in self.path else None
+                if error is not None or fake.error is not None:
+                    status, code = error or fake.error  # type: ignore[misc]
                     auth = self.headers.get("Authorization", "")
                     message = f"User is not authorized to perform this; request signed with {auth}"
                     self._send(status, _error_xml(code, message))
@@ -411,3 +413,29 @@ def test_no_credentials_from_the_chain_is_one_line(fake: FakeRoute53, monkeypatc
     with pytest.raises(ShiftError, match="no usable AWS credentials"):
         shifter.read()
     assert fake.requests == []
+
+
+def test_the_demo_talks_to_its_loopback_moto_directly_whatever_the_proxy_environment(
+    dns: DemoDns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user behind a proxy (HTTP_PROXY set, NO_PROXY without 127.0.0.1): botocore sends every request to the
+    # proxy, so the demo's fake-keyed Route 53 calls would leave loopback, and fail when the proxy refuses them.
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert dns.shifter(total_attempts=1).read() == 0.0
+    assert dns.client().get_hosted_zone(Id=dns.zone_id)["HostedZone"]["Name"] == f"{ZONE}."
+
+
+def test_a_change_whose_status_cannot_be_read_says_it_was_accepted(fake: FakeRoute53) -> None:
+    # The batch was accepted (PENDING), then GetChange is refused (an IAM policy without route53:GetChange): the
+    # weights ARE changing. The line must not read as a change that did not happen (a "failed" rollback that ran).
+    fake.pending = 1
+    fake.change_error = (403, "AccessDenied")
+    base = fake.shifter(total_attempts=1)
+    shifter = Route53Shifter(base.client, base.target, poll_s=0.0)
+    with pytest.raises(ShiftError, match=r"AccessDenied.*C0PARITY was accepted and will apply.*read the weights"):
+        shifter.apply(5)
+    assert fake.weights == {"old": 95, "new": 5}

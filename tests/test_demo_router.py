@@ -200,3 +200,33 @@ def test_close_returns_with_a_client_connection_open(upstreams: tuple[Upstream, 
     finally:
         conn.close()
         router.close()
+
+
+def test_malformed_or_stalled_requests_get_an_answer_not_a_traceback(
+    upstreams: tuple[Upstream, Upstream], capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import parity.demo.router as router_module
+
+    monkeypatch.setattr(router_module, "CLIENT_IDLE_S", 0.5)  # a client that stalls mid-body is dropped sooner
+    old, new = upstreams
+    with WeightedRouter(old.url, new.url, lambda: 50.0, poll_s=3600) as router:
+        port = int(router.url.rsplit(":", 1)[1])
+
+        def exchange(head: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(head)
+                chunks = []
+                while chunk := s.recv(4096):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+        for length in (b"abc", b"-5"):
+            answer = exchange(b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+        assert exchange(b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc") == b""  # dropped
+        assert _send(router, 2).total() == 2  # still serving
+        assert router.counts().old + router.counts().new == 2  # the bad requests went nowhere
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err[-2000:]

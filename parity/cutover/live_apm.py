@@ -26,10 +26,15 @@ Missing is never zero:
 - a statistic Datadog answers null (or leaves out) for a resource is None; a resource with hits but no
   latency rows has every latency None;
 - errors left out for a resource WITH hits are 0 (``trace.<span>.errors`` has no points without errors);
-  errors above hits are capped at hits (metrics are ingested separately; never an error rate above 1);
+- more errors than hits for a resource make the whole check unavailable: the two metrics are ingested
+  separately, so the window's hits are not all in yet (or the metrics disagree); capped at the hits they
+  would read as an error rate of 1, a guardrail breach from data that is not there;
 - a resource with latency or errors but no hits, and an answer with no resource at all, make the whole
   check unavailable: the reader cannot tell no traffic from data not yet ingested (raise the ingestion
-  delay) or a selector that matches nothing, and absent endpoints would otherwise be read as 0 hits.
+  delay) or a selector that matches nothing, and absent endpoints would otherwise be read as 0 hits;
+- so does an answer with a column of :attr:`DatadogLiveApm.groups` rows (the most each formula asks for):
+  Datadog cuts each column at that limit (largest first), and the resources cut from every column would be
+  read as endpoints without hits.
 
 No long retries inside a check: one attempt per check, with :attr:`DatadogLiveApm.timeout_s`; a 401, 403,
 429 (the line says when the limit resets), 5xx, a time-out, a connection fault or an answer that does not fit
@@ -166,9 +171,21 @@ class DatadogLiveApm:
         where = f"APM of {selector.service} in {selector.env}"
         try:
             table = self.client.scalar_table(queries, int(start_s), int(end_s), groups=self.groups, retry=False)
+            _not_cut(table, self.groups)
             return _summaries(table, {q.name: q.query for q in queries}, selector, start_s, end_s)
         except DatadogError as exc:
             raise ApmUnavailable(f"{where} unavailable: {exc}") from None
+
+
+def _not_cut(table: Mapping[str, ScalarAnswer], groups: int) -> None:
+    """DatadogError when a column holds ``groups`` rows or more: the answer may be cut at the formulas' limit, and a
+    resource cut from every column would be read as an endpoint without hits (missing read as zero)."""
+    rows = max((len(a.values) for a in table.values()), default=0)
+    if rows >= groups:
+        raise DatadogError(
+            f"Datadog answered {rows} resources, the most a check asks for ({groups}): resources beyond them are "
+            "cut from the answer; narrow the selector with tags"
+        )
 
 
 def _counts(answer: ScalarAnswer, query: str) -> dict[str, float]:
@@ -215,13 +232,19 @@ def _summaries(
                     f"{end_s}): the data is still arriving (raise the ingestion delay) or the metrics disagree"
                 )
             continue
+        e = round(errors.get(resource, 0.0))
+        if e > h:
+            raise DatadogError(
+                f"Datadog answered {e} errors but {h} hits for {resource[:80]!r} in [{start_s}, {end_s}): the data "
+                "is still arriving (raise the ingestion delay) or the metrics disagree"
+            )
         n, total = count.get(resource), lat["lsum"].get(resource)
         avg = total / n if total is not None and n else None
         if avg is not None and not math.isfinite(avg):
             avg = None
         out[resource] = IntervalSummary(
             hits=h,
-            errors=min(round(errors.get(resource, 0.0)), h),
+            errors=e,
             avg_ms=avg,
             p50_ms=lat["p50"].get(resource),
             p75_ms=lat["p75"].get(resource),

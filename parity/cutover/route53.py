@@ -382,7 +382,8 @@ class Route53Shifter:
             )
 
     def _wait_insync(self, change_id: str, status: str) -> None:
-        """Poll ``get_change`` every poll_s until INSYNC; ShiftError after insync_timeout_s seconds."""
+        """Poll ``get_change`` every poll_s until INSYNC; ShiftError after insync_timeout_s seconds, or when the
+        status cannot be read (both say the change was accepted: the weights are changing)."""
         deadline = self.clock() + self.insync_timeout_s
         while status != "INSYNC":
             if self.clock() >= deadline:
@@ -394,4 +395,7 @@ class Route53Shifter:
             try:
                 status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
             except (ClientError, BotoCoreError) as exc:
-                raise _aws_failure(f"status of change {change_id}", exc) from None
+                failure = _aws_failure(f"status of change {change_id}", exc)
+                raise ShiftError(
+                    f"{failure.reason}; change {change_id} was accepted and will apply: read the weights before acting"
+                ) from None

@@ -8,8 +8,9 @@ set ids ``old`` → weight 100 and ``new`` → weight 0, TTL ``ttl_s``), and han
 Credentials: the demo's sessions carry fixed fake keys (:data:`DEMO_ACCESS_KEY_ID`) set on their own botocore
 session, whose config and credentials files are ``os.devnull`` and whose profile is unset: nothing reads or
 changes the user's AWS environment variables, ``~/.aws`` files or instance role, and no request leaves
-loopback. moto keeps its state in this process (its backends are module-global): every :class:`DemoDns` makes
-its own zone, so two at once do not see each other's records.
+loopback (the sessions' clients ignore ``HTTP_PROXY`` / ``HTTPS_PROXY``). moto keeps its state in this
+process (its backends are module-global): every :class:`DemoDns` makes its own zone, so two at once do not see
+each other's records.
 
 moto answers every change ``INSYNC`` at once (``moto/route53/responses.py``: ``get_change`` and
 ``change_resource_record_sets`` return ``Status: INSYNC``) and stores weighted records by name, type and
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
+from botocore.config import Config
 
 from parity.cutover.route53 import Route53Shifter
 
@@ -66,7 +68,8 @@ def demo_session(
 ) -> boto3.Session:
     """A boto3 session with fake keys (the demo's by default) that reads no AWS configuration: its config and
     credentials files are ``os.devnull``, its profile unset (an ``AWS_PROFILE`` of the user is not consulted)
-    and its credentials set explicitly (the credential chain never runs)."""
+    and its credentials set explicitly (the credential chain never runs); its clients use no proxy (an
+    ``HTTP_PROXY`` of the user would take the loopback calls off loopback)."""
     core = botocore.session.Session()
     # The config store's overrides win over instance variables, the environment and the files alike (a None
     # instance variable would fall through to AWS_PROFILE).
@@ -75,6 +78,9 @@ def demo_session(
     store.set_config_variable("credentials_file", os.devnull)
     store.set_config_variable("profile", None)
     core.set_credentials(access_key_id, secret_access_key)
+    # Never via a proxy: botocore takes HTTP(S)_PROXY from the environment unless NO_PROXY names the host, and the
+    # demo's moto is on loopback (an explicit empty proxy map wins; a client's own config merges over it).
+    core.set_default_client_config(Config(proxies={}))
     return boto3.Session(botocore_session=core, region_name=region)
 
 

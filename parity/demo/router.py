@@ -9,7 +9,8 @@ resolver serves its stale answer) and is counted.
 
 Proxying: one thread per client connection (``ThreadingHTTPServer``, HTTP/1.1 keep-alive to the client), each
 with its own keep-alive ``http.client`` connection per upstream (a stale one is reopened once), request bodies
-by ``Content-Length`` only (chunked request bodies are answered 501), the upstream's answer read whole and
+by ``Content-Length`` only (chunked request bodies are answered 501, a malformed length 400; a client that
+stalls mid-body for ``CLIENT_IDLE_S`` or closes is dropped), the upstream's answer read whole and
 returned with its status and headers (hop-by-hop ones dropped) plus ``X-Parity-Upstream: old|new``; an
 upstream that cannot be reached or fails mid-answer gives 502 and counts as an error.
 :meth:`WeightedRouter.counts` says how many requests went each way. :meth:`close` stops the poller, the
@@ -293,8 +294,9 @@ def _handler_class(router: WeightedRouter) -> type[BaseHTTPRequestHandler]:
                 super().finish()
 
         def handle(self) -> None:
-            # a client that leaves before its answer (the demo's replay stopping) is not an error to print
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            # a client that leaves before its answer (the demo's replay stopping) or stalls mid-body past the idle
+            # time-out is not an error to print
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, TimeoutError):
                 super().handle()
 
         def log_message(self, format: str, *args: object) -> None:
@@ -316,7 +318,16 @@ def _handler_class(router: WeightedRouter) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self._reply(501, "chunked request bodies are not supported by the demo router\n")
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            text = (self.headers.get("Content-Length") or "0").strip()
+            if not text.isdigit():
+                self.close_connection = True
+                self._reply(400, "Content-Length is not a length in bytes\n")
+                return
+            length = int(text)
+            body = self.rfile.read(length)
+            if len(body) < length:  # the client closed mid-body: nothing to forward, nobody to answer
+                self.close_connection = True
+                return
             side = router.pick()
             forwarded = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP]
             try:
