@@ -1019,3 +1019,30 @@ def test_the_persons_flags_refuse_what_does_not_apply_in_one_line(
     assert err.count("\n") == 1
     assert message in err
     assert not (tmp_path / "out").exists()
+
+
+# --- crashes at record boundaries (review) ---------------------------------------------------------------
+
+
+def _cut_after_last(rig: Rig, kind: str, **match: Any) -> None:
+    """A kill right after the last record of ``kind`` (matching ``match``) was written: later records dropped."""
+    lines = rig.journal.read_text().splitlines(keepends=True)
+    last = max(
+        i
+        for i, line in enumerate(lines)
+        if (r := json.loads(line))["kind"] == kind and all(r.get(k) == v for k, v in match.items())
+    )
+    rig.journal.write_text("".join(lines[: last + 1]))
+
+
+def test_killed_after_the_rollback_was_done_resumes_stopped_not_held(rig: Rig) -> None:
+    rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
+    assert rig.run().outcome is Outcome.STOPPED
+    _cut_after_last(rig, "rollback", phase="done")  # the end record never made it
+    assert rig.shifter.weight == 0.0
+    run = rig.run(resume=True)
+    assert run.outcome is Outcome.STOPPED, run.reasons
+    assert cutover_exit_code(run) == 1
+    assert run.final_weight_pct == 0.0
+    assert rig.shifter.applied == [10.0, 50.0, 0.0]  # nothing applied again
+    assert rig.acts().count("stop") == 1

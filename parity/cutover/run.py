@@ -500,6 +500,7 @@ class _Position:
     undecided: tuple[int, tuple[int, ...]] | None = None  # a journaled check whose decision was not: (index, window)
     max_hold: int | None = None  # the step's maximum hold in checks when a person extended it (``watch``)
     person_rollback: str | None = None  # a person's rollback whose shift did not finish: who decided it
+    finished: tuple[Outcome, tuple[str, ...], float | None] | None = None  # acted on, its ``end`` lost in a kill
 
 
 class _Driver:
@@ -845,8 +846,15 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
             elif record.get("act") == "stop":
                 decision = decode_decision(record["decision"])
                 pos.stop, pos.guardrail = decision, bool(decision.guardrails)
-        elif kind == "rollback" and record["phase"] in ("done", "failed"):
-            pos.stop, pos.person_rollback = None, None  # a failed rollback ends the journal; a done one too
+        elif kind == "rollback" and record["phase"] == "done":  # the run is over: STOPPED (its end may be lost)
+            weight = float(record["weight"])
+            why = pos.stop.reasons if pos.stop is not None else ()
+            if pos.person_rollback is not None:
+                why = (f"rolled back on {pos.person_rollback}'s decision",)
+            pos.finished = (Outcome.STOPPED, (*why, f"rolled back to {_w(weight)} (verified)"), weight)
+            pos.weight, pos.stop, pos.person_rollback = weight, None, None
+        elif kind == "rollback" and record["phase"] == "failed":
+            pos.stop, pos.person_rollback = None, None  # a failed rollback ends the journal
         elif kind == "person":
             _replay_person(pos, record, plan)
     return pos
@@ -1135,6 +1143,17 @@ class _Person:
     held: bool
 
 
+def _end_if_finished(pos: _Position, live: float) -> None:
+    """A run acted to its end (a verified rollback, a completion) before a kill took its ``end`` record: end it
+    as it ended (raises _Finish), applying nothing; a live weight that moved since is said."""
+    if pos.finished is None:
+        return
+    outcome, reasons, final = pos.finished
+    if not _same(live, final):
+        reasons = (*reasons, f"on resume the live weight is {_w(live)}, not {_w(final)}: nothing applied")
+    raise _Finish(outcome, [*reasons, "(its end record was lost: ended on --resume)"], live, pos.guardrail)
+
+
 def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings, person: _Person) -> None:
     """Continue from the journal's position; the live weight is read first (see :func:`run_cutover`)."""
     try:
@@ -1146,6 +1165,7 @@ def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings, person: 
     driver.progress(
         f"resuming: live weight {_w(live)}; journal at step {pos.step + 1}, verified weight {_w(pos.weight)}"
     )
+    _end_if_finished(pos, live)
     who = person.user or "a person"
     _person_rollback(driver, pos, settings, person, live)
     if person.action == "watch" and person.held:
