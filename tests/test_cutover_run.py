@@ -1046,3 +1046,17 @@ def test_killed_after_the_rollback_was_done_resumes_stopped_not_held(rig: Rig) -
     assert run.final_weight_pct == 0.0
     assert rig.shifter.applied == [10.0, 50.0, 0.0]  # nothing applied again
     assert rig.acts().count("stop") == 1
+
+
+def test_killed_after_a_failed_rollback_tries_it_again_on_resume_before_any_check(rig: Rig) -> None:
+    rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
+    rig.shifter.fail[0.0] = "Throttling: rate exceeded"
+    assert rig.run().outcome is Outcome.STOPPED
+    _cut_after_last(rig, "rollback", phase="failed")  # the end record never made it
+    del rig.shifter.fail[0.0]
+    rig.apm.down = lambda _s: True  # no decision may wait on APM: the STOP was taken
+    run = rig.run(resume=True)
+    assert run.outcome is Outcome.STOPPED, run.reasons
+    assert rig.shifter.weight == 0.0
+    assert rig.shifter.applied == [10.0, 50.0, 0.0, 0.0]
+    assert rig.acts().count("stop") == 1  # no check judged after the STOP

@@ -853,8 +853,8 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
                 why = (f"rolled back on {pos.person_rollback}'s decision",)
             pos.finished = (Outcome.STOPPED, (*why, f"rolled back to {_w(weight)} (verified)"), weight)
             pos.weight, pos.stop, pos.person_rollback = weight, None, None
-        elif kind == "rollback" and record["phase"] == "failed":
-            pos.stop, pos.person_rollback = None, None  # a failed rollback ends the journal
+        # a failed rollback keeps the STOP (or the person's rollback) pending: its ``end`` closes the journal,
+        # and without it (a kill in between) --resume tries the rollback again before anything else
         elif kind == "person":
             _replay_person(pos, record, plan)
     return pos
