@@ -1060,3 +1060,22 @@ def test_killed_after_a_failed_rollback_tries_it_again_on_resume_before_any_chec
     assert rig.shifter.weight == 0.0
     assert rig.shifter.applied == [10.0, 50.0, 0.0, 0.0]
     assert rig.acts().count("stop") == 1  # no check judged after the STOP
+
+
+def test_killed_after_a_persons_go_on_the_last_step_resumes_completed(rig: Rig) -> None:
+    apm = rig.apm
+
+    class Silent100:  # the new side answers, but nothing reaches it at 100 %: the last step holds
+        def interval(self, selector: ApmSelector, start_s: int, end_s: int) -> Mapping[str, IntervalSummary]:
+            answer = apm.interval(selector, start_s, end_s)
+            return {} if selector.env == "new" and rig.shifter.weight_at(start_s) == 100.0 else answer
+
+    held = rig.run(apm=Silent100())
+    assert held.outcome is Outcome.HELD, held.reasons
+    assert rig.shifter.weight == 100.0
+    assert rig.run(resume=True, person="go", user="alice").outcome is Outcome.COMPLETED
+    _cut_after_last(rig, "person", action="go")  # killed before its end record
+    run = rig.run(resume=True)  # was: IndexError (a shift to the step after the last)
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+    assert cutover_exit_code(run) == 0
+    assert rig.shifter.applied == [10.0, 50.0, 100.0]

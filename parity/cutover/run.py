@@ -866,6 +866,11 @@ def _replay_person(pos: _Position, record: Mapping[str, Any], plan: GatePlan) ->
     pos.missing_run = 0
     if action == "watch":
         pos.max_hold = pos.state.step_checks + plan.policy.max_hold_checks
+    elif action == "go" and pos.step == len(plan.policy.steps) - 1:  # at the last step a go completes the run
+        weight = record.get("weight")
+        final = pos.weight if weight is None else float(weight)
+        who = record.get("user") or "a person"
+        pos.finished = (Outcome.COMPLETED, (f"completed on {who}'s decision at {_w(final)}",), final)
     elif action == "go":
         pos.state, pos.went, pos.max_hold = next_step(pos.state), True, None
     elif action == "rollback":
