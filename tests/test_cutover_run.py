@@ -1079,3 +1079,15 @@ def test_killed_after_a_persons_go_on_the_last_step_resumes_completed(rig: Rig) 
     assert run.outcome is Outcome.COMPLETED, run.reasons
     assert cutover_exit_code(run) == 0
     assert rig.shifter.applied == [10.0, 50.0, 100.0]
+
+
+def test_killed_after_the_completing_decision_resumes_completed_without_new_checks(rig: Rig) -> None:
+    assert rig.run().outcome is Outcome.COMPLETED
+    _cut_after_last(rig, "decision", act="complete")  # killed before its end record
+    checks = len(rig.records("check"))
+    rig.apm.down = lambda _s: True  # Datadog down on resume: the run was already decided
+    run = rig.run(resume=True)
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+    assert run.final_weight_pct == 100.0
+    assert len(rig.records("check")) == checks
+    assert rig.shifter.applied == [10.0, 50.0, 100.0]

@@ -843,6 +843,13 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
                 )
             if record.get("act") == "go":
                 pos.state, pos.went = next_step(pos.state), True
+            elif record.get("act") == "complete":  # decided: a kill before its ``end`` changes nothing
+                final = pos.weight
+                why = (
+                    f"every step passed; {_w(final)} on the new environment, its guardrails watched for "
+                    f"{pos.step_data_checks} checks"
+                )
+                pos.finished = (Outcome.COMPLETED, (why,), final)
             elif record.get("act") == "stop":
                 decision = decode_decision(record["decision"])
                 pos.stop, pos.guardrail = decision, bool(decision.guardrails)
