@@ -300,6 +300,13 @@ _SHIFTER = {
     "read_command": "str",
     "timeout_s": "duration",
 }
+#: The keys each kind reads besides ``kind`` (another kind's key would be silently ignored: refused).
+_KIND_KEYS = {
+    "route53": ("zone_id", "record_name", "record_type", "old_set_id", "new_set_id", "region", "endpoint_url",
+                "insync_timeout_s"),
+    "command": ("command", "read_command", "timeout_s"),
+    "manual": (),
+}  # fmt: skip
 _NEEDS = {
     "route53": ("zone_id", "record_name", "old_set_id", "new_set_id"),
     "command": ("command",),
@@ -391,6 +398,10 @@ def _shifter(table: Any, where: str) -> ShifterSettings:
     kind = values.get("kind")
     if kind is None:
         raise ValueError(f"{where}.kind: required ({', '.join(SHIFTER_KINDS)})")
+    for key in values:
+        if key != "kind" and key not in _KIND_KEYS[kind]:
+            keys = ", ".join(sorted(_KIND_KEYS[kind])) or "none besides kind"
+            raise ValueError(f"{where}.{key}: not a key of kind = {kind!r} (its keys: {keys})")
     for key in _NEEDS[kind]:
         if key not in values:
             raise ValueError(f"{where}.{key}: required for kind = {kind!r}")
