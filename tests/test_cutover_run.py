@@ -32,7 +32,7 @@ from parity.cutover.run import (
     run_from_journal,
     write_reports,
 )
-from parity.cutover.settings import CutoverSettings, cutover_from_mapping, secret_values
+from parity.cutover.settings import CutoverSettings, cutover_from_mapping, plain_settings, secret_values
 from parity.cutover.shifters import CommandShifter, ManualShifter
 from parity.errors import BadInput, Interrupted
 from parity.judge.policy import MetricRule, Policy
@@ -1091,3 +1091,18 @@ def test_killed_after_the_completing_decision_resumes_completed_without_new_chec
     assert run.final_weight_pct == 100.0
     assert len(rig.records("check")) == checks
     assert rig.shifter.applied == [10.0, 50.0, 100.0]
+
+
+def test_credentials_in_the_datadog_proxy_url_are_never_stored(rig: Rig) -> None:
+    """``dd_url`` (a proxy) and the shifter's ``endpoint_url`` may carry ``user:password@``: stored redacted."""
+    settings = make_settings(rig.tmp_path, dd_url="https://ops:pr0xy-s3cret@proxy.corp:3128")
+    assert rig.run(settings).outcome is Outcome.COMPLETED
+    stored = {p.name: p.read_text() for p in (rig.tmp_path / "cut").iterdir()}
+    assert set(stored) == {"journal.jsonl", "cutover.json", "summary.md", "index.html"}
+    for name, text in stored.items():
+        assert "pr0xy-s3cret" not in text, name
+    assert rig.records("start")[0]["settings"]["dd_url"] == "https://ops:***@proxy.corp:3128"
+    route53 = {"kind": "route53", "zone_id": "Z1", "record_name": "w.", "old_set_id": "o", "new_set_id": "n",
+               "endpoint_url": "https://key:aws-s3cret@vpce.local"}  # fmt: skip
+    plain = plain_settings(make_settings(rig.tmp_path, shifter=route53))
+    assert plain["shifter"]["endpoint_url"] == "https://key:***@vpce.local"
