@@ -1106,3 +1106,27 @@ def test_credentials_in_the_datadog_proxy_url_are_never_stored(rig: Rig) -> None
                "endpoint_url": "https://key:aws-s3cret@vpce.local"}  # fmt: skip
     plain = plain_settings(make_settings(rig.tmp_path, shifter=route53))
     assert plain["shifter"]["endpoint_url"] == "https://key:***@vpce.local"
+
+
+def test_a_journal_that_cannot_be_written_stops_in_one_line_and_resumes(rig: Rig) -> None:
+    """A full disk mid-run (a real EFBIG: the file-size limit lowered just past the first records): one line
+    naming the journal and --resume, not an OSError traceback; the next resume completes."""
+    import resource
+
+    rig.clock.crash_at = 3
+    with pytest.raises(Crash):
+        rig.run()
+    size = rig.journal.stat().st_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 2000, hard))
+    try:
+        with pytest.raises(BadInput, match=r"cannot write the journal .*parity cutover --resume") as info:
+            rig.run(resume=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert "\n" not in str(info.value)
+    run = rig.run(resume=True)
+    assert run.outcome is Outcome.COMPLETED, run.reasons
+    assert rig.shifter.applied == [10.0, 50.0, 100.0]
