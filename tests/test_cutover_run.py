@@ -1130,3 +1130,18 @@ def test_a_journal_that_cannot_be_written_stops_in_one_line_and_resumes(rig: Rig
     run = rig.run(resume=True)
     assert run.outcome is Outcome.COMPLETED, run.reasons
     assert rig.shifter.applied == [10.0, 50.0, 100.0]
+
+
+def test_a_journal_record_without_its_fields_is_one_line_not_a_traceback(rig: Rig) -> None:
+    rig.clock.crash_at = 3
+    with pytest.raises(Crash):
+        rig.run()
+    with rig.journal.open("a") as f:
+        f.write('{"kind":"check","at":1800000500.0,"index":7}\n')  # valid JSON, but not a whole check record
+    size = rig.journal.stat().st_size
+    with pytest.raises(
+        BadInput, match=r"journal\.jsonl: record \d+: a check record without its 'k' \(the journal is damaged\)"
+    ) as info:
+        rig.run(resume=True)
+    assert "\n" not in str(info.value)
+    assert rig.journal.stat().st_size == size  # refused before anything was written

@@ -808,63 +808,75 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
     decision against the journaled one (BadInput when they differ: the policy changed since)."""
     state = start(plan)
     pos = _Position(state, records[0].get("live_weight"), -1, None, 0, 0, 0, 0, None, False, None, False)
-    for record in records[1:]:
-        kind = record["kind"]
-        if kind == "shift":
-            step, weight = int(record["step"]), float(record["weight"])
-            if record["phase"] == "intent":
-                previous = record.get("previous")
-                pos.pending = (step, weight, None if previous is None else float(previous))
-            elif record["phase"] == "done":
-                pos.pending = None
-                pos.weight, pos.step, pos.t0 = weight, step, float(record["at"]) + settings.settle_s
-                pos.next_k, pos.went, pos.missing_run, pos.step_data_checks = 0, False, 0, 0
-                pos.max_hold = None
-        elif kind == "check":
-            pos.next_index = int(record["index"]) + 1
-            pos.next_k = int(record["k"]) + 1
-            if record.get("missing") is not None:
-                pos.missing_run += 1
-                continue
-            pos.missing_run = 0
-            check = decode_check(record["data"])
-            pos.state = update(pos.state, check)
-            pos.undecided = (int(record["index"]), tuple(record["window"]))
-            if pos.step == len(settings.steps) - 1 and _new_hits(check) > 0:
-                pos.step_data_checks += 1
-        elif kind == "decision":
-            pos.undecided = None
-            journaled = record["decision"]["action"]
-            replayed = _decide(pos.state, pos.max_hold).action.value
-            if replayed != journaled:
-                raise BadInput(
-                    f"the journal does not replay: check {int(record['index']) + 1} decided {journaled!r} then, "
-                    f"{replayed!r} now (the [compare] tolerances or the gate changed): resume with the same config"
-                )
-            if record.get("act") == "go":
-                pos.state, pos.went = next_step(pos.state), True
-            elif record.get("act") == "complete":  # decided: a kill before its ``end`` changes nothing
-                final = pos.weight
-                why = (
-                    f"every step passed; {_w(final)} on the new environment, its guardrails watched for "
-                    f"{pos.step_data_checks} checks"
-                )
-                pos.finished = (Outcome.COMPLETED, (why,), final)
-            elif record.get("act") == "stop":
-                decision = decode_decision(record["decision"])
-                pos.stop, pos.guardrail = decision, bool(decision.guardrails)
-        elif kind == "rollback" and record["phase"] == "done":  # the run is over: STOPPED (its end may be lost)
-            weight = float(record["weight"])
-            why = pos.stop.reasons if pos.stop is not None else ()
-            if pos.person_rollback is not None:
-                why = (f"rolled back on {pos.person_rollback}'s decision",)
-            pos.finished = (Outcome.STOPPED, (*why, f"rolled back to {_w(weight)} (verified)"), weight)
-            pos.weight, pos.stop, pos.person_rollback = weight, None, None
-        # a failed rollback keeps the STOP (or the person's rollback) pending: its ``end`` closes the journal,
-        # and without it (a kill in between) --resume tries the rollback again before anything else
-        elif kind == "person":
-            _replay_person(pos, record, plan)
+    for number, record in enumerate(records[1:], start=2):
+        try:
+            _replay_record(pos, record, plan, settings)
+        except KeyError as exc:
+            raise BadInput(
+                f"record {number}: a {record['kind']} record without its {exc} (the journal is damaged)"
+            ) from None
+        except (TypeError, ValueError, IndexError) as exc:
+            raise BadInput(f"record {number}: a damaged {record['kind']} record ({exc})") from None
     return pos
+
+
+def _replay_record(pos: _Position, record: Mapping[str, Any], plan: GatePlan, settings: CutoverSettings) -> None:
+    """One journal record folded into ``pos`` (see :func:`_replay`); KeyError/TypeError/ValueError when damaged."""
+    kind = record["kind"]
+    if kind == "shift":
+        step, weight = int(record["step"]), float(record["weight"])
+        if record["phase"] == "intent":
+            previous = record.get("previous")
+            pos.pending = (step, weight, None if previous is None else float(previous))
+        elif record["phase"] == "done":
+            pos.pending = None
+            pos.weight, pos.step, pos.t0 = weight, step, float(record["at"]) + settings.settle_s
+            pos.next_k, pos.went, pos.missing_run, pos.step_data_checks = 0, False, 0, 0
+            pos.max_hold = None
+    elif kind == "check":
+        pos.next_index = int(record["index"]) + 1
+        pos.next_k = int(record["k"]) + 1
+        if record.get("missing") is not None:
+            pos.missing_run += 1
+            return
+        pos.missing_run = 0
+        check = decode_check(record["data"])
+        pos.state = update(pos.state, check)
+        pos.undecided = (int(record["index"]), tuple(record["window"]))
+        if pos.step == len(settings.steps) - 1 and _new_hits(check) > 0:
+            pos.step_data_checks += 1
+    elif kind == "decision":
+        pos.undecided = None
+        journaled = record["decision"]["action"]
+        replayed = _decide(pos.state, pos.max_hold).action.value
+        if replayed != journaled:
+            raise BadInput(
+                f"the journal does not replay: check {int(record['index']) + 1} decided {journaled!r} then, "
+                f"{replayed!r} now (the [compare] tolerances or the gate changed): resume with the same config"
+            )
+        if record.get("act") == "go":
+            pos.state, pos.went = next_step(pos.state), True
+        elif record.get("act") == "complete":  # decided: a kill before its ``end`` changes nothing
+            final = pos.weight
+            why = (
+                f"every step passed; {_w(final)} on the new environment, its guardrails watched for "
+                f"{pos.step_data_checks} checks"
+            )
+            pos.finished = (Outcome.COMPLETED, (why,), final)
+        elif record.get("act") == "stop":
+            decision = decode_decision(record["decision"])
+            pos.stop, pos.guardrail = decision, bool(decision.guardrails)
+    elif kind == "rollback" and record["phase"] == "done":  # the run is over: STOPPED (its end may be lost)
+        weight = float(record["weight"])
+        why = pos.stop.reasons if pos.stop is not None else ()
+        if pos.person_rollback is not None:
+            why = (f"rolled back on {pos.person_rollback}'s decision",)
+        pos.finished = (Outcome.STOPPED, (*why, f"rolled back to {_w(weight)} (verified)"), weight)
+        pos.weight, pos.stop, pos.person_rollback = weight, None, None
+    # a failed rollback keeps the STOP (or the person's rollback) pending: its ``end`` closes the journal,
+    # and without it (a kill in between) --resume tries the rollback again before anything else
+    elif kind == "person":
+        _replay_person(pos, record, plan)
 
 
 def _replay_person(pos: _Position, record: Mapping[str, Any], plan: GatePlan) -> None:
@@ -1062,7 +1074,10 @@ def _prepare_resume(
             f"{path}: the [compare] tolerances changed since the journal began ({', '.join(tolerances[:3])}"
             f"{', …' if len(tolerances) > 3 else ''}): resume with the same [compare] policy"
         )
-    pos = _replay(records, plan, settings)
+    try:
+        pos = _replay(records, plan, settings)
+    except BadInput as exc:
+        raise BadInput(f"{path}: {exc}") from None
     if person == "go" and (pos.pending is not None or pos.step < 0):
         raise BadInput(
             f"{path}: --go: the held step's shift to {_w(pos.pending[1] if pos.pending else settings.steps[0])} "
