@@ -1145,3 +1145,31 @@ def test_a_journal_record_without_its_fields_is_one_line_not_a_traceback(rig: Ri
         rig.run(resume=True)
     assert "\n" not in str(info.value)
     assert rig.journal.stat().st_size == size  # refused before anything was written
+
+
+@pytest.mark.parametrize("kind", ["shift", "rollback"])
+def test_a_signal_while_a_done_record_is_fsynced_leaves_the_journals_weight(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Ctrl-C / SIGTERM landing in the fsync of a shift's (or rollback's) 'done' record (the signal handler
+    raises when the call returns, PEP 475): the change is journaled as verified, so 'interrupted' says that
+    weight, not 'unknown' (the CLI end-to-end test flaked on this under load)."""
+    rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
+    real_fsync, fired = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        last = (rig.journal.read_bytes().splitlines() or [b""])[-1] if rig.journal.exists() else b""
+        if not fired and f'"kind":"{kind}"'.encode() in last and b'"phase":"done"' in last and b"50.0" not in last:
+            fired.append(last)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = rig.run()
+    assert fired
+    records = rig.records()
+    assert records[-1]["kind"] == "interrupted"
+    expected = 10.0 if kind == "shift" else 0.0
+    assert records[-1]["weight"] == expected
+    assert run.final_weight_pct == expected
+    assert any(f"weights left at {expected:g}%" in line for line in rig.lines)

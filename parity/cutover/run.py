@@ -1013,7 +1013,7 @@ def run_cutover(
             if journal.records == 0 and not resume:
                 raise  # stopped before the cutover began: nothing to journal
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            weight = driver.weight if driver.pending_weight is None else None
+            weight = _journaled_weight(path, driver.weight if driver.pending_weight is None else None)
             journal.append("interrupted", signal=signal.Signals(signum).name, weight=weight)
             progress(f"interrupted by {signal.Signals(signum).name}: weights left at {_w(weight)}")
         except _Finish as finish:
@@ -1029,6 +1029,19 @@ def run_cutover(
     run = run_from_journal(read_journal(path))
     _afterwards(run, path.parent, reports, send_event, progress)
     return run
+
+
+def _journaled_weight(path: Path, fallback: float | None) -> float | None:
+    """The last verified weight as the journal tells it (None while a shift or rollback is under way): a signal
+    can land after a 'done' record was written and before the driver noted it. ``fallback`` when unreadable."""
+    try:
+        records = read_journal(path)
+        builder = _RunBuilder(records[0])
+        for record in records[1:]:
+            builder.add(record)
+    except (BadInput, KeyError, TypeError, ValueError, IndexError):
+        return fallback
+    return builder.verified
 
 
 def _prepare_resume(
