@@ -1158,7 +1158,7 @@ def test_a_signal_while_a_done_record_is_fsynced_leaves_the_journals_weight(
     raises when the call returns, PEP 475): the change is journaled as verified, so 'interrupted' says that
     weight, not 'unknown' (the CLI end-to-end test flaked on this under load)."""
     rig.apm.mult = lambda e, w: 2.0 if e == "GET /a" and w >= 50 else 1.0
-    real_fsync, fired = os.fsync, []
+    real_fsync, fired = os.fsync, list[bytes]()
 
     def fsync(fd: int) -> None:
         real_fsync(fd)

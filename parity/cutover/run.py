@@ -868,10 +868,10 @@ def _replay_record(pos: _Position, record: Mapping[str, Any], plan: GatePlan, se
             pos.stop, pos.guardrail = decision, bool(decision.guardrails)
     elif kind == "rollback" and record["phase"] == "done":  # the run is over: STOPPED (its end may be lost)
         weight = float(record["weight"])
-        why = pos.stop.reasons if pos.stop is not None else ()
+        stopped: tuple[str, ...] = pos.stop.reasons if pos.stop is not None else ()
         if pos.person_rollback is not None:
-            why = (f"rolled back on {pos.person_rollback}'s decision",)
-        pos.finished = (Outcome.STOPPED, (*why, f"rolled back to {_w(weight)} (verified)"), weight)
+            stopped = (f"rolled back on {pos.person_rollback}'s decision",)
+        pos.finished = (Outcome.STOPPED, (*stopped, f"rolled back to {_w(weight)} (verified)"), weight)
         pos.weight, pos.stop, pos.person_rollback = weight, None, None
     # a failed rollback keeps the STOP (or the person's rollback) pending: its ``end`` closes the journal,
     # and without it (a kill in between) --resume tries the rollback again before anything else
