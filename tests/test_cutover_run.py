@@ -1176,3 +1176,15 @@ def test_a_signal_while_a_done_record_is_fsynced_leaves_the_journals_weight(
     assert records[-1]["weight"] == expected
     assert run.final_weight_pct == expected
     assert any(f"weights left at {expected:g}%" in line for line in rig.lines)
+
+
+def test_a_start_record_without_its_settings_is_one_line_not_a_traceback(rig: Rig) -> None:
+    rig.clock.crash_at = 3
+    with pytest.raises(Crash):
+        rig.run()
+    lines = rig.journal.read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    del start["settings"]
+    rig.journal.write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    with pytest.raises(BadInput, match=r"the start record has no .settings. \(the journal is damaged\)"):
+        rig.run(resume=True)

@@ -1053,6 +1053,9 @@ def _prepare_resume(
     records = read_journal(path)
     if not records or records[0]["kind"] != "start":
         raise BadInput(f"{path}: not a cutover journal (no start record)")
+    for key in ("at", "settings", "endpoints"):
+        if key not in records[0]:
+            raise BadInput(f"{path}: the start record has no {key!r} (the journal is damaged)")
     ended = _open_end(records)
     held = ended is not None and ended.get("outcome") == Outcome.HELD.value
     if ended is not None and not held:
