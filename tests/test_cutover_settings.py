@@ -154,6 +154,23 @@ datadog_tags = ["team:payroll"]
         ),
         ({"shifter": {"kind": "command", "command": "set 5"}}, "cutover.shifter.command: must contain {weight}"),
         ({"shifter": {"kind": "command", "command": "set {weight} {x}"}}, "cutover.shifter.command: only {weight}"),
+        (  # another kind's key would be silently ignored: the manual shifter never runs read_command
+            {"shifter": {"kind": "manual", "read_command": "./get-weight"}},
+            "cutover.shifter.read_command: not a key of kind = 'manual'",
+        ),
+        (
+            {
+                "shifter": {
+                    "kind": "route53",
+                    "zone_id": "Z1",
+                    "record_name": "w.",
+                    "old_set_id": "o",
+                    "new_set_id": "n",
+                    "timeout_s": 30,
+                }
+            },
+            "cutover.shifter.timeout_s: not a key of kind = 'route53' (its keys: endpoint_url, insync_timeout_s,",
+        ),
     ],
 )
 def test_every_bad_key_is_named(changes: dict[str, Any], message: str) -> None:

@@ -29,7 +29,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -264,16 +264,25 @@ class Journal:
             self._file = self._open()
         record = {"kind": kind, "at": self._clock(), **values}
         line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-        self._file.write(line.encode("utf-8"))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(line.encode("utf-8"))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a full disk, an I/O error: nothing more may be done without its record
+            self.close()
+            raise BadInput(
+                f"{self.path}: cannot write the journal ({exc.strerror or exc}): the cutover stopped before its "
+                f"next action ({kind}); make room, then parity cutover --resume"
+            ) from None
         self.records += 1
         return record
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file; a write that failed is not retried (its record, cut short, is dropped on resume)."""
+        handle, self._file = self._file, None
+        if handle is not None:
+            with suppress(OSError):
+                handle.close()
 
 
 @contextmanager

@@ -500,6 +500,7 @@ class _Position:
     undecided: tuple[int, tuple[int, ...]] | None = None  # a journaled check whose decision was not: (index, window)
     max_hold: int | None = None  # the step's maximum hold in checks when a person extended it (``watch``)
     person_rollback: str | None = None  # a person's rollback whose shift did not finish: who decided it
+    finished: tuple[Outcome, tuple[str, ...], float | None] | None = None  # acted on, its ``end`` lost in a kill
 
 
 class _Driver:
@@ -807,49 +808,75 @@ def _replay(records: Sequence[Mapping[str, Any]], plan: GatePlan, settings: Cuto
     decision against the journaled one (BadInput when they differ: the policy changed since)."""
     state = start(plan)
     pos = _Position(state, records[0].get("live_weight"), -1, None, 0, 0, 0, 0, None, False, None, False)
-    for record in records[1:]:
-        kind = record["kind"]
-        if kind == "shift":
-            step, weight = int(record["step"]), float(record["weight"])
-            if record["phase"] == "intent":
-                previous = record.get("previous")
-                pos.pending = (step, weight, None if previous is None else float(previous))
-            elif record["phase"] == "done":
-                pos.pending = None
-                pos.weight, pos.step, pos.t0 = weight, step, float(record["at"]) + settings.settle_s
-                pos.next_k, pos.went, pos.missing_run, pos.step_data_checks = 0, False, 0, 0
-                pos.max_hold = None
-        elif kind == "check":
-            pos.next_index = int(record["index"]) + 1
-            pos.next_k = int(record["k"]) + 1
-            if record.get("missing") is not None:
-                pos.missing_run += 1
-                continue
-            pos.missing_run = 0
-            check = decode_check(record["data"])
-            pos.state = update(pos.state, check)
-            pos.undecided = (int(record["index"]), tuple(record["window"]))
-            if pos.step == len(settings.steps) - 1 and _new_hits(check) > 0:
-                pos.step_data_checks += 1
-        elif kind == "decision":
-            pos.undecided = None
-            journaled = record["decision"]["action"]
-            replayed = _decide(pos.state, pos.max_hold).action.value
-            if replayed != journaled:
-                raise BadInput(
-                    f"the journal does not replay: check {int(record['index']) + 1} decided {journaled!r} then, "
-                    f"{replayed!r} now (the [compare] tolerances or the gate changed): resume with the same config"
-                )
-            if record.get("act") == "go":
-                pos.state, pos.went = next_step(pos.state), True
-            elif record.get("act") == "stop":
-                decision = decode_decision(record["decision"])
-                pos.stop, pos.guardrail = decision, bool(decision.guardrails)
-        elif kind == "rollback" and record["phase"] in ("done", "failed"):
-            pos.stop, pos.person_rollback = None, None  # a failed rollback ends the journal; a done one too
-        elif kind == "person":
-            _replay_person(pos, record, plan)
+    for number, record in enumerate(records[1:], start=2):
+        try:
+            _replay_record(pos, record, plan, settings)
+        except KeyError as exc:
+            raise BadInput(
+                f"record {number}: a {record['kind']} record without its {exc} (the journal is damaged)"
+            ) from None
+        except (TypeError, ValueError, IndexError) as exc:
+            raise BadInput(f"record {number}: a damaged {record['kind']} record ({exc})") from None
     return pos
+
+
+def _replay_record(pos: _Position, record: Mapping[str, Any], plan: GatePlan, settings: CutoverSettings) -> None:
+    """One journal record folded into ``pos`` (see :func:`_replay`); KeyError/TypeError/ValueError when damaged."""
+    kind = record["kind"]
+    if kind == "shift":
+        step, weight = int(record["step"]), float(record["weight"])
+        if record["phase"] == "intent":
+            previous = record.get("previous")
+            pos.pending = (step, weight, None if previous is None else float(previous))
+        elif record["phase"] == "done":
+            pos.pending = None
+            pos.weight, pos.step, pos.t0 = weight, step, float(record["at"]) + settings.settle_s
+            pos.next_k, pos.went, pos.missing_run, pos.step_data_checks = 0, False, 0, 0
+            pos.max_hold = None
+    elif kind == "check":
+        pos.next_index = int(record["index"]) + 1
+        pos.next_k = int(record["k"]) + 1
+        if record.get("missing") is not None:
+            pos.missing_run += 1
+            return
+        pos.missing_run = 0
+        check = decode_check(record["data"])
+        pos.state = update(pos.state, check)
+        pos.undecided = (int(record["index"]), tuple(record["window"]))
+        if pos.step == len(settings.steps) - 1 and _new_hits(check) > 0:
+            pos.step_data_checks += 1
+    elif kind == "decision":
+        pos.undecided = None
+        journaled = record["decision"]["action"]
+        replayed = _decide(pos.state, pos.max_hold).action.value
+        if replayed != journaled:
+            raise BadInput(
+                f"the journal does not replay: check {int(record['index']) + 1} decided {journaled!r} then, "
+                f"{replayed!r} now (the [compare] tolerances or the gate changed): resume with the same config"
+            )
+        if record.get("act") == "go":
+            pos.state, pos.went = next_step(pos.state), True
+        elif record.get("act") == "complete":  # decided: a kill before its ``end`` changes nothing
+            final = pos.weight
+            why = (
+                f"every step passed; {_w(final)} on the new environment, its guardrails watched for "
+                f"{pos.step_data_checks} checks"
+            )
+            pos.finished = (Outcome.COMPLETED, (why,), final)
+        elif record.get("act") == "stop":
+            decision = decode_decision(record["decision"])
+            pos.stop, pos.guardrail = decision, bool(decision.guardrails)
+    elif kind == "rollback" and record["phase"] == "done":  # the run is over: STOPPED (its end may be lost)
+        weight = float(record["weight"])
+        stopped: tuple[str, ...] = pos.stop.reasons if pos.stop is not None else ()
+        if pos.person_rollback is not None:
+            stopped = (f"rolled back on {pos.person_rollback}'s decision",)
+        pos.finished = (Outcome.STOPPED, (*stopped, f"rolled back to {_w(weight)} (verified)"), weight)
+        pos.weight, pos.stop, pos.person_rollback = weight, None, None
+    # a failed rollback keeps the STOP (or the person's rollback) pending: its ``end`` closes the journal,
+    # and without it (a kill in between) --resume tries the rollback again before anything else
+    elif kind == "person":
+        _replay_person(pos, record, plan)
 
 
 def _replay_person(pos: _Position, record: Mapping[str, Any], plan: GatePlan) -> None:
@@ -858,6 +885,11 @@ def _replay_person(pos: _Position, record: Mapping[str, Any], plan: GatePlan) ->
     pos.missing_run = 0
     if action == "watch":
         pos.max_hold = pos.state.step_checks + plan.policy.max_hold_checks
+    elif action == "go" and pos.step == len(plan.policy.steps) - 1:  # at the last step a go completes the run
+        weight = record.get("weight")
+        final = pos.weight if weight is None else float(weight)
+        who = record.get("user") or "a person"
+        pos.finished = (Outcome.COMPLETED, (f"completed on {who}'s decision at {_w(final)}",), final)
     elif action == "go":
         pos.state, pos.went, pos.max_hold = next_step(pos.state), True, None
     elif action == "rollback":
@@ -981,7 +1013,7 @@ def run_cutover(
             if journal.records == 0 and not resume:
                 raise  # stopped before the cutover began: nothing to journal
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-            weight = driver.weight if driver.pending_weight is None else None
+            weight = _journaled_weight(path, driver.weight if driver.pending_weight is None else None)
             journal.append("interrupted", signal=signal.Signals(signum).name, weight=weight)
             progress(f"interrupted by {signal.Signals(signum).name}: weights left at {_w(weight)}")
         except _Finish as finish:
@@ -999,6 +1031,19 @@ def run_cutover(
     return run
 
 
+def _journaled_weight(path: Path, fallback: float | None) -> float | None:
+    """The last verified weight as the journal tells it (None while a shift or rollback is under way): a signal
+    can land after a 'done' record was written and before the driver noted it. ``fallback`` when unreadable."""
+    try:
+        records = read_journal(path)
+        builder = _RunBuilder(records[0])
+        for record in records[1:]:
+            builder.add(record)
+    except (BadInput, KeyError, TypeError, ValueError, IndexError):
+        return fallback
+    return builder.verified
+
+
 def _prepare_resume(
     path: Path, settings: CutoverSettings, plain: Mapping[str, Any], judge: Policy, person: str | None
 ) -> tuple[GatePlan, _Position, bool]:
@@ -1008,6 +1053,9 @@ def _prepare_resume(
     records = read_journal(path)
     if not records or records[0]["kind"] != "start":
         raise BadInput(f"{path}: not a cutover journal (no start record)")
+    for key in ("at", "settings", "endpoints"):
+        if key not in records[0]:
+            raise BadInput(f"{path}: the start record has no {key!r} (the journal is damaged)")
     ended = _open_end(records)
     held = ended is not None and ended.get("outcome") == Outcome.HELD.value
     if ended is not None and not held:
@@ -1042,7 +1090,10 @@ def _prepare_resume(
             f"{path}: the [compare] tolerances changed since the journal began ({', '.join(tolerances[:3])}"
             f"{', …' if len(tolerances) > 3 else ''}): resume with the same [compare] policy"
         )
-    pos = _replay(records, plan, settings)
+    try:
+        pos = _replay(records, plan, settings)
+    except BadInput as exc:
+        raise BadInput(f"{path}: {exc}") from None
     if person == "go" and (pos.pending is not None or pos.step < 0):
         raise BadInput(
             f"{path}: --go: the held step's shift to {_w(pos.pending[1] if pos.pending else settings.steps[0])} "
@@ -1135,6 +1186,17 @@ class _Person:
     held: bool
 
 
+def _end_if_finished(pos: _Position, live: float) -> None:
+    """A run acted to its end (a verified rollback, a completion) before a kill took its ``end`` record: end it
+    as it ended (raises _Finish), applying nothing; a live weight that moved since is said."""
+    if pos.finished is None:
+        return
+    outcome, reasons, final = pos.finished
+    if not _same(live, final):
+        reasons = (*reasons, f"on resume the live weight is {_w(live)}, not {_w(final)}: nothing applied")
+    raise _Finish(outcome, [*reasons, "(its end record was lost: ended on --resume)"], live, pos.guardrail)
+
+
 def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings, person: _Person) -> None:
     """Continue from the journal's position; the live weight is read first (see :func:`run_cutover`)."""
     try:
@@ -1146,6 +1208,7 @@ def _resume(driver: _Driver, pos: _Position, settings: CutoverSettings, person: 
     driver.progress(
         f"resuming: live weight {_w(live)}; journal at step {pos.step + 1}, verified weight {_w(pos.weight)}"
     )
+    _end_if_finished(pos, live)
     who = person.user or "a person"
     _person_rollback(driver, pos, settings, person, live)
     if person.action == "watch" and person.held:

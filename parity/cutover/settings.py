@@ -227,10 +227,11 @@ def _keep_placeholders(match: re.Match[str], replacement: str) -> str:
 def plain_settings(settings: CutoverSettings, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     """The settings as plain JSON values (for the journal and the reports): where a key was left out, the
     gate's effective value (alpha, metrics); its whole policy under ``policy`` (holds in checks). The shifter's
-    keys are kept (they name records or commands) with the command shifter's ``command``/``read_command``
-    REDACTED (:func:`redact` with ``secrets``): nothing derived from a secret is stored, not even a hash (a
-    short secret's hash is guessed offline); ``--resume`` compares the redacted commands, so a rotated token
-    is not a change of plan while another script or record is."""
+    keys are kept (they name records or commands) with the command shifter's ``command``/``read_command``,
+    the ``endpoint_url`` and ``dd_url`` (``user:password@``) REDACTED (:func:`redact` with ``secrets``):
+    nothing derived from a secret is stored, not even a hash (a short secret's hash is guessed offline);
+    ``--resume`` compares the redacted commands, so a rotated token is not a change of plan while another
+    script or record is."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
@@ -246,9 +247,11 @@ def plain_settings(settings: CutoverSettings, secrets: tuple[str, ...] = ()) -> 
         return value
 
     out: dict[str, Any] = plain(settings)
-    for key in ("command", "read_command"):
+    for key in ("command", "read_command", "endpoint_url"):
         if out["shifter"].get(key) is not None:
             out["shifter"][key] = redact(out["shifter"][key], secrets)
+    if out["dd_url"] is not None:  # a proxy URL may carry user:password@
+        out["dd_url"] = redact(out["dd_url"], secrets)
     policy = policy_of(settings)
     for key in ("alpha", "latency_metrics", "go_metrics", "min_traffic_share"):  # left out: the gate's default
         if out[key] is None:
@@ -300,6 +303,13 @@ _SHIFTER = {
     "read_command": "str",
     "timeout_s": "duration",
 }
+#: The keys each kind reads besides ``kind`` (another kind's key would be silently ignored: refused).
+_KIND_KEYS = {
+    "route53": ("zone_id", "record_name", "record_type", "old_set_id", "new_set_id", "region", "endpoint_url",
+                "insync_timeout_s"),
+    "command": ("command", "read_command", "timeout_s"),
+    "manual": (),
+}  # fmt: skip
 _NEEDS = {
     "route53": ("zone_id", "record_name", "old_set_id", "new_set_id"),
     "command": ("command",),
@@ -391,6 +401,10 @@ def _shifter(table: Any, where: str) -> ShifterSettings:
     kind = values.get("kind")
     if kind is None:
         raise ValueError(f"{where}.kind: required ({', '.join(SHIFTER_KINDS)})")
+    for key in values:
+        if key != "kind" and key not in _KIND_KEYS[kind]:
+            keys = ", ".join(sorted(_KIND_KEYS[kind])) or "none besides kind"
+            raise ValueError(f"{where}.{key}: not a key of kind = {kind!r} (its keys: {keys})")
     for key in _NEEDS[kind]:
         if key not in values:
             raise ValueError(f"{where}.{key}: required for kind = {kind!r}")
