@@ -431,3 +431,21 @@ def test_a_run_that_never_shifted(runs: dict[str, CutoverRun]) -> None:
     assert data["at_step"] is None
     assert "No step was started." in render_cutover_html(run)
     assert summary_lines(run) == [headline(run)]
+
+
+def test_a_hold_on_missing_apm_data_is_hold_in_cutover_json_as_on_the_page(tmp_path: Path) -> None:
+    """The real driver holds after ``max_missing_checks`` failed reads without a decision record (no decision is
+    taken on missing data), so the journal's step has no action: the page and summary.md say HOLD, and
+    cutover.json's ``steps[].decision`` must say ``hold`` too, not null (which the schema reserves for a step
+    still running or interrupted)."""
+    from tests import test_cutover_run as driver
+
+    rig = driver.Rig(tmp_path)
+    broken_from = int(driver.T0) + 30 + 3 * 60  # the first step's fourth window on
+    rig.apm.down = lambda start: start >= broken_from
+    run = rig.run()
+    assert run.outcome is Outcome.HELD
+    assert "HOLD" in summary_md(run).split("| Step |")[1].splitlines()[2]
+    written = cutover_json(run)
+    jsonschema.validate(written, json.loads(SCHEMA.read_text()))
+    assert written["steps"][-1]["decision"] == "hold"
