@@ -449,3 +449,20 @@ def test_a_hold_on_missing_apm_data_is_hold_in_cutover_json_as_on_the_page(tmp_p
     written = cutover_json(run)
     jsonschema.validate(written, json.loads(SCHEMA.read_text()))
     assert written["steps"][-1]["decision"] == "hold"
+
+
+def test_not_decidable_survives_the_journal_so_reports_of_a_real_run_say_it(runs: dict[str, CutoverRun]) -> None:
+    """Reports of a real cutover read decisions back from the journal (``run_from_journal``): a metric the gate
+    marked not decidable at this weight (it let the GO pass) must come back not decidable, or cutover.json says
+    ``decidable: true`` and the page shows OPEN where the gate's reason says "not decidable at 1 %"."""
+    from parity.cutover.journal import decode_decision, encode_decision
+
+    run = runs["stopped_latency"]
+    decision = run.steps[0].last_decision
+    assert decision is not None
+    assert any(not m.decidable for m in decision.metrics)
+    again = decode_decision(json.loads(json.dumps(encode_decision(decision), allow_nan=False)))
+    assert again == decision
+    step = replace(run.steps[0], checks=(replace(run.steps[0].checks[-1], decision=again),))
+    data = cutover_json(replace(run, steps=(step,)))
+    assert {e["decision"] for e in data["steps"][0]["endpoints"]} == {"not_decidable"}
