@@ -159,8 +159,15 @@ def test_the_route_map_of_the_demo_resolves_every_resource_raw_and_as_a_tag(tmp_
 @pytest.mark.e2e
 @pytest.mark.alone
 def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: Path) -> None:
-    """A compressed run (steps 50, 100 only): the bottleneck shows at 50 % and the weights return to 0 %."""
+    """A compressed run (steps 50, 100 only): the bottleneck shows at 50 % and the weights return to 0 %. The
+    directory holds the journal of an earlier demo that was interrupted (no ``end``): it is set aside, not a
+    reason to refuse (that cutover ran against servers that are gone)."""
     out = tmp_path / "cut"
+    out.mkdir()
+    start = {"kind": "start", "at": 1_796_107_500.0, "settings": {}, "endpoints": [], "version": "0"}
+    interrupted = {"kind": "interrupted", "at": 1_796_107_560.0, "signal": "SIGINT", "weight": 1.0}
+    earlier = "".join(json.dumps(r) + "\n" for r in (start, interrupted))
+    (out / "journal.jsonl").write_text(earlier)
     done = run_parity("demo", "cutover", "--steps", "50,100", "--max-hold", "50", "-o", str(out), timeout=150)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     written = json.loads((out / "cutover.json").read_text())
@@ -168,6 +175,7 @@ def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: P
     assert written["final_weight"] == 0.0
     assert [s["weight"] for s in written["steps"]] == [50.0]
     assert (out / "index.html").is_file()
+    assert [p.read_text() for p in out.glob("journal-*.jsonl")] == [earlier]
     assert "read back at the end: 0%" in done.stdout
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     left = [line for line in ps.splitlines() if "parity-demo-cutover-" in line or "/api/parity-demo/spans" in line]

@@ -71,6 +71,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from parity.cutover.journal import JOURNAL_NAME
 from parity.cutover.model import ApmSelector, CutoverRun, Outcome, ShiftError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.catalog import CATALOG, DemoEndpoint
@@ -257,6 +258,23 @@ def _replay_child(run: ReplayRun, log_path: Path) -> Iterator[subprocess.Popen[b
             proc.wait()
 
 
+def _set_aside_previous_journal(path: Path) -> Path | None:
+    """Move a previous demo's journal aside (``journal-<its mtime>.jsonl``; returns the new path, None when
+    there was none). Every demo starts its own Route 53, services and fake Datadog, so a journal left by an
+    earlier demo (ended, or interrupted by Ctrl-C: no ``end``) describes a cutover that cannot be continued;
+    left in place, the driver would refuse the fresh start with advice (``parity cutover --resume``) that does
+    not apply to the demo."""
+    if not path.exists():
+        return None
+    target = path.with_name(f"journal-{int(path.stat().st_mtime)}.jsonl")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"journal-{int(path.stat().st_mtime)}-{n}.jsonl")
+        n += 1
+    path.rename(target)
+    return target
+
+
 def _await_traffic(counts: Callable[[], int], proc: subprocess.Popen[bytes], log_path: Path) -> None:
     """Wait until ``WARM_REQUESTS`` went through the router; RuntimeError when the replay died or stayed silent."""
     deadline = time.monotonic() + TRAFFIC_TIMEOUT_S
@@ -289,6 +307,9 @@ def run_cutover_demo(
     out.mkdir(parents=True, exist_ok=True)
     routes = out / "routes.txt"
     routes.write_text(rails_routes_text(), encoding="utf-8")
+    kept = _set_aside_previous_journal(out / JOURNAL_NAME)
+    if kept is not None:
+        progress(f"the previous demo's journal (it ran against servers that are gone) is kept as {kept.name}")
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-demo-cutover-")))
         progress("starting the fake Datadog, Route 53 (moto) and the old (ec2) and new (eks) services")
@@ -344,7 +365,7 @@ def run_cutover_demo(
             settings,
             apm=apm,
             shifter=dns.shifter(),
-            journal_path=out / "journal.jsonl",
+            journal_path=out / JOURNAL_NAME,
             send_event=send_event,
             progress=progress,
             judge=demo_policy(),
