@@ -20,9 +20,9 @@ from parity.cutover.live_apm import DatadogLiveApm
 from parity.cutover.model import ApmSelector
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.catalog import CATALOG, NEW_CUTOVER, OLD
-from parity.demo.cutover import rails_routes_text
+from parity.demo.cutover import DELAY_S, rails_routes_text
 from parity.demo.processes import Service, fetch_stats, running_servers, server_command
-from parity.demo.server import APM_SERVICE, APM_SPAN, SpanReporter, apm_url_problem
+from parity.demo.server import APM_SERVICE, APM_SPAN, SPAN_FLUSH_S, SpanReporter, apm_url_problem
 from parity.replay.process import free_loopback_port
 from parity.sources.routes import normalise_resource, read_route_map
 from tests.conftest import run_parity
@@ -115,6 +115,8 @@ def test_both_services_report_every_catalogue_request_as_a_span_of_their_env() -
 
 def test_the_cutover_profile_is_the_old_one_but_for_its_per_request_pool_of_two() -> None:
     assert NEW_CUTOVER.pools == {**OLD.pools, "primary": 2}
+    # a bounded wait: its slowest requests end (and their spans arrive) before the gate reads their window
+    assert NEW_CUTOVER.checkout_timeout_s + SPAN_FLUSH_S < DELAY_S
     assert NEW_CUTOVER.checkout_per_request
     assert not OLD.checkout_per_request
     assert (NEW_CUTOVER.export_cpu_quota, NEW_CUTOVER.db_capacity) == (OLD.export_cpu_quota, OLD.db_capacity)
