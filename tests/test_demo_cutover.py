@@ -158,6 +158,17 @@ def test_the_route_map_of_the_demo_resolves_every_resource_raw_and_as_a_tag(tmp_
             assert found.key == endpoint.key, name
 
 
+def test_an_unwritable_out_directory_is_one_line_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = run_parity("demo", "cutover", "-o", str(blocker / "cut"), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert f"demo cutover: cannot write to {blocker / 'cut'}" in done.stderr
+    assert "starting" not in done.stdout  # nothing was started
+
+
 @pytest.mark.e2e
 @pytest.mark.alone
 def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: Path) -> None:

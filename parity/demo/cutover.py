@@ -279,6 +279,21 @@ def _set_aside_previous_journal(path: Path) -> Path | None:
     return target
 
 
+def _prepare_out(out: Path, progress: Callable[[str], None]) -> Path:
+    """Before anything starts: create ``out``, write the route map (its path returned) and set a previous
+    demo's journal aside. BadInput (one line) when ``out`` cannot be written."""
+    routes = out / "routes.txt"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        routes.write_text(rails_routes_text(), encoding="utf-8")
+        kept = _set_aside_previous_journal(out / JOURNAL_NAME)
+    except OSError as exc:
+        raise BadInput(f"demo cutover: cannot write to {out}: {exc.strerror or exc}") from None
+    if kept is not None:
+        progress(f"the previous demo's journal (it ran against servers that are gone) is kept as {kept.name}")
+    return routes
+
+
 def _await_traffic(counts: Callable[[], int], proc: subprocess.Popen[bytes], log_path: Path) -> None:
     """Wait until ``WARM_REQUESTS`` went through the router; RuntimeError when the replay died or stayed silent."""
     deadline = time.monotonic() + TRAFFIC_TIMEOUT_S
@@ -308,12 +323,7 @@ def run_cutover_demo(
             "demo cutover: the bundled baseline (baselines/demo.json) is not there: run from the source tree"
         )
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    routes = out / "routes.txt"
-    routes.write_text(rails_routes_text(), encoding="utf-8")
-    kept = _set_aside_previous_journal(out / JOURNAL_NAME)
-    if kept is not None:
-        progress(f"the previous demo's journal (it ran against servers that are gone) is kept as {kept.name}")
+    routes = _prepare_out(out, progress)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-demo-cutover-")))
         progress("starting the fake Datadog, Route 53 (moto) and the old (ec2) and new (eks) services")
