@@ -182,9 +182,12 @@ def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: P
     earlier = "".join(json.dumps(r) + "\n" for r in (start, interrupted))
     (out / "journal.jsonl").write_text(earlier)
     done = run_parity("demo", "cutover", "--steps", "50,100", "--max-hold", "50", "-o", str(out), timeout=150)
-    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    # 1: the latency regression shown; 4: on a machine too busy for the pool of 2, its 2-s time-outs (500s)
+    # breach the error-rate guardrail first (seen at load 12). Either way the planted bottleneck stopped it.
+    assert done.returncode in (1, 4), done.stdout[-3000:] + done.stderr[-3000:]
     written = json.loads((out / "cutover.json").read_text())
     assert written["outcome"] == "stopped"
+    assert written["guardrail"] is (done.returncode == 4)
     assert written["final_weight"] == 0.0
     assert [s["weight"] for s in written["steps"]] == [50.0]
     assert (out / "index.html").is_file()
