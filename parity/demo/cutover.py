@@ -54,7 +54,8 @@ The compressed timing (why these numbers; ``benchmarks/demo_cutover_timing.py`` 
   tolerance after 15 checks), 141 s wall, exit 0; SIGINT during step 1: ABORTED, exit 130, everything stopped.
   Beside two CPU-bound loops (load 8-12): STOPPED at 50 % after 2 checks by the error-rate guardrail (the pool's
   2-s time-outs: 35 % errors on ``GET /api/employees/{id}/attendance``), rolled back to 0 %, 131 s wall, exit 4;
-  the e2e test's shorter run at load 8.7 STOPPED on the latency regression after 5 checks (exit 1).
+  the e2e test's shorter run at load 8.7 STOPPED on the latency regression after 5 checks (exit 1). With
+  ``DELAY_S`` = 3 s, ``--no-bottleneck`` at load ~10 COMPLETED in 164 s wall (each step's first check 2 s later).
 
 The planted bottleneck (``benchmarks/demo_cutover_bottleneck.py``, A/B at the new side's rate, spans as the
 gate sees them): at 120 req/s, 10 % (12 req/s to the new side) waits 0.83 ms a request for the pool, mean
