@@ -431,3 +431,38 @@ def test_a_run_that_never_shifted(runs: dict[str, CutoverRun]) -> None:
     assert data["at_step"] is None
     assert "No step was started." in render_cutover_html(run)
     assert summary_lines(run) == [headline(run)]
+
+
+def test_a_hold_on_missing_apm_data_is_hold_in_cutover_json_as_on_the_page(tmp_path: Path) -> None:
+    """The real driver holds after ``max_missing_checks`` failed reads without a decision record (no decision is
+    taken on missing data), so the journal's step has no action: the page and summary.md say HOLD, and
+    cutover.json's ``steps[].decision`` must say ``hold`` too, not null (which the schema reserves for a step
+    still running or interrupted)."""
+    from tests import test_cutover_run as driver
+
+    rig = driver.Rig(tmp_path)
+    broken_from = int(driver.T0) + 30 + 3 * 60  # the first step's fourth window on
+    rig.apm.down = lambda start: start >= broken_from
+    run = rig.run()
+    assert run.outcome is Outcome.HELD
+    assert "HOLD" in summary_md(run).split("| Step |")[1].splitlines()[2]
+    written = cutover_json(run)
+    jsonschema.validate(written, json.loads(SCHEMA.read_text()))
+    assert written["steps"][-1]["decision"] == "hold"
+
+
+def test_not_decidable_survives_the_journal_so_reports_of_a_real_run_say_it(runs: dict[str, CutoverRun]) -> None:
+    """Reports of a real cutover read decisions back from the journal (``run_from_journal``): a metric the gate
+    marked not decidable at this weight (it let the GO pass) must come back not decidable, or cutover.json says
+    ``decidable: true`` and the page shows OPEN where the gate's reason says "not decidable at 1 %"."""
+    from parity.cutover.journal import decode_decision, encode_decision
+
+    run = runs["stopped_latency"]
+    decision = run.steps[0].last_decision
+    assert decision is not None
+    assert any(not m.decidable for m in decision.metrics)
+    again = decode_decision(json.loads(json.dumps(encode_decision(decision), allow_nan=False)))
+    assert again == decision
+    step = replace(run.steps[0], checks=(replace(run.steps[0].checks[-1], decision=again),))
+    data = cutover_json(replace(run, steps=(step,)))
+    assert {e["decision"] for e in data["steps"][0]["endpoints"]} == {"not_decidable"}

@@ -133,6 +133,7 @@ def encode_decision(d: StepDecision) -> dict[str, Any]:
                 "threshold": _num(m.threshold),
                 "intervals": m.intervals,
                 "reason": m.reason,
+                "decidable": m.decidable,
             }
             for m in d.metrics
         ],
@@ -175,6 +176,7 @@ def decode_decision(raw: Mapping[str, Any]) -> StepDecision:
                 threshold=float(m["threshold"]),
                 intervals=int(m["intervals"]),
                 reason=m["reason"],
+                decidable=bool(m.get("decidable", True)),  # journals before it was recorded: decidable
             )
             for m in raw["metrics"]
         ),

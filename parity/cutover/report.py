@@ -845,6 +845,17 @@ def _metric_json(m: MetricDecision) -> dict[str, Any]:
     }
 
 
+def _step_decision_value(run: CutoverRun, step: StepRecord) -> str | None:
+    """``steps[].decision``: how the step ended, as the page says it. The driver holds on missing APM data
+    without a decision record (no decision is taken on missing data), so the held run's last step has no
+    action: it is ``hold`` there (as :func:`_action_label` says), null only while running or interrupted."""
+    if step.action is not None:
+        return step.action.value
+    if step is _last_step(run) and run.outcome is Outcome.HELD:
+        return Action.HOLD.value
+    return None
+
+
 def _step_json(run: CutoverRun, step: StepRecord) -> dict[str, Any]:
     decision = step.last_decision
     go = _go_metrics(run)
@@ -861,7 +872,7 @@ def _step_json(run: CutoverRun, step: StepRecord) -> dict[str, Any]:
     return {
         "index": step.index,
         "weight": step.weight_pct,
-        "decision": step.action.value if step.action else None,
+        "decision": _step_decision_value(run, step),
         "started": step.started_s,
         "ended": step.ended_s,
         "checks": len(step.checks),

@@ -43,11 +43,19 @@ The compressed timing (why these numbers; ``benchmarks/demo_cutover_timing.py`` 
   80 s (40 checks: above the 30 the 50 % step may need without the bottleneck; small enough that the 10 % step is
   not decidable, else it would need the same proof from a fifth of the traffic). ``SETTLE_S`` = 2 s: the
   records' TTL (1 s) + the router's poll (0.25 s), rounded up to the driver's whole-second windows.
-  ``DELAY_S`` = 1 s: spans leave the servers every 0.5 s after their request ends (≤ 0.3 s here).
+  ``DELAY_S`` = 3 s: spans leave the servers every 0.5 s after their request ends, and a request of the new
+  side ends within ``CUTOVER_CHECKOUT_TIMEOUT_S`` = 2 s of waiting for the pool (a 500 after it). A span read
+  before it arrived is lost to the gate for good: with 1 s (and the profile's 5 s checkout time-out), a loaded
+  machine (load 8-10) made the pool's queue outgrow the delay, the gate saw only the new side's quick
+  requests (19 % of the traffic at 50 %, normal latencies) and HELD or went on instead of stopping.
 - Steps ``DEMO_STEPS`` = 1, 10, 50, 100 % (the default's 5 % left out: each step costs a minimum hold).
 - Measured on this shared machine (``parity demo cutover``): with the bottleneck STOPPED at 50 % after 11
   checks and rolled back to 0 % (read back from moto), 98 s wall, exit 1; without it COMPLETED (50 % shown within
   tolerance after 15 checks), 141 s wall, exit 0; SIGINT during step 1: ABORTED, exit 130, everything stopped.
+  Beside two CPU-bound loops (load 8-12): STOPPED at 50 % after 2 checks by the error-rate guardrail (the pool's
+  2-s time-outs: 35 % errors on ``GET /api/employees/{id}/attendance``), rolled back to 0 %, 131 s wall, exit 4;
+  the e2e test's shorter run at load 8.7 STOPPED on the latency regression after 5 checks (exit 1). With
+  ``DELAY_S`` = 3 s, ``--no-bottleneck`` at load ~10 COMPLETED in 164 s wall (each step's first check 2 s later).
 
 The planted bottleneck (``benchmarks/demo_cutover_bottleneck.py``, A/B at the new side's rate, spans as the
 gate sees them): at 120 req/s, 10 % (12 req/s to the new side) waits 0.83 ms a request for the pool, mean
@@ -71,6 +79,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from parity.cutover.journal import JOURNAL_NAME
 from parity.cutover.model import ApmSelector, CutoverRun, Outcome, ShiftError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.catalog import CATALOG, DemoEndpoint
@@ -113,7 +122,7 @@ INTERVAL_S = 2.0
 MIN_HOLD_S = 30.0
 MAX_HOLD_S = 80.0
 SETTLE_S = 2.0
-DELAY_S = 1.0
+DELAY_S = 3.0
 #: The demo's tolerance on the mean latency (relative; the absolute floor stays the judge's 1 ms).
 AVG_TOLERANCE = 0.25
 #: Endpoints with at least this share of the requests seen must be shown within tolerance for a GO.
@@ -257,6 +266,38 @@ def _replay_child(run: ReplayRun, log_path: Path) -> Iterator[subprocess.Popen[b
             proc.wait()
 
 
+def _set_aside_previous_journal(path: Path) -> Path | None:
+    """Move a previous demo's journal aside (``journal-<its mtime>.jsonl``; returns the new path, None when
+    there was none). Every demo starts its own Route 53, services and fake Datadog, so a journal left by an
+    earlier demo (ended, or interrupted by Ctrl-C: no ``end``) describes a cutover that cannot be continued;
+    left in place, the driver would refuse the fresh start with advice (``parity cutover --resume``) that does
+    not apply to the demo."""
+    if not path.exists():
+        return None
+    target = path.with_name(f"journal-{int(path.stat().st_mtime)}.jsonl")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"journal-{int(path.stat().st_mtime)}-{n}.jsonl")
+        n += 1
+    path.rename(target)
+    return target
+
+
+def _prepare_out(out: Path, progress: Callable[[str], None]) -> Path:
+    """Before anything starts: create ``out``, write the route map (its path returned) and set a previous
+    demo's journal aside. BadInput (one line) when ``out`` cannot be written."""
+    routes = out / "routes.txt"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        routes.write_text(rails_routes_text(), encoding="utf-8")
+        kept = _set_aside_previous_journal(out / JOURNAL_NAME)
+    except OSError as exc:
+        raise BadInput(f"demo cutover: cannot write to {out}: {exc.strerror or exc}") from None
+    if kept is not None:
+        progress(f"the previous demo's journal (it ran against servers that are gone) is kept as {kept.name}")
+    return routes
+
+
 def _await_traffic(counts: Callable[[], int], proc: subprocess.Popen[bytes], log_path: Path) -> None:
     """Wait until ``WARM_REQUESTS`` went through the router; RuntimeError when the replay died or stayed silent."""
     deadline = time.monotonic() + TRAFFIC_TIMEOUT_S
@@ -286,9 +327,7 @@ def run_cutover_demo(
             "demo cutover: the bundled baseline (baselines/demo.json) is not there: run from the source tree"
         )
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    routes = out / "routes.txt"
-    routes.write_text(rails_routes_text(), encoding="utf-8")
+    routes = _prepare_out(out, progress)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-demo-cutover-")))
         progress("starting the fake Datadog, Route 53 (moto) and the old (ec2) and new (eks) services")
@@ -344,7 +383,7 @@ def run_cutover_demo(
             settings,
             apm=apm,
             shifter=dns.shifter(),
-            journal_path=out / "journal.jsonl",
+            journal_path=out / JOURNAL_NAME,
             send_event=send_event,
             progress=progress,
             judge=demo_policy(),
