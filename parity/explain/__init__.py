@@ -7,6 +7,48 @@
 
 from __future__ import annotations
 
+from parity.explain.breakdown import (
+    Component,
+    ComponentTime,
+    Kind,
+    SkippedTrace,
+    TraceBreakdown,
+    breakdown_trace,
+    breakdown_traces,
+    classify,
+)
+from parity.explain.judge import (
+    Change,
+    ComponentChange,
+    Explanation,
+    RequestChange,
+    Sampling,
+    TraceSample,
+    explain,
+    no_explanation,
+    to_json,
+    trace_sample,
+)
 from parity.explain.spans import Span
 
-__all__ = ["Span"]
+__all__ = [
+    "Change",
+    "Component",
+    "ComponentChange",
+    "ComponentTime",
+    "Explanation",
+    "Kind",
+    "RequestChange",
+    "Sampling",
+    "SkippedTrace",
+    "Span",
+    "TraceBreakdown",
+    "TraceSample",
+    "breakdown_trace",
+    "breakdown_traces",
+    "classify",
+    "explain",
+    "no_explanation",
+    "to_json",
+    "trace_sample",
+]
