@@ -279,14 +279,12 @@ def test_sampling_is_stated() -> None:
 
 def test_deterministic_and_order_free() -> None:
     old, new = n_plus_one()
-    a = to_json(explain("GET /users", old, new, seed=3))
+    a = to_json(explain("GET /users", old, new))
     shuffled_old = TraceSample(traces=tuple(reversed(old.traces)), chosen=old.chosen)
-    b = to_json(explain("GET /users", shuffled_old, new, seed=3))
+    b = to_json(explain("GET /users", shuffled_old, new))
     assert a == b
     assert a["components"][0]["kind"] == "database"
     assert a["request"]["change"] == "slower"
-    other = to_json(explain("GET /users", old, new, seed=4))
-    assert other["components"][0]["diff_ms"] == a["components"][0]["diff_ms"]  # estimates do not depend on it
 
 
 def test_trace_sample_from_mixed_spans() -> None:

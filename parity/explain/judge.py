@@ -11,16 +11,25 @@ its name differs, e.g. ``web`` on EC2 and ``web-eks`` on EKS):
   without a span of it charged 0: the trace was read whole). Because a trace's components sum to its root's
   duration, the components' differences sum exactly to the difference in mean request time.
 - **calls per request**: the mean number of its spans per trace; the effect is the ratio new / old.
-- **intervals**: a seeded percentile bootstrap (``RESAMPLES`` resamples of the traces of each side, drawn
-  together for all components so that they stay consistent), two-sided ``CONFIDENCE``. The bootstrap suits
-  the skewed, zero-heavy per-trace times and needs no distribution; it is deterministic for a given ``seed``.
-  Few traces give wide intervals, and below ``MIN_TRACES`` usable traces on a side there is no explanation.
+- **intervals**: Welch's t interval for the difference of the two means (unequal variances,
+  Welch–Satterthwaite degrees of freedom); for the calls ratio, the same on the log scale (delta method).
+  The request's interval is two-sided ``CONFIDENCE``; the components' are simultaneous over the K components
+  of the endpoint (Bonferroni: each at ``1 − (1 − CONFIDENCE) / K``), so that one endpoint's explanation
+  names a component that did not change with probability <= ``(1 − CONFIDENCE) / 2``. Why not a bootstrap:
+  on skewed, zero-heavy per-trace times (log-normal, 70 % zeros) at 5-40 traces per side, a percentile
+  bootstrap covered 86-93 % instead of 95 % and called an unchanged component slower 3-7 % of the time
+  instead of 2.5 %; Welch covered 96-99 % with 0.4-2.7 % (1,000 A/A draws per case). Deterministic: no random
+  numbers. Few traces give wide intervals; below ``MIN_TRACES`` usable traces on a side there is no
+  explanation.
 - **change** (:class:`Change`): SLOWER when the interval of the difference lies above 0 and the estimate is at
   least the practical threshold ``max(MIN_EFFECT_MS, MIN_EFFECT_SHARE × old mean request time)``; FASTER
   mirrored; UNCHANGED when the whole interval lies within ± the threshold; otherwise UNDECIDED (the data
   cannot tell). The same rule judges the request as a whole.
 - **named first**: the SLOWER components, largest first, until they explain at least ``EXPLAIN_SHARE`` (80 %)
-  of the regression (the difference in mean request time); ``explained_share`` says how much they do.
+  of the regression — the difference in mean request time of the sampled traces, whether or not the traces
+  alone show it significantly (the endpoint's verdict rests on far more requests than a trace sample; the
+  components' own intervals decide what is named). ``explained_share`` says how much they explain. When the
+  sampled requests are not slower on average, every SLOWER component is named, without shares.
 
 Missing data is never zero and never an explanation: a side without traces (the Spans API failed, no indexed
 spans in the window, every trace skipped) gives ``available=False`` and the sentence ``no explanation:
@@ -39,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from parity.explain.breakdown import (
     APP_LABEL,
@@ -57,7 +67,6 @@ __all__ = [
     "MIN_EFFECT_MS",
     "MIN_EFFECT_SHARE",
     "MIN_TRACES",
-    "RESAMPLES",
     "Change",
     "ComponentChange",
     "Explanation",
@@ -72,10 +81,8 @@ __all__ = [
 
 CONFIDENCE = 0.95
 """Two-sided confidence of every interval."""
-RESAMPLES = 2000
-"""Bootstrap resamples (the percentile interval's 2.5 % tail then rests on 50 resamples)."""
 MIN_TRACES = 5
-"""Fewer usable traces than this on a side: no explanation (a bootstrap of 1-4 traces says nothing)."""
+"""Fewer usable traces than this on a side: no explanation (a variance from 1-4 traces says next to nothing)."""
 MIN_EFFECT_MS = 1.0
 """A change smaller than this (ms per request) is never named, whatever its significance."""
 MIN_EFFECT_SHARE = 0.02
@@ -139,8 +146,8 @@ class ComponentChange:
     renamed); ``own_service``: it is the endpoint's own service. Times are ms per request (means over the
     traces); ``diff_*`` new − old with its interval. Calls are spans per request; ``calls_ratio`` new / old
     with its interval (None when the old side has no call of it; ``calls_ratio_high`` None when unbounded).
-    ``share``: this component's share of the regression (diff / request diff), None when the request is not
-    shown slower."""
+    ``share``: this component's share of the regression (diff / request diff), None when the sampled requests
+    are not slower on average."""
 
     label: str
     service: str
@@ -175,9 +182,8 @@ class Sampling:
     new_chosen: str
     orphans: int
     excluded: int
-    resamples: int
     confidence: float
-    seed: int
+    component_confidence: float
     statement: str
 
 
@@ -188,8 +194,8 @@ class Explanation:
     ``available`` False: no explanation (``reason`` says why; ``sentence`` is ``no explanation: <reason>``;
     no figures). Otherwise ``sentence`` is the plain "why" line, ``components`` are ordered with the ones
     ``named`` (explaining >= ``EXPLAIN_SHARE`` of the regression) first, then by size of change;
-    ``explained_share`` is the share of the regression the named components explain (None when the request is
-    not shown slower)."""
+    ``explained_share`` is the share of the regression the named components explain (None when the sampled
+    requests are not slower on average)."""
 
     endpoint: str
     available: bool
@@ -241,18 +247,40 @@ def _matrix(traces: Sequence[TraceBreakdown], keys: Sequence[Component]) -> tupl
     return time, calls, duration
 
 
-def _resample_means(data: FloatArray, resamples: int, rng: np.random.Generator) -> FloatArray:
-    """Bootstrap means: ``data`` (n rows) resampled with replacement ``resamples`` times → (resamples, cols)."""
-    n = data.shape[0]
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(float)
-    return np.asarray(weights @ data / n, dtype=float)
+def _welch_df(va: FloatArray, vb: FloatArray, na: int, nb: int) -> FloatArray:
+    """Welch–Satterthwaite degrees of freedom from the variances of the two means (inf when both are 0)."""
+    den = va**2 / (na - 1) + vb**2 / (nb - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(den > 0, (va + vb) ** 2 / np.where(den > 0, den, 1.0), np.inf)
+    return np.asarray(df, dtype=float)
 
 
-def _bounds(samples: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
-    """Percentile interval per column (order statistics, no interpolation: infinities stay infinite)."""
-    tail = (1.0 - confidence) / 2.0
-    low = np.quantile(samples, tail, axis=0, method="inverted_cdf")
-    high = np.quantile(samples, 1.0 - tail, axis=0, method="inverted_cdf")
+def _t(df: FloatArray, confidence: float | FloatArray) -> FloatArray:
+    """Two-sided Student t critical value."""
+    return np.asarray(special.stdtrit(df, 1.0 - (1.0 - np.asarray(confidence)) / 2.0), dtype=float)
+
+
+def _diff_interval(a: FloatArray, b: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
+    """Welch interval of mean(b) − mean(a) per column (rows are traces, >= 2 per side)."""
+    na, nb = a.shape[0], b.shape[0]
+    va, vb = a.var(axis=0, ddof=1) / na, b.var(axis=0, ddof=1) / nb
+    half = _t(_welch_df(va, vb, na, nb), confidence) * np.sqrt(va + vb)
+    d = b.mean(axis=0) - a.mean(axis=0)
+    return np.asarray(d - half, dtype=float), np.asarray(d + half, dtype=float)
+
+
+def _ratio_interval(a: FloatArray, b: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
+    """Interval of mean(b) / mean(a) per column, Welch on the log scale (delta method); NaN where a mean is 0."""
+    na, nb = a.shape[0], b.shape[0]
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        va = a.var(axis=0, ddof=1) / na / ma**2
+        vb = b.var(axis=0, ddof=1) / nb / mb**2
+        half = _t(_welch_df(va, vb, na, nb), confidence) * np.sqrt(va + vb)
+        ratio = mb / ma
+        ok = (ma > 0) & (mb > 0)
+        low = np.where(ok, ratio * np.exp(-half), np.nan)
+        high = np.where(ok, ratio * np.exp(half), np.nan)
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
@@ -381,7 +409,7 @@ def _skip_note(side: str, skipped: Sequence[SkippedTrace]) -> str:
     return f" {len(skipped)} {side} trace(s) skipped ({top})."
 
 
-def _sampling(old: TraceSample, new: TraceSample, resamples: int, confidence: float, seed: int) -> Sampling:
+def _sampling(old: TraceSample, new: TraceSample, confidence: float, components: int) -> Sampling:
     """Count and state what the explanation rests on."""
     orphans = sum(t.orphans for t in (*old.traces, *new.traces))
     excluded = sum(t.excluded for t in (*old.traces, *new.traces))
@@ -390,8 +418,12 @@ def _sampling(old: TraceSample, new: TraceSample, resamples: int, confidence: fl
         chosen = f" Old: {old.chosen or 'not stated'}; new: {new.chosen or 'not stated'}."
     statement = (
         f"From {len(old.traces)} old and {len(new.traces)} new sampled traces.{chosen} Indexed spans are a "
-        "sample of the traffic, not all of it: per-request figures are means over these traces, intervals a "
-        f"seeded bootstrap ({resamples} resamples, {confidence:.0%})."
+        "sample of the traffic, not all of it: per-request figures are means over these traces"
+        + (
+            f", intervals Welch's t ({confidence:.0%}; simultaneous over the {components} components)."
+            if components
+            else "."
+        )
         + _skip_note("old", old.skipped)
         + _skip_note("new", new.skipped)
     )
@@ -408,9 +440,8 @@ def _sampling(old: TraceSample, new: TraceSample, resamples: int, confidence: fl
         new_chosen=new.chosen,
         orphans=orphans,
         excluded=excluded,
-        resamples=resamples,
         confidence=confidence,
-        seed=seed,
+        component_confidence=_component_confidence(confidence, components),
         statement=statement,
     )
 
@@ -438,19 +469,16 @@ def explain(
     new: TraceSample,
     *,
     confidence: float = CONFIDENCE,
-    resamples: int = RESAMPLES,
-    seed: int = 0,
 ) -> Explanation:
     """Judge the breakdown of ``endpoint``'s sampled traces, old vs new (method: module docstring).
 
-    Deterministic for a given ``seed`` (traces are ordered by trace id first, so the input order does not
-    matter). Missing data: a side that is unavailable, has no usable traces or fewer than ``MIN_TRACES`` gives
-    a :func:`no_explanation` with the reason — no figure is made up."""
-    sampling = _sampling(old, new, resamples, confidence, seed)
+    Deterministic; the input order of the traces does not matter. Missing data: a side that is unavailable,
+    has no usable traces or fewer than ``MIN_TRACES`` gives a :func:`no_explanation` with the reason — no
+    figure is made up."""
     for side, sample in (("old", old), ("new", new)):
         reason = _unusable(side, sample)
         if reason is not None:
-            return no_explanation(endpoint, reason, sampling)
+            return no_explanation(endpoint, reason, _sampling(old, new, confidence, 0))
 
     old_traces = sorted(old.traces, key=lambda t: (t.trace_id, t.root_span_id))
     new_traces = sorted(new.traces, key=lambda t: (t.trace_id, t.root_span_id))
@@ -459,20 +487,13 @@ def explain(
         for c in t.components:
             services[_key(c.component, t.root_service)] = c.component.service
     keys = sorted(services)
+    sampling = _sampling(old, new, confidence, len(keys))
     t_old, c_old, d_old = _matrix(old_traces, keys)
     t_new, c_new, d_new = _matrix(new_traces, keys)
 
-    rng = np.random.default_rng(seed)
-    # one bootstrap per side over [durations | times | calls], so every figure of a resample uses the same traces
-    b_old = _resample_means(np.column_stack([d_old, t_old, c_old]), resamples, rng)
-    b_new = _resample_means(np.column_stack([d_new, t_new, c_new]), resamples, rng)
-    k = len(keys)
-    diff = b_new[:, : 1 + k] - b_old[:, : 1 + k]
-    low, high = _bounds(diff, confidence)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = b_new[:, 1 + k :] / b_old[:, 1 + k :]
-    ratio = np.where(np.isnan(ratio), 1.0, ratio)  # a resample without any call on both sides: no change
-    r_low, r_high = _bounds(ratio, confidence)
+    req_low, req_high = _diff_interval(d_old[:, None], d_new[:, None], confidence)
+    low, high = _diff_interval(t_old, t_new, sampling.component_confidence)
+    r_low, r_high = _ratio_interval(c_old, c_new, sampling.component_confidence)
 
     old_mean = float(d_old.mean())
     threshold = max(MIN_EFFECT_MS, MIN_EFFECT_SHARE * old_mean)
@@ -481,18 +502,20 @@ def explain(
         old_ms=old_mean,
         new_ms=float(d_new.mean()),
         diff_ms=req_diff,
-        diff_low_ms=float(low[0]),
-        diff_high_ms=float(high[0]),
-        change=_change(req_diff, float(low[0]), float(high[0]), threshold),
+        diff_low_ms=float(req_low[0]),
+        diff_high_ms=float(req_high[0]),
+        change=_change(req_diff, float(req_low[0]), float(req_high[0]), threshold),
     )
-    regressed = request.change is Change.SLOWER and req_diff > 0
+    # the sample's mean regression, significant or not: the endpoint's verdict rests on far more requests than
+    # the traces, and the components' own intervals decide what is named
+    regressed = req_diff > 0
     labels = _labels(keys, services)
     changes: list[ComponentChange] = []
     for i, key in enumerate(keys):
         o_ms, n_ms = float(t_old[:, i].mean()), float(t_new[:, i].mean())
         o_calls, n_calls = float(c_old[:, i].mean()), float(c_new[:, i].mean())
         d = n_ms - o_ms
-        lo, hi = float(low[1 + i]), float(high[1 + i])
+        lo, hi = float(low[i]), float(high[i])
         has_ratio = o_calls > 0
         changes.append(
             ComponentChange(
@@ -519,12 +542,11 @@ def explain(
     slower = sorted((c for c in changes if c.change is Change.SLOWER), key=lambda c: (-c.diff_ms, c.label))
     named: list[ComponentChange] = []
     explained = 0.0
-    if regressed:
-        for s in slower:
-            if explained >= EXPLAIN_SHARE * req_diff:
-                break
-            named.append(s)
-            explained += s.diff_ms
+    for s in slower:
+        if regressed and explained >= EXPLAIN_SHARE * req_diff:
+            break
+        named.append(s)
+        explained += s.diff_ms
     rest = sorted((c for c in changes if c not in named), key=lambda c: (-abs(c.diff_ms), c.label))
     ordered = (*named, *rest)
     names = tuple(c.label for c in named)
@@ -541,8 +563,13 @@ def explain(
 
 
 def _finite(value: float) -> float | None:
-    """A bound, or None when it is unbounded (a resample with no old call)."""
+    """A bound, or None when there is none (no call on one side)."""
     return float(value) if math.isfinite(value) else None
+
+
+def _component_confidence(confidence: float, components: int) -> float:
+    """Bonferroni: each of ``components`` intervals at this level makes them simultaneous at ``confidence``."""
+    return 1.0 - (1.0 - confidence) / max(1, components)
 
 
 # --- plain JSON ------------------------------------------------------------------------------------------
