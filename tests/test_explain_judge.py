@@ -297,3 +297,18 @@ def test_trace_sample_from_mixed_spans() -> None:
     assert [t.trace_id for t in sample.traces] == ["a"]
     assert [s.trace_id for s in sample.skipped] == ["b"]
     assert sample.chosen == "2 root spans"
+
+
+def test_a_component_shown_slower_is_named_when_the_sample_alone_is_not() -> None:
+    # app code spreads widely (the request total is not shown slower from 8 traces), postgres is +10 ms in each
+    rng = random.Random(15)
+    old = TraceSample(traces=tuple(make_trace(f"o{i}", rng.uniform(20, 400), queries=[1.0] * 5) for i in range(8)))
+    new = TraceSample(traces=tuple(make_trace(f"n{i}", rng.uniform(20, 400), queries=[3.0] * 5) for i in range(8)))
+    e = explain("GET /users", old, new)
+    assert e.request is not None
+    assert e.request.change is Change.UNDECIDED
+    assert e.named == ("postgres",)
+    assert e.sentence.startswith("+10 ms per request in postgres (5.0 queries per request, 1.0 → 3.0 ms each); ")
+    assert "the sampled requests are not shown slower" in e.sentence
+    assert by_label(e)["app code"].change is Change.UNDECIDED
+    assert_consistent(e)

@@ -195,7 +195,7 @@ class Explanation:
     no figures). Otherwise ``sentence`` is the plain "why" line, ``components`` are ordered with the ones
     ``named`` (explaining >= ``EXPLAIN_SHARE`` of the regression) first, then by size of change;
     ``explained_share`` is the share of the regression the named components explain (None when the sampled
-    requests are not slower on average)."""
+    requests are not slower on average; above 1 when other components got faster)."""
 
     endpoint: str
     available: bool
