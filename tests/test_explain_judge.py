@@ -312,3 +312,27 @@ def test_a_component_shown_slower_is_named_when_the_sample_alone_is_not() -> Non
     assert "the sampled requests are not shown slower" in e.sentence
     assert by_label(e)["app code"].change is Change.UNDECIDED
     assert_consistent(e)
+
+
+def test_labels_stay_unique_and_faster_components_follow() -> None:
+    def trace(tid: str, app: float, own_pg: float, other_pg: float, cache: float) -> TraceBreakdown:
+        spans = [
+            Span(tid, "r", None, "web", "web", "rack.request", "GET /x", T0, app + own_pg + other_pg + cache),
+            Span(tid, "a", "r", "web", "sql", "postgres.query", "q", T0 + 1, own_pg),
+            Span(tid, "b", "r", "web-postgres", "sql", "postgres.query", "q", T0 + 1 + own_pg, other_pg),
+            Span(tid, "c", "r", "web", "redis", "redis.command", "GET", T0 + 1 + own_pg + other_pg, cache),
+        ]
+        result = breakdown_trace(spans)
+        assert isinstance(result, TraceBreakdown)
+        return result
+
+    old = TraceSample(traces=tuple(trace(f"o{i}", a, 5.0, 5.0, 8.0) for i, a in enumerate(app_times(16))))
+    new = TraceSample(traces=tuple(trace(f"n{i}", a, 25.0, 5.0, 2.0) for i, a in enumerate(app_times(17))))
+    e = explain("GET /x", old, new)
+    assert {c.label for c in e.components} == {"app code", "postgres via web", "postgres via web-postgres", "redis"}
+    assert e.named == ("postgres via web",)
+    assert e.sentence.startswith("+20 ms per request in postgres via web (1.0 queries per request, 5.0 → 25 ms each)")
+    assert "−6.0 ms in redis (1.0 commands per request, 8.0 → 2.0 ms each)" in e.sentence
+    assert e.sentence.endswith("; app code and postgres via web-postgres unchanged")
+    assert by_label(e)["redis"].change is Change.FASTER
+    assert_consistent(e)

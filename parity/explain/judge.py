@@ -141,13 +141,13 @@ class RequestChange:
 class ComponentChange:
     """One component old vs new.
 
-    ``label``: its name in sentences (``postgres``, ``app code``, ``app code in billing``; unique in the
-    explanation). ``service``: the span's service (the new side's name when the endpoint's own service was
-    renamed); ``own_service``: it is the endpoint's own service. Times are ms per request (means over the
-    traces); ``diff_*`` new − old with its interval. Calls are spans per request; ``calls_ratio`` new / old
-    with its interval (None when the old side has no call of it; ``calls_ratio_high`` None when unbounded).
-    ``share``: this component's share of the regression (diff / request diff), None when the sampled requests
-    are not slower on average."""
+    ``label``: its name in sentences (``postgres``, ``app code``, ``app code in billing``, ``postgres via
+    billing``; unique in the explanation). ``service``: the span's service (the new side's name when the
+    endpoint's own service was renamed); ``own_service``: it is the endpoint's own service. Times are ms per
+    request (means over the traces); ``diff_*`` new − old with its interval. Calls are spans per request;
+    ``calls_ratio`` new / old with its interval (None when a side has no call of it). ``share``: this
+    component's share of the regression (diff / request diff), None when the sampled requests are not slower
+    on average."""
 
     label: str
     service: str
@@ -297,7 +297,8 @@ def _change(estimate: float, low: float, high: float, threshold: float) -> Chang
 
 def _labels(keys: Sequence[Component], services: Mapping[Component, str]) -> dict[Component, str]:
     """Unique plain names: ``app code`` / ``postgres`` for the endpoint's own service, ``app code in billing``
-    or ``postgres (web-postgres)`` for another; a clash gets the service added."""
+    or ``postgres via billing`` for another (``postgres`` alone when the service is named after it, e.g.
+    ``web-postgres``); a clash gets the service added (``postgres via web``, ``postgres via web-postgres``)."""
     labels: dict[Component, str] = {}
     for k in keys:
         if k.kind is Kind.APP:
@@ -305,11 +306,11 @@ def _labels(keys: Sequence[Component], services: Mapping[Component, str]) -> dic
         elif k.service == "" or k.name in k.service:
             labels[k] = k.name
         else:
-            labels[k] = f"{k.name} ({k.service})"
+            labels[k] = f"{k.name} via {k.service}"
     counts = Counter(labels.values())
     for k in keys:
         if counts[labels[k]] > 1:
-            labels[k] = f"{labels[k]} ({services[k]})" if k.service else f"{labels[k]} ({services[k]}, own)"
+            labels[k] = f"{k.name} via {services[k]}"
     return labels
 
 
