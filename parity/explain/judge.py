@@ -145,9 +145,9 @@ class ComponentChange:
     billing``; unique in the explanation). ``service``: the span's service (the new side's name when the
     endpoint's own service was renamed); ``own_service``: it is the endpoint's own service. Times are ms per
     request (means over the traces); ``diff_*`` new − old with its interval. Calls are spans per request;
-    ``calls_ratio`` new / old with its interval (None when a side has no call of it). ``share``: this
-    component's share of the regression (diff / request diff), None when the sampled requests are not slower
-    on average."""
+    ``calls_ratio`` new / old (None when the old side has no call of it) with its interval (None when a side
+    has none). ``share``: this component's share of the regression (diff / request diff), None when the
+    sampled requests are not slower on average."""
 
     label: str
     service: str
