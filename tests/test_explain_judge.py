@@ -104,7 +104,7 @@ def test_n_plus_one_is_named_with_its_call_count() -> None:
     assert by_label(e)["redis"].diff_ms == pytest.approx(4.0)
     assert by_label(e)["app code"].change is Change.UNCHANGED
     assert e.sentence.startswith(
-        "+36 ms per request in postgres (3.0x more queries: 12.0 → 36.0 per request), "
+        "+36 ms per request in postgres (3.0× more queries: 12.0 → 36.0 per request), "
         "+4.0 ms in redis (2.0 commands per request, 1.0 → 3.0 ms each)"
     )
     assert e.sentence.endswith("; app code unchanged")

@@ -339,16 +339,16 @@ def _detail(c: ComponentChange) -> str:
         return f" (gone: {c.old_calls:.1f} {word} per request before)"
     ratio, low, high = c.calls_ratio, c.calls_ratio_low, c.calls_ratio_high
     if ratio is not None and low is not None and low > 1 and ratio >= CALLS_MIN_RATIO:
-        return f" ({ratio:.1f}x more {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
+        return f" ({ratio:.1f}× more {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
     if ratio is not None and high is not None and high < 1 and ratio <= 1 / CALLS_MIN_RATIO:
-        return f" ({ratio:.2f}x the {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
+        return f" ({ratio:.2f}× the {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
     per_old = c.old_ms / c.old_calls
     per_new = c.new_ms / c.new_calls
     return f" ({c.new_calls:.1f} {word} per request, {_ms(per_old)} → {_ms(per_new)} ms each)"
 
 
 def _sentence(request: RequestChange, ordered: Sequence[ComponentChange], named: Sequence[str]) -> str:
-    """The plain "why" line, e.g. "+38 ms per request in postgres (3.0x more queries: 12.0 → 36.0 per
+    """The plain "why" line, e.g. "+38 ms per request in postgres (3.0× more queries: 12.0 → 36.0 per
     request), +4.0 ms in redis; app code unchanged"."""
     slower = [c for c in ordered if c.change is Change.SLOWER]
     faster = [c for c in ordered if c.change is Change.FASTER]
