@@ -1,0 +1,333 @@
+"""Known-answer tests of parity.explain.breakdown on made-up span trees (times in ms, offsets from 0)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from parity.explain.breakdown import (
+    APP_LABEL,
+    Component,
+    Kind,
+    SkippedTrace,
+    TraceBreakdown,
+    breakdown_trace,
+    breakdown_traces,
+    classify,
+)
+from parity.explain.spans import Span
+
+T0 = 1_764_000_000_000.0  # a realistic epoch in ms: offsets below are added to it
+
+
+def span(
+    sid: str,
+    parent: str | None,
+    start: float,
+    end: float,
+    *,
+    name: str = "custom.op",
+    type: str = "custom",
+    service: str = "web",
+    trace: str = "t1",
+    tags: dict[str, str] | None = None,
+) -> Span:
+    return Span(
+        trace_id=trace,
+        span_id=sid,
+        parent_id=parent,
+        service=service,
+        type=type,
+        name=name,
+        resource=name,
+        start_ms=T0 + start,
+        duration_ms=end - start,
+        tags=tuple(sorted((tags or {}).items())),
+    )
+
+
+def root(start: float = 0.0, end: float = 100.0, sid: str = "r", **kw: object) -> Span:
+    return span(sid, None, start, end, name="rack.request", type="web", **kw)  # type: ignore[arg-type]
+
+
+def pg(sid: str, parent: str | None, start: float, end: float, **kw: object) -> Span:
+    return span(sid, parent, start, end, name="postgres.query", type="sql", **kw)  # type: ignore[arg-type]
+
+
+def redis(sid: str, parent: str | None, start: float, end: float) -> Span:
+    return span(sid, parent, start, end, name="redis.command", type="redis")
+
+
+def http(sid: str, parent: str | None, start: float, end: float, peer: str = "billing") -> Span:
+    return span(sid, parent, start, end, name="http.request", type="http", tags={"peer.service": peer})
+
+
+APP = Component("web", Kind.APP, APP_LABEL)
+PG = Component("web", Kind.DATABASE, "postgres")
+REDIS = Component("web", Kind.CACHE, "redis")
+
+
+def ok(result: TraceBreakdown | SkippedTrace) -> TraceBreakdown:
+    assert isinstance(result, TraceBreakdown), result
+    return result
+
+
+def times(b: TraceBreakdown) -> dict[Component, float]:
+    return {c.component: round(c.time_ms, 6) for c in b.components}
+
+
+def calls(b: TraceBreakdown) -> dict[Component, int]:
+    return {c.component: c.calls for c in b.components}
+
+
+def assert_sums(b: TraceBreakdown) -> None:
+    assert math.isclose(math.fsum(c.time_ms for c in b.components), b.duration_ms, abs_tol=1e-6)
+    assert all(c.time_ms >= 0 for c in b.components)
+
+
+def test_sequential_children_known_answer() -> None:
+    b = ok(breakdown_trace([root(), pg("p1", "r", 10, 30), redis("c1", "r", 40, 45)]))
+    assert times(b) == {APP: 75.0, PG: 20.0, REDIS: 5.0}
+    assert b.duration_ms == 100.0
+    assert b.spans == 3
+    assert b.orphans == 0
+    assert b.excluded == 0
+    assert_sums(b)
+
+
+def test_nested_controller_template_and_queries() -> None:
+    spans = [
+        root(),
+        span("ctl", "r", 5, 95, name="rails.action_controller", type="web"),
+        pg("p1", "ctl", 10, 20),
+        pg("p2", "ctl", 30, 40),
+        span("tpl", "ctl", 50, 70, name="rails.render_template", type="template"),
+        pg("p3", "tpl", 55, 60),
+    ]
+    b = ok(breakdown_trace(spans))
+    tpl = Component("web", Kind.TEMPLATE, "templates")
+    assert times(b) == {APP: 60.0, PG: 25.0, tpl: 15.0}
+    assert calls(b) == {APP: 2, PG: 3, tpl: 1}
+    assert_sums(b)
+
+
+def test_parallel_children_are_not_double_counted() -> None:
+    # two overlapping calls 10-50 and 20-60: the union is 50 ms, not 80; the overlap goes to the one that ends last
+    b = ok(breakdown_trace([root(), http("a", "r", 10, 50, "billing"), http("b", "r", 20, 60, "search")]))
+    assert times(b) == {
+        APP: 50.0,
+        Component("web", Kind.HTTP, "billing"): 10.0,
+        Component("web", Kind.HTTP, "search"): 40.0,
+    }
+    assert_sums(b)
+    same = ok(breakdown_trace([root(), pg("a", "r", 10, 50), pg("b", "r", 20, 60), pg("c", "r", 25, 30)]))
+    assert times(same) == {APP: 50.0, PG: 50.0}
+    assert calls(same)[PG] == 3
+    assert_sums(same)
+
+
+def test_async_child_outliving_its_parent_is_clipped() -> None:
+    job = span("j", "r", 90, 150, name="sidekiq.push", type="worker")
+    b = ok(breakdown_trace([root(), job]))
+    assert times(b) == {APP: 90.0, Component("web", Kind.QUEUE, "sidekiq"): 10.0}
+    assert b.clipped == 1
+    assert_sums(b)
+
+
+def test_overlapping_sibling_and_grandchild() -> None:
+    spans = [
+        root(),
+        pg("a", "r", 10, 40),
+        http("b", "r", 30, 70),
+        span("bill", "b", 35, 65, name="rack.request", type="web", service="billing"),
+    ]
+    b = ok(breakdown_trace(spans))
+    assert times(b) == {
+        APP: 40.0,
+        PG: 20.0,
+        Component("web", Kind.HTTP, "billing"): 10.0,
+        Component("billing", Kind.APP, APP_LABEL): 30.0,
+    }
+    assert_sums(b)
+
+
+def test_missing_parents_are_reattached_or_excluded_and_counted() -> None:
+    inside = pg("o1", "gone", 20, 30)
+    outside = pg("o2", "gone", 200, 210)
+    b = ok(breakdown_trace([root(), inside, outside]))
+    assert times(b) == {APP: 90.0, PG: 10.0}
+    assert b.orphans == 1
+    assert b.excluded == 1
+    assert_sums(b)
+
+
+def test_missing_root_skips_the_trace_with_a_reason() -> None:
+    result = breakdown_trace([pg("p1", "r", 10, 20), redis("c1", "r", 30, 35)])
+    assert isinstance(result, SkippedTrace)
+    assert result.trace_id == "t1"
+    assert "no root span" in result.reason
+    asked = breakdown_trace([root(), pg("p1", "r", 10, 20)], root_span_id="nope")
+    assert isinstance(asked, SkippedTrace)
+    assert "nope" in asked.reason
+    assert isinstance(breakdown_trace([]), SkippedTrace)
+
+
+def test_explicit_root_below_a_proxy() -> None:
+    proxy = span("px", None, 0, 120, name="nginx.request", type="proxy", service="edge")
+    web = span("w", "px", 10, 110, name="rack.request", type="web")
+    b = ok(breakdown_trace([proxy, web, pg("p", "w", 20, 40)], root_span_id="w"))
+    assert b.duration_ms == 100.0
+    assert b.root_span_id == "w"
+    assert times(b) == {APP: 80.0, PG: 20.0}
+    assert b.excluded == 1
+    assert_sums(b)
+
+
+def test_duplicates_foreign_spans_and_cycles_are_counted() -> None:
+    spans = [
+        root(),
+        pg("p", "r", 10, 20),
+        pg("p", "r", 10, 20),
+        pg("x", "r", 10, 20, trace="other"),
+        pg("c1", "c2", 30, 40),
+        pg("c2", "c1", 30, 40),
+    ]
+    b = ok(breakdown_trace(spans))
+    assert times(b) == {APP: 90.0, PG: 10.0}
+    assert (b.duplicates, b.foreign, b.excluded) == (1, 1, 2)
+    assert_sums(b)
+
+
+def test_zero_length_and_identical_children() -> None:
+    b = ok(breakdown_trace([root(), pg("z", "r", 50, 50), span("same", "r", 0, 100, name="rails.action_controller")]))
+    assert times(b) == {APP: 100.0, PG: 0.0}
+    assert calls(b) == {APP: 2, PG: 1}
+    assert_sums(b)
+
+
+def test_from_ns_at_a_real_epoch_sums_exactly() -> None:
+    base = 1_764_000_000_123_456_789
+    spans = [
+        Span.from_ns(
+            trace_id=7,
+            span_id=1,
+            parent_id=0,
+            service="web",
+            type="web",
+            name="rack.request",
+            resource="UsersController#show",
+            start_ns=base,
+            duration_ns=12_345_678,
+        ),
+        Span.from_ns(
+            trace_id=7,
+            span_id=2,
+            parent_id=1,
+            service="web",
+            type=None,
+            name="postgres.query",
+            resource="SELECT 1",
+            start_ns=base + 1_000_001,
+            duration_ns=3_000_003,
+            error=1,
+        ),
+    ]
+    assert spans[0].parent_id is None
+    assert spans[1].type == ""
+    assert spans[1].error is True
+    b = ok(breakdown_trace(spans))
+    assert b.duration_ms == pytest.approx(12.345678)
+    assert times(b)[PG] == pytest.approx(3.000003, abs=1e-6)
+    assert_sums(b)
+
+
+def test_random_trees_sum_to_the_root_and_never_go_negative() -> None:
+    kinds = [("postgres.query", "sql"), ("redis.command", "redis"), ("http.request", "http"), ("x.op", "custom")]
+    for seed in range(30):
+        rng = random.Random(seed)
+        spans = [root(0, 1000)]
+        for i in range(rng.randint(1, 60)):
+            parent = rng.choice(spans)
+            a = rng.uniform(parent.start_ms - T0 - 20, parent.end_ms - T0)
+            b = a + rng.uniform(0, 300)  # may outlive the parent (async)
+            name, typ = rng.choice(kinds)
+            pid = parent.span_id if rng.random() > 0.05 else "missing"
+            spans.append(span(f"s{i}", pid, a, b, name=name, type=typ))
+        rng.shuffle(spans)
+        result = ok(breakdown_trace(spans))
+        assert_sums(result)
+        assert result.spans + result.excluded == len(spans)
+
+
+def test_many_sequential_queries_n_plus_one() -> None:
+    spans = [root(0, 3000)] + [pg(f"q{i}", "r", i + 0.25, i + 0.75) for i in range(3000)]
+    b = ok(breakdown_trace(spans))
+    assert times(b) == {APP: 1500.0, PG: 1500.0}
+    assert calls(b)[PG] == 3000
+    assert_sums(b)
+
+
+def test_breakdown_traces_groups_and_reports_skipped() -> None:
+    spans = [
+        root(trace="a"),
+        pg("p", "r", 10, 20, trace="a"),
+        pg("q", "r", 10, 20, trace="b"),  # trace b: root not fetched
+    ]
+    done, skipped = breakdown_traces(spans, roots={"a": "r", "c": "r"})
+    assert [d.trace_id for d in done] == ["a"]
+    assert [(s.trace_id, "no root" in s.reason or "no spans" in s.reason) for s in skipped] == [
+        ("b", True),
+        ("c", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("type_", "name", "tags", "expected"),
+    [
+        ("sql", "active_record.sql", {"active_record.db.vendor": "postgres"}, (Kind.DATABASE, "postgres")),
+        ("sql", "active_record.sql", {}, (Kind.DATABASE, "sql")),
+        ("db", "postgres.query", {}, (Kind.DATABASE, "postgres")),
+        ("sql", "mysql2.query", {}, (Kind.DATABASE, "mysql")),
+        ("db", "some.db.op", {"db.system": "postgresql"}, (Kind.DATABASE, "postgres")),
+        ("redis", "redis.command", {}, (Kind.CACHE, "redis")),
+        ("cache", "rails.cache", {}, (Kind.CACHE, "rails.cache")),
+        ("memcached", "memcached.command", {}, (Kind.CACHE, "memcached")),
+        ("http", "http.request", {"peer.service": "billing"}, (Kind.HTTP, "billing")),
+        ("http", "net/http.request", {"out.host": "api.example.com"}, (Kind.HTTP, "api.example.com")),
+        ("http", "http.request", {}, (Kind.HTTP, "http")),
+        ("web", "rack.request", {}, (Kind.APP, APP_LABEL)),
+        ("web", "rails.action_controller", {}, (Kind.APP, APP_LABEL)),
+        ("template", "rails.render_template", {}, (Kind.TEMPLATE, "templates")),
+        ("dns", "dns.lookup", {}, (Kind.DNS, "dns")),
+        ("", "dns.resolve", {}, (Kind.DNS, "dns")),
+        ("worker", "sidekiq.job", {}, (Kind.QUEUE, "sidekiq")),
+        ("proxy", "http_server.queue", {}, (Kind.QUEUE, "request queue")),
+        ("custom", "active_record.instantiation", {}, (Kind.CUSTOM, "active_record.instantiation")),
+        ("", "mystery.op", {}, (Kind.OTHER, "mystery.op")),
+    ],
+)
+def test_classify(type_: str, name: str, tags: dict[str, str], expected: tuple[Kind, str]) -> None:
+    parent = root()
+    s = span("s", "r", 1, 2, name=name, type=type_, tags=tags)
+    c = classify(s, parent)
+    assert (c.kind, c.name) == expected
+    assert c.service == "web"
+
+
+def test_a_service_entry_is_its_app_code() -> None:
+    custom_entry = span("s", "r", 1, 2, name="billing.handle", type="custom", service="billing")
+    assert classify(custom_entry, root()) == Component("billing", Kind.APP, APP_LABEL)
+    # a client span in another service (old-style "web-postgres" service naming) stays a database
+    db = pg("p", "r", 1, 2, service="web-postgres")
+    assert classify(db, root()) == Component("web-postgres", Kind.DATABASE, "postgres")
+    # the root itself, whatever its type
+    assert classify(span("x", None, 0, 1, name="job.run", type=""), None).kind is Kind.APP
+
+
+def test_span_rejects_bad_durations() -> None:
+    with pytest.raises(ValueError, match="duration_ms"):
+        span("s", None, 10, 5)
+    with pytest.raises(ValueError, match="finite"):
+        Span("t", "s", None, "web", "web", "rack.request", "r", math.nan, 1.0)
