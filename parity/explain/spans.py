@@ -117,4 +117,3 @@ class Span:
             error=bool(error),
             tags=tuple(sorted((tags or {}).items())),
         )
-
