@@ -174,7 +174,26 @@ def test_cursor_pagination_gives_the_same_answer_and_caps_are_stated(fake: DemoD
     assert capped.capped
     assert capped.candidates == 3
     assert capped.covered_until_s == T0 + 13
-    assert "the window's first ones" in capped.describe()
+    assert "the window's earliest ones: it may hold more" in capped.describe()
+
+
+def test_401_is_one_line(fake: DemoDatadog, waits: list[float]) -> None:
+    _send(fake, _trace(1))
+    reader = DatadogSpans.connect(api_key="wrong-api-key-456", app_key=DEMO_APP_KEY, dd_url=fake.url, timeout_s=10)
+    with reader, pytest.raises(ExplainUnavailable) as err:
+        reader.sample_traces(_window())
+    assert "HTTP 401" in err.value.reason
+    assert "wrong-api-key-456" not in err.value.reason
+
+
+def test_the_sample_feeds_the_judge_as_spans_roots_and_a_chosen_phrase(fake: DemoDatadog, waits: list[float]) -> None:
+    for n in range(1, 4):
+        _send(fake, _trace(n))
+    with _reader(fake, waits) as reader:
+        sample = reader.sample_traces(_window(), SamplePolicy(traces=2, seed=5))
+    assert len(sample.spans) == 2 * 5
+    assert sample.roots == {t.trace_id: f"{int(t.trace_id) - 9_000_000_000_000_000_000}00" for t in sample.traces}
+    assert sample.chosen.startswith("2 traces of 3 indexed request spans of UsersController#show (web in ec2): 2 drawn")
 
 
 def test_403_is_one_line_naming_the_permission_and_no_key(fake: DemoDatadog, waits: list[float]) -> None:

@@ -11,7 +11,7 @@ empty page after it would cost a request) or without a cursor):
    the sample says so: it covers ``[start, last candidate]``). Spans whose ``parent_id`` is not ``"0"`` (the
    endpoint is called by another traced service) are kept: the sampled span is the request, its trace is still
    read whole, and :attr:`SampledTrace.request_span_id` names it.
-2. **Sample** (stated in :attr:`TraceSample.rule`): the candidates are sorted by (start, span id) — so the API's
+2. **Sample** (stated in :attr:`SampledTraces.rule`): the candidates are sorted by (start, span id) — so the API's
    order does not matter — and ``random.Random(seed).sample`` draws :attr:`SamplePolicy.traces` of them without
    replacement (all of them when there are fewer), one per trace (a trace that holds the endpoint twice is
    drawn once). Errors are not excluded. Indexed spans are themselves a sample Datadog's retention filters
@@ -28,9 +28,9 @@ it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's a
 never guessed.
 
 Rate limits (Datadog: 300 span-search requests per hour, shared by the org): every answer's
-``X-RateLimit-*`` headers are kept (:attr:`TraceSample.rate_limit`: the last seen) and a read sends at most
+``X-RateLimit-*`` headers are kept (:attr:`SampledTraces.rate_limit`: the last seen) and a read sends at most
 :attr:`SamplePolicy.max_requests` requests. A 429 waits ``X-RateLimit-Reset`` seconds (through the injected
-``sleep``, reported to ``progress``, recorded in :attr:`TraceSample.waits_s`) when that is at most
+``sleep``, reported to ``progress``, recorded in :attr:`SampledTraces.waits_s`) when that is at most
 :attr:`SamplePolicy.max_wait_s`, at most :attr:`SamplePolicy.max_rate_waits` times; otherwise the read stops.
 If the request budget runs out while fetching traces, the batches already read whole are kept and the rest are
 dropped and counted (traces are independent draws, so dropping whole later batches does not bias the sample).
@@ -88,7 +88,7 @@ __all__ = [
     "RateLimit",
     "SamplePolicy",
     "SampledTrace",
-    "TraceSample",
+    "SampledTraces",
     "span_from_wire",
     "span_query",
 ]
@@ -105,7 +105,7 @@ ProgressFn = Callable[[str], None]
 
 
 class ExplainUnavailable(Exception):
-    """No explanation can be read: one line saying why (the caller shows "no explanation: <reason>" and changes
+    """No explanation can be read: one line saying why (the caller shows "<reason>" and changes
     no verdict)."""
 
     def __init__(self, reason: str) -> None:
@@ -184,12 +184,12 @@ class SampledTrace:
 
 
 @dataclass(frozen=True)
-class TraceSample:
+class SampledTraces:
     """What one side's read gave, and how it was chosen.
 
     ``candidates``: request spans of the endpoint found in the window (at most the policy's
-    ``max_candidates``; ``capped`` True when the window holds more, then ``covered_until_s`` is the last
-    candidate's start); ``traces`` in draw order; ``dropped`` sampled traces not returned with the reasons in
+    ``max_candidates``; ``capped`` True when the window may hold more (a full last page), then
+    ``covered_until_s`` is the last candidate's start); ``traces`` in draw order; ``dropped`` sampled traces not returned with the reasons in
     ``notes`` (request budget, request span missing from its trace, spans without duration/id/start);
     ``requests`` sent; ``waits_s`` rate-limit waits; ``rate_limit`` the last headers seen.
     """
@@ -208,11 +208,26 @@ class TraceSample:
     rate_limit: RateLimit | None = None
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """Every span of every trace (for :func:`parity.explain.judge.trace_sample`)."""
+        return tuple(span for trace in self.traces for span in trace.spans)
+
+    @property
+    def roots(self) -> dict[str, str]:
+        """Trace id -> the drawn request span's id (``roots`` of :func:`parity.explain.judge.trace_sample`)."""
+        return {trace.trace_id: trace.request_span_id for trace in self.traces}
+
+    @property
+    def chosen(self) -> str:
+        """How the traces were chosen (``chosen`` of :func:`parity.explain.judge.trace_sample`): :meth:`describe`."""
+        return self.describe()
+
     def describe(self) -> str:
         """The sampling, stated in one sentence (for reports)."""
         where = f"{self.window.service} in {self.window.env}"
         got = f"{len(self.traces)} traces of {self.candidates} indexed request spans of {self.window.resource}"
-        capped = " (the window's first ones: it held more)" if self.capped else ""
+        capped = " (the window's earliest ones: it may hold more)" if self.capped else ""
         return f"{got}{capped} ({where}): {self.rule}"
 
 
@@ -366,7 +381,7 @@ class DatadogSpans:
 
     def sample_traces(
         self, window: EndpointWindow, policy: SamplePolicy | None = None, *, progress: ProgressFn | None = None
-    ) -> TraceSample:
+    ) -> SampledTraces:
         """Sampled whole traces of ``window``'s endpoint (module docstring). ExplainUnavailable (one line) on any
         failure; DatadogError (bad input, nothing sent) for names that cannot be queried or an empty window."""
         policy = policy or SamplePolicy()
@@ -381,26 +396,24 @@ class DatadogSpans:
             candidates, capped = self._candidates(session, query, window, say)
         except _BudgetSpent:
             raise ExplainUnavailable(
-                f"no explanation for {where}: the request budget ({policy.max_requests}) ran out while listing "
-                "request spans"
+                f"{where}: the request budget ({policy.max_requests}) ran out while listing request spans"
             ) from None
         if not candidates:
             raise ExplainUnavailable(
-                f"no explanation for {where}: Datadog has no indexed span of it in [{window.start_s}, {window.end_s}) "
-                f"(query {query}): no traffic, spans not indexed (retention filters) or not yet ingested"
+                f"{where}: Datadog has no indexed span of it in [{window.start_s}, {window.end_s}) "
+                f"(query {query}): no traffic, spans not indexed (retention filters), not yet ingested or older than "
+                "the indexed spans' retention (15 days by default)"
             )
         drawn = _draw(candidates, policy)
         traces, dropped = self._traces(session, drawn, say, notes)
         if not traces:
-            raise ExplainUnavailable(
-                f"no explanation for {where}: no sampled trace could be read whole ({'; '.join(notes)})"
-            )
+            raise ExplainUnavailable(f"{where}: no sampled trace could be read whole ({'; '.join(notes)})")
         rule = (
             f"{len(drawn)} drawn uniformly without replacement (random.Random({policy.seed}).sample over the "
             "candidates sorted by start and span id, one per trace), errors included; indexed spans are themselves "
             "sampled by Datadog's retention filters"
         )
-        return TraceSample(
+        return SampledTraces(
             window=window,
             query=query,
             rule=rule,
@@ -445,9 +458,7 @@ class DatadogSpans:
             batch = drawn[b : b + size]
             ids = [s.trace_id for s in batch]
             if not all(_ID.fullmatch(i) for i in ids):
-                raise ExplainUnavailable(
-                    f"no explanation: Datadog answered a trace id that cannot be queried ({ids[0][:40]!r} …)"
-                )
+                raise ExplainUnavailable(f"Datadog answered a trace id that cannot be queried ({ids[0][:40]!r} …)")
             lo = math.floor(min(s.start_ms for s in batch)) - TRACE_MARGIN_S * 1000
             hi = math.ceil(max(s.end_ms for s in batch)) + TRACE_MARGIN_S * 1000
             spans: dict[str, dict[str, Span]] = {i: {} for i in ids}
@@ -509,15 +520,12 @@ class DatadogSpans:
             answer = self._request(session, body, query, say)
             items = answer.get("data")
             if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
-                raise ExplainUnavailable(
-                    f"no explanation: unexpected answer from Datadog's Spans API to {query[:120]}: no data list"
-                )
+                raise ExplainUnavailable(f"unexpected answer from Datadog's Spans API to {query[:120]}: no data list")
             meta = _mapping(answer.get("meta"))
             status = meta.get("status")
             if status not in (None, "done"):
                 raise ExplainUnavailable(
-                    f"no explanation: Datadog's span search did not finish ({_first_line(status, 40)}) for "
-                    f"{query[:120]}"
+                    f"Datadog's span search did not finish ({_first_line(status, 40)}) for {query[:120]}"
                 )
             page_meta = _mapping(meta.get("page"))
             after = page_meta.get("after")
@@ -552,19 +560,19 @@ class DatadogSpans:
             except urllib3.exceptions.HTTPError as exc:
                 raise ExplainUnavailable(
                     self._scrub(
-                        f"no explanation: Datadog's Spans API at {host}: "
+                        f"Datadog's Spans API at {host}: "
                         f"{_connection_reason(exc, self.client.timeout_s)} (check the network, the site or the URL)"
                     )
                 ) from None
             except OpenApiException as exc:
                 raise ExplainUnavailable(
-                    self._scrub(f"no explanation: unexpected answer from Datadog's Spans API: {_first_line(exc)}")
+                    self._scrub(f"unexpected answer from Datadog's Spans API: {_first_line(exc)}")
                 ) from None
             data, headers = (raw[0], raw[2]) if isinstance(raw, tuple) and len(raw) == 3 else (raw, None)
             session.rate = _rate_limit(headers) or session.rate
             plain = data.to_dict() if hasattr(data, "to_dict") else data
             if not isinstance(plain, Mapping):
-                raise ExplainUnavailable("no explanation: unexpected answer from Datadog's Spans API: not an object")
+                raise ExplainUnavailable("unexpected answer from Datadog's Spans API: not an object")
             return plain
 
     def _rate_wait(self, session: _Session, exc: ApiException, host: str) -> float:
@@ -578,7 +586,7 @@ class DatadogSpans:
             when = f"it resets in {_first_line(text, 20)} s" if text else "Datadog did not say when it resets"
             which = f" ({session.rate.describe()})" if session.rate else ""
             raise ExplainUnavailable(
-                f"no explanation: Datadog's Spans API rate limit reached (HTTP 429) at {host}: {when}{which}; "
+                f"Datadog's Spans API rate limit reached (HTTP 429) at {host}: {when}{which}; "
                 "span search allows 300 requests per hour for the whole org"
             )
         return max(wait, 1.0)
@@ -595,22 +603,22 @@ def _failure(exc: ApiException, host: str, query: str) -> str:
     """The one line for an HTTP error of the Spans API (not 429)."""
     status = int(exc.status or 0)
     if isinstance(exc, UnauthorizedException) or status == 401:
-        return f"no explanation: Datadog refused the API key (HTTP 401) at {host}: check DD_API_KEY and the site"
+        return f"Datadog refused the API key (HTTP 401) at {host}: check DD_API_KEY and the site"
     if isinstance(exc, ForbiddenException) or status == 403:
         return (
-            f"no explanation: Datadog refused the application key (HTTP 403) at {host}: DD_APP_KEY is invalid, lacks "
+            f"Datadog refused the application key (HTTP 403) at {host}: DD_APP_KEY is invalid, lacks "
             "the apm_read permission, or belongs to another org than DD_API_KEY"
         )
     if status >= 500:
         return (
-            f"no explanation: Datadog's Spans API failed (HTTP {status}) at {host}: "
+            f"Datadog's Spans API failed (HTTP {status}) at {host}: "
             f"{_body_message(exc) or 'server error'}; a fault on Datadog's side (see status.datadoghq.com)"
         )
     if status == 404:
-        return f"no explanation: no Datadog Spans API at {host} (HTTP 404): check the site or URL"
+        return f"no Datadog Spans API at {host} (HTTP 404): check the site or URL"
     if status == 0:
-        return f"no explanation: cannot talk to Datadog at {host}: {_first_line(exc.reason)}"
-    return f"no explanation: Datadog rejected the span search {query[:120]} (HTTP {status}): {_body_message(exc)}"
+        return f"cannot talk to Datadog at {host}: {_first_line(exc.reason)}"
+    return f"Datadog rejected the span search {query[:120]} (HTTP {status}): {_body_message(exc)}"
 
 
 def _draw(candidates: Sequence[Span], policy: SamplePolicy) -> list[Span]:
