@@ -189,8 +189,9 @@ class SampledTraces:
 
     ``candidates``: request spans of the endpoint found in the window (at most the policy's
     ``max_candidates``; ``capped`` True when the window may hold more (a full last page), then
-    ``covered_until_s`` is the last candidate's start); ``traces`` in draw order; ``dropped`` sampled traces not returned with the reasons in
-    ``notes`` (request budget, request span missing from its trace, spans without duration/id/start);
+    ``covered_until_s`` is the last candidate's start); ``traces`` in draw order; ``dropped`` sampled traces
+    not returned, with the reasons in ``notes`` (request budget, request span missing from its trace, spans
+    without duration/id/start);
     ``requests`` sent; ``waits_s`` rate-limit waits; ``rate_limit`` the last headers seen.
     """
 
