@@ -292,3 +292,10 @@ def test_the_trace_intake_refuses_a_malformed_batch_whole(fake: DemoDatadog) -> 
     with pytest.raises(ValueError, match="HTTP 400"):
         post_traces(fake.traces_url, env="ec2", spans=bad)
     assert len(fake.traces) == 0
+
+
+def test_the_trace_store_drops_spans_past_its_horizon() -> None:
+    with DemoDatadog(horizon_s=60.0) as dd:
+        _send(dd, _trace(1, queries=1))  # 3 spans at T0 + 11
+        _send(dd, _trace(2, queries=1, at_s=T0 + 100))  # 3 spans, 89 s later: the first trace is past 60 s
+        assert len(dd.traces) == 3
