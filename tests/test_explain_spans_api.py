@@ -299,3 +299,22 @@ def test_the_trace_store_drops_spans_past_its_horizon() -> None:
         _send(dd, _trace(1, queries=1))  # 3 spans at T0 + 11
         _send(dd, _trace(2, queries=1, at_s=T0 + 100))  # 3 spans, 89 s later: the first trace is past 60 s
         assert len(dd.traces) == 3
+
+
+def test_sides_sharing_trace_ids_stay_apart_and_a_doubled_span_id_drops_its_trace(
+    fake: DemoDatadog, waits: list[float]
+) -> None:
+    for n in range(1, 4):
+        _send(fake, _trace(n, queries=1))
+        _send(fake, _trace(n, queries=4), env="eks")  # the same trace and span ids in the other env
+    again = _trace(3, queries=1)
+    _send(fake, [{**again[0], "duration_ms": 99.0}])  # trace 3's root once more, with another duration
+    with _reader(fake, waits) as reader:
+        old = reader.sample_traces(_window())
+        new = reader.sample_traces(_window(env="eks"))
+    assert sorted(len(t.spans) for t in new.traces) == [6, 6, 6]  # root, redis, 4 queries: none from ec2
+    assert {t.request_span.duration_ms for t in new.traces} == {60.0}
+    assert [t.trace_id[-1] for t in old.traces if len(t.spans) == 3] == [t.trace_id[-1] for t in old.traces]
+    assert sorted(t.trace_id[-1] for t in old.traces) == ["1", "2"]
+    assert old.dropped == 1
+    assert any("span id twice" in n for n in old.notes)

@@ -16,9 +16,11 @@ empty page after it would cost a request) or without a cursor):
    replacement (all of them when there are fewer), one per trace (a trace that holds the endpoint twice is
    drawn once). Errors are not excluded. Indexed spans are themselves a sample Datadog's retention filters
    chose: the rule says so.
-3. **Whole traces.** ``trace_id:(<id> OR <id> ...)`` in batches of :attr:`SamplePolicy.batch_traces`, over the
-   batch's request spans' time ± :data:`TRACE_MARGIN_S`, every page read. A trace whose request span is not
-   among its spans is dropped and counted.
+3. **Whole traces.** ``env:<E> trace_id:(<id> OR <id> ...)`` in batches of :attr:`SamplePolicy.batch_traces`,
+   over the batch's request spans' time ± :data:`TRACE_MARGIN_S`, every page read. ``env`` keeps the other
+   environment's spans out should both sides ever share trace ids (e.g. a replay that propagates trace headers
+   to both); a downstream service that reports another env is then not seen (its time stays in the caller). A
+   trace whose request span is not among its spans, or that holds one span id twice, is dropped and counted.
 
 Conversion at the edge (:func:`span_from_wire`): ``custom.duration`` (nanoseconds, as the recorded answers have
 it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms; ``parent_id``
@@ -406,7 +408,7 @@ class DatadogSpans:
                 "the indexed spans' retention (15 days by default)"
             )
         drawn = _draw(candidates, policy)
-        traces, dropped = self._traces(session, drawn, say, notes)
+        traces, dropped = self._traces(session, window.env, drawn, say, notes)
         if not traces:
             raise ExplainUnavailable(f"{where}: no sampled trace could be read whole ({'; '.join(notes)})")
         rule = (
@@ -447,7 +449,7 @@ class DatadogSpans:
         return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False
 
     def _traces(
-        self, session: _Session, drawn: Sequence[Span], say: ProgressFn, notes: list[str]
+        self, session: _Session, env: str, drawn: Sequence[Span], say: ProgressFn, notes: list[str]
     ) -> tuple[list[SampledTrace], int]:
         """Every span of the drawn traces, batch by batch; (traces read whole, how many drawn were dropped)."""
         out: list[SampledTrace] = []
@@ -455,6 +457,7 @@ class DatadogSpans:
         unread = 0
         missing = 0
         skipped = 0
+        doubled: set[str] = set()
         for b in range(0, len(drawn), size):
             batch = drawn[b : b + size]
             ids = [s.trace_id for s in batch]
@@ -465,19 +468,23 @@ class DatadogSpans:
             spans: dict[str, dict[str, Span]] = {i: {} for i in ids}
             try:
                 for page, _more in self._pages(
-                    session, f"trace_id:({' OR '.join(ids)})", lo, hi, session.policy.page_limit, say
+                    session, f"env:{env} trace_id:({' OR '.join(ids)})", lo, hi, session.policy.page_limit, say
                 ):
                     for item in page:
                         span = span_from_wire(item)
                         if span is None:
                             skipped += 1
                         elif span.trace_id in spans:
+                            if spans[span.trace_id].get(span.span_id, span) != span:
+                                doubled.add(span.trace_id)
                             spans[span.trace_id][span.span_id] = span
             except _BudgetSpent:
                 unread = len(drawn) - b
                 break
             for request in batch:
                 trace = spans[request.trace_id]
+                if request.trace_id in doubled:
+                    continue
                 if request.span_id not in trace:
                     missing += 1
                     continue
@@ -489,9 +496,11 @@ class DatadogSpans:
             )
         if missing:
             notes.append(f"{missing} sampled traces dropped: their request span was not among the trace's spans")
+        if doubled & {s.trace_id for s in drawn}:
+            notes.append(f"{len(doubled)} sampled traces dropped: they hold one span id twice (trace ids reused?)")
         if skipped:
             notes.append(f"{skipped} spans without a trace id, span id, start or duration left out")
-        return out, unread + missing
+        return out, unread + missing + len(doubled)
 
     def _pages(
         self, session: _Session, query: str, lo_ms: int, hi_ms: int, limit: int, say: ProgressFn
