@@ -26,6 +26,9 @@ manager). Endpoints:
     duration with at least NN % of the spans at or below it — numpy's ``inverted_cdf``). Any other pairing,
     query or data source is a 400 in Datadog's ``{"errors": [...]}`` shape.
 - ``POST /api/v1/events`` and ``POST /api/v2/series`` (API key only): recorded, 202 in Datadog's shape.
+- Whole traces (spans with parent ids) for ``parity explain``: ``POST /api/parity-demo/traces`` (intake, no keys)
+  and ``POST /api/v2/spans/events/search`` (the v2 Spans API, both keys, its own rate limit): see
+  :mod:`parity.demo.apm_traces`; :attr:`DemoDatadog.traces` is the store, :attr:`DemoDatadog.traces_url` the intake.
 
 Fault switches (query side only; the span intake never fails): :meth:`DemoDatadog.fail` (a status for N
 requests or always), :meth:`DemoDatadog.rate_limit` (429 with ``X-RateLimit-*`` headers), :meth:`DemoDatadog.delay`
@@ -55,6 +58,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from parity.demo.apm_traces import SEARCH_PATH, TRACES_INTAKE_PATH, SearchError, TraceStore, parse_spans
 from parity.sources.routes import normalise_resource
 
 __all__ = [
@@ -234,6 +238,9 @@ class DemoDatadog:
         self.null_stats: set[str] = set()
         self.url = ""
         self.intake_url = ""
+        self.traces_url = ""
+        #: Whole traces and the Spans search over them (:mod:`parity.demo.apm_traces`).
+        self.traces = TraceStore(self.horizon_s)
         self._host, self._port = host, port
         self._store_lock = threading.Lock()
         self._series: dict[tuple[str, str, str, frozenset[str]], dict[str, _Spans]] = {}
@@ -261,6 +268,7 @@ class DemoDatadog:
         host, port = server.server_address[:2]
         self.url = f"http://{host!s}:{port}"
         self.intake_url = self.url + INTAKE_PATH
+        self.traces_url = self.url + TRACES_INTAKE_PATH
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="demo-datadog", daemon=True)
         self._thread.start()
@@ -618,6 +626,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == INTAKE_PATH:
             self._intake(body)
             return
+        if path == TRACES_INTAKE_PATH:
+            self._traces_intake(body)
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
         fake._record(RecordedRequest("POST", path, headers, body, time.time()))
         delay = fake._next_delay()
@@ -628,7 +639,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._send(fault.status, fault.body, fault.headers)
             return
-        needs_app_key = {"/api/v2/query/scalar": True, "/api/v1/events": False, "/api/v2/series": False}.get(path)
+        needs_app_key = {
+            "/api/v2/query/scalar": True,
+            SEARCH_PATH: True,
+            "/api/v1/events": False,
+            "/api/v2/series": False,
+        }.get(path)
         if needs_app_key is None:
             self._send(404, {"errors": ["Not found"]})
             return
@@ -637,6 +653,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if needs_app_key and headers.get("dd-application-key") != fake.app_key:
             self._send(403, {"errors": ["Forbidden"]})
+            return
+        if path == SEARCH_PATH:
+            allowed, limits = fake.traces.rate()
+            if not allowed:
+                self._send(429, {"errors": ["Too many requests"]}, limits)
+                return
+            try:
+                status, answer = fake.traces.search(body, fake.url)
+            except SearchError as exc:
+                status, answer = 400, {"errors": [str(exc)]}
+            self._send(status, answer, limits)
             return
         status, answer = fake.scalar(body) if needs_app_key else fake.intake(path, body)
         rate = {
@@ -657,6 +684,16 @@ class _Handler(BaseHTTPRequestHandler):
             span: Any = body.get("span")
             spans: Any = body.get("spans")
             accepted = self.server.fake.add_spans(env, service, span, spans, body.get("tags") or ())
+        except (ValueError, TypeError) as exc:
+            self._send(400, {"errors": [str(exc)]})
+            return
+        self._send(202, {"accepted": accepted})
+
+    def _traces_intake(self, body: Any) -> None:
+        try:
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            accepted = self.server.fake.traces.add(parse_spans(body.get("env"), body.get("spans")))
         except (ValueError, TypeError) as exc:
             self._send(400, {"errors": [str(exc)]})
             return
