@@ -673,3 +673,37 @@ def test_a_regression_that_appears_at_a_heavy_step_is_decidable_and_never_goes()
             break
     assert seq.Action.GO not in actions
     assert actions[-1] is seq.Action.STOP, actions
+
+
+def test_a_p95_only_regression_shown_slower_holds_the_go_at_the_last_compared_step() -> None:
+    """50 % step (the last with an old side), 200 requests a side a check: the mean unchanged (±2 % noise), the
+    p95 +10 % against its 5 % tolerance. p95 is judged but not a GO metric; at the 40-check minimum hold the mean
+    is shown within (x0.963-x1.036) and the p95 already slower than no change (x1.001-x1.173). It used to GO,
+    carrying the regression to 100 % where nothing compares it any more; now the step waits and the p95 stops."""
+    plan = seq.plan_gate(["GET /a"], seq.CutoverPolicy(steps=(50.0, 100.0)))
+    state = seq.start(plan)
+    rng = np.random.default_rng(0)
+
+    def side(avg: float, p95: float) -> seq.IntervalSummary:
+        return seq.IntervalSummary(200, 0, avg, avg * 0.8, avg, avg * 1.3, p95, p95 * 1.5, p95 * 2)
+
+    actions = []
+    for c in range(seq.DEFAULT_MAX_HOLD_CHECKS):
+        old = side(50.0 * float(rng.lognormal(0, 0.02)), 100.0 * float(rng.lognormal(0, 0.05)))
+        new = side(50.0 * float(rng.lognormal(0, 0.02)), 110.0 * float(rng.lognormal(0, 0.05)))
+        state = seq.update(state, seq.Check(c, (seq.EndpointInterval("GET /a", old, new),)))
+        decision = seq.decide(state)
+        actions.append(decision.action)
+        p95 = next(m for m in decision.metrics if m.metric == "p95_ms")
+        if c == seq.DEFAULT_MIN_HOLD_CHECKS - 1:
+            avg = next(m for m in decision.metrics if m.metric == "avg_ms")
+            assert avg.finding is seq.Finding.WITHIN
+            assert p95.finding is seq.Finding.OPEN
+            assert p95.lower is not None
+            assert p95.lower > 1.0
+            assert decision.action is seq.Action.WAIT, decision.reasons
+            assert any(r.startswith("GET /a p95_ms") and "holds the GO" in r for r in decision.reasons)
+        if decision.action is not seq.Action.WAIT:
+            break
+    assert seq.Action.GO not in actions
+    assert actions[-1] is seq.Action.STOP

@@ -250,9 +250,10 @@ class CutoverPolicy:
     minutes are what a cautious production cutover uses anyway (the whole move takes >= 3 h 20 min). ``alpha``:
     family-wise false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
     ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
-    within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is rarely
-    judgeable at small weights). ``min_traffic_share``: an endpoint whose share of all requests seen is below this
-    does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
+    within tolerance for a GO (others need not be shown within: a p95 needs ~100 hits per side and interval and is
+    rarely judgeable at small weights; they stop, and hold the GO back once shown worse than no change).
+    ``min_traffic_share``: an endpoint whose share of all requests seen is below this does not hold a GO back (it
+    can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
     (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 in the newest
     interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once. ``split_tolerance``: relative gap
     between the observed share of requests on the new side in the step and the weight beyond which the split does
@@ -1017,8 +1018,10 @@ def decide(state: GateState) -> StepDecision:
     (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it
     was not shown worse, and its evidence carries into the next, heavier step, where it may stop the
     cutover; unless it is already shown changed for the worse (``_shown_changed``: lower bound above no
-    change), which holds the GO back like a decidable metric. NO_DATA is never within; a NO_DATA that the
-    step could have filled blocks the GO.
+    change), which holds the GO back like a decidable metric. A judged metric outside ``go_metrics`` (a
+    percentile) need not be shown within, but one already shown changed for the worse holds the GO back too
+    (a p95 +10 % against a 5 % tolerance, x1.001-x1.173 at the 50 % step's minimum hold, went to 100 % with
+    the mean shown within). NO_DATA is never within; a NO_DATA that the step could have filled blocks the GO.
 
     At the last step (100 %) there is no old side: only the guardrails decide (STOP on a breach; GO, i.e.
     completed, after the minimum hold of checks with new-side data). At the maximum hold an undecided step
@@ -1051,6 +1054,18 @@ def decide(state: GateState) -> StepDecision:
         and m.finding is not Finding.WITHIN
     ]
     blocking = _go_blockers(state, metrics, candidates, position)
+    for j, m in enumerate(metrics):  # a judged metric outside go_metrics (a p95) can only stop, but one already
+        # shown slower than no change holds the GO like _shown_changed does for an undecidable GO metric: at the
+        # last compared step the GO would carry its regression to 100 %, where nothing compares it any more
+        if (
+            not last_step
+            and m.metric not in policy.go_metrics
+            and share[position[m.endpoint]] >= policy.min_traffic_share
+            and m.finding is Finding.OPEN
+            and _shown_changed(m)
+        ):
+            metrics[j] = replace(m, reason=f"{m.reason}; already shown worse than no change: it holds the GO")
+            blocking.append(metrics[j])
     undecidable = sum(not m.decidable for m in metrics)
     reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
     if not state.last_check_usable:
