@@ -707,3 +707,38 @@ def test_a_p95_only_regression_shown_slower_holds_the_go_at_the_last_compared_st
             break
     assert seq.Action.GO not in actions
     assert actions[-1] is seq.Action.STOP
+
+
+def test_the_p99_guardrail_is_shown_not_read_off_one_noisy_interval() -> None:
+    """50 % step, 150 new-side hits a check (lognormal, sigma 0.5), p99 limit 1.5x the true p99. The old rule
+    (the newest interval's p99 above the limit stops at once) false-stopped 63 % of such endpoints within 120
+    checks (exit 4 and a rollback): the p99 of 150 hits is their second largest. Now the step's p99 must be shown
+    above the limit at the guardrail's alpha: none stops; a p99 truly 1.25x the limit is still stopped."""
+
+    def first_breach(limit_factor: float, seed: int) -> np.ndarray:
+        paths, median, sigma = 30, 100.0, 0.5
+        limit = limit_factor * median * math.exp(2.3263478740408408 * sigma)
+        policy = seq.CutoverPolicy(steps=(50.0, 100.0), latency_metrics=("avg_ms",), p99_limit_ms=limit)
+        plan = seq.plan_gate([f"e{i}" for i in range(paths)], policy)
+        state = seq.start(plan)
+        rng = np.random.default_rng(seed)
+        first = np.full(paths, -1)
+        for c in range(120):
+            old = summaries(rng, np.full(paths, 150), median, sigma, 0.0)
+            new = summaries(rng, np.full(paths, 150), median, sigma, 0.0)
+            items = tuple(seq.EndpointInterval(k, o, n) for k, o, n in zip(plan.endpoints, old, new, strict=True))
+            state = replace(seq.update(state, seq.Check(c, items)), stopped=())  # each endpoint a path of its own
+            for breach in seq.decide(state).guardrails:
+                i = plan.endpoints.index(breach.endpoint)
+                if first[i] < 0:
+                    first[i] = c
+            if (first >= 0).all():
+                break
+        return first
+
+    # the p99 guardrail is a test of the Bonferroni family like the error-rate one (it was outside: no alpha at all)
+    plan = seq.plan_gate(["GET /a"], seq.CutoverPolicy(p99_limit_ms=500.0))
+    assert plan.family == 4
+    assert sum(plan.alpha(t) for t in ("error_rate", "avg_ms", "p95_ms", "p99_guardrail")) == pytest.approx(0.01)
+    assert (first_breach(1.5, seed=1) < 0).all()
+    assert (first_breach(0.8, seed=2) >= 0).all()

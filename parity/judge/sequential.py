@@ -41,12 +41,12 @@ sigma <= 1).
 Each latency bound is one-sided on its own (``one_sided_level``): the lower bound beyond the tolerance
 (a STOP) and the upper bound within it (a GO) are each wrong with probability <= the test's alpha.
 
-Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + the error-rate guardrail
-when set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
+Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + each guardrail when
+set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
 stays <= alpha at every check, however long the cutover runs): per endpoint, the mean latency weighs 3, the
-error rate 2, a percentile or the guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
+error rate 2, a percentile or a guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
 decide (a p95 needs >= 100 hits a side per interval), so alpha is spent where it can buy a stop. The
-error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every other
+guardrails (error rate, p99) restart on each step's own counts: their alpha is split over the steps. Every other
 test runs over the whole cutover (evidence carries from one step to the next; later steps, with more
 traffic on the new side, weigh more through ``n_eff``).
 
@@ -146,6 +146,10 @@ MIN_HITS_MEAN = 3
 TAIL_HITS = 5
 #: New-side hits an interval needs for its p99 to be held against the p99 guardrail.
 P99_GUARD_MIN_HITS = 100
+#: The intrinsic time (ln-ratio variance × hits) at which the p99 guardrail's boundary is tightest: one interval
+#: of ~300 new-side hits (a p99's variance per hit is ~3.5 at a lognormal shape of 0.5), so a gross breach stops
+#: at the first such interval.
+P99_GUARD_V_OPT = 1000.0
 #: Requests a step needs (both sides together) before the observed split is compared with the weight.
 SPLIT_MIN_HITS = 200
 #: Default minimum / maximum hold per step, in checks (minutes at the default 60-s check interval); see
@@ -155,7 +159,7 @@ DEFAULT_MAX_HOLD_CHECKS = 120
 #: Relative share of an endpoint's alpha per test (normalised over the tests the plan runs): the mean latency
 #: is the test that decides a step at small weights, percentiles need >= 100 hits a side per interval and
 #: only speak at large weights (see ``plan_gate``).
-ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_guardrail": 1.0}
+ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_guardrail": 1.0, "p99_guardrail": 1.0}
 #: A test not in ``ALPHA_WEIGHTS`` (a percentile) weighs this.
 ALPHA_WEIGHT_OTHER = 1.0
 #: An endpoint's metric is decidable at the current weight when its confidence sequence, projected to the
@@ -254,8 +258,9 @@ class CutoverPolicy:
     rarely judgeable at small weights; they stop, and hold the GO back once shown worse than no change).
     ``min_traffic_share``: an endpoint whose share of all requests seen is below this does not hold a GO back (it
     can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
-    (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 in the newest
-    interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once. ``split_tolerance``: relative gap
+    (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 shown above it
+    in the current step (intervals with at least ``P99_GUARD_MIN_HITS`` new-side hits; see ``_guardrails``) stops
+    at once. ``split_tolerance``: relative gap
     between the observed share of requests on the new side in the step and the weight beyond which the split does
     not match (a DNS change not in effect); a mismatch blocks GO.
     """
@@ -278,8 +283,8 @@ class GatePlan:
     """What the gate judges: the endpoints (fixed before the cutover: the Bonferroni family), the metrics,
     each endpoint's tolerance per metric and each test's alpha. ``test_alpha``: the family's alpha split
     evenly (alpha / family); ``alpha_weights``: per test (``error_rate``, a latency metric,
-    ``error_guardrail``) the factor on it, averaging 1 over an endpoint's tests (``ALPHA_WEIGHTS``): the
-    tests' alphas still sum to the policy's alpha."""
+    ``error_guardrail``, ``p99_guardrail``) the factor on it, averaging 1 over an endpoint's tests
+    (``ALPHA_WEIGHTS``): the tests' alphas still sum to the policy's alpha."""
 
     endpoints: tuple[str, ...]
     policy: CutoverPolicy
@@ -289,7 +294,8 @@ class GatePlan:
     alpha_weights: Mapping[str, float] = field(default_factory=dict)
 
     def alpha(self, test: str) -> float:
-        """The alpha of one test (``error_rate``, a latency metric or ``error_guardrail``) of one endpoint."""
+        """The alpha of one test (``error_rate``, a latency metric, ``error_guardrail`` or ``p99_guardrail``) of
+        one endpoint."""
         return self.test_alpha * self.alpha_weights.get(test, 1.0)
 
 
@@ -328,6 +334,7 @@ class GateState:
     step_errors_new: FloatArray = field(default_factory=lambda: np.zeros(0))
     step_hits_all: float = 0.0
     last_p99_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    step_p99_guard: FloatArray = field(default_factory=lambda: np.zeros((6, 0)))
     last_check_usable: bool = False
     step_latency: Mapping[str, FloatArray] = field(default_factory=dict)
     step_hits_seen: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -501,7 +508,7 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     """The gate for ``endpoints`` (keys such as ``"GET /users/{id}"``; duplicates are an error) with
     tolerances from the judge's policy (``Policy.for_endpoint(key).rule(metric)``: ``tolerance`` relative,
     ``min_delta`` absolute in the metric's unit). The Bonferroni family: endpoints × (error rate + latency
-    metrics + the error-rate guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
+    metrics + each guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
     keys = tuple(endpoints)
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate endpoint keys")
@@ -520,8 +527,10 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     for metric in ("error_rate", *policy.latency_metrics):
         rules = [judge.for_endpoint(k).rule(metric) for k in keys]
         tolerances[metric] = tuple(Tolerance(r.tolerance, r.min_delta) for r in rules)
-    tests = ["error_rate", *policy.latency_metrics] + (
-        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    tests = (
+        ["error_rate", *policy.latency_metrics]
+        + (["error_guardrail"] if policy.error_rate_limit is not None else [])
+        + (["p99_guardrail"] if policy.p99_limit_ms is not None else [])
     )
     raw = {t: ALPHA_WEIGHTS.get(t, ALPHA_WEIGHT_OTHER) for t in tests}
     mean_raw = sum(raw.values()) / len(raw)
@@ -549,6 +558,7 @@ def start(plan: GatePlan) -> GateState:
         step_hits_new=zeros,
         step_errors_new=zeros,
         last_p99_new=np.full(n, np.nan),
+        step_p99_guard=np.zeros((6, n)),
     )
 
 
@@ -564,6 +574,7 @@ def next_step(state: GateState) -> GateState:
         step_errors_new=np.zeros(n),
         step_hits_all=0.0,
         last_p99_new=np.full(n, np.nan),
+        step_p99_guard=np.zeros((6, n)),
         last_check_usable=False,
         step_latency={m: np.zeros((6, n)) for m in state.plan.policy.latency_metrics},
         step_hits_seen=np.zeros(n),
@@ -638,6 +649,21 @@ def update(state: GateState, check: Check) -> GateState:
         latency[metric] = state.latency[metric] + increment
         step_latency[metric] = state.step_latency[metric] + increment  # the step's own rows
     p99_new = _column(check, index, "new", "p99_ms")
+    step_p99_guard = state.step_p99_guard
+    if plan.policy.p99_limit_ms is not None:  # the step's p99 against the limit (a constant "old side")
+        p50_new, p95_new = _column(check, index, "new", "p50_ms"), _column(check, index, "new", "p95_ms")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sigma_new = np.clip(np.log(p95_new / p50_new) / _Z95, *_SIGMA_RANGE)
+        limit = np.full(len(index), plan.policy.p99_limit_ms)
+        step_p99_guard = state.step_p99_guard + _latency_increment(
+            "p99_ms",
+            np.full(len(index), np.inf),
+            np.where(new_seen, n_new, np.nan),
+            limit,
+            p99_new,
+            sigma_new,
+            P99_GUARD_MIN_HITS,
+        )
     last_step = _weight(state) >= 100.0
     usable = bool(new_seen.any()) if last_step else bool(both.any())
     new_state = replace(
@@ -656,6 +682,7 @@ def update(state: GateState, check: Check) -> GateState:
         step_errors_new=state.step_errors_new + np.where(new_seen, e_new, 0.0),
         step_hits_all=state.step_hits_all + float(seen.sum()),
         last_p99_new=np.where(n_new >= P99_GUARD_MIN_HITS, p99_new, np.nan),
+        step_p99_guard=step_p99_guard,
         last_check_usable=usable,
         step_latency=step_latency,
         step_hits_seen=state.step_hits_seen + seen,
@@ -672,12 +699,20 @@ def _weight(state: GateState) -> float:
 
 
 def _latency_increment(
-    metric: str, n_old: FloatArray, n_new: FloatArray, old: FloatArray, new: FloatArray, sigma: FloatArray
+    metric: str,
+    n_old: FloatArray,
+    n_new: FloatArray,
+    old: FloatArray,
+    new: FloatArray,
+    sigma: FloatArray,
+    need: int | None = None,
 ) -> FloatArray:
     """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old) added by one interval; zero where it is not usable.
     ``c²``: model variance of y per effective hit (lognormal with shape ``sigma`` from the old side's p50/p95;
-    without them a shape of 0.5 is assumed, the empirical variance still applies)."""
-    need = min_interval_hits(metric)
+    without them a shape of 0.5 is assumed, the empirical variance still applies). ``need``: hits per side
+    (default ``min_interval_hits(metric)``). The p99 guardrail passes the limit as ``old`` with ``n_old``
+    infinite (a constant: W is the new side's hits)."""
+    need = min_interval_hits(metric) if need is None else need
     usable = (n_old >= need) & (n_new >= need) & (old > 0) & (new > 0)
     s = np.where(np.isfinite(sigma), sigma, 0.5)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -816,8 +851,14 @@ def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
 
 
 def _guardrails(state: GateState) -> list[GuardrailBreach]:
-    """Absolute limits on the new side: the step's error rate shown above ``error_rate_limit`` (lower
-    confidence bound at the test alpha), the newest interval's p99 above ``p99_limit_ms``."""
+    """Absolute limits on the new side, each SHOWN broken in the current step at its step alpha
+    (``guardrail_step_alpha``): the step's error rate above ``error_rate_limit`` (beta-binomial lower bound);
+    the p99 above ``p99_limit_ms``: the weighted (by hits) mean of ln(p99 / limit) over the step's intervals with
+    at least ``P99_GUARD_MIN_HITS`` new-side hits, its one-sided normal-mixture lower bound above 0 (variance:
+    the larger of a p99's lognormal model, shape from the new side's p50/p95, and the empirical one), like the
+    latency tests. Not the newest interval's raw p99: the p99 of 100 hits is their second largest, and with a
+    limit 1.5x the true p99 (lognormal, 150 hits a check) 63 % of endpoints broke it within 120 checks (a false
+    stop, exit 4). An x4 breach on >= 100 hits still stops at its first interval."""
     policy, plan = state.plan.policy, state.plan
     out = []
     if policy.error_rate_limit is not None:
@@ -835,23 +876,34 @@ def _guardrails(state: GateState) -> list[GuardrailBreach]:
                 )
             )
     if policy.p99_limit_ms is not None:
-        for i in np.flatnonzero(np.nan_to_num(state.last_p99_new, nan=-np.inf) > policy.p99_limit_ms):
+        block = state.step_p99_guard
+        side_alpha = one_sided_level(guardrail_step_alpha(plan, "p99_guardrail"))
+        rho = normal_mixture_rho(P99_GUARD_V_OPT, side_alpha)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = block[1] / block[0]
+            lower = np.where(
+                block[0] > 0, mean - normal_mixture_bound(_latency_variance(block), side_alpha, rho) / block[0], -np.inf
+            )
+        for i in np.flatnonzero(lower > 0):
+            observed = policy.p99_limit_ms * math.exp(mean[i])
             out.append(
                 GuardrailBreach(
                     plan.endpoints[i],
                     "p99_ms",
-                    float(state.last_p99_new[i]),
+                    float(observed),
                     policy.p99_limit_ms,
-                    f"new side's p99 {state.last_p99_new[i]:.0f} ms above the limit {policy.p99_limit_ms:.0f} ms",
+                    f"new side's p99 {observed:.0f} ms (at least {policy.p99_limit_ms * math.exp(lower[i]):.0f} ms) "
+                    f"above the limit {policy.p99_limit_ms:.0f} ms",
                 )
             )
     return out
 
 
-def guardrail_step_alpha(plan: GatePlan) -> float:
-    """The error-rate guardrail's alpha in one step: its test's alpha split evenly over the steps (each step
-    starts a new sequence on the step's own counts, so the steps are a union bound too)."""
-    return plan.alpha("error_guardrail") / len(plan.policy.steps)
+def guardrail_step_alpha(plan: GatePlan, test: str = "error_guardrail") -> float:
+    """A guardrail's alpha in one step (``error_guardrail`` or ``p99_guardrail``): its test's alpha split evenly
+    over the steps (each step starts a new sequence on the step's own counts, so the steps are a union bound
+    too)."""
+    return plan.alpha(test) / len(plan.policy.steps)
 
 
 def _split(state: GateState, weight: float) -> SplitCheck:
