@@ -742,3 +742,31 @@ def test_the_p99_guardrail_is_shown_not_read_off_one_noisy_interval() -> None:
     assert sum(plan.alpha(t) for t in ("error_rate", "avg_ms", "p95_ms", "p99_guardrail")) == pytest.approx(0.01)
     assert (first_breach(1.5, seed=1) < 0).all()
     assert (first_breach(0.8, seed=2) >= 0).all()
+
+
+def test_an_endpoint_whose_traffic_grows_at_the_step_has_meaningful_traffic() -> None:
+    """An endpoint quiet during a long 10 % step (a batch or evening route) takes 5 % of the requests at 50 %, all
+    on the old side (the new environment does not serve it). Its share of the whole cutover's requests is still
+    0.2 % after 5 checks, under ``min_traffic_share``: it did not hold the GO back and the step went on with it
+    never compared. Meaningful traffic is judged on the step's requests too, so its NO_DATA holds the GO."""
+    policy = seq.CutoverPolicy(steps=(10.0, 50.0, 100.0), latency_metrics=("avg_ms",), min_hold_checks=5)
+    judge = flat_policy(avg_ms=MetricRule(0.2, 1.0, 30), error_rate=MetricRule(2.0, 0.02, 30))
+    plan = seq.plan_gate(["GET /a", "POST /batch"], policy, judge)
+    state = seq.start(plan)
+    quiet = seq.EndpointInterval("POST /batch", seq.IntervalSummary(0, 0), seq.IntervalSummary(0, 0))
+    for c in range(100):
+        item = seq.EndpointInterval("GET /a", _interval(900, 9), _interval(100, 1))
+        state = seq.update(state, seq.Check(c, (item, quiet)))
+    state = seq.next_step(state)
+    for c in range(100, 105):
+        items = (
+            seq.EndpointInterval("GET /a", _interval(500, 5), _interval(500, 5)),
+            seq.EndpointInterval("POST /batch", _interval(50, 0), seq.IntervalSummary(0, 0)),
+        )
+        state = seq.update(state, seq.Check(c, items))
+    decision = seq.decide(state)
+    batch = [m for m in decision.metrics if m.endpoint == "POST /batch"]
+    assert all(m.finding is seq.Finding.NO_DATA for m in batch)
+    assert state.hits_seen[1] / state.hits_seen.sum() < policy.min_traffic_share
+    assert decision.action is seq.Action.WAIT, decision.reasons
+    assert any(r.startswith("POST /batch") for r in decision.reasons)

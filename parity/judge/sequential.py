@@ -256,8 +256,8 @@ class CutoverPolicy:
     ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
     within tolerance for a GO (others need not be shown within: a p95 needs ~100 hits per side and interval and is
     rarely judgeable at small weights; they stop, and hold the GO back once shown worse than no change).
-    ``min_traffic_share``: an endpoint whose share of all requests seen is below this does not hold a GO back (it
-    can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
+    ``min_traffic_share``: an endpoint whose share of the requests seen, over the cutover and in the step, is below
+    this does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
     (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 shown above it
     in the current step (intervals with at least ``P99_GUARD_MIN_HITS`` new-side hits; see ``_guardrails``) stops
     at once. ``split_tolerance``: relative gap
@@ -1062,18 +1062,19 @@ def _go_blockers(
 def decide(state: GateState) -> StepDecision:
     """The decision for the current step after the checks so far (see ``Action``).
 
-    STOP beats everything and is latched (``update``). GO needs the minimum hold (checks with data), a usable
-    newest check, a split not shown to mismatch, and every endpoint with meaningful traffic shown within
-    tolerance on every ``go_metrics`` metric. Meaningful traffic: at least ``min_traffic_share`` of the
-    requests seen AND decidable at this weight (``_decidable``: the step's traffic could show the tolerance
-    by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
-    (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it
-    was not shown worse, and its evidence carries into the next, heavier step, where it may stop the
-    cutover; unless it is already shown changed for the worse (``_shown_changed``: lower bound above no
-    change), which holds the GO back like a decidable metric. A judged metric outside ``go_metrics`` (a
-    percentile) need not be shown within, but one already shown changed for the worse holds the GO back too
-    (a p95 +10 % against a 5 % tolerance, x1.001-x1.173 at the 50 % step's minimum hold, went to 100 % with
-    the mean shown within). NO_DATA is never within; a NO_DATA that the step could have filled blocks the GO.
+    STOP beats everything and is latched (``update``). GO needs the minimum hold (checks with data), a usable newest
+    check, a split not shown to mismatch, and every endpoint with meaningful traffic shown within tolerance on every
+    ``go_metrics`` metric. Meaningful traffic: at least ``min_traffic_share`` of the requests seen over the cutover
+    or in this step (an endpoint quiet during a long step that carries 5 % of the next one's requests was 0.2 % of
+    the cutover's and went unjudged) AND decidable at this weight (``_decidable``: the step's traffic could show the
+    tolerance by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
+    (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it was not
+    shown worse, and its evidence carries into the next, heavier step, where it may stop the cutover; unless it is
+    already shown changed for the worse (``_shown_changed``: lower bound above no change), which holds the GO back
+    like a decidable metric. A judged metric outside ``go_metrics`` (a percentile) need not be shown within, but one
+    already shown changed for the worse holds the GO back too (a p95 +10 % against a 5 % tolerance, x1.001-x1.173 at
+    the 50 % step's minimum hold, went to 100 % with the mean shown within). NO_DATA is never within; a NO_DATA that
+    the step could have filled blocks the GO.
 
     At the last step (100 %) there is no old side: only the guardrails decide (STOP on a breach; GO, i.e.
     completed, after the minimum hold of checks with new-side data). At the maximum hold an undecided step
@@ -1094,8 +1095,10 @@ def decide(state: GateState) -> StepDecision:
         return result(Action.STOP, stop)
 
     last_step = weight >= 100.0
-    total = state.hits_seen
+    total, in_step = state.hits_seen, state.step_hits_seen
     share = total / total.sum() if total.sum() > 0 else np.zeros_like(total)
+    if in_step.sum() > 0:  # an endpoint quiet so far that carries this step's traffic has meaningful traffic too
+        share = np.maximum(share, in_step / in_step.sum())
     position = {key: i for i, key in enumerate(plan.endpoints)}
     candidates = [
         j
