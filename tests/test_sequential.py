@@ -770,3 +770,43 @@ def test_an_endpoint_whose_traffic_grows_at_the_step_has_meaningful_traffic() ->
     assert state.hits_seen[1] / state.hits_seen.sum() < policy.min_traffic_share
     assert decision.action is seq.Action.WAIT, decision.reasons
     assert any(r.startswith("POST /batch") for r in decision.reasons)
+
+
+def test_type_one_control_with_a_side_specific_drift_across_steps() -> None:
+    """No change in the mean, but the new side's per-minute average has a drift of its own (sd 0.3 in ln: its own
+    load, GC, neighbours; not shared with the old side, so not cancelled) and the weights differ 25x between the
+    1 % and 50 % steps. The variance per unit of W assumes Var(y) ~ 1/w; a drift that does not shrink with the
+    traffic weighs sum(w²) in the sum, which that estimate under-counts when w varies: 44 % of paths crossed a
+    one-sided 24 % boundary. The robust (sandwich) variance sum(w²(y - mean)²) bounds it: at the level now."""
+    paths, sigma, median, rate = 200, 0.5, 50.0, 500.0
+    judge = flat_policy(avg_ms=MetricRule(0.0, 0.0, 30))
+    plan = wide_plan(paths, 0.2, judge, latency_metrics=("avg_ms",))
+    level = plan.alpha("avg_ms")  # the STOP side of the two-sided boundary at one_sided_level(level)
+    c2 = math.expm1(sigma * sigma)
+    p50, p95 = median, median * math.exp(1.6448536269514722 * sigma)
+    rng = np.random.default_rng(3)
+    state = seq.start(plan)
+    crossed = np.zeros(paths, dtype=bool)
+
+    def avg(n: np.ndarray) -> np.ndarray:  # the mean of n lognormal requests (Fenton-Wilkinson)
+        s2 = np.log1p(c2 / np.maximum(n, 1))
+        return np.asarray(median * math.exp(sigma * sigma / 2) * np.exp(rng.normal(-s2 / 2, np.sqrt(s2))))
+
+    for step, weight in enumerate((1.0, 50.0)):
+        state = seq.next_step(state) if step else state
+        for c in range(30):
+            n_old, n_new = rng.poisson(rate * (1 - weight / 100), paths), rng.poisson(rate * weight / 100, paths)
+            a_old, a_new = avg(n_old), avg(n_new) * np.exp(rng.normal(0, 0.3, paths))
+            items = tuple(
+                seq.EndpointInterval(
+                    key,
+                    seq.IntervalSummary(int(n_old[i]), 0, float(a_old[i]), p50, None, None, p95),
+                    seq.IntervalSummary(int(n_new[i]), 0, float(a_new[i]), p50, None, None, p95),
+                )
+                for i, key in enumerate(plan.endpoints)
+            )
+            state = replace(seq.update(state, seq.Check(step * 30 + c, items)), stopped=())
+            assert state.evaluation is not None
+            crossed |= np.array([m.lower is not None and m.lower > 1.0 for m in state.evaluation[0][paths:]])
+    assert level == pytest.approx(0.24)
+    assert crossed.mean() < level + 0.09  # 3 standard errors of 200 paths above the level; it was 0.44

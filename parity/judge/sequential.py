@@ -22,21 +22,21 @@ would stop on a trivial change of a tiny rate (0.01% → 0.02%), so a stop also 
 ``p_new - p_old`` shown beyond the tolerance's absolute part, from conjugate beta-binomial confidence
 sequences for each side's own error rate (``bernoulli_cs``).
 
-Latency: per interval and metric (``avg_ms`` or a percentile), ``y = ln(new / old)`` of the two sides'
-figures, taken only when each side had enough hits in that interval for the figure to mean something
-(``min_interval_hits``: a p95 of 3 requests is their maximum, biased low); intervals with too few hits on a
-side are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not
-decide), weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the
-weighted mean's confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021
-(``sqrt((V + rho) ln((V + rho) / (rho alpha^2)))``) with ``V`` the larger of a model variance
-(lognormal shape read from the old side's p50/p95 in the same interval) and the empirical weighted
-variance of the ``y`` seen so far. The guarantee holds for sub-Gaussian ``y`` with a known variance; here
-the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the seeded Monte
-Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py check
-the false-stop rate it gives). The log of a mean of few samples is biased low by about
-``ln(1 + CV^2/n) / 2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the
-model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
-sigma <= 1).
+Latency: per interval and metric (``avg_ms`` or a percentile), ``y = ln(new / old)`` of the two sides' figures,
+taken only when each side had enough hits in that interval for the figure to mean something
+(``min_interval_hits``: a p95 of 3 requests is their maximum, biased low); intervals with too few hits on a side
+are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not decide),
+weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the weighted mean's
+confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021 (``sqrt((V + rho)
+ln((V + rho) / (rho alpha^2)))``) with ``V`` the largest of a model variance (lognormal shape read from the old
+side's p50/p95 in the same interval), the empirical weighted variance of the ``y`` seen so far (``Var(y) ~
+1/w``) and the robust one ``sum w²(y - mean)²`` (a drift of one side that does not shrink with the traffic,
+weighed by ``w²`` when the weights change between steps). The guarantee holds for sub-Gaussian ``y`` with a
+known variance; here the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the
+seeded Monte Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py
+check the false-stop rate it gives). The log of a mean of few samples is biased low by about ``ln(1 + CV^2/n) /
+2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the model's ``CV^2`` removes
+that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and sigma <= 1).
 
 Each latency bound is one-sided on its own (``one_sided_level``): the lower bound beyond the tolerance
 (a STOP) and the upper bound within it (a GO) are each wrong with probability <= the test's alpha.
@@ -171,6 +171,8 @@ _SIGMA_RANGE = (0.05, 1.5)
 _Z95 = 1.6448536269514722
 _QUANTILES: Mapping[str, float] = {"p50_ms": 0.50, "p75_ms": 0.75, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99}
 LATENCY_METRICS: tuple[str, ...] = ("avg_ms", *_QUANTILES)
+#: Rows of a latency block: W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y² (``_latency_increment``).
+ROWS = 9
 
 
 class Action(Enum):
@@ -307,7 +309,8 @@ class GateState:
     ``error_loglik``: per endpoint, the conditional log-likelihood of the errors on the ln-ratio grid.
     ``errors_*``/``hits_*``: cumulative counts over intervals where both sides reported hits; ``hits_seen``:
     every hit reported on either side (an endpoint served by one side only still has traffic).
-    ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
+    ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y²) of the usable
+    intervals (``ROWS``).
     ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
     ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
     counts these: a check that brought nothing is not time watched at the new weight; at 100 %: the new side).
@@ -334,7 +337,7 @@ class GateState:
     step_errors_new: FloatArray = field(default_factory=lambda: np.zeros(0))
     step_hits_all: float = 0.0
     last_p99_new: FloatArray = field(default_factory=lambda: np.zeros(0))
-    step_p99_guard: FloatArray = field(default_factory=lambda: np.zeros((6, 0)))
+    step_p99_guard: FloatArray = field(default_factory=lambda: np.zeros((ROWS, 0)))
     last_check_usable: bool = False
     step_latency: Mapping[str, FloatArray] = field(default_factory=dict)
     step_hits_seen: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -543,9 +546,9 @@ def start(plan: GatePlan) -> GateState:
     """The state before the first check (step 0, nothing seen)."""
     n = len(plan.endpoints)
     zeros = np.zeros(n)
-    latency = {m: np.zeros((6, n)) for m in plan.policy.latency_metrics}
+    latency = {m: np.zeros((ROWS, n)) for m in plan.policy.latency_metrics}
     return GateState(
-        step_latency={m: np.zeros((6, n)) for m in plan.policy.latency_metrics},
+        step_latency={m: np.zeros((ROWS, n)) for m in plan.policy.latency_metrics},
         step_hits_seen=zeros,
         plan=plan,
         error_loglik=np.zeros((n, _LOG_RATIO_GRID.size)),
@@ -558,7 +561,7 @@ def start(plan: GatePlan) -> GateState:
         step_hits_new=zeros,
         step_errors_new=zeros,
         last_p99_new=np.full(n, np.nan),
-        step_p99_guard=np.zeros((6, n)),
+        step_p99_guard=np.zeros((ROWS, n)),
     )
 
 
@@ -574,9 +577,9 @@ def next_step(state: GateState) -> GateState:
         step_errors_new=np.zeros(n),
         step_hits_all=0.0,
         last_p99_new=np.full(n, np.nan),
-        step_p99_guard=np.zeros((6, n)),
+        step_p99_guard=np.zeros((ROWS, n)),
         last_check_usable=False,
-        step_latency={m: np.zeros((6, n)) for m in state.plan.policy.latency_metrics},
+        step_latency={m: np.zeros((ROWS, n)) for m in state.plan.policy.latency_metrics},
         step_hits_seen=np.zeros(n),
         evaluation=None,  # the guardrails and the decidability are the new step's
     )
@@ -707,7 +710,7 @@ def _latency_increment(
     sigma: FloatArray,
     need: int | None = None,
 ) -> FloatArray:
-    """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old) added by one interval; zero where it is not usable.
+    """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y²) added by one interval; zero where it is not usable.
     ``c²``: model variance of y per effective hit (lognormal with shape ``sigma`` from the old side's p50/p95;
     without them a shape of 0.5 is assumed, the empirical variance still applies). ``need``: hits per side
     (default ``min_interval_hits(metric)``). The p99 guardrail passes the limit as ``old`` with ``n_old``
@@ -728,7 +731,20 @@ def _latency_increment(
             c2 = s * s * q * (1 - q) / (math.exp(-0.5 * float(special.ndtri(q)) ** 2) / math.sqrt(2 * math.pi)) ** 2
     y = np.where(usable, np.clip(y, -LATENCY_CLIP, LATENCY_CLIP), 0.0)
     old_level = np.where(usable, old, 0.0)
-    return np.stack([w, w * y, w * y * y, usable.astype(float), w * np.where(usable, c2, 0.0), w * old_level])
+    w2 = w * w
+    return np.stack(
+        [
+            w,
+            w * y,
+            w * y * y,
+            usable.astype(float),
+            w * np.where(usable, c2, 0.0),
+            w * old_level,
+            w2,
+            w2 * y,
+            w2 * y * y,
+        ]
+    )
 
 
 # --- decisions -----------------------------------------------------------------------------------------
@@ -809,7 +825,7 @@ def _error_decisions(state: GateState) -> list[MetricDecision]:
 def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
     """Per endpoint, the weighted mean ln ratio's normal-mixture confidence sequence against tolerance."""
     plan = state.plan
-    w, swy, _, k, _, swold = state.latency[metric]
+    w, swy, _, k, _, swold = state.latency[metric][:6]
     side_alpha = one_sided_level(plan.alpha(metric))
     rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -942,12 +958,18 @@ def _stop_reasons(metrics: Sequence[MetricDecision], guardrails: Sequence[Guardr
 
 
 def _latency_variance(block: FloatArray) -> FloatArray:
-    """The variance process V of a latency test: the larger of the model's and the empirical one."""
-    w, swy, swy2, k, swc2, _ = block
+    """The variance process V of a latency test (and of the p99 guardrail): the largest of the model's (Σw·c²),
+    the empirical one under ``Var(y_i) = c²/w_i`` (the weighted residual variance times W) and the robust
+    (sandwich) one, ``Σ w_i² (y_i - mean)² k/(k-1)``, which holds whatever the variance of each interval. Without
+    the last, a drift of the new side's own (sd 0.3 a minute, not shared with the old side) across the 1 % and
+    50 % steps crossed a one-sided 24 % boundary on 44 % of no-change paths (the first estimate under-counts
+    a variance that does not shrink with w when the weights differ)."""
+    w, swy, swy2, k, swc2, _, sw2, sw2y, sw2y2 = block
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = swy / w
         emp_c2 = np.maximum(swy2 - w * mean * mean, 0.0) / np.maximum(k - 1, 1)
-    return np.asarray(np.maximum(swc2, emp_c2 * w))
+        robust = np.maximum(sw2y2 - 2 * mean * sw2y + mean * mean * sw2, 0.0) * k / np.maximum(k - 1, 1)
+    return np.asarray(np.maximum(np.maximum(swc2, emp_c2 * w), robust))
 
 
 def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
