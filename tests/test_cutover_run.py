@@ -621,6 +621,13 @@ def test_dry_run_prints_the_plan_and_the_changes_and_touches_nothing(rig: Rig) -
     assert "the error-rate guardrail's alpha is split over the 3 steps" in text
     discovered = "\n".join(dry_run_lines(make_settings(rig.tmp_path, endpoints=None), rig.shifter, JUDGE))
     assert "per test (weighted Bonferroni): error_rate 0.004 / N, avg_ms 0.006 / N" in discovered
+    # the p99 guardrail is a test of the family too (error 2, avg 3, two guardrails 1: mean 7/4)
+    both = "\n".join(
+        dry_run_lines(make_settings(rig.tmp_path, guardrails={"error_rate": 0.05, "p99_ms": 900}), rig.shifter, JUDGE)
+    )
+    assert "alpha 0.01 over 8 tests (2 endpoints x 4)" in both
+    assert "p99_guardrail 0.000714" in both
+    assert "the error-rate and p99 guardrail's alpha is split over the 3 steps" in both
     assert "  sum:trace.rack.request.hits{env:new,service:web} by {resource_name}.as_count()" in lines
     assert "step 2 (50%): set new 50%" in text
     assert "on a stop (0%): set new 0%" in text

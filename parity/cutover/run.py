@@ -412,7 +412,9 @@ def dry_run_lines(
     in the commands redacted: :func:`parity.cutover.settings.redact` with ``secrets``)."""
     policy = policy_of(settings)
     iv = settings.interval_s
-    per_endpoint = 1 + len(policy.latency_metrics) + (policy.error_rate_limit is not None)
+    per_endpoint = (
+        1 + len(policy.latency_metrics) + (policy.error_rate_limit is not None) + (policy.p99_limit_ms is not None)
+    )
     lines = [
         f"steps: {', '.join(_w(s) for s in settings.steps)} to the new environment ({settings.new.env}); "
         f"rollback to {_w(settings.rollback_weight)}",
@@ -448,8 +450,10 @@ def _alpha_lines(
 ) -> list[str]:
     """The alpha each test gets (``GatePlan.alpha(test)``: the family's alpha split by ``ALPHA_WEIGHTS``), per
     test kind; with discovered endpoints, as the figure for one endpoint divided by their number."""
-    tests = ["error_rate", *policy.latency_metrics] + (
-        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    tests = (
+        ["error_rate", *policy.latency_metrics]
+        + (["error_guardrail"] if policy.error_rate_limit is not None else [])
+        + (["p99_guardrail"] if policy.p99_limit_ms is not None else [])
     )
     if settings.endpoints is not None:
         plan = plan_gate(settings.endpoints, policy, judge)
@@ -463,9 +467,11 @@ def _alpha_lines(
         )
         shares = ", ".join(f"{t} {plan.alpha(t):.3g} / N" for t in tests)
     lines = [f"{head}; per test (weighted Bonferroni): {shares}"]
-    if policy.error_rate_limit is not None:
+    guards = [g for g, on in (("error-rate", policy.error_rate_limit), ("p99", policy.p99_limit_ms)) if on is not None]
+    if guards:
         lines.append(
-            f"  the error-rate guardrail's alpha is split over the {len(policy.steps)} steps (a new test each)"
+            f"  the {' and '.join(guards)} guardrail's alpha is split over the {len(policy.steps)} steps "
+            "(a new test each)"
         )
     return lines
 

@@ -22,31 +22,31 @@ would stop on a trivial change of a tiny rate (0.01% → 0.02%), so a stop also 
 ``p_new - p_old`` shown beyond the tolerance's absolute part, from conjugate beta-binomial confidence
 sequences for each side's own error rate (``bernoulli_cs``).
 
-Latency: per interval and metric (``avg_ms`` or a percentile), ``y = ln(new / old)`` of the two sides'
-figures, taken only when each side had enough hits in that interval for the figure to mean something
-(``min_interval_hits``: a p95 of 3 requests is their maximum, biased low); intervals with too few hits on a
-side are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not
-decide), weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the
-weighted mean's confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021
-(``sqrt((V + rho) ln((V + rho) / (rho alpha^2)))``) with ``V`` the larger of a model variance
-(lognormal shape read from the old side's p50/p95 in the same interval) and the empirical weighted
-variance of the ``y`` seen so far. The guarantee holds for sub-Gaussian ``y`` with a known variance; here
-the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the seeded Monte
-Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py check
-the false-stop rate it gives). The log of a mean of few samples is biased low by about
-``ln(1 + CV^2/n) / 2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the
-model's ``CV^2`` removes that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and
-sigma <= 1).
+Latency: per interval and metric (``avg_ms`` or a percentile), ``y = ln(new / old)`` of the two sides' figures,
+taken only when each side had enough hits in that interval for the figure to mean something
+(``min_interval_hits``: a p95 of 3 requests is their maximum, biased low); intervals with too few hits on a side
+are skipped, never zero-filled. ``y`` is clipped to ``±LATENCY_CLIP`` (one broken interval must not decide),
+weighted by ``n_eff = 1 / (1/n_new + 1/n_old)`` (the information a difference carries) and the weighted mean's
+confidence sequence comes from the two-sided normal-mixture boundary of Howard et al. 2021 (``sqrt((V + rho)
+ln((V + rho) / (rho alpha^2)))``) with ``V`` the largest of a model variance (lognormal shape read from the old
+side's p50/p95 in the same interval), the empirical weighted variance of the ``y`` seen so far (``Var(y) ~
+1/w``) and the robust one ``sum w²(y - mean)²`` (a drift of one side that does not shrink with the traffic,
+weighed by ``w²`` when the weights change between steps). The guarantee holds for sub-Gaussian ``y`` with a
+known variance; here the variance is estimated (a plug-in, kept conservative by taking the larger estimate; the
+seeded Monte Carlo in tests/test_sequential.py and the heavy-tailed scenario of benchmarks/cutover_simulation.py
+check the false-stop rate it gives). The log of a mean of few samples is biased low by about ``ln(1 + CV^2/n) /
+2`` (Jensen; Fenton-Wilkinson's lognormal approximation of a sum of lognormals); the model's ``CV^2`` removes
+that bias from ``avg_ms`` observations (measured residual under 0.02 for n >= 3 and sigma <= 1).
 
 Each latency bound is one-sided on its own (``one_sided_level``): the lower bound beyond the tolerance
 (a STOP) and the upper bound within it (a GO) are each wrong with probability <= the test's alpha.
 
-Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + the error-rate guardrail
-when set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
+Multiplicity: the tests of the gate (endpoints × (error rate + latency metrics + each guardrail when
+set)) share ``alpha`` by a weighted Bonferroni split (a union bound, so the family-wise false-stop rate
 stays <= alpha at every check, however long the cutover runs): per endpoint, the mean latency weighs 3, the
-error rate 2, a percentile or the guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
+error rate 2, a percentile or a guardrail 1 (``ALPHA_WEIGHTS``): at small weights only the mean can
 decide (a p95 needs >= 100 hits a side per interval), so alpha is spent where it can buy a stop. The
-error-rate guardrail restarts on each step's own counts: its alpha is split over the steps. Every other
+guardrails (error rate, p99) restart on each step's own counts: their alpha is split over the steps. Every other
 test runs over the whole cutover (evidence carries from one step to the next; later steps, with more
 traffic on the new side, weigh more through ``n_eff``).
 
@@ -146,6 +146,10 @@ MIN_HITS_MEAN = 3
 TAIL_HITS = 5
 #: New-side hits an interval needs for its p99 to be held against the p99 guardrail.
 P99_GUARD_MIN_HITS = 100
+#: The intrinsic time (ln-ratio variance × hits) at which the p99 guardrail's boundary is tightest: one interval
+#: of ~300 new-side hits (a p99's variance per hit is ~3.5 at a lognormal shape of 0.5), so a gross breach stops
+#: at the first such interval.
+P99_GUARD_V_OPT = 1000.0
 #: Requests a step needs (both sides together) before the observed split is compared with the weight.
 SPLIT_MIN_HITS = 200
 #: Default minimum / maximum hold per step, in checks (minutes at the default 60-s check interval); see
@@ -155,7 +159,7 @@ DEFAULT_MAX_HOLD_CHECKS = 120
 #: Relative share of an endpoint's alpha per test (normalised over the tests the plan runs): the mean latency
 #: is the test that decides a step at small weights, percentiles need >= 100 hits a side per interval and
 #: only speak at large weights (see ``plan_gate``).
-ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_guardrail": 1.0}
+ALPHA_WEIGHTS: Mapping[str, float] = {"error_rate": 2.0, "avg_ms": 3.0, "error_guardrail": 1.0, "p99_guardrail": 1.0}
 #: A test not in ``ALPHA_WEIGHTS`` (a percentile) weighs this.
 ALPHA_WEIGHT_OTHER = 1.0
 #: An endpoint's metric is decidable at the current weight when its confidence sequence, projected to the
@@ -167,6 +171,8 @@ _SIGMA_RANGE = (0.05, 1.5)
 _Z95 = 1.6448536269514722
 _QUANTILES: Mapping[str, float] = {"p50_ms": 0.50, "p75_ms": 0.75, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99}
 LATENCY_METRICS: tuple[str, ...] = ("avg_ms", *_QUANTILES)
+#: Rows of a latency block: W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y² (``_latency_increment``).
+ROWS = 9
 
 
 class Action(Enum):
@@ -250,11 +256,13 @@ class CutoverPolicy:
     minutes are what a cautious production cutover uses anyway (the whole move takes >= 3 h 20 min). ``alpha``:
     family-wise false-stop rate of the whole cutover. ``latency_metrics``: judged latency figures (``avg_ms``,
     ``p50_ms`` … ``p99_ms``). ``go_metrics``: the metrics every endpoint with meaningful traffic must have shown
-    within tolerance for a GO (others can only stop: a p95 needs ~100 hits per side and interval and is rarely
-    judgeable at small weights). ``min_traffic_share``: an endpoint whose share of all requests seen is below this
-    does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
-    (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 in the newest
-    interval (with at least ``P99_GUARD_MIN_HITS`` hits) above it stops at once. ``split_tolerance``: relative gap
+    within tolerance for a GO (others need not be shown within: a p95 needs ~100 hits per side and interval and is
+    rarely judgeable at small weights; they stop, and hold the GO back once shown worse than no change).
+    ``min_traffic_share``: an endpoint whose share of the requests seen, over the cutover and in the step, is below
+    this does not hold a GO back (it can still stop it). ``error_rate_limit``: guardrail, the new side's error rate
+    (ratio) shown above it in the current step stops at once; ``p99_limit_ms``: the new side's p99 shown above it
+    in the current step (intervals with at least ``P99_GUARD_MIN_HITS`` new-side hits; see ``_guardrails``) stops
+    at once. ``split_tolerance``: relative gap
     between the observed share of requests on the new side in the step and the weight beyond which the split does
     not match (a DNS change not in effect); a mismatch blocks GO.
     """
@@ -277,8 +285,8 @@ class GatePlan:
     """What the gate judges: the endpoints (fixed before the cutover: the Bonferroni family), the metrics,
     each endpoint's tolerance per metric and each test's alpha. ``test_alpha``: the family's alpha split
     evenly (alpha / family); ``alpha_weights``: per test (``error_rate``, a latency metric,
-    ``error_guardrail``) the factor on it, averaging 1 over an endpoint's tests (``ALPHA_WEIGHTS``): the
-    tests' alphas still sum to the policy's alpha."""
+    ``error_guardrail``, ``p99_guardrail``) the factor on it, averaging 1 over an endpoint's tests
+    (``ALPHA_WEIGHTS``): the tests' alphas still sum to the policy's alpha."""
 
     endpoints: tuple[str, ...]
     policy: CutoverPolicy
@@ -288,7 +296,8 @@ class GatePlan:
     alpha_weights: Mapping[str, float] = field(default_factory=dict)
 
     def alpha(self, test: str) -> float:
-        """The alpha of one test (``error_rate``, a latency metric or ``error_guardrail``) of one endpoint."""
+        """The alpha of one test (``error_rate``, a latency metric, ``error_guardrail`` or ``p99_guardrail``) of
+        one endpoint."""
         return self.test_alpha * self.alpha_weights.get(test, 1.0)
 
 
@@ -300,7 +309,8 @@ class GateState:
     ``error_loglik``: per endpoint, the conditional log-likelihood of the errors on the ln-ratio grid.
     ``errors_*``/``hits_*``: cumulative counts over intervals where both sides reported hits; ``hits_seen``:
     every hit reported on either side (an endpoint served by one side only still has traffic).
-    ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old) of the usable intervals.
+    ``latency``: per metric, cumulative (W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y²) of the usable
+    intervals (``ROWS``).
     ``step_*``: counts of the current step (new side's hits and errors, all hits) for guardrail and split;
     ``step_usable_checks``: checks of the step with at least one interval seen on both sides (the minimum hold
     counts these: a check that brought nothing is not time watched at the new weight; at 100 %: the new side).
@@ -327,6 +337,7 @@ class GateState:
     step_errors_new: FloatArray = field(default_factory=lambda: np.zeros(0))
     step_hits_all: float = 0.0
     last_p99_new: FloatArray = field(default_factory=lambda: np.zeros(0))
+    step_p99_guard: FloatArray = field(default_factory=lambda: np.zeros((ROWS, 0)))
     last_check_usable: bool = False
     step_latency: Mapping[str, FloatArray] = field(default_factory=dict)
     step_hits_seen: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -500,7 +511,7 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     """The gate for ``endpoints`` (keys such as ``"GET /users/{id}"``; duplicates are an error) with
     tolerances from the judge's policy (``Policy.for_endpoint(key).rule(metric)``: ``tolerance`` relative,
     ``min_delta`` absolute in the metric's unit). The Bonferroni family: endpoints × (error rate + latency
-    metrics + the error-rate guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
+    metrics + each guardrail when set). A ``go_metrics`` entry that is not judged is an error."""
     keys = tuple(endpoints)
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate endpoint keys")
@@ -519,8 +530,10 @@ def plan_gate(endpoints: Sequence[str], policy: CutoverPolicy, judge: Policy | N
     for metric in ("error_rate", *policy.latency_metrics):
         rules = [judge.for_endpoint(k).rule(metric) for k in keys]
         tolerances[metric] = tuple(Tolerance(r.tolerance, r.min_delta) for r in rules)
-    tests = ["error_rate", *policy.latency_metrics] + (
-        ["error_guardrail"] if policy.error_rate_limit is not None else []
+    tests = (
+        ["error_rate", *policy.latency_metrics]
+        + (["error_guardrail"] if policy.error_rate_limit is not None else [])
+        + (["p99_guardrail"] if policy.p99_limit_ms is not None else [])
     )
     raw = {t: ALPHA_WEIGHTS.get(t, ALPHA_WEIGHT_OTHER) for t in tests}
     mean_raw = sum(raw.values()) / len(raw)
@@ -533,9 +546,9 @@ def start(plan: GatePlan) -> GateState:
     """The state before the first check (step 0, nothing seen)."""
     n = len(plan.endpoints)
     zeros = np.zeros(n)
-    latency = {m: np.zeros((6, n)) for m in plan.policy.latency_metrics}
+    latency = {m: np.zeros((ROWS, n)) for m in plan.policy.latency_metrics}
     return GateState(
-        step_latency={m: np.zeros((6, n)) for m in plan.policy.latency_metrics},
+        step_latency={m: np.zeros((ROWS, n)) for m in plan.policy.latency_metrics},
         step_hits_seen=zeros,
         plan=plan,
         error_loglik=np.zeros((n, _LOG_RATIO_GRID.size)),
@@ -548,6 +561,7 @@ def start(plan: GatePlan) -> GateState:
         step_hits_new=zeros,
         step_errors_new=zeros,
         last_p99_new=np.full(n, np.nan),
+        step_p99_guard=np.zeros((ROWS, n)),
     )
 
 
@@ -563,8 +577,9 @@ def next_step(state: GateState) -> GateState:
         step_errors_new=np.zeros(n),
         step_hits_all=0.0,
         last_p99_new=np.full(n, np.nan),
+        step_p99_guard=np.zeros((ROWS, n)),
         last_check_usable=False,
-        step_latency={m: np.zeros((6, n)) for m in state.plan.policy.latency_metrics},
+        step_latency={m: np.zeros((ROWS, n)) for m in state.plan.policy.latency_metrics},
         step_hits_seen=np.zeros(n),
         evaluation=None,  # the guardrails and the decidability are the new step's
     )
@@ -637,6 +652,21 @@ def update(state: GateState, check: Check) -> GateState:
         latency[metric] = state.latency[metric] + increment
         step_latency[metric] = state.step_latency[metric] + increment  # the step's own rows
     p99_new = _column(check, index, "new", "p99_ms")
+    step_p99_guard = state.step_p99_guard
+    if plan.policy.p99_limit_ms is not None:  # the step's p99 against the limit (a constant "old side")
+        p50_new, p95_new = _column(check, index, "new", "p50_ms"), _column(check, index, "new", "p95_ms")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sigma_new = np.clip(np.log(p95_new / p50_new) / _Z95, *_SIGMA_RANGE)
+        limit = np.full(len(index), plan.policy.p99_limit_ms)
+        step_p99_guard = state.step_p99_guard + _latency_increment(
+            "p99_ms",
+            np.full(len(index), np.inf),
+            np.where(new_seen, n_new, np.nan),
+            limit,
+            p99_new,
+            sigma_new,
+            P99_GUARD_MIN_HITS,
+        )
     last_step = _weight(state) >= 100.0
     usable = bool(new_seen.any()) if last_step else bool(both.any())
     new_state = replace(
@@ -655,6 +685,7 @@ def update(state: GateState, check: Check) -> GateState:
         step_errors_new=state.step_errors_new + np.where(new_seen, e_new, 0.0),
         step_hits_all=state.step_hits_all + float(seen.sum()),
         last_p99_new=np.where(n_new >= P99_GUARD_MIN_HITS, p99_new, np.nan),
+        step_p99_guard=step_p99_guard,
         last_check_usable=usable,
         step_latency=step_latency,
         step_hits_seen=state.step_hits_seen + seen,
@@ -671,12 +702,20 @@ def _weight(state: GateState) -> float:
 
 
 def _latency_increment(
-    metric: str, n_old: FloatArray, n_new: FloatArray, old: FloatArray, new: FloatArray, sigma: FloatArray
+    metric: str,
+    n_old: FloatArray,
+    n_new: FloatArray,
+    old: FloatArray,
+    new: FloatArray,
+    sigma: FloatArray,
+    need: int | None = None,
 ) -> FloatArray:
-    """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old) added by one interval; zero where it is not usable.
+    """Rows (W, Σwy, Σwy², k, Σw·c², Σw·old, Σw², Σw²y, Σw²y²) added by one interval; zero where it is not usable.
     ``c²``: model variance of y per effective hit (lognormal with shape ``sigma`` from the old side's p50/p95;
-    without them a shape of 0.5 is assumed, the empirical variance still applies)."""
-    need = min_interval_hits(metric)
+    without them a shape of 0.5 is assumed, the empirical variance still applies). ``need``: hits per side
+    (default ``min_interval_hits(metric)``). The p99 guardrail passes the limit as ``old`` with ``n_old``
+    infinite (a constant: W is the new side's hits)."""
+    need = min_interval_hits(metric) if need is None else need
     usable = (n_old >= need) & (n_new >= need) & (old > 0) & (new > 0)
     s = np.where(np.isfinite(sigma), sigma, 0.5)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -692,7 +731,20 @@ def _latency_increment(
             c2 = s * s * q * (1 - q) / (math.exp(-0.5 * float(special.ndtri(q)) ** 2) / math.sqrt(2 * math.pi)) ** 2
     y = np.where(usable, np.clip(y, -LATENCY_CLIP, LATENCY_CLIP), 0.0)
     old_level = np.where(usable, old, 0.0)
-    return np.stack([w, w * y, w * y * y, usable.astype(float), w * np.where(usable, c2, 0.0), w * old_level])
+    w2 = w * w
+    return np.stack(
+        [
+            w,
+            w * y,
+            w * y * y,
+            usable.astype(float),
+            w * np.where(usable, c2, 0.0),
+            w * old_level,
+            w2,
+            w2 * y,
+            w2 * y * y,
+        ]
+    )
 
 
 # --- decisions -----------------------------------------------------------------------------------------
@@ -773,7 +825,7 @@ def _error_decisions(state: GateState) -> list[MetricDecision]:
 def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
     """Per endpoint, the weighted mean ln ratio's normal-mixture confidence sequence against tolerance."""
     plan = state.plan
-    w, swy, _, k, _, swold = state.latency[metric]
+    w, swy, _, k, _, swold = state.latency[metric][:6]
     side_alpha = one_sided_level(plan.alpha(metric))
     rho = normal_mixture_rho(LATENCY_V_OPT, side_alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -815,8 +867,14 @@ def _latency_decisions(state: GateState, metric: str) -> list[MetricDecision]:
 
 
 def _guardrails(state: GateState) -> list[GuardrailBreach]:
-    """Absolute limits on the new side: the step's error rate shown above ``error_rate_limit`` (lower
-    confidence bound at the test alpha), the newest interval's p99 above ``p99_limit_ms``."""
+    """Absolute limits on the new side, each SHOWN broken in the current step at its step alpha
+    (``guardrail_step_alpha``): the step's error rate above ``error_rate_limit`` (beta-binomial lower bound);
+    the p99 above ``p99_limit_ms``: the weighted (by hits) mean of ln(p99 / limit) over the step's intervals with
+    at least ``P99_GUARD_MIN_HITS`` new-side hits, its one-sided normal-mixture lower bound above 0 (variance:
+    the larger of a p99's lognormal model, shape from the new side's p50/p95, and the empirical one), like the
+    latency tests. Not the newest interval's raw p99: the p99 of 100 hits is their second largest, and with a
+    limit 1.5x the true p99 (lognormal, 150 hits a check) 63 % of endpoints broke it within 120 checks (a false
+    stop, exit 4). An x4 breach on >= 100 hits still stops at its first interval."""
     policy, plan = state.plan.policy, state.plan
     out = []
     if policy.error_rate_limit is not None:
@@ -834,23 +892,34 @@ def _guardrails(state: GateState) -> list[GuardrailBreach]:
                 )
             )
     if policy.p99_limit_ms is not None:
-        for i in np.flatnonzero(np.nan_to_num(state.last_p99_new, nan=-np.inf) > policy.p99_limit_ms):
+        block = state.step_p99_guard
+        side_alpha = one_sided_level(guardrail_step_alpha(plan, "p99_guardrail"))
+        rho = normal_mixture_rho(P99_GUARD_V_OPT, side_alpha)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = block[1] / block[0]
+            lower = np.where(
+                block[0] > 0, mean - normal_mixture_bound(_latency_variance(block), side_alpha, rho) / block[0], -np.inf
+            )
+        for i in np.flatnonzero(lower > 0):
+            observed = policy.p99_limit_ms * math.exp(mean[i])
             out.append(
                 GuardrailBreach(
                     plan.endpoints[i],
                     "p99_ms",
-                    float(state.last_p99_new[i]),
+                    float(observed),
                     policy.p99_limit_ms,
-                    f"new side's p99 {state.last_p99_new[i]:.0f} ms above the limit {policy.p99_limit_ms:.0f} ms",
+                    f"new side's p99 {observed:.0f} ms (at least {policy.p99_limit_ms * math.exp(lower[i]):.0f} ms) "
+                    f"above the limit {policy.p99_limit_ms:.0f} ms",
                 )
             )
     return out
 
 
-def guardrail_step_alpha(plan: GatePlan) -> float:
-    """The error-rate guardrail's alpha in one step: its test's alpha split evenly over the steps (each step
-    starts a new sequence on the step's own counts, so the steps are a union bound too)."""
-    return plan.alpha("error_guardrail") / len(plan.policy.steps)
+def guardrail_step_alpha(plan: GatePlan, test: str = "error_guardrail") -> float:
+    """A guardrail's alpha in one step (``error_guardrail`` or ``p99_guardrail``): its test's alpha split evenly
+    over the steps (each step starts a new sequence on the step's own counts, so the steps are a union bound
+    too)."""
+    return plan.alpha(test) / len(plan.policy.steps)
 
 
 def _split(state: GateState, weight: float) -> SplitCheck:
@@ -889,12 +958,18 @@ def _stop_reasons(metrics: Sequence[MetricDecision], guardrails: Sequence[Guardr
 
 
 def _latency_variance(block: FloatArray) -> FloatArray:
-    """The variance process V of a latency test: the larger of the model's and the empirical one."""
-    w, swy, swy2, k, swc2, _ = block
+    """The variance process V of a latency test (and of the p99 guardrail): the largest of the model's (Σw·c²),
+    the empirical one under ``Var(y_i) = c²/w_i`` (the weighted residual variance times W) and the robust
+    (sandwich) one, ``Σ w_i² (y_i - mean)² k/(k-1)``, which holds whatever the variance of each interval. Without
+    the last, a drift of the new side's own (sd 0.3 a minute, not shared with the old side) across the 1 % and
+    50 % steps crossed a one-sided 24 % boundary on 44 % of no-change paths (the first estimate under-counts
+    a variance that does not shrink with w when the weights differ)."""
+    w, swy, swy2, k, swc2, _, sw2, sw2y, sw2y2 = block
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = swy / w
         emp_c2 = np.maximum(swy2 - w * mean * mean, 0.0) / np.maximum(k - 1, 1)
-    return np.asarray(np.maximum(swc2, emp_c2 * w))
+        robust = np.maximum(sw2y2 - 2 * mean * sw2y + mean * mean * sw2, 0.0) * k / np.maximum(k - 1, 1)
+    return np.asarray(np.maximum(np.maximum(swc2, emp_c2 * w), robust))
 
 
 def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
@@ -1009,16 +1084,19 @@ def _go_blockers(
 def decide(state: GateState) -> StepDecision:
     """The decision for the current step after the checks so far (see ``Action``).
 
-    STOP beats everything and is latched (``update``). GO needs the minimum hold (checks with data), a usable
-    newest check, a split not shown to mismatch, and every endpoint with meaningful traffic shown within
-    tolerance on every ``go_metrics`` metric. Meaningful traffic: at least ``min_traffic_share`` of the
-    requests seen AND decidable at this weight (``_decidable``: the step's traffic could show the tolerance
-    by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
-    (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it
-    was not shown worse, and its evidence carries into the next, heavier step, where it may stop the
-    cutover; unless it is already shown changed for the worse (``_shown_changed``: lower bound above no
-    change), which holds the GO back like a decidable metric. NO_DATA is never within; a NO_DATA that the
-    step could have filled blocks the GO.
+    STOP beats everything and is latched (``update``). GO needs the minimum hold (checks with data), a usable newest
+    check, a split not shown to mismatch, and every endpoint with meaningful traffic shown within tolerance on every
+    ``go_metrics`` metric. Meaningful traffic: at least ``min_traffic_share`` of the requests seen over the cutover
+    or in this step (an endpoint quiet during a long step that carries 5 % of the next one's requests was 0.2 % of
+    the cutover's and went unjudged) AND decidable at this weight (``_decidable``: the step's traffic could show the
+    tolerance by the maximum hold). An endpoint's metric that is not decidable at this weight is reported so
+    (``MetricDecision.decidable`` False, "not decidable at this weight") and does not hold the GO back: it was not
+    shown worse, and its evidence carries into the next, heavier step, where it may stop the cutover; unless it is
+    already shown changed for the worse (``_shown_changed``: lower bound above no change), which holds the GO back
+    like a decidable metric. A judged metric outside ``go_metrics`` (a percentile) need not be shown within, but one
+    already shown changed for the worse holds the GO back too (a p95 +10 % against a 5 % tolerance, x1.001-x1.173 at
+    the 50 % step's minimum hold, went to 100 % with the mean shown within). NO_DATA is never within; a NO_DATA that
+    the step could have filled blocks the GO.
 
     At the last step (100 %) there is no old side: only the guardrails decide (STOP on a breach; GO, i.e.
     completed, after the minimum hold of checks with new-side data). At the maximum hold an undecided step
@@ -1039,8 +1117,10 @@ def decide(state: GateState) -> StepDecision:
         return result(Action.STOP, stop)
 
     last_step = weight >= 100.0
-    total = state.hits_seen
+    total, in_step = state.hits_seen, state.step_hits_seen
     share = total / total.sum() if total.sum() > 0 else np.zeros_like(total)
+    if in_step.sum() > 0:  # an endpoint quiet so far that carries this step's traffic has meaningful traffic too
+        share = np.maximum(share, in_step / in_step.sum())
     position = {key: i for i, key in enumerate(plan.endpoints)}
     candidates = [
         j
@@ -1051,6 +1131,18 @@ def decide(state: GateState) -> StepDecision:
         and m.finding is not Finding.WITHIN
     ]
     blocking = _go_blockers(state, metrics, candidates, position)
+    for j, m in enumerate(metrics):  # a judged metric outside go_metrics (a p95) can only stop, but one already
+        # shown slower than no change holds the GO like _shown_changed does for an undecidable GO metric: at the
+        # last compared step the GO would carry its regression to 100 %, where nothing compares it any more
+        if (
+            not last_step
+            and m.metric not in policy.go_metrics
+            and share[position[m.endpoint]] >= policy.min_traffic_share
+            and m.finding is Finding.OPEN
+            and _shown_changed(m)
+        ):
+            metrics[j] = replace(m, reason=f"{m.reason}; already shown worse than no change: it holds the GO")
+            blocking.append(metrics[j])
     undecidable = sum(not m.decidable for m in metrics)
     reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
     if not state.last_check_usable:
