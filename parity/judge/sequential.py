@@ -954,7 +954,7 @@ def _evaluate(state: GateState) -> tuple[tuple[MetricDecision, ...], tuple[Guard
 
 def _stop_reasons(metrics: Sequence[MetricDecision], guardrails: Sequence[GuardrailBreach]) -> list[str]:
     reasons = [f"guardrail {g.endpoint}: {g.reason}" for g in guardrails]
-    return reasons + [f"{m.endpoint} {m.metric}: {m.reason}" for m in metrics if m.finding is Finding.WORSE]
+    return reasons + [_reason_line(m) for m in metrics if m.finding is Finding.WORSE]
 
 
 def _latency_variance(block: FloatArray) -> FloatArray:
@@ -1048,6 +1048,13 @@ def _decidable(state: GateState, metric: str, rows: FloatArray) -> BoolArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         threshold = np.where(level > 0, np.maximum(threshold, 1 + absolute / level), threshold)
         return np.asarray((w_end > 0) & (k_end >= MIN_LATENCY_INTERVALS) & (half <= fraction * np.log(threshold)))
+
+
+def _reason_line(metric: MetricDecision) -> str:
+    """``endpoint metric: reason``, without naming the metric twice (latency reasons begin with it)."""
+    if metric.reason.startswith(f"{metric.metric} "):
+        return f"{metric.endpoint} {metric.reason}"
+    return f"{metric.endpoint} {metric.metric}: {metric.reason}"
 
 
 def _shown_changed(metric: MetricDecision) -> bool:
@@ -1144,7 +1151,7 @@ def decide(state: GateState) -> StepDecision:
             metrics[j] = replace(m, reason=f"{m.reason}; already shown worse than no change: it holds the GO")
             blocking.append(metrics[j])
     undecidable = sum(not m.decidable for m in metrics)
-    reasons = [f"{m.endpoint} {m.metric}: {m.reason}" for m in blocking]
+    reasons = [_reason_line(m) for m in blocking]
     if not state.last_check_usable:
         side = "on the new side" if last_step else "on both sides"
         reasons.insert(0, f"newest check has no interval with requests {side}")
