@@ -1530,8 +1530,8 @@ def build_parser() -> argparse.ArgumentParser:
         "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
         "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
         "through it, both reporting APM spans to a local fake Datadog, and `parity cutover`'s driver moving the "
-        "weights 1, 5, 10, 50, 100 %; the new side's planted load-dependent bottleneck stops it at 50 % and the "
-        "weights return to 0 % (exit 1); with --no-bottleneck it reaches 100 % (exit 0).",
+        "weights 1, 10, 50, 100 % (the demo skips 5 %); the new side's planted load-dependent bottleneck stops it "
+        "at 50 % and the weights return to 0 % (exit 1); with --no-bottleneck it reaches 100 % (exit 0).",
         epilog=examples(
             "parity demo",
             "parity demo --duration 30 --rate-scale 1 -o reports/demo-short",
