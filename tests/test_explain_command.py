@@ -1,0 +1,211 @@
+"""``parity explain`` end to end: the CLI in-process, the real datadog-api-client against the demo's fake Datadog
+(parity.demo.apm + apm_traces) on 127.0.0.1, traces posted here with known answers: an N+1 blow-up in postgres on
+the new side, an unchanged endpoint, an endpoint without traces, a 403 and a 429 past the wait (no explanation,
+exit 0), bad input (exit 2). No sleeping: the 429 reset is longer than the wait the command allows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parity.cli import main
+from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
+from parity.demo.apm_traces import post_traces
+from parity.explain.command import (
+    FORMAT,
+    Selector,
+    load_explain_json,
+    pick_endpoints,
+    selector_from_side,
+)
+
+T0 = 1_800_000_000  # Unix s
+USERS = "GET /users/{id}"
+HEALTH = "GET /health"
+ORDERS = "GET /orders"
+
+
+def _trace(n: int, *, resource: str, queries: int, app_ms: float) -> list[dict[str, Any]]:
+    """Trace ``n`` of ``resource``: a rack.request root = app code (``app_ms`` + a little per trace) + ``queries``
+    sequential postgres queries of 4 ms."""
+    start = T0 + 10 + n
+    tid = str(7_000_000_000_000_000_000 + n)
+    root = f"{n}00"
+    jitter = (n % 5) * 0.3  # the per-trace spread the intervals need (ms)
+    spans: list[dict[str, Any]] = [
+        {"trace_id": tid, "span_id": root, "parent_id": "0", "service": "web", "name": "rack.request",
+         "resource": resource, "type": "web", "start_s": start, "duration_ms": app_ms + jitter + 4.0 * queries}
+    ]  # fmt: skip
+    for q in range(queries):
+        spans.append(
+            {"trace_id": tid, "span_id": f"{n}1{q:02d}", "parent_id": root, "service": "web-postgres",
+             "name": "postgres.query", "resource": "SELECT * FROM users WHERE id = ?", "type": "sql",
+             "start_s": start + 0.001 * (app_ms + jitter) / 2 + 0.004 * q, "duration_ms": 4.0}
+        )  # fmt: skip
+    return spans
+
+
+def _post(fake: DemoDatadog, env: str, traces: list[list[dict[str, Any]]]) -> None:
+    spans = [s for t in traces for s in t]
+    assert post_traces(fake.traces_url, env=env, spans=spans) == len(spans)
+
+
+@pytest.fixture
+def fake() -> Iterator[DemoDatadog]:
+    with DemoDatadog() as dd:
+        # old (ec2): users 3 queries, health 0; new (eks): users 9 queries (N+1), health unchanged
+        _post(fake_dd := dd, "ec2", [_trace(n, resource=USERS, queries=3, app_ms=20) for n in range(12)])
+        _post(fake_dd, "ec2", [_trace(100 + n, resource=HEALTH, queries=0, app_ms=5) for n in range(12)])
+        _post(fake_dd, "eks", [_trace(200 + n, resource=USERS, queries=9, app_ms=20) for n in range(12)])
+        _post(fake_dd, "eks", [_trace(300 + n, resource=HEALTH, queries=0, app_ms=5) for n in range(12)])
+        yield dd
+
+
+def _side(env: str) -> dict[str, Any]:
+    return {
+        "env": env,
+        "service": "web",
+        "window_start": "2027-01-15T08:00:00Z",  # = T0
+        "window_end": "2027-01-15T08:10:00Z",
+    }
+
+
+def _parity(tmp_path: Path, *, bottlenecks: list[str], failed: list[str]) -> Path:
+    doc = {
+        "format": "parity",
+        "version": 1,
+        "verdict": "fail",
+        "endpoints": [{"endpoint": e, "verdict": "fail"} for e in failed] + [{"endpoint": HEALTH, "verdict": "pass"}],
+        "bottlenecks": [{"rank": i + 1, "endpoint": e} for i, e in enumerate(bottlenecks)],
+        "baseline": _side("ec2"),
+        "candidate": _side("eks"),
+        "meta": {"command": "parity compare a.json b.json -o out"},
+    }
+    path = tmp_path / "parity.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DD_API_KEY", DEMO_API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", DEMO_APP_KEY)
+
+
+def test_window_of_the_sample_is_the_compared_window() -> None:
+    assert selector_from_side(_side("ec2"), which="baseline") == Selector("ec2", "web", T0, T0 + 600)
+    side = {**_side("eks"), "window_start": "2027-01-15T08:00:00.7+00:00", "window_end": "2027-01-15T08:09:59.2Z"}
+    got = selector_from_side(side, which="candidate", service="web-eks", span=None)
+    assert (got.start_s, got.end_s, got.service, got.span) == (T0, T0 + 600, "web-eks", None)
+    with pytest.raises(ValueError, match="--new-service"):
+        selector_from_side({**side, "service": None}, which="candidate")
+
+
+def test_pick_endpoints_bottlenecks_first_then_failed_at_most_top() -> None:
+    doc = {
+        "bottlenecks": [{"rank": 2, "endpoint": "B"}, {"rank": 1, "endpoint": "A"}],
+        "endpoints": [{"endpoint": "C", "verdict": "fail"}, {"endpoint": "A", "verdict": "fail"},
+                      {"endpoint": "D", "verdict": "inconclusive"}],
+    }  # fmt: skip
+    assert pick_endpoints(doc) == ["A", "B", "C"]
+    assert pick_endpoints(doc, top=1) == ["A"]
+    assert pick_endpoints(doc, named=["D", "D"]) == ["D"]
+    assert pick_endpoints({"endpoints": []}) == []
+
+
+def test_explain_names_the_n_plus_one_and_says_unchanged(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS, ORDERS])
+    code = main(["explain", str(path), "--dd-url", fake.url, "--endpoints", f"{USERS},{HEALTH}", "--endpoints", ORDERS])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    doc = json.loads((tmp_path / "explain.json").read_text())
+    assert doc["format"] == FORMAT
+    assert doc["old"]["window"] == [T0, T0 + 600]
+    by = {e["endpoint"]: e for e in doc["explanations"]}
+    assert list(by) == [USERS, HEALTH, ORDERS]
+    users = by[USERS]
+    assert users["available"] is True
+    assert users["named"] == ["postgres"]
+    assert users["request"]["diff_ms"] == pytest.approx(24.0)  # 6 more queries of 4 ms
+    assert users["sentence"].startswith("+24 ms per request in postgres (3.0× more queries: 3.0 → 9.0 per request)")
+    assert "app code unchanged" in users["sentence"]
+    assert users["sampling"]["old_traces"] == 12
+    assert users["reads"]["old"]["traces"] == 12
+    assert "spans_search" in users["reads"]["new"]["rate_limit"]
+    health = by[HEALTH]
+    assert health["available"] is True
+    assert health["named"] == []
+    assert "unchanged" in health["sentence"]
+    orders = by[ORDERS]
+    assert orders["available"] is False
+    assert orders["sentence"].startswith("no explanation: old side: traces of 'GET /orders' (web in ec2)")
+    assert orders["reads"] == {"old": None, "new": None}
+    assert f"  {USERS}: +24 ms per request in postgres" in out.out
+    assert f"  {ORDERS}: no explanation: old side:" in out.out
+    assert "parity compare a.json b.json -o out" in out.out
+    assert load_explain_json(tmp_path / "explain.json")[USERS]["named"] == ["postgres"]
+
+
+def test_default_is_the_bottlenecks_and_out_dir(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    assert main(["explain", str(path), "--dd-url", fake.url, "-o", str(tmp_path / "x"), "--traces", "6"]) == 0
+    doc = json.loads((tmp_path / "x" / "explain.json").read_text())
+    assert [e["endpoint"] for e in doc["explanations"]] == [USERS]
+    assert doc["explanations"][0]["sampling"]["new_traces"] == 6
+    assert "postgres" in capsys.readouterr().out
+
+
+def test_nothing_regressed_writes_an_empty_explanation(
+    keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[], failed=[])
+    assert main(["explain", str(path), "--dd-url", "http://127.0.0.1:9"]) == 0  # nothing is read
+    assert json.loads((tmp_path / "explain.json").read_text())["explanations"] == []
+    assert "nothing to explain" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fault", ["403", "429"])
+def test_api_failure_is_no_explanation_and_exit_0(
+    fault: str, fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if fault == "403":
+        fake.fail(403, None)
+    else:
+        fake.rate_limit(100, 3600, name="spans_search")  # reset far past the wait the reader allows
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    assert main(["explain", str(path), "--dd-url", fake.url]) == 0
+    out = capsys.readouterr().out
+    (users,) = json.loads((tmp_path / "explain.json").read_text())["explanations"]
+    assert users["available"] is False
+    assert users["sentence"].startswith("no explanation: old side:")
+    assert ("403" if fault == "403" else "429") in users["sentence"]
+    assert f"{USERS}: no explanation:" in out
+
+
+def test_bad_input_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["explain", str(tmp_path / "bad.json")]) == 2
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    doc = json.loads(path.read_text())
+    doc["candidate"]["env"] = None
+    path.write_text(json.dumps(doc))
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--new-env" in err
+    monkeypatch.delenv("DD_APP_KEY")
+    assert main(["explain", str(path), "--new-env", "eks"]) == 2
+    err = capsys.readouterr().err
+    assert "DD_APP_KEY not set" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "explain.json").exists()
