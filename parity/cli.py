@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -182,13 +182,26 @@ def _meta(config_path: Path | None, argv: Sequence[str]) -> RunMeta:
 
 
 def _report(
-    result: ParityResult, out: Path, meta: RunMeta, measurements: tuple[Measurement, Measurement] | None = None
+    result: ParityResult,
+    out: Path,
+    meta: RunMeta,
+    measurements: tuple[Measurement, Measurement] | None = None,
+    explanations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
+    """Write the reports into ``out`` and print the terminal summary. ``explanations`` (endpoint key → explain.json
+    entry): else those of an explain.json already in ``out`` that explains this comparison's windows (a note on
+    stderr when one is there but not used)."""
+    from parity.report.explain import explanations_beside
+
+    if explanations is None:
+        explanations, note = explanations_beside(out, result)
+        if note is not None:
+            print(f"parity: note: {note}", file=sys.stderr)
     try:
-        paths = write_reports(result, out, meta, measurements=measurements)
+        paths = write_reports(result, out, meta, measurements=measurements, explanations=explanations)
     except OSError as exc:
         raise BadInput(f"{out}: cannot write the reports: {exc.strerror or exc}") from None
-    print(terminal_summary(result, paths.index_html))
+    print(terminal_summary(result, paths.index_html, explanations))
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -6,6 +6,8 @@ exit 0), bad input (exit 2). No sleeping: the 429 reset is longer than the wait 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,23 @@ from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.apm_traces import post_traces
 from parity.explain.command import (
     FORMAT,
+    EndpointExplanation,
     Selector,
+    explain_document,
     load_explain_json,
     pick_endpoints,
     selector_from_side,
 )
+from parity.explain.judge import explain, no_explanation, trace_sample
+from parity.explain.spans import Span
+from parity.judge.result import ParityResult
+from parity.report.ci import json_value
+from parity.report.explain import explanations_beside
+from parity.report.terminal import terminal_summary
+from parity.report.write import write_reports
+from tests.test_report import HEALTH as HEALTH_KEY
+from tests.test_report import META, _data, mixed_result
+from tests.test_report import ORDERS as ORDERS_KEY
 
 T0 = 1_800_000_000  # Unix s
 USERS = "GET /users/{id}"
@@ -209,3 +223,121 @@ def test_bad_input_is_one_line_exit_2(
     assert "DD_APP_KEY not set" in err
     assert "Traceback" not in err
     assert not (tmp_path / "explain.json").exists()
+
+
+# --- the reports: an explain.json beside parity.json -------------------------------------------------------
+
+
+def _spans(n: int, *, queries: int, env: str) -> list[Span]:
+    """Trace ``n``: a root of 20 ms app code + ``queries`` sequential 4 ms postgres queries (ms, epoch)."""
+    start = (T0 + n) * 1000.0
+    tid, root = f"{env}{n}", f"{n}00"
+    app = 20.0 + (n % 5) * 0.3
+    out = [Span(tid, root, None, "orders-api", "web", "rack.request", ORDERS_KEY, start, app + 4.0 * queries)]
+    out += [
+        Span(tid, f"{n}1{q}", root, "orders-postgres", "sql", "postgres.query", "SELECT", start + 1 + 4.0 * q, 4.0)
+        for q in range(queries)
+    ]
+    return out
+
+
+def _explain_json(out: Path, result: ParityResult, *, shift_s: int = 0) -> None:
+    """An explain.json for ``result``'s windows (shifted by ``shift_s``): ORDERS explained (3 → 9 queries), HEALTH
+    without an explanation."""
+    old = selector_from_side(json_value(result.baseline), which="baseline")
+    new = selector_from_side(json_value(result.candidate), which="candidate")
+    if shift_s:
+        old = Selector(old.env, old.service, old.start_s + shift_s, old.end_s + shift_s)
+    old_sample = trace_sample([s for n in range(10) for s in _spans(n, queries=3, env="old")])
+    new_sample = trace_sample([s for n in range(10) for s in _spans(n, queries=9, env="new")])
+    results = (
+        EndpointExplanation(explain(ORDERS_KEY, old_sample, new_sample)),
+        EndpointExplanation(no_explanation(HEALTH_KEY, "old side: no indexed span")),
+    )
+    (out / "explain.json").write_text(json.dumps(explain_document(results, old=old, new=new)))
+
+
+def test_reports_show_the_explanation_beside_parity_json(tmp_path: Path) -> None:
+    result = mixed_result()
+    _explain_json(tmp_path, result)
+    explanations, note = explanations_beside(tmp_path, result)
+    assert note is None
+    assert set(explanations) == {ORDERS_KEY, HEALTH_KEY}
+    why = explanations[ORDERS_KEY]["sentence"]
+    assert why.startswith("+24 ms per request in postgres (3.0× more queries: 3.0 → 9.0 per request)")
+
+    paths = write_reports(result, tmp_path, META, explanations=explanations)
+    assert (tmp_path / "explain.json").exists()  # kept beside the new set
+    md = paths.summary_md.read_text()
+    assert f"- {ORDERS_KEY}: {why}" in md
+    assert HEALTH_KEY not in md.split("**Why**")[1].split("\n\n")[1]  # only top regressions get a why line
+    terminal = terminal_summary(result, paths.index_html, explanations)
+    assert f"       why: {why}" in terminal.splitlines()
+    html = paths.index_html.read_text()
+    data = _data(html)
+    rows = {r["k"]: r for r in data["rows"]}
+    ex = rows[ORDERS_KEY]["ex"]
+    assert ex["ok"] is True
+    assert ex["w"] == why
+    assert ex["bar"][0][0] == "postgres"
+    assert ex["bar"][0][1:] == [pytest.approx(12.0), pytest.approx(36.0)]
+    assert ex["t"] == [["postgres", "slower", "12", "36", ex["t"][0][4], ex["t"][0][5]]]
+    assert ex["t"][0][5].startswith("3.0 → 9.0 (3×")
+    assert "From 10 old and 10 new sampled traces" in ex["sm"]
+    assert rows[HEALTH_KEY]["ex"] == {"w": "no explanation: old side: no indexed span", "ok": False}
+    assert "ex" not in rows["POST /api/orders"]
+    assert f"why: {why}" in html  # the bottleneck table
+
+
+def test_an_explain_json_of_other_windows_is_not_shown(tmp_path: Path) -> None:
+    result = mixed_result()
+    _explain_json(tmp_path, result, shift_s=60)
+    explanations, note = explanations_beside(tmp_path, result)
+    assert explanations == {}
+    assert note is not None
+    assert "other windows" in note
+    (tmp_path / "explain.json").write_text("{")
+    assert explanations_beside(tmp_path, result)[0] == {}
+    assert "not JSON" in (explanations_beside(tmp_path, result)[1] or "")
+    assert explanations_beside(tmp_path / "none", result) == ({}, None)
+
+
+def test_without_explanations_the_reports_are_unchanged(tmp_path: Path) -> None:
+    result = mixed_result()
+    plain = write_reports(result, tmp_path / "a", META)
+    write_reports(result, tmp_path / "b", META, explanations={})
+    for name in ("index.html", "parity.json", "junit.xml", "summary.md"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    assert terminal_summary(result, plain.index_html) == terminal_summary(result, plain.index_html, {})
+    assert "why" not in plain.summary_md.read_text().lower()
+
+
+def test_explained_report_in_a_browser(tmp_path: Path) -> None:
+    """The endpoint detail draws the stacked bar and the changed components without a console error."""
+    from playwright.sync_api import Error, sync_playwright
+
+    result = mixed_result()
+    _explain_json(tmp_path, result)
+    explanations, _ = explanations_beside(tmp_path, result)
+    page_path = write_reports(result, tmp_path, META, explanations=explanations).index_html
+    chromium = os.environ.get("PARITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=chromium, headless=True)
+        except Error as exc:
+            pytest.skip(f"chromium ({chromium}) cannot start: {str(exc).splitlines()[0]}")
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(page_path.as_uri())
+            page.locator("#endpoints button.open", has_text=ORDERS_KEY).click()
+            page.wait_for_selector("tr.detail canvas")
+            detail = page.inner_text("tr.detail")
+            assert "Why: +24 ms per request in postgres" in detail
+            assert "Changed component" in detail
+            assert page.locator("tr.detail .chart", has_text="Time per request by component").count() == 1
+            assert problems == []
+        finally:
+            browser.close()

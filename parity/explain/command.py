@@ -19,17 +19,16 @@ verdict, prints, or reads the environment.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from parity.datadog import DatadogError
 from parity.explain.datadog_spans import EndpointWindow, ExplainUnavailable, SampledTraces, SamplePolicy
 from parity.explain.judge import Explanation, TraceSample, explain, no_explanation, to_json, trace_sample
+from parity.report.explain import EXPLAIN_FILE, FORMAT, FORMAT_VERSION, load_explain_json, read_explain_json
 
 __all__ = [
     "DEFAULT_TOP",
@@ -42,15 +41,12 @@ __all__ = [
     "explain_document",
     "load_explain_json",
     "pick_endpoints",
+    "read_explain_json",
     "run_explain",
     "selector_from_side",
     "why_lines",
 ]
 
-FORMAT = "parity-explain"
-FORMAT_VERSION = 1
-EXPLAIN_FILE = "explain.json"
-"""The file name beside ``parity.json`` the report reads an explanation from."""
 DEFAULT_TOP = 3
 """Endpoints explained when none are named: the top of the bottleneck ranking."""
 
@@ -249,27 +245,3 @@ def why_lines(document: Mapping[str, Any]) -> list[str]:
     """One line per explained endpoint: ``<endpoint>: <why sentence>`` (``no explanation: <reason>`` when
     there is none)."""
     return [f"{e.get('endpoint')}: {e.get('sentence')}" for e in document.get("explanations") or []]
-
-
-def load_explain_json(path: Path) -> dict[str, dict[str, Any]]:
-    """The explanations of an ``explain.json`` by endpoint key ({} when the file does not exist). ValueError
-    (one line naming the file) when it exists but is not an explain.json this version reads."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("explanations"), list):
-        raise ValueError(f"{path}: not a parity explain.json (format {FORMAT!r})")
-    if doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: explain.json version {doc.get('version')!r}, this parity reads {FORMAT_VERSION}")
-    out: dict[str, dict[str, Any]] = {}
-    for e in doc["explanations"]:
-        if isinstance(e, dict) and isinstance(e.get("endpoint"), str) and isinstance(e.get("sentence"), str):
-            out[e["endpoint"]] = e
-    return out
