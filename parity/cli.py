@@ -213,8 +213,61 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     baseline, candidate = load_measurements(args.baseline, args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
-    _report(result, args.out, _meta(config.path, argv), (baseline, candidate))
+    explanations = _compare_explanations(args, result, baseline, candidate) if args.explain else None
+    _report(result, args.out, _meta(config.path, argv), (baseline, candidate), explanations)
     return exit_code(result.verdict)
+
+
+def _compare_explanations(
+    args: argparse.Namespace, result: ParityResult, baseline: Measurement, candidate: Measurement
+) -> dict[str, dict[str, Any]] | None:
+    """``compare --explain``: explain the top regressed endpoints from APM traces and write ``explain.json`` into
+    the report directory; the explanations by endpoint key. Whatever fails (no keys, a side without APM env or
+    service, an unwritable file) is one ``no explanation`` line on stderr and None: the verdict and the exit code
+    never depend on it."""
+    from parity.datadog import DatadogError
+    from parity.explain.command import explain_comparison
+    from parity.explain.datadog_spans import DatadogSpans
+    from parity.report.explain import EXPLAIN_FILE
+    from parity.report.write import write_atomic
+
+    def skip(reason: str) -> None:
+        print(f"parity: no explanation: {reason}", file=sys.stderr)
+
+    api_key, app_key, missing = _datadog_keys()
+    if missing:
+        skip(f"{' and '.join(missing)} not set (--explain reads traces from Datadog)")
+        return None
+    if not result.bottlenecks and not any(e.verdict is Verdict.FAIL for e in result.endpoints):
+        skip("no endpoint regressed")
+        return None
+    try:
+        reader = DatadogSpans.connect(
+            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
+        )
+    except DatadogError as exc:
+        skip(str(exc))
+        return None
+    try:
+        with reader:
+            document = explain_comparison(
+                reader,
+                result,
+                baseline,
+                candidate,
+                progress=lambda line: print(f"parity: {line}", file=sys.stderr),
+            )
+    except ValueError as exc:
+        skip(str(exc))
+        return None
+    target = args.out / EXPLAIN_FILE
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        skip(f"{target}: cannot write it: {exc.strerror or exc}")
+        return None
+    return {e["endpoint"]: e for e in document["explanations"]}
 
 
 def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -1605,6 +1658,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("candidate", type=Path, help="the side being judged (e.g. the new environment)")
     _add_out_option(cmp, Path("reports/compare"), "directory for the reports (default: %(default)s)")
     _add_config_option(cmp)
+    why = cmp.add_argument_group("why is it slower (parity explain)")
+    why.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain the top regressed endpoints from both sides' sampled APM traces (DD_API_KEY and DD_APP_KEY "
+        "set; each side's env and service as its Measurement names them): writes DIR/explain.json and shows a why "
+        "line in the reports; never changes the verdict",
+    )
+    why.add_argument("--site", default="", help="Datadog site for --explain (default: DD_SITE, else datadoghq.com)")
+    why.add_argument("--dd-url", default=None, metavar="URL", help="send --explain's API calls to this base URL")
 
     _add_explain_parser(sub)
 

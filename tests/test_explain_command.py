@@ -9,11 +9,15 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from parity import measurement_json
 from parity.cli import main
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.apm_traces import post_traces
@@ -29,10 +33,21 @@ from parity.explain.command import (
 from parity.explain.judge import explain, no_explanation, trace_sample
 from parity.explain.spans import Span
 from parity.judge.result import ParityResult
+from parity.model import (
+    Endpoint,
+    EndpointStats,
+    LatencyDistribution,
+    LatencyKind,
+    Measurement,
+    Source,
+    SourceKind,
+    Window,
+)
 from parity.report.ci import json_value
 from parity.report.explain import explanations_beside
 from parity.report.terminal import terminal_summary
 from parity.report.write import write_reports
+from tests.conftest import sketch_of
 from tests.test_report import HEALTH as HEALTH_KEY
 from tests.test_report import META, _data, mixed_result
 from tests.test_report import ORDERS as ORDERS_KEY
@@ -341,3 +356,79 @@ def test_explained_report_in_a_browser(tmp_path: Path) -> None:
             assert problems == []
         finally:
             browser.close()
+
+
+# --- compare --explain ---------------------------------------------------------------------------------------
+
+
+def _apm_side(env: str, medians: dict[str, float], seed: int) -> Measurement:
+    """A server-side Measurement of web in ``env`` over the traces' window; GET /users/{id} recorded from the
+    Rails resource UsersController#show."""
+    rng = np.random.default_rng(seed)
+    endpoints = tuple(
+        EndpointStats(
+            Endpoint.parse(key),
+            2000,
+            0,
+            LatencyDistribution(sketch_of(rng.lognormal(np.log(median), 0.3, 2000))),
+            resource=RAILS if key == USERS else None,
+        )
+        for key, median in medians.items()
+    )
+    start = datetime.fromtimestamp(T0, UTC)
+    return Measurement(
+        Source(SourceKind.DATADOG, "apm", service="web", env=env),
+        Window(start, start + timedelta(seconds=600)),
+        endpoints,
+        latency_kind=LatencyKind.SERVER,
+    )
+
+
+RAILS = "UsersController#show"
+
+
+def test_compare_explain_writes_explain_json_and_keeps_the_verdict(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the Rails resource's traces: 2 → 6 queries (the key's own traces, 3 → 9, must not be the ones read)
+    _post(fake, "ec2", [_trace(400 + n, resource=RAILS, queries=2, app_ms=20) for n in range(8)])
+    _post(fake, "eks", [_trace(500 + n, resource=RAILS, queries=6, app_ms=20) for n in range(8)])
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0, HEALTH: 5.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0, HEALTH: 5.0}, 2), cand)
+    out = tmp_path / "report"
+    code = main(["compare", str(base), str(cand), "-o", str(out), "--explain", "--dd-url", fake.url])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err  # the verdict's exit code
+    (users,) = json.loads((out / "explain.json").read_text())["explanations"]
+    assert users["endpoint"] == USERS
+    assert users["sentence"].startswith("+16 ms per request in postgres (3.0× more queries: 2.0 → 6.0 per request)")
+    assert users["reads"]["old"]["query"].endswith(f'resource_name:"{RAILS}"')
+    assert f"       why: {users['sentence']}" in captured.out.splitlines()
+    assert f"- {USERS}: {users['sentence']}" in (out / "summary.md").read_text()
+    assert json.loads((out / "parity.json").read_text())["verdict"] == "fail"
+
+    # a re-run without --explain keeps showing it (same windows); without keys --explain is one line, same verdict
+    assert main(["compare", str(base), str(cand), "-o", str(out)]) == 1
+    assert "why: +16 ms" in capsys.readouterr().out
+
+
+def test_compare_explain_without_keys_or_apm_sides_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    monkeypatch.delenv("DD_API_KEY", raising=False)
+    assert main(["compare", str(base), str(cand), "-o", str(tmp_path / "a"), "--explain"]) == 1
+    err = capsys.readouterr().err
+    assert "parity: no explanation: DD_API_KEY" in err
+    assert not (tmp_path / "a" / "explain.json").exists()
+    monkeypatch.setenv("DD_API_KEY", DEMO_API_KEY)
+    monkeypatch.setenv("DD_APP_KEY", DEMO_APP_KEY)
+    side = _apm_side("eks", {USERS: 80.0}, 2)
+    measurement_json.write(replace(side, source=replace(side.source, env=None)), cand)
+    assert main(["compare", str(base), str(cand), "-o", str(tmp_path / "b"), "--explain"]) == 1
+    err = capsys.readouterr().err
+    assert f"parity: no explanation: the candidate ({cand}) names no APM env and service" in err
+    assert "Traceback" not in err

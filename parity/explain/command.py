@@ -28,6 +28,8 @@ from typing import Any, Protocol
 from parity.datadog import DatadogError
 from parity.explain.datadog_spans import EndpointWindow, ExplainUnavailable, SampledTraces, SamplePolicy
 from parity.explain.judge import Explanation, TraceSample, explain, no_explanation, to_json, trace_sample
+from parity.judge.result import ParityResult
+from parity.model import Measurement
 from parity.report.explain import EXPLAIN_FILE, FORMAT, FORMAT_VERSION, load_explain_json, read_explain_json
 
 __all__ = [
@@ -38,10 +40,12 @@ __all__ = [
     "EndpointExplanation",
     "Selector",
     "TraceReader",
+    "explain_comparison",
     "explain_document",
     "load_explain_json",
     "pick_endpoints",
     "read_explain_json",
+    "resources_of",
     "run_explain",
     "selector_from_side",
     "why_lines",
@@ -245,3 +249,53 @@ def why_lines(document: Mapping[str, Any]) -> list[str]:
     """One line per explained endpoint: ``<endpoint>: <why sentence>`` (``no explanation: <reason>`` when
     there is none)."""
     return [f"{e.get('endpoint')}: {e.get('sentence')}" for e in document.get("explanations") or []]
+
+
+def resources_of(baseline: Measurement, candidate: Measurement) -> dict[str, tuple[str | None, str | None]]:
+    """Endpoint key → (old, new) APM resource names the Measurements recorded (None where a side did not)."""
+    old = {s.endpoint.key: s.resource for s in baseline.endpoints}
+    new = {s.endpoint.key: s.resource for s in candidate.endpoints}
+    return {k: (old.get(k), new.get(k)) for k in old.keys() | new.keys() if old.get(k) or new.get(k)}
+
+
+def explain_comparison(
+    reader: TraceReader,
+    result: ParityResult,
+    baseline: Measurement,
+    candidate: Measurement,
+    *,
+    top: int = DEFAULT_TOP,
+    span: str | None = "rack.request",
+    policy: SamplePolicy | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """``explain.json`` for a comparison just judged (``compare --explain``): its top ``top`` regressed endpoints,
+    each side read over its compared window with the env and service its Measurement names and the APM resource it
+    recorded. ValueError (one line) when a side names no env or service (e.g. a Locust CSV): nothing is read."""
+    from parity.report.ci import json_value
+
+    for which, side in (("baseline", result.baseline), ("candidate", result.candidate)):
+        if not side.env or not side.service:
+            raise ValueError(
+                f"the {which} ({side.name}) names no APM env and service to read traces of (a Measurement from "
+                "parity baseline pull does): run parity explain on the parity.json with --old-/--new-service and -env"
+            )
+    old = selector_from_side(json_value(result.baseline), which="baseline", span=span)
+    new = selector_from_side(json_value(result.candidate), which="candidate", span=span)
+    picked = pick_endpoints(
+        {
+            "bottlenecks": [{"rank": b.rank, "endpoint": b.endpoint.key} for b in result.bottlenecks],
+            "endpoints": [{"endpoint": e.endpoint.key, "verdict": e.verdict.value} for e in result.endpoints],
+        },
+        top=top,
+    )
+    results = run_explain(
+        reader,
+        picked,
+        old=old,
+        new=new,
+        resources=resources_of(baseline, candidate),
+        policy=policy,
+        progress=progress,
+    )
+    return explain_document(results, old=old, new=new)
