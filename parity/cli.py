@@ -730,6 +730,24 @@ def _datadog_keys() -> tuple[str, str, list[str]]:
     return api_key, app_key, [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
 
 
+def _recorded_resources(doc: Mapping[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    """The APM resources (e.g. ``UsersController#show``) the compared Measurement files recorded per endpoint, when
+    the files parity.json names (``baseline.name``, ``candidate.name``, as given to compare) are still there and are
+    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched)."""
+    from parity.explain.command import resources_of
+
+    sides = []
+    for which in ("baseline", "candidate"):
+        name = (doc.get(which) or {}).get("name")
+        if not isinstance(name, str) or not name.endswith(".json") or not Path(name).is_file():
+            return {}
+        try:
+            sides.append(measurement_json.read(name))
+        except BadInput:
+            return {}
+    return resources_of(sides[0], sides[1])
+
+
 def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.explain.command import (
         EXPLAIN_FILE,
@@ -767,6 +785,7 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     endpoints = pick_endpoints(doc, top=args.top, named=named)
     out_dir: Path = args.out if args.out is not None else path.parent
     results: tuple[Any, ...] = ()
+    resources = _recorded_resources(doc) if endpoints else {}
     if endpoints:
         reader = DatadogSpans.connect(  # DatadogError (a BadInput) for a bad site or URL
             api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
@@ -777,6 +796,7 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
                 endpoints,
                 old=old,
                 new=new,
+                resources=resources,
                 policy=SamplePolicy(traces=args.traces, seed=args.seed),
                 progress=lambda line: print(f"parity: {line}", file=sys.stderr),
             )
@@ -791,6 +811,9 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         print(f"parity: nothing to explain: {path} has no regressed endpoint (name some with --endpoints)")
     for line in why_lines(document):
         print(f"  {line}")
+    limits = [r for e in results for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
+    if limits:
+        print(f"  Datadog span search: {limits[0].rate_limit.describe()}")
     print(f"parity: wrote {target}")
     command = (doc.get("meta") or {}).get("command")
     if isinstance(command, str) and command.startswith("parity compare") and endpoints:

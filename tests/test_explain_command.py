@@ -408,9 +408,16 @@ def test_compare_explain_writes_explain_json_and_keeps_the_verdict(
     assert f"- {USERS}: {users['sentence']}" in (out / "summary.md").read_text()
     assert json.loads((out / "parity.json").read_text())["verdict"] == "fail"
 
-    # a re-run without --explain keeps showing it (same windows); without keys --explain is one line, same verdict
+    # a re-run without --explain keeps showing it (same windows)
     assert main(["compare", str(base), str(cand), "-o", str(out)]) == 1
     assert "why: +16 ms" in capsys.readouterr().out
+    # parity explain on that parity.json finds the recorded resource in the Measurement files it names
+    (out / "explain.json").unlink()
+    assert main(["explain", str(out / "parity.json"), "--dd-url", fake.url]) == 0
+    printed = capsys.readouterr().out
+    assert f"  {USERS}: +16 ms per request in postgres" in printed
+    assert "  Datadog span search: spans_search: " in printed
+    assert json.loads((out / "explain.json").read_text())["explanations"][0]["sentence"] == users["sentence"]
 
 
 def test_compare_explain_without_keys_or_apm_sides_is_one_line(
