@@ -297,7 +297,7 @@ def test_reports_show_the_explanation_beside_parity_json(tmp_path: Path) -> None
     assert ex["bar"][0][0] == "postgres"
     assert ex["bar"][0][1:] == [pytest.approx(12.0), pytest.approx(36.0)]
     assert ex["t"] == [["postgres", "slower", "12", "36", ex["t"][0][4], ex["t"][0][5]]]
-    assert ex["t"][0][5].startswith("3.0 → 9.0 (3×")
+    assert ex["t"][0][5] == "3.0 → 9.0 (3.0×, 3.0–3.0)"  # every trace 3 → 9: no spread
     assert "From 10 old and 10 new sampled traces" in ex["sm"]
     assert rows[HEALTH_KEY]["ex"] == {"w": "no explanation: old side: no indexed span", "ok": False}
     assert "ex" not in rows["POST /api/orders"]

@@ -127,6 +127,11 @@ def _signed(value: float) -> str:
     return ("+" if value >= 0 else "−") + _ms(abs(value))
 
 
+def _ratio(value: float) -> str:
+    """A calls ratio: 3.0, 0.45."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
 def _calls(c: Mapping[str, Any]) -> str:
     old, new, ratio = _num(c.get("old_calls")), _num(c.get("new_calls")), _num(c.get("calls_ratio"))
     if old is None or new is None:
@@ -134,7 +139,8 @@ def _calls(c: Mapping[str, Any]) -> str:
     text = f"{old:.1f} → {new:.1f}"
     low, high = _num(c.get("calls_ratio_low")), _num(c.get("calls_ratio_high"))
     if ratio is not None:
-        text += f" ({ratio:.2g}×" + (f", {low:.2g}–{high:.2g}" if low is not None and high is not None else "") + ")"
+        bounds = f", {_ratio(low)}–{_ratio(high)}" if low is not None and high is not None else ""
+        text += f" ({_ratio(ratio)}×{bounds})"
     return text
 
 
