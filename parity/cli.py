@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ from parity.errors import (
     BadInput,
     Interrupted,
     Refused,
+    reading,
 )
 from parity.history.command import add_history_parser
 from parity.judge.compare import compare
@@ -82,7 +83,7 @@ REPLAY_MEASUREMENT = "candidate.measurement.json"
 #: The commands in ``parity --help``'s list, in the order a user meets them (a nested command by its path).
 COMMAND_ORDER = (
     "plan", "ab", "replay", "compare", "baseline pull", "baseline from-logs", "calibrate", "nightly", "history",
-    "cutover", "demo",
+    "explain", "cutover", "demo",
 )  # fmt: skip
 #: Other entry points a user runs, shown after the commands.
 MODULE_COMMANDS = (
@@ -181,13 +182,26 @@ def _meta(config_path: Path | None, argv: Sequence[str]) -> RunMeta:
 
 
 def _report(
-    result: ParityResult, out: Path, meta: RunMeta, measurements: tuple[Measurement, Measurement] | None = None
+    result: ParityResult,
+    out: Path,
+    meta: RunMeta,
+    measurements: tuple[Measurement, Measurement] | None = None,
+    explanations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
+    """Write the reports into ``out`` and print the terminal summary. ``explanations`` (endpoint key → explain.json
+    entry): else those of an explain.json already in ``out`` that explains this comparison's windows (a note on
+    stderr when one is there but not used)."""
+    from parity.report.explain import explanations_beside
+
+    if explanations is None:
+        explanations, note = explanations_beside(out, result)
+        if note is not None:
+            print(f"parity: note: {note}", file=sys.stderr)
     try:
-        paths = write_reports(result, out, meta, measurements=measurements)
+        paths = write_reports(result, out, meta, measurements=measurements, explanations=explanations)
     except OSError as exc:
         raise BadInput(f"{out}: cannot write the reports: {exc.strerror or exc}") from None
-    print(terminal_summary(result, paths.index_html))
+    print(terminal_summary(result, paths.index_html, explanations))
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -199,8 +213,61 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     baseline, candidate = load_measurements(args.baseline, args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
-    _report(result, args.out, _meta(config.path, argv), (baseline, candidate))
+    explanations = _compare_explanations(args, result, baseline, candidate) if args.explain else None
+    _report(result, args.out, _meta(config.path, argv), (baseline, candidate), explanations)
     return exit_code(result.verdict)
+
+
+def _compare_explanations(
+    args: argparse.Namespace, result: ParityResult, baseline: Measurement, candidate: Measurement
+) -> dict[str, dict[str, Any]] | None:
+    """``compare --explain``: explain the top regressed endpoints from APM traces and write ``explain.json`` into
+    the report directory; the explanations by endpoint key. Whatever fails (no keys, a side without APM env or
+    service, an unwritable file) is one ``no explanation`` line on stderr and None: the verdict and the exit code
+    never depend on it."""
+    from parity.datadog import DatadogError
+    from parity.explain.command import explain_comparison
+    from parity.explain.datadog_spans import DatadogSpans
+    from parity.report.explain import EXPLAIN_FILE
+    from parity.report.write import write_atomic
+
+    def skip(reason: str) -> None:
+        print(f"parity: no explanation: {reason}", file=sys.stderr)
+
+    api_key, app_key, missing = _datadog_keys()
+    if missing:
+        skip(f"{' and '.join(missing)} not set (--explain reads traces from Datadog)")
+        return None
+    if not result.bottlenecks and not any(e.verdict is Verdict.FAIL for e in result.endpoints):
+        skip("no endpoint regressed")
+        return None
+    try:
+        reader = DatadogSpans.connect(
+            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
+        )
+    except DatadogError as exc:
+        skip(str(exc))
+        return None
+    try:
+        with reader:
+            document = explain_comparison(
+                reader,
+                result,
+                baseline,
+                candidate,
+                progress=lambda line: print(f"parity: {line}", file=sys.stderr),
+            )
+    except ValueError as exc:
+        skip(str(exc))
+        return None
+    target = args.out / EXPLAIN_FILE
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        skip(f"{target}: cannot write it: {exc.strerror or exc}")
+        return None
+    return {e["endpoint"]: e for e in document["explanations"]}
 
 
 def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -654,6 +721,103 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         _print_unreplayable(m)
     else:
         print(f"  judge it against the server-side baseline: parity compare BASELINE {path} --out DIR")
+    return EXIT_OK
+
+
+def _datadog_keys() -> tuple[str, str, list[str]]:
+    """DD_API_KEY and DD_APP_KEY from the environment, and the names of the missing ones."""
+    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
+    return api_key, app_key, [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+
+
+def _recorded_resources(doc: Mapping[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    """The APM resources (e.g. ``UsersController#show``) the compared Measurement files recorded per endpoint, when
+    the files parity.json names (``baseline.name``, ``candidate.name``, as given to compare) are still there and are
+    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched)."""
+    from parity.explain.command import resources_of
+
+    sides = []
+    for which in ("baseline", "candidate"):
+        name = (doc.get(which) or {}).get("name")
+        if not isinstance(name, str) or not name.endswith(".json") or not Path(name).is_file():
+            return {}
+        try:
+            sides.append(measurement_json.read(name))
+        except BadInput:
+            return {}
+    return resources_of(sides[0], sides[1])
+
+
+def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    from parity.explain.command import (
+        EXPLAIN_FILE,
+        explain_document,
+        pick_endpoints,
+        run_explain,
+        selector_from_side,
+        why_lines,
+    )
+    from parity.explain.datadog_spans import DatadogSpans, SamplePolicy
+    from parity.report.write import write_atomic
+
+    path: Path = args.parity
+    with reading(path, "a parity.json file"):
+        text = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("endpoints"), list):
+        raise BadInput(f"{path}: not a parity.json (no endpoints list)")
+    api_key, app_key, missing = _datadog_keys()
+    if missing:
+        raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
+    try:
+        old = selector_from_side(
+            doc.get("baseline"), which="baseline", env=args.old_env, service=args.old_service, span=args.span
+        )
+        new = selector_from_side(
+            doc.get("candidate"), which="candidate", env=args.new_env, service=args.new_service, span=args.span
+        )
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    named = [e.strip() for group in args.endpoints or [] for e in group.split(",") if e.strip()]
+    endpoints = pick_endpoints(doc, top=args.top, named=named)
+    out_dir: Path = args.out if args.out is not None else path.parent
+    results: tuple[Any, ...] = ()
+    resources = _recorded_resources(doc) if endpoints else {}
+    if endpoints:
+        reader = DatadogSpans.connect(  # DatadogError (a BadInput) for a bad site or URL
+            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
+        )
+        with reader:
+            results = run_explain(
+                reader,
+                endpoints,
+                old=old,
+                new=new,
+                resources=resources,
+                policy=SamplePolicy(traces=args.traces, seed=args.seed),
+                progress=lambda line: print(f"parity: {line}", file=sys.stderr),
+            )
+    document = explain_document(results, old=old, new=new, parity=str(path))
+    target = out_dir / EXPLAIN_FILE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise BadInput(f"{target}: cannot write it: {exc.strerror or exc}") from None
+    if not endpoints:
+        print(f"parity: nothing to explain: {path} has no regressed endpoint (name some with --endpoints)")
+    for line in why_lines(document):
+        print(f"  {line}")
+    limits = [r for e in results for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
+    if limits:
+        print(f"  Datadog span search: {limits[0].rate_limit.describe()}")
+    print(f"parity: wrote {target}")
+    command = (doc.get("meta") or {}).get("command")
+    if isinstance(command, str) and command.startswith("parity compare") and endpoints:
+        print(f"  the report shows it when rewritten beside it: {command}")
     return EXIT_OK
 
 
@@ -1172,6 +1336,50 @@ def _add_out_option(
         )
 
 
+def _add_explain_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    """``parity explain``: why the top regressed endpoints of a parity.json are slower, from APM traces."""
+    ex = sub.add_parser(
+        "explain",
+        help="why the regressed endpoints are slower: time per component from sampled APM traces, old vs new",
+        description="For the top regressed endpoints of PARITY_JSON (or --endpoints), sample traces of each "
+        "endpoint from both environments over the compared windows through Datadog's Spans API (indexed spans; "
+        "DD_API_KEY and DD_APP_KEY from the environment, an app key with apm_read), break each request's time down "
+        "by component (app code, each database, cache, outbound HTTP, DNS, queueing) and judge old vs new per "
+        "component. Writes DIR/explain.json and prints one why line per endpoint; a reading that fails is that "
+        "endpoint's 'no explanation: <reason>'. The report (index.html, summary.md) shows the explanations when "
+        "explain.json sits beside parity.json as it is written. Never changes a verdict. Exit codes: 0 done (with "
+        "or without explanations), 2 bad input.",
+        epilog=examples(
+            "parity explain reports/compare/parity.json",
+            "parity explain reports/compare/parity.json --endpoints 'GET /users/{id}' --new-service web-eks",
+        ),
+    )
+    ex.add_argument("parity", type=Path, metavar="PARITY_JSON", help="the parity.json of the comparison to explain")
+    ex.add_argument(
+        "--endpoints",
+        action="append",
+        metavar="KEYS",
+        help="endpoints to explain, comma-separated keys as in parity.json, repeatable (default: the top --top "
+        "bottlenecks, then the failed endpoints)",
+    )
+    ex.add_argument(
+        "--top",
+        type=_count,
+        default=3,
+        help="how many bottlenecks to explain when --endpoints is not given (default: %(default)s)",
+    )
+    ex.add_argument("--old-service", help="the old side's APM service (default: parity.json's baseline service)")
+    ex.add_argument("--old-env", help="the old side's APM env (default: parity.json's baseline env)")
+    ex.add_argument("--new-service", help="the new side's APM service (default: parity.json's candidate service)")
+    ex.add_argument("--new-env", help="the new side's APM env (default: parity.json's candidate env)")
+    ex.add_argument("--span", default="rack.request", help="the request span's operation (default: %(default)s)")
+    ex.add_argument("--traces", type=_count, default=30, help="traces sampled per side (default: %(default)s)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of the trace sample (default: %(default)s)")
+    ex.add_argument("--site", default="", help="Datadog site (default: DD_SITE, else datadoghq.com)")
+    ex.add_argument("--dd-url", default=None, metavar="URL", help="send every API call to this base URL (proxy)")
+    _add_out_option(ex, None, "directory for explain.json (default: the directory of PARITY_JSON)")
+
+
 def _add_replay_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     """``parity replay``: the replay locustfile's options, shown by ``--help`` (Locust prints its own help before
     it loads a locustfile, so ``locust -f loadtests/replay.py --help`` cannot show them)."""
@@ -1473,6 +1681,18 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("candidate", type=Path, help="the side being judged (e.g. the new environment)")
     _add_out_option(cmp, Path("reports/compare"), "directory for the reports (default: %(default)s)")
     _add_config_option(cmp)
+    why = cmp.add_argument_group("why is it slower (parity explain)")
+    why.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain the top regressed endpoints from both sides' sampled APM traces (DD_API_KEY and DD_APP_KEY "
+        "set; each side's env and service as its Measurement names them): writes DIR/explain.json and shows a why "
+        "line in the reports; never changes the verdict",
+    )
+    why.add_argument("--site", default="", help="Datadog site for --explain (default: DD_SITE, else datadoghq.com)")
+    why.add_argument("--dd-url", default=None, metavar="URL", help="send --explain's API calls to this base URL")
+
+    _add_explain_parser(sub)
 
     cal = sub.add_parser(
         "calibrate",
@@ -1655,6 +1875,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "compare": _cmd_compare,
         "cutover": _cmd_cutover,
         "demo": _cmd_demo,
+        "explain": _cmd_explain,
         "from-logs": _cmd_from_logs,
         "history": _cmd_history,
         "nightly": _cmd_nightly,

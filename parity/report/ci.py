@@ -17,6 +17,7 @@ import dataclasses
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -38,6 +39,7 @@ from parity.report.context import (
     split_remedy,
     verdict_label,
 )
+from parity.report.explain import why as explain_why
 from parity.report.text import MAX_NAME_CHARS, cut, encodable, no_mentions, one_line
 
 __all__ = [
@@ -395,6 +397,7 @@ def summary_md(
     report_link: str | None = None,
     *,
     without_body: frozenset[str] = frozenset(),
+    explanations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """A short Markdown summary: verdict heading with a plain **FAIL**-style marker (``(partial run)`` after it
     when a side holds only part of its run; the first reason says which and why), reasons, the
@@ -403,7 +406,8 @@ def summary_md(
     oversampled endpoints …), the top ``SUMMARY_MAX_ROWS`` bottlenecks (endpoint, verdict, p95 baseline →
     candidate, p95 ratio, impact at baseline traffic), the inconclusive endpoints and the report link.
     ``without_body``: keys of endpoints a replay sent without their request body (``context.without_body``),
-    listed with their verdicts after the reasons.
+    listed with their verdicts after the reasons. ``explanations`` (endpoint key → explain.json entry): a "why" line
+    per top regression that has one, under its table.
     The run reasons the incomparability block says in full are not repeated above it."""
     counts = result.counts()
     by_key = {e.endpoint.key: e for e in result.endpoints}
@@ -439,6 +443,14 @@ def summary_md(
             verdict = verdict_label(b.verdict)
             impact = _impact(b.extra_ms_per_min, b.extra_errors_per_min)
             lines.append(f"| {b.rank} | {_md_name(b.endpoint.key)} | {verdict} | {p95} | {ratio} | {impact} |")
+        whys = [
+            (b.endpoint.key, w)
+            for b in result.bottlenecks[:SUMMARY_MAX_ROWS]
+            if (w := explain_why((explanations or {}).get(b.endpoint.key))) is not None
+        ]
+        if whys:
+            lines += ["", "**Why** (from sampled APM traces, old vs new):", ""]
+            lines += [f"- {_md_name(key)}: {_md(w)}" for key, w in whys]
         more = len(result.bottlenecks) - SUMMARY_MAX_ROWS
         if more > 0:
             lines += ["", f"…and {more} more regressed endpoint(s) in the full report."]

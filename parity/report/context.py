@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,9 @@ from parity.judge.result import (
 from parity.judge.stats import format_p
 from parity.model import LatencyKind, Measurement
 from parity.report.charts import CDF_GRID, clock_axes, rounded
+from parity.report.explain import Explanations
+from parity.report.explain import detail as explain_detail
+from parity.report.explain import why as explain_why
 
 __all__ = [
     "GATE_INCOMPARABLE",
@@ -785,6 +788,7 @@ def _endpoint_row(
     strings: dict[str, dict[str, int]],
     knees: dict[str, dict[str, SaturationKnee]],
     charts: dict[str, Any] | None,
+    explanation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_name = {m.metric: m for m in e.metrics}
     cells = [None if (m := by_name.get(spec.name)) is None else _cell(m, e, run, strings) for spec in METRICS]
@@ -827,6 +831,8 @@ def _endpoint_row(
         row["load"] = [_load_curve(sides.get("baseline")), _load_curve(sides.get("candidate"))]
     if charts is not None:
         row["ch"] = charts
+    if explanation:
+        row["ex"] = explain_detail(explanation)
     return row
 
 
@@ -867,10 +873,12 @@ def _knee_rows(knees: tuple[SaturationKnee, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def _bottleneck_row(b: Bottleneck, comparable: bool) -> dict[str, Any]:
-    """One ranked bottleneck; its latency ratios read ``incomparable`` when the sides' latency kinds differ."""
+def _bottleneck_row(b: Bottleneck, comparable: bool, why: str | None = None) -> dict[str, Any]:
+    """One ranked bottleneck; its latency ratios read ``incomparable`` when the sides' latency kinds differ;
+    ``why``: the explanation's line (None: no explain.json entry; then ``""``)."""
     ratio = format_ratio if comparable else (lambda _: GATE_INCOMPARABLE)
     return {
+        "why": why or "",
         "rank": b.rank,
         "key": b.endpoint.key,
         "verdict": _verdict(b.verdict),
@@ -1042,6 +1050,7 @@ def build_context(
     charts: Sequence[dict[str, Any] | None] | None = None,
     *,
     measurements: tuple[Measurement, Measurement] | None = None,
+    explanations: Explanations | None = None,
 ) -> dict[str, Any]:
     """The HTML report's view-model: nested dicts, lists and pre-formatted strings only (numbers only where
     the page charts or sorts them).
@@ -1071,12 +1080,15 @@ def build_context(
     per metric)]``; ``data["table"]`` lists the indices of the metrics the table shows (:data:`TABLE_METRICS`),
     ``data["clock"]`` is :func:`parity.report.charts.clock_axes` (None without ``measurements``); ``pct``
     p50/p95/p99/max ms per side, ``load`` the latency-vs-load points per side (staged runs), ``ch`` the chart
-    series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given).
+    series of :func:`parity.report.charts.chart_data` (only when ``charts`` is given), ``ex`` the endpoint's
+    explanation (:func:`parity.report.explain.detail`; only with ``explanations``: endpoint key → explain.json entry,
+    whose why line also goes into the bottleneck table's ``why``).
 
     ``measurements`` = (baseline, candidate), the Measurements ``result`` compared: they tell which endpoints
     a replay oversampled (``EndpointStats.load_factor``).
     """
     counts = result.counts()
+    explained = explanations or {}
     sides = (("Baseline", result.baseline), ("Candidate", result.candidate))
     strings: dict[str, dict[str, int]] = {"methods": {}, "rules": {}, "says": {}}
     knees = _knees_by_key(result.knees)
@@ -1084,7 +1096,9 @@ def build_context(
     extra = {b.endpoint.key: b.extra_ms_per_min for b in result.bottlenecks}
     run = _Run(result.alpha, result.throughput_gated, result.incomparable, factors, without_body(measurements), extra)
     rows = [
-        _endpoint_row(i, e, run, strings, knees, None if charts is None else charts[i - 1])
+        _endpoint_row(
+            i, e, run, strings, knees, None if charts is None else charts[i - 1], explained.get(e.endpoint.key)
+        )
         for i, e in enumerate(result.endpoints, start=1)
     ]
     verdicts = {v.value: {**_verdict(v), "severity": v.severity} for v in VERDICT_ORDER}
@@ -1116,7 +1130,10 @@ def build_context(
             for m in METRICS
             if m.name in TABLE_METRICS
         ],
-        "bottlenecks": [_bottleneck_row(b, result.incomparable is None) for b in result.bottlenecks[:TOP_BOTTLENECKS]],
+        "bottlenecks": [
+            _bottleneck_row(b, result.incomparable is None, explain_why(explained.get(b.endpoint.key)))
+            for b in result.bottlenecks[:TOP_BOTTLENECKS]
+        ],
         "more_bottlenecks": max(len(result.bottlenecks) - TOP_BOTTLENECKS, 0),
         "knees": _knee_rows(result.knees),
         "sides": [_side(title, side, latency_judged(result)) for title, side in sides],

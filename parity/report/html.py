@@ -17,6 +17,7 @@ distribution or over-time charts; the percentile and latency-vs-load charts come
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -78,13 +79,17 @@ def _chart_js() -> Markup:
 
 
 def render_html(
-    result: ParityResult, meta: RunMeta, measurements: tuple[Measurement, Measurement] | None = None
+    result: ParityResult,
+    meta: RunMeta,
+    measurements: tuple[Measurement, Measurement] | None = None,
+    explanations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The report page for ``result`` as one self-contained HTML document; ``measurements`` = (baseline,
     candidate), the sides ``result`` compares, adds the distribution and over-time charts and marks the endpoints
-    a replay oversampled."""
+    a replay oversampled; ``explanations`` (endpoint key → explain.json entry) adds each one's why line, stacked
+    bar and changed components."""
     charts = None if measurements is None else chart_data(result, *measurements)
-    context = build_context(result, meta, charts, measurements=measurements)
+    context = build_context(result, meta, charts, measurements=measurements, explanations=explanations)
     context["data_json"] = json_for_script(context.pop("data"))
     context["chart_js"] = _chart_js()
     return _template().render(context)

@@ -5,7 +5,9 @@ report and summary.md (counts with thousands separators, durations, ratios ``x1.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from parity.judge.calibrate import Calibration
 from parity.judge.compare import describe_looks_worse
@@ -19,6 +21,7 @@ from parity.report.context import (
     format_ratio,
     other_reasons,
 )
+from parity.report.explain import why as explain_why
 from parity.report.text import cut, one_line
 
 __all__ = ["calibration_summary", "sample_plan_summary", "terminal_summary"]
@@ -51,11 +54,14 @@ def _not_judged(result: ParityResult) -> list[str]:
     return lines
 
 
-def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
+def terminal_summary(
+    result: ParityResult, report: Path | None = None, explanations: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
     """A few lines: verdict (``(PARTIAL RUN)`` when a side holds only part of its run: its reasons lead) and why;
     when the sides' latencies do not compare, why and the numbered commands
     that get a comparable side; counts, top bottlenecks, the endpoints not judged (those that look worse
-    first), notes, where the report is."""
+    first), notes, where the report is. ``explanations`` (endpoint key → explain.json entry): a ``why:`` line under
+    each bottleneck that has one."""
     counts = result.counts()
     inc = result.incomparable
     reasons = other_reasons(result)
@@ -84,6 +90,8 @@ def terminal_summary(result: ParityResult, report: Path | None = None) -> str:
             else:  # latency of different kinds: only the errors say anything
                 impact, ratios = format_extra_errors(b.extra_errors_per_min), "latency incomparable"
             lines.append(f"    {b.rank}. {cut(b.endpoint.key):<{width}}  {impact:>14}  {ratios}")
+            if (w := explain_why((explanations or {}).get(b.endpoint.key))) is not None:
+                lines.append(f"       why: {w}")
     lines += _not_judged(result)
     for note in result.notes:
         lines.append(f"  note: {note}")

@@ -55,10 +55,11 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from parity.judge.result import ParityResult
 from parity.model import Measurement
@@ -403,6 +404,7 @@ def write_reports(
     meta: RunMeta,
     *,
     measurements: tuple[Measurement, Measurement] | None = None,
+    explanations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportPaths:
     """Render every report for ``result`` and replace ``out_dir``'s set with them as a whole (see the module
     docstring: a reader sees the old set or the new one, never a mix; the fallback's weaker guarantee is
@@ -411,15 +413,23 @@ def write_reports(
     ``measurements`` = (baseline, candidate), the Measurements ``result`` compared: with them the HTML
     report also charts each endpoint's latency distribution and its latency and request rate over time
     (without them it renders all the rest). The Markdown summary links to ``index.html`` next to it.
+    ``explanations`` (endpoint key → entry of an explain.json, :mod:`parity.report.explain`): the HTML endpoint
+    details and bottleneck table and summary.md show them; an explain.json in ``out_dir`` is kept as any other file.
     Raises OSError when the directory cannot be written (or a report name in it is a directory: left as is).
     """
     from parity.report.html import render_html  # jinja2 (~35 ms): not for commands that only import this module
 
     rendered = {
-        "index.html": render_html(result, meta, measurements),
+        "index.html": render_html(result, meta, measurements, explanations),
         "parity.json": json.dumps(parity_json(result, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n",
         "junit.xml": junit_xml(result),
-        "summary.md": summary_md(result, meta, report_link="index.html", without_body=without_body(measurements)),
+        "summary.md": summary_md(
+            result,
+            meta,
+            report_link="index.html",
+            without_body=without_body(measurements),
+            explanations=explanations,
+        ),
     }
     real = Path(os.path.realpath(out_dir))
     real.parent.mkdir(parents=True, exist_ok=True)
