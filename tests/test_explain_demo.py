@@ -141,15 +141,20 @@ def _component(explanation: Explanation, label: str) -> Any:
 def test_the_cpu_bound_export_is_explained_by_app_code(explained: dict[str, Explanation]) -> None:
     e = explained["ReportsController#export"]
     assert e.available, e.sentence
-    assert e.request is not None and e.request.change is Change.SLOWER, e.sentence
+    assert e.request is not None
+    assert e.request.change is Change.SLOWER, e.sentence
     assert e.named[0] == "app code", e.sentence
     app = _component(e, "app code")
-    assert app.kind is Kind.APP and app.own_service and app.change is Change.SLOWER
+    assert app.kind is Kind.APP
+    assert app.own_service
+    assert app.change is Change.SLOWER
     postgres = _component(e, "postgres")
     assert postgres.change is not Change.SLOWER, e.sentence  # its queries did not change
     assert postgres.old_calls == postgres.new_calls == _endpoint("ReportsController#export").cost.queries
-    assert e.explained_share is not None and e.explained_share >= 0.8
-    assert e.sentence.startswith("+") and "in app code" in e.sentence.split(";")[0], e.sentence
+    assert e.explained_share is not None
+    assert e.explained_share >= 0.8
+    assert e.sentence.startswith("+"), e.sentence
+    assert "in app code" in e.sentence.split(";")[0], e.sentence
 
 
 def test_the_n_plus_one_payroll_calculation_is_explained_by_postgres_queries(
@@ -157,24 +162,29 @@ def test_the_n_plus_one_payroll_calculation_is_explained_by_postgres_queries(
 ) -> None:
     e = explained["PayrollCalculationsController#create"]
     assert e.available, e.sentence
-    assert e.request is not None and e.request.change is Change.SLOWER, e.sentence
+    assert e.request is not None
+    assert e.request.change is Change.SLOWER, e.sentence
     assert e.named[0] == "postgres", e.sentence
     postgres = _component(e, "postgres")
-    assert postgres.kind is Kind.DATABASE and postgres.change is Change.SLOWER
+    assert postgres.kind is Kind.DATABASE
+    assert postgres.change is Change.SLOWER
     queries = _endpoint("PayrollCalculationsController#create").cost.queries
     assert postgres.old_calls == queries
     assert postgres.new_calls == queries + PAYROLL_N_PLUS_ONE
     assert postgres.calls_ratio == pytest.approx(3.0)
-    assert postgres.calls_ratio_low is not None and postgres.calls_ratio_low > 1
+    assert postgres.calls_ratio_low is not None
+    assert postgres.calls_ratio_low > 1
     assert "3.0× more queries" in e.sentence, e.sentence
     assert _component(e, "app code").change is not Change.SLOWER, e.sentence
-    assert e.explained_share is not None and e.explained_share >= 0.8
+    assert e.explained_share is not None
+    assert e.explained_share >= 0.8
 
 
 def test_an_unchanged_endpoint_names_nothing(explained: dict[str, Explanation]) -> None:
     e = explained["DepartmentsController#index"]
     assert e.available, e.sentence
-    assert e.request is not None and e.request.change is not Change.SLOWER, e.sentence
+    assert e.request is not None
+    assert e.request.change is not Change.SLOWER, e.sentence
     assert e.named == (), e.sentence
     assert not [c.label for c in e.components if c.change is Change.SLOWER], e.sentence
     # its traced calls are the same on both sides: a query and a cache read per request
