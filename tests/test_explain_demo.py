@@ -29,7 +29,7 @@ import pytest
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.catalog import CATALOG, PAYROLL_N_PLUS_ONE, DemoEndpoint
 from parity.demo.processes import Service, fetch_stats, running_servers
-from parity.demo.server import APM_SERVICE
+from parity.demo.server import APM_SERVICE, TraceReporter, traces_url
 from parity.explain import Change, Explanation, Kind, explain, trace_sample
 from parity.explain.datadog_spans import DatadogSpans, EndpointWindow, SamplePolicy
 
@@ -193,3 +193,21 @@ def test_an_unchanged_endpoint_names_nothing(explained: dict[str, Explanation]) 
         "redis": (1.0, 1.0),
     }
     assert "unchanged" in e.sentence or "not shown slower" in e.sentence, e.sentence
+
+
+def test_the_trace_rate_is_a_token_bucket_per_endpoint() -> None:
+    now = [100.0]
+    reporter = TraceReporter(
+        "http://127.0.0.1:9/api/parity-demo/traces", env="ec2", rate_per_s=2.0, clock=lambda: now[0]
+    )
+    assert [reporter.keep("A#a") for _ in range(3)] == [True, True, False]  # a burst of 2, then empty
+    assert reporter.keep("B#b")  # each endpoint has its own bucket
+    now[0] += 0.5  # one token back
+    assert [reporter.keep("A#a") for _ in range(2)] == [True, False]
+    now[0] += 60.0  # never more than the burst
+    assert [reporter.keep("A#a") for _ in range(3)] == [True, True, False]
+    assert reporter.counts()["traces"] == 6
+    assert reporter.counts()["unsampled"] == 3
+    off = TraceReporter("http://127.0.0.1:9/x", env="ec2", rate_per_s=0.0)
+    assert not off.keep("A#a")
+    assert traces_url("http://127.0.0.1:8126/api/parity-demo/spans") == "http://127.0.0.1:8126/api/parity-demo/traces"

@@ -1,8 +1,8 @@
 """The demo HR/payroll service as a real HTTP server, one process per deployment profile.
 
 ``python -m parity.demo.server --profile old|new|new-cutover [--profile ...] [--host 127.0.0.1] [--port 0]
-[--seed 1] [--add-latency '[N:]METHOD ROUTE=MS' ...] [--apm-url URL [--apm-env ENV ...]]`` binds a loopback
-address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
+[--seed 1] [--add-latency '[N:]METHOD ROUTE=MS' ...] [--apm-url URL [--apm-env ENV ...] [--trace-rate N]]``
+binds a loopback address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
 ``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit code 0). Non-loopback hosts (and intakes) and
 unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
 
