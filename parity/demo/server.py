@@ -44,7 +44,7 @@ posted by a ``TraceReporter`` (batched and bounded like the spans) to the same f
 (``parity.demo.apm_traces``, path ``/api/parity-demo/traces``): a root ``rack.request`` (type ``web``, resource
 the endpoint's), a ``postgres.query`` child (type ``sql``, tag ``db.system:postgresql``) per database query
 (from before it waits for a database slot to its end; the pool checkout is not a span: its wait is the app's),
-a ``redis.command`` (type ``cache``) or ``http.request`` (type ``http``, tag ``peer.service``) per traced call of
+a ``redis.command`` (type ``redis``) or ``http.request`` (type ``http``, tag ``peer.service``) per traced call of
 the endpoint's ``CostModel.calls``; everything else — app time, the export's CPU (throttling included),
 ``--add-latency`` — is the root's own time: app code. All spans carry the service ``hr-payroll`` (client spans
 name their peer in tags, as inferred services do). Traces are kept at most ``--trace-rate`` per second and
