@@ -947,11 +947,16 @@ _EXPORT_RESOURCE = "ReportsController#export"
 _POSTGRES_META: Mapping[str, str] = {"db.system": "postgresql"}
 
 
-def _table(resource: str) -> str:
-    """The table an endpoint's queries read, from its controller: ``PayrollCalculationsController#create`` ->
-    ``payroll_calculations``."""
+_N_PLUS_ONE_STATEMENT = "SELECT employees.* FROM employees WHERE employees.id = $1"
+
+
+@functools.cache
+def _statement(resource: str) -> str:
+    """The SQL resource of an endpoint's own queries, on the table of its controller
+    (``PayrollCalculationsController#create`` -> ``payroll_calculations``)."""
     controller = resource.split("#", 1)[0].removesuffix("Controller")
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", controller).lower() or "records"
+    table = re.sub(r"(?<!^)(?=[A-Z])", "_", controller).lower() or "records"
+    return f"SELECT {table}.* FROM {table} WHERE {table}.id = $1"
 
 
 # --------------------------------------------------------------------------------------------- service
@@ -1177,18 +1182,14 @@ class DemoService:
         try:
             if early:
                 self._app_time(app_s, cost.calls, trace)
-            table = _table(endpoint.resource)
-            factors = [(f, f"SELECT {table}.* FROM {table} WHERE {table}.id = $1") for f in query_factors]
-            factors += [
-                (query_factors[i % len(query_factors)], "SELECT employees.* FROM employees WHERE employees.id = $1")
-                for i in range(extra_queries)
-            ]
-            for query_factor, statement in factors:
+            own = len(query_factors)
+            for i in range(own + extra_queries):
                 started = trace.now_s() if trace is not None else 0.0
                 with self.database:
-                    gevent.sleep(cost.query_ms * factor * query_factor / 1000.0)
+                    gevent.sleep(cost.query_ms * factor * query_factors[i % own] / 1000.0)
                 account.queries += 1
                 if trace is not None:
+                    statement = _statement(endpoint.resource) if i < own else _N_PLUS_ONE_STATEMENT
                     trace.child("postgres.query", "sql", statement, started, _POSTGRES_META)
         finally:
             pool.release()
