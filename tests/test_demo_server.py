@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from parity.demo.catalog import CATALOG, NEW, OLD, DemoEndpoint
+from parity.demo.catalog import CATALOG, NEW, OLD, PAYROLL_N_PLUS_ONE, DemoEndpoint
 from parity.demo.processes import (
     LISTENING_PREFIX,
     Service,
@@ -473,12 +473,17 @@ def test_unchanged_endpoint_costs_the_same(old_server: str, new_server: str) -> 
         assert account["pool_waits"] == 0, account
         assert account["pool_wait_ms"] == 0, account
         assert account["cpu_throttled_ms"] == 0, account
-    # the profiles differ only in the two planted mechanisms: the payroll pool and the export's CPU limit
+    # the profiles differ only in the two planted mechanisms: the payroll calculation's N+1 and the export's CPU limit
     unplanted = dataclasses.replace(
-        NEW, name=OLD.name, description=OLD.description, pools=OLD.pools, export_cpu_quota=OLD.export_cpu_quota
+        NEW,
+        name=OLD.name,
+        description=OLD.description,
+        n_plus_one=OLD.n_plus_one,
+        export_cpu_quota=OLD.export_cpu_quota,
     )
     assert unplanted == OLD
-    assert {k for k in OLD.pools if OLD.pools[k] != NEW.pools[k]} == {"payroll"}
+    assert dict(NEW.n_plus_one) == {"PayrollCalculationsController#create": PAYROLL_N_PLUS_ONE}
+    assert not OLD.n_plus_one
 
 
 def concurrent_latencies(base_url: str, method: str, target: str, body: Any, n: int) -> list[Reply]:
@@ -493,25 +498,26 @@ def concurrent_latencies(base_url: str, method: str, target: str, body: Any, n: 
         return list(pool.map(one, range(n)))
 
 
-def test_payroll_pool_bottleneck(old_server: str, new_server: str) -> None:
-    # The same calculation 12 times at once: old's pool (16) has a connection for each, new's (3) makes most wait.
+def test_payroll_n_plus_one_bottleneck(old_server: str, new_server: str) -> None:
+    # The same calculation 6 times at once: new runs PAYROLL_N_PLUS_ONE more queries per calculation (N+1: 3x old's
+    # 8), on the same pool of 16 connections, so neither side waits for one: the time goes into the queries.
     endpoint = endpoint_named("PayrollCalculationsController#create")
     values = first_values(endpoint)
     target, body = target_of(endpoint, values), fill(endpoint.body, values)
     key = endpoint.key
     before = {url: fetch_stats(url)["endpoints"].get(key, {}) for url in (old_server, new_server)}
-    old = concurrent_latencies(old_server, endpoint.method, target, body, 12)
-    new = concurrent_latencies(new_server, endpoint.method, target, body, 12)
+    old = concurrent_latencies(old_server, endpoint.method, target, body, 6)
+    new = concurrent_latencies(new_server, endpoint.method, target, body, 6)
     assert_worked(old + new)
     after = {url: fetch_stats(url)["endpoints"][key] for url in (old_server, new_server)}
-    waits = {url: after[url]["pool_waits"] - before[url].get("pool_waits", 0) for url in after}
-    waited_ms = {url: after[url]["pool_wait_ms"] - before[url].get("pool_wait_ms", 0.0) for url in after}
-    assert after[old_server]["requests"] - before[old_server].get("requests", 0) == 12
-    assert waits[old_server] == 0  # 12 requests never exhaust 16 connections, however they arrive
-    assert waited_ms[old_server] == 0
-    # At least one of new's requests found all 3 connections taken (12 at once: typically 9 do), and waited.
-    assert waits[new_server] >= 1, after[new_server]
-    assert waited_ms[new_server] > 0
+
+    def grew(url: str, field: str) -> float:
+        return float(after[url][field]) - float(before[url].get(field, 0))
+
+    assert grew(old_server, "requests") == grew(new_server, "requests") == 6
+    assert grew(old_server, "queries") == 6 * endpoint.cost.queries
+    assert grew(new_server, "queries") == 6 * (endpoint.cost.queries + PAYROLL_N_PLUS_ONE)
+    assert grew(old_server, "pool_waits") == grew(new_server, "pool_waits") == 0  # 6 at once, 16 connections
 
 
 def test_export_cpu_quota_bottleneck(old_server: str, new_server: str) -> None:

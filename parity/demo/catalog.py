@@ -6,7 +6,12 @@ this one catalogue, so the baseline and the service cannot drift apart.
 
 Cost of a request = app time + ``queries`` DB round trips, each a wait whose size is a deterministic
 function of the request (same request → same cost, like a real database), times a small random jitter.
-The ``old`` (EC2) and ``new`` (EKS) profiles differ only in the two mechanisms named in ``NEW``.
+Part of the app time of some endpoints is spent in calls the server traces as their own spans (a cache
+command, an outbound HTTP call: ``CostModel.calls``); they are carved out of the app time, so they change
+what a trace shows, not the request's cost. The ``old`` (EC2) and ``new`` (EKS) profiles differ only in the
+two mechanisms named in ``NEW``, which differ in kind: one is CPU-bound (the export's CPU limit: the time
+grows in the app's own code), one a call-count blow-up (the payroll calculation's N+1 queries: the time
+grows in the database, with 3× the queries).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ __all__ = [
     "NEW",
     "NEW_CUTOVER",
     "OLD",
+    "PAYROLL_N_PLUS_ONE",
     "PROFILES",
+    "Call",
     "CostModel",
     "DemoEndpoint",
     "Profile",
@@ -37,6 +44,26 @@ CPU_MS_PER_ROW = 0.008
 
 
 @dataclass(frozen=True)
+class Call:
+    """A traced call made during a request's app time: ``count`` calls of kind ``kind`` (``"cache"``: a redis
+    command, ``"http"``: an outbound HTTP call to ``peer``) that together take ``share`` of the app time (0-1).
+
+    Carved out of the app time: the request costs the same with or without them; its trace shows them as child
+    spans (``redis.command`` / ``http.request``) instead of app code.
+    """
+
+    kind: str
+    count: int = 1
+    share: float = 0.2
+    peer: str = ""
+    resource: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cache", "http") or self.count < 1 or not 0.0 < self.share < 1.0:
+            raise ValueError(f"bad call {self!r}: kind cache|http, count >= 1, 0 < share < 1")
+
+
+@dataclass(frozen=True)
 class CostModel:
     """How long one request of an endpoint takes, in ms, before any queueing.
 
@@ -45,7 +72,8 @@ class CostModel:
     times longer (cold cache, big employee record). ``cpu_rows`` > 0 renders that many CSV rows, each costing
     ``CPU_MS_PER_ROW`` ms of CPU (times the request's factor) on the process's single export core, where a
     profile's CPU limit throttles it. Queries go through connection pool ``pool``. ``error_rate`` is the share
-    of requests that fail with HTTP 500 (deadlocks, upstream timeouts).
+    of requests that fail with HTTP 500 (deadlocks, upstream timeouts). ``calls``: traced calls carved out of
+    the app time (see ``Call``; their shares sum to less than 1).
     """
 
     app_ms: float
@@ -57,6 +85,11 @@ class CostModel:
     cpu_rows: int = 0
     pool: str = "primary"
     error_rate: float = 0.0
+    calls: tuple[Call, ...] = ()
+
+    def __post_init__(self) -> None:
+        if sum(call.share for call in self.calls) >= 1.0:
+            raise ValueError("the calls' shares of the app time must sum to less than 1")
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,8 @@ class Profile:
     Kubernetes CPU limit enforces with CFS bandwidth control; None = unlimited. ``checkout_per_request``: a request
     with queries holds its connection from its start (app time included), as a middleware that sets up the
     connection per request (``SET search_path`` for a tenant) makes it; else only around its queries.
+    ``n_plus_one``: extra queries per request by endpoint resource (an association no longer eager-loaded: one
+    more query per row), each costing what one of the endpoint's own queries does, on the same connection.
     """
 
     name: str
@@ -102,6 +137,7 @@ class Profile:
     checkout_timeout_s: float = 5.0
     export_cpu_quota: float | None = None
     checkout_per_request: bool = False
+    n_plus_one: Mapping[str, int] = field(default_factory=dict)
 
 
 def _ids(prefix: str, n: int, start: int = 1, step: int = 1) -> tuple[str, ...]:
@@ -126,7 +162,17 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "/api/session",
         share=0.05,
         payroll_factor=1.6,
-        cost=CostModel(app_ms=55.0, queries=2, query_ms=2.0, sigma=0.15, error_rate=0.001),
+        cost=CostModel(
+            app_ms=55.0,
+            queries=2,
+            query_ms=2.0,
+            sigma=0.15,
+            error_rate=0.001,
+            calls=(
+                Call("http", share=0.5, peer="identity-provider", resource="POST /oauth/token"),
+                Call("cache", share=0.05, resource="SET"),
+            ),
+        ),
         params={"email": tuple(f"user{i}@acme.example" for i in range(200))},
         body={"email": "{email}", "password": "correct-horse"},
     ),
@@ -144,7 +190,14 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "GET",
         "/api/employees/{id}",
         share=0.20,
-        cost=CostModel(app_ms=4.0, queries=2, query_ms=3.0, sigma=0.3, error_rate=0.0005),
+        cost=CostModel(
+            app_ms=4.0,
+            queries=2,
+            query_ms=3.0,
+            sigma=0.3,
+            error_rate=0.0005,
+            calls=(Call("cache", share=0.25, resource="GET"),),
+        ),
         params={"id": _EMPLOYEE_IDS},
     ),
     DemoEndpoint(
@@ -188,7 +241,9 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "GET",
         "/api/departments",
         share=0.05,
-        cost=CostModel(app_ms=2.0, queries=1, query_ms=2.0, sigma=0.2),
+        cost=CostModel(
+            app_ms=2.0, queries=1, query_ms=2.0, sigma=0.2, calls=(Call("cache", share=0.3, resource="GET"),)
+        ),
     ),
     DemoEndpoint(
         "PayslipsController#show",
@@ -196,7 +251,14 @@ CATALOG: tuple[DemoEndpoint, ...] = (
         "/api/payslips/{id}",
         share=0.08,
         payroll_factor=3.0,
-        cost=CostModel(app_ms=10.0, queries=4, query_ms=6.0, sigma=0.35, error_rate=0.001),
+        cost=CostModel(
+            app_ms=10.0,
+            queries=4,
+            query_ms=6.0,
+            sigma=0.35,
+            error_rate=0.001,
+            calls=(Call("http", share=0.4, peer="tax-service", resource="GET /rates"),),
+        ),
         params={"id": _ids("", 600, start=50001, step=13)},
     ),
     DemoEndpoint(
@@ -226,14 +288,17 @@ OLD = Profile(
     pools={"primary": 40, "payroll": 16},
 )
 
+#: Extra queries per payroll calculation on the new deployment (N+1: its 8 queries become 24, 3.0× as many).
+PAYROLL_N_PLUS_ONE = 16
+
 NEW = replace(
     OLD,
     name="new",
     description=(
-        "EKS deployment: pgbouncer pool for the payroll database sized at 3 (queues under the payroll-run "
-        "burst), report-export worker under a 0.25-CPU limit (CFS throttling)"
+        f"EKS deployment: the payroll calculation's ORM query lost its eager load (N+1: {PAYROLL_N_PLUS_ONE} more "
+        "queries per calculation, 3× its queries), report-export worker under a 0.25-CPU limit (CFS throttling)"
     ),
-    pools={"primary": 40, "payroll": 3},
+    n_plus_one={"PayrollCalculationsController#create": PAYROLL_N_PLUS_ONE},
     export_cpu_quota=0.25,
 )
 

@@ -64,10 +64,12 @@ def server_command(
     seed: int = 1,
     add_latency: Mapping[str, float] | None = None,
     apm_url: str | None = None,
+    trace_rate: float | None = None,
 ) -> list[str]:
     """The argv that starts a demo server with this interpreter: one service of ``profile`` (``add_latency`` maps
     endpoint keys to ms added to each of their requests), or several ``Service`` s in one process. ``apm_url``:
-    the span intake every service reports its requests to (``parity.demo.apm``), each with its ``apm_env``."""
+    the span intake every service reports its requests to (``parity.demo.apm``), each with its ``apm_env``;
+    ``trace_rate``: whole traces per second and endpoint sent with them (None: the server's default)."""
     services = [Service(profile, add_latency or {})] if isinstance(profile, str) else list(profile)
     chosen = [token for service in services for token in ("--profile", service.profile)]
     added = [
@@ -81,6 +83,8 @@ def server_command(
         apm = ["--apm-url", apm_url]
         for service in services:
             apm += ["--apm-env", service.apm_env or service.profile]
+        if trace_rate is not None:
+            apm += ["--trace-rate", f"{trace_rate:g}"]
     return [
         sys.executable,
         "-m",
@@ -183,11 +187,17 @@ def running_server(
 
 @contextmanager
 def running_servers(
-    services: Sequence[Service], *, seed: int = 1, startup_timeout_s: float = 20.0, apm_url: str | None = None
+    services: Sequence[Service],
+    *,
+    seed: int = 1,
+    startup_timeout_s: float = 20.0,
+    apm_url: str | None = None,
+    trace_rate: float | None = None,
 ) -> Iterator[list[str]]:
     """Run ``services`` in ONE demo server process, each on a free loopback port (seeds ``seed``, ``seed + 1``, ...);
     yields their base URLs in order. Services in one process share its fate on a busy machine (see
-    ``parity.demo.server``). ``apm_url``: every service reports its requests as APM spans there.
+    ``parity.demo.server``). ``apm_url``: every service reports its requests as APM spans there (and sampled
+    whole traces, at most ``trace_rate`` per second and endpoint; None: the server's default).
 
     The child is terminated and reaped on every exit path (normal, exception, KeyboardInterrupt).
     Raises RuntimeError, quoting the child's stderr, when it does not announce itself within
@@ -195,7 +205,7 @@ def running_servers(
     """
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
-            server_command(services, seed=seed, apm_url=apm_url),
+            server_command(services, seed=seed, apm_url=apm_url, trace_rate=trace_rate),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

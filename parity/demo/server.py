@@ -1,8 +1,8 @@
 """The demo HR/payroll service as a real HTTP server, one process per deployment profile.
 
 ``python -m parity.demo.server --profile old|new|new-cutover [--profile ...] [--host 127.0.0.1] [--port 0]
-[--seed 1] [--add-latency '[N:]METHOD ROUTE=MS' ...] [--apm-url URL [--apm-env ENV ...]]`` binds a loopback
-address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
+[--seed 1] [--add-latency '[N:]METHOD ROUTE=MS' ...] [--apm-url URL [--apm-env ENV ...] [--trace-rate N]]``
+binds a loopback address, prints one line ``listening on http://HOST:PORT`` and serves every endpoint of
 ``parity.demo.catalog.CATALOG`` until SIGTERM or SIGINT (exit code 0). Non-loopback hosts (and intakes) and
 unknown ``--add-latency`` endpoints are refused with one line (exit code 2).
 
@@ -38,6 +38,18 @@ accounting: ``requests``, ``cpu_ms`` (simulated CPU charged), ``cpu_throttled_ms
 held its work back), ``pool_waits`` (requests that found their connection pool empty) and ``pool_wait_ms``
 (time spent waiting for a connection); plus ``added_latency_ms`` per endpoint, and with ``--apm-url`` the span
 reporter's ``apm`` counts (``recorded``, ``sent``, ``dropped``, ``failed_posts``).
+
+Whole traces (also with ``--apm-url``): requests are traced as Datadog's tracer would trace a Rails app, and
+posted by a ``TraceReporter`` (batched and bounded like the spans) to the same fake's trace intake
+(``parity.demo.apm_traces``, path ``/api/parity-demo/traces``): a root ``rack.request`` (type ``web``, resource
+the endpoint's), a ``postgres.query`` child (type ``sql``, tag ``db.system:postgresql``) per database query
+(from before it waits for a database slot to its end; the pool checkout is not a span: its wait is the app's),
+a ``redis.command`` (type ``redis``) or ``http.request`` (type ``http``, tag ``peer.service``) per traced call of
+the endpoint's ``CostModel.calls``; everything else — app time, the export's CPU (throttling included),
+``--add-latency`` — is the root's own time: app code. All spans carry the service ``hr-payroll`` (client spans
+name their peer in tags, as inferred services do). Traces are kept at most ``--trace-rate`` per second and
+endpoint (default ``TRACE_RATE_PER_S``; 0: none), chosen at the request's start. The stats' ``traces`` counts
+them (``traces``, ``unsampled``, and spans ``recorded``/``sent``/``dropped``, ``failed_posts``).
 """
 
 from __future__ import annotations
@@ -65,7 +77,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -76,7 +88,8 @@ import gevent.pool
 import gevent.queue
 from gevent.pywsgi import WSGIServer
 
-from parity.demo.catalog import CATALOG, CPU_MS_PER_ROW, PROFILES, CostModel, DemoEndpoint, Profile
+from parity.demo.apm_traces import TRACES_INTAKE_PATH
+from parity.demo.catalog import CATALOG, CPU_MS_PER_ROW, PROFILES, Call, CostModel, DemoEndpoint, Profile
 
 __all__ = [
     "CFS_PERIOD_S",
@@ -86,6 +99,7 @@ __all__ = [
     "POOL_TIMEOUT_ERROR",
     "SPAN_FLUSH_S",
     "STATS_PATH",
+    "TRACE_RATE_PER_S",
     "CpuQuota",
     "CpuWorker",
     "DemoService",
@@ -93,6 +107,7 @@ __all__ = [
     "Route",
     "Router",
     "SpanReporter",
+    "TraceReporter",
     "apm_url_problem",
     "export_csv",
     "is_loopback",
@@ -100,6 +115,7 @@ __all__ = [
     "parse_added_latency",
     "render_export_rows",
     "request_cost",
+    "traces_url",
 ]
 
 #: Length of one CFS bandwidth-control period, in seconds (the Kubernetes default, 100 ms).
@@ -138,6 +154,11 @@ SPAN_CLOSE_TIMEOUT_S = 3.0
 #: APM service and span (operation) names the demo's spans carry, as a Rails app's do.
 APM_SERVICE = "hr-payroll"
 APM_SPAN = "rack.request"
+#: Whole traces kept per second and endpoint (a token bucket per resource, like a tracer's ingestion rate
+#: limiter): bounds what ``--apm-url`` sends to the trace intake whatever the load. ``--trace-rate`` overrides.
+TRACE_RATE_PER_S = 2.0
+#: Most trace spans waiting for the next batch; beyond it the oldest are dropped (counted).
+MAX_PENDING_TRACE_SPANS = 20_000
 
 _NORMAL = NormalDist()
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -392,12 +413,12 @@ class SpanReporter:
         self.sent = 0
         self.dropped = 0
         self.failed_posts = 0
-        self._pending: deque[Span] = deque()
+        self._pending: deque[Any] = deque()
         self._stop = threading.Event()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
         self._thread = threading.Thread(target=self._run, name=f"spans-{env}", daemon=True)
 
-    def start(self) -> SpanReporter:
+    def start(self) -> Self:
         """Start the sending thread; returns self."""
         self._thread.start()
         return self
@@ -423,17 +444,19 @@ class SpanReporter:
     def flush(self) -> None:
         """POST every queued span now (in batches); called by the thread, and by tests."""
         while self._pending:
-            batch: list[Span] = []
+            batch: list[Any] = []
             with contextlib.suppress(IndexError):
                 while len(batch) < MAX_SPANS_PER_POST:
                     batch.append(self._pending.popleft())
             if batch:
                 self._post(batch)
 
-    def _post(self, batch: list[Span]) -> None:
-        body = json.dumps(
-            {"env": self.env, "service": self.service, "span": self.span, "spans": batch}, separators=(",", ":")
-        ).encode()
+    def _payload(self, batch: list[Any]) -> Payload:
+        """The JSON body of one POST."""
+        return {"env": self.env, "service": self.service, "span": self.span, "spans": batch}
+
+    def _post(self, batch: list[Any]) -> None:
+        body = json.dumps(self._payload(batch), separators=(",", ":")).encode()
         request = urllib.request.Request(
             self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
         )
@@ -458,6 +481,133 @@ class SpanReporter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)
+
+
+def traces_url(apm_url: str) -> str:
+    """The trace intake of the fake Datadog whose span intake is ``apm_url`` (same host and port)."""
+    parts = urlsplit(apm_url)
+    return f"{parts.scheme}://{parts.netloc}{TRACES_INTAKE_PATH}"
+
+
+class TraceReporter(SpanReporter):
+    """Sends one service's whole traces to the fake Datadog's trace intake (``parity.demo.apm_traces``).
+
+    The same bounded, batched sending as :class:`SpanReporter` (a background OS thread, ``flush_s``, the oldest
+    spans dropped beyond ``max_pending``, a failed POST drops its batch), with span objects of the trace intake's
+    format. :meth:`keep` decides at a request's start whether it is traced: a token bucket per resource refilled
+    at ``rate_per_s`` (burst ``max(1, rate_per_s)``); ``rate_per_s`` 0 traces nothing. ``clock`` (s) injectable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        env: str,
+        rate_per_s: float = TRACE_RATE_PER_S,
+        flush_s: float = SPAN_FLUSH_S,
+        max_pending: int = MAX_PENDING_TRACE_SPANS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not rate_per_s >= 0 or not math.isfinite(rate_per_s):
+            raise ValueError(f"rate_per_s must be a number >= 0, got {rate_per_s}")
+        super().__init__(url, env=env, flush_s=flush_s, max_pending=max_pending)
+        self._thread.name = f"traces-{env}"
+        self.rate_per_s = rate_per_s
+        self.clock = clock
+        self.traces = 0
+        self.unsampled = 0
+        self._buckets: dict[str, tuple[float, float]] = {}  # resource -> (tokens, at)
+        self._ids = random.Random()  # ids need not repeat across runs; never the service's seeded RNG
+
+    def keep(self, resource: str) -> bool:
+        """Whether to trace a request of ``resource`` starting now (takes a token; counts both answers)."""
+        burst = max(1.0, self.rate_per_s)
+        now = self.clock()
+        tokens, at = self._buckets.get(resource, (burst, now))
+        tokens = min(burst, tokens + (now - at) * self.rate_per_s)
+        kept = self.rate_per_s > 0 and tokens >= 1.0
+        self._buckets[resource] = (tokens - 1.0 if kept else tokens, now)
+        if kept:
+            self.traces += 1
+        else:
+            self.unsampled += 1
+        return kept
+
+    def new_id(self) -> str:
+        """A fresh 63-bit span/trace id, in decimal like Datadog's."""
+        return str(self._ids.getrandbits(63) or 1)
+
+    def record_trace(self, spans: Sequence[Payload]) -> None:
+        """Queue every span of one trace (objects of the trace intake's format)."""
+        for span in spans:
+            self.recorded += 1
+            if len(self._pending) >= self.max_pending:
+                with contextlib.suppress(IndexError):
+                    self._pending.popleft()
+                    self.dropped += 1
+            self._pending.append(span)
+
+    def counts(self) -> dict[str, int]:
+        """Traces kept and not (rate limit), spans recorded, sent, dropped, and failed POSTs so far."""
+        return {"traces": self.traces, "unsampled": self.unsampled, **super().counts()}
+
+    def _payload(self, batch: list[Any]) -> Payload:
+        return {"env": self.env, "spans": batch}
+
+
+class _Trace:
+    """The spans of one traced request, on one clock: instants are the root's wall-clock start ``wall0`` (Unix s)
+    plus the ``perf_counter`` time elapsed since ``perf0``, so every child lies within the root as measured."""
+
+    def __init__(self, reporter: TraceReporter, resource: str, wall0: float, perf0: float) -> None:
+        self.reporter = reporter
+        self.resource = resource
+        self.trace_id = reporter.new_id()
+        self.root_id = reporter.new_id()
+        self.wall0 = wall0
+        self.perf0 = perf0
+        self.children: list[Payload] = []
+
+    def now_s(self) -> float:
+        """Now, Unix s, on the trace's clock."""
+        return self.wall0 + (time.perf_counter() - self.perf0)
+
+    def child(
+        self, name: str, type_: str, resource: str, start_s: float, meta: Mapping[str, str], error: bool = False
+    ) -> None:
+        """A child of the root from ``start_s`` (the trace's clock) to now."""
+        self.children.append(
+            {
+                "trace_id": self.trace_id,
+                "span_id": self.reporter.new_id(),
+                "parent_id": self.root_id,
+                "service": APM_SERVICE,
+                "name": name,
+                "resource": resource,
+                "type": type_,
+                "start_s": round(start_s, 6),
+                "duration_ms": round(max(self.now_s() - start_s, 0.0) * 1000.0, 3),
+                "error": int(error),
+                "meta": dict(meta),
+            }
+        )
+
+    def finish(self, status: int, method: str, route: str) -> None:
+        """Close the root now and hand the whole trace to the reporter."""
+        root = {
+            "trace_id": self.trace_id,
+            "span_id": self.root_id,
+            "parent_id": "0",
+            "service": APM_SERVICE,
+            "name": APM_SPAN,
+            "resource": self.resource,
+            "type": "web",
+            "start_s": round(self.wall0, 6),
+            "duration_ms": round((time.perf_counter() - self.perf0) * 1000.0, 3),
+            "error": int(status >= 500),
+            "meta": {"http.method": method, "http.route": route, "http.status_code": str(status)},
+        }
+        self.reporter.record_trace([root, *self.children])
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -794,6 +944,19 @@ _HANDLERS: Mapping[str, Callable[[Mapping[str, str], Mapping[str, str], Any], Re
     "PayrollCalculationsController#create": _payroll_calculation,
 }
 _EXPORT_RESOURCE = "ReportsController#export"
+_POSTGRES_META: Mapping[str, str] = {"db.system": "postgresql"}
+
+
+_N_PLUS_ONE_STATEMENT = "SELECT employees.* FROM employees WHERE employees.id = $1"
+
+
+@functools.cache
+def _statement(resource: str) -> str:
+    """The SQL resource of an endpoint's own queries, on the table of its controller
+    (``PayrollCalculationsController#create`` -> ``payroll_calculations``)."""
+    controller = resource.split("#", 1)[0].removesuffix("Controller")
+    table = re.sub(r"(?<!^)(?=[A-Z])", "_", controller).lower() or "records"
+    return f"SELECT {table}.* FROM {table} WHERE {table}.id = $1"
 
 
 # --------------------------------------------------------------------------------------------- service
@@ -832,10 +995,12 @@ class _Account:
     cpu_throttled_ms: float = 0.0
     pool_waits: int = 0
     pool_wait_ms: float = 0.0
+    queries: int = 0
 
     def to_dict(self) -> Payload:
         return {
             "requests": self.requests,
+            "queries": self.queries,
             "cpu_ms": round(self.cpu_ms, 3),
             "cpu_throttled_ms": round(self.cpu_throttled_ms, 3),
             "pool_waits": self.pool_waits,
@@ -849,13 +1014,15 @@ class DemoService:
 
     ``seed`` seeds the per-process random jitter and injected errors. ``added_latency_ms`` maps endpoint keys
     to a fixed wait (ms) added to each of their requests. ``spans``: where each catalogue request is reported
-    as an APM span (None: nowhere). Not thread-safe: run it under gevent in one OS thread.
+    as an APM span (None: nowhere); ``traces``: where sampled requests are sent as whole traces (None: nowhere).
+    Not thread-safe: run it under gevent in one OS thread.
     """
 
     profile: Profile
     seed: int = 1
     added_latency_ms: Mapping[str, float] = field(default_factory=dict)
     spans: SpanReporter | None = None
+    traces: TraceReporter | None = None
     router: Router = field(default_factory=Router.from_catalog)
     rng: random.Random = field(init=False)
     pools: dict[str, Any] = field(init=False)
@@ -888,20 +1055,25 @@ class DemoService:
         }
         if self.spans is not None:
             stats["apm"] = {"env": self.spans.env, **self.spans.counts()}
+        if self.traces is not None:
+            stats["traces"] = {"env": self.traces.env, **self.traces.counts()}
         return stats
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request (WSGI); a catalogue request is reported as a span when ``spans`` is set."""
         started_s, started = time.time(), time.perf_counter()
         resolved: list[DemoEndpoint] = []
+        traced: list[_Trace] = []
         try:
-            reply = self._handle(environ, resolved)
+            reply = self._handle(environ, resolved, traced, (started_s, started))
         except Exception:  # a bug in a handler: answer like Rails would, keep the traceback
             traceback.print_exc(file=sys.stderr)
             reply = _json_reply(500, {"error": "internal server error"})
         if self.spans is not None and resolved:
             duration_ms = (time.perf_counter() - started) * 1000.0
             self.spans.record(resolved[0].resource, started_s, duration_ms, reply.status >= 500)
+        if traced and resolved:
+            traced[0].finish(reply.status, resolved[0].method, resolved[0].route)
         headers = [
             ("Content-Type", reply.content_type),
             ("Content-Length", str(len(reply.body))),
@@ -910,8 +1082,15 @@ class DemoService:
         start_response(f"{reply.status} {_REASONS.get(reply.status, '')}".rstrip(), headers)
         return [reply.body]
 
-    def _handle(self, environ: WSGIEnvironment, found: list[DemoEndpoint]) -> _Reply:
-        """The reply to one request; appends the catalogue endpoint to ``found`` once it is known."""
+    def _handle(
+        self,
+        environ: WSGIEnvironment,
+        found: list[DemoEndpoint],
+        traced: list[_Trace],
+        started: tuple[float, float] = (0.0, 0.0),
+    ) -> _Reply:
+        """The reply to one request; appends the catalogue endpoint to ``found`` once it is known, and its trace to
+        ``traced`` when the request is traced (``started``: its wall-clock and ``perf_counter`` start, s)."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "")) or "/"
         if path == STATS_PATH:
@@ -926,6 +1105,7 @@ class DemoService:
             return _json_reply(405, {"error": "method not allowed", "allow": allow}, (("Allow", allow),))
         endpoint, params = match
         found.append(endpoint)
+        trace = self._trace(endpoint, started, traced)
         self.counts[endpoint.key] += 1
         account = self.accounts[endpoint.key]
         account.requests += 1
@@ -946,7 +1126,8 @@ class DemoService:
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         cost = request_cost(endpoint, path, query_string, raw)
         factor = cost.factor * self.rng.lognormvariate(0.0, JITTER_SIGMA)
-        if not self._spend(endpoint.cost, factor, cost.query_factors, account):
+        extra = self.profile.n_plus_one.get(endpoint.resource, 0)
+        if not self._spend(endpoint, factor, cost.query_factors, account, trace, extra):
             return _json_reply(500, {"error": POOL_TIMEOUT_ERROR})
         added_ms = self.added_latency_ms.get(endpoint.key)
         if added_ms:
@@ -965,28 +1146,74 @@ class DemoService:
             return _json_reply(500, {"error": INJECTED_ERROR})
         return reply
 
-    def _spend(self, cost: CostModel, factor: float, query_factors: Sequence[float], account: _Account) -> bool:
+    def _trace(self, endpoint: DemoEndpoint, started: tuple[float, float], traced: list[_Trace]) -> _Trace | None:
+        """A trace for a request of ``endpoint`` (appended to ``traced``) when it is traced (the reporter's rate
+        limit), else None."""
+        if self.traces is None or not self.traces.keep(endpoint.resource):
+            return None
+        trace = _Trace(self.traces, endpoint.resource, *started)
+        traced.append(trace)
+        return trace
+
+    def _spend(
+        self,
+        endpoint: DemoEndpoint,
+        factor: float,
+        query_factors: Sequence[float],
+        account: _Account,
+        trace: _Trace | None = None,
+        extra_queries: int = 0,
+    ) -> bool:
         """Wait out the app time and the queries (holding a connection of ``cost.pool`` for the queries, or from
-        the start with ``Profile.checkout_per_request``); False when no connection freed up in time."""
+        the start with ``Profile.checkout_per_request``); False when no connection freed up in time.
+        ``extra_queries`` (N+1, ``Profile.n_plus_one``) run after the endpoint's own, each costing one of them
+        (their factors reused in turn). ``trace``: where the queries and traced calls become spans."""
+        cost = endpoint.cost
         app_s = cost.app_ms * factor / 1000.0
         if cost.queries <= 0:
-            gevent.sleep(app_s)
+            self._app_time(app_s, cost.calls, trace)
             return True
         pool = self.pools[cost.pool]
         early = self.profile.checkout_per_request
         if not early:
-            gevent.sleep(app_s)
+            self._app_time(app_s, cost.calls, trace)
         if not self._checkout(pool, account):
             return False
         try:
             if early:
-                gevent.sleep(app_s)
-            for query_factor in query_factors:
+                self._app_time(app_s, cost.calls, trace)
+            own = len(query_factors)
+            for i in range(own + extra_queries):
+                started = trace.now_s() if trace is not None else 0.0
                 with self.database:
-                    gevent.sleep(cost.query_ms * factor * query_factor / 1000.0)
+                    gevent.sleep(cost.query_ms * factor * query_factors[i % own] / 1000.0)
+                account.queries += 1
+                if trace is not None:
+                    statement = _statement(endpoint.resource) if i < own else _N_PLUS_ONE_STATEMENT
+                    trace.child("postgres.query", "sql", statement, started, _POSTGRES_META)
         finally:
             pool.release()
         return True
+
+    @staticmethod
+    def _app_time(app_s: float, calls: Sequence[Call], trace: _Trace | None) -> None:
+        """Wait out ``app_s`` seconds of app time, of which ``calls`` take their shares as traced calls (the same
+        waits whether the request is traced or not)."""
+        rest_s = app_s
+        for call in calls:
+            each_s = app_s * call.share / call.count
+            for _ in range(call.count):
+                started = trace.now_s() if trace is not None else 0.0
+                gevent.sleep(each_s)
+                if trace is None:
+                    continue
+                if call.kind == "cache":
+                    trace.child("redis.command", "redis", call.resource or "GET", started, {"db.system": "redis"})
+                else:
+                    meta = {"peer.service": call.peer, "out.host": call.peer, "span.kind": "client"}
+                    trace.child("http.request", "http", call.resource or "GET", started, meta)
+            rest_s -= app_s * call.share
+        gevent.sleep(max(rest_s, 0.0))
 
     def _checkout(self, pool: Any, account: _Account) -> bool:
         """Take a connection of ``pool``, waiting at most the profile's checkout timeout (accounted)."""
@@ -1091,6 +1318,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ENV",
         help="the spans' env, once per --profile in order (default: the profile's name)",
     )
+    parser.add_argument(
+        "--trace-rate",
+        type=float,
+        default=TRACE_RATE_PER_S,
+        metavar="N",
+        help=f"with --apm-url: whole traces sent per second and endpoint at most (default {TRACE_RATE_PER_S:g}; "
+        "0: none)",
+    )
     return parser
 
 
@@ -1139,6 +1374,30 @@ def parse_added_latency(specs: Sequence[str], services: int = 1) -> list[dict[st
     return added
 
 
+def _apm_problem(args: argparse.Namespace, services: int) -> str | None:
+    """What is wrong with the APM options (one line), or None."""
+    envs: list[str] = args.apm_env
+    if args.apm_url and (problem := apm_url_problem(args.apm_url)) is not None:
+        return problem
+    if len(envs) > services:
+        return f"--apm-env given {len(envs)} times for {services} --profile"
+    if envs and not args.apm_url:
+        return "--apm-env needs --apm-url"
+    if not (args.trace_rate >= 0 and math.isfinite(args.trace_rate)):
+        return f"--trace-rate {args.trace_rate:g}: expected traces per second >= 0"
+    return None
+
+
+def _reporters(args: argparse.Namespace, env: str) -> tuple[SpanReporter | None, TraceReporter | None]:
+    """The started span and trace reporters of one service (None without ``--apm-url`` / with ``--trace-rate 0``)."""
+    if not args.apm_url:
+        return None, None
+    spans = SpanReporter(args.apm_url, env=env).start()
+    if args.trace_rate <= 0:
+        return spans, None
+    return spans, TraceReporter(traces_url(args.apm_url), env=env, rate_per_s=args.trace_rate).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or SIGINT; returns the process exit code (0, or 2 on bad usage)."""
     args = _parser().parse_args(argv)
@@ -1156,26 +1415,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: ports {args.port}..{args.port + len(profiles) - 1} are not all valid", file=sys.stderr)
         return 2
     envs: list[str] = args.apm_env
-    problem = apm_url_problem(args.apm_url) if args.apm_url else None
-    if problem is None and len(envs) > len(profiles):
-        problem = f"--apm-env given {len(envs)} times for {len(profiles)} --profile"
-    if problem is None and envs and not args.apm_url:
-        problem = "--apm-env needs --apm-url"
+    problem = _apm_problem(args, len(profiles))
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     stop = gevent.event.Event()
     watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
     servers: list[WSGIServer] = []
-    reporters: list[SpanReporter] = []
+    reporters: list[SpanReporter] = []  # trace reporters too
     try:
         for i, name in enumerate(profiles):
             port = args.port + i if args.port else 0
-            spans = None
-            if args.apm_url:
-                spans = SpanReporter(args.apm_url, env=envs[i] if i < len(envs) else name).start()
-                reporters.append(spans)
-            service = DemoService(PROFILES[name], seed=args.seed + i, added_latency_ms=added[i], spans=spans)
+            spans, traces = _reporters(args, envs[i] if i < len(envs) else name)
+            reporters += [r for r in (spans, traces) if r is not None]
+            service = DemoService(
+                PROFILES[name], seed=args.seed + i, added_latency_ms=added[i], spans=spans, traces=traces
+            )
             server = WSGIServer(
                 (host, port),
                 service,
