@@ -72,7 +72,6 @@ from datadog_api_client.exceptions import (
     ApiException,
     ForbiddenException,
     OpenApiException,
-    UnauthorizedException,
 )
 from datadog_api_client.v1.api.events_api import EventsApi
 from datadog_api_client.v1.api.metrics_api import MetricsApi as MetricsApiV1
@@ -492,29 +491,16 @@ class DatadogClient:
         while True:
             try:
                 return request()
-            except UnauthorizedException:
-                raise self._error(
-                    f"Datadog refused the API key (HTTP 401) at {self.host}: check DD_API_KEY and the site"
-                ) from None
-            except ForbiddenException:
-                raise self._error(
-                    f"Datadog refused the application key (HTTP 403) at {self.host}: DD_APP_KEY is invalid, "
-                    "or lacks the timeseries_query permission, or belongs to another org than DD_API_KEY"
-                ) from None
             except ApiException as exc:
-                status = int(exc.status or 0)
-                if status == 429:
+                refused = self._refusal(exc, query)
+                if refused is not None:
+                    raise refused from None
+                if exc.status == 429:
                     reason = "rate limited (HTTP 429)"
                     wait = self._rate_limit_wait(exc, query)
-                elif status >= 500:
-                    reason = f"HTTP {status}"
-                    wait = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
-                elif status == 0:
-                    raise self._error(f"cannot talk to Datadog at {self.host}: {_first_line(exc.reason)}") from None
-                elif status == 404:
-                    raise self._error(f"no Datadog API at {self.host} (HTTP 404): check the site or URL") from None
                 else:
-                    raise self._error(f"Datadog rejected {query} (HTTP {status}): {_body_message(exc)}") from None
+                    reason = f"HTTP {exc.status}"
+                    wait = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
             except urllib3.exceptions.HTTPError as exc:
                 reason = _connection_reason(exc, self.timeout_s)
                 wait = min(BACKOFF_BASE_S * 2.0**attempt, BACKOFF_MAX_S)
@@ -527,6 +513,26 @@ class DatadogClient:
                 ) from None
             on_wait(wait, reason, attempt)
             self.sleep(wait)
+
+    def _refusal(self, exc: ApiException, query: str) -> DatadogError | None:
+        """The error for an answer no retry can mend (401, 403, 404, another 4xx, no HTTP status: the
+        connection failed), in one line naming what to check; None for 429 and 5xx (the callers retry those
+        or report them their own way)."""
+        status = int(exc.status or 0)
+        if status == 429 or status >= 500:
+            return None
+        if status == 401:
+            return self._error(f"Datadog refused the API key (HTTP 401) at {self.host}: check DD_API_KEY and the site")
+        if status == 403:
+            return self._error(
+                f"Datadog refused the application key (HTTP 403) at {self.host}: DD_APP_KEY is invalid, "
+                "or lacks the timeseries_query permission, or belongs to another org than DD_API_KEY"
+            )
+        if status == 0:
+            return self._error(f"cannot talk to Datadog at {self.host}: {_first_line(exc.reason)}")
+        if status == 404:
+            return self._error(f"no Datadog API at {self.host} (HTTP 404): check the site or URL")
+        return self._error(f"Datadog rejected {query} (HTTP {status}): {_body_message(exc)}")
 
     def _rate_limit_wait(self, exc: ApiException, query: str) -> float:
         text = _header(exc.headers, "X-RateLimit-Reset")
@@ -543,29 +549,16 @@ class DatadogClient:
         status (or the connection fault) and what to check; a 429 says when the limit resets."""
         try:
             return request()
-        except UnauthorizedException:
-            raise self._error(
-                f"Datadog refused the API key (HTTP 401) at {self.host}: check DD_API_KEY and the site"
-            ) from None
-        except ForbiddenException:
-            raise self._error(
-                f"Datadog refused the application key (HTTP 403) at {self.host}: DD_APP_KEY is invalid, "
-                "or lacks the timeseries_query permission, or belongs to another org than DD_API_KEY"
-            ) from None
         except ApiException as exc:
-            status = int(exc.status or 0)
-            if status == 429:
+            refused = self._refusal(exc, query)
+            if refused is not None:
+                raise refused from None
+            if exc.status == 429:
                 raise self._error(_rate_limited(exc, self.host)) from None
-            if status >= 500:
-                raise self._error(
-                    f"Datadog failed (HTTP {status}) at {self.host}: {_body_message(exc) or 'server error'}; "
-                    "a fault on Datadog's side (see status.datadoghq.com)"
-                ) from None
-            if status == 0:
-                raise self._error(f"cannot talk to Datadog at {self.host}: {_first_line(exc.reason)}") from None
-            if status == 404:
-                raise self._error(f"no Datadog API at {self.host} (HTTP 404): check the site or URL") from None
-            raise self._error(f"Datadog rejected {query} (HTTP {status}): {_body_message(exc)}") from None
+            raise self._error(
+                f"Datadog failed (HTTP {exc.status}) at {self.host}: {_body_message(exc) or 'server error'}; "
+                "a fault on Datadog's side (see status.datadoghq.com)"
+            ) from None
         except urllib3.exceptions.HTTPError as exc:
             raise self._error(
                 f"Datadog at {self.host}: {_connection_reason(exc, self.timeout_s)} (check the network, the site "
