@@ -241,6 +241,10 @@ def load_measurement(path: str | Path) -> Measurement:
     raise _refusal(p, head)
 
 
+#: How often the main thread wakes while the sides are read, to run a pending SIGINT/SIGTERM handler (s).
+SIGNAL_POLL_S = 0.1
+
+
 def load_measurements(*paths: str | Path) -> list[Measurement]:
     """:func:`load_measurement` of each path, read side by side in threads (the big readers spend their time in
     pyarrow and numpy, which release the GIL, so two request logs are read on two cores in about the time of
@@ -264,7 +268,10 @@ def load_measurements(*paths: str | Path) -> list[Measurement]:
         threading.Thread(target=read, args=(i,), name=f"parity-read-{i}", daemon=True).start()
     measurements = []
     for i in range(len(paths)):
-        done[i].wait()
+        # In short waits: a signal the kernel hands to a reading thread does not wake a main thread blocked on a
+        # lock, so a wait without a timeout could sleep through Ctrl-C (Python runs handlers in the main thread)
+        while not done[i].wait(SIGNAL_POLL_S):
+            pass
         ok, value = outcomes[i]
         if not ok:
             assert isinstance(value, BaseException)
