@@ -108,7 +108,9 @@ def _compare_process(tmp_path: Path, baseline: Path, candidate: Path) -> subproc
         [
             sys.executable,
             "-c",
-            "import sys; from parity.cli import main; sys.exit(main())",
+            # a known signal state whatever the test process holds (an ignored or blocked SIGINT is inherited)
+            "import signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM}); "
+            "signal.signal(signal.SIGINT, signal.default_int_handler); from parity.cli import main; sys.exit(main())",
             "compare",
             str(baseline),
             str(candidate),
@@ -139,6 +141,28 @@ def test_compare_reports_the_baseline_error_without_waiting_for_the_candidate(tm
         proc.wait()
 
 
+def _signal_state(pid: int) -> str:
+    """What a hung child's threads are doing (signal masks, pending signals, state and kernel wait channel per
+    thread), for the failure message."""
+    lines = []
+    try:
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir())
+    except OSError as exc:
+        return f"no /proc entry ({exc.strerror})"
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+            wchan = (task / "wchan").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        picked = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+        lines.append(
+            f"{task.name} " + " ".join(f"{k}={fields.get(k, '?').strip()}" for k in picked) + f" wchan={wchan}"
+        )
+    return "; ".join(lines)
+
+
 def _tgkill(pid: int, tid: int, signum: int) -> None:
     """Send ``signum`` to one thread ``tid`` of process ``pid`` (Linux tgkill: the kernel may hand a process's
     signal to any of its threads; this picks the thread)."""
@@ -149,6 +173,7 @@ def _tgkill(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("to_a_reading_thread", [False, True], ids=["to-the-process", "to-a-reading-thread"])
 def test_compare_stops_on_ctrl_c_while_reading(tmp_path: Path, to_a_reading_thread: bool) -> None:
     """Ctrl-C while both sides are being read stops the command (exit 130, one line), not after the reads end;
@@ -175,7 +200,10 @@ def test_compare_stops_on_ctrl_c_while_reading(tmp_path: Path, to_a_reading_thre
             _tgkill(proc.pid, threads[0], signal.SIGINT)
         else:
             proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"compare did not stop within 60 s of SIGINT: {_signal_state(proc.pid)}")
         assert proc.returncode == EXIT_INTERRUPTED
         assert "Traceback" not in err
     finally:
