@@ -603,26 +603,7 @@ class DatadogClient:
 
         ``groups`` is the most groups the answer may hold (the formula's limit).
         """
-        body = ScalarFormulaQueryRequest(
-            data=ScalarFormulaRequest(
-                attributes=ScalarFormulaRequestAttributes(
-                    _from=start_s * 1000,
-                    to=end_s * 1000,
-                    queries=ScalarFormulaRequestQueries(  # type: ignore[no-untyped-call]
-                        [
-                            MetricsScalarQuery(
-                                aggregator=_AGGREGATORS[aggregator],
-                                data_source=MetricsDataSource.METRICS,
-                                name="a",
-                                query=query,
-                            )
-                        ]
-                    ),
-                    formulas=[QueryFormula(formula="a", limit=FormulaLimit(count=groups, order=QuerySortOrder.DESC))],
-                ),
-                type=ScalarFormulaRequestType.SCALAR_REQUEST,
-            )
-        )
+        body = _scalar_body([ScalarQuery("a", query, aggregator)], start_s, end_s, groups)
         api = MetricsApiV2(self.api)  # type: ignore[no-untyped-call]
         answer = _plain(self._call(query, lambda: api.query_scalar_data(body=body), on_wait or _ignore_wait))
         if answer.get("errors"):
@@ -658,30 +639,7 @@ class DatadogClient:
         bad = [n for n in names if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n)]
         if bad or len(set(names)) != len(names):
             raise DatadogError(f"scalar query names {names!r}: expected distinct words (a letter first)")
-        body = ScalarFormulaQueryRequest(
-            data=ScalarFormulaRequest(
-                attributes=ScalarFormulaRequestAttributes(
-                    _from=start_s * 1000,
-                    to=end_s * 1000,
-                    queries=ScalarFormulaRequestQueries(  # type: ignore[no-untyped-call]
-                        [
-                            MetricsScalarQuery(
-                                aggregator=_AGGREGATORS[q.aggregator],
-                                data_source=MetricsDataSource.METRICS,
-                                name=q.name,
-                                query=q.query,
-                            )
-                            for q in queries
-                        ]
-                    ),
-                    formulas=[
-                        QueryFormula(formula=q.name, limit=FormulaLimit(count=groups, order=QuerySortOrder.DESC))
-                        for q in queries
-                    ],
-                ),
-                type=ScalarFormulaRequestType.SCALAR_REQUEST,
-            )
-        )
+        body = _scalar_body(queries, start_s, end_s, groups)
         api = MetricsApiV2(self.api)  # type: ignore[no-untyped-call]
         what = f"a scalar request of {len(queries)} queries ({queries[0].query} …)"
 
@@ -807,6 +765,35 @@ class _Grid:
     groups: dict[str, list[float | _Absent | None]]
     untagged: int = 0
     untagged_tags: tuple[str, ...] = ()
+
+
+def _scalar_body(queries: Sequence[ScalarQuery], start_s: int, end_s: int, groups: int) -> ScalarFormulaQueryRequest:
+    """A v2 scalar request over ``[start_s, end_s)`` (Unix s): each metrics query with its own formula, each
+    formula cut at ``groups`` groups, largest first."""
+    return ScalarFormulaQueryRequest(
+        data=ScalarFormulaRequest(
+            attributes=ScalarFormulaRequestAttributes(
+                _from=start_s * 1000,
+                to=end_s * 1000,
+                queries=ScalarFormulaRequestQueries(  # type: ignore[no-untyped-call]
+                    [
+                        MetricsScalarQuery(
+                            aggregator=_AGGREGATORS[q.aggregator],
+                            data_source=MetricsDataSource.METRICS,
+                            name=q.name,
+                            query=q.query,
+                        )
+                        for q in queries
+                    ]
+                ),
+                formulas=[
+                    QueryFormula(formula=q.name, limit=FormulaLimit(count=groups, order=QuerySortOrder.DESC))
+                    for q in queries
+                ],
+            ),
+            type=ScalarFormulaRequestType.SCALAR_REQUEST,
+        )
+    )
 
 
 def _merge_point(slot: float | _Absent | None, value: float | None, *, add: bool) -> float | _Absent | None:
