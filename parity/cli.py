@@ -225,49 +225,15 @@ def _compare_explanations(
     the report directory; the explanations by endpoint key. Whatever fails (no keys, a side without APM env or
     service, an unwritable file) is one ``no explanation`` line on stderr and None: the verdict and the exit code
     never depend on it."""
-    from parity.datadog import DatadogError
-    from parity.explain.command import explain_comparison
-    from parity.explain.datadog_spans import DatadogSpans
-    from parity.report.explain import EXPLAIN_FILE
-    from parity.report.write import write_atomic
+    from parity.explain.command import DatadogAccess, explain_to_dir
 
-    def skip(reason: str) -> None:
-        print(f"parity: no explanation: {reason}", file=sys.stderr)
-
-    api_key, app_key, missing = _datadog_keys()
-    if missing:
-        skip(f"{' and '.join(missing)} not set (--explain reads traces from Datadog)")
-        return None
-    if not result.bottlenecks and not any(e.verdict is Verdict.FAIL for e in result.endpoints):
-        skip("no endpoint regressed")
-        return None
-    try:
-        reader = DatadogSpans.connect(
-            api_key=api_key, app_key=app_key, site=args.site or os.environ.get("DD_SITE") or None, dd_url=args.dd_url
-        )
-    except DatadogError as exc:
-        skip(str(exc))
-        return None
-    try:
-        with reader:
-            document = explain_comparison(
-                reader,
-                result,
-                baseline,
-                candidate,
-                progress=lambda line: print(f"parity: {line}", file=sys.stderr),
-            )
-    except ValueError as exc:
-        skip(str(exc))
-        return None
-    target = args.out / EXPLAIN_FILE
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        skip(f"{target}: cannot write it: {exc.strerror or exc}")
-        return None
-    return {e["endpoint"]: e for e in document["explanations"]}
+    access = DatadogAccess.from_environ(os.environ, site=args.site or None, dd_url=args.dd_url)
+    outcome = explain_to_dir(
+        access, args.out, result, baseline, candidate, progress=lambda line: print(f"parity: {line}", file=sys.stderr)
+    )
+    if outcome.skipped is not None:
+        print(f"parity: no explanation: {outcome.skipped}", file=sys.stderr)
+    return outcome.explanations
 
 
 def _cmd_calibrate(args: argparse.Namespace, _argv: Sequence[str]) -> int:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from parity.datadog import DatadogError
@@ -37,11 +38,14 @@ __all__ = [
     "EXPLAIN_FILE",
     "FORMAT",
     "FORMAT_VERSION",
+    "DatadogAccess",
     "EndpointExplanation",
+    "ExplainOutcome",
     "Selector",
     "TraceReader",
     "explain_comparison",
     "explain_document",
+    "explain_to_dir",
     "load_explain_json",
     "pick_endpoints",
     "read_explain_json",
@@ -265,13 +269,15 @@ def explain_comparison(
     candidate: Measurement,
     *,
     top: int = DEFAULT_TOP,
+    endpoints: Sequence[str] = (),
     span: str | None = "rack.request",
     policy: SamplePolicy | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """``explain.json`` for a comparison just judged (``compare --explain``): its top ``top`` regressed endpoints,
-    each side read over its compared window with the env and service its Measurement names and the APM resource it
-    recorded. ValueError (one line) when a side names no env or service (e.g. a Locust CSV): nothing is read."""
+    """``explain.json`` for a comparison just judged (``compare --explain``): its top ``top`` regressed endpoints
+    (or ``endpoints``, keys as in the result, when given), each side read over its compared window with the env and
+    service its Measurement names and the APM resource it recorded. ValueError (one line) when a side names no env
+    or service (e.g. a Locust CSV): nothing is read."""
     from parity.report.ci import json_value
 
     for which, side in (("baseline", result.baseline), ("candidate", result.candidate)):
@@ -288,6 +294,7 @@ def explain_comparison(
             "endpoints": [{"endpoint": e.endpoint.key, "verdict": e.verdict.value} for e in result.endpoints],
         },
         top=top,
+        named=endpoints,
     )
     results = run_explain(
         reader,
@@ -299,3 +306,91 @@ def explain_comparison(
         progress=progress,
     )
     return explain_document(results, old=old, new=new)
+
+
+@dataclass(frozen=True)
+class DatadogAccess:
+    """Where ``--explain`` reads traces: the keys (from the caller's environment; never written anywhere), the site
+    (None: datadoghq.com) and a base URL that replaces the site's (None: the site's)."""
+
+    api_key: str
+    app_key: str
+    site: str | None = None
+    dd_url: str | None = None
+
+    def __repr__(self) -> str:  # the keys never reach a log through a repr
+        return f"DatadogAccess(site={self.site!r}, dd_url={self.dd_url!r})"
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str], *, site: str | None = None, dd_url: str | None = None
+    ) -> DatadogAccess | str:
+        """The access ``DD_API_KEY``/``DD_APP_KEY`` (and ``DD_SITE`` when ``site`` is not given) of ``environ``
+        give, else the one-line reason there is none (``DD_API_KEY and DD_APP_KEY not set ...``)."""
+        api_key, app_key = environ.get("DD_API_KEY", ""), environ.get("DD_APP_KEY", "")
+        missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+        if missing:
+            return f"{' and '.join(missing)} not set (--explain reads traces from Datadog)"
+        return cls(api_key, app_key, site or environ.get("DD_SITE") or None, dd_url)
+
+
+@dataclass(frozen=True)
+class ExplainOutcome:
+    """What :func:`explain_to_dir` did: the explanations by endpoint key (explain.json entries) and the file it
+    wrote, or (both None) the one-line reason nothing was explained (``skipped``)."""
+
+    explanations: dict[str, dict[str, Any]] | None = None
+    path: Path | None = None
+    skipped: str | None = None
+
+
+def explain_to_dir(
+    access: DatadogAccess | str,
+    out: Path,
+    result: ParityResult,
+    baseline: Measurement,
+    candidate: Measurement,
+    *,
+    top: int = DEFAULT_TOP,
+    endpoints: Sequence[str] = (),
+    span: str | None = "rack.request",
+    policy: SamplePolicy | None = None,
+    progress: ProgressFn | None = None,
+) -> ExplainOutcome:
+    """``--explain`` of any command that has just judged ``result`` (compare, ab, nightly, demo): read both sides'
+    traces (:func:`explain_comparison`: the top ``top`` regressed endpoints, or ``endpoints``) and write
+    ``out/explain.json`` atomically. Never raises for what it cannot do and never changes a verdict: no access
+    (``access`` is then the reason), nothing regressed (and nothing named), a side without APM env or service, a
+    bad site or URL, an unwritable file: each is :attr:`ExplainOutcome.skipped`. A failed read of one endpoint is
+    that endpoint's ``no explanation: <reason>`` inside the file."""
+    import json
+
+    from parity.explain.datadog_spans import DatadogSpans
+    from parity.judge.result import Verdict
+    from parity.report.write import write_atomic
+
+    if isinstance(access, str):
+        return ExplainOutcome(skipped=access)
+    if not endpoints and not result.bottlenecks and not any(e.verdict is Verdict.FAIL for e in result.endpoints):
+        return ExplainOutcome(skipped="no endpoint regressed")
+    try:
+        reader = DatadogSpans.connect(
+            api_key=access.api_key, app_key=access.app_key, site=access.site, dd_url=access.dd_url
+        )
+    except DatadogError as exc:
+        return ExplainOutcome(skipped=str(exc))
+    try:
+        with reader:
+            document = explain_comparison(
+                reader, result, baseline, candidate, top=top, endpoints=endpoints, span=span, policy=policy,
+                progress=progress,
+            )  # fmt: skip
+    except ValueError as exc:
+        return ExplainOutcome(skipped=str(exc))
+    target = out / EXPLAIN_FILE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        return ExplainOutcome(skipped=f"{target}: cannot write it: {exc.strerror or exc}")
+    return ExplainOutcome({e["endpoint"]: e for e in document["explanations"]}, target)
