@@ -18,7 +18,7 @@ Measurements marked incomplete, which are judged like any incomplete run, and th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from parity import measurement_json
@@ -29,7 +29,16 @@ from parity.judge.result import ParityResult, Verdict
 from parity.model import Measurement
 from parity.replay.process import REPLAY_STATUS, ReplayExit, ReplayRun, log_tail, planned_run_s, run_replay
 
-__all__ = ["REFUSED", "REPLAY_SLACK_S", "AbOutcome", "refusal_reason", "replay_status", "run_ab"]
+__all__ = [
+    "REFUSED",
+    "REPLAY_SLACK_S",
+    "AbOutcome",
+    "apm_named",
+    "refusal_reason",
+    "replay_status",
+    "run_ab",
+    "with_replayed_resources",
+]
 
 #: Seconds a replay may run beyond its planned run time (start-up, waiting for workers, drain, writing the
 #: Measurements) before it is interrupted.
@@ -119,3 +128,29 @@ def run_ab(
     names = names or (f"old ({run.old_host})", f"new ({run.host})")
     result = compare(old, new, policy, names=names)
     return AbOutcome(status, result, old_path, new_path, log_path, (old, new), interrupted=ended.signal)
+
+
+def with_replayed_resources(side: Measurement, replayed: Measurement) -> Measurement:
+    """``side`` (a replay's recording) with each endpoint's APM resource (e.g. ``EmployeesController#show``) taken
+    from the baseline it replayed, where ``side`` names none: a replay records method + route only, and its target's
+    traces carry the application's resource names. An endpoint the baseline does not hold, or holds without a
+    resource, keeps None (its key is then the resource searched)."""
+    known = {e.endpoint.key: e.resource for e in replayed.endpoints if e.resource}
+    endpoints = tuple(
+        e if e.resource or e.endpoint.key not in known else replace(e, resource=known[e.endpoint.key])
+        for e in side.endpoints
+    )
+    return replace(side, endpoints=endpoints)
+
+
+def apm_named(result: ParityResult, *, old: tuple[str | None, str | None], new: tuple[str | None, str | None]
+              ) -> ParityResult:  # fmt: skip
+    """``result`` with each side's APM (env, service) replaced by the given ones (None: kept), for reading that
+    side's traces (``--explain``); the verdict and everything judged are the same object's."""
+    return replace(
+        result,
+        baseline=replace(result.baseline, env=old[0] or result.baseline.env, service=old[1] or result.baseline.service),
+        candidate=replace(
+            result.candidate, env=new[0] or result.candidate.env, service=new[1] or result.candidate.service
+        ),
+    )

@@ -221,10 +221,10 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _compare_explanations(
     args: argparse.Namespace, result: ParityResult, baseline: Measurement, candidate: Measurement
 ) -> dict[str, dict[str, Any]] | None:
-    """``compare --explain``: explain the top regressed endpoints from APM traces and write ``explain.json`` into
-    the report directory; the explanations by endpoint key. Whatever fails (no keys, a side without APM env or
-    service, an unwritable file) is one ``no explanation`` line on stderr and None: the verdict and the exit code
-    never depend on it."""
+    """``compare --explain`` (and ``ab --explain``): explain the top regressed endpoints from APM traces and write
+    ``explain.json`` into the report directory; the explanations by endpoint key. Whatever fails (no keys, a side
+    without APM env or service, an unwritable file) is one ``no explanation`` line on stderr and None: the verdict
+    and the exit code never depend on it."""
     from parity.explain.command import DatadogAccess, explain_to_dir
 
     access = DatadogAccess.from_environ(os.environ, site=args.site or None, dd_url=args.dd_url)
@@ -275,6 +275,8 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
         where = config.path or "the working directory (no parity.toml)"
         raise BadInput(f"{where}: no [nightly] table: say what to replay and against which target")
     settings = config.nightly if args.out is None else replace(config.nightly, out=args.out)
+    if args.explain is not None:
+        settings = replace(settings, explain=args.explain)
     api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
     keys = DatadogKeys(api_key, app_key, os.environ.get("DD_SITE") or None) if api_key or app_key else None
     with replay_progress(args.quiet) as live:
@@ -288,7 +290,11 @@ def _cmd_nightly(args: argparse.Namespace, argv: Sequence[str]) -> int:
             progress=lambda line: print(f"parity nightly: {line}", flush=True),
             live=live,
         )
-    print(terminal_summary(outcome.decisive, outcome.report_dir / "index.html"))
+    explained = outcome.explained
+    if explained is not None and explained.skipped is not None:
+        print(f"parity: no explanation: {explained.skipped}", file=sys.stderr)
+    why = explained.explanations if explained is not None else None
+    print(terminal_summary(outcome.decisive, outcome.report_dir / "index.html", why))
     for note in outcome.notes:
         print(f"  note: {note}")
     return outcome.exit_code
@@ -857,6 +863,8 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     config = _config(args)
     baseline = measurement_json.read(args.baseline)  # unreadable or invalid: one line, exit 2, before any process
+    if args.explain:
+        _check_ab_explain(args, baseline)
     settings = _shape_settings(args)
     run_time_s = settings.run_time_s
     _print_sample_plan(baseline, str(args.baseline), settings, config)
@@ -875,7 +883,7 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
         seed=args.seed,
         target_env=args.new_env,
         old_env=args.old_env,
-        service=args.service,
+        service=args.service or baseline.source.service,
         **_shape_fields(args),
         processes=args.processes,
         rails=config.rails,
@@ -889,7 +897,10 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if outcome.status == REFUSED or outcome.result is None:
         print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
         return outcome.exit_code
-    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
+    explanations = None
+    if args.explain and outcome.sides is not None:
+        explanations = _ab_explanations(args, outcome.result, outcome.sides, baseline)
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides, explanations)
     print(f"  measurements: {outcome.old_path}, {outcome.new_path}; Locust log: {outcome.log_path}")
     if outcome.interrupted is not None:
         print(f"  note: stopped by {signal.Signals(outcome.interrupted).name}: the replay is incomplete, judged on "
@@ -897,6 +908,34 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elif outcome.status != "complete":
         print(f"  note: the replay was {outcome.status}: judged on what was recorded")
     return outcome.exit_code
+
+
+def _check_ab_explain(args: argparse.Namespace, baseline: Measurement) -> None:
+    """Before ``ab --explain`` replays anything: BadInput when no APM service is known (``--service``, else the
+    baseline's); a note on stderr when the Datadog keys are missing (the run goes on, unexplained)."""
+    from parity.explain.command import DatadogAccess
+
+    if not (args.service or baseline.source.service):
+        raise BadInput(
+            f"--explain needs the APM service both sides' traces are searched under: give --service ({args.baseline} "
+            "names none)"
+        )
+    access = DatadogAccess.from_environ(os.environ, site=args.site or None, dd_url=args.dd_url)
+    if isinstance(access, str):
+        print(f"parity: note: {access}: the run will not be explained", file=sys.stderr)
+
+
+def _ab_explanations(
+    args: argparse.Namespace, result: ParityResult, sides: tuple[Measurement, Measurement], baseline: Measurement
+) -> dict[str, dict[str, Any]] | None:
+    """``ab --explain``: both sides' traces are those of the service the sides name (``--service``, else the
+    baseline's) in the env each names (``--old-env``, ``--new-env``) over the run's window, each endpoint searched by
+    the APM resource the baseline recorded for it; as :func:`_compare_explanations` (None and one line when nothing
+    is explained, never a changed verdict)."""
+    from parity.ab import with_replayed_resources
+
+    old, new = (with_replayed_resources(side, baseline) for side in sides)
+    return _compare_explanations(args, result, old, new)
 
 
 def _shape_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -1050,12 +1089,34 @@ def _add_ab_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
     ab.add_argument(
         "--processes", type=_count, default=1, metavar="N", help="Locust processes sending (default: %(default)s)"
     )
-    ab.add_argument("--service", help="service name, for the report")
-    ab.add_argument("--old-env", default="old", help="name of the old environment (default: %(default)s)")
-    ab.add_argument("--new-env", default="new", help="name of the new environment (default: %(default)s)")
+    ab.add_argument(
+        "--service",
+        help="service name, for the report and the APM service --explain reads (default: the baseline's service)",
+    )
+    ab.add_argument(
+        "--old-env", default="old", help="name of the old environment, its APM env for --explain (default: %(default)s)"
+    )
+    ab.add_argument(
+        "--new-env", default="new", help="name of the new environment, its APM env for --explain (default: %(default)s)"
+    )
     _add_out_option(ab, Path("reports/ab"), "report directory (default: %(default)s)")
     _add_config_option(ab)
     ab.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    _add_explain_options(
+        ab,
+        "explain the top regressed endpoints from both sides' sampled APM traces over the run's window (DD_API_KEY "
+        "and DD_APP_KEY set): --service in --old-env and in --new-env, each endpoint searched by the APM resource the "
+        "baseline recorded; writes DIR/explain.json and shows a why line in the reports; never changes the verdict "
+        "or the exit code",
+    )
+
+
+def _add_explain_options(parser: argparse.ArgumentParser, explain_help: str) -> None:
+    """``--explain`` (help ``explain_help``), ``--site`` and ``--dd-url`` (compare, ab)."""
+    why = parser.add_argument_group("why is it slower (parity explain)")
+    why.add_argument("--explain", action="store_true", help=explain_help)
+    why.add_argument("--site", default="", help="Datadog site for --explain (default: DD_SITE, else datadoghq.com)")
+    why.add_argument("--dd-url", default=None, metavar="URL", help="send --explain's API calls to this base URL")
 
 
 #: Help of ``--quiet`` (the commands that run a replay).
@@ -1699,6 +1760,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(night)
     _add_out_option(night, None, "reports root (default: [nightly] out of parity.toml)")
     night.add_argument("--push-datadog", action="store_true", help="submit parity metrics and an event to Datadog")
+    why = night.add_mutually_exclusive_group()
+    why.add_argument(
+        "--explain",
+        action="store_const",
+        const=True,
+        help="explain the top regressed endpoints of the night's deciding comparison from both sides' sampled APM "
+        "traces ([nightly] explain = true does too; which traces: see README, 'parity nightly'): writes explain.json "
+        "beside that report and shows why lines; never changes a verdict or the exit code",
+    )
+    why.add_argument(
+        "--no-explain",
+        dest="explain",
+        action="store_const",
+        const=False,
+        help="do not explain, whatever [nightly] says",
+    )
     night.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
     add_history_parser(sub)

@@ -17,8 +17,12 @@ Steps, each reported through ``progress``:
    ``<out>/<night>/server-side/``.
 4. **Compare** baseline → replay (A/B: old side → new side, which is then the night's result) and **render**
    the reports into ``<out>/<night>/``.
-5. **History:** append the night's results to the history store (``parity history`` draws the trends).
-6. **Datadog:** with ``push_datadog`` (or ``--push-datadog``), submit the per-endpoint parity metrics and an
+5. **Explain** (``explain`` or ``--explain``): why the top regressed endpoints of the comparison that decides the
+   night are slower, from both sides' sampled APM traces (:func:`explain_night`), into ``explain.json`` beside its
+   report, which is written again with the why lines. Whatever it cannot do is one reason in ``nightly.json``;
+   it never changes a verdict or the exit code.
+6. **History:** append the night's results to the history store (``parity history`` draws the trends).
+7. **Datadog:** with ``push_datadog`` (or ``--push-datadog``), submit the per-endpoint parity metrics and an
    event with the verdict and the report's location.
 
 Exit code (``NightlyOutcome.exit_code``): 4 when a safety rail aborted the replay, else the worst verdict of
@@ -38,13 +42,14 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from parity import measurement_json
-from parity.ab import REFUSED, refusal_reason, run_ab
+from parity.ab import REFUSED, apm_named, refusal_reason, run_ab, with_replayed_resources
 from parity.config import Config
 from parity.errors import EXIT_ABORTED, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REGRESSION, BadInput, Refused
 from parity.judge.compare import compare
@@ -60,9 +65,11 @@ __all__ = [
     "MAX_NIGHTS_PER_SECOND",
     "REPLAY_SLACK_S",
     "DatadogKeys",
+    "NightExplained",
     "NightlyOutcome",
     "claim_night",
     "decisive_result",
+    "explain_night",
     "night_id",
     "run_nightly",
 ]
@@ -81,6 +88,33 @@ class DatadogKeys:
 
 
 @dataclass(frozen=True)
+class NightExplained:
+    """What the night's ``explain`` did: the comparison it explained (``server-side``, ``a/b`` or ``replay``), the
+    ``explain.json`` it wrote and its explanations by endpoint key, or (both None) the one-line reason nothing was
+    explained (``skipped``)."""
+
+    comparison: str
+    path: Path | None = None
+    explanations: Mapping[str, Mapping[str, Any]] | None = None
+    skipped: str | None = None
+
+    def summary(self, out_dir: Path) -> dict[str, Any]:
+        """``nightly.json``'s ``explain``: comparison, file (relative to the night's directory; None: none written),
+        the endpoints explained (with and without an explanation), and the reason when nothing was."""
+        file = None
+        if self.path is not None:
+            file = str(self.path.relative_to(out_dir)) if self.path.is_relative_to(out_dir) else str(self.path)
+        explanations = self.explanations or {}
+        return {
+            "comparison": self.comparison,
+            "file": file,
+            "endpoints": list(explanations),
+            "explained": [k for k, e in explanations.items() if e.get("available")],
+            "skipped": self.skipped,
+        }
+
+
+@dataclass(frozen=True)
 class NightlyOutcome:
     """What one night did: its directory, the comparisons, and what happened along the way."""
 
@@ -94,6 +128,7 @@ class NightlyOutcome:
     pushed: bool
     notes: tuple[str, ...] = ()
     interrupted: int | None = None  # the signal that stopped the replay early (the night was cut short)
+    explained: NightExplained | None = None  # None: not asked to explain
 
     @property
     def aborted(self) -> bool:
@@ -316,6 +351,7 @@ def _write_summary(outcome: NightlyOutcome) -> None:
         "history_run": outcome.history_run,
         "pushed_to_datadog": outcome.pushed,
         "interrupted": None if outcome.interrupted is None else signal.Signals(outcome.interrupted).name,
+        "explain": None if outcome.explained is None else outcome.explained.summary(outcome.out_dir),
         "notes": list(outcome.notes),
     }
     write_atomic(outcome.out_dir / "nightly.json", json.dumps(doc, indent=2) + "\n")
@@ -352,10 +388,10 @@ def run_nightly(
         notes.append(f"replay {status}: judged on what was recorded")
     write_reports(result, out_dir, meta, measurements=sides)
     if interrupted is not None:
-        return _cut_short(night, out_dir, result, refreshed, status, interrupted, notes, progress)
-    server_side = None
+        return _cut_short(night, out_dir, result, refreshed, status, interrupted, notes, progress, settings.explain)
+    server_side, apm = None, None
     if settings.candidate_apm is not None:
-        server_side = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
+        server_side, apm = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
         progress(f"server-side comparison: {server_side.verdict.value}")
     decisive = decisive_result(result, server_side)
     if decisive is not result:
@@ -364,6 +400,14 @@ def run_nightly(
             "candidate's own server-side figures against the baseline (server-side/)"
         )
     report_dir = _report_dir(out_dir, decisive, server_side)
+    explained = None
+    if settings.explain:
+        decisive_sides = sides if decisive is result or apm is None else (baseline, apm)
+        explained = explain_night(
+            settings, keys, result, server_side, decisive_sides, baseline, report_dir, progress=progress
+        )
+        if explained.explanations:
+            write_reports(decisive, report_dir, meta, measurements=decisive_sides, explanations=explained.explanations)
     report = settings.report_url.format(night=night) if settings.report_url else str(report_dir / "index.html")
     history_run = _record(settings.history, decisive, meta, report, progress)
     outcome = NightlyOutcome(
@@ -376,6 +420,7 @@ def run_nightly(
         history_run=history_run,
         pushed=False,
         notes=tuple(notes),
+        explained=explained,
     )
     _write_summary(outcome)  # written before the push: a push that fails leaves the night's record whole
     if push or settings.push_datadog:
@@ -394,11 +439,13 @@ def _cut_short(
     signum: int,
     notes: list[str],
     progress: Callable[[str], None],
+    explain: bool = False,
 ) -> NightlyOutcome:
     """The night after a signal stopped its replay: reported on what was recorded, and nothing more (no candidate
-    APM wait, no history row, no push)."""
+    APM wait, no explanation, no history row, no push)."""
     name = signal.Signals(signum).name
     notes.append(f"stopped by {name}: the replay is incomplete; candidate APM, history and push were skipped")
+    explained = NightExplained("replay", skipped=f"stopped by {name}: not explained") if explain else None
     progress(f"stopped by {name}: the night's reports hold what the replay recorded (incomplete)")
     outcome = NightlyOutcome(
         night=night,
@@ -411,6 +458,7 @@ def _cut_short(
         pushed=False,
         notes=tuple(notes),
         interrupted=signum,
+        explained=explained,
     )
     _write_summary(outcome)
     return outcome
@@ -425,11 +473,11 @@ def _server_side(
     out_dir: Path,
     meta: RunMeta,
     sleep: Callable[[float], None],
-) -> ParityResult:
+) -> tuple[ParityResult, Measurement]:
     """Pull the candidate's APM over the replay's window (the whole minutes around it, once ``delay_s`` has
     passed after the last one) and judge it, as the replay's server-side record
     (:func:`parity.sources.replay_window.server_side_of`: the replay's window and rate scale), against the
-    baseline."""
+    baseline; (the result, the candidate's APM Measurement)."""
     from parity.sources.replay_window import apm_window, seconds_until_ingested, server_side_of
 
     source = settings.candidate_apm
@@ -442,7 +490,76 @@ def _server_side(
     measurement_json.write(apm, out_dir / "candidate-apm.measurement.json")
     result = compare(baseline, apm, config.policy, names=("baseline", f"{source.service}/{source.env} APM"))
     write_reports(result, out_dir / "server-side", meta, measurements=(baseline, apm))
-    return result
+    return result, apm
+
+
+#: Why the replay's comparison is not explained without ``[nightly.candidate_apm]``.
+NO_CANDIDATE_APM = (
+    "no [nightly.candidate_apm]: the candidate's APM env and service are not known (its replay side is the load "
+    "generator's view)"
+)
+
+
+def explain_night(
+    settings: NightlySettings,
+    keys: DatadogKeys | None,
+    result: ParityResult,
+    server_side: ParityResult | None,
+    sides: tuple[Measurement, Measurement],
+    baseline: Measurement,
+    out: Path,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> NightExplained:
+    """Explain the comparison that decides the night (:func:`decisive_result` of ``result`` and ``server_side``;
+    ``sides`` are its two Measurements) into ``out/explain.json`` (``parity.explain.command.explain_to_dir``: its top
+    regressed endpoints, each side's sampled traces over its compared window).
+
+    Whose traces: the server-side comparison's sides as their Measurements name them (both are APM); the A/B's old
+    side ``[nightly.pull]``'s env and service (else ``old_env`` and ``service``), its new side
+    ``[nightly.candidate_apm]``'s (else ``target_env`` and ``service``); the replay's comparison the baseline's own
+    (else ``[nightly.pull]``'s) against ``[nightly.candidate_apm]``'s, and nothing without it (skipped). Every
+    endpoint is searched by the APM resource the baseline recorded for it. Keys: ``keys`` (none: skipped); site:
+    the APM tables' ``site``, else the keys'. Never raises and never changes a verdict: whatever fails is
+    :attr:`NightExplained.skipped`."""
+    from parity.explain.command import DatadogAccess, explain_to_dir
+
+    decisive = decisive_result(result, server_side)
+    pull, apm = settings.pull, settings.candidate_apm
+    service = settings.service or None
+    if decisive is server_side:
+        comparison, named = "server-side", decisive
+    elif settings.old_target:
+        comparison = "a/b"
+        named = apm_named(
+            result,
+            old=(pull.env, pull.service) if pull else (settings.old_env, service),
+            new=(apm.env, apm.service) if apm else (settings.target_env, service),
+        )
+    else:
+        comparison = "replay"
+        if apm is None:
+            return NightExplained(comparison, skipped=NO_CANDIDATE_APM)
+        fallback = (pull.env, pull.service) if pull else (None, None)
+        named = apm_named(
+            result,
+            old=(result.baseline.env or fallback[0], result.baseline.service or fallback[1]),
+            new=(apm.env, apm.service),
+        )
+    old, new = (with_replayed_resources(side, baseline) for side in sides)
+    span = apm.span if apm else pull.span if pull else "rack.request"
+    site = (apm and apm.site) or (pull and pull.site) or (keys.site if keys else None)
+    environ = {"DD_API_KEY": keys.api_key, "DD_APP_KEY": keys.app_key} if keys else {}
+    access = DatadogAccess.from_environ(environ, site=site, dd_url=settings.dd_url)
+    progress(f"explaining the {comparison} comparison's regressed endpoints from APM traces")
+    try:
+        done = explain_to_dir(access, out, named, old, new, span=span, progress=progress)
+    except Exception as exc:  # an explanation is an extra: whatever goes wrong in it never ends the night
+        return NightExplained(comparison, skipped=f"explain failed: {type(exc).__name__}: {exc}")
+    if done.skipped is not None:
+        progress(f"no explanation: {done.skipped}")
+        return NightExplained(comparison, skipped=done.skipped)
+    return NightExplained(comparison, done.path, done.explanations)
 
 
 def _record(store: Path, result: ParityResult, meta: RunMeta, report: str, progress: Callable[[str], None]) -> int:

@@ -31,6 +31,7 @@ Example::
     datadog_tags = ["team:payroll"]
     report_url = "https://ci.example.com/artifacts/{night}/index.html"  # where the report will be published
     dd_url = ""                            # send every Datadog call here (a proxy); default: the site's API
+    explain = false                        # or --explain: why the top regressed endpoints are slower (below)
 
     [nightly.pull]                         # how to refresh the baseline (Datadog APM of the old environment)
     service = "web"
@@ -45,6 +46,17 @@ Example::
     service = "web"
     env = "eks"
     delay_s = 120                          # wait for Datadog to ingest the last minutes first
+
+``explain`` (or ``parity nightly --explain``): after the night is judged, explain the top regressed endpoints of the
+comparison that decides it from both sides' sampled APM traces (``parity.explain``), into ``explain.json`` beside
+that comparison's report (its why lines in the report, summary.md and the terminal; ``nightly.json``'s
+``explain`` says what was explained or why nothing was). Which traces: the server-side comparison (baseline against
+``[nightly.candidate_apm]``) reads each side's env and service as its Measurement names them; the replay's
+comparison reads the baseline's (else ``[nightly.pull]``'s) against ``[nightly.candidate_apm]``'s, and is skipped
+with its reason without ``[nightly.candidate_apm]``; the concurrent A/B's reads ``[nightly.pull]``'s env and
+service (else ``old_env`` and ``service``) against ``[nightly.candidate_apm]``'s (else ``target_env`` and
+``service``). Each endpoint is searched by the APM resource the baseline recorded for it. Never changes a verdict
+or the exit code.
 """
 
 from __future__ import annotations
@@ -100,6 +112,7 @@ class NightlySettings:
     datadog_tags: tuple[str, ...] = ()
     report_url: str | None = None
     dd_url: str | None = None
+    explain: bool = False
     pull: ApmSource | None = None
     candidate_apm: ApmSource | None = None
 
@@ -124,6 +137,7 @@ _KEYS = {
     "datadog_tags": "strings",
     "report_url": "str",
     "dd_url": "str",
+    "explain": "bool",
     "pull": "apm",
     "candidate_apm": "apm",
 }
