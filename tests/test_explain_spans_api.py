@@ -14,11 +14,13 @@ import pytest
 from parity.datadog import DatadogError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.apm_traces import SEARCH_PATH, post_traces
+from parity.explain.breakdown import Component, Kind, classify
 from parity.explain.datadog_spans import (
     DatadogSpans,
     EndpointWindow,
     ExplainUnavailable,
     SamplePolicy,
+    span_from_wire,
     span_query,
 )
 
@@ -318,3 +320,81 @@ def test_sides_sharing_trace_ids_stay_apart_and_a_doubled_span_id_drops_its_trac
     assert sorted(t.trace_id[-1] for t in old.traces) == ["1", "2"]
     assert old.dropped == 1
     assert any("span id twice" in n for n in old.notes)
+
+
+# The first span of DataDog/datadog-api-client-python tests/v2/cassettes/test_scenarios/
+# test_search_spans_returns_ok_response.yaml (a real answer of POST /api/v2/spans/events/search), trimmed to the
+# fields parity reads plus a few host tags: span meta (http.*, span.kind) is NESTED in ``custom``, ``tags`` holds
+# host/infrastructure tags only, and there is no ``operation_name`` or ``status`` (nor in the client's model).
+RECORDED_ITEM: dict[str, Any] = {
+    "id": "AYkGkCVkAADfl3Kz2yGWhekz",
+    "type": "spans",
+    "attributes": {
+        "custom": {
+            "component": "flask",
+            "duration": 3402932,
+            "env": "pcf-spartancrimson",
+            "http": {
+                "host": "localhost",
+                "method": "GET",
+                "status_code": "200",
+                "url": "http://localhost:8080/",
+                "url_details": {"host": "localhost", "path": "/", "port": "8080", "scheme": "http"},
+            },
+            "language": "python",
+            "span": {"kind": "server"},
+        },
+        "end_timestamp": "2023-06-29T09:50:52.475Z",
+        "env": "pcf-spartancrimson",
+        "host": "compute-0-7cf8c81f-0dee-468b-af1b-bb6ba06b4b29",
+        "ingestion_reason": "auto",
+        "parent_id": "0",
+        "resource_hash": "2c8cc8275262b3cd",
+        "resource_name": "GET /",
+        "retained_by": "diversity_sampling",
+        "service": "python-sample-app-spartancrimson",
+        "single_span": False,
+        "span_id": "9270756141854228302",
+        "start_timestamp": "2023-06-29T09:50:52.472Z",
+        "tags": ["foo:bar", "source:apm", "env:pcf-spartancrimson", "bosh_az:us-central1-f", "compute"],
+        "trace_id": "3740652481065462946",
+        "type": "web",
+    },
+}
+
+
+def _real_shape(span_id: str, parent: str, type_: str, custom: dict[str, Any]) -> dict[str, Any]:
+    """A child span in the recorded answers' shape (meta nested in custom, host tags only)."""
+    attrs = {**RECORDED_ITEM["attributes"], "custom": {"duration": 2_000_000, **custom}}
+    attrs.update(span_id=span_id, parent_id=parent, type=type_, resource_name="q", service="web")
+    return {**RECORDED_ITEM, "attributes": attrs}
+
+
+def test_span_from_wire_reads_a_recorded_answer_and_the_meta_nested_in_custom() -> None:
+    span = span_from_wire(RECORDED_ITEM)
+    assert span is not None
+    assert (span.trace_id, span.span_id, span.parent_id) == ("3740652481065462946", "9270756141854228302", None)
+    assert (span.service, span.type, span.resource, span.name) == (
+        "python-sample-app-spartancrimson",
+        "web",
+        "GET /",
+        "",
+    )
+    assert span.duration_ms == pytest.approx(3.402932)  # custom.duration is in ns
+    assert span.start_ms == 1688032252472.0
+    assert not span.error
+    assert span.tag("span.kind") == "server"
+    assert span.tag("http.url") == "http://localhost:8080/"
+    assert span.tag("http.url_details.host") == "localhost"
+    assert span.tag("foo") == "bar"  # host tags are still read, after the span's own meta
+    root = span
+    db = span_from_wire(_real_shape("2", root.span_id, "sql", {"db": {"system": "postgresql", "instance": "payroll"}}))
+    call = span_from_wire(_real_shape("3", root.span_id, "http", {"peer": {"service": "billing"}}))
+    cache = span_from_wire(_real_shape("4", root.span_id, "cache", {"db": {"type": "redis"}}))
+    assert db is not None
+    assert call is not None
+    assert cache is not None
+    assert db.tag("db.system") == "postgresql"
+    assert classify(db, root) == Component("web", Kind.DATABASE, "postgres")
+    assert classify(call, root) == Component("web", Kind.HTTP, "billing")
+    assert classify(cache, root) == Component("web", Kind.CACHE, "redis")

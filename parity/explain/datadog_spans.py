@@ -26,8 +26,12 @@ Conversion at the edge (:func:`span_from_wire`): ``custom.duration`` (nanosecond
 it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms; ``parent_id``
 ``"0"`` → root; ids kept as Datadog spells them; ``operation_name`` read from the span's top level (else
 ``attributes.operation_name`` or ``custom.operation_name``); error when ``status`` is ``error`` (or
-``custom.error`` is set); ``type`` as given. A span without a duration, an id or a start is dropped and counted,
-never guessed.
+``custom.error`` is set); ``type`` as given. Tags: the span's own meta, which Datadog's answers nest in ``custom``
+by its dots (``{"db": {"system": "postgresql"}, "peer": {"service": "billing"}, "span": {"kind": "client"}}``,
+as the recorded cassettes have it), flattened back to ``db.system``..., then ``tags`` (host and infrastructure
+tags, ``key:value``). The recordings carry no ``operation_name`` (nor does the client's ``SpansAttributes``
+model): a span without one has the name ``""`` and is classified by its type and meta. A span without a
+duration, an id or a start is dropped and counted, never guessed.
 
 Rate limits (Datadog: 300 span-search requests per hour, shared by the org): every answer's
 ``X-RateLimit-*`` headers are kept (:attr:`SampledTraces.rate_limit`: the last seen) and a read sends at most
@@ -272,6 +276,23 @@ def _epoch_ms(value: Any) -> float | None:
     return None
 
 
+def _flat_meta(custom: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``custom`` as dotted ``key -> value`` strings: Datadog's answers nest a span's meta by its dots
+    (``{"db": {"system": "postgresql"}, "peer": {"service": "billing"}}``); keys already dotted are kept as
+    they are. Numbers become their text; lists, nulls and booleans are left out; ``duration`` is not meta."""
+    out: dict[str, str] = {}
+    for key, value in custom.items():
+        if not isinstance(key, str) or (not prefix and key == "duration"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            for k, v in _flat_meta(value, f"{name}.").items():
+                out.setdefault(k, v)
+        elif isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+            out.setdefault(name, str(value))
+    return out
+
+
 def span_from_wire(item: Mapping[str, Any]) -> Span | None:
     """One ``data[]`` item of a Spans API answer as a :class:`Span` (module docstring), or None when it lacks a
     trace id, span id, start or a non-negative duration (the caller counts it)."""
@@ -290,8 +311,8 @@ def span_from_wire(item: Mapping[str, Any]) -> Span | None:
     name = attrs.get("operation_name") or nested.get("operation_name") or custom.get("operation_name") or ""
     error = attrs.get("status") == "error" or bool(custom.get("error"))
     parent = attrs.get("parent_id")
-    tags: dict[str, str] = {}
-    for tag in attrs.get("tags") or ():
+    tags = _flat_meta(custom)  # the span's own meta: Datadog nests it in custom ({"db": {"system": ...}})
+    for tag in attrs.get("tags") or ():  # then the host/infrastructure tags ("key:value")
         if isinstance(tag, str) and ":" in tag:
             key, _, value = tag.partition(":")
             tags.setdefault(key, value)
