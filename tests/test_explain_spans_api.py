@@ -13,7 +13,7 @@ import pytest
 
 from parity.datadog import DatadogError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import SEARCH_PATH, post_traces
+from parity.demo.apm_traces import SEARCH_PATH, StoredSpan, post_traces, wire_span
 from parity.explain.breakdown import Component, Kind, classify
 from parity.explain.datadog_spans import (
     DatadogSpans,
@@ -398,3 +398,23 @@ def test_span_from_wire_reads_a_recorded_answer_and_the_meta_nested_in_custom() 
     assert classify(db, root) == Component("web", Kind.DATABASE, "postgres")
     assert classify(call, root) == Component("web", Kind.HTTP, "billing")
     assert classify(cache, root) == Component("web", Kind.CACHE, "redis")
+
+
+def test_the_fakes_answer_has_the_recorded_shape() -> None:
+    stored = StoredSpan(
+        trace_id="7", span_id="8", parent_id="1", env="ec2", service="web-postgres", name="postgres.query",
+        resource="SELECT 1", type="sql", start_s=T0 + 0.5, duration_ms=2.5, error=False,
+        meta={"db.system": "postgresql", "peer.service": "payroll-db", "span.kind": "client", "db.instance": "pay"},
+    )  # fmt: skip
+    item = wire_span(stored)
+    attrs = item["attributes"]
+    assert set(RECORDED_ITEM["attributes"]) <= set(attrs)
+    assert attrs["custom"]["db"] == {"system": "postgresql", "instance": "pay"}
+    assert attrs["custom"]["peer"] == {"service": "payroll-db"}
+    assert attrs["custom"]["span"] == {"kind": "client"}
+    assert attrs["custom"]["duration"] == 2_500_000
+    assert not any(t.startswith(("db.", "peer.", "span.")) for t in attrs["tags"])  # host tags only
+    span = span_from_wire(item)
+    assert span is not None
+    assert span.tag("db.system") == "postgresql"
+    assert span.tag("peer.service") == "payroll-db"
