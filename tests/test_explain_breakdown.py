@@ -297,6 +297,14 @@ def test_breakdown_traces_groups_and_reports_skipped() -> None:
         ("http", "http.request", {"peer.service": "billing"}, (Kind.HTTP, "billing")),
         ("http", "net/http.request", {"out.host": "api.example.com"}, (Kind.HTTP, "api.example.com")),
         ("http", "http.request", {}, (Kind.HTTP, "http")),
+        (
+            "http",
+            "requests.request",
+            {"http.url": "https://billing.internal:8443/v1/charge"},
+            (Kind.HTTP, "billing.internal"),
+        ),
+        ("http", "", {"http.url_details.host": "tax.example.com"}, (Kind.HTTP, "tax.example.com")),
+        ("http", "net/http.request", {"http.url": "/v1/charge"}, (Kind.HTTP, "http")),  # a path names no host
         ("web", "rack.request", {}, (Kind.APP, APP_LABEL)),
         ("web", "rails.action_controller", {}, (Kind.APP, APP_LABEL)),
         ("template", "rails.render_template", {}, (Kind.TEMPLATE, "templates")),

@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlsplit
 
 from parity.explain.spans import Span
 
@@ -242,12 +243,21 @@ def _system(span: Span, fallback: str) -> str:
 
 
 def _peer(span: Span) -> str:
-    """Where an outbound call went (peer service or host tag), else ``http``."""
+    """Where an outbound call went: its peer service or host tag, else the host of its ``http.url`` (a full URL;
+    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it)."""
     for key in _PEER_TAGS:
         value = span.tag(key)
         if value:
             return value
-    return "http"
+    url = span.tag("http.url")
+    if url:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if host:
+            return host
+    return span.tag("http.url_details.host") or "http"
 
 
 def _kind_of(span: Span) -> tuple[Kind, str]:
@@ -292,7 +302,7 @@ def classify(span: Span, parent: Span | None) -> Component:
     """The component of ``span``. ``parent`` is its parent span (None for the root or a missing parent).
 
     Rules, in order: the operation name (``postgres.query`` -> database ``postgres``, ``redis.command`` ->
-    cache ``redis``, ``http.request`` -> outbound http named by its ``peer.service``/``out.host`` tag,
+    cache ``redis``, ``http.request`` -> outbound http named by its ``peer.service``/``out.host`` tag or its URL's host,
     ``rack.request``/``rails.action_controller`` -> app code, ``rails.render_*`` -> templates, ...), then
     Datadog's span ``type`` (``db``/``sql``, ``cache``/``redis``/``memcached``, ``http``, ``dns``,
     ``worker``/``queue``, ``proxy`` (request queueing), ``template``, ``web`` -> app code, ``custom`` -> custom
