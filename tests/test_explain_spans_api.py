@@ -126,6 +126,7 @@ def test_known_answers_whole_traces_in_ms_with_parents(fake: DemoDatadog, waits:
     assert root.error
     assert (root.service, root.type, root.name, root.resource) == ("web", "web", "rack.request", SHOW)
     assert root.start_ms == (T0 + 12) * 1000.0
+    assert root.start_resolution_ms == 1.0  # the client parses the ms timestamp: a whole ms, known to 1 ms
     assert root.duration_ms == 55.0
     children = [s for s in trace.spans if s is not root]
     assert len(children) == 4

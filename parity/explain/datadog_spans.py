@@ -23,8 +23,9 @@ empty page after it would cost a request) or without a cursor):
    trace whose request span is not among its spans, or that holds one span id twice, is dropped and counted.
 
 Conversion at the edge (:func:`span_from_wire`): ``custom.duration`` (nanoseconds, as the recorded answers have
-it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms; ``parent_id``
-``"0"`` → root; ids kept as Datadog spells them; ``operation_name`` read from the span's top level (else
+it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms, its resolution
+kept (:attr:`Span.start_resolution_ms`: the breakdown needs it to tell back-to-back calls from parallel ones);
+``parent_id`` ``"0"`` → root; ids kept as Datadog spells them; ``operation_name`` read from the span's top level (else
 ``attributes.operation_name`` or ``custom.operation_name``); error when ``status`` is ``error`` (or
 ``custom.error`` is set); ``type`` as given. Tags: the span's own meta, which Datadog's answers nest in ``custom``
 by its dots (``{"db": {"system": "postgresql"}, "peer": {"service": "billing"}, "span": {"kind": "client"}}``,
@@ -265,6 +266,22 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+_FRACTION = re.compile(r"T\d\d:\d\d:\d\d(?:\.(\d+))?")
+
+
+def _resolution_ms(value: Any) -> float:
+    """How precisely a start timestamp is known, in ms: from its digits (``.472Z``: 1 ms; ``.472123Z``: 0.001 ms;
+    whole seconds: 1000 ms); for a parsed datetime (the client's), 1 ms when it is a whole ms (Datadog's answers
+    have ms resolution), else 0.001 ms."""
+    if isinstance(value, datetime):
+        return 1.0 if value.microsecond % 1000 == 0 else 0.001
+    m = _FRACTION.search(value) if isinstance(value, str) else None
+    if m is None:
+        return 1.0
+    digits = len(m.group(1) or "")
+    return 10.0 ** (3 - digits) if digits <= 9 else 0.0
+
+
 def _epoch_ms(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp() * 1000.0
@@ -328,6 +345,7 @@ def span_from_wire(item: Mapping[str, Any]) -> Span | None:
         duration_ms=float(duration) / NS_PER_MS,
         error=error,
         tags=tuple(sorted(tags.items())),
+        start_resolution_ms=_resolution_ms(attrs.get("start_timestamp")),
     )
 
 
