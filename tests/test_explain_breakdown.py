@@ -315,6 +315,9 @@ def test_breakdown_traces_groups_and_reports_skipped() -> None:
         ("proxy", "http_server.queue", {}, (Kind.QUEUE, "request queue")),
         ("custom", "active_record.instantiation", {}, (Kind.CUSTOM, "active_record.instantiation")),
         ("", "mystery.op", {}, (Kind.OTHER, "mystery.op")),
+        # Datadog's answers carry no operation name: never an empty component name
+        ("custom", "", {}, (Kind.CUSTOM, "custom")),
+        ("", "", {}, (Kind.OTHER, "unnamed")),
     ],
 )
 def test_classify(type_: str, name: str, tags: dict[str, str], expected: tuple[Kind, str]) -> None:

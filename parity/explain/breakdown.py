@@ -291,7 +291,7 @@ def _kind_of(span: Span) -> tuple[Kind, str]:
     elif typ in _WEB_TYPES:
         kind, short = Kind.APP, APP_LABEL
     elif typ == "custom":
-        kind, short = Kind.CUSTOM, span.name
+        kind, short = Kind.CUSTOM, span.name or "custom"  # Datadog's answers may carry no operation name
     else:
         kind, short = Kind.OTHER, span.name or typ or "unnamed"
     if kind in (Kind.DATABASE, Kind.CACHE):
