@@ -419,3 +419,13 @@ def test_the_fakes_answer_has_the_recorded_shape() -> None:
     assert span is not None
     assert span.tag("db.system") == "postgresql"
     assert span.tag("peer.service") == "payroll-db"
+
+
+def test_request_spans_that_cannot_be_read_are_not_called_no_traffic(fake: DemoDatadog, waits: list[float]) -> None:
+    unreadable = {"type": "spans", "attributes": {"span_id": "1", "trace_id": "2", "custom": {"env": "ec2"}}}
+    fake.fail(200, body={"data": [unreadable, unreadable], "meta": {"status": "done"}})
+    with _reader(fake, waits) as reader, pytest.raises(ExplainUnavailable) as err:
+        reader.sample_traces(_window())
+    assert "2 request spans" in err.value.reason
+    assert "no indexed span" not in err.value.reason  # there were spans: they lacked a start or duration
+    assert "duration" in err.value.reason

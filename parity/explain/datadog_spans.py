@@ -435,11 +435,18 @@ class DatadogSpans:
         where = f"traces of {window.resource!r} ({window.service} in {window.env})"
         notes: list[str] = []
         try:
-            candidates, capped = self._candidates(session, query, window, say)
+            candidates, capped, unreadable = self._candidates(session, query, window, say)
         except _BudgetSpent:
             raise ExplainUnavailable(
                 f"{where}: the request budget ({policy.max_requests}) ran out while listing request spans"
             ) from None
+        if not candidates and unreadable:
+            raise ExplainUnavailable(
+                f"{where}: Datadog answered {unreadable} request spans of it in [{window.start_s}, {window.end_s}) "
+                "but none can be read (no trace id, span id, start or duration in the answer)"
+            )
+        if unreadable:
+            notes.append(f"{unreadable} request spans without a trace id, span id, start or duration left out")
         if not candidates:
             raise ExplainUnavailable(
                 f"{where}: Datadog has no indexed span of it in [{window.start_s}, {window.end_s}) "
@@ -473,19 +480,23 @@ class DatadogSpans:
 
     def _candidates(
         self, session: _Session, query: str, window: EndpointWindow, say: ProgressFn
-    ) -> tuple[list[Span], bool]:
-        """The endpoint's request spans in the window (earliest first, at most max_candidates) and whether the
-        window holds more."""
+    ) -> tuple[list[Span], bool, int]:
+        """The endpoint's request spans in the window (earliest first, at most max_candidates), whether the
+        window holds more, and how many answered spans could not be read (no id, start or duration)."""
         out: list[Span] = []
+        unreadable = 0
         limit = min(session.policy.page_limit, session.policy.max_candidates)
         for page, more in self._pages(session, query, window.start_s * 1000, window.end_s * 1000, limit, say):
             for item in page:
                 span = span_from_wire(item)
                 if span is not None:
                     out.append(span)
+                else:
+                    unreadable += 1
             if len(out) >= session.policy.max_candidates:
-                return sorted(out, key=lambda s: (s.start_ms, s.span_id))[: session.policy.max_candidates], more
-        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False
+                ordered = sorted(out, key=lambda s: (s.start_ms, s.span_id))
+                return ordered[: session.policy.max_candidates], more, unreadable
+        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False, unreadable
 
     def _traces(
         self, session: _Session, env: str, drawn: Sequence[Span], say: ProgressFn, notes: list[str]
