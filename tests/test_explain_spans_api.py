@@ -13,7 +13,7 @@ import pytest
 
 from parity.datadog import DatadogError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import SEARCH_PATH, StoredSpan, post_traces, wire_span
+from parity.demo.apm_traces import SEARCH_PATH, StoredSpan, parse_spans, post_traces, wire_span
 from parity.explain.breakdown import Component, Kind, classify
 from parity.explain.datadog_spans import (
     DatadogSpans,
@@ -429,3 +429,21 @@ def test_request_spans_that_cannot_be_read_are_not_called_no_traffic(fake: DemoD
     assert "2 request spans" in err.value.reason
     assert "no indexed span" not in err.value.reason  # there were spans: they lacked a start or duration
     assert "duration" in err.value.reason
+
+
+def test_a_request_span_ingested_alone_is_not_drawn_as_a_whole_trace(fake: DemoDatadog, waits: list[float]) -> None:
+    # single-span ingestion keeps a span of a trace that was otherwise dropped: its "trace" is that span alone,
+    # which would read as 100 % app code
+    for n in range(1, 6):
+        _send(fake, _trace(n))
+    lone = _trace(6)[:1]
+    _send(fake, lone)
+    roots = [t[0] for t in (_trace(n) for n in range(1, 6))] + lone
+    items = [wire_span(s) for s in parse_spans("ec2", roots)]
+    items[-1]["attributes"].update(single_span=True, ingestion_reason="single_span")
+    fake.fail(200, body={"data": items, "meta": {"status": "done", "page": {}}})  # the request-span search
+    with _reader(fake, waits) as reader:
+        sample = reader.sample_traces(_window(), SamplePolicy(traces=10))
+    assert sample.candidates == 5
+    assert all(not t.trace_id.endswith("6") for t in sample.traces)
+    assert any("single span" in n for n in sample.notes)

@@ -8,7 +8,9 @@ empty page after it would cost a request) or without a cursor):
 1. **Request spans.** ``service:<S> env:<E> operation_name:<span> resource_name:"<R>" [tags]`` over ``[start_s,
    end_s)``, sorted by ``timestamp``, pages of :attr:`SamplePolicy.page_limit`, at most
    :attr:`SamplePolicy.max_candidates` spans (if the window holds more, the candidates are the earliest ones and
-   the sample says so: it covers ``[start, last candidate]``). Spans whose ``parent_id`` is not ``"0"`` (the
+   the sample says so: it covers ``[start, last candidate]``). A span Datadog ingested as a single span
+   (``single_span: true``: kept without the rest of its trace) is not a candidate: its trace cannot be read
+   whole, and alone it would read as 100 % app code. Spans whose ``parent_id`` is not ``"0"`` (the
    endpoint is called by another traced service) are kept: the sampled span is the request, its trace is still
    read whole, and :attr:`SampledTrace.request_span_id` names it.
 2. **Sample** (stated in :attr:`SampledTraces.rule`): the candidates are sorted by (start, span id) — so the API's
@@ -435,18 +437,21 @@ class DatadogSpans:
         where = f"traces of {window.resource!r} ({window.service} in {window.env})"
         notes: list[str] = []
         try:
-            candidates, capped, unreadable = self._candidates(session, query, window, say)
+            candidates, capped, unreadable, alone = self._candidates(session, query, window, say)
         except _BudgetSpent:
             raise ExplainUnavailable(
                 f"{where}: the request budget ({policy.max_requests}) ran out while listing request spans"
             ) from None
-        if not candidates and unreadable:
+        if not candidates and (unreadable or alone):
             raise ExplainUnavailable(
-                f"{where}: Datadog answered {unreadable} request spans of it in [{window.start_s}, {window.end_s}) "
-                "but none can be read (no trace id, span id, start or duration in the answer)"
+                f"{where}: Datadog answered {unreadable + alone} request spans of it in [{window.start_s}, "
+                f"{window.end_s}) but none with a whole trace: {unreadable} without a trace id, span id, start or "
+                f"duration, {alone} ingested as a single span"
             )
         if unreadable:
             notes.append(f"{unreadable} request spans without a trace id, span id, start or duration left out")
+        if alone:
+            notes.append(f"{alone} request spans ingested as a single span (their trace was not kept whole) left out")
         if not candidates:
             raise ExplainUnavailable(
                 f"{where}: Datadog has no indexed span of it in [{window.start_s}, {window.end_s}) "
@@ -480,23 +485,27 @@ class DatadogSpans:
 
     def _candidates(
         self, session: _Session, query: str, window: EndpointWindow, say: ProgressFn
-    ) -> tuple[list[Span], bool, int]:
+    ) -> tuple[list[Span], bool, int, int]:
         """The endpoint's request spans in the window (earliest first, at most max_candidates), whether the
-        window holds more, and how many answered spans could not be read (no id, start or duration)."""
+        window holds more, how many answered spans could not be read (no id, start or duration) and how many were
+        ingested as a single span (``single_span``: kept without their trace, which cannot be broken down)."""
         out: list[Span] = []
         unreadable = 0
+        alone = 0
         limit = min(session.policy.page_limit, session.policy.max_candidates)
         for page, more in self._pages(session, query, window.start_s * 1000, window.end_s * 1000, limit, say):
             for item in page:
                 span = span_from_wire(item)
-                if span is not None:
-                    out.append(span)
-                else:
+                if span is None:
                     unreadable += 1
+                elif _mapping(item.get("attributes")).get("single_span") is True:
+                    alone += 1
+                else:
+                    out.append(span)
             if len(out) >= session.policy.max_candidates:
                 ordered = sorted(out, key=lambda s: (s.start_ms, s.span_id))
-                return ordered[: session.policy.max_candidates], more, unreadable
-        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False, unreadable
+                return ordered[: session.policy.max_candidates], more, unreadable, alone
+        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False, unreadable, alone
 
     def _traces(
         self, session: _Session, env: str, drawn: Sequence[Span], say: ProgressFn, notes: list[str]
