@@ -17,6 +17,7 @@ from parity.explain.breakdown import (
     breakdown_traces,
     classify,
 )
+from parity.explain.datadog_spans import span_from_wire
 from parity.explain.spans import Span
 
 T0 = 1_764_000_000_000.0  # a realistic epoch in ms: offsets below are added to it
@@ -297,6 +298,14 @@ def test_breakdown_traces_groups_and_reports_skipped() -> None:
         ("http", "http.request", {"peer.service": "billing"}, (Kind.HTTP, "billing")),
         ("http", "net/http.request", {"out.host": "api.example.com"}, (Kind.HTTP, "api.example.com")),
         ("http", "http.request", {}, (Kind.HTTP, "http")),
+        (
+            "http",
+            "requests.request",
+            {"http.url": "https://billing.internal:8443/v1/charge"},
+            (Kind.HTTP, "billing.internal"),
+        ),
+        ("http", "", {"http.url_details.host": "tax.example.com"}, (Kind.HTTP, "tax.example.com")),
+        ("http", "net/http.request", {"http.url": "/v1/charge"}, (Kind.HTTP, "http")),  # a path names no host
         ("web", "rack.request", {}, (Kind.APP, APP_LABEL)),
         ("web", "rails.action_controller", {}, (Kind.APP, APP_LABEL)),
         ("template", "rails.render_template", {}, (Kind.TEMPLATE, "templates")),
@@ -306,6 +315,9 @@ def test_breakdown_traces_groups_and_reports_skipped() -> None:
         ("proxy", "http_server.queue", {}, (Kind.QUEUE, "request queue")),
         ("custom", "active_record.instantiation", {}, (Kind.CUSTOM, "active_record.instantiation")),
         ("", "mystery.op", {}, (Kind.OTHER, "mystery.op")),
+        # Datadog's answers carry no operation name: never an empty component name
+        ("custom", "", {}, (Kind.CUSTOM, "custom")),
+        ("", "", {}, (Kind.OTHER, "unnamed")),
     ],
 )
 def test_classify(type_: str, name: str, tags: dict[str, str], expected: tuple[Kind, str]) -> None:
@@ -331,3 +343,34 @@ def test_span_rejects_bad_durations() -> None:
         span("s", None, 10, 5)
     with pytest.raises(ValueError, match="finite"):
         Span("t", "s", None, "web", "web", "rack.request", "r", math.nan, 1.0)
+
+
+def _wire(sid: str, parent: str, start_us: int, duration_ns: int, type_: str, db: bool) -> dict[str, object]:
+    """A span as Datadog's Spans API answers it: start_timestamp to the MILLISECOND (as every recorded answer),
+    duration in ns. ``start_us``: the true start, µs after 2026-01-01T00:00:00Z."""
+    ms = start_us // 1000
+    custom: dict[str, object] = {"duration": duration_ns}
+    if db:
+        custom["db"] = {"system": "postgresql"}
+    return {
+        "type": "spans",
+        "attributes": {
+            "trace_id": "7", "span_id": sid, "parent_id": parent, "service": "web", "resource_name": "R",
+            "type": type_, "custom": custom,
+            "start_timestamp": f"2026-01-01T00:00:{ms // 1000:02d}.{ms % 1000:03d}Z",
+        },
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("queries", [8, 24])
+def test_millisecond_start_timestamps_do_not_hide_back_to_back_queries(queries: int) -> None:
+    # an N+1: ``queries`` back-to-back 0.4 ms queries from 1.3 ms into a 20 ms request; Datadog gives their starts
+    # truncated to the ms, so several share one start and would seem to run at once (the union, not the sum)
+    spans = [span_from_wire(_wire("1", "0", 5_000_300, 20_000_000, "web", False))]
+    spans += [span_from_wire(_wire(f"q{i}", "1", 5_001_600 + 400 * i, 400_000, "sql", True)) for i in range(queries)]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert calls(b)[PG] == queries
+    assert times(b)[PG] == pytest.approx(0.4 * queries, abs=1e-6)  # not ~0.4 per distinct millisecond
+    assert times(b)[APP] == pytest.approx(20.0 - 0.4 * queries, abs=1e-6)
+    assert b.clipped == 0

@@ -13,12 +13,14 @@ import pytest
 
 from parity.datadog import DatadogError
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import SEARCH_PATH, post_traces
+from parity.demo.apm_traces import SEARCH_PATH, StoredSpan, parse_spans, post_traces, wire_span
+from parity.explain.breakdown import Component, Kind, classify
 from parity.explain.datadog_spans import (
     DatadogSpans,
     EndpointWindow,
     ExplainUnavailable,
     SamplePolicy,
+    span_from_wire,
     span_query,
 )
 
@@ -124,6 +126,7 @@ def test_known_answers_whole_traces_in_ms_with_parents(fake: DemoDatadog, waits:
     assert root.error
     assert (root.service, root.type, root.name, root.resource) == ("web", "web", "rack.request", SHOW)
     assert root.start_ms == (T0 + 12) * 1000.0
+    assert root.start_resolution_ms == 1.0  # the client parses the ms timestamp: a whole ms, known to 1 ms
     assert root.duration_ms == 55.0
     children = [s for s in trace.spans if s is not root]
     assert len(children) == 4
@@ -318,3 +321,129 @@ def test_sides_sharing_trace_ids_stay_apart_and_a_doubled_span_id_drops_its_trac
     assert sorted(t.trace_id[-1] for t in old.traces) == ["1", "2"]
     assert old.dropped == 1
     assert any("span id twice" in n for n in old.notes)
+
+
+# The first span of DataDog/datadog-api-client-python tests/v2/cassettes/test_scenarios/
+# test_search_spans_returns_ok_response.yaml (a real answer of POST /api/v2/spans/events/search), trimmed to the
+# fields parity reads plus a few host tags: span meta (http.*, span.kind) is NESTED in ``custom``, ``tags`` holds
+# host/infrastructure tags only, and there is no ``operation_name`` or ``status`` (nor in the client's model).
+RECORDED_ITEM: dict[str, Any] = {
+    "id": "AYkGkCVkAADfl3Kz2yGWhekz",
+    "type": "spans",
+    "attributes": {
+        "custom": {
+            "component": "flask",
+            "duration": 3402932,
+            "env": "pcf-spartancrimson",
+            "http": {
+                "host": "localhost",
+                "method": "GET",
+                "status_code": "200",
+                "url": "http://localhost:8080/",
+                "url_details": {"host": "localhost", "path": "/", "port": "8080", "scheme": "http"},
+            },
+            "language": "python",
+            "span": {"kind": "server"},
+        },
+        "end_timestamp": "2023-06-29T09:50:52.475Z",
+        "env": "pcf-spartancrimson",
+        "host": "compute-0-7cf8c81f-0dee-468b-af1b-bb6ba06b4b29",
+        "ingestion_reason": "auto",
+        "parent_id": "0",
+        "resource_hash": "2c8cc8275262b3cd",
+        "resource_name": "GET /",
+        "retained_by": "diversity_sampling",
+        "service": "python-sample-app-spartancrimson",
+        "single_span": False,
+        "span_id": "9270756141854228302",
+        "start_timestamp": "2023-06-29T09:50:52.472Z",
+        "tags": ["foo:bar", "source:apm", "env:pcf-spartancrimson", "bosh_az:us-central1-f", "compute"],
+        "trace_id": "3740652481065462946",
+        "type": "web",
+    },
+}
+
+
+def _real_shape(span_id: str, parent: str, type_: str, custom: dict[str, Any]) -> dict[str, Any]:
+    """A child span in the recorded answers' shape (meta nested in custom, host tags only)."""
+    attrs = {**RECORDED_ITEM["attributes"], "custom": {"duration": 2_000_000, **custom}}
+    attrs.update(span_id=span_id, parent_id=parent, type=type_, resource_name="q", service="web")
+    return {**RECORDED_ITEM, "attributes": attrs}
+
+
+def test_span_from_wire_reads_a_recorded_answer_and_the_meta_nested_in_custom() -> None:
+    span = span_from_wire(RECORDED_ITEM)
+    assert span is not None
+    assert (span.trace_id, span.span_id, span.parent_id) == ("3740652481065462946", "9270756141854228302", None)
+    assert (span.service, span.type, span.resource, span.name) == (
+        "python-sample-app-spartancrimson",
+        "web",
+        "GET /",
+        "",
+    )
+    assert span.duration_ms == pytest.approx(3.402932)  # custom.duration is in ns
+    assert span.start_ms == 1688032252472.0
+    assert not span.error
+    assert span.tag("span.kind") == "server"
+    assert span.tag("http.url") == "http://localhost:8080/"
+    assert span.tag("http.url_details.host") == "localhost"
+    assert span.tag("foo") == "bar"  # host tags are still read, after the span's own meta
+    root = span
+    db = span_from_wire(_real_shape("2", root.span_id, "sql", {"db": {"system": "postgresql", "instance": "payroll"}}))
+    call = span_from_wire(_real_shape("3", root.span_id, "http", {"peer": {"service": "billing"}}))
+    cache = span_from_wire(_real_shape("4", root.span_id, "cache", {"db": {"type": "redis"}}))
+    assert db is not None
+    assert call is not None
+    assert cache is not None
+    assert db.tag("db.system") == "postgresql"
+    assert classify(db, root) == Component("web", Kind.DATABASE, "postgres")
+    assert classify(call, root) == Component("web", Kind.HTTP, "billing")
+    assert classify(cache, root) == Component("web", Kind.CACHE, "redis")
+
+
+def test_the_fakes_answer_has_the_recorded_shape() -> None:
+    stored = StoredSpan(
+        trace_id="7", span_id="8", parent_id="1", env="ec2", service="web-postgres", name="postgres.query",
+        resource="SELECT 1", type="sql", start_s=T0 + 0.5, duration_ms=2.5, error=False,
+        meta={"db.system": "postgresql", "peer.service": "payroll-db", "span.kind": "client", "db.instance": "pay"},
+    )  # fmt: skip
+    item = wire_span(stored)
+    attrs = item["attributes"]
+    assert set(RECORDED_ITEM["attributes"]) <= set(attrs)
+    assert attrs["custom"]["db"] == {"system": "postgresql", "instance": "pay"}
+    assert attrs["custom"]["peer"] == {"service": "payroll-db"}
+    assert attrs["custom"]["span"] == {"kind": "client"}
+    assert attrs["custom"]["duration"] == 2_500_000
+    assert not any(t.startswith(("db.", "peer.", "span.")) for t in attrs["tags"])  # host tags only
+    span = span_from_wire(item)
+    assert span is not None
+    assert span.tag("db.system") == "postgresql"
+    assert span.tag("peer.service") == "payroll-db"
+
+
+def test_request_spans_that_cannot_be_read_are_not_called_no_traffic(fake: DemoDatadog, waits: list[float]) -> None:
+    unreadable = {"type": "spans", "attributes": {"span_id": "1", "trace_id": "2", "custom": {"env": "ec2"}}}
+    fake.fail(200, body={"data": [unreadable, unreadable], "meta": {"status": "done"}})
+    with _reader(fake, waits) as reader, pytest.raises(ExplainUnavailable) as err:
+        reader.sample_traces(_window())
+    assert "2 request spans" in err.value.reason
+    assert "no indexed span" not in err.value.reason  # there were spans: they lacked a start or duration
+    assert "duration" in err.value.reason
+
+
+def test_a_request_span_ingested_alone_is_not_drawn_as_a_whole_trace(fake: DemoDatadog, waits: list[float]) -> None:
+    # single-span ingestion keeps a span of a trace that was otherwise dropped: its "trace" is that span alone,
+    # which would read as 100 % app code
+    for n in range(1, 6):
+        _send(fake, _trace(n))
+    lone = _trace(6)[:1]
+    _send(fake, lone)
+    roots = [t[0] for t in (_trace(n) for n in range(1, 6))] + lone
+    items = [wire_span(s) for s in parse_spans("ec2", roots)]
+    items[-1]["attributes"].update(single_span=True, ingestion_reason="single_span")
+    fake.fail(200, body={"data": items, "meta": {"status": "done", "page": {}}})  # the request-span search
+    with _reader(fake, waits) as reader:
+        sample = reader.sample_traces(_window(), SamplePolicy(traces=10))
+    assert sample.candidates == 5
+    assert all(not t.trace_id.endswith("6") for t in sample.traces)
+    assert any("single span" in n for n in sample.notes)

@@ -16,10 +16,12 @@ to)``), ``page`` ``{limit (1-1000, default 10), cursor}``, ``sort`` ``timestamp`
 (``\\"`` and ``\\\\`` escapes) or ``key:(a OR b ...)``, or ``*``; keys ``service``, ``env``, ``resource_name``,
 ``operation_name``, ``trace_id``, ``span_id``, ``parent_id``, ``type``, ``status`` (``ok``/``error``) and ``@<meta
 key>``; anything else is a 400 in Datadog's ``{"errors": [...]}`` shape. The answer is what the recorded
-cassettes show: ``{"data": [{"id", "type": "spans", "attributes": {"custom": {"duration": <ns>, ...meta},
+cassettes show: ``{"data": [{"id", "type": "spans", "attributes": {"custom": {"duration": <ns>, ...meta nested
+by its dots: {"db": {"system": ...}}}},
 "start_timestamp", "end_timestamp" (ISO 8601, **millisecond** resolution like Datadog's, truncated), "env",
 "host", "ingestion_reason", "parent_id" ("0" for a root), "resource_hash", "resource_name", "retained_by",
-"service", "single_span", "span_id", "tags", "trace_id", "type", "operation_name", "status"}}], "meta":
+"service", "single_span", "span_id", "tags" (host tags only), "trace_id", "type", and, beyond the recordings,
+"operation_name", "status"}}], "meta":
 {"elapsed", "request_id", "status": "done", "page": {"after": cursor}}, "links": {"next": url}}``; as in the
 recordings a non-empty page carries a cursor even when it is the last one, and the page after the last is
 ``{"data": []}``. A cursor belongs to its query (another query's cursor is a 400).
@@ -248,10 +250,31 @@ def _iso_ms(seconds: float) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
+def _nested(meta: Mapping[str, str]) -> dict[str, Any]:
+    """Meta as Datadog's answers carry it in ``custom``: nested by its dots (``db.system`` -> ``{"db": {"system":
+    ...}}``); a key that is both a value and a prefix of others keeps its dotted spelling."""
+    out: dict[str, Any] = {}
+    for key, value in sorted(meta.items(), key=lambda kv: kv[0].count(".")):
+        *path, leaf = key.split(".")
+        node = out
+        for part in path:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                node = {}
+                break
+            node = child
+        else:
+            if leaf not in node:
+                node[leaf] = value
+                continue
+        out[key] = value
+    return out
+
+
 def wire_span(span: StoredSpan) -> dict[str, Any]:
     """One span as the Spans API answers it (see the module docstring)."""
     duration_ns = round(span.duration_ms * 1_000_000)
-    tags = [f"env:{span.env}", f"service:{span.service}", "source:apm", *(f"{k}:{v}" for k, v in span.meta.items())]
+    tags = [f"env:{span.env}", f"service:{span.service}", "source:apm"]  # host tags: the span's meta is in custom
     resource_hash = hashlib.sha256(span.resource.encode()).hexdigest()[:16]
     return {
         "id": base64.urlsafe_b64encode(hashlib.sha256(f"{span.trace_id}/{span.span_id}".encode()).digest()[:18])
@@ -259,7 +282,7 @@ def wire_span(span: StoredSpan) -> dict[str, Any]:
         .rstrip("="),
         "type": "spans",
         "attributes": {
-            "custom": {"duration": duration_ns, "env": span.env, "service": span.service, **span.meta},
+            "custom": {**_nested(span.meta), "duration": duration_ns, "env": span.env, "service": span.service},
             "end_timestamp": _iso_ms(span.start_s + span.duration_ms / 1000.0),
             "env": span.env,
             "host": "parity-demo",

@@ -10,6 +10,10 @@ Method (:func:`breakdown_trace`), all times in ms on the root span's timeline:
    parent's interval (an async child that outlives its parent, e.g. fire-and-forget work, only counts while
    the parent still runs: the rest is not part of this request's latency; such spans are counted in
    ``clipped``).
+   A child whose start is known only to a resolution (Datadog's Spans API gives starts to the ms, durations
+   to the ns) is placed within it as late as needed to begin after the siblings before it end, never past
+   its parent's end (:func:`_placed`): sub-ms calls back to back (an N+1) would otherwise seem to run at
+   once and their time would go to the parent.
 2. Each instant of the root's interval is charged to exactly ONE span: walking down from the root, an instant
    covered by no child stays with the span (its *exclusive* time); an instant covered by several overlapping
    children (parallel or async calls) goes to the child that ends LAST among those running then — the one
@@ -35,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlsplit
 
 from parity.explain.spans import Span
 
@@ -242,12 +247,21 @@ def _system(span: Span, fallback: str) -> str:
 
 
 def _peer(span: Span) -> str:
-    """Where an outbound call went (peer service or host tag), else ``http``."""
+    """Where an outbound call went: its peer service or host tag, else the host of its ``http.url`` (a full URL;
+    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it)."""
     for key in _PEER_TAGS:
         value = span.tag(key)
         if value:
             return value
-    return "http"
+    url = span.tag("http.url")
+    if url:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if host:
+            return host
+    return span.tag("http.url_details.host") or "http"
 
 
 def _kind_of(span: Span) -> tuple[Kind, str]:
@@ -277,7 +291,7 @@ def _kind_of(span: Span) -> tuple[Kind, str]:
     elif typ in _WEB_TYPES:
         kind, short = Kind.APP, APP_LABEL
     elif typ == "custom":
-        kind, short = Kind.CUSTOM, span.name
+        kind, short = Kind.CUSTOM, span.name or "custom"  # Datadog's answers may carry no operation name
     else:
         kind, short = Kind.OTHER, span.name or typ or "unnamed"
     if kind in (Kind.DATABASE, Kind.CACHE):
@@ -292,7 +306,7 @@ def classify(span: Span, parent: Span | None) -> Component:
     """The component of ``span``. ``parent`` is its parent span (None for the root or a missing parent).
 
     Rules, in order: the operation name (``postgres.query`` -> database ``postgres``, ``redis.command`` ->
-    cache ``redis``, ``http.request`` -> outbound http named by its ``peer.service``/``out.host`` tag,
+    cache ``redis``, ``http.request`` -> outbound http named by its ``peer.service``/``out.host`` tag or its URL's host,
     ``rack.request``/``rails.action_controller`` -> app code, ``rails.render_*`` -> templates, ...), then
     Datadog's span ``type`` (``db``/``sql``, ``cache``/``redis``/``memcached``, ``http``, ``dns``,
     ``worker``/``queue``, ``proxy`` (request queueing), ``template``, ``web`` -> app code, ``custom`` -> custom
@@ -365,19 +379,23 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
     clipped = 0
     reached: set[str] = set()
     origin = root.start_ms
-    # work list: (span, the pieces of the root's timeline it owns: sorted, disjoint (a, b) offsets)
-    stack: list[tuple[Span, list[tuple[float, float]]]] = [(root, [(0.0, root.duration_ms)])]
+    # work list: (span, its start offset as placed, the pieces of the root's timeline it owns: sorted, disjoint
+    # (a, b) offsets)
+    stack: list[tuple[Span, float, list[tuple[float, float]]]] = [(root, 0.0, [(0.0, root.duration_ms)])]
     while stack:
-        span, pieces = stack.pop()
+        span, lo, pieces = stack.pop()
         if span.span_id in reached:  # a parent cycle through the root: charge once
             continue
         reached.add(span.span_id)
-        lo = 0.0 if span is root else span.start_ms - origin
         hi = root.duration_ms if span is root else lo + span.duration_ms
         kids: list[tuple[float, float, Span]] = []
-        for child in children.get(span.span_id, ()):
-            ca = child.start_ms - origin
+        placed: dict[str, float] = {}
+        cursor = lo
+        for child in children.get(span.span_id, ()):  # sorted by (start, span id)
+            ca = _placed(child, child.start_ms - origin, cursor, hi)
             cb = ca + child.duration_ms
+            cursor = max(cursor, cb)
+            placed[child.span_id] = ca
             a, b = max(ca, lo), min(cb, hi)
             if a != ca or b != cb:
                 clipped += 1
@@ -405,8 +423,20 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
                 k += 1
         exclusive[span.span_id] = math.fsum(own)
         for _, _, child in kids:
-            stack.append((child, owned.get(child.span_id, [])))
+            stack.append((child, placed[child.span_id], owned.get(child.span_id, [])))
     return exclusive, clipped, reached
+
+
+def _placed(child: Span, start: float, cursor: float, hi: float) -> float:
+    """Where a child starts (offset, ms). An exact start is kept. A start known only to within ``[start, start +
+    resolution]`` (Datadog's ms timestamps) is put as late as that allows to begin after the siblings before it
+    end (``cursor``), but never so late that it would outlast its parent (``hi``): the least overlap the data
+    admits, so back-to-back calls that share a millisecond are not taken for parallel ones. Never earlier than
+    ``start`` and never beyond the resolution: nothing the timestamps rule out is assumed."""
+    res = child.start_resolution_ms
+    if res <= 0:
+        return start
+    return max(start, min(cursor, start + res, hi - child.duration_ms))
 
 
 def breakdown_trace(spans: Sequence[Span], *, root_span_id: str | None = None) -> TraceBreakdown | SkippedTrace:

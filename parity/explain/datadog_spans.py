@@ -8,7 +8,9 @@ empty page after it would cost a request) or without a cursor):
 1. **Request spans.** ``service:<S> env:<E> operation_name:<span> resource_name:"<R>" [tags]`` over ``[start_s,
    end_s)``, sorted by ``timestamp``, pages of :attr:`SamplePolicy.page_limit`, at most
    :attr:`SamplePolicy.max_candidates` spans (if the window holds more, the candidates are the earliest ones and
-   the sample says so: it covers ``[start, last candidate]``). Spans whose ``parent_id`` is not ``"0"`` (the
+   the sample says so: it covers ``[start, last candidate]``). A span Datadog ingested as a single span
+   (``single_span: true``: kept without the rest of its trace) is not a candidate: its trace cannot be read
+   whole, and alone it would read as 100 % app code. Spans whose ``parent_id`` is not ``"0"`` (the
    endpoint is called by another traced service) are kept: the sampled span is the request, its trace is still
    read whole, and :attr:`SampledTrace.request_span_id` names it.
 2. **Sample** (stated in :attr:`SampledTraces.rule`): the candidates are sorted by (start, span id) — so the API's
@@ -23,11 +25,16 @@ empty page after it would cost a request) or without a cursor):
    trace whose request span is not among its spans, or that holds one span id twice, is dropped and counted.
 
 Conversion at the edge (:func:`span_from_wire`): ``custom.duration`` (nanoseconds, as the recorded answers have
-it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms; ``parent_id``
-``"0"`` → root; ids kept as Datadog spells them; ``operation_name`` read from the span's top level (else
+it) → ms; ``start_timestamp`` (ISO 8601, millisecond resolution in Datadog's answers) → Unix ms, its resolution
+kept (:attr:`Span.start_resolution_ms`: the breakdown needs it to tell back-to-back calls from parallel ones);
+``parent_id`` ``"0"`` → root; ids kept as Datadog spells them; ``operation_name`` read from the span's top level (else
 ``attributes.operation_name`` or ``custom.operation_name``); error when ``status`` is ``error`` (or
-``custom.error`` is set); ``type`` as given. A span without a duration, an id or a start is dropped and counted,
-never guessed.
+``custom.error`` is set); ``type`` as given. Tags: the span's own meta, which Datadog's answers nest in ``custom``
+by its dots (``{"db": {"system": "postgresql"}, "peer": {"service": "billing"}, "span": {"kind": "client"}}``,
+as the recorded cassettes have it), flattened back to ``db.system``..., then ``tags`` (host and infrastructure
+tags, ``key:value``). The recordings carry no ``operation_name`` (nor does the client's ``SpansAttributes``
+model): a span without one has the name ``""`` and is classified by its type and meta. A span without a
+duration, an id or a start is dropped and counted, never guessed.
 
 Rate limits (Datadog: 300 span-search requests per hour, shared by the org): every answer's
 ``X-RateLimit-*`` headers are kept (:attr:`SampledTraces.rate_limit`: the last seen) and a read sends at most
@@ -261,6 +268,22 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+_FRACTION = re.compile(r"T\d\d:\d\d:\d\d(?:\.(\d+))?")
+
+
+def _resolution_ms(value: Any) -> float:
+    """How precisely a start timestamp is known, in ms: from its digits (``.472Z``: 1 ms; ``.472123Z``: 0.001 ms;
+    whole seconds: 1000 ms); for a parsed datetime (the client's), 1 ms when it is a whole ms (Datadog's answers
+    have ms resolution), else 0.001 ms."""
+    if isinstance(value, datetime):
+        return 1.0 if value.microsecond % 1000 == 0 else 0.001
+    m = _FRACTION.search(value) if isinstance(value, str) else None
+    if m is None:
+        return 1.0
+    digits = len(m.group(1) or "")
+    return 10.0 ** (3 - digits) if digits <= 9 else 0.0
+
+
 def _epoch_ms(value: Any) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp() * 1000.0
@@ -270,6 +293,23 @@ def _epoch_ms(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _flat_meta(custom: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``custom`` as dotted ``key -> value`` strings: Datadog's answers nest a span's meta by its dots
+    (``{"db": {"system": "postgresql"}, "peer": {"service": "billing"}}``); keys already dotted are kept as
+    they are. Numbers become their text; lists, nulls and booleans are left out; ``duration`` is not meta."""
+    out: dict[str, str] = {}
+    for key, value in custom.items():
+        if not isinstance(key, str) or (not prefix and key == "duration"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            for k, v in _flat_meta(value, f"{name}.").items():
+                out.setdefault(k, v)
+        elif isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+            out.setdefault(name, str(value))
+    return out
 
 
 def span_from_wire(item: Mapping[str, Any]) -> Span | None:
@@ -290,8 +330,8 @@ def span_from_wire(item: Mapping[str, Any]) -> Span | None:
     name = attrs.get("operation_name") or nested.get("operation_name") or custom.get("operation_name") or ""
     error = attrs.get("status") == "error" or bool(custom.get("error"))
     parent = attrs.get("parent_id")
-    tags: dict[str, str] = {}
-    for tag in attrs.get("tags") or ():
+    tags = _flat_meta(custom)  # the span's own meta: Datadog nests it in custom ({"db": {"system": ...}})
+    for tag in attrs.get("tags") or ():  # then the host/infrastructure tags ("key:value")
         if isinstance(tag, str) and ":" in tag:
             key, _, value = tag.partition(":")
             tags.setdefault(key, value)
@@ -307,6 +347,7 @@ def span_from_wire(item: Mapping[str, Any]) -> Span | None:
         duration_ms=float(duration) / NS_PER_MS,
         error=error,
         tags=tuple(sorted(tags.items())),
+        start_resolution_ms=_resolution_ms(attrs.get("start_timestamp")),
     )
 
 
@@ -396,11 +437,21 @@ class DatadogSpans:
         where = f"traces of {window.resource!r} ({window.service} in {window.env})"
         notes: list[str] = []
         try:
-            candidates, capped = self._candidates(session, query, window, say)
+            candidates, capped, unreadable, alone = self._candidates(session, query, window, say)
         except _BudgetSpent:
             raise ExplainUnavailable(
                 f"{where}: the request budget ({policy.max_requests}) ran out while listing request spans"
             ) from None
+        if not candidates and (unreadable or alone):
+            raise ExplainUnavailable(
+                f"{where}: Datadog answered {unreadable + alone} request spans of it in [{window.start_s}, "
+                f"{window.end_s}) but none with a whole trace: {unreadable} without a trace id, span id, start or "
+                f"duration, {alone} ingested as a single span"
+            )
+        if unreadable:
+            notes.append(f"{unreadable} request spans without a trace id, span id, start or duration left out")
+        if alone:
+            notes.append(f"{alone} request spans ingested as a single span (their trace was not kept whole) left out")
         if not candidates:
             raise ExplainUnavailable(
                 f"{where}: Datadog has no indexed span of it in [{window.start_s}, {window.end_s}) "
@@ -434,19 +485,27 @@ class DatadogSpans:
 
     def _candidates(
         self, session: _Session, query: str, window: EndpointWindow, say: ProgressFn
-    ) -> tuple[list[Span], bool]:
-        """The endpoint's request spans in the window (earliest first, at most max_candidates) and whether the
-        window holds more."""
+    ) -> tuple[list[Span], bool, int, int]:
+        """The endpoint's request spans in the window (earliest first, at most max_candidates), whether the
+        window holds more, how many answered spans could not be read (no id, start or duration) and how many were
+        ingested as a single span (``single_span``: kept without their trace, which cannot be broken down)."""
         out: list[Span] = []
+        unreadable = 0
+        alone = 0
         limit = min(session.policy.page_limit, session.policy.max_candidates)
         for page, more in self._pages(session, query, window.start_s * 1000, window.end_s * 1000, limit, say):
             for item in page:
                 span = span_from_wire(item)
-                if span is not None:
+                if span is None:
+                    unreadable += 1
+                elif _mapping(item.get("attributes")).get("single_span") is True:
+                    alone += 1
+                else:
                     out.append(span)
             if len(out) >= session.policy.max_candidates:
-                return sorted(out, key=lambda s: (s.start_ms, s.span_id))[: session.policy.max_candidates], more
-        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False
+                ordered = sorted(out, key=lambda s: (s.start_ms, s.span_id))
+                return ordered[: session.policy.max_candidates], more, unreadable, alone
+        return sorted(out, key=lambda s: (s.start_ms, s.span_id)), False, unreadable, alone
 
     def _traces(
         self, session: _Session, env: str, drawn: Sequence[Span], say: ProgressFn, notes: list[str]

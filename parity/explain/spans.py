@@ -45,6 +45,9 @@ class Span:
         tags: extra string tags the classification may use (e.g. ``("db.system", "postgresql")``,
             ``("peer.service", "billing")``, ``("span.kind", "client")``), as sorted ``(key, value)`` pairs;
             empty when the source has none.
+        start_resolution_ms: how precisely ``start_ms`` is known: the true start lies in ``[start_ms, start_ms +
+            start_resolution_ms]`` (Datadog's Spans API gives starts truncated to the ms: 1.0; 0.0: exact). The
+            breakdown places back-to-back children within it instead of overlapping them.
     """
 
     trace_id: str
@@ -58,12 +61,15 @@ class Span:
     duration_ms: float
     error: bool = False
     tags: tuple[tuple[str, str], ...] = ()
+    start_resolution_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.start_ms):
             raise ValueError(f"span {self.span_id}: start_ms is not finite ({self.start_ms!r})")
         if not math.isfinite(self.duration_ms) or self.duration_ms < 0:
             raise ValueError(f"span {self.span_id}: duration_ms must be finite and >= 0 ({self.duration_ms!r})")
+        if not math.isfinite(self.start_resolution_ms) or self.start_resolution_ms < 0:
+            raise ValueError(f"span {self.span_id}: start_resolution_ms must be finite and >= 0")
         if not self.trace_id or not self.span_id:
             raise ValueError("span: trace_id and span_id must be non-empty")
 

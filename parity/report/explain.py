@@ -144,16 +144,40 @@ def _calls(c: Mapping[str, Any]) -> str:
     return text
 
 
+def _reads_line(reads: Any) -> str | None:
+    """What reading the traces cost, in one sentence: Spans API requests per side, rate-limit waits and the last
+    ``X-RateLimit-*`` state seen (the new side's when it was read). None when no side was read."""
+    if not isinstance(reads, Mapping):
+        return None
+    sides = [(name, r) for name, r in (("old", reads.get("old")), ("new", reads.get("new"))) if isinstance(r, Mapping)]
+    if not sides:
+        return None
+    counts = [(name, r.get("requests")) for name, r in sides]
+    total = sum(n for _, n in counts if isinstance(n, int))
+    per = ", ".join(f"{name} {n}" for name, n in counts if isinstance(n, int))
+    text = f"{total} Spans API request{'' if total == 1 else 's'} ({per})"
+    waits = [w for _, r in sides for w in r.get("waits_s") or () if isinstance(w, int | float)]
+    if waits:
+        text += f"; waited {sum(waits):g} s for its rate limit"
+    seen = [r.get("rate_limit") for _, r in sides if isinstance(r.get("rate_limit"), str)]
+    text += f"; rate limit last seen: {seen[-1]}" if seen else "; no rate-limit headers in the answers"
+    return text + " (span search allows 300 requests per hour for the whole org)."
+
+
 def detail(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The HTML detail of one explanation (short keys, pre-formatted): ``w`` the why line, ``ok`` explained (False:
     ``w`` is "no explanation: ..."), ``bar`` ``[[label, old ms, new ms], ...]`` (largest first, the rest summed as
     "other"; None without figures), ``t`` the changed components (slower/faster) as ``[label, change, old ms, new
     ms, difference with its interval, calls per request old → new (ratio, interval)]``, ``sm`` the sampling
-    statement."""
+    statement, ``rl`` what the reads cost (Spans API requests, rate-limit waits, the rate limit last seen; absent
+    when no side was read)."""
     out: dict[str, Any] = {"w": why(entry) or "", "ok": bool(entry.get("available"))}
     sampling = entry.get("sampling") or {}
     if isinstance(sampling.get("statement"), str):
         out["sm"] = sampling["statement"]
+    cost = _reads_line(entry.get("reads"))
+    if cost:
+        out["rl"] = cost
     comps = [c for c in entry.get("components") or [] if isinstance(c, Mapping)]
     if not out["ok"] or not comps:
         return out
