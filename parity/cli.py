@@ -1097,7 +1097,9 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
         "back to rollback_weight), or HOLD for a person at the maximum hold (--resume watches the held step for "
         "another hold, --resume --go moves on, --rollback rolls back now). Every check and decision goes to "
         "OUT/journal.jsonl before it acts; --resume continues from it after a crash or Ctrl-C. Writes "
-        "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event. Keys from DD_API_KEY / "
+        "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event; a STOP is explained after the "
+        "rollback from both environments' APM traces (OUT/explain.json, why lines; --no-explain). Keys from "
+        "DD_API_KEY / "
         "DD_APP_KEY (never written); AWS credentials from the standard chain. Exit codes: 0 completed, "
         "1 stopped (rolled back), 2 bad input, 3 held, 4 stopped by a guardrail; 128 + signal when interrupted.",
         epilog=examples(

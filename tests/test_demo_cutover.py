@@ -191,8 +191,9 @@ def test_an_unwritable_out_directory_is_one_line_exit_2_before_anything_starts(t
 @pytest.mark.alone
 def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: Path) -> None:
     """A compressed run (steps 50, 100 only): the bottleneck shows at 50 % and the weights return to 0 %; then the
-    stop is explained: the pool's wait is queueing. The directory holds the journal of an earlier demo that was interrupted (no ``end``): it is set aside, not a
-    reason to refuse (that cutover ran against servers that are gone)."""
+    stop is explained: the pool's wait is queueing. The directory holds the journal of an earlier demo that was
+    interrupted (no ``end``): it is set aside, not a reason to refuse (that cutover ran against servers that are
+    gone)."""
     out = tmp_path / "cut"
     out.mkdir()
     start = {"kind": "start", "at": 1_796_107_500.0, "settings": {}, "endpoints": [], "version": "0"}

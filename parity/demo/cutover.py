@@ -16,7 +16,10 @@ What runs (every part real, nothing mocked; all on 127.0.0.1, all stopped on eve
 6. the cutover driver (:func:`parity.cutover.run.run_cutover`) in this process: reads both environments from
    the fake Datadog through the real client (:class:`parity.cutover.live_apm.DatadogLiveApm`), shifts with
    :class:`parity.cutover.route53.Route53Shifter`, journals, decides, rolls back, writes ``DIR/index.html``,
-   ``DIR/cutover.json``, ``DIR/summary.md`` and ``DIR/journal.jsonl``; the Datadog event goes to the fake.
+   ``DIR/cutover.json``, ``DIR/summary.md`` and ``DIR/journal.jsonl``; the Datadog event goes to the fake. After a
+   STOP's rollback it explains the stop (:mod:`parity.cutover.explain`) from the services' whole traces
+   (``TRACE_RATE_PER_S``), read back through the real Spans client: ``DIR/explain.json`` and why lines; the pool
+   of 2's wait is a ``connection_pool.wait`` span (queueing).
 
 The compressed timing (why these numbers; ``benchmarks/demo_cutover_timing.py`` and
 ``benchmarks/demo_cutover_bottleneck.py`` measure them):
