@@ -309,3 +309,18 @@ def test_without_access_or_a_stop_nothing_is_read(tmp_path: Path) -> None:
 class _NoReader:
     def sample_traces(self, *_args: Any, **_kw: Any) -> Any:
         raise AssertionError("nothing is read")
+
+
+def test_the_command_takes_no_explain_and_the_table_takes_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from parity.cli import main
+
+    config = tmp_path / "parity.toml"
+    table = '[cutover]\nexplain = false\n[cutover.old]\nservice = "web"\nenv = "ec2"\n[cutover.new]\nservice = "web"\n'
+    config.write_text(table + 'env = "eks"\n[cutover.shifter]\nkind = "manual"\n', encoding="utf-8")
+    assert main(["cutover", "--dry-run", "--no-explain", "--config", str(config)]) == 0
+    assert "dry run: nothing was sent" in capsys.readouterr().out
+    config.write_text(table.replace("false", '"no"') + 'env = "eks"\n[cutover.shifter]\nkind = "manual"\n')
+    assert main(["cutover", "--dry-run", "--config", str(config)]) == 2
+    assert "cutover.explain: expected true or false" in capsys.readouterr().err
