@@ -340,6 +340,13 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     if missing:
         raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
     site = settings.site or os.environ.get("DD_SITE") or None
+    explain = None
+    if not args.no_explain:
+        from parity.cutover.explain import explainer
+        from parity.explain.command import DatadogAccess
+
+        access = DatadogAccess(api_key, app_key, site, settings.dd_url)
+        explain = explainer(access, routes=settings.routes, progress=say)
 
     def send_event(run: CutoverRun) -> None:
         event = event_of(run, settings.datadog_tags)
@@ -366,6 +373,7 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
             person=person,
             user=user,
             environ=os.environ,
+            explain=explain,
         )
     for line in summary_of(run):
         print(line)
@@ -443,6 +451,7 @@ def _cmd_demo_cutover(args: argparse.Namespace) -> int:
         steps=steps,
         max_hold_s=args.max_hold,
         seed=args.seed,
+        explain=not getattr(args, "no_explain", False),  # parity demo's --no-explain, when it has one
     )
     received: list[int] = []
     try:
@@ -456,7 +465,11 @@ def _cmd_demo_cutover(args: argparse.Namespace) -> int:
     old, new = outcome.routed
     print(f"  Route 53 weight to the new side, read back at the end: {after}; the router sent {old} requests to ec2, "
           f"{new} to eks")  # fmt: skip
-    print(f"  reports: {options.out_dir / 'index.html'}, {options.out_dir / 'cutover.json'}")
+    explained = outcome.run.explanation is not None and outcome.run.explanation.file is not None
+    print(
+        f"  reports: {options.out_dir / 'index.html'}, {options.out_dir / 'cutover.json'}"
+        + (f", {options.out_dir / 'explain.json'}" if explained else "")
+    )
     if outcome.run.outcome is Outcome.ABORTED and received:
         return 128 + received[-1]
     return outcome.exit_code
@@ -1145,7 +1158,9 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
         "back to rollback_weight), or HOLD for a person at the maximum hold (--resume watches the held step for "
         "another hold, --resume --go moves on, --rollback rolls back now). Every check and decision goes to "
         "OUT/journal.jsonl before it acts; --resume continues from it after a crash or Ctrl-C. Writes "
-        "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event. Keys from DD_API_KEY / "
+        "OUT/index.html, OUT/summary.md, OUT/cutover.json and sends a Datadog event; a STOP is explained after the "
+        "rollback from both environments' APM traces (OUT/explain.json, why lines; --no-explain). Keys from "
+        "DD_API_KEY / "
         "DD_APP_KEY (never written); AWS credentials from the standard chain. Exit codes: 0 completed, "
         "1 stopped (rolled back), 2 bad input, 3 held, 4 stopped by a guardrail; 128 + signal when interrupted.",
         epilog=examples(
@@ -1176,6 +1191,12 @@ def _add_cutover_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None
     )
     cut.add_argument(
         "--dry-run", action="store_true", help="print the plan, the Datadog queries and each step's change; do nothing"
+    )
+    cut.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="on a STOP, do not read both environments' APM traces to explain why the stopping endpoints are slower "
+        "(default: explained after the rollback, unless [cutover] explain = false; OUT/explain.json)",
     )
 
 

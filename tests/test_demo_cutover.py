@@ -190,9 +190,10 @@ def test_an_unwritable_out_directory_is_one_line_exit_2_before_anything_starts(t
 @pytest.mark.e2e
 @pytest.mark.alone
 def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: Path) -> None:
-    """A compressed run (steps 50, 100 only): the bottleneck shows at 50 % and the weights return to 0 %. The
-    directory holds the journal of an earlier demo that was interrupted (no ``end``): it is set aside, not a
-    reason to refuse (that cutover ran against servers that are gone)."""
+    """A compressed run (steps 50, 100 only): the bottleneck shows at 50 % and the weights return to 0 %; then the
+    stop is explained: the pool's wait is queueing. The directory holds the journal of an earlier demo that was
+    interrupted (no ``end``): it is set aside, not a reason to refuse (that cutover ran against servers that are
+    gone)."""
     out = tmp_path / "cut"
     out.mkdir()
     start = {"kind": "start", "at": 1_796_107_500.0, "settings": {}, "endpoints": [], "version": "0"}
@@ -215,6 +216,23 @@ def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: P
     assert (out / "index.html").is_file()
     assert [p.read_text() for p in out.glob("journal-*.jsonl")] == [earlier]
     assert "read back at the end: 0%" in done.stdout
+    # explained after the rollback, from both services' traces read back through the real Spans client: the pool
+    # of 2's wait is queueing (a connection_pool.wait span on the new side only), never another component
+    explained = json.loads((out / "explain.json").read_text())
+    assert explained["cutover"]["weight"] == 50.0
+    available = [e for e in explained["explanations"] if e["available"]]
+    assert available, [e["sentence"] for e in explained["explanations"]]
+    assert any(e["named"][:1] == ["queue"] for e in available), [e["sentence"] for e in available]
+    assert all(e["named"][:1] in ([], ["queue"]) for e in available), [e["sentence"] for e in available]
+    queue = [c for e in available for c in e["components"] if c["label"] == "queue"]
+    assert all(c["old_calls"] == 0 and c["new_calls"] > 0 for c in queue), queue  # waits on the new side only
+    assert [e["endpoint"] for e in written["explanation"]["endpoints"]] == [
+        e["endpoint"] for e in explained["explanations"]
+    ]
+    assert "  why: " in done.stdout
+    assert " in queue (new: " in (out / "summary.md").read_text()
+    kinds = [json.loads(line)["kind"] for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert kinds[-3:] == ["rollback", "end", "explain"]  # the rollback first, never delayed by the explanation
     # the replay child, the servers: none of the demo's processes is left. Found by the mark in their environment,
     # not by their command lines: other sessions on this machine run demo servers and demos of their own.
     assert _processes_marked(mark) == []

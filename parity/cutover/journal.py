@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from parity.cutover.model import StopExplanation, StopWhy
 from parity.errors import BadInput
 from parity.judge.sequential import (
     Action,
@@ -52,8 +53,10 @@ __all__ = [
     "Journal",
     "decode_check",
     "decode_decision",
+    "decode_explanation",
     "encode_check",
     "encode_decision",
+    "encode_explanation",
     "read_journal",
     "repair",
 ]
@@ -187,6 +190,29 @@ def decode_decision(raw: Mapping[str, Any]) -> StepDecision:
         split=SplitCheck(
             float(split["weight_pct"]), _float(split["observed_pct"]), int(split["hits"]), split["matches"]
         ),
+    )
+
+
+def encode_explanation(explanation: StopExplanation) -> dict[str, Any]:
+    """The explanation as plain JSON (the journal's ``explain`` record and cutover.json's ``explanation``)."""
+    return {
+        "file": explanation.file,
+        "skipped": explanation.skipped,
+        "endpoints": [
+            {"endpoint": w.endpoint, "metrics": list(w.metrics), "sentence": w.sentence} for w in explanation.why
+        ],
+    }
+
+
+def decode_explanation(raw: Mapping[str, Any]) -> StopExplanation:
+    """Inverse of :func:`encode_explanation` (a journal record's fields); KeyError/TypeError when damaged."""
+    return StopExplanation(
+        tuple(
+            StopWhy(str(e["endpoint"]), tuple(str(m) for m in e.get("metrics", ())), str(e["sentence"]))
+            for e in raw.get("endpoints") or ()
+        ),
+        None if raw.get("file") is None else str(raw["file"]),
+        None if raw.get("skipped") is None else str(raw["skipped"]),
     )
 
 

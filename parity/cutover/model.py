@@ -29,6 +29,8 @@ __all__ = [
     "ShiftError",
     "Shifter",
     "StepRecord",
+    "StopExplanation",
+    "StopWhy",
 ]
 
 
@@ -156,6 +158,29 @@ class PersonDecision:
 
 
 @dataclass(frozen=True)
+class StopWhy:
+    """One endpoint that stopped the gate and why it is slower: ``metrics`` the tests that stopped it (``avg_ms``,
+    ``error_rate``, ``guardrail:error_rate``...), ``sentence`` the explanation's why line (``no explanation:
+    <reason>`` when its traces could not tell)."""
+
+    endpoint: str
+    metrics: tuple[str, ...]
+    sentence: str
+
+
+@dataclass(frozen=True)
+class StopExplanation:
+    """Why a stopped cutover's endpoints were slower, from both sides' APM traces over the stopped step's window
+    (read after the rollback was applied and journaled). ``why``: per endpoint, in the order explained; ``file``:
+    the explain.json written beside the reports (None when not written); ``skipped``: the one-line reason nothing
+    was explained (then ``why`` is empty). Never changes the outcome, the rollback or the exit code."""
+
+    why: tuple[StopWhy, ...] = ()
+    file: str | None = None
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
 class CutoverRun:
     """A cutover as the reports see it (built from the journal).
 
@@ -179,3 +204,4 @@ class CutoverRun:
     settings: Mapping[str, object] = field(default_factory=dict)
     unjudged: tuple[str, ...] = ()  # endpoints with traffic that appeared after the family was fixed: listed only
     person_decisions: tuple[PersonDecision, ...] = ()  # a person's go / watch / rollback on a hold, in order
+    explanation: StopExplanation | None = None  # a STOP's why, journaled after its end (None: not explained)

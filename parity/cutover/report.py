@@ -40,6 +40,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from parity.cutover.journal import encode_explanation
 from parity.cutover.model import CheckRecord, CutoverRun, Outcome, StepRecord
 from parity.judge.sequential import Action, CutoverPolicy, Finding, MetricDecision, StepDecision
 from parity.report.ci import _md, _md_name, json_value
@@ -62,6 +63,7 @@ __all__ = [
     "render_cutover_html",
     "summary_lines",
     "summary_md",
+    "why_lines",
     "write_cutover_reports",
 ]
 
@@ -280,6 +282,24 @@ def _rollback_sentence(run: CutoverRun) -> str | None:
         f"ROLLBACK FAILED: the weight could not be set back to {_weight(rb.weight_pct)}{why}; the new environment "
         f"still takes {_weight(run.final_weight_pct)} of the traffic. Set the weights by hand."
     )
+
+
+def _why_step(run: CutoverRun) -> str:
+    """``at 50 %`` — the step whose traces explain the stop (the last one)."""
+    step = _last_step(run)
+    return f"step {step.index + 1} ({_weight(step.weight_pct)})" if step else "the stop"
+
+
+def why_lines(run: CutoverRun) -> list[str]:
+    """The stop's explanation as plain lines: ``<endpoint> (<what stopped it>): <why sentence>`` per endpoint, or
+    ``no explanation: <reason>``; empty when the run was not explained. Pure."""
+    e = run.explanation
+    if e is None:
+        return []
+    lines = [f"{w.endpoint} ({', '.join(w.metrics) or 'stopped'}): {w.sentence}" for w in e.why]
+    if e.skipped is not None:
+        lines.append(f"no explanation: {e.skipped}")
+    return lines
 
 
 def headline(run: CutoverRun) -> str:
@@ -812,9 +832,24 @@ def _context(run: CutoverRun) -> dict[str, Any]:
         "uncharted": max(len(rows) - MAX_CHARTED_ENDPOINTS, 0),
         "unjudged": _unjudged(run),
         "person_decisions": [{"sentence": s} for s in _person_sentences(run)],
+        "explanation": _explanation_view(run),
         "missing_total": missing_total,
         "settings": _settings_rows(run),
         "parity_css": _parity_css(),
+    }
+
+
+def _explanation_view(run: CutoverRun) -> dict[str, Any] | None:
+    """The page's "why it is slower" section (None: the run was not explained)."""
+    e = run.explanation
+    if e is None:
+        return None
+    return {
+        "step": _why_step(run),
+        "sides": f"{run.old.service} in {run.old.env} vs {run.new.service} in {run.new.env}",
+        "rows": [{"endpoint": w.endpoint, "metrics": ", ".join(w.metrics), "sentence": w.sentence} for w in e.why],
+        "skipped": e.skipped,
+        "file": e.file,
     }
 
 
@@ -926,6 +961,7 @@ def cutover_json(run: CutoverRun) -> dict[str, Any]:
         ],
         "steps": [_step_json(run, s) for s in run.steps],
         "settings": json_value(dict(run.settings)),
+        "explanation": None if run.explanation is None else encode_explanation(run.explanation),
     }
 
 
@@ -949,6 +985,10 @@ def summary_md(run: CutoverRun, *, report_link: str | None = "index.html") -> st
         lines += ["", f"> **{_md(_rollback_sentence(run) or '')}**"]
     if run.reasons:
         lines += ["", "Why:"] + [f"- {_md(r)}" for r in run.reasons]
+    why = why_lines(run)
+    if why:
+        lines += ["", f"Why it is slower (APM traces of both environments over {_why_step(run)}):"]
+        lines += [f"- {_md(w)}" for w in why]
     if run.steps:
         lines += [
             "",
@@ -1020,6 +1060,7 @@ def summary_lines(run: CutoverRun) -> list[str]:
     out += [one_line(f"  - {r}") for r in more]
     if len(run.reasons) > 1 + MAX_TERMINAL_REASONS:
         out.append(f"  - …and {len(run.reasons) - 1 - MAX_TERMINAL_REASONS} more (see the report)")
+    out += [one_line(f"  why: {w}") for w in why_lines(run)]
     return out
 
 
@@ -1049,6 +1090,7 @@ def cutover_event(run: CutoverRun, *, report_url: str | None = None, tags: Seque
     title = f"Cutover {run.outcome.value.upper()}: {sides} at {_weight(run.final_weight_pct)}"
     lines = [headline(run)]
     lines += [f"- {r}" for r in run.reasons[1:5]]
+    lines += [f"Why: {w}" for w in why_lines(run)]
     for step in run.steps:
         figure, _ = _split_text(step)
         lines.append(

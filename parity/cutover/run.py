@@ -48,8 +48,10 @@ from parity.cutover.journal import (
     Journal,
     decode_check,
     decode_decision,
+    decode_explanation,
     encode_check,
     encode_decision,
+    encode_explanation,
     read_journal,
     repair,
 )
@@ -65,6 +67,7 @@ from parity.cutover.model import (
     Shifter,
     ShiftError,
     StepRecord,
+    StopExplanation,
 )
 from parity.cutover.settings import CutoverSettings, plain_settings, policy_of, redact, secret_values
 from parity.cutover.shifters import WEIGHT_EPS, format_weight, make_shifter, parse_weight
@@ -119,10 +122,10 @@ MAX_BACKFILL_CHECKS = 30
 PERSON_ACTIONS = ("watch", "go", "rollback")
 #: ``[cutover]`` keys (dotted inside tables) that ``--resume`` lets change: they neither decide nor change the
 #: plan (where the reports go, when to hold on missing data, the event's tags, the Datadog site, discovery that
-#: already happened, time-outs). Any other change is refused, naming the key.
+#: already happened, time-outs, whether a STOP is explained). Any other change is refused, naming the key.
 RESUME_FREE_KEYS = frozenset(
     {"out", "max_missing_checks", "datadog_tags", "site", "dd_url", "discover_s", "shifter.timeout_s",
-     "shifter.insync_timeout_s"}
+     "shifter.insync_timeout_s", "explain"}
 )  # fmt: skip
 _ZERO = IntervalSummary(hits=0, errors=0)
 _LATENCIES = ("avg_ms", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
@@ -217,6 +220,7 @@ class _RunBuilder:
         self.end: Mapping[str, Any] | None = None
         self.interrupted: Mapping[str, Any] | None = None
         self.person: list[PersonDecision] = []
+        self.explanation: Mapping[str, Any] | None = None
         live = first.get("live_weight")
         self.verified: float | None = None if live is None else float(live)
 
@@ -237,6 +241,8 @@ class _RunBuilder:
             self.interrupted = record
         elif kind == "end":
             self.end = record
+        elif kind == "explain":
+            self.explanation = record
 
     def _shift(self, record: Mapping[str, Any]) -> None:
         step, weight, at = int(record["step"]), float(record["weight"]), float(record["at"])
@@ -348,7 +354,18 @@ def run_from_journal(records: Sequence[Mapping[str, Any]]) -> CutoverRun:
         settings=settings,
         unjudged=tuple(sorted(builder.unjudged - set(first["endpoints"]))),
         person_decisions=tuple(builder.person),
+        explanation=_explanation(builder.explanation),
     )
+
+
+def _explanation(record: Mapping[str, Any] | None) -> StopExplanation | None:
+    """A journaled ``explain`` record as the run's explanation (a damaged one: None, never a failed report)."""
+    if record is None:
+        return None
+    try:
+        return decode_explanation(record)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _check_record(record: Mapping[str, Any], decision: StepDecision | None) -> CheckRecord:
@@ -962,6 +979,7 @@ def run_cutover(
     person: str | None = None,
     user: str | None = None,
     environ: Mapping[str, str] | None = None,
+    explain: Callable[[CutoverRun, Path], StopExplanation] | None = None,
 ) -> CutoverRun:
     """Run (or with ``resume`` continue) the cutover of ``settings`` and return it as its journal tells it.
 
@@ -988,6 +1006,11 @@ def run_cutover(
     live weight is read and before it acts; one that does not apply is BadInput with one line, nothing written.
     ``environ``: where the secret-looking variables are (default ``os.environ``): their values, and
     ``--token=…``-like arguments, are redacted from the journaled commands and every printed change.
+
+    ``explain``: on a STOPPED run (with ``[cutover] explain``, the default), called after the rollback and the
+    ``end`` were journaled, before the reports and the event: why the stopping endpoints are slower
+    (:func:`parity.cutover.explain.explainer`), journaled as an ``explain`` record and shown by every report.
+    Its failure (any exception, Ctrl-C) is one ``no explanation`` line: the outcome and exit code stay.
     """
     if person is not None and person not in PERSON_ACTIONS:
         raise BadInput(f"cutover: unknown decision {person!r} (one of {', '.join(PERSON_ACTIONS)})")
@@ -1033,8 +1056,41 @@ def run_cutover(
     finally:
         journal.close()
     run = run_from_journal(read_journal(path))
+    if explain is not None and settings.explain and run.outcome is Outcome.STOPPED and run.explanation is None:
+        run = _explain(run, path, explain, clock, progress)
     _afterwards(run, path.parent, reports, send_event, progress)
     return run
+
+
+def _explain(
+    run: CutoverRun,
+    path: Path,
+    explain: Callable[[CutoverRun, Path], StopExplanation],
+    clock: Callable[[], float],
+    progress: Callable[[str], None],
+) -> CutoverRun:
+    """A STOP's explanation (after its rollback and ``end`` were journaled), journaled as an ``explain`` record;
+    the run with it. Nothing here changes the outcome: any failure, Ctrl-C included, is the one ``skipped`` line."""
+    progress("explaining the stop from both environments' APM traces (the rollback is done)")
+    try:
+        explanation = explain(run, path.parent)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "SIGINT"
+        explanation = StopExplanation(skipped=f"interrupted by {name} while reading traces")
+    except Exception as exc:  # an explanation must never change the outcome
+        explanation = StopExplanation(skipped=str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    for why in explanation.why:
+        progress(f"why {why.endpoint}: {why.sentence}")
+    if explanation.skipped is not None:
+        progress(f"no explanation: {explanation.skipped}")
+    journal = Journal(path, clock)
+    try:
+        journal.append("explain", **encode_explanation(explanation))
+    except BadInput as exc:
+        progress(f"warning: the explanation was not journaled ({exc})")
+    finally:
+        journal.close()
+    return replace(run, explanation=explanation)
 
 
 def _journaled_weight(path: Path, fallback: float | None) -> float | None:

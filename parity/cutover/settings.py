@@ -30,6 +30,7 @@ Example::
     datadog_tags = ["team:payroll"]
     site = "datadoghq.eu"              # default: DD_SITE, else datadoghq.com
     dd_url = ""                        # send every Datadog call here (a proxy)
+    explain = true                     # on a STOP, explain the stopping endpoints from both sides' traces
 
     [cutover.old]                      # each environment's APM: trace.<span> of service in env, + tags
     service = "web"
@@ -154,6 +155,7 @@ class CutoverSettings:
     site: str | None = None
     dd_url: str | None = None
     guardrails: Guardrails = field(default_factory=Guardrails)
+    explain: bool = True
 
 
 def hold_checks(hold_s: float, interval_s: float) -> int:
@@ -282,6 +284,7 @@ _TOP = {
     "datadog_tags": "strings",
     "site": "str",
     "dd_url": "str",
+    "explain": "bool",
     "old": "selector",
     "new": "selector",
     "guardrails": "guardrails",
@@ -325,6 +328,10 @@ def _number(value: Any, where: str) -> float:
 
 def _value(kind: str, value: Any, where: str) -> Any:  # noqa: PLR0912 (one branch per kind of key)
     """``value`` checked and converted for a key of ``kind``; ValueError naming ``where`` otherwise."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
     if kind in ("str", "path", "kind"):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{where}: expected a non-empty string, got {value!r}")

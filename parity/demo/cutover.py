@@ -16,7 +16,10 @@ What runs (every part real, nothing mocked; all on 127.0.0.1, all stopped on eve
 6. the cutover driver (:func:`parity.cutover.run.run_cutover`) in this process: reads both environments from
    the fake Datadog through the real client (:class:`parity.cutover.live_apm.DatadogLiveApm`), shifts with
    :class:`parity.cutover.route53.Route53Shifter`, journals, decides, rolls back, writes ``DIR/index.html``,
-   ``DIR/cutover.json``, ``DIR/summary.md`` and ``DIR/journal.jsonl``; the Datadog event goes to the fake.
+   ``DIR/cutover.json``, ``DIR/summary.md`` and ``DIR/journal.jsonl``; the Datadog event goes to the fake. After a
+   STOP's rollback it explains the stop (:mod:`parity.cutover.explain`) from the services' whole traces
+   (``TRACE_RATE_PER_S``), read back through the real Spans client: ``DIR/explain.json`` and why lines; the pool
+   of 2's wait is a ``connection_pool.wait`` span (queueing).
 
 The compressed timing (why these numbers; ``benchmarks/demo_cutover_timing.py`` and
 ``benchmarks/demo_cutover_bottleneck.py`` measure them):
@@ -80,7 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parity.cutover.journal import JOURNAL_NAME
-from parity.cutover.model import ApmSelector, CutoverRun, Outcome, ShiftError
+from parity.cutover.model import ApmSelector, CutoverRun, Outcome, ShiftError, StopExplanation
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.catalog import CATALOG, DemoEndpoint
 from parity.demo.processes import Service, running_servers
@@ -101,9 +104,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AVG_TOLERANCE",
     "DEMO_RATE_RPS",
+    "EXPLAIN_TRACES",
     "INTERVAL_S",
     "MAX_HOLD_S",
     "MIN_HOLD_S",
+    "TRACE_RATE_PER_S",
     "CutoverDemoOptions",
     "CutoverDemoOutcome",
     "demo_policy",
@@ -146,12 +151,20 @@ TRAFFIC_TIMEOUT_S = 60.0
 WARM_REQUESTS = 50
 #: Seconds the replay child gets to exit after SIGTERM before it is killed.
 REPLAY_STOP_S = 10.0
+#: Whole traces per second and endpoint each service sends (the server's default is 2): a STOP comes after a few
+#: 2-s checks, and the explanation reads the stopped step's checks only (10-30 s); at 2/s its ~20 traces a side
+#: left the pool's queueing undecided on the busiest endpoint (interval -0.4…+24 ms), at 6/s the busiest endpoints
+#: give up to ``EXPLAIN_TRACES`` a side. Cost: the traced requests' spans (about 5 a trace) to the fake Datadog.
+TRACE_RATE_PER_S = 6.0
+#: Traces read per side and endpoint when a STOP is explained (the Spans client's default is 30).
+EXPLAIN_TRACES = 60
 
 
 @dataclass(frozen=True)
 class CutoverDemoOptions:
     """What to run. ``bottleneck``: the new side is ``new-cutover`` (False: the old profile again).
-    ``steps``/``rate_rps``/``max_hold_s``: the hidden knobs tests use to run a shorter demo."""
+    ``steps``/``rate_rps``/``max_hold_s``: the hidden knobs tests use to run a shorter demo. ``explain``: a STOP is
+    explained from the services' traces in the fake Datadog (read back with the real Spans client)."""
 
     out_dir: Path = Path("reports/demo-cutover")
     bottleneck: bool = True
@@ -159,6 +172,7 @@ class CutoverDemoOptions:
     steps: tuple[float, ...] = DEMO_STEPS
     max_hold_s: float = MAX_HOLD_S
     seed: int = 1
+    explain: bool = True
 
 
 @dataclass(frozen=True)
@@ -309,6 +323,19 @@ def _await_traffic(counts: Callable[[], int], proc: subprocess.Popen[bytes], log
         time.sleep(0.2)
 
 
+def _explainer(
+    dd_url: str, routes: Path, progress: Callable[[str], None]
+) -> Callable[[CutoverRun, Path], StopExplanation]:
+    """A STOP's explanation from the fake Datadog at ``dd_url`` through the real Spans client (the demo's keys), its
+    resources through the demo's route map."""
+    from parity.cutover.explain import explainer
+    from parity.explain.command import DatadogAccess
+    from parity.explain.datadog_spans import SamplePolicy
+
+    access = DatadogAccess(DEMO_API_KEY, DEMO_APP_KEY, dd_url=dd_url)
+    return explainer(access, routes=routes, policy=SamplePolicy(traces=EXPLAIN_TRACES), progress=progress)
+
+
 def run_cutover_demo(
     options: CutoverDemoOptions, progress: Callable[[str], None] = lambda _: None
 ) -> CutoverDemoOutcome:
@@ -334,7 +361,9 @@ def run_cutover_demo(
         datadog = stack.enter_context(DemoDatadog())
         new_profile = "new-cutover" if options.bottleneck else "old"
         services = [Service("old", apm_env=OLD_ENV), Service(new_profile, apm_env=NEW_ENV)]
-        old_url, new_url = stack.enter_context(running_servers(services, seed=options.seed, apm_url=datadog.intake_url))
+        old_url, new_url = stack.enter_context(
+            running_servers(services, seed=options.seed, apm_url=datadog.intake_url, trace_rate=TRACE_RATE_PER_S)
+        )
         dns = stack.enter_context(DemoDns())
         router = stack.enter_context(
             WeightedRouter(
@@ -387,6 +416,7 @@ def run_cutover_demo(
             send_event=send_event,
             progress=progress,
             judge=demo_policy(),
+            explain=_explainer(datadog.url, routes, progress) if options.explain else None,
         )
         counts = router.counts()
         weight_after: float | None

@@ -43,7 +43,9 @@ Whole traces (also with ``--apm-url``): requests are traced as Datadog's tracer 
 posted by a ``TraceReporter`` (batched and bounded like the spans) to the same fake's trace intake
 (``parity.demo.apm_traces``, path ``/api/parity-demo/traces``): a root ``rack.request`` (type ``web``, resource
 the endpoint's), a ``postgres.query`` child (type ``sql``, tag ``db.system:postgresql``) per database query
-(from before it waits for a database slot to its end; the pool checkout is not a span: its wait is the app's),
+(from before it waits for a database slot to its end), a ``connection_pool.wait`` (type ``queue``: queueing,
+resource the pool's name) when the request found its connection pool empty, from asking to getting a connection
+or giving up (then ``error``): a request that finds a free connection has none, as a tracer timing only waits,
 a ``redis.command`` (type ``redis``) or ``http.request`` (type ``http``, tag ``peer.service``) per traced call of
 the endpoint's ``CostModel.calls``; everything else — app time, the export's CPU (throttling included),
 ``--add-latency`` — is the root's own time: app code. All spans carry the service ``hr-payroll`` (client spans
@@ -97,6 +99,8 @@ __all__ = [
     "INJECTED_ERROR",
     "MAX_PENDING_SPANS",
     "POOL_TIMEOUT_ERROR",
+    "POOL_WAIT_SPAN",
+    "POOL_WAIT_TYPE",
     "SPAN_FLUSH_S",
     "STATS_PATH",
     "TRACE_RATE_PER_S",
@@ -945,6 +949,8 @@ _HANDLERS: Mapping[str, Callable[[Mapping[str, str], Mapping[str, str], Any], Re
 }
 _EXPORT_RESOURCE = "ReportsController#export"
 _POSTGRES_META: Mapping[str, str] = {"db.system": "postgresql"}
+#: Operation and span type of a wait for a pool connection (classified as queueing by ``parity.explain``).
+POOL_WAIT_SPAN, POOL_WAIT_TYPE = "connection_pool.wait", "queue"
 
 
 _N_PLUS_ONE_STATEMENT = "SELECT employees.* FROM employees WHERE employees.id = $1"
@@ -1177,7 +1183,7 @@ class DemoService:
         early = self.profile.checkout_per_request
         if not early:
             self._app_time(app_s, cost.calls, trace)
-        if not self._checkout(pool, account):
+        if not self._checkout(pool, account, trace, cost.pool):
             return False
         try:
             if early:
@@ -1215,15 +1221,20 @@ class DemoService:
             rest_s -= app_s * call.share
         gevent.sleep(max(rest_s, 0.0))
 
-    def _checkout(self, pool: Any, account: _Account) -> bool:
-        """Take a connection of ``pool``, waiting at most the profile's checkout timeout (accounted)."""
+    def _checkout(self, pool: Any, account: _Account, trace: _Trace | None = None, name: str = "") -> bool:
+        """Take a connection of ``pool`` (called ``name``), waiting at most the profile's checkout timeout
+        (accounted; a wait of a traced request is its ``POOL_WAIT_SPAN`` span, an error when it gave up)."""
         if not pool.locked():
             return bool(pool.acquire(timeout=self.profile.checkout_timeout_s))
         account.pool_waits += 1  # no connection free: this request waits for one
         asked = time.monotonic()
-        acquired = pool.acquire(timeout=self.profile.checkout_timeout_s)
+        started = trace.now_s() if trace is not None else 0.0
+        acquired = bool(pool.acquire(timeout=self.profile.checkout_timeout_s))
         account.pool_wait_ms += (time.monotonic() - asked) * 1000.0
-        return bool(acquired)
+        if trace is not None:
+            meta = {"db.pool.name": name}
+            trace.child(POOL_WAIT_SPAN, POOL_WAIT_TYPE, name, started, meta, error=not acquired)
+        return acquired
 
     def _export(self, cost: CostModel, factor: float, department: str, account: _Account) -> _Reply:
         """Charge the CPU of ``cost.cpu_rows`` CSV rows (``CPU_MS_PER_ROW`` ms × ``factor`` each) chunk by chunk to
