@@ -410,7 +410,9 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not args.rate_scale > 0:
         raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
     config = _config(args)
-    options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
+    options = DemoOptions(
+        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out, explain=args.explain
+    )
     try:
         with replay_progress(args.quiet) as live:
             outcome = run_demo(
@@ -418,8 +420,13 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
-    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
+    explanations = None if outcome.explained is None else outcome.explained.explanations
+    if outcome.explained is not None and outcome.explained.skipped is not None:
+        print(f"parity: no explanation: {outcome.explained.skipped}", file=sys.stderr)
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides, explanations)
     print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
+    if outcome.explained is not None and outcome.explained.path is not None:
+        print(f"  explanations: {outcome.explained.path}")
     return EXIT_OK
 
 
@@ -1742,6 +1749,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(demo)
     demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    demo.add_argument(
+        "--no-explain",
+        dest="explain",
+        action="store_false",
+        help="do not explain the result from the services' APM traces (by default both services send traces to a "
+        "local fake Datadog and every endpoint is explained from them, read back with the Datadog client: "
+        "DIR/explain.json and a why line per bottleneck)",
+    )
     demo.add_argument(
         "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
     )
