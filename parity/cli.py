@@ -420,7 +420,8 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
-    explanations = None if outcome.explained is None else outcome.explained.explanations
+    # the demo's own explanations or none: never an explain.json the directory may hold from elsewhere
+    explanations = (outcome.explained and outcome.explained.explanations) or {}
     if outcome.explained is not None and outcome.explained.skipped is not None:
         print(f"parity: no explanation: {outcome.explained.skipped}", file=sys.stderr)
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides, explanations)
@@ -1718,7 +1719,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
         description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
-        "against both at the same time, compare new against old and write the reports. Exits 0 when the "
+        "against both at the same time, compare new against old, explain every endpoint from the APM traces both "
+        "sent to a local fake Datadog (unless --no-explain) and write the reports. Exits 0 when the "
         "demo completed (its verdict is in the report: the new profile has two planted bottlenecks). "
         "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
         "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
