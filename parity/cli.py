@@ -411,7 +411,11 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
     config = _config(args)
     options = DemoOptions(
-        duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out, explain=args.explain
+        duration_s=args.duration,
+        rate_scale=args.rate_scale,
+        seed=args.seed,
+        out_dir=args.out,
+        explain=not args.no_explain,
     )
     try:
         with replay_progress(args.quiet) as live:
@@ -1753,11 +1757,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     demo.add_argument(
         "--no-explain",
-        dest="explain",
-        action="store_false",
-        help="do not explain the result from the services' APM traces (by default both services send traces to a "
-        "local fake Datadog and every endpoint is explained from them, read back with the Datadog client: "
-        "DIR/explain.json and a why line per bottleneck)",
+        action="store_true",
+        help="skip the explanation: without it, both services send APM traces to a local fake Datadog and every "
+        "endpoint is explained from them, read back with the Datadog client (DIR/explain.json, a why line per "
+        "bottleneck)",
     )
     demo.add_argument(
         "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"

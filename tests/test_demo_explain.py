@@ -46,6 +46,6 @@ def test_a_recorded_resource_and_an_unknown_endpoint_are_kept() -> None:
 
 def test_the_demo_explains_unless_told_not_to() -> None:
     parser = build_parser()
-    assert parser.parse_args(["demo"]).explain is True
-    assert parser.parse_args(["demo", "--no-explain"]).explain is False
+    assert parser.parse_args(["demo"]).no_explain is False
+    assert parser.parse_args(["demo", "--no-explain"]).no_explain is True
     assert DemoOptions().explain is True
