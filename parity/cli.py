@@ -424,7 +424,13 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not args.rate_scale > 0:
         raise BadInput(f"--rate-scale must be > 0, got {args.rate_scale:g}")
     config = _config(args)
-    options = DemoOptions(duration_s=args.duration, rate_scale=args.rate_scale, seed=args.seed, out_dir=args.out)
+    options = DemoOptions(
+        duration_s=args.duration,
+        rate_scale=args.rate_scale,
+        seed=args.seed,
+        out_dir=args.out,
+        explain=not args.no_explain,
+    )
     try:
         with replay_progress(args.quiet) as live:
             outcome = run_demo(
@@ -432,8 +438,14 @@ def _cmd_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
             )
     except RuntimeError as exc:
         raise BadInput(f"demo: {exc}") from None
-    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides)
+    # the demo's own explanations or none: never an explain.json the directory may hold from elsewhere
+    explanations = (outcome.explained and outcome.explained.explanations) or {}
+    if outcome.explained is not None and outcome.explained.skipped is not None:
+        print(f"parity: no explanation: {outcome.explained.skipped}", file=sys.stderr)
+    _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides, explanations)
     print(f"  measurements: {outcome.old_measurement}, {outcome.new_measurement}")
+    if outcome.explained is not None and outcome.explained.path is not None:
+        print(f"  explanations: {outcome.explained.path}")
     return EXIT_OK
 
 
@@ -1809,7 +1821,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
         description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
-        "against both at the same time, compare new against old and write the reports. Exits 0 when the "
+        "against both at the same time, compare new against old, explain every endpoint from the APM traces both "
+        "sent to a local fake Datadog (unless --no-explain) and write the reports. Exits 0 when the "
         "demo completed (its verdict is in the report: the new profile has two planted bottlenecks). "
         "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
         "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
@@ -1840,6 +1853,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(demo)
     demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    demo.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="skip the explanation: without it, both services send APM traces to a local fake Datadog and every "
+        "endpoint is explained from them, read back with the Datadog client (DIR/explain.json, a why line per "
+        "bottleneck)",
+    )
     demo.add_argument(
         "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
     )

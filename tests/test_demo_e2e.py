@@ -12,15 +12,66 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from parity.explain import Kind
 from tests.conftest import run_parity
 
 pytestmark = pytest.mark.e2e
 
 PLANTED = {"POST /api/payroll/calculations", "GET /api/reports/employees.csv"}
+PAYROLL, EXPORT = "POST /api/payroll/calculations", "GET /api/reports/employees.csv"
+
+
+def _component(entry: dict[str, Any], label: str) -> dict[str, Any]:
+    return next(c for c in entry["components"] if c["label"] == label)
+
+
+def _assert_explained(out: Path) -> dict[str, dict[str, Any]]:
+    """The demo's explain.json: every endpoint explained from the services' traces (read back with the real client
+    from the fake Datadog); the planted bottlenecks named by component and kind, the others nothing changed.
+    Decided from server-side traces (call counts, large planted effects), not from this machine's timing."""
+    document = json.loads((out / "explain.json").read_text())
+    assert (document["old"]["env"], document["new"]["env"]) == ("old", "new")
+    assert document["old"]["service"] == document["new"]["service"] == "hr-payroll"
+    entries = {e["endpoint"]: e for e in document["explanations"]}
+    assert len(entries) == 12, sorted(entries)
+    for key, e in entries.items():
+        assert e["available"], (key, e["sentence"])
+        assert e["reads"]["old"]["traces"] >= 5, (key, e["reads"])
+        assert e["reads"]["new"]["traces"] >= 5, (key, e["reads"])
+    # the N+1: postgres, 3x the queries, named first; app code not blamed
+    payroll = entries[PAYROLL]
+    assert payroll["request"]["change"] == "slower", payroll["sentence"]
+    assert payroll["named"][0] == "postgres", payroll["sentence"]
+    postgres = _component(payroll, "postgres")
+    assert (postgres["kind"], postgres["change"]) == (Kind.DATABASE.value, "slower")
+    assert (postgres["old_calls"], postgres["new_calls"]) == (8.0, 24.0)
+    assert postgres["calls_ratio"] == pytest.approx(3.0)
+    assert "3.0× more queries" in payroll["sentence"], payroll["sentence"]
+    assert _component(payroll, "app code")["change"] != "slower", payroll["sentence"]
+    # the CPU-bound export: app code (the service's own time), its queries unchanged in number
+    export = entries[EXPORT]
+    assert export["request"]["change"] == "slower", export["sentence"]
+    assert export["named"][0] == "app code", export["sentence"]
+    app = _component(export, "app code")
+    assert (app["kind"], app["own_service"], app["change"]) == (Kind.APP.value, True, "slower")
+    export_pg = _component(export, "postgres")
+    assert export_pg["change"] != "slower", export["sentence"]
+    assert export_pg["old_calls"] == export_pg["new_calls"], export["sentence"]
+    # every other endpoint: nothing changed (nothing named, nothing shown slower or faster, request not slower)
+    for key, e in entries.items():
+        if key in PLANTED:
+            continue
+        moved = [c["label"] for c in e["components"] if c["change"] in ("slower", "faster")]
+        assert e["named"] == [], (key, e["sentence"])
+        assert moved == [], (key, e["sentence"])
+        assert e["request"]["change"] != "slower", (key, e["sentence"])
+        assert e["sentence"].startswith("the sampled requests are not"), (key, e["sentence"])
+    return entries
 
 
 @pytest.mark.alone  # judges latency measured on this machine: no other test beside it
@@ -40,6 +91,9 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert len(verdicts) == 12
     # The planted bottlenecks take no real CPU and both services share one process: nothing else regresses.
     assert [k for k, v in verdicts.items() if v == "fail" and k not in PLANTED] == [], verdicts
+    entries = _assert_explained(out)
+    assert f"explanations: {out / 'explain.json'}" in done.stdout
+    assert "no explanation" not in done.stdout + done.stderr
     if "load generator" in json.dumps(result):
         # The machine starved the replay's generator (its lag would inflate every latency): the judge leaves latency
         # unjudged, which is never a pass; seen with two CPU hogs and other suites beside this one on 2 cores
@@ -51,6 +105,13 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert {b["endpoint"] for b in result["bottlenecks"][:2]} == PLANTED
     assert "parity: FAIL" in done.stdout
     assert f"report: {out / 'index.html'}" in done.stdout
+    # the why lines: under each bottleneck in the terminal, in summary.md and in the report
+    summary, html = (out / "summary.md").read_text(), (out / "index.html").read_text()
+    for key in PLANTED:
+        why = entries[key]["sentence"]
+        assert f"why: {why}" in done.stdout, done.stdout
+        assert f"- {key}: {why}" in summary, summary
+    assert "per request in postgres (3.0× more queries" in html
     old = json.loads((out / "old.measurement.json").read_text())
     new = json.loads((out / "new.measurement.json").read_text())
     assert old["pair_id"] == new["pair_id"] is not None
@@ -66,10 +127,20 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.alone  # judges latency measured on this machine: no other test beside it
 def test_a_short_demo_never_passes_while_the_bottlenecks_are_planted(tmp_path: Path) -> None:
     """15 s: ~30 exports and payroll calculations per side. It used to print a green PASS with both planted
-    endpoints "not judged"; now they fail (decided on few requests), or at worst the run is inconclusive."""
+    endpoints "not judged"; now they fail (decided on few requests), or at worst the run is inconclusive.
+
+    Also: an explanation that fails never fails the demo nor changes its verdicts (explain.json cannot be written
+    here: a directory holds its name): one ``no explanation:`` line, the reports without why lines."""
     out = tmp_path / "demo"
+    (out / "explain.json").mkdir(parents=True)
     done = run_parity("demo", "--duration", "15", "--out", str(out), timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert [line for line in done.stderr.splitlines() if "no explanation" in line] == [
+        f"parity: no explanation: {out / 'explain.json'}: cannot write it: Is a directory"
+    ], done.stderr
+    assert "why:" not in done.stdout
+    assert "Traceback" not in done.stderr
+    assert "**Why**" not in (out / "summary.md").read_text()
     result = json.loads((out / "parity.json").read_text())
     assert result["verdict"] in ("fail", "inconclusive"), result["reasons"]
     for e in result["endpoints"]:
