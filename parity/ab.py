@@ -18,6 +18,7 @@ Measurements marked incomplete, which are judged like any incomplete run, and th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = [
     "replay_status",
     "run_ab",
     "with_replayed_resources",
+    "with_resources",
 ]
 
 #: Seconds a replay may run beyond its planned run time (start-up, waiting for workers, drain, writing the
@@ -130,17 +132,22 @@ def run_ab(
     return AbOutcome(status, result, old_path, new_path, log_path, (old, new), interrupted=ended.signal)
 
 
-def with_replayed_resources(side: Measurement, replayed: Measurement) -> Measurement:
-    """``side`` (a replay's recording) with each endpoint's APM resource (e.g. ``EmployeesController#show``) taken
-    from the baseline it replayed, where ``side`` names none: a replay records method + route only, and its target's
-    traces carry the application's resource names. An endpoint the baseline does not hold, or holds without a
-    resource, keeps None (its key is then the resource searched)."""
-    known = {e.endpoint.key: e.resource for e in replayed.endpoints if e.resource}
+def with_resources(side: Measurement, resources: Mapping[str, str]) -> Measurement:
+    """``side`` with each endpoint that names no APM resource given ``resources[key]`` (e.g.
+    ``EmployeesController#show``); an endpoint not in ``resources``, or one that names a resource, is kept."""
     endpoints = tuple(
-        e if e.resource or e.endpoint.key not in known else replace(e, resource=known[e.endpoint.key])
+        e if e.resource or e.endpoint.key not in resources else replace(e, resource=resources[e.endpoint.key])
         for e in side.endpoints
     )
     return replace(side, endpoints=endpoints)
+
+
+def with_replayed_resources(side: Measurement, replayed: Measurement) -> Measurement:
+    """``side`` (a replay's recording) with each endpoint's APM resource taken from the baseline it replayed, where
+    ``side`` names none: a replay records method + route only, and its target's traces carry the application's
+    resource names. An endpoint the baseline does not hold, or holds without a resource, keeps None (its key is
+    then the resource searched)."""
+    return with_resources(side, {e.endpoint.key: e.resource for e in replayed.endpoints if e.resource})
 
 
 def apm_named(result: ParityResult, *, old: tuple[str | None, str | None], new: tuple[str | None, str | None]

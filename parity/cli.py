@@ -463,7 +463,7 @@ def _cmd_demo_cutover(args: argparse.Namespace) -> int:
         steps=steps,
         max_hold_s=args.max_hold,
         seed=args.seed,
-        explain=not getattr(args, "no_explain", False),  # parity demo's --no-explain, when it has one
+        explain=not args.no_explain,
     )
     received: list[int] = []
     try:
@@ -1702,9 +1702,64 @@ def _has_subcommands(parser: argparse.ArgumentParser) -> bool:
     return any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
 
 
+def _add_demo_parser(sub: argparse._SubParsersAction[_CommandParser]) -> None:
+    """``parity demo [cutover]``: the bundled demo, A/B or the cutover gate, on loopback."""
+    from parity.demo import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE  # not .runner: ~0.1 s of imports
+
+    demo = sub.add_parser(
+        "demo",
+        help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
+        description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
+        "against both at the same time, compare new against old, explain every endpoint from the APM traces both "
+        "sent to a local fake Datadog (unless --no-explain) and write the reports. Exits 0 when the "
+        "demo completed (its verdict is in the report: the new profile has two planted bottlenecks). "
+        "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
+        "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
+        "through it, both reporting APM spans to a local fake Datadog, and `parity cutover`'s driver moving the "
+        "weights 1, 10, 50, 100 % (the demo skips 5 %); the new side's planted load-dependent bottleneck stops it "
+        "at 50 % and the weights return to 0 % (exit 1); with --no-bottleneck it reaches 100 % (exit 0).",
+        epilog=examples(
+            "parity demo",
+            "parity demo --duration 30 --rate-scale 1 -o reports/demo-short",
+            "parity demo cutover -o reports/demo-cutover",
+            "parity demo cutover --no-bottleneck",
+        ),
+    )
+    demo.add_argument(
+        "what", nargs="?", choices=("cutover",), metavar="cutover", help="run the cutover-gate demo instead"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
+        help="replay seconds (default: %(default)g s)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, metavar="X",
+        help="load vs. the baseline (default: %(default)g)",
+    )  # fmt: skip
+    demo.add_argument("--seed", type=int, default=1, metavar="N", help="arrival schedule seed (default: %(default)s)")
+    _add_out_option(
+        demo, None, f"report directory (default: {DEFAULT_DEMO_OUT}; demo cutover: {DEFAULT_DEMO_CUTOVER_OUT})"
+    )
+    _add_config_option(demo)
+    demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    demo.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="skip the explanation: without it, both services send APM traces to a local fake Datadog and every "
+        "endpoint is explained from them, read back with the Datadog client (DIR/explain.json, a why line per "
+        "bottleneck; demo cutover: the endpoints that stopped the gate)",
+    )
+    demo.add_argument(
+        "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
+    )
+    # Hidden knobs of a shorter cutover demo (the tests'): req/s through the router, steps, maximum hold (s).
+    demo.add_argument("--rate", type=_positive, default=120.0, help=argparse.SUPPRESS)  # DEMO_RATE_RPS
+    demo.add_argument("--steps", default=None, help=argparse.SUPPRESS)
+    demo.add_argument("--max-hold", type=_positive, default=80.0, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``parity`` command line: every command's parser, help laid out by :class:`HelpFormatter`."""
-    from parity.demo import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE  # not .runner: ~0.1 s of imports
 
     parser = argparse.ArgumentParser(
         prog="parity",
@@ -1817,56 +1872,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_parser(sub)
     _add_plan_parser(sub)
 
-    demo = sub.add_parser(
-        "demo",
-        help="concurrent A/B replay of the bundled baseline against the demo's old and new profiles",
-        description="Start the demo service's old (EC2) and new (EKS) profiles, replay the bundled baseline "
-        "against both at the same time, compare new against old, explain every endpoint from the APM traces both "
-        "sent to a local fake Datadog (unless --no-explain) and write the reports. Exits 0 when the "
-        "demo completed (its verdict is in the report: the new profile has two planted bottlenecks). "
-        "`parity demo cutover` runs the cutover gate instead (about 2 minutes): the old and new services behind "
-        "a weighted router that reads its weights from Route 53 (moto, on loopback), the baseline's traffic "
-        "through it, both reporting APM spans to a local fake Datadog, and `parity cutover`'s driver moving the "
-        "weights 1, 10, 50, 100 % (the demo skips 5 %); the new side's planted load-dependent bottleneck stops it "
-        "at 50 % and the weights return to 0 % (exit 1); with --no-bottleneck it reaches 100 % (exit 0).",
-        epilog=examples(
-            "parity demo",
-            "parity demo --duration 30 --rate-scale 1 -o reports/demo-short",
-            "parity demo cutover -o reports/demo-cutover",
-            "parity demo cutover --no-bottleneck",
-        ),
-    )
-    demo.add_argument(
-        "what", nargs="?", choices=("cutover",), metavar="cutover", help="run the cutover-gate demo instead"
-    )
-    demo.add_argument(
-        "--duration", type=float, default=DEFAULT_DURATION_S, metavar="S",
-        help="replay seconds (default: %(default)g s)",
-    )  # fmt: skip
-    demo.add_argument(
-        "--rate-scale", type=float, default=DEFAULT_RATE_SCALE, metavar="X",
-        help="load vs. the baseline (default: %(default)g)",
-    )  # fmt: skip
-    demo.add_argument("--seed", type=int, default=1, metavar="N", help="arrival schedule seed (default: %(default)s)")
-    _add_out_option(
-        demo, None, f"report directory (default: {DEFAULT_DEMO_OUT}; demo cutover: {DEFAULT_DEMO_CUTOVER_OUT})"
-    )
-    _add_config_option(demo)
-    demo.add_argument("--quiet", action="store_true", help=QUIET_HELP)
-    demo.add_argument(
-        "--no-explain",
-        action="store_true",
-        help="skip the explanation: without it, both services send APM traces to a local fake Datadog and every "
-        "endpoint is explained from them, read back with the Datadog client (DIR/explain.json, a why line per "
-        "bottleneck)",
-    )
-    demo.add_argument(
-        "--no-bottleneck", action="store_true", help="demo cutover: the new side without the planted bottleneck"
-    )
-    # Hidden knobs of a shorter cutover demo (the tests'): req/s through the router, steps, maximum hold (s).
-    demo.add_argument("--rate", type=_positive, default=120.0, help=argparse.SUPPRESS)  # DEMO_RATE_RPS
-    demo.add_argument("--steps", default=None, help=argparse.SUPPRESS)
-    demo.add_argument("--max-hold", type=_positive, default=80.0, help=argparse.SUPPRESS)
+    _add_demo_parser(sub)
 
     baseline = sub.add_parser(
         "baseline",

@@ -21,7 +21,6 @@ process are stopped on every exit path, Ctrl-C included.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import parity
 from parity import measurement_json
-from parity.ab import REPLAY_SLACK_S, run_ab
+from parity.ab import REPLAY_SLACK_S, run_ab, with_resources
 from parity.demo import DEFAULT_DURATION_S, DEFAULT_RATE_SCALE
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
 from parity.demo.baseline import build_baseline
@@ -89,16 +88,7 @@ def with_demo_resources(measurement: Measurement) -> Measurement:
     """``measurement`` with each endpoint's APM resource set to the demo catalogue's (``PayrollCalculationsController
     #create`` for ``POST /api/payroll/calculations``): the resource the demo server names that endpoint's traces. An
     endpoint the catalogue lacks, or one that already records a resource, is kept as it is."""
-    resources = {e.key: e.resource for e in CATALOG}
-    return dataclasses.replace(
-        measurement,
-        endpoints=tuple(
-            s
-            if s.resource or s.endpoint.key not in resources
-            else dataclasses.replace(s, resource=resources[s.endpoint.key])
-            for s in measurement.endpoints
-        ),
-    )
+    return with_resources(measurement, {e.key: e.resource for e in CATALOG})
 
 
 def _await_traces_sent(urls: list[str], timeout_s: float = TRACE_FLUSH_TIMEOUT_S) -> str | None:
