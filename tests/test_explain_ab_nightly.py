@@ -181,6 +181,8 @@ def test_failures_are_one_reason_and_change_no_verdict(fake: DemoDatadog, tmp_pa
     explained = explain_night(settings, KEYS, result, None, sides, BASELINE, tmp_path / "d")
     assert explained.explanations is not None
     assert "403" in explained.explanations[USERS]["sentence"]
+    # a failed read is the endpoint's reason (explain.json, why lines), not the night's: listed unexplained
+    assert explained.skipped is None
     assert explained.summary(tmp_path / "d")["explained"] == []
     assert result.verdict is Verdict.FAIL
 
