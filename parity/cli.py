@@ -923,7 +923,10 @@ def _cmd_ab(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"parity: refused: {outcome.refusal} (log: {outcome.log_path})", file=sys.stderr)
         return outcome.exit_code
     explanations = None
-    if args.explain and outcome.sides is not None:
+    if args.explain and outcome.interrupted is not None:  # a stop ends the run now: no Datadog reads (and waits)
+        print(f"parity: no explanation: stopped by {signal.Signals(outcome.interrupted).name}: not explained",
+              file=sys.stderr)  # fmt: skip
+    elif args.explain and outcome.sides is not None:
         explanations = _ab_explanations(args, outcome.result, outcome.sides, baseline)
     _report(outcome.result, args.out, _meta(config.path, argv), outcome.sides, explanations)
     print(f"  measurements: {outcome.old_path}, {outcome.new_path}; Locust log: {outcome.log_path}")

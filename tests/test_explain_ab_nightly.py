@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -178,6 +181,8 @@ def test_failures_are_one_reason_and_change_no_verdict(fake: DemoDatadog, tmp_pa
     explained = explain_night(settings, KEYS, result, None, sides, BASELINE, tmp_path / "d")
     assert explained.explanations is not None
     assert "403" in explained.explanations[USERS]["sentence"]
+    # a failed read is the endpoint's reason (explain.json, why lines), not the night's: listed unexplained
+    assert explained.skipped is None
     assert explained.summary(tmp_path / "d")["explained"] == []
     assert result.verdict is Verdict.FAIL
 
@@ -286,3 +291,37 @@ def test_ab_night_judges_the_target_against_the_old_target_and_explains_its_repo
     counts = [{e.endpoint.key: e.count for e in side.endpoints} for side in (old_side, new_side)]
     assert counts[0] == counts[1]
     assert len(load_history(tmp_path / "history.sqlite").runs) == 1
+
+
+@pytest.mark.e2e
+def test_ab_explain_stopped_by_sigterm_reads_no_traces_and_keeps_the_report(
+    demo: tuple[DemoDatadog, str, str, Path], tmp_path: Path
+) -> None:
+    """A stop (SIGTERM: a CI job cancelled, with a grace period before its kill) ends ``ab --explain`` without
+    reading Datadog (up to 40 requests and 2 waits of 60 s per side and endpoint): one ``no explanation`` line,
+    the report of what was recorded, the signal's exit code — as ``parity nightly`` does."""
+    from tests.test_signals import _kill_all, _locust_child, _sending, _wait
+
+    datadog, old, new, baseline = demo
+    out = tmp_path / "ab"
+    ab = subprocess.Popen(
+        [sys.executable, "-m", "parity.cli", "ab", str(baseline), "--old", old, "--new", new, "-t", "60s", "--shape",
+         "steady", "--rps", "12", "--min-endpoint-rps", "4", "--old-env", "ec2", "--new-env", "eks", "--explain",
+         "--dd-url", datadog.url, "--quiet", "-o", str(out)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    locust: list[int] = []
+    try:
+        locust = [_locust_child(ab)]
+        _wait((out / "locust.log").is_file, 30, "the Locust log")
+        _wait(_sending(out / "locust.log", locust, new), 60, "the replay started sending")
+        ab.send_signal(signal.SIGTERM)
+        stdout, stderr = (text.decode() for text in ab.communicate(timeout=90))
+    finally:
+        _kill_all([ab], locust)
+    assert ab.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "reading old traces" not in stderr
+    assert "parity: no explanation: stopped by SIGTERM: not explained" in stderr.splitlines()
+    assert not (out / "explain.json").exists()
+    assert (out / "index.html").is_file()
+    assert "Traceback" not in stderr
