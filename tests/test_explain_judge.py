@@ -336,3 +336,33 @@ def test_labels_stay_unique_and_faster_components_follow() -> None:
     assert e.sentence.endswith("; app code and postgres via web-postgres unchanged")
     assert by_label(e)["redis"].change is Change.FASTER
     assert_consistent(e)
+
+
+def test_endpoints_explained_together_share_one_family_of_intervals() -> None:
+    """Explaining E endpoints at once widens each one's intervals (Bonferroni over E × K), so a file of twelve
+    explanations names an unchanged component no more often than one explanation does; a clear N+1 still shows."""
+    old, new = n_plus_one()
+    alone = explain("GET /users", old, new)
+    together = explain("GET /users", old, new, endpoints=12)
+    assert alone.sampling is not None and together.sampling is not None
+    k = len(alone.components)
+    assert together.sampling.confidence == pytest.approx(1 - (1 - CONFIDENCE) / 12)
+    assert together.sampling.component_confidence == pytest.approx(1 - (1 - CONFIDENCE) / (12 * k))
+    assert f"simultaneous at 95% over the {k} components and the 12 endpoints explained together" in (
+        together.sampling.statement
+    )
+    for a, b in zip(alone.components, together.components, strict=True):
+        assert a.label == b.label and a.diff_ms == b.diff_ms
+        assert b.diff_low_ms <= a.diff_low_ms and a.diff_high_ms <= b.diff_high_ms  # equal: no variance
+    assert together.request is not None and alone.request is not None
+    assert together.request.diff_low_ms < alone.request.diff_low_ms
+    assert together.named == alone.named == ("postgres",)
+
+    # a small shift in app code, shown at one endpoint's level, is not enough for twelve endpoints' family
+    rng = random.Random(7)
+    base = [make_trace(f"o{i}", 50.0 + rng.gauss(0, 2.0)) for i in range(N)]
+    shifted = [make_trace(f"n{i}", 51.6 + rng.gauss(0, 2.0)) for i in range(N)]
+    one = explain("GET /x", TraceSample(traces=tuple(base)), TraceSample(traces=tuple(shifted)))
+    twelve = explain("GET /x", TraceSample(traces=tuple(base)), TraceSample(traces=tuple(shifted)), endpoints=12)
+    assert by_label(one)["app code"].change is Change.SLOWER
+    assert by_label(twelve)["app code"].change is not Change.SLOWER

@@ -184,13 +184,17 @@ def run_explain(
 ) -> tuple[EndpointExplanation, ...]:
     """Explain each endpoint (key as in parity.json) from both sides' sampled traces, in the given order.
 
+    The endpoints' intervals are simultaneous over all of them (:func:`parity.explain.judge.explain`'s
+    ``endpoints``): explaining more endpoints widens each one's, so the file as a whole names a component that did
+    not change at most as often as one endpoint's explanation would.
     ``resources``: endpoint key → (old, new) Datadog resource name (None: the key itself). The old side is read
     first; when it gives nothing the new side is not read (it would cost requests of the shared rate limit for
     no explanation)."""
     policy = policy or SamplePolicy()
     say = progress or (lambda _line: None)
+    keys = list(endpoints)
     out: list[EndpointExplanation] = []
-    for key in endpoints:
+    for key in keys:
         old_resource, new_resource = (resources or {}).get(key, (None, None))
         say(f"explain {key}: reading old traces ({old.describe()})")
         old_sample, old_read = _read(reader, old.window(old_resource or key), policy, say)
@@ -199,7 +203,8 @@ def run_explain(
             continue
         say(f"explain {key}: reading new traces ({new.describe()})")
         new_sample, new_read = _read(reader, new.window(new_resource or key), policy, say)
-        out.append(EndpointExplanation(explain(key, old_sample, new_sample), old_read, new_read))
+        explained = explain(key, old_sample, new_sample, endpoints=len(keys))
+        out.append(EndpointExplanation(explained, old_read, new_read))
     return tuple(out)
 
 

@@ -13,9 +13,11 @@ its name differs, e.g. ``web`` on EC2 and ``web-eks`` on EKS):
 - **calls per request**: the mean number of its spans per trace; the effect is the ratio new / old.
 - **intervals**: Welch's t interval for the difference of the two means (unequal variances,
   Welch–Satterthwaite degrees of freedom); for the calls ratio, the same on the log scale (delta method).
-  The request's interval is two-sided ``CONFIDENCE``; the components' are simultaneous over the K components
-  of the endpoint (Bonferroni: each at ``1 − (1 − CONFIDENCE) / K``), so that one endpoint's explanation
-  names a component that did not change with probability <= ``(1 − CONFIDENCE) / 2``. Why not a bootstrap:
+  When E endpoints are explained together (``endpoints``: a report explains its top regressions, the demo
+  every endpoint), the request's interval is at ``1 − (1 − CONFIDENCE) / E`` and the components' at
+  ``1 − (1 − CONFIDENCE) / (E × K)`` over the K components of the endpoint (Bonferroni), so that the whole
+  explain.json names a component that did not change with probability <= ``(1 − CONFIDENCE) / 2`` (with one
+  endpoint: the request at ``CONFIDENCE``, the components simultaneous over K). Why not a bootstrap:
   on skewed, zero-heavy per-trace times (log-normal, 70 % zeros) at 5-40 traces per side, a percentile
   bootstrap covered 86-93 % instead of 95 % and called an unchanged component slower 3-7 % of the time
   instead of 2.5 %; Welch covered 96-99 % with 0.4-2.7 % (1,000 A/A draws per case). Deterministic: no random
@@ -410,8 +412,9 @@ def _skip_note(side: str, skipped: Sequence[SkippedTrace]) -> str:
     return f" {len(skipped)} {side} trace(s) skipped ({top})."
 
 
-def _sampling(old: TraceSample, new: TraceSample, confidence: float, components: int) -> Sampling:
-    """Count and state what the explanation rests on."""
+def _sampling(old: TraceSample, new: TraceSample, confidence: float, components: int, endpoints: int = 1) -> Sampling:
+    """Count and state what the explanation rests on. ``confidence``: the family's (every interval of the
+    ``components`` of the ``endpoints`` explained together)."""
     orphans = sum(t.orphans for t in (*old.traces, *new.traces))
     excluded = sum(t.excluded for t in (*old.traces, *new.traces))
     chosen = ""
@@ -421,7 +424,8 @@ def _sampling(old: TraceSample, new: TraceSample, confidence: float, components:
         f"From {len(old.traces)} old and {len(new.traces)} new sampled traces.{chosen} Indexed spans are a "
         "sample of the traffic, not all of it: per-request figures are means over these traces"
         + (
-            f", intervals Welch's t ({confidence:.0%}; simultaneous over the {components} components)."
+            f", intervals Welch's t, simultaneous at {confidence:.0%} over the {components} components"
+            + (f" and the {endpoints} endpoints explained together." if endpoints > 1 else ".")
             if components
             else "."
         )
@@ -441,8 +445,8 @@ def _sampling(old: TraceSample, new: TraceSample, confidence: float, components:
         new_chosen=new.chosen,
         orphans=orphans,
         excluded=excluded,
-        confidence=confidence,
-        component_confidence=_component_confidence(confidence, components),
+        confidence=_component_confidence(confidence, endpoints),
+        component_confidence=_component_confidence(confidence, components * max(1, endpoints)),
         statement=statement,
     )
 
@@ -470,8 +474,10 @@ def explain(
     new: TraceSample,
     *,
     confidence: float = CONFIDENCE,
+    endpoints: int = 1,
 ) -> Explanation:
-    """Judge the breakdown of ``endpoint``'s sampled traces, old vs new (method: module docstring).
+    """Judge the breakdown of ``endpoint``'s sampled traces, old vs new (method: module docstring); ``endpoints``:
+    how many endpoints are explained together (the intervals are simultaneous over all of them).
 
     Deterministic; the input order of the traces does not matter. Missing data: a side that is unavailable,
     has no usable traces or fewer than ``MIN_TRACES`` gives a :func:`no_explanation` with the reason — no
@@ -479,7 +485,7 @@ def explain(
     for side, sample in (("old", old), ("new", new)):
         reason = _unusable(side, sample)
         if reason is not None:
-            return no_explanation(endpoint, reason, _sampling(old, new, confidence, 0))
+            return no_explanation(endpoint, reason, _sampling(old, new, confidence, 0, endpoints))
 
     old_traces = sorted(old.traces, key=lambda t: (t.trace_id, t.root_span_id))
     new_traces = sorted(new.traces, key=lambda t: (t.trace_id, t.root_span_id))
@@ -488,11 +494,11 @@ def explain(
         for c in t.components:
             services[_key(c.component, t.root_service)] = c.component.service
     keys = sorted(services)
-    sampling = _sampling(old, new, confidence, len(keys))
+    sampling = _sampling(old, new, confidence, len(keys), endpoints)
     t_old, c_old, d_old = _matrix(old_traces, keys)
     t_new, c_new, d_new = _matrix(new_traces, keys)
 
-    req_low, req_high = _diff_interval(d_old[:, None], d_new[:, None], confidence)
+    req_low, req_high = _diff_interval(d_old[:, None], d_new[:, None], sampling.confidence)
     low, high = _diff_interval(t_old, t_new, sampling.component_confidence)
     r_low, r_high = _ratio_interval(c_old, c_new, sampling.component_confidence)
 
