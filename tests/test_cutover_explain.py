@@ -324,3 +324,21 @@ def test_the_command_takes_no_explain_and_the_table_takes_explain(
     config.write_text(table.replace("false", '"no"') + 'env = "eks"\n[cutover.shifter]\nkind = "manual"\n')
     assert main(["cutover", "--dry-run", "--config", str(config)]) == 2
     assert "cutover.explain: expected true or false" in capsys.readouterr().err
+
+
+def test_a_key_that_is_the_gates_normalised_resource_tag_is_not_searched_as_a_span_resource(tmp_path: Path) -> None:
+    """Without a route map (or one that lacks the resource) the gate's endpoint key is the ``resource_name`` TAG
+    value of trace metrics, ``userscontroller_show``; spans keep the raw name ``UsersController#show``, so a span
+    search by the tag spelling finds nothing and read as 'no traffic, not indexed...'. No request is spent on it and
+    the reason says what to do."""
+    tag = "userscontroller_show"
+    run = _run((_step(0, 50.0, T0, 3, _decision((_metric(tag, "avg_ms", Finding.WORSE),))),))
+    got = explain_stop(run, _NoReader(), tmp_path)  # _NoReader: any read fails the test
+    assert got.skipped is None
+    (why,) = got.why
+    assert why.endpoint == tag
+    assert why.sentence.startswith("no explanation: "), why.sentence
+    assert "routes" in why.sentence
+    assert "no traffic" not in why.sentence
+    document = json.loads((tmp_path / "explain.json").read_text())
+    assert document["explanations"][0]["available"] is False
