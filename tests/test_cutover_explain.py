@@ -342,3 +342,25 @@ def test_a_key_that_is_the_gates_normalised_resource_tag_is_not_searched_as_a_sp
     assert "no traffic" not in why.sentence
     document = json.loads((tmp_path / "explain.json").read_text())
     assert document["explanations"][0]["available"] is False
+
+
+def test_the_stops_reports_are_written_before_the_explanation_reads_anything(rig: Rig) -> None:
+    """Reading traces takes minutes at worst (rate-limit waits, time-outs): a driver killed meanwhile (SIGKILL, a
+    closed terminal's SIGHUP, a CI time-out) must leave the STOP's reports, not only its journal (an ended journal
+    cannot be resumed to write them)."""
+    _stopping(rig)
+    seen: dict[str, Any] = {}
+
+    def explain(_run: CutoverRun, out: Path) -> StopExplanation:
+        seen["files"] = sorted(p.name for p in out.iterdir())
+        seen["cutover"] = json.loads((out / "cutover.json").read_text()) if (out / "cutover.json").exists() else None
+        return StopExplanation((StopWhy("GET /a", ("avg_ms",), SENTENCE),), "explain.json")
+
+    run = rig.run(explain=explain)
+    assert run.outcome is Outcome.STOPPED
+    assert {"cutover.json", "index.html", "summary.md"} <= set(seen["files"]), seen["files"]
+    assert seen["cutover"]["outcome"] == "stopped"
+    assert seen["cutover"]["explanation"] is None  # not explained yet: said so, nothing made up
+    written = json.loads((rig.tmp_path / "cut" / "cutover.json").read_text())
+    assert written["explanation"]["endpoints"][0]["sentence"] == SENTENCE  # then rewritten with the why
+    assert len(rig.events) == 1
