@@ -364,3 +364,23 @@ def test_the_stops_reports_are_written_before_the_explanation_reads_anything(rig
     written = json.loads((rig.tmp_path / "cut" / "cutover.json").read_text())
     assert written["explanation"]["endpoints"][0]["sentence"] == SENTENCE  # then rewritten with the why
     assert len(rig.events) == 1
+
+
+def test_at_a_100_percent_stop_the_reports_say_the_old_side_was_read_over_the_previous_step() -> None:
+    """At 100 % the old side served nothing: its traces were read over the previous checked step (stop_windows);
+    the reports must not say both sides were read over the 100 % step."""
+    from dataclasses import replace
+
+    from parity.cutover.report import render_cutover_html, summary_md
+
+    stop = _decision((), (GuardrailBreach(USERS, "p99_ms", 900.0, 500.0, "breach"),), weight=100.0)
+    run = _run((_step(0, 10.0, T0 + 100, 4), _step(1, 50.0, T0 + 200, 3), _step(2, 100.0, T0 + 300, 2, stop)))
+    run = replace(run, explanation=StopExplanation((StopWhy(USERS, ("guardrail:p99_ms",), SENTENCE),), "explain.json"))
+    md = summary_md(run)
+    line = next(x for x in md.splitlines() if x.startswith("Why it is slower"))
+    assert "step 3 (100%)" in line
+    assert "old side over step 2 (50%)" in line, line
+    assert "old side over step 2 (50%)" in render_cutover_html(run)
+    at_50 = _run((_step(0, 10.0, T0 + 100, 4), _step(1, 50.0, T0 + 200, 3, _decision((), weight=50.0))))
+    at_50 = replace(at_50, explanation=run.explanation)
+    assert "old side over" not in summary_md(at_50)
