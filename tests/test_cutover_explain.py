@@ -324,3 +324,63 @@ def test_the_command_takes_no_explain_and_the_table_takes_explain(
     config.write_text(table.replace("false", '"no"') + 'env = "eks"\n[cutover.shifter]\nkind = "manual"\n')
     assert main(["cutover", "--dry-run", "--config", str(config)]) == 2
     assert "cutover.explain: expected true or false" in capsys.readouterr().err
+
+
+def test_a_key_that_is_the_gates_normalised_resource_tag_is_not_searched_as_a_span_resource(tmp_path: Path) -> None:
+    """Without a route map (or one that lacks the resource) the gate's endpoint key is the ``resource_name`` TAG
+    value of trace metrics, ``userscontroller_show``; spans keep the raw name ``UsersController#show``, so a span
+    search by the tag spelling finds nothing and read as 'no traffic, not indexed...'. No request is spent on it and
+    the reason says what to do."""
+    tag = "userscontroller_show"
+    run = _run((_step(0, 50.0, T0, 3, _decision((_metric(tag, "avg_ms", Finding.WORSE),))),))
+    got = explain_stop(run, _NoReader(), tmp_path)  # _NoReader: any read fails the test
+    assert got.skipped is None
+    (why,) = got.why
+    assert why.endpoint == tag
+    assert why.sentence.startswith("no explanation: "), why.sentence
+    assert "routes" in why.sentence
+    assert "no traffic" not in why.sentence
+    document = json.loads((tmp_path / "explain.json").read_text())
+    assert document["explanations"][0]["available"] is False
+
+
+def test_the_stops_reports_are_written_before_the_explanation_reads_anything(rig: Rig) -> None:
+    """Reading traces takes minutes at worst (rate-limit waits, time-outs): a driver killed meanwhile (SIGKILL, a
+    closed terminal's SIGHUP, a CI time-out) must leave the STOP's reports, not only its journal (an ended journal
+    cannot be resumed to write them)."""
+    _stopping(rig)
+    seen: dict[str, Any] = {}
+
+    def explain(_run: CutoverRun, out: Path) -> StopExplanation:
+        seen["files"] = sorted(p.name for p in out.iterdir())
+        seen["cutover"] = json.loads((out / "cutover.json").read_text()) if (out / "cutover.json").exists() else None
+        return StopExplanation((StopWhy("GET /a", ("avg_ms",), SENTENCE),), "explain.json")
+
+    run = rig.run(explain=explain)
+    assert run.outcome is Outcome.STOPPED
+    assert {"cutover.json", "index.html", "summary.md"} <= set(seen["files"]), seen["files"]
+    assert seen["cutover"]["outcome"] == "stopped"
+    assert seen["cutover"]["explanation"] is None  # not explained yet: said so, nothing made up
+    written = json.loads((rig.tmp_path / "cut" / "cutover.json").read_text())
+    assert written["explanation"]["endpoints"][0]["sentence"] == SENTENCE  # then rewritten with the why
+    assert len(rig.events) == 1
+
+
+def test_at_a_100_percent_stop_the_reports_say_the_old_side_was_read_over_the_previous_step() -> None:
+    """At 100 % the old side served nothing: its traces were read over the previous checked step (stop_windows);
+    the reports must not say both sides were read over the 100 % step."""
+    from dataclasses import replace
+
+    from parity.cutover.report import render_cutover_html, summary_md
+
+    stop = _decision((), (GuardrailBreach(USERS, "p99_ms", 900.0, 500.0, "breach"),), weight=100.0)
+    run = _run((_step(0, 10.0, T0 + 100, 4), _step(1, 50.0, T0 + 200, 3), _step(2, 100.0, T0 + 300, 2, stop)))
+    run = replace(run, explanation=StopExplanation((StopWhy(USERS, ("guardrail:p99_ms",), SENTENCE),), "explain.json"))
+    md = summary_md(run)
+    line = next(x for x in md.splitlines() if x.startswith("Why it is slower"))
+    assert "step 3 (100%)" in line
+    assert "old side over step 2 (50%)" in line, line
+    assert "old side over step 2 (50%)" in render_cutover_html(run)
+    at_50 = _run((_step(0, 10.0, T0 + 100, 4), _step(1, 50.0, T0 + 200, 3, _decision((), weight=50.0))))
+    at_50 = replace(at_50, explanation=run.explanation)
+    assert "old side over" not in summary_md(at_50)

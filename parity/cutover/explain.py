@@ -11,8 +11,12 @@ was journaled (the explanation never delays a rollback), for a STOPPED run only.
   then): over the previous step's checks;
 - **selectors**: ``[cutover.old]`` / ``[cutover.new]``: env, service, span (the request span's operation) and tags;
 - **resources**: the endpoint key's APM resource through ``[cutover] routes`` (``GET /api/employees/{id}`` →
-  ``EmployeesController#show``, :meth:`parity.sources.routes.RouteMap.resource_for`); without a route map the key
-  is the resource (what the live reader's keys are).
+  ``EmployeesController#show``, :meth:`parity.sources.routes.RouteMap.resource_for`); a ``METHOD /route`` key the
+  map names no resource for is searched as it is. A key the map did not resolve (or any key without a route map)
+  is what the live reader grouped by: the ``resource_name`` TAG value, normalised (``userscontroller_show``,
+  ``get_/api/users/``), while spans keep the raw name (``UsersController#show``): a span search by it finds
+  nothing, so it is not sent (the shared rate limit) and that endpoint is ``no explanation: <why, and to map it
+  in [cutover] routes>``.
 
 Through :func:`parity.explain.command.run_explain` / :func:`~parity.explain.command.explain_document` with the
 same Datadog keys, site and URL the gate uses; ``OUT/explain.json`` is written atomically and carries
@@ -33,9 +37,19 @@ from typing import Any
 
 from parity.cutover.model import CutoverRun, Outcome, StepRecord, StopExplanation, StopWhy
 from parity.errors import BadInput
-from parity.explain.command import EXPLAIN_FILE, DatadogAccess, Selector, TraceReader, explain_document, run_explain
+from parity.explain.command import (
+    EXPLAIN_FILE,
+    DatadogAccess,
+    EndpointExplanation,
+    Selector,
+    TraceReader,
+    explain_document,
+    run_explain,
+)
 from parity.explain.datadog_spans import SamplePolicy
+from parity.explain.judge import no_explanation
 from parity.judge.sequential import Action, Finding, StepDecision
+from parity.model import Endpoint
 
 __all__ = [
     "MAX_EXPLAINED",
@@ -101,7 +115,6 @@ def resources_for(keys: Sequence[str], routes: Path | None) -> dict[str, tuple[s
     A route map that cannot be read maps nothing (the gate read it at the start: it is not bad input now)."""
     if routes is None:
         return {}
-    from parity.model import Endpoint
     from parity.sources.routes import read_route_map
 
     try:
@@ -114,6 +127,20 @@ def resources_for(keys: Sequence[str], routes: Path | None) -> dict[str, tuple[s
         if name is not None:
             out[key] = (name, name)
     return out
+
+
+def _is_tag_value(key: str) -> bool:
+    """Whether an endpoint key of the gate is a ``resource_name`` tag value (no ``METHOD /route`` shape): the live
+    reader's group, normalised by Datadog, which the spans' raw resource names do not match."""
+    return not Endpoint.parse(key).method
+
+
+def _tag_reason(key: str) -> str:
+    """Why a tag-value key is not searched (one line)."""
+    return (
+        f"{key!r} is Datadog's normalised resource_name tag (what the gate reads) and spans keep the raw name "
+        "(UsersController#show, GET /users/?): map it in [cutover] routes to explain it"
+    )
 
 
 def explain_stop(
@@ -146,8 +173,21 @@ def explain_stop(
     old = Selector(run.old.env, run.old.service, old_start, old_end, run.old.span, run.old.tags)
     new = Selector(run.new.env, run.new.service, new_start, new_end, run.new.span, run.new.tags)
     keys = [k for k, _ in targets]
-    results = run_explain(
-        reader, keys, old=old, new=new, resources=resources_for(keys, routes), policy=policy, progress=progress
+    resources = resources_for(keys, routes)
+    unsearchable = {k: _tag_reason(k) for k in keys if k not in resources and _is_tag_value(k)}
+    read = iter(
+        run_explain(
+            reader,
+            [k for k in keys if k not in unsearchable],
+            old=old,
+            new=new,
+            resources=resources,
+            policy=policy,
+            progress=progress,
+        )
+    )
+    results = tuple(
+        EndpointExplanation(no_explanation(k, unsearchable[k])) if k in unsearchable else next(read) for k in keys
     )
     stopped_by = dict(targets)
     document: dict[str, Any] = explain_document(results, old=old, new=new)

@@ -17,7 +17,9 @@ Kinds (fields besides ``kind`` and ``at``):
 - ``decision``: ``index`` (the check's), ``step``, the :class:`StepDecision`;
 - ``rollback``: ``phase`` (``intent`` | ``done`` | ``failed``), ``weight``, ``reason``;
 - ``interrupted``: ``signal``, ``weight`` (last verified; None when a shift was under way);
-- ``end``: ``outcome``, ``final_weight``, ``reasons``, ``guardrail``.
+- ``end``: ``outcome``, ``final_weight``, ``reasons``, ``guardrail``;
+- ``explain`` (after a STOPPED ``end`` only): ``file``, ``skipped``, ``endpoints`` (:func:`encode_explanation`);
+  a journal without it (older, or killed while reading traces) was not explained.
 
 Floats are written with ``repr`` (they read back exactly); infinities and NaN as the strings ``"inf"``,
 ``"-inf"``, ``"nan"`` (the file stays standard JSON).

@@ -285,9 +285,17 @@ def _rollback_sentence(run: CutoverRun) -> str | None:
 
 
 def _why_step(run: CutoverRun) -> str:
-    """``at 50 %`` — the step whose traces explain the stop (the last one)."""
+    """``step 3 (50%)`` — the step whose traces explain the stop (the last one); at 100 % the old side served
+    nothing and was read over the previous checked step (:func:`parity.cutover.explain.stop_windows`), said so."""
     step = _last_step(run)
-    return f"step {step.index + 1} ({_weight(step.weight_pct)})" if step else "the stop"
+    if step is None:
+        return "the stop"
+    text = f"step {step.index + 1} ({_weight(step.weight_pct)})"
+    if step.weight_pct >= 100.0:
+        earlier = [s for s in run.steps if s.index < step.index and s.checks]
+        if earlier:
+            text += f", the old side over step {earlier[-1].index + 1} ({_weight(earlier[-1].weight_pct)})"
+    return text
 
 
 def why_lines(run: CutoverRun) -> list[str]:

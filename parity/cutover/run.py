@@ -37,6 +37,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1008,8 +1009,9 @@ def run_cutover(
     ``--token=…``-like arguments, are redacted from the journaled commands and every printed change.
 
     ``explain``: on a STOPPED run (with ``[cutover] explain``, the default), called after the rollback and the
-    ``end`` were journaled, before the reports and the event: why the stopping endpoints are slower
-    (:func:`parity.cutover.explain.explainer`), journaled as an ``explain`` record and shown by every report.
+    ``end`` were journaled and the reports written (written again with it), before the event: why the stopping
+    endpoints are slower (:func:`parity.cutover.explain.explainer`), journaled as an ``explain`` record and shown
+    by every report.
     Its failure (any exception, Ctrl-C) is one ``no explanation`` line: the outcome and exit code stay.
     """
     if person is not None and person not in PERSON_ACTIONS:
@@ -1057,6 +1059,10 @@ def run_cutover(
         journal.close()
     run = run_from_journal(read_journal(path))
     if explain is not None and settings.explain and run.outcome is Outcome.STOPPED and run.explanation is None:
+        # the STOP's reports first: reading traces can take minutes, and a driver killed meanwhile must leave them
+        # (an ended journal cannot be resumed to write them); a failure here is warned by the write after
+        with suppress(OSError, BadInput):
+            reports(run, path.parent)
         run = _explain(run, path, explain, clock, progress)
     _afterwards(run, path.parent, reports, send_event, progress)
     return run
