@@ -344,7 +344,8 @@ def test_endpoints_explained_together_share_one_family_of_intervals() -> None:
     old, new = n_plus_one()
     alone = explain("GET /users", old, new)
     together = explain("GET /users", old, new, endpoints=12)
-    assert alone.sampling is not None and together.sampling is not None
+    assert alone.sampling is not None
+    assert together.sampling is not None
     k = len(alone.components)
     assert together.sampling.confidence == pytest.approx(1 - (1 - CONFIDENCE) / 12)
     assert together.sampling.component_confidence == pytest.approx(1 - (1 - CONFIDENCE) / (12 * k))
@@ -352,9 +353,12 @@ def test_endpoints_explained_together_share_one_family_of_intervals() -> None:
         together.sampling.statement
     )
     for a, b in zip(alone.components, together.components, strict=True):
-        assert a.label == b.label and a.diff_ms == b.diff_ms
-        assert b.diff_low_ms <= a.diff_low_ms and a.diff_high_ms <= b.diff_high_ms  # equal: no variance
-    assert together.request is not None and alone.request is not None
+        assert a.label == b.label
+        assert a.diff_ms == b.diff_ms
+        assert b.diff_low_ms <= a.diff_low_ms
+        assert a.diff_high_ms <= b.diff_high_ms
+    assert together.request is not None
+    assert alone.request is not None
     assert together.request.diff_low_ms < alone.request.diff_low_ms
     assert together.named == alone.named == ("postgres",)
 
