@@ -6,6 +6,7 @@ client. The driver runs with the fake clock, APM and shifter of tests/test_cutov
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from parity.cutover.model import (
 from parity.cutover.report import cutover_event, summary_lines
 from parity.cutover.run import RESUME_FREE_KEYS, cutover_exit_code, run_from_journal
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import post_traces
+from parity.demo.apm_traces import SPANS_RATE_PERIOD_S, post_traces
 from parity.demo.cutover import rails_routes_text
 from parity.errors import Interrupted
 from parity.explain.command import DatadogAccess
@@ -384,3 +385,18 @@ def test_at_a_100_percent_stop_the_reports_say_the_old_side_was_read_over_the_pr
     at_50 = _run((_step(0, 10.0, T0 + 100, 4), _step(1, 50.0, T0 + 200, 3, _decision((), weight=50.0))))
     at_50 = replace(at_50, explanation=run.explanation)
     assert "old side over" not in summary_md(at_50)
+
+
+def test_a_stops_reads_never_wait_out_a_rate_limit(fake: DemoDatadog, tmp_path: Path) -> None:
+    """The STOP's Datadog event waits for the explanation: a 429 whose reset a read would otherwise wait out (60 s
+    here, the default policy's longest wait) is that endpoint's "no explanation", at once."""
+    fake.traces.limit = 0
+    fake.traces._period_start = time.time() - SPANS_RATE_PERIOD_S + 60  # the reset is 60 s away
+    decision = _decision((_metric(USERS, "avg_ms", Finding.WORSE),))
+    run = _run((_step(0, 50.0, T0, 3, decision),))
+    started = time.monotonic()
+    got = explainer(DatadogAccess(DEMO_API_KEY, DEMO_APP_KEY, dd_url=fake.url))(run, tmp_path)
+    assert time.monotonic() - started < 45  # a wait would take 60 s; generous for a loaded machine
+    (users,) = got.why
+    assert users.sentence.startswith("no explanation: old side:"), users.sentence
+    assert "429" in users.sentence, users.sentence

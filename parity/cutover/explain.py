@@ -53,6 +53,7 @@ from parity.model import Endpoint
 
 __all__ = [
     "MAX_EXPLAINED",
+    "STOP_POLICY",
     "explain_stop",
     "explainer",
     "resources_for",
@@ -210,6 +211,11 @@ def explain_stop(
     return StopExplanation(why, EXPLAIN_FILE)
 
 
+#: A STOP's reads never wait out a rate limit: the STOP's Datadog event waits for the explanation, and a 429 with
+#: its reset (up to an hour) is that endpoint's ``no explanation`` rather than a late event.
+STOP_POLICY = SamplePolicy(max_rate_waits=0)
+
+
 def explainer(
     access: DatadogAccess | str,
     *,
@@ -218,8 +224,9 @@ def explainer(
     progress: ProgressFn | None = None,
 ) -> Callable[[CutoverRun, Path], StopExplanation]:
     """The ``explain`` of :func:`parity.cutover.run.run_cutover`: :func:`explain_stop` through a Spans reader with
-    ``access``'s keys (connected when a stop is explained, closed after). ``access`` a string: the reason there is
-    no access, given as :attr:`StopExplanation.skipped`."""
+    ``access``'s keys (connected when a stop is explained, closed after), reading with ``policy`` (None:
+    :data:`STOP_POLICY`, no rate-limit waits). ``access`` a string: the reason there is no access, given as
+    :attr:`StopExplanation.skipped`."""
     from parity.datadog import DatadogError
     from parity.explain.datadog_spans import DatadogSpans
 
@@ -233,6 +240,6 @@ def explainer(
         except DatadogError as exc:
             return StopExplanation(skipped=str(exc))
         with reader:
-            return explain_stop(run, reader, out, routes=routes, policy=policy, progress=progress)
+            return explain_stop(run, reader, out, routes=routes, policy=policy or STOP_POLICY, progress=progress)
 
     return explain
