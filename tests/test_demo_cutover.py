@@ -225,7 +225,9 @@ def test_demo_cutover_stops_at_the_planted_bottleneck_and_rolls_back(tmp_path: P
     assert any(e["named"][:1] == ["queue"] for e in available), [e["sentence"] for e in available]
     assert all(e["named"][:1] in ([], ["queue"]) for e in available), [e["sentence"] for e in available]
     queue = [c for e in available for c in e["components"] if c["label"] == "queue"]
-    assert all(c["old_calls"] == 0 and c["new_calls"] > 0 for c in queue), queue  # waits on the new side only
+    # waits on the new side (its pool of 2); the old side's pool of 40 queues only if a stall of the loaded machine
+    # releases 40+ requests at once: rare, and then far fewer per request
+    assert all(c["new_calls"] > 0 and c["old_calls"] < c["new_calls"] / 2 for c in queue), queue
     assert [e["endpoint"] for e in written["explanation"]["endpoints"]] == [
         e["endpoint"] for e in explained["explanations"]
     ]
