@@ -167,7 +167,7 @@ def test_no_regression_says_so_and_names_nothing() -> None:
     assert e.explained_share is None
     assert e.request is not None
     assert e.request.change is Change.UNCHANGED
-    assert e.sentence.startswith("the sampled requests are not slower")
+    assert e.sentence.startswith("nothing changed: the sampled requests are not slower")
     assert e.sentence.endswith("; app code and postgres unchanged")
     assert all(c.share is None for c in e.components)
     assert_consistent(e)
@@ -214,6 +214,10 @@ def test_noisy_few_traces_are_undecided_not_named() -> None:
     assert by_label(e)["app code"].change is Change.UNDECIDED
     assert "not decided: " in e.sentence
     assert "app code unchanged" not in e.sentence
+    assert e.request is not None
+    assert e.request.change is Change.UNDECIDED
+    assert e.sentence.startswith("no change shown: the sampled requests are not shown slower"), e.sentence
+    assert ", no component slower or faster; not decided: " in e.sentence
     assert_consistent(e)
 
 

@@ -371,10 +371,15 @@ def _sentence(request: RequestChange, ordered: Sequence[ComponentChange], named:
             Change.UNCHANGED: "not slower",
             Change.UNDECIDED: "not shown slower",
         }[request.change]
-        tails.append(
+        requests = (
             f"the sampled requests are {word} ({_signed(request.diff_ms)} ms, "
             f"{_signed(request.diff_low_ms)}…{_signed(request.diff_high_ms)})"
         )
+        if not head and request.change is Change.UNCHANGED:  # nothing moved, and the request is shown unchanged
+            requests = f"nothing changed: {requests}"
+        elif not head and request.change is Change.UNDECIDED:
+            requests = f"no change shown: {requests}, no component slower or faster"
+        tails.append(requests)
     elif named and request.diff_ms > 0:
         share = sum(c.diff_ms for c in ordered if c.label in named) / request.diff_ms
         if share < EXPLAIN_SHARE:
