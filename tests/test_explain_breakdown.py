@@ -374,3 +374,39 @@ def test_millisecond_start_timestamps_do_not_hide_back_to_back_queries(queries: 
     assert times(b)[PG] == pytest.approx(0.4 * queries, abs=1e-6)  # not ~0.4 per distinct millisecond
     assert times(b)[APP] == pytest.approx(20.0 - 0.4 * queries, abs=1e-6)
     assert b.clipped == 0
+
+
+def _dd_timestamp(ms: int) -> str:
+    """A start as Datadog's Spans API writes it: ms resolution, trailing zeros of the fraction left out (the
+    recorded cassettes hold ``10:48:51.12Z`` beside ``10:48:56.164Z``) and no fraction at a whole second."""
+    text = f"2026-01-01T00:00:{ms // 1000:02d}.{ms % 1000:03d}".rstrip("0").rstrip(".")
+    return text + "Z"
+
+
+def test_a_start_with_its_trailing_zeros_left_out_is_still_known_to_the_ms() -> None:
+    # Datadog leaves trailing zeros out: ".1Z" is 100 ms after the second, known to the ms like ".164Z", not to
+    # 100 ms. Two parallel 50 ms calls starting at 5.100 s in a 300 ms request: 250 ms of app code, whichever
+    # call is charged the overlap; a start known to the ms can move a call by 1 ms at most. Read as 100 ms
+    # resolution, the second call was pushed 50 ms later (after the first) and 50 ms of app code became
+    # outbound http that never happened.
+    def wire(sid: str, parent: str, ms: int, duration_ms: int, peer: str | None) -> dict[str, object]:
+        custom: dict[str, object] = {"duration": duration_ms * 1_000_000}
+        if peer:
+            custom["peer"] = {"service": peer}
+        return {
+            "type": "spans",
+            "attributes": {
+                "trace_id": "7", "span_id": sid, "parent_id": parent, "service": "web", "resource_name": "R",
+                "type": "http" if peer else "web", "custom": custom, "start_timestamp": _dd_timestamp(ms),
+            },
+        }  # fmt: skip
+
+    assert _dd_timestamp(5_000) == "2026-01-01T00:00:05Z"
+    assert _dd_timestamp(5_100) == "2026-01-01T00:00:05.1Z"
+    items = [wire("1", "0", 5_000, 300, None), wire("a", "1", 5_100, 50, "billing"), wire("b", "1", 5_100, 50, "tax")]
+    spans = [span_from_wire(i) for i in items]
+    assert [s.start_resolution_ms if s else None for s in spans] == [1.0, 1.0, 1.0]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[APP] == pytest.approx(250.0, abs=1.0 + 1e-6)
+    assert sum(c.time_ms for c in b.components if c.component.kind is Kind.HTTP) == pytest.approx(50.0, abs=1.0 + 1e-6)
