@@ -410,3 +410,36 @@ def test_a_start_with_its_trailing_zeros_left_out_is_still_known_to_the_ms() -> 
     assert_sums(b)
     assert times(b)[APP] == pytest.approx(250.0, abs=1.0 + 1e-6)
     assert sum(c.time_ms for c in b.components if c.component.kind is Kind.HTTP) == pytest.approx(50.0, abs=1.0 + 1e-6)
+
+
+def test_a_call_in_its_parents_last_millisecond_stays_the_calls() -> None:
+    # a 20 ms request that starts 0.7 ms into a millisecond and whose 8 back-to-back 0.4 ms queries run until
+    # 0.2 ms before it ends: the last query starts in the request's last truncated millisecond. The request's
+    # true start is known only to [5.000, 5.001] s; the query (known to start at >= 5.020 s, 0.4 ms long) proves
+    # the request ended at >= 5.0204 s, so it cannot have started at 5.000. Placed there anyway, the query fell
+    # past its parent's end: it was counted as clipped and its 0.4 ms went to app code.
+    spans = [span_from_wire(_wire("1", "0", 5_000_700, 20_000_000, "web", False))]
+    spans += [span_from_wire(_wire(f"q{i}", "1", 5_017_300 + 400 * i, 400_000, "sql", True)) for i in range(8)]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[PG] == pytest.approx(3.2, abs=1e-6)
+    assert times(b)[APP] == pytest.approx(16.8, abs=1e-6)
+    assert b.clipped == 0
+
+
+def test_a_call_in_a_nested_parents_last_millisecond_stays_the_calls() -> None:
+    # the same one level down: rack.request > rails.action_controller (starts 0.2 ms after the request, in the
+    # same millisecond, and ends 0.1 ms before it) > the 8 queries, the last ending 0.2 ms before the controller
+    def wire(sid: str, parent: str, start_us: int, duration_ns: int, name: str, type_: str) -> dict[str, object]:
+        item = _wire(sid, parent, start_us, duration_ns, type_, type_ == "sql")
+        item["attributes"]["operation_name"] = name  # type: ignore[index]
+        return item
+
+    items = [wire("1", "0", 5_000_700, 20_300_000, "rack.request", "web")]
+    items.append(wire("2", "1", 5_000_900, 20_000_000, "rails.action_controller", "web"))
+    items += [wire(f"q{i}", "2", 5_017_500 + 400 * i, 400_000, "postgres.query", "sql") for i in range(8)]
+    spans = [span_from_wire(i) for i in items]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[PG] == pytest.approx(3.2, abs=1e-6)
+    assert b.clipped == 0

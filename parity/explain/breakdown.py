@@ -13,7 +13,9 @@ Method (:func:`breakdown_trace`), all times in ms on the root span's timeline:
    A child whose start is known only to a resolution (Datadog's Spans API gives starts to the ms, durations
    to the ns) is placed within it as late as needed to begin after the siblings before it end, never past
    its parent's end (:func:`_placed`): sub-ms calls back to back (an N+1) would otherwise seem to run at
-   once and their time would go to the parent.
+   once and their time would go to the parent. Such a parent (the root too) is placed, within its own
+   resolution, late enough to hold its children so placed (:func:`_earliest_starts`): a call in its parent's
+   last millisecond would otherwise fall past the parent's end.
 2. Each instant of the root's interval is charged to exactly ONE span: walking down from the root, an instant
    covered by no child stays with the span (its *exclusive* time); an instant covered by several overlapping
    children (parallel or async calls) goes to the child that ends LAST among those running then — the one
@@ -379,20 +381,22 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
     clipped = 0
     reached: set[str] = set()
     origin = root.start_ms
+    earliest = _earliest_starts(root, children)
     # work list: (span, its start offset as placed, the pieces of the root's timeline it owns: sorted, disjoint
-    # (a, b) offsets)
-    stack: list[tuple[Span, float, list[tuple[float, float]]]] = [(root, 0.0, [(0.0, root.duration_ms)])]
+    # (a, b) offsets); a root known only to the ms may start later than its timestamp (its children say so)
+    first = earliest[root.span_id]
+    stack: list[tuple[Span, float, list[tuple[float, float]]]] = [(root, first, [(first, first + root.duration_ms)])]
     while stack:
         span, lo, pieces = stack.pop()
         if span.span_id in reached:  # a parent cycle through the root: charge once
             continue
         reached.add(span.span_id)
-        hi = root.duration_ms if span is root else lo + span.duration_ms
+        hi = lo + span.duration_ms
         kids: list[tuple[float, float, Span]] = []
         placed: dict[str, float] = {}
         cursor = lo
         for child in children.get(span.span_id, ()):  # sorted by (start, span id)
-            ca = _placed(child, child.start_ms - origin, cursor, hi)
+            ca = _placed(child, child.start_ms - origin, max(cursor, earliest[child.span_id]), hi)
             cb = ca + child.duration_ms
             cursor = max(cursor, cb)
             placed[child.span_id] = ca
@@ -425,6 +429,43 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
         for _, _, child in kids:
             stack.append((child, placed[child.span_id], owned.get(child.span_id, [])))
     return exclusive, clipped, reached
+
+
+def _earliest_starts(root: Span, children: Mapping[str, list[Span]]) -> dict[str, float]:
+    """The earliest start (offset from the root's timestamp, ms) of every span reached from ``root`` that its
+    timestamp and its children allow: a start known only to a resolution (Datadog's ms) lies in ``[start, start
+    + resolution]``, and the span cannot have ended before its children, placed back to back from their own
+    earliest starts as :func:`_charge` places them (bottom up). So a child starting in its parent's last
+    millisecond is not pushed past the parent's end (its time would go to the parent). Never beyond the
+    resolution: a child that outlives its parent by more (async work) is clipped as before. An exact start is
+    its own earliest start."""
+    origin = root.start_ms
+    order: list[Span] = []
+    seen: set[str] = set()
+    todo = [root]
+    while todo:  # parents before children (each span once, even through a parent cycle)
+        span = todo.pop()
+        if span.span_id in seen:
+            continue
+        seen.add(span.span_id)
+        order.append(span)
+        todo.extend(children.get(span.span_id, ()))
+    earliest: dict[str, float] = {}
+    for span in reversed(order):  # children before parents
+        start = span.start_ms - origin
+        res = span.start_resolution_ms
+        if res <= 0:
+            earliest[span.span_id] = start
+            continue
+        end, cursor = start + span.duration_ms, start  # its children placed back to back as _charge does
+        for child in children.get(span.span_id, ()):
+            if child.span_id in earliest:
+                ca = _placed(child, child.start_ms - origin, max(cursor, earliest[child.span_id]), math.inf)
+                cursor = max(cursor, ca + child.duration_ms)
+                end = max(end, cursor)
+        need = end - span.duration_ms
+        earliest[span.span_id] = min(max(start, need), start + res)
+    return earliest
 
 
 def _placed(child: Span, start: float, cursor: float, hi: float) -> float:
