@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -443,3 +444,70 @@ def test_a_call_in_a_nested_parents_last_millisecond_stays_the_calls() -> None:
     assert_sums(b)
     assert times(b)[PG] == pytest.approx(3.2, abs=1e-6)
     assert b.clipped == 0
+
+
+_KINDS = [("postgres.query", "sql"), ("redis.command", "redis"), ("http.request", "http"), ("x.op", "custom")]
+
+
+def _true_tree(rng: random.Random) -> list[tuple[str, str | None, int, int, str, str]]:
+    """A random request whose calls run one after another (each inside its parent, siblings never overlapping):
+    (id, parent, start µs, duration µs, name, type); sub-ms calls, calls sharing a millisecond, calls in their
+    parent's first and last millisecond, gaps of 0 to a few ms. Random ids: their order is not the calls'."""
+    out: list[tuple[str, str | None, int, int, str, str]] = []
+    root_start = rng.randrange(0, 1000)
+    root_dur = rng.randrange(2_000, 40_000)
+    out.append(("r", None, root_start, root_dur, "rack.request", "web"))
+    todo = [("r", root_start, root_start + root_dur, 0)]
+    while todo:
+        pid, lo, hi, depth = todo.pop()
+        cursor = lo + rng.choice([0, 0, rng.randrange(0, 300)])
+        while depth < 3 and rng.random() < 0.85:
+            dur = rng.choice([rng.randrange(0, 900), rng.randrange(1_000, 8_000)])
+            start = cursor + rng.choice([0, 0, rng.randrange(0, 400), rng.randrange(0, 3_000)])
+            if start + dur > hi:
+                break
+            sid = f"{rng.getrandbits(32):08x}"
+            name, typ = rng.choice(_KINDS)
+            out.append((sid, pid, start, dur, name, typ))
+            todo.append((sid, start, start + dur, depth + 1))
+            cursor = start + dur
+    return out
+
+
+def _as_spans(tree: list[tuple[str, str | None, int, int, str, str]], *, ms: bool) -> list[Span]:
+    """The tree as exact spans, or as Datadog answers it (``ms``: starts truncated to the ms, known to 1 ms)."""
+    return [
+        Span(
+            trace_id="t", span_id=sid, parent_id=pid, service="web", type=typ, name=name, resource=name,
+            start_ms=T0 + (start // 1000 if ms else start / 1000), duration_ms=dur / 1000,
+            start_resolution_ms=1.0 if ms else 0.0,
+        )
+        for sid, pid, start, dur, name, typ in tree
+    ]  # fmt: skip
+
+
+def test_calls_of_different_components_sharing_a_millisecond_keep_their_time() -> None:
+    # a 0.2 ms redis get at 5.1 ms, then a 5 ms query at 5.3 ms: both start "at 5 ms" to Datadog. Taken in span
+    # id order (random in Datadog: here the query's sorts first) the get was put after the query's start, inside
+    # it, and its 0.2 ms went to postgres; only the shorter-first order can be what happened
+    spans = [root(0, 20)]
+    spans += [pg("a", "r", 5.3, 10.3), span("b", "r", 5.1, 5.3, name="redis.command", type="redis")]
+    spans = [dataclasses.replace(s, start_ms=math.floor(s.start_ms), start_resolution_ms=1.0) for s in spans]
+    b = ok(breakdown_trace(spans))
+    assert times(b) == {APP: 14.8, PG: 5.0, REDIS: 0.2}
+
+
+def test_ms_starts_of_calls_made_one_after_another_give_the_exact_breakdown() -> None:
+    # known answer per seeded random request: its breakdown from the exact starts; truncating every start to the
+    # ms (what Datadog answers) must not change any component's time or calls, nor clip anything (to 1 µs: an
+    # exact start at a real epoch in ms is itself a float good to ~0.25 µs)
+    for seed in range(200):
+        tree = _true_tree(random.Random(seed))
+        exact = ok(breakdown_trace(_as_spans(tree, ms=False)))
+        truncated = ok(breakdown_trace(_as_spans(tree, ms=True)))
+        assert exact.clipped == 0
+        assert (seed, truncated.clipped) == (seed, 0)
+        assert (seed, calls(truncated)) == (seed, calls(exact))
+        for comp, t in times(exact).items():
+            assert abs(times(truncated)[comp] - t) <= 1e-3, (seed, comp, times(truncated)[comp], t)
+        assert_sums(truncated)

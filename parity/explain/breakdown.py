@@ -395,7 +395,7 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
         kids: list[tuple[float, float, Span]] = []
         placed: dict[str, float] = {}
         cursor = lo
-        for child in children.get(span.span_id, ()):  # sorted by (start, span id)
+        for child in children.get(span.span_id, ()):  # sorted by (start, duration, span id)
             ca = _placed(child, child.start_ms - origin, max(cursor, earliest[child.span_id]), hi)
             cb = ca + child.duration_ms
             cursor = max(cursor, cb)
@@ -517,8 +517,9 @@ def breakdown_trace(spans: Sequence[Span], *, root_span_id: str | None = None) -
             else:
                 excluded_orphans += 1
         # a span without a parent that is not the root: another tree, left out (counted below)
-    for kids in children.values():
-        kids.sort(key=lambda k: (k.start_ms, k.span_id))
+    for kids in children.values():  # calls sharing a (truncated) start: the shorter first, the only order in
+        # which a long call and the short ones in its first millisecond can have run one after another
+        kids.sort(key=lambda k: (k.start_ms, k.duration_ms, k.span_id))
 
     exclusive, clipped, reached = _charge(root, children)
     excluded = len(unique) - len(reached)
