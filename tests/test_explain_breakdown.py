@@ -516,3 +516,19 @@ def test_ms_starts_of_calls_made_one_after_another_give_the_exact_breakdown() ->
         for comp, t in times(exact).items():
             assert abs(times(truncated)[comp] - t) <= 1e-3, (seed, comp, times(truncated)[comp], t)
         assert_sums(truncated)
+
+
+def test_outbound_calls_by_pod_ip_or_with_a_port_are_one_component_not_one_per_address() -> None:
+    # calls to one downstream through its pods' IPs (out.host as dd-trace sets it for a connection by address)
+    # and with or without the port in the Host header: one component per downstream, not one per pod or per
+    # spelling, else each request's address is its own component (and none exists on the other side)
+    def peer(tags: dict[str, str]) -> str:
+        return classify(span("s", "r", 1, 2, name="http.request", type="http", tags=tags), root()).name
+
+    by_ip = {peer({"out.host": f"10.0.3.{i}"}) for i in range(1, 30)}
+    by_ip |= {peer({"out.host": "fd00::1"}), peer({"http.url": "http://[fd00::2]:8080/x"})}
+    by_ip |= {peer({"out.host": "10.0.3.4:8080"}), peer({"peer.hostname": "10.0.3.5"})}
+    assert by_ip == {"http"}
+    assert peer({"out.host": "10.0.3.4", "http.url": "http://billing.internal/v1"}) == "billing.internal"
+    spellings = {peer({"http.host": "billing.internal:8080"}), peer({"out.host": "Billing.Internal"})}
+    assert spellings == {"billing.internal"}

@@ -35,6 +35,7 @@ and spans not under the root (another root's tree, a parent cycle) are left out 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 import math
 from collections import defaultdict
@@ -248,22 +249,42 @@ def _system(span: Span, fallback: str) -> str:
     return fallback
 
 
+def _host_name(value: str | None) -> str | None:
+    """A host or service name as a component name: lower case, without a ``:port`` (``billing:8080`` and
+    ``billing`` are one downstream); None for an IP address (a pod's or a load balancer's: one per pod, it names
+    no downstream and would make one component per address) or nothing."""
+    if not value:
+        return None
+    host = value.strip().lower()
+    if host.startswith("[") and "]" in host:  # [v6]:port
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+        host = name if port.isdigit() else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host or None
+    return None
+
+
 def _peer(span: Span) -> str:
     """Where an outbound call went: its peer service or host tag, else the host of its ``http.url`` (a full URL;
-    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it)."""
+    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it).
+    Names are lower case without a port; an IP address names nothing (:func:`_host_name`)."""
     for key in _PEER_TAGS:
-        value = span.tag(key)
+        value = _host_name(span.tag(key))
         if value:
             return value
     url = span.tag("http.url")
     if url:
         try:
-            host = urlsplit(url).hostname
+            host = _host_name(urlsplit(url).hostname)
         except ValueError:
             host = None
         if host:
             return host
-    return span.tag("http.url_details.host") or "http"
+    return _host_name(span.tag("http.url_details.host")) or "http"
 
 
 def _kind_of(span: Span) -> tuple[Kind, str]:
