@@ -13,7 +13,8 @@ Method (:func:`breakdown_trace`), all times in ms on the root span's timeline:
    A child whose start is known only to a resolution (Datadog's Spans API gives starts to the ms, durations
    to the ns) is placed within it as late as needed to begin after the siblings before it end, never past
    its parent's end (:func:`_placed`): sub-ms calls back to back (an N+1) would otherwise seem to run at
-   once and their time would go to the parent. Such a parent (the root too) is placed, within its own
+   once and their time would go to the parent. A child that overlapped its siblings whatever its start
+   (parallel calls) keeps its timestamp. Such a parent (the root too) is placed, within its own
    resolution, late enough to hold its children so placed (:func:`_earliest_starts`): a call in its parent's
    last millisecond would otherwise fall past the parent's end.
 2. Each instant of the root's interval is charged to exactly ONE span: walking down from the root, an instant
@@ -491,14 +492,15 @@ def _earliest_starts(root: Span, children: Mapping[str, list[Span]]) -> dict[str
 
 def _placed(child: Span, start: float, cursor: float, hi: float) -> float:
     """Where a child starts (offset, ms). An exact start is kept. A start known only to within ``[start, start +
-    resolution]`` (Datadog's ms timestamps) is put as late as that allows to begin after the siblings before it
-    end (``cursor``), but never so late that it would outlast its parent (``hi``): the least overlap the data
-    admits, so back-to-back calls that share a millisecond are not taken for parallel ones. Never earlier than
-    ``start`` and never beyond the resolution: nothing the timestamps rule out is assumed."""
+    resolution]`` (Datadog's ms timestamps) is put where the siblings before it end (``cursor``) when that lies
+    within it, but never so late that it would outlast its parent (``hi``), so back-to-back calls that share a
+    millisecond are not taken for parallel ones. When the siblings before it end past its resolution, it
+    overlapped them whatever its true start (parallel calls): it keeps its timestamp, as nothing says where in
+    the millisecond it began. Never earlier than ``start``: nothing the timestamps rule out is assumed."""
     res = child.start_resolution_ms
-    if res <= 0:
+    if res <= 0 or cursor > start + res:
         return start
-    return max(start, min(cursor, start + res, hi - child.duration_ms))
+    return max(start, min(cursor, hi - child.duration_ms))
 
 
 def breakdown_trace(spans: Sequence[Span], *, root_span_id: str | None = None) -> TraceBreakdown | SkippedTrace:
