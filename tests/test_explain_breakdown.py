@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -244,7 +245,10 @@ def test_from_ns_at_a_real_epoch_sums_exactly() -> None:
     assert_sums(b)
 
 
-def test_random_trees_sum_to_the_root_and_never_go_negative() -> None:
+@pytest.mark.parametrize("resolution", [0.0, 1.0])
+def test_random_trees_sum_to_the_root_and_never_go_negative(resolution: float) -> None:
+    # parallel, async (outliving the parent), nested and orphaned calls; exact starts, or starts known to the
+    # ms (Datadog's: truncated, the breakdown then places calls within the millisecond)
     kinds = [("postgres.query", "sql"), ("redis.command", "redis"), ("http.request", "http"), ("x.op", "custom")]
     for seed in range(30):
         rng = random.Random(seed)
@@ -256,6 +260,8 @@ def test_random_trees_sum_to_the_root_and_never_go_negative() -> None:
             name, typ = rng.choice(kinds)
             pid = parent.span_id if rng.random() > 0.05 else "missing"
             spans.append(span(f"s{i}", pid, a, b, name=name, type=typ))
+        if resolution:
+            spans = [dataclasses.replace(s, start_ms=math.floor(s.start_ms), start_resolution_ms=1.0) for s in spans]
         rng.shuffle(spans)
         result = ok(breakdown_trace(spans))
         assert_sums(result)
@@ -374,3 +380,175 @@ def test_millisecond_start_timestamps_do_not_hide_back_to_back_queries(queries: 
     assert times(b)[PG] == pytest.approx(0.4 * queries, abs=1e-6)  # not ~0.4 per distinct millisecond
     assert times(b)[APP] == pytest.approx(20.0 - 0.4 * queries, abs=1e-6)
     assert b.clipped == 0
+
+
+def _dd_timestamp(ms: int) -> str:
+    """A start as Datadog's Spans API writes it: ms resolution, trailing zeros of the fraction left out (the
+    recorded cassettes hold ``10:48:51.12Z`` beside ``10:48:56.164Z``) and no fraction at a whole second."""
+    text = f"2026-01-01T00:00:{ms // 1000:02d}.{ms % 1000:03d}".rstrip("0").rstrip(".")
+    return text + "Z"
+
+
+def test_a_start_with_its_trailing_zeros_left_out_is_still_known_to_the_ms() -> None:
+    # Datadog leaves trailing zeros out: ".1Z" is 100 ms after the second, known to the ms like ".164Z", not to
+    # 100 ms. Two parallel 50 ms calls starting at 5.100 s in a 300 ms request: 250 ms of app code, whichever
+    # call is charged the overlap; a start known to the ms can move a call by 1 ms at most. Read as 100 ms
+    # resolution, the second call was pushed 50 ms later (after the first) and 50 ms of app code became
+    # outbound http that never happened.
+    def wire(sid: str, parent: str, ms: int, duration_ms: int, peer: str | None) -> dict[str, object]:
+        custom: dict[str, object] = {"duration": duration_ms * 1_000_000}
+        if peer:
+            custom["peer"] = {"service": peer}
+        return {
+            "type": "spans",
+            "attributes": {
+                "trace_id": "7", "span_id": sid, "parent_id": parent, "service": "web", "resource_name": "R",
+                "type": "http" if peer else "web", "custom": custom, "start_timestamp": _dd_timestamp(ms),
+            },
+        }  # fmt: skip
+
+    assert _dd_timestamp(5_000) == "2026-01-01T00:00:05Z"
+    assert _dd_timestamp(5_100) == "2026-01-01T00:00:05.1Z"
+    items = [wire("1", "0", 5_000, 300, None), wire("a", "1", 5_100, 50, "billing"), wire("b", "1", 5_100, 50, "tax")]
+    spans = [span_from_wire(i) for i in items]
+    assert [s.start_resolution_ms if s else None for s in spans] == [1.0, 1.0, 1.0]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[APP] == pytest.approx(250.0, abs=1.0 + 1e-6)
+    assert sum(c.time_ms for c in b.components if c.component.kind is Kind.HTTP) == pytest.approx(50.0, abs=1.0 + 1e-6)
+
+
+def test_a_call_in_its_parents_last_millisecond_stays_the_calls() -> None:
+    # a 20 ms request that starts 0.7 ms into a millisecond and whose 8 back-to-back 0.4 ms queries run until
+    # 0.2 ms before it ends: the last query starts in the request's last truncated millisecond. The request's
+    # true start is known only to [5.000, 5.001] s; the query (known to start at >= 5.020 s, 0.4 ms long) proves
+    # the request ended at >= 5.0204 s, so it cannot have started at 5.000. Placed there anyway, the query fell
+    # past its parent's end: it was counted as clipped and its 0.4 ms went to app code.
+    spans = [span_from_wire(_wire("1", "0", 5_000_700, 20_000_000, "web", False))]
+    spans += [span_from_wire(_wire(f"q{i}", "1", 5_017_300 + 400 * i, 400_000, "sql", True)) for i in range(8)]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[PG] == pytest.approx(3.2, abs=1e-6)
+    assert times(b)[APP] == pytest.approx(16.8, abs=1e-6)
+    assert b.clipped == 0
+
+
+def test_a_call_in_a_nested_parents_last_millisecond_stays_the_calls() -> None:
+    # the same one level down: rack.request > rails.action_controller (starts 0.2 ms after the request, in the
+    # same millisecond, and ends 0.1 ms before it) > the 8 queries, the last ending 0.2 ms before the controller
+    def wire(sid: str, parent: str, start_us: int, duration_ns: int, name: str, type_: str) -> dict[str, object]:
+        item = _wire(sid, parent, start_us, duration_ns, type_, type_ == "sql")
+        item["attributes"]["operation_name"] = name  # type: ignore[index]
+        return item
+
+    items = [wire("1", "0", 5_000_700, 20_300_000, "rack.request", "web")]
+    items.append(wire("2", "1", 5_000_900, 20_000_000, "rails.action_controller", "web"))
+    items += [wire(f"q{i}", "2", 5_017_500 + 400 * i, 400_000, "postgres.query", "sql") for i in range(8)]
+    spans = [span_from_wire(i) for i in items]
+    b = ok(breakdown_trace([s for s in spans if s is not None]))
+    assert_sums(b)
+    assert times(b)[PG] == pytest.approx(3.2, abs=1e-6)
+    assert b.clipped == 0
+
+
+_KINDS = [("postgres.query", "sql"), ("redis.command", "redis"), ("http.request", "http"), ("x.op", "custom")]
+
+
+def _true_tree(rng: random.Random) -> list[tuple[str, str | None, int, int, str, str]]:
+    """A random request whose calls run one after another (each inside its parent, siblings never overlapping):
+    (id, parent, start µs, duration µs, name, type); sub-ms calls, calls sharing a millisecond, calls in their
+    parent's first and last millisecond, gaps of 0 to a few ms. Random ids: their order is not the calls'."""
+    out: list[tuple[str, str | None, int, int, str, str]] = []
+    root_start = rng.randrange(0, 1000)
+    root_dur = rng.randrange(2_000, 40_000)
+    out.append(("r", None, root_start, root_dur, "rack.request", "web"))
+    todo = [("r", root_start, root_start + root_dur, 0)]
+    while todo:
+        pid, lo, hi, depth = todo.pop()
+        cursor = lo + rng.choice([0, 0, rng.randrange(0, 300)])
+        while depth < 3 and rng.random() < 0.85:
+            dur = rng.choice([rng.randrange(0, 900), rng.randrange(1_000, 8_000)])
+            start = cursor + rng.choice([0, 0, rng.randrange(0, 400), rng.randrange(0, 3_000)])
+            if start + dur > hi:
+                break
+            sid = f"{rng.getrandbits(32):08x}"
+            name, typ = rng.choice(_KINDS)
+            out.append((sid, pid, start, dur, name, typ))
+            todo.append((sid, start, start + dur, depth + 1))
+            cursor = start + dur
+    return out
+
+
+def _as_spans(tree: list[tuple[str, str | None, int, int, str, str]], *, ms: bool) -> list[Span]:
+    """The tree as exact spans, or as Datadog answers it (``ms``: starts truncated to the ms, known to 1 ms)."""
+    return [
+        Span(
+            trace_id="t", span_id=sid, parent_id=pid, service="web", type=typ, name=name, resource=name,
+            start_ms=T0 + (start // 1000 if ms else start / 1000), duration_ms=dur / 1000,
+            start_resolution_ms=1.0 if ms else 0.0,
+        )
+        for sid, pid, start, dur, name, typ in tree
+    ]  # fmt: skip
+
+
+def test_calls_of_different_components_sharing_a_millisecond_keep_their_time() -> None:
+    # a 0.2 ms redis get at 5.1 ms, then a 5 ms query at 5.3 ms: both start "at 5 ms" to Datadog. Taken in span
+    # id order (random in Datadog: here the query's sorts first) the get was put after the query's start, inside
+    # it, and its 0.2 ms went to postgres; only the shorter-first order can be what happened
+    spans = [root(0, 20)]
+    spans += [pg("a", "r", 5.3, 10.3), span("b", "r", 5.1, 5.3, name="redis.command", type="redis")]
+    spans = [dataclasses.replace(s, start_ms=math.floor(s.start_ms), start_resolution_ms=1.0) for s in spans]
+    b = ok(breakdown_trace(spans))
+    assert times(b) == {APP: 14.8, PG: 5.0, REDIS: 0.2}
+
+
+def test_ms_starts_of_calls_made_one_after_another_give_the_exact_breakdown() -> None:
+    # known answer per seeded random request: its breakdown from the exact starts; truncating every start to the
+    # ms (what Datadog answers) must not change any component's time or calls, nor clip anything (to 1 µs: an
+    # exact start at a real epoch in ms is itself a float good to ~0.25 µs)
+    for seed in range(200):
+        tree = _true_tree(random.Random(seed))
+        exact = ok(breakdown_trace(_as_spans(tree, ms=False)))
+        truncated = ok(breakdown_trace(_as_spans(tree, ms=True)))
+        assert exact.clipped == 0
+        assert (seed, truncated.clipped) == (seed, 0)
+        assert (seed, calls(truncated)) == (seed, calls(exact))
+        for comp, t in times(exact).items():
+            assert abs(times(truncated)[comp] - t) <= 1e-3, (seed, comp, times(truncated)[comp], t)
+        assert_sums(truncated)
+
+
+def test_outbound_calls_by_pod_ip_or_with_a_port_are_one_component_not_one_per_address() -> None:
+    # calls to one downstream through its pods' IPs (out.host as dd-trace sets it for a connection by address)
+    # and with or without the port in the Host header: one component per downstream, not one per pod or per
+    # spelling, else each request's address is its own component (and none exists on the other side)
+    def peer(tags: dict[str, str]) -> str:
+        return classify(span("s", "r", 1, 2, name="http.request", type="http", tags=tags), root()).name
+
+    by_ip = {peer({"out.host": f"10.0.3.{i}"}) for i in range(1, 30)}
+    by_ip |= {peer({"out.host": "fd00::1"}), peer({"http.url": "http://[fd00::2]:8080/x"})}
+    by_ip |= {peer({"out.host": "10.0.3.4:8080"}), peer({"peer.hostname": "10.0.3.5"})}
+    assert by_ip == {"http"}
+    assert peer({"out.host": "10.0.3.4", "http.url": "http://billing.internal/v1"}) == "billing.internal"
+    spellings = {peer({"http.host": "billing.internal:8080"}), peer({"out.host": "Billing.Internal"})}
+    assert spellings == {"billing.internal"}
+
+
+def test_parallel_calls_known_to_the_ms_are_not_pushed_apart() -> None:
+    # a fan-out: calls to billing (30 ms from 5.2 ms) and tax (29.5 ms from 5.6 ms) run at once; the request
+    # waits for billing, which ends last: billing 30 ms, tax nothing, app code 70 ms. Datadog gives both starts as
+    # 5 ms. They cannot have run one after the other (neither fits in the millisecond before the other starts),
+    # so the data say they overlapped and nothing moves them: pushing billing 1 ms later (the "least overlap")
+    # charged tax 1 ms of app code it never had, and, for ten 50 ms calls from one instant, fabricated 1 ms of
+    # outbound http out of app code.
+    def call(sid: str, start: float, end: float, peer: str) -> Span:
+        s = http(sid, "r", start, end, peer=peer)
+        return dataclasses.replace(s, start_ms=math.floor(s.start_ms), start_resolution_ms=1.0)
+
+    req = dataclasses.replace(root(0, 100), start_resolution_ms=1.0)
+    b = ok(breakdown_trace([req, call("a", 5.2, 35.2, "billing"), call("b", 5.6, 35.1, "tax")]))
+    billing, tax = Component("web", Kind.HTTP, "billing"), Component("web", Kind.HTTP, "tax")
+    assert (times(b)[billing], times(b)[tax]) == (30.0, 0.0)
+    fan_out = [call(f"c{i}", 100.3, 150.3, f"svc{i}") for i in range(10)]
+    b = ok(breakdown_trace([dataclasses.replace(root(0, 300), start_resolution_ms=1.0), *fan_out]))
+    assert times(b)[APP] == pytest.approx(250.0, abs=1e-6)

@@ -13,7 +13,10 @@ Method (:func:`breakdown_trace`), all times in ms on the root span's timeline:
    A child whose start is known only to a resolution (Datadog's Spans API gives starts to the ms, durations
    to the ns) is placed within it as late as needed to begin after the siblings before it end, never past
    its parent's end (:func:`_placed`): sub-ms calls back to back (an N+1) would otherwise seem to run at
-   once and their time would go to the parent.
+   once and their time would go to the parent. A child that overlapped its siblings whatever its start
+   (parallel calls) keeps its timestamp. Such a parent (the root too) is placed, within its own
+   resolution, late enough to hold its children so placed (:func:`_earliest_starts`): a call in its parent's
+   last millisecond would otherwise fall past the parent's end.
 2. Each instant of the root's interval is charged to exactly ONE span: walking down from the root, an instant
    covered by no child stays with the span (its *exclusive* time); an instant covered by several overlapping
    children (parallel or async calls) goes to the child that ends LAST among those running then — the one
@@ -33,6 +36,7 @@ and spans not under the root (another root's tree, a parent cycle) are left out 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 import math
 from collections import defaultdict
@@ -246,22 +250,42 @@ def _system(span: Span, fallback: str) -> str:
     return fallback
 
 
+def _host_name(value: str | None) -> str | None:
+    """A host or service name as a component name: lower case, without a ``:port`` (``billing:8080`` and
+    ``billing`` are one downstream); None for an IP address (a pod's or a load balancer's: one per pod, it names
+    no downstream and would make one component per address) or nothing."""
+    if not value:
+        return None
+    host = value.strip().lower()
+    if host.startswith("[") and "]" in host:  # [v6]:port
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+        host = name if port.isdigit() else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host or None
+    return None
+
+
 def _peer(span: Span) -> str:
     """Where an outbound call went: its peer service or host tag, else the host of its ``http.url`` (a full URL;
-    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it)."""
+    a path names none) or ``http.url_details.host``, else ``http`` (nothing names it: all such calls share it).
+    Names are lower case without a port; an IP address names nothing (:func:`_host_name`)."""
     for key in _PEER_TAGS:
-        value = span.tag(key)
+        value = _host_name(span.tag(key))
         if value:
             return value
     url = span.tag("http.url")
     if url:
         try:
-            host = urlsplit(url).hostname
+            host = _host_name(urlsplit(url).hostname)
         except ValueError:
             host = None
         if host:
             return host
-    return span.tag("http.url_details.host") or "http"
+    return _host_name(span.tag("http.url_details.host")) or "http"
 
 
 def _kind_of(span: Span) -> tuple[Kind, str]:
@@ -379,20 +403,22 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
     clipped = 0
     reached: set[str] = set()
     origin = root.start_ms
+    earliest = _earliest_starts(root, children)
     # work list: (span, its start offset as placed, the pieces of the root's timeline it owns: sorted, disjoint
-    # (a, b) offsets)
-    stack: list[tuple[Span, float, list[tuple[float, float]]]] = [(root, 0.0, [(0.0, root.duration_ms)])]
+    # (a, b) offsets); a root known only to the ms may start later than its timestamp (its children say so)
+    first = earliest[root.span_id]
+    stack: list[tuple[Span, float, list[tuple[float, float]]]] = [(root, first, [(first, first + root.duration_ms)])]
     while stack:
         span, lo, pieces = stack.pop()
         if span.span_id in reached:  # a parent cycle through the root: charge once
             continue
         reached.add(span.span_id)
-        hi = root.duration_ms if span is root else lo + span.duration_ms
+        hi = lo + span.duration_ms
         kids: list[tuple[float, float, Span]] = []
         placed: dict[str, float] = {}
         cursor = lo
-        for child in children.get(span.span_id, ()):  # sorted by (start, span id)
-            ca = _placed(child, child.start_ms - origin, cursor, hi)
+        for child in children.get(span.span_id, ()):  # sorted by (start, duration, span id)
+            ca = _placed(child, child.start_ms - origin, max(cursor, earliest[child.span_id]), hi)
             cb = ca + child.duration_ms
             cursor = max(cursor, cb)
             placed[child.span_id] = ca
@@ -427,16 +453,54 @@ def _charge(root: Span, children: Mapping[str, list[Span]]) -> tuple[dict[str, f
     return exclusive, clipped, reached
 
 
+def _earliest_starts(root: Span, children: Mapping[str, list[Span]]) -> dict[str, float]:
+    """The earliest start (offset from the root's timestamp, ms) of every span reached from ``root`` that its
+    timestamp and its children allow: a start known only to a resolution (Datadog's ms) lies in ``[start, start
+    + resolution]``, and the span cannot have ended before its children, placed back to back from their own
+    earliest starts as :func:`_charge` places them (bottom up). So a child starting in its parent's last
+    millisecond is not pushed past the parent's end (its time would go to the parent). Never beyond the
+    resolution: a child that outlives its parent by more (async work) is clipped as before. An exact start is
+    its own earliest start."""
+    origin = root.start_ms
+    order: list[Span] = []
+    seen: set[str] = set()
+    todo = [root]
+    while todo:  # parents before children (each span once, even through a parent cycle)
+        span = todo.pop()
+        if span.span_id in seen:
+            continue
+        seen.add(span.span_id)
+        order.append(span)
+        todo.extend(children.get(span.span_id, ()))
+    earliest: dict[str, float] = {}
+    for span in reversed(order):  # children before parents
+        start = span.start_ms - origin
+        res = span.start_resolution_ms
+        if res <= 0:
+            earliest[span.span_id] = start
+            continue
+        end, cursor = start + span.duration_ms, start  # its children placed back to back as _charge does
+        for child in children.get(span.span_id, ()):
+            if child.span_id in earliest:
+                ca = _placed(child, child.start_ms - origin, max(cursor, earliest[child.span_id]), math.inf)
+                cursor = max(cursor, ca + child.duration_ms)
+                end = max(end, cursor)
+        need = end - span.duration_ms
+        earliest[span.span_id] = min(max(start, need), start + res)
+    return earliest
+
+
 def _placed(child: Span, start: float, cursor: float, hi: float) -> float:
     """Where a child starts (offset, ms). An exact start is kept. A start known only to within ``[start, start +
-    resolution]`` (Datadog's ms timestamps) is put as late as that allows to begin after the siblings before it
-    end (``cursor``), but never so late that it would outlast its parent (``hi``): the least overlap the data
-    admits, so back-to-back calls that share a millisecond are not taken for parallel ones. Never earlier than
-    ``start`` and never beyond the resolution: nothing the timestamps rule out is assumed."""
+    resolution]`` (Datadog's ms timestamps) is put where the siblings before it end (``cursor``) when that lies
+    within it, but never so late that it would outlast its parent (``hi``), so back-to-back calls that share a
+    millisecond are not taken for parallel ones. When the siblings before it end past its resolution, it
+    overlapped them whatever its true start (parallel calls): it keeps its timestamp, as nothing says where in
+    the millisecond it began. Never earlier than ``start``: nothing the timestamps rule out is assumed."""
     res = child.start_resolution_ms
-    if res <= 0:
+    if res <= 0 or cursor > start + res:
         return start
-    return max(start, min(cursor, start + res, hi - child.duration_ms))
+    return max(start, min(cursor, hi - child.duration_ms))
 
 
 def breakdown_trace(spans: Sequence[Span], *, root_span_id: str | None = None) -> TraceBreakdown | SkippedTrace:
@@ -476,8 +540,9 @@ def breakdown_trace(spans: Sequence[Span], *, root_span_id: str | None = None) -
             else:
                 excluded_orphans += 1
         # a span without a parent that is not the root: another tree, left out (counted below)
-    for kids in children.values():
-        kids.sort(key=lambda k: (k.start_ms, k.span_id))
+    for kids in children.values():  # calls sharing a (truncated) start: the shorter first, the only order in
+        # which a long call and the short ones in its first millisecond can have run one after another
+        kids.sort(key=lambda k: (k.start_ms, k.duration_ms, k.span_id))
 
     exclusive, clipped, reached = _charge(root, children)
     excluded = len(unique) - len(reached)

@@ -272,16 +272,17 @@ _FRACTION = re.compile(r"T\d\d:\d\d:\d\d(?:\.(\d+))?")
 
 
 def _resolution_ms(value: Any) -> float:
-    """How precisely a start timestamp is known, in ms: from its digits (``.472Z``: 1 ms; ``.472123Z``: 0.001 ms;
-    whole seconds: 1000 ms); for a parsed datetime (the client's), 1 ms when it is a whole ms (Datadog's answers
-    have ms resolution), else 0.001 ms."""
+    """How precisely a start timestamp is known, in ms: 1 ms for Datadog's ms timestamps, which leave the
+    fraction's trailing zeros out (``.472Z``, ``.12Z``, ``.1Z`` and a whole second ``:05Z`` are all known to the
+    ms, not to 10, 100 or 1000 ms); finer when more digits are given (``.472123Z``: 0.001 ms); for a parsed
+    datetime (the client's), 1 ms when it is a whole ms, else 0.001 ms."""
     if isinstance(value, datetime):
         return 1.0 if value.microsecond % 1000 == 0 else 0.001
     m = _FRACTION.search(value) if isinstance(value, str) else None
     if m is None:
         return 1.0
     digits = len(m.group(1) or "")
-    return 10.0 ** (3 - digits) if digits <= 9 else 0.0
+    return 10.0 ** (3 - max(digits, 3)) if digits <= 9 else 0.0
 
 
 def _epoch_ms(value: Any) -> float | None:
