@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -419,6 +420,13 @@ def test_the_fakes_answer_has_the_recorded_shape() -> None:
     assert span is not None
     assert span.tag("db.system") == "postgresql"
     assert span.tag("peer.service") == "payroll-db"
+    # starts to the millisecond with the fraction's trailing zeros left out, as recorded ("10:48:51.12Z")
+    for start_s, suffix in ((T0 + 0.12, ".12Z"), (T0 + 0.005, ".005Z"), (T0 + 0.0, ":00Z")):
+        attrs = wire_span(replace(stored, start_s=start_s))["attributes"]
+        assert attrs["start_timestamp"].endswith(suffix), attrs["start_timestamp"]
+        back = span_from_wire(wire_span(replace(stored, start_s=start_s)))
+        assert back is not None
+        assert back.start_ms == pytest.approx(start_s * 1000, abs=1e-3)
 
 
 def test_request_spans_that_cannot_be_read_are_not_called_no_traffic(fake: DemoDatadog, waits: list[float]) -> None:

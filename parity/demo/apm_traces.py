@@ -18,7 +18,8 @@ to)``), ``page`` ``{limit (1-1000, default 10), cursor}``, ``sort`` ``timestamp`
 key>``; anything else is a 400 in Datadog's ``{"errors": [...]}`` shape. The answer is what the recorded
 cassettes show: ``{"data": [{"id", "type": "spans", "attributes": {"custom": {"duration": <ns>, ...meta nested
 by its dots: {"db": {"system": ...}}}},
-"start_timestamp", "end_timestamp" (ISO 8601, **millisecond** resolution like Datadog's, truncated), "env",
+"start_timestamp", "end_timestamp" (ISO 8601, **millisecond** resolution like Datadog's, truncated, trailing zeros of
+the fraction left out), "env",
 "host", "ingestion_reason", "parent_id" ("0" for a root), "resource_hash", "resource_name", "retained_by",
 "service", "single_span", "span_id", "tags" (host tags only), "trace_id", "type", and, beyond the recordings,
 "operation_name", "status"}}], "meta":
@@ -244,10 +245,12 @@ def _matches(span: StoredSpan, terms: Sequence[_Term]) -> bool:
 
 
 def _iso_ms(seconds: float) -> str:
-    """Unix s as Datadog's ISO 8601 with millisecond resolution (truncated), UTC."""
+    """Unix s as Datadog's ISO 8601 with millisecond resolution (truncated), UTC, trailing zeros of the fraction
+    left out as Datadog's recorded answers do (``10:48:51.12Z``, ``10:48:51Z``)."""
     ms = math.floor(seconds * 1000.0 + 1e-6)
     instant = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return instant.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+    fraction = f"{ms % 1000:03d}".rstrip("0")
+    return instant.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 def _nested(meta: Mapping[str, str]) -> dict[str, Any]:
