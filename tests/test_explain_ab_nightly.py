@@ -146,6 +146,9 @@ def test_ab_night_reads_pull_or_the_side_names(fake: DemoDatadog, tmp_path: Path
     assert explained.explanations is not None
     users = explained.explanations[USERS]
     assert (users["available"], users["sentence"][:32]) == (False, "no explanation: old side: traces")
+    # no [nightly] service: the baseline's ("web") is the service both sides' traces are searched under
+    settings = _settings(fake, **ab, old_env="ec2")
+    assert _why(explain_night(settings, KEYS, result, None, (old, new), BASELINE, tmp_path / "d")).startswith(WHY)
 
 
 def test_server_side_night_reads_both_apm_sides(fake: DemoDatadog, tmp_path: Path) -> None:
@@ -157,6 +160,21 @@ def test_server_side_night_reads_both_apm_sides(fake: DemoDatadog, tmp_path: Pat
     server_side = compare(BASELINE, apm)
     settings = _settings(fake, candidate_apm=ApmSource(service="web", env="eks"))
     explained = explain_night(settings, KEYS, result, server_side, (BASELINE, apm), BASELINE, tmp_path)
+    assert explained.comparison == "server-side"
+    assert _why(explained).startswith(WHY)
+
+    # a baseline from access logs names no APM env, service or resource: [nightly.pull]'s env and service, and the
+    # candidate APM's resource (the same application's name for the endpoint)
+    logs = replace(
+        BASELINE,
+        source=replace(BASELINE.source, kind=SourceKind.ACCESS_LOG, env=None, service=None),
+        endpoints=tuple(replace(e, resource=None) for e in BASELINE.endpoints),
+    )
+    server_side = compare(logs, apm)
+    settings = _settings(
+        fake, candidate_apm=ApmSource(service="web", env="eks"), pull=ApmSource(service="web", env="ec2")
+    )
+    explained = explain_night(settings, KEYS, result, server_side, (logs, apm), logs, tmp_path / "logs")
     assert explained.comparison == "server-side"
     assert _why(explained).startswith(WHY)
 

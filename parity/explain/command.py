@@ -261,10 +261,16 @@ def why_lines(document: Mapping[str, Any]) -> list[str]:
 
 
 def resources_of(baseline: Measurement, candidate: Measurement) -> dict[str, tuple[str | None, str | None]]:
-    """Endpoint key → (old, new) APM resource names the Measurements recorded (None where a side did not)."""
+    """Endpoint key → (old, new) APM resource names the Measurements recorded. A side that recorded none (a baseline
+    from access logs, a replay) takes the other side's: the same application names its resources alike in both
+    environments (a renamed one finds no traces there: that side's ``no explanation``, never another endpoint's)."""
     old = {s.endpoint.key: s.resource for s in baseline.endpoints}
     new = {s.endpoint.key: s.resource for s in candidate.endpoints}
-    return {k: (old.get(k), new.get(k)) for k in old.keys() | new.keys() if old.get(k) or new.get(k)}
+    return {
+        k: (old.get(k) or new.get(k), new.get(k) or old.get(k))
+        for k in old.keys() | new.keys()
+        if old.get(k) or new.get(k)
+    }
 
 
 def explain_comparison(

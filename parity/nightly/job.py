@@ -388,7 +388,9 @@ def run_nightly(
         notes.append(f"replay {status}: judged on what was recorded")
     write_reports(result, out_dir, meta, measurements=sides)
     if interrupted is not None:
-        return _cut_short(night, out_dir, result, refreshed, status, interrupted, notes, progress, settings.explain)
+        comparison = "a/b" if settings.old_target else "replay"
+        explain = comparison if settings.explain else None
+        return _cut_short(night, out_dir, result, refreshed, status, interrupted, notes, progress, explain)
     server_side, apm = None, None
     if settings.candidate_apm is not None:
         server_side, apm = _server_side(settings, keys, baseline, candidate, config, out_dir, meta, sleep)
@@ -439,13 +441,14 @@ def _cut_short(
     signum: int,
     notes: list[str],
     progress: Callable[[str], None],
-    explain: bool = False,
+    explain: str | None = None,
 ) -> NightlyOutcome:
     """The night after a signal stopped its replay: reported on what was recorded, and nothing more (no candidate
-    APM wait, no explanation, no history row, no push)."""
+    APM wait, no explanation, no history row, no push). ``explain``: the comparison that would have been explained
+    (``replay``, ``a/b``), None when none was asked for."""
     name = signal.Signals(signum).name
     notes.append(f"stopped by {name}: the replay is incomplete; candidate APM, history and push were skipped")
-    explained = NightExplained("replay", skipped=f"stopped by {name}: not explained") if explain else None
+    explained = NightExplained(explain, skipped=f"stopped by {name}: not explained") if explain else None
     progress(f"stopped by {name}: the night's reports hold what the replay recorded (incomplete)")
     outcome = NightlyOutcome(
         night=night,
@@ -516,9 +519,11 @@ def explain_night(
     regressed endpoints, each side's sampled traces over its compared window).
 
     Whose traces: the server-side comparison's sides as their Measurements name them (both are APM); the A/B's old
-    side ``[nightly.pull]``'s env and service (else ``old_env`` and ``service``), its new side
-    ``[nightly.candidate_apm]``'s (else ``target_env`` and ``service``); the replay's comparison the baseline's own
-    (else ``[nightly.pull]``'s) against ``[nightly.candidate_apm]``'s, and nothing without it (skipped). Every
+    side ``[nightly.pull]``'s env and service (else ``old_env`` and ``service``, else the baseline's service), its
+    new side ``[nightly.candidate_apm]``'s (else ``target_env`` and that service); the replay's comparison the
+    baseline's own (else ``[nightly.pull]``'s) against ``[nightly.candidate_apm]``'s, and nothing without it
+    (skipped). The server-side comparison's baseline side falls back to ``[nightly.pull]``'s too (a baseline from
+    access logs names no APM env or service). Every
     endpoint is searched by the APM resource the baseline recorded for it. Keys: ``keys`` (none: skipped); site:
     the APM tables' ``site``, else the keys'. Never raises and never changes a verdict: whatever fails is
     :attr:`NightExplained.skipped`."""
@@ -526,9 +531,15 @@ def explain_night(
 
     decisive = decisive_result(result, server_side)
     pull, apm = settings.pull, settings.candidate_apm
-    service = settings.service or None
-    if decisive is server_side:
-        comparison, named = "server-side", decisive
+    service = settings.service or baseline.source.service or None
+    fallback = (pull.env, pull.service) if pull else (None, None)
+    if decisive is server_side:  # a baseline from access logs names no APM env/service: [nightly.pull]'s
+        comparison = "server-side"
+        named = apm_named(
+            decisive,
+            old=(decisive.baseline.env or fallback[0], decisive.baseline.service or fallback[1]),
+            new=(None, None),
+        )
     elif settings.old_target:
         comparison = "a/b"
         named = apm_named(
@@ -540,7 +551,6 @@ def explain_night(
         comparison = "replay"
         if apm is None:
             return NightExplained(comparison, skipped=NO_CANDIDATE_APM)
-        fallback = (pull.env, pull.service) if pull else (None, None)
         named = apm_named(
             result,
             old=(result.baseline.env or fallback[0], result.baseline.service or fallback[1]),
