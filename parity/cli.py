@@ -745,6 +745,28 @@ def _recorded_resources(doc: Mapping[str, Any]) -> dict[str, tuple[str | None, s
     return resources_of(sides[0], sides[1])
 
 
+def _named_endpoints(groups: Sequence[str] | None, doc: Mapping[str, Any], path: Path) -> list[str]:
+    """The keys ``--endpoints`` names (comma-separated, repeatable). BadInput (one line, a close match suggested) for
+    a key the parity.json ``doc`` does not list: a typo would spend span searches (300 per hour for the whole org) on a
+    "no indexed span" line."""
+    import difflib
+
+    named = [e.strip() for group in groups or [] for e in group.split(",") if e.strip()]
+    known = sorted(
+        {
+            e["endpoint"]
+            for e in doc.get("endpoints") or []
+            if isinstance(e, dict) and isinstance(e.get("endpoint"), str)
+        }
+    )
+    for key in named:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (--endpoints takes the keys parity.json lists)"
+            raise BadInput(f"{key!r} is not an endpoint of {path}{hint}")
+    return named
+
+
 def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.explain.command import (
         EXPLAIN_FILE,
@@ -778,8 +800,7 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         )
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
-    named = [e.strip() for group in args.endpoints or [] for e in group.split(",") if e.strip()]
-    endpoints = pick_endpoints(doc, top=args.top, named=named)
+    endpoints = pick_endpoints(doc, top=args.top, named=_named_endpoints(args.endpoints, doc, path))
     out_dir: Path = args.out if args.out is not None else path.parent
     results: tuple[Any, ...] = ()
     resources = _recorded_resources(doc) if endpoints else {}

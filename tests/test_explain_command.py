@@ -439,3 +439,16 @@ def test_compare_explain_without_keys_or_apm_sides_is_one_line(
     err = capsys.readouterr().err
     assert f"parity: no explanation: the candidate ({cand}) names no APM env and service" in err
     assert "Traceback" not in err
+
+
+def test_an_endpoint_not_in_parity_json_is_bad_input_and_nothing_is_read(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    # a typo would cost span searches (300 per hour for the whole org) for a "no indexed span" line
+    assert main(["explain", str(path), "--dd-url", fake.url, "--endpoints", f"{USERS},GET /user/{{id}}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "'GET /user/{id}' is not an endpoint of" in err
+    assert fake.recorded() == []
+    assert not (tmp_path / "explain.json").exists()
