@@ -829,7 +829,8 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         print(f"parity: nothing to explain: {path} has no regressed endpoint (name some with --endpoints)")
     for line in why_lines(document):
         print(f"  {line}")
-    limits = [r for e in results for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
+    # the last read's count (each endpoint reads old, then new): an earlier one overstates what is left
+    limits = [r for e in reversed(results) for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
     if limits:
         print(f"  Datadog span search: {limits[0].rate_limit.describe()}")
     print(f"parity: wrote {target}")

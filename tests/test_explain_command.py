@@ -20,7 +20,7 @@ import pytest
 from parity import measurement_json
 from parity.cli import main
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import post_traces
+from parity.demo.apm_traces import SEARCH_PATH, post_traces
 from parity.explain.command import (
     FORMAT,
     EndpointExplanation,
@@ -452,3 +452,13 @@ def test_an_endpoint_not_in_parity_json_is_bad_input_and_nothing_is_read(
     assert "'GET /user/{id}' is not an endpoint of" in err
     assert fake.recorded() == []
     assert not (tmp_path / "explain.json").exists()
+
+
+def test_the_rate_limit_printed_is_the_last_one_seen(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    assert main(["explain", str(path), "--dd-url", fake.url, "--endpoints", f"{USERS},{HEALTH}"]) == 0
+    searches = len(fake.recorded(SEARCH_PATH))
+    assert searches >= 6  # two reads per side and endpoint: the first read's count is stale by the last
+    assert f"  Datadog span search: spans_search: {300 - searches} of 300 requests left" in capsys.readouterr().out
