@@ -834,10 +834,23 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     if limits:
         print(f"  Datadog span search: {limits[0].rate_limit.describe()}")
     print(f"parity: wrote {target}")
-    command = (doc.get("meta") or {}).get("command")
-    if isinstance(command, str) and command.startswith("parity compare") and endpoints:
-        print(f"  the report shows it when rewritten beside it: {command}")
+    hint = _rewrite_command((doc.get("meta") or {}).get("command"))
+    if hint is not None and endpoints and out_dir.resolve() == path.parent.resolve():
+        print(f"  the report shows it when rewritten beside it: {hint}")
     return EXIT_OK
+
+
+def _rewrite_command(command: Any) -> str | None:
+    """The compare command of a parity.json's ``meta.command`` that rewrites its report beside it, without
+    ``--explain`` (which would read traces again and overwrite the explain.json just written); None for another
+    command or one that cannot be split."""
+    if not isinstance(command, str) or not command.startswith("parity compare"):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    return shlex.join(w for w in words if w != "--explain")
 
 
 def _time_zone_name(text: str) -> str:

@@ -462,3 +462,20 @@ def test_the_rate_limit_printed_is_the_last_one_seen(
     searches = len(fake.recorded(SEARCH_PATH))
     assert searches >= 6  # two reads per side and endpoint: the first read's count is stale by the last
     assert f"  Datadog span search: spans_search: {300 - searches} of 300 requests left" in capsys.readouterr().out
+
+
+def test_the_rewrite_hint_is_a_compare_that_shows_this_file(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    doc = json.loads(path.read_text())
+    doc["meta"]["command"] = "parity compare a.json b.json -o out --explain --dd-url http://127.0.0.1:9"
+    path.write_text(json.dumps(doc))
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6"]) == 0
+    # re-run with --explain it would read traces again and overwrite this explain.json with compare's defaults
+    assert "  the report shows it when rewritten beside it: parity compare a.json b.json -o out --dd-url" in (
+        capsys.readouterr().out
+    )
+    # written elsewhere (-o), a compare rewriting the report beside parity.json would not show it
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6", "-o", str(tmp_path / "x")]) == 0
+    assert "rewritten beside it" not in capsys.readouterr().out
