@@ -479,3 +479,16 @@ def test_the_rewrite_hint_is_a_compare_that_shows_this_file(
     # written elsewhere (-o), a compare rewriting the report beside parity.json would not show it
     assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6", "-o", str(tmp_path / "x")]) == 0
     assert "rewritten beside it" not in capsys.readouterr().out
+
+
+def test_compare_explain_read_failure_is_the_endpoints_why_line(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.fail(403, None)
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    assert main(["compare", str(base), str(cand), "-o", str(tmp_path / "r"), "--explain", "--dd-url", fake.url]) == 1
+    captured = capsys.readouterr()
+    assert "parity: no explanation" not in captured.err  # the README said a failed read was this stderr line
+    assert "       why: no explanation: old side: Datadog refused the application key (HTTP 403)" in captured.out
