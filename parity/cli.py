@@ -730,17 +730,24 @@ def _datadog_keys() -> tuple[str, str, list[str]]:
 def _recorded_resources(doc: Mapping[str, Any]) -> dict[str, tuple[str | None, str | None]]:
     """The APM resources (e.g. ``UsersController#show``) the compared Measurement files recorded per endpoint, when
     the files parity.json names (``baseline.name``, ``candidate.name``, as given to compare) are still there and are
-    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched)."""
+    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched; a note on stderr when a named
+    Measurement JSON file cannot be read, e.g. parity explain runs in another directory than compare did)."""
     from parity.explain.command import resources_of
 
     sides = []
     for which in ("baseline", "candidate"):
         name = (doc.get(which) or {}).get("name")
-        if not isinstance(name, str) or not name.endswith(".json") or not Path(name).is_file():
+        if not isinstance(name, str) or not name.endswith(".json"):
             return {}
         try:
             sides.append(measurement_json.read(name))
-        except BadInput:
+        except BadInput as exc:  # else a "no indexed span" of the key would hide that its resource was not known
+            why = "not found from here" if not Path(name).is_file() else f"not read ({exc})"
+            print(
+                f"parity: note: {name}: {why}: the endpoint keys are searched as APM resources, not the resources "
+                "it recorded (run parity explain where compare ran)",
+                file=sys.stderr,
+            )
             return {}
     return resources_of(sides[0], sides[1])
 

@@ -492,3 +492,17 @@ def test_compare_explain_read_failure_is_the_endpoints_why_line(
     captured = capsys.readouterr()
     assert "parity: no explanation" not in captured.err  # the README said a failed read was this stderr line
     assert "       why: no explanation: old side: Datadog refused the application key (HTTP 403)" in captured.out
+
+
+def test_measurement_files_not_found_from_here_are_said(
+    fake: DemoDatadog, keys: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    doc = json.loads(path.read_text())
+    doc["baseline"]["name"], doc["candidate"]["name"] = "old.json", "new.json"  # as compare ran in another directory
+    path.write_text(json.dumps(doc))
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6"]) == 0
+    err = capsys.readouterr().err
+    # the endpoint's key is searched as its APM resource instead of the one recorded (UsersController#show): say so
+    assert "parity: note: old.json: not found from here" in err
