@@ -213,9 +213,15 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     baseline, candidate = load_measurements(args.baseline, args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
-    explanations = _compare_explanations(args, result, baseline, candidate) if args.explain else None
+    explanations, interrupted = None, False
+    if args.explain:
+        try:
+            explanations = _compare_explanations(args, result, baseline, candidate)
+        except KeyboardInterrupt:  # Ctrl-C during a (rate-limit-waiting) read: the judged verdict is not lost
+            print("parity: no explanation: interrupted: the reports are written unexplained", file=sys.stderr)
+            interrupted = True
     _report(result, args.out, _meta(config.path, argv), (baseline, candidate), explanations)
-    return exit_code(result.verdict)
+    return EXIT_INTERRUPTED if interrupted else exit_code(result.verdict)
 
 
 def _compare_explanations(

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -506,3 +509,32 @@ def test_measurement_files_not_found_from_here_are_said(
     err = capsys.readouterr().err
     # the endpoint's key is searched as its APM resource instead of the one recorded (UsersController#show): say so
     assert "parity: note: old.json: not found from here" in err
+
+
+def test_ctrl_c_while_compare_explain_reads_keeps_the_report(fake: DemoDatadog, tmp_path: Path) -> None:
+    fake.rate_limit(1, 50, name="spans_search")  # the read waits 50 s: the user presses Ctrl-C meanwhile
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    out = tmp_path / "r"
+    env = os.environ | {"DD_API_KEY": DEMO_API_KEY, "DD_APP_KEY": DEMO_APP_KEY}
+    argv = [sys.executable, "-m", "parity.cli", "compare", str(base), str(cand), "-o", str(out), "--explain"]
+    child = subprocess.Popen([*argv, "--dd-url", fake.url], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        seen = []
+        while "rate limit: waiting" not in (line := child.stderr.readline()) and line:
+            seen.append(line)
+        assert line, seen
+        child.send_signal(signal.SIGINT)
+        err = child.stderr.read()
+        assert child.wait(timeout=60) == 130, err
+    finally:
+        child.kill()
+        child.wait()
+    assert "Traceback" not in err
+    assert "parity: no explanation: interrupted" in err
+    # the verdict judged before the read is not lost: its reports are written, unexplained
+    assert json.loads((out / "parity.json").read_text())["verdict"] == "fail"
+    assert (out / "index.html").is_file()
+    assert not (out / "explain.json").exists()
