@@ -213,9 +213,15 @@ def _cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     config = _config(args)
     baseline, candidate = load_measurements(args.baseline, args.candidate)
     result = compare(baseline, candidate, config.policy, names=(str(args.baseline), str(args.candidate)))
-    explanations = _compare_explanations(args, result, baseline, candidate) if args.explain else None
+    explanations, interrupted = None, False
+    if args.explain:
+        try:
+            explanations = _compare_explanations(args, result, baseline, candidate)
+        except KeyboardInterrupt:  # Ctrl-C during a (rate-limit-waiting) read: the judged verdict is not lost
+            print("parity: no explanation: interrupted: the reports are written unexplained", file=sys.stderr)
+            interrupted = True
     _report(result, args.out, _meta(config.path, argv), (baseline, candidate), explanations)
-    return exit_code(result.verdict)
+    return EXIT_INTERRUPTED if interrupted else exit_code(result.verdict)
 
 
 def _compare_explanations(
@@ -730,19 +736,48 @@ def _datadog_keys() -> tuple[str, str, list[str]]:
 def _recorded_resources(doc: Mapping[str, Any]) -> dict[str, tuple[str | None, str | None]]:
     """The APM resources (e.g. ``UsersController#show``) the compared Measurement files recorded per endpoint, when
     the files parity.json names (``baseline.name``, ``candidate.name``, as given to compare) are still there and are
-    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched)."""
+    Measurement JSON; {} otherwise (the endpoint's key is then the resource searched; a note on stderr when a named
+    Measurement JSON file cannot be read, e.g. parity explain runs in another directory than compare did)."""
     from parity.explain.command import resources_of
 
     sides = []
     for which in ("baseline", "candidate"):
         name = (doc.get(which) or {}).get("name")
-        if not isinstance(name, str) or not name.endswith(".json") or not Path(name).is_file():
+        if not isinstance(name, str) or not name.endswith(".json"):
             return {}
         try:
             sides.append(measurement_json.read(name))
-        except BadInput:
+        except BadInput as exc:  # else a "no indexed span" of the key would hide that its resource was not known
+            why = "not found from here" if not Path(name).is_file() else f"not read ({exc})"
+            print(
+                f"parity: note: {name}: {why}: the endpoint keys are searched as APM resources, not the resources "
+                "it recorded (run parity explain where compare ran)",
+                file=sys.stderr,
+            )
             return {}
     return resources_of(sides[0], sides[1])
+
+
+def _named_endpoints(groups: Sequence[str] | None, doc: Mapping[str, Any], path: Path) -> list[str]:
+    """The keys ``--endpoints`` names (comma-separated, repeatable). BadInput (one line, a close match suggested) for
+    a key the parity.json ``doc`` does not list: a typo would spend span searches (300 per hour for the whole org) on a
+    "no indexed span" line."""
+    import difflib
+
+    named = [e.strip() for group in groups or [] for e in group.split(",") if e.strip()]
+    known = sorted(
+        {
+            e["endpoint"]
+            for e in doc.get("endpoints") or []
+            if isinstance(e, dict) and isinstance(e.get("endpoint"), str)
+        }
+    )
+    for key in named:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (--endpoints takes the keys parity.json lists)"
+            raise BadInput(f"{key!r} is not an endpoint of {path}{hint}")
+    return named
 
 
 def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
@@ -778,8 +813,7 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         )
     except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from None
-    named = [e.strip() for group in args.endpoints or [] for e in group.split(",") if e.strip()]
-    endpoints = pick_endpoints(doc, top=args.top, named=named)
+    endpoints = pick_endpoints(doc, top=args.top, named=_named_endpoints(args.endpoints, doc, path))
     out_dir: Path = args.out if args.out is not None else path.parent
     results: tuple[Any, ...] = ()
     resources = _recorded_resources(doc) if endpoints else {}
@@ -808,14 +842,28 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         print(f"parity: nothing to explain: {path} has no regressed endpoint (name some with --endpoints)")
     for line in why_lines(document):
         print(f"  {line}")
-    limits = [r for e in results for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
+    # the last read's count (each endpoint reads old, then new): an earlier one overstates what is left
+    limits = [r for e in reversed(results) for r in (e.new, e.old) if r is not None and r.rate_limit is not None]
     if limits:
         print(f"  Datadog span search: {limits[0].rate_limit.describe()}")
     print(f"parity: wrote {target}")
-    command = (doc.get("meta") or {}).get("command")
-    if isinstance(command, str) and command.startswith("parity compare") and endpoints:
-        print(f"  the report shows it when rewritten beside it: {command}")
+    hint = _rewrite_command((doc.get("meta") or {}).get("command"))
+    if hint is not None and endpoints and out_dir.resolve() == path.parent.resolve():
+        print(f"  the report shows it when rewritten beside it: {hint}")
     return EXIT_OK
+
+
+def _rewrite_command(command: Any) -> str | None:
+    """The compare command of a parity.json's ``meta.command`` that rewrites its report beside it, without
+    ``--explain`` (which would read traces again and overwrite the explain.json just written); None for another
+    command or one that cannot be split."""
+    if not isinstance(command, str) or not command.startswith("parity compare"):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    return shlex.join(w for w in words if w != "--explain")
 
 
 def _time_zone_name(text: str) -> str:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,7 @@ import pytest
 from parity import measurement_json
 from parity.cli import main
 from parity.demo.apm import DEMO_API_KEY, DEMO_APP_KEY, DemoDatadog
-from parity.demo.apm_traces import post_traces
+from parity.demo.apm_traces import SEARCH_PATH, post_traces
 from parity.explain.command import (
     FORMAT,
     EndpointExplanation,
@@ -439,3 +442,99 @@ def test_compare_explain_without_keys_or_apm_sides_is_one_line(
     err = capsys.readouterr().err
     assert f"parity: no explanation: the candidate ({cand}) names no APM env and service" in err
     assert "Traceback" not in err
+
+
+def test_an_endpoint_not_in_parity_json_is_bad_input_and_nothing_is_read(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    # a typo would cost span searches (300 per hour for the whole org) for a "no indexed span" line
+    assert main(["explain", str(path), "--dd-url", fake.url, "--endpoints", f"{USERS},GET /user/{{id}}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "'GET /user/{id}' is not an endpoint of" in err
+    assert fake.recorded() == []
+    assert not (tmp_path / "explain.json").exists()
+
+
+def test_the_rate_limit_printed_is_the_last_one_seen(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    assert main(["explain", str(path), "--dd-url", fake.url, "--endpoints", f"{USERS},{HEALTH}"]) == 0
+    searches = len(fake.recorded(SEARCH_PATH))
+    assert searches >= 6  # two reads per side and endpoint: the first read's count is stale by the last
+    assert f"  Datadog span search: spans_search: {300 - searches} of 300 requests left" in capsys.readouterr().out
+
+
+def test_the_rewrite_hint_is_a_compare_that_shows_this_file(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    doc = json.loads(path.read_text())
+    doc["meta"]["command"] = "parity compare a.json b.json -o out --explain --dd-url http://127.0.0.1:9"
+    path.write_text(json.dumps(doc))
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6"]) == 0
+    # re-run with --explain it would read traces again and overwrite this explain.json with compare's defaults
+    assert "  the report shows it when rewritten beside it: parity compare a.json b.json -o out --dd-url" in (
+        capsys.readouterr().out
+    )
+    # written elsewhere (-o), a compare rewriting the report beside parity.json would not show it
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6", "-o", str(tmp_path / "x")]) == 0
+    assert "rewritten beside it" not in capsys.readouterr().out
+
+
+def test_compare_explain_read_failure_is_the_endpoints_why_line(
+    fake: DemoDatadog, keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.fail(403, None)
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    assert main(["compare", str(base), str(cand), "-o", str(tmp_path / "r"), "--explain", "--dd-url", fake.url]) == 1
+    captured = capsys.readouterr()
+    assert "parity: no explanation" not in captured.err  # the README said a failed read was this stderr line
+    assert "       why: no explanation: old side: Datadog refused the application key (HTTP 403)" in captured.out
+
+
+def test_measurement_files_not_found_from_here_are_said(
+    fake: DemoDatadog, keys: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _parity(tmp_path, bottlenecks=[USERS], failed=[USERS])
+    doc = json.loads(path.read_text())
+    doc["baseline"]["name"], doc["candidate"]["name"] = "old.json", "new.json"  # as compare ran in another directory
+    path.write_text(json.dumps(doc))
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", str(path), "--dd-url", fake.url, "--traces", "6"]) == 0
+    err = capsys.readouterr().err
+    # the endpoint's key is searched as its APM resource instead of the one recorded (UsersController#show): say so
+    assert "parity: note: old.json: not found from here" in err
+
+
+def test_ctrl_c_while_compare_explain_reads_keeps_the_report(fake: DemoDatadog, tmp_path: Path) -> None:
+    fake.rate_limit(1, 50, name="spans_search")  # the read waits 50 s: the user presses Ctrl-C meanwhile
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    out = tmp_path / "r"
+    env = os.environ | {"DD_API_KEY": DEMO_API_KEY, "DD_APP_KEY": DEMO_APP_KEY}
+    argv = [sys.executable, "-m", "parity.cli", "compare", str(base), str(cand), "-o", str(out), "--explain"]
+    child = subprocess.Popen([*argv, "--dd-url", fake.url], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        seen = []
+        while "rate limit: waiting" not in (line := child.stderr.readline()) and line:
+            seen.append(line)
+        assert line, seen
+        child.send_signal(signal.SIGINT)
+        err = child.stderr.read()
+        assert child.wait(timeout=60) == 130, err
+    finally:
+        child.kill()
+        child.wait()
+    assert "Traceback" not in err
+    assert "parity: no explanation: interrupted" in err
+    # the verdict judged before the read is not lost: its reports are written, unexplained
+    assert json.loads((out / "parity.json").read_text())["verdict"] == "fail"
+    assert (out / "index.html").is_file()
+    assert not (out / "explain.json").exists()
