@@ -171,13 +171,18 @@ def _commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+#: The ``user:password@`` of a URL on the command line (``--dd-url``, a target): never written into a report.
+_URL_CREDENTIALS = re.compile(r"(?i)\b(https?://)[^\s/@]+@")
+
+
 def _meta(config_path: Path | None, argv: Sequence[str]) -> RunMeta:
+    """The run's metadata for the reports; a URL's credentials in the command line are written as ``***@``."""
     return RunMeta(
         harness_version=version(),
         commit=_commit(),
         generated_at=datetime.now(UTC),
         config=None if config_path is None else str(config_path),
-        command=shlex.join(["parity", *argv]),
+        command=_URL_CREDENTIALS.sub(r"\1***@", shlex.join(["parity", *argv])),
     )
 
 

@@ -1101,7 +1101,9 @@ def _client(
     clock: Callable[[], float],
 ) -> DatadogClient:
     """The client for ``keys`` (the client's auth names), checking the site and the URL."""
-    if dd_url is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", dd_url):
+    if dd_url is not None and not re.fullmatch(r"https?://[^\s/@]+(/[^\s]*)?", dd_url):
+        if re.match(r"https?://[^\s/]*@", dd_url):  # never echo it: the part before @ is a credential
+            raise DatadogError("Datadog URL: credentials (user:password@) are not taken: give http(s)://host[:port]")
         raise DatadogError(f"Datadog URL {dd_url!r}: expected http(s)://host[:port]")
     site = site or SITES[0]
     if dd_url is None and site not in SITES:

@@ -385,3 +385,13 @@ def test_an_answer_without_a_formulas_column_is_unavailable_not_zero_errors(
     dd.fail(200, body={"data": {"type": "scalar_response", "attributes": {"columns": columns}}})
     with pytest.raises(ApmUnavailable, match=r"10 formulas with 9 number columns"):
         apm.interval(ApmSelector("web", "nocolumn"), T0, T0 + 1)
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret@127.0.0.1:9", "https://s3cret@proxy.internal/api"])
+def test_a_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    """A --dd-url / dd_url with user:password@ would carry the secret into every failure reason, explain.json and
+    the report's command line: refused in one line that does not repeat it."""
+    with pytest.raises(DatadogError) as err:
+        connect(api_key=DEMO_API_KEY, app_key=DEMO_APP_KEY, dd_url=url)
+    assert "credentials" in str(err.value)
+    assert "s3cret" not in str(err.value)

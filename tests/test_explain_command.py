@@ -538,3 +538,21 @@ def test_ctrl_c_while_compare_explain_reads_keeps_the_report(fake: DemoDatadog, 
     assert json.loads((out / "parity.json").read_text())["verdict"] == "fail"
     assert (out / "index.html").is_file()
     assert not (out / "explain.json").exists()
+
+
+def test_a_dd_url_with_credentials_is_refused_and_never_written(
+    keys: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, cand = tmp_path / "old.json", tmp_path / "new.json"
+    measurement_json.write(_apm_side("ec2", {USERS: 50.0}, 1), base)
+    measurement_json.write(_apm_side("eks", {USERS: 80.0}, 2), cand)
+    out = tmp_path / "report"
+    url = "http://user:s3cret@127.0.0.1:9"
+    assert main(["compare", str(base), str(cand), "-o", str(out), "--explain", "--dd-url", url]) == 1  # the verdict
+    captured = capsys.readouterr()
+    assert "parity: no explanation: Datadog URL: credentials" in captured.err
+    assert "s3cret" not in captured.out + captured.err
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written
+    assert not [p.name for p in written if "s3cret" in p.read_text("utf-8", errors="replace")]
+    assert "http://***@127.0.0.1:9" in (out / "parity.json").read_text()  # the command line, its credential masked
