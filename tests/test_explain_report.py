@@ -45,3 +45,20 @@ def test_no_reads_no_rate_limit_line() -> None:
     line = detail(_entry({"old": _read(1, [], None), "new": None}))["rl"]
     assert line.startswith("1 Spans API request (old 1)")
     assert "no rate-limit headers" in line
+
+
+def _component(label: str, old_calls: float, new_calls: float, ratio: float | None) -> dict[str, Any]:
+    return {
+        "label": label, "service": "web", "own_service": False, "kind": "cache", "name": "redis.command",
+        "old_ms": 0.0 if old_calls == 0 else 0.4, "new_ms": 1.2, "diff_ms": 1.2 - (0.0 if old_calls == 0 else 0.4),
+        "diff_low_ms": 0.5, "diff_high_ms": 1.9, "change": "slower", "old_calls": old_calls, "new_calls": new_calls,
+        "calls_ratio": ratio, "calls_ratio_low": None, "calls_ratio_high": None, "share": None,
+    }  # fmt: skip
+
+
+def test_a_rare_call_is_not_shown_as_no_call() -> None:
+    """A call made by 1 request in 30 (0.033 per request) costs time: its calls column must not read 0.0."""
+    entry = {**_entry({}), "components": [_component("redis", 0.0, 1 / 30, None), _component("dns", 0.02, 0.06, 3.0)]}
+    table = {row[0]: row[5] for row in detail(entry)["t"]}
+    assert table["redis"] == "0.0 → 0.033"
+    assert table["dns"] == "0.02 → 0.06 (3.0×)"
