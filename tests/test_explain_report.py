@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parity.report.explain import detail
+from parity.report.explain import BAR_LABEL_CHARS, detail
 
 
 def _read(requests: int, waits: list[float], rate: str | None) -> dict[str, Any]:
@@ -62,3 +62,15 @@ def test_a_rare_call_is_not_shown_as_no_call() -> None:
     table = {row[0]: row[5] for row in detail(entry)["t"]}
     assert table["redis"] == "0.0 → 0.033"
     assert table["dns"] == "0.02 → 0.06 (3.0×)"
+
+
+def test_a_long_component_label_is_cut_in_the_bar_legend_not_in_the_table() -> None:
+    """A chart legend entry cannot wrap: a 150-character label was clipped mid-word and lost its colour box."""
+    long = "postgres via " + "payments-ledger-reconciliation-" * 4 + "service"
+    entry = {**_entry({}), "components": [_component(long, 1.0, 3.0, 3.0)]}
+    out = detail(entry)
+    label = out["bar"][0][0]
+    assert len(label) <= BAR_LABEL_CHARS
+    assert label.endswith("…")
+    assert long.startswith(label[:-1])
+    assert out["t"][0][0] == long  # the table wraps: whole there

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from parity.judge.result import ParityResult, SideInfo
+from parity.report.text import cut
 
 __all__ = [
     "BAR_COMPONENTS",
+    "BAR_LABEL_CHARS",
     "EXPLAIN_FILE",
     "FORMAT",
     "FORMAT_VERSION",
@@ -45,6 +47,9 @@ Explanations = Mapping[str, Mapping[str, Any]]
 
 BAR_COMPONENTS = 7
 """Components drawn one by one in the stacked bar (the largest); the rest are summed as "other"."""
+BAR_LABEL_CHARS = 40
+"""A component's name in the stacked bar's legend at most (cut with "…": a legend entry cannot wrap, a longer one is
+clipped and loses its colour box); the changed-components table names it whole."""
 
 
 def read_explain_json(path: Path) -> dict[str, Any]:
@@ -171,11 +176,11 @@ def _reads_line(reads: Any) -> str | None:
 
 def detail(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The HTML detail of one explanation (short keys, pre-formatted): ``w`` the why line, ``ok`` explained (False:
-    ``w`` is "no explanation: ..."), ``bar`` ``[[label, old ms, new ms], ...]`` (largest first, the rest summed as
-    "other"; None without figures), ``t`` the changed components (slower/faster) as ``[label, change, old ms, new
-    ms, difference with its interval, calls per request old → new (ratio, interval)]``, ``sm`` the sampling
-    statement, ``rl`` what the reads cost (Spans API requests, rate-limit waits, the rate limit last seen; absent
-    when no side was read)."""
+    ``w`` is "no explanation: ..."), ``bar`` ``[[label, old ms, new ms], ...]`` (labels cut at
+    :data:`BAR_LABEL_CHARS`; largest first, the rest summed as "other"; None without figures), ``t`` the changed
+    components (slower/faster) as ``[label, change, old ms, new ms, difference with its interval, calls per request
+    old → new (ratio, interval)]``, ``sm`` the sampling statement, ``rl`` what the reads cost (Spans API requests,
+    rate-limit waits, the rate limit last seen; absent when no side was read)."""
     out: dict[str, Any] = {"w": why(entry) or "", "ok": bool(entry.get("available"))}
     sampling = entry.get("sampling") or {}
     if isinstance(sampling.get("statement"), str):
@@ -188,7 +193,8 @@ def detail(entry: Mapping[str, Any]) -> dict[str, Any]:
         return out
     sized = sorted(comps, key=lambda c: -max(_num(c.get("old_ms")) or 0.0, _num(c.get("new_ms")) or 0.0))
     bar: list[tuple[str, float | None, float | None]] = [
-        (str(c.get("label")), _num(c.get("old_ms")), _num(c.get("new_ms"))) for c in sized[:BAR_COMPONENTS]
+        (cut(str(c.get("label")), BAR_LABEL_CHARS), _num(c.get("old_ms")), _num(c.get("new_ms")))
+        for c in sized[:BAR_COMPONENTS]
     ]
     rest = sized[BAR_COMPONENTS:]
     if rest:
