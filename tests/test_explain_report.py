@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from parity.report.explain import BAR_LABEL_CHARS, detail
@@ -74,3 +75,28 @@ def test_a_long_component_label_is_cut_in_the_bar_legend_not_in_the_table() -> N
     assert label.endswith("…")
     assert long.startswith(label[:-1])
     assert out["t"][0][0] == long  # the table wraps: whole there
+
+
+def test_junit_carries_the_why_line_of_a_failed_endpoint(tmp_path: Path) -> None:
+    """GitLab shows a failed night's junit.xml in its Tests tab: the failed endpoint's why line is there."""
+    import xml.etree.ElementTree as ET
+
+    from parity.report.write import write_reports
+    from tests.test_report import META, mixed_result
+
+    result = mixed_result()
+    bad = next(e for e in result.endpoints if e.verdict.value == "fail")
+    failed = bad.endpoint.key
+    passed = next(e.endpoint.key for e in result.endpoints if e.verdict.value == "pass")
+    why = {"endpoint": failed, "available": True, "sentence": "+24 ms per request in postgres <N+1> & more"}
+    nothing = {"endpoint": passed, "available": True, "sentence": "nothing changed: the sampled requests took as long"}
+    paths = write_reports(result, tmp_path, META, explanations={failed: why, passed: nothing})
+    cases = {c.get("name"): c for c in ET.parse(paths.junit_xml).getroot().iter("testcase")}
+    failure = cases[failed].find("failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert failure.text.splitlines()[-1] == "why (sampled APM traces): +24 ms per request in postgres <N+1> & more"
+    assert failure.get("message") == bad.reasons[0]  # the message stays the first reason
+    assert list(cases[passed]) == []  # a pass stays an empty testcase
+    plain = write_reports(result, tmp_path / "plain", META)
+    assert "why" not in plain.junit_xml.read_text()
