@@ -100,3 +100,26 @@ def test_junit_carries_the_why_line_of_a_failed_endpoint(tmp_path: Path) -> None
     assert list(cases[passed]) == []  # a pass stays an empty testcase
     plain = write_reports(result, tmp_path / "plain", META)
     assert "why" not in plain.junit_xml.read_text()
+
+
+def test_a_damaged_explain_json_is_a_note_not_a_traceback(tmp_path: Path) -> None:
+    """An explain.json of the right format whose fields have the wrong shape (hand-edited, another tool's) is not
+    shown, with a one-line note; an entry with a malformed field still renders its why line."""
+    import json
+
+    from parity.report.explain import explanations_beside
+    from tests.test_report import mixed_result
+
+    result = mixed_result()
+    key = result.endpoints[0].endpoint.key
+    entry = {"endpoint": key, "available": True, "sentence": "+1 ms per request in redis", "sampling": "30 traces"}
+    doc = {"format": "parity-explain", "version": 1, "old": "ec2", "new": None, "explanations": [entry]}
+    (tmp_path / "explain.json").write_text(json.dumps(doc))
+    explanations, note = explanations_beside(tmp_path, result)
+    assert explanations == {}
+    assert note is not None
+    assert "not shown in the report" in note
+    out = detail({**entry, "components": 3, "reads": {"old": {"requests": 1, "waits_s": 5}}})
+    assert out["rl"].startswith("1 Spans API request (old 1); no rate-limit headers")
+    assert out["w"] == "+1 ms per request in redis"
+    assert "sm" not in out

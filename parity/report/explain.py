@@ -101,7 +101,7 @@ def explanations_beside(directory: Path, result: ParityResult) -> tuple[dict[str
         doc = read_explain_json(path)
     except ValueError as exc:
         return {}, f"{exc}: not shown in the report"
-    old, new = doc.get("old") or {}, doc.get("new") or {}
+    old, new = (side if isinstance(side := doc.get(name), Mapping) else {} for name in ("old", "new"))
     if old.get("window") != _window(result.baseline) or new.get("window") != _window(result.candidate):
         return (
             {},
@@ -166,7 +166,8 @@ def _reads_line(reads: Any) -> str | None:
     total = sum(n for _, n in counts if isinstance(n, int))
     per = ", ".join(f"{name} {n}" for name, n in counts if isinstance(n, int))
     text = f"{total} Spans API request{'' if total == 1 else 's'} ({per})"
-    waits = [w for _, r in sides for w in r.get("waits_s") or () if isinstance(w, int | float)]
+    listed = [r.get("waits_s") for _, r in sides]
+    waits = [w for ws in listed if isinstance(ws, list) for w in ws if isinstance(w, int | float)]
     if waits:
         text += f"; waited {sum(waits):g} s for its rate limit"
     seen = [r.get("rate_limit") for _, r in sides if isinstance(r.get("rate_limit"), str)]
@@ -182,13 +183,14 @@ def detail(entry: Mapping[str, Any]) -> dict[str, Any]:
     old → new (ratio, interval)]``, ``sm`` the sampling statement, ``rl`` what the reads cost (Spans API requests,
     rate-limit waits, the rate limit last seen; absent when no side was read)."""
     out: dict[str, Any] = {"w": why(entry) or "", "ok": bool(entry.get("available"))}
-    sampling = entry.get("sampling") or {}
-    if isinstance(sampling.get("statement"), str):
+    sampling = entry.get("sampling")
+    if isinstance(sampling, Mapping) and isinstance(sampling.get("statement"), str):
         out["sm"] = sampling["statement"]
     cost = _reads_line(entry.get("reads"))
     if cost:
         out["rl"] = cost
-    comps = [c for c in entry.get("components") or [] if isinstance(c, Mapping)]
+    listed = entry.get("components")
+    comps = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
     if not out["ok"] or not comps:
         return out
     sized = sorted(comps, key=lambda c: -max(_num(c.get("old_ms")) or 0.0, _num(c.get("new_ms")) or 0.0))
