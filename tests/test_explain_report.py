@@ -123,3 +123,26 @@ def test_a_damaged_explain_json_is_a_note_not_a_traceback(tmp_path: Path) -> Non
     assert out["rl"].startswith("1 Spans API request (old 1); no rate-limit headers")
     assert out["w"] == "+1 ms per request in redis"
     assert "sm" not in out
+
+
+def test_a_cutover_explanation_whose_file_could_not_be_written_is_not_called_no_explanation() -> None:
+    """The STOP was explained (its why lines are shown) but explain.json could not be written: that is what the
+    last line says, not "no explanation" under the explanations themselves."""
+    from dataclasses import replace
+
+    from parity.cutover.model import StopExplanation, StopWhy
+    from parity.cutover.report import render_cutover_html, why_lines
+    from tests.cutover_runs import SCENARIOS, simulate
+
+    run = simulate(SCENARIOS["stopped_latency"])
+    unwritable = "/ro/explain.json: cannot write it: Read-only file system"
+    why = StopWhy("GET /a", ("avg_ms",), "+25 ms per request in queue")
+    lines = why_lines(replace(run, explanation=StopExplanation((why,), None, unwritable)))
+    assert lines == [
+        "GET /a (avg_ms): +25 ms per request in queue",
+        f"explain.json not saved: {unwritable}",
+    ]
+    assert why_lines(replace(run, explanation=StopExplanation(skipped="403"))) == ["no explanation: 403"]
+    page = render_cutover_html(replace(run, explanation=StopExplanation((why,), None, unwritable)))
+    assert "no explanation" not in page
+    assert f"explain.json not saved: {unwritable}" in page
