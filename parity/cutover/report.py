@@ -41,7 +41,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from parity.cutover.journal import encode_explanation
-from parity.cutover.model import CheckRecord, CutoverRun, Outcome, StepRecord
+from parity.cutover.model import CheckRecord, CutoverRun, Outcome, StepRecord, StopExplanation
 from parity.judge.sequential import Action, CutoverPolicy, Finding, MetricDecision, StepDecision
 from parity.report.ci import _md, _md_name, json_value
 from parity.report.context import format_duration, format_time
@@ -300,14 +300,23 @@ def _why_step(run: CutoverRun) -> str:
 
 def why_lines(run: CutoverRun) -> list[str]:
     """The stop's explanation as plain lines: ``<endpoint> (<what stopped it>): <why sentence>`` per endpoint, or
-    ``no explanation: <reason>``; empty when the run was not explained. Pure."""
+    ``no explanation: <reason>`` (``explain.json not saved: <reason>`` after the why lines when only the file could
+    not be written); empty when the run was not explained. Pure."""
     e = run.explanation
     if e is None:
         return []
     lines = [f"{w.endpoint} ({', '.join(w.metrics) or 'stopped'}): {w.sentence}" for w in e.why]
-    if e.skipped is not None:
-        lines.append(f"no explanation: {e.skipped}")
+    if (skipped := _skipped_line(e)) is not None:
+        lines.append(skipped)
     return lines
+
+
+def _skipped_line(e: StopExplanation) -> str | None:
+    """``no explanation: <reason>``; ``explain.json not saved: <reason>`` when the stop was explained (``why``) but
+    its file could not be written; None when nothing was skipped."""
+    if e.skipped is None:
+        return None
+    return f"{'explain.json not saved' if e.why else 'no explanation'}: {e.skipped}"
 
 
 def headline(run: CutoverRun) -> str:
@@ -856,7 +865,7 @@ def _explanation_view(run: CutoverRun) -> dict[str, Any] | None:
         "step": _why_step(run),
         "sides": f"{run.old.service} in {run.old.env} vs {run.new.service} in {run.new.env}",
         "rows": [{"endpoint": w.endpoint, "metrics": ", ".join(w.metrics), "sentence": w.sentence} for w in e.why],
-        "skipped": e.skipped,
+        "skipped": _skipped_line(e),
         "file": e.file,
     }
 

@@ -1087,8 +1087,8 @@ def _explain(
         explanation = StopExplanation(skipped=str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
     for why in explanation.why:
         progress(f"why {why.endpoint}: {why.sentence}")
-    if explanation.skipped is not None:
-        progress(f"no explanation: {explanation.skipped}")
+    if explanation.skipped is not None:  # explained, its file unwritable: not "no explanation" under the why lines
+        progress(f"{'explain.json not saved' if explanation.why else 'no explanation'}: {explanation.skipped}")
     journal = Journal(path, clock)
     try:
         journal.append("explain", **encode_explanation(explanation))

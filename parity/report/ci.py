@@ -230,7 +230,7 @@ def _skipped(e: EndpointResult, result: ParityResult) -> tuple[str, str]:
     return message, "\n".join(lines)
 
 
-def junit_xml(result: ParityResult) -> str:
+def junit_xml(result: ParityResult, explanations: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """JUnit XML: ``<testsuites>`` holding one ``<testsuite name="parity">``, one testcase per endpoint.
 
     A failed endpoint carries ``<failure message="first reason" type="regression">`` with every reason,
@@ -242,6 +242,8 @@ def junit_xml(result: ParityResult) -> str:
     it was shown, not judged. A partial run (a side holds only part of its run) leads with a ``run complete``
     testcase (classname ``parity.run``) carrying ``<error type="partial">`` — counted in ``errors`` and
     ``tests``, so CI shows the run as broken even when every endpoint passed — and a ``partial`` property.
+    ``explanations`` (endpoint key → explain.json entry): a failed, inconclusive or marginal endpoint's text ends
+    with its ``why (sampled APM traces): …`` line (a pass stays an empty testcase).
     """
     counts = result.counts()
     totals = {
@@ -277,12 +279,15 @@ def junit_xml(result: ParityResult) -> str:
         )
     for e in result.endpoints:
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": _xml(e.endpoint.key), "time": "0"})
-        reasons = _xml("\n".join(e.reasons))
+        w = explain_why((explanations or {}).get(e.endpoint.key))
+        why = () if w is None else (f"why (sampled APM traces): {w}",)
+        reasons = _xml("\n".join((*e.reasons, *why)))
         first = _xml(e.reasons[0]) if e.reasons else e.verdict.value
         if e.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", {"message": first, "type": "regression"}).text = reasons
         elif e.verdict is Verdict.INCONCLUSIVE:
             message, text = _skipped(e, result)
+            text = "\n".join(t for t in (text, *why) if t)
             ET.SubElement(case, "skipped", {"message": _xml(message)}).text = _xml(text)
         elif e.verdict is Verdict.MARGINAL:
             ET.SubElement(case, "system-out").text = reasons

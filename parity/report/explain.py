@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from parity.judge.result import ParityResult, SideInfo
+from parity.report.text import cut
 
 __all__ = [
     "BAR_COMPONENTS",
+    "BAR_LABEL_CHARS",
     "EXPLAIN_FILE",
     "FORMAT",
     "FORMAT_VERSION",
@@ -45,6 +47,9 @@ Explanations = Mapping[str, Mapping[str, Any]]
 
 BAR_COMPONENTS = 7
 """Components drawn one by one in the stacked bar (the largest); the rest are summed as "other"."""
+BAR_LABEL_CHARS = 40
+"""A component's name in the stacked bar's legend at most (cut with "…": a legend entry cannot wrap, a longer one is
+clipped and loses its colour box); the changed-components table names it whole."""
 
 
 def read_explain_json(path: Path) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def explanations_beside(directory: Path, result: ParityResult) -> tuple[dict[str
         doc = read_explain_json(path)
     except ValueError as exc:
         return {}, f"{exc}: not shown in the report"
-    old, new = doc.get("old") or {}, doc.get("new") or {}
+    old, new = (side if isinstance(side := doc.get(name), Mapping) else {} for name in ("old", "new"))
     if old.get("window") != _window(result.baseline) or new.get("window") != _window(result.candidate):
         return (
             {},
@@ -132,11 +137,16 @@ def _ratio(value: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
+def _count(value: float) -> str:
+    """Calls per request: 8.0, 24.0; a rare call two significant digits (0.033: 1 request in 30), never 0.0."""
+    return f"{value:.1f}" if value == 0 or value >= 0.95 else f"{value:.2g}"
+
+
 def _calls(c: Mapping[str, Any]) -> str:
     old, new, ratio = _num(c.get("old_calls")), _num(c.get("new_calls")), _num(c.get("calls_ratio"))
     if old is None or new is None:
         return "—"
-    text = f"{old:.1f} → {new:.1f}"
+    text = f"{_count(old)} → {_count(new)}"
     low, high = _num(c.get("calls_ratio_low")), _num(c.get("calls_ratio_high"))
     if ratio is not None:
         bounds = f", {_ratio(low)}–{_ratio(high)}" if low is not None and high is not None else ""
@@ -156,7 +166,8 @@ def _reads_line(reads: Any) -> str | None:
     total = sum(n for _, n in counts if isinstance(n, int))
     per = ", ".join(f"{name} {n}" for name, n in counts if isinstance(n, int))
     text = f"{total} Spans API request{'' if total == 1 else 's'} ({per})"
-    waits = [w for _, r in sides for w in r.get("waits_s") or () if isinstance(w, int | float)]
+    listed = [r.get("waits_s") for _, r in sides]
+    waits = [w for ws in listed if isinstance(ws, list) for w in ws if isinstance(w, int | float)]
     if waits:
         text += f"; waited {sum(waits):g} s for its rate limit"
     seen = [r.get("rate_limit") for _, r in sides if isinstance(r.get("rate_limit"), str)]
@@ -166,24 +177,26 @@ def _reads_line(reads: Any) -> str | None:
 
 def detail(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The HTML detail of one explanation (short keys, pre-formatted): ``w`` the why line, ``ok`` explained (False:
-    ``w`` is "no explanation: ..."), ``bar`` ``[[label, old ms, new ms], ...]`` (largest first, the rest summed as
-    "other"; None without figures), ``t`` the changed components (slower/faster) as ``[label, change, old ms, new
-    ms, difference with its interval, calls per request old → new (ratio, interval)]``, ``sm`` the sampling
-    statement, ``rl`` what the reads cost (Spans API requests, rate-limit waits, the rate limit last seen; absent
-    when no side was read)."""
+    ``w`` is "no explanation: ..."), ``bar`` ``[[label, old ms, new ms], ...]`` (labels cut at
+    :data:`BAR_LABEL_CHARS`; largest first, the rest summed as "other"; None without figures), ``t`` the changed
+    components (slower/faster) as ``[label, change, old ms, new ms, difference with its interval, calls per request
+    old → new (ratio, interval)]``, ``sm`` the sampling statement, ``rl`` what the reads cost (Spans API requests,
+    rate-limit waits, the rate limit last seen; absent when no side was read)."""
     out: dict[str, Any] = {"w": why(entry) or "", "ok": bool(entry.get("available"))}
-    sampling = entry.get("sampling") or {}
-    if isinstance(sampling.get("statement"), str):
+    sampling = entry.get("sampling")
+    if isinstance(sampling, Mapping) and isinstance(sampling.get("statement"), str):
         out["sm"] = sampling["statement"]
     cost = _reads_line(entry.get("reads"))
     if cost:
         out["rl"] = cost
-    comps = [c for c in entry.get("components") or [] if isinstance(c, Mapping)]
+    listed = entry.get("components")
+    comps = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
     if not out["ok"] or not comps:
         return out
     sized = sorted(comps, key=lambda c: -max(_num(c.get("old_ms")) or 0.0, _num(c.get("new_ms")) or 0.0))
     bar: list[tuple[str, float | None, float | None]] = [
-        (str(c.get("label")), _num(c.get("old_ms")), _num(c.get("new_ms"))) for c in sized[:BAR_COMPONENTS]
+        (cut(str(c.get("label")), BAR_LABEL_CHARS), _num(c.get("old_ms")), _num(c.get("new_ms")))
+        for c in sized[:BAR_COMPONENTS]
     ]
     rest = sized[BAR_COMPONENTS:]
     if rest:

@@ -422,7 +422,7 @@ def write_reports(
     rendered = {
         "index.html": render_html(result, meta, measurements, explanations),
         "parity.json": json.dumps(parity_json(result, meta), indent=2, allow_nan=False, ensure_ascii=False) + "\n",
-        "junit.xml": junit_xml(result),
+        "junit.xml": junit_xml(result, explanations),
         "summary.md": summary_md(
             result,
             meta,
