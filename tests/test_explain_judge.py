@@ -374,3 +374,11 @@ def test_endpoints_explained_together_share_one_family_of_intervals() -> None:
     twelve = explain("GET /x", TraceSample(traces=tuple(base)), TraceSample(traces=tuple(shifted)), endpoints=12)
     assert by_label(one)["app code"].change is Change.SLOWER
     assert by_label(twelve)["app code"].change is not Change.SLOWER
+
+
+def test_calls_per_request_are_never_written_as_zero_when_made() -> None:
+    from parity.explain.judge import calls_text
+
+    assert [calls_text(v) for v in (0.0, 1 / 30, 0.02, 0.5, 0.96, 8.0, 24.0)] == [
+        "0.0", "0.033", "0.02", "0.5", "1.0", "8.0", "24.0",
+    ]  # fmt: skip

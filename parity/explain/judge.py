@@ -75,6 +75,7 @@ __all__ = [
     "RequestChange",
     "Sampling",
     "TraceSample",
+    "calls_text",
     "explain",
     "no_explanation",
     "to_json",
@@ -330,23 +331,29 @@ def _signed(value: float) -> str:
     return ("+" if value >= 0 else "−") + _ms(abs(value))
 
 
+def calls_text(value: float) -> str:
+    """Calls per request as the sentence and the report write them: 8.0, 24.0; a rare call two significant digits
+    (0.033: 1 request in 30), never 0.0 for a call that was made."""
+    return f"{value:.1f}" if value == 0 or value >= 0.95 else f"{value:.2g}"
+
+
 def _detail(c: ComponentChange) -> str:
     """The parenthesis after a component in the sentence: what happened to its calls."""
     if c.kind is Kind.APP:
         return ""
     word = _CALL_WORDS.get(c.kind, "calls")
     if c.old_calls == 0:
-        return f" (new: {c.new_calls:.1f} {word} per request)"
+        return f" (new: {calls_text(c.new_calls)} {word} per request)"
     if c.new_calls == 0:
-        return f" (gone: {c.old_calls:.1f} {word} per request before)"
+        return f" (gone: {calls_text(c.old_calls)} {word} per request before)"
     ratio, low, high = c.calls_ratio, c.calls_ratio_low, c.calls_ratio_high
     if ratio is not None and low is not None and low > 1 and ratio >= CALLS_MIN_RATIO:
-        return f" ({ratio:.1f}× more {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
+        return f" ({ratio:.1f}× more {word}: {calls_text(c.old_calls)} → {calls_text(c.new_calls)} per request)"
     if ratio is not None and high is not None and high < 1 and ratio <= 1 / CALLS_MIN_RATIO:
-        return f" ({ratio:.2f}× the {word}: {c.old_calls:.1f} → {c.new_calls:.1f} per request)"
+        return f" ({ratio:.2f}× the {word}: {calls_text(c.old_calls)} → {calls_text(c.new_calls)} per request)"
     per_old = c.old_ms / c.old_calls
     per_new = c.new_ms / c.new_calls
-    return f" ({c.new_calls:.1f} {word} per request, {_ms(per_old)} → {_ms(per_new)} ms each)"
+    return f" ({calls_text(c.new_calls)} {word} per request, {_ms(per_old)} → {_ms(per_new)} ms each)"
 
 
 def _sentence(request: RequestChange, ordered: Sequence[ComponentChange], named: Sequence[str]) -> str:

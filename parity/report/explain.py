@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from parity.explain.judge import calls_text
 from parity.judge.result import ParityResult, SideInfo
 from parity.report.text import cut
 
@@ -137,16 +138,11 @@ def _ratio(value: float) -> str:
     return f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
-def _count(value: float) -> str:
-    """Calls per request: 8.0, 24.0; a rare call two significant digits (0.033: 1 request in 30), never 0.0."""
-    return f"{value:.1f}" if value == 0 or value >= 0.95 else f"{value:.2g}"
-
-
 def _calls(c: Mapping[str, Any]) -> str:
     old, new, ratio = _num(c.get("old_calls")), _num(c.get("new_calls")), _num(c.get("calls_ratio"))
     if old is None or new is None:
         return "—"
-    text = f"{_count(old)} → {_count(new)}"
+    text = f"{calls_text(old)} → {calls_text(new)}"
     low, high = _num(c.get("calls_ratio_low")), _num(c.get("calls_ratio_high"))
     if ratio is not None:
         bounds = f", {_ratio(low)}–{_ratio(high)}" if low is not None and high is not None else ""
