@@ -346,8 +346,7 @@ def _cmd_cutover(args: argparse.Namespace, _argv: Sequence[str]) -> int:
             print(line)
         print("dry run: nothing was sent, changed or written")
         return EXIT_OK
-    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
-    missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+    api_key, app_key, missing = _datadog_keys()
     if missing:
         raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
     site = settings.site or os.environ.get("DD_SITE") or None
@@ -677,8 +676,7 @@ def _cmd_pull(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     from parity.sources.replay_window import server_side_of
     from parity.sources.routes import describe_route_map
 
-    api_key, app_key = os.environ.get("DD_API_KEY", ""), os.environ.get("DD_APP_KEY", "")
-    missing = [name for name, value in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not value]
+    api_key, app_key, missing = _datadog_keys()
     if missing:
         raise BadInput(f"{' and '.join(missing)} not set: export the Datadog key(s) in the environment")
     start, end, replay, output = _pull_window(args)
@@ -793,9 +791,9 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
         run_explain,
         selector_from_side,
         why_lines,
+        write_explain_json,
     )
     from parity.explain.datadog_spans import DatadogSpans, SamplePolicy
-    from parity.report.write import write_atomic
 
     path: Path = args.parity
     with reading(path, "a parity.json file"):
@@ -837,12 +835,10 @@ def _cmd_explain(args: argparse.Namespace, _argv: Sequence[str]) -> int:
                 progress=lambda line: print(f"parity: {line}", file=sys.stderr),
             )
     document = explain_document(results, old=old, new=new, parity=str(path))
-    target = out_dir / EXPLAIN_FILE
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+        target = write_explain_json(out_dir, document)
     except OSError as exc:
-        raise BadInput(f"{target}: cannot write it: {exc.strerror or exc}") from None
+        raise BadInput(f"{out_dir / EXPLAIN_FILE}: cannot write it: {exc.strerror or exc}") from None
     if not endpoints:
         print(f"parity: nothing to explain: {path} has no regressed endpoint (name some with --endpoints)")
     for line in why_lines(document):

@@ -30,7 +30,6 @@ side is no explanation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from parity.explain.command import (
     TraceReader,
     explain_document,
     run_explain,
+    write_explain_json,
 )
 from parity.explain.datadog_spans import SamplePolicy
 from parity.explain.judge import no_explanation
@@ -156,8 +156,6 @@ def explain_stop(
     """Explain a STOPPED ``run`` (see the module docstring) from ``reader``'s traces and write ``out/explain.json``.
     Never raises for what it cannot do: that is :attr:`StopExplanation.skipped`; a failed read of one endpoint is
     its ``no explanation: <reason>`` sentence."""
-    from parity.report.write import write_atomic
-
     if run.outcome is not Outcome.STOPPED:
         return StopExplanation(skipped=f"the cutover {run.outcome.value}: only a stop is explained")
     stopped = _stopped_step(run)
@@ -202,12 +200,10 @@ def explain_stop(
         StopWhy(r.explanation.endpoint, stopped_by.get(r.explanation.endpoint, ()), r.explanation.sentence)
         for r in results
     )
-    target = out / EXPLAIN_FILE
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+        write_explain_json(out, document)
     except OSError as exc:
-        return StopExplanation(why, None, f"{target}: cannot write it: {exc.strerror or exc}")
+        return StopExplanation(why, None, f"{out / EXPLAIN_FILE}: cannot write it: {exc.strerror or exc}")
     return StopExplanation(why, EXPLAIN_FILE)
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "run_explain",
     "selector_from_side",
     "why_lines",
+    "write_explain_json",
 ]
 
 DEFAULT_TOP = 3
@@ -254,6 +255,19 @@ def explain_document(
     }
 
 
+def write_explain_json(out_dir: Path, document: Mapping[str, Any]) -> Path:
+    """Write ``document`` (:func:`explain_document`) as ``out_dir/explain.json`` atomically, creating ``out_dir``;
+    the path. OSError when it cannot be written (the caller says so in one line)."""
+    import json
+
+    from parity.report.write import write_atomic
+
+    target = out_dir / EXPLAIN_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    return target
+
+
 def why_lines(document: Mapping[str, Any]) -> list[str]:
     """One line per explained endpoint: ``<endpoint>: <why sentence>`` (``no explanation: <reason>`` when
     there is none)."""
@@ -374,11 +388,8 @@ def explain_to_dir(
     (``access`` is then the reason), nothing regressed (and nothing named), a side without APM env or service, a
     bad site or URL, an unwritable file: each is :attr:`ExplainOutcome.skipped`. A failed read of one endpoint is
     that endpoint's ``no explanation: <reason>`` inside the file."""
-    import json
-
     from parity.explain.datadog_spans import DatadogSpans
     from parity.judge.result import Verdict
-    from parity.report.write import write_atomic
 
     if isinstance(access, str):
         return ExplainOutcome(skipped=access)
@@ -398,10 +409,8 @@ def explain_to_dir(
             )  # fmt: skip
     except ValueError as exc:
         return ExplainOutcome(skipped=str(exc))
-    target = out / EXPLAIN_FILE
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+        target = write_explain_json(out, document)
     except OSError as exc:
-        return ExplainOutcome(skipped=f"{target}: cannot write it: {exc.strerror or exc}")
+        return ExplainOutcome(skipped=f"{out / EXPLAIN_FILE}: cannot write it: {exc.strerror or exc}")
     return ExplainOutcome({e["endpoint"]: e for e in document["explanations"]}, target)
